@@ -1,0 +1,3 @@
+"""eldric: a distributed, OpenAI-compatible LLM inference gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from eldric.cli import main
+
+main()

@@ -1,0 +1,156 @@
+"""Make one aiohttp app per chosen role and run them all in one uvloop event loop.
+
+Each role gets its own app and port but shares the process's bus and client session.
+SIGTERM/SIGINT: stop accepting, let in-flight requests (streams too) finish within the
+grace period, then close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from eldric import __version__, keys
+from eldric.bus import Bus
+from eldric.bus.routes import add_routes
+from eldric.config import ProcessConfig
+from eldric.context import RoleInfo
+from eldric.errors import ConfigError
+from eldric.http import middleware, on_prepare
+from eldric.registry import Role
+
+log = structlog.get_logger("eldric")
+
+
+def make_session() -> aiohttp.ClientSession:
+    """The one pooled client session of the process (keep-alive to every upstream).
+
+    auto_decompress is off so a reply's bytes pass through exactly as the upstream sent
+    them; the connection limit is generous because backpressure is the router's job.
+    """
+    connector = aiohttp.TCPConnector(limit=4096, limit_per_host=0, ttl_dns_cache=300,
+                                     keepalive_timeout=60)
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                 skip_auto_headers=("User-Agent",), trust_env=False)
+
+
+def advertise_url(cfg: Any, port: int) -> str:
+    if cfg.advertise_url:
+        return cfg.advertise_url.rstrip("/")
+    host = cfg.bind_address
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
+             session: aiohttp.ClientSession, url: str) -> web.Application:
+    app = web.Application(middlewares=[middleware], client_max_size=cfg.max_body_bytes)
+    app[keys.BUS] = bus
+    app[keys.SESSION] = session
+    app[keys.PROCESS] = process
+    app[keys.CONFIG] = cfg
+    app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url)
+    app.on_response_prepare.append(on_prepare)
+    add_routes(app)
+    role.build(app, cfg)
+    return app
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before building the app, so port 0 resolves to a real port the role can
+    advertise (the worker registers that URL)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,
+                *, on_ready: Callable[[dict[str, str]], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the roles until SIGTERM/SIGINT (or until `stop` is set, for embedding)."""
+    os.makedirs(process.data_dir, exist_ok=True)
+    bus = Bus()
+    bus.roles = [r.name for r in roles]
+    session = make_session()
+    loop = asyncio.get_running_loop()
+    install_signals = stop is None
+    stop = stop or asyncio.Event()
+    signals_seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            log.warning("forced_exit", signal=signal.Signals(signum).name)
+            os._exit(1)
+        log.info("shutting_down", signal=signal.Signals(signum).name,
+                 grace_period_ms=process.grace_period_ms)
+        stop.set()
+
+    if install_signals:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+
+    runners: list[web.AppRunner] = []
+    urls: dict[str, str] = {}
+    try:
+        for role in roles:
+            cfg = configs[role.name]
+            sock = bind_socket(cfg.bind_address, cfg.port)
+            port = sock.getsockname()[1]
+            url = advertise_url(cfg, port)
+            app = make_app(role, cfg, process, bus, session, url)
+            runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                                   shutdown_timeout=process.grace_period_ms / 1000)
+            await runner.setup()
+            runners.append(runner)
+            await web.SockSite(runner, sock).start()
+            host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
+            urls[role.name] = f"http://{host}:{port}"
+            log.info("listening", role=role.name, bind=f"{cfg.bind_address}:{port}",
+                     advertise_url=url, version=__version__)
+        if on_ready is not None:
+            on_ready(urls)
+        await stop.wait()
+    finally:
+        # Stop every listener first, then wait for in-flight requests of all roles at once.
+        await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
+        await session.close()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("stopped")
+
+
+def run(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,
+        on_ready: Callable[[dict[str, str]], None] | None = None) -> None:
+    try:
+        import uvloop
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        runner = asyncio.run
+    try:
+        runner(serve(roles, configs, process, on_ready=on_ready))
+    except ConfigError as exc:
+        print(f"eldric: {exc}", file=sys.stderr)
+        sys.exit(2)

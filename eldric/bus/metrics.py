@@ -1,0 +1,65 @@
+"""Counters and histograms of one process, rendered as Prometheus text at /metrics.
+
+One CollectorRegistry per Bus (never the global default one), so several buses in one
+test process do not collide.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
+                               ProcessCollector, generate_latest)
+
+# Token streams are slow and long, so the buckets reach minutes.
+_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                     1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class LabelGuard:
+    """Caps distinct values of a client-supplied label (model names) so a client sending
+    random names cannot grow /metrics without bound."""
+
+    def __init__(self, limit: int = 200):
+        self.limit = limit
+        self.seen: set[str] = set()
+
+    def __call__(self, value: str | None) -> str:
+        if not value:
+            return ""
+        if value in self.seen:
+            return value
+        if len(self.seen) < self.limit:
+            self.seen.add(value)
+            return value
+        return "other"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)
+        self.model_label = LabelGuard()
+        self.requests = Counter("eldric_requests", "Requests answered, by route and status",
+                                ["role", "route", "status", "model"], registry=r)
+        self.duration = Histogram("eldric_request_duration_seconds",
+                                  "Time from request arrival to the end of the reply",
+                                  ["role", "route"], buckets=_DURATION_BUCKETS, registry=r)
+        self.ttfb = Histogram("eldric_time_to_first_byte_seconds",
+                              "Time from request arrival to the first reply byte sent",
+                              ["role", "route"], buckets=_DURATION_BUCKETS, registry=r)
+        self.active = Gauge("eldric_active_requests", "Requests being handled now",
+                            ["role"], registry=r)
+        self.disconnects = Counter("eldric_client_disconnects",
+                                   "Clients that went away before their reply ended",
+                                   ["role"], registry=r)
+        self.upstream_healthy = Gauge("eldric_upstream_healthy",
+                                      "1 if the upstream is healthy, 0 if not",
+                                      ["role", "upstream"], registry=r)
+        self.upstream_active = Gauge("eldric_upstream_active_requests",
+                                     "Requests in flight to the upstream",
+                                     ["role", "upstream"], registry=r)
+        self.upstream_requests = Counter("eldric_upstream_requests",
+                                         "Requests sent upstream, by outcome",
+                                         ["role", "upstream", "outcome"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

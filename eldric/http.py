@@ -1,0 +1,129 @@
+"""What every role's aiohttp app shares: the request middleware and error rendering.
+
+One middleware does it all (an extra middleware is an extra await per request): request
+id, error rendering, one access-log line, request metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+
+from eldric import keys
+from eldric.context import Hop
+from eldric.errors import EldricError, error_json
+from eldric.stream import UpstreamFailure
+
+log = structlog.get_logger("eldric.access")
+
+# An incoming X-Request-ID is kept only if it is a sane token (it goes into every log line).
+_GOOD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _request_id(request: web.Request) -> str:
+    rid = request.headers.get("X-Request-ID")
+    if rid and _GOOD_ID.match(rid):
+        return rid
+    return uuid.uuid4().hex
+
+
+def _route_of(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+@web.middleware
+async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    role = request.app[keys.ROLE].name
+    hop = request[keys.HOP] = Hop(request_id=_request_id(request), role=role,
+                                  started=time.perf_counter())
+    metrics = request.app[keys.BUS].metrics
+    active = metrics.active.labels(role)
+    active.inc()
+    status = 500
+    try:
+        try:
+            resp = await handler(request)
+        except EldricError as exc:
+            resp = _error_response(exc.status, exc.body(), exc.headers)
+        except UpstreamFailure as exc:
+            resp = exc.response()
+        except web.HTTPException as exc:
+            resp = _http_exception(exc)
+        except asyncio.CancelledError:
+            status = 499  # nginx's "client closed request", for the log and metrics
+            raise
+        except Exception:
+            log.exception("unhandled_error", path=request.path)
+            resp = _error_response(500, error_json(500, "internal error in eldric; see its log "
+                                                   f"(request id {hop.request_id})",
+                                                   code="internal_error"))
+        status = resp.status
+        return resp
+    finally:
+        active.dec()
+        _finish(request, hop, status, metrics)
+
+
+def _finish(request: web.Request, hop: Hop, status: int, metrics) -> None:  # type: ignore[no-untyped-def]
+    duration = time.perf_counter() - hop.started
+    if hop.ttfb is None and hop.upstream is not None:
+        hop.ttfb = duration  # a whole reply returned to aiohttp goes out right after this
+    route = hop.route or _route_of(request)
+    model = metrics.model_label(hop.model)
+    metrics.requests.labels(hop.role, route, str(status), model).inc()
+    metrics.duration.labels(hop.role, route).observe(duration)
+    if hop.ttfb is not None:
+        metrics.ttfb.labels(hop.role, route).observe(hop.ttfb)
+    log.info("request", request_id=hop.request_id, role=hop.role, method=request.method,
+             path=request.path, model=hop.model, upstream=hop.upstream, status=status,
+             duration_ms=round(duration * 1000, 3),
+             ttfb_ms=None if hop.ttfb is None else round(hop.ttfb * 1000, 3))
+
+
+def _error_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=body, headers=headers,
+                        content_type="application/json")
+
+
+def _http_exception(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (unknown route, wrong method, body too large) as OpenAI errors."""
+    status = exc.status
+    if status < 400:
+        return exc  # redirects etc. pass as they are
+    if status == 404:
+        message, code = "no such route", "not_found"
+    elif status == 413:
+        message, code = exc.text or "request body too large", "request_too_large"
+    else:
+        message, code = exc.reason, None
+    headers = {k: v for k, v in exc.headers.items()
+               if k.lower() in ("allow", "retry-after")}
+    return _error_response(status, error_json(status, message, code=code), headers)
+
+
+async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    hop = request.get(keys.HOP)
+    if hop is not None:
+        response.headers["X-Request-ID"] = hop.request_id
+        if hop.ttfb is None:
+            hop.ttfb = time.perf_counter() - hop.started
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body, within the role's body timeout and size limit.
+
+    A client that trickles its body (slow loris) gets 408; one over the limit gets 413.
+    """
+    cfg = request.app[keys.CONFIG]
+    try:
+        async with asyncio.timeout(cfg.body_timeout_ms / 1000):
+            return await request.read()
+    except TimeoutError:
+        raise EldricError(f"the request body did not arrive within {cfg.body_timeout_ms} ms",
+                          status=408, code="body_timeout") from None

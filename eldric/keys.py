@@ -1,0 +1,31 @@
+"""Every typed key for shared state on an aiohttp Application or Request.
+
+Keeping them in one module is what lets roles, stream/ and bus/ share state without string
+keys or module-level globals.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from eldric.bus import Bus
+    from eldric.config import ProcessConfig
+    from eldric.context import Hop, RoleInfo
+
+# Process-wide (the same objects in every role's app of one process).
+BUS: web.AppKey["Bus"] = web.AppKey("eldric_bus")
+SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("eldric_session", aiohttp.ClientSession)
+PROCESS: web.AppKey["ProcessConfig"] = web.AppKey("eldric_process")
+
+# Per role app.
+ROLE: web.AppKey["RoleInfo"] = web.AppKey("eldric_role")
+CONFIG: web.AppKey[Any] = web.AppKey("eldric_config")
+# A role may replace how /health is answered (the worker answers a WorkerHealth).
+HEALTH: web.AppKey[Any] = web.AppKey("eldric_health")
+
+# Per request.
+HOP: web.RequestKey["Hop"] = web.RequestKey("eldric_hop")

@@ -1,0 +1,78 @@
+"""The role registry: built-in roles plus the "eldric.roles" entry-point group.
+
+A role is data plus one function (see ``Role``); eldric's CLI knows no role by name, it
+asks this registry. Roles are imported lazily: ``eldric --help`` lists names without
+importing every role's dependencies.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
+
+import msgspec
+
+from eldric.errors import ConfigError
+
+ENTRY_POINT_GROUP = "eldric.roles"
+
+# name -> "module:attr". Third-party roles come from the entry-point group instead.
+BUILTIN: dict[str, str] = {
+    "worker": "eldric.roles.worker:ROLE",
+}
+
+
+@dataclass(frozen=True)
+class Role:
+    """What eldric needs to run a role.
+
+    ``build(app, cfg)`` adds the role's routes and ``cleanup_ctx`` entries to an aiohttp
+    application that already carries the shared process state (see ``eldric.keys``) and
+    the common routes (/health, /api/v1/health, /metrics).
+    """
+
+    name: str
+    port: int
+    config: type[msgspec.Struct]
+    build: Callable[[Any, Any], None]
+    description: str = ""
+    # Config overrides applied (below file, env and flags) when run as part of --role all.
+    quickstart: Mapping[str, Any] = field(default_factory=dict)
+    # Whether --role all includes this role.
+    in_all: bool = True
+
+
+def available() -> dict[str, str]:
+    """Every known role name -> its "module:attr" target (built-ins win on a clash)."""
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {**found, **BUILTIN}
+
+
+def load(name: str) -> Role:
+    roles = available()
+    if name not in roles:
+        raise ConfigError(f"unknown role {name!r}; known roles: {', '.join(sorted(roles))}")
+    target = roles[name]
+    module_name, _, attr = target.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr or "ROLE")
+    except Exception as exc:  # a broken plugin must not crash the CLI with a traceback
+        raise ConfigError(f"role {name!r} ({target}) could not be loaded: {exc}") from None
+    if not isinstance(obj, Role):
+        raise ConfigError(f"role {name!r} ({target}) is not an eldric.registry.Role")
+    return obj
+
+
+def resolve(spec: str) -> list[Role]:
+    """`worker`, `router,worker` or `all` -> the Role objects, in the order given."""
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise ConfigError("--role is empty; known roles: " + ", ".join(sorted(available())))
+    if names == ["all"]:
+        return [r for r in (load(n) for n in BUILTIN) if r.in_all]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--role names a role twice: {spec}")
+    return [load(n) for n in names]

@@ -1,0 +1,88 @@
+"""The worker role: fronts exactly one local inference backend (port 8890)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from eldric import keys
+from eldric.registry import Role
+from eldric.roles.worker.backends import KINDS, base_url
+from eldric.roles.worker.config import WorkerConfig
+from eldric.roles.worker.handlers import add_routes
+from eldric.roles.worker.health import probe, probe_loop, worker_health
+from eldric.roles.worker.registration import load_id, new_id, registration_loop, save_id
+from eldric.roles.worker.state import WORKER, WorkerState
+from eldric.stream import Timeouts
+from eldric.sysload import HostLoad
+from eldric.tasks import cancel, spawn
+
+log = structlog.get_logger("eldric.worker")
+
+
+async def _mock_backend(app: web.Application) -> AsyncIterator[None]:
+    """With --backend mock, run the mock generator on a private loopback port, so the
+    worker forwards to it through the same core as to any real backend."""
+    st = app[WORKER]
+    if st.cfg.backend != "mock":
+        yield
+        return
+    from eldric.mock import make_app
+
+    runner = web.AppRunner(make_app(st.cfg.mock_tokens, st.cfg.mock_token_delay_ms),
+                           access_log=None, handler_cancellation=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    st.set_backend(f"http://127.0.0.1:{port}")
+    log.info("mock_backend_started", url=st.backend_url,
+             note="test backend with made-up tokens, not inference")
+    yield
+    await runner.cleanup()
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    st = app[WORKER]
+    st.worker_id = load_id(app)
+    if st.worker_id is None and not st.cfg.controller_url:
+        st.worker_id = new_id()  # standalone: make our own id (the controller would assign)
+        save_id(app, st.worker_id)
+    await probe(app)  # so /health is true from the first request
+    await st.host.refresh_gpu()
+    tasks = [spawn(probe_loop(app), name="worker-probe")]
+    if st.cfg.controller_url:
+        tasks.append(spawn(registration_loop(app), name="worker-registration"))
+    log.info("worker_ready", backend=st.cfg.backend, backend_url=st.backend_url,
+             backend_healthy=st.upstream.healthy, models=st.upstream.models,
+             worker_id=st.worker_id)
+    yield
+    for task in tasks:
+        await cancel(task)
+
+
+def build(app: web.Application, cfg: WorkerConfig) -> None:
+    kind = KINDS[cfg.backend]
+    up = app[keys.BUS].upstream(f"backend:{cfg.backend}", "", role="worker")
+    up.healthy = False  # until the first probe answers
+    st = WorkerState(cfg=cfg, kind=kind, upstream=up, timeouts=Timeouts.from_config(cfg),
+                     host=HostLoad())
+    st.set_backend(base_url(cfg.backend_url or kind.default_url))
+    app[WORKER] = st
+    app[keys.HEALTH] = worker_health
+    app.cleanup_ctx.append(_mock_backend)
+    app.cleanup_ctx.append(_lifecycle)
+    add_routes(app)
+
+
+ROLE = Role(
+    name="worker",
+    port=8890,
+    config=WorkerConfig,
+    build=build,
+    description="fronts one local inference backend (Ollama, vLLM, llama.cpp, TGI, …)",
+    # The one-host quick start: no LLM server is assumed, so the mock backend answers.
+    quickstart={"backend": "mock", "bind_address": "127.0.0.1"},
+)

@@ -1,0 +1,39 @@
+"""The worker's settings (file section "worker", env ELDRIC_WORKER_*, flags)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from eldric.config import Ms, RoleConfig, flag_meta
+
+BackendType = Literal["ollama", "vllm", "llamacpp", "tgi", "localai", "lmdeploy", "mlc",
+                      "openai", "mock"]
+
+
+class WorkerConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535), flag_meta("port to listen on")] = 8890
+    backend: Annotated[BackendType, flag_meta(
+        "the local inference server this worker fronts (mock: a built-in test generator)")] = "ollama"
+    backend_url: Annotated[str | None, flag_meta(
+        "the backend's URL (default: the backend type's usual local port)")] = None
+    backend_api_key: Annotated[str | None, flag_meta(
+        "API key the backend demands (sent as Authorization: Bearer)")] = None
+    controller_url: Annotated[str | None, flag_meta(
+        "controller to register and heartbeat with", flag="controller")] = None
+    api_key: Annotated[str | None, flag_meta(
+        "the cluster key the controller demands on register/heartbeat")] = None
+    heartbeat_interval_ms: Annotated[Ms, flag_meta("heartbeat period, ms")] = 30_000
+    health_check_interval_ms: Annotated[Ms, flag_meta(
+        "how often the backend is probed (health and model list), ms",
+        flag="health-interval")] = 10_000
+    worker_id: Annotated[str | None, flag_meta(
+        "fixed worker id (default: kept in --data-dir across restarts)")] = None
+    tags: Annotated[list[str], flag_meta("labels the router can select on")] = []
+    max_concurrency: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
+        "requests this backend handles at once (reported to routers)")] = None
+    mock_tokens: Annotated[int, msgspec.Meta(ge=0, le=100_000), flag_meta(
+        "mock backend: tokens per reply")] = 16
+    mock_token_delay_ms: Annotated[float, msgspec.Meta(ge=0), flag_meta(
+        "mock backend: delay between tokens, ms", flag="mock-token-delay")] = 0.0

@@ -1,0 +1,91 @@
+"""The worker's routes: thin handlers over the forwarding core."""
+
+from __future__ import annotations
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from eldric import keys
+from eldric.bus.routes import json_response
+from eldric.errors import UpstreamTimeout, UpstreamUnavailable
+from eldric.http import read_body
+from eldric.roles.worker.backends import parse_models
+from eldric.roles.worker.state import WORKER, WorkerState
+from eldric.stream import UpstreamFailure, decode_head, forward
+from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
+
+
+async def _relay(request: web.Request, body: bytes) -> web.StreamResponse:
+    """Forward to the backend; a backend that cannot be reached is marked down at once."""
+    st = request.app[WORKER]
+    bus = request.app[keys.BUS]
+    try:
+        resp = await forward(request, st.target, request.path, body, timeouts=st.timeouts)
+    except UpstreamFailure as exc:
+        if exc.kind != "status":
+            bus.mark(st.upstream, False, exc.message)
+        raise _as_error(st, exc) from None
+    if not st.upstream.healthy and resp.status < 500:
+        bus.mark(st.upstream, True)
+    return resp
+
+
+def _as_error(st: WorkerState, exc: UpstreamFailure) -> Exception:
+    """With one backend there is nobody to retry on: say what the backend did."""
+    if exc.kind == "connect":
+        return UpstreamUnavailable(f"backend {st.cfg.backend} at {st.backend_url} is down: "
+                                   f"{exc.message}")
+    if exc.kind == "timeout":
+        return UpstreamTimeout(f"backend {st.cfg.backend} at {st.backend_url}: {exc.message}")
+    return exc  # the backend's own error status and (normalised) message
+
+
+async def inference(request: web.Request) -> web.StreamResponse:
+    """POST /v1/chat/completions, /v1/completions, /v1/embeddings."""
+    body = await read_body(request)
+    head = decode_head(body, HEAD_BY_PATH[request.path])
+    request[keys.HOP].model = head.model
+    return await _relay(request, body)
+
+
+async def passthrough(request: web.Request) -> web.StreamResponse:
+    """Any other /v1/* path (responses, rerank, audio, images…): forwarded as it is."""
+    body = await read_body(request)
+    return await _relay(request, body)
+
+
+async def models(request: web.Request) -> web.Response:
+    """GET /v1/models: the backend's own list, mapped to the OpenAI format."""
+    st = request.app[WORKER]
+    session = request.app[keys.SESSION]
+    try:
+        async with session.get(st.backend_url + st.kind.models_path,
+                               headers=st.target.headers if st.target else None,
+                               timeout=aiohttp.ClientTimeout(
+                                   total=None, sock_connect=st.timeouts.connect,
+                                   sock_read=st.timeouts.idle)) as resp:
+            raw = await resp.read()
+            status = resp.status
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        request.app[keys.BUS].mark(st.upstream, False, repr(exc))
+        raise UpstreamUnavailable(f"backend {st.cfg.backend} at {st.backend_url} is down: "
+                                  f"{type(exc).__name__}") from None
+    if status != 200:
+        raise UpstreamUnavailable(f"backend {st.cfg.backend} answered HTTP {status} for its "
+                                  "model list")
+    try:
+        ids = parse_models(st.kind, raw)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise UpstreamUnavailable(f"backend {st.cfg.backend} sent a model list eldric cannot "
+                                  f"read: {exc}") from None
+    st.upstream.models = ids
+    owner = st.cfg.backend
+    return json_response(ModelList(data=[Model(id=i, owned_by=owner) for i in ids]))
+
+
+def add_routes(app: web.Application) -> None:
+    for path in HEAD_BY_PATH:
+        app.router.add_post(path, inference)
+    app.router.add_get("/v1/models", models)
+    app.router.add_route("*", "/v1/{tail:.*}", passthrough)

@@ -1,0 +1,70 @@
+"""The worker's view of its backend: periodic probes and the WorkerHealth it reports."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import msgspec
+import structlog
+from aiohttp import web
+
+from eldric import __version__, keys
+from eldric.roles.worker.backends import parse_models
+from eldric.roles.worker.state import WORKER, WorkerState
+from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
+
+log = structlog.get_logger("eldric.worker")
+
+
+async def probe(app: web.Application) -> bool:
+    """Ask the backend for its model list: that is both the health check and the models."""
+    st = app[WORKER]
+    bus = app[keys.BUS]
+    up = st.upstream
+    url = st.backend_url + st.kind.models_path
+    timeout = min(st.cfg.health_check_interval_ms / 1000, 5.0)
+    try:
+        async with app[keys.SESSION].get(
+                url, headers=st.target.headers if st.target else None,
+                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise ValueError(f"HTTP {resp.status} from {st.kind.models_path}")
+            up.models = parse_models(st.kind, body)
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError, msgspec.DecodeError,
+            msgspec.ValidationError) as exc:
+        bus.mark(up, False, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        return False
+    bus.mark(up, True)
+    return True
+
+
+async def probe_loop(app: web.Application) -> None:
+    st = app[WORKER]
+    while True:
+        await asyncio.sleep(st.cfg.health_check_interval_ms / 1000)
+        await asyncio.gather(probe(app), st.host.refresh_gpu())
+
+
+def load_of(st: WorkerState) -> Load:
+    return Load(cpu_percent=st.host.cpu_percent(), memory_percent=st.host.memory_percent(),
+                gpu_percent=st.host.gpu_percent,
+                gpu_memory_percent=st.host.gpu_memory_percent,
+                active_requests=st.upstream.active, max_concurrency=st.cfg.max_concurrency)
+
+
+def worker_health(app: web.Application) -> WorkerHealth:
+    st = app[WORKER]
+    up = st.upstream
+    return WorkerHealth(
+        status="healthy" if up.healthy else "unhealthy",
+        worker_id=st.worker_id,
+        worker_type="inference",
+        backend=BackendInfo(type=st.cfg.backend, url=st.backend_url, healthy=up.healthy),
+        models=list(up.models),
+        load=load_of(st),
+        uptime_seconds=round(time.time() - st.started, 3),
+        version=__version__,
+    )

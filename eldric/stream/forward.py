@@ -1,0 +1,276 @@
+"""forward(): send one request upstream and relay the reply to the client, byte for byte.
+
+Every relaying hop (worker, router, edge, cloud) calls this one function. It never parses
+the reply: chunks are written to the client as they arrive. What it guarantees:
+
+- before any byte reached the client, an upstream failure (connection error, connect or
+  first-byte timeout, 5xx) raises ``UpstreamFailure(retryable=True)``, so the caller may
+  try another upstream; a 4xx is relayed (normalised to the OpenAI error shape);
+- after the first byte, a failure ends an SSE reply with one ``data: {"error": …}`` event
+  and a clean close (a non-SSE reply is cut, so the client sees it incomplete);
+- the client going away cancels the upstream request at once (its connection is closed,
+  so the backend stops generating), and the bus counts it;
+- timeouts: connect, first byte, and idle between chunks; never a total one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+from aiohttp import web
+
+from eldric import keys
+from eldric.bus import UpstreamState
+from eldric.errors import EldricError, error_json
+from eldric.stream.headers import downstream_headers, upstream_headers
+from eldric.stream.sse import EventSplitter, Tap, error_event
+from eldric.stream.upstream_errors import message_of, normalise
+
+log = structlog.get_logger("eldric.stream")
+
+# Replies up to this size with a Content-Length are read whole and sent in one write: one
+# syscall instead of three, and an upstream dying mid-body stays retryable.
+_WHOLE_BODY_LIMIT = 256 * 1024
+# An error body from upstream is read up to this much, then cut.
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect: float = 5.0
+    first_byte: float = 300.0
+    idle: float = 120.0
+
+    @classmethod
+    def from_config(cls, cfg: object) -> Timeouts:
+        return cls(connect=cfg.connect_timeout_ms / 1000,  # type: ignore[attr-defined]
+                   first_byte=cfg.first_byte_timeout_ms / 1000,  # type: ignore[attr-defined]
+                   idle=cfg.idle_timeout_ms / 1000)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where to send: the upstream's bus state, its base URL and the headers it needs."""
+
+    state: UpstreamState
+    base_url: str  # without trailing slash, e.g. http://127.0.0.1:11434
+    headers: Mapping[str, str] | None = None  # e.g. the upstream's Authorization
+
+
+class UpstreamFailure(Exception):
+    """The upstream failed before any byte reached the client."""
+
+    def __init__(self, upstream: str, kind: str, status: int, error_body: bytes):
+        self.upstream = upstream
+        self.kind = kind  # connect | timeout | status
+        self.status = status  # what the client gets if nobody retries
+        self.error_body = error_body  # OpenAI-shaped JSON
+        self.retryable = kind != "status" or status >= 500 or status == 429
+        super().__init__(f"{upstream}: {message_of(error_body)}")
+
+    @property
+    def message(self) -> str:
+        return message_of(self.error_body)
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, body=self.error_body,
+                            content_type="application/json")
+
+
+def _failure(up: UpstreamState, kind: str, status: int, message: str) -> UpstreamFailure:
+    code = {"connect": "upstream_unavailable", "timeout": "upstream_timeout"}.get(kind)
+    return UpstreamFailure(up.id, kind, status, error_json(status, message, code=code))
+
+
+async def forward(request: web.Request, target: Target, path: str, body: bytes, *,
+                  timeouts: Timeouts, rewrite: Callable[[bytes], bytes] | None = None,
+                  tap: Tap | None = None, method: str | None = None,
+                  query: str | None = None) -> web.StreamResponse:
+    """Relay `body` to target+path and stream the reply back to the client.
+
+    ``rewrite`` (optional) returns the body to send instead; ``tap`` (optional) is called
+    with every complete SSE event of the reply, read-only. Raises UpstreamFailure while
+    nothing has been sent to the client.
+    """
+    app = request.app
+    bus = app[keys.BUS]
+    hop = request[keys.HOP]
+    up = target.state
+    hop.upstream = up.id
+    if rewrite is not None:
+        body = rewrite(body)
+    url = target.base_url + path
+    qs = request.query_string if query is None else query
+    if qs:
+        url = f"{url}?{qs}"
+    headers = upstream_headers(request.headers, hop.request_id, target.headers)
+    t0 = time.perf_counter()
+    bus.request_started(up)
+    outcome = "error"
+    first_at: float | None = None  # perf_counter() when the first byte went to the client
+    upstream_resp: aiohttp.ClientResponse | None = None
+    try:
+        try:
+            async with asyncio.timeout(timeouts.first_byte):
+                upstream_resp = await app[keys.SESSION].request(
+                    method or request.method, url, data=body, headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect,
+                                                  sock_read=None),
+                    allow_redirects=False)
+        except TimeoutError:
+            raise _failure(up, "timeout", 504,
+                           f"upstream {up.id} gave no reply within "
+                           f"{timeouts.first_byte:g}s (first-byte timeout)") from None
+        except aiohttp.ServerTimeoutError:
+            raise _failure(up, "timeout", 504,
+                           f"upstream {up.id} did not accept a connection within "
+                           f"{timeouts.connect:g}s (connect timeout)") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _failure(up, "connect", 503,
+                           f"upstream {up.id} ({target.base_url}) is unreachable: "
+                           f"{_describe(exc)}") from None
+
+        status = upstream_resp.status
+        if status >= 400:
+            raw = await _read_bounded(upstream_resp, timeouts.idle, _ERROR_BODY_LIMIT)
+            failure = UpstreamFailure(up.id, "status", status, normalise(status, raw, up.id))
+            if failure.retryable:
+                raise failure
+            outcome = "client_error"
+            first_at = time.perf_counter()
+            return failure.response()
+
+        out_headers = downstream_headers(upstream_resp.headers)
+        length = upstream_resp.content_length
+        is_sse = upstream_resp.content_type == "text/event-stream"
+        if not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT:
+            try:
+                async with asyncio.timeout(timeouts.first_byte):
+                    data = await upstream_resp.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _failure(up, "timeout" if isinstance(exc, TimeoutError) else "connect",
+                               504 if isinstance(exc, TimeoutError) else 502,
+                               f"upstream {up.id} failed while sending its reply: "
+                               f"{_describe(exc)}") from None
+            first_at = time.perf_counter()
+            outcome = "ok"
+            return web.Response(status=status, body=data, headers=out_headers)
+
+        resp = web.StreamResponse(status=status, headers=out_headers)
+        if length is not None:
+            resp.content_length = length
+        splitter = EventSplitter(tap) if tap is not None and is_sse else None
+        outcome, first_at = await _relay(request, resp, upstream_resp, up, timeouts, is_sse,
+                                         splitter)
+        return resp
+    except asyncio.CancelledError:
+        outcome = "cancelled"
+        _client_left(request, up)
+        raise
+    finally:
+        if upstream_resp is not None:
+            if outcome == "ok" and upstream_resp.content.at_eof():
+                upstream_resp.release()  # back to the keep-alive pool
+            else:
+                upstream_resp.close()  # closes the connection: the backend stops at once
+        ok = outcome == "ok"
+        bus.request_finished(up, outcome,
+                             ttfb=first_at - t0 if ok and first_at is not None else None,
+                             latency=time.perf_counter() - t0 if ok else None)
+
+
+async def _relay(request: web.Request, resp: web.StreamResponse,
+                 upstream_resp: aiohttp.ClientResponse, up: UpstreamState, timeouts: Timeouts,
+                 is_sse: bool, splitter: EventSplitter | None) -> tuple[str, float | None]:
+    """Write the reply chunk by chunk as it arrives. Returns (outcome, first byte time)."""
+    loop = asyncio.get_running_loop()
+    content = upstream_resp.content
+    first_at: float | None = None
+    prepared = False
+    try:
+        # One timer for the whole stream, pushed forward after every chunk: the first
+        # chunk may take first_byte seconds, every later silence at most idle seconds.
+        async with asyncio.timeout(timeouts.first_byte) as timer:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
+                if not prepared:
+                    await resp.prepare(request)
+                    prepared = True
+                    first_at = time.perf_counter()
+                if splitter is not None:
+                    splitter.feed(chunk)
+                await resp.write(chunk)
+                timer.reschedule(loop.time() + timeouts.idle)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        what = (f"no data for {timeouts.idle:g}s (idle timeout)" if isinstance(exc, TimeoutError)
+                else _describe(exc))
+        message = f"upstream {up.id} failed mid-reply: {what}"
+        if not prepared:
+            status = 504 if isinstance(exc, TimeoutError) else 502
+            raise _failure(up, "timeout" if status == 504 else "connect", status,
+                           message) from None
+        log.warning("upstream_failed_mid_stream", upstream=up.id, error=what)
+        if is_sse:
+            code = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_error"
+            await resp.write(error_event(error_json(502, message, code=code)))
+            await resp.write_eof()
+        else:
+            # A JSON reply cut in the middle cannot be mended: drop the connection so the
+            # client sees it incomplete rather than a truncated body that looks whole.
+            if request.transport is not None:
+                request.transport.close()
+        return "error", first_at
+    except ConnectionError:
+        _client_left(request, up)
+        return "cancelled", first_at
+    if splitter is not None:
+        splitter.close()
+    if not prepared:
+        await resp.prepare(request)
+        first_at = time.perf_counter()
+    await resp.write_eof()
+    return "ok", first_at
+
+
+def _client_left(request: web.Request, up: UpstreamState) -> None:
+    hop = request[keys.HOP]
+    request.app[keys.BUS].metrics.disconnects.labels(hop.role).inc()
+    log.info("client_disconnected", upstream=up.id)
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, timeout: float, limit: int) -> bytes:
+    try:
+        async with asyncio.timeout(timeout):
+            return await resp.content.read(limit)
+    except (TimeoutError, aiohttp.ClientError):
+        return b""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def with_fields(**fields: object) -> Callable[[bytes], bytes]:
+    """A body rewrite that sets top-level fields (e.g. a fallback model, stream_options).
+
+    It decodes and re-encodes the body, so a caller uses it only when it must change it.
+    """
+    import msgspec
+
+    def rewrite(body: bytes) -> bytes:
+        data = msgspec.json.decode(body)
+        data.update(fields)
+        return msgspec.json.encode(data)
+
+    return rewrite
+
+
+__all__ = ["EldricError", "Target", "Timeouts", "UpstreamFailure", "forward", "with_fields"]

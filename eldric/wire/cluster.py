@@ -1,0 +1,71 @@
+"""Cluster wire types: what workers send the controller and what their /health says.
+
+Shared by every role that speaks them (worker, cloud, controller, router), so a field
+renamed here is renamed everywhere at once.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+WorkerType = Literal["inference", "cloud", "data", "science", "training", "media", "comm"]
+Status = Literal["healthy", "degraded", "unhealthy", "offline"]
+
+
+class Load(msgspec.Struct, omit_defaults=False):
+    """Reported load. GPU fields are null where no GPU can be read, never made up."""
+
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    gpu_percent: float | None = None
+    gpu_memory_percent: float | None = None
+    active_requests: int = 0
+    max_concurrency: int | None = None
+
+
+class BackendInfo(msgspec.Struct):
+    type: str
+    url: str
+    healthy: bool = False
+
+
+class WorkerHealth(msgspec.Struct, omit_defaults=False):
+    """GET /health of a worker-like role (worker, cloud)."""
+
+    status: Status
+    worker_id: str | None
+    worker_type: WorkerType
+    backend: BackendInfo
+    models: list[str]
+    load: Load
+    uptime_seconds: float
+    version: str = ""
+
+
+class WorkerInfo(msgspec.Struct, omit_defaults=True):
+    """POST /api/v1/workers/register body. `id` absent: the controller assigns one."""
+
+    worker_type: WorkerType
+    url: str
+    id: str | None = None
+    backend: BackendInfo | None = None
+    models: list[str] = []
+    tags: list[str] = []
+    load: Load = msgspec.field(default_factory=Load)
+    status: Status = "healthy"
+    version: str = ""
+
+
+class Heartbeat(msgspec.Struct, omit_defaults=False):
+    """POST /api/v1/workers/{id}/heartbeat body."""
+
+    status: Status
+    load: Load
+    models: list[str] = []
+    active_requests: int = 0
+
+
+class RegisterReply(msgspec.Struct):
+    id: str

@@ -1,0 +1,124 @@
+"""Shared fixtures: fake upstreams on 127.0.0.1 and eldric itself, started for real."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from eldric import config, registry
+from eldric.app import serve
+from eldric.cli import _flag_table, _flag_values
+
+from tests.fakes import controller as fake_controller
+from tests.fakes import ollama as fake_ollama
+from tests.fakes import openai_server as fake_openai
+
+
+@contextlib.asynccontextmanager
+async def run_eldric(role: str, tmp_path, **flags) -> AsyncIterator[dict[str, str]]:
+    """Run eldric in this event loop through the real start-up path (config load, bind,
+    app build, runner), exactly as the CLI does but without signal handlers. Flags are
+    given as python keywords: backend_url="http://…" is --backend-url."""
+    roles = registry.resolve(role)
+    opts = {"opt_" + k: v for k, v in flags.items()}
+    table = _flag_table(roles)
+    flag_values = _flag_values(roles, table, opts)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDRIC_")}
+    flag_values.setdefault("process.data_dir", (None, str(tmp_path / "data")))
+    quick = role == "all"
+    loaded = config.load({r.name: (r.config, r.quickstart if quick else {}) for r in roles},
+                         None, env, flag_values)
+    ready: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(roles, loaded.roles, loaded.process,
+                                     on_ready=ready.set_result, stop=stop))
+    done, _ = await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        task.result()  # start-up failed: raise it here
+    try:
+        yield ready.result()
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def fake_openai_server(aiohttp_server):
+    return await aiohttp_server(fake_openai.make_app())
+
+
+@pytest.fixture
+async def fake_ollama_server(aiohttp_server):
+    return await aiohttp_server(fake_ollama.make_app())
+
+
+@pytest.fixture
+async def fake_controller_server(aiohttp_server):
+    return await aiohttp_server(fake_controller.make_app())
+
+
+def url_of(server) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Proc:
+    """eldric as a real subprocess (for CLI, signals and the quick start)."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None):
+        self.args = args
+        full_env = {**os.environ, **(env or {})}
+        self.p = subprocess.Popen([sys.executable, "-m", "eldric", *args],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  env=full_env, text=True)
+
+    def wait_http(self, url: str, timeout: float = 15) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.p.poll() is not None:
+                raise AssertionError(f"eldric exited {self.p.returncode}: {self.p.stdout.read()}")
+            try:
+                urllib.request.urlopen(url, timeout=1).read()
+                return
+            except Exception:
+                time.sleep(0.1)
+        raise AssertionError(f"{url} did not answer within {timeout}s")
+
+    def stop(self) -> str:
+        if self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(15)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.stdout.read() if self.p.stdout else ""
+
+
+@pytest.fixture
+def eldric_proc() -> Iterator:
+    procs: list[Proc] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Proc:
+        proc = Proc(list(args), env)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        proc.stop()

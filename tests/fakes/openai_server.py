@@ -1,0 +1,136 @@
+"""A fake OpenAI-compatible server (as vLLM answers it), with knobs for failure tests.
+
+Shapes follow the OpenAI API: /v1/models, /v1/chat/completions (plain and SSE, with
+stream_options.include_usage), /v1/completions, /v1/embeddings, and errors as
+{"error": {"message", "type", "param", "code"}}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from aiohttp import web
+
+MODELS = ["meta-llama/Llama-3.2-3B-Instruct", "BAAI/bge-small-en"]
+
+
+class Knobs:
+    def __init__(self) -> None:
+        self.tokens = 5
+        self.delay = 0.0  # seconds between streamed tokens
+        self.die_after = None  # close the connection after N streamed tokens
+        self.fail_status = None  # answer every inference request with this status
+        self.fail_body = None  # bytes of that error reply
+        self.requests: list[dict] = []  # what arrived: path, headers, body
+        self.disconnected = asyncio.Event()  # a client went away mid-reply
+        self.cancelled_at: float | None = None
+
+
+KNOBS = web.AppKey("knobs", Knobs)
+
+
+def _err(status: int, message: str, type_: str = "BadRequestError") -> web.Response:
+    return web.json_response({"error": {"message": message, "type": type_, "param": None,
+                                        "code": status}}, status=status)
+
+
+async def _record(request: web.Request) -> tuple[Knobs, dict]:
+    knobs = request.app[KNOBS]
+    raw = await request.read()
+    knobs.requests.append({"path": request.path, "headers": dict(request.headers),
+                           "body": raw, "query": request.query_string})
+    return knobs, json.loads(raw) if raw else {}
+
+
+async def models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": [
+        {"id": m, "object": "model", "created": 1700000000, "owned_by": "vllm", "root": m,
+         "parent": None, "max_model_len": 8192, "permission": []} for m in MODELS]})
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    knobs, body = await _record(request)
+    if knobs.fail_status:
+        return web.Response(status=knobs.fail_status, body=knobs.fail_body,
+                            content_type="application/json")
+    if body.get("model") not in MODELS:
+        return _err(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+    words = [f" w{i}" for i in range(knobs.tokens)]
+    created = int(time.time())
+    if not body.get("stream"):
+        return web.json_response({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": created,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)},
+                         "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": len(words),
+                      "total_tokens": 3 + len(words)}})
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await resp.prepare(request)
+
+    def chunk(delta: dict, finish=None) -> bytes:
+        return ("data: " + json.dumps({
+            "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+            "model": body["model"], "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                                 "finish_reason": finish}]}) + "\n\n").encode()
+    try:
+        await resp.write(chunk({"role": "assistant", "content": ""}))
+        for i, w in enumerate(words):
+            if knobs.die_after is not None and i == knobs.die_after:
+                request.transport.close()  # the backend dies mid-stream
+                return resp
+            if knobs.delay:
+                await asyncio.sleep(knobs.delay)
+            await resp.write(chunk({"content": w}))
+        await resp.write(chunk({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(("data: " + json.dumps({
+                "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
+                "model": body["model"], "choices": [],
+                "usage": {"prompt_tokens": 3, "completion_tokens": len(words),
+                          "total_tokens": 3 + len(words)}}) + "\n\n").encode())
+        await resp.write(b"data: [DONE]\n\n")
+    except (asyncio.CancelledError, ConnectionResetError):
+        knobs.cancelled_at = time.monotonic()
+        knobs.disconnected.set()
+        raise
+    return resp
+
+
+async def completions(request: web.Request) -> web.Response:
+    knobs, body = await _record(request)
+    return web.json_response({
+        "id": "cmpl-fake", "object": "text_completion", "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [{"index": 0, "text": " and so on", "logprobs": None, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5}})
+
+
+async def embeddings(request: web.Request) -> web.Response:
+    knobs, body = await _record(request)
+    inputs = body["input"] if isinstance(body.get("input"), list) else [body.get("input")]
+    return web.json_response({
+        "object": "list", "model": body.get("model"),
+        "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                 for i, _ in enumerate(inputs)],
+        "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+
+
+async def rerank(request: web.Request) -> web.Response:
+    """An endpoint eldric does not know: it must be forwarded as-is."""
+    knobs, body = await _record(request)
+    return web.json_response({"id": "rerank-fake", "results": [
+        {"index": i, "relevance_score": 1.0 / (i + 1)} for i, _ in enumerate(body["documents"])]})
+
+
+def make_app() -> web.Application:
+    app = web.Application()
+    app[KNOBS] = Knobs()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/embeddings", embeddings)
+    app.router.add_post("/v1/rerank", rerank)
+    return app
