@@ -76,7 +76,7 @@ def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command
         try:
             flag_values = _flag_values(roles, table, opts)
             quick = role_spec is not None and role_spec.strip() == "all"
-            loaded = load({r.name: (r.config, r.quickstart if quick else {}) for r in roles},
+            loaded = load({r.name: (r.config, r.defaults(quick)) for r in roles},
                           config_file, os.environ, flag_values)
         except ConfigError as exc:
             _fail(str(exc))

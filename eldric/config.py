@@ -51,9 +51,11 @@ class ProcessConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class RoleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """Fields every role has. A role's Config subclasses this and sets its own port."""
+    """Fields every role has; a role's Config subclasses this. The port's default comes
+    from the Role (``Role.port``); 0 picks a free port."""
 
-    port: Annotated[int, msgspec.Meta(ge=0, le=65535), flag_meta("port to listen on")] = 0
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535), flag_meta(
+        "port to listen on (0: any free port)")] = 0
     bind_address: Annotated[str, flag_meta("address to bind", flag="bind", shared=True)] = "0.0.0.0"
     advertise_url: Annotated[str | None, flag_meta(
         "URL other roles use to reach this one (default: http://HOSTNAME:PORT)")] = None
@@ -198,6 +200,12 @@ def _convert(data: dict[str, Any], struct: type[msgspec.Struct], where: str) -> 
         return msgspec.convert(data, struct)
     except msgspec.ValidationError as exc:
         msg = str(exc)
+        if msg.startswith("Invalid enum value") and "`$." in msg:
+            # Say what would have been accepted.
+            field = msg.rsplit("`$.", 1)[1].rstrip("`").split(".")[-1]
+            for spec in field_specs(struct):
+                if spec.name == field and spec.choices:
+                    msg = msg.replace(" - at ", f" (expected one of: {', '.join(spec.choices)}) - at ")
         # msgspec paths start at "$"; show them from the section they came from.
         msg = msg.replace("`$.", f"`{where}.").replace("- at `$`", f"- at `{where}`")
         if " - at " not in msg:
@@ -228,7 +236,8 @@ def load(roles: Mapping[str, tuple[type[msgspec.Struct], Mapping[str, Any]]],
          flag_values: Mapping[str, tuple[FieldSpec, Any]]) -> Loaded:
     """Build the process config and one config per chosen role.
 
-    ``roles`` maps a role name to (its Config Struct, its quick-start overrides).
+    ``roles`` maps a role name to (its Config Struct, the defaults layer below the file:
+    ``Role.defaults()``).
     ``flag_values`` maps "role.field" (or "process.field") to the value given on the
     command line, already converted by ``parse_text``.
     """
@@ -267,12 +276,12 @@ def load(roles: Mapping[str, tuple[type[msgspec.Struct], Mapping[str, Any]]],
         process.data_dir = default_data_dir()
 
     out: dict[str, Any] = {}
-    for name, (struct, quick) in roles.items():
+    for name, (struct, base) in roles.items():
         where = f"$.{name}" if sectioned else "$"
         section = sections[name]
         _convert(section, struct, where)  # file errors are reported against the file
         specs = field_specs(struct)
-        merged = {**quick, **section,
+        merged = {**base, **section,
                   **_env_layer(specs, [f"ELDRIC_{name.upper()}_", "ELDRIC_"], env)}
         merged.update({k.split(".", 1)[1]: v for k, (_s, v) in flag_values.items()
                        if k.startswith(f"{name}.")})

@@ -27,7 +27,7 @@ def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def _json_bytes(event: dict[str, Any], **_kw: Any) -> bytes:
+def _json_bytes(_logger: Any, _name: str, event: dict[str, Any]) -> bytes:
     return _json.encode(event)
 
 

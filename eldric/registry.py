@@ -44,6 +44,11 @@ class Role:
     # Whether --role all includes this role.
     in_all: bool = True
 
+    def defaults(self, quickstart: bool = False) -> dict[str, Any]:
+        """The layer below file, env and flags: the role's port (and the quick start's
+        overrides under --role all)."""
+        return {"port": self.port, **(self.quickstart if quickstart else {})}
+
 
 def available() -> dict[str, str]:
     """Every known role name -> its "module:attr" target (built-ins win on a clash)."""

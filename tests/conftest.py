@@ -34,7 +34,7 @@ async def run_eldric(role: str, tmp_path, **flags) -> AsyncIterator[dict[str, st
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDRIC_")}
     flag_values.setdefault("process.data_dir", (None, str(tmp_path / "data")))
     quick = role == "all"
-    loaded = config.load({r.name: (r.config, r.quickstart if quick else {}) for r in roles},
+    loaded = config.load({r.name: (r.config, r.defaults(quick)) for r in roles},
                          None, env, flag_values)
     ready: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()

@@ -30,12 +30,12 @@ class Bus:
 
     # ---------------------------------------------------------------- upstream registry
 
-    def upstream(self, id: str, url: str, role: str) -> UpstreamState:
-        """The state for an upstream, created (healthy until shown otherwise) if new."""
+    def upstream(self, id: str, url: str, role: str, healthy: bool = True) -> UpstreamState:
+        """The state for an upstream, created in state `healthy` if new."""
         up = self.upstreams.get(id)
         if up is None:
-            up = self.upstreams[id] = UpstreamState(id=id, url=url, role=role)
-            self.metrics.upstream_healthy.labels(role, id).set(1)
+            up = self.upstreams[id] = UpstreamState(id=id, url=url, role=role, healthy=healthy)
+            self.metrics.upstream_healthy.labels(role, id).set(1 if healthy else 0)
             self.events.emit("upstream_added", upstream=id, url=url, role=role)
         elif up.url != url:
             up.url = url

@@ -31,7 +31,7 @@ class EventSplitter:
         if self._broken:
             return
         buf = self._buf + chunk
-        while True:
+        while not self._broken:
             i = buf.find(b"\n\n")
             j = buf.find(b"\r\n\r\n")
             if i < 0 and j < 0:
@@ -41,7 +41,7 @@ class EventSplitter:
             else:
                 event, buf = buf[:i], buf[i + 2:]
             self._call(event)
-        self._buf = buf
+        self._buf = b"" if self._broken else buf
 
     def close(self) -> None:
         if self._buf.strip():

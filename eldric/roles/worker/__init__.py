@@ -65,8 +65,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 def build(app: web.Application, cfg: WorkerConfig) -> None:
     kind = KINDS[cfg.backend]
-    up = app[keys.BUS].upstream(f"backend:{cfg.backend}", "", role="worker")
-    up.healthy = False  # until the first probe answers
+    # Not healthy until the first probe answers.
+    up = app[keys.BUS].upstream(f"backend:{cfg.backend}", "", role="worker", healthy=False)
     st = WorkerState(cfg=cfg, kind=kind, upstream=up, timeouts=Timeouts.from_config(cfg),
                      host=HostLoad())
     st.set_backend(base_url(cfg.backend_url or kind.default_url))

@@ -13,7 +13,6 @@ BackendType = Literal["ollama", "vllm", "llamacpp", "tgi", "localai", "lmdeploy"
 
 
 class WorkerConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
-    port: Annotated[int, msgspec.Meta(ge=0, le=65535), flag_meta("port to listen on")] = 8890
     backend: Annotated[BackendType, flag_meta(
         "the local inference server this worker fronts (mock: a built-in test generator)")] = "ollama"
     backend_url: Annotated[str | None, flag_meta(

@@ -1,0 +1,99 @@
+"""The core's two optional hooks: an explicit body rewrite and a read-only SSE tap."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from eldric import config, keys
+from eldric.app import serve
+from eldric.config import RoleConfig
+from eldric.registry import Role
+from eldric.stream import Target, Timeouts, forward, with_fields
+from eldric.stream.sse import EventSplitter
+from tests.conftest import url_of
+from tests.fakes.openai_server import KNOBS, MODELS
+
+TAPPED: list[bytes] = []
+
+
+class RelayConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
+    upstream: str = ""
+
+
+async def relay(request: web.Request) -> web.StreamResponse:
+    cfg = request.app[keys.CONFIG]
+    up = request.app[keys.BUS].upstream("fake", cfg.upstream, role="relay")
+    body = await request.read()
+    return await forward(request, Target(up, cfg.upstream), "/v1/chat/completions", body,
+                         timeouts=Timeouts(),
+                         rewrite=with_fields(model=MODELS[0],
+                                             stream_options={"include_usage": True}),
+                         tap=TAPPED.append)
+
+
+def build(app, cfg):
+    app.router.add_post("/v1/chat/completions", relay)
+
+
+RELAY = Role(name="relay", port=0, config=RelayConfig, build=build)
+
+
+async def test_rewrite_and_tap(fake_openai_server, tmp_path):
+    loaded = config.load({"relay": (RelayConfig, {"port": 0, "bind_address": "127.0.0.1",
+                                                  "upstream": url_of(fake_openai_server)})},
+                         None, {}, {"process.data_dir": (None, str(tmp_path))})
+    ready = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve([RELAY], loaded.roles, loaded.process,
+                                     on_ready=ready.set_result, stop=stop))
+    urls = await ready
+    async with aiohttp.ClientSession() as s:
+        async with s.post(urls["relay"] + "/v1/chat/completions",
+                          json={"model": "alias", "stream": True,
+                                "messages": [{"role": "user", "content": "hi"}]}) as r:
+            relayed = await r.read()
+    stop.set()
+    await task
+    sent = json.loads(fake_openai_server.app[KNOBS].requests[0]["body"])
+    assert sent["model"] == MODELS[0]  # rewritten
+    assert sent["stream_options"] == {"include_usage": True}  # added
+    assert sent["messages"] == [{"role": "user", "content": "hi"}]  # the rest kept
+    # The tap saw every event, and the client got exactly those events.
+    assert TAPPED[-1] == b"data: [DONE]"
+    assert b"\n\n".join(TAPPED) + b"\n\n" == relayed
+    assert any(b'"usage"' in e for e in TAPPED)
+
+
+def test_splitter_handles_any_chunking_and_crlf():
+    events: list[bytes] = []
+    s = EventSplitter(events.append)
+    wire = b"data: 1\n\ndata: 2\r\n\r\n: comment\n\ndata: [DONE]\n\n"
+    for i in range(len(wire)):  # one byte at a time
+        s.feed(wire[i:i + 1])
+    s.close()
+    assert events == [b"data: 1", b"data: 2", b": comment", b"data: [DONE]"]
+
+
+def test_a_failing_tap_is_isolated():
+    calls = []
+
+    def tap(event: bytes) -> None:
+        calls.append(event)
+        raise ValueError("boom")
+
+    s = EventSplitter(tap)
+    s.feed(b"data: 1\n\ndata: 2\n\n")  # must not raise
+    assert calls == [b"data: 1"]  # disabled after its first failure
+
+
+def test_with_fields_only_touches_named_fields():
+    body = msgspec.json.encode({"model": "a", "messages": [{"role": "user", "content": "é"}],
+                                "temperature": 0.2})
+    out = msgspec.json.decode(with_fields(model="b")(body))
+    assert out == {"model": "b", "messages": [{"role": "user", "content": "é"}],
+                   "temperature": 0.2}
