@@ -84,7 +84,7 @@ def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command
         from eldric.app import run
 
         log.setup(loaded.process.log_level, loaded.process.log_format)
-        run(roles, loaded.roles, loaded.process)
+        run(roles, loaded.roles, loaded.process, on_ready=_banner)
 
     return click.Command("eldric", params=params, callback=callback,
                          help="eldric: one OpenAI-compatible endpoint in front of your "
@@ -120,6 +120,14 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
     if isinstance(value, bool):
         return value
     return parse_text(spec, str(value), f"--{spec.flag}")
+
+
+def _banner(urls: dict[str, str]) -> None:
+    """Where each role listens, for the person who just started it."""
+    width = max(map(len, urls))
+    lines = [f"eldric {__version__} ready:"]
+    lines += [f"  {name:<{width}}  {url}" for name, url in urls.items()]
+    click.echo("\n".join(lines), err=True)
 
 
 def _fail(message: str) -> None:
