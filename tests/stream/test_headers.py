@@ -1,0 +1,22 @@
+from eldric.stream.headers import downstream_headers, upstream_headers
+
+
+def test_upstream_headers_drop_hop_by_hop_and_credentials():
+    incoming = {"Host": "edge", "Connection": "keep-alive", "Keep-Alive": "timeout=5",
+                "Transfer-Encoding": "chunked", "Content-Length": "10", "TE": "trailers",
+                "Authorization": "Bearer client", "X-API-Key": "client", "Cookie": "a=b",
+                "Accept-Encoding": "gzip", "X-Request-ID": "spoofed",
+                "Content-Type": "application/json", "traceparent": "00-abc-def-01",
+                "OpenAI-Beta": "assistants=v2", "User-Agent": "OpenAI/Python"}
+    out = upstream_headers(incoming, "rid-1", {"Authorization": "Bearer backend"})
+    assert out == {"Content-Type": "application/json", "traceparent": "00-abc-def-01",
+                   "OpenAI-Beta": "assistants=v2", "User-Agent": "OpenAI/Python",
+                   "X-Request-ID": "rid-1", "Authorization": "Bearer backend"}
+
+
+def test_downstream_headers_keep_content_headers_only():
+    up = {"Content-Type": "text/event-stream", "Content-Length": "5", "Connection": "close",
+          "Transfer-Encoding": "chunked", "Date": "x", "Server": "uvicorn",
+          "X-Request-ID": "other", "Cache-Control": "no-cache", "Content-Encoding": "gzip"}
+    assert downstream_headers(up) == {"Content-Type": "text/event-stream",
+                                      "Cache-Control": "no-cache", "Content-Encoding": "gzip"}
