@@ -20,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from eldric import __version__, keys
+from eldric import log as eldric_log
 from eldric.bus import Bus
 from eldric.bus.routes import add_routes
 from eldric.config import ProcessConfig
@@ -27,6 +28,8 @@ from eldric.context import RoleInfo
 from eldric.errors import ConfigError
 from eldric.http import middleware, on_prepare
 from eldric.registry import Role
+from eldric.stream.client import Pool
+from eldric.tasks import cancel, spawn
 
 log = structlog.get_logger("eldric")
 
@@ -55,10 +58,11 @@ def advertise_url(cfg: Any, port: int) -> str:
 
 
 def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
-             session: aiohttp.ClientSession, url: str) -> web.Application:
+             session: aiohttp.ClientSession, pool: Pool, url: str) -> web.Application:
     app = web.Application(middlewares=[middleware], client_max_size=cfg.max_body_bytes)
     app[keys.BUS] = bus
     app[keys.SESSION] = session
+    app[keys.UPSTREAM] = pool
     app[keys.PROCESS] = process
     app[keys.CONFIG] = cfg
     app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url)
@@ -92,6 +96,7 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
     bus = Bus()
     bus.roles = [r.name for r in roles]
     session = make_session()
+    pool = Pool()
     loop = asyncio.get_running_loop()
     install_signals = stop is None
     stop = stop or asyncio.Event()
@@ -113,13 +118,14 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
 
     runners: list[web.AppRunner] = []
     urls: dict[str, str] = {}
+    flusher = spawn(eldric_log.flush_periodically(), name="log-flush")
     try:
         for role in roles:
             cfg = configs[role.name]
             sock = bind_socket(cfg.bind_address, cfg.port)
             port = sock.getsockname()[1]
             url = advertise_url(cfg, port)
-            app = make_app(role, cfg, process, bus, session, url)
+            app = make_app(role, cfg, process, bus, session, pool, url)
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                    shutdown_timeout=process.grace_period_ms / 1000)
             await runner.setup()
@@ -136,10 +142,13 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
         # Stop every listener first, then wait for in-flight requests of all roles at once.
         await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
         await session.close()
+        pool.close()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         log.info("stopped")
+        await cancel(flusher)
+        eldric_log.flush()
 
 
 def run(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,

@@ -7,9 +7,10 @@ id, error rendering, one access-log line, request metrics.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import re
 import time
-import uuid
 
 import structlog
 from aiohttp import web
@@ -25,11 +26,17 @@ log = structlog.get_logger("eldric.access")
 _GOOD_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+# Generated ids: a random per-process prefix and a counter. As unique as uuid4 for tracing
+# purposes, at a fraction of its cost on every request.
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count(1)
+
+
 def _request_id(request: web.Request) -> str:
     rid = request.headers.get("X-Request-ID")
     if rid and _GOOD_ID.match(rid):
         return rid
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ids):08x}"
 
 
 def _route_of(request: web.Request) -> str:

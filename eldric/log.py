@@ -6,6 +6,9 @@ middleware, so every log line emitted while a request is handled carries them.
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import io
 import logging
 import sys
 from typing import Any
@@ -31,6 +34,58 @@ def _json_bytes(_logger: Any, _name: str, event: dict[str, Any]) -> bytes:
     return _json.encode(event)
 
 
+class _Deferred:
+    """A stream whose flush() waits for flush_now(): structlog flushes after every line,
+    which is one write(2) per request on the hot path. Lines are buffered and written at
+    most FLUSH_INTERVAL later (like nginx's `access_log ... buffer= flush=`), at exit, and
+    at once when a person watches a terminal."""
+
+    FLUSH_INTERVAL = 0.2
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.write = raw.write
+
+    def flush(self) -> None:
+        pass
+
+    def flush_now(self) -> None:
+        try:
+            self.raw.flush()
+        except (OSError, ValueError):  # stderr closed under us: nothing left to tell
+            pass
+
+
+_deferred: list[_Deferred] = []
+
+
+def flush() -> None:
+    for stream in _deferred:
+        stream.flush_now()
+
+
+atexit.register(flush)
+
+
+async def flush_periodically() -> None:
+    """Runs for the life of the process (started by eldric.app.serve)."""
+    while True:
+        await asyncio.sleep(_Deferred.FLUSH_INTERVAL)
+        flush()
+
+
+def _stream(binary: bool) -> Any:
+    if sys.stderr.isatty():
+        return sys.stderr.buffer if binary else sys.stderr
+    # A non-interactive sys.stderr is line-buffered (a write(2) per line); write to its
+    # byte buffer through our own, unbuffered-per-line wrapper instead.
+    raw = sys.stderr.buffer if binary else io.TextIOWrapper(
+        sys.stderr.buffer, encoding="utf-8", errors="replace", line_buffering=False)
+    stream = _Deferred(raw)
+    _deferred.append(stream)
+    return stream
+
+
 def setup(level: str = "info", fmt: str = "console") -> None:
     level_no = logging.getLevelName(level.upper())
     if not isinstance(level_no, int):
@@ -43,10 +98,10 @@ def setup(level: str = "info", fmt: str = "console") -> None:
     ]
     if fmt == "json":
         processors = [*shared, structlog.processors.format_exc_info, _json_bytes]
-        factory: Any = structlog.BytesLoggerFactory(sys.stderr.buffer)
+        factory: Any = structlog.BytesLoggerFactory(_stream(binary=True))
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
-        factory = structlog.PrintLoggerFactory(sys.stderr)
+        factory = structlog.PrintLoggerFactory(_stream(binary=False))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level_no),

@@ -45,10 +45,7 @@ class Bus:
         up = self.upstreams.pop(id, None)
         if up is not None:
             for gauge in (self.metrics.upstream_healthy, self.metrics.upstream_active):
-                try:
-                    gauge.remove(up.role, id)
-                except KeyError:
-                    pass
+                gauge.remove(up.role, id)
             self.events.emit("upstream_removed", upstream=id, role=up.role)
 
     def of_role(self, role: str) -> list[UpstreamState]:

@@ -33,33 +33,64 @@ class LabelGuard:
         return "other"
 
 
+class Cached:
+    """A labelled metric whose children are looked up once: prometheus_client's labels()
+    validates and locks on every call, which showed up in the hot path's profile."""
+
+    __slots__ = ("metric", "_children")
+
+    def __init__(self, metric):  # type: ignore[no-untyped-def]
+        self.metric = metric
+        self._children: dict[tuple[str, ...], object] = {}
+
+    def labels(self, *values: str):  # type: ignore[no-untyped-def]
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self.metric.labels(*values)
+        return child
+
+    def remove(self, *values: str) -> None:
+        self._children.pop(values, None)
+        try:
+            self.metric.remove(*values)
+        except KeyError:
+            pass
+
+
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         self.model_label = LabelGuard()
-        self.requests = Counter("eldric_requests", "Requests answered, by route and status",
-                                ["role", "route", "status", "model"], registry=r)
-        self.duration = Histogram("eldric_request_duration_seconds",
+        self.requests = Cached(Counter("eldric_requests", "Requests answered, by route and status",
+                                ["role", "route", "status", "model"], registry=r))
+        self.duration = Cached(Histogram("eldric_request_duration_seconds",
                                   "Time from request arrival to the end of the reply",
-                                  ["role", "route"], buckets=_DURATION_BUCKETS, registry=r)
-        self.ttfb = Histogram("eldric_time_to_first_byte_seconds",
+                                  ["role", "route"], buckets=_DURATION_BUCKETS, registry=r))
+        self.ttfb = Cached(Histogram("eldric_time_to_first_byte_seconds",
                               "Time from request arrival to the first reply byte sent",
-                              ["role", "route"], buckets=_DURATION_BUCKETS, registry=r)
-        self.active = Gauge("eldric_active_requests", "Requests being handled now",
-                            ["role"], registry=r)
-        self.disconnects = Counter("eldric_client_disconnects",
+                              ["role", "route"], buckets=_DURATION_BUCKETS, registry=r))
+        self.active = Cached(Gauge("eldric_active_requests", "Requests being handled now",
+                            ["role"], registry=r))
+        self.disconnects = Cached(Counter("eldric_client_disconnects",
                                    "Clients that went away before their reply ended",
-                                   ["role"], registry=r)
-        self.upstream_healthy = Gauge("eldric_upstream_healthy",
+                                   ["role"], registry=r))
+        self.upstream_healthy = Cached(Gauge("eldric_upstream_healthy",
                                       "1 if the upstream is healthy, 0 if not",
-                                      ["role", "upstream"], registry=r)
-        self.upstream_active = Gauge("eldric_upstream_active_requests",
+                                      ["role", "upstream"], registry=r))
+        self.upstream_active = Cached(Gauge("eldric_upstream_active_requests",
                                      "Requests in flight to the upstream",
-                                     ["role", "upstream"], registry=r)
-        self.upstream_requests = Counter("eldric_upstream_requests",
+                                     ["role", "upstream"], registry=r))
+        self.upstream_requests = Cached(Counter("eldric_upstream_requests",
                                          "Requests sent upstream, by outcome",
-                                         ["role", "upstream", "outcome"], registry=r)
+                                         ["role", "upstream", "outcome"], registry=r))
+
+        self.retries = Cached(Counter("eldric_upstream_retries",
+                               "Requests retried on another upstream after this one failed",
+                               ["role", "upstream"], registry=r))
+        self.selections = Cached(Counter("eldric_route_selections",
+                                  "Upstreams chosen, by strategy",
+                                  ["role", "strategy", "upstream"], registry=r))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -20,13 +20,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import aiohttp
 import structlog
 from aiohttp import web
 
 from eldric import keys
 from eldric.bus import UpstreamState
 from eldric.errors import EldricError, error_json
+from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_headers
 from eldric.stream.sse import EventSplitter, Tap, error_event
 from eldric.stream.upstream_errors import message_of, normalise
@@ -90,12 +90,14 @@ def _failure(up: UpstreamState, kind: str, status: int, message: str) -> Upstrea
 async def forward(request: web.Request, target: Target, path: str, body: bytes, *,
                   timeouts: Timeouts, rewrite: Callable[[bytes], bytes] | None = None,
                   tap: Tap | None = None, method: str | None = None,
-                  query: str | None = None) -> web.StreamResponse:
+                  query: str | None = None,
+                  reply_headers: Mapping[str, str] | None = None) -> web.StreamResponse:
     """Relay `body` to target+path and stream the reply back to the client.
 
     ``rewrite`` (optional) returns the body to send instead; ``tap`` (optional) is called
-    with every complete SSE event of the reply, read-only. Raises UpstreamFailure while
-    nothing has been sent to the client.
+    with every complete SSE event of the reply, read-only; ``reply_headers`` are added to
+    the reply (route decisions). Raises UpstreamFailure while nothing has been sent to the
+    client.
     """
     app = request.app
     bus = app[keys.BUS]
@@ -104,33 +106,29 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
     hop.upstream = up.id
     if rewrite is not None:
         body = rewrite(body)
-    url = target.base_url + path
     qs = request.query_string if query is None else query
-    if qs:
-        url = f"{url}?{qs}"
+    path_qs = f"{path}?{qs}" if qs else path
     headers = upstream_headers(request.headers, hop.request_id, target.headers)
     t0 = time.perf_counter()
     bus.request_started(up)
     outcome = "error"
     first_at: float | None = None  # perf_counter() when the first byte went to the client
-    upstream_resp: aiohttp.ClientResponse | None = None
+    upstream_resp: client.Response | None = None
     try:
         try:
             async with asyncio.timeout(timeouts.first_byte):
-                upstream_resp = await app[keys.SESSION].request(
-                    method or request.method, url, data=body, headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=timeouts.connect,
-                                                  sock_read=None),
-                    allow_redirects=False)
+                upstream_resp = await app[keys.UPSTREAM].request(
+                    method or request.method, target.base_url, path_qs, headers, body,
+                    connect_timeout=timeouts.connect)
+        except client.ConnectTimeout:
+            raise _failure(up, "timeout", 504,
+                           f"upstream {up.id} did not accept a connection within "
+                           f"{timeouts.connect:g}s (connect timeout)") from None
         except TimeoutError:
             raise _failure(up, "timeout", 504,
                            f"upstream {up.id} gave no reply within "
                            f"{timeouts.first_byte:g}s (first-byte timeout)") from None
-        except aiohttp.ServerTimeoutError:
-            raise _failure(up, "timeout", 504,
-                           f"upstream {up.id} did not accept a connection within "
-                           f"{timeouts.connect:g}s (connect timeout)") from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:  # refused, reset, closed, unreachable, TLS, not HTTP
             raise _failure(up, "connect", 503,
                            f"upstream {up.id} ({target.base_url}) is unreachable: "
                            f"{_describe(exc)}") from None
@@ -143,18 +141,25 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
                 raise failure
             outcome = "client_error"
             first_at = time.perf_counter()
-            return failure.response()
+            resp = failure.response()
+            if reply_headers:
+                resp.headers.update(reply_headers)
+            return resp
 
         out_headers = downstream_headers(upstream_resp.headers)
+        if reply_headers:
+            for name, value in reply_headers.items():
+                out_headers[name] = value
         length = upstream_resp.content_length
         is_sse = upstream_resp.content_type == "text/event-stream"
         if not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT:
             try:
                 async with asyncio.timeout(timeouts.first_byte):
-                    data = await upstream_resp.read()
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                raise _failure(up, "timeout" if isinstance(exc, TimeoutError) else "connect",
-                               504 if isinstance(exc, TimeoutError) else 502,
+                    data = await upstream_resp.read_all()
+            except (TimeoutError, OSError) as exc:
+                timed_out = isinstance(exc, TimeoutError)
+                raise _failure(up, "timeout" if timed_out else "connect",
+                               504 if timed_out else 502,
                                f"upstream {up.id} failed while sending its reply: "
                                f"{_describe(exc)}") from None
             first_at = time.perf_counter()
@@ -174,8 +179,8 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
         raise
     finally:
         if upstream_resp is not None:
-            if outcome == "ok" and upstream_resp.content.at_eof():
-                upstream_resp.release()  # back to the keep-alive pool
+            if outcome == "ok" or outcome == "client_error":
+                upstream_resp.release()  # kept alive only if the reply was read whole
             else:
                 upstream_resp.close()  # closes the connection: the backend stops at once
         ok = outcome == "ok"
@@ -185,11 +190,10 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
 
 
 async def _relay(request: web.Request, resp: web.StreamResponse,
-                 upstream_resp: aiohttp.ClientResponse, up: UpstreamState, timeouts: Timeouts,
+                 upstream_resp: client.Response, up: UpstreamState, timeouts: Timeouts,
                  is_sse: bool, splitter: EventSplitter | None) -> tuple[str, float | None]:
     """Write the reply chunk by chunk as it arrives. Returns (outcome, first byte time)."""
     loop = asyncio.get_running_loop()
-    content = upstream_resp.content
     first_at: float | None = None
     prepared = False
     try:
@@ -197,7 +201,7 @@ async def _relay(request: web.Request, resp: web.StreamResponse,
         # chunk may take first_byte seconds, every later silence at most idle seconds.
         async with asyncio.timeout(timeouts.first_byte) as timer:
             while True:
-                chunk = await content.readany()
+                chunk = await upstream_resp.read_chunk()
                 if not chunk:
                     break
                 if not prepared:
@@ -208,7 +212,7 @@ async def _relay(request: web.Request, resp: web.StreamResponse,
                     splitter.feed(chunk)
                 await resp.write(chunk)
                 timer.reschedule(loop.time() + timeouts.idle)
-    except (TimeoutError, aiohttp.ClientError) as exc:
+    except (TimeoutError, client.UpstreamClosed, client.ProtocolError) as exc:
         what = (f"no data for {timeouts.idle:g}s (idle timeout)" if isinstance(exc, TimeoutError)
                 else _describe(exc))
         message = f"upstream {up.id} failed mid-reply: {what}"
@@ -227,7 +231,7 @@ async def _relay(request: web.Request, resp: web.StreamResponse,
             if request.transport is not None:
                 request.transport.close()
         return "error", first_at
-    except ConnectionError:
+    except ConnectionError:  # the client's side: it went away
         _client_left(request, up)
         return "cancelled", first_at
     if splitter is not None:
@@ -245,12 +249,17 @@ def _client_left(request: web.Request, up: UpstreamState) -> None:
     log.info("client_disconnected", upstream=up.id)
 
 
-async def _read_bounded(resp: aiohttp.ClientResponse, timeout: float, limit: int) -> bytes:
+async def _read_bounded(resp: client.Response, timeout: float, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
     try:
         async with asyncio.timeout(timeout):
-            return await resp.content.read(limit)
-    except (TimeoutError, aiohttp.ClientError):
-        return b""
+            while size < limit and (chunk := await resp.read_chunk()):
+                parts.append(chunk)
+                size += len(chunk)
+    except (TimeoutError, OSError):
+        pass
+    return b"".join(parts)[:limit]
 
 
 def _describe(exc: BaseException) -> str:

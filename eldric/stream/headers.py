@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+from multidict import CIMultiDict
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus those the next hop must compute itself.
 HOP_BY_HOP = frozenset({
@@ -30,5 +32,6 @@ def upstream_headers(incoming: Mapping[str, str], request_id: str,
     return out
 
 
-def downstream_headers(upstream: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in upstream.items() if k.lower() not in _DROP_DOWNSTREAM}
+def downstream_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
+    """The upstream's reply headers the client gets (repeated ones, e.g. Set-Cookie, kept)."""
+    return CIMultiDict((k, v) for k, v in upstream if k.lower() not in _DROP_DOWNSTREAM)

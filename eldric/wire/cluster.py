@@ -69,3 +69,31 @@ class Heartbeat(msgspec.Struct, omit_defaults=False):
 
 class RegisterReply(msgspec.Struct):
     id: str
+
+
+class WorkerRecord(WorkerInfo, kw_only=True):
+    """A worker as the controller lists it: what it registered, plus what it observed."""
+
+    last_heartbeat: float | None = None
+
+
+class RouterSettings(msgspec.Struct, omit_defaults=True):
+    """The cluster's routing settings, stored at the controller, applied by routers."""
+
+    strategy: str | None = None
+
+
+class WorkerList(msgspec.Struct):
+    """GET /api/v1/workers at the controller (the router's sync reads both in one call)."""
+
+    workers: list[WorkerRecord] = []
+    router_config: RouterSettings = msgspec.field(default_factory=RouterSettings)
+
+
+class HealthHead(msgspec.Struct):
+    """What a router reads from any upstream's /health: eldric workers send a full
+    WorkerHealth; a plain vLLM sends an empty 200, which is fine too."""
+
+    status: str = "healthy"
+    load: Load | None = None
+    models: list[str] | None = None

@@ -18,5 +18,8 @@ def test_downstream_headers_keep_content_headers_only():
     up = {"Content-Type": "text/event-stream", "Content-Length": "5", "Connection": "close",
           "Transfer-Encoding": "chunked", "Date": "x", "Server": "uvicorn",
           "X-Request-ID": "other", "Cache-Control": "no-cache", "Content-Encoding": "gzip"}
-    assert downstream_headers(up) == {"Content-Type": "text/event-stream",
-                                      "Cache-Control": "no-cache", "Content-Encoding": "gzip"}
+    assert dict(downstream_headers(up.items())) == {
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+        "Content-Encoding": "gzip"}
+    twice = downstream_headers([("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+    assert twice.getall("set-cookie") == ["a=1", "b=2"]

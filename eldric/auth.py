@@ -1,0 +1,31 @@
+"""Shared-secret checks (cluster key, admin key): constant-time, never logged."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from eldric.errors import Unauthorized
+
+
+def presented_key(request: web.Request) -> str | None:
+    """The key a request carries: `Authorization: Bearer …` or `X-API-Key`."""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return request.headers.get("X-API-Key") or None
+
+
+def key_matches(presented: str | None, expected: str) -> bool:
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def require_key(request: web.Request, expected: str | None, what: str) -> None:
+    """Raise 401 unless `expected` is unset or the request presents it."""
+    if expected is None:
+        return
+    presented = presented_key(request)
+    if not key_matches(presented, expected):
+        raise Unauthorized(f"{'missing' if presented is None else 'invalid'} {what}; send it as "
+                           "'Authorization: Bearer KEY' or 'X-API-Key: KEY'")

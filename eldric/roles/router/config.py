@@ -1,0 +1,54 @@
+"""The router's settings (file section "router", env ELDRIC_ROUTER_*, flags)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from eldric.config import Ms, RoleConfig, flag_meta
+
+StrategyName = Literal["round_robin", "least_connections", "load_based", "latency_based",
+                       "random"]
+
+
+class WorkerSpec(msgspec.Struct, forbid_unknown_fields=True):
+    url: str
+    tags: list[str] = []
+
+
+def parse_workers(text: str) -> list[dict]:
+    """--workers http://a:8890,http://b:8890"""
+    return [{"url": u.strip()} for u in text.split(",") if u.strip()]
+
+
+class RouterConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
+    workers: Annotated[list[WorkerSpec], flag_meta(
+        "static workers, URL,URL,… (config: [{url, tags}])", parse=parse_workers)] = []
+    controller_url: Annotated[str | None, flag_meta(
+        "controller to sync the worker list and routing settings from",
+        flag="controller")] = None
+    api_key: Annotated[str | None, flag_meta(
+        "the cluster key the controller demands")] = None
+    admin_key: Annotated[str | None, flag_meta(
+        "key required by POST /api/v1/config")] = None
+    sync_interval_ms: Annotated[Ms, flag_meta("controller sync period, ms")] = 30_000
+    health_check_interval_ms: Annotated[Ms, flag_meta(
+        "worker health check period, ms", flag="health-interval")] = 30_000
+    # None: not fixed here, so the controller's router_config (or load_based) applies.
+    strategy: Annotated[StrategyName | None, flag_meta(
+        "round_robin, least_connections, load_based (default), latency_based, random")] = None
+    max_failures: Annotated[int, msgspec.Meta(ge=1), flag_meta(
+        "5xx replies in a row that take a worker out of rotation")] = 3
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20), flag_meta(
+        "workers tried for one request before giving up")] = 3
+    max_concurrency: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
+        "in-flight cap per worker when it reports none")] = None
+    queue_timeout_ms: Annotated[Ms, flag_meta(
+        "how long a request waits for a free worker before 503, ms")] = 30_000
+    max_queue: Annotated[int, msgspec.Meta(ge=0), flag_meta(
+        "requests that may wait for a free worker at once; more get 503 at once")] = 1000
+    aliases: Annotated[dict[str, str], flag_meta(
+        "client model name -> served model name")] = {}
+    fallbacks: Annotated[dict[str, list[str]], flag_meta(
+        "model -> models to try, in order, when it cannot be served")] = {}

@@ -1,0 +1,82 @@
+"""The router's workers: static ones and those synced from the controller, with state.
+
+A worker's health, in-flight count, latency and reported load live in its bus
+UpstreamState; this module adds what only the router cares about (tags, type, source,
+its concurrency cap) and the waiting room for when every candidate is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from eldric.bus import Bus, UpstreamState
+
+# Worker types a router sends inference to (a controller also lists data, media, … workers).
+INFERENCE_TYPES = frozenset({"inference", "cloud"})
+
+
+@dataclass(eq=False)
+class Worker:
+    id: str
+    url: str
+    state: UpstreamState
+    tags: list[str] = field(default_factory=list)
+    worker_type: str = "inference"
+    from_controller: bool = False
+    static: bool = False
+    reported_max_concurrency: int | None = None
+
+    def serves(self, model: str) -> bool:
+        # A worker that lists no models is a plain OpenAI-compatible upstream: any model.
+        return not self.state.models or model in self.state.models
+
+    def capacity(self, default: int | None) -> int | None:
+        return self.reported_max_concurrency or default
+
+    def has_room(self, default: int | None) -> bool:
+        cap = self.capacity(default)
+        return cap is None or self.state.active < cap
+
+
+class Pool:
+    def __init__(self, bus: Bus, role: str):
+        self.bus = bus
+        self.role = role
+        self.workers: dict[str, Worker] = {}
+        self.room = asyncio.Condition()  # notified whenever a request ends
+        self.waiting = 0
+
+    def add(self, id: str, url: str, *, tags: list[str] | None = None,
+            worker_type: str = "inference", from_controller: bool = False,
+            static: bool = False) -> Worker:
+        url = url.rstrip("/")
+        w = self.workers.get(id)
+        if w is None:
+            state = self.bus.upstream(id, url, role=self.role)
+            w = self.workers[id] = Worker(id=id, url=url, state=state)
+        w.url = w.state.url = url
+        w.tags = list(tags or [])
+        w.worker_type = worker_type
+        w.from_controller = w.from_controller or from_controller
+        w.static = w.static or static
+        return w
+
+    def remove(self, id: str) -> None:
+        if self.workers.pop(id, None) is not None:
+            self.bus.remove_upstream(id)
+
+    def routable(self) -> list[Worker]:
+        return [w for w in self.workers.values()
+                if w.state.healthy and w.worker_type in INFERENCE_TYPES]
+
+    def models(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for w in self.routable():
+            for m in w.state.models:
+                seen.setdefault(m, None)
+        return list(seen)
+
+    async def notify(self) -> None:
+        async with self.room:
+            self.room.notify_all()

@@ -1,0 +1,35 @@
+"""The router's run-time state, kept on its app under ROUTER."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from eldric.roles.router import strategies
+from eldric.roles.router.config import RouterConfig
+from eldric.roles.router.pool import Pool
+from eldric.stream import Timeouts
+
+
+@dataclass
+class RouterState:
+    cfg: RouterConfig
+    pool: Pool
+    timeouts: Timeouts
+    rr: strategies.RoundRobin = field(default_factory=strategies.RoundRobin)
+    strategy: strategies.Strategy | None = None
+    # Who set the strategy: default | config | controller | runtime. config and runtime
+    # fix it: the controller's router_config no longer changes it.
+    strategy_source: str = "default"
+
+    def set_strategy(self, name: str, source: str) -> None:
+        self.strategy = strategies.make(name, self.rr)
+        self.strategy_source = source
+
+    @property
+    def strategy_fixed(self) -> bool:
+        return self.strategy_source in ("config", "runtime")
+
+
+ROUTER: web.AppKey[RouterState] = web.AppKey("eldric_router", RouterState)
