@@ -65,7 +65,8 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     app[keys.UPSTREAM] = pool
     app[keys.PROCESS] = process
     app[keys.CONFIG] = cfg
-    app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url)
+    info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url)
+    bus.metrics.active.labels(role.name).set_function(lambda: info.active)
     app.on_response_prepare.append(on_prepare)
     add_routes(app)
     role.build(app, cfg)

@@ -11,6 +11,7 @@ class RoleInfo:
     name: str
     advertise_url: str
     started: float = field(default_factory=time.time)
+    active: int = 0  # requests being handled now (read by /metrics at scrape time)
 
 
 @dataclass(slots=True)

@@ -14,8 +14,10 @@ import time
 
 import structlog
 from aiohttp import web
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from eldric import keys
+from eldric import log as eldric_log
 from eldric.context import Hop
 from eldric.errors import EldricError, error_json
 from eldric.stream import UpstreamFailure
@@ -46,12 +48,13 @@ def _route_of(request: web.Request) -> str:
 
 @web.middleware
 async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    role = request.app[keys.ROLE].name
-    hop = request[keys.HOP] = Hop(request_id=_request_id(request), role=role,
+    info = request.app[keys.ROLE]
+    hop = request[keys.HOP] = Hop(request_id=_request_id(request), role=info.name,
                                   started=time.perf_counter())
     metrics = request.app[keys.BUS].metrics
-    active = metrics.active.labels(role)
-    active.inc()
+    info.active += 1
+    # Every log line made while this request is handled carries its id.
+    tokens = bind_contextvars(request_id=hop.request_id)
     status = 500
     try:
         try:
@@ -73,7 +76,8 @@ async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-
         status = resp.status
         return resp
     finally:
-        active.dec()
+        info.active -= 1
+        reset_contextvars(**tokens)
         _finish(request, hop, status, metrics)
 
 
@@ -87,10 +91,10 @@ def _finish(request: web.Request, hop: Hop, status: int, metrics) -> None:  # ty
     metrics.duration.labels(hop.role, route).observe(duration)
     if hop.ttfb is not None:
         metrics.ttfb.labels(hop.role, route).observe(hop.ttfb)
-    log.info("request", request_id=hop.request_id, role=hop.role, method=request.method,
-             path=request.path, model=hop.model, upstream=hop.upstream, status=status,
-             duration_ms=round(duration * 1000, 3),
-             ttfb_ms=None if hop.ttfb is None else round(hop.ttfb * 1000, 3))
+    eldric_log.access_line({"request_id": hop.request_id, "role": hop.role, "method": request.method,
+                 "path": request.path, "model": hop.model, "upstream": hop.upstream,
+                 "status": status, "duration_ms": round(duration * 1000, 3),
+                 "ttfb_ms": None if hop.ttfb is None else round(hop.ttfb * 1000, 3)})
 
 
 def _error_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
@@ -127,6 +131,8 @@ async def read_body(request: web.Request) -> bytes:
 
     A client that trickles its body (slow loris) gets 408; one over the limit gets 413.
     """
+    if request.content.is_eof():  # all of it is here already (the usual small body)
+        return await request.read()
     cfg = request.app[keys.CONFIG]
     try:
         async with asyncio.timeout(cfg.body_timeout_ms / 1000):

@@ -11,6 +11,8 @@ import atexit
 import io
 import logging
 import sys
+import time
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -86,6 +88,54 @@ def _stream(binary: bool) -> Any:
     return stream
 
 
+def _no_access(fields: dict[str, Any]) -> None:
+    pass
+
+
+# The one line per request is rendered directly, in the same shape as structlog's JSON
+# and console renderers, without its processor chain: on the hot path that chain cost
+# ~12% of the worker's CPU. Every other line goes through structlog.
+access_line: Any = _no_access
+
+
+class _Clock:
+    """ISO-8601 UTC timestamps, the seconds part formatted once per second."""
+
+    def __init__(self) -> None:
+        self._sec = -1
+        self._prefix = ""
+
+    def iso(self) -> str:
+        now = time.time()
+        sec = int(now)
+        if sec != self._sec:
+            self._sec = sec
+            self._prefix = datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{int((now - sec) * 1_000_000):06d}Z"
+
+
+def _json_access(stream: Any, clock: _Clock) -> Any:
+    write = stream.write
+
+    def line(fields: dict[str, Any]) -> None:
+        fields["event"] = "request"
+        fields["level"] = "info"
+        fields["timestamp"] = clock.iso()
+        write(_json.encode(fields) + b"\n")
+
+    return line
+
+
+def _console_access(stream: Any, clock: _Clock) -> Any:
+    write = stream.write
+
+    def line(fields: dict[str, Any]) -> None:
+        kv = " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
+        write(f"{clock.iso()} [info     ] {'request':<30} {kv}\n")
+
+    return line
+
+
 def setup(level: str = "info", fmt: str = "console") -> None:
     level_no = logging.getLevelName(level.upper())
     if not isinstance(level_no, int):
@@ -96,12 +146,20 @@ def setup(level: str = "info", fmt: str = "console") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
     ]
+    global access_line
+    clock = _Clock()
     if fmt == "json":
         processors = [*shared, structlog.processors.format_exc_info, _json_bytes]
-        factory: Any = structlog.BytesLoggerFactory(_stream(binary=True))
+        stream = _stream(binary=True)
+        factory: Any = structlog.BytesLoggerFactory(stream)
+        access_line = _json_access(stream, clock)
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
-        factory = structlog.PrintLoggerFactory(_stream(binary=False))
+        stream = _stream(binary=False)
+        factory = structlog.PrintLoggerFactory(stream)
+        access_line = _console_access(stream, clock)
+    if level_no > logging.INFO:
+        access_line = _no_access
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level_no),

@@ -36,6 +36,8 @@ class Bus:
         if up is None:
             up = self.upstreams[id] = UpstreamState(id=id, url=url, role=role, healthy=healthy)
             self.metrics.upstream_healthy.labels(role, id).set(1 if healthy else 0)
+            # Read at scrape time: no gauge update on every request.
+            self.metrics.upstream_active.labels(role, id).set_function(lambda: up.active)
             self.events.emit("upstream_added", upstream=id, url=url, role=role)
         elif up.url != url:
             up.url = url
@@ -75,13 +77,11 @@ class Bus:
     def request_started(self, up: UpstreamState) -> None:
         up.active += 1
         up.requests += 1
-        self.metrics.upstream_active.labels(up.role, up.id).set(up.active)
 
     def request_finished(self, up: UpstreamState, outcome: str, *, ttfb: float | None = None,
                          latency: float | None = None) -> None:
         """outcome: ok | error (upstream failed) | client_error (4xx) | cancelled."""
         up.active -= 1
-        self.metrics.upstream_active.labels(up.role, up.id).set(up.active)
         self.metrics.upstream_requests.labels(up.role, up.id, outcome).inc()
         if outcome == "error":
             up.failures += 1

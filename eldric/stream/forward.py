@@ -115,56 +115,52 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
     first_at: float | None = None  # perf_counter() when the first byte went to the client
     upstream_resp: client.Response | None = None
     try:
-        try:
-            async with asyncio.timeout(timeouts.first_byte):
+        # One timer from sending until the status line (and, for a small whole reply, its
+        # body) has arrived: the first-byte timeout.
+        async with asyncio.timeout(timeouts.first_byte):
+            try:
                 upstream_resp = await app[keys.UPSTREAM].request(
                     method or request.method, target.base_url, path_qs, headers, body,
                     connect_timeout=timeouts.connect)
-        except client.ConnectTimeout:
-            raise _failure(up, "timeout", 504,
-                           f"upstream {up.id} did not accept a connection within "
-                           f"{timeouts.connect:g}s (connect timeout)") from None
-        except TimeoutError:
-            raise _failure(up, "timeout", 504,
-                           f"upstream {up.id} gave no reply within "
-                           f"{timeouts.first_byte:g}s (first-byte timeout)") from None
-        except OSError as exc:  # refused, reset, closed, unreachable, TLS, not HTTP
-            raise _failure(up, "connect", 503,
-                           f"upstream {up.id} ({target.base_url}) is unreachable: "
-                           f"{_describe(exc)}") from None
-
-        status = upstream_resp.status
-        if status >= 400:
-            raw = await _read_bounded(upstream_resp, timeouts.idle, _ERROR_BODY_LIMIT)
-            failure = UpstreamFailure(up.id, "status", status, normalise(status, raw, up.id))
-            if failure.retryable:
-                raise failure
-            outcome = "client_error"
-            first_at = time.perf_counter()
-            resp = failure.response()
-            if reply_headers:
-                resp.headers.update(reply_headers)
-            return resp
-
-        out_headers = downstream_headers(upstream_resp.headers)
-        if reply_headers:
-            for name, value in reply_headers.items():
-                out_headers[name] = value
-        length = upstream_resp.content_length
-        is_sse = upstream_resp.content_type == "text/event-stream"
-        if not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT:
-            try:
-                async with asyncio.timeout(timeouts.first_byte):
-                    data = await upstream_resp.read_all()
-            except (TimeoutError, OSError) as exc:
-                timed_out = isinstance(exc, TimeoutError)
-                raise _failure(up, "timeout" if timed_out else "connect",
-                               504 if timed_out else 502,
-                               f"upstream {up.id} failed while sending its reply: "
+            except client.ConnectTimeout:
+                raise _failure(up, "timeout", 504,
+                               f"upstream {up.id} did not accept a connection within "
+                               f"{timeouts.connect:g}s (connect timeout)") from None
+            except OSError as exc:  # refused, reset, closed, unreachable, TLS, not HTTP
+                raise _failure(up, "connect", 503,
+                               f"upstream {up.id} ({target.base_url}) is unreachable: "
                                f"{_describe(exc)}") from None
-            first_at = time.perf_counter()
-            outcome = "ok"
-            return web.Response(status=status, body=data, headers=out_headers)
+
+            status = upstream_resp.status
+            if status >= 400:
+                raw = await _read_bounded(upstream_resp, timeouts.idle, _ERROR_BODY_LIMIT)
+                failure = UpstreamFailure(up.id, "status", status,
+                                          normalise(status, raw, up.id))
+                if failure.retryable:
+                    raise failure
+                outcome = "client_error"
+                first_at = time.perf_counter()
+                resp = failure.response()
+                if reply_headers:
+                    resp.headers.update(reply_headers)
+                return resp
+
+            out_headers = downstream_headers(upstream_resp.headers)
+            if reply_headers:
+                for name, value in reply_headers.items():
+                    out_headers[name] = value
+            length = upstream_resp.content_length
+            is_sse = upstream_resp.content_type == "text/event-stream"
+            if not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT:
+                try:
+                    data = await upstream_resp.read_all()
+                except OSError as exc:
+                    raise _failure(up, "connect", 502,
+                                   f"upstream {up.id} failed while sending its reply: "
+                                   f"{_describe(exc)}") from None
+                first_at = time.perf_counter()
+                outcome = "ok"
+                return web.Response(status=status, body=data, headers=out_headers)
 
         resp = web.StreamResponse(status=status, headers=out_headers)
         if length is not None:
@@ -173,6 +169,10 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
         outcome, first_at = await _relay(request, resp, upstream_resp, up, timeouts, is_sse,
                                          splitter)
         return resp
+    except TimeoutError:
+        raise _failure(up, "timeout", 504,
+                       f"upstream {up.id} gave no reply within "
+                       f"{timeouts.first_byte:g}s (first-byte timeout)") from None
     except asyncio.CancelledError:
         outcome = "cancelled"
         _client_left(request, up)
