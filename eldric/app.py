@@ -8,6 +8,7 @@ grace period, then close.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -26,7 +27,7 @@ from eldric.bus.routes import add_routes
 from eldric.config import ProcessConfig
 from eldric.context import RoleInfo
 from eldric.errors import ConfigError
-from eldric.http import middleware, on_prepare
+from eldric.http import middleware
 from eldric.registry import Role
 from eldric.stream.client import Pool
 from eldric.tasks import cancel, spawn
@@ -67,7 +68,6 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     app[keys.CONFIG] = cfg
     info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url)
     bus.metrics.active.labels(role.name).set_function(lambda: info.active)
-    app.on_response_prepare.append(on_prepare)
     add_routes(app)
     role.build(app, cfg)
     return app
@@ -136,6 +136,12 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
             urls[role.name] = f"http://{host}:{port}"
             log.info("listening", role=role.name, bind=f"{cfg.bind_address}:{port}",
                      advertise_url=url, version=__version__)
+        # Everything made at start-up lives as long as the process: move it out of the
+        # collector's sight, and collect the young generation less often (a request
+        # allocates many short-lived objects; measured ~4 us of CPU a request).
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(10_000, 20, 20)
         if on_ready is not None:
             on_ready(urls)
         await stop.wait()

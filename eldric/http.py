@@ -74,6 +74,8 @@ async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-
                                                    f"(request id {hop.request_id})",
                                                    code="internal_error"))
         status = resp.status
+        if not resp.prepared:  # a streamed reply got it from forward() before it started
+            resp.headers["X-Request-ID"] = hop.request_id
         return resp
     finally:
         info.active -= 1
@@ -116,14 +118,6 @@ def _http_exception(exc: web.HTTPException) -> web.Response:
     headers = {k: v for k, v in exc.headers.items()
                if k.lower() in ("allow", "retry-after")}
     return _error_response(status, error_json(status, message, code=code), headers)
-
-
-async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
-    hop = request.get(keys.HOP)
-    if hop is not None:
-        response.headers["X-Request-ID"] = hop.request_id
-        if hop.ttfb is None:
-            hop.ttfb = time.perf_counter() - hop.started
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -79,10 +79,15 @@ async def flush_periodically() -> None:
 def _stream(binary: bool) -> Any:
     if sys.stderr.isatty():
         return sys.stderr.buffer if binary else sys.stderr
-    # A non-interactive sys.stderr is line-buffered (a write(2) per line); write to its
-    # byte buffer through our own, unbuffered-per-line wrapper instead.
-    raw = sys.stderr.buffer if binary else io.TextIOWrapper(
-        sys.stderr.buffer, encoding="utf-8", errors="replace", line_buffering=False)
+    # A non-interactive sys.stderr is line-buffered (a write(2) per line) and its byte
+    # buffer holds 8 KiB; our own 256 KiB buffer on the same descriptor writes rarely.
+    try:
+        raw: Any = io.BufferedWriter(io.FileIO(sys.stderr.fileno(), "wb", closefd=False),
+                                     buffer_size=1 << 18)
+    except (OSError, ValueError, AttributeError):  # stderr without a descriptor
+        raw = sys.stderr.buffer
+    if not binary:
+        raw = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", line_buffering=False)
     stream = _Deferred(raw)
     _deferred.append(stream)
     return stream

@@ -33,6 +33,16 @@ class ProtocolError(ConnectionError):
     """The upstream sent something that is not HTTP/1.x."""
 
 
+class UpstreamTimeout(TimeoutError):
+    """The upstream was silent too long: before its first body byte, or between two."""
+
+    def __init__(self, phase: str, seconds: float) -> None:
+        self.phase = phase  # first_byte | idle
+        self.seconds = seconds
+        what = "first-byte timeout" if phase == "first_byte" else "idle timeout"
+        super().__init__(f"no data for {seconds:g}s ({what})")
+
+
 class Response:
     """One upstream reply: status and headers, then body chunks as they arrive."""
 
@@ -62,7 +72,7 @@ class Response:
                 raise self._error
             if self._done:
                 return b""
-            self._waiter = asyncio.get_running_loop().create_future()
+            self._waiter = self._conn.loop.create_future()
             try:
                 await self._waiter
             finally:
@@ -112,6 +122,8 @@ class _Conn(asyncio.Protocol):
     def __init__(self, pool: Pool, key: tuple[str, str, int]) -> None:
         self.pool = pool
         self.key = key
+        # Kept: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.response: Response | None = None
@@ -122,12 +134,21 @@ class _Conn(asyncio.Protocol):
         self.idle_since = 0.0
         self.used = 0
         self.head_only = False
+        # One timer per request, re-armed lazily: data arrival only stamps last_data, and
+        # the timer, when it fires, checks whether the upstream was really silent. This
+        # replaces an asyncio.timeout() per request and a reschedule per chunk.
+        self.timer: asyncio.TimerHandle | None = None
+        self.first_timeout = 0.0
+        self.idle_timeout = 0.0
+        self.got_body = False
+        self.last_data = 0.0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.last_data = self.loop.time()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -169,23 +190,59 @@ class _Conn(asyncio.Protocol):
             self.head_waiter.set_result(resp)
 
     def on_body(self, body: bytes) -> None:
+        if not self.got_body:
+            # From the first body byte on, silences are bounded by the idle timeout.
+            self.got_body = True
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = self.loop.call_at(self.last_data + self.idle_timeout,
+                                               self._on_timer)
         if self.response is not None:
             self.response._feed(body)
 
     def on_message_complete(self) -> None:
+        self._disarm()
         if self.response is not None:
             self.response._end()
 
     # ours
-    def send(self, data: Iterable[bytes], response: Response,
-             head_only: bool = False) -> asyncio.Future[Response]:
+    def send(self, data: Iterable[bytes], response: Response, head_only: bool,
+             first_timeout: float, idle_timeout: float) -> asyncio.Future[Response]:
         assert self.transport is not None
         self.response = response
         self.head_only = head_only
-        self.head_waiter = asyncio.get_running_loop().create_future()
+        self.head_waiter = self.loop.create_future()
         self.used += 1
+        self.got_body = False
+        self.first_timeout = first_timeout
+        self.idle_timeout = idle_timeout
+        self.last_data = now = self.loop.time()
+        self.timer = self.loop.call_at(now + first_timeout, self._on_timer)
         self.transport.writelines(data)
         return self.head_waiter
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.response is None or self.closed:
+            return
+        now = self.loop.time()
+        if not self.got_body:
+            # Headers may come early (a streaming server), the first body byte is what a
+            # long prompt delays: until it, the first-byte timeout applies.
+            self._fail(UpstreamTimeout("first_byte", self.first_timeout))
+            self._close()
+        elif self.paused or now - self.last_data < self.idle_timeout:
+            # Reading is paused for a slow client, or data came: not the upstream's silence.
+            base = now if self.paused else self.last_data
+            self.timer = self.loop.call_at(base + self.idle_timeout, self._on_timer)
+        else:
+            self._fail(UpstreamTimeout("idle", self.idle_timeout))
+            self._close()
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def pause(self) -> None:
         if not self.paused and self.transport is not None and not self.closed:
@@ -200,6 +257,7 @@ class _Conn(asyncio.Protocol):
     def finish(self, reusable: bool) -> None:
         if self.response is None:
             return
+        self._disarm()
         self.response = None
         self.head_waiter = None
         if reusable and self.keep_alive and not self.closed:
@@ -215,6 +273,7 @@ class _Conn(asyncio.Protocol):
             self.response._end(exc)
 
     def _close(self) -> None:
+        self._disarm()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
@@ -246,31 +305,34 @@ class Pool:
                                            parts.path.rstrip("/"))
         return hit
 
-    async def request(self, method: str, base_url: str, target: str,
-                      headers: dict[str, str], body: bytes, *,
-                      connect_timeout: float) -> Response:
-        """Send one request; return once the status line and headers have arrived."""
+    async def request(self, method: str, base_url: str, target: str, header_block: bytes,
+                      body: bytes, *, connect_timeout: float, first_byte_timeout: float,
+                      idle_timeout: float) -> Response:
+        """Send one request; return once the status line and headers have arrived.
+
+        `header_block` is the request's header lines, already encoded ("Name: value\\r\\n"
+        each; see eldric.stream.headers.upstream_header_block). Raises UpstreamTimeout,
+        ConnectTimeout, or an OSError (refused, reset, closed, TLS, not HTTP).
+        """
         key, host, prefix = self._target(base_url)
-        head = [f"{method} {prefix}{target} HTTP/1.1\r\n".encode("latin-1"), b"Host: ", host,
-                b"\r\n"]
-        for name, value in headers.items():
-            head.append(f"{name}: {value}\r\n".encode("latin-1"))
-        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-            head.append(b"Content-Length: %d\r\n" % len(body))
-        head.append(b"\r\n")
-        data = [b"".join(head), body] if body else [b"".join(head)]
+        length = (b"Content-Length: %d\r\n" % len(body)
+                  if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS") else b"")
+        head = b"".join((f"{method} {prefix}{target} HTTP/1.1\r\nHost: ".encode("latin-1"),
+                         host, b"\r\n", header_block, length, b"\r\n"))
+        data = (head, body) if body else (head,)
         head_only = method == "HEAD"
+        timers = (first_byte_timeout, idle_timeout)
         conn = self._take(key)
         if conn is not None:
             try:
-                return await conn.send(data, Response(conn), head_only)
+                return await conn.send(data, Response(conn), head_only, *timers)
             except UpstreamClosed:
                 # A pooled connection the upstream had just closed: nothing of the reply
                 # arrived, so sending again on a fresh connection is safe.
                 conn.finish(reusable=False)
         conn = await self._connect(key, connect_timeout)
         try:
-            return await conn.send(data, Response(conn), head_only)
+            return await conn.send(data, Response(conn), head_only, *timers)
         except BaseException:
             conn.finish(reusable=False)
             raise

@@ -27,7 +27,7 @@ from eldric import keys
 from eldric.bus import UpstreamState
 from eldric.errors import EldricError, error_json
 from eldric.stream import client
-from eldric.stream.headers import downstream_headers, upstream_headers
+from eldric.stream.headers import downstream_headers, upstream_header_block
 from eldric.stream.sse import EventSplitter, Tap, error_event
 from eldric.stream.upstream_errors import message_of, normalise
 
@@ -108,71 +108,68 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
         body = rewrite(body)
     qs = request.query_string if query is None else query
     path_qs = f"{path}?{qs}" if qs else path
-    headers = upstream_headers(request.headers, hop.request_id, target.headers)
+    header_block = upstream_header_block(request.raw_headers, hop.request_id, target.headers)
     t0 = time.perf_counter()
     bus.request_started(up)
     outcome = "error"
     first_at: float | None = None  # perf_counter() when the first byte went to the client
     upstream_resp: client.Response | None = None
     try:
-        # One timer from sending until the status line (and, for a small whole reply, its
-        # body) has arrived: the first-byte timeout.
-        async with asyncio.timeout(timeouts.first_byte):
-            try:
-                upstream_resp = await app[keys.UPSTREAM].request(
-                    method or request.method, target.base_url, path_qs, headers, body,
-                    connect_timeout=timeouts.connect)
-            except client.ConnectTimeout:
-                raise _failure(up, "timeout", 504,
-                               f"upstream {up.id} did not accept a connection within "
-                               f"{timeouts.connect:g}s (connect timeout)") from None
-            except OSError as exc:  # refused, reset, closed, unreachable, TLS, not HTTP
-                raise _failure(up, "connect", 503,
-                               f"upstream {up.id} ({target.base_url}) is unreachable: "
-                               f"{_describe(exc)}") from None
+        try:
+            upstream_resp = await app[keys.UPSTREAM].request(
+                method or request.method, target.base_url, path_qs, header_block, body,
+                connect_timeout=timeouts.connect, first_byte_timeout=timeouts.first_byte,
+                idle_timeout=timeouts.idle)
+        except client.ConnectTimeout:
+            raise _failure(up, "timeout", 504,
+                           f"upstream {up.id} did not accept a connection within "
+                           f"{timeouts.connect:g}s (connect timeout)") from None
+        except client.UpstreamTimeout as exc:
+            raise _failure(up, "timeout", 504,
+                           f"upstream {up.id} gave no reply: {exc}") from None
+        except OSError as exc:  # refused, reset, closed, unreachable, TLS, not HTTP
+            raise _failure(up, "connect", 503,
+                           f"upstream {up.id} ({target.base_url}) is unreachable: "
+                           f"{_describe(exc)}") from None
 
-            status = upstream_resp.status
-            if status >= 400:
-                raw = await _read_bounded(upstream_resp, timeouts.idle, _ERROR_BODY_LIMIT)
-                failure = UpstreamFailure(up.id, "status", status,
-                                          normalise(status, raw, up.id))
-                if failure.retryable:
-                    raise failure
-                outcome = "client_error"
-                first_at = time.perf_counter()
-                resp = failure.response()
-                if reply_headers:
-                    resp.headers.update(reply_headers)
-                return resp
-
-            out_headers = downstream_headers(upstream_resp.headers)
+        status = upstream_resp.status
+        if status >= 400:
+            raw = await _read_bounded(upstream_resp, _ERROR_BODY_LIMIT)
+            failure = UpstreamFailure(up.id, "status", status, normalise(status, raw, up.id))
+            if failure.retryable:
+                raise failure
+            outcome = "client_error"
+            first_at = time.perf_counter()
+            resp = failure.response()
             if reply_headers:
-                for name, value in reply_headers.items():
-                    out_headers[name] = value
-            length = upstream_resp.content_length
-            is_sse = upstream_resp.content_type == "text/event-stream"
-            if not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT:
-                try:
-                    data = await upstream_resp.read_all()
-                except OSError as exc:
-                    raise _failure(up, "connect", 502,
-                                   f"upstream {up.id} failed while sending its reply: "
-                                   f"{_describe(exc)}") from None
-                first_at = time.perf_counter()
-                outcome = "ok"
-                return web.Response(status=status, body=data, headers=out_headers)
+                resp.headers.update(reply_headers)
+            return resp
 
+        out_headers = downstream_headers(upstream_resp.headers)
+        if reply_headers:
+            out_headers.extend(reply_headers.items())
+        length = upstream_resp.content_length
+        is_sse = upstream_resp.content_type == "text/event-stream"
+        if not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT:
+            try:
+                data = await upstream_resp.read_all()
+            except OSError as exc:  # UpstreamTimeout is one too
+                timed_out = isinstance(exc, TimeoutError)
+                raise _failure(up, "timeout" if timed_out else "connect",
+                               504 if timed_out else 502,
+                               f"upstream {up.id} failed while sending its reply: "
+                               f"{_describe(exc)}") from None
+            first_at = time.perf_counter()
+            outcome = "ok"
+            return web.Response(status=status, body=data, headers=out_headers)
+
+        out_headers.append(("X-Request-ID", hop.request_id))
         resp = web.StreamResponse(status=status, headers=out_headers)
         if length is not None:
             resp.content_length = length
         splitter = EventSplitter(tap) if tap is not None and is_sse else None
-        outcome, first_at = await _relay(request, resp, upstream_resp, up, timeouts, is_sse,
-                                         splitter)
+        outcome, first_at = await _relay(request, resp, upstream_resp, up, is_sse, splitter)
         return resp
-    except TimeoutError:
-        raise _failure(up, "timeout", 504,
-                       f"upstream {up.id} gave no reply within "
-                       f"{timeouts.first_byte:g}s (first-byte timeout)") from None
     except asyncio.CancelledError:
         outcome = "cancelled"
         _client_left(request, up)
@@ -183,6 +180,8 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
                 upstream_resp.release()  # kept alive only if the reply was read whole
             else:
                 upstream_resp.close()  # closes the connection: the backend stops at once
+        if first_at is not None:
+            hop.ttfb = first_at - hop.started
         ok = outcome == "ok"
         bus.request_finished(up, outcome,
                              ttfb=first_at - t0 if ok and first_at is not None else None,
@@ -190,39 +189,35 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
 
 
 async def _relay(request: web.Request, resp: web.StreamResponse,
-                 upstream_resp: client.Response, up: UpstreamState, timeouts: Timeouts,
-                 is_sse: bool, splitter: EventSplitter | None) -> tuple[str, float | None]:
-    """Write the reply chunk by chunk as it arrives. Returns (outcome, first byte time)."""
-    loop = asyncio.get_running_loop()
+                 upstream_resp: client.Response, up: UpstreamState, is_sse: bool,
+                 splitter: EventSplitter | None) -> tuple[str, float | None]:
+    """Write the reply chunk by chunk as it arrives. Returns (outcome, first byte time).
+
+    The upstream connection's own timer bounds the wait for the first chunk (first-byte
+    timeout) and every silence after it (idle timeout); there is no total timeout."""
     first_at: float | None = None
     prepared = False
     try:
-        # One timer for the whole stream, pushed forward after every chunk: the first
-        # chunk may take first_byte seconds, every later silence at most idle seconds.
-        async with asyncio.timeout(timeouts.first_byte) as timer:
-            while True:
-                chunk = await upstream_resp.read_chunk()
-                if not chunk:
-                    break
-                if not prepared:
-                    await resp.prepare(request)
-                    prepared = True
-                    first_at = time.perf_counter()
-                if splitter is not None:
-                    splitter.feed(chunk)
-                await resp.write(chunk)
-                timer.reschedule(loop.time() + timeouts.idle)
-    except (TimeoutError, client.UpstreamClosed, client.ProtocolError) as exc:
-        what = (f"no data for {timeouts.idle:g}s (idle timeout)" if isinstance(exc, TimeoutError)
-                else _describe(exc))
-        message = f"upstream {up.id} failed mid-reply: {what}"
+        while True:
+            chunk = await upstream_resp.read_chunk()
+            if not chunk:
+                break
+            if not prepared:
+                await resp.prepare(request)
+                prepared = True
+                first_at = time.perf_counter()
+            if splitter is not None:
+                splitter.feed(chunk)
+            await resp.write(chunk)
+    except (client.UpstreamTimeout, client.UpstreamClosed, client.ProtocolError) as exc:
+        timed_out = isinstance(exc, TimeoutError)
+        message = f"upstream {up.id} failed mid-reply: {_describe(exc)}"
         if not prepared:
-            status = 504 if isinstance(exc, TimeoutError) else 502
-            raise _failure(up, "timeout" if status == 504 else "connect", status,
+            raise _failure(up, "timeout" if timed_out else "connect", 504 if timed_out else 502,
                            message) from None
-        log.warning("upstream_failed_mid_stream", upstream=up.id, error=what)
+        log.warning("upstream_failed_mid_stream", upstream=up.id, error=str(exc))
         if is_sse:
-            code = "upstream_timeout" if isinstance(exc, TimeoutError) else "upstream_error"
+            code = "upstream_timeout" if timed_out else "upstream_error"
             await resp.write(error_event(error_json(502, message, code=code)))
             await resp.write_eof()
         else:
@@ -249,15 +244,15 @@ def _client_left(request: web.Request, up: UpstreamState) -> None:
     log.info("client_disconnected", upstream=up.id)
 
 
-async def _read_bounded(resp: client.Response, timeout: float, limit: int) -> bytes:
+async def _read_bounded(resp: client.Response, limit: int) -> bytes:
+    """An error body, cut at `limit` (the connection's timer bounds the wait)."""
     parts: list[bytes] = []
     size = 0
     try:
-        async with asyncio.timeout(timeout):
-            while size < limit and (chunk := await resp.read_chunk()):
-                parts.append(chunk)
-                size += len(chunk)
-    except (TimeoutError, OSError):
+        while size < limit and (chunk := await resp.read_chunk()):
+            parts.append(chunk)
+            size += len(chunk)
+    except OSError:
         pass
     return b"".join(parts)[:limit]
 

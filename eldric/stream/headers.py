@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from multidict import CIMultiDict
-
 # RFC 9110 §7.6.1 hop-by-hop headers, plus those the next hop must compute itself.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
@@ -23,15 +21,28 @@ _DROP_UPSTREAM = HOP_BY_HOP | {"host", "content-length", "authorization", "x-api
 _DROP_DOWNSTREAM = HOP_BY_HOP | {"content-length", "x-request-id", "date", "server"}
 
 
-def upstream_headers(incoming: Mapping[str, str], request_id: str,
-                     extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    out = {k: v for k, v in incoming.items() if k.lower() not in _DROP_UPSTREAM}
-    out["X-Request-ID"] = request_id
+_DROP_UPSTREAM_RAW = frozenset(n.encode() for n in _DROP_UPSTREAM)
+
+
+def upstream_header_block(raw: Iterable[tuple[bytes, bytes]], request_id: str,
+                          extra: Mapping[str, str] | None = None) -> bytes:
+    """The header lines sent upstream, encoded, straight from the client's raw headers
+    (aiohttp's parser has already refused CR/LF in them): nothing decoded, nothing
+    re-encoded. `extra` (the upstream's own credentials) replaces same-named headers."""
+    drop = _DROP_UPSTREAM_RAW
     if extra:
-        out.update(extra)
-    return out
+        drop = drop | {k.lower().encode() for k in extra}
+    lines = [b"%s: %s\r\n" % (name, value) for name, value in raw if name.lower() not in drop]
+    lines.append(b"X-Request-ID: %s\r\n" % request_id.encode())
+    if extra:
+        for name, value in extra.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ValueError(f"header {name!r} holds a line break")
+            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+    return b"".join(lines)
 
 
-def downstream_headers(upstream: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
-    """The upstream's reply headers the client gets (repeated ones, e.g. Set-Cookie, kept)."""
-    return CIMultiDict((k, v) for k, v in upstream if k.lower() not in _DROP_DOWNSTREAM)
+def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The upstream's reply headers the client gets (repeated ones, e.g. Set-Cookie, kept).
+    A list: aiohttp builds its own multidict from it, once."""
+    return [(k, v) for k, v in upstream if k.lower() not in _DROP_DOWNSTREAM]

@@ -1,4 +1,6 @@
-from eldric.stream.headers import downstream_headers, upstream_headers
+import pytest
+
+from eldric.stream.headers import downstream_headers, upstream_header_block
 
 
 def test_upstream_headers_drop_hop_by_hop_and_credentials():
@@ -8,10 +10,16 @@ def test_upstream_headers_drop_hop_by_hop_and_credentials():
                 "Accept-Encoding": "gzip", "X-Request-ID": "spoofed",
                 "Content-Type": "application/json", "traceparent": "00-abc-def-01",
                 "OpenAI-Beta": "assistants=v2", "User-Agent": "OpenAI/Python"}
-    out = upstream_headers(incoming, "rid-1", {"Authorization": "Bearer backend"})
-    assert out == {"Content-Type": "application/json", "traceparent": "00-abc-def-01",
-                   "OpenAI-Beta": "assistants=v2", "User-Agent": "OpenAI/Python",
-                   "X-Request-ID": "rid-1", "Authorization": "Bearer backend"}
+    raw = [(k.encode(), v.encode()) for k, v in incoming.items()]
+    out = upstream_header_block(raw, "rid-1", {"Authorization": "Bearer backend"})
+    assert out == (b"Content-Type: application/json\r\ntraceparent: 00-abc-def-01\r\n"
+                   b"OpenAI-Beta: assistants=v2\r\nUser-Agent: OpenAI/Python\r\n"
+                   b"X-Request-ID: rid-1\r\nAuthorization: Bearer backend\r\n")
+
+
+def test_extra_headers_cannot_smuggle_lines():
+    with pytest.raises(ValueError):
+        upstream_header_block([], "r", {"Authorization": "Bearer x\r\nX-Evil: 1"})
 
 
 def test_downstream_headers_keep_content_headers_only():
@@ -22,4 +30,4 @@ def test_downstream_headers_keep_content_headers_only():
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
         "Content-Encoding": "gzip"}
     twice = downstream_headers([("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
-    assert twice.getall("set-cookie") == ["a=1", "b=2"]
+    assert twice == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]

@@ -19,15 +19,14 @@ from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 async def _relay(request: web.Request, body: bytes) -> web.StreamResponse:
     """Forward to the backend; a backend that cannot be reached is marked down at once."""
     st = request.app[WORKER]
-    bus = request.app[keys.BUS]
     try:
         resp = await forward(request, st.target, request.path, body, timeouts=st.timeouts)
     except UpstreamFailure as exc:
         if exc.kind != "status":
-            bus.mark(st.upstream, False, exc.message)
+            request.app[keys.BUS].mark(st.upstream, False, exc.message)
         raise _as_error(st, exc) from None
     if not st.upstream.healthy and resp.status < 500:
-        bus.mark(st.upstream, True)
+        request.app[keys.BUS].mark(st.upstream, True)
     return resp
 
 
