@@ -40,7 +40,12 @@ def _option(spec: FieldSpec) -> click.Option:
     if spec.kind == "bool":
         return click.Option([f"{name}/--no-{spec.flag}", dest], default=None, help=spec.help)
     typ: Any = click.Choice(spec.choices) if spec.choices else None
-    metavar = "MS" if spec.name.endswith("_ms") else _METAVARS.get(spec.kind)
+    if spec.choices:
+        metavar = None  # click shows the choices
+    elif spec.parse is not None:
+        metavar = "A,B,…"
+    else:
+        metavar = "MS" if spec.name.endswith("_ms") else _METAVARS.get(spec.kind)
     return click.Option([name, dest], type=typ, default=None, help=spec.help, metavar=metavar)
 
 

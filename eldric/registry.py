@@ -20,8 +20,10 @@ from eldric.errors import ConfigError
 ENTRY_POINT_GROUP = "eldric.roles"
 
 # name -> "module:attr". Third-party roles come from the entry-point group instead.
+# The order is the start-up order of --role all: a role starts after those it talks to.
 BUILTIN: dict[str, str] = {
     "worker": "eldric.roles.worker:ROLE",
+    "router": "eldric.roles.router:ROLE",
 }
 
 

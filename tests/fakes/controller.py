@@ -20,6 +20,8 @@ class State:
         self.registrations: list[dict] = []
         self.heartbeats: list[tuple[str, dict]] = []
         self.ids = itertools.count(1)
+        self.router_config: dict = {}
+        self.list_calls = 0
 
 
 STATE = web.AppKey("state", State)
@@ -60,9 +62,20 @@ async def heartbeat(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def list_workers(request: web.Request) -> web.Response:
+    """GET /api/v1/workers: {"workers": [WorkerInfo + status + last_heartbeat], "router_config"}"""
+    st = request.app[STATE]
+    st.list_calls += 1
+    if not _authorised(request):
+        return web.json_response({"error": {"message": "bad cluster key"}}, status=401)
+    workers = [{"status": "healthy", "last_heartbeat": 1.0, **w} for w in st.workers.values()]
+    return web.json_response({"workers": workers, "router_config": st.router_config})
+
+
 def make_app(cluster_key: str | None = None) -> web.Application:
     app = web.Application()
     app[STATE] = State(cluster_key)
+    app.router.add_get("/api/v1/workers", list_workers)
     app.router.add_post("/api/v1/workers/register", register)
     app.router.add_post("/api/v1/workers/{id}/heartbeat", heartbeat)
     return app

@@ -49,6 +49,8 @@ class RouterConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     max_queue: Annotated[int, msgspec.Meta(ge=0), flag_meta(
         "requests that may wait for a free worker at once; more get 503 at once")] = 1000
     aliases: Annotated[dict[str, str], flag_meta(
-        "client model name -> served model name")] = {}
+        'client model name -> served model, JSON: {"gpt-4o": "llama3.2:3b"}',
+        flag="aliases")] = {}
     fallbacks: Annotated[dict[str, list[str]], flag_meta(
-        "model -> models to try, in order, when it cannot be served")] = {}
+        'model -> models to try in order when it cannot be served, JSON: {"a": ["b"]}',
+        flag="fallbacks")] = {}

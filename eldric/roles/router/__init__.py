@@ -1,0 +1,67 @@
+"""The router role: picks a worker for every request (port 8881)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from eldric import keys
+from eldric.registry import Role
+from eldric.roles.router.config import RouterConfig
+from eldric.roles.router.handlers import add_routes
+from eldric.roles.router.health import check_all, health_loop
+from eldric.roles.router.pool import Pool
+from eldric.roles.router.state import ROUTER, RouterState
+from eldric.roles.router.sync import sync_loop, sync_once
+from eldric.stream import Timeouts
+from eldric.tasks import cancel, spawn
+
+log = structlog.get_logger("eldric.router")
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    rs = app[ROUTER]
+    if rs.cfg.controller_url:
+        try:
+            await sync_once(app)
+        except Exception as exc:  # the loop retries; the router starts anyway
+            log.warning("controller_sync_failed", controller=rs.cfg.controller_url,
+                        error=f"{type(exc).__name__}: {exc}")
+    await check_all(app)
+    tasks = [spawn(health_loop(app), name="router-health")]
+    if rs.cfg.controller_url:
+        tasks.append(spawn(sync_loop(app), name="router-sync"))
+    log.info("router_ready", strategy=rs.strategy.name if rs.strategy else None,
+             workers=[w.id for w in rs.pool.workers.values()],
+             healthy=[w.id for w in rs.pool.routable()])
+    yield
+    for task in tasks:
+        await cancel(task)
+
+
+def build(app: web.Application, cfg: RouterConfig) -> None:
+    pool = Pool(app[keys.BUS], role="router")
+    for spec in cfg.workers:
+        pool.add(spec.url.rstrip("/"), spec.url, tags=spec.tags, static=True)
+    rs = RouterState(cfg=cfg, pool=pool, timeouts=Timeouts.from_config(cfg))
+    if cfg.strategy is not None:
+        rs.set_strategy(cfg.strategy, "config")
+    else:
+        rs.set_strategy("load_based", "default")
+    app[ROUTER] = rs
+    app.cleanup_ctx.append(_lifecycle)
+    add_routes(app)
+
+
+ROLE = Role(
+    name="router",
+    port=8881,
+    config=RouterConfig,
+    build=build,
+    description="picks a worker per request: strategies, health, failover, fallbacks",
+    # One host: route to the local worker (its default port), on loopback.
+    quickstart={"bind_address": "127.0.0.1", "workers": [{"url": "http://127.0.0.1:8890"}],
+                "health_check_interval_ms": 5000},
+)
