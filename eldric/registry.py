@@ -22,6 +22,7 @@ ENTRY_POINT_GROUP = "eldric.roles"
 # name -> "module:attr". Third-party roles come from the entry-point group instead.
 # The order is the start-up order of --role all: a role starts after those it talks to.
 BUILTIN: dict[str, str] = {
+    "controller": "eldric.roles.controller:ROLE",
     "worker": "eldric.roles.worker:ROLE",
     "router": "eldric.roles.router:ROLE",
 }

@@ -18,8 +18,9 @@ def test_readme_shows_the_commands():
 
 def test_role_all_serves_the_mock_on_loopback(eldric_proc, tmp_path):
     proc = eldric_proc("--role", "all", env={"XDG_DATA_HOME": str(tmp_path)})
-    proc.wait_http("http://127.0.0.1:8890/health")
-    client = openai.OpenAI(base_url="http://127.0.0.1:8890/v1", api_key="unused")
+    proc.wait_http("http://127.0.0.1:8881/health")
+    # As README says: the router on 8881, in front of the worker on 8890.
+    client = openai.OpenAI(base_url="http://127.0.0.1:8881/v1", api_key="unused")
     assert [m.id for m in client.models.list()] == ["eldric-mock"]
     reply = client.chat.completions.create(model="eldric-mock",
                                            messages=[{"role": "user", "content": "hi"}])
@@ -28,7 +29,18 @@ def test_role_all_serves_the_mock_on_loopback(eldric_proc, tmp_path):
         model="eldric-mock", messages=[{"role": "user", "content": "hi"}], stream=True)
         if c.choices)
     assert text == reply.choices[0].message.content
+    raw = client.chat.completions.with_raw_response.create(
+        model="eldric-mock", messages=[{"role": "user", "content": "hi"}])
+    assert raw.headers["X-Eldric-Worker"] == "http://127.0.0.1:8890"
+    # The worker registered with the controller, which lists it on its dashboard's API.
+    import json
+    import urllib.request
+
+    listing = json.loads(urllib.request.urlopen("http://127.0.0.1:8880/api/v1/workers").read())
+    assert [w["url"] for w in listing["workers"]] == ["http://127.0.0.1:8890"]
     out = proc.stop()
     assert re.search(r"worker\s+http://127\.0\.0\.1:8890", out)
-    assert "bind=127.0.0.1:8890" in out  # loopback only
+    assert re.search(r"router\s+http://127\.0\.0\.1:8881", out)
+    assert re.search(r"controller\s+http://127\.0\.0\.1:8880", out)
+    assert "bind=127.0.0.1:8890" in out and "bind=127.0.0.1:8881" in out  # loopback only
     assert (tmp_path / "eldric").is_dir()  # default data dir honours XDG_DATA_HOME

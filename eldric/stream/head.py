@@ -1,24 +1,30 @@
-"""Decode just the head of a request body (model, stream) and refuse bad bodies clearly."""
+"""Decode a request body into a (lenient or strict) Struct, refusing bad bodies clearly.
+
+The forwarding hops decode just a head (model, stream); control-plane handlers decode
+their whole small bodies. Either way a bad body is a 400 naming the parameter."""
 
 from __future__ import annotations
 
 import re
 from functools import cache
+from typing import TypeVar
 
 import msgspec
 
 from eldric.errors import BadRequest
 from eldric.wire.openai import Head
 
+T = TypeVar("T")
+
 _PATH = re.compile(r"`\$\.([A-Za-z0-9_]+)")
 
 
 @cache
-def _decoder(kind: type[Head]) -> msgspec.json.Decoder:
+def _decoder(kind: type) -> msgspec.json.Decoder:
     return msgspec.json.Decoder(kind)
 
 
-def decode_head(body: bytes, kind: type[Head] = Head) -> Head:
+def decode_head(body: bytes, kind: type[T] = Head) -> T:  # type: ignore[assignment]
     """Return the decoded head, or raise a 400 naming the offending parameter."""
     if not body:
         raise BadRequest("the request body is empty; expected a JSON object", code="invalid_body")

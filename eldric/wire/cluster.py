@@ -71,10 +71,11 @@ class RegisterReply(msgspec.Struct):
     id: str
 
 
-class WorkerRecord(WorkerInfo, kw_only=True):
+class WorkerRecord(WorkerInfo, kw_only=True, omit_defaults=False):
     """A worker as the controller lists it: what it registered, plus what it observed."""
 
     last_heartbeat: float | None = None
+    registered_at: float | None = None
 
 
 class RouterSettings(msgspec.Struct, omit_defaults=True):

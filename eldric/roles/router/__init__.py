@@ -61,7 +61,9 @@ ROLE = Role(
     config=RouterConfig,
     build=build,
     description="picks a worker per request: strategies, health, failover, fallbacks",
-    # One host: route to the local worker (its default port), on loopback.
+    # One host: the local worker (its default port) from the start, and whatever else
+    # registers with the local controller, on loopback.
     quickstart={"bind_address": "127.0.0.1", "workers": [{"url": "http://127.0.0.1:8890"}],
+                "controller_url": "http://127.0.0.1:8880", "sync_interval_ms": 2000,
                 "health_check_interval_ms": 5000},
 )

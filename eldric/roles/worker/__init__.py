@@ -83,6 +83,8 @@ ROLE = Role(
     config=WorkerConfig,
     build=build,
     description="fronts one local inference backend (Ollama, vLLM, llama.cpp, TGI, …)",
-    # The one-host quick start: no LLM server is assumed, so the mock backend answers.
-    quickstart={"backend": "mock", "bind_address": "127.0.0.1"},
+    # The one-host quick start: no LLM server is assumed, so the mock backend answers;
+    # the worker joins the local controller (its default port).
+    quickstart={"backend": "mock", "bind_address": "127.0.0.1",
+                "controller_url": "http://127.0.0.1:8880", "heartbeat_interval_ms": 5000},
 )

@@ -1,0 +1,67 @@
+"""The controller role: the cluster's registry, heartbeats, router settings, dashboard."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from eldric import keys
+from eldric.registry import Role
+from eldric.roles.controller.config import ControllerConfig
+from eldric.roles.controller.handlers import add_routes
+from eldric.roles.controller.registry import Registry, maintenance
+from eldric.roles.controller.state import CONTROLLER, ControllerState
+from eldric.store.sqlite import Store
+from eldric.tasks import cancel, spawn
+
+log = structlog.get_logger("eldric.controller")
+
+
+def _loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return addr == "localhost"
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    cs = app[CONTROLLER]
+    cfg = cs.cfg
+    store = cs.registry.store
+    await store.open()
+    await cs.registry.load()
+    if not _loopback(cfg.bind_address) and not cfg.cluster_key and not cfg.admin_key:
+        log.warning("control_plane_open", bind=cfg.bind_address,
+                    advice="set --cluster-key and --admin-key: anyone who can reach this "
+                           "port can register workers and change routing")
+    task = spawn(maintenance(cs.registry, cfg.worker_timeout_ms / 1000,
+                             cfg.worker_expiry_ms / 1000, cfg.flush_interval_ms / 1000),
+                 name="controller-maintenance")
+    log.info("controller_ready", workers=len(cs.registry.workers), db=store.path)
+    yield
+    await cancel(task)
+    await cs.registry.flush()
+    await store.close()
+
+
+def build(app: web.Application, cfg: ControllerConfig) -> None:
+    port = app[keys.ROLE].advertise_url.rsplit(":", 1)[-1]
+    path = os.path.join(app[keys.PROCESS].data_dir, f"controller-{port}.db")
+    store = Store(path, ["workers", "settings"])
+    app[CONTROLLER] = ControllerState(cfg=cfg, registry=Registry(store))
+    app.cleanup_ctx.append(_lifecycle)
+    add_routes(app)
+
+
+ROLE = Role(
+    name="controller",
+    port=8880,
+    config=ControllerConfig,
+    build=build,
+    description="the cluster's registry: workers, heartbeats, router settings, dashboard",
+    quickstart={"bind_address": "127.0.0.1"},
+)

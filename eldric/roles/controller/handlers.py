@@ -1,0 +1,125 @@
+"""The controller's HTTP API and dashboard."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+
+from eldric.auth import require_key
+from eldric.bus.routes import json_response
+from eldric.errors import BadRequest, NotFound
+from eldric.http import read_body
+from eldric.roles.controller.state import CONTROLLER
+from eldric.stream import decode_head
+from eldric.wire.cluster import Heartbeat, RouterSettings, WorkerInfo, WorkerType
+
+STATIC = Path(__file__).parent / "static"
+STRATEGIES = ("round_robin", "least_connections", "load_based", "latency_based", "random")
+_STATUSES = ("healthy", "degraded", "unhealthy", "offline")
+_TYPES = WorkerType.__args__  # type: ignore[attr-defined]
+
+
+async def register(request: web.Request) -> web.Response:
+    cs = request.app[CONTROLLER]
+    require_key(request, cs.cfg.cluster_key, "cluster key")
+    info = decode_head(await read_body(request), WorkerInfo)
+    if not info.url.startswith(("http://", "https://")):
+        raise BadRequest("url must be an http:// or https:// URL", param="url")
+    record = await cs.registry.register(info)
+    return json_response({"id": record.id, "status": "registered"}, status=200)
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    cs = request.app[CONTROLLER]
+    require_key(request, cs.cfg.cluster_key, "cluster key")
+    beat = decode_head(await read_body(request), Heartbeat)
+    wid = request.match_info["id"]
+    if cs.registry.heartbeat(wid, beat) is None:
+        raise NotFound(f"unknown worker {wid}; register again", code="worker_not_found")
+    return json_response({"status": "ok"})
+
+
+def _filters(request: web.Request) -> dict:
+    q = request.query
+    out = {"type": q.get("type"), "status": q.get("status"), "model": q.get("model")}
+    if out["type"] is not None and out["type"] not in _TYPES:
+        raise BadRequest(f"type must be one of {', '.join(_TYPES)}", param="type")
+    if out["status"] is not None and out["status"] not in _STATUSES:
+        raise BadRequest(f"status must be one of {', '.join(_STATUSES)}", param="status")
+    return out
+
+
+async def list_workers(request: web.Request) -> web.Response:
+    cs = request.app[CONTROLLER]
+    return json_response({"workers": cs.registry.select(**_filters(request)),
+                          "router_config": cs.registry.router})
+
+
+async def get_worker(request: web.Request) -> web.Response:
+    record = request.app[CONTROLLER].registry.workers.get(request.match_info["id"])
+    if record is None:
+        raise NotFound(f"unknown worker {request.match_info['id']}", code="worker_not_found")
+    return json_response(record)
+
+
+async def delete_worker(request: web.Request) -> web.Response:
+    cs = request.app[CONTROLLER]
+    require_key(request, cs.cfg.admin_key, "admin key")
+    if not await cs.registry.delete(request.match_info["id"]):
+        raise NotFound(f"unknown worker {request.match_info['id']}", code="worker_not_found")
+    return json_response({"deleted": request.match_info["id"]})
+
+
+class _Discover(msgspec.Struct, forbid_unknown_fields=True):
+    worker_type: str | None = None
+    model: str | None = None
+
+
+async def discover(request: web.Request) -> web.Response:
+    """The live workers of a type and/or serving a model, for workers looking for peers."""
+    cs = request.app[CONTROLLER]
+    raw = await read_body(request)
+    want = decode_head(raw, _Discover) if raw.strip() else _Discover()
+    found = [r for r in cs.registry.select(type=want.worker_type, model=want.model)
+             if r.status != "offline"]
+    return json_response({"workers": found})
+
+
+async def models(request: web.Request) -> web.Response:
+    return json_response({"models": request.app[CONTROLLER].registry.models()})
+
+
+async def get_router_config(request: web.Request) -> web.Response:
+    return json_response(request.app[CONTROLLER].registry.router)
+
+
+async def set_router_config(request: web.Request) -> web.Response:
+    cs = request.app[CONTROLLER]
+    require_key(request, cs.cfg.admin_key, "admin key")
+    settings = decode_head(await read_body(request), RouterSettings)
+    if settings.strategy is not None and settings.strategy not in STRATEGIES:
+        raise BadRequest(f"unknown strategy {settings.strategy!r}; one of: "
+                         f"{', '.join(STRATEGIES)}", param="strategy", code="invalid_strategy")
+    await cs.registry.set_router(settings)
+    return json_response(settings)
+
+
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "dashboard.html")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/workers/register", register)
+    r.add_post("/api/v1/workers/discover", discover)
+    r.add_post("/api/v1/workers/{id}/heartbeat", heartbeat)
+    r.add_get("/api/v1/workers", list_workers)
+    r.add_get("/api/v1/workers/{id}", get_worker)
+    r.add_delete("/api/v1/workers/{id}", delete_worker)
+    r.add_get("/api/v1/models", models)
+    r.add_get("/api/v1/router/config", get_router_config)
+    r.add_post("/api/v1/router/config", set_router_config)
+    r.add_get("/dashboard", dashboard)
+    r.add_static("/static/", STATIC)

@@ -1,0 +1,146 @@
+"""The cluster's worker registry: in memory for serving, persisted to SQLite.
+
+Registrations, deletions and the router configuration are written through before the
+reply (a SIGKILLed controller loses none); heartbeats only mark a worker dirty, and the
+dirty ones are written in one transaction every flush interval, so hundreds of workers
+heartbeating do not queue behind the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import msgspec
+import structlog
+
+from eldric.store.sqlite import Store
+from eldric.wire.cluster import Heartbeat, RouterSettings, WorkerInfo, WorkerRecord
+
+log = structlog.get_logger("eldric.controller")
+
+PREFIX = {"inference": "wrk-", "cloud": "cld-", "data": "dat-", "science": "sci-",
+          "training": "trn-", "media": "med-", "comm": "com-"}
+INFERENCE_TYPES = ("inference", "cloud")
+
+_enc = msgspec.json.Encoder()
+_record = msgspec.json.Decoder(WorkerRecord)
+_settings = msgspec.json.Decoder(RouterSettings)
+
+
+class Registry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.workers: dict[str, WorkerRecord] = {}
+        self.router: RouterSettings = RouterSettings()
+        self._dirty: set[str] = set()
+
+    async def load(self) -> None:
+        for key, value in await self.store.all("workers"):
+            try:
+                self.workers[key] = _record.decode(value)
+            except msgspec.DecodeError:
+                log.warning("stored_worker_unreadable", worker=key)
+        for key, value in await self.store.all("settings"):
+            if key == "router":
+                self.router = _settings.decode(value)
+
+    async def register(self, info: WorkerInfo) -> WorkerRecord:
+        now = time.time()
+        wid = info.id or f"{PREFIX.get(info.worker_type, 'wrk-')}{secrets.token_hex(6)}"
+        old = self.workers.get(wid)
+        record = WorkerRecord(**{f: getattr(info, f) for f in WorkerInfo.__struct_fields__},
+                              last_heartbeat=now,
+                              registered_at=old.registered_at if old else now)
+        record.id = wid
+        if record.status == "offline":
+            record.status = "healthy"
+        self.workers[wid] = record
+        self._dirty.discard(wid)
+        await self.store.write("workers", [(wid, _enc.encode(record))])
+        log.info("worker_registered", worker=wid, worker_type=record.worker_type,
+                 url=record.url, models=record.models, again=old is not None)
+        return record
+
+    def heartbeat(self, wid: str, beat: Heartbeat) -> WorkerRecord | None:
+        record = self.workers.get(wid)
+        if record is None:
+            return None
+        if record.status == "offline":
+            log.info("worker_back", worker=wid)
+        record.status = beat.status if beat.status != "offline" else "unhealthy"
+        record.load = beat.load
+        record.load.active_requests = beat.active_requests or beat.load.active_requests
+        record.models = beat.models
+        record.last_heartbeat = time.time()
+        self._dirty.add(wid)
+        return record
+
+    async def delete(self, wid: str) -> bool:
+        if self.workers.pop(wid, None) is None:
+            return False
+        self._dirty.discard(wid)
+        await self.store.write("workers", deletes=[wid])
+        log.info("worker_deleted", worker=wid)
+        return True
+
+    async def set_router(self, settings: RouterSettings) -> None:
+        self.router = settings
+        await self.store.write("settings", [("router", _enc.encode(settings))])
+
+    async def flush(self) -> None:
+        if not self._dirty:
+            return
+        ids, self._dirty = self._dirty, set()
+        puts = [(w, _enc.encode(self.workers[w])) for w in ids if w in self.workers]
+        await self.store.write("workers", puts)
+
+    async def expire(self, timeout: float, expiry: float) -> None:
+        now = time.time()
+        gone = []
+        for wid, record in self.workers.items():
+            silent = now - (record.last_heartbeat or 0)
+            if silent >= expiry:
+                gone.append(wid)
+            elif silent >= timeout and record.status != "offline":
+                record.status = "offline"
+                self._dirty.add(wid)
+                log.warning("worker_offline", worker=wid, silent_s=round(silent, 1))
+        for wid in gone:
+            log.warning("worker_expired", worker=wid)
+            await self.delete(wid)
+
+    # ------------------------------------------------------------------ views
+
+    def select(self, *, type: str | None = None, status: str | None = None,
+               model: str | None = None) -> list[WorkerRecord]:
+        return [r for r in self.workers.values()
+                if (type is None or r.worker_type == type)
+                and (status is None or r.status == status)
+                and (model is None or model in r.models)]
+
+    def models(self) -> list[dict]:
+        serving = [r for r in self.workers.values()
+                   if r.worker_type in INFERENCE_TYPES and r.status != "offline"]
+        by_model: dict[str, list[str]] = {}
+        for r in serving:
+            for m in r.models:
+                by_model.setdefault(m, []).append(r.id or "")
+        total = len(serving)
+        return [{"id": m, "workers": sorted(ids),
+                 "coverage_percent": round(100 * len(ids) / total, 1) if total else 0.0}
+                for m, ids in sorted(by_model.items())]
+
+
+async def maintenance(registry: Registry, timeout_s: float, expiry_s: float,
+                      flush_s: float) -> None:
+    """Flush batched heartbeats and expire silent workers, forever."""
+    tick = min(flush_s, timeout_s / 4, 1.0)
+    while True:
+        await asyncio.sleep(tick)
+        try:
+            await registry.expire(timeout_s, expiry_s)
+            await registry.flush()
+        except Exception as exc:  # the disk may fail; serving must not
+            log.error("registry_maintenance_failed", error=repr(exc))

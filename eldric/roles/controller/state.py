@@ -1,0 +1,19 @@
+"""The controller's run-time state, kept on its app under CONTROLLER."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from eldric.roles.controller.config import ControllerConfig
+from eldric.roles.controller.registry import Registry
+
+
+@dataclass
+class ControllerState:
+    cfg: ControllerConfig
+    registry: Registry
+
+
+CONTROLLER: web.AppKey[ControllerState] = web.AppKey("eldric_controller", ControllerState)

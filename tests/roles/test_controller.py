@@ -1,0 +1,241 @@
+"""A real controller with real workers (mock backend) and a real router, on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import aiohttp
+import pytest
+
+from tests.conftest import free_port, run_eldric
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+async def _until(pred, timeout=5.0, every=0.03):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await pred()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(every)
+
+
+async def _get(s, url):
+    async with s.get(url) as r:
+        return r.status, await r.json()
+
+
+def controller(tmp_path, **flags):
+    return run_eldric("controller", tmp_path, port=0, bind="127.0.0.1", **flags)
+
+
+async def test_workers_register_heartbeat_go_offline_and_expire(tmp_path):
+    async with controller(tmp_path, worker_timeout=400, worker_expiry=1200) as c:
+        base = c["controller"]
+        async with aiohttp.ClientSession() as s:
+            async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                                  backend="mock", controller=base, heartbeat_interval=100):
+                _, listing = await _until(lambda: _listing(s, base))
+                (w,) = listing["workers"]
+                assert w["id"].startswith("wrk-") and w["worker_type"] == "inference"
+                assert w["status"] == "healthy" and w["models"] == ["eldric-mock"]
+                assert w["backend"]["type"] == "mock"
+                first_beat = w["last_heartbeat"]
+                await asyncio.sleep(0.3)
+                _, again = await _get(s, f"{base}/api/v1/workers/{w['id']}")
+                assert again["last_heartbeat"] > first_beat  # heartbeats arrive
+            # The worker stopped: offline after --worker-timeout, gone after --worker-expiry.
+            await _until(lambda: _status_is(s, base, w["id"], "offline"))
+            await _until(lambda: _status_is(s, base, w["id"], None), timeout=3)
+
+
+async def _listing(s, base):
+    status, body = await _get(s, f"{base}/api/v1/workers")
+    return (status, body) if body["workers"] else None
+
+
+async def _status_is(s, base, wid, want):
+    status, body = await _get(s, f"{base}/api/v1/workers/{wid}")
+    if want is None:
+        return status == 404
+    return status == 200 and body["status"] == want
+
+
+async def test_reregister_keeps_id_and_unknown_heartbeat_is_404(tmp_path):
+    async with controller(tmp_path) as c:
+        base = c["controller"]
+        async with aiohttp.ClientSession() as s:
+            info = {"worker_type": "cloud", "url": "http://127.0.0.1:9", "models": ["gpt-4o"]}
+            async with s.post(base + "/api/v1/workers/register", json=info) as r:
+                wid = (await r.json())["id"]
+            assert wid.startswith("cld-")
+            async with s.post(base + "/api/v1/workers/register",
+                              json={**info, "id": wid, "models": ["gpt-4o", "o3"]}) as r:
+                assert (await r.json())["id"] == wid
+            _, rec = await _get(s, f"{base}/api/v1/workers/{wid}")
+            assert rec["models"] == ["gpt-4o", "o3"]
+            async with s.post(base + "/api/v1/workers/wrk-nope/heartbeat",
+                              json={"status": "healthy", "load": {}}) as r:
+                assert r.status == 404
+                assert (await r.json())["error"]["code"] == "worker_not_found"
+
+
+@pytest.mark.parametrize("body,param", [
+    (b"{", None),
+    (b'{"url": "http://x"}', "worker_type"),
+    (b'{"worker_type": "gpu", "url": "http://x"}', "worker_type"),
+    (b'{"worker_type": "inference", "url": "ftp://x"}', "url"),
+    (b'{"worker_type": "inference", "url": "http://x", "models": "m"}', "models"),
+])
+async def test_bad_registration_bodies_are_400(tmp_path, body, param):
+    async with controller(tmp_path) as c:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(c["controller"] + "/api/v1/workers/register", data=body) as r:
+                assert r.status == 400
+                err = (await r.json())["error"]
+    assert err["type"] == "invalid_request_error" and err["param"] == param
+
+
+async def test_cluster_and_admin_keys(tmp_path):
+    async with controller(tmp_path, cluster_key="ck", admin_key="ak") as c:
+        base = c["controller"]
+        info = {"worker_type": "inference", "url": "http://127.0.0.1:9"}
+        async with aiohttp.ClientSession() as s:
+            async with s.post(base + "/api/v1/workers/register", json=info) as r:
+                assert r.status == 401
+            async with s.post(base + "/api/v1/workers/register", json=info,
+                              headers={"X-API-Key": "wrong"}) as r:
+                assert r.status == 401
+            async with s.post(base + "/api/v1/workers/register", json=info,
+                              headers={"Authorization": "Bearer ck"}) as r:
+                wid = (await r.json())["id"]
+            async with s.post(f"{base}/api/v1/workers/{wid}/heartbeat",
+                              json={"status": "degraded", "load": {"cpu_percent": 5}}) as r:
+                assert r.status == 401
+            async with s.post(f"{base}/api/v1/workers/{wid}/heartbeat",
+                              json={"status": "degraded", "load": {"cpu_percent": 5}},
+                              headers={"X-API-Key": "ck"}) as r:
+                assert r.status == 200
+            async with s.delete(f"{base}/api/v1/workers/{wid}",
+                                headers={"X-API-Key": "ck"}) as r:
+                assert r.status == 401  # the cluster key is not the admin key
+            async with s.post(base + "/api/v1/router/config", json={"strategy": "random"}) as r:
+                assert r.status == 401
+            async with s.delete(f"{base}/api/v1/workers/{wid}",
+                                headers={"Authorization": "Bearer ak"}) as r:
+                assert r.status == 200
+            assert (await _get(s, f"{base}/api/v1/workers/{wid}"))[0] == 404
+        # A real worker with the cluster key joins.
+        async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                              backend="mock", controller=base, api_key="ck",
+                              heartbeat_interval=100):
+            async with aiohttp.ClientSession() as s:
+                await _until(lambda: _listing(s, base))
+
+
+async def test_filters_discover_and_model_coverage(tmp_path):
+    async with controller(tmp_path) as c:
+        base = c["controller"]
+        async with aiohttp.ClientSession() as s:
+            for body in ({"worker_type": "inference", "url": "http://a:1", "models": ["llama", "qwen"]},
+                         {"worker_type": "inference", "url": "http://b:1", "models": ["llama"],
+                          "status": "degraded"},
+                         {"worker_type": "data", "url": "http://c:1"}):
+                async with s.post(base + "/api/v1/workers/register", json=body) as r:
+                    assert r.status == 200
+            _, inf = await _get(s, base + "/api/v1/workers?type=inference")
+            assert len(inf["workers"]) == 2
+            _, deg = await _get(s, base + "/api/v1/workers?status=degraded")
+            assert [w["url"] for w in deg["workers"]] == ["http://b:1"]
+            _, qwen = await _get(s, base + "/api/v1/workers?model=qwen")
+            assert [w["url"] for w in qwen["workers"]] == ["http://a:1"]
+            assert (await _get(s, base + "/api/v1/workers?status=sleepy"))[0] == 400
+            async with s.post(base + "/api/v1/workers/discover",
+                              json={"worker_type": "data"}) as r:
+                assert [w["url"] for w in (await r.json())["workers"]] == ["http://c:1"]
+            _, models = await _get(s, base + "/api/v1/models")
+    by_id = {m["id"]: m for m in models["models"]}
+    assert by_id["llama"]["coverage_percent"] == 100.0 and len(by_id["llama"]["workers"]) == 2
+    assert by_id["qwen"]["coverage_percent"] == 50.0
+
+
+async def test_router_config_round_trip_and_validation(tmp_path):
+    async with controller(tmp_path) as c:
+        base = c["controller"]
+        async with aiohttp.ClientSession() as s:
+            async with s.post(base + "/api/v1/router/config", json={"strategy": "best"}) as r:
+                assert r.status == 400 and (await r.json())["error"]["param"] == "strategy"
+            async with s.post(base + "/api/v1/router/config",
+                              json={"strategy": "least_connections"}) as r:
+                assert r.status == 200
+            assert (await _get(s, base + "/api/v1/router/config"))[1] == {
+                "strategy": "least_connections"}
+            _, listing = await _get(s, base + "/api/v1/workers")
+            assert listing["router_config"] == {"strategy": "least_connections"}
+
+
+async def test_router_routes_to_a_worker_that_registered_after_it_started(tmp_path):
+    async with controller(tmp_path) as c:
+        base = c["controller"]
+        async with aiohttp.ClientSession() as s:
+            async with s.post(base + "/api/v1/router/config", json={"strategy": "round_robin"}):
+                pass
+            async with run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                                  controller=base, sync_interval=100) as r:
+                router = r["router"]
+                async with s.post(router + "/v1/chat/completions",
+                                  json={"model": "eldric-mock", "messages": MSG}) as resp:
+                    assert resp.status == 404  # nobody serves it yet
+                async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                                      backend="mock", controller=base, heartbeat_interval=100):
+                    async def served():
+                        async with s.post(router + "/v1/chat/completions",
+                                          json={"model": "eldric-mock", "messages": MSG}) as resp:
+                            return resp if resp.status == 200 else None
+                    resp = await _until(served)
+                    assert resp.headers["X-Eldric-Worker"].startswith("wrk-")
+                    assert resp.headers["X-Eldric-Strategy"] == "round_robin"
+
+
+def test_sigkill_and_restart_keeps_the_registry(eldric_proc, tmp_path):
+    import json
+    import urllib.request
+
+    port = free_port()
+    args = ("--role", "controller", "--port", str(port), "--bind", "127.0.0.1",
+            "--data-dir", str(tmp_path))
+    proc = eldric_proc(*args)
+    base = f"http://127.0.0.1:{port}"
+    proc.wait_http(base + "/health")
+    req = urllib.request.Request(base + "/api/v1/workers/register", data=json.dumps(
+        {"worker_type": "inference", "url": "http://127.0.0.1:9", "models": ["m"]}).encode(),
+        headers={"Content-Type": "application/json"})
+    wid = json.loads(urllib.request.urlopen(req).read())["id"]
+    req = urllib.request.Request(base + "/api/v1/router/config",
+                                 data=b'{"strategy": "random"}')
+    urllib.request.urlopen(req).read()
+    proc.p.send_signal(signal.SIGKILL)
+    proc.p.wait(5)
+    proc2 = eldric_proc(*args)
+    proc2.wait_http(base + "/health")
+    listing = json.loads(urllib.request.urlopen(base + "/api/v1/workers").read())
+    assert [w["id"] for w in listing["workers"]] == [wid]
+    assert listing["router_config"] == {"strategy": "random"}
+
+
+async def test_open_control_plane_warning(eldric_proc, tmp_path):
+    port = free_port()
+    proc = eldric_proc("--role", "controller", "--port", str(port), "--bind", "0.0.0.0",
+                       "--data-dir", str(tmp_path))
+    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    assert "control_plane_open" in proc.stop()
+    proc = eldric_proc("--role", "controller", "--port", str(port), "--bind", "0.0.0.0",
+                       "--data-dir", str(tmp_path), "--cluster-key", "k", "--admin-key", "a")
+    proc.wait_http(f"http://127.0.0.1:{port}/health")
+    out = proc.stop()
+    assert "control_plane_open" not in out and "controller_ready" in out
