@@ -1,0 +1,286 @@
+"""Processes for the hop benchmark: start, wait for, pin, measure and stop them.
+
+Every process runs in its own session (= its own process group), on 127.0.0.1, and is
+stopped by its own process-group id. Used by bench/run.py; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------- processes
+
+
+class Proc:
+    """A process we started, in its own session (= its own process group)."""
+
+    def __init__(self, name: str, argv: list[str], stderr_path: Path | None):
+        self.name = name
+        self.argv = argv
+        self.stderr_path = stderr_path
+        err = open(stderr_path, "wb") if stderr_path else subprocess.DEVNULL
+        try:
+            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=err,
+                                          start_new_session=True)
+        finally:
+            if stderr_path:
+                err.close()  # type: ignore[union-attr]
+        self.pid = self.popen.pid
+        self.ps = psutil.Process(self.pid)
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def cpu_seconds(self) -> float:
+        """user+system CPU of the process and its live children (nginx's worker)."""
+        total = 0.0
+        try:
+            procs = [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    def stderr_tail(self, n: int = 5) -> str:
+        if not self.stderr_path or not self.stderr_path.exists():
+            return ""
+        lines = self.stderr_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def stop(self) -> None:
+        """SIGTERM to our own process group, then SIGKILL if it lingers."""
+        if self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.pid, signal.SIGTERM)  # the group id is our child's pid
+        except ProcessLookupError:
+            return
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            log(f"{self.name} did not stop on SIGTERM; SIGKILL")
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait(timeout=5)
+
+
+def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def set_affinity(proc: Proc, cpus: set[int]) -> None:
+    """Pin every thread of the process and of its children (nginx's worker) to `cpus`."""
+    try:
+        procs = [proc.ps, *proc.ps.children(recursive=True)]
+    except psutil.Error:
+        return
+    for p in procs:
+        try:
+            for t in p.threads():
+                try:
+                    os.sched_setaffinity(t.id, cpus)
+                except OSError:
+                    pass
+        except psutil.Error:
+            pass
+
+
+def wait_healthy(proc: Proc, url: str, limit_s: float = 15.0) -> None:
+    deadline = time.monotonic() + limit_s
+    last = "no answer"
+    for _ in range(int(limit_s / 0.1) + 1):  # bounded in count and time
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}:\n"
+                               f"{proc.stderr_tail(8)}")
+        try:
+            status, _ = http_get(url, timeout=0.5)
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        except OSError as exc:
+            last = repr(exc)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name}: {url} not healthy within {limit_s:g}s ({last})")
+
+
+def nginx_conf(tmp: Path, port: int, mock_port: int) -> Path:
+    conf = f"""
+daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy_temp;
+    fastcgi_temp_path {tmp}/fastcgi_temp;
+    uwsgi_temp_path {tmp}/uwsgi_temp;
+    scgi_temp_path {tmp}/scgi_temp;
+    # nginx closes a client keep-alive connection after 1000 requests by default; eldric
+    # (aiohttp) does not, so lift the cap on both sides for a like-for-like comparison.
+    keepalive_requests 1000000;
+    keepalive_timeout 65s;
+    upstream mock {{
+        server 127.0.0.1:{mock_port};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+    path = tmp / "nginx.conf"
+    path.write_text(conf)
+    return path
+
+
+
+def http_post_json(url: str, body: dict, timeout: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def wait_serving(proc: Proc, url: str, body: dict, limit_s: float = 15.0) -> None:
+    """POST `body` to `url` until it answers 200 (a router may be healthy before it has a
+    healthy worker to send the request to)."""
+    deadline = time.monotonic() + limit_s
+    last = "no answer"
+    for _ in range(int(limit_s / 0.1) + 1):  # bounded in count and time
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}:\n"
+                               f"{proc.stderr_tail(8)}")
+        try:
+            status, reply = http_post_json(url, body, timeout=2.0)
+            if status == 200:
+                return
+            last = f"HTTP {status}: {reply[:200].decode(errors='replace')}"
+        except OSError as exc:
+            last = repr(exc)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    raise RuntimeError(f"{proc.name}: POST {url} not 200 within {limit_s:g}s ({last})")
+
+
+def eldric_exe() -> str:
+    return shutil.which("eldric") or "eldric"
+
+
+def start_worker(tmp: Path, port: int, mock_port: int, log_format: str,
+                 procs: list[Proc], notes: list[str]) -> tuple[Proc, str]:
+    """The eldric worker in front of the mock; falls back to --log-format console if it
+    cannot start with `log_format`. Returns the worker and the log format it runs with."""
+    for attempt in dict.fromkeys((log_format, "console")):
+        worker = Proc("worker", [
+            eldric_exe(), "--role", "worker", "--backend", "vllm",
+            "--backend-url", f"http://127.0.0.1:{mock_port}", "--port", str(port),
+            "--bind", "127.0.0.1", "--data-dir", str(tmp / f"worker-data-{attempt}"),
+            "--log-format", attempt, "--log-level", "info"], tmp / f"worker-{attempt}.log")
+        procs.append(worker)
+        try:
+            wait_healthy(worker, f"http://127.0.0.1:{port}/health")
+            return worker, attempt
+        except RuntimeError as exc:
+            worker.stop()
+            if attempt == "console":
+                raise
+            tail = [ln for ln in worker.stderr_tail(3).splitlines() if ln.strip()]
+            notes.append(f"worker failed to start with --log-format {attempt} "
+                         f"({tail[-1] if tail else exc}); measured with --log-format "
+                         "console instead (logging still at info)")
+            log(notes[-1])
+    raise AssertionError("unreachable")
+
+
+def start_router(tmp: Path, port: int, worker_port: int, log_format: str,
+                 procs: list[Proc], path: str, body: dict) -> Proc:
+    """An eldric router with the worker as its only static worker, round robin. Ready when
+    GET /health is 200 and a test request through it is 200."""
+    router = Proc("router", [
+        eldric_exe(), "--role", "router", "--workers", f"http://127.0.0.1:{worker_port}",
+        "--port", str(port), "--bind", "127.0.0.1", "--data-dir", str(tmp / "router-data"),
+        "--log-format", log_format, "--log-level", "info", "--strategy", "round_robin"],
+        tmp / f"router-{log_format}.log")
+    procs.append(router)
+    wait_healthy(router, f"http://127.0.0.1:{port}/health")
+    wait_serving(router, f"http://127.0.0.1:{port}{path}", body)
+    return router
+
+
+def start_nginx(tmp: Path, port: int, mock_port: int, procs: list[Proc]) -> Proc:
+    conf = nginx_conf(tmp, port, mock_port)
+    (tmp / "logs").mkdir(exist_ok=True)
+    nginx = Proc("nginx", [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf),
+                           "-p", str(tmp), "-e", str(tmp / "nginx-error.log")],
+                 tmp / "nginx-stderr.log")
+    procs.append(nginx)
+    wait_healthy(nginx, f"http://127.0.0.1:{port}/health")
+    return nginx
+
+
+def log_summary(proc: Proc, log_format: str, notes: list[str]) -> dict:
+    """An eldric process's own log: how many lines, which levels; warnings/errors go to
+    the notes with the last such lines."""
+    text = proc.stderr_path.read_text(errors="replace") \
+        if proc.stderr_path and proc.stderr_path.exists() else ""
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    levels = collections.Counter(re.findall(r'"level":"(\w+)"', plain)) + \
+        collections.Counter(re.findall(r"^\S+ \[(\w+)\s*\]", plain, re.M))
+    bad = {k: v for k, v in levels.items() if k in ("warning", "error", "critical")}
+    if bad:
+        notes.append(f"{proc.name} log has {bad}; last lines:\n" + "\n".join(
+            ln for ln in text.splitlines() if "warning" in ln or "error" in ln)[-1500:])
+    return {"format": log_format, "lines": text.count("\n"), "bytes": len(text.encode()),
+            "levels": dict(levels)}
