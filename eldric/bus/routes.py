@@ -38,6 +38,8 @@ async def health_detail(request: web.Request) -> web.Response:
     info = app[keys.ROLE]
     custom = app.get(keys.HEALTH)
     status = custom(app).status if custom is not None else bus.status(info.name)
+    ups = bus.of_role(info.name)
+    healthy = sum(1 for u in ups if u.healthy)
     body = {
         "status": status,
         "role": info.name,
@@ -45,7 +47,8 @@ async def health_detail(request: web.Request) -> web.Response:
         "version": __version__,
         "advertise_url": info.advertise_url,
         "uptime_seconds": round(time.time() - info.started, 3),
-        "upstreams": [u.snapshot() for u in bus.of_role(info.name)],
+        "upstream_counts": {"healthy": healthy, "unhealthy": len(ups) - healthy},
+        "upstreams": [u.snapshot() for u in ups],
     }
     return json_response(body, status_code(status))
 

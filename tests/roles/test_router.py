@@ -337,3 +337,5 @@ async def test_router_health_and_detail(workers, tmp_path):
             async with s.get(urls["router"] + "/api/v1/health") as r:
                 detail = await r.json()
             assert sorted(u["healthy"] for u in detail["upstreams"]) == [False, True]
+            assert detail["upstream_counts"] == {"healthy": 1, "unhealthy": 1}
+            assert detail["role"] == "router" and detail["uptime_seconds"] > 0
