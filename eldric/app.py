@@ -47,7 +47,7 @@ def make_session() -> aiohttp.ClientSession:
                                  skip_auto_headers=("User-Agent",), trust_env=False)
 
 
-def advertise_url(cfg: Any, port: int) -> str:
+def advertise_url(cfg: Any, port: int, tls: bool = False) -> str:
     if cfg.advertise_url:
         return cfg.advertise_url.rstrip("/")
     host = cfg.bind_address
@@ -55,7 +55,7 @@ def advertise_url(cfg: Any, port: int) -> str:
         host = socket.gethostname()
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
@@ -123,17 +123,18 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
     try:
         for role in roles:
             cfg = configs[role.name]
-            sock = bind_socket(cfg.bind_address, cfg.port)
+            want_port, ssl_context = role.listen(cfg) if role.listen else (cfg.port, None)
+            sock = bind_socket(cfg.bind_address, want_port)
             port = sock.getsockname()[1]
-            url = advertise_url(cfg, port)
+            url = advertise_url(cfg, port, tls=ssl_context is not None)
             app = make_app(role, cfg, process, bus, session, pool, url)
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                                    shutdown_timeout=process.grace_period_ms / 1000)
             await runner.setup()
             runners.append(runner)
-            await web.SockSite(runner, sock).start()
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
             host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
-            urls[role.name] = f"http://{host}:{port}"
+            urls[role.name] = f"{'https' if ssl_context else 'http'}://{host}:{port}"
             log.info("listening", role=role.name, bind=f"{cfg.bind_address}:{port}",
                      advertise_url=url, version=__version__)
         # Everything made at start-up lives as long as the process: move it out of the

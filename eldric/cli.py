@@ -38,7 +38,12 @@ def _option(spec: FieldSpec) -> click.Option:
     name = f"--{spec.flag}"
     dest = "opt_" + spec.flag.replace("-", "_")  # type: ignore[union-attr]
     if spec.kind == "bool":
+        if spec.switch:
+            return click.Option([name, dest], is_flag=True, default=None, help=spec.help)
         return click.Option([f"{name}/--no-{spec.flag}", dest], default=None, help=spec.help)
+    if spec.multiple:
+        return click.Option([name, dest], multiple=True, default=None,
+                            help=f"{spec.help} (repeatable)", metavar="TEXT")
     typ: Any = click.Choice(spec.choices) if spec.choices else None
     if spec.choices:
         metavar = None  # click shows the choices
@@ -103,7 +108,7 @@ def _flag_values(roles: Sequence[Role], table: dict[str, list[tuple[str, FieldSp
                  opts: dict[str, Any]) -> dict[str, tuple[FieldSpec, Any]]:
     out: dict[str, tuple[FieldSpec, Any]] = {}
     for key, value in opts.items():
-        if value is None:
+        if value is None or value == ():  # not given (a repeatable flag gives ())
             continue
         flag = key.removeprefix("opt_").replace("_", "-")
         if flag in _PROCESS_FLAGS:
@@ -124,6 +129,9 @@ def _flag_values(roles: Sequence[Role], table: dict[str, list[tuple[str, FieldSp
 def _convert(spec: FieldSpec, value: Any) -> Any:
     if isinstance(value, bool):
         return value
+    if spec.multiple:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        return [str(v) for v in values]
     return parse_text(spec, str(value), f"--{spec.flag}")
 
 

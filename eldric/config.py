@@ -77,13 +77,15 @@ class RoleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 @dataclass(frozen=True)
 class FieldSpec:
-    name: str                 # field name in the Struct and the file
+    name: str                 # field name in the Struct and the file; "tls.cert_file" nested
     flag: str | None          # flag without leading dashes
     help: str
     kind: str                 # bool | int | float | str | list | json
     shared: bool
     parse: Callable[[str], Any] | None
     choices: tuple[str, ...] | None
+    multiple: bool = False    # a repeatable flag (--api-key A --api-key B) for a list
+    switch: bool = False      # a bool flag that only turns on (--no-tls), no --no-… twin
 
 
 def _unwrap(t: Any) -> Any:
@@ -115,11 +117,18 @@ def _meta(t: Any) -> tuple[str, dict[str, Any]]:
     return desc, extra
 
 
-def field_specs(struct: type[msgspec.Struct]) -> list[FieldSpec]:
+def field_specs(struct: type[msgspec.Struct], prefix: str = "") -> list[FieldSpec]:
+    """One spec per field; a field holding a Struct (``tls``, ``rate_limits``) contributes
+    its own fields, named with a dot (``tls.cert_file``)."""
     specs = []
-    for f in msgspec.inspect.type_info(struct).fields:  # type: ignore[attr-defined]
+    info = struct if isinstance(struct, msgspec.inspect.StructType) else \
+        msgspec.inspect.type_info(struct)
+    for f in info.fields:  # type: ignore[attr-defined]
         desc, extra = _meta(f.type)
         base = _unwrap(f.type)
+        if isinstance(base, msgspec.inspect.StructType):
+            specs.extend(field_specs(base, f"{prefix}{f.name}."))  # type: ignore[arg-type]
+            continue
         choices = None
         if isinstance(base, msgspec.inspect.BoolType):
             kind = "bool"
@@ -136,14 +145,27 @@ def field_specs(struct: type[msgspec.Struct]) -> list[FieldSpec]:
             kind = "list"
         else:
             kind = "json"
-        default_flag = f.name.removesuffix("_ms").replace("_", "-")
+        default_flag = f"{prefix}{f.name}".removesuffix("_ms").replace("_", "-").replace(".", "-")
         flag = extra.get("flag", default_flag)
         if kind == "json" and "parse" not in extra and "flag" not in extra:
             flag = None  # objects are set in the file (or as JSON in the environment)
-        specs.append(FieldSpec(name=f.name, flag=flag, help=desc, kind=kind,
+        specs.append(FieldSpec(name=f"{prefix}{f.name}", flag=flag, help=desc, kind=kind,
                                shared=bool(extra.get("shared")), parse=extra.get("parse"),
-                               choices=choices))
+                               choices=choices, multiple=bool(extra.get("multiple")),
+                               switch=bool(extra.get("switch"))))
     return specs
+
+
+def set_path(data: dict[str, Any], name: str, value: Any) -> None:
+    """data["tls"]["cert_file"] = value for name "tls.cert_file" (copying nested dicts,
+    so a layer never changes the one below it)."""
+    head, _, rest = name.partition(".")
+    if not rest:
+        data[head] = value
+        return
+    inner = dict(data.get(head) or {})
+    set_path(inner, rest, value)
+    data[head] = inner
 
 
 def parse_text(spec: FieldSpec, text: str, source: str) -> Any:
@@ -213,16 +235,16 @@ def _convert(data: dict[str, Any], struct: type[msgspec.Struct], where: str) -> 
         raise ConfigError(f"config: {msg}") from None
 
 
-def _env_layer(specs: list[FieldSpec], prefixes: list[str], env: Mapping[str, str]) -> dict[str, Any]:
-    """Values from ELDRIC_<ROLE>_<FIELD> (wins) or ELDRIC_<FIELD>."""
-    out: dict[str, Any] = {}
+def _env_layer(specs: list[FieldSpec], prefixes: list[str], env: Mapping[str, str],
+               into: dict[str, Any]) -> None:
+    """Values from ELDRIC_<ROLE>_<FIELD> (wins) or ELDRIC_<FIELD>; nested fields as
+    ELDRIC_EDGE_TLS_CERT_FILE."""
     for spec in specs:
         for prefix in prefixes:
-            var = f"{prefix}{spec.name.upper()}"
+            var = f"{prefix}{spec.name.upper().replace('.', '_')}"
             if var in env:
-                out[spec.name] = parse_text(spec, env[var], f"environment {var}")
+                set_path(into, spec.name, parse_text(spec, env[var], f"environment {var}"))
                 break
-    return out
 
 
 @dataclass
@@ -267,10 +289,11 @@ def load(roles: Mapping[str, tuple[type[msgspec.Struct], Mapping[str, Any]]],
 
     # Process settings.
     _convert(process_data, ProcessConfig, "$")
-    pspecs = field_specs(ProcessConfig)
-    merged = {**process_data, **_env_layer(pspecs, ["ELDRIC_"], env)}
-    merged.update({k.split(".", 1)[1]: v for k, (_s, v) in flag_values.items()
-                   if k.startswith("process.")})
+    merged = dict(process_data)
+    _env_layer(field_specs(ProcessConfig), ["ELDRIC_"], env, merged)
+    for key, (_spec, value) in flag_values.items():
+        if key.startswith("process."):
+            set_path(merged, key.split(".", 1)[1], value)
     process = _convert(merged, ProcessConfig, "$")
     if not process.data_dir:
         process.data_dir = default_data_dir()
@@ -280,10 +303,14 @@ def load(roles: Mapping[str, tuple[type[msgspec.Struct], Mapping[str, Any]]],
         where = f"$.{name}" if sectioned else "$"
         section = sections[name]
         _convert(section, struct, where)  # file errors are reported against the file
-        specs = field_specs(struct)
-        merged = {**base, **section,
-                  **_env_layer(specs, [f"ELDRIC_{name.upper()}_", "ELDRIC_"], env)}
-        merged.update({k.split(".", 1)[1]: v for k, (_s, v) in flag_values.items()
-                       if k.startswith(f"{name}.")})
+        merged = dict(base)
+        for key, value in section.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                value = {**merged[key], **value}  # a file section deepens the defaults
+            merged[key] = value
+        _env_layer(field_specs(struct), [f"ELDRIC_{name.upper()}_", "ELDRIC_"], env, merged)
+        for key, (_spec, value) in flag_values.items():
+            if key.startswith(f"{name}."):
+                set_path(merged, key.split(".", 1)[1], value)
         out[name] = _convert(merged, struct, where)
     return Loaded(process=process, roles=out)

@@ -25,6 +25,7 @@ BUILTIN: dict[str, str] = {
     "controller": "eldric.roles.controller:ROLE",
     "worker": "eldric.roles.worker:ROLE",
     "router": "eldric.roles.router:ROLE",
+    "edge": "eldric.roles.edge:ROLE",
 }
 
 
@@ -46,6 +47,10 @@ class Role:
     quickstart: Mapping[str, Any] = field(default_factory=dict)
     # Whether --role all includes this role.
     in_all: bool = True
+    # listen(cfg) -> (port, ssl.SSLContext | None): where and how the role listens when
+    # that is more than cfg.port in plain HTTP (the edge: HTTPS, or --no-tls --http-port).
+    # It may raise ConfigError (a missing certificate) to refuse to start.
+    listen: Callable[[Any], tuple[int, Any]] | None = None
 
     def defaults(self, quickstart: bool = False) -> dict[str, Any]:
         """The layer below file, env and flags: the role's port (and the quick start's

@@ -122,3 +122,32 @@ def eldric_proc() -> Iterator:
     yield start
     for proc in procs:
         proc.stop()
+
+
+@pytest.fixture
+def redis_url(tmp_path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, stopped after the test."""
+    import shutil
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is missing: .ci/run must install it")
+        pytest.skip("redis-server not installed")
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError("redis-server did not start")
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(10)

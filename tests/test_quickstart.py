@@ -18,9 +18,9 @@ def test_readme_shows_the_commands():
 
 def test_role_all_serves_the_mock_on_loopback(eldric_proc, tmp_path):
     proc = eldric_proc("--role", "all", env={"XDG_DATA_HOME": str(tmp_path)})
-    proc.wait_http("http://127.0.0.1:8881/health")
-    # As README says: the router on 8881, in front of the worker on 8890.
-    client = openai.OpenAI(base_url="http://127.0.0.1:8881/v1", api_key="unused")
+    proc.wait_http("http://127.0.0.1:8080/health")
+    # As README says: the edge on 8080 (no key on loopback), then router, then worker.
+    client = openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused")
     assert [m.id for m in client.models.list()] == ["eldric-mock"]
     reply = client.chat.completions.create(model="eldric-mock",
                                            messages=[{"role": "user", "content": "hi"}])
@@ -42,5 +42,7 @@ def test_role_all_serves_the_mock_on_loopback(eldric_proc, tmp_path):
     assert re.search(r"worker\s+http://127\.0\.0\.1:8890", out)
     assert re.search(r"router\s+http://127\.0\.0\.1:8881", out)
     assert re.search(r"controller\s+http://127\.0\.0\.1:8880", out)
+    assert re.search(r"edge\s+http://127\.0\.0\.1:8080", out)
+    assert "bind=127.0.0.1:8080" in out
     assert "bind=127.0.0.1:8890" in out and "bind=127.0.0.1:8881" in out  # loopback only
     assert (tmp_path / "eldric").is_dir()  # default data dir honours XDG_DATA_HOME

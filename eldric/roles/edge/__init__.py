@@ -1,0 +1,97 @@
+"""The edge role: the cluster's door: TLS, API keys, rate limits, the /chat page."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from eldric import keys
+from eldric.errors import ConfigError
+from eldric.registry import Role
+from eldric.roles.edge import cors
+from eldric.roles.edge.clients import LocalClients, RedisClients
+from eldric.roles.edge.config import EdgeConfig
+from eldric.roles.edge.handlers import add_routes
+from eldric.roles.edge.limits import LocalLimiter, RedisLimiter
+from eldric.roles.edge.metrics import EdgeMetrics
+from eldric.roles.edge.routers import Routers, health_loop
+from eldric.roles.edge.state import EDGE, EdgeState
+from eldric.roles.edge.tls import listen
+from eldric.store.sqlite import Store
+from eldric.stream import Timeouts
+from eldric.tasks import cancel, spawn
+
+log = structlog.get_logger("eldric.edge")
+
+
+def _networks(items: list[str]) -> list:  # type: ignore[type-arg]
+    out = []
+    for item in items:
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"trusted_proxies: {item!r} is not an IP address or CIDR") from None
+    return out
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    es = app[EDGE]
+    await es.clients.open()
+    task = spawn(health_loop(app, es.routers, es.cfg.health_check_interval_ms / 1000),
+                 name="edge-health")
+    log.info("edge_ready", mode=es.cfg.mode, tls=es.tls, require_api_key=es.require_key,
+             routers=[s.url for s in es.routers.states])
+    yield
+    await cancel(task)
+    await es.clients.close()
+
+
+def build(app: web.Application, cfg: EdgeConfig) -> None:
+    static = dict(cfg.auth.api_keys)
+    for i, key in enumerate(cfg.api_key, 1):
+        static.setdefault(key, f"key-{i}")
+    window = cfg.rate_limits.window_seconds
+    if cfg.mode == "farm":
+        if not cfg.redis_url:
+            raise ConfigError("--mode farm needs --redis-url (the store the edges share)")
+        import redis.asyncio as aioredis
+
+        r = aioredis.from_url(cfg.redis_url)
+        clients = RedisClients(r, static)
+        limiter = RedisLimiter(r, window)
+    else:
+        port = app[keys.ROLE].advertise_url.rsplit(":", 1)[-1]
+        path = os.path.join(app[keys.PROCESS].data_dir, f"edge-{port}.db")
+        clients = LocalClients(Store(path, ["clients"]), static)
+        limiter = LocalLimiter(window)
+    es = EdgeState(cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
+                   clients=clients, limiter=limiter, tls=not cfg.no_tls,
+                   require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
+                   metrics=EdgeMetrics(app[keys.BUS].metrics.registry))
+    if es.require_key and not static and not cfg.admin_key:
+        raise ConfigError("the edge requires API keys but has none: give --api-key KEY (or "
+                          "auth.api_keys), or --admin-key to create clients, or set "
+                          "auth.require_api_key to false")
+    app[EDGE] = es
+    if cfg.cors_origins:
+        app.middlewares.append(cors.middleware(cfg.cors_origins))
+    app.cleanup_ctx.append(_lifecycle)
+    add_routes(app)
+
+
+ROLE = Role(
+    name="edge",
+    port=443,
+    config=EdgeConfig,
+    build=build,
+    listen=listen,
+    description="the door: TLS, API keys, rate limits, web chat",
+    # One host: plain HTTP on loopback, no key needed there, in front of the local router.
+    quickstart={"no_tls": True, "http_port": 8080, "bind_address": "127.0.0.1",
+                "router_urls": ["http://127.0.0.1:8881"],
+                "auth": {"require_api_key": False}},
+)

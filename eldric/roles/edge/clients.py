@@ -1,0 +1,158 @@
+"""API keys and the clients they belong to.
+
+Keys are never stored: only their SHA-256. A key is shown once, in the reply that creates
+it. Lookup hashes the presented key and compares digests in constant time.
+
+Two stores behind one interface: ``LocalClients`` (SQLite under --data-dir, served from
+memory) and ``RedisClients`` (farm mode: every edge reads the same hashes, so a key
+revoked on one edge stops working on all of them at once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+import msgspec
+
+from eldric.store.sqlite import Store
+
+
+class Client(msgspec.Struct, omit_defaults=True):
+    name: str
+    description: str = ""
+    rpm: int | None = None
+    created: float = 0.0
+    static: bool = False  # from the config or --api-key: cannot be revoked at run time
+    key_hash: str = ""  # never sent to anyone
+
+    def public(self) -> dict:
+        return {"name": self.name, "description": self.description, "rpm": self.rpm,
+                "created": self.created, "static": self.static}
+
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder(Client)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return "sk-eldric-" + secrets.token_urlsafe(32)
+
+
+def _match(found: Client | None, digest: str) -> Client | None:
+    if found is not None and hmac.compare_digest(found.key_hash, digest):
+        return found
+    return None
+
+
+class LocalClients:
+    """Static keys from the config, plus clients created at run time (kept in SQLite)."""
+
+    def __init__(self, store: Store, static: dict[str, str]) -> None:
+        self.store = store
+        self.by_hash: dict[str, Client] = {}
+        self.by_name: dict[str, Client] = {}
+        for key, name in static.items():
+            self._add(Client(name=name, static=True, key_hash=hash_key(key)))
+
+    def _add(self, client: Client) -> None:
+        self.by_hash[client.key_hash] = client
+        self.by_name[client.name] = client
+
+    async def open(self) -> None:
+        await self.store.open()
+        for _name, raw in await self.store.all("clients"):
+            self._add(_dec.decode(raw))
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def lookup(self, key: str) -> Client | None:
+        digest = hash_key(key)
+        return _match(self.by_hash.get(digest), digest)
+
+    async def create(self, name: str, description: str, rpm: int | None) -> tuple[Client, str]:
+        if name in self.by_name:
+            raise KeyError(name)
+        key = new_key()
+        client = Client(name=name, description=description, rpm=rpm, created=time.time(),
+                        key_hash=hash_key(key))
+        await self.store.write("clients", [(name, _enc.encode(client))])
+        self._add(client)
+        return client, key
+
+    async def all(self) -> list[Client]:
+        return list(self.by_name.values())
+
+    async def revoke(self, name: str) -> bool | None:
+        """True if revoked, False if unknown, None if it is a static (config) key."""
+        client = self.by_name.get(name)
+        if client is None:
+            return False
+        if client.static:
+            return None
+        await self.store.write("clients", deletes=[name])
+        del self.by_name[name]
+        self.by_hash.pop(client.key_hash, None)
+        return True
+
+
+class RedisClients:
+    """Farm mode: clients in Redis, read on every lookup (so revocation is immediate on
+    every edge). Static keys from the config stay in memory: every edge has the config."""
+
+    KEYS = "eldric:keys"  # key hash -> client JSON
+    NAMES = "eldric:clients"  # client name -> key hash
+
+    def __init__(self, redis, static: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+        self.redis = redis
+        self.static = {hash_key(k): Client(name=n, static=True, key_hash=hash_key(k))
+                       for k, n in static.items()}
+
+    async def open(self) -> None:
+        await self.redis.ping()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def lookup(self, key: str) -> Client | None:
+        digest = hash_key(key)
+        found = self.static.get(digest)
+        if found is None:
+            raw = await self.redis.hget(self.KEYS, digest)
+            found = _dec.decode(raw) if raw else None
+        return _match(found, digest)
+
+    async def create(self, name: str, description: str, rpm: int | None) -> tuple[Client, str]:
+        if any(c.name == name for c in self.static.values()):
+            raise KeyError(name)
+        key = new_key()
+        client = Client(name=name, description=description, rpm=rpm, created=time.time(),
+                        key_hash=hash_key(key))
+        # HSETNX claims the name atomically: two edges cannot create the same client.
+        if not await self.redis.hsetnx(self.NAMES, name, client.key_hash):
+            raise KeyError(name)
+        await self.redis.hset(self.KEYS, client.key_hash, _enc.encode(client))
+        return client, key
+
+    async def all(self) -> list[Client]:
+        raws = await self.redis.hvals(self.KEYS)
+        return [*self.static.values(), *(_dec.decode(r) for r in raws)]
+
+    async def revoke(self, name: str) -> bool | None:
+        if any(c.name == name for c in self.static.values()):
+            return None
+        digest = await self.redis.hget(self.NAMES, name)
+        if digest is None:
+            return False
+        async with self.redis.pipeline(transaction=True) as tx:
+            tx.hdel(self.KEYS, digest)
+            tx.hdel(self.NAMES, name)
+            await tx.execute()
+        return True

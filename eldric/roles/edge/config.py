@@ -1,0 +1,67 @@
+"""The edge's settings (file section "edge", env ELDRIC_EDGE_*, flags)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from eldric.config import Ms, RoleConfig, flag_meta
+
+
+def parse_urls(text: str) -> list[str]:
+    return [u.strip() for u in text.split(",") if u.strip()]
+
+
+class TLSConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    mode: Annotated[Literal["manual", "acme"], flag_meta(
+        "manual: --cert/--key files (acme is not supported yet)", flag="tls-mode")] = "manual"
+    cert_file: Annotated[str | None, flag_meta("TLS certificate chain (PEM)", flag="cert")] = None
+    key_file: Annotated[str | None, flag_meta("TLS private key (PEM)", flag="key")] = None
+
+
+class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    require_api_key: Annotated[bool, flag_meta(
+        "refuse requests without a valid API key", flag="require-api-key")] = True
+    # key -> client name. Hashed at start-up; the plain keys are not kept.
+    api_keys: Annotated[dict[str, str], flag_meta("API key -> client name")] = {}
+
+
+Rpm = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class RateLimits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    global_rpm: Annotated[Rpm, flag_meta("requests per window, all clients together",
+                                         flag="global-rpm")] = 10_000
+    per_ip_rpm: Annotated[Rpm, flag_meta("requests per window per client IP",
+                                         flag="per-ip-rpm")] = 100
+    per_key_rpm: Annotated[Rpm, flag_meta("requests per window per API key (a client's own "
+                                          "rpm replaces it)", flag="per-key-rpm")] = 1_000
+    window_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400), flag_meta(
+        "sliding window length, seconds", flag="rate-window")] = 60.0
+
+
+class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
+    no_tls: Annotated[bool, flag_meta(
+        "plain HTTP on --http-port (behind another proxy, or for testing)", switch=True)] = False
+    http_port: Annotated[int, msgspec.Meta(ge=0, le=65535), flag_meta(
+        "port for plain HTTP with --no-tls")] = 8080
+    tls: TLSConfig = msgspec.field(default_factory=TLSConfig)
+    router_urls: Annotated[list[str], flag_meta(
+        "routers (or any OpenAI-compatible upstream), URL,URL,…: tried in order of health",
+        flag="routers", parse=parse_urls)] = []
+    health_check_interval_ms: Annotated[Ms, flag_meta(
+        "router health check period, ms", flag="health-interval")] = 10_000
+    api_key: Annotated[list[str], flag_meta(
+        "an API key clients may use", multiple=True)] = []
+    auth: AuthConfig = msgspec.field(default_factory=AuthConfig)
+    admin_key: Annotated[str | None, flag_meta(
+        "key for /api/v1/clients (create, list, revoke)")] = None
+    rate_limits: RateLimits = msgspec.field(default_factory=RateLimits)
+    trusted_proxies: Annotated[list[str], flag_meta(
+        "peers (IPs or CIDRs) whose X-Forwarded-For is believed")] = []
+    cors_origins: Annotated[list[str], flag_meta(
+        "browser origins allowed to call the API (CORS)")] = []
+    mode: Annotated[Literal["standalone", "farm"], flag_meta(
+        "farm: keys, clients and rate-limit windows shared in Redis by several edges")] = "standalone"
+    redis_url: Annotated[str | None, flag_meta("Redis for --mode farm")] = None

@@ -1,0 +1,47 @@
+"""CORS for browser clients on other origins (config `cors_origins`).
+
+Preflights are answered here, before authentication (a browser sends no key on them).
+The allowed origin is echoed, never `*` together with credentials; `*` in cors_origins
+allows any origin without credentials.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+_ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, X-Request-ID, OpenAI-Beta, traceparent"
+_EXPOSE = ("X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After, "
+           "X-Eldric-Worker, X-Eldric-Model")
+
+
+def middleware(origins: list[str]):  # type: ignore[no-untyped-def]
+    allowed = frozenset(origins)
+    anyone = "*" in allowed
+
+    @web.middleware
+    async def cors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        origin = request.headers.get("Origin")
+        if origin is None or not (anyone or origin in allowed):
+            return await handler(request)
+        headers = {"Vary": "Origin"}
+        if anyone and origin not in allowed:
+            headers["Access-Control-Allow-Origin"] = "*"
+        else:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Allow-Credentials"] = "true"
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            headers.update({"Access-Control-Allow-Methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+                            "Access-Control-Allow-Headers": _ALLOW_HEADERS,
+                            "Access-Control-Max-Age": "600"})
+            return web.Response(status=204, headers=headers)
+        headers["Access-Control-Expose-Headers"] = _EXPOSE
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers.update(headers)
+            raise
+        if not resp.prepared:
+            resp.headers.update(headers)
+        return resp
+
+    return cors

@@ -1,0 +1,219 @@
+"""The edge's routes: authenticate, rate-limit, then relay to a router, zero-copy."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import msgspec
+from aiohttp import web
+
+from eldric import keys
+from eldric.auth import presented_key, require_key
+from eldric.bus.routes import json_response
+from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauthorized, UpstreamUnavailable
+from eldric.http import read_body
+from eldric.roles.edge.clients import Client
+from eldric.roles.edge.limits import Decision, Tier
+from eldric.roles.edge.state import EDGE, EdgeState
+from eldric.stream import Target, UpstreamFailure, decode_head, forward
+from eldric.wire.openai import HEAD_BY_PATH
+
+STATIC = Path(__file__).parent / "static"
+COOKIE = "eldric_key"
+
+
+def client_ip(request: web.Request, es: EdgeState) -> str:
+    """The socket peer; X-Forwarded-For only when the peer is a trusted proxy (then the
+    right-most address that is not itself a trusted proxy)."""
+    peer = request.remote or ""
+    if not es.trusted or not _trusted(peer, es):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _trusted(hop, es):
+            return hop
+    return hops[0] if hops else peer
+
+
+def _trusted(addr: str, es: EdgeState) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in net for net in es.trusted)
+
+
+async def authenticate(request: web.Request, es: EdgeState) -> Client | None:
+    """The client a request belongs to; raises 401 when a key is required and missing,
+    wrong or revoked. Browsers of /chat carry the key in an HttpOnly cookie."""
+    key = presented_key(request) or request.cookies.get(COOKIE)
+    client = await es.clients.lookup(key) if key else None
+    if client is None and es.require_key:
+        reason = "missing" if not key else "invalid"
+        es.metrics.auth_failures.labels(reason).inc()
+        raise Unauthorized("no API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
+                           if not key else "invalid API key (unknown or revoked)")
+    return client
+
+
+def _limit_headers(d: Decision) -> dict[str, str]:
+    return {"X-RateLimit-Limit": str(d.limit), "X-RateLimit-Remaining": str(max(0, d.remaining))}
+
+
+async def proxy(request: web.Request) -> web.StreamResponse:
+    """Every /v1/* request: auth, rate limit, then the routers in turn."""
+    es = request.app[EDGE]
+    client = await authenticate(request, es)
+    rl = es.cfg.rate_limits
+    ip = client_ip(request, es)
+    tiers = [Tier("ip", f"ip:{ip}", rl.per_ip_rpm)]
+    if client is not None:
+        tiers.append(Tier("key", f"key:{client.name}", client.rpm or rl.per_key_rpm))
+    tiers.append(Tier("global", "global", rl.global_rpm))
+    decision = await es.limiter.check(tiers)
+    headers = _limit_headers(decision)
+    if not decision.allowed:
+        es.metrics.rate_limited.labels(decision.tier).inc()
+        raise RateLimited(f"rate limit exceeded: {decision.tier} limit of {decision.limit} "
+                          f"requests per {rl.window_seconds:g} s",
+                          code=f"rate_limit_{decision.tier}",
+                          headers={**headers, "Retry-After": decision.retry_after_header})
+    body = await read_body(request)
+    kind = HEAD_BY_PATH.get(request.path)
+    if kind is not None and request.method == "POST":
+        request[keys.HOP].model = decode_head(body, kind).model
+    name = client.name if client else "anonymous"
+    es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
+    try:
+        return await _to_routers(request, es, body, headers)
+    except EldricError as exc:
+        exc.headers = {**headers, **exc.headers}
+        raise
+
+
+async def _to_routers(request: web.Request, es: EdgeState, body: bytes,
+                      headers: dict[str, str]) -> web.StreamResponse:
+    bus = request.app[keys.BUS]
+    failures = []
+    for state in es.routers.order():
+        try:
+            return await forward(request, Target(state, state.url), request.path, body,
+                                 timeouts=es.timeouts, reply_headers=headers)
+        except UpstreamFailure as exc:
+            failures.append(f"{state.id}: {exc.message}")
+            if exc.kind != "status":
+                bus.mark(state, False, exc.message)
+            if not exc.retryable:
+                return exc.response()
+    if not failures:
+        raise UpstreamUnavailable("no router is configured (--routers)")
+    raise UpstreamUnavailable("every router failed: " + "; ".join(failures))
+
+
+# ---------------------------------------------------------------- clients (admin)
+
+
+class NewClient(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    description: str = ""
+    rpm: int | None = None
+
+
+async def register_client(request: web.Request) -> web.Response:
+    es = request.app[EDGE]
+    require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
+    new = decode_head(await read_body(request), NewClient)
+    if not new.name.strip() or len(new.name) > 100:
+        raise BadRequest("name must be 1 to 100 characters", param="name")
+    if new.rpm is not None and new.rpm < 1:
+        raise BadRequest("rpm must be at least 1", param="rpm")
+    try:
+        client, key = await es.clients.create(new.name, new.description, new.rpm)
+    except KeyError:
+        raise EldricError(f"a client named {new.name!r} exists", status=409,
+                          code="client_exists") from None
+    # The one time this key is ever shown.
+    return json_response({**client.public(), "api_key": key}, status=201)
+
+
+async def list_clients(request: web.Request) -> web.Response:
+    es = request.app[EDGE]
+    require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
+    return json_response({"clients": [c.public() for c in await es.clients.all()]})
+
+
+async def revoke_client(request: web.Request) -> web.Response:
+    es = request.app[EDGE]
+    require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
+    name = request.match_info["name"]
+    done = await es.clients.revoke(name)
+    if done is None:
+        raise BadRequest(f"{name!r} is a key from the configuration: remove it there",
+                         code="static_client")
+    if not done:
+        raise NotFound(f"no client named {name!r}", code="client_not_found")
+    return json_response({"revoked": name})
+
+
+# Without --admin-key the admin API is closed: no key can match this.
+_NO_ADMIN = "\x00no admin key configured\x00"
+
+
+async def upstreams(request: web.Request) -> web.Response:
+    es = request.app[EDGE]
+    return json_response({"routers": [s.snapshot() for s in es.routers.states]})
+
+
+# ---------------------------------------------------------------- the chat page
+
+
+async def chat(request: web.Request) -> web.StreamResponse:
+    es = request.app[EDGE]
+    if es.require_key:
+        key = request.cookies.get(COOKIE)
+        if not key or await es.clients.lookup(key) is None:
+            raise web.HTTPSeeOther("/login")
+    return web.FileResponse(STATIC / "chat.html")
+
+
+async def login_page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC / "login.html")
+
+
+async def login(request: web.Request) -> web.Response:
+    es = request.app[EDGE]
+    form = await request.post()
+    key = str(form.get("api_key", "")).strip()
+    if not key or await es.clients.lookup(key) is None:
+        es.metrics.auth_failures.labels("login").inc()
+        raise web.HTTPSeeOther("/login?error=1")
+    resp = web.HTTPSeeOther("/chat")
+    resp.set_cookie(COOKIE, key, httponly=True, secure=es.tls, samesite="Strict", path="/",
+                    max_age=30 * 24 * 3600)
+    raise resp
+
+
+async def logout(request: web.Request) -> web.Response:
+    resp = web.HTTPSeeOther("/login")
+    resp.del_cookie(COOKIE, path="/")
+    raise resp
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_route("*", "/v1/{tail:.*}", proxy)
+    r.add_post("/api/v1/clients/register", register_client)
+    r.add_get("/api/v1/clients", list_clients)
+    r.add_delete("/api/v1/clients/{name}", revoke_client)
+    r.add_get("/api/v1/upstreams", upstreams)
+    r.add_get("/chat", chat)
+    r.add_get("/", root)
+    r.add_get("/login", login_page)
+    r.add_post("/login", login)
+    r.add_post("/logout", logout)
+    r.add_static("/static/edge/", STATIC)
+
+
+async def root(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/chat")

@@ -1,0 +1,123 @@
+"""Exact sliding-window rate limits, tiers in order IP, key, global.
+
+A request is allowed only if every tier has room; then, and only then, it is counted in
+every tier (a request refused by one tier is not counted by the others). Sliding windows
+keep one timestamp per request, so there is no fixed-window burst of 2x at a boundary.
+
+``LocalLimiter`` keeps the windows in process; ``RedisLimiter`` (farm mode) keeps them in
+sorted sets and decides in one Lua script, on Redis's clock, so N edges enforce one limit
+exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Tier:
+    name: str  # ip | key | global
+    key: str  # the window's identity, e.g. "ip:10.0.0.7"
+    limit: int
+
+
+@dataclass(slots=True)
+class Decision:
+    allowed: bool
+    tier: str  # the refusing tier, or the tightest one when allowed
+    limit: int
+    remaining: int
+    retry_after: float = 0.0  # seconds until a slot frees (when refused)
+
+    @property
+    def retry_after_header(self) -> str:
+        return str(max(1, math.ceil(self.retry_after)))
+
+
+class LocalLimiter:
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self.windows: dict[str, deque[float]] = {}
+        self._last_sweep = time.monotonic()
+
+    async def check(self, tiers: list[Tier]) -> Decision:
+        now = time.monotonic()
+        horizon = now - self.window
+        tight: Decision | None = None
+        hits = []
+        for tier in tiers:
+            dq = self.windows.get(tier.key)
+            if dq is None:
+                dq = self.windows[tier.key] = deque()
+            while dq and dq[0] <= horizon:
+                dq.popleft()
+            if len(dq) >= tier.limit:
+                return Decision(False, tier.name, tier.limit, 0, dq[0] + self.window - now)
+            remaining = tier.limit - len(dq) - 1
+            if tight is None or remaining < tight.remaining:
+                tight = Decision(True, tier.name, tier.limit, remaining)
+            hits.append(dq)
+        for dq in hits:
+            dq.append(now)
+        if now - self._last_sweep > self.window:
+            self._sweep(horizon)
+        assert tight is not None
+        return tight
+
+    def _sweep(self, horizon: float) -> None:
+        """Forget windows that emptied (client IPs come and go)."""
+        self._last_sweep = time.monotonic()
+        for key in [k for k, dq in self.windows.items() if not dq or dq[-1] <= horizon]:
+            del self.windows[key]
+
+
+# KEYS: one sorted set per tier. ARGV: window (ms), a unique member, then each tier's limit.
+# Time comes from Redis (TIME), so edges with skewed clocks share one exact window.
+_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+local counts = {}
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  local c = redis.call('ZCARD', KEYS[i])
+  if c >= tonumber(ARGV[2 + i]) then
+    local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+    return {0, i, tonumber(oldest[2]) + window - now, 0}
+  end
+  counts[i] = c
+end
+local best, bi = -1, 1
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], now, ARGV[2])
+  redis.call('PEXPIRE', KEYS[i], window)
+  local rem = tonumber(ARGV[2 + i]) - counts[i] - 1
+  if best < 0 or rem < best then best, bi = rem, i end
+end
+return {1, bi, 0, best}
+"""
+
+
+class RedisLimiter:
+    PREFIX = "eldric:rl:"
+
+    def __init__(self, redis, window: float) -> None:  # type: ignore[no-untyped-def]
+        self.redis = redis
+        self.window_ms = int(window * 1000)
+        self.script = redis.register_script(_SCRIPT)
+        self._ids = itertools.count()
+        self._me = os.urandom(6).hex()
+
+    async def check(self, tiers: list[Tier]) -> Decision:
+        member = f"{self._me}:{next(self._ids)}"
+        allowed, index, wait_ms, remaining = await self.script(
+            keys=[self.PREFIX + t.key for t in tiers],
+            args=[self.window_ms, member, *(t.limit for t in tiers)])
+        tier = tiers[int(index) - 1]
+        return Decision(bool(allowed), tier.name, tier.limit, int(remaining),
+                        max(0.0, int(wait_ms) / 1000))

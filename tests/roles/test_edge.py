@@ -1,0 +1,325 @@
+"""The edge in front of real eldric workers: keys, limits, proxies, TLS, farm mode."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+import aiohttp
+import openai
+import pytest
+
+from tests.conftest import free_port, run_eldric
+
+MSG = [{"role": "user", "content": "hi"}]
+CHAT = {"model": "eldric-mock", "messages": MSG}
+
+
+@contextlib.asynccontextmanager
+async def cluster(tmp_path, *, routers=None, **edge_flags):
+    """A worker on the mock backend, and an edge (plain HTTP) in front of it."""
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="mock") as w:
+        flags = dict(no_tls=True, http_port=0, bind="127.0.0.1",
+                     routers=routers or w["worker"], health_interval=100)
+        flags.update(edge_flags)
+        async with run_eldric("edge", tmp_path / "e", **flags) as e:
+            yield e["edge"], w["worker"]
+
+
+async def _post(s, url, key=None, body=CHAT, headers=None):
+    h = dict(headers or {})
+    if key:
+        h["Authorization"] = f"Bearer {key}"
+    async with s.post(url + "/v1/chat/completions", json=body, headers=h) as r:
+        return r.status, r.headers.copy(), await r.read()
+
+
+async def test_keys_no_bad_valid_and_sdk(tmp_path):
+    async with cluster(tmp_path, api_key="sk-one") as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            status, _, body = await _post(s, edge)
+            assert status == 401 and json.loads(body)["error"]["code"] == "invalid_api_key"
+            status, _, body = await _post(s, edge, key="sk-wrong")
+            assert status == 401 and "invalid API key" in json.loads(body)["error"]["message"]
+            status, headers, _ = await _post(s, edge, headers={"X-API-Key": "sk-one"})
+            assert status == 200 and "X-RateLimit-Remaining" in headers
+        client = openai.AsyncOpenAI(base_url=edge + "/v1", api_key="sk-one")
+        reply = await client.chat.completions.create(**CHAT)
+        assert reply.choices[0].message.content.startswith("The quick brown fox")
+        chunks = [c async for c in await client.chat.completions.create(**CHAT, stream=True)]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+            reply.choices[0].message.content
+        assert [m.id async for m in client.models.list()] == ["eldric-mock"]
+        await client.close()
+        bad = openai.AsyncOpenAI(base_url=edge + "/v1", api_key="nope", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            await bad.chat.completions.create(**CHAT)
+        await bad.close()
+
+
+async def test_clients_admin_key_shown_once_and_revocation(tmp_path):
+    async with cluster(tmp_path, admin_key="adm") as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            url = edge + "/api/v1/clients"
+            async with s.post(url + "/register", json={"name": "alice"}) as r:
+                assert r.status == 401
+            adm = {"Authorization": "Bearer adm"}
+            async with s.post(url + "/register", json={"name": "alice", "rpm": 50,
+                                                       "description": "team a"}, headers=adm) as r:
+                assert r.status == 201
+                created = await r.json()
+            key = created["api_key"]
+            assert key.startswith("sk-eldric-") and created["rpm"] == 50
+            async with s.post(url + "/register", json={"name": "alice"}, headers=adm) as r:
+                assert r.status == 409
+            async with s.post(url + "/register", data=b"{", headers=adm) as r:
+                assert r.status == 400
+            async with s.get(url, headers=adm) as r:
+                listing = await r.text()
+            assert "alice" in listing and key not in listing and "key_hash" not in listing
+            assert (await _post(s, edge, key=key))[0] == 200
+            async with s.delete(url + "/alice", headers=adm) as r:
+                assert r.status == 200
+            assert (await _post(s, edge, key=key))[0] == 401  # at once
+            async with s.delete(url + "/alice", headers=adm) as r:
+                assert r.status == 404
+    # The key is stored hashed, never in clear.
+    db = next((tmp_path / "e" / "data").glob("edge-*.db")).read_bytes()
+    assert key.encode() not in db
+
+
+async def test_rate_limit_tiers_exact_and_not_double_counted(tmp_path):
+    async with cluster(tmp_path, api_key="sk-one", admin_key="adm", per_ip_rpm=4,
+                       per_key_rpm=100, global_rpm=100, rate_window=60) as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            results = [await _post(s, edge, key="sk-one") for _ in range(6)]
+            assert [r[0] for r in results] == [200, 200, 200, 200, 429, 429]
+            assert [r[1]["X-RateLimit-Remaining"] for r in results[:4]] == ["3", "2", "1", "0"]
+            status, headers, body = results[4]
+            err = json.loads(body)["error"]
+            assert err["code"] == "rate_limit_ip" and "ip limit of 4" in err["message"]
+            assert 55 <= int(headers["Retry-After"]) <= 60
+            async with s.get(edge + "/metrics") as r:
+                text = await r.text()
+    assert 'eldric_edge_rate_limited_total{tier="ip"} 2.0' in text
+    assert 'eldric_edge_client_requests_total{client="key-1"} 4.0' in text
+
+
+async def test_per_client_rpm_and_global_tier(tmp_path):
+    async with cluster(tmp_path, admin_key="adm", per_ip_rpm=100, per_key_rpm=100,
+                       global_rpm=5) as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            adm = {"Authorization": "Bearer adm"}
+            async with s.post(edge + "/api/v1/clients/register", json={"name": "slow", "rpm": 2},
+                              headers=adm) as r:
+                slow = (await r.json())["api_key"]
+            async with s.post(edge + "/api/v1/clients/register", json={"name": "fast"},
+                              headers=adm) as r:
+                fast = (await r.json())["api_key"]
+            got = [(await _post(s, edge, key=slow))[0] for _ in range(3)]
+            assert got == [200, 200, 429]  # the client's own rpm replaces per_key_rpm
+            # The refused request was not counted globally: 3 more fit under global 5.
+            got = [(await _post(s, edge, key=fast))[0] for _ in range(4)]
+            assert got == [200, 200, 200, 429]
+            status, _, body = await _post(s, edge, key=fast)
+            assert json.loads(body)["error"]["code"] == "rate_limit_global"
+
+
+async def test_sliding_window_has_no_boundary_burst(tmp_path):
+    """limit 4 per 1 s: 4 requests late in one second and 4 right after the boundary would
+    pass a fixed window (8 in ~0.4 s); a sliding window refuses the second four."""
+    async with cluster(tmp_path, api_key="k", per_ip_rpm=4, rate_window=1) as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            start = time.monotonic()
+            await asyncio.sleep(1 - (time.time() % 1) + 0.7)  # at x.7 s
+            first = [(await _post(s, edge, key="k"))[0] for _ in range(4)]
+            await asyncio.sleep(max(0.0, 1 - (time.time() % 1)) + 0.1)  # just past x+1.0 s
+            second = [(await _post(s, edge, key="k"))[0] for _ in range(4)]
+            assert first == [200] * 4 and second == [429] * 4
+            await asyncio.sleep(0.75)  # now the first four have left the window
+            assert (await _post(s, edge, key="k"))[0] == 200
+            assert time.monotonic() - start < 5
+
+
+async def test_forwarded_for_trusted_only_from_trusted_proxies(tmp_path):
+    async with cluster(tmp_path, api_key="k", per_ip_rpm=2) as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            spoof = [(await _post(s, edge, key="k",
+                                  headers={"X-Forwarded-For": f"10.0.0.{i}"}))[0]
+                     for i in range(4)]
+        assert spoof == [200, 200, 429, 429]  # the header from an untrusted peer is ignored
+    async with cluster(tmp_path, api_key="k", per_ip_rpm=2,
+                       trusted_proxies="127.0.0.0/8") as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            proxied = [(await _post(s, edge, key="k",
+                                    headers={"X-Forwarded-For": f"203.0.113.{i}"}))[0]
+                       for i in range(4)]
+        assert proxied == [200] * 4  # each a different client behind the trusted proxy
+
+
+async def test_bad_bodies_and_oversized(tmp_path):
+    async with cluster(tmp_path, api_key="k", max_body_size=4096) as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            h = {"Authorization": "Bearer k", "Content-Type": "application/json"}
+            async with s.post(edge + "/v1/chat/completions", data=b'{"model": ', headers=h) as r:
+                assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_json"
+            async with s.post(edge + "/v1/chat/completions", headers=h,
+                              json={**CHAT, "messages": [{"role": "user",
+                                                          "content": "x" * 10000}]}) as r:
+                assert r.status == 413
+
+
+async def test_router_failover_and_all_down(tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="mock") as w:
+        async with run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
+                              bind="127.0.0.1", routers=f"{dead},{w['worker']}",
+                              api_key="k", health_interval=60000) as e:
+            async with aiohttp.ClientSession() as s:
+                for _ in range(4):
+                    assert (await _post(s, e["edge"], key="k"))[0] == 200
+                async with s.get(e["edge"] + "/api/v1/upstreams") as r:
+                    states = {u["url"]: u["healthy"] for u in (await r.json())["routers"]}
+                assert states == {dead: False, w["worker"]: True}
+                async with s.get(e["edge"] + "/health") as r:
+                    assert (await r.json())["status"] == "degraded"
+    async with run_eldric("edge", tmp_path / "e2", no_tls=True, http_port=0, bind="127.0.0.1",
+                          routers=dead, api_key="k") as e:
+        async with aiohttp.ClientSession() as s:
+            status, _, body = await _post(s, e["edge"], key="k")
+    assert status == 503 and dead in json.loads(body)["error"]["message"]
+
+
+async def test_cors_preflight_and_reply_headers(tmp_path):
+    async with cluster(tmp_path, api_key="k", cors_origins="https://app.example") as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            pre = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                   "Access-Control-Request-Headers": "authorization, content-type"}
+            async with s.options(edge + "/v1/chat/completions", headers=pre) as r:
+                assert r.status == 204
+                assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
+                assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+            status, headers, _ = await _post(s, edge, key="k",
+                                             headers={"Origin": "https://app.example"})
+            assert status == 200 and headers["Access-Control-Allow-Origin"] == "https://app.example"
+            assert headers["Access-Control-Allow-Credentials"] == "true"
+            _, headers, _ = await _post(s, edge, key="k", headers={"Origin": "https://evil.example"})
+            assert "Access-Control-Allow-Origin" not in headers
+
+
+async def test_tls_with_a_test_ca_and_the_openai_sdk(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "edge.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="mock") as w:
+        async with run_eldric("edge", tmp_path / "e", port=0, bind="127.0.0.1",
+                              cert=str(tmp_path / "edge.pem"), key=str(tmp_path / "edge.pem"),
+                              routers=w["worker"], api_key="sk-tls") as e:
+            assert e["edge"].startswith("https://")
+            import ssl
+
+            http = openai.DefaultAsyncHttpxClient(
+                verify=ssl.create_default_context(cafile=str(tmp_path / "ca.pem")))
+            client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key="sk-tls",
+                                        http_client=http)
+            reply = await client.chat.completions.create(**CHAT)
+            assert reply.choices[0].message.content.startswith("The quick")
+            await client.close()
+            untrusting = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key="sk-tls",
+                                            max_retries=0)
+            with pytest.raises(openai.APIConnectionError):
+                await untrusting.chat.completions.create(**CHAT)  # unknown CA: refused
+            await untrusting.close()
+
+
+def test_tls_misconfiguration_refused_at_start(tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "eldric", "--role", "edge", "--port", "0",
+                               "--bind", "127.0.0.1", "--api-key", "k", "--data-dir",
+                               str(tmp_path), *args], capture_output=True, text=True, timeout=20)
+
+    out = run()
+    assert out.returncode == 2 and "give --cert and --key" in out.stderr
+    out = run("--cert", str(tmp_path / "none.pem"), "--key", str(tmp_path / "none.pem"))
+    assert out.returncode == 2 and "not found" in out.stderr
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    out = run("--cert", str(tmp_path / "bad.pem"), "--key", str(tmp_path / "bad.pem"))
+    assert out.returncode == 2 and "cannot use certificate" in out.stderr
+    out = run("--tls-mode", "acme")
+    assert out.returncode == 2 and "not supported yet" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@contextlib.asynccontextmanager
+async def farm(tmp_path, redis_url, **limits):
+    """Two edges sharing one real Redis, in front of one worker on the mock backend."""
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="mock") as w:
+        common = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=w["worker"],
+                      mode="farm", redis_url=redis_url, **limits)
+        async with run_eldric("edge", tmp_path / "a", **common) as a, \
+                run_eldric("edge", tmp_path / "b", **common) as b:
+            yield a["edge"], b["edge"]
+
+
+async def test_farm_two_edges_share_limits_and_keys(tmp_path, redis_url):
+    async with farm(tmp_path, redis_url, admin_key="adm", per_ip_rpm=5, per_key_rpm=100,
+                    global_rpm=100) as (ea, eb):
+        async with aiohttp.ClientSession() as s:
+            adm = {"Authorization": "Bearer adm"}
+            async with s.post(ea + "/api/v1/clients/register", json={"name": "team"},
+                              headers=adm) as r:
+                key = (await r.json())["api_key"]
+            # Created on A, honoured by B; the IP limit of 5 is one limit for both.
+            got = [(await _post(s, ea if i % 2 else eb, key=key))[0] for i in range(7)]
+            assert got == [200] * 5 + [429] * 2
+            async with s.get(eb + "/api/v1/clients", headers=adm) as r:
+                assert [c["name"] for c in (await r.json())["clients"]] == ["team"]
+            async with s.delete(eb + "/api/v1/clients/team", headers=adm) as r:
+                assert r.status == 200
+            # Revoked on B: refused on A at once (before the rate limit is consulted).
+            assert (await _post(s, ea, key=key))[0] == 401
+
+
+async def test_farm_limit_exact_under_concurrency(tmp_path, redis_url):
+    async with farm(tmp_path, redis_url, api_key="k", per_ip_rpm=1000, per_key_rpm=1000,
+                    global_rpm=20) as (ea, eb):
+        async with aiohttp.ClientSession() as s:
+            results = await asyncio.gather(*(
+                _post(s, ea if i % 2 else eb, key="k") for i in range(40)))
+    assert [r[0] for r in results].count(200) == 20  # exactly the global limit, across both
+
+
+def test_keys_never_logged(eldric_proc, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    proc = eldric_proc("--role", "edge", "--no-tls", "--http-port", str(port), "--bind",
+                       "127.0.0.1", "--api-key", "sk-secret-static", "--admin-key",
+                       "adm-secret", "--data-dir", str(tmp_path), "--log-format", "json",
+                       "--routers", f"http://127.0.0.1:{free_port()}")
+    proc.wait_http(f"http://127.0.0.1:{port}/metrics")  # /health is 503: its router is down
+    base = f"http://127.0.0.1:{port}"
+    req = urllib.request.Request(base + "/api/v1/clients/register",
+                                 data=b'{"name": "bob"}', headers={"X-API-Key": "adm-secret"})
+    created = json.loads(urllib.request.urlopen(req).read())["api_key"]
+    for key in ("sk-secret-static", created, "sk-wrong-guess"):
+        req = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(CHAT).encode(),
+                                     headers={"Authorization": f"Bearer {key}"})
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(req).read()
+    out = proc.stop()
+    assert '"path":"/v1/chat/completions"' in out  # the requests were logged...
+    for secret in ("sk-secret-static", "adm-secret", created, "sk-wrong-guess"):
+        assert secret not in out  # ...their keys never
