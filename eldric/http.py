@@ -64,6 +64,9 @@ async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-
         except UpstreamFailure as exc:
             resp = exc.response()
         except web.HTTPException as exc:
+            if exc.status < 400:  # a redirect: aiohttp sends it as it is
+                status = exc.status
+                raise
             resp = _http_exception(exc)
         except asyncio.CancelledError:
             status = 499  # nginx's "client closed request", for the log and metrics
@@ -107,8 +110,6 @@ def _error_response(status: int, body: bytes, headers: dict[str, str] | None = N
 def _http_exception(exc: web.HTTPException) -> web.Response:
     """aiohttp's own errors (unknown route, wrong method, body too large) as OpenAI errors."""
     status = exc.status
-    if status < 400:
-        return exc  # redirects etc. pass as they are
     if status == 404:
         message, code = "no such route", "not_found"
     elif status == 413:

@@ -323,3 +323,30 @@ def test_keys_never_logged(eldric_proc, tmp_path):
     assert '"path":"/v1/chat/completions"' in out  # the requests were logged...
     for secret in ("sk-secret-static", "adm-secret", created, "sk-wrong-guess"):
         assert secret not in out  # ...their keys never
+
+
+async def test_login_cookie_and_cross_site_posts(tmp_path):
+    async with cluster(tmp_path, api_key="sk-page") as (edge, _):
+        # unsafe=True: keep cookies from an IP-address host, as browsers do.
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            async with s.get(edge + "/chat", allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/login"
+            async with s.post(edge + "/login", data={"api_key": "sk-page"},
+                              headers={"Origin": "https://evil.example"},
+                              allow_redirects=False) as r:
+                assert r.status == 403  # login CSRF refused
+            async with s.post(edge + "/login", data={"api_key": "wrong"},
+                              allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/login?error=1"
+            async with s.post(edge + "/login", data={"api_key": "sk-page"},
+                              headers={"Origin": edge}, allow_redirects=False) as r:
+                assert r.status == 303 and r.headers["Location"] == "/chat"
+                cookie = r.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+            assert "Secure" not in cookie  # plain HTTP here; set on TLS
+            async with s.get(edge + "/chat", allow_redirects=False) as r:
+                assert r.status == 200
+                assert r.headers["Content-Security-Policy"].startswith("default-src 'self'")
+            # The cookie authenticates the page's API calls.
+            async with s.get(edge + "/v1/models") as r:
+                assert r.status == 200

@@ -1,0 +1,449 @@
+"""The edge's chat page, driven in the system Chromium through the DevTools protocol.
+
+A worker on the mock backend, the edge in front of it with an API key, and a headless
+Chromium (Debian's `chromium` package, nothing downloaded) steered over its DevTools
+WebSocket: the test types and clicks with real input events, the page's JS does the rest.
+Covered: the login redirect and a wrong key, the model list, a streamed reply that grows
+as tokens arrive, Enter/Shift+Enter, Markdown rendered safely, the history surviving a
+reload, the phone layout, and sign-out. Screenshots go to /tmp/eldric-chat*.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import time
+
+import aiohttp
+import pytest
+
+from tests.conftest import run_eldric
+
+CHROMIUM = "/usr/bin/chromium"
+API_KEY = "sk-chat-test"
+MOCK_TEXT = "The quick brown fox"
+TEST_TIMEOUT = 60  # seconds, the whole test
+STEP = 15  # seconds, any single wait
+SCREENSHOT_COPY = "/tmp/eldric-chat.png"
+PHONE_SCREENSHOT_COPY = "/tmp/eldric-chat-phone.png"
+DESKTOP = (1280, 820)
+PHONE = (390, 844)
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-extensions", "--disable-default-apps", "--disable-domain-reliability",
+    "--no-default-browser-check", "--no-proxy-server", "--disable-dev-shm-usage",
+    "--hide-scrollbars", "--mute-audio", f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
+]
+
+
+def _need_chromium() -> None:
+    if os.access(CHROMIUM, os.X_OK):
+        return
+    msg = (f"{CHROMIUM} not found: the chat page test needs the system Chromium "
+           "(Debian package `chromium`; .ci/run installs it)")
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg, pytrace=False)
+    pytest.skip(msg)
+
+
+class CDPError(Exception):
+    pass
+
+
+class CDP:
+    """A minimal DevTools protocol client: one browser WebSocket, one flattened page session."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse):
+        self.ws = ws
+        self.ids = itertools.count(1)
+        self.pending: dict[int, asyncio.Future] = {}
+        self.session: str | None = None
+        self.problems: list[str] = []  # uncaught exceptions and console errors of the page
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                continue
+            data = json.loads(msg.data)
+            if "id" in data:
+                fut = self.pending.pop(data["id"], None)
+                if fut and not fut.done():
+                    if "error" in data:
+                        fut.set_exception(CDPError(data["error"].get("message", data["error"])))
+                    else:
+                        fut.set_result(data.get("result", {}))
+                continue
+            method, params = data.get("method"), data.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                details = params.get("exceptionDetails", {})
+                self.problems.append("exception: " + (details.get("exception", {}).get("description")
+                                                      or details.get("text", "")))
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                args = [a.get("value", a.get("description", "")) for a in params.get("args", [])]
+                self.problems.append("console.error: " + " ".join(map(str, args)))
+        for fut in self.pending.values():
+            if not fut.done():
+                fut.set_exception(CDPError("the DevTools connection closed"))
+
+    async def send(self, method: str, params: dict | None = None, *, page: bool = True) -> dict:
+        msg_id = next(self.ids)
+        msg = {"id": msg_id, "method": method, "params": params or {}}
+        if page and self.session:
+            msg["sessionId"] = self.session
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[msg_id] = fut
+        await self.ws.send_str(json.dumps(msg))
+        return await asyncio.wait_for(fut, STEP)
+
+    async def attach(self) -> None:
+        targets = (await self.send("Target.getTargets", page=False))["targetInfos"]
+        page = next(t for t in targets if t["type"] == "page")
+        self.session = (await self.send("Target.attachToTarget", {
+            "targetId": page["targetId"], "flatten": True}, page=False))["sessionId"]
+        for domain in ("Page", "Runtime"):
+            await self.send(f"{domain}.enable")
+
+    async def js(self, expression: str):
+        """Evaluate in the page (awaiting promises); the value, or CDPError if it threw."""
+        result = await self.send("Runtime.evaluate", {
+            "expression": expression, "awaitPromise": True, "returnByValue": True})
+        if "exceptionDetails" in result:
+            details = result["exceptionDetails"]
+            raise CDPError(details.get("exception", {}).get("description") or details.get("text"))
+        return result["result"].get("value")
+
+    async def wait_for(self, expression: str, what: str, timeout: float = STEP):
+        """Poll a JS expression until it is truthy; survives navigations in between."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            try:
+                last = await self.js(expression)
+                if last:
+                    return last
+            except CDPError as exc:  # the page is navigating: no context to evaluate in
+                last = exc
+            await asyncio.sleep(0.05)
+        state = await self._describe()
+        pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r}); {state}",
+                    pytrace=False)
+
+    async def _describe(self) -> str:
+        with contextlib.suppress(Exception):
+            return await self.js("location.href + ' :: ' + document.body.innerText.slice(0, 800)")
+        return "page state unavailable"
+
+    async def navigate(self, url: str) -> None:
+        await self.send("Page.navigate", {"url": url})
+        await self.wait_for("document.readyState === 'complete' && location.href", f"load of {url}")
+
+    async def center(self, selector: str) -> tuple[float, float]:
+        box = await self.wait_for(f"""(() => {{
+            const el = document.querySelector({json.dumps(selector)});
+            if (!el || el.disabled || el.hidden) return null;
+            el.scrollIntoView({{block: "nearest"}});
+            const r = el.getBoundingClientRect();
+            return r.width && r.height ? [r.x + r.width / 2, r.y + r.height / 2] : null;
+        }})()""", f"{selector} to be visible and enabled")
+        return box[0], box[1]
+
+    async def click(self, selector: str) -> None:
+        """A real mouse click (press and release) at the element's centre."""
+        await self.click_at(*await self.center(selector))
+
+    async def click_at(self, x: float, y: float) -> None:
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            await self.send("Input.dispatchMouseEvent", {
+                "type": kind, "x": x, "y": y, "button": "left" if kind != "mouseMoved" else "none",
+                "clickCount": 1})
+
+    async def type(self, text: str) -> None:
+        """Type into the focused element, as the keyboard would (IME-style text insertion)."""
+        await self.send("Input.insertText", {"text": text})
+
+    async def key(self, key: str, code: str, keycode: int, text: str = "", modifiers: int = 0) -> None:
+        base = {"key": key, "code": code, "windowsVirtualKeyCode": keycode,
+                "nativeVirtualKeyCode": keycode, "modifiers": modifiers}
+        await self.send("Input.dispatchKeyEvent", {"type": "keyDown", "text": text, **base})
+        await self.send("Input.dispatchKeyEvent", {"type": "keyUp", **base})
+
+    async def viewport(self, width: int, height: int, mobile: bool) -> None:
+        await self.send("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+
+    async def screenshot(self, path) -> int:
+        data = base64.b64decode((await self.send("Page.captureScreenshot", {"format": "png"}))["data"])
+        path.write_bytes(data)
+        return len(data)
+
+
+@contextlib.asynccontextmanager
+async def chromium(tmp_path):
+    """Headless Chromium with remote debugging on a free port; killed (its whole process
+    group) however the test ends."""
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    proc = await asyncio.create_subprocess_exec(
+        CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+        "about:blank", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    stderr: list[str] = []
+    found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def read_stderr() -> None:  # keep draining, or a chatty Chromium blocks on the pipe
+        async for raw in proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            stderr.append(line)
+            m = re.search(r"DevTools listening on (ws://\S+)", line)
+            if m and not found.done():
+                found.set_result(m.group(1))
+        if not found.done():
+            found.set_exception(AssertionError(
+                "chromium exited before DevTools listened:\n" + "\n".join(stderr[-30:])))
+
+    drain = asyncio.create_task(read_stderr())
+    try:
+        ws_url = await asyncio.wait_for(found, STEP)
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(ws_url, max_msg_size=64 * 1024 * 1024) as ws:
+                cdp = CDP(ws)
+                try:
+                    await cdp.attach()
+                    yield cdp
+                finally:
+                    cdp.reader.cancel()
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.wait(), 10)
+        drain.cancel()
+
+
+# Installed before sending: records the last assistant message's text length at every
+# DOM change, to prove the reply appeared piece by piece rather than all at once.
+SAMPLER = """(() => {
+    window.__lengths = [];
+    const box = document.getElementById("messages");
+    new MutationObserver(() => {
+        const all = box.querySelectorAll('[data-role="assistant"] .msg-body');
+        const last = all[all.length - 1];
+        if (last) window.__lengths.push(last.textContent.length);
+    }).observe(box, {subtree: true, childList: true, characterData: true});
+    return true;
+})()"""
+
+STREAM_DONE = """(() => {
+    const a = document.querySelectorAll('[data-role="assistant"]');
+    const last = a[a.length - 1];
+    return a.length >= %d && last.dataset.state === "done" && !document.getElementById("stop").offsetParent
+        && last.textContent.includes(%s);
+})()"""
+
+# The page's pure helpers, checked in the browser that runs them.
+UNIT_CHECKS = r"""(() => {
+    const out = {};
+    // SSE split anywhere (even inside "\r\n" and inside multi-byte UTF-8) gives the same events.
+    const wire = 'data: {"a":"h\u00e9llo"}\r\n\r\n: keep-alive\n\ndata: one\ndata: two\n\ndata: [DONE]\n\n';
+    const bytes = new TextEncoder().encode(wire);
+    const whole = [], split = [];
+    let p = EldricChat.createSSEParser((d) => whole.push(d));
+    p.push(wire); p.end();
+    const dec = new TextDecoder();
+    p = EldricChat.createSSEParser((d) => split.push(d));
+    for (const b of bytes) p.push(dec.decode(new Uint8Array([b]), {stream: true}));
+    p.end();
+    out.sse = JSON.stringify(whole) === JSON.stringify(split) && whole.length === 3
+        && whole[1] === "one\ntwo" && whole[0].includes("h\u00e9llo");
+    // Markdown: escaped, structured, links only for http(s).
+    const md = [
+        "Hi <img src=x onerror=alert(1)> **bold** *it* `code<b>`",
+        "",
+        "- one",
+        "- [ok](https://example.com/x) and [bad](javascript:alert(1))",
+        "",
+        "```python",
+        "print('<script>') # hi",
+        "```",
+        "<script>document.title='pwned'</script>",
+    ].join("\n");
+    const div = document.createElement("div");
+    div.append(EldricChat.renderMarkdown(md));
+    const links = [...div.querySelectorAll("a")];
+    out.markdown = {
+        unsafe: div.querySelectorAll("img, script, b").length,
+        strong: div.querySelector("strong")?.textContent,
+        em: div.querySelector("em")?.textContent,
+        code: div.querySelector("p code")?.textContent,
+        items: div.querySelectorAll("ul > li").length,
+        links: links.map((a) => [a.getAttribute("href"), a.rel, a.textContent]),
+        block: div.querySelector(".code-block pre code")?.textContent,
+        copy: !!div.querySelector(".code-block button"),
+        text: div.textContent.includes("<script>document.title='pwned'</script>"),
+    };
+    return out;
+})()"""
+
+
+@pytest.mark.timeout(TEST_TIMEOUT + 15)
+async def test_chat_page_logs_in_streams_and_keeps_history(tmp_path):
+    _need_chromium()
+    started = time.monotonic()
+    async with asyncio.timeout(TEST_TIMEOUT):
+        async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                              backend="mock", mock_token_delay=20) as w:
+            async with run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
+                                  bind="127.0.0.1", routers=w["worker"],
+                                  api_key=API_KEY) as e:
+                base = e["edge"].rstrip("/")
+                async with chromium(tmp_path) as cdp:
+                    await _drive(cdp, base, tmp_path)
+    print(f"chat screenshots: {SCREENSHOT_COPY}, {PHONE_SCREENSHOT_COPY} "
+          f"({time.monotonic() - started:.1f}s)")
+
+
+async def _drive(cdp: CDP, base: str, tmp_path) -> None:
+    await cdp.viewport(*DESKTOP, mobile=False)
+
+    # 1. Without a key cookie, /chat sends the browser to /login.
+    await cdp.navigate(f"{base}/chat")
+    await cdp.wait_for("location.pathname === '/login' && !!document.querySelector('input[name=api_key]')",
+                       "the redirect to /login")
+    assert await cdp.js("document.getElementById('error').hidden") is True, "error shown before any attempt"
+
+    # 2. A wrong key: back to the login page, which says so.
+    await cdp.js("""(() => {
+        const input = document.querySelector('input[name=api_key]');
+        input.value = 'sk-wrong';
+        input.form.requestSubmit();
+        return true;
+    })()""")
+    await cdp.wait_for("location.pathname === '/login' && location.search.includes('error=1')"
+                       " && document.readyState === 'complete'", "the login error redirect")
+    error = await cdp.wait_for("""(() => {
+        const e = document.getElementById('error');
+        return e && !e.hidden && e.offsetParent !== null && e.textContent;
+    })()""", "the invalid-key message")
+    assert "invalid" in error.lower(), error
+
+    # 3. The right key: on to /chat, where the model list fills in.
+    await cdp.js(f"""(() => {{
+        const input = document.querySelector('input[name=api_key]');
+        input.value = {json.dumps(API_KEY)};
+        input.form.requestSubmit();
+        return true;
+    }})()""")
+    await cdp.wait_for("location.pathname === '/chat' && document.readyState === 'complete'",
+                       "the redirect to /chat after signing in")
+    assert "eldric_key" not in await cdp.js("document.cookie"), "the key cookie must be HttpOnly"
+    models = await cdp.wait_for("""(() => {
+        const s = document.getElementById('model');
+        const ids = [...s.options].map((o) => o.value);
+        return !s.disabled && ids.includes('eldric-mock') && ids;
+    })()""", "the model select to list eldric-mock")
+    assert await cdp.js("document.getElementById('model').value") == "eldric-mock", models
+
+    units = await cdp.js(UNIT_CHECKS)
+    assert units["sse"], "the SSE parser gives different events when its input is split"
+    md = units["markdown"]
+    assert md["unsafe"] == 0, md
+    assert (md["strong"], md["em"], md["code"], md["items"]) == ("bold", "it", "code<b>", 2), md
+    assert md["links"] == [["https://example.com/x", "noopener noreferrer", "ok"]], md
+    assert md["block"] == "print('<script>') # hi" and md["copy"] and md["text"], md
+
+    # 4. Type a prompt and click Send: the reply streams in, growing as it goes.
+    await cdp.js(SAMPLER)
+    await cdp.click("#prompt")
+    await cdp.type("Tell me about foxes")
+    await cdp.click("#send")
+    await cdp.wait_for("!!document.getElementById('stop').offsetParent", "the Stop button while streaming")
+    during = []
+    for _ in range(8):
+        during.append(await cdp.js("""(() => {
+            const a = document.querySelectorAll('[data-role="assistant"] .msg-body');
+            return a.length ? a[a.length - 1].textContent.length : -1;
+        })()"""))
+        await asyncio.sleep(0.03)
+    await cdp.wait_for(STREAM_DONE % (1, json.dumps(MOCK_TEXT)), "the streamed reply to finish")
+    final = await cdp.js("""document.querySelector('[data-role="assistant"] .msg-body').textContent""")
+    assert final.startswith(MOCK_TEXT), final
+    lengths = await cdp.js("window.__lengths")
+    growth = sorted({n for n in lengths if 0 < n < len(final)})
+    assert len(growth) >= 3, f"the reply did not arrive progressively: {lengths} (polled {during})"
+    assert lengths == sorted(lengths), f"the reply shrank while streaming: {lengths}"
+    assert await cdp.js("document.getElementById('prompt').value") == ""
+    user = await cdp.js("""document.querySelector('[data-role="user"]').textContent""")
+    assert user == "Tell me about foxes", user
+
+    # 5. Shift+Enter adds a line, Enter sends.
+    await cdp.click("#prompt")
+    await cdp.type("And dogs?")
+    await cdp.key("Enter", "Enter", 13, "\r", modifiers=8)  # 8: Shift
+    await cdp.type("Briefly.")
+    assert await cdp.js("document.getElementById('prompt').value") == "And dogs?\nBriefly."
+    await cdp.key("Enter", "Enter", 13, "\r")
+    await cdp.wait_for(STREAM_DONE % (2, json.dumps(MOCK_TEXT)), "the second reply to finish")
+    users = await cdp.js("""[...document.querySelectorAll('[data-role="user"]')].map((e) => e.textContent)""")
+    assert users == ["Tell me about foxes", "And dogs?\nBriefly."], users
+
+    # 6. After a reload the conversation is listed and shown again.
+    await cdp.send("Page.reload", {"ignoreCache": True})
+    await cdp.wait_for("document.readyState === 'complete' && document.querySelectorAll('.conv-item').length === 1"
+                       " && document.querySelectorAll('[data-role]').length === 4",
+                       "the conversation to come back after a reload")
+    item = await cdp.js("document.querySelector('.conv-item').textContent")
+    assert "Tell me about foxes" in item, item
+    roles = await cdp.js("[...document.querySelectorAll('[data-role]')].map((e) => e.dataset.role)")
+    assert roles == ["user", "assistant", "user", "assistant"], roles
+    assert MOCK_TEXT in await cdp.js("""document.querySelector('[data-role="assistant"]').textContent""")
+    await cdp.wait_for("document.getElementById('model').value === 'eldric-mock'", "the model list again")
+    await asyncio.sleep(0.3)  # let the layout settle for the picture
+
+    png = tmp_path / "chat.png"
+    size = await cdp.screenshot(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert size > 10_000, f"screenshot is only {size} bytes: a blank page?"
+    shutil.copyfile(png, SCREENSHOT_COPY)
+
+    # 7. Phone width: the sidebar hides behind the menu button.
+    await cdp.viewport(*PHONE, mobile=True)
+    await cdp.wait_for("document.getElementById('sidebar').getBoundingClientRect().right <= 0",
+                       "the sidebar to collapse at phone width")
+    await cdp.click("#menu")
+    await cdp.wait_for("document.getElementById('sidebar').getBoundingClientRect().left >= 0"
+                       " && document.querySelector('.conv-item').getBoundingClientRect().width > 0",
+                       "the sidebar to open from the menu button")
+    await cdp.click_at(PHONE[0] - 15, PHONE[1] / 2)  # the dimmed page beside the sidebar
+    await cdp.wait_for("document.getElementById('sidebar').getBoundingClientRect().right <= 0",
+                       "the sidebar to close again")
+    await asyncio.sleep(0.3)
+    phone = tmp_path / "chat-phone.png"
+    assert await cdp.screenshot(phone) > 5_000
+    shutil.copyfile(phone, PHONE_SCREENSHOT_COPY)
+    await cdp.viewport(*DESKTOP, mobile=False)
+
+    # 8. New chat, then deleting the conversation empties the list (two clicks: arm, confirm).
+    await cdp.click("#new-chat")
+    await cdp.wait_for("document.querySelectorAll('[data-role]').length === 0", "an empty new chat")
+    await cdp.click(".conv-item .conv-delete")
+    await cdp.click(".conv-item .conv-delete")
+    await cdp.wait_for("document.querySelectorAll('.conv-item').length === 0", "the conversation to be deleted")
+
+    # 9. Signing out drops the cookie: /chat sends the browser to /login again.
+    await cdp.js("document.querySelector('form[action=\"/logout\"]').requestSubmit(), true")
+    await cdp.wait_for("location.pathname === '/login' && document.readyState === 'complete'",
+                       "the sign-out redirect")
+    await cdp.navigate(f"{base}/chat")
+    await cdp.wait_for("location.pathname === '/login'", "the login page after signing out")
+
+    assert not cdp.problems, "the page reported errors:\n" + "\n".join(cdp.problems)
