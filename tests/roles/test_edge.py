@@ -166,6 +166,7 @@ async def test_bad_bodies_and_oversized(tmp_path):
             h = {"Authorization": "Bearer k", "Content-Type": "application/json"}
             async with s.post(edge + "/v1/chat/completions", data=b'{"model": ', headers=h) as r:
                 assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_json"
+                assert "X-RateLimit-Remaining" in r.headers
             async with s.post(edge + "/v1/chat/completions", headers=h,
                               json={**CHAT, "messages": [{"role": "user",
                                                           "content": "x" * 10000}]}) as r:

@@ -79,13 +79,13 @@ async def proxy(request: web.Request) -> web.StreamResponse:
                           f"requests per {rl.window_seconds:g} s",
                           code=f"rate_limit_{decision.tier}",
                           headers={**headers, "Retry-After": decision.retry_after_header})
-    body = await read_body(request)
-    kind = HEAD_BY_PATH.get(request.path)
-    if kind is not None and request.method == "POST":
-        request[keys.HOP].model = decode_head(body, kind).model
-    name = client.name if client else "anonymous"
-    es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
-    try:
+    try:  # every reply from here on carries the rate-limit headers, errors included
+        body = await read_body(request)
+        kind = HEAD_BY_PATH.get(request.path)
+        if kind is not None and request.method == "POST":
+            request[keys.HOP].model = decode_head(body, kind).model
+        name = client.name if client else "anonymous"
+        es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
         return await _to_routers(request, es, body, headers)
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
