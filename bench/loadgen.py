@@ -1,7 +1,8 @@
 """A small, bounded, closed-loop HTTP/1.1 load generator for the eldric benchmark.
 
     python bench/loadgen.py --url http://127.0.0.1:9100/v1/chat/completions \
-        --concurrency 64 --duration 5 --warmup 1 [--stream] [--client raw|aiohttp]
+        --concurrency 64 --duration 5 --warmup 1 [--stream] [--client raw|aiohttp] \
+        [--header "Authorization: Bearer KEY"] [--cafile CA.pem]
 
 `concurrency` connections (keep-alive), each sending one POST after the other (no
 pipelining). Requests that *start* during the warm-up are not measured; the run then lasts
@@ -19,7 +20,11 @@ Two clients:
   request, so the client takes as little CPU as possible from the server under test.
 - ``aiohttp``: aiohttp.ClientSession with a TCPConnector(limit=concurrency), keep-alive.
 
-Both run on uvloop. Every loop is bounded by time and by count.
+Both run on uvloop. Every loop is bounded by time and by count. An https:// URL is
+spoken over TLS (verified against --cafile, or the system CAs); each connection does its
+handshake once and is then kept alive, so the handshake is not part of a request's latency
+(except for a connection that had to be re-opened). --header adds a request header to every
+request (repeatable).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import asyncio
 import json
 import math
 import socket
+import ssl
 import sys
 import time
 from urllib.parse import urlsplit
@@ -47,6 +53,7 @@ class Stats:
         self.t_end = t_end
         self.max_requests = max_requests
         self.issued = 0
+        self.connections: int | None = None  # connections opened (raw client only)
         self.latencies: list[float] = []
         self.ttfts: list[float] = []
         self.completed_in_window = 0  # 200 replies that completed in [t_start, t_end]
@@ -203,14 +210,16 @@ class _Conn(asyncio.Protocol):
         return self.waiter
 
 
-def _build_request(host: str, port: int, path: str, body: bytes) -> bytes:
+def _build_request(host: str, port: int, path: str, body: bytes,
+                   headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     return (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Content-Type: application/json\r\nAccept: */*\r\n"
+            f"Content-Type: application/json\r\nAccept: */*\r\n{extra}"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 async def _raw_worker(stats: Stats, host: str, port: int, raw: bytes, stream: bool,
-                      timeout: float) -> None:
+                      timeout: float, ssl_ctx: ssl.SSLContext | None) -> None:
     loop = asyncio.get_running_loop()
     conn: _Conn | None = None
     try:
@@ -218,9 +227,12 @@ async def _raw_worker(stats: Stats, host: str, port: int, raw: bytes, stream: bo
             if conn is None or conn.closed:
                 try:
                     _, conn = await asyncio.wait_for(
-                        loop.create_connection(lambda: _Conn(loop, stream), host, port),
+                        loop.create_connection(
+                            lambda: _Conn(loop, stream), host, port, ssl=ssl_ctx,
+                            server_hostname=host if ssl_ctx else None),
                         timeout)
-                except (OSError, TimeoutError) as exc:
+                    stats.connections = (stats.connections or 0) + 1
+                except (OSError, TimeoutError, ssl.SSLError) as exc:
                     stats.issued += 1
                     stats.failed(perf(), None, f"connect:{type(exc).__name__}")
                     conn = None
@@ -251,11 +263,15 @@ async def _raw_worker(stats: Stats, host: str, port: int, raw: bytes, stream: bo
 
 
 async def run_raw(url: str, body: bytes, concurrency: int, stats: Stats, stream: bool,
-                  timeout: float) -> None:
+                  timeout: float, headers: dict[str, str],
+                  ssl_ctx: ssl.SSLContext | None) -> None:
     parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    raw = _build_request(host, port, parts.path or "/", body)
-    await asyncio.gather(*(_raw_worker(stats, host, port, raw, stream, timeout)
+    tls = parts.scheme == "https"
+    host = parts.hostname or "127.0.0.1"
+    port = parts.port or (443 if tls else 80)
+    raw = _build_request(host, port, parts.path or "/", body, headers)
+    await asyncio.gather(*(_raw_worker(stats, host, port, raw, stream, timeout,
+                                       ssl_ctx if tls else None)
                            for _ in range(concurrency)))
 
 
@@ -263,11 +279,13 @@ async def run_raw(url: str, body: bytes, concurrency: int, stats: Stats, stream:
 
 
 async def run_aiohttp(url: str, body: bytes, concurrency: int, stats: Stats, stream: bool,
-                      timeout: float) -> None:
+                      timeout: float, extra_headers: dict[str, str],
+                      ssl_ctx: ssl.SSLContext | None) -> None:
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60)
-    headers = {"Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=60,
+                                     ssl=ssl_ctx if ssl_ctx is not None else True)
+    headers = {"Content-Type": "application/json", **extra_headers}
     tmo = aiohttp.ClientTimeout(total=timeout)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                      skip_auto_headers=("User-Agent",)) as session:
@@ -321,14 +339,16 @@ def _ms(v: float | None) -> float | None:
 
 async def run(url: str, *, concurrency: int, duration: float, warmup: float,
               max_requests: int, stream: bool, client: str, timeout: float,
-              body: bytes) -> dict:
+              body: bytes, headers: dict[str, str] | None = None,
+              ssl_ctx: ssl.SSLContext | None = None) -> dict:
     t_begin = perf()
     stats = Stats(t_begin + warmup, t_begin + warmup + duration, max_requests)
     runner = run_raw if client == "raw" else run_aiohttp
     hard_limit = warmup + duration + timeout + 5
     try:
         async with asyncio.timeout(hard_limit):
-            await runner(url, body, concurrency, stats, stream, timeout)
+            await runner(url, body, concurrency, stats, stream, timeout, headers or {},
+                         ssl_ctx)
     except TimeoutError:
         stats.errors["hard_time_limit"] = stats.errors.get("hard_time_limit", 0) + 1
     t_finish = perf()
@@ -341,6 +361,7 @@ async def run(url: str, *, concurrency: int, duration: float, warmup: float,
         "warmup_s": warmup, "duration_s": duration, "window_s": round(window, 3),
         "max_requests": max_requests, "stopped_by_count": stats.stopped_by_count,
         "issued": stats.issued, "completed": stats.completed_in_window,
+        "connections_opened": stats.connections,
         "sampled": len(lat),
         "rps": round(stats.completed_in_window / window, 1),
         "p50_ms": _ms(percentile(lat, 50)), "p90_ms": _ms(percentile(lat, 90)),
@@ -365,11 +386,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--client", choices=("raw", "aiohttp"), default="raw")
     p.add_argument("--timeout", type=float, default=10.0, help="per request, seconds")
     p.add_argument("--body", help="JSON request body (default: a short chat request)")
+    p.add_argument("--header", "-H", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="extra request header (repeatable), e.g. 'Authorization: Bearer K'")
+    p.add_argument("--cafile", help="CA bundle (PEM) to verify an https:// server with")
     a = p.parse_args(argv)
     if a.duration <= 0 or a.duration > 600 or a.warmup < 0 or a.warmup > 60:
         p.error("duration must be in (0, 600], warmup in [0, 60]")
     if not 1 <= a.concurrency <= 1024 or not 1 <= a.max_requests <= 10_000_000:
         p.error("concurrency must be in 1..1024, max-requests in 1..10M")
+    headers: dict[str, str] = {}
+    for h in a.header:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip() or "\r" in h or "\n" in h:
+            p.error(f"--header must be 'Name: value', got {h!r}")
+        headers[name.strip()] = value.strip()
+    ssl_ctx = None
+    if urlsplit(a.url).scheme == "https":
+        ssl_ctx = ssl.create_default_context(cafile=a.cafile)
+    elif a.cafile:
+        p.error("--cafile needs an https:// URL")
     body = json.loads(a.body) if a.body else dict(DEFAULT_BODY)
     if a.stream:
         body["stream"] = True
@@ -381,7 +416,8 @@ def main(argv: list[str] | None = None) -> None:
         runner = asyncio.run
     result = runner(run(a.url, concurrency=a.concurrency, duration=a.duration,
                         warmup=a.warmup, max_requests=a.max_requests, stream=a.stream,
-                        client=a.client, timeout=a.timeout, body=raw_body))
+                        client=a.client, timeout=a.timeout, body=raw_body,
+                        headers=headers, ssl_ctx=ssl_ctx))
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
 

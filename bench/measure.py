@@ -10,6 +10,7 @@ import re
 import resource
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -34,12 +35,17 @@ def children_cpu() -> float:
 
 def run_loadgen(url: str, *, concurrency: int, duration: float, warmup: float,
                 max_requests: int, stream: bool, client: str,
-                cpus: set[int] | None = None) -> dict:
+                cpus: set[int] | None = None, headers: dict[str, str] | None = None,
+                cafile: Path | None = None) -> dict:
     argv = [sys.executable, str(LOADGEN), "--url", url, "-c", str(concurrency),
             "-d", str(duration), "-w", str(warmup), "-n", str(max_requests),
             "--client", client]
     if stream:
         argv.append("--stream")
+    for k, v in (headers or {}).items():
+        argv += ["--header", f"{k}: {v}"]
+    if cafile:
+        argv += ["--cafile", str(cafile)]
     before = children_cpu()
     out = subprocess.run(argv, capture_output=True, text=True,
                          timeout=warmup + duration + 40, check=False,
@@ -56,6 +62,7 @@ WRK_LUA = """
 wrk.method = "POST"
 wrk.body = '%s'
 wrk.headers["Content-Type"] = "application/json"
+%s
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('WRKJSON {"requests":%%d,"duration_us":%%d,"non2xx":%%d,' ..
@@ -65,6 +72,14 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
 end
 """
+
+
+def wrk_script(path: Path, body: dict, headers: dict[str, str] | None = None) -> Path:
+    """The wrk Lua script: POST `body` with `headers` (e.g. Authorization) on top."""
+    extra = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}"
+                      for k, v in (headers or {}).items())
+    path.write_text(WRK_LUA % (json.dumps(body, separators=(",", ":")), extra))
+    return path
 
 
 def run_wrk(wrk: str, script: Path, url: str, *, concurrency: int, duration: float,
@@ -118,22 +133,24 @@ def measured(fn, servers: dict[str, Proc], **kw) -> dict:
     return res
 
 
-def sanity(url: str) -> dict:
+def sanity(url: str, headers: dict[str, str] | None = None,
+           cafile: Path | None = None) -> dict:
     """One plain and one streaming request, checked for shape."""
     out: dict = {}
-    req = urllib.request.Request(url, data=json.dumps(BODY).encode(),
-                                 headers={"Content-Type": "application/json"})
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    ctx = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+    req = urllib.request.Request(url, data=json.dumps(BODY).encode(), headers=hdrs)
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urllib.request.urlopen(req, timeout=5, context=ctx) as r:
             body = r.read()
             out["plain"] = {"status": r.status,
                             "ok": r.status == 200 and b'"choices"' in body}
     except urllib.error.HTTPError as e:
         out["plain"] = {"status": e.code, "ok": False, "body": e.read()[:300].decode()}
     sreq = urllib.request.Request(url, data=json.dumps({**BODY, "stream": True}).encode(),
-                                  headers={"Content-Type": "application/json"})
+                                  headers=hdrs)
     try:
-        with urllib.request.urlopen(sreq, timeout=5) as r:
+        with urllib.request.urlopen(sreq, timeout=5, context=ctx) as r:
             body = r.read()
             out["stream"] = {"status": r.status, "events": body.count(b"data:"),
                              "ok": r.status == 200 and body.rstrip().endswith(b"[DONE]")}

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -97,9 +98,13 @@ class Proc:
             self.popen.wait(timeout=5)
 
 
-def http_get(url: str, timeout: float = 1.0) -> tuple[int, bytes]:
+def ssl_context(cafile: Path | None) -> ssl.SSLContext | None:
+    return ssl.create_default_context(cafile=str(cafile)) if cafile else None
+
+
+def http_get(url: str, timeout: float = 1.0, cafile: Path | None = None) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(url, timeout=timeout, context=ssl_context(cafile)) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
@@ -122,7 +127,8 @@ def set_affinity(proc: Proc, cpus: set[int]) -> None:
             pass
 
 
-def wait_healthy(proc: Proc, url: str, limit_s: float = 15.0) -> None:
+def wait_healthy(proc: Proc, url: str, limit_s: float = 15.0,
+                 cafile: Path | None = None) -> None:
     deadline = time.monotonic() + limit_s
     last = "no answer"
     for _ in range(int(limit_s / 0.1) + 1):  # bounded in count and time
@@ -130,7 +136,7 @@ def wait_healthy(proc: Proc, url: str, limit_s: float = 15.0) -> None:
             raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}:\n"
                                f"{proc.stderr_tail(8)}")
         try:
-            status, _ = http_get(url, timeout=0.5)
+            status, _ = http_get(url, timeout=0.5, cafile=cafile)
             if status == 200:
                 return
             last = f"HTTP {status}"
@@ -182,17 +188,21 @@ http {{
 
 
 
-def http_post_json(url: str, body: dict, timeout: float = 5.0) -> tuple[int, bytes]:
+def http_post_json(url: str, body: dict, timeout: float = 5.0,
+                   headers: dict[str, str] | None = None,
+                   cafile: Path | None = None) -> tuple[int, bytes]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          **(headers or {})})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=ssl_context(cafile)) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
 
 
-def wait_serving(proc: Proc, url: str, body: dict, limit_s: float = 15.0) -> None:
+def wait_serving(proc: Proc, url: str, body: dict, limit_s: float = 15.0,
+                 headers: dict[str, str] | None = None, cafile: Path | None = None) -> None:
     """POST `body` to `url` until it answers 200 (a router may be healthy before it has a
     healthy worker to send the request to)."""
     deadline = time.monotonic() + limit_s
@@ -202,7 +212,8 @@ def wait_serving(proc: Proc, url: str, body: dict, limit_s: float = 15.0) -> Non
             raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}:\n"
                                f"{proc.stderr_tail(8)}")
         try:
-            status, reply = http_post_json(url, body, timeout=2.0)
+            status, reply = http_post_json(url, body, timeout=2.0, headers=headers,
+                                           cafile=cafile)
             if status == 200:
                 return
             last = f"HTTP {status}: {reply[:200].decode(errors='replace')}"
@@ -257,6 +268,48 @@ def start_router(tmp: Path, port: int, worker_port: int, log_format: str,
     wait_healthy(router, f"http://127.0.0.1:{port}/health")
     wait_serving(router, f"http://127.0.0.1:{port}{path}", body)
     return router
+
+
+def make_cert(tmp: Path) -> tuple[Path, Path]:
+    """A test CA and a certificate for 127.0.0.1 (trustme). Returns (ca.pem, cert.pem); the
+    cert file holds the chain and the private key, so it serves as --cert and --key."""
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_path, cert_path = tmp / "ca.pem", tmp / "cert.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_path))
+    os.chmod(cert_path, 0o600)
+    return ca_path, cert_path
+
+
+def start_edge(name: str, tmp: Path, port: int, router_port: int, log_format: str,
+               procs: list[Proc], path: str, body: dict, api_key: str,
+               tls: tuple[Path, Path] | None = None) -> tuple[Proc, str]:
+    """An eldric edge in front of the router, API key required, rate limits on but far
+    above anything the benchmark sends. `tls` = (ca.pem, cert.pem): HTTPS on --port, else
+    plain HTTP (--no-tls --http-port). Ready when GET /health is 200 and an authorised test
+    request through it is 200. Returns the edge and its base URL."""
+    argv = [eldric_exe(), "--role", "edge"]
+    if tls:
+        argv += ["--port", str(port), "--cert", str(tls[1]), "--key", str(tls[1])]
+        base = f"https://127.0.0.1:{port}"
+    else:
+        argv += ["--no-tls", "--http-port", str(port)]
+        base = f"http://127.0.0.1:{port}"
+    argv += ["--bind", "127.0.0.1", "--routers", f"http://127.0.0.1:{router_port}",
+             "--api-key", api_key, "--data-dir", str(tmp / f"{name}-data"),
+             "--log-format", log_format, "--log-level", "info",
+             "--per-ip-rpm", "100000000", "--per-key-rpm", "100000000",
+             "--global-rpm", "100000000"]
+    edge = Proc(name, argv, tmp / f"{name}-{log_format}.log")
+    procs.append(edge)
+    cafile = tls[0] if tls else None
+    wait_healthy(edge, f"{base}/health", cafile=cafile)
+    wait_serving(edge, f"{base}{path}", body, headers={"Authorization": f"Bearer {api_key}"},
+                 cafile=cafile)
+    return edge, base
 
 
 def start_nginx(tmp: Path, port: int, mock_port: int, procs: list[Proc]) -> Proc:

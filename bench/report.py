@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-TARGETS = ("direct", "worker", "nginx", "router")
+TARGETS = ("direct", "worker", "nginx", "router", "edge", "edge_tls")
 LABELS = {"direct": "mock direct", "worker": "eldric worker hop", "nginx": "nginx hop",
-          "router": "router -> worker"}
+          "router": "router -> worker", "edge": "edge -> router -> worker",
+          "edge_tls": "edge (HTTPS) -> router -> worker"}
+EDGES = ("edge", "edge_tls")
 
 
 def fmt(v: float | None, nd: int = 2) -> str:
@@ -58,7 +60,7 @@ def _rps_ratio(num: dict, den: dict) -> dict:
 
 
 def summary(results: dict, primary64: str) -> dict:
-    d, w, n, r = (results[t] for t in TARGETS)
+    d, w, n, r = (results[t] for t in ("direct", "worker", "nginx", "router"))
 
     def p50(x: dict) -> float:
         return x["c1"]["p50_ms"]
@@ -76,21 +78,29 @@ def summary(results: dict, primary64: str) -> dict:
         "router_hop_added_ttft_p50_ms_c1": round(ttft(r) - ttft(w), 3),
         "worker_over_nginx_rps_c64": _rps_ratio(w, n),
         "router_over_worker_rps_c64": _rps_ratio(r, w),
+        # the edge hop alone: edge row minus router -> worker row (HTTP and HTTPS)
+        "edge_hop_added_p50_ms_c1": {e: round(p50(results[e]) - p50(r), 3) for e in EDGES},
+        "edge_hop_added_ttft_p50_ms_c1": {e: round(ttft(results[e]) - ttft(r), 3)
+                                          for e in EDGES},
+        "edge_over_router_rps_c64": {e: _rps_ratio(results[e], r) for e in EDGES},
         "primary_c64": primary64,
     }
     cpu = {}
     src = primary64 if w.get(primary64) else "c64_py"
     for t, proxy in (("worker", "worker"), ("nginx", "nginx"), ("router", "router"),
-                     ("direct", None)):
+                     ("edge", "edge"), ("edge_tls", "edge_tls"), ("direct", None)):
         sc = results[t][src]["server_cpu"]
         cpu[t] = {"proxy_us_per_req": sc[proxy]["us_per_req"] if proxy else None,
                   "proxy_cpu_pct": sc[proxy]["cpu_pct"] if proxy else None,
                   "mock_us_per_req": sc["mock"]["us_per_req"],
                   "mock_cpu_pct": sc["mock"]["cpu_pct"],
                   "client_cpu_s": results[t][src].get("client_cpu_s")}
-        if t == "router":  # the worker behind the router, in the same run
+        if t in ("router", *EDGES):  # the worker behind the router, in the same run
             cpu[t]["worker_us_per_req"] = sc["worker"]["us_per_req"]
             cpu[t]["worker_cpu_pct"] = sc["worker"]["cpu_pct"]
+        if t in EDGES:  # and the router behind the edge
+            cpu[t]["router_us_per_req"] = sc["router"]["us_per_req"]
+            cpu[t]["router_cpu_pct"] = sc["router"]["cpu_pct"]
     s["cpu_c64"] = {"source": src, **cpu}
     return s
 
@@ -98,24 +108,38 @@ def summary(results: dict, primary64: str) -> dict:
 def summary_text(s: dict, results: dict) -> str:
     a, t = s["added_p50_ms_c1"], s["added_ttft_p50_ms_c1"]
     ra, rt = s["router_hop_added_p50_ms_c1"], s["router_hop_added_ttft_p50_ms_c1"]
-    d, w = results["direct"], results["worker"]
+    d, w, r = results["direct"], results["worker"], results["router"]
+    ea, et = s["edge_hop_added_p50_ms_c1"], s["edge_hop_added_ttft_p50_ms_c1"]
     lines = [
         f"added p50 latency at c=1 vs direct ({fmt(d['c1']['p50_ms'], 3)} ms): "
         f"worker {a['worker']:+.3f} ms, nginx {a['nginx']:+.3f} ms, "
-        f"router -> worker {a['router']:+.3f} ms"
+        f"router -> worker {a['router']:+.3f} ms, edge -> router -> worker "
+        f"{a['edge']:+.3f} ms, same with HTTPS {a['edge_tls']:+.3f} ms"
         + (f"  (worker hop = {a['worker'] / a['nginx']:.1f}x an nginx hop)"
            if a["nginx"] > 0 else ""),
         f"added TTFT p50 at c=1 vs direct ({fmt(d['stream_c1']['ttft_p50_ms'], 3)} ms): "
         f"worker {t['worker']:+.3f} ms, nginx {t['nginx']:+.3f} ms, "
-        f"router -> worker {t['router']:+.3f} ms",
+        f"router -> worker {t['router']:+.3f} ms, edge {t['edge']:+.3f} ms, "
+        f"edge (HTTPS) {t['edge_tls']:+.3f} ms",
         f"added p50 latency at c=1 of the router hop vs the worker hop "
         f"({fmt(w['c1']['p50_ms'], 3)} ms): {ra:+.3f} ms"
         + (f"  (router hop = {ra / a['nginx']:.1f}x an nginx hop)" if a["nginx"] > 0 else "")
         + f"; TTFT p50 {rt:+.3f} ms (vs {fmt(w['stream_c1']['ttft_p50_ms'], 3)} ms)",
+        f"added p50 latency at c=1 of the edge hop vs the router -> worker row "
+        f"({fmt(r['c1']['p50_ms'], 3)} ms): HTTP {ea['edge']:+.3f} ms, "
+        f"HTTPS {ea['edge_tls']:+.3f} ms"
+        + (f"  (edge hop = {ea['edge'] / a['nginx']:.1f}x, with TLS "
+           f"{ea['edge_tls'] / a['nginx']:.1f}x an nginx hop)" if a["nginx"] > 0 else "")
+        + f"; TTFT p50 HTTP {et['edge']:+.3f} ms, HTTPS {et['edge_tls']:+.3f} ms "
+        f"(vs {fmt(r['stream_c1']['ttft_p50_ms'], 3)} ms)",
         "worker/nginx rps ratio at c=64: " + ", ".join(
             f"{k} {v:.3f}" for k, v in s["worker_over_nginx_rps_c64"].items())
         + "; router->worker/worker: " + ", ".join(
             f"{k} {v:.3f}" for k, v in s["router_over_worker_rps_c64"].items())
+        + "; edge/router->worker: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in s["edge_over_router_rps_c64"]["edge"].items())
+        + "; edge (HTTPS)/router->worker: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in s["edge_over_router_rps_c64"]["edge_tls"].items())
         + f"   (primary: {s['primary_c64'].removeprefix('c64_')})",
     ]
     c = s["cpu_c64"]
@@ -135,4 +159,13 @@ def summary_text(s: dict, results: dict) -> str:
         f"({fmt(c['router']['worker_cpu_pct'], 0)}%), "
         f"mock {fmt(c['router']['mock_us_per_req'], 0)} us "
         f"({fmt(c['router']['mock_cpu_pct'], 0)}%)")
+    for e, name in (("edge", "edge"), ("edge_tls", "edge (HTTPS)")):
+        ce = c[e]
+        lines.append(
+            f"{name} CPU per request at c=64 ({c['source'].removeprefix('c64_')} run, "
+            f"{LABELS[e]} row): {name} {fmt(ce['proxy_us_per_req'], 0)} us "
+            f"({fmt(ce['proxy_cpu_pct'], 0)}% of a core), router behind it "
+            f"{fmt(ce['router_us_per_req'], 0)} us ({fmt(ce['router_cpu_pct'], 0)}%), "
+            f"worker {fmt(ce['worker_us_per_req'], 0)} us ({fmt(ce['worker_cpu_pct'], 0)}%), "
+            f"mock {fmt(ce['mock_us_per_req'], 0)} us ({fmt(ce['mock_cpu_pct'], 0)}%)")
     return "\n".join(lines)

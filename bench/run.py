@@ -1,7 +1,8 @@
 """The eldric hop benchmark: mock backend direct vs. one eldric worker hop vs. one nginx hop
-vs. an eldric router in front of the worker.
+vs. an eldric router in front of the worker vs. an eldric edge (HTTP and HTTPS) in front of
+that router.
 
-    python bench/run.py [--duration 5] [--warmup 1] [--quick] [--profile]
+    python bench/run.py [--duration 4] [--warmup 1] [--quick] [--profile]
 
 Starts, each in its own process (and process group):
   - the mock backend        python -m eldric.mock --tokens 16 --token-delay 0
@@ -9,6 +10,9 @@ Starts, each in its own process (and process group):
                             (logging at info and metrics on: the realistic configuration)
   - nginx                   worker_processes 1, upstream keepalive 64, proxy_buffering off
   - an eldric router        eldric --role router --workers <worker> --strategy round_robin
+  - two eldric edges        eldric --role edge --routers <router> --api-key sk-bench, rate
+                            limits on (but far too high to trip); one --no-tls --http-port,
+                            one HTTPS (--port --cert --key, a trustme test certificate)
 then measures every target with bench/loadgen.py (and wrk, if installed), prints a table,
 writes bench/results/latest.json and stops everything it started. See bench/README.md.
 
@@ -34,16 +38,18 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported from elsewhere
 
-from measure import (BODY, PATH, RESULTS, WRK_LUA, children_cpu, measured,  # noqa: E402
-                     pyspy_profile, run_loadgen, run_wrk, sanity)
-from procs import (Proc, free_port, log, log_summary, set_affinity, start_nginx,  # noqa: E402
-                   start_router, start_worker, wait_healthy)
+from measure import (BODY, PATH, RESULTS, children_cpu, measured,  # noqa: E402
+                     pyspy_profile, run_loadgen, run_wrk, sanity, wrk_script)
+from procs import (Proc, free_port, log, log_summary, make_cert, set_affinity,  # noqa: E402
+                   start_edge, start_nginx, start_router, start_worker, wait_healthy)
 from report import TARGETS, summary, summary_text, table  # noqa: E402
+
+API_KEY = "sk-bench"  # the edges require it; every request to them carries it
 
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description="eldric hop benchmark (see bench/README.md)")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
+    p.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds before each")
     p.add_argument("--max-requests", type=int, default=300_000,
                    help="cap per loadgen measurement (warm-up included)")
@@ -53,7 +59,7 @@ def parse_args() -> argparse.Namespace:
                    help="python client; auto = whichever is faster against the mock at c=64")
     p.add_argument("--no-wrk", action="store_true", help="skip the wrk measurements")
     p.add_argument("--worker-log-format", choices=("json", "console"), default="json",
-                   help="worker (and router) --log-format (json falls back to console if "
+                   help="worker (router, edges) --log-format (json falls back to console if "
                         "the worker cannot start with it)")
     p.add_argument("--pin", choices=("split", "none"), default="split",
                    help="c=1 runs: split = load generator on one core, proxies and mock on "
@@ -72,8 +78,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def measure_all(a: argparse.Namespace, urls: dict[str, str], servers: dict[str, Proc],
-                client: str, wrk: str | None, script: Path, notes: list[str]) -> tuple:
-    """Every target: c=1, stream c=1, c=64 python, c=64 wrk. Returns (results, pin,
+                client: str, wrk: str | None, opts: dict[str, dict], notes: list[str]) -> tuple:
+    """Every target: c=1, stream c=1, c=64 python, c=64 wrk. `opts[target]` holds the
+    headers and cafile for the python client and the wrk script. Returns (results, pin,
     client_cpus, server_cpus)."""
     common = dict(duration=a.duration, warmup=a.warmup, max_requests=a.max_requests,
                   client=client)
@@ -86,6 +93,7 @@ def measure_all(a: argparse.Namespace, urls: dict[str, str], servers: dict[str, 
         notes.append("only one CPU: no pinning")
     for t in TARGETS:
         url = urls[t]
+        lg = dict(headers=opts[t]["headers"], cafile=opts[t]["cafile"])
         r = results[t] = {}
         # c=1: latency. Pinned, so that every target gets the same placement: a
         # cross-core wake-up costs ~0.05-0.1 ms on this kind of VM, as much as a hop.
@@ -95,20 +103,21 @@ def measure_all(a: argparse.Namespace, urls: dict[str, str], servers: dict[str, 
         log(f"{t}: c=1" + (f" (client on cpu {sorted(client_cpus)}, servers on "
                            f"{sorted(server_cpus)})" if pin else ""))
         r["c1"] = measured(run_loadgen, servers, url=url, concurrency=1, stream=False,
-                           cpus=client_cpus, **common)
+                           cpus=client_cpus, **lg, **common)
         log(f"{t}: stream c=1 (TTFT)")
         r["stream_c1"] = measured(run_loadgen, servers, url=url, concurrency=1,
-                                  stream=True, cpus=client_cpus, **common)
+                                  stream=True, cpus=client_cpus, **lg, **common)
         # c=64: throughput. Unpinned: client, proxies and mock share both cores.
         if pin:
             for proc in servers.values():
                 set_affinity(proc, all_cpus)
         log(f"{t}: c=64 python ({client})")
         r["c64_py"] = measured(run_loadgen, servers, url=url, concurrency=64,
-                               stream=False, **common)
+                               stream=False, **lg, **common)
         if wrk:
             log(f"{t}: c=64 wrk")
-            r["c64_wrk"] = measured(run_wrk, servers, wrk=wrk, script=script, url=url,
+            r["c64_wrk"] = measured(run_wrk, servers, wrk=wrk, script=opts[t]["script"],
+                                    url=url,
                                     concurrency=64, duration=a.duration, warmup=a.warmup)
         for k, v in r.items():
             if v.get("failures"):
@@ -140,7 +149,8 @@ def main() -> int:
     sys_cpu0 = psutil.cpu_times()
     children0 = children_cpu()
     try:
-        ports = {n: free_port() for n in ("mock", "worker", "nginx", "router")}
+        ports = {n: free_port() for n in ("mock", "worker", "nginx", "router", "edge",
+                                          "edge_tls")}
         log("starting " + ", ".join(f"{n} :{p}" for n, p in ports.items()) + f" (tmp {tmp})")
         mock = Proc("mock", [sys.executable, "-m", "eldric.mock", "--port", str(ports["mock"]),
                              "--tokens", "16", "--token-delay", "0"], tmp / "mock.log")
@@ -151,13 +161,29 @@ def main() -> int:
         nginx = start_nginx(tmp, ports["nginx"], ports["mock"], procs)
         router = start_router(tmp, ports["router"], ports["worker"], log_format, procs,
                               PATH, BODY)
+        ca, cert = make_cert(tmp)
+        edge, edge_base = start_edge("edge", tmp, ports["edge"], ports["router"], log_format,
+                                     procs, PATH, BODY, API_KEY)
+        edge_tls, edge_tls_base = start_edge("edge_tls", tmp, ports["edge_tls"],
+                                             ports["router"], log_format, procs, PATH, BODY,
+                                             API_KEY, tls=(ca, cert))
 
         urls = {"direct": f"http://127.0.0.1:{ports['mock']}{PATH}",
                 "worker": f"http://127.0.0.1:{ports['worker']}{PATH}",
                 "nginx": f"http://127.0.0.1:{ports['nginx']}{PATH}",
-                "router": f"http://127.0.0.1:{ports['router']}{PATH}"}
-        servers = {"mock": mock, "worker": worker, "nginx": nginx, "router": router}
-        checks = {t: sanity(u) for t, u in urls.items()}
+                "router": f"http://127.0.0.1:{ports['router']}{PATH}",
+                "edge": f"{edge_base}{PATH}",
+                "edge_tls": f"{edge_tls_base}{PATH}"}
+        servers = {"mock": mock, "worker": worker, "nginx": nginx, "router": router,
+                   "edge": edge, "edge_tls": edge_tls}
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        plain_script = wrk_script(tmp / "post.lua", BODY)
+        auth_script = wrk_script(tmp / "post-auth.lua", BODY, auth)
+        opts = {t: {"headers": None, "cafile": None, "script": plain_script} for t in urls}
+        opts["edge"] = {"headers": auth, "cafile": None, "script": auth_script}
+        opts["edge_tls"] = {"headers": auth, "cafile": ca, "script": auth_script}
+        checks = {t: sanity(u, opts[t]["headers"], opts[t]["cafile"])
+                  for t, u in urls.items()}
         for t, c in checks.items():
             if not (c["plain"]["ok"] and c["stream"]["ok"]):
                 notes.append(f"sanity check failed for {t}: {c}")
@@ -178,10 +204,8 @@ def main() -> int:
                 client = max(calibration, key=calibration.get)
                 log(f"client calibration vs mock at c=64 (rps): {calibration} -> {client}")
 
-        script = tmp / "post.lua"
-        script.write_text(WRK_LUA % json.dumps(BODY, separators=(",", ":")))
         results, pin, client_cpus, server_cpus = measure_all(a, urls, servers, client, wrk,
-                                                             script, notes)
+                                                             opts, notes)
         primary = "c64_wrk" if wrk else "c64_py"
         summ = summary(results, primary)
 
@@ -193,7 +217,9 @@ def main() -> int:
 
         # the eldric processes' own logs: how many lines, any warnings/errors
         eldric_logs = {"worker": log_summary(worker, log_format, notes),
-                       "router": log_summary(router, log_format, notes)}
+                       "router": log_summary(router, log_format, notes),
+                       "edge": log_summary(edge, log_format, notes),
+                       "edge_tls": log_summary(edge_tls, log_format, notes)}
         nginx_err = (tmp / "nginx-error.log").read_text(errors="replace") \
             if (tmp / "nginx-error.log").exists() else ""
         if nginx_err.strip():
@@ -226,11 +252,15 @@ def main() -> int:
           f"warm-up; {os.cpu_count()} cores shared by client, proxies and mock; "
           f"python client: {client}" + (f" (calibration rps {calibration})" if calibration else ""))
     print("c=1 runs: " + (f"load generator pinned to cpu {sorted(client_cpus)}, mock/worker/"
-                          f"nginx/router to cpu {sorted(server_cpus)}" if pin else "not pinned")
+                          f"nginx/router/edges to cpu {sorted(server_cpus)}" if pin
+                          else "not pinned")
           + "; c=64 runs: not pinned")
     print(f"worker: --backend vllm, --log-format {log_format} --log-level info, metrics on; "
           f"nginx: 1 worker, upstream keepalive 64; mock: 16 tokens, no delay; router: "
-          f"--strategy round_robin, the worker as its only static worker, same logging")
+          f"--strategy round_robin, the worker as its only static worker, same logging; "
+          f"edges: the router as their only router, --api-key required (sent by every "
+          f"request), rate limits on at 1e8 rpm, same logging; HTTPS edge: trustme cert, "
+          f"keep-alive connections (one handshake per connection)")
     print()
     print(table(results, primary.removeprefix("c64_")))
     print(summary_text(summ, results))
@@ -264,6 +294,7 @@ def main() -> int:
                     "client_calibration_rps_c64": calibration,
                     "wrk": bool(wrk), "primary_c64": primary,
                     "worker_log": eldric_logs["worker"], "router_log": eldric_logs["router"],
+                    "edge_log": eldric_logs["edge"], "edge_tls_log": eldric_logs["edge_tls"],
                     "sanity": checks,
                     "foreign_cpu_s": round(foreign, 2), "elapsed_s": round(elapsed, 1)},
            "results": results, "summary": summ, "profile": profile, "notes": notes}
