@@ -13,7 +13,7 @@ from eldric.roles.worker.backends import KINDS, base_url
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.health import probe, probe_loop, worker_health
-from eldric.roles.worker.registration import load_id, new_id, registration_loop, save_id
+from eldric.roles.worker.membership import membership
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.stream import Timeouts
 from eldric.sysload import HostLoad
@@ -46,15 +46,13 @@ async def _mock_backend(app: web.Application) -> AsyncIterator[None]:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     st = app[WORKER]
-    st.worker_id = load_id(app)
-    if st.worker_id is None and not st.cfg.controller_url:
-        st.worker_id = new_id()  # standalone: make our own id (the controller would assign)
-        save_id(app, st.worker_id)
+    st.membership = membership(app)
+    st.membership.load_id()
     await probe(app)  # so /health is true from the first request
     await st.host.refresh_gpu()
     tasks = [spawn(probe_loop(app), name="worker-probe")]
     if st.cfg.controller_url:
-        tasks.append(spawn(registration_loop(app), name="worker-registration"))
+        tasks.append(spawn(st.membership.run(), name="worker-registration"))
     log.info("worker_ready", backend=st.cfg.backend, backend_url=st.backend_url,
              backend_healthy=st.upstream.healthy, models=st.upstream.models,
              worker_id=st.worker_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -22,9 +23,13 @@ class WorkerState:
     timeouts: Timeouts
     host: HostLoad
     backend_url: str = ""
-    worker_id: str | None = None
     started: float = field(default_factory=time.time)
     target: Target | None = None
+    membership: Any = None  # eldric.cluster.membership.Membership, set at start-up
+
+    @property
+    def worker_id(self) -> str | None:
+        return self.membership.worker_id if self.membership else None
 
     def set_backend(self, url: str) -> None:
         self.backend_url = url
