@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "eldric.roles"
 BUILTIN: dict[str, str] = {
     "controller": "eldric.roles.controller:ROLE",
     "worker": "eldric.roles.worker:ROLE",
+    "cloud": "eldric.roles.cloud:ROLE",
     "router": "eldric.roles.router:ROLE",
     "edge": "eldric.roles.edge:ROLE",
 }

@@ -43,7 +43,7 @@ def test_version():
 def test_help_lists_roles_and_role_options():
     out = eldric("--help")
     assert out.returncode == 0
-    assert "Roles found: controller, edge, router, worker" in out.stdout
+    assert "Roles found: cloud, controller, edge, router, worker" in out.stdout
     out = eldric("--role", "worker", "--help")
     assert "--backend" in out.stdout and "--heartbeat-interval MS" in out.stdout
 
@@ -51,7 +51,7 @@ def test_help_lists_roles_and_role_options():
 def test_unknown_role_refused_with_the_known_ones():
     out = eldric("--role", "nosuch")
     assert out.returncode == 2
-    assert out.stderr.strip() == "eldric: unknown role 'nosuch'; known roles: controller, edge, router, worker"
+    assert out.stderr.strip() == "eldric: unknown role 'nosuch'; known roles: cloud, controller, edge, router, worker"
     assert "Traceback" not in out.stderr
 
 
@@ -119,7 +119,7 @@ def test_examples_load(tmp_path):
 
 def test_third_party_role_found_and_run(hello_site, tmp_path):
     out = eldric("--help", env=hello_site)
-    assert "Roles found: controller, edge, hello, router, worker" in out.stdout
+    assert "Roles found: cloud, controller, edge, hello, router, worker" in out.stdout
     port = free_port()
     p = subprocess.Popen([sys.executable, "-m", "eldric", "--role", "hello", "--port", str(port),
                           "--bind", "127.0.0.1", "--greeting", "hi there",

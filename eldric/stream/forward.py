@@ -28,7 +28,7 @@ from eldric.bus import UpstreamState
 from eldric.errors import EldricError, error_json
 from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_header_block
-from eldric.stream.sse import EventSplitter, Tap, error_event
+from eldric.stream.sse import EventFilter, EventSplitter, Tap, error_event
 from eldric.stream.upstream_errors import message_of, normalise
 
 log = structlog.get_logger("eldric.stream")
@@ -91,13 +91,15 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
                   timeouts: Timeouts, rewrite: Callable[[bytes], bytes] | None = None,
                   tap: Tap | None = None, method: str | None = None,
                   query: str | None = None,
-                  reply_headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+                  reply_headers: Mapping[str, str] | None = None,
+                  drop: Callable[[bytes], bool] | None = None) -> web.StreamResponse:
     """Relay `body` to target+path and stream the reply back to the client.
 
     ``rewrite`` (optional) returns the body to send instead; ``tap`` (optional) is called
     with every complete SSE event of the reply, read-only; ``reply_headers`` are added to
-    the reply (route decisions). Raises UpstreamFailure while nothing has been sent to the
-    client.
+    the reply (route decisions); ``drop`` (optional) removes the SSE events it selects
+    (a usage chunk the client did not ask for). Raises UpstreamFailure while nothing has
+    been sent to the client.
     """
     app = request.app
     bus = app[keys.BUS]
@@ -168,7 +170,9 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
         if length is not None:
             resp.content_length = length
         splitter = EventSplitter(tap) if tap is not None and is_sse else None
-        outcome, first_at = await _relay(request, resp, upstream_resp, up, is_sse, splitter)
+        filt = EventFilter(drop) if drop is not None and is_sse else None
+        outcome, first_at = await _relay(request, resp, upstream_resp, up, is_sse, splitter,
+                                         filt)
         return resp
     except asyncio.CancelledError:
         outcome = "cancelled"
@@ -190,7 +194,8 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
 
 async def _relay(request: web.Request, resp: web.StreamResponse,
                  upstream_resp: client.Response, up: UpstreamState, is_sse: bool,
-                 splitter: EventSplitter | None) -> tuple[str, float | None]:
+                 splitter: EventSplitter | None,
+                 filt: EventFilter | None = None) -> tuple[str, float | None]:
     """Write the reply chunk by chunk as it arrives. Returns (outcome, first byte time).
 
     The upstream connection's own timer bounds the wait for the first chunk (first-byte
@@ -208,6 +213,10 @@ async def _relay(request: web.Request, resp: web.StreamResponse,
                 first_at = time.perf_counter()
             if splitter is not None:
                 splitter.feed(chunk)
+            if filt is not None:
+                chunk = filt.feed(chunk)
+                if not chunk:
+                    continue
             await resp.write(chunk)
     except (client.UpstreamTimeout, client.UpstreamClosed, client.ProtocolError) as exc:
         timed_out = isinstance(exc, TimeoutError)
@@ -231,6 +240,12 @@ async def _relay(request: web.Request, resp: web.StreamResponse,
         return "cancelled", first_at
     if splitter is not None:
         splitter.close()
+    if filt is not None and (rest := filt.close()):
+        if not prepared:
+            await resp.prepare(request)
+            prepared = True
+            first_at = time.perf_counter()
+        await resp.write(rest)
     if not prepared:
         await resp.prepare(request)
         first_at = time.perf_counter()

@@ -54,3 +54,32 @@ class EventSplitter:
         except Exception as exc:  # a tap only reads; its failure must not break a stream
             self._broken = True
             log.error("stream_tap_failed", error=repr(exc))
+
+
+class EventFilter:
+    """Rebuilds an SSE stream without the events `drop` selects (e.g. a usage chunk the
+    client did not ask for). Only used when a caller asks for it: it re-frames the
+    stream event by event instead of relaying chunks as they came."""
+
+    __slots__ = ("_buf", "_drop")
+
+    def __init__(self, drop: Callable[[bytes], bool]):
+        self._buf = b""
+        self._drop = drop
+
+    def feed(self, chunk: bytes) -> bytes:
+        buf = self._buf + chunk
+        out = []
+        while True:
+            i = buf.find(b"\n\n")
+            if i < 0:
+                break
+            event, buf = buf[: i + 2], buf[i + 2:]
+            if not self._drop(event[:-2]):
+                out.append(event)
+        self._buf = buf
+        return b"".join(out)
+
+    def close(self) -> bytes:
+        rest, self._buf = self._buf, b""
+        return rest if rest.strip() and not self._drop(rest) else b""

@@ -26,6 +26,8 @@ class Knobs:
         self.requests: list[dict] = []  # what arrived: path, headers, body
         self.disconnected = asyncio.Event()  # a client went away mid-reply
         self.cancelled_at: float | None = None
+        self.api_key: str | None = None  # when set, every call needs "Bearer <api_key>"
+        self.models = list(MODELS)
 
 
 KNOBS = web.AppKey("knobs", Knobs)
@@ -47,7 +49,8 @@ async def _record(request: web.Request) -> tuple[Knobs, dict]:
 async def models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [
         {"id": m, "object": "model", "created": 1700000000, "owned_by": "vllm", "root": m,
-         "parent": None, "max_model_len": 8192, "permission": []} for m in MODELS]})
+         "parent": None, "max_model_len": 8192, "permission": []}
+        for m in request.app[KNOBS].models]})
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
@@ -55,7 +58,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if knobs.fail_status:
         return web.Response(status=knobs.fail_status, body=knobs.fail_body,
                             content_type="application/json")
-    if body.get("model") not in MODELS:
+    if body.get("model") not in knobs.models:
         return _err(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
     words = [f" w{i}" for i in range(knobs.tokens)]
     created = int(time.time())
@@ -125,8 +128,18 @@ async def rerank(request: web.Request) -> web.Response:
         {"index": i, "relevance_score": 1.0 / (i + 1)} for i, _ in enumerate(body["documents"])]})
 
 
+@web.middleware
+async def _key_check(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    key = request.app[KNOBS].api_key
+    if key is not None and request.headers.get("Authorization") != f"Bearer {key}":
+        return web.json_response({"error": {"message": "Incorrect API key provided.",
+                                            "type": "invalid_request_error", "param": None,
+                                            "code": "invalid_api_key"}}, status=401)
+    return await handler(request)
+
+
 def make_app() -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[_key_check])
     app[KNOBS] = Knobs()
     app.router.add_get("/v1/models", models)
     app.router.add_post("/v1/chat/completions", chat)

@@ -97,3 +97,16 @@ def test_with_fields_only_touches_named_fields():
     out = msgspec.json.decode(with_fields(model="b")(body))
     assert out == {"model": "b", "messages": [{"role": "user", "content": "é"}],
                    "temperature": 0.2}
+
+
+def test_event_filter_drops_only_selected_events_across_chunks():
+    from eldric.stream.sse import EventFilter
+
+    wire = (b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+            b'data: {"choices":[],"usage":{"total_tokens":3}}\n\n'
+            b"data: [DONE]\n\n")
+    for size in (1, 7, len(wire)):
+        f = EventFilter(lambda e: b'"choices":[]' in e)
+        out = b"".join(f.feed(wire[i:i + size]) for i in range(0, len(wire), size)) + f.close()
+        assert out == (b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
+                       b"data: [DONE]\n\n")

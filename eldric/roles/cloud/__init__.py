@@ -1,0 +1,98 @@
+"""The cloud role: many cloud providers behind one OpenAI endpoint, routed by model (8889)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from eldric import __version__, keys
+from eldric.cluster.membership import Membership
+from eldric.errors import ConfigError
+from eldric.registry import Role
+from eldric.roles.cloud.backends import environment, make_backend, probe_all
+from eldric.roles.cloud.config import CloudConfig
+from eldric.roles.cloud.handlers import add_routes, cloud_health
+from eldric.roles.cloud.metrics import CloudMetrics
+from eldric.roles.cloud.state import CLOUD, CloudState
+from eldric.stream import Timeouts
+from eldric.tasks import cancel, spawn
+from eldric.wire.cluster import BackendInfo, Heartbeat, WorkerInfo
+
+log = structlog.get_logger("eldric.cloud")
+
+
+async def _every(app: web.Application, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        await probe_all(app, list(app[CLOUD].backends.values()))
+
+
+def _membership(app: web.Application) -> Membership:
+    cs = app[CLOUD]
+
+    def status() -> str:
+        return cloud_health(app).status
+
+    def info() -> WorkerInfo:
+        health = cloud_health(app)
+        return WorkerInfo(worker_type="cloud", url=app[keys.ROLE].advertise_url,
+                          backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url,
+                                              healthy=health.backend.healthy),
+                          models=health.models, tags=list(cs.cfg.tags), load=health.load,
+                          status=health.status, version=__version__)
+
+    def beat() -> Heartbeat:
+        health = cloud_health(app)
+        return Heartbeat(status=status(), load=health.load, models=health.models,
+                         active_requests=health.load.active_requests)
+
+    return Membership(app=app, controller_url=cs.cfg.controller_url, api_key=cs.cfg.api_key,
+                      interval=cs.cfg.heartbeat_interval_ms / 1000, prefix="cld-", info=info,
+                      beat=beat, fixed_id=cs.cfg.worker_id)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    cs = app[CLOUD]
+    cs.membership = _membership(app)
+    cs.membership.load_id()
+    await probe_all(app, list(cs.backends.values()))
+    cfg = cs.cfg
+    # The health probe is the model-list call, so the faster of the two periods drives it.
+    period = min(cfg.health_check_interval_ms, cfg.refresh_interval_ms) / 1000
+    tasks = [spawn(_every(app, period), name="cloud-probe")]
+    if cfg.controller_url:
+        tasks.append(spawn(cs.membership.run(), name="cloud-registration"))
+    log.info("cloud_ready", backends={b.name: b.state.healthy for b in cs.backends.values()},
+             models=len(cs.models()), worker_id=cs.membership.worker_id)
+    yield
+    for task in tasks:
+        await cancel(task)
+
+
+def build(app: web.Application, cfg: CloudConfig) -> None:
+    env = environment()
+    backends = {}
+    for spec in cfg.backends:
+        if spec.name in backends:
+            raise ConfigError(f"two backends are named {spec.name!r}")
+        backends[spec.name] = make_backend(spec, app[keys.BUS], env)
+    if cfg.default_backend and cfg.default_backend not in backends:
+        raise ConfigError(f"--default-backend {cfg.default_backend!r} is not one of the backends")
+    app[CLOUD] = CloudState(cfg=cfg, timeouts=Timeouts.from_config(cfg), backends=backends,
+                            metrics=CloudMetrics(app[keys.BUS].metrics.registry), env=env)
+    app[keys.HEALTH] = cloud_health
+    app.cleanup_ctx.append(_lifecycle)
+    add_routes(app)
+
+
+ROLE = Role(
+    name="cloud",
+    port=8889,
+    config=CloudConfig,
+    build=build,
+    description="many cloud providers behind one OpenAI endpoint, routed by model name",
+    in_all=False,  # joins the quick start only when provider keys are given (issue 7)
+)

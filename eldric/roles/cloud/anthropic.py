@@ -1,0 +1,323 @@
+"""OpenAI chat completions <-> Anthropic Messages API: pure translation, no I/O.
+
+The cloud role sends ``to_anthropic(body)`` to ``POST /v1/messages`` (headers ``x-api-key``
+and ``anthropic-version: ANTHROPIC_VERSION``) and turns the reply back into OpenAI shapes:
+``from_anthropic`` for a JSON reply, ``StreamTranslator`` for an SSE reply (fed one event
+at a time), ``map_error`` for an error reply. Shapes follow the Messages API reference:
+https://docs.anthropic.com/en/api/messages and /en/docs/build-with-claude/streaming.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from eldric.errors import BadRequest, error_json
+from eldric.stream.upstream_errors import normalise
+
+ANTHROPIC_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+
+# Anthropic stop_reason -> OpenAI finish_reason. pause_turn (a server-tool turn paused, to
+# be resumed by sending it back) has no OpenAI twin: the turn did end, so "stop".
+FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "pause_turn": "stop",
+    "refusal": "content_filter",
+}
+
+# Anthropic error type -> (OpenAI type, code, HTTP status it comes with).
+ERRORS = {
+    "invalid_request_error": ("invalid_request_error", "invalid_request", 400),
+    "authentication_error": ("authentication_error", "invalid_api_key", 401),
+    "billing_error": ("insufficient_quota", "insufficient_quota", 402),
+    "permission_error": ("permission_error", "permission_denied", 403),
+    "not_found_error": ("not_found_error", "not_found", 404),
+    "request_too_large": ("invalid_request_error", "request_too_large", 413),
+    "rate_limit_error": ("rate_limit_error", "rate_limit_exceeded", 429),
+    "api_error": ("api_error", "upstream_error", 500),
+    "timeout_error": ("timeout_error", "upstream_timeout", 504),
+    "overloaded_error": ("api_error", "upstream_overloaded", 503),
+}
+
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+# ---------------------------------------------------------------- request: OpenAI -> Anthropic
+
+def to_anthropic(body: dict, *, model: str, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
+    """OpenAI chat request (already JSON-decoded) -> Anthropic Messages request body."""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise BadRequest("n > 1 is not supported by this model's backend", param="n")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise BadRequest("messages must be a non-empty array", param="messages")
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type", "text") != "text":
+        raise BadRequest(f"response_format {fmt.get('type')!r} is not supported by this "
+                         "model's backend", param="response_format")
+
+    system: list[str] = []
+    turns: list[dict] = []  # {"role", "content": [blocks]}, same-role neighbours merged
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            raise BadRequest("each message must be an object", param=f"messages[{i}]")
+        role = m.get("role")
+        if role in ("system", "developer"):
+            text = "\n\n".join(b["text"] for b in _content(m.get("content"), i, text_only=True))
+            if text:
+                system.append(text)
+            continue
+        if role == "user":
+            role, blocks = "user", _content(m.get("content"), i)
+        elif role == "assistant":
+            blocks = _content(m.get("content"), i, text_only=True)
+            blocks += _tool_uses(m.get("tool_calls"), i)
+        elif role == "tool":
+            role, blocks = "user", [_tool_result(m, i)]
+        else:
+            raise BadRequest(f"unsupported message role {role!r}", param=f"messages[{i}].role")
+        if not blocks:
+            continue  # Anthropic rejects empty content; an empty turn carries nothing
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"] += blocks
+        else:
+            turns.append({"role": role, "content": blocks})
+    if not turns:
+        raise BadRequest("messages hold no user or assistant content", param="messages")
+    for t in turns:
+        # In a user turn, tool_result blocks must come first; text may follow them.
+        t["content"].sort(key=lambda b: b["type"] != "tool_result")
+        if len(t["content"]) == 1 and t["content"][0]["type"] == "text":
+            t["content"] = t["content"][0]["text"]
+
+    out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(body, default_max_tokens)}
+    if system:
+        out["system"] = "\n\n".join(system)
+    out["messages"] = turns
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        out["stop_sequences"] = [stop]
+    elif isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        if stop:
+            out["stop_sequences"] = stop
+    elif stop is not None:
+        raise BadRequest("stop must be a string or an array of strings", param="stop")
+    temperature = body.get("temperature")
+    if temperature is not None:
+        if not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1:
+            raise BadRequest("temperature must be between 0 and 1 for this model's backend",
+                             param="temperature")
+        out["temperature"] = temperature
+    if body.get("top_p") is not None:
+        out["top_p"] = body["top_p"]
+    if body.get("stream"):
+        out["stream"] = True
+    user = body.get("user") or body.get("safety_identifier")
+    if isinstance(user, str) and user:
+        out["metadata"] = {"user_id": user}
+    _tools(body, out)
+    return out
+
+
+def _max_tokens(body: dict, default: int) -> int:
+    for key in ("max_completion_tokens", "max_tokens"):
+        v = body.get(key)
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise BadRequest(f"{key} must be a positive integer", param=key)
+            return v
+    return default
+
+
+def _content(content: Any, i: int, *, text_only: bool = False) -> list[dict]:
+    """A message's content (string or parts) -> Anthropic blocks, empty text dropped."""
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    if not isinstance(content, list):
+        raise BadRequest("content must be a string or an array of parts",
+                         param=f"messages[{i}].content")
+    blocks = []
+    for j, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in ("text", "refusal") and isinstance(part.get(kind), str):
+            if part[kind]:
+                blocks.append({"type": "text", "text": part[kind]})
+        elif kind == "image_url" and not text_only:
+            blocks.append(_image(part.get("image_url"), f"messages[{i}].content[{j}]"))
+        else:
+            raise BadRequest(f"unsupported content part {kind!r} for this model's backend",
+                             param=f"messages[{i}].content[{j}]")
+    return blocks
+
+
+def _image(image_url: Any, param: str) -> dict:
+    url = image_url.get("url") if isinstance(image_url, dict) else image_url
+    if not isinstance(url, str):
+        raise BadRequest("image_url.url must be a string", param=param)
+    if url.startswith(("http://", "https://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    if url.startswith("data:"):
+        head, sep, data = url[5:].partition(",")
+        media_type, _, encoding = head.partition(";")
+        if not sep or encoding != "base64":
+            raise BadRequest("an image data: URL must be base64-encoded", param=param)
+        if media_type not in _IMAGE_TYPES:
+            raise BadRequest(f"image type {media_type!r} is not supported (use one of "
+                             f"{', '.join(_IMAGE_TYPES)})", param=param)
+        return {"type": "image",
+                "source": {"type": "base64", "media_type": media_type, "data": data}}
+    raise BadRequest("image_url.url must be an http(s) or data: URL", param=param)
+
+
+def _tool_uses(calls: Any, i: int) -> list[dict]:
+    if not calls:
+        return []
+    blocks = []
+    for j, call in enumerate(calls):
+        param = f"messages[{i}].tool_calls[{j}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or call.get("type", "function") != "function":
+            raise BadRequest("only function tool calls are supported", param=param)
+        args = fn.get("arguments") or "{}"
+        try:
+            tool_input = _decode(args) if isinstance(args, str) else args
+        except msgspec.DecodeError:
+            raise BadRequest("tool call arguments are not valid JSON",
+                             param=param + ".function.arguments") from None
+        if not isinstance(tool_input, dict):
+            raise BadRequest("tool call arguments must be a JSON object",
+                             param=param + ".function.arguments")
+        if not isinstance(call.get("id"), str) or not isinstance(fn.get("name"), str):
+            raise BadRequest("a tool call needs an id and a function name", param=param)
+        blocks.append({"type": "tool_use", "id": call["id"], "name": fn["name"],
+                       "input": tool_input})
+    return blocks
+
+
+def _tool_result(m: dict, i: int) -> dict:
+    if not isinstance(m.get("tool_call_id"), str):
+        raise BadRequest("a tool message needs a tool_call_id", param=f"messages[{i}].tool_call_id")
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m["tool_call_id"]}
+    content = _content(m.get("content"), i, text_only=True)
+    if content:
+        block["content"] = content[0]["text"] if len(content) == 1 else content
+    return block
+
+
+def _tools(body: dict, out: dict) -> None:
+    tools = body.get("tools")
+    if not tools:
+        return  # tool_choice without tools has nothing to choose from: dropped
+    converted = []
+    for j, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or tool.get("type") != "function" or not fn.get("name"):
+            raise BadRequest("only function tools are supported", param=f"tools[{j}]")
+        t = {"name": fn["name"]}
+        if fn.get("description"):
+            t["description"] = fn["description"]
+        t["input_schema"] = fn.get("parameters") or {"type": "object", "properties": {}}
+        converted.append(t)
+    out["tools"] = converted
+    choice = body.get("tool_choice")
+    if choice in (None, "auto"):
+        tc: dict[str, Any] = {"type": "auto"}
+    elif choice == "none":
+        tc = {"type": "none"}
+    elif choice == "required":
+        tc = {"type": "any"}
+    elif isinstance(choice, dict) and choice.get("type") == "function" \
+            and isinstance((choice.get("function") or {}).get("name"), str):
+        tc = {"type": "tool", "name": choice["function"]["name"]}
+    else:
+        raise BadRequest("unsupported tool_choice", param="tool_choice")
+    if body.get("parallel_tool_calls") is False and tc["type"] != "none":
+        tc["disable_parallel_tool_use"] = True
+    if choice is not None or "disable_parallel_tool_use" in tc:
+        out["tool_choice"] = tc
+
+
+# ---------------------------------------------------------------- reply: Anthropic -> OpenAI
+
+def openai_usage(prompt: int, completion: int, cached: int | None) -> dict:
+    u: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
+                         "total_tokens": prompt + completion}
+    if cached:
+        u["prompt_tokens_details"] = {"cached_tokens": cached}
+    return u
+
+
+def prompt_tokens(usage: dict) -> int:
+    """Anthropic splits the prompt: input_tokens excludes cache writes and cache reads."""
+    return sum(usage.get(k) or 0 for k in
+               ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
+
+
+def from_anthropic(resp: dict, *, model: str) -> dict:
+    """Anthropic Messages response -> OpenAI chat.completion object."""
+    texts, calls = [], []
+    for block in resp.get("content") or []:
+        if block.get("type") == "text":
+            texts.append(block.get("text") or "")
+        elif block.get("type") == "tool_use":
+            calls.append({"id": block["id"], "type": "function",
+                          "function": {"name": block["name"],
+                                       "arguments": _encode(block.get("input") or {}).decode()}})
+        # thinking, redacted_thinking and server-tool blocks have no OpenAI counterpart
+    message: dict[str, Any] = {"role": "assistant",
+                               "content": "".join(texts) if texts or not calls else None,
+                               "refusal": None}
+    if calls:
+        message["tool_calls"] = calls
+    usage = resp.get("usage") or {}
+    return {
+        "id": resp.get("id") or f"chatcmpl-{time.time_ns():x}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None,
+                     "finish_reason": FINISH.get(resp.get("stop_reason"), "stop")}],
+        "usage": openai_usage(prompt_tokens(usage), usage.get("output_tokens") or 0,
+                              usage.get("cache_read_input_tokens")),
+    }
+
+
+# ---------------------------------------------------------------- errors
+
+def map_error(status: int, body: bytes) -> tuple[int, bytes]:
+    """Anthropic error reply -> (status, OpenAI-shaped error JSON). The status is kept,
+    except Anthropic's own 529 (overloaded), which becomes 503."""
+    if status == 529:
+        status = 503
+    try:
+        data = _decode(body) if body else None
+    except msgspec.DecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return status, normalise(status, body, "anthropic")  # e.g. a proxy's HTML page
+    otype, code, _ = ERRORS.get(err.get("type"), (None, err.get("type"), status))
+    return status, error_json(status, err["message"], type=otype, code=code)
+
+
+def __getattr__(name: str) -> Any:
+    # StreamTranslator lives in anthropic_stream (this file stays readable); imported
+    # lazily so either module may be imported first.
+    if name == "StreamTranslator":
+        from eldric.roles.cloud.anthropic_stream import StreamTranslator
+        return StreamTranslator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

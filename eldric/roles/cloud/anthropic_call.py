@@ -1,0 +1,117 @@
+"""Calling an Anthropic backend: translate the request, call /v1/messages, translate back.
+
+This is deliberately off the zero-copy core (DESIGN: roles that translate a protocol do so
+outside it). Failures before anything reached the client raise UpstreamFailure like the
+core does, so the cloud handler fails over to the next backend the same way.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import msgspec
+import structlog
+from aiohttp import web
+
+from eldric import keys
+from eldric.errors import BadRequest, error_json
+from eldric.roles.cloud.anthropic import StreamTranslator, from_anthropic, map_error, to_anthropic
+from eldric.roles.cloud.backends import Backend
+from eldric.roles.cloud.state import CloudState
+from eldric.stream import UpstreamFailure
+from eldric.stream.sse import EventSplitter, error_event
+
+log = structlog.get_logger("eldric.cloud")
+
+_enc = msgspec.json.Encoder()
+
+
+def _fail(b: Backend, kind: str, status: int, message: str) -> UpstreamFailure:
+    code = "upstream_timeout" if kind == "timeout" else "upstream_unavailable"
+    return UpstreamFailure(b.state.id, kind, status, error_json(status, message, code=code))
+
+
+async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
+               body: bytes) -> web.StreamResponse:
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    stream = bool(data.get("stream"))
+    include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+    payload = to_anthropic(data, model=model)
+    payload["stream"] = stream
+    hop = request[keys.HOP]
+    hop.upstream = b.state.id
+    bus = request.app[keys.BUS]
+    headers = {**b.auth_headers(), "Content-Type": "application/json",
+               "X-Request-ID": hop.request_id}
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=cs.timeouts.connect,
+                                    sock_read=cs.timeouts.first_byte)
+    bus.request_started(b.state)
+    outcome = "error"
+    try:
+        try:
+            resp = await request.app[keys.SESSION].post(b.url + "/v1/messages",
+                                                         data=_enc.encode(payload),
+                                                         headers=headers, timeout=timeout)
+        except TimeoutError:
+            raise _fail(b, "timeout", 504, f"backend {b.name} gave no reply in time") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _fail(b, "connect", 503,
+                        f"backend {b.name} is unreachable: {type(exc).__name__}") from None
+        async with resp:
+            if resp.status >= 400:
+                status, err = map_error(resp.status, await resp.read())
+                raise UpstreamFailure(b.state.id, "status", status, err)
+            if not stream:
+                out = from_anthropic(msgspec.json.decode(await resp.read()), model=model)
+                usage = out.get("usage") or {}
+                cs.metrics.count_tokens(b.name, model, usage.get("prompt_tokens", 0),
+                                        usage.get("completion_tokens", 0))
+                outcome = "ok"
+                return web.Response(body=_enc.encode(out), content_type="application/json",
+                                    headers={"X-Eldric-Backend": b.name})
+            outcome = await _stream(request, cs, b, model, resp, include_usage)
+            return request[_REPLY]
+    except UpstreamFailure as exc:
+        if exc.kind == "status" and exc.status < 500 and exc.status != 429:
+            outcome = "client_error"
+        raise
+    finally:
+        bus.request_finished(b.state, outcome)
+
+
+_REPLY: web.RequestKey[web.StreamResponse] = web.RequestKey("eldric_cloud_reply",
+                                                           web.StreamResponse)
+
+
+async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
+                  resp: aiohttp.ClientResponse, include_usage: bool) -> str:
+    translator = StreamTranslator(model=model, include_usage=include_usage)
+    pending: list[bytes] = []
+    splitter = EventSplitter(lambda event: pending.extend(translator.feed(event)))
+    out = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                      "Cache-Control": "no-cache", "X-Eldric-Backend": b.name,
+                                      "X-Request-ID": request[keys.HOP].request_id})
+    request[_REPLY] = out
+    await out.prepare(request)
+    try:
+        async for chunk in resp.content.iter_any():
+            splitter.feed(chunk)
+            if pending:
+                await out.write(b"".join(pending))
+                pending.clear()
+        splitter.close()
+        pending.extend(translator.finish())
+        await out.write(b"".join(pending))
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("upstream_failed_mid_stream", backend=b.name, error=repr(exc))
+        await out.write(error_event(error_json(
+            502, f"backend {b.name} failed mid-reply: {type(exc).__name__}",
+            code="upstream_error")))
+        await out.write_eof()
+        return "error"
+    if translator.usage is not None:
+        cs.metrics.count_tokens(b.name, model, *translator.usage)
+    await out.write_eof()
+    return "ok"

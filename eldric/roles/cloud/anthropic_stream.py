@@ -1,0 +1,158 @@
+"""Anthropic Messages SSE stream -> OpenAI chat.completion.chunk SSE stream.
+
+Event flow (https://docs.anthropic.com/en/docs/build-with-claude/streaming): message_start,
+then per content block content_block_start / content_block_delta* / content_block_stop,
+then message_delta (stop_reason, cumulative usage) and message_stop; ping events anywhere;
+an ``error`` event may end the stream after a 200. Unknown event types are ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from eldric.errors import error_json
+from eldric.roles.cloud.anthropic import ERRORS, FINISH, openai_usage, prompt_tokens
+
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
+
+
+def _sse(obj: dict) -> bytes:
+    return b"data: " + _encode(obj) + b"\n\n"
+
+
+def _parse_event(event: bytes) -> dict | None:
+    """The JSON data of one SSE event (lines joined as the SSE spec says), or None."""
+    data, name = [], None
+    for line in event.decode("utf-8", "replace").splitlines():
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value
+    if not data:
+        return None
+    try:
+        obj = _decode("\n".join(data))
+    except msgspec.DecodeError:
+        return None
+    if isinstance(obj, dict):
+        obj.setdefault("type", name)
+        return obj
+    return None
+
+
+def _stream_error(err: Any) -> bytes:
+    err = err if isinstance(err, dict) else {}
+    otype, code, status = ERRORS.get(err.get("type"), ("api_error", "upstream_error", 502))
+    return b"data: " + error_json(status, str(err.get("message") or "upstream error"),
+                                  type=otype, code=code) + b"\n\n"
+
+
+class StreamTranslator:
+    """Anthropic SSE events in, OpenAI ``chat.completion.chunk`` SSE events out.
+
+    Feed each complete upstream event (the bytes between blank lines) to ``feed``; call
+    ``finish`` at the end of the upstream reply. After an ``error`` event the stream is
+    over: ``finish`` then returns nothing (as a relayed stream ends on its error event).
+    ``usage`` is (prompt_tokens, completion_tokens), the latest cumulative counts;
+    ``complete`` turns true at ``message_stop``.
+    """
+
+    def __init__(self, *, model: str, include_usage: bool):
+        self.model = model
+        self.include_usage = include_usage
+        self.id = f"chatcmpl-{time.time_ns():x}"
+        self.created = int(time.time())
+        self.usage: tuple[int, int] | None = None
+        self.complete = False
+        self.errored = False
+        self._cached: int | None = None
+        self._role_sent = False
+        self._finished = False
+        self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
+
+    def _chunk(self, delta: dict, finish_reason: str | None = None) -> bytes:
+        if not self._role_sent:
+            delta = {"role": "assistant", **delta}
+            self._role_sent = True
+        obj: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
+                               "created": self.created, "model": self.model,
+                               "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                                            "finish_reason": finish_reason}]}
+        if self.include_usage:
+            obj["usage"] = None
+        return _sse(obj)
+
+    def _finish_chunk(self, reason: str | None) -> list[bytes]:
+        if self._finished:
+            return []
+        self._finished = True
+        return [self._chunk({}, FINISH.get(reason, "stop"))]
+
+    def feed(self, event: bytes) -> list[bytes]:
+        if self.errored:
+            return []
+        ev = _parse_event(event)
+        kind = ev.get("type") if ev else None
+        if kind == "message_start":
+            msg = ev.get("message") or {}
+            if msg.get("id"):
+                self.id = msg["id"]
+            u = msg.get("usage") or {}
+            self.usage = (prompt_tokens(u), u.get("output_tokens") or 0)
+            self._cached = u.get("cache_read_input_tokens")
+            return [self._chunk({"content": ""})]
+        if kind == "content_block_start":
+            block = ev.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                index = self._tool_index[ev.get("index")] = len(self._tool_index)
+                return [self._chunk({"tool_calls": [{
+                    "index": index, "id": block.get("id"), "type": "function",
+                    "function": {"name": block.get("name"), "arguments": ""}}]})]
+            if block.get("type") == "text" and block.get("text"):
+                return [self._chunk({"content": block["text"]})]
+            return []
+        if kind == "content_block_delta":
+            delta = ev.get("delta") or {}
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                return [self._chunk({"content": delta["text"]})]
+            if delta.get("type") == "input_json_delta" and delta.get("partial_json") \
+                    and ev.get("index") in self._tool_index:
+                return [self._chunk({"tool_calls": [{
+                    "index": self._tool_index[ev["index"]],
+                    "function": {"arguments": delta["partial_json"]}}]})]
+            return []  # thinking_delta, signature_delta, citations_delta: no counterpart
+        if kind == "message_delta":
+            u = ev.get("usage") or {}
+            prompt, completion = self.usage or (0, 0)
+            if any(u.get(k) is not None for k in ("input_tokens", "cache_creation_input_tokens",
+                                                   "cache_read_input_tokens")):
+                prompt = prompt_tokens(u)  # message_delta counts are cumulative
+                self._cached = u.get("cache_read_input_tokens", self._cached)
+            self.usage = (prompt, u.get("output_tokens", completion) or 0)
+            reason = (ev.get("delta") or {}).get("stop_reason")
+            return self._finish_chunk(reason) if reason else []
+        if kind == "message_stop":
+            self.complete = True
+            return self._finish_chunk(None)
+        if kind == "error":
+            self.errored = True
+            return [_stream_error(ev.get("error"))]
+        return []  # ping, and event types added later
+
+    def finish(self) -> list[bytes]:
+        if self.errored:
+            return []
+        out = []
+        if self.include_usage:
+            prompt, completion = self.usage or (0, 0)
+            out.append(_sse({"id": self.id, "object": "chat.completion.chunk",
+                             "created": self.created, "model": self.model, "choices": [],
+                             "usage": openai_usage(prompt, completion, self._cached)}))
+        out.append(b"data: [DONE]\n\n")
+        return out

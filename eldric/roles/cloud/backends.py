@@ -1,0 +1,174 @@
+"""The cloud worker's backends at run time: resolved type, URL, key; models; health."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import msgspec
+import structlog
+from aiohttp import web
+
+from eldric import keys
+from eldric.bus import Bus, UpstreamState
+from eldric.errors import ConfigError
+from eldric.roles.cloud.config import BackendSpec
+from eldric.roles.cloud.providers import known
+from eldric.wire.ollama import Tags
+from eldric.wire.openai import UpstreamModelList
+
+log = structlog.get_logger("eldric.cloud")
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+def mask(key: str | None) -> str | None:
+    """What any endpoint shows of a key: never more than its last four characters."""
+    if not key:
+        return None
+    return "…" + key[-4:] if len(key) > 12 else "…"
+
+
+def resolve_key(spec: BackendSpec, env: dict[str, str]) -> str | None:
+    key = spec.api_key
+    if key and key.startswith("$"):
+        var = key[1:]
+        if var not in env:
+            raise ConfigError(f"backend {spec.name!r}: environment variable {var} is not set")
+        return env[var]
+    if key:
+        return key
+    provider = known(spec.name)
+    return env.get(provider.env) if provider and provider.env else None
+
+
+@dataclass(eq=False)
+class Backend:
+    name: str
+    type: str
+    url: str  # OpenAI-compatible: base before /chat/completions; anthropic/ollama/azure: root
+    key: str | None
+    priority: int
+    enabled: bool
+    extra_headers: dict[str, str]
+    api_version: str
+    state: UpstreamState
+    models: list[str] = field(default_factory=list)
+    models_error: str | None = None  # the last model-list fetch failed (last list kept)
+    auth_failed: bool = False
+    last_refresh: float | None = None
+
+    @property
+    def openai_base(self) -> str:
+        """Where /chat/completions, /completions, /embeddings live."""
+        return self.url + "/v1" if self.type == "ollama" else self.url
+
+    def auth_headers(self) -> dict[str, str]:
+        h = dict(self.extra_headers)
+        if self.type == "anthropic":
+            if self.key:
+                h["x-api-key"] = self.key
+            h["anthropic-version"] = ANTHROPIC_VERSION
+        elif self.type == "azure_openai":
+            if self.key:
+                h["api-key"] = self.key
+        elif self.key:
+            h["Authorization"] = f"Bearer {self.key}"
+        return h
+
+    def public(self) -> dict:
+        return {"name": self.name, "type": self.type, "url": self.url, "priority": self.priority,
+                "enabled": self.enabled, "api_key": mask(self.key),
+                "healthy": self.state.healthy, "auth_failed": self.auth_failed,
+                "models": self.models, "models_error": self.models_error,
+                "latency_ms": self.state.latency_ms, "last_check": self.state.last_check,
+                "last_error": self.state.last_error, "requests": self.state.requests,
+                "failures": self.state.failures}
+
+
+def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
+    provider = known(spec.name)
+    # A known name brings its type; any other endpoint with a URL speaks OpenAI's API.
+    btype = spec.type or (provider.type if provider else ("openai_compatible" if spec.url else None))
+    if btype is None:
+        raise ConfigError(f"backend {spec.name!r}: not a known provider name; give its url "
+                          "(and type, if not openai_compatible)")
+    url = spec.url or (provider.url if provider and provider.type == btype else None)
+    if not url:
+        raise ConfigError(f"backend {spec.name!r}: no url")
+    url = url.rstrip("/")
+    if btype in ("anthropic", "ollama") and url.endswith("/v1"):
+        url = url[:-3]  # these take their root; eldric adds /v1/…
+    state = bus.upstream(f"backend:{spec.name}", url, role="cloud", healthy=False)
+    return Backend(name=spec.name, type=btype, url=url, key=resolve_key(spec, env),
+                   priority=spec.priority, enabled=spec.enabled,
+                   extra_headers=dict(spec.headers), api_version=spec.api_version, state=state)
+
+
+# ---------------------------------------------------------------- model lists and probes
+
+
+def _models_request(b: Backend) -> tuple[str, dict[str, str]]:
+    if b.type == "ollama":
+        return b.url + "/api/tags", b.auth_headers()
+    if b.type == "anthropic":
+        return b.url + "/v1/models?limit=1000", b.auth_headers()
+    if b.type == "azure_openai":
+        return f"{b.url}/openai/models?api-version={b.api_version}", b.auth_headers()
+    return b.openai_base + "/models", b.auth_headers()
+
+
+def _parse_models(b: Backend, raw: bytes) -> list[str]:
+    if b.type == "ollama":
+        return [t.name for t in msgspec.json.decode(raw, type=Tags).models]
+    return [m.id for m in msgspec.json.decode(raw, type=UpstreamModelList).data]
+
+
+async def probe(app: web.Application, b: Backend, timeout: float = 10.0) -> bool:
+    """Fetch the model list: it is the catalog refresh and the health check in one.
+    401/403 means the key is refused (auth_failed); a failure keeps the last list."""
+    bus = app[keys.BUS]
+    url, headers = _models_request(b)
+    t0 = time.perf_counter()
+    try:
+        async with app[keys.SESSION].get(url, headers=headers,
+                                         timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+            raw = await r.read()
+            status = r.status
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        b.models_error = f"unreachable: {type(exc).__name__}"
+        bus.mark(b.state, False, b.models_error)
+        return False
+    b.state.last_check = time.time()
+    if status in (401, 403):
+        b.auth_failed = True
+        b.models_error = f"key refused (HTTP {status})"
+        bus.mark(b.state, False, "auth_failed")
+        return False
+    b.auth_failed = False
+    if status != 200:
+        b.models_error = f"model list answered HTTP {status}"
+        bus.mark(b.state, status < 500, b.models_error)
+        return False
+    try:
+        b.models = _parse_models(b, raw)
+        b.models_error = None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        b.models_error = f"unreadable model list: {exc}"
+    b.state.latency_ms = (time.perf_counter() - t0) * 1000
+    b.last_refresh = time.time()
+    bus.mark(b.state, True)
+    return True
+
+
+async def probe_all(app: web.Application, backends: list[Backend]) -> None:
+    live = [b for b in backends if b.enabled]
+    if live:
+        await asyncio.gather(*(probe(app, b) for b in live))
+
+
+def environment() -> dict[str, str]:
+    return dict(os.environ)

@@ -1,0 +1,74 @@
+"""The cloud worker's settings (file section "cloud", env ELDRIC_CLOUD_*, flags)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import msgspec
+
+from eldric.config import Ms, RoleConfig, flag_meta
+
+BackendType = Literal["openai_compatible", "anthropic", "ollama", "azure_openai"]
+
+
+class BackendSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    type: BackendType | None = None  # None: inferred from a known provider's name
+    url: str | None = None  # None: the known provider's default URL
+    api_key: str | None = None  # "$ENV_VAR" reads the environment; None: the provider's variable
+    priority: int = 100  # lower wins when several backends list a model
+    enabled: bool = True
+    headers: dict[str, str] = {}
+    api_version: str = "2024-10-21"  # azure_openai only
+
+
+# name:url:key where the URL has colons of its own. A number right after the host is
+# the port; a ":" after the host[:port][/path] starts the key.
+_ENTRY = re.compile(r"^(?P<name>[^:]+)(?::(?P<rest>.*))?$")
+_URL = re.compile(r"^(?P<url>https?://[^/:\s]+(?::\d+)?(?:/[^:]*)?)(?::(?P<key>.*))?$")
+
+
+def parse_backends(text: str) -> list[dict]:
+    """--backends "openai,anthropic::$MY_KEY,xai:https://api.x.ai/v1:KEY,ollama-remote:http://10.0.0.5:11434"."""
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        m = _ENTRY.match(item)
+        assert m is not None
+        entry: dict = {"name": m.group("name").strip()}
+        rest = m.group("rest") or ""
+        if rest.startswith(":"):  # name::key (default URL)
+            key = rest[1:]
+        elif rest:
+            u = _URL.match(rest)
+            if u is None:
+                raise ValueError(f"backend {entry['name']!r}: {rest!r} is not http(s)://host[:port][/path][:key]")
+            entry["url"] = u.group("url").rstrip("/")
+            key = u.group("key") or ""
+        else:
+            key = ""
+        if key:
+            entry["api_key"] = key
+        out.append(entry)
+    return out
+
+
+class CloudConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
+    backends: Annotated[list[BackendSpec], flag_meta(
+        "name[:url[:key]],… — a known name (openai, anthropic, xai, groq, …) needs no URL; "
+        "a key may be $ENV_VAR", parse=parse_backends)] = []
+    default_backend: Annotated[str | None, flag_meta(
+        "where a model no backend lists is sent (else 404)")] = None
+    refresh_interval_ms: Annotated[Ms, flag_meta("model catalog refresh period, ms")] = 300_000
+    health_check_interval_ms: Annotated[Ms, flag_meta(
+        "backend probe period (reachability, latency, key accepted), ms",
+        flag="health-interval")] = 60_000
+    admin_key: Annotated[str | None, flag_meta("key for /api/v1/backends changes")] = None
+    controller_url: Annotated[str | None, flag_meta(
+        "controller to register with (as worker_type cloud)", flag="controller")] = None
+    api_key: Annotated[str | None, flag_meta("the cluster key the controller demands")] = None
+    heartbeat_interval_ms: Annotated[Ms, flag_meta("heartbeat period, ms")] = 30_000
+    worker_id: Annotated[str | None, flag_meta("fixed worker id (default: kept in --data-dir)")] = None
+    tags: Annotated[list[str], flag_meta("labels the router can select on")] = []

@@ -1,0 +1,224 @@
+"""The cloud worker's routes: pick the backend for the model, relay or translate."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+import structlog
+from aiohttp import web
+
+from eldric import __version__, keys
+from eldric.auth import require_key
+from eldric.bus.routes import json_response
+from eldric.errors import BadRequest, EldricError, NotFound
+from eldric.http import read_body
+from eldric.roles.cloud import anthropic_call
+from eldric.roles.cloud.backends import Backend, make_backend, probe
+from eldric.roles.cloud.config import BackendSpec
+from eldric.roles.cloud.routing import candidates
+from eldric.roles.cloud.state import CLOUD, CloudState
+from eldric.stream import Target, UpstreamFailure, decode_head, forward, with_fields
+from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
+from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
+
+log = structlog.get_logger("eldric.cloud")
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _UsageHolder(msgspec.Struct):
+    usage: _Usage | None = None
+    choices: list[msgspec.Raw] | None = None
+
+
+class _StreamOptions(msgspec.Struct):
+    include_usage: bool = False
+
+
+class _AskHead(msgspec.Struct):
+    stream_options: _StreamOptions | None = None
+
+
+_usage_dec = msgspec.json.Decoder(_UsageHolder)
+
+
+def _usage_of(data: bytes) -> _UsageHolder | None:
+    try:
+        return _usage_dec.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _event_json(event: bytes) -> bytes | None:
+    return event[6:] if event.startswith(b"data: ") and event[6:7] == b"{" else None
+
+
+async def inference(request: web.Request) -> web.StreamResponse:
+    cs = request.app[CLOUD]
+    body = await read_body(request)
+    head = decode_head(body, HEAD_BY_PATH[request.path])
+    request[keys.HOP].model = head.model
+    failures: list[str] = []
+    for backend, model in candidates(cs, head.model):
+        if backend.type == "anthropic" and request.path != "/v1/chat/completions":
+            raise BadRequest(f"backend {backend.name} (anthropic) serves chat completions only")
+        cs.metrics.request(backend.name, model)
+        try:
+            if backend.type == "anthropic":
+                return await anthropic_call.call(request, cs, backend, model, body)
+            return await _openai(request, cs, backend, model, body, head)
+        except UpstreamFailure as exc:
+            cs.metrics.error(backend.name, model)
+            failures.append(f"{backend.name}: {exc.message}")
+            if exc.kind != "status":
+                request.app[keys.BUS].mark(backend.state, False, exc.message)
+            if not exc.retryable:
+                return exc.response()
+            log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
+                        status=exc.status)
+    raise EldricError("every backend serving the model failed: " + "; ".join(failures),
+                      status=503, code="upstream_unavailable")
+
+
+async def _openai(request: web.Request, cs: CloudState, b: Backend, model: str, body: bytes,
+                  head) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+    """OpenAI-compatible backends (and Ollama, Azure): through the core, bytes untouched
+    except the model name (backend/model) and, for streamed chats, the usage request."""
+    sub = request.path[len("/v1"):]
+    base, query = b.openai_base, None
+    if b.type == "azure_openai":
+        base, sub, query = b.url, f"/openai/deployments/{model}{sub}", f"api-version={b.api_version}"
+    fields: dict = {}
+    if model != head.model:
+        fields["model"] = model
+    drop = None
+    if head.stream and sub.endswith("/chat/completions"):
+        asked = msgspec.json.decode(body, type=_AskHead).stream_options
+        if not (asked and asked.include_usage):
+            # Ask for the usage chunk to account tokens; the client did not ask for it,
+            # so it is taken out of the client's stream again.
+            fields["stream_options"] = {"include_usage": True}
+            drop = _is_usage_only
+
+    def tap(event: bytes) -> None:
+        data = _event_json(event)
+        if data is not None and b'"usage"' in data:
+            holder = _usage_of(data)
+            if holder is not None and holder.usage is not None:
+                cs.metrics.count_tokens(b.name, model, holder.usage.prompt_tokens,
+                                        holder.usage.completion_tokens)
+
+    resp = await forward(request, Target(b.state, base, headers=b.auth_headers()), sub, body,
+                         timeouts=cs.timeouts, rewrite=with_fields(**fields) if fields else None,
+                         tap=tap if head.stream else None, drop=drop, query=query,
+                         reply_headers={"X-Eldric-Backend": b.name})
+    if not head.stream and isinstance(resp, web.Response) and resp.status == 200 and resp.body:
+        tap(b"data: " + bytes(resp.body))  # a whole reply carries its usage too
+    if resp.status >= 400:
+        cs.metrics.error(b.name, model)
+    return resp
+
+
+def _is_usage_only(event: bytes) -> bool:
+    data = _event_json(event)
+    if data is None or b'"usage"' not in data:
+        return False
+    holder = _usage_of(data)
+    return holder is not None and holder.usage is not None and not holder.choices
+
+
+async def models(request: web.Request) -> web.Response:
+    """Every model of every enabled backend, owned_by = the backend's name."""
+    cs = request.app[CLOUD]
+    return json_response(ModelList(data=[Model(id=m, owned_by=b.name) for m, b in cs.models()]))
+
+
+class CloudHealth(WorkerHealth, kw_only=True):
+    """The worker's WorkerHealth, plus the backends' summary."""
+
+    backends_total: int = 0
+    backends_healthy: int = 0
+    backends_unhealthy: int = 0
+    models_available: int = 0
+
+
+def cloud_health(app: web.Application) -> CloudHealth:
+    cs = app[CLOUD]
+    live = [b for b in cs.backends.values() if b.enabled]
+    healthy = sum(1 for b in live if b.state.healthy)
+    status = "healthy" if live and healthy == len(live) else ("degraded" if healthy else "unhealthy")
+    active = sum(b.state.active for b in live)
+    return CloudHealth(
+        status=status, worker_id=cs.membership.worker_id if cs.membership else None,
+        worker_type="cloud",
+        backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url, healthy=healthy > 0),
+        models=sorted({m for m, _ in cs.models()}), load=Load(active_requests=active),
+        uptime_seconds=round(time.time() - cs.started, 3), version=__version__,
+        backends_total=len(live), backends_healthy=healthy,
+        backends_unhealthy=len(live) - healthy, models_available=len({m for m, _ in cs.models()}))
+
+
+# ---------------------------------------------------------------- admin API
+
+
+async def list_backends(request: web.Request) -> web.Response:
+    cs = request.app[CLOUD]
+    usage = cs.metrics.usage
+    return json_response({"backends": [
+        {**b.public(), "usage": {m: dict(zip(("requests", "errors", "prompt_tokens",
+                                              "completion_tokens"), row))
+                                 for m, row in usage.get(b.name, {}).items()}}
+        for b in cs.ordered()]})
+
+
+async def add_backend(request: web.Request) -> web.Response:
+    cs = request.app[CLOUD]
+    require_key(request, cs.cfg.admin_key, "admin key")
+    spec = decode_head(await read_body(request), BackendSpec)
+    if spec.name in cs.backends:
+        raise EldricError(f"a backend named {spec.name!r} exists", status=409,
+                          code="backend_exists")
+    try:
+        b = make_backend(spec, request.app[keys.BUS], cs.env)
+    except Exception as exc:  # ConfigError: a bad spec is the caller's error here
+        raise BadRequest(str(exc)) from None
+    cs.backends[b.name] = b
+    await probe(request.app, b)
+    log.info("backend_added", backend=b.name, type=b.type, healthy=b.state.healthy)
+    return json_response(b.public(), status=201)
+
+
+async def delete_backend(request: web.Request) -> web.Response:
+    cs = request.app[CLOUD]
+    require_key(request, cs.cfg.admin_key, "admin key")
+    b = cs.backends.pop(request.match_info["name"], None)
+    if b is None:
+        raise NotFound(f"no backend named {request.match_info['name']!r}", code="backend_not_found")
+    request.app[keys.BUS].remove_upstream(b.state.id)
+    return json_response({"deleted": b.name})
+
+
+async def test_backend(request: web.Request) -> web.Response:
+    cs = request.app[CLOUD]
+    require_key(request, cs.cfg.admin_key, "admin key")
+    b = cs.backends.get(request.match_info["name"])
+    if b is None:
+        raise NotFound(f"no backend named {request.match_info['name']!r}", code="backend_not_found")
+    ok = await probe(request.app, b)
+    return json_response({"name": b.name, "ok": ok, "auth_failed": b.auth_failed,
+                          "latency_ms": b.state.latency_ms, "models": len(b.models),
+                          "error": b.models_error})
+
+
+def add_routes(app: web.Application) -> None:
+    for path in HEAD_BY_PATH:
+        app.router.add_post(path, inference)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/api/v1/backends", list_backends)
+    app.router.add_post("/api/v1/backends", add_backend)
+    app.router.add_delete("/api/v1/backends/{name}", delete_backend)
+    app.router.add_post("/api/v1/backends/{name}/test", test_backend)

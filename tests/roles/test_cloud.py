@@ -1,0 +1,214 @@
+"""The cloud role in front of fake OpenAI-compatible providers, driven by the openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import openai
+import pytest
+
+from tests.conftest import free_port, run_eldric, url_of
+from tests.fakes import openai_server
+from tests.fakes.openai_server import KNOBS
+
+MSG = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def provider(aiohttp_server):
+    """start(models, key=None) -> (server, base URL ending in /v1, knobs)"""
+
+    async def start(models, key=None, port=None):
+        server = await aiohttp_server(openai_server.make_app(), port=port or free_port())
+        server.app[KNOBS].models = list(models)
+        server.app[KNOBS].api_key = key
+        return server, url_of(server) + "/v1", server.app[KNOBS]
+
+    return start
+
+
+def cloud(tmp_path, backends, **flags):
+    return run_eldric("cloud", tmp_path, port=0, bind="127.0.0.1", backends=backends, **flags)
+
+
+async def test_routing_by_model_priority_and_explicit_backend(provider, tmp_path):
+    (_, ua, ka), (_, ub, kb) = await provider(["gpt-a", "shared"]), await provider(["llama-b", "shared"])
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"backends": [
+        {"name": "alpha", "type": "openai_compatible", "url": ua, "priority": 100},
+        {"name": "beta", "type": "openai_compatible", "url": ub, "priority": 10}]}))
+    from eldric import config, registry
+
+    role = registry.load("cloud")
+    loaded = config.load({"cloud": (role.config, role.defaults())}, str(cfg), {}, {})
+    assert [b.name for b in loaded.roles["cloud"].backends] == ["alpha", "beta"]
+    from eldric.app import serve
+
+    ready = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    c = loaded.roles["cloud"]
+    c.port, c.bind_address = 0, "127.0.0.1"
+    loaded.process.data_dir = str(tmp_path / "d")
+    task = asyncio.create_task(serve([role], loaded.roles, loaded.process,
+                                     on_ready=ready.set_result, stop=stop))
+    urls = await ready
+    try:
+        client = openai.AsyncOpenAI(base_url=urls["cloud"] + "/v1", api_key="unused")
+        raw = await client.chat.completions.with_raw_response.create(model="llama-b", messages=MSG)
+        assert raw.headers["X-Eldric-Backend"] == "beta"
+        raw = await client.chat.completions.with_raw_response.create(model="gpt-a", messages=MSG)
+        assert raw.headers["X-Eldric-Backend"] == "alpha"
+        raw = await client.chat.completions.with_raw_response.create(model="shared", messages=MSG)
+        assert raw.headers["X-Eldric-Backend"] == "beta"  # priority 10 beats 100
+        raw = await client.chat.completions.with_raw_response.create(model="alpha/shared",
+                                                                     messages=MSG)
+        assert raw.headers["X-Eldric-Backend"] == "alpha"  # explicit
+        assert json.loads(ka.requests[-1]["body"])["model"] == "shared"  # prefix removed
+        listed = {(m.id, m.owned_by) async for m in client.models.list()}
+        assert listed == {("gpt-a", "alpha"), ("shared", "alpha"), ("llama-b", "beta"),
+                          ("shared", "beta")}
+        with pytest.raises(openai.NotFoundError) as info:
+            await client.chat.completions.create(model="nope", messages=MSG)
+        assert "127.0.0.1" not in info.value.message  # names nothing of the backends
+        await client.close()
+    finally:
+        stop.set()
+        await task
+
+
+async def test_default_backend_for_unknown_models(provider, tmp_path):
+    _, ua, ka = await provider(["x"])
+    ka.models = ["x"]
+    async with cloud(tmp_path, f"alpha:{ua}", default_backend="alpha") as urls:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(urls["cloud"] + "/v1/chat/completions",
+                              json={"model": "meta-llama/Llama-3.2-3B-Instruct",
+                                    "messages": MSG}) as r:
+                # sent to alpha, which does not know it: its own 404, relayed
+                assert r.status == 404 and r.headers["X-Eldric-Backend"] == "alpha"
+
+
+async def test_failover_to_the_next_backend_listing_the_model(provider, tmp_path):
+    (sa, ua, ka), (_, ub, kb) = await provider(["m"]), await provider(["m"])
+    async with cloud(tmp_path, f"first:{ua},second:{ub}") as urls:
+        async with aiohttp.ClientSession() as s:
+            ka.fail_status, ka.fail_body = 500, b'{"error": {"message": "boom"}}'
+            async with s.post(urls["cloud"] + "/v1/chat/completions",
+                              json={"model": "m", "messages": MSG}) as r:
+                assert r.status == 200 and r.headers["X-Eldric-Backend"] == "second"
+            await sa.close()  # now first is down: skipped
+            for _ in range(3):
+                async with s.post(urls["cloud"] + "/v1/chat/completions",
+                                  json={"model": "m", "messages": MSG}) as r:
+                    assert r.status == 200 and r.headers["X-Eldric-Backend"] == "second"
+
+
+async def test_usage_counted_on_streams_and_stripped_when_not_asked(provider, tmp_path):
+    _, ua, ka = await provider(["m"])
+    async with cloud(tmp_path, f"alpha:{ua}") as urls:
+        client = openai.AsyncOpenAI(base_url=urls["cloud"] + "/v1", api_key="unused")
+        chunks = [c async for c in await client.chat.completions.create(
+            model="m", messages=MSG, stream=True)]
+        assert all(c.usage is None for c in chunks)  # not asked: not shown
+        assert json.loads(ka.requests[-1]["body"])["stream_options"] == {"include_usage": True}
+        chunks = [c async for c in await client.chat.completions.create(
+            model="m", messages=MSG, stream=True, stream_options={"include_usage": True})]
+        assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 5
+        await client.chat.completions.create(model="m", messages=MSG)
+        await client.close()
+        async with aiohttp.ClientSession() as s:
+            async with s.get(urls["cloud"] + "/metrics") as r:
+                text = await r.text()
+            async with s.get(urls["cloud"] + "/api/v1/backends") as r:
+                usage = (await r.json())["backends"][0]["usage"]["m"]
+    assert 'eldric_cloud_tokens_total{backend="alpha",kind="completion",model="m"} 15.0' in text
+    assert 'eldric_cloud_requests_total{backend="alpha",model="m"} 3.0' in text
+    assert usage == {"requests": 3, "errors": 0, "prompt_tokens": 9, "completion_tokens": 15}
+
+
+async def test_keys_masked_auth_failure_reported_runtime_admin(provider, tmp_path, monkeypatch):
+    monkeypatch.setenv("ELDRIC_TEST_PROVIDER_KEY", "sk-provider-secret-1234")
+    _, ua, ka = await provider(["m"], key="sk-provider-secret-1234")
+    _, ub, kb = await provider(["n"], key="the-right-key")
+    async with cloud(tmp_path, f"good:{ua}:$ELDRIC_TEST_PROVIDER_KEY,bad:{ub}:wrong-key-5678",
+                     admin_key="adm") as urls:
+        base = urls["cloud"]
+        async with aiohttp.ClientSession() as s:
+            async with s.get(base + "/api/v1/backends") as r:
+                text = await r.text()
+                listed = {b["name"]: b for b in json.loads(text)["backends"]}
+            assert "sk-provider-secret" not in text and "wrong-key" not in text
+            assert listed["good"]["api_key"] == "…1234" and listed["good"]["healthy"]
+            assert listed["bad"]["auth_failed"] is True and not listed["bad"]["healthy"]
+            async with s.get(base + "/health") as r:
+                health = await r.json()
+            assert health["worker_type"] == "cloud" and health["worker_id"].startswith("cld-")
+            assert health["status"] == "degraded"
+            assert (health["backends_total"], health["backends_healthy"]) == (2, 1)
+            assert health["models"] == ["m"] and health["models_available"] == 1
+            # The unhealthy owner of "n": 503 that says why, naming no key.
+            async with s.post(base + "/v1/chat/completions", json={"model": "n", "messages": MSG}) as r:
+                assert r.status == 404  # "n" was never listed: the key was refused
+            # Runtime: add (hot), test, remove; admin key required.
+            spec = {"name": "third", "type": "openai_compatible", "url": ub,
+                    "api_key": "the-right-key"}
+            async with s.post(base + "/api/v1/backends", json=spec) as r:
+                assert r.status == 401
+            adm = {"Authorization": "Bearer adm"}
+            async with s.post(base + "/api/v1/backends", json=spec, headers=adm) as r:
+                assert r.status == 201 and (await r.json())["api_key"] == "…-key"
+            async with s.post(base + "/v1/chat/completions", json={"model": "n", "messages": MSG}) as r:
+                assert r.status == 200 and r.headers["X-Eldric-Backend"] == "third"
+            async with s.post(base + "/api/v1/backends/bad/test", headers=adm) as r:
+                assert (await r.json())["auth_failed"] is True
+            async with s.delete(base + "/api/v1/backends/third", headers=adm) as r:
+                assert r.status == 200
+            async with s.post(base + "/v1/chat/completions", json={"model": "n", "messages": MSG}) as r:
+                assert r.status == 404
+
+
+def test_backends_flag_parsing_and_name_inference(tmp_path):
+    from eldric import config, registry
+    from eldric.cli import _flag_table, _flag_values
+    from eldric.errors import ConfigError
+    from eldric.roles.cloud.backends import make_backend
+    from eldric.bus import Bus
+
+    role = registry.load("cloud")
+    text = ("openai,anthropic::$ANT_KEY,xai:https://api.x.ai/v1:xai-key,"
+            "ollama-remote:http://10.0.0.5:11434,groq")
+    fv = _flag_values([role], _flag_table([role]), {"opt_backends": text})
+    cfg = config.load({"cloud": (role.config, role.defaults())}, None, {}, fv).roles["cloud"]
+    env = {"OPENAI_API_KEY": "sk-o", "ANT_KEY": "sk-a", "GROQ_API_KEY": "gsk"}
+    bus = Bus()
+    got = {s.name: make_backend(s, bus, env) for s in cfg.backends}
+    assert (got["openai"].type, got["openai"].url, got["openai"].key) == \
+        ("openai_compatible", "https://api.openai.com/v1", "sk-o")
+    assert (got["anthropic"].type, got["anthropic"].key) == ("anthropic", "sk-a")
+    assert (got["xai"].url, got["xai"].key) == ("https://api.x.ai/v1", "xai-key")
+    assert (got["ollama-remote"].type, got["ollama-remote"].url, got["ollama-remote"].key) == \
+        ("ollama", "http://10.0.0.5:11434", None)
+    assert got["ollama-remote"].openai_base == "http://10.0.0.5:11434/v1"
+    assert got["groq"].key == "gsk"
+    spec = cfg.backends[1]
+    with pytest.raises(ConfigError, match="ANT_KEY is not set"):
+        make_backend(spec, bus, {})
+
+
+async def test_registers_with_the_controller_as_cloud(provider, tmp_path, aiohttp_server):
+    from tests.fakes import controller as fake_controller
+    from tests.fakes.controller import STATE
+
+    ctl = await aiohttp_server(fake_controller.make_app())
+    _, ua, _ = await provider(["gpt-x"])
+    async with cloud(tmp_path, f"alpha:{ua}", controller=url_of(ctl), heartbeat_interval=50):
+        for _ in range(100):
+            if ctl.app[STATE].heartbeats:
+                break
+            await asyncio.sleep(0.02)
+    reg = ctl.app[STATE].registrations[0]
+    assert reg["worker_type"] == "cloud" and reg["models"] == ["gpt-x"]
+    wid, beat = ctl.app[STATE].heartbeats[0]
+    assert wid == reg["id"] and beat["models"] == ["gpt-x"]
