@@ -15,7 +15,7 @@ from aiohttp import web
 from eldric import keys
 from eldric.errors import BadRequest, error_json
 from eldric.roles.cloud.anthropic import StreamTranslator, from_anthropic, map_error, to_anthropic
-from eldric.roles.cloud.backends import Backend
+from eldric.roles.cloud.backends import Backend, key_refused
 from eldric.roles.cloud.state import CloudState
 from eldric.stream import UpstreamFailure
 from eldric.stream.sse import EventSplitter, error_event
@@ -60,6 +60,8 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
             raise _fail(b, "connect", 503,
                         f"backend {b.name} is unreachable: {type(exc).__name__}") from None
         async with resp:
+            if resp.status in (401, 403):
+                raise key_refused(b, resp.status)
             if resp.status >= 400:
                 status, err = map_error(resp.status, await resp.read())
                 raise UpstreamFailure(b.state.id, "status", status, err)
@@ -102,7 +104,11 @@ async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
                 await out.write(b"".join(pending))
                 pending.clear()
         splitter.close()
-        pending.extend(translator.finish())
+        if translator.complete or translator.errored:
+            pending.extend(translator.finish())
+        else:  # the connection ended before message_stop: not a whole reply
+            pending.append(error_event(error_json(
+                502, f"backend {b.name} ended the reply early", code="upstream_error")))
         await out.write(b"".join(pending))
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("upstream_failed_mid_stream", backend=b.name, error=repr(exc))

@@ -71,7 +71,7 @@ class StreamTranslator:
         self.usage: tuple[int, int] | None = None
         self.complete = False
         self.errored = False
-        self._cached: int | None = None
+        self._usage: dict[str, int] = {}  # Anthropic's usage counts, as last reported
         self._role_sent = False
         self._finished = False
         self._tool_index: dict[int, int] = {}  # Anthropic block index -> OpenAI tool index
@@ -88,6 +88,13 @@ class StreamTranslator:
             obj["usage"] = None
         return _sse(obj)
 
+    def _count(self, usage: Any) -> None:
+        """message_start's usage, then message_delta's: cumulative counts, any field of
+        which may be left out (message_delta always has output_tokens)."""
+        if isinstance(usage, dict):
+            self._usage.update((k, v) for k, v in usage.items() if isinstance(v, int))
+            self.usage = (prompt_tokens(self._usage), self._usage.get("output_tokens", 0))
+
     def _finish_chunk(self, reason: str | None) -> list[bytes]:
         if self._finished:
             return []
@@ -103,9 +110,7 @@ class StreamTranslator:
             msg = ev.get("message") or {}
             if msg.get("id"):
                 self.id = msg["id"]
-            u = msg.get("usage") or {}
-            self.usage = (prompt_tokens(u), u.get("output_tokens") or 0)
-            self._cached = u.get("cache_read_input_tokens")
+            self._count(msg.get("usage"))
             return [self._chunk({"content": ""})]
         if kind == "content_block_start":
             block = ev.get("content_block") or {}
@@ -128,13 +133,7 @@ class StreamTranslator:
                     "function": {"arguments": delta["partial_json"]}}]})]
             return []  # thinking_delta, signature_delta, citations_delta: no counterpart
         if kind == "message_delta":
-            u = ev.get("usage") or {}
-            prompt, completion = self.usage or (0, 0)
-            if any(u.get(k) is not None for k in ("input_tokens", "cache_creation_input_tokens",
-                                                   "cache_read_input_tokens")):
-                prompt = prompt_tokens(u)  # message_delta counts are cumulative
-                self._cached = u.get("cache_read_input_tokens", self._cached)
-            self.usage = (prompt, u.get("output_tokens", completion) or 0)
+            self._count(ev.get("usage"))
             reason = (ev.get("delta") or {}).get("stop_reason")
             return self._finish_chunk(reason) if reason else []
         if kind == "message_stop":
@@ -151,8 +150,9 @@ class StreamTranslator:
         out = []
         if self.include_usage:
             prompt, completion = self.usage or (0, 0)
+            cached = self._usage.get("cache_read_input_tokens")
             out.append(_sse({"id": self.id, "object": "chat.completion.chunk",
                              "created": self.created, "model": self.model, "choices": [],
-                             "usage": openai_usage(prompt, completion, self._cached)}))
+                             "usage": openai_usage(prompt, completion, cached)}))
         out.append(b"data: [DONE]\n\n")
         return out

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.bus import Bus, UpstreamState
-from eldric.errors import ConfigError
+from eldric.errors import ConfigError, error_json
+from eldric.stream import UpstreamFailure
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.providers import known
 from eldric.wire.ollama import Tags
@@ -87,6 +88,14 @@ class Backend:
                 "latency_ms": self.state.latency_ms, "last_check": self.state.last_check,
                 "last_error": self.state.last_error, "requests": self.state.requests,
                 "failures": self.state.failures}
+
+
+def key_refused(b: Backend, status: int) -> UpstreamFailure:
+    """The backend refused eldric's own key: not the client's fault, so not its 401.
+    A 502 the caller may fail over from; the backend shows auth_failed until a probe passes."""
+    b.auth_failed = True
+    return UpstreamFailure(b.state.id, "connect", 502, error_json(
+        502, f"backend {b.name} refused its API key (HTTP {status})", code="backend_auth_failed"))
 
 
 def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:

@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from eldric.config import Ms, RoleConfig, flag_meta
+from eldric.cluster.config import MemberConfig
+from eldric.config import Ms, flag_meta
 
 BackendType = Literal["openai_compatible", "anthropic", "ollama", "azure_openai"]
 
@@ -55,7 +56,7 @@ def parse_backends(text: str) -> list[dict]:
     return out
 
 
-class CloudConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
+class CloudConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     backends: Annotated[list[BackendSpec], flag_meta(
         "name[:url[:key]],… — a known name (openai, anthropic, xai, groq, …) needs no URL; "
         "a key may be $ENV_VAR", parse=parse_backends)] = []
@@ -66,9 +67,3 @@ class CloudConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
         "backend probe period (reachability, latency, key accepted), ms",
         flag="health-interval")] = 60_000
     admin_key: Annotated[str | None, flag_meta("key for /api/v1/backends changes")] = None
-    controller_url: Annotated[str | None, flag_meta(
-        "controller to register with (as worker_type cloud)", flag="controller")] = None
-    api_key: Annotated[str | None, flag_meta("the cluster key the controller demands")] = None
-    heartbeat_interval_ms: Annotated[Ms, flag_meta("heartbeat period, ms")] = 30_000
-    worker_id: Annotated[str | None, flag_meta("fixed worker id (default: kept in --data-dir)")] = None
-    tags: Annotated[list[str], flag_meta("labels the router can select on")] = []

@@ -14,7 +14,7 @@ from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound
 from eldric.http import read_body
 from eldric.roles.cloud import anthropic_call
-from eldric.roles.cloud.backends import Backend, make_backend, probe
+from eldric.roles.cloud.backends import Backend, key_refused, make_backend, probe
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
 from eldric.roles.cloud.state import CLOUD, CloudState
@@ -116,6 +116,8 @@ async def _openai(request: web.Request, cs: CloudState, b: Backend, model: str, 
                          timeouts=cs.timeouts, rewrite=with_fields(**fields) if fields else None,
                          tap=tap if head.stream else None, drop=drop, query=query,
                          reply_headers={"X-Eldric-Backend": b.name})
+    if resp.status in (401, 403) and not resp.prepared:
+        raise key_refused(b, resp.status)
     if not head.stream and isinstance(resp, web.Response) and resp.status == 200 and resp.body:
         tap(b"data: " + bytes(resp.body))  # a whole reply carries its usage too
     if resp.status >= 400:

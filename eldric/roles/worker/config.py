@@ -6,30 +6,23 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from eldric.config import Ms, RoleConfig, flag_meta
+from eldric.cluster.config import MemberConfig
+from eldric.config import Ms, flag_meta
 
 BackendType = Literal["ollama", "vllm", "llamacpp", "tgi", "localai", "lmdeploy", "mlc",
                       "openai", "mock"]
 
 
-class WorkerConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
+class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     backend: Annotated[BackendType, flag_meta(
         "the local inference server this worker fronts (mock: a built-in test generator)")] = "ollama"
     backend_url: Annotated[str | None, flag_meta(
         "the backend's URL (default: the backend type's usual local port)")] = None
     backend_api_key: Annotated[str | None, flag_meta(
         "API key the backend demands (sent as Authorization: Bearer)")] = None
-    controller_url: Annotated[str | None, flag_meta(
-        "controller to register and heartbeat with", flag="controller")] = None
-    api_key: Annotated[str | None, flag_meta(
-        "the cluster key the controller demands on register/heartbeat")] = None
-    heartbeat_interval_ms: Annotated[Ms, flag_meta("heartbeat period, ms")] = 30_000
     health_check_interval_ms: Annotated[Ms, flag_meta(
         "how often the backend is probed (health and model list), ms",
         flag="health-interval")] = 10_000
-    worker_id: Annotated[str | None, flag_meta(
-        "fixed worker id (default: kept in --data-dir across restarts)")] = None
-    tags: Annotated[list[str], flag_meta("labels the router can select on")] = []
     max_concurrency: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
         "requests this backend handles at once (reported to routers)")] = None
     mock_tokens: Annotated[int, msgspec.Meta(ge=0, le=100_000), flag_meta(
