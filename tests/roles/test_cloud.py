@@ -212,3 +212,33 @@ async def test_registers_with_the_controller_as_cloud(provider, tmp_path, aiohtt
     assert reg["worker_type"] == "cloud" and reg["models"] == ["gpt-x"]
     wid, beat = ctl.app[STATE].heartbeats[0]
     assert wid == reg["id"] and beat["models"] == ["gpt-x"]
+
+
+def test_provider_keys_never_logged(eldric_proc, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    proc = eldric_proc("--role", "cloud", "--port", str(port), "--bind", "127.0.0.1",
+                       "--data-dir", str(tmp_path), "--log-format", "json",
+                       "--backends", f"alpha:{dead}:sk-alpha-secret-9876,openai",
+                       "--admin-key", "adm-secret",
+                       env={"OPENAI_API_KEY": "sk-openai-env-secret"})
+    proc.wait_http(f"http://127.0.0.1:{port}/metrics")
+    base = f"http://127.0.0.1:{port}"
+    body = json.dumps({"name": "gamma", "url": dead, "api_key": "sk-gamma-secret"}).encode()
+    req = urllib.request.Request(base + "/api/v1/backends", data=body,
+                                 headers={"Authorization": "Bearer adm-secret"})
+    listing = urllib.request.urlopen(req).read().decode()
+    listing += urllib.request.urlopen(base + "/api/v1/backends").read().decode()
+    req = urllib.request.Request(base + "/v1/chat/completions", data=json.dumps(
+        {"model": "alpha/x", "messages": MSG}).encode())
+    try:
+        urllib.request.urlopen(req).read()
+    except urllib.error.HTTPError:
+        pass
+    out = proc.stop()
+    assert '"path":"/v1/chat/completions"' in out
+    for secret in ("sk-alpha-secret-9876", "sk-openai-env-secret", "sk-gamma-secret", "adm-secret"):
+        assert secret not in out and secret not in listing
