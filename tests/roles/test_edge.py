@@ -267,7 +267,7 @@ async def farm(tmp_path, redis_url, **limits):
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                           backend="mock") as w:
         common = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=w["worker"],
-                      mode="farm", redis_url=redis_url, **limits)
+                      mode="farm", redis_url=redis_url, health_interval=100, **limits)
         async with run_eldric("edge", tmp_path / "a", **common) as a, \
                 run_eldric("edge", tmp_path / "b", **common) as b:
             yield a["edge"], b["edge"]
@@ -351,3 +351,50 @@ async def test_login_cookie_and_cross_site_posts(tmp_path):
             # The cookie authenticates the page's API calls.
             async with s.get(edge + "/v1/models") as r:
                 assert r.status == 200
+
+
+async def test_farm_survives_redis_going_away(tmp_path):
+    """Redis stopped under a farm edge: static keys and per-edge limits keep it serving,
+    created keys cannot be verified (refused), /health says degraded; Redis back: shared."""
+    import shutil
+    import signal
+    import subprocess
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server not installed")
+    port = free_port()
+    # With persistence, as README says to run it: the keys survive Redis's restart.
+    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+            "yes", "--appendfsync", "always", "--dir", str(tmp_path)]
+    redis_proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    try:
+        await asyncio.sleep(0.3)
+        async with farm(tmp_path, f"redis://127.0.0.1:{port}/0", api_key="k-static",
+                        admin_key="adm", per_ip_rpm=1000, per_key_rpm=1000,
+                        global_rpm=1000) as (ea, _eb):
+            async with aiohttp.ClientSession() as s:
+                async with s.post(ea + "/api/v1/clients/register", json={"name": "c"},
+                                  headers={"Authorization": "Bearer adm"}) as r:
+                    created = (await r.json())["api_key"]
+                assert (await _post(s, ea, key=created))[0] == 200
+                redis_proc.send_signal(signal.SIGKILL)
+                redis_proc.wait(5)
+                assert (await _post(s, ea, key="k-static"))[0] == 200  # keeps serving
+                assert (await _post(s, ea, key=created))[0] == 401  # cannot be verified
+                async with s.get(ea + "/health") as r:
+                    health = await r.json()
+                assert r.status == 200 and health["status"] == "degraded"
+                assert health["shared_store"].startswith("unreachable")
+                redis_proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+                for _ in range(60):  # the edge's health loop notices it is back
+                    await asyncio.sleep(0.1)
+                    async with s.get(ea + "/health") as r:
+                        if (await r.json())["shared_store"] == "ok":
+                            break
+                async with s.get(ea + "/health") as r:
+                    assert (await r.json())["shared_store"] == "ok"
+                assert (await _post(s, ea, key=created))[0] == 200  # shared keys resume
+    finally:
+        redis_proc.kill()
+        redis_proc.wait(5)

@@ -6,6 +6,7 @@ import ipaddress
 import os
 from collections.abc import AsyncIterator
 
+import msgspec
 import structlog
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from eldric.registry import Role
 from eldric.roles.edge import cors
 from eldric.roles.edge.clients import LocalClients, RedisClients
 from eldric.roles.edge.config import EdgeConfig
+from eldric.roles.edge.farm import Farm
 from eldric.roles.edge.handlers import add_routes
 from eldric.roles.edge.limits import LocalLimiter, RedisLimiter
 from eldric.roles.edge.metrics import EdgeMetrics
@@ -41,13 +43,35 @@ def _networks(items: list[str]) -> list:  # type: ignore[type-arg]
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     es = app[EDGE]
     await es.clients.open()
-    task = spawn(health_loop(app, es.routers, es.cfg.health_check_interval_ms / 1000),
-                 name="edge-health")
+    task = spawn(health_loop(app, es.routers, es.cfg.health_check_interval_ms / 1000,
+                             also=es.farm.probe), name="edge-health")
     log.info("edge_ready", mode=es.cfg.mode, tls=es.tls, require_api_key=es.require_key,
              routers=[s.url for s in es.routers.states])
     yield
     await cancel(task)
     await es.clients.close()
+
+
+class EdgeHealth(msgspec.Struct):
+    status: str
+    role: str = "edge"
+    routers_healthy: int = 0
+    routers_total: int = 0
+    shared_store: str | None = None  # farm mode: "ok" or why not
+
+
+def edge_health(app: web.Application) -> EdgeHealth:
+    """The routers' state, and in farm mode whether Redis answers (degraded if not)."""
+    es = app[EDGE]
+    status = app[keys.BUS].status("edge")
+    store = None
+    if es.farm.shared:
+        store = f"unreachable: {es.farm.error}" if es.farm.degraded else "ok"
+        if es.farm.degraded and status == "healthy":
+            status = "degraded"
+    healthy = sum(1 for s in es.routers.states if s.healthy)
+    return EdgeHealth(status=status, routers_healthy=healthy,
+                      routers_total=len(es.routers.states), shared_store=store)
 
 
 def build(app: web.Application, cfg: EdgeConfig) -> None:
@@ -76,7 +100,9 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         raise ConfigError("the edge requires API keys but has none: give --api-key KEY (or "
                           "auth.api_keys), or --admin-key to create clients, or set "
                           "auth.require_api_key to false")
+    es.farm = Farm(clients, limiter, window, shared=cfg.mode == "farm")
     app[EDGE] = es
+    app[keys.HEALTH] = edge_health
     if cfg.cors_origins:
         app.middlewares.append(cors.middleware(cfg.cors_origins))
     app.cleanup_ctx.append(_lifecycle)

@@ -121,6 +121,11 @@ class RedisClients:
     async def close(self) -> None:
         await self.redis.aclose()
 
+    def lookup_static(self, key: str) -> Client | None:
+        """Static keys only: what can still be verified while Redis is unreachable."""
+        digest = hash_key(key)
+        return _match(self.static.get(digest), digest)
+
     async def lookup(self, key: str) -> Client | None:
         digest = hash_key(key)
         found = self.static.get(digest)

@@ -48,7 +48,7 @@ async def authenticate(request: web.Request, es: EdgeState) -> Client | None:
     """The client a request belongs to; raises 401 when a key is required and missing,
     wrong or revoked. Browsers of /chat carry the key in an HttpOnly cookie."""
     key = presented_key(request) or request.cookies.get(COOKIE)
-    client = await es.clients.lookup(key) if key else None
+    client = await es.farm.lookup(key) if key else None
     if client is None and es.require_key:
         reason = "missing" if not key else "invalid"
         es.metrics.auth_failures.labels(reason).inc()
@@ -71,7 +71,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     if client is not None:
         tiers.append(Tier("key", f"key:{client.name}", client.rpm or rl.per_key_rpm))
     tiers.append(Tier("global", "global", rl.global_rpm))
-    decision = await es.limiter.check(tiers)
+    decision = await es.farm.check(tiers)
     headers = _limit_headers(decision)
     if not decision.allowed:
         es.metrics.rate_limited.labels(decision.tier).inc()

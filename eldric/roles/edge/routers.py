@@ -43,7 +43,11 @@ async def check(app: web.Application, state: UpstreamState, timeout: float) -> N
     bus.mark(state, healthy, reason)
 
 
-async def health_loop(app: web.Application, routers: Routers, interval: float) -> None:
+async def health_loop(app: web.Application, routers: Routers, interval: float,
+                      also=None) -> None:  # type: ignore[no-untyped-def]
+    """Check the routers every interval (and run `also()`: the shared store's probe)."""
     while True:
         await asyncio.gather(*(check(app, s, min(interval, 5.0)) for s in routers.states))
+        if also is not None:
+            await also()
         await asyncio.sleep(interval)

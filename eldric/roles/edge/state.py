@@ -24,6 +24,7 @@ class EdgeState:
     require_key: bool
     trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
     metrics: Any = None  # EdgeMetrics
+    farm: Any = None  # Farm: keys and limits through the store, surviving its outages
 
 
 EDGE: web.AppKey[EdgeState] = web.AppKey("eldric_edge", EdgeState)

@@ -1,0 +1,101 @@
+"""Keys and limits through the shared store, surviving its outages.
+
+In farm mode Redis holds the created keys and the rate-limit windows. When Redis cannot
+be reached the edge keeps serving rather than failing every request:
+- keys: static keys (config, --api-key) still work; a key only Redis knows cannot be
+  verified, so it is refused (fail closed: an unverifiable key is not a valid key);
+- limits: each edge falls back to its own in-process windows (fail open, per edge),
+  and /health says degraded with the reason. When Redis answers again, shared windows
+  resume.
+Standalone mode has no outage to survive; this wrapper then just passes through.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+
+from eldric.roles.edge.clients import Client
+from eldric.roles.edge.limits import Decision, LocalLimiter, Tier
+
+log = structlog.get_logger("eldric.edge")
+
+
+class Farm:
+    RETRY_AFTER = 2.0  # seconds between attempts to reach Redis again once it failed
+
+    def __init__(self, clients: Any, limiter: Any, window: float, shared: bool) -> None:
+        self.clients = clients
+        self.limiter = limiter
+        self.shared = shared
+        self.fallback = LocalLimiter(window)
+        self.down_since: float | None = None
+        self.error: str | None = None
+        self._next_try = 0.0
+        self._errors: tuple[type[BaseException], ...] = (OSError,)
+        if shared:
+            import redis.exceptions
+
+            self._errors = (OSError, redis.exceptions.ConnectionError,
+                            redis.exceptions.TimeoutError)
+
+    @property
+    def degraded(self) -> bool:
+        return self.down_since is not None
+
+    def _skip(self) -> bool:
+        return self.degraded and time.monotonic() < self._next_try
+
+    def _failed(self, exc: BaseException) -> None:
+        self._next_try = time.monotonic() + self.RETRY_AFTER
+        if self.down_since is None:
+            self.down_since = time.time()
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("shared_store_unreachable", error=self.error,
+                      fallback="static keys only; per-edge rate limits")
+
+    def _ok(self) -> None:
+        if self.down_since is not None:
+            log.info("shared_store_back", down_s=round(time.time() - self.down_since, 1))
+            self.down_since = self.error = None
+
+    async def lookup(self, key: str) -> Client | None:
+        if not self.shared:
+            return await self.clients.lookup(key)
+        static = self.clients.lookup_static(key)
+        if static is not None or self._skip():
+            return static  # (a static key says nothing about whether Redis is back)
+        try:
+            client = await self.clients.lookup(key)
+        except self._errors as exc:
+            self._failed(exc)
+            return self.clients.lookup_static(key)
+        self._ok()
+        return client
+
+    async def probe(self) -> None:
+        """While degraded, ask Redis whether it is back (so /health tells the truth even
+        when no request comes)."""
+        if not (self.shared and self.degraded):
+            return
+        try:
+            await self.clients.redis.ping()
+        except self._errors as exc:
+            self._failed(exc)
+            return
+        self._ok()
+
+    async def check(self, tiers: list[Tier]) -> Decision:
+        if not self.shared:
+            return await self.limiter.check(tiers)
+        if self._skip():
+            return await self.fallback.check(tiers)
+        try:
+            decision = await self.limiter.check(tiers)
+        except self._errors as exc:
+            self._failed(exc)
+            return await self.fallback.check(tiers)
+        self._ok()
+        return decision
