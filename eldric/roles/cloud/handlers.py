@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import msgspec
 import structlog
@@ -23,6 +24,13 @@ from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 
 log = structlog.get_logger("eldric.cloud")
+
+STATIC_DIR = Path(__file__).parent / "static"
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 class _Usage(msgspec.Struct):
@@ -216,6 +224,10 @@ async def test_backend(request: web.Request) -> web.Response:
                           "error": b.models_error})
 
 
+async def dashboard(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "dashboard.html", headers=DASHBOARD_HEADERS)
+
+
 def add_routes(app: web.Application) -> None:
     for path in HEAD_BY_PATH:
         app.router.add_post(path, inference)
@@ -224,3 +236,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/backends", add_backend)
     app.router.add_delete("/api/v1/backends/{name}", delete_backend)
     app.router.add_post("/api/v1/backends/{name}/test", test_backend)
+    app.router.add_get("/dashboard", dashboard)
+    app.router.add_static("/static/cloud/", STATIC_DIR)
