@@ -242,3 +242,67 @@ def test_provider_keys_never_logged(eldric_proc, tmp_path):
     assert '"path":"/v1/chat/completions"' in out
     for secret in ("sk-alpha-secret-9876", "sk-openai-env-secret", "sk-gamma-secret", "adm-secret"):
         assert secret not in out and secret not in listing
+
+
+async def test_ollama_and_azure_backends(aiohttp_server, tmp_path):
+    from aiohttp import web
+
+    from tests.fakes import ollama as fake_ollama
+
+    ollama = await aiohttp_server(fake_ollama.make_app())
+    seen = []
+
+    async def azure_models(request):
+        if request.headers.get("api-key") != "az-key" or "api-version" not in request.query:
+            return web.json_response({"error": {"code": "401", "message": "Access denied"}},
+                                     status=401)
+        return web.json_response({"data": [{"id": "gpt-4o-deploy", "object": "model"}]})
+
+    async def azure_chat(request):
+        seen.append((request.match_info["dep"], request.query.get("api-version"),
+                     request.headers.get("api-key"), request.headers.get("Authorization")))
+        return web.json_response({
+            "id": "chatcmpl-az", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "from azure"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}})
+
+    app = web.Application()
+    app.router.add_get("/openai/models", azure_models)
+    app.router.add_post("/openai/deployments/{dep}/chat/completions", azure_chat)
+    azure = await aiohttp_server(app)
+    # azure_openai is not inferred from a name: its type comes from the config file.
+    cfg = tmp_path / "cloud.json"
+    cfg.write_text(json.dumps({"port": 0, "bind_address": "127.0.0.1", "backends": [
+        {"name": "ollama-remote", "url": url_of(ollama)},
+        {"name": "az", "type": "azure_openai", "url": url_of(azure), "api_key": "az-key",
+         "api_version": "2024-10-21"}]}))
+    import subprocess
+    import sys
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "eldric", "--role", "cloud", "--config",
+                             str(cfg), "--port", str(port), "--data-dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/metrics", timeout=1)
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused")
+        owned = {m.id: m.owned_by async for m in client.models.list()}
+        assert owned == {"llama3.2:3b": "ollama-remote", "nomic-embed-text:latest": "ollama-remote",
+                         "gpt-4o-deploy": "az"}
+        reply = await client.chat.completions.create(model="llama3.2:3b", messages=MSG)
+        assert reply.choices[0].message.content == "Hello there!"  # via Ollama's /v1
+        reply = await client.chat.completions.create(model="gpt-4o-deploy", messages=MSG)
+        assert reply.choices[0].message.content == "from azure"
+        await client.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert seen == [("gpt-4o-deploy", "2024-10-21", "az-key", None)]
