@@ -210,7 +210,7 @@ def read_file(path: str | None) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc.strerror}") from None
     try:
         data = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path}: invalid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a JSON object at the top level")

@@ -95,7 +95,7 @@ class Membership:
             raise ControllerError(f"register answered HTTP {status}: {raw[:200]!r}")
         try:
             given = msgspec.json.decode(raw, type=RegisterReply).id
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             given = self.worker_id
         if not given:
             raise ControllerError("register reply carried no id")

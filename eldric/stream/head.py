@@ -39,3 +39,5 @@ def decode_head(body: bytes, kind: type[T] = Head) -> T:  # type: ignore[assignm
         raise BadRequest(f"invalid request body: {msg}", param=param) from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    except UnicodeDecodeError:  # e.g. a lone surrogate escaped inside a string
+        raise BadRequest("the request body is not valid UTF-8", code="invalid_json") from None

@@ -30,7 +30,7 @@ def normalise(status: int, body: bytes, upstream: str) -> bytes:
     """OpenAI-shaped error JSON for an upstream's error reply."""
     try:
         data = msgspec.json.decode(body) if body else None
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), dict) \
             and isinstance(data["error"].get("message"), str):

@@ -336,6 +336,10 @@ async def test_login_cookie_and_cross_site_posts(tmp_path):
                               headers={"Origin": "https://evil.example"},
                               allow_redirects=False) as r:
                 assert r.status == 403  # login CSRF refused
+            async with s.post(edge + "/login", data=b"--zz\r\n",  # a broken form: 400, not 500
+                              headers={"Content-Type": "multipart/form-data; boundary=zz"},
+                              allow_redirects=False) as r:
+                assert r.status == 400
             async with s.post(edge + "/login", data={"api_key": "wrong"},
                               allow_redirects=False) as r:
                 assert r.status == 303 and r.headers["Location"] == "/login?error=1"

@@ -137,6 +137,8 @@ async def test_request_id_round_trip_and_headers(fake_openai_server, tmp_path):
     (b'{"model": 7, "messages": []}', "model", "Expected `str`"),
     (b'{"model": "m", "messages": "hi"}', "messages", "Expected `array`"),
     (b'{"model": "m", "stream": "yes", "messages": []}', "stream", "Expected `bool`"),
+    (b'{"model": "\xed\xa0\x80", "messages": []}', None, "not valid UTF-8"),  # was a 500
+    (b'{"model": "\\ud800", "messages": []}', None, "not valid JSON"),  # escaped lone surrogate
 ])
 async def test_bad_bodies_get_400(fake_openai_server, tmp_path, body, param, fragment):
     async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",

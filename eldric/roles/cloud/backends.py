@@ -165,7 +165,7 @@ async def probe(app: web.Application, b: Backend, timeout: float = 10.0) -> bool
     try:
         b.models = _parse_models(b, raw)
         b.models_error = None
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         b.models_error = f"unreadable model list: {exc}"
     b.state.latency_ms = (time.perf_counter() - t0) * 1000
     b.last_refresh = time.time()

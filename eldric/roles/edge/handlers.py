@@ -201,7 +201,10 @@ async def login_page(request: web.Request) -> web.FileResponse:
 async def login(request: web.Request) -> web.Response:
     es = request.app[EDGE]
     _same_origin(request)
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (ValueError, web.HTTPException, UnicodeDecodeError, AssertionError):
+        raise BadRequest("expected a form with api_key", param="api_key") from None
     key = str(form.get("api_key", "")).strip()
     if not key or await es.clients.lookup(key) is None:
         es.metrics.auth_failures.labels("login").inc()

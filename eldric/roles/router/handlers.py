@@ -164,7 +164,7 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     if body:
         try:
             model = msgspec.json.decode(body, type=Head).model
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
             model = None  # not JSON (audio uploads): any worker
     if model is None:
         return await _any_worker(request, body)
@@ -203,10 +203,7 @@ class _ConfigBody(msgspec.Struct, forbid_unknown_fields=True):
 async def set_config(request: web.Request) -> web.Response:
     rs = request.app[ROUTER]
     require_key(request, rs.cfg.admin_key, "admin key")
-    try:
-        change = msgspec.json.decode(await read_body(request), type=_ConfigBody)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise BadRequest(f"invalid config body: {exc}") from None
+    change = decode_head(await read_body(request), _ConfigBody)
     if change.strategy not in STRATEGIES:
         raise BadRequest(f"unknown strategy {change.strategy!r}; one of: "
                          f"{', '.join(STRATEGIES)}", param="strategy",
