@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -33,6 +34,9 @@ from eldric.stream.client import Pool
 from eldric.tasks import cancel, spawn
 
 log = structlog.get_logger("eldric")
+
+# Page assets the roles' pages share (the dashboards' base CSS and JS helpers).
+SHARED_STATIC = Path(__file__).parent / "static"
 
 
 def make_session() -> aiohttp.ClientSession:
@@ -69,6 +73,10 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url)
     bus.metrics.active.labels(role.name).set_function(lambda: info.active)
     add_routes(app)
+    # Shared page assets, served by every role app: roles never import each other, but
+    # all may use eldric's own files. Added before the role's routes, so a role's own
+    # /static/ prefix cannot shadow it.
+    app.router.add_static("/static/eldric/", SHARED_STATIC)
     role.build(app, cfg)
     return app
 

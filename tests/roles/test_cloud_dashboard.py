@@ -5,23 +5,23 @@ the cloud does not have (so it shows "key refused"). A few chat completions go t
 cloud first, so the usage table has rows. Then Chromium, headless, twice: --dump-dom (the
 DOM after the page's JS fetched the API and rendered it) and --screenshot (copied to
 /tmp/eldric-cloud-dashboard.png for a human to look at). Chromium's flags, time limits,
-process-group kill and CI behaviour are the controller dashboard test's own.
+process-group kill and CI behaviour are tests/browser.py's, as for the controller's.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from html.parser import HTMLParser
 
 import aiohttp
 import pytest
 
+from tests import browser
+from tests.browser import STEP_TIMEOUT
 from tests.conftest import run_eldric, url_of
 from tests.fakes import openai_server
 from tests.fakes.openai_server import KNOBS
-from tests.roles.test_controller_dashboard import STEP_TIMEOUT, _chromium, _need_chromium
 
 SCREENSHOT_COPY = "/tmp/eldric-cloud-dashboard.png"
 ALPHA_MODELS = ["gpt-4o-mini", "text-embedding-3-small"]
@@ -110,7 +110,7 @@ async def _chat(session: aiohttp.ClientSession, base: str, model: str, stream: b
 
 @pytest.mark.timeout(3 * STEP_TIMEOUT)
 async def test_cloud_dashboard_renders_backends_and_usage_in_chromium(aiohttp_server, tmp_path):
-    _need_chromium()
+    browser.need_chromium()
     started = time.monotonic()
     alpha = await aiohttp_server(openai_server.make_app())
     alpha.app[KNOBS].models = [*ALPHA_MODELS, EVIL_MODEL]
@@ -145,14 +145,11 @@ async def test_cloud_dashboard_renders_backends_and_usage_in_chromium(aiohttp_se
                 async with session.get(f"{base}/static/cloud/{name}") as resp:
                     assert resp.status == 200 and kind in resp.content_type, (name, resp.content_type)
 
-            # 1. The DOM after the page's JS has fetched the API and rendered it.
-            # --enable-logging=stderr puts the page's console (errors, CSP refusals) on stderr.
-            out, err = await _chromium(tmp_path, "--enable-logging=stderr", "--v=0",
-                                       "--dump-dom", f"{base}/dashboard")
-            console = [line for line in err.splitlines() if ":CONSOLE" in line]
-            assert not console, "the page logged to the console:\n" + "\n".join(console)
+            # 1. The DOM after the page's JS has fetched the API and rendered it (and
+            # nothing logged to the console: errors, CSP refusals).
+            html = await browser.dump_dom(tmp_path, f"{base}/dashboard")
             dom = _Dom()
-            dom.feed(out.decode())
+            dom.feed(html)
             assert set(dom.backends) == {"alpha", "beta"}, dom.backends
             assert dom.notice_hidden is True, "the page says the cloud worker is unreachable"
 
@@ -168,7 +165,7 @@ async def test_cloud_dashboard_renders_backends_and_usage_in_chromium(aiohttp_se
             assert row[:5] == ["beta openai_compatible", "key refused !", url_of(beta) + "/v1",
                                "…", "100"], row  # the key masked: never shown
             assert row[6:11] == ["0"] * 5, row
-            assert "wrong-key" not in out.decode()
+            assert "wrong-key" not in html
             assert any("401" in t for t in dom.titles["beta"]), dom.titles["beta"]  # last error
 
             # backend, model, requests, errors, prompt (2×3) and completion (2×5) tokens, share
@@ -189,12 +186,6 @@ async def test_cloud_dashboard_renders_backends_and_usage_in_chromium(aiohttp_se
             assert dom.title.startswith("eldric cloud"), dom.title
 
             # 2. A screenshot.
-            png = tmp_path / "cloud-dashboard.png"
-            await _chromium(tmp_path, f"--screenshot={png}", f"{base}/dashboard")
-    assert png.exists(), "chromium wrote no screenshot"
-    data = png.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 10_000, f"screenshot is only {len(data)} bytes: a blank page?"
-    shutil.copyfile(png, SCREENSHOT_COPY)
-    print(f"cloud dashboard screenshot: {SCREENSHOT_COPY} ({len(data)} bytes, "
+            size = await browser.screenshot(tmp_path, f"{base}/dashboard", SCREENSHOT_COPY)
+    print(f"cloud dashboard screenshot: {SCREENSHOT_COPY} ({size} bytes, "
           f"{time.monotonic() - started:.1f}s)")

@@ -1,18 +1,13 @@
 """The controller's dashboard, rendered by the system Chromium against a real controller.
 
-No browser is downloaded: the test drives Debian's `chromium` package headless, twice:
---dump-dom (the DOM after the page's JS fetched the API and rendered it) and
---screenshot (copied to /tmp/eldric-dashboard.png for a human to look at).
+No browser is downloaded: the test drives Debian's `chromium` package headless
+(tests/browser.py), twice: --dump-dom (the DOM after the page's JS fetched the API and
+rendered it) and --screenshot (copied to /tmp/eldric-dashboard.png for a human to look at).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
-import shutil
-import signal
-import tempfile
 import time
 from html.parser import HTMLParser
 from urllib.parse import quote
@@ -20,19 +15,11 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
+from tests import browser
+from tests.browser import STEP_TIMEOUT
 from tests.conftest import run_eldric
 
-CHROMIUM = "/usr/bin/chromium"
-STEP_TIMEOUT = 60  # seconds, per chromium run
 SCREENSHOT_COPY = "/tmp/eldric-dashboard.png"
-
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--disable-default-apps", "--disable-domain-reliability",
-    "--no-default-browser-check", "--no-proxy-server", "--disable-dev-shm-usage",
-    "--hide-scrollbars", "--window-size=1400,900", "--virtual-time-budget=5000",
-]
 
 INFERENCE = {
     "worker_type": "inference", "url": "http://127.0.0.1:9", "version": "0.1.0",
@@ -53,40 +40,6 @@ EVIL_ID = '"><img src=x onerror=document.title=1>'
 EVIL_MODEL = "<script>document.title=1</script>"
 EVIL = {"worker_type": "inference", "url": "http://127.0.0.1:12", "id": EVIL_ID,
         "models": [EVIL_MODEL], "tags": ["<b>x</b>"]}
-
-
-def _need_chromium() -> None:
-    if os.access(CHROMIUM, os.X_OK):
-        return
-    msg = (f"{CHROMIUM} not found: the dashboard test needs the system Chromium "
-           "(Debian package `chromium`; .ci/run installs it)")
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
-
-
-async def _chromium(tmp_path, *args: str) -> tuple[bytes, str]:
-    """Run headless Chromium to completion (bounded), return its stdout and stderr."""
-    profile = tempfile.mkdtemp(prefix="chromium-profile-", dir=tmp_path)
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), STEP_TIMEOUT)
-    except TimeoutError:
-        pytest.fail(f"chromium {' '.join(args)} did not finish within {STEP_TIMEOUT}s",
-                    pytrace=False)
-    finally:
-        # Chromium's helpers (zygote, renderer) share its process group, made for it.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if proc.returncode is None:
-            await proc.wait()
-    assert proc.returncode == 0, f"chromium exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
-    return out, err.decode(errors="replace")
 
 
 class _Dom(HTMLParser):
@@ -139,7 +92,7 @@ async def _register(session: aiohttp.ClientSession, base: str, body: dict) -> st
 
 @pytest.mark.timeout(3 * STEP_TIMEOUT)
 async def test_dashboard_renders_workers_and_models_in_chromium(tmp_path):
-    _need_chromium()
+    browser.need_chromium()
     started = time.monotonic()
     async with run_eldric("controller", tmp_path, port=0, bind="127.0.0.1") as urls:
         base = urls["controller"]
@@ -149,14 +102,10 @@ async def test_dashboard_renders_workers_and_models_in_chromium(tmp_path):
             evil = await _register(session, base, EVIL)
             assert evil == EVIL_ID
 
-            # 1. The DOM after the page's JS has fetched the API and rendered it.
-            # --enable-logging=stderr puts the page's console (errors, failed loads) on stderr.
-            out, err = await _chromium(tmp_path, "--enable-logging=stderr", "--v=0",
-                                       "--dump-dom", f"{base}/dashboard")
-            console = [line for line in err.splitlines() if ":CONSOLE" in line]
-            assert not console, "the page logged to the console:\n" + "\n".join(console)
+            # 1. The DOM after the page's JS has fetched the API and rendered it (and
+            # nothing logged to the console: errors, failed loads).
             dom = _Dom()
-            dom.feed(out.decode())
+            dom.feed(await browser.dump_dom(tmp_path, f"{base}/dashboard"))
             assert set(dom.workers) == {inf, cld, EVIL_ID}, dom.workers
             assert dom.notice_hidden is True, "the page says the controller is unreachable"
 
@@ -181,12 +130,6 @@ async def test_dashboard_renders_workers_and_models_in_chromium(tmp_path):
             # 2. A screenshot with just the two well-behaved workers.
             async with session.delete(f"{base}/api/v1/workers/{quote(EVIL_ID, safe='')}") as resp:
                 assert resp.status == 200, await resp.text()
-            png = tmp_path / "dashboard.png"
-            await _chromium(tmp_path, f"--screenshot={png}", f"{base}/dashboard")
-    assert png.exists(), "chromium wrote no screenshot"
-    data = png.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    assert len(data) > 10_000, f"screenshot is only {len(data)} bytes: a blank page?"
-    shutil.copyfile(png, SCREENSHOT_COPY)
-    print(f"dashboard screenshot: {SCREENSHOT_COPY} ({len(data)} bytes, "
+            size = await browser.screenshot(tmp_path, f"{base}/dashboard", SCREENSHOT_COPY)
+    print(f"dashboard screenshot: {SCREENSHOT_COPY} ({size} bytes, "
           f"{time.monotonic() - started:.1f}s)")

@@ -15,18 +15,16 @@ import base64
 import contextlib
 import itertools
 import json
-import os
 import re
 import shutil
-import signal
 import time
 
 import aiohttp
 import pytest
 
+from tests import browser
 from tests.conftest import run_eldric
 
-CHROMIUM = "/usr/bin/chromium"
 API_KEY = "sk-chat-test"
 MOCK_TEXT = "The quick brown fox"
 TEST_TIMEOUT = 60  # seconds, the whole test
@@ -35,25 +33,6 @@ SCREENSHOT_COPY = "/tmp/eldric-chat.png"
 PHONE_SCREENSHOT_COPY = "/tmp/eldric-chat-phone.png"
 DESKTOP = (1280, 820)
 PHONE = (390, 844)
-
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-extensions", "--disable-default-apps", "--disable-domain-reliability",
-    "--no-default-browser-check", "--no-proxy-server", "--disable-dev-shm-usage",
-    "--hide-scrollbars", "--mute-audio", f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
-]
-
-
-def _need_chromium() -> None:
-    if os.access(CHROMIUM, os.X_OK):
-        return
-    msg = (f"{CHROMIUM} not found: the chat page test needs the system Chromium "
-           "(Debian package `chromium`; .ci/run installs it)")
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg, pytrace=False)
-    pytest.skip(msg)
-
 
 class CDPError(Exception):
     pass
@@ -193,10 +172,9 @@ async def chromium(tmp_path):
     group) however the test ends."""
     profile = tmp_path / "chromium-profile"
     profile.mkdir()
-    proc = await asyncio.create_subprocess_exec(
-        CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-        "about:blank", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, start_new_session=True)
+    proc = await browser.launch(profile, "--mute-audio", "--remote-debugging-port=0",
+                                "about:blank", window=DESKTOP,
+                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
     stderr: list[str] = []
     found: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -223,10 +201,7 @@ async def chromium(tmp_path):
                 finally:
                     cdp.reader.cancel()
     finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(proc.wait(), 10)
+        await browser.kill(proc)
         drain.cancel()
 
 
@@ -297,7 +272,7 @@ UNIT_CHECKS = r"""(() => {
 
 @pytest.mark.timeout(TEST_TIMEOUT + 15)
 async def test_chat_page_logs_in_streams_and_keeps_history(tmp_path):
-    _need_chromium()
+    browser.need_chromium()
     started = time.monotonic()
     async with asyncio.timeout(TEST_TIMEOUT):
         async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
@@ -410,10 +385,8 @@ async def _drive(cdp: CDP, base: str, tmp_path) -> None:
     await asyncio.sleep(0.3)  # let the layout settle for the picture
 
     png = tmp_path / "chat.png"
-    size = await cdp.screenshot(png)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert size > 10_000, f"screenshot is only {size} bytes: a blank page?"
-    shutil.copyfile(png, SCREENSHOT_COPY)
+    await cdp.screenshot(png)
+    browser.keep_png(png, SCREENSHOT_COPY)
 
     # 7. Phone width: the sidebar hides behind the menu button.
     await cdp.viewport(*PHONE, mobile=True)

@@ -2,87 +2,17 @@
 // Everything shown that comes from the API (backend names, URLs, model names, errors) is
 // inserted as text nodes or attribute values through the DOM API: never parsed as HTML.
 // The page is served with a strict CSP: no inline script or style, widths are set via CSSOM.
+// The shared helpers (h, formatting, fetching, the refresh loop) are /static/eldric/dashboard.js.
 "use strict";
 
 (function () {
-  const REFRESH_MS = 2000;
-  const FETCH_TIMEOUT_MS = 4000;
+  const { $, h, setText, bar, markCount, showEmpty, syncRows, isNum, num, count, short,
+          percent, clampPct, secondsSince, ago, pageTitle, renderHeader, getJSON, serverDate,
+          poll } = window.EldricDashboard;
   const TITLE_MODELS = 40; // model names listed in a tooltip before "… and N more"
 
-  const $ = (id) => document.getElementById(id);
-
   // Last good data: kept on screen when the cloud worker cannot be reached.
-  const state = { backends: null, health: null, models: null,
-                  okAt: null, failing: false, skewMs: 0 };
-
-  // ------------------------------------------------------------------ DOM helpers
-
-  // h("td", {class: "x", title: t}, child, "text", ...): strings become text nodes.
-  function h(tag, attrs, ...children) {
-    const el = document.createElement(tag);
-    if (attrs) {
-      for (const [k, v] of Object.entries(attrs)) {
-        if (v === null || v === undefined || v === false) continue;
-        el.setAttribute(k, String(v));
-      }
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined || c === false) continue;
-      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-    }
-    return el;
-  }
-
-  function setText(id, text) {
-    const el = $(id);
-    const s = String(text);
-    if (el.textContent !== s) el.textContent = s;
-  }
-
-  // A meter bar; its width goes through CSSOM (allowed by the CSP, unlike a style attribute).
-  function bar(pct) {
-    const fill = h("span");
-    fill.style.width = `${pct.toFixed(1)}%`;
-    return h("span", { class: "bar", role: "meter", "aria-valuemin": 0, "aria-valuemax": 100,
-                       "aria-valuenow": pct.toFixed(0) }, fill);
-  }
-
-  // ------------------------------------------------------------------ formatting
-
-  function isNum(v) { return typeof v === "number" && isFinite(v); }
-  function num(v) { return isNum(v) ? v : 0; }
-
-  const exact = new Intl.NumberFormat("en-US");
-  const compact = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
-
-  function count(n) { return exact.format(num(n)); }
-  function short(n) { return num(n) >= 100000 ? compact.format(n) : exact.format(num(n)); }
-
-  function duration(s) {
-    if (!isNum(s) || s < 0) return "—";
-    s = Math.floor(s);
-    const d = Math.floor(s / 86400), hr = Math.floor((s % 86400) / 3600);
-    const m = Math.floor((s % 3600) / 60), sec = s % 60;
-    if (d) return `${d}d ${hr}h`;
-    if (hr) return `${hr}h ${m}m`;
-    if (m) return `${m}m ${sec}s`;
-    return `${sec}s`;
-  }
-
-  function secondsSince(ts) {
-    return isNum(ts) ? Math.max(0, (Date.now() + state.skewMs) / 1000 - ts) : Infinity;
-  }
-
-  function ago(ts) {
-    if (!isNum(ts)) return "never";
-    const s = secondsSince(ts);
-    if (s < 120) return `${Math.floor(s)}s ago`;
-    return `${duration(s)} ago`;
-  }
-
-  function clock(d) {
-    return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  }
+  const state = { backends: null, health: null, models: null };
 
   // ------------------------------------------------------------------ data
 
@@ -162,7 +92,7 @@
   }
 
   function usageCells(u, total) {
-    const share = total > 0 ? Math.max(0, Math.min(100, (100 * u.requests) / total)) : 0;
+    const share = total > 0 ? clampPct((100 * u.requests) / total) : 0;
     return [
       h("td", { class: "id" }, u.backend),
       h("td", null, h("span", { class: "chip", title: u.model }, u.model)),
@@ -170,39 +100,8 @@
       numCell(u.errors, "errs"),
       numCell(u.prompt_tokens),
       numCell(u.completion_tokens),
-      h("td", null, h("div", { class: "share" }, bar(share),
-        h("span", { class: "pct" }, `${Number.isInteger(share) ? share : share.toFixed(1)}%`))),
+      h("td", null, h("div", { class: "share" }, bar(share), h("span", { class: "pct" }, percent(share)))),
     ];
-  }
-
-  // Update a row cell by cell so unchanged cells (and any text selected in them) stay.
-  function patchRow(tr, cells) {
-    cells.forEach((cell, i) => {
-      const old = tr.cells[i];
-      if (!old) tr.append(cell);
-      else if (old.outerHTML !== cell.outerHTML) old.replaceWith(cell);
-    });
-    while (tr.cells.length > cells.length) tr.deleteCell(-1);
-  }
-
-  // Put rows in `body` in the given order, reusing the <tr> already there for each key.
-  function syncRows(body, items, keyOf, attrsOf, cellsOf, classOf) {
-    const existing = new Map();
-    for (const tr of Array.from(body.rows)) existing.set(tr.dataset.key, tr);
-    const seen = new Set();
-    items.forEach((item, i) => {
-      const key = keyOf(item);
-      seen.add(key);
-      let tr = existing.get(key);
-      if (!tr) {
-        tr = h("tr", attrsOf(item));
-        tr.dataset.key = key;
-      }
-      patchRow(tr, cellsOf(item));
-      if (classOf) for (const [cls, on] of Object.entries(classOf(item))) tr.classList.toggle(cls, on);
-      if (body.rows[i] !== tr) body.insertBefore(tr, body.rows[i] || null);
-    });
-    for (const [key, tr] of existing) if (!seen.has(key)) tr.remove();
   }
 
   // ------------------------------------------------------------------ render
@@ -213,13 +112,10 @@
     syncRows($("backends-body"), backends, (b) => String(b.name),
              (b) => ({ "data-backend": String(b.name) }), backendCells,
              (b) => ({ disabled: b.enabled === false }));
-    const empty = $("backends-empty");
-    empty.hidden = state.backends === null || backends.length > 0;
-    if (!empty.hidden) {
-      empty.replaceChildren("No backends configured. Start with ",
-        h("code", null, "eldric --role cloud --backends openai,anthropic"), " or POST ",
-        h("code", null, "/api/v1/backends"), ".");
-    }
+    showEmpty("backends-empty", state.backends === null || backends.length > 0 ? null
+      : ["No backends configured. Start with ",
+         h("code", null, "eldric --role cloud --backends openai,anthropic"), " or POST ",
+         h("code", null, "/api/v1/backends"), "."]);
   }
 
   function usageRows() {
@@ -243,19 +139,13 @@
     syncRows($("usage-body"), rows, (u) => `${u.backend}\u0000${u.model}`,
              (u) => ({ "data-backend": u.backend, "data-model": u.model }),
              (u) => usageCells(u, total));
-    const empty = $("usage-empty");
-    empty.hidden = state.backends === null || rows.length > 0;
-    if (!empty.hidden) {
-      empty.replaceChildren("No requests yet. Send one to ",
-        h("code", null, `${location.origin}/v1/chat/completions`), ".");
-    }
+    showEmpty("usage-empty", state.backends === null || rows.length > 0 ? null
+      : ["No requests yet. Send one to ", h("code", null, `${location.origin}/v1/chat/completions`), "."]);
   }
 
-  function renderHeader() {
+  function renderSummary() {
     const health = state.health;
     if (health) {
-      setText("version", health.version ? `v${health.version}` : "—");
-      setText("uptime", duration(health.uptime_seconds));
       setText("worker-id", health.worker_id || "not registered");
       $("worker-id").classList.toggle("unset", !health.worker_id);
       $("worker-id").title = health.worker_id ? "worker id at the controller"
@@ -268,14 +158,10 @@
       setText("count-healthy", count(health.backends_healthy));
       setText("count-unhealthy", count(health.backends_unhealthy));
       setText("count-models", count(health.models_available));
-      for (const [id, n] of [["count-healthy", health.backends_healthy],
-                             ["count-unhealthy", health.backends_unhealthy]]) {
-        const card = $(id).parentElement;
-        card.classList.toggle("zero", num(n) === 0);
-        card.classList.toggle("nonzero", num(n) > 0);
-      }
-      document.title = `eldric cloud · ${num(health.backends_healthy)}/${num(health.backends_total)} healthy` +
-        (num(health.backends_unhealthy) ? ` · ${health.backends_unhealthy} down` : "");
+      markCount("count-healthy", health.backends_healthy);
+      markCount("count-unhealthy", health.backends_unhealthy);
+      pageTitle("cloud", num(health.backends_healthy), num(health.backends_total),
+                num(health.backends_unhealthy));
     }
     if (state.models) {
       const owners = new Set(state.models.map((m) => String(m.owned_by)));
@@ -294,9 +180,7 @@
       setText("unhealthy-sub", down.length ? down.join(", ") : "none");
       $("healthy-sub").title = up.join("\n");
       $("unhealthy-sub").title = down.join("\n");
-    }
 
-    if (state.backends) {
       const t = { requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0 };
       for (const b of state.backends) {
         const bt = totals(b);
@@ -311,72 +195,26 @@
       $("count-tokens").title = count(tokens);
       setText("count-split", `${short(t.prompt_tokens)} prompt · ${short(t.completion_tokens)} completion`);
     }
-
-    const live = $("live");
-    live.classList.toggle("stale", state.failing);
-    live.classList.toggle("waiting", !state.okAt && !state.failing);
-    $("notice").hidden = !state.failing;
-    $("main").classList.toggle("stale", state.failing && state.okAt !== null);
-    if (state.okAt) {
-      setText("updated", state.failing ? `last update ${clock(new Date(state.okAt))}`
-                                       : `updated ${clock(new Date(state.okAt))}`);
-    } else {
-      setText("updated", state.failing ? "no data yet" : "connecting…");
-    }
   }
 
   function render() {
-    renderHeader();
+    renderHeader(state.health);
+    renderSummary();
     renderBackends();
     renderUsage();
   }
 
   // ------------------------------------------------------------------ fetching
 
-  async function getJSON(path) {
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
-    try {
-      const resp = await fetch(path, { signal: ctl.signal, cache: "no-store",
-                                       headers: { Accept: "application/json" } });
-      // /health answers 503 with a JSON body when every backend is down: still data.
-      if (!resp.ok && !(resp.status === 503 && path === "/health")) {
-        throw new Error(`${path}: HTTP ${resp.status}`);
-      }
-      const date = Date.parse(resp.headers.get("Date") || "");
-      return { body: await resp.json(), date };
-    } finally {
-      clearTimeout(timer);
-    }
+  async function load() {
+    const [backends, health, models] = await Promise.all([
+      getJSON("/api/v1/backends"), getJSON("/health"), getJSON("/v1/models")]);
+    state.backends = Array.isArray(backends.body.backends) ? backends.body.backends : [];
+    state.health = health.body && typeof health.body === "object" ? health.body : {};
+    state.models = Array.isArray(models.body.data) ? models.body.data : [];
+    // Probe ages are the worker's clock against ours.
+    serverDate(backends.date);
   }
 
-  async function refresh() {
-    try {
-      const [backends, health, models] = await Promise.all([
-        getJSON("/api/v1/backends"), getJSON("/health"), getJSON("/v1/models")]);
-      state.backends = Array.isArray(backends.body.backends) ? backends.body.backends : [];
-      state.health = health.body && typeof health.body === "object" ? health.body : {};
-      state.models = Array.isArray(models.body.data) ? models.body.data : [];
-      // Probe ages are the worker's clock against ours: correct for a skew that the
-      // HTTP Date header (1 s resolution) can actually see.
-      if (isNum(backends.date)) {
-        const skew = backends.date + 500 - Date.now();
-        state.skewMs = Math.abs(skew) > 2000 ? skew : 0;
-      }
-      state.okAt = Date.now();
-      state.failing = false;
-      $("notice").removeAttribute("title");
-    } catch (err) {
-      state.failing = true;
-      $("notice").title = String(err && err.message ? err.message : err);
-    }
-    render();
-    setTimeout(refresh, REFRESH_MS);
-  }
-
-  document.addEventListener("DOMContentLoaded", () => {
-    setText("origin", location.host);
-    render();
-    refresh();
-  });
+  poll(load, render);
 })();
