@@ -59,7 +59,7 @@ def test_unknown_role_refused_with_the_known_ones():
     ('{"prot": 1}', "unknown field `prot`"),
     ('{"port": "80"}', "Expected `int`, got `str` - at `$.port`"),
     ('{"port": 99999}', "Expected `int` <= 65535 - at `$.port`"),
-    ('{"backend": "gpt"}', "Invalid enum value 'gpt' (expected one of: llamacpp, lmdeploy"),
+    ('{"backend": "gpt"}', "Invalid enum value 'gpt' (expected one of: embedded, llamacpp"),
     ('{"heartbeat_interval_ms": 0}', "at `$.heartbeat_interval_ms`"),
     ('{"port": 80,', "invalid JSON"),
     ('[1]', "expected a JSON object"),

