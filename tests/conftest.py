@@ -76,14 +76,23 @@ def free_port() -> int:
 
 
 class Proc:
-    """eldric as a real subprocess (for CLI, signals and the quick start)."""
+    """eldric as a real subprocess (for CLI, signals, faults and the quick start).
+
+    Its output goes to a file, not a pipe: a pipe nobody reads fills up (64 KiB) and the
+    process then blocks writing its log lines."""
 
     def __init__(self, args: list[str], env: dict[str, str] | None = None):
+        import tempfile
+
         self.args = args
         full_env = {**os.environ, **(env or {})}
+        self.log = tempfile.TemporaryFile()
         self.p = subprocess.Popen([sys.executable, "-m", "eldric", *args],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  env=full_env, text=True)
+                                  stdout=self.log, stderr=subprocess.STDOUT, env=full_env)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")
 
     def wait_http(self, url: str, timeout: float = 15) -> None:
         import urllib.request
@@ -91,7 +100,7 @@ class Proc:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.p.poll() is not None:
-                raise AssertionError(f"eldric exited {self.p.returncode}: {self.p.stdout.read()}")
+                raise AssertionError(f"eldric exited {self.p.returncode}: {self.output()}")
             try:
                 urllib.request.urlopen(url, timeout=1).read()
                 return
@@ -107,7 +116,7 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
-        return self.p.stdout.read() if self.p.stdout else ""
+        return self.output()
 
 
 @pytest.fixture

@@ -113,3 +113,21 @@ def test_sigterm_stops_llama_cpp_cleanly(eldric_proc, tmp_path):
     assert proc.p.wait(15) == 0
     out = proc.stop()
     assert "model_ready" in out and "stopped" in out
+
+
+async def test_langchain_chat_openai_invoke_and_stream(tmp_path):
+    from langchain_openai import ChatOpenAI
+
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="embedded") as w:
+        await _ready(w["worker"])
+        async with run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                              workers=w["worker"]) as r, \
+                run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
+                           bind="127.0.0.1", routers=r["router"], api_key="sk-lc") as e:
+            llm = ChatOpenAI(base_url=e["edge"] + "/v1", api_key="sk-lc", model=MODEL,
+                             temperature=0, max_tokens=24)
+            answer = await llm.ainvoke("Name three colours.")
+            assert answer.content and answer.response_metadata["model_name"].endswith(MODEL)
+            pieces = [chunk.content async for chunk in llm.astream("Name three colours.")]
+            assert len(pieces) > 2 and "".join(pieces) == answer.content  # temperature 0
