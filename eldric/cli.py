@@ -94,7 +94,8 @@ def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command
         from eldric.app import run
 
         log.setup(loaded.process.log_level, loaded.process.log_format)
-        run(roles, loaded.roles, loaded.process, on_ready=_banner)
+        links = {r.name: r.links for r in roles}
+        run(roles, loaded.roles, loaded.process, on_ready=lambda urls: _banner(urls, links))
 
     return click.Command("eldric", params=params, callback=callback,
                          help="eldric: one OpenAI-compatible endpoint in front of your "
@@ -135,12 +136,14 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
     return parse_text(spec, str(value), f"--{spec.flag}")
 
 
-def _banner(urls: dict[str, str]) -> None:
-    """Where each role listens, for the person who just started it."""
+def _banner(urls: dict[str, str], links: dict[str, tuple[tuple[str, str], ...]]) -> None:
+    """Where each role listens, and the pages to open, for the person who started it."""
     width = max(map(len, urls))
     lines = [f"eldric {__version__} ready:"]
     lines += [f"  {name:<{width}}  {url}" for name, url in urls.items()]
-    click.echo("\n".join(lines), err=True)
+    pages = [f"  open {label}: {urls[name]}{path}"
+             for name in urls for label, path in links.get(name, ())]
+    click.echo("\n".join(lines + pages), err=True)
 
 
 def _fail(message: str) -> None:

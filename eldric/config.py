@@ -171,6 +171,8 @@ def set_path(data: dict[str, Any], name: str, value: Any) -> None:
 def parse_text(spec: FieldSpec, text: str, source: str) -> Any:
     """Turn a flag/env string into a value of the field's JSON type."""
     try:
+        if spec.kind == "json" and text.lstrip()[:1] in ("[", "{"):
+            return msgspec.json.decode(text)  # JSON wins over a field's short form
         if spec.parse is not None:
             return spec.parse(text)
         if spec.kind == "bool":

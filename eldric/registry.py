@@ -52,6 +52,8 @@ class Role:
     # that is more than cfg.port in plain HTTP (the edge: HTTPS, or --no-tls --http-port).
     # It may raise ConfigError (a missing certificate) to refuse to start.
     listen: Callable[[Any], tuple[int, Any]] | None = None
+    # Pages worth opening, shown in the start-up banner: (label, path), e.g. ("chat", "/chat").
+    links: tuple[tuple[str, str], ...] = ()
 
     def defaults(self, quickstart: bool = False) -> dict[str, Any]:
         """The layer below file, env and flags: the role's port (and the quick start's

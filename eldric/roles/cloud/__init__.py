@@ -16,6 +16,7 @@ from eldric.roles.cloud.backends import environment, make_backend, probe_all
 from eldric.roles.cloud.config import CloudConfig
 from eldric.roles.cloud.handlers import add_routes, cloud_health
 from eldric.roles.cloud.metrics import CloudMetrics
+from eldric.roles.cloud.providers import providers_with_keys
 from eldric.roles.cloud.state import CLOUD, CloudState
 from eldric.stream import Timeouts
 from eldric.tasks import cancel, spawn
@@ -94,5 +95,12 @@ ROLE = Role(
     config=CloudConfig,
     build=build,
     description="many cloud providers behind one OpenAI endpoint, routed by model name",
-    in_all=False,  # joins the quick start only when provider keys are given (issue 7)
+    # The quick start runs it only when provider keys are in the environment, with those
+    # providers as its backends; it then registers with the local controller, and the
+    # router routes their models.
+    in_all=bool(providers_with_keys()),
+    quickstart={"bind_address": "127.0.0.1", "controller_url": "http://127.0.0.1:8880",
+                "heartbeat_interval_ms": 5000,
+                "backends": [{"name": n} for n in providers_with_keys()]},
+    links=(("the cloud dashboard", "/dashboard"),),
 )

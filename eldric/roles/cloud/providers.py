@@ -37,3 +37,11 @@ def known(name: str) -> Provider | None:
     if name.startswith("ollama"):
         return KNOWN["ollama"]
     return None
+
+
+def providers_with_keys(env: dict[str, str] | None = None) -> list[str]:
+    """Known providers whose API key variable is set (OPENAI_API_KEY, …)."""
+    import os
+
+    env = dict(os.environ) if env is None else env
+    return [name for name, p in KNOWN.items() if p.env and env.get(p.env)]

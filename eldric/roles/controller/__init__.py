@@ -64,4 +64,5 @@ ROLE = Role(
     build=build,
     description="the cluster's registry: workers, heartbeats, router settings, dashboard",
     quickstart={"bind_address": "127.0.0.1"},
+    links=(("the cluster dashboard", "/dashboard"),),
 )

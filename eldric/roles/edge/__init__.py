@@ -115,6 +115,7 @@ ROLE = Role(
     config=EdgeConfig,
     build=build,
     listen=listen,
+    links=(("the chat", "/chat"),),
     description="the door: TLS, API keys, rate limits, web chat",
     # One host: plain HTTP on loopback, no key needed there, in front of the local router.
     quickstart={"no_tls": True, "http_port": 8080, "bind_address": "127.0.0.1",
