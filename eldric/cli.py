@@ -95,7 +95,9 @@ def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command
 
         log.setup(loaded.process.log_level, loaded.process.log_format)
         links = {r.name: r.links for r in roles}
-        run(roles, loaded.roles, loaded.process, on_ready=lambda urls: _banner(urls, links))
+        notes = {r.name: r.summary(loaded.roles[r.name]) for r in roles if r.summary}
+        run(roles, loaded.roles, loaded.process,
+            on_ready=lambda urls: _banner(urls, links, notes))
 
     return click.Command("eldric", params=params, callback=callback,
                          help="eldric: one OpenAI-compatible endpoint in front of your "
@@ -136,11 +138,13 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
     return parse_text(spec, str(value), f"--{spec.flag}")
 
 
-def _banner(urls: dict[str, str], links: dict[str, tuple[tuple[str, str], ...]]) -> None:
+def _banner(urls: dict[str, str], links: dict[str, tuple[tuple[str, str], ...]],
+            notes: dict[str, str]) -> None:
     """Where each role listens, and the pages to open, for the person who started it."""
     width = max(map(len, urls))
     lines = [f"eldric {__version__} ready:"]
-    lines += [f"  {name:<{width}}  {url}" for name, url in urls.items()]
+    lines += [f"  {name:<{width}}  {url}" + (f"  ({notes[name]})" if name in notes else "")
+              for name, url in urls.items()]
     pages = [f"  open {label}: {urls[name]}{path}"
              for name in urls for label, path in links.get(name, ())]
     click.echo("\n".join(lines + pages), err=True)

@@ -54,6 +54,8 @@ class Role:
     listen: Callable[[Any], tuple[int, Any]] | None = None
     # Pages worth opening, shown in the start-up banner: (label, path), e.g. ("chat", "/chat").
     links: tuple[tuple[str, str], ...] = ()
+    # summary(cfg) -> a few words for the banner (the worker: which backend it runs).
+    summary: Callable[[Any], str] | None = None
 
     def defaults(self, quickstart: bool = False) -> dict[str, Any]:
         """The layer below file, env and flags: the role's port (and the quick start's

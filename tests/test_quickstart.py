@@ -62,6 +62,8 @@ def test_role_all_serves_a_model_on_loopback(eldric_proc, tmp_path):
     assert [w["url"] for w in listing["workers"]] == ["http://127.0.0.1:8890"]
     out = proc.stop()
     assert re.search(r"worker\s+http://127\.0\.0\.1:8890", out)
+    assert ("backend embedded: llama.cpp with SmolLM2-135M-Instruct" if embedded
+            else "backend mock: made-up test tokens") in out  # the banner says which
     assert re.search(r"router\s+http://127\.0\.0\.1:8881", out)
     assert re.search(r"controller\s+http://127\.0\.0\.1:8880", out)
     assert re.search(r"edge\s+http://127\.0\.0\.1:8080", out)

