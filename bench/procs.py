@@ -202,9 +202,11 @@ def http_post_json(url: str, body: dict, timeout: float = 5.0,
 
 
 def wait_serving(proc: Proc, url: str, body: dict, limit_s: float = 15.0,
-                 headers: dict[str, str] | None = None, cafile: Path | None = None) -> None:
+                 headers: dict[str, str] | None = None, cafile: Path | None = None,
+                 request_timeout: float = 2.0) -> None:
     """POST `body` to `url` until it answers 200 (a router may be healthy before it has a
-    healthy worker to send the request to)."""
+    healthy worker to send the request to). `request_timeout` per attempt: raise it when the
+    backend answers slowly (bench/streams.py's slow mock takes ~4 s per reply)."""
     deadline = time.monotonic() + limit_s
     last = "no answer"
     for _ in range(int(limit_s / 0.1) + 1):  # bounded in count and time
@@ -212,8 +214,8 @@ def wait_serving(proc: Proc, url: str, body: dict, limit_s: float = 15.0,
             raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}:\n"
                                f"{proc.stderr_tail(8)}")
         try:
-            status, reply = http_post_json(url, body, timeout=2.0, headers=headers,
-                                           cafile=cafile)
+            status, reply = http_post_json(url, body, timeout=request_timeout,
+                                           headers=headers, cafile=cafile)
             if status == 200:
                 return
             last = f"HTTP {status}: {reply[:200].decode(errors='replace')}"
@@ -256,7 +258,8 @@ def start_worker(tmp: Path, port: int, mock_port: int, log_format: str,
 
 
 def start_router(tmp: Path, port: int, worker_port: int, log_format: str,
-                 procs: list[Proc], path: str, body: dict) -> Proc:
+                 procs: list[Proc], path: str, body: dict,
+                 request_timeout: float = 2.0) -> Proc:
     """An eldric router with the worker as its only static worker, round robin. Ready when
     GET /health is 200 and a test request through it is 200."""
     router = Proc("router", [
@@ -266,7 +269,8 @@ def start_router(tmp: Path, port: int, worker_port: int, log_format: str,
         tmp / f"router-{log_format}.log")
     procs.append(router)
     wait_healthy(router, f"http://127.0.0.1:{port}/health")
-    wait_serving(router, f"http://127.0.0.1:{port}{path}", body)
+    wait_serving(router, f"http://127.0.0.1:{port}{path}", body,
+                 request_timeout=request_timeout)
     return router
 
 
@@ -286,7 +290,8 @@ def make_cert(tmp: Path) -> tuple[Path, Path]:
 
 def start_edge(name: str, tmp: Path, port: int, router_port: int, log_format: str,
                procs: list[Proc], path: str, body: dict, api_key: str,
-               tls: tuple[Path, Path] | None = None) -> tuple[Proc, str]:
+               tls: tuple[Path, Path] | None = None,
+               request_timeout: float = 2.0) -> tuple[Proc, str]:
     """An eldric edge in front of the router, API key required, rate limits on but far
     above anything the benchmark sends. `tls` = (ca.pem, cert.pem): HTTPS on --port, else
     plain HTTP (--no-tls --http-port). Ready when GET /health is 200 and an authorised test
@@ -308,7 +313,7 @@ def start_edge(name: str, tmp: Path, port: int, router_port: int, log_format: st
     cafile = tls[0] if tls else None
     wait_healthy(edge, f"{base}/health", cafile=cafile)
     wait_serving(edge, f"{base}{path}", body, headers={"Authorization": f"Bearer {api_key}"},
-                 cafile=cafile)
+                 cafile=cafile, request_timeout=request_timeout)
     return edge, base
 
 
