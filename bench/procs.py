@@ -127,25 +127,32 @@ def set_affinity(proc: Proc, cpus: set[int]) -> None:
             pass
 
 
-def wait_healthy(proc: Proc, url: str, limit_s: float = 15.0,
-                 cafile: Path | None = None) -> None:
+def _poll_until_200(proc: Proc, what: str, attempt, limit_s: float) -> None:  # type: ignore[no-untyped-def]
+    """Call attempt() -> (status, body) every 0.1 s until it gives 200; bounded in count and
+    time; fail at once if the process died."""
     deadline = time.monotonic() + limit_s
     last = "no answer"
-    for _ in range(int(limit_s / 0.1) + 1):  # bounded in count and time
+    for _ in range(int(limit_s / 0.1) + 1):
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}:\n"
                                f"{proc.stderr_tail(8)}")
         try:
-            status, _ = http_get(url, timeout=0.5, cafile=cafile)
+            status, reply = attempt()
             if status == 200:
                 return
-            last = f"HTTP {status}"
+            last = f"HTTP {status}" + (f": {reply[:200].decode(errors='replace')}" if reply else "")
         except OSError as exc:
             last = repr(exc)
         if time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    raise RuntimeError(f"{proc.name}: {url} not healthy within {limit_s:g}s ({last})")
+    raise RuntimeError(f"{proc.name}: {what} not 200 within {limit_s:g}s ({last})")
+
+
+def wait_healthy(proc: Proc, url: str, limit_s: float = 15.0,
+                 cafile: Path | None = None) -> None:
+    _poll_until_200(proc, f"GET {url}",
+                    lambda: (http_get(url, timeout=0.5, cafile=cafile)[0], b""), limit_s)
 
 
 def nginx_conf(tmp: Path, port: int, mock_port: int) -> Path:
@@ -207,24 +214,9 @@ def wait_serving(proc: Proc, url: str, body: dict, limit_s: float = 15.0,
     """POST `body` to `url` until it answers 200 (a router may be healthy before it has a
     healthy worker to send the request to). `request_timeout` per attempt: raise it when the
     backend answers slowly (bench/streams.py's slow mock takes ~4 s per reply)."""
-    deadline = time.monotonic() + limit_s
-    last = "no answer"
-    for _ in range(int(limit_s / 0.1) + 1):  # bounded in count and time
-        if not proc.alive():
-            raise RuntimeError(f"{proc.name} exited with code {proc.popen.returncode}:\n"
-                               f"{proc.stderr_tail(8)}")
-        try:
-            status, reply = http_post_json(url, body, timeout=request_timeout,
-                                           headers=headers, cafile=cafile)
-            if status == 200:
-                return
-            last = f"HTTP {status}: {reply[:200].decode(errors='replace')}"
-        except OSError as exc:
-            last = repr(exc)
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
-    raise RuntimeError(f"{proc.name}: POST {url} not 200 within {limit_s:g}s ({last})")
+    _poll_until_200(proc, f"POST {url}",
+                    lambda: http_post_json(url, body, timeout=request_timeout,
+                                           headers=headers, cafile=cafile), limit_s)
 
 
 def eldric_exe() -> str:
