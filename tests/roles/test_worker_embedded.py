@@ -131,3 +131,25 @@ async def test_langchain_chat_openai_invoke_and_stream(tmp_path):
             assert answer.content and answer.response_metadata["model_name"].endswith(MODEL)
             pieces = [chunk.content async for chunk in llm.astream("Name three colours.")]
             assert len(pieces) > 2 and "".join(pieces) == answer.content  # temperature 0
+
+
+async def test_health_and_requests_say_loading_until_the_model_is_ready(tmp_path, monkeypatch):
+    import eldric.roles.worker.embedded as embedded
+
+    real_start = embedded._start
+
+    def slow_start(*args):  # a bigger model takes a while to load
+        time.sleep(1.0)
+        return real_start(*args)
+
+    monkeypatch.setattr(embedded, "_start", slow_start)
+    async with run_eldric("worker", tmp_path, port=0, bind="127.0.0.1",
+                          backend="embedded") as w:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(w["worker"] + "/health") as r:
+                assert r.status == 503 and (await r.json())["backend"]["healthy"] is False
+            async with s.post(w["worker"] + "/v1/chat/completions",
+                              json={"model": MODEL, "messages": MSGS}) as r:
+                assert r.status == 503 and r.headers["Retry-After"] == "2"
+                assert (await r.json())["error"]["code"] == "model_loading"
+        assert (await _ready(w["worker"]))["models"] == [MODEL]
