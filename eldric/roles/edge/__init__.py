@@ -93,7 +93,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         clients = LocalClients(Store(path, ["clients"]), static)
         limiter = LocalLimiter(window)
     es = EdgeState(cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
-                   clients=clients, limiter=limiter, tls=not cfg.no_tls,
+                   clients=clients, tls=not cfg.no_tls,
                    require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
                    metrics=EdgeMetrics(app[keys.BUS].metrics.registry))
     if es.require_key and not static and not cfg.admin_key:

@@ -189,7 +189,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     es = request.app[EDGE]
     if es.require_key:
         key = request.cookies.get(COOKIE)
-        if not key or await es.clients.lookup(key) is None:
+        if not key or await es.farm.lookup(key) is None:
             raise web.HTTPSeeOther("/login")
     return web.FileResponse(STATIC / "chat.html", headers=_PAGE_HEADERS)
 
@@ -206,7 +206,7 @@ async def login(request: web.Request) -> web.Response:
     except (ValueError, web.HTTPException, UnicodeDecodeError, AssertionError):
         raise BadRequest("expected a form with api_key", param="api_key") from None
     key = str(form.get("api_key", "")).strip()
-    if not key or await es.clients.lookup(key) is None:
+    if not key or await es.farm.lookup(key) is None:
         es.metrics.auth_failures.labels("login").inc()
         raise web.HTTPSeeOther("/login?error=1")
     resp = web.HTTPSeeOther("/chat")

@@ -18,8 +18,7 @@ class EdgeState:
     cfg: EdgeConfig
     timeouts: Timeouts
     routers: Routers
-    clients: Any  # LocalClients | RedisClients
-    limiter: Any  # LocalLimiter | RedisLimiter
+    clients: Any  # LocalClients | RedisClients (admin API; lookups go through farm)
     tls: bool
     require_key: bool
     trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
