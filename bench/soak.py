@@ -238,7 +238,7 @@ def main() -> int:
                   f"{_f(m['p99_ms'])} {_f(m['ttft_p50_ms'])} {_f(m['ttft_p99_ms'])}")
         for n in notes:
             print("note: " + n)
-        print(f"\nlogs: " + "; ".join(f"{n}: {v['lines']} lines {v['levels']}"
+        print("\nlogs: " + "; ".join(f"{n}: {v['lines']} lines {v['levels']}"
                                       for n, v in logs.items()))
         return 0 if st.fail == 0 and not any("DIED" in n for n in notes) else 1
     finally:

@@ -24,5 +24,3 @@ class Hop:
     model: str | None = None
     upstream: str | None = None
     ttfb: float | None = None  # seconds from arrival to the first byte sent to the client
-    route: str | None = None
-    retryable_failures: int = 0

@@ -90,7 +90,7 @@ def _finish(request: web.Request, hop: Hop, status: int, metrics) -> None:  # ty
     duration = time.perf_counter() - hop.started
     if hop.ttfb is None and hop.upstream is not None:
         hop.ttfb = duration  # a whole reply returned to aiohttp goes out right after this
-    route = hop.route or _route_of(request)
+    route = _route_of(request)
     model = metrics.model_label(hop.model)
     metrics.requests.labels(hop.role, route, str(status), model).inc()
     metrics.duration.labels(hop.role, route).observe(duration)

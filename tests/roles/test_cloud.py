@@ -34,7 +34,7 @@ def cloud(tmp_path, backends, **flags):
 
 
 async def test_routing_by_model_priority_and_explicit_backend(provider, tmp_path):
-    (_, ua, ka), (_, ub, kb) = await provider(["gpt-a", "shared"]), await provider(["llama-b", "shared"])
+    (_, ua, ka), (_, ub, _) = await provider(["gpt-a", "shared"]), await provider(["llama-b", "shared"])
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"backends": [
         {"name": "alpha", "type": "openai_compatible", "url": ua, "priority": 100},
@@ -91,7 +91,7 @@ async def test_default_backend_for_unknown_models(provider, tmp_path):
 
 
 async def test_failover_to_the_next_backend_listing_the_model(provider, tmp_path):
-    (sa, ua, ka), (_, ub, kb) = await provider(["m"]), await provider(["m"])
+    (sa, ua, ka), (_, ub, _) = await provider(["m"]), await provider(["m"])
     async with cloud(tmp_path, f"first:{ua},second:{ub}") as urls:
         async with aiohttp.ClientSession() as s:
             ka.fail_status, ka.fail_body = 500, b'{"error": {"message": "boom"}}'

@@ -52,7 +52,6 @@ async def test_round_robin_is_an_exact_rotation(workers, tmp_path):
 
 async def test_least_connections_avoids_the_busy_worker(workers, tmp_path):
     (_, ua, ka), (_, ub, kb) = await workers("a"), await workers("b")
-    ka.delay = kb.delay = 0  # set per request below
     async with router(tmp_path, [ua, ub], strategy="least_connections") as urls:
         async with aiohttp.ClientSession() as s:
             ka.delay = kb.delay = 1.0
@@ -67,7 +66,7 @@ async def test_least_connections_avoids_the_busy_worker(workers, tmp_path):
 
 
 async def test_latency_based_prefers_the_fastest(workers, tmp_path):
-    (_, ua, ka), (_, ub, kb) = await workers("slow"), await workers("fast")
+    (_, ua, ka), (_, ub, _) = await workers("slow"), await workers("fast")
     ka.delay = 0.08
     async with router(tmp_path, [ua, ub], strategy="latency_based") as urls:
         async with aiohttp.ClientSession() as s:
@@ -140,7 +139,7 @@ async def test_streaming_through_the_router_is_byte_identical(workers, tmp_path)
 
 
 async def test_killed_worker_fails_no_request_and_comes_back(workers, tmp_path):
-    (sa, ua, ka), (_, ub, kb) = await workers("a"), await workers("b")
+    (sa, ua, _), (_, ub, _) = await workers("a"), await workers("b")
     port_a = sa.port
     async with router(tmp_path, [ua, ub], strategy="round_robin", health_interval=100) as urls:
         async with aiohttp.ClientSession() as s:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.conftest import free_port, run_eldric, url_of
 from tests.fakes import controller as fake_controller
 from tests.fakes.controller import STATE

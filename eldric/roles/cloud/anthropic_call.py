@@ -73,8 +73,8 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
                 outcome = "ok"
                 return web.Response(body=_enc.encode(out), content_type="application/json",
                                     headers={"X-Eldric-Backend": b.name})
-            outcome = await _stream(request, cs, b, model, resp, include_usage)
-            return request[_REPLY]
+            outcome, out = await _stream(request, cs, b, model, resp, include_usage)
+            return out
     except UpstreamFailure as exc:
         if exc.kind == "status" and exc.status < 500 and exc.status != 429:
             outcome = "client_error"
@@ -83,19 +83,15 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
         bus.request_finished(b.state, outcome)
 
 
-_REPLY: web.RequestKey[web.StreamResponse] = web.RequestKey("eldric_cloud_reply",
-                                                           web.StreamResponse)
-
-
 async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
-                  resp: aiohttp.ClientResponse, include_usage: bool) -> str:
+                  resp: aiohttp.ClientResponse,
+                  include_usage: bool) -> tuple[str, web.StreamResponse]:
     translator = StreamTranslator(model=model, include_usage=include_usage)
     pending: list[bytes] = []
     splitter = EventSplitter(lambda event: pending.extend(translator.feed(event)))
     out = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                       "Cache-Control": "no-cache", "X-Eldric-Backend": b.name,
                                       "X-Request-ID": request[keys.HOP].request_id})
-    request[_REPLY] = out
     await out.prepare(request)
     try:
         async for chunk in resp.content.iter_any():
@@ -116,8 +112,8 @@ async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
             502, f"backend {b.name} failed mid-reply: {type(exc).__name__}",
             code="upstream_error")))
         await out.write_eof()
-        return "error"
+        return "error", out
     if translator.usage is not None:
         cs.metrics.count_tokens(b.name, model, *translator.usage)
     await out.write_eof()
-    return "ok"
+    return "ok", out
