@@ -21,7 +21,7 @@ from eldric.roles.cloud.routing import candidates
 from eldric.roles.cloud.state import CLOUD, CloudState
 from eldric.stream import Target, UpstreamFailure, decode_head, forward, with_fields
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
-from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
+from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Model, ModelList
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -47,8 +47,14 @@ class _StreamOptions(msgspec.Struct):
     include_usage: bool = False
 
 
-class _AskHead(msgspec.Struct):
+class _ChatHead(ChatHead):
+    """The chat head plus what usage accounting needs, decoded in the same pass."""
+
     stream_options: _StreamOptions | None = None
+
+
+# The heads this role decodes: the chat one also reads stream_options (one decode, not two).
+_HEADS = {**HEAD_BY_PATH, "/v1/chat/completions": _ChatHead}
 
 
 _usage_dec = msgspec.json.Decoder(_UsageHolder)
@@ -68,7 +74,7 @@ def _event_json(event: bytes) -> bytes | None:
 async def inference(request: web.Request) -> web.StreamResponse:
     cs = request.app[CLOUD]
     body = await read_body(request)
-    head = decode_head(body, HEAD_BY_PATH[request.path])
+    head = decode_head(body, _HEADS[request.path])
     request[keys.HOP].model = head.model
     failures: list[str] = []
     for backend, model in candidates(cs, head.model):
@@ -105,7 +111,7 @@ async def _openai(request: web.Request, cs: CloudState, b: Backend, model: str, 
         fields["model"] = model
     drop = None
     if head.stream and sub.endswith("/chat/completions"):
-        asked = msgspec.json.decode(body, type=_AskHead).stream_options
+        asked = getattr(head, "stream_options", None)
         if not (asked and asked.include_usage):
             # Ask for the usage chunk to account tokens; the client did not ask for it,
             # so it is taken out of the client's stream again.
