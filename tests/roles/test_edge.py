@@ -386,6 +386,10 @@ async def test_farm_survives_redis_going_away(tmp_path):
                 redis_proc.wait(5)
                 assert (await _post(s, ea, key="k-static"))[0] == 200  # keeps serving
                 assert (await _post(s, ea, key=created))[0] == 401  # cannot be verified
+                async with s.post(ea + "/api/v1/clients/register", json={"name": "d"},
+                                  headers={"Authorization": "Bearer adm"}) as r:
+                    assert r.status == 503  # the admin API needs the store: a clean 503
+                    assert (await r.json())["error"]["code"] == "store_unavailable"
                 for key, where in (("k-static", "/chat"), (created, "/login?error=1")):
                     async with s.post(ea + "/login", data={"api_key": key},
                                       allow_redirects=False) as r:  # the page, not a 500

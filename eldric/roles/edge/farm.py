@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from eldric.errors import UpstreamUnavailable
 from eldric.roles.edge.clients import Client
 from eldric.roles.edge.limits import Decision, LocalLimiter, Tier
 
@@ -40,6 +41,19 @@ class Farm:
 
             self._errors = (OSError, redis.exceptions.ConnectionError,
                             redis.exceptions.TimeoutError)
+
+    async def admin(self, awaitable):  # type: ignore[no-untyped-def]
+        """Run a client-store change (create, list, revoke): those need the store, so an
+        outage is a clean 503 rather than a 500."""
+        try:
+            result = await awaitable
+        except self._errors as exc:
+            self._failed(exc)
+            raise UpstreamUnavailable("the shared store (Redis) is unreachable; clients "
+                                      "cannot be changed until it is back",
+                                      code="store_unavailable") from None
+        self._ok()
+        return result
 
     @property
     def degraded(self) -> bool:

@@ -129,7 +129,7 @@ async def register_client(request: web.Request) -> web.Response:
     if new.rpm is not None and new.rpm < 1:
         raise BadRequest("rpm must be at least 1", param="rpm")
     try:
-        client, key = await es.clients.create(new.name, new.description, new.rpm)
+        client, key = await es.farm.admin(es.clients.create(new.name, new.description, new.rpm))
     except KeyError:
         raise EldricError(f"a client named {new.name!r} exists", status=409,
                           code="client_exists") from None
@@ -140,14 +140,14 @@ async def register_client(request: web.Request) -> web.Response:
 async def list_clients(request: web.Request) -> web.Response:
     es = request.app[EDGE]
     require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
-    return json_response({"clients": [c.public() for c in await es.clients.all()]})
+    return json_response({"clients": [c.public() for c in await es.farm.admin(es.clients.all())]})
 
 
 async def revoke_client(request: web.Request) -> web.Response:
     es = request.app[EDGE]
     require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
     name = request.match_info["name"]
-    done = await es.clients.revoke(name)
+    done = await es.farm.admin(es.clients.revoke(name))
     if done is None:
         raise BadRequest(f"{name!r} is a key from the configuration: remove it there",
                          code="static_client")
