@@ -30,6 +30,7 @@ from eldric.context import RoleInfo
 from eldric.errors import ConfigError
 from eldric.http import middleware
 from eldric.registry import Role
+from eldric.serve.server import FastServer, fast_routes
 from eldric.stream.client import Pool
 from eldric.tasks import cancel, spawn
 
@@ -126,6 +127,7 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
             loop.add_signal_handler(sig, on_signal, sig)
 
     runners: list[web.AppRunner] = []
+    fasts: list[FastServer] = []
     urls: dict[str, str] = {}
     flusher = spawn(eldric_log.flush_periodically(), name="log-flush")
     try:
@@ -140,7 +142,11 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
                                    shutdown_timeout=process.grace_period_ms / 1000)
             await runner.setup()
             runners.append(runner)
-            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+            # The inference routes take the fast lane; everything else is handed to
+            # aiohttp (eldric.serve).
+            fast = FastServer(app, runner, fast_routes(app))
+            await fast.start(sock, ssl_context)
+            fasts.append(fast)
             host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
             urls[role.name] = f"{'https' if ssl_context else 'http'}://{host}:{port}"
             log.info("listening", role=role.name, bind=f"{cfg.bind_address}:{port}",
@@ -155,7 +161,14 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
             on_ready(urls)
         await stop.wait()
     finally:
-        # Stop every listener first, then wait for in-flight requests of all roles at once.
+        # Stop every listener first, then wait for in-flight requests of all roles at once
+        # (both lanes), then run the roles' own clean-up.
+        for fast in fasts:
+            fast.stop_listening()
+        grace = process.grace_period_ms / 1000
+        await asyncio.gather(*(f.drain(grace) for f in fasts),
+                             *(_drain_aiohttp(r, grace) for r in runners),
+                             return_exceptions=True)
         await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
         await session.close()
         pool.close()
@@ -165,6 +178,17 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
         log.info("stopped")
         await cancel(flusher)
         eldric_log.flush()
+
+
+async def _drain_aiohttp(runner: web.AppRunner, grace: float) -> None:
+    """What runner.cleanup() does first, run alongside the fast lane's drain so the grace
+    period is shared: finish the connections aiohttp owns."""
+    server = runner.server
+    if server is None:
+        return
+    await asyncio.sleep(0)
+    server.pre_shutdown()
+    await server.shutdown(grace)
 
 
 def run(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,

@@ -20,6 +20,8 @@ from eldric import keys
 from eldric import log as eldric_log
 from eldric.context import Hop
 from eldric.errors import EldricError, error_json
+from eldric.serve.reply import Reply
+from eldric.serve.request import FastRequest
 from eldric.stream import UpstreamFailure
 
 log = structlog.get_logger("eldric.access")
@@ -42,6 +44,8 @@ def _request_id(request: web.Request) -> str:
 
 
 def _route_of(request: web.Request) -> str:
+    if type(request) is FastRequest:
+        return request.route
     info = request.match_info.route.resource
     return info.canonical if info is not None else "unmatched"
 
@@ -77,7 +81,9 @@ async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-
                                                    f"(request id {hop.request_id})",
                                                    code="internal_error"))
         status = resp.status
-        if not resp.prepared:  # a streamed reply got it from forward() before it started
+        if type(resp) is Reply:
+            resp.headers.append(("X-Request-ID", hop.request_id))
+        elif not resp.prepared:  # a streamed reply got it from forward() before it started
             resp.headers["X-Request-ID"] = hop.request_id
         return resp
     finally:
@@ -126,6 +132,8 @@ async def read_body(request: web.Request) -> bytes:
 
     A client that trickles its body (slow loris) gets 408; one over the limit gets 413.
     """
+    if type(request) is FastRequest:
+        return request.body  # the fast lane read it whole, within the same limits
     if request.content.is_eof():  # all of it is here already (the usual small body)
         return await request.read()
     cfg = request.app[keys.CONFIG]

@@ -26,6 +26,8 @@ from aiohttp import web
 from eldric import keys
 from eldric.bus import UpstreamState
 from eldric.errors import EldricError, error_json
+from eldric.serve.reply import Reply
+from eldric.serve.request import FastRequest, FastSink
 from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_header_block
 from eldric.stream.sse import EventFilter, EventSplitter, Tap, error_event
@@ -163,17 +165,18 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
                                f"{_describe(exc)}") from None
             first_at = time.perf_counter()
             outcome = "ok"
+            if type(request) is FastRequest:
+                return Reply(status, out_headers, data)
             return web.Response(status=status, body=data, headers=out_headers)
 
         out_headers.append(("X-Request-ID", hop.request_id))
-        resp = web.StreamResponse(status=status, headers=out_headers)
-        if length is not None:
-            resp.content_length = length
+        sink = (request.stream(status, out_headers, length) if type(request) is FastRequest
+                else _AioSink(request, status, out_headers, length))
         splitter = EventSplitter(tap) if tap is not None and is_sse else None
         filt = EventFilter(drop) if drop is not None and is_sse else None
-        outcome, first_at = await _relay(request, resp, upstream_resp, up, is_sse, splitter,
+        outcome, first_at = await _relay(request, sink, upstream_resp, up, is_sse, splitter,
                                          filt)
-        return resp
+        return sink.result
     except asyncio.CancelledError:
         outcome = "cancelled"
         _client_left(request, up)
@@ -192,7 +195,33 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
                              latency=time.perf_counter() - t0 if ok else None)
 
 
-async def _relay(request: web.Request, resp: web.StreamResponse,
+class _AioSink:
+    """A streamed reply on an aiohttp connection; FastSink is the fast lane's twin."""
+
+    __slots__ = ("request", "result")
+
+    def __init__(self, request: web.Request, status: int, headers: list[tuple[str, str]],
+                 length: int | None) -> None:
+        self.request = request
+        self.result = web.StreamResponse(status=status, headers=headers)
+        if length is not None:
+            self.result.content_length = length
+
+    async def start(self) -> None:
+        await self.result.prepare(self.request)
+
+    async def write(self, chunk: bytes) -> None:
+        await self.result.write(chunk)
+
+    async def end(self) -> None:
+        await self.result.write_eof()
+
+    def abort(self) -> None:
+        if self.request.transport is not None:
+            self.request.transport.close()
+
+
+async def _relay(request: web.Request, resp: _AioSink | FastSink,
                  upstream_resp: client.Response, up: UpstreamState, is_sse: bool,
                  splitter: EventSplitter | None,
                  filt: EventFilter | None = None) -> tuple[str, float | None]:
@@ -208,7 +237,7 @@ async def _relay(request: web.Request, resp: web.StreamResponse,
             if not chunk:
                 break
             if not prepared:
-                await resp.prepare(request)
+                await resp.start()
                 prepared = True
                 first_at = time.perf_counter()
             if splitter is not None:
@@ -228,12 +257,11 @@ async def _relay(request: web.Request, resp: web.StreamResponse,
         if is_sse:
             code = "upstream_timeout" if timed_out else "upstream_error"
             await resp.write(error_event(error_json(502, message, code=code)))
-            await resp.write_eof()
+            await resp.end()
         else:
             # A JSON reply cut in the middle cannot be mended: drop the connection so the
             # client sees it incomplete rather than a truncated body that looks whole.
-            if request.transport is not None:
-                request.transport.close()
+            resp.abort()
         return "error", first_at
     except ConnectionError:  # the client's side: it went away
         _client_left(request, up)
@@ -242,14 +270,14 @@ async def _relay(request: web.Request, resp: web.StreamResponse,
         splitter.close()
     if filt is not None and (rest := filt.close()):
         if not prepared:
-            await resp.prepare(request)
+            await resp.start()
             prepared = True
             first_at = time.perf_counter()
         await resp.write(rest)
     if not prepared:
-        await resp.prepare(request)
+        await resp.start()
         first_at = time.perf_counter()
-    await resp.write_eof()
+    await resp.end()
     return "ok", first_at
 
 

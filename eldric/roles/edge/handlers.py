@@ -16,6 +16,7 @@ from eldric.http import read_body
 from eldric.roles.edge.clients import Client
 from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.state import EDGE, EdgeState
+from eldric.serve.server import fast_post
 from eldric.stream import Target, UpstreamFailure, decode_head, forward
 from eldric.wire.openai import HEAD_BY_PATH
 
@@ -224,6 +225,8 @@ async def logout(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     r = app.router
+    for path in HEAD_BY_PATH:  # the inference routes also take the fast lane
+        fast_post(app, path, proxy)
     r.add_route("*", "/v1/{tail:.*}", proxy)
     r.add_post("/api/v1/clients/register", register_client)
     r.add_get("/api/v1/clients", list_clients)

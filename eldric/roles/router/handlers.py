@@ -17,6 +17,7 @@ from eldric.http import read_body
 from eldric.roles.router.pool import Worker
 from eldric.roles.router.state import ROUTER, RouterState
 from eldric.roles.router.strategies import STRATEGIES
+from eldric.serve.server import fast_post
 from eldric.stream import Target, UpstreamFailure, decode_head, forward, with_fields
 from eldric.wire.openai import HEAD_BY_PATH, Head, Model, ModelList
 
@@ -222,7 +223,7 @@ def _config_view(rs: RouterState) -> dict:
 
 def add_routes(app: web.Application) -> None:
     for path in HEAD_BY_PATH:
-        app.router.add_post(path, inference)
+        fast_post(app, path, inference)
     app.router.add_get("/v1/models", models)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)
     app.router.add_get("/api/v1/workers", workers)

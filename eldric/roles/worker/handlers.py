@@ -12,6 +12,7 @@ from eldric.errors import UpstreamTimeout, UpstreamUnavailable
 from eldric.http import read_body
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
+from eldric.serve.server import fast_post
 from eldric.stream import UpstreamFailure, decode_head, forward
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 
@@ -91,6 +92,6 @@ async def models(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     for path in HEAD_BY_PATH:
-        app.router.add_post(path, inference)
+        fast_post(app, path, inference)
     app.router.add_get("/v1/models", models)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)

@@ -1,0 +1,297 @@
+"""One client connection on the fast lane (see eldric.serve for what takes the lane)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import httptools
+import structlog
+
+from eldric.errors import EldricError, error_json
+from eldric.http import middleware
+from eldric.serve.reply import Reply, whole
+from eldric.serve.request import FastRequest
+
+if TYPE_CHECKING:
+    from eldric.serve.server import FastServer
+
+log = structlog.get_logger("eldric.serve")
+
+# A head longer than this is not a plain API request: aiohttp gets it (and its limits).
+MAX_HEAD = 16 * 1024
+# Pipelined bytes buffered while a reply is in progress before we stop reading.
+_READ_HIGH_WATER = 256 * 1024
+# Headers that send a request to aiohttp: framing and protocol features the lane does not
+# implement (aiohttp does, exactly as before).
+_TO_AIOHTTP = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
+
+
+class _HandOver(Exception):
+    pass
+
+
+class _Malformed(Exception):
+    """The head is not valid HTTP/1.1 (llhttp's reason is the message)."""
+
+
+class _NoCallbacks:
+    pass
+
+
+def _check(head: bytes) -> None:
+    """Raise _Malformed unless `head` parses as an HTTP/1.x request head."""
+    try:
+        httptools.HttpRequestParser(_NoCallbacks()).feed_data(head)
+    except httptools.HttpParserUpgrade:
+        pass  # a valid head asking for another protocol: aiohttp decides
+    except httptools.HttpParserError as exc:
+        raise _Malformed(str(exc)) from None
+
+
+class FastProtocol(asyncio.Protocol):
+    __slots__ = ("server", "transport", "buf", "req", "need", "task", "started", "closing",
+                 "keep_alive", "last_active", "_parser", "_headers", "_length", "_odd",
+                 "_drain", "_paused", "_reading_paused", "_body_timer", "_route")
+
+    def __init__(self, server: FastServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.req: FastRequest | None = None  # head read, body still arriving
+        self.need = 0  # its Content-Length
+        self.task: asyncio.Task | None = None  # the request being handled
+        self.started = False  # the current reply's head has been written
+        self.closing = False  # this connection's current reply is its last
+        self.keep_alive = True
+        self.last_active = 0.0
+        self._parser = httptools.HttpRequestParser(self)
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._length = 0
+        self._odd = False
+        self._drain: asyncio.Future[None] | None = None
+        self._paused = False
+        self._reading_paused = False
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._route = None
+
+    # ------------------------------------------------------------------ asyncio callbacks
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.last_active = self.server.loop.time()
+        self.server.conns.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if self.task is None:
+            self._next()
+        elif len(self.buf) > _READ_HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+
+    def eof_received(self) -> bool:
+        if self.task is None:
+            return False  # nothing in progress: let the transport close
+        self.closing = True  # answer what is in progress, then close
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.conns.discard(self)
+        self.transport = None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+        if self.task is not None:
+            self.task.cancel()  # the client left: stop the upstream request too
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(ConnectionResetError("client closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # ------------------------------------------------------------------ httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        low = name.lower()
+        if low == b"content-length":
+            self._length = int(value)  # llhttp has checked it is a number
+        elif low in _TO_AIOHTTP:
+            self._odd = True
+
+    # ------------------------------------------------------------------ framing
+
+    def _next(self) -> None:
+        """Start on whatever complete request the buffer holds (one at a time)."""
+        try:
+            if self.req is None and not self._read_head():
+                return
+            if len(self.buf) < self.need:
+                if self._body_timer is None:
+                    self._body_timer = self.server.loop.call_later(self.server.body_timeout,
+                                                                   self._body_timed_out)
+                return
+            self._dispatch()
+        except _HandOver:
+            self._hand_over()
+        except _Malformed as exc:
+            self._reject(str(exc))
+
+    def _read_head(self) -> bool:
+        buf = self.buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(buf) > MAX_HEAD or b"\n\n" in buf:  # huge, or bare-LF lines: aiohttp's
+                raise _HandOver
+            return False
+        head = bytes(buf[:end + 4])
+        parts = head[:head.find(b"\r\n")].split(b" ")
+        route = None
+        if len(parts) == 3 and parts[0] == b"POST" and parts[2] == b"HTTP/1.1":
+            path, _, query = parts[1].partition(b"?")
+            route = self.server.routes.get(path)
+        if route is None:
+            _check(head)  # a malformed head gets our JSON 400, not aiohttp's plain text
+            raise _HandOver
+        self._headers = []
+        self._length = 0
+        self._odd = False
+        try:
+            self._parser.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            raise _HandOver from None
+        except (httptools.HttpParserError, ValueError) as exc:
+            raise _Malformed(str(exc)) from None
+        if self._odd or self._length > self.server.max_body:
+            raise _HandOver
+        self.keep_alive = self._parser.should_keep_alive()
+        del buf[:end + 4]
+        self.req = FastRequest(self, self.server.app, route[1],
+                               query.decode("latin-1"), tuple(self._headers), route[1])
+        self.need = self._length
+        self._route = route[0]
+        return True
+
+    def _dispatch(self) -> None:
+        req = self.req
+        assert req is not None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        need = self.need
+        if need:
+            body = bytes(self.buf[:need])
+            del self.buf[:need]
+            self._parser.feed_data(body)  # keeps the parser in step for the next request
+            req.body = body
+        self.req = None
+        self.need = 0
+        self.task = self.server.loop.create_task(self._run(req, self._route))
+
+    def _body_timed_out(self) -> None:
+        """The body did not arrive in time (slow loris): 408, then close."""
+        self._body_timer = None
+        req = self.req
+        if req is None or self.task is not None:
+            return
+        self.req = None
+        self.closing = True
+        seconds = self.server.body_timeout
+
+        async def refuse(_request: FastRequest) -> None:
+            raise EldricError(f"the request body did not arrive within {seconds * 1000:g} ms",
+                              status=408, code="body_timeout")
+
+        self.task = self.server.loop.create_task(self._run(req, refuse))
+
+    def _reject(self, reason: str) -> None:
+        """Not HTTP: one OpenAI-shaped 400, then close (nothing after it can be framed)."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.buf.clear()
+        body = error_json(400, f"malformed HTTP request: {reason}", code="bad_http_request")
+        transport.write(whole(Reply(400, [("Content-Type", "application/json")], body), True))
+        transport.close()
+
+    def _hand_over(self) -> None:
+        """This connection goes to aiohttp from the first byte of the current request on."""
+        transport = self.transport
+        if transport is None:
+            return
+        handler = self.server.aiohttp()
+        data = bytes(self.buf)
+        self.buf.clear()
+        self.server.conns.discard(self)
+        self.transport = None
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        if data:
+            handler.data_received(data)
+        if self._reading_paused:
+            transport.resume_reading()
+
+    # ------------------------------------------------------------------ replying
+
+    async def _run(self, req: FastRequest, handler) -> None:  # type: ignore[no-untyped-def]
+        try:
+            resp = await middleware(req, handler)
+            transport = self.transport
+            if transport is None:
+                return
+            if not self.started:
+                transport.write(whole(resp, self.closing or not self.keep_alive))
+            elif not resp.prepared:  # an error after a streamed head: cannot be sent
+                self.abort()
+                return
+        except asyncio.CancelledError:
+            return  # the client left (the middleware has logged it)
+        except Exception:  # noqa: BLE001 - must never leave the connection hanging
+            log.exception("fast_lane_error", path=req.path)
+            self.abort()
+            return
+        finally:
+            self.task = None
+            self.started = False
+        self._after_reply()
+
+    def _after_reply(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if self.closing or not self.keep_alive:
+            transport.close()
+            return
+        self.last_active = self.server.loop.time()
+        if self._reading_paused:
+            self._reading_paused = False
+            transport.resume_reading()
+        if self.buf:
+            self._next()
+
+    async def send(self, data: bytes) -> None:
+        """Write, and wait while the client's socket buffer is full."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("client closed the connection")
+        transport.write(data)
+        if self._paused:
+            self._drain = self.server.loop.create_future()
+            try:
+                await self._drain
+            finally:
+                self._drain = None
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    @property
+    def idle(self) -> bool:
+        # a partial head or leftover bytes are not a request yet
+        return self.task is None and self.req is None

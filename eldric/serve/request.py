@@ -1,0 +1,127 @@
+"""FastRequest: the part of aiohttp's web.Request that eldric's inference handlers use.
+
+A handler registered with fast_post() runs on both servers: aiohttp gives it a
+web.Request (on a connection aiohttp owns), the fast lane a FastRequest. So this class
+offers exactly what those handlers, the middleware and forward() read; anything else is
+an AttributeError in a test, not a silent difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING, Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from eldric.serve.reply import Streamed, head_bytes
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from eldric.serve.protocol import FastProtocol
+
+
+class FastRequest:
+    __slots__ = ("app", "method", "path", "query_string", "raw_headers", "body", "route",
+                 "_proto", "_store", "_headers", "_cookies")
+
+    def __init__(self, proto: FastProtocol, app: web.Application, path: str,
+                 query_string: str, raw_headers: tuple[tuple[bytes, bytes], ...],
+                 route: str) -> None:
+        self.app = app
+        self.method = "POST"  # the only method the fast lane takes
+        self.path = path
+        self.query_string = query_string
+        self.raw_headers = raw_headers  # as aiohttp's: (name, value) bytes pairs
+        self.body = b""
+        self.route = route  # the metrics label: the registered path
+        self._proto = proto
+        self._store: dict[Any, Any] = {}
+        self._headers: CIMultiDictProxy[str] | None = None
+        self._cookies: dict[str, str] | None = None
+
+    # request-scoped storage, like web.Request's
+    def __getitem__(self, key: Any) -> Any:
+        return self._store[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._store[key] = value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._store.get(key, default)
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """Built on first use: the relay itself passes raw_headers on untouched."""
+        if self._headers is None:
+            # decoded the way aiohttp's parser decodes them
+            self._headers = CIMultiDictProxy(CIMultiDict(
+                (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+                for k, v in self.raw_headers))
+        return self._headers
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            jar: SimpleCookie = SimpleCookie()
+            try:
+                jar.load(self.headers.get("Cookie", ""))
+            except Exception:  # noqa: BLE001 - a broken Cookie header is no cookie
+                pass
+            self._cookies = {k: m.value for k, m in jar.items()}
+        return self._cookies
+
+    @property
+    def remote(self) -> str | None:
+        peer = self._proto.transport.get_extra_info("peername") if self._proto.transport else None
+        if isinstance(peer, (list, tuple)) and peer:
+            return str(peer[0])
+        return None
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        return self._proto.transport
+
+    def stream(self, status: int, headers: list[tuple[str, str]],
+               length: int | None) -> FastSink:
+        return FastSink(self._proto, status, headers, length)
+
+
+class FastSink:
+    """A streamed reply on the fast lane: head on the first write, then the body as it
+    comes, chunked unless the length is known. Same methods as forward()'s aiohttp sink."""
+
+    __slots__ = ("_proto", "status", "_headers", "_length", "_chunked")
+
+    def __init__(self, proto: FastProtocol, status: int, headers: list[tuple[str, str]],
+                 length: int | None) -> None:
+        self._proto = proto
+        self.status = status
+        self._headers = headers
+        self._length = length
+        self._chunked = length is None
+
+    async def start(self) -> None:
+        framing = (b"Transfer-Encoding: chunked\r\n" if self._chunked
+                   else b"Content-Length: %d\r\n" % self._length)
+        self._proto.started = True
+        await self._proto.send(head_bytes(self.status, self._headers, self._proto.closing,
+                                          framing))
+
+    async def write(self, chunk: bytes) -> None:
+        if self._chunked:
+            chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        await self._proto.send(chunk)
+
+    async def end(self) -> None:
+        if self._chunked:
+            await self._proto.send(b"0\r\n\r\n")
+
+    def abort(self) -> None:
+        """A reply cut mid-body: drop the connection so the client sees it incomplete."""
+        self._proto.abort()
+
+    @property
+    def result(self) -> Streamed:
+        return Streamed(self.status)

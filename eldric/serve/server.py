@@ -1,0 +1,94 @@
+"""FastServer: one role's listening socket on the fast lane, its connections, its drain."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from eldric import keys
+from eldric.serve.protocol import FastProtocol
+from eldric.tasks import cancel, spawn
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+# The role's fast routes: path -> handler (POST only); see fast_post().
+FAST_ROUTES: web.AppKey[dict[str, Handler]] = web.AppKey("eldric_fast_routes")
+
+# Like aiohttp's: an idle keep-alive connection is closed after this long.
+KEEPALIVE_TIMEOUT = 75.0
+
+
+def fast_post(app: web.Application, path: str, handler: Handler) -> None:
+    """Route POST `path` to `handler` on both servers: aiohttp (every connection it owns)
+    and the fast lane. The handler must use only what FastRequest offers."""
+    app.router.add_post(path, handler)
+    if FAST_ROUTES not in app:
+        app[FAST_ROUTES] = {}
+    app[FAST_ROUTES][path] = handler
+
+
+def fast_routes(app: web.Application) -> dict[bytes, tuple[Handler, str]]:
+    """The routes that may take the lane. None when the app has a middleware of its own
+    (CORS, a plugin's): that middleware runs only on aiohttp, so everything goes there."""
+    routes = app.get(FAST_ROUTES) or {}
+    if len(app.middlewares) != 1:
+        return {}  # every request is handed over (after the malformed-head check)
+    return {path.encode("latin-1"): (handler, path) for path, handler in routes.items()}
+
+
+class FastServer:
+    def __init__(self, app: web.Application, runner: web.AppRunner,
+                 routes: dict[bytes, tuple[Handler, str]]) -> None:
+        cfg = app[keys.CONFIG]
+        self.app = app
+        self.routes = routes
+        self.aiohttp = runner.server  # makes aiohttp's per-connection protocol
+        self.max_body = cfg.max_body_bytes
+        self.body_timeout = cfg.body_timeout_ms / 1000
+        self.loop = asyncio.get_running_loop()
+        self.conns: set[FastProtocol] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
+        self._server = await self.loop.create_server(lambda: FastProtocol(self), sock=sock,
+                                                     ssl=ssl_context, backlog=1024)
+        self._sweeper = spawn(self._sweep(), name="fast-lane-keepalive")
+
+    async def _sweep(self) -> None:
+        """Close keep-alive connections idle for KEEPALIVE_TIMEOUT (one timer for all of
+        them, not one per request)."""
+        while True:
+            await asyncio.sleep(min(5.0, KEEPALIVE_TIMEOUT / 4))
+            limit = self.loop.time() - KEEPALIVE_TIMEOUT
+            for conn in list(self.conns):
+                if conn.idle and conn.last_active < limit and conn.transport:
+                    conn.transport.close()
+
+    def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def drain(self, timeout: float) -> None:
+        """Let replies in progress finish (within `timeout`), close idle connections now,
+        then cut whatever is left."""
+        if self._sweeper is not None:
+            await cancel(self._sweeper)
+        deadline = self.loop.time() + timeout
+        while self.conns:
+            for conn in list(self.conns):
+                conn.closing = True
+                if conn.idle and conn.transport is not None:
+                    conn.transport.close()
+            if self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.conns):
+            conn.abort()
+        if self._server is not None:
+            await self._server.wait_closed()

@@ -1,0 +1,267 @@
+"""The fast lane (eldric.serve) at the HTTP level: framing, keep-alive, pipelining, the
+hand-over to aiohttp, limits, back-pressure. Raw sockets against a real worker (and edge)
+in front of the fake vLLM server.
+
+Which lane answered is visible: aiohttp adds a `Server: Python/… aiohttp/…` header, the
+fast lane does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+
+from tests.conftest import run_eldric, url_of
+from tests.fakes.openai_server import KNOBS, MODELS
+
+CHAT = json.dumps({"model": MODELS[0], "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+
+def post(path: str = "/v1/chat/completions", body: bytes = CHAT, extra: bytes = b"",
+         version: bytes = b"HTTP/1.1") -> bytes:
+    return (b"POST %s %s\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%s\r\n%s" % (path.encode(), version, len(body), extra, body))
+
+
+GET_MODELS = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def read_reply(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 reply: status, headers (lower-case names), body (Content-Length or
+    chunked)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
+    elif headers.get("transfer-encoding") == "chunked":
+        parts = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).strip(), 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                break
+            parts.append(chunk[:-2])
+        body = b"".join(parts)
+    else:
+        body = b""
+    return status, headers, body
+
+
+def fast(headers: dict[str, str]) -> bool:
+    return "aiohttp" not in headers.get("server", "")
+
+
+async def _open(url: str):  # type: ignore[no-untyped-def]
+    host, port = url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+def _content(body: bytes) -> str:
+    return json.loads(body)["choices"][0]["message"]["content"]
+
+
+async def test_one_connection_mixes_both_lanes(fake_openai_server, tmp_path):
+    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server)) as urls:
+        reader, writer = await _open(urls["worker"])
+        writer.write(post())
+        status, h1, body = await read_reply(reader)
+        assert status == 200 and fast(h1)
+        assert _content(body) == " w0 w1 w2 w3 w4"
+        assert h1["x-request-id"] and h1["date"] and h1["content-type"].startswith("application/json")
+        # a route the lane does not take: the same connection goes over to aiohttp
+        writer.write(GET_MODELS)
+        status, h2, body = await read_reply(reader)
+        assert status == 200 and not fast(h2)
+        assert [m["id"] for m in json.loads(body)["data"]] == MODELS
+        # and aiohttp still serves the inference route on it
+        writer.write(post())
+        status, h3, body = await read_reply(reader)
+        assert status == 200 and not fast(h3) and _content(body) == " w0 w1 w2 w3 w4"
+        assert len({h1["x-request-id"], h2["x-request-id"], h3["x-request-id"]}) == 3
+        writer.close()
+
+
+async def test_pipelined_requests_are_answered_in_order(fake_openai_server, tmp_path):
+    knobs = fake_openai_server.app[KNOBS]
+    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server)) as urls:
+        reader, writer = await _open(urls["worker"])
+        bodies = [json.dumps({"model": MODELS[0], "n_seq": i,
+                              "messages": [{"role": "user", "content": "hi"}]}).encode()
+                  for i in range(3)]
+        # three requests in one write, then a pipelined hand-over behind a fast one
+        writer.write(b"".join(post(body=b) for b in bodies) + post() + GET_MODELS)
+        for _ in range(4):
+            status, headers, _ = await read_reply(reader)
+            assert status == 200 and fast(headers)
+        status, headers, body = await read_reply(reader)
+        assert status == 200 and not fast(headers) and b"object" in body
+        writer.close()
+    seqs = [json.loads(r["body"]).get("n_seq") for r in knobs.requests]
+    assert seqs[:3] == [0, 1, 2]  # sent upstream in the order they came
+
+
+async def test_what_the_lane_does_not_take_goes_to_aiohttp(fake_openai_server, tmp_path):
+    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server)) as urls:
+        # chunked request body
+        reader, writer = await _open(urls["worker"])
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"%x\r\n%s\r\n0\r\n\r\n" % (len(CHAT), CHAT))
+        status, headers, body = await read_reply(reader)
+        assert status == 200 and not fast(headers) and _content(body)
+        writer.close()
+        # Expect: 100-continue
+        reader, writer = await _open(urls["worker"])
+        writer.write(post(body=b"", extra=b"Expect: 100-continue\r\n")
+                     .replace(b"Content-Length: 0", b"Content-Length: %d" % len(CHAT)))
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim.startswith(b"HTTP/1.1 100")
+        writer.write(CHAT)
+        status, headers, body = await read_reply(reader)
+        assert status == 200 and _content(body)
+        writer.close()
+        # HTTP/1.0, an escaped path: aiohttp answers
+        for raw in (post(version=b"HTTP/1.0"), post(path="/v1/chat%2Fcompletions")):
+            reader, writer = await _open(urls["worker"])
+            writer.write(raw)
+            status, headers, body = await read_reply(reader)
+            assert status == 200 and not fast(headers) and _content(body), raw[:40]
+            writer.close()
+        # bare-LF lines: no blank CRLF line will come; aiohttp answers at once (400)
+        reader, writer = await _open(urls["worker"])
+        writer.write(post().replace(b"\r\n", b"\n"))
+        status, headers, _ = await read_reply(reader)
+        assert status == 400 and not fast(headers)
+        writer.close()
+
+
+async def test_limits_on_the_lane(fake_openai_server, tmp_path):
+    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server), max_body_size=4096,
+                          body_timeout=300) as urls:
+        # over the body limit: 413, OpenAI-shaped
+        reader, writer = await _open(urls["worker"])
+        writer.write(post(body=b"{" + b" " * 5000 + b"}"))
+        status, _, body = await read_reply(reader)
+        assert status == 413 and json.loads(body)["error"]["code"] == "request_too_large"
+        writer.close()
+        # a body that stops arriving: 408 after body_timeout, then the connection closes
+        reader, writer = await _open(urls["worker"])
+        writer.write(post()[:-10])
+        status, headers, body = await read_reply(reader)
+        assert status == 408 and fast(headers)
+        assert json.loads(body)["error"]["code"] == "body_timeout"
+        assert headers["connection"] == "close"
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        writer.close()
+        # Connection: close is honoured
+        reader, writer = await _open(urls["worker"])
+        writer.write(post(extra=b"Connection: close\r\n"))
+        status, headers, _ = await read_reply(reader)
+        assert status == 200 and fast(headers) and headers["connection"] == "close"
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        writer.close()
+        async with aiohttp.ClientSession() as s:
+            async with s.post(urls["worker"] + "/v1/chat/completions", data=CHAT) as r:
+                assert r.status == 200
+
+
+async def test_a_big_reply_to_a_slow_reader_arrives_whole(fake_openai_server, tmp_path):
+    """~450 KB, over the whole-body limit: streamed with back-pressure to a reader that
+    takes its time."""
+    fake_openai_server.app[KNOBS].tokens = 60_000
+    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server)) as urls:
+        host, port = urls["worker"].removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port), limit=4096)
+        writer.transport.set_write_buffer_limits(0)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+        writer.write(post())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert b" 200 " in head.split(b"\r\n")[0]
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        assert length > 256 * 1024
+        got = bytearray()
+        while len(got) < length:
+            got += await asyncio.wait_for(reader.read(16384), 5)
+            await asyncio.sleep(0.002)
+        assert len(got) == length
+        assert _content(bytes(got)).split()[-1] == "w59999"
+        writer.close()
+
+
+async def test_edge_lane_takes_the_cookie_and_passes_the_query(fake_openai_server, tmp_path):
+    """The edge's fast lane: a browser's cookie instead of a header, the query string
+    passed on, the client's credentials not."""
+    knobs = fake_openai_server.app[KNOBS]
+    async with run_eldric("edge", tmp_path, no_tls=True, http_port=0, bind="127.0.0.1",
+                          routers=url_of(fake_openai_server), api_key=["sk-cookie"]) as urls:
+        reader, writer = await _open(urls["edge"])
+        writer.write(post(path="/v1/chat/completions?trace=1",
+                          extra=b"Cookie: theme=dark; eldric_key=sk-cookie\r\n"))
+        status, headers, body = await read_reply(reader)
+        assert status == 200 and fast(headers) and _content(body)
+        assert headers["x-ratelimit-limit"]
+        writer.write(post(extra=b"Cookie: eldric_key=wrong\r\n"))
+        status, headers, body = await read_reply(reader)
+        assert status == 401 and fast(headers)
+        assert json.loads(body)["error"]["type"]
+        writer.close()
+    seen = knobs.requests[-1]
+    assert seen["query"] == "trace=1"
+    assert "Cookie" not in seen["headers"] and "Authorization" not in seen["headers"]
+
+
+async def test_a_malformed_head_gets_an_openai_error_on_every_role(fake_openai_server,
+                                                                  tmp_path):
+    """Not HTTP: one JSON 400 (not aiohttp's plain text), then the connection closes; on a
+    fast path and off it, on a role with fast routes and on one without (controller)."""
+    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server)) as w, \
+            run_eldric("controller", tmp_path, port=0, bind="127.0.0.1") as c:
+        for url in (w["worker"], c["controller"]):
+            for raw in (post(extra=b"Bad Header Line\r\n"),
+                        b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+                        b"GET /health HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"):
+                reader, writer = await _open(url)
+                writer.write(raw)
+                status, headers, body = await read_reply(reader)
+                assert status == 400, (url, raw[:30])
+                err = json.loads(body)["error"]
+                assert err["code"] == "bad_http_request" and "malformed" in err["message"]
+                assert headers["connection"] == "close"
+                assert await asyncio.wait_for(reader.read(), 2) == b""
+                writer.close()
+            async with aiohttp.ClientSession() as s:
+                async with s.get(url + "/health") as r:
+                    assert r.status == 200
+
+
+async def test_idle_keep_alive_connections_are_closed(fake_openai_server, tmp_path,
+                                                      monkeypatch):
+    from eldric.serve import server as fast_server
+
+    monkeypatch.setattr(fast_server, "KEEPALIVE_TIMEOUT", 0.4)
+    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server)) as urls:
+        reader, writer = await _open(urls["worker"])
+        writer.write(post())
+        status, headers, _ = await read_reply(reader)
+        assert status == 200 and fast(headers) and "connection" not in headers
+        # half a head and then silence is no excuse either
+        writer.write(b"POST /v1/chat/compl")
+        assert await asyncio.wait_for(reader.read(), 3) == b""
+        writer.close()
