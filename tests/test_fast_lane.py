@@ -265,3 +265,21 @@ async def test_idle_keep_alive_connections_are_closed(fake_openai_server, tmp_pa
         writer.write(b"POST /v1/chat/compl")
         assert await asyncio.wait_for(reader.read(), 3) == b""
         writer.close()
+
+
+def test_raw_headers_read_like_aiohttps():
+    from eldric.serve.request import RawHeaders
+
+    h = RawHeaders(((b"Host", b"x"), (b"X-Request-ID", b"abc"), (b"cookie", b"a=1"),
+                    (b"Cookie", b"b=2"), (b"X-Name", "zoë".encode())))
+    assert h.get("x-request-id") == "abc" and h["HOST"] == "x" and h["x-name"] == "zoë"
+    assert "COOKIE" in h and "nope" not in h and h.get("nope", "d") == "d"
+    assert h.getall("Cookie") == ["a=1", "b=2"]
+    assert h.items()[2:4] == [("cookie", "a=1"), ("Cookie", "b=2")]
+    assert len(h) == 5
+    try:
+        h["nope"]
+    except KeyError:
+        pass
+    else:
+        raise AssertionError("a missing header must raise KeyError")

@@ -9,10 +9,9 @@ an AttributeError in a test, not a silent difference.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator, Mapping
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
-
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from eldric.serve.reply import Streamed, head_bytes
 
@@ -38,7 +37,7 @@ class FastRequest:
         self.route = route  # the metrics label: the registered path
         self._proto = proto
         self._store: dict[Any, Any] = {}
-        self._headers: CIMultiDictProxy[str] | None = None
+        self._headers: RawHeaders | None = None
         self._cookies: dict[str, str] | None = None
 
     # request-scoped storage, like web.Request's
@@ -52,13 +51,9 @@ class FastRequest:
         return self._store.get(key, default)
 
     @property
-    def headers(self) -> CIMultiDictProxy[str]:
-        """Built on first use: the relay itself passes raw_headers on untouched."""
+    def headers(self) -> RawHeaders:
         if self._headers is None:
-            # decoded the way aiohttp's parser decodes them
-            self._headers = CIMultiDictProxy(CIMultiDict(
-                (k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-                for k, v in self.raw_headers))
+            self._headers = RawHeaders(self.raw_headers)
         return self._headers
 
     @property
@@ -86,6 +81,49 @@ class FastRequest:
     def stream(self, status: int, headers: list[tuple[str, str]],
                length: int | None) -> FastSink:
         return FastSink(self._proto, status, headers, length)
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")  # as aiohttp's parser decodes them
+
+
+class RawHeaders(Mapping[str, str]):
+    """The request headers, read-only and case-insensitive like aiohttp's, looked up in
+    the raw pairs: the handlers ask for two or three names, so building a multidict of
+    all of them would cost more than it saves."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: tuple[tuple[bytes, bytes], ...]) -> None:
+        self._raw = raw
+
+    def getall(self, name: str) -> list[str]:
+        want = name.lower().encode("latin-1")
+        n = len(want)
+        return [_text(v) for k, v in self._raw if len(k) == n and k.lower() == want]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        want = name.lower().encode("latin-1")
+        n = len(want)
+        for k, v in self._raw:
+            if len(k) == n and k.lower() == want:
+                return _text(v)
+        return default
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return (_text(k) for k, _ in self._raw)
+
+    def items(self) -> list[tuple[str, str]]:  # type: ignore[override]
+        return [(_text(k), _text(v)) for k, v in self._raw]  # repeated names kept
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 class FastSink:
