@@ -77,7 +77,9 @@ def head_bytes(status: int, headers, close: bool, framing: bytes) -> bytes:  # t
     for name, value in headers:
         if name.lower() in _OWN:
             continue
-        parts.append(f"{name}: {value}\r\n".encode("latin-1", "replace"))
+        if "\n" in value or "\r" in value:  # never let a value start a header of its own
+            value = value.replace("\r", " ").replace("\n", " ")
+        parts.append(f"{name}: {value}\r\n".encode())  # UTF-8, as aiohttp sends them
     parts.append(_date.get())
     parts.append(framing)
     if close:
@@ -86,7 +88,7 @@ def head_bytes(status: int, headers, close: bool, framing: bytes) -> bytes:  # t
     return b"".join(parts)
 
 
-def whole(resp: Reply | web.Response, close: bool, head_only: bool = False) -> bytes:
+def whole(resp: Reply | web.Response, close: bool) -> bytes:
     """A whole reply as bytes: a Reply, or a web.Response with a bytes body (the error and
     JSON replies the middleware and handlers make)."""
     body = resp.body
@@ -94,4 +96,4 @@ def whole(resp: Reply | web.Response, close: bool, head_only: bool = False) -> b
         raise TypeError(f"fast lane cannot send a {type(body).__name__} body")
     head = head_bytes(resp.status, resp.headers.items() if isinstance(resp, web.Response)
                       else resp.headers, close, b"Content-Length: %d\r\n" % len(body))
-    return head if head_only else head + body
+    return head + body

@@ -338,3 +338,18 @@ async def test_router_health_and_detail(workers, tmp_path):
             assert sorted(u["healthy"] for u in detail["upstreams"]) == [False, True]
             assert detail["upstream_counts"] == {"healthy": 1, "unhealthy": 1}
             assert detail["role"] == "router" and detail["uptime_seconds"] > 0
+
+
+async def test_an_upstream_message_with_line_breaks_stays_inside_one_header(workers, tmp_path):
+    """The route reason quotes the failed attempt's message, which an upstream wrote: it
+    must not break the reply's head (no injected header, no 500)."""
+    (_, ua, ka), (_, ub, _) = await workers("bad\r\nX-Injected: 1"), await workers("b")
+    ka.fail_status = 500
+    async with router(tmp_path, [ua, ub], strategy="round_robin",
+                      health_interval=60000) as urls:
+        async with aiohttp.ClientSession() as s:
+            results = [await _ask(s, urls["router"]) for _ in range(4)]
+    assert [st for st, _, _ in results] == [200] * 4
+    reasons = [h["X-Eldric-Route-Reason"] for _, h, _ in results]
+    assert any("bad X-Injected: 1 failing" in r for r in reasons), reasons
+    assert all("X-Injected" not in h for _, h, _ in results)

@@ -91,7 +91,9 @@ async def _try(request: web.Request, rs: RouterState, body: bytes, model: str,
             reason = f"{reason}; waited for a free slot"
         tried.add(worker.id)
         if attempt:
-            reason = f"{reason}; attempt {attempt + 1} after {failures[-1]}"
+            # the failure text may be an upstream's own message: one line, bounded
+            after = " ".join(failures[-1].split())[:300]
+            reason = f"{reason}; attempt {attempt + 1} after {after}"
         metrics.selections.labels(role, strategy.name, worker.id).inc()
         headers = {"X-Eldric-Worker": worker.id, "X-Eldric-Strategy": strategy.name,
                    "X-Eldric-Route-Reason": reason, "X-Eldric-Model": model}
