@@ -83,6 +83,8 @@ def summary(results: dict, primary64: str) -> dict:
         "edge_hop_added_ttft_p50_ms_c1": {e: round(ttft(results[e]) - ttft(r), 3)
                                           for e in EDGES},
         "edge_over_router_rps_c64": {e: _rps_ratio(results[e], r) for e in EDGES},
+        # the throughput target: the 3-hop chain against one nginx hop (>= 0.25)
+        "chain_over_nginx_rps_c64": {e: _rps_ratio(results[e], n) for e in EDGES},
         "primary_c64": primary64,
     }
     cpu = {}
@@ -142,6 +144,14 @@ def summary_text(s: dict, results: dict) -> str:
             f"{k} {v:.3f}" for k, v in s["edge_over_router_rps_c64"]["edge_tls"].items())
         + f"   (primary: {s['primary_c64'].removeprefix('c64_')})",
     ]
+    ch = s["chain_over_nginx_rps_c64"]
+    hops = {"worker": a["worker"], "router": ra, "edge": ea["edge"], "edge (HTTPS)": ea["edge_tls"]}
+    lines.append(
+        "targets: 3-hop chain / nginx one hop rps at c=64 (>= 0.25): HTTP "
+        + ", ".join(f"{k} {v:.3f}" for k, v in ch["edge"].items()) + "; HTTPS "
+        + ", ".join(f"{k} {v:.3f}" for k, v in ch["edge_tls"].items())
+        + "; added p50 per hop at c=1 (<= 0.5 ms): "
+        + ", ".join(f"{k} {v:.3f} ms" for k, v in hops.items()))
     c = s["cpu_c64"]
     lines.append(
         f"server CPU per request at c=64 ({c['source'].removeprefix('c64_')} run): "
