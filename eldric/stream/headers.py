@@ -16,9 +16,15 @@ HOP_BY_HOP = frozenset({
 _DROP_UPSTREAM = HOP_BY_HOP | {"host", "content-length", "authorization", "x-api-key",
                                "cookie", "accept-encoding", "x-request-id", "expect"}
 
-# Not passed back to the client: aiohttp frames the reply itself, and this hop sets its own
-# X-Request-ID (the same id) and Date/Server.
-_DROP_DOWNSTREAM = HOP_BY_HOP | {"content-length", "x-request-id", "date", "server"}
+# Not passed back to the client: the server frames the reply itself, and this hop sets its
+# own X-Request-ID (the same id) and Date/Server. A backend's CORS headers stay behind too
+# (llama.cpp's server allows every origin by default): whether a browser on another site
+# may read a reply is the edge's decision (its cors_origins), not a backend's.
+_DROP_DOWNSTREAM = HOP_BY_HOP | {
+    "content-length", "x-request-id", "date", "server",
+    "access-control-allow-origin", "access-control-allow-credentials",
+    "access-control-allow-methods", "access-control-allow-headers",
+    "access-control-expose-headers", "access-control-max-age"}
 
 
 _DROP_UPSTREAM_RAW = frozenset(n.encode() for n in _DROP_UPSTREAM)
@@ -27,7 +33,7 @@ _DROP_UPSTREAM_RAW = frozenset(n.encode() for n in _DROP_UPSTREAM)
 def upstream_header_block(raw: Iterable[tuple[bytes, bytes]], request_id: str,
                           extra: Mapping[str, str] | None = None) -> bytes:
     """The header lines sent upstream, encoded, straight from the client's raw headers
-    (aiohttp's parser has already refused CR/LF in them): nothing decoded, nothing
+    (llhttp, on either lane, has already refused CR/LF in them): nothing decoded, nothing
     re-encoded. `extra` (the upstream's own credentials) replaces same-named headers."""
     drop = _DROP_UPSTREAM_RAW
     if extra:

@@ -25,7 +25,9 @@ def test_extra_headers_cannot_smuggle_lines():
 def test_downstream_headers_keep_content_headers_only():
     up = {"Content-Type": "text/event-stream", "Content-Length": "5", "Connection": "close",
           "Transfer-Encoding": "chunked", "Date": "x", "Server": "uvicorn",
-          "X-Request-ID": "other", "Cache-Control": "no-cache", "Content-Encoding": "gzip"}
+          "X-Request-ID": "other", "Cache-Control": "no-cache", "Content-Encoding": "gzip",
+          "Access-Control-Allow-Origin": "*", "access-control-allow-credentials": "true",
+          "Access-Control-Expose-Headers": "X-Secret"}
     assert dict(downstream_headers(up.items())) == {
         "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
         "Content-Encoding": "gzip"}
