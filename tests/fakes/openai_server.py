@@ -43,7 +43,13 @@ async def _record(request: web.Request) -> tuple[Knobs, dict]:
     raw = await request.read()
     knobs.requests.append({"path": request.path, "headers": dict(request.headers),
                            "body": raw, "query": request.query_string})
-    return knobs, json.loads(raw) if raw else {}
+    try:
+        return knobs, json.loads(raw) if raw else {}
+    except ValueError:  # bad JSON or bad UTF-8: vLLM answers 400, as OpenAI does
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": {"message": "could not decode the JSON body",
+                                       "type": "BadRequestError", "param": None, "code": 400}}),
+            content_type="application/json") from None
 
 
 async def models(request: web.Request) -> web.Response:

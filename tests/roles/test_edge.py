@@ -232,6 +232,14 @@ async def test_tls_with_a_test_ca_and_the_openai_sdk(tmp_path):
                                         http_client=http)
             reply = await client.chat.completions.create(**CHAT)
             assert reply.choices[0].message.content.startswith("The quick")
+            # On the same TLS connection: a route off the fast lane (the connection goes
+            # over to aiohttp mid-stream of TLS records), then chat and a stream again.
+            assert [m.id async for m in client.models.list()] == ["eldric-mock"]
+            again = await client.chat.completions.create(**CHAT)
+            assert again.choices[0].message.content == reply.choices[0].message.content
+            parts = [c.choices[0].delta.content or "" async for c in
+                     await client.chat.completions.create(**CHAT, stream=True) if c.choices]
+            assert "".join(parts) == reply.choices[0].message.content
             await client.close()
             untrusting = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key="sk-tls",
                                             max_retries=0)
