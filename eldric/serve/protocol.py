@@ -185,7 +185,7 @@ class FastProtocol(asyncio.Protocol):
             self._body_timer = None
         need = self.need
         if need:
-            body = bytes(self.buf[:need])
+            body = bytes(memoryview(self.buf)[:need])  # one copy (the view is gone before del)
             del self.buf[:need]
             self._parser.feed_data(body)  # keeps the parser in step for the next request
             req.body = body
