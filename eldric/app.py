@@ -1,6 +1,8 @@
 """Make one aiohttp app per chosen role and run them all in one uvloop event loop.
 
 Each role gets its own app and port but shares the process's bus and client session.
+Each port is served by the fast lane (eldric.serve): the role's hot POST routes are
+answered there, every other request goes to the app through aiohttp's own handler.
 SIGTERM/SIGINT: stop accepting, let in-flight requests (streams too) finish within the
 grace period, then close.
 """
