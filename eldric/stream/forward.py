@@ -26,7 +26,7 @@ from aiohttp import web
 from eldric import keys
 from eldric.bus import UpstreamState
 from eldric.errors import EldricError, error_json
-from eldric.serve.reply import Reply
+from eldric.serve.reply import Reply, Streamed
 from eldric.serve.request import FastRequest, FastSink
 from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_header_block
@@ -94,8 +94,12 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
                   tap: Tap | None = None, method: str | None = None,
                   query: str | None = None,
                   reply_headers: Mapping[str, str] | None = None,
-                  drop: Callable[[bytes], bool] | None = None) -> web.StreamResponse:
+                  drop: Callable[[bytes], bool] | None = None
+                  ) -> web.StreamResponse | Reply | Streamed:
     """Relay `body` to target+path and stream the reply back to the client.
+
+    On the fast lane (a FastRequest) a whole reply comes back as a Reply and a streamed
+    one, once sent, as Streamed; on aiohttp as web.Response / web.StreamResponse.
 
     ``rewrite`` (optional) returns the body to send instead; ``tap`` (optional) is called
     with every complete SSE event of the reply, read-only; ``reply_headers`` are added to
