@@ -333,3 +333,49 @@ async def test_fragments_and_mangled_heads_never_hang_or_fail(fake_openai_server
         async with aiohttp.ClientSession() as s:
             async with s.post(urls["worker"] + "/v1/chat/completions", data=CHAT) as r:
                 assert r.status == 200
+
+
+async def test_a_big_reply_cut_by_the_backend_is_cut_for_the_client(tmp_path):
+    """A JSON reply too big to buffer is relayed as it comes; when the backend dies in the
+    middle of it, the client's connection is dropped (an incomplete body, never one that
+    looks whole), and the worker serves on."""
+    size = 400_000
+
+    async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            if head.startswith(b"GET"):
+                body = json.dumps({"object": "list", "data": [
+                    {"id": MODELS[0], "object": "model", "owned_by": "vllm"}]}).encode()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+                continue
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n{\"x\": \"" % size + b"y" * 100_000)
+            await writer.drain()
+            writer.close()
+            return
+
+    server = await asyncio.start_server(backend, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                              backend_url=f"http://127.0.0.1:{port}") as urls:
+            reader, writer = await _open(urls["worker"])
+            writer.write(post())
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: %d" % size in head
+            rest = await asyncio.wait_for(reader.read(), 5)  # up to the close
+            assert 100_000 <= len(rest) < size
+            writer.close()
+            async with aiohttp.ClientSession() as s:  # still serving (the next reply too)
+                async with s.get(urls["worker"] + "/health") as r:
+                    assert r.status in (200, 503)
+    finally:
+        server.close()
