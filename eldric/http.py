@@ -45,7 +45,7 @@ def _request_id(request: web.Request) -> str:
 
 def _route_of(request: web.Request) -> str:
     if type(request) is FastRequest:
-        return request.route
+        return request.path  # the fast lane takes registered paths only
     info = request.match_info.route.resource
     return info.canonical if info is not None else "unmatched"
 

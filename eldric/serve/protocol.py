@@ -52,7 +52,7 @@ def _check(head: bytes) -> None:
 class FastProtocol(asyncio.Protocol):
     __slots__ = ("server", "transport", "buf", "req", "need", "task", "started", "closing",
                  "keep_alive", "last_active", "_parser", "_headers", "_length", "_odd",
-                 "_drain", "_paused", "_reading_paused", "_body_timer", "_route")
+                 "_drain", "_paused", "_reading_paused", "_body_timer", "_handler")
 
     def __init__(self, server: FastServer) -> None:
         self.server = server
@@ -73,7 +73,7 @@ class FastProtocol(asyncio.Protocol):
         self._paused = False
         self._reading_paused = False
         self._body_timer: asyncio.TimerHandle | None = None
-        self._route = None
+        self._handler = None  # the fast route of the request being read
 
     # ------------------------------------------------------------------ asyncio callbacks
 
@@ -171,10 +171,10 @@ class FastProtocol(asyncio.Protocol):
             raise _HandOver
         self.keep_alive = self._parser.should_keep_alive()
         del buf[:end + 4]
-        self.req = FastRequest(self, self.server.app, route[1],
-                               query.decode("latin-1"), tuple(self._headers), route[1])
+        self.req = FastRequest(self, self.server.app, route[1], query.decode("latin-1"),
+                               self._headers)
         self.need = self._length
-        self._route = route[0]
+        self._handler = route[0]
         return True
 
     def _dispatch(self) -> None:
@@ -191,7 +191,7 @@ class FastProtocol(asyncio.Protocol):
             req.body = body
         self.req = None
         self.need = 0
-        self.task = self.server.loop.create_task(self._run(req, self._route))
+        self.task = self.server.loop.create_task(self._run(req, self._handler))
 
     def _body_timed_out(self) -> None:
         """The body did not arrive in time (slow loris): 408, then close."""

@@ -9,7 +9,7 @@ an AttributeError in a test, not a silent difference.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 
@@ -22,19 +22,17 @@ if TYPE_CHECKING:
 
 
 class FastRequest:
-    __slots__ = ("app", "method", "path", "query_string", "raw_headers", "body", "route",
+    __slots__ = ("app", "method", "path", "query_string", "raw_headers", "body",
                  "_proto", "_store", "_headers", "_cookies")
 
     def __init__(self, proto: FastProtocol, app: web.Application, path: str,
-                 query_string: str, raw_headers: tuple[tuple[bytes, bytes], ...],
-                 route: str) -> None:
+                 query_string: str, raw_headers: Sequence[tuple[bytes, bytes]]) -> None:
         self.app = app
         self.method = "POST"  # the only method the fast lane takes
-        self.path = path
+        self.path = path  # exactly a registered route, so it is the metrics label too
         self.query_string = query_string
         self.raw_headers = raw_headers  # as aiohttp's: (name, value) bytes pairs
         self.body = b""
-        self.route = route  # the metrics label: the registered path
         self._proto = proto
         self._store: dict[Any, Any] = {}
         self._headers: RawHeaders | None = None
@@ -94,7 +92,7 @@ class RawHeaders(Mapping[str, str]):
 
     __slots__ = ("_raw",)
 
-    def __init__(self, raw: tuple[tuple[bytes, bytes], ...]) -> None:
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
         self._raw = raw
 
     def getall(self, name: str) -> list[str]:
