@@ -16,12 +16,7 @@ _TYPE_BY_STATUS = {
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
-    405: "invalid_request_error",
     408: "timeout_error",
-    409: "invalid_request_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    422: "invalid_request_error",
     429: "rate_limit_error",
 }
 
@@ -50,10 +45,10 @@ def error_json(status: int, message: str, *, type: str | None = None,
 
 
 class EldricError(Exception):
-    """Base of every error rendered to a client. Subclasses fix status/type/code."""
+    """Base of every error rendered to a client. Subclasses fix status and code; the
+    OpenAI "type" follows from the status (error_type_for)."""
 
     status = 500
-    type = "api_error"
     code: str | None = "internal_error"
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None,
@@ -65,29 +60,24 @@ class EldricError(Exception):
             self.code = code
         if status is not None:
             self.status = status
-            self.type = error_type_for(status)
         self.headers = headers or {}
 
     def body(self) -> bytes:
-        return error_json(self.status, self.message, type=self.type, param=self.param,
-                          code=self.code)
+        return error_json(self.status, self.message, param=self.param, code=self.code)
 
 
 class BadRequest(EldricError):
     status = 400
-    type = "invalid_request_error"
     code = "invalid_request"
 
 
 class Unauthorized(EldricError):
     status = 401
-    type = "authentication_error"
     code = "invalid_api_key"
 
 
 class NotFound(EldricError):
     status = 404
-    type = "not_found_error"
     code = "not_found"
 
 
@@ -95,33 +85,18 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
-class PayloadTooLarge(EldricError):
-    status = 413
-    type = "invalid_request_error"
-    code = "request_too_large"
-
-
 class RateLimited(EldricError):
     status = 429
-    type = "rate_limit_error"
     code = "rate_limit_exceeded"
-
-
-class BadGateway(EldricError):
-    status = 502
-    type = "api_error"
-    code = "bad_gateway"
 
 
 class UpstreamUnavailable(EldricError):
     status = 503
-    type = "api_error"
     code = "upstream_unavailable"
 
 
 class UpstreamTimeout(EldricError):
     status = 504
-    type = "api_error"
     code = "upstream_timeout"
 
 

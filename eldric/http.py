@@ -141,5 +141,10 @@ async def read_body(request: web.Request) -> bytes:
         async with asyncio.timeout(cfg.body_timeout_ms / 1000):
             return await request.read()
     except TimeoutError:
-        raise EldricError(f"the request body did not arrive within {cfg.body_timeout_ms} ms",
-                          status=408, code="body_timeout") from None
+        raise body_timeout(cfg.body_timeout_ms) from None
+
+
+def body_timeout(ms: int) -> EldricError:
+    """The 408 for a body that did not arrive in time (on either lane)."""
+    return EldricError(f"the request body did not arrive within {ms} ms", status=408,
+                       code="body_timeout")

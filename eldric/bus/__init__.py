@@ -25,7 +25,6 @@ class Bus:
         self.events = Events()
         self.metrics = Metrics()
         self.upstreams: dict[str, UpstreamState] = {}
-        self.started = time.time()
         self.roles: list[str] = []  # every role running in this process
 
     # ---------------------------------------------------------------- upstream registry
@@ -39,7 +38,7 @@ class Bus:
             # Read at scrape time: no gauge update on every request.
             self.metrics.upstream_active.labels(role, id).set_function(lambda: up.active)
             self.events.emit("upstream_added", upstream=id, url=url, role=role)
-        elif up.url != url:
+        else:
             up.url = url
         return up
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import httptools
 import structlog
 
-from eldric.errors import EldricError, error_json
-from eldric.http import middleware
+from eldric.errors import error_json
+from eldric.http import body_timeout, middleware
 from eldric.serve.reply import Reply, whole
 from eldric.serve.request import FastRequest
 
@@ -133,7 +133,7 @@ class FastProtocol(asyncio.Protocol):
                 return
             if len(self.buf) < self.need:
                 if self._body_timer is None:
-                    self._body_timer = self.server.loop.call_later(self.server.body_timeout,
+                    self._body_timer = self.server.loop.call_later(self.server.body_timeout_ms / 1000,
                                                                    self._body_timed_out)
                 return
             self._dispatch()
@@ -201,11 +201,10 @@ class FastProtocol(asyncio.Protocol):
             return
         self.req = None
         self.closing = True
-        seconds = self.server.body_timeout
+        error = body_timeout(self.server.body_timeout_ms)
 
         async def refuse(_request: FastRequest) -> None:
-            raise EldricError(f"the request body did not arrive within {seconds * 1000:g} ms",
-                              status=408, code="body_timeout")
+            raise error
 
         self.task = self.server.loop.create_task(self._run(req, refuse))
 

@@ -8,7 +8,6 @@ an AttributeError in a test, not a silent difference.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Mapping, Sequence
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
@@ -71,10 +70,6 @@ class FastRequest:
         if isinstance(peer, (list, tuple)) and peer:
             return str(peer[0])
         return None
-
-    @property
-    def transport(self) -> asyncio.Transport | None:
-        return self._proto.transport
 
     def stream(self, status: int, headers: list[tuple[str, str]],
                length: int | None) -> FastSink:

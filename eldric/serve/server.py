@@ -27,13 +27,11 @@ def fast_post(app: web.Application, path: str, handler: Handler) -> None:
     """Route POST `path` to `handler` on both servers: aiohttp (every connection it owns)
     and the fast lane. The handler must use only what FastRequest offers."""
     app.router.add_post(path, handler)
-    if FAST_ROUTES not in app:
-        app[FAST_ROUTES] = {}
-    app[FAST_ROUTES][path] = handler
+    app.setdefault(FAST_ROUTES, {})[path] = handler
 
 
 def fast_routes(app: web.Application) -> dict[bytes, tuple[Handler, str]]:
-    """The routes that may take the lane. None when the app has a middleware of its own
+    """The routes that may take the lane; none when the app has a middleware of its own
     (CORS, a plugin's): that middleware runs only on aiohttp, so everything goes there."""
     routes = app.get(FAST_ROUTES) or {}
     if len(app.middlewares) != 1:
@@ -49,7 +47,7 @@ class FastServer:
         self.routes = routes
         self.aiohttp = runner.server  # makes aiohttp's per-connection protocol
         self.max_body = cfg.max_body_bytes
-        self.body_timeout = cfg.body_timeout_ms / 1000
+        self.body_timeout_ms = cfg.body_timeout_ms
         self.loop = asyncio.get_running_loop()
         self.conns: set[FastProtocol] = set()
         self._server: asyncio.AbstractServer | None = None

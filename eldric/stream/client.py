@@ -132,7 +132,6 @@ class _Conn(asyncio.Protocol):
         self.paused = False
         self.keep_alive = True
         self.idle_since = 0.0
-        self.used = 0
         self.head_only = False
         # One timer per request, re-armed lazily: data arrival only stamps last_data, and
         # the timer, when it fires, checks whether the upstream was really silent. This
@@ -212,7 +211,6 @@ class _Conn(asyncio.Protocol):
         self.response = response
         self.head_only = head_only
         self.head_waiter = self.loop.create_future()
-        self.used += 1
         self.got_body = False
         self.first_timeout = first_timeout
         self.idle_timeout = idle_timeout

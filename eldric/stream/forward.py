@@ -24,8 +24,8 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
-from eldric.bus import UpstreamState
-from eldric.errors import EldricError, error_json
+from eldric.bus import Bus, UpstreamState
+from eldric.errors import error_json
 from eldric.serve.reply import Reply, Streamed
 from eldric.serve.request import FastRequest, FastSink
 from eldric.stream import client
@@ -73,11 +73,20 @@ class UpstreamFailure(Exception):
         self.status = status  # what the client gets if nobody retries
         self.error_body = error_body  # OpenAI-shaped JSON
         self.retryable = kind != "status" or status >= 500 or status == 429
-        super().__init__(f"{upstream}: {message_of(error_body)}")
+        self.message = message_of(error_body)
+        super().__init__(f"{upstream}: {self.message}")
 
-    @property
-    def message(self) -> str:
-        return message_of(self.error_body)
+    @classmethod
+    def of(cls, upstream: str, kind: str, status: int, message: str) -> UpstreamFailure:
+        """A connect or timeout failure with eldric's own message."""
+        code = {"connect": "upstream_unavailable", "timeout": "upstream_timeout"}.get(kind)
+        return cls(upstream, kind, status, error_json(status, message, code=code))
+
+    def mark_down(self, bus: Bus, state: UpstreamState) -> None:
+        """Passive health: a connect error or timeout takes the upstream out at once; an
+        error status does not (the router counts those itself)."""
+        if self.kind != "status":
+            bus.mark(state, False, self.message)
 
     def response(self) -> web.Response:
         return web.Response(status=self.status, body=self.error_body,
@@ -85,8 +94,7 @@ class UpstreamFailure(Exception):
 
 
 def _failure(up: UpstreamState, kind: str, status: int, message: str) -> UpstreamFailure:
-    code = {"connect": "upstream_unavailable", "timeout": "upstream_timeout"}.get(kind)
-    return UpstreamFailure(up.id, kind, status, error_json(status, message, code=code))
+    return UpstreamFailure.of(up.id, kind, status, message)
 
 
 async def forward(request: web.Request, target: Target, path: str, body: bytes, *,
@@ -272,15 +280,12 @@ async def _relay(request: web.Request, resp: _AioSink | FastSink,
         return "cancelled", first_at
     if splitter is not None:
         splitter.close()
-    if filt is not None and (rest := filt.close()):
-        if not prepared:
-            await resp.start()
-            prepared = True
-            first_at = time.perf_counter()
-        await resp.write(rest)
-    if not prepared:
+    rest = filt.close() if filt is not None else b""  # an event the filter held back
+    if not prepared:  # an empty body, or all of it held by the filter
         await resp.start()
         first_at = time.perf_counter()
+    if rest:
+        await resp.write(rest)
     await resp.end()
     return "ok", first_at
 
@@ -324,4 +329,4 @@ def with_fields(**fields: object) -> Callable[[bytes], bytes]:
     return rewrite
 
 
-__all__ = ["EldricError", "Target", "Timeouts", "UpstreamFailure", "forward", "with_fields"]
+__all__ = ["Target", "Timeouts", "UpstreamFailure", "forward", "with_fields"]

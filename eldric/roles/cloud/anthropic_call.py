@@ -25,11 +25,6 @@ log = structlog.get_logger("eldric.cloud")
 _enc = msgspec.json.Encoder()
 
 
-def _fail(b: Backend, kind: str, status: int, message: str) -> UpstreamFailure:
-    code = "upstream_timeout" if kind == "timeout" else "upstream_unavailable"
-    return UpstreamFailure(b.state.id, kind, status, error_json(status, message, code=code))
-
-
 async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
                body: bytes) -> web.StreamResponse:
     try:
@@ -55,9 +50,10 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
                                                          data=_enc.encode(payload),
                                                          headers=headers, timeout=timeout)
         except TimeoutError:
-            raise _fail(b, "timeout", 504, f"backend {b.name} gave no reply in time") from None
+            raise UpstreamFailure.of(b.state.id, "timeout", 504,
+                                     f"backend {b.name} gave no reply in time") from None
         except (aiohttp.ClientError, OSError) as exc:
-            raise _fail(b, "connect", 503,
+            raise UpstreamFailure.of(b.state.id, "connect", 503,
                         f"backend {b.name} is unreachable: {type(exc).__name__}") from None
         async with resp:
             if resp.status in (401, 403):

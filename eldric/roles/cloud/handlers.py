@@ -88,8 +88,7 @@ async def inference(request: web.Request) -> web.StreamResponse:
         except UpstreamFailure as exc:
             cs.metrics.error(backend.name, model)
             failures.append(f"{backend.name}: {exc.message}")
-            if exc.kind != "status":
-                request.app[keys.BUS].mark(backend.state, False, exc.message)
+            exc.mark_down(request.app[keys.BUS], backend.state)
             if not exc.retryable:
                 return exc.response()
             log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
@@ -118,13 +117,17 @@ async def _openai(request: web.Request, cs: CloudState, b: Backend, model: str, 
             fields["stream_options"] = {"include_usage": True}
             drop = _is_usage_only
 
-    def tap(event: bytes) -> None:
-        data = _event_json(event)
-        if data is not None and b'"usage"' in data:
+    def count(data: bytes) -> None:
+        """Account the usage in one JSON reply or chunk, if it has any."""
+        if data[:1] == b"{" and b'"usage"' in data:
             holder = _usage_of(data)
             if holder is not None and holder.usage is not None:
                 cs.metrics.count_tokens(b.name, model, holder.usage.prompt_tokens,
                                         holder.usage.completion_tokens)
+
+    def tap(event: bytes) -> None:
+        if event.startswith(b"data: "):
+            count(event[6:])
 
     resp = await forward(request, Target(b.state, base, headers=b.auth_headers()), sub, body,
                          timeouts=cs.timeouts, rewrite=with_fields(**fields) if fields else None,
@@ -133,7 +136,7 @@ async def _openai(request: web.Request, cs: CloudState, b: Backend, model: str, 
     if resp.status in (401, 403) and not resp.prepared:
         raise key_refused(b, resp.status)
     if not head.stream and isinstance(resp, web.Response) and resp.status == 200 and resp.body:
-        tap(b"data: " + bytes(resp.body))  # a whole reply carries its usage too
+        count(bytes(resp.body))  # a whole reply carries its usage too
     if resp.status >= 400:
         cs.metrics.error(b.name, model)
     return resp

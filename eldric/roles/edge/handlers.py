@@ -102,11 +102,9 @@ async def _to_routers(request: web.Request, es: EdgeState, body: bytes,
             return await forward(request, Target(state, state.url), request.path, body,
                                  timeouts=es.timeouts, reply_headers=headers)
         except UpstreamFailure as exc:
+            # forward() raises only what another router may answer (retryable)
             failures.append(f"{state.id}: {exc.message}")
-            if exc.kind != "status":
-                bus.mark(state, False, exc.message)
-            if not exc.retryable:
-                return exc.response()
+            exc.mark_down(bus, state)
     if not failures:
         raise UpstreamUnavailable("no router is configured (--routers)")
     raise UpstreamUnavailable("every router failed: " + "; ".join(failures))

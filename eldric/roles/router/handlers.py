@@ -29,13 +29,10 @@ class _Full(Exception):
 
 
 async def inference(request: web.Request) -> web.StreamResponse:
-    """POST /v1/chat/completions, /v1/completions, /v1/embeddings (and other /v1/* with a
-    JSON body naming a model)."""
+    """POST /v1/chat/completions, /v1/completions, /v1/embeddings: their heads require a
+    model (other /v1/* paths are passthrough())."""
     body = await read_body(request)
-    kind = HEAD_BY_PATH.get(request.path, Head)
-    head = decode_head(body, kind)
-    if head.model is None:
-        return await _any_worker(request, body)
+    head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
     return await route(request, body, head.model)
 
@@ -52,9 +49,10 @@ async def route(request: web.Request, body: bytes, asked: str) -> web.StreamResp
             failures.append(f"{model}: no healthy worker serves it")
             continue
         tried_any = True
-        rewrite = with_fields(model=model) if model != asked else None
+        # a fallback or alias: the body names the model served, rewritten once per model
+        sent = with_fields(model=model)(body) if model != asked else body
         try:
-            resp = await _try(request, rs, body, model, candidates, rewrite, failures)
+            resp = await _try(request, rs, sent, model, candidates, failures)
         except _Full:
             raise UpstreamUnavailable(
                 f"every worker serving {model} is at its concurrency limit; waited "
@@ -72,7 +70,7 @@ async def route(request: web.Request, body: bytes, asked: str) -> web.StreamResp
 
 
 async def _try(request: web.Request, rs: RouterState, body: bytes, model: str,
-               candidates: list[Worker], rewrite, failures: list[str]) -> web.StreamResponse | None:  # type: ignore[no-untyped-def]
+               candidates: list[Worker], failures: list[str]) -> web.StreamResponse | None:
     """Up to max_attempts workers for one model, best first. None if all failed."""
     bus = request.app[keys.BUS]
     metrics = bus.metrics
@@ -99,7 +97,7 @@ async def _try(request: web.Request, rs: RouterState, body: bytes, model: str,
                    "X-Eldric-Route-Reason": reason, "X-Eldric-Model": model}
         try:
             return await forward(request, Target(worker.state, worker.url), request.path, body,
-                                 timeouts=rs.timeouts, rewrite=rewrite, reply_headers=headers)
+                                 timeouts=rs.timeouts, reply_headers=headers)
         except UpstreamFailure as exc:
             failures.append(f"{worker.id}: {exc.message}")
             metrics.retries.labels(role, worker.id).inc()
@@ -115,8 +113,8 @@ async def _try(request: web.Request, rs: RouterState, body: bytes, model: str,
 def _passive_mark(bus, rs: RouterState, worker: Worker, exc: UpstreamFailure) -> None:  # type: ignore[no-untyped-def]
     """A connection error or timeout takes a worker out at once; 5xx only after
     max_failures in a row (outlier detection); a 4xx or a 429 never."""
-    if exc.kind in ("connect", "timeout"):
-        bus.mark(worker.state, False, exc.message)
+    if exc.kind != "status":
+        exc.mark_down(bus, worker.state)
     elif exc.status >= 500 and worker.state.consecutive_failures >= rs.cfg.max_failures:
         bus.mark(worker.state, False,
                  f"{worker.state.consecutive_failures} failures in a row: {exc.message}")
@@ -154,7 +152,7 @@ async def _any_worker(request: web.Request, body: bytes) -> web.StreamResponse:
     if not live:
         raise UpstreamUnavailable("no healthy worker")
     failures: list[str] = []
-    resp = await _try(request, rs, body, "", live, None, failures)
+    resp = await _try(request, rs, body, "", live, failures)
     if resp is None:
         raise UpstreamUnavailable("every attempt failed: " + "; ".join(failures))
     return resp

@@ -26,8 +26,7 @@ async def _relay(request: web.Request, body: bytes) -> web.StreamResponse:
     try:
         resp = await forward(request, st.target, request.path, body, timeouts=st.timeouts)
     except UpstreamFailure as exc:
-        if exc.kind != "status":
-            request.app[keys.BUS].mark(st.upstream, False, exc.message)
+        exc.mark_down(request.app[keys.BUS], st.upstream)
         raise _as_error(st, exc) from None
     if not st.upstream.healthy and resp.status < 500:
         request.app[keys.BUS].mark(st.upstream, True)
