@@ -12,7 +12,6 @@ import asyncio
 import os
 import random
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -21,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.context import data_file
 from eldric.wire.cluster import Heartbeat, RegisterReply, WorkerInfo
 
 log = structlog.get_logger("eldric.cluster")
@@ -39,18 +39,32 @@ class Membership:
     api_key: str | None  # the cluster key the controller demands
     interval: float  # heartbeat period, seconds
     prefix: str  # "wrk-" | "cld-"
-    info: Callable[[], WorkerInfo]  # what to register with (id filled in here)
-    beat: Callable[[], Heartbeat]
+    tags: list[str]
     fixed_id: str | None = None
     worker_id: str | None = None
+
+    # ---------------------------------------------------------------- what is sent
+    # Both come from the role's own /health answer (app[keys.HEALTH], a WorkerHealth), so
+    # the controller sees what /health says.
+
+    def info(self) -> WorkerInfo:
+        """What to register with (the id is filled in by register())."""
+        h = self.app[keys.HEALTH](self.app)
+        return WorkerInfo(worker_type=h.worker_type, url=self.app[keys.ROLE].advertise_url,
+                          backend=h.backend, models=h.models, tags=list(self.tags),
+                          load=h.load, status=h.status, version=h.version)
+
+    def beat(self) -> Heartbeat:
+        h = self.app[keys.HEALTH](self.app)
+        return Heartbeat(status=h.status, load=h.load, models=h.models,
+                         active_requests=h.load.active_requests)
 
     # ---------------------------------------------------------------- identity
 
     def _id_file(self) -> str:
-        port = self.app[keys.ROLE].advertise_url.rsplit(":", 1)[-1]
         kind = self.prefix.rstrip("-")
         name = "worker" if kind == "wrk" else kind  # worker-8890.id, as before
-        return os.path.join(self.app[keys.PROCESS].data_dir, f"{name}-{port}.id")
+        return data_file(self.app, f"{name}.id")
 
     def load_id(self) -> str | None:
         """The id to use: fixed, or kept from an earlier run; standalone, a new one."""

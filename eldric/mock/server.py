@@ -15,6 +15,9 @@ import time
 import msgspec
 from aiohttp import web
 
+from eldric.bus.routes import json_response
+from eldric.errors import error_json
+
 MODEL = "eldric-mock"
 _counter = itertools.count(1)
 _enc = msgspec.json.Encoder()
@@ -39,9 +42,8 @@ MockConfigKey = web.AppKey("mock_config", dict)
 
 
 def _error(status: int, message: str) -> web.Response:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None,
-                      "code": None}}
-    return web.Response(status=status, body=_enc.encode(body), content_type="application/json")
+    return web.Response(status=status, body=error_json(status, message),
+                        content_type="application/json")
 
 
 async def _parse(request: web.Request) -> _Req | web.Response:
@@ -106,7 +108,7 @@ async def _generate(request: web.Request, req: _Req, *, chat: bool) -> web.Strea
         body = {"id": rid, "object": "chat.completion" if chat else "text_completion",
                 "created": created, "model": req.model, "choices": [choice],
                 "usage": _usage(req, n)}
-        return web.Response(body=_enc.encode(body), content_type="application/json")
+        return json_response(body)
 
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-cache"})
@@ -158,13 +160,13 @@ async def embeddings(request: web.Request) -> web.Response:
     tokens = sum(len(str(t).split()) for t in inputs)
     body = {"object": "list", "data": data, "model": req.model,
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-    return web.Response(body=_enc.encode(body), content_type="application/json")
+    return json_response(body)
 
 
 async def models(request: web.Request) -> web.Response:
     body = {"object": "list", "data": [{"id": MODEL, "object": "model", "created": 0,
                                         "owned_by": "eldric-mock"}]}
-    return web.Response(body=_enc.encode(body), content_type="application/json")
+    return json_response(body)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -12,6 +12,8 @@ import msgspec
 
 WorkerType = Literal["inference", "cloud", "data", "science", "training", "media", "comm"]
 Status = Literal["healthy", "degraded", "unhealthy", "offline"]
+# The routers' strategies: the router implements them, the controller stores the choice.
+Strategy = Literal["round_robin", "least_connections", "load_based", "latency_based", "random"]
 
 
 class Load(msgspec.Struct, omit_defaults=False):

@@ -353,3 +353,12 @@ async def test_an_upstream_message_with_line_breaks_stays_inside_one_header(work
     reasons = [h["X-Eldric-Route-Reason"] for _, h, _ in results]
     assert any("bad X-Injected: 1 failing" in r for r in reasons), reasons
     assert all("X-Injected" not in h for _, h, _ in results)
+
+
+def test_the_strategy_list_is_the_one_the_controller_checks():
+    from typing import get_args
+
+    from eldric.roles.router.strategies import STRATEGIES
+    from eldric.wire.cluster import Strategy
+
+    assert set(STRATEGIES) == set(get_args(Strategy))

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
-from eldric import __version__, keys
+from eldric import keys
 from eldric.cluster.membership import Membership
 from eldric.errors import ConfigError
 from eldric.registry import Role
@@ -20,7 +20,6 @@ from eldric.roles.cloud.providers import providers_with_keys
 from eldric.roles.cloud.state import CLOUD, CloudState
 from eldric.stream import Timeouts
 from eldric.tasks import cancel, spawn
-from eldric.wire.cluster import BackendInfo, Heartbeat, WorkerInfo
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -33,26 +32,9 @@ async def _every(app: web.Application, seconds: float) -> None:
 
 def _membership(app: web.Application) -> Membership:
     cs = app[CLOUD]
-
-    def status() -> str:
-        return cloud_health(app).status
-
-    def info() -> WorkerInfo:
-        health = cloud_health(app)
-        return WorkerInfo(worker_type="cloud", url=app[keys.ROLE].advertise_url,
-                          backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url,
-                                              healthy=health.backend.healthy),
-                          models=health.models, tags=list(cs.cfg.tags), load=health.load,
-                          status=health.status, version=__version__)
-
-    def beat() -> Heartbeat:
-        health = cloud_health(app)
-        return Heartbeat(status=status(), load=health.load, models=health.models,
-                         active_requests=health.load.active_requests)
-
     return Membership(app=app, controller_url=cs.cfg.controller_url, api_key=cs.cfg.api_key,
-                      interval=cs.cfg.heartbeat_interval_ms / 1000, prefix="cld-", info=info,
-                      beat=beat, fixed_id=cs.cfg.worker_id)
+                      interval=cs.cfg.heartbeat_interval_ms / 1000, prefix="cld-",
+                      tags=cs.cfg.tags, fixed_id=cs.cfg.worker_id)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
-from eldric.errors import BadRequest, error_json
+from eldric.errors import error_json
 from eldric.roles.cloud.anthropic import StreamTranslator, from_anthropic, map_error, to_anthropic
 from eldric.roles.cloud.backends import Backend, key_refused
 from eldric.roles.cloud.state import CloudState
@@ -26,13 +26,11 @@ _enc = msgspec.json.Encoder()
 
 
 async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
-               body: bytes) -> web.StreamResponse:
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
-    stream = bool(data.get("stream"))
-    include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
+               body: bytes, head) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+    """`head` is the chat head the handler decoded (the body is valid JSON by then)."""
+    data = msgspec.json.decode(body)
+    stream = head.stream
+    include_usage = bool(head.stream_options and head.stream_options.include_usage)
     payload = to_anthropic(data, model=model)
     payload["stream"] = stream
     hop = request[keys.HOP]

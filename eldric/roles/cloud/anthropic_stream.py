@@ -15,6 +15,7 @@ import msgspec
 
 from eldric.errors import error_json
 from eldric.roles.cloud.anthropic import ERRORS, FINISH, openai_usage, prompt_tokens
+from eldric.stream.sse import error_event
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -49,8 +50,8 @@ def _parse_event(event: bytes) -> dict | None:
 def _stream_error(err: Any) -> bytes:
     err = err if isinstance(err, dict) else {}
     otype, code, status = ERRORS.get(err.get("type"), ("api_error", "upstream_error", 502))
-    return b"data: " + error_json(status, str(err.get("message") or "upstream error"),
-                                  type=otype, code=code) + b"\n\n"
+    return error_event(error_json(status, str(err.get("message") or "upstream error"),
+                                  type=otype, code=code))
 
 
 class StreamTranslator:

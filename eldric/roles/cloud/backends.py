@@ -15,6 +15,7 @@ from aiohttp import web
 from eldric import keys
 from eldric.bus import Bus, UpstreamState
 from eldric.errors import ConfigError, error_json
+from eldric.roles.cloud.anthropic import ANTHROPIC_VERSION
 from eldric.stream import UpstreamFailure
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.providers import known
@@ -23,7 +24,6 @@ from eldric.wire.openai import UpstreamModelList
 
 log = structlog.get_logger("eldric.cloud")
 
-ANTHROPIC_VERSION = "2023-06-01"
 
 
 def mask(key: str | None) -> str | None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from eldric import __version__, keys
 from eldric.auth import require_key
 from eldric.bus.routes import json_response
-from eldric.errors import BadRequest, EldricError, NotFound
+from eldric.errors import BadRequest, EldricError, NotFound, UpstreamUnavailable
 from eldric.http import read_body
 from eldric.roles.cloud import anthropic_call
 from eldric.roles.cloud.backends import Backend, key_refused, make_backend, probe
@@ -83,7 +83,7 @@ async def inference(request: web.Request) -> web.StreamResponse:
         cs.metrics.request(backend.name, model)
         try:
             if backend.type == "anthropic":
-                return await anthropic_call.call(request, cs, backend, model, body)
+                return await anthropic_call.call(request, cs, backend, model, body, head)
             return await _openai(request, cs, backend, model, body, head)
         except UpstreamFailure as exc:
             cs.metrics.error(backend.name, model)
@@ -93,8 +93,7 @@ async def inference(request: web.Request) -> web.StreamResponse:
                 return exc.response()
             log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
                         status=exc.status)
-    raise EldricError("every backend serving the model failed: " + "; ".join(failures),
-                      status=503, code="upstream_unavailable")
+    raise UpstreamUnavailable("every backend serving the model failed: " + "; ".join(failures))
 
 
 async def _openai(request: web.Request, cs: CloudState, b: Backend, model: str, body: bytes,
@@ -176,7 +175,7 @@ def cloud_health(app: web.Application) -> CloudHealth:
         worker_type="cloud",
         backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url, healthy=healthy > 0),
         models=sorted({m for m, _ in cs.models()}), load=Load(active_requests=active),
-        uptime_seconds=round(time.time() - cs.started, 3), version=__version__,
+        uptime_seconds=round(time.time() - app[keys.ROLE].started, 3), version=__version__,
         backends_total=len(live), backends_healthy=healthy,
         backends_unhealthy=len(live) - healthy, models_available=len({m for m, _ in cs.models()}))
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +19,6 @@ class CloudState:
     backends: dict[str, Backend]
     metrics: Any  # CloudMetrics
     env: dict[str, str]
-    started: float = field(default_factory=time.time)
     membership: Any = None  # eldric.cluster.membership.Membership
 
     def ordered(self) -> list[Backend]:

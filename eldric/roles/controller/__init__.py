@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
-from eldric import keys
+from eldric.context import data_file
 from eldric.registry import Role
 from eldric.roles.controller.config import ControllerConfig
 from eldric.roles.controller.handlers import add_routes
@@ -49,9 +48,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def build(app: web.Application, cfg: ControllerConfig) -> None:
-    port = app[keys.ROLE].advertise_url.rsplit(":", 1)[-1]
-    path = os.path.join(app[keys.PROCESS].data_dir, f"controller-{port}.db")
-    store = Store(path, ["workers", "settings"])
+    store = Store(data_file(app, "controller.db"), ["workers", "settings"])
     app[CONTROLLER] = ControllerState(cfg=cfg, registry=Registry(store))
     app.cleanup_ctx.append(_lifecycle)
     add_routes(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import msgspec
 from aiohttp import web
@@ -13,12 +14,13 @@ from eldric.errors import BadRequest, NotFound
 from eldric.http import read_body
 from eldric.roles.controller.state import CONTROLLER
 from eldric.stream import decode_head
-from eldric.wire.cluster import Heartbeat, RouterSettings, WorkerInfo, WorkerType
+from eldric.wire.cluster import (Heartbeat, RouterSettings, Status, Strategy, WorkerInfo,
+                                 WorkerType)
 
 STATIC = Path(__file__).parent / "static"
-STRATEGIES = ("round_robin", "least_connections", "load_based", "latency_based", "random")
-_STATUSES = ("healthy", "degraded", "unhealthy", "offline")
-_TYPES = WorkerType.__args__  # type: ignore[attr-defined]
+STRATEGIES = get_args(Strategy)
+_STATUSES = get_args(Status)
+_TYPES = get_args(WorkerType)
 
 
 async def register(request: web.Request) -> web.Response:

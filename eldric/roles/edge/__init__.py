@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -11,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.context import data_file
 from eldric.errors import ConfigError
 from eldric.registry import Role
 from eldric.roles.edge import cors
@@ -88,9 +88,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         clients = RedisClients(r, static)
         limiter = RedisLimiter(r, window)
     else:
-        port = app[keys.ROLE].advertise_url.rsplit(":", 1)[-1]
-        path = os.path.join(app[keys.PROCESS].data_dir, f"edge-{port}.db")
-        clients = LocalClients(Store(path, ["clients"]), static)
+        clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static)
         limiter = LocalLimiter(window)
     es = EdgeState(cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
                    clients=clients, tls=not cfg.no_tls,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 import msgspec
 
 from eldric.config import Ms, RoleConfig, flag_meta
+from eldric.wire.cluster import Strategy
 
-StrategyName = Literal["round_robin", "least_connections", "load_based", "latency_based",
-                       "random"]
+StrategyName = Strategy  # one list, shared with the controller (eldric.wire.cluster)
 
 
 class WorkerSpec(msgspec.Struct, forbid_unknown_fields=True):

@@ -66,6 +66,6 @@ def worker_health(app: web.Application) -> WorkerHealth:
         backend=BackendInfo(type=st.cfg.backend, url=st.backend_url, healthy=up.healthy),
         models=list(up.models),
         load=load_of(st),
-        uptime_seconds=round(time.time() - st.started, 3),
+        uptime_seconds=round(time.time() - app[keys.ROLE].started, 3),
         version=__version__,
     )

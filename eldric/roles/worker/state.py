@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +22,6 @@ class WorkerState:
     timeouts: Timeouts
     host: HostLoad
     backend_url: str = ""
-    started: float = field(default_factory=time.time)
     target: Target | None = None
     membership: Any = None  # eldric.cluster.membership.Membership, set at start-up
     loading: bool = False  # the embedded backend's model is still loading
