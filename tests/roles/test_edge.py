@@ -210,6 +210,14 @@ async def test_cors_preflight_and_reply_headers(tmp_path):
             assert headers["Access-Control-Allow-Credentials"] == "true"
             _, headers, _ = await _post(s, edge, key="k", headers={"Origin": "https://evil.example"})
             assert "Access-Control-Allow-Origin" not in headers
+            # a streamed reply (its head goes out before the middleware sees it) and an
+            # error reply carry them too, or the browser cannot read either
+            for key, body, want in (("k", {**CHAT, "stream": True}, 200), ("wrong", CHAT, 401)):
+                status, headers, _ = await _post(s, edge, key=key, body=body,
+                                                 headers={"Origin": "https://app.example"})
+                assert status == want
+                assert headers["Access-Control-Allow-Origin"] == "https://app.example", want
+                assert "X-RateLimit-Limit" in headers["Access-Control-Expose-Headers"]
 
 
 async def test_tls_with_a_test_ca_and_the_openai_sdk(tmp_path):

@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from eldric.errors import EldricError
+
+# The CORS headers for this request's reply; the relay adds them to a streamed reply's
+# head, which goes out before this middleware sees the reply.
+CORS_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("eldric_cors_headers", dict)
+
 _ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, X-Request-ID, OpenAI-Beta, traceparent"
 _EXPOSE = ("X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After, "
            "X-Eldric-Worker, X-Eldric-Model")
@@ -35,10 +41,14 @@ def middleware(origins: list[str]):  # type: ignore[no-untyped-def]
                             "Access-Control-Max-Age": "600"})
             return web.Response(status=204, headers=headers)
         headers["Access-Control-Expose-Headers"] = _EXPOSE
+        request[CORS_HEADERS] = headers
         try:
             resp = await handler(request)
         except web.HTTPException as exc:
             exc.headers.update(headers)
+            raise
+        except EldricError as exc:  # rendered by the outer middleware, with these headers
+            exc.headers = {**headers, **exc.headers}
             raise
         if not resp.prepared:
             resp.headers.update(headers)

@@ -14,6 +14,7 @@ from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauthorized, UpstreamUnavailable
 from eldric.http import read_body
 from eldric.roles.edge.clients import Client
+from eldric.roles.edge.cors import CORS_HEADERS
 from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
@@ -73,7 +74,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         tiers.append(Tier("key", f"key:{client.name}", client.rpm or rl.per_key_rpm))
     tiers.append(Tier("global", "global", rl.global_rpm))
     decision = await es.farm.check(tiers)
-    headers = _limit_headers(decision)
+    headers = {**_limit_headers(decision), **request.get(CORS_HEADERS, {})}
     if not decision.allowed:
         es.metrics.rate_limited.labels(decision.tier).inc()
         raise RateLimited(f"rate limit exceeded: {decision.tier} limit of {decision.limit} "
