@@ -16,6 +16,16 @@ def error_event(error_body: bytes) -> bytes:
     return b"data: " + error_body + b"\n\n"
 
 
+def _first_event(buf: bytes) -> tuple[int, int]:
+    """Where the first complete event in `buf` ends, and the length of the blank line
+    after it (LF or CRLF framing, as SSE allows); (-1, 0) if none is complete yet."""
+    i = buf.find(b"\n\n")
+    j = buf.find(b"\r\n\r\n")
+    if j >= 0 and (i < 0 or j < i):
+        return j, 4
+    return (i, 2) if i >= 0 else (-1, 0)
+
+
 class EventSplitter:
     """Feeds complete SSE events (without the blank line) to a tap, however the bytes
     were chunked on the wire. The bytes sent on are never changed by it."""
@@ -32,14 +42,10 @@ class EventSplitter:
             return
         buf = self._buf + chunk
         while not self._broken:
-            i = buf.find(b"\n\n")
-            j = buf.find(b"\r\n\r\n")
-            if i < 0 and j < 0:
+            end, blank = _first_event(buf)
+            if end < 0:
                 break
-            if j >= 0 and (i < 0 or j < i):
-                event, buf = buf[:j], buf[j + 4:]
-            else:
-                event, buf = buf[:i], buf[i + 2:]
+            event, buf = buf[:end], buf[end + blank:]
             self._call(event)
         self._buf = b"" if self._broken else buf
 
@@ -71,11 +77,11 @@ class EventFilter:
         buf = self._buf + chunk
         out = []
         while True:
-            i = buf.find(b"\n\n")
-            if i < 0:
+            end, blank = _first_event(buf)
+            if end < 0:
                 break
-            event, buf = buf[: i + 2], buf[i + 2:]
-            if not self._drop(event[:-2]):
+            event, buf = buf[:end + blank], buf[end + blank:]  # with its own blank line
+            if not self._drop(event[:end]):
                 out.append(event)
         self._buf = buf
         return b"".join(out)

@@ -110,3 +110,19 @@ def test_event_filter_drops_only_selected_events_across_chunks():
         out = b"".join(f.feed(wire[i:i + size]) for i in range(0, len(wire), size)) + f.close()
         assert out == (b'data: {"choices":[{"delta":{"content":"a"}}]}\n\n'
                        b"data: [DONE]\n\n")
+
+
+def test_event_filter_reads_crlf_framed_events_as_the_splitter_does():
+    """SSE allows CRLF line ends; an upstream that frames events with them gets its usage
+    chunk dropped and the rest relayed event by event, not held to the end."""
+    from eldric.stream.sse import EventFilter
+
+    wire = (b'data: {"choices":[{"delta":{"content":"a"}}]}\r\n\r\n'
+            b'data: {"choices":[],"usage":{"total_tokens":3}}\r\n\r\n'
+            b"data: [DONE]\r\n\r\n")
+    for size in (1, 5, len(wire)):
+        f = EventFilter(lambda e: b'"choices":[]' in e)
+        out = b"".join(f.feed(wire[i:i + size]) for i in range(0, len(wire), size))
+        assert out == (b'data: {"choices":[{"delta":{"content":"a"}}]}\r\n\r\n'
+                       b"data: [DONE]\r\n\r\n")  # nothing held back for close()
+        assert f.close() == b""
