@@ -188,6 +188,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
         if field not in body:
             return error(400, "invalid_request_error", f"{field}: Field required")
     scenario = _scenario(knobs, body)
+    if scenario == "garbled":  # a broken proxy in between: 200, and not a message at all
+        return web.Response(body=b"<html>upstream gateway</html>", content_type="text/html")
     if scenario in HTTP_ERRORS and (scenario == "overloaded" or not body.get("stream")):
         return error(*HTTP_ERRORS[scenario])
     if not body.get("stream"):

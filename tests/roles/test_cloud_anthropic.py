@@ -86,7 +86,26 @@ async def test_errors_mapped_and_overloaded_fails_over(anthropic_server, aiohttp
                 assert r.status == 400 and (await r.json())["error"]["param"] == "temperature"
 
 
-async def test_refused_key_is_a_502_not_the_clients_401(anthropic_server, tmp_path):
+async def test_a_garbled_200_fails_over_like_a_5xx(anthropic_server, aiohttp_server, tmp_path):
+    backup = await aiohttp_server(openai_server.make_app())
+    backup.app[OAI_KNOBS].models = [fake.MODEL]
+    backends = (f"anthropic:{url_of(anthropic_server)}:{fake.API_KEY},"
+                f"backup:{url_of(backup)}/v1")
+    async with cloud(tmp_path, backends) as urls:
+        anthropic_server.app[fake.KNOBS].scenario = "garbled"
+        async with aiohttp.ClientSession() as s:
+            async with s.post(urls["cloud"] + "/v1/chat/completions",
+                              json={"model": fake.MODEL, "messages": [
+                                  {"role": "user", "content": "hi"}]}) as r:
+                assert r.status == 200 and r.headers["X-Eldric-Backend"] == "backup"
+            async with s.post(urls["cloud"] + "/v1/chat/completions",
+                              json={"model": f"anthropic/{fake.MODEL}", "messages": [
+                                  {"role": "user", "content": "hi"}]}) as r:
+                err = (await r.json())["error"]
+                assert r.status == 503 and "cannot read" in err["message"], err
+
+
+async def test_refused_key_fails_over_never_the_clients_401(anthropic_server, tmp_path):
     async with cloud(tmp_path, f"anthropic:{url_of(anthropic_server)}:sk-ant-wrong") as urls:
         async with aiohttp.ClientSession() as s:
             async with s.get(urls["cloud"] + "/api/v1/backends") as r:

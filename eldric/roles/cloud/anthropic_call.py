@@ -60,7 +60,17 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
                 status, err = map_error(resp.status, await resp.read())
                 raise UpstreamFailure(b.state.id, "status", status, err)
             if not stream:
-                out = from_anthropic(msgspec.json.decode(await resp.read()), model=model)
+                raw = await resp.read()
+                try:
+                    out = from_anthropic(msgspec.json.decode(raw), model=model)
+                except (msgspec.DecodeError, TypeError, KeyError, AttributeError,
+                        ValueError) as exc:
+                    # Not a message (a proxy's page, a cut body): the backend failed, so
+                    # another one may answer; it is not marked down for it.
+                    message = (f"backend {b.name} sent a 200 reply eldric cannot read as an "
+                               f"Anthropic message ({type(exc).__name__})")
+                    raise UpstreamFailure(b.state.id, "status", 502, error_json(
+                        502, message, code="upstream_error")) from None
                 usage = out.get("usage") or {}
                 cs.metrics.count_tokens(b.name, model, usage.get("prompt_tokens", 0),
                                         usage.get("completion_tokens", 0))
