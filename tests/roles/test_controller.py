@@ -239,3 +239,35 @@ async def test_open_control_plane_warning(eldric_proc, tmp_path):
     proc.wait_http(f"http://127.0.0.1:{port}/health")
     out = proc.stop()
     assert "control_plane_open" not in out and "controller_ready" in out
+
+
+async def test_heartbeats_a_failed_flush_did_not_write_are_written_by_the_next(tmp_path):
+    """The disk failing once loses no heartbeat: what the failed flush held is kept dirty
+    and written by the next flush."""
+    from eldric.roles.controller.registry import Registry
+    from eldric.store.sqlite import Store
+    from eldric.wire.cluster import Heartbeat, Load, WorkerInfo
+
+    store = Store(str(tmp_path / "c.db"), ["workers", "settings"])
+    await store.open()
+    try:
+        reg = Registry(store)
+        rec = await reg.register(WorkerInfo(worker_type="inference", url="http://w:1"))
+        assert reg.heartbeat(rec.id, Heartbeat(status="degraded", load=Load(),
+                                               models=["m"], active_requests=3))
+        real_write = store.write
+
+        async def failing_write(*args, **kwargs):  # type: ignore[no-untyped-def]
+            raise OSError("disk full")
+
+        store.write = failing_write  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            await reg.flush()
+        store.write = real_write  # type: ignore[method-assign]
+        await reg.flush()
+        again = Registry(store)
+        await again.load()
+        assert again.workers[rec.id].status == "degraded"
+        assert again.workers[rec.id].models == ["m"]
+    finally:
+        await store.close()

@@ -94,7 +94,11 @@ class Registry:
             return
         ids, self._dirty = self._dirty, set()
         puts = [(w, _enc.encode(self.workers[w])) for w in ids if w in self.workers]
-        await self.store.write("workers", puts)
+        try:
+            await self.store.write("workers", puts)
+        except BaseException:
+            self._dirty |= ids  # not written: the next flush tries them again
+            raise
 
     async def expire(self, timeout: float, expiry: float) -> None:
         now = time.time()
