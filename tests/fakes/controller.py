@@ -18,6 +18,7 @@ class State:
         self.cluster_key = cluster_key
         self.workers: dict[str, dict] = {}
         self.registrations: list[dict] = []
+        self.refused = 0  # register calls turned away for a bad cluster key
         self.heartbeats: list[tuple[str, dict]] = []
         self.ids = itertools.count(1)
         self.router_config: dict = {}
@@ -38,6 +39,7 @@ def _authorised(request: web.Request) -> bool:
 async def register(request: web.Request) -> web.Response:
     st = request.app[STATE]
     if not _authorised(request):
+        st.refused += 1
         return web.json_response({"error": {"message": "bad cluster key",
                                             "type": "authentication_error", "param": None,
                                             "code": "invalid_api_key"}}, status=401)

@@ -13,13 +13,14 @@ from tests.fakes.openai_server import MODELS
 CHAT = {"model": MODELS[0], "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _sample(text: str, name: str, **labels: str) -> float:
+def _sample(text: str, name: str, **labels: str) -> float | None:
+    """The sample's value; None when /metrics does not have it at all."""
     for line in text.splitlines():
         if line.startswith(name + "{"):
             got = dict(re.findall(r'(\w+)="([^"]*)"', line))
             if all(got.get(k) == v for k, v in labels.items()):
                 return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    return None
 
 
 async def test_metrics_count_requests_statuses_and_upstream(fake_openai_server, tmp_path):

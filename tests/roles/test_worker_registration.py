@@ -94,7 +94,7 @@ async def test_wrong_cluster_key_never_registers_but_keeps_serving(aiohttp_serve
                           api_key="wrong") as urls:
         import aiohttp
 
-        await asyncio.sleep(0.4)
+        await _until(lambda: st.refused >= 2)  # it did try (and tries again)
         async with aiohttp.ClientSession() as s:
             async with s.get(urls["worker"] + "/health") as r:
                 assert r.status == 200
