@@ -133,9 +133,9 @@ def eldric_proc() -> Iterator:
         proc.stop()
 
 
-@pytest.fixture
-def redis_url(tmp_path) -> Iterator[str]:
-    """A real redis-server on a free loopback port, stopped after the test."""
+def redis_argv(tmp_path, port: int, *, persist: bool = False) -> list[str]:
+    """How to run redis-server on a loopback port (on CI it must be there: .ci/run
+    installs it); `persist`: append-only file, fsync'd, so data survives a restart."""
     import shutil
 
     exe = shutil.which("redis-server")
@@ -143,20 +143,32 @@ def redis_url(tmp_path) -> Iterator[str]:
         if os.environ.get("CI") == "true":
             pytest.fail("redis-server is missing: .ci/run must install it")
         pytest.skip("redis-server not installed")
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    durability = (["--appendonly", "yes", "--appendfsync", "always"] if persist
+                  else ["--appendonly", "no"])
+    return [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *durability,
+            "--dir", str(tmp_path)]
+
+
+def start_redis(argv: list[str], port: int) -> subprocess.Popen:
+    """Start redis-server and wait until it accepts connections."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
+            return proc
         except OSError:
             if time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError("redis-server did not start")
+                raise AssertionError("redis-server did not start") from None
             time.sleep(0.05)
+
+
+@pytest.fixture
+def redis_url(tmp_path) -> Iterator[str]:
+    """A real redis-server on a free loopback port, stopped after the test."""
+    port = free_port()
+    proc = start_redis(redis_argv(tmp_path, port), port)
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)

@@ -11,7 +11,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import free_port, run_eldric
+from tests.conftest import free_port, redis_argv, run_eldric, start_redis
 
 MSG = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "eldric-mock", "messages": MSG}
@@ -374,34 +374,31 @@ async def test_login_cookie_and_cross_site_posts(tmp_path):
 
 
 async def test_farm_survives_redis_going_away(tmp_path):
-    """Redis stopped under a farm edge: static keys and per-edge limits keep it serving,
-    created keys cannot be verified (refused), /health says degraded; Redis back: shared."""
-    import shutil
+    """Redis stopped under a farm edge: static keys and per-edge limits keep it serving
+    (and limiting), created keys cannot be verified (refused), /health says degraded;
+    Redis back: created keys and the shared limits resume."""
     import signal
-    import subprocess
 
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server not installed")
     port = free_port()
-    # With persistence, as README says to run it: the keys survive Redis's restart.
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-            "yes", "--appendfsync", "always", "--dir", str(tmp_path)]
-    redis_proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    # With persistence, as README says to run it: keys and windows survive the restart.
+    argv = redis_argv(tmp_path, port, persist=True)
+    redis_proc = start_redis(argv, port)
     try:
-        await asyncio.sleep(0.3)
         async with farm(tmp_path, f"redis://127.0.0.1:{port}/0", api_key="k-static",
-                        admin_key="adm", per_ip_rpm=1000, per_key_rpm=1000,
-                        global_rpm=1000) as (ea, _eb):
+                        admin_key="adm", per_ip_rpm=1000, per_key_rpm=3,
+                        global_rpm=1000) as (ea, eb):
             async with aiohttp.ClientSession() as s:
                 async with s.post(ea + "/api/v1/clients/register", json={"name": "c"},
                                   headers={"Authorization": "Bearer adm"}) as r:
                     created = (await r.json())["api_key"]
-                assert (await _post(s, ea, key=created))[0] == 200
+                assert (await _post(s, ea, key=created))[0] == 200  # 1 of its 3, in Redis
                 redis_proc.send_signal(signal.SIGKILL)
                 redis_proc.wait(5)
                 assert (await _post(s, ea, key="k-static"))[0] == 200  # keeps serving
                 assert (await _post(s, ea, key=created))[0] == 401  # cannot be verified
+                # ... and keeps limiting, on this edge's own window: 3 a minute per key
+                assert [(await _post(s, ea, key="k-static"))[0] for _ in range(3)] == [
+                    200, 200, 429]
                 async with s.post(ea + "/api/v1/clients/register", json={"name": "d"},
                                   headers={"Authorization": "Bearer adm"}) as r:
                     assert r.status == 503  # the admin API needs the store: a clean 503
@@ -414,15 +411,20 @@ async def test_farm_survives_redis_going_away(tmp_path):
                     health = await r.json()
                 assert r.status == 200 and health["status"] == "degraded"
                 assert health["shared_store"].startswith("unreachable")
-                redis_proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-                for _ in range(60):  # the edge's health loop notices it is back
-                    await asyncio.sleep(0.1)
-                    async with s.get(ea + "/health") as r:
-                        if (await r.json())["shared_store"] == "ok":
-                            break
-                async with s.get(ea + "/health") as r:
-                    assert (await r.json())["shared_store"] == "ok"
-                assert (await _post(s, ea, key=created))[0] == 200  # shared keys resume
+                redis_proc = start_redis(argv, port)
+                for edge in (ea, eb):
+                    for _ in range(60):  # each edge's health loop notices it is back
+                        async with s.get(edge + "/health") as r:
+                            if (await r.json())["shared_store"] == "ok":
+                                break
+                        await asyncio.sleep(0.1)
+                    async with s.get(edge + "/health") as r:
+                        assert (await r.json())["shared_store"] == "ok"
+                # shared keys resume, and so does the shared window: the request made
+                # before the outage still counts, across both edges
+                assert (await _post(s, ea, key=created))[0] == 200
+                assert (await _post(s, eb, key=created))[0] == 200
+                assert (await _post(s, ea, key=created))[0] == 429
     finally:
         redis_proc.kill()
         redis_proc.wait(5)

@@ -13,6 +13,7 @@ Standalone mode has no outage to survive; this wrapper then just passes through.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -42,9 +43,19 @@ class Farm:
             self._errors = (OSError, redis.exceptions.ConnectionError,
                             redis.exceptions.TimeoutError)
 
+    async def _shared(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run a Redis call. A pooled connection that Redis closed (it restarted) fails
+        once, however healthy Redis is now: that one is retried at once, on a fresh
+        connection, before anything counts as an outage."""
+        try:
+            return await call()
+        except self._errors:
+            return await call()
+
     async def admin(self, awaitable):  # type: ignore[no-untyped-def]
         """Run a client-store change (create, list, revoke): those need the store, so an
-        outage is a clean 503 rather than a 500."""
+        outage is a clean 503 rather than a 500. Not retried: a change is not repeated
+        on a guess that it did not happen."""
         try:
             result = await awaitable
         except self._errors as exc:
@@ -82,7 +93,7 @@ class Farm:
         if static is not None or self._skip():
             return static  # (a static key says nothing about whether Redis is back)
         try:
-            client = await self.clients.lookup(key)
+            client = await self._shared(lambda: self.clients.lookup(key))
         except self._errors as exc:
             self._failed(exc)
             return self.clients.lookup_static(key)
@@ -95,7 +106,7 @@ class Farm:
         if not (self.shared and self.degraded):
             return
         try:
-            await self.clients.redis.ping()
+            await self._shared(self.clients.redis.ping)
         except self._errors as exc:
             self._failed(exc)
             return
@@ -107,7 +118,7 @@ class Farm:
         if self._skip():
             return await self.fallback.check(tiers)
         try:
-            decision = await self.limiter.check(tiers)
+            decision = await self._shared(lambda: self.limiter.check(tiers))
         except self._errors as exc:
             self._failed(exc)
             return await self.fallback.check(tiers)
