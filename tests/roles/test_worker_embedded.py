@@ -153,3 +153,62 @@ async def test_health_and_requests_say_loading_until_the_model_is_ready(tmp_path
                 assert r.status == 503 and r.headers["Retry-After"] == "2"
                 assert (await r.json())["error"]["code"] == "model_loading"
         assert (await _ready(w["worker"]))["models"] == [MODEL]
+
+
+async def test_model_ctx_parallel_threads_options(tmp_path):
+    """--model names the GGUF (its file name is the model id), --ctx and --parallel shape
+    llama.cpp's slots (each gets ctx / parallel), --threads is passed on; llama.cpp's own
+    /slots and /props say so."""
+    import shutil
+
+    from eldric.roles.worker.embedded import default_model
+
+    model = tmp_path / "Tiny-Test-Model.Q4_1.gguf"
+    shutil.copy(default_model(), model)  # type: ignore[arg-type]
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="embedded", model=str(model), ctx=1024, parallel=2,
+                          threads=1) as w:
+        health = await _ready(w["worker"])
+        assert health["models"] == ["Tiny-Test-Model"]
+        backend = health["backend"]["url"]
+        assert backend.startswith("http://127.0.0.1:")  # private, loopback
+        async with aiohttp.ClientSession() as s:
+            async with s.get(backend + "/slots") as r:
+                slots = await r.json()
+            async with s.get(backend + "/props") as r:
+                props = await r.json()
+    assert [slot["n_ctx"] for slot in slots] == [512, 512]
+    assert props["total_slots"] == 2
+
+
+def test_default_threads_is_one_on_small_machines(monkeypatch):
+    from eldric.roles.worker import embedded
+
+    for cores, want in ((1, 1), (2, 1), (4, 2), (16, 8)):
+        monkeypatch.setattr(embedded.os, "cpu_count", lambda cores=cores: cores)
+        assert embedded.default_threads() == want
+
+
+def test_llama_cpp_gets_the_threads_and_a_roomy_http_pool(monkeypatch):
+    """What _start() hands llama.cpp (xllamacpp.CommonParams), checked on a recording
+    stand-in for the module: the values are not readable back from a running server."""
+    import sys
+    from types import SimpleNamespace as NS
+
+    from eldric.roles.worker import embedded
+
+    made = []
+
+    def params():  # type: ignore[no-untyped-def]
+        return NS(model=NS(path=None), cpuparams=NS(n_threads=None),
+                  cpuparams_batch=NS(n_threads=None))
+
+    monkeypatch.setitem(sys.modules, "xllamacpp",
+                        NS(CommonParams=params, Server=lambda p: made.append(p) or p))
+    embedded._start("/m/X.gguf", "X", 2048, 2, 3)
+    (p,) = made
+    assert p.model.path == "/m/X.gguf" and p.model_alias == {"X"}
+    assert (p.n_ctx, p.n_parallel) == (2048, 2)
+    assert p.cpuparams.n_threads == 3 and p.cpuparams_batch.n_threads == 3
+    assert p.n_threads_http >= 16  # idle keep-alive connections must not hold them all
+    assert p.hostnames == ["127.0.0.1"] and p.port == 0
