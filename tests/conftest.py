@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from eldric import config, registry
 from eldric.app import serve
 from eldric.cli import _flag_table, _flag_values
 
+from tests.fakes import anthropic as fake_anthropic
 from tests.fakes import controller as fake_controller
 from tests.fakes import ollama as fake_ollama
 from tests.fakes import openai_server as fake_openai
@@ -48,6 +50,33 @@ async def run_eldric(role: str, tmp_path, **flags) -> AsyncIterator[dict[str, st
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def until(pred, timeout: float = 5.0, every: float = 0.02):  # type: ignore[no-untyped-def]
+    """Poll `pred` (plain or async) until it returns something true; that is returned.
+    Fails the test after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = pred()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(every)
+
+
+def run_cloud(tmp_path, backends: str, **flags):  # type: ignore[no-untyped-def]
+    """A cloud worker on a free loopback port with these --backends."""
+    return run_eldric("cloud", tmp_path, port=0, bind="127.0.0.1", backends=backends, **flags)
+
+
+@pytest.fixture
+async def anthropic_server(aiohttp_server):
+    """The fake Anthropic Messages API (tests/fakes/anthropic.py)."""
+    return await aiohttp_server(fake_anthropic.make_app())
 
 
 @pytest.fixture

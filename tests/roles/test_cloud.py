@@ -9,7 +9,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import free_port, run_eldric, url_of
+from tests.conftest import free_port, run_cloud, url_of
 from tests.fakes import openai_server
 from tests.fakes.openai_server import KNOBS
 
@@ -27,10 +27,6 @@ def provider(aiohttp_server):
         return server, url_of(server) + "/v1", server.app[KNOBS]
 
     return start
-
-
-def cloud(tmp_path, backends, **flags):
-    return run_eldric("cloud", tmp_path, port=0, bind="127.0.0.1", backends=backends, **flags)
 
 
 async def test_routing_by_model_priority_and_explicit_backend(provider, tmp_path):
@@ -81,7 +77,7 @@ async def test_routing_by_model_priority_and_explicit_backend(provider, tmp_path
 async def test_default_backend_for_unknown_models(provider, tmp_path):
     _, ua, ka = await provider(["x"])
     ka.models = ["x"]
-    async with cloud(tmp_path, f"alpha:{ua}", default_backend="alpha") as urls:
+    async with run_cloud(tmp_path, f"alpha:{ua}", default_backend="alpha") as urls:
         async with aiohttp.ClientSession() as s:
             async with s.post(urls["cloud"] + "/v1/chat/completions",
                               json={"model": "meta-llama/Llama-3.2-3B-Instruct",
@@ -92,7 +88,7 @@ async def test_default_backend_for_unknown_models(provider, tmp_path):
 
 async def test_failover_to_the_next_backend_listing_the_model(provider, tmp_path):
     (sa, ua, ka), (_, ub, _) = await provider(["m"]), await provider(["m"])
-    async with cloud(tmp_path, f"first:{ua},second:{ub}") as urls:
+    async with run_cloud(tmp_path, f"first:{ua},second:{ub}") as urls:
         async with aiohttp.ClientSession() as s:
             ka.fail_status, ka.fail_body = 500, b'{"error": {"message": "boom"}}'
             async with s.post(urls["cloud"] + "/v1/chat/completions",
@@ -107,7 +103,7 @@ async def test_failover_to_the_next_backend_listing_the_model(provider, tmp_path
 
 async def test_usage_counted_on_streams_and_stripped_when_not_asked(provider, tmp_path):
     _, ua, ka = await provider(["m"])
-    async with cloud(tmp_path, f"alpha:{ua}") as urls:
+    async with run_cloud(tmp_path, f"alpha:{ua}") as urls:
         client = openai.AsyncOpenAI(base_url=urls["cloud"] + "/v1", api_key="unused")
         chunks = [c async for c in await client.chat.completions.create(
             model="m", messages=MSG, stream=True)]
@@ -132,7 +128,7 @@ async def test_keys_masked_auth_failure_reported_runtime_admin(provider, tmp_pat
     monkeypatch.setenv("ELDRIC_TEST_PROVIDER_KEY", "sk-provider-secret-1234")
     _, ua, ka = await provider(["m"], key="sk-provider-secret-1234")
     _, ub, kb = await provider(["n"], key="the-right-key")
-    async with cloud(tmp_path, f"good:{ua}:$ELDRIC_TEST_PROVIDER_KEY,bad:{ub}:wrong-key-5678",
+    async with run_cloud(tmp_path, f"good:{ua}:$ELDRIC_TEST_PROVIDER_KEY,bad:{ub}:wrong-key-5678",
                      admin_key="adm") as urls:
         base = urls["cloud"]
         async with aiohttp.ClientSession() as s:
@@ -205,7 +201,7 @@ async def test_registers_with_the_controller_as_cloud(provider, tmp_path, aiohtt
 
     ctl = await aiohttp_server(fake_controller.make_app())
     _, ua, _ = await provider(["gpt-x"])
-    async with cloud(tmp_path, f"alpha:{ua}", controller=url_of(ctl), heartbeat_interval=50):
+    async with run_cloud(tmp_path, f"alpha:{ua}", controller=url_of(ctl), heartbeat_interval=50):
         for _ in range(100):
             if ctl.app[STATE].heartbeats:
                 break

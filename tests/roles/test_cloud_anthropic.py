@@ -7,9 +7,8 @@ import json
 
 import aiohttp
 import openai
-import pytest
 
-from tests.conftest import run_eldric, url_of
+from tests.conftest import run_cloud, url_of
 from tests.fakes import anthropic as fake
 from tests.fakes import openai_server
 from tests.fakes.openai_server import KNOBS as OAI_KNOBS
@@ -20,18 +19,9 @@ TOOLS = [{"type": "function", "function": {
                    "required": ["city"]}}}]
 
 
-@pytest.fixture
-async def anthropic_server(aiohttp_server):
-    return await aiohttp_server(fake.make_app())
-
-
-def cloud(tmp_path, backends, **flags):
-    return run_eldric("cloud", tmp_path, port=0, bind="127.0.0.1", backends=backends, **flags)
-
-
 async def test_text_tools_streaming_and_usage(anthropic_server, tmp_path):
     backends = f"anthropic:{url_of(anthropic_server)}:{fake.API_KEY}"
-    async with cloud(tmp_path, backends) as urls:
+    async with run_cloud(tmp_path, backends) as urls:
         client = openai.AsyncOpenAI(base_url=urls["cloud"] + "/v1", api_key="unused")
         models = {m.id: m.owned_by async for m in client.models.list()}
         assert models[fake.MODEL] == "anthropic"
@@ -71,7 +61,7 @@ async def test_errors_mapped_and_overloaded_fails_over(anthropic_server, aiohttp
     backup.app[OAI_KNOBS].models = [fake.MODEL]
     backends = (f"anthropic:{url_of(anthropic_server)}:{fake.API_KEY},"
                 f"backup:{url_of(backup)}/v1")
-    async with cloud(tmp_path, backends) as urls:
+    async with run_cloud(tmp_path, backends) as urls:
         async with aiohttp.ClientSession() as s:
             anthropic_server.app[fake.KNOBS].scenario = "overloaded"
             async with s.post(urls["cloud"] + "/v1/chat/completions",
@@ -91,7 +81,7 @@ async def test_a_garbled_200_fails_over_like_a_5xx(anthropic_server, aiohttp_ser
     backup.app[OAI_KNOBS].models = [fake.MODEL]
     backends = (f"anthropic:{url_of(anthropic_server)}:{fake.API_KEY},"
                 f"backup:{url_of(backup)}/v1")
-    async with cloud(tmp_path, backends) as urls:
+    async with run_cloud(tmp_path, backends) as urls:
         anthropic_server.app[fake.KNOBS].scenario = "garbled"
         async with aiohttp.ClientSession() as s:
             async with s.post(urls["cloud"] + "/v1/chat/completions",
@@ -106,7 +96,7 @@ async def test_a_garbled_200_fails_over_like_a_5xx(anthropic_server, aiohttp_ser
 
 
 async def test_refused_key_fails_over_never_the_clients_401(anthropic_server, tmp_path):
-    async with cloud(tmp_path, f"anthropic:{url_of(anthropic_server)}:sk-ant-wrong") as urls:
+    async with run_cloud(tmp_path, f"anthropic:{url_of(anthropic_server)}:sk-ant-wrong") as urls:
         async with aiohttp.ClientSession() as s:
             async with s.get(urls["cloud"] + "/api/v1/backends") as r:
                 (b,) = (await r.json())["backends"]

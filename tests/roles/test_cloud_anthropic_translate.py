@@ -434,11 +434,6 @@ HEADERS = {"x-api-key": fake.API_KEY, "anthropic-version": ANTHROPIC_VERSION,
            "content-type": "application/json"}
 
 
-@pytest.fixture
-async def anthropic_server(aiohttp_server):
-    return await aiohttp_server(fake.make_app())
-
-
 async def test_fake_checks_key_version_and_required_fields(anthropic_server):
     base = str(anthropic_server.make_url("/v1"))
     body = to_anthropic(req(user("hi")), model=fake.MODEL)

@@ -8,21 +8,9 @@ import signal
 import aiohttp
 import pytest
 
-from tests.conftest import free_port, run_eldric
+from tests.conftest import free_port, run_eldric, until
 
 MSG = [{"role": "user", "content": "hi"}]
-
-
-async def _until(pred, timeout=5.0, every=0.03):
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await pred()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(every)
 
 
 async def _get(s, url):
@@ -40,7 +28,7 @@ async def test_workers_register_heartbeat_go_offline_and_expire(tmp_path):
         async with aiohttp.ClientSession() as s:
             async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                                   backend="mock", controller=base, heartbeat_interval=100):
-                _, listing = await _until(lambda: _listing(s, base))
+                _, listing = await until(lambda: _listing(s, base))
                 (w,) = listing["workers"]
                 assert w["id"].startswith("wrk-") and w["worker_type"] == "inference"
                 assert w["status"] == "healthy" and w["models"] == ["eldric-mock"]
@@ -50,8 +38,8 @@ async def test_workers_register_heartbeat_go_offline_and_expire(tmp_path):
                 _, again = await _get(s, f"{base}/api/v1/workers/{w['id']}")
                 assert again["last_heartbeat"] > first_beat  # heartbeats arrive
             # The worker stopped: offline after --worker-timeout, gone after --worker-expiry.
-            await _until(lambda: _status_is(s, base, w["id"], "offline"))
-            await _until(lambda: _status_is(s, base, w["id"], None), timeout=3)
+            await until(lambda: _status_is(s, base, w["id"], "offline"))
+            await until(lambda: _status_is(s, base, w["id"], None), timeout=3)
 
 
 async def _listing(s, base):
@@ -135,7 +123,7 @@ async def test_cluster_and_admin_keys(tmp_path):
                               backend="mock", controller=base, api_key="ck",
                               heartbeat_interval=100):
             async with aiohttp.ClientSession() as s:
-                await _until(lambda: _listing(s, base))
+                await until(lambda: _listing(s, base))
 
 
 async def test_filters_discover_and_model_coverage(tmp_path):
@@ -197,7 +185,7 @@ async def test_router_routes_to_a_worker_that_registered_after_it_started(tmp_pa
                         async with s.post(router + "/v1/chat/completions",
                                           json={"model": "eldric-mock", "messages": MSG}) as resp:
                             return resp if resp.status == 200 else None
-                    resp = await _until(served)
+                    resp = await until(served)
                     assert resp.headers["X-Eldric-Worker"].startswith("wrk-")
                     assert resp.headers["X-Eldric-Strategy"] == "round_robin"
 

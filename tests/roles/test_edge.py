@@ -134,9 +134,11 @@ async def test_sliding_window_has_no_boundary_burst(tmp_path):
     async with cluster(tmp_path, api_key="k", per_ip_rpm=4, rate_window=1) as (edge, _):
         async with aiohttp.ClientSession() as s:
             start = time.monotonic()
-            await asyncio.sleep(1 - (time.time() % 1) + 0.7)  # at x.7 s
+            boundary = int(time.time()) + 2.0  # a whole second from now
+            await asyncio.sleep(boundary - 0.3 - time.time())  # at x.7 s
             first = [(await _post(s, edge, key="k"))[0] for _ in range(4)]
-            await asyncio.sleep(max(0.0, 1 - (time.time() % 1)) + 0.1)  # just past x+1.0 s
+            # just past the boundary, however long the first four took (a slow machine)
+            await asyncio.sleep(max(0.0, boundary + 0.1 - time.time()))
             second = [(await _post(s, edge, key="k"))[0] for _ in range(4)]
             assert first == [200] * 4 and second == [429] * 4
             await asyncio.sleep(0.75)  # now the first four have left the window

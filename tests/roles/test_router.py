@@ -9,7 +9,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import free_port, run_eldric, url_of
+from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import worker as fake_worker
 from tests.fakes.worker import KNOBS
 
@@ -56,7 +56,7 @@ async def test_least_connections_avoids_the_busy_worker(workers, tmp_path):
         async with aiohttp.ClientSession() as s:
             ka.delay = kb.delay = 1.0
             slow = asyncio.create_task(_ask(s, urls["router"]))
-            await asyncio.sleep(0.2)  # the slow request is in flight on one of them
+            await until(lambda: ka.hits + kb.hits)  # the slow request is on one of them
             busy = "a" if ka.hits else "b"
             ka.delay = kb.delay = 0
             seq = [(await _ask(s, urls["router"]))[1]["X-Eldric-Worker"] for _ in range(5)]
@@ -225,7 +225,7 @@ async def test_backpressure_waits_then_503_with_retry_after(workers, tmp_path):
     async with router(tmp_path, [ua], queue_timeout=200) as urls:
         async with aiohttp.ClientSession() as s:
             first = asyncio.create_task(_ask(s, urls["router"]))
-            await asyncio.sleep(0.1)
+            await until(lambda: ka.hits)  # the first holds the only slot
             status, headers, body = await _ask(s, urls["router"])
             assert status == 503 and headers["Retry-After"] == "1"
             assert json.loads(body)["error"]["code"] == "capacity_exceeded"

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import free_port, run_eldric, url_of
+from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import controller as fake_controller
 from tests.fakes.controller import STATE
-
-
-async def _until(pred, timeout=5.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not pred():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_registers_heartbeats_and_keeps_its_id(fake_controller_server, tmp_path):
@@ -22,7 +14,7 @@ async def test_registers_heartbeats_and_keeps_its_id(fake_controller_server, tmp
     flags = dict(backend="mock", port=0, bind="127.0.0.1", controller=url_of(fake_controller_server),
                  heartbeat_interval=50, tags="gpu,fast", advertise_url="http://10.1.2.3:8890")
     async with run_eldric("worker", tmp_path, **flags):
-        await _until(lambda: len(st.heartbeats) >= 2)
+        await until(lambda: len(st.heartbeats) >= 2)
     first = st.registrations[0]
     assert "id" in first and first["id"].startswith("wrk-assigned")  # controller assigned it
     assert first["worker_type"] == "inference"
@@ -40,7 +32,7 @@ async def test_registers_heartbeats_and_keeps_its_id(fake_controller_server, tmp
     # A restarted worker (same data dir, same port) comes back with the same id.
     st.workers.clear()
     async with run_eldric("worker", tmp_path, **flags):
-        await _until(lambda: len(st.registrations) >= 2)
+        await until(lambda: len(st.registrations) >= 2)
     assert st.registrations[1]["id"] == first["id"]
 
 
@@ -48,12 +40,12 @@ async def test_reregisters_after_404_on_heartbeat(fake_controller_server, tmp_pa
     st = fake_controller_server.app[STATE]
     async with run_eldric("worker", tmp_path, backend="mock", port=0, bind="127.0.0.1",
                           controller=url_of(fake_controller_server), heartbeat_interval=50):
-        await _until(lambda: len(st.heartbeats) >= 1)
+        await until(lambda: len(st.heartbeats) >= 1)
         st.workers.clear()  # the controller restarted and forgot everyone
-        await _until(lambda: len(st.registrations) >= 2)
+        await until(lambda: len(st.registrations) >= 2)
         assert st.registrations[1]["id"] == st.registrations[0]["id"]
         n = len(st.heartbeats)
-        await _until(lambda: len(st.heartbeats) > n)
+        await until(lambda: len(st.heartbeats) > n)
 
 
 async def test_controller_down_then_up(aiohttp_server, tmp_path):
@@ -73,7 +65,7 @@ async def test_controller_down_then_up(aiohttp_server, tmp_path):
         await asyncio.sleep(0.3)
         server = await aiohttp_server(fake_controller.make_app(), port=port)
         st = server.app[STATE]
-        await _until(lambda: len(st.heartbeats) >= 1)  # retried with backoff, then joined
+        await until(lambda: len(st.heartbeats) >= 1)  # retried with backoff, then joined
         await server.close()
 
 
@@ -83,7 +75,7 @@ async def test_cluster_key_is_sent(aiohttp_server, tmp_path):
     async with run_eldric("worker", tmp_path, backend="mock", port=0, bind="127.0.0.1",
                           controller=url_of(server), heartbeat_interval=50,
                           api_key="k-cluster"):
-        await _until(lambda: len(st.heartbeats) >= 1)
+        await until(lambda: len(st.heartbeats) >= 1)
 
 
 async def test_wrong_cluster_key_never_registers_but_keeps_serving(aiohttp_server, tmp_path):
@@ -94,7 +86,7 @@ async def test_wrong_cluster_key_never_registers_but_keeps_serving(aiohttp_serve
                           api_key="wrong") as urls:
         import aiohttp
 
-        await _until(lambda: st.refused >= 2)  # it did try (and tries again)
+        await until(lambda: st.refused >= 2)  # it did try (and tries again)
         async with aiohttp.ClientSession() as s:
             async with s.get(urls["worker"] + "/health") as r:
                 assert r.status == 200
