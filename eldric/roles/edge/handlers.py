@@ -122,7 +122,7 @@ class NewClient(msgspec.Struct, forbid_unknown_fields=True):
 
 async def register_client(request: web.Request) -> web.Response:
     es = request.app[EDGE]
-    require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
+    _require_admin(request, es)
     new = decode_head(await read_body(request), NewClient)
     if not new.name.strip() or len(new.name) > 100:
         raise BadRequest("name must be 1 to 100 characters", param="name")
@@ -139,13 +139,13 @@ async def register_client(request: web.Request) -> web.Response:
 
 async def list_clients(request: web.Request) -> web.Response:
     es = request.app[EDGE]
-    require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
+    _require_admin(request, es)
     return json_response({"clients": [c.public() for c in await es.farm.admin(es.clients.all())]})
 
 
 async def revoke_client(request: web.Request) -> web.Response:
     es = request.app[EDGE]
-    require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
+    _require_admin(request, es)
     name = request.match_info["name"]
     done = await es.farm.admin(es.clients.revoke(name))
     if done is None:
@@ -154,6 +154,12 @@ async def revoke_client(request: web.Request) -> web.Response:
     if not done:
         raise NotFound(f"no client named {name!r}", code="client_not_found")
     return json_response({"revoked": name})
+
+
+def _require_admin(request: web.Request, es: EdgeState) -> None:
+    """The clients API needs the admin key; without --admin-key it is closed (require_key
+    alone would treat "no key configured" as open)."""
+    require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
 
 
 # Without --admin-key the admin API is closed: no key can match this.

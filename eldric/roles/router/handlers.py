@@ -176,7 +176,8 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 async def models(request: web.Request) -> web.Response:
     """GET /v1/models: every model a healthy worker serves, once."""
     rs = request.app[ROUTER]
-    ids = rs.pool.models() + [a for a in rs.cfg.aliases if a not in rs.pool.models()]
+    served = rs.pool.models()
+    ids = served + [a for a in rs.cfg.aliases if a not in served]
     return json_response(ModelList(data=[Model(id=m, owned_by="eldric") for m in ids]))
 
 

@@ -68,10 +68,9 @@ class LoadBased:
 
     def rank(self, candidates: Sequence[Worker]) -> Ranking:
         loads = {w.id: reported_load(w) for w in candidates}
+        rotated, _ = self._rr.rank(candidates)  # also the tie-break among equal scores
         if all(v is None for v in loads.values()):
-            ordered, _ = self._rr.rank(candidates)
-            return ordered, "load_based: no load reports yet; fell back to round_robin"
-        rotated, _ = self._rr.rank(candidates)
+            return rotated, "load_based: no load reports yet; fell back to round_robin"
 
         def score(w: Worker) -> float:
             reported = loads[w.id]

@@ -17,12 +17,16 @@ from eldric.stream import UpstreamFailure, decode_head, forward
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 
 
-async def _relay(request: web.Request, body: bytes) -> web.StreamResponse:
-    """Forward to the backend; a backend that cannot be reached is marked down at once."""
-    st = request.app[WORKER]
+def _refuse_while_loading(st: WorkerState) -> None:
     if st.loading:
         raise UpstreamUnavailable("backend embedded: the model is still loading",
                                   code="model_loading", headers={"Retry-After": "2"})
+
+
+async def _relay(request: web.Request, body: bytes) -> web.StreamResponse:
+    """Forward to the backend; a backend that cannot be reached is marked down at once."""
+    st = request.app[WORKER]
+    _refuse_while_loading(st)
     try:
         resp = await forward(request, st.target, request.path, body, timeouts=st.timeouts)
     except UpstreamFailure as exc:
@@ -60,9 +64,7 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 async def models(request: web.Request) -> web.Response:
     """GET /v1/models: the backend's own list, mapped to the OpenAI format."""
     st = request.app[WORKER]
-    if st.loading:
-        raise UpstreamUnavailable("backend embedded: the model is still loading",
-                                  code="model_loading", headers={"Retry-After": "2"})
+    _refuse_while_loading(st)
     session = request.app[keys.SESSION]
     try:
         async with session.get(st.backend_url + st.kind.models_path,
