@@ -60,7 +60,6 @@ class Backend:
     models: list[str] = field(default_factory=list)
     models_error: str | None = None  # the last model-list fetch failed (last list kept)
     auth_failed: bool = False
-    last_refresh: float | None = None
 
     @property
     def openai_base(self) -> str:
@@ -168,7 +167,6 @@ async def probe(app: web.Application, b: Backend, timeout: float = 10.0) -> bool
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         b.models_error = f"unreadable model list: {exc}"
     b.state.latency_ms = (time.perf_counter() - t0) * 1000
-    b.last_refresh = time.time()
     bus.mark(b.state, True)
     return True
 

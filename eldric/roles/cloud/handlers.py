@@ -170,14 +170,15 @@ def cloud_health(app: web.Application) -> CloudHealth:
     healthy = sum(1 for b in live if b.state.healthy)
     status = "healthy" if live and healthy == len(live) else ("degraded" if healthy else "unhealthy")
     active = sum(b.state.active for b in live)
+    models = {m for m, _ in cs.models()}
     return CloudHealth(
         status=status, worker_id=cs.membership.worker_id if cs.membership else None,
         worker_type="cloud",
         backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url, healthy=healthy > 0),
-        models=sorted({m for m, _ in cs.models()}), load=Load(active_requests=active),
+        models=sorted(models), load=Load(active_requests=active),
         uptime_seconds=round(time.time() - app[keys.ROLE].started, 3), version=__version__,
         backends_total=len(live), backends_healthy=healthy,
-        backends_unhealthy=len(live) - healthy, models_available=len({m for m, _ in cs.models()}))
+        backends_unhealthy=len(live) - healthy, models_available=len(models))
 
 
 # ---------------------------------------------------------------- admin API
