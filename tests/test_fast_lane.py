@@ -12,6 +12,7 @@ import asyncio
 import json
 
 import aiohttp
+import pytest
 
 from tests.conftest import run_eldric, url_of
 from tests.fakes.openai_server import KNOBS, MODELS
@@ -178,28 +179,59 @@ async def test_limits_on_the_lane(fake_openai_server, tmp_path):
 
 
 async def test_a_big_reply_to_a_slow_reader_arrives_whole(fake_openai_server, tmp_path):
-    """~450 KB, over the whole-body limit: streamed with back-pressure to a reader that
-    takes its time."""
+    """~400 KB, over the whole-body limit: relayed as it comes, with a Content-Length, to a
+    reader that starts late and reads in pieces."""
     fake_openai_server.app[KNOBS].tokens = 60_000
     async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
                           backend_url=url_of(fake_openai_server)) as urls:
-        host, port = urls["worker"].removeprefix("http://").split(":")
-        reader, writer = await asyncio.open_connection(host, int(port), limit=4096)
-        writer.transport.set_write_buffer_limits(0)
-        sock = writer.get_extra_info("socket")
-        sock.setsockopt(__import__("socket").SOL_SOCKET, __import__("socket").SO_RCVBUF, 4096)
+        reader, writer = await _open(urls["worker"])
         writer.write(post())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
         assert b" 200 " in head.split(b"\r\n")[0]
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
         assert length > 256 * 1024
+        await asyncio.sleep(0.3)  # not reading yet
         got = bytearray()
         while len(got) < length:
             got += await asyncio.wait_for(reader.read(16384), 5)
-            await asyncio.sleep(0.002)
         assert len(got) == length
         assert _content(bytes(got)).split()[-1] == "w59999"
         writer.close()
+
+
+async def test_the_lane_waits_while_the_clients_socket_is_full():
+    """Back-pressure on the lane's writes (a loopback socket's buffers are too big to fill
+    in a test, so on the protocol itself): send() waits from pause_writing() to
+    resume_writing(), and a client that leaves meanwhile ends the wait with an error."""
+    from types import SimpleNamespace
+
+    from eldric.serve.protocol import FastProtocol
+
+    class Transport:
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def write(self, data: bytes) -> None:
+            self.data += data
+
+        def is_closing(self) -> bool:
+            return False
+
+    loop = asyncio.get_running_loop()
+    proto = FastProtocol(SimpleNamespace(loop=loop, conns=set()))  # type: ignore[arg-type]
+    proto.connection_made(Transport())  # type: ignore[arg-type]
+    proto.pause_writing()
+    sending = asyncio.ensure_future(proto.send(b"x" * 10))
+    await asyncio.sleep(0.05)
+    assert not sending.done() and bytes(proto.transport.data) == b"x" * 10
+    proto.resume_writing()
+    await asyncio.wait_for(sending, 1)
+    proto.pause_writing()
+    sending = asyncio.ensure_future(proto.send(b"y"))
+    await asyncio.sleep(0.01)
+    proto.connection_lost(None)
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(sending, 1)
 
 
 async def test_edge_lane_takes_the_cookie_and_passes_the_query(fake_openai_server, tmp_path):
