@@ -56,11 +56,16 @@ async def test_text_tools_streaming_and_usage(anthropic_server, tmp_path):
     assert 'kind="completion"' in text
 
 
-async def test_errors_mapped_and_overloaded_fails_over(anthropic_server, aiohttp_server, tmp_path):
+async def _anthropic_then_backup(anthropic_server, aiohttp_server) -> str:  # type: ignore[no-untyped-def]
+    """--backends: the fake Anthropic first, then an OpenAI-compatible backup that serves
+    the same model."""
     backup = await aiohttp_server(openai_server.make_app())
     backup.app[OAI_KNOBS].models = [fake.MODEL]
-    backends = (f"anthropic:{url_of(anthropic_server)}:{fake.API_KEY},"
-                f"backup:{url_of(backup)}/v1")
+    return f"anthropic:{url_of(anthropic_server)}:{fake.API_KEY},backup:{url_of(backup)}/v1"
+
+
+async def test_errors_mapped_and_overloaded_fails_over(anthropic_server, aiohttp_server, tmp_path):
+    backends = await _anthropic_then_backup(anthropic_server, aiohttp_server)
     async with run_cloud(tmp_path, backends) as urls:
         async with aiohttp.ClientSession() as s:
             anthropic_server.app[fake.KNOBS].scenario = "overloaded"
@@ -77,10 +82,7 @@ async def test_errors_mapped_and_overloaded_fails_over(anthropic_server, aiohttp
 
 
 async def test_a_garbled_200_fails_over_like_a_5xx(anthropic_server, aiohttp_server, tmp_path):
-    backup = await aiohttp_server(openai_server.make_app())
-    backup.app[OAI_KNOBS].models = [fake.MODEL]
-    backends = (f"anthropic:{url_of(anthropic_server)}:{fake.API_KEY},"
-                f"backup:{url_of(backup)}/v1")
+    backends = await _anthropic_then_backup(anthropic_server, aiohttp_server)
     async with run_cloud(tmp_path, backends) as urls:
         anthropic_server.app[fake.KNOBS].scenario = "garbled"
         async with aiohttp.ClientSession() as s:
