@@ -41,3 +41,5 @@ def decode_head(body: bytes, kind: type[T] = Head) -> T:  # type: ignore[assignm
         raise BadRequest(f"the request body is not valid JSON: {exc}", code="invalid_json") from None
     except UnicodeDecodeError:  # e.g. a lone surrogate escaped inside a string
         raise BadRequest("the request body is not valid UTF-8", code="invalid_json") from None
+    except RecursionError:  # {"a": {"a": … nested past the decoder's depth limit
+        raise BadRequest("the request body is nested too deeply", code="too_deep") from None
