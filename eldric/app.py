@@ -73,6 +73,7 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     app[keys.UPSTREAM] = pool
     app[keys.PROCESS] = process
     app[keys.CONFIG] = cfg
+    app[keys.STOPPING] = asyncio.Event()
     info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url)
     bus.metrics.active.labels(role.name).set_function(lambda: info.active)
     add_routes(app)
@@ -163,10 +164,13 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
             on_ready(urls)
         await stop.wait()
     finally:
-        # Stop every listener first, then wait for in-flight requests of all roles at once
-        # (both lanes), then run the roles' own clean-up.
+        # Stop every listener first, tell the roles (STOPPING: members deregister, held
+        # long-polls answer), then wait for in-flight requests of all roles at once (both
+        # lanes), then run the roles' own clean-up.
         for fast in fasts:
             fast.stop_listening()
+        for runner in runners:
+            runner.app[keys.STOPPING].set()
         grace = process.grace_period_ms / 1000
         await asyncio.gather(*(f.drain(grace) for f in fasts),
                              *(_drain_aiohttp(r, grace) for r in runners),

@@ -6,6 +6,7 @@ keys or module-level globals.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -29,6 +30,10 @@ ROLE: web.AppKey["RoleInfo"] = web.AppKey("eldric_role")
 CONFIG: web.AppKey[Any] = web.AppKey("eldric_config")
 # A role may replace how /health is answered (the worker answers a WorkerHealth).
 HEALTH: web.AppKey[Any] = web.AppKey("eldric_health")
+# Set when the process starts to stop (listeners closed, before in-flight requests
+# drain): a role ends what would hold the drain (long-polls) or what should end first
+# (telling the controller it is going offline).
+STOPPING: web.AppKey[asyncio.Event] = web.AppKey("eldric_stopping", asyncio.Event)
 
 # Per request.
 HOP: web.RequestKey["Hop"] = web.RequestKey("eldric_hop")

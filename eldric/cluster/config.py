@@ -1,4 +1,4 @@
-"""Settings every worker-like role (worker, cloud) has for joining a cluster."""
+"""Settings every role that joins a cluster (worker, cloud, router) has."""
 
 from __future__ import annotations
 
@@ -15,4 +15,5 @@ class MemberConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     heartbeat_interval_ms: Annotated[Ms, flag_meta("heartbeat period, ms")] = 30_000
     worker_id: Annotated[str | None, flag_meta(
         "fixed worker id (default: kept in --data-dir across restarts)")] = None
-    tags: Annotated[list[str], flag_meta("labels the router can select on")] = []
+    tags: Annotated[list[str], flag_meta(
+        "labels registered with the controller (routers can select workers on them)")] = []

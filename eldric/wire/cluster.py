@@ -10,10 +10,14 @@ from typing import Literal
 
 import msgspec
 
-WorkerType = Literal["inference", "cloud", "data", "science", "training", "media", "comm"]
+# "router": routers register too (they are never routed to; see INFERENCE_TYPES).
+WorkerType = Literal["inference", "cloud", "data", "science", "training", "media", "comm",
+                     "router"]
 Status = Literal["healthy", "degraded", "unhealthy", "offline"]
 # The routers' strategies: the router implements them, the controller stores the choice.
 Strategy = Literal["round_robin", "least_connections", "load_based", "latency_based", "random"]
+# Who set a router's strategy. config and runtime fix it: the controller's no longer applies.
+StrategySource = Literal["default", "config", "controller", "runtime"]
 
 
 class Load(msgspec.Struct, omit_defaults=False):
@@ -46,6 +50,16 @@ class WorkerHealth(msgspec.Struct, omit_defaults=False):
     version: str = ""
 
 
+class RouterReport(msgspec.Struct, omit_defaults=False):
+    """What a router says about itself when it registers and heartbeats: the strategy it
+    really uses and who set it, and its workers (the controller's dashboard shows them)."""
+
+    strategy: str | None
+    strategy_source: StrategySource
+    workers: int = 0
+    healthy_workers: int = 0
+
+
 class WorkerInfo(msgspec.Struct, omit_defaults=True):
     """POST /api/v1/workers/register body. `id` absent: the controller assigns one."""
 
@@ -58,15 +72,19 @@ class WorkerInfo(msgspec.Struct, omit_defaults=True):
     load: Load = msgspec.field(default_factory=Load)
     status: Status = "healthy"
     version: str = ""
+    router: RouterReport | None = None  # worker_type "router" only
 
 
 class Heartbeat(msgspec.Struct, omit_defaults=False):
-    """POST /api/v1/workers/{id}/heartbeat body."""
+    """POST /api/v1/workers/{id}/heartbeat body. `backend` and `router`, when sent,
+    replace what the controller holds (a backend that came up after registration)."""
 
     status: Status
     load: Load
     models: list[str] = []
     active_requests: int = 0
+    backend: BackendInfo | None = None
+    router: RouterReport | None = None
 
 
 class RegisterReply(msgspec.Struct):
@@ -87,10 +105,14 @@ class RouterSettings(msgspec.Struct, omit_defaults=True):
 
 
 class WorkerList(msgspec.Struct):
-    """GET /api/v1/workers at the controller (the router's sync reads both in one call)."""
+    """GET /api/v1/workers at the controller (the router's sync reads both in one call).
+
+    `version` names the registry's state (opaque; absent from controllers that cannot
+    long-poll): `?since=VERSION&wait=MS` holds the reply until it changes."""
 
     workers: list[WorkerRecord] = []
     router_config: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    version: str | None = None
 
 
 class HealthHead(msgspec.Struct):

@@ -2,11 +2,16 @@
 
 POST /api/v1/workers/register {WorkerInfo} -> {"id": ...} (assigns a wrk- id when absent);
 POST /api/v1/workers/{id}/heartbeat -> 200, or 404 for an id it does not know (so the
-worker registers again); 401 when a cluster key is set and not presented.
+worker registers again); POST /api/v1/workers/{id}/deregister -> 200 (recorded; held for
+`deregister_delay` seconds, to play a controller that stopped answering); 401 when a
+cluster key is set and not presented. `register_replies`: canned replies (status, body,
+content type) the next register calls get instead, in order, to play a misconfigured or
+failing controller.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 
@@ -23,6 +28,10 @@ class State:
         self.ids = itertools.count(1)
         self.router_config: dict = {}
         self.list_calls = 0
+        self.deregistrations: list[str] = []
+        self.deregister_delay = 0.0
+        self.register_replies: list[tuple[int, bytes, str]] = []
+        self.version: str | None = None  # None: a controller that cannot long-poll
 
 
 STATE = web.AppKey("state", State)
@@ -43,6 +52,9 @@ async def register(request: web.Request) -> web.Response:
         return web.json_response({"error": {"message": "bad cluster key",
                                             "type": "authentication_error", "param": None,
                                             "code": "invalid_api_key"}}, status=401)
+    if st.register_replies:
+        status, body, ctype = st.register_replies.pop(0)
+        return web.Response(status=status, body=body, content_type=ctype)
     info = json.loads(await request.read())
     wid = info.get("id") or f"wrk-assigned{next(st.ids)}"
     info["id"] = wid
@@ -64,6 +76,16 @@ async def heartbeat(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def deregister(request: web.Request) -> web.Response:
+    st = request.app[STATE]
+    if not _authorised(request):
+        return web.json_response({"error": {"message": "bad cluster key"}}, status=401)
+    wid = request.match_info["id"]
+    st.deregistrations.append(wid)
+    await asyncio.sleep(st.deregister_delay)
+    return web.json_response({"id": wid, "status": "offline"})
+
+
 async def list_workers(request: web.Request) -> web.Response:
     """GET /api/v1/workers: {"workers": [WorkerInfo + status + last_heartbeat], "router_config"}"""
     st = request.app[STATE]
@@ -71,7 +93,10 @@ async def list_workers(request: web.Request) -> web.Response:
     if not _authorised(request):
         return web.json_response({"error": {"message": "bad cluster key"}}, status=401)
     workers = [{"status": "healthy", "last_heartbeat": 1.0, **w} for w in st.workers.values()]
-    return web.json_response({"workers": workers, "router_config": st.router_config})
+    body = {"workers": workers, "router_config": st.router_config}
+    if st.version is not None:  # a version, but ?since=&wait= ignored: answered at once
+        body["version"] = st.version
+    return web.json_response(body)
 
 
 def make_app(cluster_key: str | None = None) -> web.Application:
@@ -80,4 +105,5 @@ def make_app(cluster_key: str | None = None) -> web.Application:
     app.router.add_get("/api/v1/workers", list_workers)
     app.router.add_post("/api/v1/workers/register", register)
     app.router.add_post("/api/v1/workers/{id}/heartbeat", heartbeat)
+    app.router.add_post("/api/v1/workers/{id}/deregister", deregister)
     return app

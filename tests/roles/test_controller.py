@@ -7,8 +7,10 @@ import signal
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
 from tests.conftest import free_port, run_eldric, until
+from tests.fakes import ollama as fake_ollama
 
 MSG = [{"role": "user", "content": "hi"}]
 
@@ -259,3 +261,155 @@ async def test_heartbeats_a_failed_flush_did_not_write_are_written_by_the_next(t
         assert again.workers[rec.id].models == ["m"]
     finally:
         await store.close()
+
+
+async def test_heartbeats_carry_the_backend_state(tmp_path):
+    """A worker that registered while its backend was down (an embedded model still
+    loading) shows the backend healthy once a heartbeat says so."""
+    async with controller(tmp_path) as c:
+        base = c["controller"]
+        async with aiohttp.ClientSession() as s:
+            info = {"worker_type": "inference", "url": "http://127.0.0.1:9", "status": "unhealthy",
+                    "backend": {"type": "embedded", "url": "http://127.0.0.1:7", "healthy": False}}
+            async with s.post(base + "/api/v1/workers/register", json=info) as r:
+                wid = (await r.json())["id"]
+            beat = {"status": "healthy", "load": {}, "models": ["SmolLM2-135M-Instruct"],
+                    "backend": {"type": "embedded", "url": "http://127.0.0.1:7", "healthy": True}}
+            async with s.post(f"{base}/api/v1/workers/{wid}/heartbeat", json=beat) as r:
+                assert r.status == 200
+            _, rec = await _get(s, f"{base}/api/v1/workers/{wid}")
+            assert rec["backend"] == beat["backend"] and rec["status"] == "healthy"
+            # A member that sends no backend (an older one) keeps what it registered with.
+            async with s.post(f"{base}/api/v1/workers/{wid}/heartbeat",
+                              json={"status": "healthy", "load": {}}) as r:
+                assert r.status == 200
+            _, rec = await _get(s, f"{base}/api/v1/workers/{wid}")
+            assert rec["backend"]["healthy"] is True
+
+
+async def test_a_real_worker_heartbeats_its_backend_coming_up(tmp_path):
+    """The worker's backend is down when it registers and comes up later: the controller
+    (and so its dashboard) follows."""
+    port = free_port()
+    async with controller(tmp_path) as c:
+        base = c["controller"]
+        async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                              backend="ollama", backend_url=f"http://127.0.0.1:{port}",
+                              controller=base, heartbeat_interval=100, health_interval=100):
+            async with aiohttp.ClientSession() as s:
+                rec = (await until(lambda: _listing(s, base)))[1]["workers"][0]
+                assert rec["backend"]["healthy"] is False
+                server = TestServer(fake_ollama.make_app(), host="127.0.0.1", port=port)
+                await server.start_server()
+                try:
+                    async def backend_up():
+                        _, body = await _get(s, f"{base}/api/v1/workers/{rec['id']}")
+                        return body["backend"]["healthy"] and body["status"] == "healthy"
+                    await until(backend_up)
+                finally:
+                    await server.close()
+
+
+async def test_deregister_marks_offline_keeps_the_record_and_needs_the_key(tmp_path):
+    async with controller(tmp_path, cluster_key="ck") as c:
+        base = c["controller"]
+        key = {"Authorization": "Bearer ck"}
+        async with aiohttp.ClientSession() as s:
+            info = {"worker_type": "inference", "url": "http://127.0.0.1:9", "models": ["m"]}
+            async with s.post(base + "/api/v1/workers/register", json=info, headers=key) as r:
+                wid = (await r.json())["id"]
+            async with s.post(f"{base}/api/v1/workers/{wid}/deregister") as r:
+                assert r.status == 401
+                assert (await r.json())["error"]["code"] == "invalid_api_key"
+            async with s.post(f"{base}/api/v1/workers/wrk-nope/deregister", headers=key) as r:
+                assert r.status == 404
+                assert (await r.json())["error"]["code"] == "worker_not_found"
+            async with s.post(f"{base}/api/v1/workers/{wid}/deregister", headers=key) as r:
+                assert r.status == 200 and (await r.json()) == {"id": wid, "status": "offline"}
+            _, rec = await _get(s, f"{base}/api/v1/workers/{wid}")
+            assert rec["status"] == "offline" and rec["models"] == ["m"]
+            _, models = await _get(s, base + "/api/v1/models")
+            assert models["models"] == []  # offline serves nothing
+            async with s.post(base + "/api/v1/workers/register", json={**info, "id": wid},
+                              headers=key) as r:
+                assert (await r.json())["id"] == wid
+            _, rec = await _get(s, f"{base}/api/v1/workers/{wid}")
+            assert rec["status"] == "healthy"
+
+
+async def test_the_worker_list_long_polls_on_the_registry_version(tmp_path):
+    async with controller(tmp_path) as c:
+        base = c["controller"]
+        async with aiohttp.ClientSession() as s:
+            _, first = await _get(s, base + "/api/v1/workers")
+            v0 = first["version"]
+            assert isinstance(v0, str) and v0
+            # Nothing changes: held for the wait, then answered with the same version.
+            started = asyncio.get_running_loop().time()
+            _, same = await _get(s, f"{base}/api/v1/workers?since={v0}&wait=300")
+            assert asyncio.get_running_loop().time() - started >= 0.25
+            assert same["version"] == v0
+            # A stale version is answered at once.
+            started = asyncio.get_running_loop().time()
+            _, now = await _get(s, f"{base}/api/v1/workers?since=old-1&wait=5000")
+            assert asyncio.get_running_loop().time() - started < 1 and now["version"] == v0
+
+            async def waiter(since):  # type: ignore[no-untyped-def]
+                return await _get(s, f"{base}/api/v1/workers?since={since}&wait=10000")
+
+            # Each change a router acts on answers every waiter at once, with a new version.
+            info = {"worker_type": "inference", "url": "http://127.0.0.1:9", "models": ["m"]}
+            held = [asyncio.create_task(waiter(v0)) for _ in range(3)]
+            await asyncio.sleep(0.1)
+            assert not any(t.done() for t in held)
+            async with s.post(base + "/api/v1/workers/register", json=info) as r:
+                wid = (await r.json())["id"]
+            results = await asyncio.wait_for(asyncio.gather(*held), 2)
+            v1 = results[0][1]["version"]
+            assert v1 != v0 and all(b["version"] == v1 for _, b in results)
+            assert [w["id"] for w in results[0][1]["workers"]] == [wid]
+
+            # A heartbeat that only reports load does not wake anyone; new models do.
+            held = asyncio.create_task(waiter(v1))
+            async with s.post(f"{base}/api/v1/workers/{wid}/heartbeat",
+                              json={"status": "healthy", "load": {"cpu_percent": 50},
+                                    "models": ["m"]}) as r:
+                assert r.status == 200
+            await asyncio.sleep(0.2)
+            assert not held.done()
+            async with s.post(f"{base}/api/v1/workers/{wid}/heartbeat",
+                              json={"status": "healthy", "load": {}, "models": ["m", "n"]}):
+                pass
+            _, body = await asyncio.wait_for(held, 2)
+            v2 = body["version"]
+            assert v2 != v1
+            for change in (
+                    s.post(base + "/api/v1/router/config", json={"strategy": "random"}),
+                    s.post(f"{base}/api/v1/workers/{wid}/deregister"),
+                    s.delete(f"{base}/api/v1/workers/{wid}")):
+                held = asyncio.create_task(waiter(v2))
+                await asyncio.sleep(0.05)
+                async with change as r:
+                    assert r.status == 200
+                _, body = await asyncio.wait_for(held, 2)
+                assert body["version"] != v2
+                v2 = body["version"]
+            for bad in ("abc", "-1", "999999"):
+                status, body = await _get(s, f"{base}/api/v1/workers?since={v2}&wait={bad}")
+                assert status == 400 and body["error"]["param"] == "wait"
+
+
+async def test_a_held_long_poll_does_not_hold_up_the_controllers_stop(tmp_path):
+    cm = controller(tmp_path)
+    urls = await cm.__aenter__()
+    base = urls["controller"]
+    async with aiohttp.ClientSession() as s:
+        _, first = await _get(s, base + "/api/v1/workers")
+        held = asyncio.create_task(
+            _get(s, f"{base}/api/v1/workers?since={first['version']}&wait=50000"))
+        await asyncio.sleep(0.1)
+        started = asyncio.get_running_loop().time()
+        await cm.__aexit__(None, None, None)
+        assert asyncio.get_running_loop().time() - started < 2
+        status, body = await asyncio.wait_for(held, 1)
+    assert status == 200 and body["version"] == first["version"]

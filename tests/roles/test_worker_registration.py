@@ -27,6 +27,7 @@ async def test_registers_heartbeats_and_keeps_its_id(fake_controller_server, tmp
     wid, beat = st.heartbeats[0]
     assert wid == first["id"]
     assert beat["status"] == "healthy" and beat["models"] == ["eldric-mock"]
+    assert beat["backend"]["type"] == "mock" and beat["backend"]["healthy"] is True
     assert "load" in beat and "active_requests" in beat
 
     # A restarted worker (same data dir, same port) comes back with the same id.

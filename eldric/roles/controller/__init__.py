@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import structlog
 from aiohttp import web
 
+from eldric import keys
 from eldric.context import data_file
 from eldric.registry import Role
 from eldric.roles.controller.config import ControllerConfig
@@ -40,11 +41,20 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     task = spawn(maintenance(cs.registry, cfg.worker_timeout_ms / 1000,
                              cfg.worker_expiry_ms / 1000, cfg.flush_interval_ms / 1000),
                  name="controller-maintenance")
+    release = spawn(_release_on_stop(app), name="controller-release-waiters")
     log.info("controller_ready", workers=len(cs.registry.workers), db=store.path)
     yield
+    await cancel(release)
     await cancel(task)
     await cs.registry.flush()
     await store.close()
+
+
+async def _release_on_stop(app: web.Application) -> None:
+    """Routers long-polling the worker list are answered as the controller starts to
+    stop, so they do not hold its drain for their whole wait."""
+    await app[keys.STOPPING].wait()
+    app[CONTROLLER].registry.close()
 
 
 def build(app: web.Application, cfg: ControllerConfig) -> None:

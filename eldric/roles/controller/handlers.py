@@ -18,6 +18,9 @@ from eldric.wire.cluster import (Heartbeat, RouterSettings, Status, Strategy, Wo
                                  WorkerType)
 
 STATIC = Path(__file__).parent / "static"
+# The longest a GET /api/v1/workers?since=… may be held: under the idle timeouts of the
+# proxies people put in between (60 s is common).
+MAX_WAIT_MS = 55_000
 STRATEGIES = get_args(Strategy)
 _STATUSES = get_args(Status)
 _TYPES = get_args(WorkerType)
@@ -43,6 +46,33 @@ async def heartbeat(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
 
 
+async def deregister(request: web.Request) -> web.Response:
+    """POST /api/v1/workers/{id}/deregister: a member stopping cleanly is offline at once."""
+    cs = request.app[CONTROLLER]
+    require_key(request, cs.cfg.cluster_key, "cluster key")
+    wid = request.match_info["id"]
+    if await cs.registry.deregister(wid) is None:
+        raise NotFound(f"unknown worker {wid}", code="worker_not_found")
+    return json_response({"id": wid, "status": "offline"})
+
+
+def _wait(request: web.Request) -> tuple[str, float] | None:
+    """?since=VERSION&wait=MS: hold the reply until the registry moves on from VERSION."""
+    q = request.query
+    since = q.get("since")
+    if since is None:
+        return None
+    text = q.get("wait", "0")
+    try:
+        wait = int(text)
+    except ValueError:
+        wait = -1
+    if not 0 <= wait <= MAX_WAIT_MS:
+        raise BadRequest(f"wait must be whole milliseconds from 0 to {MAX_WAIT_MS}",
+                         param="wait")
+    return since, wait / 1000
+
+
 def _filters(request: web.Request) -> dict:
     q = request.query
     out = {"type": q.get("type"), "status": q.get("status"), "model": q.get("model")}
@@ -55,8 +85,13 @@ def _filters(request: web.Request) -> dict:
 
 async def list_workers(request: web.Request) -> web.Response:
     cs = request.app[CONTROLLER]
-    return json_response({"workers": cs.registry.select(**_filters(request)),
-                          "router_config": cs.registry.router})
+    filters = _filters(request)
+    wait = _wait(request)
+    if wait is not None:
+        await cs.registry.wait_change(*wait)
+    return json_response({"workers": cs.registry.select(**filters),
+                          "router_config": cs.registry.router,
+                          "version": cs.registry.version})
 
 
 async def get_worker(request: web.Request) -> web.Response:
@@ -117,6 +152,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/workers/register", register)
     r.add_post("/api/v1/workers/discover", discover)
     r.add_post("/api/v1/workers/{id}/heartbeat", heartbeat)
+    r.add_post("/api/v1/workers/{id}/deregister", deregister)
     r.add_get("/api/v1/workers", list_workers)
     r.add_get("/api/v1/workers/{id}", get_worker)
     r.add_delete("/api/v1/workers/{id}", delete_worker)

@@ -4,6 +4,10 @@ Registrations, deletions and the router configuration are written through before
 reply (a SIGKILLed controller loses none); heartbeats only mark a worker dirty, and the
 dirty ones are written in one transaction every flush interval, so hundreds of workers
 heartbeating do not queue behind the disk.
+
+Every change a router acts on (a worker added, deleted, offline or back, its models or
+status changed, the router settings) moves the registry's version and wakes the routers
+long-polling GET /api/v1/workers?since=…; heartbeats that change only load do not.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from eldric.wire.cluster import Heartbeat, RouterSettings, WorkerInfo, WorkerRec
 log = structlog.get_logger("eldric.controller")
 
 PREFIX = {"inference": "wrk-", "cloud": "cld-", "data": "dat-", "science": "sci-",
-          "training": "trn-", "media": "med-", "comm": "com-"}
+          "training": "trn-", "media": "med-", "comm": "com-", "router": "rtr-"}
 INFERENCE_TYPES = ("inference", "cloud")
 
 _enc = msgspec.json.Encoder()
@@ -35,6 +39,39 @@ class Registry:
         self.workers: dict[str, WorkerRecord] = {}
         self.router: RouterSettings = RouterSettings()
         self._dirty: set[str] = set()
+        # The version is opaque: a per-process prefix, so a restarted controller never
+        # repeats a version a router is waiting on.
+        self._epoch = secrets.token_hex(4)
+        self._changes = 0
+        self._changed = asyncio.Event()  # set (and replaced) at every change
+        self._closed = False
+
+    # ------------------------------------------------------------------ changes
+
+    @property
+    def version(self) -> str:
+        return f"{self._epoch}-{self._changes}"
+
+    def _bump(self) -> None:
+        self._changes += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_change(self, since: str, timeout: float) -> None:
+        """Return when the version is no longer `since`, or after `timeout` seconds.
+        Every waiter waits on the same Event: a thousand routers cost one set()."""
+        if since != self.version or self._closed:
+            return
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    def close(self) -> None:
+        """The controller is stopping: answer every waiting router now, and later
+        requests at once (a held request must not stretch the shutdown)."""
+        self._closed = True
+        self._changed.set()
 
     async def load(self) -> None:
         for key, value in await self.store.all("workers"):
@@ -59,6 +96,7 @@ class Registry:
         self.workers[wid] = record
         self._dirty.discard(wid)
         await self.store.write("workers", [(wid, _enc.encode(record))])
+        self._bump()
         log.info("worker_registered", worker=wid, worker_type=record.worker_type,
                  url=record.url, models=record.models, again=old is not None)
         return record
@@ -69,12 +107,36 @@ class Registry:
             return None
         if record.status == "offline":
             log.info("worker_back", worker=wid)
-        record.status = beat.status if beat.status != "offline" else "unhealthy"
+        status = beat.status if beat.status != "offline" else "unhealthy"
+        changed = status != record.status or beat.models != record.models
+        record.status = status
         record.load = beat.load
         record.load.active_requests = beat.active_requests or beat.load.active_requests
         record.models = beat.models
+        # Older members send neither: keep what they registered with.
+        if beat.backend is not None:
+            record.backend = beat.backend
+        if beat.router is not None:
+            record.router = beat.router
         record.last_heartbeat = time.time()
         self._dirty.add(wid)
+        if changed:
+            self._bump()
+        return record
+
+    async def deregister(self, wid: str) -> WorkerRecord | None:
+        """A member stopping cleanly: offline at once (not routed to), the record kept so
+        it comes back as itself when it registers again."""
+        record = self.workers.get(wid)
+        if record is None:
+            return None
+        was = record.status
+        record.status = "offline"
+        self._dirty.discard(wid)
+        await self.store.write("workers", [(wid, _enc.encode(record))])
+        if was != "offline":
+            self._bump()
+        log.info("worker_left", worker=wid, worker_type=record.worker_type)
         return record
 
     async def delete(self, wid: str) -> bool:
@@ -82,12 +144,14 @@ class Registry:
             return False
         self._dirty.discard(wid)
         await self.store.write("workers", deletes=[wid])
+        self._bump()
         log.info("worker_deleted", worker=wid)
         return True
 
     async def set_router(self, settings: RouterSettings) -> None:
         self.router = settings
         await self.store.write("settings", [("router", _enc.encode(settings))])
+        self._bump()
 
     async def flush(self) -> None:
         if not self._dirty:
@@ -110,6 +174,7 @@ class Registry:
             elif silent >= timeout and record.status != "offline":
                 record.status = "offline"
                 self._dirty.add(wid)
+                self._bump()
                 log.warning("worker_offline", worker=wid, silent_s=round(silent, 1))
         for wid in gone:
             log.warning("worker_expired", worker=wid)
