@@ -12,6 +12,7 @@ from eldric.registry import Role
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router.handlers import add_routes
 from eldric.roles.router.health import check_all, health_loop
+from eldric.roles.router.membership import membership
 from eldric.roles.router.pool import Pool
 from eldric.roles.router.state import ROUTER, RouterState
 from eldric.roles.router.sync import sync_loop, sync_once
@@ -23,17 +24,23 @@ log = structlog.get_logger("eldric.router")
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     rs = app[ROUTER]
+    member = membership(app)
+    member.load_id()
+    version = None
     if rs.cfg.controller_url:
         try:
-            await sync_once(app)
+            version = await sync_once(app)
         except Exception as exc:  # the loop retries; the router starts anyway
             log.warning("controller_sync_failed", controller=rs.cfg.controller_url,
                         error=f"{type(exc).__name__}: {exc}")
     await check_all(app)
     tasks = [spawn(health_loop(app), name="router-health")]
     if rs.cfg.controller_url:
-        tasks.append(spawn(sync_loop(app), name="router-sync"))
+        tasks.append(spawn(sync_loop(app, version), name="router-sync"))
+        # Registered after the first sync and check, so it reports what it can route.
+        tasks.append(spawn(member.run(), name="router-registration"))
     log.info("router_ready", strategy=rs.strategy.name if rs.strategy else None,
+             strategy_source=rs.strategy_source, worker_id=member.worker_id,
              workers=[w.id for w in rs.pool.workers.values()],
              healthy=[w.id for w in rs.pool.routable()])
     yield
@@ -65,5 +72,5 @@ ROLE = Role(
     # registers with the local controller, on loopback.
     quickstart={"bind_address": "127.0.0.1", "workers": [{"url": "http://127.0.0.1:8890"}],
                 "controller_url": "http://127.0.0.1:8880", "sync_interval_ms": 2000,
-                "health_check_interval_ms": 1000},
+                "health_check_interval_ms": 1000, "heartbeat_interval_ms": 5000},
 )

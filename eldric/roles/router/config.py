@@ -6,7 +6,8 @@ from typing import Annotated
 
 import msgspec
 
-from eldric.config import Ms, RoleConfig, flag_meta
+from eldric.cluster.config import MemberConfig
+from eldric.config import Ms, flag_meta
 from eldric.wire.cluster import Strategy
 
 StrategyName = Strategy  # one list, shared with the controller (eldric.wire.cluster)
@@ -22,14 +23,15 @@ def parse_workers(text: str) -> list[dict]:
     return [{"url": u.strip()} for u in text.split(",") if u.strip()]
 
 
-class RouterConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
+class RouterConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
+    """A router is a cluster member too (MemberConfig: it registers and heartbeats as
+    worker type "router", so the controller sees it and the strategy it really uses)."""
+
     workers: Annotated[list[WorkerSpec], flag_meta(
         "static workers, URL,URL,… (config: [{url, tags}])", parse=parse_workers)] = []
     controller_url: Annotated[str | None, flag_meta(
-        "controller to sync the worker list and routing settings from",
+        "controller to register with and to follow for workers and routing settings",
         flag="controller")] = None
-    api_key: Annotated[str | None, flag_meta(
-        "the cluster key the controller demands")] = None
     admin_key: Annotated[str | None, flag_meta(
         "key required by POST /api/v1/config")] = None
     sync_interval_ms: Annotated[Ms, flag_meta("controller sync period, ms")] = 30_000

@@ -31,5 +31,10 @@ class RouterState:
     def strategy_fixed(self) -> bool:
         return self.strategy_source in ("config", "runtime")
 
+    def model_ids(self) -> list[str]:
+        """What GET /v1/models lists: every model a healthy worker serves, then aliases."""
+        served = self.pool.models()
+        return served + [a for a in self.cfg.aliases if a not in served]
+
 
 ROUTER: web.AppKey[RouterState] = web.AppKey("eldric_router", RouterState)

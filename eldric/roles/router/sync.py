@@ -1,5 +1,10 @@
 """Keep the worker list (and routing settings) in step with the controller.
 
+The router follows the registry's changes: it asks `GET /api/v1/workers?since=VERSION&
+wait=MS`, which the controller holds until its registry changes (a worker registered,
+deleted, offline or back, its models or status changed, the router settings) or the wait
+ends; so a new worker is routable a moment after it registers. A controller whose reply
+carries no version cannot long-poll: then the list is fetched every --sync-interval.
 While the controller is unreachable the router keeps routing on the last list it had.
 """
 
@@ -23,22 +28,41 @@ log = structlog.get_logger("eldric.router")
 
 _decoder = msgspec.json.Decoder(WorkerList)
 
+# How long the controller may hold one request (under common proxy idle timeouts).
+LONG_POLL_MS = 25_000
+# A held request that came back early with nothing new (the controller is stopping, or
+# ignores the wait): the next one waits this long, at most, so it is never a busy loop.
+EARLY_PAUSE_S = 2.0
+# However fast the registry changes, a router asks at most this often.
+MIN_GAP_S = 0.2
 
-async def sync_once(app: web.Application) -> None:
+SYNC_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError, msgspec.DecodeError,
+               msgspec.ValidationError)
+
+
+async def fetch(app: web.Application, since: str | None = None) -> WorkerList:
+    """The controller's worker list; with `since`, held until the registry moves on."""
     rs = app[ROUTER]
-    pool = rs.pool
     headers = {"Authorization": f"Bearer {rs.cfg.api_key}"} if rs.cfg.api_key else None
     url = rs.cfg.controller_url.rstrip("/") + "/api/v1/workers"  # type: ignore[union-attr]
-    async with app[keys.SESSION].get(url, headers=headers, timeout=aiohttp.ClientTimeout(
-            total=10, sock_connect=rs.timeouts.connect)) as resp:
+    params = {"since": since, "wait": str(LONG_POLL_MS)} if since is not None else None
+    total = 10 + (LONG_POLL_MS / 1000 if since is not None else 0)
+    async with app[keys.SESSION].get(url, params=params, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(
+                                         total=total, sock_connect=rs.timeouts.connect)) as resp:
         raw = await resp.read()
         if resp.status != 200:
             raise ValueError(f"controller answered HTTP {resp.status}")
-    listing = _decoder.decode(raw)
+    return _decoder.decode(raw)
 
+
+def apply(app: web.Application, listing: WorkerList) -> None:
+    rs = app[ROUTER]
+    pool = rs.pool
     static_by_url = {w.url: w for w in pool.workers.values() if w.static}
     seen: set[str] = set()
     for rec in listing.workers:
+        # Routers (and data, media, … workers) register too; only these serve inference.
         if rec.status == "offline" or rec.worker_type not in INFERENCE_TYPES or not rec.id:
             continue
         url = rec.url.rstrip("/")
@@ -72,20 +96,40 @@ async def sync_once(app: web.Application) -> None:
             log.warning("controller_strategy_unknown", strategy=wanted)
 
 
-async def sync_loop(app: web.Application) -> None:
+async def sync_once(app: web.Application) -> str | None:
+    """One full sync; the registry's version (None: the controller cannot long-poll)."""
+    listing = await fetch(app)
+    apply(app, listing)
+    return listing.version
+
+
+async def sync_loop(app: web.Application, version: str | None = None) -> None:
+    """Follow the controller: long-polls while it answers with a version, otherwise (or
+    after a failure) one sync every --sync-interval."""
     rs = app[ROUTER]
+    loop = asyncio.get_running_loop()
+    interval = rs.cfg.sync_interval_ms / 1000
     failing = False
     while True:
-        await asyncio.sleep(rs.cfg.sync_interval_ms / 1000)
+        if version is None:
+            await asyncio.sleep(interval)
+        started = loop.time()
         try:
-            await sync_once(app)
+            listing = await fetch(app, version)
+            apply(app, listing)
             if failing:
                 log.info("controller_reachable_again", controller=rs.cfg.controller_url)
             failing = False
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, msgspec.DecodeError,
-                msgspec.ValidationError) as exc:
+            took = loop.time() - started
+            if version is not None and listing.version == version and took < LONG_POLL_MS / 2000:
+                await asyncio.sleep(min(interval, EARLY_PAUSE_S))
+            elif took < MIN_GAP_S:
+                await asyncio.sleep(MIN_GAP_S - took)
+            version = listing.version
+        except SYNC_ERRORS as exc:
             (log.warning if not failing else log.debug)(
                 "controller_sync_failed", controller=rs.cfg.controller_url,
                 error=f"{type(exc).__name__}: {exc}",
                 keeping_workers=len(rs.pool.workers))
             failing = True
+            version = None  # back to the interval until the controller answers again

@@ -1,0 +1,36 @@
+"""The router as a cluster member: it registers and heartbeats as worker type "router"
+(the loop is eldric.cluster.membership), saying which strategy it really runs and who
+set it, so the controller's dashboard never shows a setting the router ignores.
+
+A router is never routed to: the controller's model coverage and the routers' own sync
+take only inference and cloud workers.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from eldric import __version__, keys
+from eldric.cluster.membership import Membership
+from eldric.roles.router.state import ROUTER
+from eldric.wire.cluster import Load, RouterReport, WorkerInfo
+
+
+def describe(app: web.Application) -> WorkerInfo:
+    rs = app[ROUTER]
+    role = app[keys.ROLE]
+    return WorkerInfo(
+        worker_type="router", url=role.advertise_url, models=rs.model_ids(),
+        load=Load(active_requests=role.active), status=app[keys.BUS].status(role.name),
+        version=__version__,
+        router=RouterReport(strategy=rs.strategy.name if rs.strategy else None,
+                            strategy_source=rs.strategy_source,  # type: ignore[arg-type]
+                            workers=len(rs.pool.workers),
+                            healthy_workers=len(rs.pool.routable())))
+
+
+def membership(app: web.Application) -> Membership:
+    cfg = app[ROUTER].cfg
+    return Membership(app=app, controller_url=cfg.controller_url, api_key=cfg.api_key,
+                      interval=cfg.heartbeat_interval_ms / 1000, prefix="rtr-",
+                      tags=cfg.tags, fixed_id=cfg.worker_id, describe=describe)
