@@ -9,9 +9,16 @@
           duration, secondsSince, ago, pageTitle, renderHeader, getJSON, serverDate,
           poll } = window.EldricDashboard;
   const STATUSES = ["healthy", "degraded", "unhealthy", "offline"];
+  const SOURCES = {
+    default: "router default",
+    config: "fixed in the router's config",
+    controller: "from this controller",
+    runtime: "changed at the router",
+  };
 
-  // Last good data: kept on screen when the controller cannot be reached.
-  const state = { workers: null, models: null, health: null, router: null };
+  // Last good data: kept on screen when the controller cannot be reached. Routers register
+  // like workers (worker_type "router") but are listed apart: they are never routed to.
+  const state = { workers: null, routers: null, models: null, health: null, router: null };
 
   function statusOf(w) {
     return STATUSES.includes(w.status) ? w.status : "healthy";
@@ -19,26 +26,57 @@
 
   // ------------------------------------------------------------------ cells
 
-  function loadCell(value) {
-    if (!isNum(value)) return h("td", { class: "num" }, h("span", { class: "na", title: "not reported" }, "—"));
-    const pct = clampPct(value);
-    const level = pct >= 90 ? "bad" : pct >= 70 ? "warn" : "";
-    return h("td", { class: "num" },
-      h("span", { class: "load" }, bar(pct, level), h("span", { class: "pct" }, `${Math.round(value)}%`)));
+  // One meter line of the load cell: "cpu ▬▬ 42%" (or "—" when not reported).
+  function meter(label, value, title) {
+    const parts = [h("span", { class: "k" }, label)];
+    if (isNum(value)) {
+      const pct = clampPct(value);
+      parts.push(bar(pct, pct >= 90 ? "bad" : pct >= 70 ? "warn" : ""),
+                 h("span", { class: "pct" }, `${Math.round(value)}%`));
+    } else {
+      parts.push(h("span", { class: "na pct", title: "not reported" }, "—"));
+    }
+    return h("span", { class: "meter", title: title || null }, parts);
   }
 
-  function gpuCell(load) {
-    const cell = loadCell(load.gpu_percent);
-    if (isNum(load.gpu_memory_percent)) cell.title = `GPU memory ${Math.round(load.gpu_memory_percent)}%`;
-    return cell;
+  // CPU, memory and GPU stacked in one column: three columns of bars pushed the table
+  // past 1280 px and the heartbeat out of sight.
+  function loadCell(load) {
+    const gpuMem = isNum(load.gpu_memory_percent) ? `GPU memory ${Math.round(load.gpu_memory_percent)}%` : null;
+    return h("td", { class: "load" },
+      meter("cpu", load.cpu_percent), meter("mem", load.memory_percent), meter("gpu", load.gpu_percent, gpuMem));
+  }
+
+  function idCell(w, subParts) {
+    return h("td", { class: "id", title: isNum(w.registered_at)
+                       ? `registered ${new Date(w.registered_at * 1000).toLocaleString()}` : "" },
+      w.id || "?", subParts.length ? h("span", { class: "sub" }, subParts.join(" · ")) : null);
+  }
+
+  function heartbeatCell(w, status) {
+    const silent = secondsSince(w.last_heartbeat);
+    const ageClass = status === "offline" || silent > 90 ? "age gone" : silent > 45 ? "age late" : "age";
+    return h("td", { class: `num ${ageClass}`,
+                     title: isNum(w.last_heartbeat) ? new Date(w.last_heartbeat * 1000).toLocaleString() : "" },
+      ago(w.last_heartbeat));
+  }
+
+  function modelChips(models) {
+    return models.length
+      ? h("div", { class: "chips" }, models.map((m) => h("span", { class: "chip", title: m }, m)))
+      : h("span", { class: "na" }, "none");
+  }
+
+  function subOf(w) {
+    const parts = [];
+    if (w.version) parts.push(`v${w.version}`);
+    if (Array.isArray(w.tags) && w.tags.length) parts.push(w.tags.join(", "));
+    return parts;
   }
 
   function workerCells(w) {
     const load = w.load || {};
     const status = statusOf(w);
-    const subParts = [];
-    if (w.version) subParts.push(`v${w.version}`);
-    if (Array.isArray(w.tags) && w.tags.length) subParts.push(w.tags.join(", "));
 
     const backend = w.backend
       ? h("td", { class: "backend", title: w.backend.url || "" },
@@ -49,30 +87,57 @@
 
     const active = isNum(load.active_requests) ? load.active_requests : 0;
     const max = isNum(load.max_concurrency) ? String(load.max_concurrency) : "—";
-    const models = Array.isArray(w.models) ? w.models : [];
-
-    const silent = secondsSince(w.last_heartbeat);
-    const ageClass = status === "offline" || silent > 90 ? "age gone" : silent > 45 ? "age late" : "age";
 
     return [
-      h("td", { class: "id", title: isNum(w.registered_at)
-                  ? `registered ${new Date(w.registered_at * 1000).toLocaleString()}` : "" },
-        w.id || "?", subParts.length ? h("span", { class: "sub" }, subParts.join(" · ")) : null),
+      idCell(w, subOf(w)),
       h("td", { class: "type" }, w.worker_type || "?"),
       h("td", null, h("span", { class: `badge s-${status}` }, status)),
       h("td", { class: "url", title: w.url || "" }, w.url || "—"),
       backend,
-      loadCell(load.cpu_percent),
-      loadCell(load.memory_percent),
-      gpuCell(load),
+      loadCell(load),
       h("td", { class: "num", title: "active requests / max concurrency" },
         String(active), h("span", { class: "na" }, ` / ${max}`)),
-      h("td", null, models.length
-        ? h("div", { class: "chips" }, models.map((m) => h("span", { class: "chip", title: m }, m)))
-        : h("span", { class: "na" }, "none")),
-      h("td", { class: `num ${ageClass}`,
-                title: isNum(w.last_heartbeat) ? new Date(w.last_heartbeat * 1000).toLocaleString() : "" },
-        ago(w.last_heartbeat)),
+      h("td", { class: "models-cell" }, modelChips(Array.isArray(w.models) ? w.models : [])),
+      heartbeatCell(w, status),
+    ];
+  }
+
+  // The cluster's strategy (null: not set here) against what a router really uses.
+  function differs(r) {
+    const mine = r.router && r.router.strategy;
+    const cluster = state.router && state.router.strategy;
+    return Boolean(cluster && mine && mine !== cluster);
+  }
+
+  function strategyCell(r) {
+    const info = r.router || {};
+    const source = SOURCES[info.strategy_source] || info.strategy_source || "not reported";
+    const cluster = state.router && state.router.strategy;
+    return h("td", { class: "strategy" },
+      h("span", { class: "name" }, info.strategy || "—"),
+      h("span", { class: "sub" }, source),
+      differs(r)
+        ? h("span", { class: "differs", title: "routers whose strategy is fixed locally ignore the controller's" },
+            `differs from the cluster's ${cluster}`)
+        : null);
+  }
+
+  function routerCells(r) {
+    const info = r.router || {};
+    const status = statusOf(r);
+    const models = Array.isArray(r.models) ? r.models : [];
+    const load = r.load || {};
+    return [
+      idCell(r, subOf(r)),
+      h("td", null, h("span", { class: `badge s-${status}` }, status)),
+      h("td", { class: "url", title: r.url || "" }, r.url || "—"),
+      strategyCell(r),
+      h("td", { class: "num", title: "healthy workers / workers it knows" },
+        String(isNum(info.healthy_workers) ? info.healthy_workers : 0),
+        h("span", { class: "na" }, ` / ${isNum(info.workers) ? info.workers : 0}`)),
+      h("td", { class: "num" }, String(isNum(load.active_requests) ? load.active_requests : 0)),
+      h("td", { class: "models-cell" }, modelChips(models)),
+      heartbeatCell(r, status),
     ];
   }
 
@@ -123,6 +188,15 @@
     }
   }
 
+  function renderRouters() {
+    const routers = (state.routers || []).slice().sort((a, b) => String(a.id).localeCompare(String(b.id)));
+    syncRows($("routers-body"), routers, (r) => String(r.id), (r) => ({ "data-router-id": String(r.id) }),
+             routerCells, (r) => ({ offline: statusOf(r) === "offline", differs: differs(r) }));
+    showEmpty("routers-empty", state.routers === null || routers.length ? null
+      : ["No router has registered. A router joins with ",
+         h("code", null, `eldric --role router --controller ${location.origin}`), "."]);
+  }
+
   function renderModels() {
     const models = (state.models || []).slice().sort((a, b) => String(a.id).localeCompare(String(b.id)));
     syncRows($("models-body"), models, (m) => String(m.id), (m) => ({ "data-model-id": String(m.id) }),
@@ -154,12 +228,20 @@
         strategy.title = "not set at the controller: each router uses its own (load_based unless configured)";
       }
     }
+    if (state.routers) {
+      const live = state.routers.filter((r) => statusOf(r) !== "offline");
+      const off = live.filter(differs).length;
+      const n = live.length;
+      setText("routers-summary", `${n} router${n === 1 ? "" : "s"}` + (off ? ` · ${off} use${off === 1 ? "s" : ""} another` : ""));
+      $("routers-summary").classList.toggle("differs", off > 0);
+    }
   }
 
   function render() {
     renderHeader(state.health);
     renderSummary();
     renderWorkers();
+    renderRouters();
     renderModels();
   }
 
@@ -168,7 +250,9 @@
   async function load() {
     const [workers, models, health] = await Promise.all([
       getJSON("/api/v1/workers"), getJSON("/api/v1/models"), getJSON("/api/v1/health")]);
-    state.workers = Array.isArray(workers.body.workers) ? workers.body.workers : [];
+    const members = Array.isArray(workers.body.workers) ? workers.body.workers : [];
+    state.workers = members.filter((w) => w.worker_type !== "router");
+    state.routers = members.filter((w) => w.worker_type === "router");
     state.router = workers.body.router_config || {};
     state.models = Array.isArray(models.body.models) ? models.body.models : [];
     state.health = health.body;
