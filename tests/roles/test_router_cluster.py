@@ -139,3 +139,17 @@ async def test_a_controller_that_does_not_hold_the_request_is_not_polled_in_a_lo
                           sync_interval=300):
         await asyncio.sleep(1.0)
         assert 3 <= st.list_calls <= 5, st.list_calls
+
+
+async def test_a_router_started_before_its_controller_finds_it_in_seconds(tmp_path):
+    """Unreachable controller: retried with backoff, not only every --sync-interval."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1", controller=base,
+                          sync_interval=30000) as r:
+        await asyncio.sleep(0.5)
+        async with run_eldric("controller", tmp_path / "c", port=port, bind="127.0.0.1"), \
+                run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1", backend="mock",
+                           controller=base, heartbeat_interval=30000):
+            async with aiohttp.ClientSession() as s:
+                await until(lambda: _served(s, r["router"]), timeout=5)

@@ -26,17 +26,18 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     rs = app[ROUTER]
     member = membership(app)
     member.load_id()
-    version = None
+    version, failed = None, False
     if rs.cfg.controller_url:
         try:
             version = await sync_once(app)
         except Exception as exc:  # the loop retries; the router starts anyway
+            failed = True
             log.warning("controller_sync_failed", controller=rs.cfg.controller_url,
                         error=f"{type(exc).__name__}: {exc}")
     await check_all(app)
     tasks = [spawn(health_loop(app), name="router-health")]
     if rs.cfg.controller_url:
-        tasks.append(spawn(sync_loop(app, version), name="router-sync"))
+        tasks.append(spawn(sync_loop(app, version, failed), name="router-sync"))
         # Registered after the first sync and check, so it reports what it can route.
         tasks.append(spawn(member.run(), name="router-registration"))
     log.info("router_ready", strategy=rs.strategy.name if rs.strategy else None,

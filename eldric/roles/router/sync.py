@@ -11,6 +11,7 @@ While the controller is unreachable the router keeps routing on the last list it
 from __future__ import annotations
 
 import asyncio
+import random
 
 import aiohttp
 import msgspec
@@ -103,23 +104,28 @@ async def sync_once(app: web.Application) -> str | None:
     return listing.version
 
 
-async def sync_loop(app: web.Application, version: str | None = None) -> None:
-    """Follow the controller: long-polls while it answers with a version, otherwise (or
-    after a failure) one sync every --sync-interval."""
+async def sync_loop(app: web.Application, version: str | None = None,
+                    failing: bool = False) -> None:
+    """Follow the controller: long-polls while it answers with a version, otherwise one
+    sync every --sync-interval; an unreachable controller is retried with capped
+    exponential backoff (a router started before its controller finds it soon)."""
     rs = app[ROUTER]
     loop = asyncio.get_running_loop()
     interval = rs.cfg.sync_interval_ms / 1000
-    failing = False
+    failures = int(failing)
     while True:
-        if version is None:
+        if failures:
+            await asyncio.sleep(min(interval, 0.25 * 2 ** min(failures, 10))
+                                * random.uniform(0.8, 1.2))
+        elif version is None:
             await asyncio.sleep(interval)
         started = loop.time()
         try:
             listing = await fetch(app, version)
             apply(app, listing)
-            if failing:
+            if failures:
                 log.info("controller_reachable_again", controller=rs.cfg.controller_url)
-            failing = False
+            failures = 0
             took = loop.time() - started
             if version is not None and listing.version == version and took < LONG_POLL_MS / 2000:
                 await asyncio.sleep(min(interval, EARLY_PAUSE_S))
@@ -127,9 +133,9 @@ async def sync_loop(app: web.Application, version: str | None = None) -> None:
                 await asyncio.sleep(MIN_GAP_S - took)
             version = listing.version
         except SYNC_ERRORS as exc:
-            (log.warning if not failing else log.debug)(
+            (log.warning if not failures else log.debug)(
                 "controller_sync_failed", controller=rs.cfg.controller_url,
                 error=f"{type(exc).__name__}: {exc}",
                 keeping_workers=len(rs.pool.workers))
-            failing = True
-            version = None  # back to the interval until the controller answers again
+            failures += 1
+            version = None  # a full sync first when it answers again
