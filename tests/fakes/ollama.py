@@ -13,6 +13,7 @@ import time
 from aiohttp import web
 
 TAGS = ["llama3.2:3b", "nomic-embed-text:latest"]
+PULLED = web.AppKey("pulled", list)  # the models this Ollama has (TAGS unless told)
 
 
 async def tags(request: web.Request) -> web.Response:
@@ -21,12 +22,12 @@ async def tags(request: web.Request) -> web.Response:
          "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
          "details": {"parent_model": "", "format": "gguf", "family": "llama",
                      "families": ["llama"], "parameter_size": "3.2B",
-                     "quantization_level": "Q4_K_M"}} for t in TAGS]})
+                     "quantization_level": "Q4_K_M"}} for t in request.app[PULLED]]})
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
-    if body.get("model") not in TAGS:
+    if body.get("model") not in request.app[PULLED]:
         return web.json_response({"error": {
             "message": f'model "{body.get("model")}" not found, try pulling it first',
             "type": "not_found_error", "param": None, "code": None}}, status=404)
@@ -59,8 +60,9 @@ async def native_pull(request: web.Request) -> web.Response:
     return web.json_response({"error": "pull model manifest: file does not exist"}, status=500)
 
 
-def make_app() -> web.Application:
+def make_app(models: list[str] | None = None) -> web.Application:
     app = web.Application()
+    app[PULLED] = list(TAGS if models is None else models)
     app.router.add_get("/api/tags", tags)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/api/pull", native_pull)

@@ -1,0 +1,166 @@
+"""examples/ is a cluster: its five configs, with the secrets from their .env files, start
+together and serve a chat through edge → router → worker (and a cloud model through
+edge → router → cloud).
+
+Each role runs as `eldric --role R --config examples/R.json` with examples/R.env as its
+environment, as systemd/eldric@.service runs it. Only what must differ on a test machine
+is overridden: ports, --bind, --data-dir, the controller's and routers' URLs, backend URLs
+(fakes), and the edge's certificate (made with trustme).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+from pathlib import Path
+
+import aiohttp
+import pytest
+import trustme
+
+from tests.conftest import free_port, until, url_of
+from tests.fakes import anthropic as fake_anthropic
+from tests.fakes import ollama as fake_ollama
+from tests.fakes import openai_server as fake_openai
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+MSG = [{"role": "user", "content": "hi"}]
+
+
+def env_file(role: str) -> dict[str, str]:
+    """examples/<role>.env as systemd's EnvironmentFile= reads it (KEY=VALUE, # comments)."""
+    out = {}
+    for line in (EXAMPLES / f"{role}.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def test_the_env_files_hold_the_secrets_and_agree_on_the_cluster_key():
+    cluster_key = env_file("controller")["ELDRIC_CONTROLLER_CLUSTER_KEY"]
+    for role in ("worker", "router", "cloud"):
+        assert env_file(role)[f"ELDRIC_{role.upper()}_API_KEY"] == cluster_key, role
+    for role in ("controller", "worker", "router", "cloud", "edge"):
+        text = (EXAMPLES / f"{role}.json").read_text()
+        assert "change-me" not in text and "_key\": \"" not in text.replace(
+            '"api_key": "$', ""), f"a secret in examples/{role}.json"
+
+
+def _eldric_env(role: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDRIC_")}
+    return {**env, **env_file(role), **extra}
+
+
+async def _json(s: aiohttp.ClientSession, url: str, **kw) -> dict | None:  # type: ignore[no-untyped-def]
+    try:
+        async with s.get(url, **kw) as r:
+            return await r.json() if r.status == 200 else None
+    except aiohttp.ClientError:
+        return None
+
+
+@pytest.mark.timeout(90)
+async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp_server,
+                                                            tmp_path):
+    # Backends: the worker's Ollama, and the cloud worker's providers (one fake each).
+    worker_ollama = await aiohttp_server(fake_ollama.make_app())
+    remote_ollama = await aiohttp_server(fake_ollama.make_app(models=["qwen2.5:7b"]))
+    openai = await aiohttp_server(fake_openai.make_app())
+    anthropic = await aiohttp_server(fake_anthropic.make_app())
+    anthropic.app[fake_anthropic.KNOBS].api_key = env_file("cloud")["ANTHROPIC_API_KEY"]
+    urls = {"openai": url_of(openai) + "/v1", "groq": url_of(openai) + "/v1",
+            "anthropic": url_of(anthropic), "ollama-remote": url_of(remote_ollama)}
+    backends = json.loads((EXAMPLES / "cloud.json").read_text())["backends"]
+    for b in backends:
+        if b["name"] in urls:
+            b["url"] = urls[b["name"]]
+
+    ports = {role: free_port() for role in ("controller", "worker", "router", "cloud", "edge")}
+    base = {role: f"http://127.0.0.1:{port}" for role, port in ports.items()}
+    controller = base["controller"]
+
+    def start(role: str, *flags: str, **env: str):  # type: ignore[no-untyped-def]
+        return eldric_proc("--role", role, "--config", str(EXAMPLES / f"{role}.json"),
+                           "--port", str(ports[role]), "--bind", "127.0.0.1",
+                           "--data-dir", str(tmp_path / role), *flags,
+                           env=_eldric_env(role, **env))
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "fullchain.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "privkey.pem"))
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+
+    procs = {"controller": start("controller")}
+    async with aiohttp.ClientSession() as s:
+        await until(lambda: _json(s, controller + "/health"), timeout=20)
+        procs["worker"] = start("worker", "--controller", controller,
+                                "--backend-url", url_of(worker_ollama))
+        procs["cloud"] = start("cloud", "--controller", controller,
+                               ELDRIC_CLOUD_BACKENDS=json.dumps(backends))
+        procs["router"] = start("router", "--controller", controller)
+        procs["edge"] = start("edge", "--routers", base["router"],
+                              "--cert", str(tmp_path / "fullchain.pem"),
+                              "--key", str(tmp_path / "privkey.pem"))
+
+        async def cluster():
+            body = await _json(s, controller + "/api/v1/workers")
+            if body is None:
+                return None
+            live = {w["worker_type"]: w for w in body["workers"] if w["status"] == "healthy"}
+            return live if {"inference", "cloud", "router"} <= set(live) else None
+
+        try:
+            live = await until(cluster, timeout=30)
+        except AssertionError:
+            raise AssertionError("the cluster did not form:\n" + "\n".join(
+                f"--- {role}\n{p.output()[-3000:]}" for role, p in procs.items())) from None
+        assert live["router"]["router"]["strategy_source"] == "default"
+
+        edge = f"https://127.0.0.1:{ports['edge']}"
+        admin = {"Authorization": f"Bearer {env_file('edge')['ELDRIC_EDGE_ADMIN_KEY']}"}
+        # The example edge wants an API key: a client is created with the admin key.
+        async with s.post(edge + "/api/v1/clients/register", json={"name": "examples-test"},
+                          headers=admin, ssl=client_tls) as r:
+            assert r.status == 201, await r.text()
+            key = (await r.json())["api_key"]
+        auth = {"Authorization": f"Bearer {key}"}
+
+        async def chat(model: str, stream: bool = False):  # type: ignore[no-untyped-def]
+            async with s.post(edge + "/v1/chat/completions", ssl=client_tls, headers=auth,
+                              json={"model": model, "messages": MSG, "stream": stream}) as r:
+                return r.status, r.headers, await r.read()
+
+        async def served(model: str):  # type: ignore[no-untyped-def]
+            got = await chat(model)
+            return got if got[0] == 200 else None
+
+        # edge (TLS, key) → router → worker → its Ollama; "gpt-4o" is router.json's alias.
+        for model in ("llama3.2:3b", "gpt-4o"):
+            status, headers, body = await until(lambda: served(model), timeout=15)
+            assert headers["X-Eldric-Worker"] == live["inference"]["id"], headers
+            assert json.loads(body)["choices"][0]["message"]["content"] == "Hello there!"
+        status, headers, body = await chat("llama3.2:3b", stream=True)
+        assert status == 200 and body.rstrip().endswith(b"data: [DONE]")
+        # edge → router → cloud worker → the providers of cloud.json.
+        for model in ("qwen2.5:7b", fake_openai.MODELS[0]):
+            status, headers, body = await until(lambda: served(model), timeout=15)
+            assert headers["X-Eldric-Worker"] == live["cloud"]["id"], (model, headers)
+        async with s.post(edge + "/v1/chat/completions", ssl=client_tls,
+                          json={"model": "llama3.2:3b", "messages": MSG}) as r:
+            assert r.status == 401  # no key
+
+        for role in ("edge", "router", "cloud", "worker"):
+            procs[role].p.terminate()
+        codes = await asyncio.gather(*(asyncio.to_thread(procs[r].p.wait, 20)
+                                       for r in ("edge", "router", "cloud", "worker")))
+        assert codes == [0, 0, 0, 0]
+        # They said goodbye: the controller lists them offline at once.
+        body = await _json(s, controller + "/api/v1/workers")
+        assert {w["worker_type"]: w["status"] for w in body["workers"]} == {
+            "inference": "offline", "cloud": "offline", "router": "offline"}
