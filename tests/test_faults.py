@@ -100,7 +100,7 @@ async def test_controller_stopped_then_restarted(eldric_proc, tmp_path):
         while not await served():  # the router learned the worker from the controller
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
-        async with s.get(cbase + "/api/v1/workers") as r:
+        async with s.get(cbase + "/api/v1/workers?type=inference") as r:  # not the router
             (before,) = (await r.json())["workers"]
         ctl.p.send_signal(signal.SIGTERM)
         assert ctl.p.wait(10) == 0
@@ -110,7 +110,7 @@ async def test_controller_stopped_then_restarted(eldric_proc, tmp_path):
         ctl2.wait_http(cbase + "/health")
         deadline = time.monotonic() + 10
         while True:
-            async with s.get(cbase + "/api/v1/workers") as r:
+            async with s.get(cbase + "/api/v1/workers?type=inference") as r:  # not the router
                 after = (await r.json())["workers"]
             if after and after[0]["last_heartbeat"] > before["last_heartbeat"]:
                 break

@@ -54,12 +54,14 @@ def test_role_all_serves_a_model_on_loopback(eldric_proc, tmp_path):
     raw = client.chat.completions.with_raw_response.create(
         model=model, messages=msgs, max_tokens=4)
     assert raw.headers["X-Eldric-Worker"] == "http://127.0.0.1:8890"
-    # The worker registered with the controller, which lists it on its dashboard's API.
+    # The worker and the router registered with the controller, which lists them on its
+    # dashboard's API.
     import json
     import urllib.request
 
     listing = json.loads(urllib.request.urlopen("http://127.0.0.1:8880/api/v1/workers").read())
-    assert [w["url"] for w in listing["workers"]] == ["http://127.0.0.1:8890"]
+    assert {w["worker_type"]: w["url"] for w in listing["workers"]} == {
+        "inference": "http://127.0.0.1:8890", "router": "http://127.0.0.1:8881"}
     out = proc.stop()
     assert re.search(r"worker\s+http://127\.0\.0\.1:8890", out)
     assert ("backend embedded: llama.cpp with SmolLM2-135M-Instruct" if embedded
