@@ -52,7 +52,7 @@ class Membership:
         h = self.app[keys.HEALTH](self.app)
         return WorkerInfo(worker_type=h.worker_type, url=self.app[keys.ROLE].advertise_url,
                           backend=h.backend, models=h.models, tags=list(self.tags),
-                          load=h.load, status=h.status, version=h.version)
+                          load=h.load, status=h.status, version=h.version, paths=h.paths)
 
     def beat(self) -> Heartbeat:
         h = self.app[keys.HEALTH](self.app)

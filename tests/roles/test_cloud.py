@@ -304,3 +304,33 @@ async def test_ollama_and_azure_backends(aiohttp_server, tmp_path):
         proc.terminate()
         proc.wait(10)
     assert seen == [("gpt-4o-deploy", "2024-10-21", "az-key", None)]
+
+
+async def test_paths_models_retrieve_and_not_here(provider, aiohttp_server, tmp_path):
+    from tests.fakes import anthropic as fake_anthropic
+
+    (_, ua, ka), (_, ub, _) = await provider(["m"]), await provider(["m"])
+    claude = await aiohttp_server(fake_anthropic.make_app())
+    only_claude = f"anthropic:{url_of(claude)}:{fake_anthropic.API_KEY}"
+    async with run_cloud(tmp_path / "a", f"first:{ua},second:{ub}") as a, \
+            run_cloud(tmp_path / "b", only_claude) as b:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(a["cloud"] + "/health") as r:
+                assert (await r.json())["paths"] == [
+                    "/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+            async with s.get(b["cloud"] + "/health") as r:  # Anthropic: chat only
+                assert (await r.json())["paths"] == ["/v1/chat/completions"]
+            # a backend that does not implement a path: the next one is asked; the
+            # first is not counted as failing
+            ka.fail_status, ka.fail_body = 501, b'{"error": {"message": "not implemented"}}'
+            async with s.post(a["cloud"] + "/v1/chat/completions",
+                              json={"model": "m", "messages": MSG}) as r:
+                assert r.status == 200 and r.headers["X-Eldric-Backend"] == "second"
+            async with s.get(a["cloud"] + "/api/v1/backends") as r:
+                first = next(b for b in (await r.json())["backends"] if b["name"] == "first")
+                assert first["healthy"] is True and first["failures"] == 0
+        client = openai.AsyncOpenAI(base_url=a["cloud"] + "/v1", api_key="x")
+        assert (await client.models.retrieve("m")).owned_by == "first"
+        assert (await client.models.retrieve("second/m")).owned_by == "second"
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("nope")

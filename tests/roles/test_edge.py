@@ -430,3 +430,36 @@ async def test_farm_survives_redis_going_away(tmp_path):
     finally:
         redis_proc.kill()
         redis_proc.wait(5)
+
+
+async def test_router_errors_and_not_here_relayed_with_their_headers(tmp_path, aiohttp_server):
+    """A 404 or a 501 from behind the router reaches the client as it was sent, with the
+    router's X-Eldric-* headers; a 501 from one router is not retried on the next (every
+    router would say the same) and is not a 503."""
+    from tests.fakes import worker as fake_worker
+    from tests.fakes.worker import KNOBS
+
+    AUTH = {"Authorization": "Bearer k"}
+
+    server = await aiohttp_server(fake_worker.make_app("a", ["m1"]))
+    knobs = server.app[KNOBS]
+    knobs.not_here = {"/v1/embeddings"}
+    url = str(server.make_url("")).rstrip("/")
+    async with run_eldric("router", tmp_path / "r1", port=0, bind="127.0.0.1",
+                          workers=url) as r1, \
+            run_eldric("router", tmp_path / "r2", port=0, bind="127.0.0.1",
+                       workers=url) as r2:
+        routers = f"{r1['router']},{r2['router']}"
+        async with run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
+                              bind="127.0.0.1", routers=routers, api_key="k") as e:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(e["edge"] + "/v1/embeddings", headers=AUTH,
+                                  json={"model": "m1", "input": "x"}) as r:
+                    assert r.status == 501 and r.headers["X-Eldric-Worker"] == url
+                    assert r.headers["X-Should-Retry"] == "false"
+                    assert (await r.json())["error"]["type"] == "not_supported_error"
+                status, headers, body = await _post(s, e["edge"], key="k",
+                                                    body={"model": "nope", "messages": MSG})
+                assert status == 404 and json.loads(body)["error"]["code"] == "model_not_found"
+                assert headers["X-Eldric-Model"] == "nope" and "X-RateLimit-Limit" in headers
+    assert knobs.seen.count("/v1/embeddings") == 1

@@ -103,6 +103,12 @@ async def _to_routers(request: web.Request, es: EdgeState, body: bytes,
             return await forward(request, Target(state, state.url), request.path, body,
                                  timeouts=es.timeouts, reply_headers=headers)
         except UpstreamFailure as exc:
+            if exc.kind == "unsupported":
+                # the router's own answer ("no worker implements this"): another router
+                # would say the same
+                resp = exc.response()
+                resp.headers.update(headers)
+                return resp
             # forward() raises only what another router may answer (retryable)
             failures.append(f"{state.id}: {exc.message}")
             exc.mark_down(bus, state)

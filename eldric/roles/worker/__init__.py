@@ -16,7 +16,7 @@ from eldric.roles.worker.embedded import (Embedded, available, default_model, de
                                           model_alias)
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
-from eldric.roles.worker.health import probe, probe_loop, worker_health
+from eldric.roles.worker.health import probe, probe_loop, served_paths, worker_health
 from eldric.roles.worker.membership import membership
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.stream import Timeouts
@@ -104,6 +104,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     st = WorkerState(cfg=cfg, kind=kind, upstream=up, timeouts=Timeouts.from_config(cfg),
                      host=HostLoad())
     st.set_backend(base_url(cfg.backend_url or kind.default_url))
+    st.paths = served_paths(st)
     app[WORKER] = st
     app[keys.HEALTH] = worker_health
     app.cleanup_ctx.append(_mock_backend)

@@ -23,6 +23,9 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     health_check_interval_ms: Annotated[Ms, flag_meta(
         "how often the backend is probed (health and model list), ms",
         flag="health-interval")] = 10_000
+    paths: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^/")]] | None, flag_meta(
+        "API paths the backend serves, /v1/a,/v1/b (default: what its type documents); "
+        "routers send other paths elsewhere")] = None
     max_concurrency: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
         "requests this backend handles at once (reported to routers)")] = None
     model: Annotated[str | None, flag_meta(

@@ -56,6 +56,19 @@ def load_of(st: WorkerState) -> Load:
                 active_requests=st.upstream.active, max_concurrency=st.cfg.max_concurrency)
 
 
+def served_paths(st: WorkerState) -> list[str] | None:
+    """The API paths this worker advertises: --paths, else what its backend type serves
+    (the embedded llama.cpp serves embeddings and rerank only when they are turned on)."""
+    if st.cfg.paths is not None:
+        return list(st.cfg.paths)
+    paths = st.kind.paths
+    if paths is None:
+        return None
+    if st.cfg.backend == "embedded":
+        paths = tuple(p for p in paths if p not in ("/v1/embeddings", "/v1/rerank"))
+    return list(paths)
+
+
 def worker_health(app: web.Application) -> WorkerHealth:
     st = app[WORKER]
     up = st.upstream
@@ -68,4 +81,5 @@ def worker_health(app: web.Application) -> WorkerHealth:
         load=load_of(st),
         uptime_seconds=round(time.time() - app[keys.ROLE].started, 3),
         version=__version__,
+        paths=st.paths,
     )

@@ -25,6 +25,7 @@ class WorkerState:
     target: Target | None = None
     membership: Any = None  # eldric.cluster.membership.Membership, set at start-up
     loading: bool = False  # the embedded backend's model is still loading
+    paths: list[str] | None = None  # what /health advertises (health.served_paths)
 
     @property
     def worker_id(self) -> str | None:
