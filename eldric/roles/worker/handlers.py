@@ -8,7 +8,7 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.bus.routes import json_response
-from eldric.errors import ModelNotFound, UpstreamTimeout, UpstreamUnavailable
+from eldric.errors import EldricError, ModelNotFound, UpstreamTimeout, UpstreamUnavailable
 from eldric.http import read_body
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
@@ -18,6 +18,8 @@ from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 
 
 def _refuse_while_loading(st: WorkerState) -> None:
+    if st.loading and st.load_error:
+        raise UpstreamUnavailable(st.load_error, code="model_load_failed")
     if st.loading:
         raise UpstreamUnavailable("backend embedded: the model is still loading",
                                   code="model_loading", headers={"Retry-After": "2"})
@@ -53,6 +55,14 @@ async def inference(request: web.Request) -> web.StreamResponse:
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
     return await _relay(request, body)
+
+
+async def embeddings_disabled(request: web.Request) -> web.StreamResponse:
+    """POST /v1/embeddings to the embedded llama.cpp started without --embeddings: answered
+    here, naming eldric's flag (llama.cpp's own 501 names its own command line)."""
+    raise EldricError("embeddings are off on this worker: start it with `eldric --role worker "
+                      "--backend embedded --embeddings`", status=501,
+                      code="embeddings_disabled")
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
@@ -106,8 +116,10 @@ async def model(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    serves_embeddings = app[WORKER].serves_embeddings
     for path in HEAD_BY_PATH:
-        fast_post(app, path, inference)
+        refused = path == "/v1/embeddings" and not serves_embeddings
+        fast_post(app, path, embeddings_disabled if refused else inference)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)

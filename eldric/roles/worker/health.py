@@ -53,7 +53,7 @@ def load_of(st: WorkerState) -> Load:
     return Load(cpu_percent=st.host.cpu_percent(), memory_percent=st.host.memory_percent(),
                 gpu_percent=st.host.gpu_percent,
                 gpu_memory_percent=st.host.gpu_memory_percent,
-                active_requests=st.upstream.active, max_concurrency=st.cfg.max_concurrency)
+                active_requests=st.upstream.active, max_concurrency=st.max_concurrency)
 
 
 def served_paths(st: WorkerState) -> list[str] | None:
