@@ -91,9 +91,21 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     log.info("worker_ready", backend=st.cfg.backend, backend_url=st.backend_url,
              backend_healthy=st.upstream.healthy, models=st.upstream.models,
              worker_id=st.worker_id)
+    _warn_if_unreachable(st)
     yield
     for task in tasks:
         await cancel(task)
+
+
+def _warn_if_unreachable(st: WorkerState) -> None:
+    """A backend down at start is most often not started yet, or on another port."""
+    if st.loading or st.upstream.healthy:
+        return
+    log.warning("backend_unreachable", backend=st.cfg.backend, backend_url=st.backend_url,
+                error=st.upstream.last_error,
+                check=f"is {st.cfg.backend} running and listening at {st.backend_url}? "
+                      "If it listens elsewhere, start the worker with --backend-url URL; "
+                      "the worker keeps probing and serves once it answers")
 
 
 def build(app: web.Application, cfg: WorkerConfig) -> None:
