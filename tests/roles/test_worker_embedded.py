@@ -192,6 +192,7 @@ async def test_embeddings_off_is_a_501_that_names_eldrics_flag(tmp_path):
                           backend="embedded") as w:
         health = await _ready(w["worker"])
         assert health["load"]["max_concurrency"] == 2  # --parallel's default
+        assert "/v1/embeddings" not in health["paths"]  # routers send them elsewhere
         client = openai.AsyncOpenAI(base_url=w["worker"] + "/v1", api_key="x", max_retries=0)
         with pytest.raises(openai.APIStatusError) as err:
             await client.embeddings.create(model=MODEL, input="hello")
@@ -288,10 +289,12 @@ async def test_chat_and_completions_still_work_with_embeddings_on(embeddings_wor
     await client.close()
 
 
-async def test_load_reports_the_slots_as_max_concurrency(embeddings_worker):
+async def test_health_reports_the_slots_and_the_embeddings_path(embeddings_worker):
     async with aiohttp.ClientSession() as s:
         async with s.get(embeddings_worker + "/health") as r:
-            assert (await r.json())["load"]["max_concurrency"] == 3  # --parallel 3
+            health = await r.json()
+    assert health["load"]["max_concurrency"] == 3  # --parallel 3
+    assert "/v1/embeddings" in health["paths"] and "/v1/chat/completions" in health["paths"]
 
 
 def test_a_model_llama_cpp_cannot_load_is_a_clear_503_and_its_errors_show(eldric_proc,

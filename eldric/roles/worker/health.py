@@ -64,8 +64,10 @@ def served_paths(st: WorkerState) -> list[str] | None:
     paths = st.kind.paths
     if paths is None:
         return None
-    if st.cfg.backend == "embedded":
-        paths = tuple(p for p in paths if p not in ("/v1/embeddings", "/v1/rerank"))
+    if st.cfg.backend == "embedded":  # rerank needs llama.cpp's reranking mode, never set
+        paths = tuple(p for p in paths if p != "/v1/rerank")
+    if not st.serves_embeddings:
+        paths = tuple(p for p in paths if p != "/v1/embeddings")
     return list(paths)
 
 
