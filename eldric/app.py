@@ -140,8 +140,12 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
             port = sock.getsockname()[1]
             url = advertise_url(cfg, port, tls=ssl_context is not None)
             app = make_app(role, cfg, process, bus, session, pool, url)
+            # handler_cancellation: a client that leaves (reset or FIN) cancels its
+            # handler, as on the fast lane; the lane's keep-alive timeout, not aiohttp's
+            # default (which differs between versions)
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                                   shutdown_timeout=process.grace_period_ms / 1000)
+                                   shutdown_timeout=process.grace_period_ms / 1000,
+                                   keepalive_timeout=cfg.keepalive_timeout_ms / 1000)
             await runner.setup()
             runners.append(runner)
             # The inference routes take the fast lane; everything else is handed to

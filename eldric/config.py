@@ -67,6 +67,9 @@ class RoleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         shared=True)] = 120_000
     body_timeout_ms: Annotated[Ms, flag_meta(
         "a request body must arrive within this, ms (slow clients are cut off)", shared=True)] = 30_000
+    keepalive_timeout_ms: Annotated[Ms, flag_meta(
+        "an idle keep-alive connection from a client is closed after this, ms (both lanes)",
+        shared=True)] = 75_000
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024), flag_meta(
         "largest request body accepted, bytes (images travel as base64)",
         flag="max-body-size", shared=True)] = 32 * 1024 * 1024

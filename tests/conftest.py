@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import inspect
 import os
+import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -96,6 +98,84 @@ async def fake_controller_server(aiohttp_server):
 
 def url_of(server) -> str:
     return str(server.make_url("")).rstrip("/")
+
+
+# ---------------------------------------------------------------- raw HTTP/1.1 on a socket
+# For what an HTTP client library hides: framing, Connection headers, which lane answered,
+# and how a client leaves (FIN or RST).
+
+
+def raw_post(path: str, body: bytes, extra: bytes = b"", version: bytes = b"HTTP/1.1") -> bytes:
+    """A POST with a Content-Length body; `extra` is more header lines (each ending CRLF)."""
+    return (b"POST %s %s\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%s\r\n%s" % (path.encode(), version, len(body), extra, body))
+
+
+async def open_raw(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """A reply's status and headers (lower-case names; a repeated name keeps the last)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split(" ")[1]), headers
+
+
+async def read_reply(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.x reply: status, headers, body (Content-Length, chunked, or up to the
+    close)."""
+    status, headers = await read_head(reader)
+    if "content-length" in headers:
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
+    elif headers.get("transfer-encoding") == "chunked":
+        parts = []
+        while True:
+            size = int((await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).strip(), 16)
+            chunk = await asyncio.wait_for(reader.readexactly(size + 2), 5)
+            if size == 0:
+                break
+            parts.append(chunk[:-2])
+        body = b"".join(parts)
+    elif headers.get("connection") == "close":  # unsized: up to the close
+        body = await asyncio.wait_for(reader.read(), 5)
+    else:
+        body = b""
+    return status, headers, body
+
+
+def on_fast_lane(headers: dict[str, str]) -> bool:
+    """Which lane answered: aiohttp adds `Server: Python/… aiohttp/…`, the fast lane not."""
+    return "aiohttp" not in headers.get("server", "")
+
+
+def leave(writer: asyncio.StreamWriter, how: str) -> None:
+    """The client goes away: "fin" shuts its sending side (shutdown(SHUT_WR), as a client
+    that closes normally; the socket stays open to see what comes back), "rst" resets the
+    connection (SO_LINGER 0, then close)."""
+    if how == "fin":
+        writer.write_eof()
+        return
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def metric(url: str, series: str) -> float:
+    """The value of one series on `url`/metrics (0 when it is not there yet), e.g.
+    'eldric_client_disconnects_total{role="worker"}'."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
+        text = await r.text()
+    m = re.search(r"^" + re.escape(series) + r" (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
 
 
 def free_port() -> int:

@@ -19,9 +19,6 @@ Handler = Callable[[Any], Awaitable[Any]]
 # The role's fast routes: path -> handler (POST only); see fast_post().
 FAST_ROUTES: web.AppKey[dict[str, Handler]] = web.AppKey("eldric_fast_routes")
 
-# Like aiohttp's: an idle keep-alive connection is closed after this long.
-KEEPALIVE_TIMEOUT = 75.0
-
 
 def fast_post(app: web.Application, path: str, handler: Handler) -> None:
     """Route POST `path` to `handler` on both servers: aiohttp (every connection it owns)
@@ -48,6 +45,8 @@ class FastServer:
         self.aiohttp = runner.server  # makes aiohttp's per-connection protocol
         self.max_body = cfg.max_body_bytes
         self.body_timeout_ms = cfg.body_timeout_ms
+        # aiohttp's runner gets the same value (eldric.app), so both lanes agree
+        self.keepalive_timeout = cfg.keepalive_timeout_ms / 1000
         self.loop = asyncio.get_running_loop()
         self.conns: set[FastProtocol] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -59,11 +58,12 @@ class FastServer:
         self._sweeper = spawn(self._sweep(), name="fast-lane-keepalive")
 
     async def _sweep(self) -> None:
-        """Close keep-alive connections idle for KEEPALIVE_TIMEOUT (one timer for all of
-        them, not one per request)."""
+        """Close keep-alive connections idle for keepalive_timeout_ms (one timer for all of
+        them, not one per request): within a quarter of it (at most 5 s) after it ran out."""
+        timeout = self.keepalive_timeout
         while True:
-            await asyncio.sleep(min(5.0, KEEPALIVE_TIMEOUT / 4))
-            limit = self.loop.time() - KEEPALIVE_TIMEOUT
+            await asyncio.sleep(min(5.0, timeout / 4))
+            limit = self.loop.time() - timeout
             for conn in list(self.conns):
                 if conn.idle and conn.last_active < limit and conn.transport:
                     conn.transport.close()
