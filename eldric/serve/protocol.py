@@ -91,10 +91,16 @@ class FastProtocol(asyncio.Protocol):
             self.transport.pause_reading()  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
-        if self.task is None:
-            return False  # nothing in progress: let the transport close
-        self.closing = True  # answer what is in progress, then close
-        return True
+        """The client closed its side (FIN). With a request in progress that is the client
+        leaving, as a reset is: its handler is cancelled (forward() closes the upstream
+        connection, so the backend stops), pipelined requests behind it and a body still
+        arriving are dropped, and the connection closes. aiohttp does the same on the
+        connections it owns (handler_cancellation), and so does nginx unless told to
+        ignore client aborts. eldric's own upstream client closes with a FIN, so this is
+        also how a router that gives up on a worker stops the worker's backend."""
+        if self.task is not None:
+            self.task.cancel()
+        return False  # the transport closes; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.conns.discard(self)
