@@ -16,7 +16,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import on_fast_lane, open_raw, raw_post, read_reply, run_eldric, url_of
+from tests.conftest import (on_fast_lane, open_raw, raw_post, read_head, read_reply, run_eldric,
+                            url_of)
 from tests.fakes.openai_server import KNOBS, MODELS
 
 CHAT = json.dumps({"model": MODELS[0], "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -28,6 +29,13 @@ def post(path: str = "/v1/chat/completions", body: bytes = CHAT, extra: bytes = 
 
 
 GET_MODELS = b"GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def chunked_post(body: bytes = CHAT, extra: bytes = b"") -> bytes:
+    """A chunked request body: the lane hands it to aiohttp."""
+    return (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"%sTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+            % (extra, len(body), body))
 
 
 def _content(body: bytes) -> str:
@@ -81,9 +89,7 @@ async def test_what_the_lane_does_not_take_goes_to_aiohttp(fake_openai_server, t
                           backend_url=url_of(fake_openai_server)) as urls:
         # chunked request body
         reader, writer = await open_raw(urls["worker"])
-        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"%x\r\n%s\r\n0\r\n\r\n" % (len(CHAT), CHAT))
+        writer.write(chunked_post())
         status, headers, body = await read_reply(reader)
         assert status == 200 and not on_fast_lane(headers) and _content(body)
         writer.close()
@@ -131,16 +137,49 @@ async def test_limits_on_the_lane(fake_openai_server, tmp_path):
         assert headers["connection"] == "close"
         assert await asyncio.wait_for(reader.read(), 2) == b""
         writer.close()
-        # Connection: close is honoured
-        reader, writer = await open_raw(urls["worker"])
-        writer.write(post(extra=b"Connection: close\r\n"))
-        status, headers, _ = await read_reply(reader)
-        assert status == 200 and on_fast_lane(headers) and headers["connection"] == "close"
-        assert await asyncio.wait_for(reader.read(), 2) == b""
-        writer.close()
         async with aiohttp.ClientSession() as s:
             async with s.post(urls["worker"] + "/v1/chat/completions", data=CHAT) as r:
                 assert r.status == 200
+
+
+async def test_the_last_reply_says_connection_close_on_both_lanes(fake_openai_server,
+                                                                 tmp_path):
+    """One rule whichever lane answers, whole reply or streamed: a reply after which the
+    connection closes says so (`Connection: close`), arrives whole, and the connection then
+    closes. HTTP/1.0 (aiohttp's) closes unless the client asked for keep-alive, 1.0's own
+    rule: then the reply says `Connection: keep-alive` and the connection stays."""
+    stream = json.dumps({"model": MODELS[0], "stream": True,
+                         "messages": [{"role": "user", "content": "hi"}]}).encode()
+    close = b"Connection: close\r\n"
+    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server)) as urls:
+
+        async def last_reply(raw: bytes, lane: bool) -> tuple[dict[str, str], bytes]:
+            reader, writer = await open_raw(urls["worker"])
+            writer.write(raw)
+            status, headers = await read_head(reader)
+            assert status == 200 and on_fast_lane(headers) is lane
+            rest = await asyncio.wait_for(reader.read(), 2)  # all of it, up to the close
+            writer.close()
+            if "content-length" in headers:
+                assert len(rest) == int(headers["content-length"]) and _content(rest)
+            else:
+                assert b"data: [DONE]" in rest
+            return headers, rest
+
+        for body in (CHAT, stream):
+            for raw, lane in ((post(body=body, extra=close), True),
+                              (chunked_post(body, close), False)):
+                headers, _ = await last_reply(raw, lane)
+                assert headers["connection"] == "close", (lane, body[-20:])
+            headers, _ = await last_reply(post(body=body, version=b"HTTP/1.0"), False)
+            assert headers.get("connection", "close") == "close"
+        reader, writer = await open_raw(urls["worker"])
+        for _ in range(2):
+            writer.write(post(version=b"HTTP/1.0", extra=b"Connection: keep-alive\r\n"))
+            status, headers, body = await read_reply(reader)
+            assert status == 200 and headers["connection"] == "keep-alive" and _content(body)
+        writer.close()
 
 
 async def test_a_big_reply_to_a_slow_reader_arrives_whole(fake_openai_server, tmp_path):

@@ -51,7 +51,7 @@ def _check(head: bytes) -> None:
 
 class FastProtocol(asyncio.Protocol):
     __slots__ = ("server", "transport", "buf", "req", "need", "task", "started", "closing",
-                 "keep_alive", "last_active", "_parser", "_headers", "_length", "_odd",
+                 "last_active", "_parser", "_headers", "_length", "_odd",
                  "_drain", "_paused", "_reading_paused", "_body_timer", "_handler")
 
     def __init__(self, server: FastServer) -> None:
@@ -62,8 +62,10 @@ class FastProtocol(asyncio.Protocol):
         self.need = 0  # its Content-Length
         self.task: asyncio.Task | None = None  # the request being handled
         self.started = False  # the current reply's head has been written
-        self.closing = False  # this connection's current reply is its last
-        self.keep_alive = True
+        # The current reply is this connection's last: the client said so (see
+        # _read_head), or eldric is closing (drain, 408). The one rule for the lane's
+        # replies, whole or streamed: the last says `Connection: close`, then it closes.
+        self.closing = False
         self.last_active = 0.0
         self._parser = httptools.HttpRequestParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
@@ -175,7 +177,10 @@ class FastProtocol(asyncio.Protocol):
             raise _Malformed(str(exc)) from None
         if self._odd or self._length > self.server.max_body:
             raise _HandOver
-        self.keep_alive = self._parser.should_keep_alive()
+        if not self._parser.should_keep_alive():
+            # llhttp's verdict on `Connection: close` (and HTTP/1.0), the same parser and
+            # rule aiohttp answers by on the connections it owns
+            self.closing = True
         del buf[:end + 4]
         self.req = FastRequest(self, self.server.app, route[1], query.decode("latin-1"),
                                self._headers)
@@ -250,7 +255,7 @@ class FastProtocol(asyncio.Protocol):
             if transport is None:
                 return
             if not self.started:
-                transport.write(whole(resp, self.closing or not self.keep_alive))
+                transport.write(whole(resp, self.closing))
             elif not resp.prepared:  # an error after a streamed head: cannot be sent
                 self.abort()
                 return
@@ -269,7 +274,7 @@ class FastProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if self.closing or not self.keep_alive:
+        if self.closing:
             transport.close()
             return
         self.last_active = self.server.loop.time()
