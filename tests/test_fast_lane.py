@@ -442,3 +442,28 @@ async def test_a_big_reply_cut_by_the_backend_is_cut_for_the_client(tmp_path):
                     assert r.status in (200, 503)
     finally:
         server.close()
+
+
+async def test_an_app_that_turns_the_lane_off_says_so(fake_openai_server, tmp_path):
+    """The edge with cors_origins (a middleware of its own) serves everything on aiohttp:
+    one start-up line names the role, why, and what it costs. Without it, no such line."""
+    from structlog.testing import capture_logs
+
+    flags = dict(no_tls=True, http_port=0, bind="127.0.0.1",
+                 routers=url_of(fake_openai_server), api_key="k")
+    with capture_logs() as logs:
+        async with run_eldric("edge", tmp_path / "a", **flags) as urls:
+            reader, writer = await open_raw(urls["edge"])
+            writer.write(post(extra=b"Authorization: Bearer k\r\n"))
+            assert on_fast_lane((await read_reply(reader))[1])
+            writer.close()
+    assert not [e for e in logs if e["event"] == "fast_lane_off"]
+    with capture_logs() as logs:
+        async with run_eldric("edge", tmp_path / "b", cors_origins="https://app.example",
+                              **flags) as urls:
+            reader, writer = await open_raw(urls["edge"])
+            writer.write(post(extra=b"Authorization: Bearer k\r\n"))
+            assert not on_fast_lane((await read_reply(reader))[1])
+            writer.close()
+    (line,) = [e for e in logs if e["event"] == "fast_lane_off"]
+    assert line["role"] == "edge" and "cors" in line["why"] and "CPU" in line["cost"]

@@ -8,11 +8,14 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from eldric import keys
 from eldric.serve.protocol import FastProtocol
 from eldric.tasks import cancel, spawn
+
+log = structlog.get_logger("eldric.serve")
 
 Handler = Callable[[Any], Awaitable[Any]]
 
@@ -32,6 +35,13 @@ def fast_routes(app: web.Application) -> dict[bytes, tuple[Handler, str]]:
     (CORS, a plugin's): that middleware runs only on aiohttp, so everything goes there."""
     routes = app.get(FAST_ROUTES) or {}
     if len(app.middlewares) != 1:
+        if routes:  # a role that has inference routes loses the lane: say so, once
+            extra = ", ".join(getattr(m, "__name__", type(m).__name__)
+                              for m in app.middlewares[1:])
+            log.info("fast_lane_off", role=app[keys.ROLE].name,
+                     why=f"a middleware of its own ({extra}) runs only on aiohttp",
+                     cost="every request takes aiohttp's server path: ~35-50 us more CPU per "
+                          "request at this hop, ~1.5x (docs/design-notes.md, the fast lane)")
         return {}  # every request is handed over (after the malformed-head check)
     return {path.encode("latin-1"): (handler, path) for path, handler in routes.items()}
 
