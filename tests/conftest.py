@@ -167,12 +167,12 @@ def leave(writer: asyncio.StreamWriter, how: str) -> None:
     writer.transport.abort()
 
 
-async def metric(url: str, series: str) -> float:
+async def metric(url: str, series: str, ssl=True) -> float:  # type: ignore[no-untyped-def]
     """The value of one series on `url`/metrics (0 when it is not there yet), e.g.
-    'eldric_client_disconnects_total{role="worker"}'."""
+    'eldric_client_disconnects_total{role="worker"}'; `ssl`: an SSLContext for https."""
     import aiohttp
 
-    async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
+    async with aiohttp.ClientSession() as s, s.get(url + "/metrics", ssl=ssl) as r:
         text = await r.text()
     m = re.search(r"^" + re.escape(series) + r" (\S+)$", text, re.M)
     return float(m.group(1)) if m else 0.0

@@ -56,13 +56,13 @@ async def relays(front: str, backend: str, tmp_path, **front_flags) -> AsyncIter
         yield urls
 
 
-async def _counted(urls: dict[str, str], n: float = 1) -> None:
+async def _counted(urls: dict[str, str], n: float = 1, ssl=True) -> None:  # type: ignore[no-untyped-def]
     """Every hop's eldric_client_disconnects_total moved to `n`."""
     for role, url in urls.items():
         series = f'eldric_client_disconnects_total{{role="{role}"}}'
 
         async def seen(url=url, series=series) -> bool:
-            return await metric(url, series) == n
+            return await metric(url, series, ssl) == n
 
         await until(seen, timeout=3)
 
@@ -192,3 +192,29 @@ async def test_a_router_that_gives_up_stops_the_backend(fake_openai_server, tmp_
         writer.close()
         await until(lambda: metric(urls["worker"],
                                    'eldric_client_disconnects_total{role="worker"}'))
+
+
+async def test_a_tls_client_closing_normally_stops_the_backend(fake_openai_server, tmp_path):
+    """The edge's default, HTTPS: a client that closes normally (TLS close_notify, then
+    FIN) before the first byte stops the backend too."""
+    import ssl
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "edge.pem"))
+    knobs = fake_openai_server.app[KNOBS]
+    knobs.hold = 30.0
+    async with relays("router", url_of(fake_openai_server), tmp_path) as urls, \
+            run_eldric("edge", tmp_path / "edge", port=0, bind=LOOP, routers=urls["router"],
+                       cert=str(tmp_path / "edge.pem"), key=str(tmp_path / "edge.pem"),
+                       api_key="k", grace_period=500) as edge:
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        host, port = edge["edge"].removeprefix("https://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx)
+        writer.write(raw_post(PATH, STREAM, KEY))
+        await until(lambda: knobs.requests)
+        writer.close()  # close_notify, then the socket closes
+        await asyncio.wait_for(knobs.disconnected.wait(), 2)
+        await _counted({**urls, **edge}, ssl=ctx)
