@@ -31,6 +31,7 @@ from eldric.config import ProcessConfig
 from eldric.context import RoleInfo
 from eldric.errors import ConfigError
 from eldric.http import middleware
+from eldric.log import USER_AGENT_PREFIX
 from eldric.registry import Role
 from eldric.serve.server import FastServer, fast_routes
 from eldric.stream.client import Pool
@@ -43,15 +44,18 @@ SHARED_STATIC = Path(__file__).parent / "static"
 
 
 def make_session() -> aiohttp.ClientSession:
-    """The one pooled client session of the process (keep-alive to every upstream).
+    """The one pooled client session of the process (keep-alive to every upstream), for
+    everything off the hot path (which has eldric.stream.client).
 
     auto_decompress is off so a reply's bytes pass through exactly as the upstream sent
     them; the connection limit is generous because backpressure is the router's job.
     """
     connector = aiohttp.TCPConnector(limit=4096, limit_per_host=0, ttl_dns_cache=300,
                                      keepalive_timeout=60)
-    return aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                 skip_auto_headers=("User-Agent",), trust_env=False)
+    # eldric's own User-Agent: the peer's access log puts these requests (health checks,
+    # syncs, heartbeats) at debug, not among the clients' (eldric.http).
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False,
+                                 headers={"User-Agent": f"{USER_AGENT_PREFIX}{__version__}"})
 
 
 def advertise_url(cfg: Any, port: int, tls: bool = False) -> str:
