@@ -23,7 +23,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from eldric import __version__, keys
+from eldric import __version__, keys, readiness
 from eldric import log as eldric_log
 from eldric.bus import Bus
 from eldric.bus.routes import add_routes
@@ -32,6 +32,7 @@ from eldric.context import RoleInfo
 from eldric.errors import ConfigError
 from eldric.http import middleware
 from eldric.log import USER_AGENT_PREFIX
+from eldric.readiness import Readiness
 from eldric.registry import Role
 from eldric.serve.server import FastServer, fast_routes
 from eldric.stream.client import Pool
@@ -106,8 +107,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 async def serve(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,
                 *, on_ready: Callable[[dict[str, str]], None] | None = None,
+                on_readiness: Callable[[Readiness], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
-    """Run the roles until SIGTERM/SIGINT (or until `stop` is set, for embedding)."""
+    """Run the roles until SIGTERM/SIGINT (or until `stop` is set, for embedding).
+
+    on_ready(urls) is called once every role listens; on_readiness(Readiness) then, and
+    again when every role says a request would succeed (eldric.readiness)."""
     os.makedirs(process.data_dir, exist_ok=True)
     bus = Bus()
     bus.roles = [r.name for r in roles]
@@ -135,6 +140,8 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
     runners: list[web.AppRunner] = []
     fasts: list[FastServer] = []
     urls: dict[str, str] = {}
+    apps: list[tuple[Role, web.Application]] = []
+    watcher = None
     flusher = spawn(eldric_log.flush_periodically(), name="log-flush")
     try:
         for role in roles:
@@ -144,6 +151,7 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
             port = sock.getsockname()[1]
             url = advertise_url(cfg, port, tls=ssl_context is not None)
             app = make_app(role, cfg, process, bus, session, pool, url)
+            apps.append((role, app))
             # handler_cancellation: a client that leaves (reset or FIN) cancels its
             # handler, as on the fast lane; the lane's keep-alive timeout, not aiohttp's
             # default (which differs between versions)
@@ -169,8 +177,12 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
         gc.set_threshold(10_000, 20, 20)
         if on_ready is not None:
             on_ready(urls)
+        if on_readiness is not None:
+            watcher = spawn(readiness.watch(apps, urls, on_readiness,
+                                            process.ready_timeout_ms / 1000), name="readiness")
         await stop.wait()
     finally:
+        await cancel(watcher)
         # Stop every listener first, then wait for in-flight requests of all roles at once
         # (both lanes), then run the roles' own clean-up.
         for fast in fasts:
@@ -202,14 +214,14 @@ async def _drain_aiohttp(runner: web.AppRunner, grace: float) -> None:
 
 
 def run(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,
-        on_ready: Callable[[dict[str, str]], None] | None = None) -> None:
+        on_readiness: Callable[[Readiness], None] | None = None) -> None:
     try:
         import uvloop
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         runner = asyncio.run
     try:
-        runner(serve(roles, configs, process, on_ready=on_ready))
+        runner(serve(roles, configs, process, on_readiness=on_readiness))
     except ConfigError as exc:
         print(f"eldric: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,9 @@ from eldric import __version__
 from eldric.config import FieldSpec, ProcessConfig, field_specs, load, parse_text
 from eldric.errors import ConfigError
 from eldric.registry import Role, available, resolve
+
+if TYPE_CHECKING:
+    from eldric.readiness import Readiness
 
 _PROCESS_FLAGS = {s.flag: s for s in field_specs(ProcessConfig) if s.flag}
 
@@ -97,7 +100,7 @@ def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command
         links = {r.name: r.links for r in roles}
         notes = {r.name: r.summary(loaded.roles[r.name]) for r in roles if r.summary}
         run(roles, loaded.roles, loaded.process,
-            on_ready=lambda urls: _banner(urls, links, notes))
+            on_readiness=lambda state: _banner(state, links, notes))
 
     return click.Command("eldric", params=params, callback=callback,
                          help="eldric: one OpenAI-compatible endpoint in front of your "
@@ -138,16 +141,25 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
     return parse_text(spec, str(value), f"--{spec.flag}")
 
 
-def _banner(urls: dict[str, str], links: dict[str, tuple[tuple[str, str], ...]],
+def _banner(state: Readiness, links: dict[str, tuple[tuple[str, str], ...]],
             notes: dict[str, str]) -> None:
-    """Where each role listens, and the pages to open, for the person who started it."""
+    """For the person who started it: "ready" (where each role listens, the pages to open)
+    only once a request would succeed; until then, what it is waiting for."""
+    urls = state.urls
     width = max(map(len, urls))
-    lines = [f"eldric {__version__} ready:"]
-    lines += [f"  {name:<{width}}  {url}" + (f"  ({notes[name]})" if name in notes else "")
-              for name, url in urls.items()]
-    pages = [f"  open {label}: {urls[name]}{path}"
-             for name in urls for label, path in links.get(name, ())]
-    click.echo("\n".join(lines + pages), err=True)
+    where = [f"  {name:<{width}}  {url}" + (f"  ({notes[name]})" if name in notes else "")
+             for name, url in urls.items()]
+    waits = [f"  {name:<{width}}  {why}" for name, why in state.waiting.items()]
+    if state.timed_out and state.waiting:
+        lines = [f"eldric {__version__} not ready after {state.elapsed:.0f} s; still waiting for:",
+                 *waits, "listening (requests may fail until then):", *where]
+    elif state.waiting:
+        lines = [f"eldric {__version__} listening, not ready yet; waiting for:", *waits]
+    else:
+        lines = [f"eldric {__version__} ready:", *where]
+        lines += [f"  open {label}: {urls[name]}{path}"
+                  for name in urls for label, path in links.get(name, ())]
+    click.echo("\n".join(lines), err=True)
 
 
 def _fail(message: str) -> None:

@@ -48,6 +48,9 @@ class ProcessConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     data_dir: Annotated[str, flag_meta("where state that survives a restart is kept")] = ""
     grace_period_ms: Annotated[Ms, flag_meta(
         "on SIGTERM/SIGINT, how long in-flight requests (streams too) may finish, ms")] = 30_000
+    ready_timeout_ms: Annotated[Ms, flag_meta(
+        "how long the start-up banner waits for every role to be ready (a model loaded, "
+        "a healthy worker) before it says what is not, ms")] = 60_000
 
 
 class RoleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -211,6 +211,18 @@ def cloud_health(app: web.Application) -> CloudHealth:
         backends_unhealthy=len(live) - healthy, models_available=len(models))
 
 
+def waiting_for(app: web.Application) -> str | None:
+    """Ready once a backend answered its probe. No probe of its own here: these are paid
+    providers, and the probe loop keeps the state current."""
+    live = [b for b in app[CLOUD].backends.values() if b.enabled]
+    if not live:
+        return "a backend (none enabled)"
+    if any(b.state.healthy for b in live):
+        return None
+    return "a reachable backend (" + "; ".join(
+        f"{b.name}: {b.models_error or b.state.last_error or 'not probed yet'}" for b in live) + ")"
+
+
 # ---------------------------------------------------------------- admin API
 
 

@@ -104,6 +104,25 @@ async def check_all(app: web.Application) -> None:
         await asyncio.gather(*(check(app, w) for w in workers))
 
 
+def _checked_routable(app: web.Application) -> list[Worker]:
+    # A worker synced from the controller counts as healthy until its first check.
+    return [w for w in app[ROUTER].pool.routable() if w.state.last_check is not None]
+
+
+async def waiting_for(app: web.Application) -> str | None:
+    """Ready once a worker passed a health check (checking again now if none has)."""
+    if _checked_routable(app):
+        return None
+    await check_all(app)
+    if _checked_routable(app):
+        return None
+    workers = list(app[ROUTER].pool.workers.values())
+    if not workers:
+        return "a worker (none given with --workers, none registered at the controller yet)"
+    return "a healthy worker (" + "; ".join(
+        f"{w.url}: {w.state.last_error or 'not checked yet'}" for w in workers) + ")"
+
+
 async def health_loop(app: web.Application) -> None:
     rs = app[ROUTER]
     while True:

