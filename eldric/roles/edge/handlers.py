@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
 
@@ -197,16 +198,27 @@ def _same_origin(request: web.Request) -> None:
         raise EldricError("cross-site request refused", status=403, code="cross_origin")
 
 
+@functools.cache
+def _chat_page(keyless: bool) -> bytes:
+    """chat.html; on an edge that needs no key, marked so (`<body data-keyless>`): the page
+    then offers no sign-out and never sends anyone to a login no key can pass."""
+    page = (STATIC / "chat.html").read_bytes()
+    return page.replace(b"<body>", b"<body data-keyless>", 1) if keyless else page
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     es = request.app[EDGE]
     if es.require_key:
         key = request.cookies.get(COOKIE)
         if not key or await es.farm.lookup(key) is None:
             raise web.HTTPSeeOther("/login")
-    return web.FileResponse(STATIC / "chat.html", headers=_PAGE_HEADERS)
+    return web.Response(body=_chat_page(not es.require_key), content_type="text/html",
+                        charset="utf-8", headers=_PAGE_HEADERS)
 
 
-async def login_page(request: web.Request) -> web.FileResponse:
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if not request.app[EDGE].require_key:
+        raise web.HTTPSeeOther("/chat")  # nothing to sign in to
     return web.FileResponse(STATIC / "login.html", headers=_PAGE_HEADERS)
 
 
@@ -229,7 +241,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     _same_origin(request)
-    resp = web.HTTPSeeOther("/login")
+    resp = web.HTTPSeeOther("/login" if request.app[EDGE].require_key else "/chat")
     resp.del_cookie(COOKIE, path="/")
     raise resp
 
