@@ -184,31 +184,40 @@ def served_paths(cs: CloudState) -> list[str]:
     return ["/v1/chat/completions"]
 
 
+class BackendCounts(msgspec.Struct, omit_defaults=False):
+    """The enabled backends by state (Backend.status)."""
+
+    total: int = 0
+    healthy: int = 0
+    unhealthy: int = 0
+    degraded: int = 0  # answering, but their model list failed
+
+
 class CloudHealth(WorkerHealth, kw_only=True):
     """The worker's WorkerHealth, plus the backends' summary."""
 
-    backends_total: int = 0
-    backends_healthy: int = 0
-    backends_unhealthy: int = 0
+    backends: BackendCounts = msgspec.field(default_factory=BackendCounts)
     models_available: int = 0
 
 
 def cloud_health(app: web.Application) -> CloudHealth:
     cs = app[CLOUD]
     live = [b for b in cs.backends.values() if b.enabled]
-    healthy = sum(1 for b in live if b.state.healthy)
-    status = "healthy" if live and healthy == len(live) else ("degraded" if healthy else "unhealthy")
+    counts = BackendCounts(total=len(live))
+    for b in live:
+        setattr(counts, b.status, getattr(counts, b.status) + 1)
+    usable = counts.healthy + counts.degraded
+    status = ("healthy" if live and counts.healthy == len(live)
+              else "degraded" if usable else "unhealthy")
     active = sum(b.state.active for b in live)
     models = {m for m, _ in cs.models()}
     return CloudHealth(
         status=status, worker_id=cs.membership.worker_id if cs.membership else None,
         worker_type="cloud",
-        backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url, healthy=healthy > 0),
+        backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url, healthy=usable > 0),
         models=sorted(models), load=Load(active_requests=active),
         uptime_seconds=round(time.time() - app[keys.ROLE].started, 3), version=__version__,
-        paths=served_paths(cs),
-        backends_total=len(live), backends_healthy=healthy,
-        backends_unhealthy=len(live) - healthy, models_available=len(models))
+        paths=served_paths(cs), backends=counts, models_available=len(models))
 
 
 def waiting_for(app: web.Application) -> str | None:
