@@ -24,6 +24,28 @@ def test_readme_shows_the_commands():
     assert "bash .ci/run" in text
 
 
+def test_readme_command_1_installs_into_its_own_virtualenv(tmp_path):
+    """Command 1 works where pip refuses the system Python ("externally managed"): it
+    makes and activates a virtualenv before pip runs. Its first line, run as written in
+    an empty directory, leaves pip and python in that virtualenv."""
+    import subprocess
+
+    block = README.read_text().split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    venv_line = next(i for i, line in enumerate(commands) if "-m venv" in line)
+    pip_line = next(i for i, line in enumerate(commands) if line.startswith("pip install"))
+    assert venv_line < pip_line, commands
+    assert commands[pip_line].endswith("eldric --role all") and commands[-1] == "bash .ci/run"
+    script = commands[venv_line] + " && command -v pip && python -c 'import sys; print(sys.prefix)'"
+    done = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={k: v for k, v in os.environ.items()
+                                            if k not in ("VIRTUAL_ENV", "PYTHONHOME")})
+    assert done.returncode == 0, done.stderr
+    pip, prefix = done.stdout.split()[-2:]
+    venv = str(tmp_path / ".venv")
+    assert pip == venv + "/bin/pip" and prefix == venv, done.stdout
+
+
 def test_role_all_serves_a_model_on_loopback(eldric_proc, tmp_path):
     from eldric.roles.worker.embedded import available
 
