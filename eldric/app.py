@@ -71,14 +71,17 @@ def advertise_url(cfg: Any, port: int, tls: bool = False) -> str:
 
 
 def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
-             session: aiohttp.ClientSession, pool: Pool, url: str) -> web.Application:
+             session: aiohttp.ClientSession, pool: Pool, url: str,
+             port: int = 0) -> web.Application:
     app = web.Application(middlewares=[middleware], client_max_size=cfg.max_body_bytes)
     app[keys.BUS] = bus
     app[keys.SESSION] = session
     app[keys.UPSTREAM] = pool
     app[keys.PROCESS] = process
     app[keys.CONFIG] = cfg
-    info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url)
+    # `port` is the configured one (0 stays 0): it names the role's state files.
+    info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url, port=port)
+    app.on_cleanup.append(_release_files)  # after the role's cleanup_ctx (stores closed)
     bus.metrics.active.labels(role.name).set_function(lambda: info.active)
     add_routes(app)
     # Shared page assets, served by every role app: roles never import each other, but
@@ -87,6 +90,10 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     app.router.add_static("/static/eldric/", SHARED_STATIC)
     role.build(app, cfg)
     return app
+
+
+async def _release_files(app: web.Application) -> None:
+    app[keys.ROLE].release()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -150,7 +157,7 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
             sock = bind_socket(cfg.bind_address, want_port)
             port = sock.getsockname()[1]
             url = advertise_url(cfg, port, tls=ssl_context is not None)
-            app = make_app(role, cfg, process, bus, session, pool, url)
+            app = make_app(role, cfg, process, bus, session, pool, url, want_port)
             apps.append((role, app))
             # handler_cancellation: a client that leaves (reset or FIN) cancels its
             # handler, as on the fast lane; the lane's keep-alive timeout, not aiohttp's

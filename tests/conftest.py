@@ -27,17 +27,19 @@ from tests.fakes import openai_server as fake_openai
 
 
 @contextlib.asynccontextmanager
-async def run_eldric(role: str, tmp_path, **flags) -> AsyncIterator[dict[str, str]]:
+async def run_eldric(role: str, tmp_path, *, quickstart: bool | None = None,
+                     **flags) -> AsyncIterator[dict[str, str]]:
     """Run eldric in this event loop through the real start-up path (config load, bind,
     app build, runner), exactly as the CLI does but without signal handlers. Flags are
-    given as python keywords: backend_url="http://…" is --backend-url."""
+    given as python keywords: backend_url="http://…" is --backend-url. `quickstart`: the
+    roles' --role all settings below the flags (default: only for role "all")."""
     roles = registry.resolve(role)
     opts = {"opt_" + k: v for k, v in flags.items()}
     table = _flag_table(roles)
     flag_values = _flag_values(roles, table, opts)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDRIC_")}
     flag_values.setdefault("process.data_dir", (None, str(tmp_path / "data")))
-    quick = role == "all"
+    quick = role == "all" if quickstart is None else quickstart
     loaded = config.load({r.name: (r.config, r.defaults(quick)) for r in roles},
                          None, env, flag_values)
     ready: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
@@ -229,10 +231,14 @@ class Proc:
 
 
 @pytest.fixture
-def eldric_proc() -> Iterator:
+def eldric_proc(tmp_path) -> Iterator:
+    """Start eldric subprocesses, stopped after the test. Without a --data-dir of its own
+    a process keeps its state in the test's temporary directory, never in the user's."""
     procs: list[Proc] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> Proc:
+        if "--data-dir" not in args:
+            args = (*args, "--data-dir", str(tmp_path / "eldric-data"))
         proc = Proc(list(args), env)
         procs.append(proc)
         return proc
