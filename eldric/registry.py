@@ -61,6 +61,10 @@ class Role:
     # and may check its upstreams again to find out sooner: it is polled a few times a
     # second after start-up until ready, for the banner (eldric.readiness).
     waiting_for: Callable[[Any], Awaitable[str | None] | str | None] | None = None
+    # field -> how to set it for this role alone, where ELDRIC_<ROLE>_<FIELD> is not the
+    # whole story (the edge's port in plain HTTP is http_port); the ambiguous-flag error
+    # suggests this instead of the plain variable.
+    env_hints: Mapping[str, str] = field(default_factory=dict)
 
     def defaults(self, quickstart: bool = False) -> dict[str, Any]:
         """The layer below file, env and flags: the role's port (and the quick start's

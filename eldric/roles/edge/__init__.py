@@ -98,7 +98,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     static = dict(cfg.auth.api_keys)
     for i, key in enumerate(cfg.api_key, 1):
         static.setdefault(key, f"key-{i}")
-    window = cfg.rate_limits.window_seconds
+    window = cfg.rate_limits.window_ms
     if cfg.mode == "farm":
         if not cfg.redis_url:
             raise ConfigError("--mode farm needs --redis-url (the store the edges share)")
@@ -137,7 +137,11 @@ ROLE = Role(
     links=(("the chat", "/chat"),),
     description="the door: TLS, API keys, rate limits, web chat",
     # One host: plain HTTP on loopback, no key needed there, in front of the local router.
+    # Nor a rate limit: the one user is on loopback (the chat page's own calls count too);
+    # a flag or the file still sets one.
     quickstart={"no_tls": True, "http_port": 8080, "bind_address": "127.0.0.1",
                 "router_urls": ["http://127.0.0.1:8881"],
-                "auth": {"require_api_key": False}},
+                "auth": {"require_api_key": False},
+                "rate_limits": {"global_rpm": 0, "per_ip_rpm": 0, "per_key_rpm": 0}},
+    env_hints={"port": "ELDRIC_EDGE_HTTP_PORT (with --no-tls; ELDRIC_EDGE_PORT for HTTPS)"},
 )

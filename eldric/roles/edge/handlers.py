@@ -13,6 +13,7 @@ from eldric import keys
 from eldric.auth import presented_key, require_key
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauthorized, UpstreamUnavailable
+from eldric.explain import format_ms
 from eldric.http import read_body
 from eldric.roles.edge.clients import Client
 from eldric.roles.edge.cors import CORS_HEADERS
@@ -69,19 +70,23 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     es = request.app[EDGE]
     client = await authenticate(request, es)
     rl = es.cfg.rate_limits
-    ip = client_ip(request, es)
-    tiers = [Tier("ip", f"ip:{ip}", rl.per_ip_rpm)]
-    if client is not None:
+    tiers = []  # a tier whose limit is 0 is off: not checked, not in the headers
+    if rl.per_ip_rpm:
+        tiers.append(Tier("ip", f"ip:{client_ip(request, es)}", rl.per_ip_rpm))
+    if client is not None and (client.rpm or rl.per_key_rpm):
         tiers.append(Tier("key", f"key:{client.name}", client.rpm or rl.per_key_rpm))
-    tiers.append(Tier("global", "global", rl.global_rpm))
-    decision = await es.farm.check(tiers)
-    headers = {**_limit_headers(decision), **request.get(CORS_HEADERS, {})}
-    if not decision.allowed:
-        es.metrics.rate_limited.labels(decision.tier).inc()
-        raise RateLimited(f"rate limit exceeded: {decision.tier} limit of {decision.limit} "
-                          f"requests per {rl.window_seconds:g} s",
-                          code=f"rate_limit_{decision.tier}",
-                          headers={**headers, "Retry-After": decision.retry_after_header})
+    if rl.global_rpm:
+        tiers.append(Tier("global", "global", rl.global_rpm))
+    headers = dict(request.get(CORS_HEADERS, {}))
+    if tiers:
+        decision = await es.farm.check(tiers)
+        headers.update(_limit_headers(decision))
+        if not decision.allowed:
+            es.metrics.rate_limited.labels(decision.tier).inc()
+            raise RateLimited(f"rate limit exceeded: {decision.tier} limit of {decision.limit} "
+                              f"requests per {format_ms(rl.window_ms)}",
+                              code=f"rate_limit_{decision.tier}",
+                              headers={**headers, "Retry-After": decision.retry_after_header})
     try:  # every reply from here on carries the rate-limit headers, errors included
         body = await read_body(request)
         kind = HEAD_BY_PATH.get(request.path)

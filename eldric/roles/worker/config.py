@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from eldric.cluster.config import MemberConfig
-from eldric.config import Ms, flag_meta
+from eldric.config import FloatMs, Ms, flag_meta
 
 BackendType = Literal["ollama", "vllm", "llamacpp", "tgi", "localai", "lmdeploy", "mlc",
                       "openai", "embedded", "mock"]
@@ -48,5 +48,5 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
         "embedded backend: show llama.cpp's own log lines (default: only its errors)")] = False
     mock_tokens: Annotated[int, msgspec.Meta(ge=0, le=100_000), flag_meta(
         "mock backend: tokens per reply")] = 16
-    mock_token_delay_ms: Annotated[float, msgspec.Meta(ge=0), flag_meta(
+    mock_token_delay_ms: Annotated[FloatMs, flag_meta(
         "mock backend: delay between tokens, ms", flag="mock-token-delay")] = 0.0
