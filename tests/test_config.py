@@ -11,14 +11,15 @@ from eldric.cli import _flag_table, _flag_values
 from eldric.errors import ConfigError
 
 
-def _load(tmp_path, file_data=None, env=None, **flags):
-    worker = registry.load("worker")
+def _load(tmp_path, file_data=None, env=None, *, role="worker", quick=False, **flags):
+    """config.load for one role as the CLI calls it (file, env, flags given as keywords)."""
+    r = registry.load(role)
     path = None
     if file_data is not None:
-        path = tmp_path / "c.json"
+        path = tmp_path / f"{role}.json"
         path.write_text(json.dumps(file_data))
-    fv = _flag_values([worker], _flag_table([worker]), {"opt_" + k: v for k, v in flags.items()})
-    return config.load({"worker": (worker.config, worker.defaults())},
+    fv = _flag_values([r], _flag_table([r]), {"opt_" + k: v for k, v in flags.items()})
+    return config.load({role: (r.config, r.defaults(quick))},
                        str(path) if path else None, env or {}, fv)
 
 
@@ -62,15 +63,8 @@ def test_unknown_top_level_section_refused(tmp_path):
         _load(tmp_path, {"worker": {}, "routr": {}})
 
 
-def _edge(tmp_path, file_data=None, env=None, quick=False, **flags):
-    edge = registry.load("edge")
-    path = None
-    if file_data is not None:
-        path = tmp_path / "edge.json"
-        path.write_text(json.dumps(file_data))
-    fv = _flag_values([edge], _flag_table([edge]), {"opt_" + k: v for k, v in flags.items()})
-    return config.load({"edge": (edge.config, edge.defaults(quick))},
-                       str(path) if path else None, env or {}, fv)
+def _edge(tmp_path, file_data=None, env=None, **kw):
+    return _load(tmp_path, file_data, env, role="edge", **kw)
 
 
 @pytest.mark.parametrize("text,ms", [("500", 500), ("500ms", 500), ("5s", 5000),
@@ -202,14 +196,12 @@ def test_unknown_role_variable_warns_with_the_likely_one(tmp_path):
 
 
 def test_no_warning_for_variables_that_are_used(tmp_path):
-    cloud = registry.load("cloud")
     env = {"ELDRIC_CLOUD_BACKENDS": '[{"name": "x", "url": "http://h", '
                                     '"api_key": "$ELDRIC_MY_PROVIDER_KEY"}]',
            "ELDRIC_MY_PROVIDER_KEY": "sk-1",  # read by the backend, not a setting
            "ELDRIC_EDGE_PORT": "1",  # another role's
            "ELDRIC_PORT": "0"}
-    loaded = config.load({"cloud": (cloud.config, cloud.defaults())}, None, env, {})
-    assert loaded.warnings == []
+    assert _load(tmp_path, None, env, role="cloud").warnings == []
 
 
 def test_each_role_env_hint_names_a_real_variable():
