@@ -56,7 +56,7 @@ class Renamed:
 
 def seconds_to_ms(value: Any) -> int:
     seconds = float(value)  # a file's number, or a variable's text
-    if not seconds > 0:
+    if isinstance(value, bool) or not 0 < seconds < 1e12:  # nan and inf too
         raise ValueError(value)
     return round(seconds * 1000)
 

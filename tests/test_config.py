@@ -157,8 +157,9 @@ def test_old_window_seconds_still_read_with_one_deprecation_line(tmp_path):
     (line,) = loaded.warnings
     assert "ELDRIC_EDGE_RATE_LIMITS_WINDOW_SECONDS" in line and "deprecated" in line
     assert "ELDRIC_EDGE_RATE_LIMITS_WINDOW_MS" in line
-    with pytest.raises(ConfigError, match="ELDRIC_RATE_LIMITS_WINDOW_SECONDS"):
-        _edge(tmp_path, None, {"ELDRIC_RATE_LIMITS_WINDOW_SECONDS": "a minute"})
+    for bad in ("a minute", "inf", "nan", "-1", "0"):
+        with pytest.raises(ConfigError, match="ELDRIC_RATE_LIMITS_WINDOW_SECONDS"):
+            _edge(tmp_path, None, {"ELDRIC_RATE_LIMITS_WINDOW_SECONDS": bad})
 
 
 def test_quick_start_edge_limits_nothing_unless_asked(tmp_path):
