@@ -232,12 +232,13 @@ class Proc:
 
 @pytest.fixture
 def eldric_proc(tmp_path) -> Iterator:
-    """Start eldric subprocesses, stopped after the test. Without a --data-dir of its own
-    a process keeps its state in the test's temporary directory, never in the user's."""
+    """Start eldric subprocesses, stopped after the test. Without a --data-dir (or an
+    XDG_DATA_HOME) of its own a process keeps its state in the test's temporary
+    directory, never in the user's."""
     procs: list[Proc] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> Proc:
-        if "--data-dir" not in args:
+        if "--data-dir" not in args and "XDG_DATA_HOME" not in (env or {}):
             args = (*args, "--data-dir", str(tmp_path / "eldric-data"))
         proc = Proc(list(args), env)
         procs.append(proc)
