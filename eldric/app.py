@@ -23,7 +23,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from eldric import __version__, keys
+from eldric import __version__, keys, readiness
 from eldric import log as eldric_log
 from eldric.bus import Bus
 from eldric.bus.routes import add_routes
@@ -31,6 +31,8 @@ from eldric.config import ProcessConfig
 from eldric.context import RoleInfo
 from eldric.errors import ConfigError
 from eldric.http import middleware
+from eldric.log import USER_AGENT_PREFIX
+from eldric.readiness import Readiness
 from eldric.registry import Role
 from eldric.serve.server import FastServer, fast_routes
 from eldric.stream.client import Pool
@@ -43,15 +45,18 @@ SHARED_STATIC = Path(__file__).parent / "static"
 
 
 def make_session() -> aiohttp.ClientSession:
-    """The one pooled client session of the process (keep-alive to every upstream).
+    """The one pooled client session of the process (keep-alive to every upstream), for
+    everything off the hot path (which has eldric.stream.client).
 
     auto_decompress is off so a reply's bytes pass through exactly as the upstream sent
     them; the connection limit is generous because backpressure is the router's job.
     """
     connector = aiohttp.TCPConnector(limit=4096, limit_per_host=0, ttl_dns_cache=300,
                                      keepalive_timeout=60)
-    return aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                 skip_auto_headers=("User-Agent",), trust_env=False)
+    # eldric's own User-Agent: the peer's access log puts these requests (health checks,
+    # syncs, heartbeats) at debug, not among the clients' (eldric.http).
+    return aiohttp.ClientSession(connector=connector, auto_decompress=False, trust_env=False,
+                                 headers={"User-Agent": f"{USER_AGENT_PREFIX}{__version__}"})
 
 
 def advertise_url(cfg: Any, port: int, tls: bool = False) -> str:
@@ -66,7 +71,8 @@ def advertise_url(cfg: Any, port: int, tls: bool = False) -> str:
 
 
 def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
-             session: aiohttp.ClientSession, pool: Pool, url: str) -> web.Application:
+             session: aiohttp.ClientSession, pool: Pool, url: str,
+             port: int = 0) -> web.Application:
     app = web.Application(middlewares=[middleware], client_max_size=cfg.max_body_bytes)
     app[keys.BUS] = bus
     app[keys.SESSION] = session
@@ -74,7 +80,9 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     app[keys.PROCESS] = process
     app[keys.CONFIG] = cfg
     app[keys.STOPPING] = asyncio.Event()
-    info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url)
+    # `port` is the configured one (0 stays 0): it names the role's state files.
+    info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url, port=port)
+    app.on_cleanup.append(_release_files)  # after the role's cleanup_ctx (stores closed)
     bus.metrics.active.labels(role.name).set_function(lambda: info.active)
     add_routes(app)
     # Shared page assets, served by every role app: roles never import each other, but
@@ -83,6 +91,10 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     app.router.add_static("/static/eldric/", SHARED_STATIC)
     role.build(app, cfg)
     return app
+
+
+async def _release_files(app: web.Application) -> None:
+    app[keys.ROLE].release()
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -103,8 +115,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 async def serve(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,
                 *, on_ready: Callable[[dict[str, str]], None] | None = None,
+                on_readiness: Callable[[Readiness], None] | None = None,
                 stop: asyncio.Event | None = None) -> None:
-    """Run the roles until SIGTERM/SIGINT (or until `stop` is set, for embedding)."""
+    """Run the roles until SIGTERM/SIGINT (or until `stop` is set, for embedding).
+
+    on_ready(urls) is called once every role listens; on_readiness(Readiness) then, and
+    again when every role says a request would succeed (eldric.readiness)."""
     os.makedirs(process.data_dir, exist_ok=True)
     bus = Bus()
     bus.roles = [r.name for r in roles]
@@ -132,6 +148,8 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
     runners: list[web.AppRunner] = []
     fasts: list[FastServer] = []
     urls: dict[str, str] = {}
+    apps: list[tuple[Role, web.Application]] = []
+    watcher = None
     flusher = spawn(eldric_log.flush_periodically(), name="log-flush")
     try:
         for role in roles:
@@ -140,9 +158,14 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
             sock = bind_socket(cfg.bind_address, want_port)
             port = sock.getsockname()[1]
             url = advertise_url(cfg, port, tls=ssl_context is not None)
-            app = make_app(role, cfg, process, bus, session, pool, url)
+            app = make_app(role, cfg, process, bus, session, pool, url, want_port)
+            apps.append((role, app))
+            # handler_cancellation: a client that leaves (reset or FIN) cancels its
+            # handler, as on the fast lane; the lane's keep-alive timeout, not aiohttp's
+            # default (which differs between versions)
             runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                                   shutdown_timeout=process.grace_period_ms / 1000)
+                                   shutdown_timeout=process.grace_period_ms / 1000,
+                                   keepalive_timeout=cfg.keepalive_timeout_ms / 1000)
             await runner.setup()
             runners.append(runner)
             # The inference routes take the fast lane; everything else is handed to
@@ -162,8 +185,12 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
         gc.set_threshold(10_000, 20, 20)
         if on_ready is not None:
             on_ready(urls)
+        if on_readiness is not None:
+            watcher = spawn(readiness.watch(apps, urls, on_readiness,
+                                            process.ready_timeout_ms / 1000), name="readiness")
         await stop.wait()
     finally:
+        await cancel(watcher)
         # Stop every listener first, tell the roles (STOPPING: members deregister, held
         # long-polls answer), then wait for in-flight requests of all roles at once (both
         # lanes), then run the roles' own clean-up.
@@ -198,14 +225,14 @@ async def _drain_aiohttp(runner: web.AppRunner, grace: float) -> None:
 
 
 def run(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,
-        on_ready: Callable[[dict[str, str]], None] | None = None) -> None:
+        on_readiness: Callable[[Readiness], None] | None = None) -> None:
     try:
         import uvloop
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
         runner = asyncio.run
     try:
-        runner(serve(roles, configs, process, on_ready=on_ready))
+        runner(serve(roles, configs, process, on_readiness=on_readiness))
     except ConfigError as exc:
         print(f"eldric: {exc}", file=sys.stderr)
         sys.exit(2)

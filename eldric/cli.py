@@ -10,14 +10,19 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+import msgspec
 
 from eldric import __version__
-from eldric.config import FieldSpec, ProcessConfig, field_specs, load, parse_text
+from eldric.config import (FieldSpec, ProcessConfig, default_data_dir, env_names, field_specs,
+                           get_path, load, parse_text)
 from eldric.errors import ConfigError
 from eldric.registry import Role, available, resolve
+
+if TYPE_CHECKING:
+    from eldric.readiness import Readiness
 
 _PROCESS_FLAGS = {s.flag: s for s in field_specs(ProcessConfig) if s.flag}
 
@@ -31,27 +36,67 @@ def _role_arg(argv: Sequence[str]) -> str | None:
     return None
 
 
-_METAVARS = {"int": "N", "float": "NUMBER", "list": "A,B,…", "json": "JSON", "str": "TEXT"}
+_METAVARS = {"int": "N", "float": "NUMBER", "list": "A,B,…", "json": "JSON", "str": "TEXT",
+             "ms": "MS"}
 
 
-def _option(spec: FieldSpec) -> click.Option:
+def _shown_default(value: Any) -> str | None:
+    """A default as --help shows it; None when there is nothing worth saying."""
+    if value is None or value == "" or value == [] or value == {} or value is False:
+        return None
+    if isinstance(value, bool):
+        return "true"
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return ",".join(value)
+    if isinstance(value, (list, dict)):
+        return msgspec.json.encode(value).decode()
+    return str(value)
+
+
+def _help(spec: FieldSpec, defaults: dict[str, Any], env: Sequence[str]) -> str:
+    """The field's help, then its default (per role, if they differ) and the ELDRIC_*
+    variables that set it."""
+    shown = {name: v for name, v in ((n, _shown_default(d)) for n, d in defaults.items())
+             if v is not None}
+    if len(set(shown.values())) == 1 and len(shown) == len(defaults):
+        default = next(iter(shown.values()))
+    else:
+        default = ", ".join(f"{name} {value}" for name, value in shown.items())
+    facts = ([f"default: {default}"] if default else []) + [f"env: {', '.join(env)}"]
+    return f"{spec.help}  [{'; '.join(facts)}]"
+
+
+def _role_help(roles: Sequence[tuple[Role, FieldSpec]], quick: bool) -> str:
+    """Help for a flag one or more chosen roles declare; a role's own layer below the
+    file (its port, the quick start's settings) is its default."""
+    defaults = {}
+    for role, spec in roles:
+        found, value = get_path(role.defaults(quick), spec.name)
+        defaults[role.name] = value if found else spec.default
+    spec = roles[0][1]
+    env = (env_names(spec.name, roles[0][0].name) if len(roles) == 1 else
+           [f"ELDRIC_<ROLE>_{spec.env_suffix}", f"ELDRIC_{spec.env_suffix}"])
+    return _help(spec, defaults, env)
+
+
+def _option(spec: FieldSpec, text: str) -> click.Option:
     name = f"--{spec.flag}"
     dest = "opt_" + spec.flag.replace("-", "_")  # type: ignore[union-attr]
     if spec.kind == "bool":
         if spec.switch:
-            return click.Option([name, dest], is_flag=True, default=None, help=spec.help)
-        return click.Option([f"{name}/--no-{spec.flag}", dest], default=None, help=spec.help)
+            return click.Option([name, dest], is_flag=True, default=None, help=text)
+        return click.Option([f"{name}/--no-{spec.flag}", dest], default=None, help=text)
     if spec.multiple:
         return click.Option([name, dest], multiple=True, default=None,
-                            help=f"{spec.help} (repeatable)", metavar="TEXT")
+                            help=f"{text} (repeatable)", metavar="TEXT")
     typ: Any = click.Choice(spec.choices) if spec.choices else None
     if spec.choices:
         metavar = None  # click shows the choices
     elif spec.parse is not None:
         metavar = "A,B,…"
     else:
-        metavar = "MS" if spec.name.endswith("_ms") else _METAVARS.get(spec.kind)
-    return click.Option([name, dest], type=typ, default=None, help=spec.help, metavar=metavar)
+        metavar = _METAVARS.get(spec.kind)
+    return click.Option([name, dest], type=typ, default=None, help=text, metavar=metavar)
 
 
 def _flag_table(roles: Sequence[Role]) -> dict[str, list[tuple[str, FieldSpec]]]:
@@ -67,7 +112,8 @@ def _flag_table(roles: Sequence[Role]) -> dict[str, list[tuple[str, FieldSpec]]]
 def _roles_epilog() -> str:
     names = sorted(available())
     return ("Roles found: " + ", ".join(names) + ", or `all` (the one-host quick start). "
-            "`eldric --role NAME --help` shows that role's options.")
+            "`eldric --role NAME --help` shows that role's options. A duration (MS) is "
+            "milliseconds, or with a unit: 500ms, 5s, 1.5s, 2m, 1h.")
 
 
 def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command:
@@ -78,18 +124,24 @@ def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command
         click.Option(["--config", "config_file"], type=click.Path(dir_okay=False),
                      help="JSON config file (one section per role when several run)"),
     ]
-    params += [_option(spec) for spec in _PROCESS_FLAGS.values()]
-    params += [_option(entries[0][1]) for flag, entries in table.items()
-               if flag not in _PROCESS_FLAGS]
+    quick = role_spec is not None and role_spec.strip() == "all"
+    by_name = {r.name: r for r in roles}
+    # Process settings have no role prefix; --data-dir's "" default means this directory.
+    params += [_option(spec, _help(spec, {"": default_data_dir() if spec.name == "data_dir"
+                                          else spec.default}, env_names(spec.name, None)))
+               for spec in _PROCESS_FLAGS.values()]
+    params += [_option(entries[0][1], _role_help([(by_name[n], s) for n, s in entries], quick))
+               for flag, entries in table.items() if flag not in _PROCESS_FLAGS]
 
     def callback(role: str, config_file: str | None, **opts: Any) -> None:
         try:
             flag_values = _flag_values(roles, table, opts)
-            quick = role_spec is not None and role_spec.strip() == "all"
             loaded = load({r.name: (r.config, r.defaults(quick)) for r in roles},
                           config_file, os.environ, flag_values)
         except ConfigError as exc:
             _fail(str(exc))
+        for warning in loaded.warnings:
+            click.echo(f"eldric: warning: {warning}", err=True)
         from eldric import log
         from eldric.app import run
 
@@ -97,7 +149,7 @@ def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command
         links = {r.name: r.links for r in roles}
         notes = {r.name: r.summary(loaded.roles[r.name]) for r in roles if r.summary}
         run(roles, loaded.roles, loaded.process,
-            on_ready=lambda urls: _banner(urls, links, notes))
+            on_readiness=lambda state: _banner(state, links, notes))
 
     return click.Command("eldric", params=params, callback=callback,
                          help="eldric: one OpenAI-compatible endpoint in front of your "
@@ -120,10 +172,15 @@ def _flag_values(roles: Sequence[Role], table: dict[str, list[tuple[str, FieldSp
             continue
         entries = table[flag]
         if len(entries) > 1 and not all(spec.shared for _, spec in entries):
+            by_name = {r.name: r for r in roles}
             names = ", ".join(n for n, _ in entries)
+            # What works for each role: its own variable, unless the role says otherwise
+            # (the edge in plain HTTP listens on http_port, not port).
+            ways = [by_name[n].env_hints.get(spec.name) or env_names(spec.name, n)[0]
+                    for n, spec in entries]
             raise ConfigError(
-                f"--{flag} is ambiguous: roles {names} all take it; set it per role in the "
-                f"config file section or as ELDRIC_<ROLE>_{entries[0][1].name.upper()}")
+                f"--{flag} is ambiguous: roles {names} all take it; set it per role: "
+                f"{', '.join(ways)}, or in each role's section of the config file")
         for name, spec in entries:
             out[f"{name}.{spec.name}"] = (spec, _convert(spec, value))
     return out
@@ -138,16 +195,25 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
     return parse_text(spec, str(value), f"--{spec.flag}")
 
 
-def _banner(urls: dict[str, str], links: dict[str, tuple[tuple[str, str], ...]],
+def _banner(state: Readiness, links: dict[str, tuple[tuple[str, str], ...]],
             notes: dict[str, str]) -> None:
-    """Where each role listens, and the pages to open, for the person who started it."""
+    """For the person who started it: "ready" (where each role listens, the pages to open)
+    only once a request would succeed; until then, what it is waiting for."""
+    urls = state.urls
     width = max(map(len, urls))
-    lines = [f"eldric {__version__} ready:"]
-    lines += [f"  {name:<{width}}  {url}" + (f"  ({notes[name]})" if name in notes else "")
-              for name, url in urls.items()]
-    pages = [f"  open {label}: {urls[name]}{path}"
-             for name in urls for label, path in links.get(name, ())]
-    click.echo("\n".join(lines + pages), err=True)
+    where = [f"  {name:<{width}}  {url}" + (f"  ({notes[name]})" if name in notes else "")
+             for name, url in urls.items()]
+    waits = [f"  {name:<{width}}  {why}" for name, why in state.waiting.items()]
+    if state.timed_out and state.waiting:
+        lines = [f"eldric {__version__} not ready after {state.elapsed:.0f} s; still waiting for:",
+                 *waits, "listening (requests may fail until then):", *where]
+    elif state.waiting:
+        lines = [f"eldric {__version__} listening, not ready yet; waiting for:", *waits]
+    else:
+        lines = [f"eldric {__version__} ready:", *where]
+        lines += [f"  open {label}: {urls[name]}{path}"
+                  for name in urls for label, path in links.get(name, ())]
+    click.echo("\n".join(lines), err=True)
 
 
 def _fail(message: str) -> None:

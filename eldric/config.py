@@ -2,40 +2,31 @@
 
 A role's Config Struct is the single source of its settings: the JSON keys of its file
 section, its ``ELDRIC_*`` environment variables and its command-line flags are all derived
-from the Struct's fields (see ``field_specs``), so they cannot drift apart.
-
-Field metadata (``msgspec.Meta(extra=...)``) shapes the derived flag:
-- ``flag``: the flag's name without dashes (default: the field name, ``_ms`` dropped,
-  ``_`` → ``-``); ``None`` means no flag (file and environment only);
-- ``shared``: the flag may be given once for several roles in one process (timeouts,
-  bind address); an unshared flag that two chosen roles declare is refused as ambiguous;
-- ``parse``: a callable turning the flag/env string into the field's value (for lists of
-  objects such as ``--workers URL,URL``).
+from the Struct's fields (``eldric.fields``), so they cannot drift apart.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
+from eldric import explain
 from eldric.errors import ConfigError
-
-Ms = Annotated[int, msgspec.Meta(ge=1, le=86_400_000)]
+# What roles and the CLI use from here, kept importable from eldric.config.
+from eldric.fields import (FieldSpec, FloatMs, Ms, Renamed, env_names, env_suffix,  # noqa: F401
+                           field_specs, flag_meta, get_path, parse_ms, parse_text,
+                           pop_path, renamed_keys, seconds_to_ms, set_path)
 
 
 def default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"),
                                                            ".local", "share")
     return os.path.join(base, "eldric")
-
-
-def flag_meta(description: str, **extra: Any) -> msgspec.Meta:
-    return msgspec.Meta(description=description, extra=extra)
 
 
 class ProcessConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -48,6 +39,9 @@ class ProcessConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     data_dir: Annotated[str, flag_meta("where state that survives a restart is kept")] = ""
     grace_period_ms: Annotated[Ms, flag_meta(
         "on SIGTERM/SIGINT, how long in-flight requests (streams too) may finish, ms")] = 30_000
+    ready_timeout_ms: Annotated[Ms, flag_meta(
+        "how long the start-up banner waits for every role to be ready (a model loaded, "
+        "a healthy worker) before it says what is not, ms")] = 60_000
 
 
 class RoleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -67,134 +61,12 @@ class RoleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         shared=True)] = 120_000
     body_timeout_ms: Annotated[Ms, flag_meta(
         "a request body must arrive within this, ms (slow clients are cut off)", shared=True)] = 30_000
+    keepalive_timeout_ms: Annotated[Ms, flag_meta(
+        "an idle keep-alive connection from a client is closed after this, ms (both lanes)",
+        shared=True)] = 75_000
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024), flag_meta(
         "largest request body accepted, bytes (images travel as base64)",
         flag="max-body-size", shared=True)] = 32 * 1024 * 1024
-
-
-# ---------------------------------------------------------------- deriving flags from fields
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    name: str                 # field name in the Struct and the file; "tls.cert_file" nested
-    flag: str | None          # flag without leading dashes
-    help: str
-    kind: str                 # bool | int | float | str | list | json
-    shared: bool
-    parse: Callable[[str], Any] | None
-    choices: tuple[str, ...] | None
-    multiple: bool = False    # a repeatable flag (--api-key A --api-key B) for a list
-    switch: bool = False      # a bool flag that only turns on (--no-tls), no --no-… twin
-
-
-def _unwrap(t: Any) -> Any:
-    """Strip Metadata wrappers and Optional from a msgspec.inspect type."""
-    while True:
-        if isinstance(t, msgspec.inspect.Metadata):
-            t = t.type
-        elif isinstance(t, msgspec.inspect.UnionType):
-            rest = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
-            if len(rest) != 1:
-                return t
-            t = rest[0]
-        else:
-            return t
-
-
-def _meta(t: Any) -> tuple[str, dict[str, Any]]:
-    desc, extra = "", {}
-    while isinstance(t, (msgspec.inspect.Metadata, msgspec.inspect.UnionType)):
-        if isinstance(t, msgspec.inspect.Metadata):
-            desc = (t.extra_json_schema or {}).get("description", desc)
-            extra = {**(t.extra or {}), **extra}
-            t = t.type
-        else:
-            rest = [x for x in t.types if not isinstance(x, msgspec.inspect.NoneType)]
-            if len(rest) != 1:
-                break
-            t = rest[0]
-    return desc, extra
-
-
-def field_specs(struct: type[msgspec.Struct], prefix: str = "") -> list[FieldSpec]:
-    """One spec per field; a field holding a Struct (``tls``, ``rate_limits``) contributes
-    its own fields, named with a dot (``tls.cert_file``)."""
-    specs = []
-    info = struct if isinstance(struct, msgspec.inspect.StructType) else \
-        msgspec.inspect.type_info(struct)
-    for f in info.fields:  # type: ignore[attr-defined]
-        desc, extra = _meta(f.type)
-        base = _unwrap(f.type)
-        if isinstance(base, msgspec.inspect.StructType):
-            specs.extend(field_specs(base, f"{prefix}{f.name}."))  # type: ignore[arg-type]
-            continue
-        choices = None
-        if isinstance(base, msgspec.inspect.BoolType):
-            kind = "bool"
-        elif isinstance(base, msgspec.inspect.IntType):
-            kind = "int"
-        elif isinstance(base, msgspec.inspect.FloatType):
-            kind = "float"
-        elif isinstance(base, msgspec.inspect.StrType):
-            kind = "str"
-        elif isinstance(base, msgspec.inspect.LiteralType):
-            kind, choices = "str", tuple(str(v) for v in base.values)
-        elif (isinstance(base, msgspec.inspect.ListType)
-              and isinstance(_unwrap(base.item_type), msgspec.inspect.StrType)):
-            kind = "list"
-        else:
-            kind = "json"
-        default_flag = f"{prefix}{f.name}".removesuffix("_ms").replace("_", "-").replace(".", "-")
-        flag = extra.get("flag", default_flag)
-        if kind == "json" and "parse" not in extra and "flag" not in extra:
-            flag = None  # objects are set in the file (or as JSON in the environment)
-        specs.append(FieldSpec(name=f"{prefix}{f.name}", flag=flag, help=desc, kind=kind,
-                               shared=bool(extra.get("shared")), parse=extra.get("parse"),
-                               choices=choices, multiple=bool(extra.get("multiple")),
-                               switch=bool(extra.get("switch"))))
-    return specs
-
-
-def set_path(data: dict[str, Any], name: str, value: Any) -> None:
-    """data["tls"]["cert_file"] = value for name "tls.cert_file" (copying nested dicts,
-    so a layer never changes the one below it)."""
-    head, _, rest = name.partition(".")
-    if not rest:
-        data[head] = value
-        return
-    inner = dict(data.get(head) or {})
-    set_path(inner, rest, value)
-    data[head] = inner
-
-
-def parse_text(spec: FieldSpec, text: str, source: str) -> Any:
-    """Turn a flag/env string into a value of the field's JSON type."""
-    try:
-        if spec.kind == "json" and text.lstrip()[:1] in ("[", "{"):
-            return msgspec.json.decode(text)  # JSON wins over a field's short form
-        if spec.parse is not None:
-            return spec.parse(text)
-        if spec.kind == "bool":
-            low = text.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("expected true or false")
-        if spec.kind == "int":
-            return int(text)
-        if spec.kind == "float":
-            return float(text)
-        if spec.kind == "list":
-            if text.lstrip().startswith("["):
-                return msgspec.json.decode(text)
-            return [x.strip() for x in text.split(",") if x.strip()]
-        if spec.kind == "json":
-            return msgspec.json.decode(text)
-        return text
-    except (ValueError, msgspec.DecodeError) as exc:
-        raise ConfigError(f"{source}: {exc} (got {text!r})") from None
 
 
 # ---------------------------------------------------------------- loading
@@ -219,40 +91,115 @@ def read_file(path: str | None) -> dict[str, Any]:
     return data
 
 
-def _convert(data: dict[str, Any], struct: type[msgspec.Struct], where: str) -> Any:
+def _convert(data: dict[str, Any], struct: type[msgspec.Struct], where: str,
+             source: str) -> Any:
+    """Convert one layer (or the merged layers); an error names `source` and the key."""
     try:
         return msgspec.convert(data, struct)
     except msgspec.ValidationError as exc:
-        msg = str(exc)
-        if msg.startswith("Invalid enum value") and "`$." in msg:
-            # Say what would have been accepted.
-            field = msg.rsplit("`$.", 1)[1].rstrip("`").split(".")[-1]
-            for spec in field_specs(struct):
-                if spec.name == field and spec.choices:
-                    msg = msg.replace(" - at ", f" (expected one of: {', '.join(spec.choices)}) - at ")
-        # msgspec paths start at "$"; show them from the section they came from.
-        msg = msg.replace("`$.", f"`{where}.").replace("- at `$`", f"- at `{where}`")
-        if " - at " not in msg:
-            msg = f"{msg} - at `{where}`"
-        raise ConfigError(f"config: {msg}") from None
+        path, what = explain.validation(exc, struct, data)
+        raise ConfigError(f"{source}: `{where}{path[1:]}`: {what}") from None
 
 
-def _env_layer(specs: list[FieldSpec], prefixes: list[str], env: Mapping[str, str],
-               into: dict[str, Any]) -> None:
+def _rename_in_file(data: dict[str, Any], struct: Any, where: str, source: str,
+                    warnings: list[str]) -> None:
+    for old, (new, rule) in renamed_keys(struct).items():
+        present, value = pop_path(data, old)
+        if not present:
+            continue
+        try:
+            converted = rule.convert(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{source}: `{where}.{old}`: must be a positive number of "
+                              f"{rule.unit}, got {value!r}") from None
+        warnings.append(f"{source}: `{where}.{old}` ({rule.unit}) is deprecated: use "
+                        f"`{where}.{new}`; read as `{new}`: {converted}")
+        if not get_path(data, new)[0]:  # the new key, if also given, wins
+            set_path(data, new, converted)
+
+
+def _env_layer(struct: Any, specs: list[FieldSpec], role: str | None,
+               env: Mapping[str, str], into: dict[str, Any], warnings: list[str]) -> None:
     """Values from ELDRIC_<ROLE>_<FIELD> (wins) or ELDRIC_<FIELD>; nested fields as
-    ELDRIC_EDGE_TLS_CERT_FILE."""
+    ELDRIC_EDGE_TLS_CERT_FILE. Renamed keys' old variables are read too, with a warning."""
+    set_here: set[str] = set()
     for spec in specs:
-        for prefix in prefixes:
-            var = f"{prefix}{spec.name.upper().replace('.', '_')}"
+        for var in env_names(spec.name, role):
             if var in env:
                 set_path(into, spec.name, parse_text(spec, env[var], f"environment {var}"))
+                set_here.add(spec.name)
                 break
+    for old, (new, rule) in renamed_keys(struct).items():
+        for var, new_var in zip(env_names(old, role), env_names(new, role)):
+            if var not in env:
+                continue
+            try:
+                converted = rule.convert(env[var])
+            except ValueError:
+                raise ConfigError(f"environment {var}: must be a positive number of "
+                                  f"{rule.unit}, got {env[var]!r}") from None
+            warnings.append(f"environment {var} ({rule.unit}) is deprecated: use {new_var}; "
+                            f"read as {new_var}={converted}")
+            if new not in set_here:
+                set_path(into, new, converted)
+            break
+
+
+def _refs(value: Any) -> set[str]:
+    """Variables a config value refers to as "$NAME" (a cloud backend's key)."""
+    if isinstance(value, str):
+        return {value[1:]} if value.startswith("$") else set()
+    if isinstance(value, dict):
+        return set().union(*map(_refs, value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*map(_refs, value)) if value else set()
+    return set()
+
+
+def unknown_env(env: Mapping[str, str], roles: Mapping[str, Any],
+                used: set[str]) -> list[str]:
+    """Warnings for ELDRIC_* variables that set nothing: ELDRIC_<ROLE>_* of a chosen role
+    matching none of its fields, and ELDRIC_* matching no field of any chosen role (nor
+    another role's prefix). A typo in a file stops eldric; in the environment it would
+    otherwise pass unseen."""
+    from eldric.registry import available
+
+    process = {s.env_suffix for s in field_specs(ProcessConfig)}
+    suffixes = {name: {s.env_suffix for s in field_specs(struct)} |
+                {env_suffix(old) for old in renamed_keys(struct)}
+                for name, struct in roles.items()}
+    every = set().union(process, *suffixes.values())
+    prefixes = [f"ELDRIC_{n.upper()}_" for n in {*available(), *roles}]
+    out = []
+    for var in sorted(v for v in env if v.startswith("ELDRIC_") and v not in used):
+        role = next((n for n in roles if var.startswith(f"ELDRIC_{n.upper()}_")), None)
+        if role is not None:
+            suffix = var.removeprefix(f"ELDRIC_{role.upper()}_")
+            if suffix in suffixes[role]:
+                continue
+            if suffix in process:
+                hint = f"ELDRIC_{suffix} (process settings take no role)"
+            else:
+                near = explain.close(suffix, sorted(suffixes[role]))
+                hint = near and f"ELDRIC_{role.upper()}_{near}"
+            what = f"{var} is not a {role} setting"
+        else:
+            suffix = var.removeprefix("ELDRIC_")
+            if suffix in every or any(var.startswith(p) for p in prefixes):
+                continue
+            near = explain.close(suffix, sorted(every))
+            hint = near and f"ELDRIC_{near}"
+            what = f"{var} matches no setting of {', '.join(roles) or 'the process'}"
+        out.append(f"environment {what}" + (f" (did you mean {hint}?)" if hint else "")
+                   + "; ignored")
+    return out
 
 
 @dataclass
 class Loaded:
     process: ProcessConfig
     roles: dict[str, Any]  # role name -> its Config instance
+    warnings: list[str]  # deprecated keys, variables that set nothing: for stderr
 
 
 def load(roles: Mapping[str, tuple[type[msgspec.Struct], Mapping[str, Any]]],
@@ -266,9 +213,11 @@ def load(roles: Mapping[str, tuple[type[msgspec.Struct], Mapping[str, Any]]],
     command line, already converted by ``parse_text``.
     """
     data = read_file(config_file)
+    file = f"config file {config_file}"
     names = set(roles)
     sectioned = bool(names.intersection(data)) or len(roles) > 1
     process_fields = {s.name for s in field_specs(ProcessConfig)}
+    warnings: list[str] = []
 
     if sectioned:
         from eldric.registry import available  # known role names may have sections
@@ -276,43 +225,49 @@ def load(roles: Mapping[str, tuple[type[msgspec.Struct], Mapping[str, Any]]],
         unknown = set(data) - known - process_fields
         if unknown:
             key = sorted(unknown)[0]
+            hint = explain.close(key, sorted(known | process_fields))
             raise ConfigError(
-                f"config file {config_file}: unknown key `{key}` at the top level "
-                f"(expected a role section {sorted(names)} or one of {sorted(process_fields)})")
+                f"{file}: unknown key `{key}` at the top level "
+                + (f"(did you mean `{hint}`?) " if hint else "")
+                + f"(expected a role section {sorted(names)} or one of {sorted(process_fields)})")
         for name in names:
             if name in data and not isinstance(data[name], dict):
-                raise ConfigError(f"config file {config_file}: `{name}` must be an object")
+                raise ConfigError(f"{file}: `{name}` must be an object")
         process_data = {k: v for k, v in data.items() if k in process_fields}
-        sections = {name: data.get(name, {}) for name in names}
+        sections = {name: dict(data.get(name, {})) for name in names}
     else:
         (only,) = names
         process_data = {k: v for k, v in data.items() if k in process_fields}
         sections = {only: {k: v for k, v in data.items() if k not in process_fields}}
 
     # Process settings.
-    _convert(process_data, ProcessConfig, "$")
+    _convert(process_data, ProcessConfig, "$", file)
     merged = dict(process_data)
-    _env_layer(field_specs(ProcessConfig), ["ELDRIC_"], env, merged)
+    _env_layer(ProcessConfig, field_specs(ProcessConfig), None, env, merged, warnings)
     for key, (_spec, value) in flag_values.items():
         if key.startswith("process."):
             set_path(merged, key.split(".", 1)[1], value)
-    process = _convert(merged, ProcessConfig, "$")
+    process = _convert(merged, ProcessConfig, "$", "config")
     if not process.data_dir:
         process.data_dir = default_data_dir()
 
     out: dict[str, Any] = {}
+    used: set[str] = set()
     for name, (struct, base) in roles.items():
         where = f"$.{name}" if sectioned else "$"
         section = sections[name]
-        _convert(section, struct, where)  # file errors are reported against the file
+        _rename_in_file(section, struct, where, file, warnings)
+        _convert(section, struct, where, file)  # file errors are reported against the file
         merged = dict(base)
         for key, value in section.items():
             if isinstance(value, dict) and isinstance(merged.get(key), dict):
                 value = {**merged[key], **value}  # a file section deepens the defaults
             merged[key] = value
-        _env_layer(field_specs(struct), [f"ELDRIC_{name.upper()}_", "ELDRIC_"], env, merged)
+        _env_layer(struct, field_specs(struct), name, env, merged, warnings)
         for key, (_spec, value) in flag_values.items():
             if key.startswith(f"{name}."):
                 set_path(merged, key.split(".", 1)[1], value)
-        out[name] = _convert(merged, struct, where)
-    return Loaded(process=process, roles=out)
+        used |= _refs(merged)
+        out[name] = _convert(merged, struct, where, "config")
+    warnings += unknown_env(env, {n: s for n, (s, _) in roles.items()}, used)
+    return Loaded(process=process, roles=out, warnings=warnings)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import time
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, one process per dir
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -15,8 +20,18 @@ if TYPE_CHECKING:
 class RoleInfo:
     name: str
     advertise_url: str
+    port: int = 0  # the configured port (0: any free one), which names the state files
     started: float = field(default_factory=time.time)
     active: int = 0  # requests being handled now (read by /metrics at scrape time)
+    files: dict[str, str] = field(default_factory=dict)  # data_file() stem -> claimed base
+    locks: list[int] = field(default_factory=list)  # fds holding the claimed names
+
+    def release(self) -> None:
+        """Give the claimed state-file names back (at app clean-up; exit does it too)."""
+        for fd in self.locks:
+            os.close(fd)
+        self.locks.clear()
+        self.files.clear()
 
 
 @dataclass(slots=True)
@@ -31,11 +46,36 @@ class Hop:
     ttfb: float | None = None  # seconds from arrival to the first byte sent to the client
 
 
+def _claim(info: RoleInfo, data_dir: str, base: str) -> str:
+    """The first of base, base-2, base-3, … that no running process holds. Each name is
+    held through an flock on `<name>.lock` for as long as the role runs, so two processes
+    sharing a data dir with the same port (two `--port 0` workers) never share an id or a
+    database, and each name is the same on every run."""
+    if fcntl is None:
+        return base
+    n = 1
+    while True:
+        name = base if n == 1 else f"{base}-{n}"
+        fd = os.open(os.path.join(data_dir, f"{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            n += 1
+            continue
+        info.locks.append(fd)
+        return name
+
+
 def data_file(app: web.Application, name: str) -> str:
-    """A role's own file in --data-dir, named for the role and its port
-    (`controller-8880.db`, `worker-8890.id`), so several roles share one directory."""
+    """A role's own file in --data-dir, named for the role and its configured port
+    (`controller-8880.db`, `worker-8890.id`, `worker-0.id` with --port 0), never for an
+    advertised URL, so several roles share one directory and a name is stable across runs."""
     from eldric import keys  # keys imports this module's types
 
-    port = app[keys.ROLE].advertise_url.rsplit(":", 1)[-1]
+    info = app[keys.ROLE]
+    data_dir = app[keys.PROCESS].data_dir
     stem, _, ext = name.partition(".")
-    return os.path.join(app[keys.PROCESS].data_dir, f"{stem}-{port}.{ext}")
+    if stem not in info.files:
+        info.files[stem] = _claim(info, data_dir, f"{stem}-{info.port}")
+    return os.path.join(data_dir, f"{info.files[stem]}.{ext}")

@@ -43,6 +43,25 @@ def _request_id(request: web.Request) -> str:
     return f"{_ID_PREFIX}{next(_ids):08x}"
 
 
+# Polled every few seconds by routers, edges, controllers and Prometheus: logged at debug.
+QUIET_PATHS = frozenset({"/health", "/api/v1/health", "/metrics"})
+
+
+def _access_writer(request: web.Request):  # type: ignore[no-untyped-def]
+    """Where this request's access line goes: info for clients' requests, debug for
+    health and metrics scrapes and for eldric's own requests (its User-Agent)."""
+    if type(request) is FastRequest:
+        # The lane takes only the inference POSTs: clients' requests (a hop relays the
+        # client's own headers), so the hot path pays no header lookup for this.
+        return eldric_log.access_line
+    if request.path in QUIET_PATHS:
+        return eldric_log.access_debug
+    agent = request.headers.get("User-Agent")
+    if agent is not None and agent.startswith(eldric_log.USER_AGENT_PREFIX):
+        return eldric_log.access_debug
+    return eldric_log.access_line
+
+
 def _route_of(request: web.Request) -> str:
     if type(request) is FastRequest:
         return request.path  # the fast lane takes registered paths only
@@ -102,10 +121,12 @@ def _finish(request: web.Request, hop: Hop, status: int, metrics) -> None:  # ty
     metrics.duration.labels(hop.role, route).observe(duration)
     if hop.ttfb is not None:
         metrics.ttfb.labels(hop.role, route).observe(hop.ttfb)
-    eldric_log.access_line({"request_id": hop.request_id, "role": hop.role, "method": request.method,
-                 "path": request.path, "model": hop.model, "upstream": hop.upstream,
-                 "status": status, "duration_ms": round(duration * 1000, 3),
-                 "ttfb_ms": None if hop.ttfb is None else round(hop.ttfb * 1000, 3)})
+    line = _access_writer(request)
+    if line is not eldric_log.no_access:
+        line({"request_id": hop.request_id, "role": hop.role, "method": request.method,
+              "path": request.path, "model": hop.model, "upstream": hop.upstream,
+              "status": status, "duration_ms": round(duration * 1000, 3),
+              "ttfb_ms": None if hop.ttfb is None else round(hop.ttfb * 1000, 3)})
 
 
 def _error_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:

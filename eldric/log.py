@@ -93,14 +93,22 @@ def _stream(binary: bool) -> Any:
     return stream
 
 
-def _no_access(fields: dict[str, Any]) -> None:
+def no_access(fields: dict[str, Any]) -> None:
     pass
 
 
 # The one line per request is rendered directly, in the same shape as structlog's JSON
 # and console renderers, without its processor chain: on the hot path that chain cost
 # ~12% of the worker's CPU. Every other line goes through structlog.
-access_line: Any = _no_access
+access_line: Any = no_access
+# The same line at debug level: eldric's own polling (health checks, syncs, heartbeats)
+# and health/metrics scrapes, which at info drowned the clients' requests. no_access
+# unless the log level is debug, so deciding to skip such a line is one identity test.
+access_debug: Any = no_access
+
+# The User-Agent of eldric's own requests (its aiohttp ClientSession): a request carrying
+# it is eldric talking to itself, logged at debug.
+USER_AGENT_PREFIX = "eldric/"
 
 
 class _Clock:
@@ -119,24 +127,25 @@ class _Clock:
         return f"{self._prefix}.{int((now - sec) * 1_000_000):06d}Z"
 
 
-def _json_access(stream: Any, clock: _Clock) -> Any:
+def _json_access(stream: Any, clock: _Clock, level: str = "info") -> Any:
     write = stream.write
 
     def line(fields: dict[str, Any]) -> None:
         fields["event"] = "request"
-        fields["level"] = "info"
+        fields["level"] = level
         fields["timestamp"] = clock.iso()
         write(_json.encode(fields) + b"\n")
 
     return line
 
 
-def _console_access(stream: Any, clock: _Clock) -> Any:
+def _console_access(stream: Any, clock: _Clock, level: str = "info") -> Any:
     write = stream.write
+    tag = f"[{level:<9}]"
 
     def line(fields: dict[str, Any]) -> None:
         kv = " ".join(f"{k}={v}" for k, v in sorted(fields.items()))
-        write(f"{clock.iso()} [info     ] {'request':<30} {kv}\n")
+        write(f"{clock.iso()} {tag} {'request':<30} {kv}\n")
 
     return line
 
@@ -151,20 +160,20 @@ def setup(level: str = "info", fmt: str = "console") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact,
     ]
-    global access_line
+    global access_line, access_debug
     clock = _Clock()
     if fmt == "json":
         processors = [*shared, structlog.processors.format_exc_info, _json_bytes]
         stream = _stream(binary=True)
         factory: Any = structlog.BytesLoggerFactory(stream)
-        access_line = _json_access(stream, clock)
+        access = _json_access
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
         stream = _stream(binary=False)
         factory = structlog.PrintLoggerFactory(stream)
-        access_line = _console_access(stream, clock)
-    if level_no > logging.INFO:
-        access_line = _no_access
+        access = _console_access
+    access_line = access(stream, clock) if level_no <= logging.INFO else no_access
+    access_debug = access(stream, clock, "debug") if level_no <= logging.DEBUG else no_access
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level_no),

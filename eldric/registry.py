@@ -8,7 +8,7 @@ importing every role's dependencies.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any
@@ -56,6 +56,15 @@ class Role:
     links: tuple[tuple[str, str], ...] = ()
     # summary(cfg) -> a few words for the banner (the worker: which backend it runs).
     summary: Callable[[Any], str] | None = None
+    # waiting_for(app) -> None once a request to this role would succeed, else what it
+    # still waits for, in a few words ("the embedded model to load"). May be a coroutine,
+    # and may check its upstreams again to find out sooner: it is polled a few times a
+    # second after start-up until ready, for the banner (eldric.readiness).
+    waiting_for: Callable[[Any], Awaitable[str | None] | str | None] | None = None
+    # field -> how to set it for this role alone, where ELDRIC_<ROLE>_<FIELD> is not the
+    # whole story (the edge's port in plain HTTP is http_port); the ambiguous-flag error
+    # suggests this instead of the plain variable.
+    env_hints: Mapping[str, str] = field(default_factory=dict)
 
     def defaults(self, quickstart: bool = False) -> dict[str, Any]:
         """The layer below file, env and flags: the role's port (and the quick start's

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import inspect
 import os
+import re
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -25,17 +27,19 @@ from tests.fakes import openai_server as fake_openai
 
 
 @contextlib.asynccontextmanager
-async def run_eldric(role: str, tmp_path, **flags) -> AsyncIterator[dict[str, str]]:
+async def run_eldric(role: str, tmp_path, *, quickstart: bool | None = None,
+                     **flags) -> AsyncIterator[dict[str, str]]:
     """Run eldric in this event loop through the real start-up path (config load, bind,
     app build, runner), exactly as the CLI does but without signal handlers. Flags are
-    given as python keywords: backend_url="http://…" is --backend-url."""
+    given as python keywords: backend_url="http://…" is --backend-url. `quickstart`: the
+    roles' --role all settings below the flags (default: only for role "all")."""
     roles = registry.resolve(role)
     opts = {"opt_" + k: v for k, v in flags.items()}
     table = _flag_table(roles)
     flag_values = _flag_values(roles, table, opts)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDRIC_")}
     flag_values.setdefault("process.data_dir", (None, str(tmp_path / "data")))
-    quick = role == "all"
+    quick = role == "all" if quickstart is None else quickstart
     loaded = config.load({r.name: (r.config, r.defaults(quick)) for r in roles},
                          None, env, flag_values)
     ready: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
@@ -98,6 +102,84 @@ def url_of(server) -> str:
     return str(server.make_url("")).rstrip("/")
 
 
+# ---------------------------------------------------------------- raw HTTP/1.1 on a socket
+# For what an HTTP client library hides: framing, Connection headers, which lane answered,
+# and how a client leaves (FIN or RST).
+
+
+def raw_post(path: str, body: bytes, extra: bytes = b"", version: bytes = b"HTTP/1.1") -> bytes:
+    """A POST with a Content-Length body; `extra` is more header lines (each ending CRLF)."""
+    return (b"POST %s %s\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%s\r\n%s" % (path.encode(), version, len(body), extra, body))
+
+
+async def open_raw(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """A reply's status and headers (lower-case names; a repeated name keeps the last)."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            k, _, v = line.partition(":")
+            headers[k.strip().lower()] = v.strip()
+    return int(lines[0].split(" ")[1]), headers
+
+
+async def read_reply(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.x reply: status, headers, body (Content-Length, chunked, or up to the
+    close)."""
+    status, headers = await read_head(reader)
+    if "content-length" in headers:
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 5)
+    elif headers.get("transfer-encoding") == "chunked":
+        parts = []
+        while True:
+            size = int((await asyncio.wait_for(reader.readuntil(b"\r\n"), 5)).strip(), 16)
+            chunk = await asyncio.wait_for(reader.readexactly(size + 2), 5)
+            if size == 0:
+                break
+            parts.append(chunk[:-2])
+        body = b"".join(parts)
+    elif headers.get("connection") == "close":  # unsized: up to the close
+        body = await asyncio.wait_for(reader.read(), 5)
+    else:
+        body = b""
+    return status, headers, body
+
+
+def on_fast_lane(headers: dict[str, str]) -> bool:
+    """Which lane answered: aiohttp adds `Server: Python/… aiohttp/…`, the fast lane not."""
+    return "aiohttp" not in headers.get("server", "")
+
+
+def leave(writer: asyncio.StreamWriter, how: str) -> None:
+    """The client goes away: "fin" shuts its sending side (shutdown(SHUT_WR), as a client
+    that closes normally; the socket stays open to see what comes back), "rst" resets the
+    connection (SO_LINGER 0, then close)."""
+    if how == "fin":
+        writer.write_eof()
+        return
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def metric(url: str, series: str, ssl=True) -> float:  # type: ignore[no-untyped-def]
+    """The value of one series on `url`/metrics (0 when it is not there yet), e.g.
+    'eldric_client_disconnects_total{role="worker"}'; `ssl`: an SSLContext for https."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.get(url + "/metrics", ssl=ssl) as r:
+        text = await r.text()
+    m = re.search(r"^" + re.escape(series) + r" (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -149,10 +231,15 @@ class Proc:
 
 
 @pytest.fixture
-def eldric_proc() -> Iterator:
+def eldric_proc(tmp_path) -> Iterator:
+    """Start eldric subprocesses, stopped after the test. Without a --data-dir (or an
+    XDG_DATA_HOME) of its own a process keeps its state in the test's temporary
+    directory, never in the user's."""
     procs: list[Proc] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> Proc:
+        if "--data-dir" not in args and "XDG_DATA_HOME" not in (env or {}):
+            args = (*args, "--data-dir", str(tmp_path / "eldric-data"))
         proc = Proc(list(args), env)
         procs.append(proc)
         return proc

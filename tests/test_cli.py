@@ -48,6 +48,57 @@ def test_help_lists_roles_and_role_options():
     assert "--backend" in out.stdout and "--heartbeat-interval MS" in out.stdout
 
 
+def _flat(text: str) -> str:
+    return " ".join(text.split())  # click wraps help lines
+
+
+def test_help_shows_each_default_and_variable():
+    out = eldric("--role", "worker", "--help")
+    assert out.returncode == 0
+    text = _flat(out.stdout)
+    assert ("[default: 30000; env: ELDRIC_WORKER_HEARTBEAT_INTERVAL_MS, "
+            "ELDRIC_HEARTBEAT_INTERVAL_MS]") in text
+    assert "[default: 8890; env: ELDRIC_WORKER_PORT, ELDRIC_PORT]" in text  # Role.port
+    assert "[default: ollama; env: ELDRIC_WORKER_BACKEND, ELDRIC_BACKEND]" in text
+    assert "[env: ELDRIC_WORKER_CONTROLLER_URL, ELDRIC_CONTROLLER_URL]" in text  # no default
+    assert "[default: info; env: ELDRIC_LOG_LEVEL]" in text  # a process setting
+    assert "5s" in text  # durations take units, and --help says so
+    out = eldric("--role", "edge", "--help")
+    text = _flat(out.stdout)
+    assert "--rate-window MS" in text
+    assert "[default: 60000; env: ELDRIC_EDGE_RATE_LIMITS_WINDOW_MS, " \
+           "ELDRIC_RATE_LIMITS_WINDOW_MS]" in text
+    assert "[default: 443; env: ELDRIC_EDGE_PORT, ELDRIC_PORT]" in text
+    # --role all: a flag several roles take shows each role's default and the pattern
+    text = _flat(eldric("--role", "all", "--help").stdout)
+    assert "default: controller 8880, worker 8890," in text
+    assert "env: ELDRIC_<ROLE>_PORT, ELDRIC_PORT]" in text
+    assert "[default: 0; env: ELDRIC_EDGE_RATE_LIMITS_PER_IP_RPM," in text  # quick start
+
+
+def test_bad_values_are_reported_against_their_flag_or_variable(tmp_path):
+    for args, env, source in (
+            (["--port", "99999"], {}, "--port"),
+            (["--heartbeat-interval", "5x"], {}, "--heartbeat-interval"),
+            ([], {"ELDRIC_WORKER_PORT": "99999"}, "environment ELDRIC_WORKER_PORT")):
+        out = eldric("--role", "worker", "--data-dir", str(tmp_path), *args, env=env)
+        assert out.returncode == 2, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith(f"eldric: {source}: must be "), line
+        assert "$." not in line
+
+
+def test_warnings_for_unknown_and_deprecated_variables_reach_stderr(tmp_path):
+    env = {"ELDRIC_EDGE_NO_TSL": "1", "ELDRIC_EDGE_RATE_LIMITS_WINDOW_SECONDS": "30",
+           "ELDRIC_WORKER_NO_SUCH": "1"}  # the worker's is not this run's business
+    out = eldric("--role", "edge", "--api-key", "k", "--data-dir", str(tmp_path), env=env)
+    assert out.returncode == 2  # (no certificate: it stops right after the warnings)
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("eldric: warning:")]
+    assert len(warnings) == 2, out.stderr
+    assert "ELDRIC_EDGE_NO_TSL" in warnings[1] and "ELDRIC_EDGE_NO_TLS" in warnings[1]
+    assert "ELDRIC_EDGE_RATE_LIMITS_WINDOW_SECONDS" in warnings[0] and "deprecated" in warnings[0]
+
+
 def test_unknown_role_refused_with_the_known_ones():
     out = eldric("--role", "nosuch")
     assert out.returncode == 2
@@ -56,23 +107,29 @@ def test_unknown_role_refused_with_the_known_ones():
 
 
 @pytest.mark.parametrize("content,expected", [
-    ('{"prot": 1}', "unknown field `prot`"),
-    ('{"port": "80"}', "Expected `int`, got `str` - at `$.port`"),
-    ('{"port": 99999}', "Expected `int` <= 65535 - at `$.port`"),
-    ('{"backend": "gpt"}', "Invalid enum value 'gpt' (expected one of: embedded, llamacpp"),
-    ('{"heartbeat_interval_ms": 0}', "at `$.heartbeat_interval_ms`"),
+    ('{"prot": 1}', "`$.prot`: unknown key (did you mean `port`?)"),
+    ('{"port": "80"}', "`$.port`: must be an integer from 0 to 65535, got '80'"),
+    ('{"port": 99999}', "`$.port`: must be an integer from 0 to 65535, got 99999"),
+    ('{"backend": "gpt"}', "`$.backend`: must be one of: "),
+    ('{"heartbeat_interval_ms": 0}', "`$.heartbeat_interval_ms`: must be a duration from 1 ms"),
+    ('{"heartbeat_interval_ms": "5s"}', "`$.heartbeat_interval_ms`: must be a duration"),
     ('{"port": 80,', "invalid JSON"),
     ('[1]', "expected a JSON object"),
-    ('{"worker": {"portt": 1}}', "unknown field `portt` - at `$.worker`"),
-    ('{"worker": {"tags": "gpu"}}', "Expected `array`, got `str` - at `$.worker.tags`"),
+    ('{"worker": {"portt": 1}}', "`$.worker.portt`: unknown key (did you mean `port`?)"),
+    ('{"worker": {"tags": "gpu"}}', "`$.worker.tags`: must be a list, got 'gpu'"),
+    ('{"log_levl": "info", "worker": {}}', "unknown key `log_levl` at the top level "
+                                           "(did you mean `log_level`?)"),
+    ('{"log_level": "loud"}', "`$.log_level`: must be one of: "),
 ])
 def test_bad_config_file_is_one_clear_line(tmp_path, content, expected):
+    """Every file error is one line naming the file and the key, in eldric's words (the
+    same whichever msgspec is installed), exit 2."""
     cfg = tmp_path / "c.json"
     cfg.write_text(content)
     out = eldric("--role", "worker", "--config", str(cfg), "--data-dir", str(tmp_path))
     assert out.returncode == 2, out.stderr
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("eldric: "), out.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"eldric: config file {cfg}: "), out.stderr
     assert expected in lines[0], lines[0]
 
 
@@ -140,7 +197,17 @@ def test_ambiguous_flag_between_two_roles(hello_site):
     out = eldric("--role", "worker,hello", "--port", "9000", env=hello_site)
     assert out.returncode == 2
     assert "--port is ambiguous: roles worker, hello" in out.stderr
-    assert "ELDRIC_<ROLE>_PORT" in out.stderr
+    assert "ELDRIC_WORKER_PORT, ELDRIC_HELLO_PORT" in out.stderr
+
+
+@pytest.mark.parametrize("roles", ["worker,edge", "all"])
+def test_ambiguous_port_suggests_what_works_for_each_role(roles):
+    """The edge in plain HTTP (as under --role all) listens on http_port: the error says
+    ELDRIC_EDGE_HTTP_PORT, the variable that moves it (tests/test_config.py checks it does)."""
+    out = eldric("--role", roles, "--port", "9000")
+    assert out.returncode == 2
+    assert "--port is ambiguous" in out.stderr and "ELDRIC_WORKER_PORT" in out.stderr
+    assert "ELDRIC_EDGE_HTTP_PORT (with --no-tls; ELDRIC_EDGE_PORT for HTTPS)" in out.stderr
 
 
 def test_two_roles_one_process_each_with_its_section(hello_site, tmp_path):

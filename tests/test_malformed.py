@@ -28,6 +28,10 @@ CONTENT_TYPES = ["application/json", "text/plain", "multipart/form-data; boundar
 def bodies(rng: random.Random, n: int) -> list[bytes]:
     fixed = [
         b"", b"\xff\xfe\x00", b"{" * 5000 + b"}" * 5000, b"[" * 100_000,
+        b'{"a": ' * 50_000,  # deeper than the decoder goes: was a 500 everywhere
+        b'{"model": "eldric-mock", "messages": [' + b"[" * 100_000,
+        b'{"model": "eldric-mock", "messages": [{"role": "user", "content": '
+        + b'{"a": ' * 50_000 + b"}]}",
         b'{"model": 1e999999, "messages": []}', b'{"model": 123456789012345678901234567890}',
         b'{"model": "x", "messages": [1, 2, 3], "stream": 7}',
         b'{"model": "\xed\xa0\x80", "messages": []}', b'{"model": "\\ud800"}',

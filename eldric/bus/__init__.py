@@ -79,7 +79,8 @@ class Bus:
 
     def request_finished(self, up: UpstreamState, outcome: str, *, ttfb: float | None = None,
                          latency: float | None = None) -> None:
-        """outcome: ok | error (upstream failed) | client_error (4xx) | cancelled."""
+        """outcome: ok | error (upstream failed) | client_error (4xx) | unsupported (the
+        upstream does not serve the path: 501/405) | cancelled."""
         up.active -= 1
         self.metrics.upstream_requests.labels(up.role, up.id, outcome).inc()
         if outcome == "error":

@@ -7,7 +7,13 @@ test process do not collide.
 from __future__ import annotations
 
 from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
-                               ProcessCollector, generate_latest)
+                               ProcessCollector, disable_created_metrics, generate_latest)
+
+# No `*_created` series beside every counter and histogram: they double /metrics and say
+# only when the process started. The call, not PROMETHEUS_DISABLE_CREATED_SERIES: that
+# variable is read once, when prometheus_client is first imported, by whoever imports it.
+# The switch is process-wide and read at scrape time, so the roles' own metrics obey it too.
+disable_created_metrics()
 
 # Token streams are slow and long, so the buckets reach minutes.
 _DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,

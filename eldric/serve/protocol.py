@@ -51,7 +51,7 @@ def _check(head: bytes) -> None:
 
 class FastProtocol(asyncio.Protocol):
     __slots__ = ("server", "transport", "buf", "req", "need", "task", "started", "closing",
-                 "keep_alive", "last_active", "_parser", "_headers", "_length", "_odd",
+                 "last_active", "_parser", "_headers", "_length", "_odd",
                  "_drain", "_paused", "_reading_paused", "_body_timer", "_handler")
 
     def __init__(self, server: FastServer) -> None:
@@ -62,8 +62,10 @@ class FastProtocol(asyncio.Protocol):
         self.need = 0  # its Content-Length
         self.task: asyncio.Task | None = None  # the request being handled
         self.started = False  # the current reply's head has been written
-        self.closing = False  # this connection's current reply is its last
-        self.keep_alive = True
+        # The current reply is this connection's last: the client said so (see
+        # _read_head), or eldric is closing (drain, 408). The one rule for the lane's
+        # replies, whole or streamed: the last says `Connection: close`, then it closes.
+        self.closing = False
         self.last_active = 0.0
         self._parser = httptools.HttpRequestParser(self)
         self._headers: list[tuple[bytes, bytes]] = []
@@ -91,10 +93,16 @@ class FastProtocol(asyncio.Protocol):
             self.transport.pause_reading()  # type: ignore[union-attr]
 
     def eof_received(self) -> bool:
-        if self.task is None:
-            return False  # nothing in progress: let the transport close
-        self.closing = True  # answer what is in progress, then close
-        return True
+        """The client closed its side (FIN). With a request in progress that is the client
+        leaving, as a reset is: its handler is cancelled (forward() closes the upstream
+        connection, so the backend stops), pipelined requests behind it and a body still
+        arriving are dropped, and the connection closes. aiohttp does the same on the
+        connections it owns (handler_cancellation), and so does nginx unless told to
+        ignore client aborts. eldric's own upstream client closes with a FIN, so this is
+        also how a router that gives up on a worker stops the worker's backend."""
+        if self.task is not None:
+            self.task.cancel()
+        return False  # the transport closes; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.conns.discard(self)
@@ -169,7 +177,10 @@ class FastProtocol(asyncio.Protocol):
             raise _Malformed(str(exc)) from None
         if self._odd or self._length > self.server.max_body:
             raise _HandOver
-        self.keep_alive = self._parser.should_keep_alive()
+        if not self._parser.should_keep_alive():
+            # llhttp's verdict on `Connection: close` (and HTTP/1.0), the same parser and
+            # rule aiohttp answers by on the connections it owns
+            self.closing = True
         del buf[:end + 4]
         self.req = FastRequest(self, self.server.app, route[1], query.decode("latin-1"),
                                self._headers)
@@ -244,7 +255,7 @@ class FastProtocol(asyncio.Protocol):
             if transport is None:
                 return
             if not self.started:
-                transport.write(whole(resp, self.closing or not self.keep_alive))
+                transport.write(whole(resp, self.closing))
             elif not resp.prepared:  # an error after a streamed head: cannot be sent
                 self.abort()
                 return
@@ -263,7 +274,7 @@ class FastProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if self.closing or not self.keep_alive:
+        if self.closing:
             transport.close()
             return
         self.last_active = self.server.loop.time()

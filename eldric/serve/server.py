@@ -8,19 +8,19 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from eldric import keys
 from eldric.serve.protocol import FastProtocol
 from eldric.tasks import cancel, spawn
 
+log = structlog.get_logger("eldric.serve")
+
 Handler = Callable[[Any], Awaitable[Any]]
 
 # The role's fast routes: path -> handler (POST only); see fast_post().
 FAST_ROUTES: web.AppKey[dict[str, Handler]] = web.AppKey("eldric_fast_routes")
-
-# Like aiohttp's: an idle keep-alive connection is closed after this long.
-KEEPALIVE_TIMEOUT = 75.0
 
 
 def fast_post(app: web.Application, path: str, handler: Handler) -> None:
@@ -35,6 +35,13 @@ def fast_routes(app: web.Application) -> dict[bytes, tuple[Handler, str]]:
     (CORS, a plugin's): that middleware runs only on aiohttp, so everything goes there."""
     routes = app.get(FAST_ROUTES) or {}
     if len(app.middlewares) != 1:
+        if routes:  # a role that has inference routes loses the lane: say so, once
+            extra = ", ".join(getattr(m, "__name__", type(m).__name__)
+                              for m in app.middlewares[1:])
+            log.info("fast_lane_off", role=app[keys.ROLE].name,
+                     why=f"a middleware of its own ({extra}) runs only on aiohttp",
+                     cost="every request takes aiohttp's server path: ~35-50 us more CPU per "
+                          "request at this hop, ~1.5x (docs/design-notes.md, the fast lane)")
         return {}  # every request is handed over (after the malformed-head check)
     return {path.encode("latin-1"): (handler, path) for path, handler in routes.items()}
 
@@ -48,6 +55,8 @@ class FastServer:
         self.aiohttp = runner.server  # makes aiohttp's per-connection protocol
         self.max_body = cfg.max_body_bytes
         self.body_timeout_ms = cfg.body_timeout_ms
+        # aiohttp's runner gets the same value (eldric.app), so both lanes agree
+        self.keepalive_timeout = cfg.keepalive_timeout_ms / 1000
         self.loop = asyncio.get_running_loop()
         self.conns: set[FastProtocol] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -59,11 +68,12 @@ class FastServer:
         self._sweeper = spawn(self._sweep(), name="fast-lane-keepalive")
 
     async def _sweep(self) -> None:
-        """Close keep-alive connections idle for KEEPALIVE_TIMEOUT (one timer for all of
-        them, not one per request)."""
+        """Close keep-alive connections idle for keepalive_timeout_ms (one timer for all of
+        them, not one per request): within a quarter of it (at most 5 s) after it ran out."""
+        timeout = self.keepalive_timeout
         while True:
-            await asyncio.sleep(min(5.0, KEEPALIVE_TIMEOUT / 4))
-            limit = self.loop.time() - KEEPALIVE_TIMEOUT
+            await asyncio.sleep(min(5.0, timeout / 4))
+            limit = self.loop.time() - timeout
             for conn in list(self.conns):
                 if conn.idle and conn.last_active < limit and conn.transport:
                     conn.transport.close()

@@ -40,6 +40,8 @@ log = structlog.get_logger("eldric.stream")
 _WHOLE_BODY_LIMIT = 256 * 1024
 # An error body from upstream is read up to this much, then cut.
 _ERROR_BODY_LIMIT = 64 * 1024
+# Headers of an upstream's error reply that do not fit its normalised body.
+_REENCODED = frozenset(("content-type", "content-encoding"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,33 +66,58 @@ class Target:
     headers: Mapping[str, str] | None = None  # e.g. the upstream's Authorization
 
 
+# Statuses that say "not here" rather than "broken": the upstream does not implement the
+# path (llama.cpp's 501 for embeddings that are off) or the method. Another upstream may
+# serve it, so they are worth a retry elsewhere, but they never count against the
+# upstream's health, and when nobody serves it the client gets this status, not a 503.
+NOT_HERE = frozenset((405, 501))
+
+
 class UpstreamFailure(Exception):
     """The upstream failed before any byte reached the client."""
 
     def __init__(self, upstream: str, kind: str, status: int, error_body: bytes):
+        if kind == "status" and status in NOT_HERE:
+            kind = "unsupported"
         self.upstream = upstream
-        self.kind = kind  # connect | timeout | status
+        self.kind = kind  # connect | timeout | closed | status | unsupported
         self.status = status  # what the client gets if nobody retries
         self.error_body = error_body  # OpenAI-shaped JSON
         self.retryable = kind != "status" or status >= 500 or status == 429
         self.message = message_of(error_body)
+        # The upstream's own reply headers worth keeping when this is relayed (its
+        # Retry-After, a router's X-Eldric-*); the body is re-encoded JSON, so not its
+        # Content-Type or Content-Encoding.
+        self.headers: list[tuple[str, str]] = []
         super().__init__(f"{upstream}: {self.message}")
 
     @classmethod
     def of(cls, upstream: str, kind: str, status: int, message: str) -> UpstreamFailure:
-        """A connect or timeout failure with eldric's own message."""
-        code = {"connect": "upstream_unavailable", "timeout": "upstream_timeout"}.get(kind)
+        """A failure with eldric's own message: connect (no connection: refused,
+        unreachable, connect timeout), timeout (no reply in time), closed (the reply
+        broke off or was not HTTP)."""
+        code = "upstream_timeout" if status == 504 else (
+            "upstream_unavailable" if kind == "connect" else "upstream_error")
         return cls(upstream, kind, status, error_json(status, message, code=code))
 
     def mark_down(self, bus: Bus, state: UpstreamState) -> None:
-        """Passive health: a connect error or timeout takes the upstream out at once; an
-        error status does not (the router counts those itself)."""
-        if self.kind != "status":
+        """Passive health: an upstream that cannot be connected to is out at once. Nothing
+        else marks it down here: a slow reply, a broken one or an error status can be
+        caused by the request itself (a huge prompt, an input the backend chokes on), and
+        a client's request must never take a healthy upstream out of rotation; the
+        router confirms those with a health check (router/health.py)."""
+        if self.kind == "connect":
             bus.mark(state, False, self.message)
 
     def response(self) -> web.Response:
-        return web.Response(status=self.status, body=self.error_body,
+        resp = web.Response(status=self.status, body=self.error_body,
                             content_type="application/json")
+        resp.headers.extend(self.headers)
+        if self.kind == "unsupported":
+            # Asking again will not help: the OpenAI and Anthropic SDKs honour this and
+            # do not retry (they retry every other 5xx twice).
+            resp.headers["X-Should-Retry"] = "false"
+        return resp
 
 
 def _failure(up: UpstreamState, kind: str, status: int, message: str) -> UpstreamFailure:
@@ -137,7 +164,7 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
                 connect_timeout=timeouts.connect, first_byte_timeout=timeouts.first_byte,
                 idle_timeout=timeouts.idle)
         except client.ConnectTimeout:
-            raise _failure(up, "timeout", 504,
+            raise _failure(up, "connect", 504,
                            f"upstream {up.id} did not accept a connection within "
                            f"{timeouts.connect:g}s (connect timeout)") from None
         except client.UpstreamTimeout as exc:
@@ -152,6 +179,10 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
         if status >= 400:
             raw = await _read_bounded(upstream_resp, _ERROR_BODY_LIMIT)
             failure = UpstreamFailure(up.id, "status", status, normalise(status, raw, up.id))
+            failure.headers = [(k, v) for k, v in downstream_headers(upstream_resp.headers)
+                               if k.lower() not in _REENCODED]
+            if failure.kind == "unsupported":
+                outcome = "unsupported"  # not the upstream's failure: never counted
             if failure.retryable:
                 raise failure
             outcome = "client_error"
@@ -171,7 +202,7 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
                 data = await upstream_resp.read_all()
             except OSError as exc:  # UpstreamTimeout is one too
                 timed_out = isinstance(exc, TimeoutError)
-                raise _failure(up, "timeout" if timed_out else "connect",
+                raise _failure(up, "timeout" if timed_out else "closed",
                                504 if timed_out else 502,
                                f"upstream {up.id} failed while sending its reply: "
                                f"{_describe(exc)}") from None
@@ -195,7 +226,7 @@ async def forward(request: web.Request, target: Target, path: str, body: bytes, 
         raise
     finally:
         if upstream_resp is not None:
-            if outcome == "ok" or outcome == "client_error":
+            if outcome in ("ok", "client_error", "unsupported"):
                 upstream_resp.release()  # kept alive only if the reply was read whole
             else:
                 upstream_resp.close()  # closes the connection: the backend stops at once
@@ -263,7 +294,7 @@ async def _relay(request: web.Request, resp: _AioSink | FastSink,
         timed_out = isinstance(exc, TimeoutError)
         message = f"upstream {up.id} failed mid-reply: {_describe(exc)}"
         if not prepared:
-            raise _failure(up, "timeout" if timed_out else "connect", 504 if timed_out else 502,
+            raise _failure(up, "timeout" if timed_out else "closed", 504 if timed_out else 502,
                            message) from None
         log.warning("upstream_failed_mid_stream", upstream=up.id, error=str(exc))
         if is_sse:

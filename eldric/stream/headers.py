@@ -52,3 +52,9 @@ def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, s
     """The upstream's reply headers the client gets (repeated ones, e.g. Set-Cookie, kept).
     A list: aiohttp builds its own multidict from it, once."""
     return [(k, v) for k, v in upstream if k.lower() not in _DROP_DOWNSTREAM]
+
+
+def header_text(text: str, limit: int = 300) -> str:
+    """Text (a client's model name, an upstream's message) made fit for a header value:
+    one line, bounded, so a hostile name can neither split a header nor bloat it."""
+    return " ".join(text.split())[:limit]

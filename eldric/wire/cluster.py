@@ -37,6 +37,18 @@ class BackendInfo(msgspec.Struct):
     healthy: bool = False
 
 
+def serves_path(paths: list[str] | None, path: str) -> bool:
+    """Whether an upstream advertising `paths` serves `path`. An entry covers itself and
+    everything under it (`/v1/responses` covers `/v1/responses/{id}/cancel`); None means
+    not advertised (a plain OpenAI-compatible server, an older eldric): any path."""
+    if paths is None:
+        return True
+    for p in paths:
+        if path == p or (path.startswith(p) and path[len(p)] == "/"):
+            return True
+    return False
+
+
 class WorkerHealth(msgspec.Struct, omit_defaults=False):
     """GET /health of a worker-like role (worker, cloud)."""
 
@@ -48,6 +60,9 @@ class WorkerHealth(msgspec.Struct, omit_defaults=False):
     load: Load
     uptime_seconds: float
     version: str = ""
+    # The API paths this worker serves (see serves_path); routers send a path only to
+    # workers that serve it. None: not advertised, any path.
+    paths: list[str] | None = None
 
 
 class RouterReport(msgspec.Struct, omit_defaults=False):
@@ -72,6 +87,7 @@ class WorkerInfo(msgspec.Struct, omit_defaults=True):
     load: Load = msgspec.field(default_factory=Load)
     status: Status = "healthy"
     version: str = ""
+    paths: list[str] | None = None  # as in WorkerHealth
     router: RouterReport | None = None  # worker_type "router" only
 
 
@@ -122,3 +138,4 @@ class HealthHead(msgspec.Struct):
     status: str = "healthy"
     load: Load | None = None
     models: list[str] | None = None
+    paths: list[str] | None = None

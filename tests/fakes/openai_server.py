@@ -20,11 +20,12 @@ class Knobs:
     def __init__(self) -> None:
         self.tokens = 5
         self.delay = 0.0  # seconds between streamed tokens
+        self.hold = 0.0  # seconds to wait before the first byte of a chat reply (a slow start)
         self.die_after = None  # close the connection after N streamed tokens
         self.fail_status = None  # answer every inference request with this status
         self.fail_body = None  # bytes of that error reply
         self.requests: list[dict] = []  # what arrived: path, headers, body
-        self.disconnected = asyncio.Event()  # a client went away mid-reply
+        self.disconnected = asyncio.Event()  # a client went away (its connection closed)
         self.cancelled_at: float | None = None
         self.api_key: str | None = None  # when set, every call needs "Bearer <api_key>"
         self.models = list(MODELS)
@@ -66,6 +67,12 @@ async def chat(request: web.Request) -> web.StreamResponse:
                             content_type="application/json")
     if body.get("model") not in knobs.models:
         return _err(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+    if knobs.hold:
+        try:  # a backend still reading a long prompt: nothing sent yet
+            await asyncio.sleep(knobs.hold)
+        except asyncio.CancelledError:  # the test server cancels a handler whose client left
+            _gone(knobs)
+            raise
     words = [f" w{i}" for i in range(knobs.tokens)]
     created = int(time.time())
     if not body.get("stream"):
@@ -102,10 +109,14 @@ async def chat(request: web.Request) -> web.StreamResponse:
                           "total_tokens": 3 + len(words)}}) + "\n\n").encode())
         await resp.write(b"data: [DONE]\n\n")
     except (asyncio.CancelledError, ConnectionResetError):
-        knobs.cancelled_at = time.monotonic()
-        knobs.disconnected.set()
+        _gone(knobs)
         raise
     return resp
+
+
+def _gone(knobs: Knobs) -> None:
+    knobs.cancelled_at = time.monotonic()
+    knobs.disconnected.set()
 
 
 async def completions(request: web.Request) -> web.Response:

@@ -18,6 +18,10 @@ class Knobs:
         self.max_concurrency: int | None = None
         self.delay = 0.0
         self.fail_status: int | None = None
+        self.health_status: int | None = None  # /health answers this status when set
+        self.paths: list[str] | None = None  # advertised in /health when set
+        self.not_here: set[str] = set()  # paths answered 501 as llama.cpp does
+        self.seen: list[str] = []  # every /v1/* path it was sent (other than chat)
         self.hits = 0
         self.bodies: list[dict] = []
 
@@ -27,7 +31,9 @@ KNOBS = web.AppKey("knobs", Knobs)
 
 async def health(request: web.Request) -> web.Response:
     k = request.app[KNOBS]
-    return web.json_response({
+    if k.health_status:
+        return web.json_response({"status": "unhealthy"}, status=k.health_status)
+    return web.json_response({"paths": k.paths,
         "status": "healthy", "worker_id": k.name, "worker_type": "inference",
         "backend": {"type": "mock", "url": "http://127.0.0.1:1", "healthy": True},
         "models": k.models,
@@ -77,10 +83,23 @@ async def chat(request: web.Request) -> web.StreamResponse:
         "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}})
 
 
+async def other(request: web.Request) -> web.Response:
+    """Any other /v1/* path: 501 for those in not_here (llama.cpp's body for embeddings
+    that are off), else a small JSON saying who served it."""
+    k = request.app[KNOBS]
+    k.seen.append(request.path)
+    if request.path in k.not_here:
+        return web.json_response({"error": {"code": 501, "message": "This server does not "
+                                            "support embeddings. Start it with `--embeddings`",
+                                            "type": "not_supported_error"}}, status=501)
+    return web.json_response({"object": "test", "served_by": k.name, "path": request.path})
+
+
 def make_app(name: str, models: list[str], cpu: float | None = None) -> web.Application:
     app = web.Application()
     app[KNOBS] = Knobs(name, models, cpu)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", list_models)
     app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_route("*", "/v1/{tail:.*}", other)
     return app

@@ -142,7 +142,7 @@ async def test_keys_masked_auth_failure_reported_runtime_admin(provider, tmp_pat
                 health = await r.json()
             assert health["worker_type"] == "cloud" and health["worker_id"].startswith("cld-")
             assert health["status"] == "degraded"
-            assert (health["backends_total"], health["backends_healthy"]) == (2, 1)
+            assert health["backends"] == {"total": 2, "healthy": 1, "unhealthy": 1, "degraded": 0}
             assert health["models"] == ["m"] and health["models_available"] == 1
             # "n" only the refused backend would serve: it never got a model list with a
             # refused key, so "n" is unknown (404), and the reply names no key.
@@ -304,3 +304,108 @@ async def test_ollama_and_azure_backends(aiohttp_server, tmp_path):
         proc.terminate()
         proc.wait(10)
     assert seen == [("gpt-4o-deploy", "2024-10-21", "az-key", None)]
+
+
+async def test_paths_models_retrieve_and_not_here(provider, aiohttp_server, tmp_path):
+    from tests.fakes import anthropic as fake_anthropic
+
+    (_, ua, ka), (_, ub, _) = await provider(["m"]), await provider(["m"])
+    claude = await aiohttp_server(fake_anthropic.make_app())
+    only_claude = f"anthropic:{url_of(claude)}:{fake_anthropic.API_KEY}"
+    async with run_cloud(tmp_path / "a", f"first:{ua},second:{ub}") as a, \
+            run_cloud(tmp_path / "b", only_claude) as b:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(a["cloud"] + "/health") as r:
+                assert (await r.json())["paths"] == [
+                    "/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+            async with s.get(b["cloud"] + "/health") as r:  # Anthropic: chat only
+                assert (await r.json())["paths"] == ["/v1/chat/completions"]
+            # a backend that does not implement a path: the next one is asked; the
+            # first is not counted as failing
+            ka.fail_status, ka.fail_body = 501, b'{"error": {"message": "not implemented"}}'
+            async with s.post(a["cloud"] + "/v1/chat/completions",
+                              json={"model": "m", "messages": MSG}) as r:
+                assert r.status == 200 and r.headers["X-Eldric-Backend"] == "second"
+            async with s.get(a["cloud"] + "/api/v1/backends") as r:
+                first = next(b for b in (await r.json())["backends"] if b["name"] == "first")
+                assert first["healthy"] is True and first["failures"] == 0
+        client = openai.AsyncOpenAI(base_url=a["cloud"] + "/v1", api_key="x")
+        assert (await client.models.retrieve("m")).owned_by == "first"
+        assert (await client.models.retrieve("second/m")).owned_by == "second"
+        with pytest.raises(openai.NotFoundError):
+            await client.models.retrieve("nope")
+
+
+async def test_health_has_the_documented_shape(provider, tmp_path):
+    """WorkerHealth's fields (what routers and the controller read), plus the backends
+    as one object and models_available, as the cloud worker's documentation shows."""
+    _, ua, _ = await provider(["m1", "m2"])
+    async with run_cloud(tmp_path, f"alpha:{ua},down:http://127.0.0.1:{free_port()}") as urls:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(urls["cloud"] + "/health") as r:
+                assert r.status == 200
+                health = await r.json()
+    from eldric.wire.cluster import WorkerHealth
+
+    assert set(WorkerHealth.__struct_fields__) <= set(health)
+    assert health["status"] == "degraded" and health["worker_type"] == "cloud"
+    assert health["backends"] == {"total": 2, "healthy": 1, "unhealthy": 1, "degraded": 0}
+    assert health["models_available"] == 2 and health["models"] == ["m1", "m2"]
+    assert not [k for k in health if k.startswith("backends_")]  # one object, not flat fields
+
+
+async def test_a_base_url_without_v1_is_found_and_a_failing_model_list_is_degraded(
+        provider, aiohttp_server, tmp_path):
+    """`local:http://127.0.0.1:8000` for a vLLM: its /models is a 404, its /v1/models the
+    list, so the backend's URL becomes …/v1 and requests go there. A server with no model
+    list at either place answers, but is degraded, not healthy: in /api/v1/backends, in
+    /health, and to the test endpoint."""
+    server, _, knobs = await provider(["served-model"])
+    bare = await aiohttp_server(aiohttp.web.Application())  # 404 for every path
+    local, nolist = url_of(server), url_of(bare)
+    async with run_cloud(tmp_path, f"local:{local},nolist:{nolist}", admin_key="adm") as urls:
+        base = urls["cloud"]
+        async with aiohttp.ClientSession() as s:
+            async with s.get(base + "/api/v1/backends") as r:
+                listed = {b["name"]: b for b in (await r.json())["backends"]}
+            assert listed["local"]["url"] == local + "/v1"
+            assert (listed["local"]["status"], listed["local"]["healthy"]) == ("healthy", True)
+            assert listed["local"]["models"] == ["served-model"]
+            assert listed["nolist"]["url"] == nolist  # /v1 did not answer either: kept
+            assert (listed["nolist"]["status"], listed["nolist"]["healthy"]) == ("degraded", False)
+            assert listed["nolist"]["models_error"] == "model list answered HTTP 404"
+
+            async with s.post(base + "/v1/chat/completions",
+                              json={"model": "served-model", "messages": MSG}) as r:
+                assert r.status == 200 and r.headers["X-Eldric-Backend"] == "local"
+            assert knobs.requests[-1]["path"] == "/v1/chat/completions"
+
+            async with s.get(base + "/health") as r:
+                assert r.status == 200
+                health = await r.json()
+            assert health["status"] == "degraded"
+            assert health["backends"] == {"total": 2, "healthy": 1, "unhealthy": 0, "degraded": 1}
+            async with s.post(base + "/api/v1/backends/nolist/test",
+                              headers={"Authorization": "Bearer adm"}) as r:
+                tested = await r.json()
+            assert tested["ok"] is False and tested["error"] == "model list answered HTTP 404"
+
+
+async def test_a_versioned_url_is_not_second_guessed(aiohttp_server, tmp_path):
+    """A URL that already names its API version (…/v1beta) is used as given: no /v1 added."""
+    seen: list[str] = []
+
+    async def record(request):
+        seen.append(request.path)
+        return aiohttp.web.json_response({"error": {"message": "no", "type": "x",
+                                                    "param": None, "code": 404}}, status=404)
+
+    app = aiohttp.web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    server = await aiohttp_server(app)
+    async with run_cloud(tmp_path, f"beta:{url_of(server)}/v1beta") as urls:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(urls["cloud"] + "/api/v1/backends") as r:
+                (b,) = (await r.json())["backends"]
+    assert b["status"] == "degraded" and b["url"] == url_of(server) + "/v1beta"
+    assert seen and set(seen) == {"/v1beta/models"}

@@ -117,7 +117,9 @@ async def test_cloud_dashboard_renders_backends_and_usage_in_chromium(aiohttp_se
     beta = await aiohttp_server(openai_server.make_app())
     beta.app[KNOBS].models = list(BETA_MODELS)
     beta.app[KNOBS].api_key = "right"  # the cloud sends "wrong-key": beta refuses it
-    backends = f"alpha:{url_of(alpha)}/v1,beta:{url_of(beta)}/v1:wrong-key"
+    gamma = await aiohttp_server(aiohttp.web.Application())  # answers, but no model list
+    backends = (f"alpha:{url_of(alpha)}/v1,beta:{url_of(beta)}/v1:wrong-key,"
+                f"gamma:{url_of(gamma)}/v1")
 
     async with run_eldric("cloud", tmp_path, port=0, bind="127.0.0.1", backends=backends) as urls:
         base = urls["cloud"]
@@ -150,7 +152,7 @@ async def test_cloud_dashboard_renders_backends_and_usage_in_chromium(aiohttp_se
             html = await browser.dump_dom(tmp_path, f"{base}/dashboard")
             dom = _Dom()
             dom.feed(html)
-            assert set(dom.backends) == {"alpha", "beta"}, dom.backends
+            assert set(dom.backends) == {"alpha", "beta", "gamma"}, dom.backends
             assert dom.notice_hidden is True, "the page says the cloud worker is unreachable"
 
             # backend (type below), status, url, key, priority, latency, models, requests,
@@ -167,6 +169,9 @@ async def test_cloud_dashboard_renders_backends_and_usage_in_chromium(aiohttp_se
             assert row[6:11] == ["0"] * 5, row
             assert "wrong-key" not in html
             assert any("401" in t for t in dom.titles["beta"]), dom.titles["beta"]  # last error
+            row = dom.backends["gamma"]
+            assert row[:2] == ["gamma openai_compatible", "degraded !"], row
+            assert any("HTTP 404" in t for t in dom.titles["gamma"]), dom.titles["gamma"]
 
             # backend, model, requests, errors, prompt (2×3) and completion (2×5) tokens, share
             assert dom.usage[("alpha", "gpt-4o-mini")] == [
@@ -175,7 +180,8 @@ async def test_cloud_dashboard_renders_backends_and_usage_in_chromium(aiohttp_se
                 "alpha", EVIL_MODEL, "1", "0", "3", "5", "25%"], dom.usage
             assert len(dom.usage) == 2, dom.usage
 
-            assert dom.ids["count-total"] == "2" and dom.ids["count-healthy"] == "1", dom.ids
+            assert dom.ids["count-total"] == "3" and dom.ids["count-healthy"] == "1", dom.ids
+            assert dom.ids["count-degraded"] == "1" and dom.ids["degraded-sub"] == "gamma", dom.ids
             assert dom.ids["count-unhealthy"] == "1" and dom.ids["count-requests"] == "4", dom.ids
             assert dom.ids["count-errors"] == "1 failed", dom.ids
             assert dom.ids["count-tokens"] == "24", dom.ids  # 3 × (3 prompt + 5 completion)

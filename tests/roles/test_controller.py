@@ -24,6 +24,16 @@ def controller(tmp_path, **flags):
     return run_eldric("controller", tmp_path, port=0, bind="127.0.0.1", **flags)
 
 
+async def test_an_advertised_url_without_a_port_does_not_name_the_database(tmp_path):
+    """The state file is named for the role and its configured port, never taken from
+    the advertised URL (which had crashed the controller with a sqlite error)."""
+    async with controller(tmp_path, advertise_url="https://ctl.example.com") as c:
+        async with aiohttp.ClientSession() as s:
+            status, _ = await _get(s, c["controller"] + "/api/v1/workers")
+    assert status == 200
+    assert [p.name for p in (tmp_path / "data").glob("*.db")] == ["controller-0.db"]
+
+
 async def test_workers_register_heartbeat_go_offline_and_expire(tmp_path):
     async with controller(tmp_path, worker_timeout=400, worker_expiry=1200) as c:
         base = c["controller"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 
 import aiohttp
@@ -18,14 +19,15 @@ CHAT = {"model": "eldric-mock", "messages": MSG}
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path, *, routers=None, **edge_flags):
-    """A worker on the mock backend, and an edge (plain HTTP) in front of it."""
+async def cluster(tmp_path, *, routers=None, quickstart=False, **edge_flags):
+    """A worker on the mock backend, and an edge (plain HTTP) in front of it
+    (`quickstart`: the edge with its --role all settings under the flags)."""
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                           backend="mock") as w:
         flags = dict(no_tls=True, http_port=0, bind="127.0.0.1",
                      routers=routers or w["worker"], health_interval=100)
         flags.update(edge_flags)
-        async with run_eldric("edge", tmp_path / "e", **flags) as e:
+        async with run_eldric("edge", tmp_path / "e", quickstart=quickstart, **flags) as e:
             yield e["edge"], w["worker"]
 
 
@@ -93,7 +95,7 @@ async def test_clients_admin_key_shown_once_and_revocation(tmp_path):
 
 async def test_rate_limit_tiers_exact_and_not_double_counted(tmp_path):
     async with cluster(tmp_path, api_key="sk-one", admin_key="adm", per_ip_rpm=4,
-                       per_key_rpm=100, global_rpm=100, rate_window=60) as (edge, _):
+                       per_key_rpm=100, global_rpm=100, rate_window="60s") as (edge, _):
         async with aiohttp.ClientSession() as s:
             results = [await _post(s, edge, key="sk-one") for _ in range(6)]
             assert [r[0] for r in results] == [200, 200, 200, 200, 429, 429]
@@ -101,6 +103,7 @@ async def test_rate_limit_tiers_exact_and_not_double_counted(tmp_path):
             status, headers, body = results[4]
             err = json.loads(body)["error"]
             assert err["code"] == "rate_limit_ip" and "ip limit of 4" in err["message"]
+            assert "per 1 min" in err["message"]  # the window in a unit people use
             assert 55 <= int(headers["Retry-After"]) <= 60
             async with s.get(edge + "/metrics") as r:
                 text = await r.text()
@@ -131,7 +134,7 @@ async def test_per_client_rpm_and_global_tier(tmp_path):
 async def test_sliding_window_has_no_boundary_burst(tmp_path):
     """limit 4 per 1 s: 4 requests late in one second and 4 right after the boundary would
     pass a fixed window (8 in ~0.4 s); a sliding window refuses the second four."""
-    async with cluster(tmp_path, api_key="k", per_ip_rpm=4, rate_window=1) as (edge, _):
+    async with cluster(tmp_path, api_key="k", per_ip_rpm=4, rate_window=1000) as (edge, _):
         async with aiohttp.ClientSession() as s:
             start = time.monotonic()
             boundary = int(time.time()) + 2.0  # a whole second from now
@@ -144,6 +147,61 @@ async def test_sliding_window_has_no_boundary_burst(tmp_path):
             await asyncio.sleep(0.75)  # now the first four have left the window
             assert (await _post(s, edge, key="k"))[0] == 200
             assert time.monotonic() - start < 5
+
+
+async def test_metrics_have_no_created_series(tmp_path):
+    """prometheus-client adds a `*_created` series beside every counter and histogram by
+    default; eldric turns them off, for the bus's metrics and a role's own alike."""
+    async with cluster(tmp_path, api_key="k") as (edge, worker):
+        async with aiohttp.ClientSession() as s:
+            await _post(s, edge, key="wrong")  # eldric_edge_auth_failures_total
+            assert (await _post(s, edge, key="k"))[0] == 200
+            texts = {}
+            for url in (edge, worker):
+                async with s.get(url + "/metrics") as r:
+                    texts[url] = await r.text()
+    assert "eldric_edge_auth_failures_total " in texts[edge]  # the edge's own counter
+    for url, text in texts.items():
+        assert "eldric_requests_total{" in text  # counters and histograms are there...
+        assert "eldric_request_duration_seconds_count{" in text
+        assert "_created" not in text, url  # ...without a _created twin
+
+
+async def test_a_tier_at_zero_is_off(tmp_path):
+    async with cluster(tmp_path, api_key="k", per_ip_rpm=0, per_key_rpm=0,
+                       global_rpm=3, rate_window="500ms") as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            results = [await _post(s, edge, key="k") for _ in range(4)]
+    assert [r[0] for r in results] == [200, 200, 200, 429]
+    assert [r[1]["X-RateLimit-Limit"] for r in results] == ["3"] * 4  # the global tier's
+    err = json.loads(results[3][2])["error"]
+    assert err["code"] == "rate_limit_global" and "per 500 ms" in err["message"]
+    async with cluster(tmp_path, api_key="k", per_ip_rpm=0, per_key_rpm=0,
+                       global_rpm=0) as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            results = [await _post(s, edge, key="k") for _ in range(5)]
+            async with s.get(edge + "/v1/models", headers={"X-API-Key": "k"}) as r:
+                assert r.status == 200 and "X-RateLimit-Limit" not in r.headers
+    assert [r[0] for r in results] == [200] * 5
+    assert not any("X-RateLimit-Limit" in r[1] or "X-RateLimit-Remaining" in r[1]
+                   for r in results)
+
+
+async def test_quick_start_edge_has_no_limit_unless_asked(tmp_path):
+    """The quick start's edge (--role all) is for the one person on loopback: the chat
+    page's own calls must not run into 100 a minute. A flag still sets a limit."""
+    async with cluster(tmp_path, quickstart=True) as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            statuses = set()
+            for _ in range(110):  # past the standalone default of 100 per IP
+                async with s.get(edge + "/v1/models") as r:
+                    statuses.add(r.status)
+                    assert "X-RateLimit-Limit" not in r.headers
+            assert statuses == {200}
+    async with cluster(tmp_path, quickstart=True, per_ip_rpm=2) as (edge, _):
+        async with aiohttp.ClientSession() as s:
+            got = [(await _post(s, edge))[0] for _ in range(3)]
+    assert got == [200, 200, 429]
 
 
 async def test_forwarded_for_trusted_only_from_trusted_proxies(tmp_path):
@@ -267,11 +325,37 @@ def test_tls_misconfiguration_refused_at_start(tmp_path):
                                "--bind", "127.0.0.1", "--api-key", "k", "--data-dir",
                                str(tmp_path), *args], capture_output=True, text=True, timeout=20)
 
+    def last(out):  # the error line (a "stopped" log line may come before it)
+        return out.stderr.strip().splitlines()[-1]
+
     out = run()
     assert out.returncode == 2 and "give --cert and --key" in out.stderr
-    out = run("--cert", str(tmp_path / "none.pem"), "--key", str(tmp_path / "none.pem"))
-    assert out.returncode == 2 and "not found" in out.stderr
+    none = tmp_path / "none.pem"
+    out = run("--cert", str(none), "--key", str(none))
+    assert out.returncode == 2
+    assert last(out) == f"eldric: edge: tls.cert_file (--cert) {none}: not found"
     (tmp_path / "bad.pem").write_text("not a certificate")
+    out = run("--cert", str(tmp_path / "bad.pem"), "--key", str(none))  # the key missing
+    assert out.returncode == 2
+    assert last(out) == f"eldric: edge: tls.key_file (--key) {none}: not found"
+    out = run("--cert", str(tmp_path), "--key", str(tmp_path / "bad.pem"))  # not a file
+    assert out.returncode == 2
+    assert last(out).startswith(f"eldric: edge: tls.cert_file (--cert) {tmp_path}: ")
+    if os.geteuid() != 0:  # root reads any file
+        unreadable = tmp_path / "secret.pem"
+        unreadable.write_text("x")
+        unreadable.chmod(0)
+        out = run("--cert", str(tmp_path / "bad.pem"), "--key", str(unreadable))
+        assert out.returncode == 2
+        assert last(out).startswith(f"eldric: edge: tls.key_file (--key) {unreadable}: ")
+    # the same names for files set in the config file (as examples/edge.json does)
+    cfg = tmp_path / "edge.json"
+    cfg.write_text(json.dumps({"tls": {"cert_file": str(tmp_path / "bad.pem"),
+                                       "key_file": str(tmp_path / "tls" / "privkey.pem")}}))
+    out = run("--config", str(cfg))
+    assert out.returncode == 2
+    assert last(out) == (f"eldric: edge: tls.key_file (--key) "
+                                  f"{tmp_path / 'tls' / 'privkey.pem'}: not found")
     out = run("--cert", str(tmp_path / "bad.pem"), "--key", str(tmp_path / "bad.pem"))
     assert out.returncode == 2 and "cannot use certificate" in out.stderr
     out = run("--tls-mode", "acme")
@@ -430,3 +514,36 @@ async def test_farm_survives_redis_going_away(tmp_path):
     finally:
         redis_proc.kill()
         redis_proc.wait(5)
+
+
+async def test_router_errors_and_not_here_relayed_with_their_headers(tmp_path, aiohttp_server):
+    """A 404 or a 501 from behind the router reaches the client as it was sent, with the
+    router's X-Eldric-* headers; a 501 from one router is not retried on the next (every
+    router would say the same) and is not a 503."""
+    from tests.fakes import worker as fake_worker
+    from tests.fakes.worker import KNOBS
+
+    AUTH = {"Authorization": "Bearer k"}
+
+    server = await aiohttp_server(fake_worker.make_app("a", ["m1"]))
+    knobs = server.app[KNOBS]
+    knobs.not_here = {"/v1/embeddings"}
+    url = str(server.make_url("")).rstrip("/")
+    async with run_eldric("router", tmp_path / "r1", port=0, bind="127.0.0.1",
+                          workers=url) as r1, \
+            run_eldric("router", tmp_path / "r2", port=0, bind="127.0.0.1",
+                       workers=url) as r2:
+        routers = f"{r1['router']},{r2['router']}"
+        async with run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
+                              bind="127.0.0.1", routers=routers, api_key="k") as e:
+            async with aiohttp.ClientSession() as s:
+                async with s.post(e["edge"] + "/v1/embeddings", headers=AUTH,
+                                  json={"model": "m1", "input": "x"}) as r:
+                    assert r.status == 501 and r.headers["X-Eldric-Worker"] == url
+                    assert r.headers["X-Should-Retry"] == "false"
+                    assert (await r.json())["error"]["type"] == "not_supported_error"
+                status, headers, body = await _post(s, e["edge"], key="k",
+                                                    body={"model": "nope", "messages": MSG})
+                assert status == 404 and json.loads(body)["error"]["code"] == "model_not_found"
+                assert headers["X-Eldric-Model"] == "nope" and "X-RateLimit-Limit" in headers
+    assert knobs.seen.count("/v1/embeddings") == 1

@@ -244,3 +244,102 @@ async def _drive(cdp: CDP, base: str, tmp_path) -> None:
     await cdp.wait_for("location.pathname === '/login'", "the login page after signing out")
 
     assert not cdp.problems, "the page reported errors:\n" + "\n".join(cdp.problems)
+
+
+# ---------------------------------------------------------------- an edge that needs no key
+
+REAL_MODEL = "llama-real"
+PER_IP_RPM = 30
+
+
+@pytest.mark.timeout(TEST_TIMEOUT + 15)
+async def test_keyless_chat_page_has_no_dead_ends(tmp_path, aiohttp_server):
+    """The quick start's edge (no key needed), in front of an OpenAI-compatible upstream
+    listing the mock and a real model: no sign-out, no login page, a 401 from upstream is
+    an error (not a trip to a login no key can pass), a real model is preselected and the
+    user's choice kept, and a 429 says when to try again."""
+    from tests.conftest import url_of
+    from tests.fakes import openai_server
+
+    browser.need_chromium()
+    fake = await aiohttp_server(openai_server.make_app())
+    knobs = fake.app[openai_server.KNOBS]
+    knobs.models = ["eldric-mock", REAL_MODEL]
+    async with asyncio.timeout(TEST_TIMEOUT):
+        async with run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
+                              bind="127.0.0.1", routers=url_of(fake),
+                              require_api_key=False, per_ip_rpm=PER_IP_RPM) as e:
+            base = e["edge"].rstrip("/")
+            async with chromium(tmp_path) as cdp:
+                await _drive_keyless(cdp, base, knobs)
+
+
+async def _drive_keyless(cdp: CDP, base: str, knobs) -> None:  # type: ignore[no-untyped-def]
+    await cdp.viewport(*DESKTOP, mobile=False)
+
+    # 1. The upstream refuses (401): the page says so and stays; no sign-out to offer.
+    knobs.api_key = "sk-upstream-only"
+    await cdp.navigate(f"{base}/chat")
+    notice = await cdp.wait_for("""(() => {
+        const n = document.getElementById('notice');
+        return !n.hidden && n.textContent;
+    })()""", "the model-list error")
+    assert "401" in notice and "sign-in" not in notice, notice
+    await asyncio.sleep(2.5)  # past the delay after which a keyed page goes to /login
+    assert await cdp.js("location.pathname") == "/chat"
+    assert await cdp.js("document.getElementById('logout').offsetParent === null"), \
+        "a sign-out button on an edge that needs no key"
+
+    # 2. /login and signing out both lead back to the chat.
+    await cdp.navigate(f"{base}/login")
+    await cdp.wait_for("location.pathname === '/chat'", "/login to redirect to /chat")
+    await cdp.js("document.querySelector('form[action=\"/logout\"]').requestSubmit(), true")
+    await cdp.wait_for("location.pathname === '/chat' && document.readyState === 'complete'"
+                       " && !!document.getElementById('model')", "the sign-out to land on /chat")
+
+    # 3. The upstream answers: the real model is preselected, not the mock listed first.
+    knobs.api_key = None
+    await cdp.send("Page.reload", {"ignoreCache": True})
+    pick = await cdp.wait_for("""(() => {
+        const s = document.getElementById('model');
+        return !s.disabled && s.options.length === 2 && s.value;
+    })()""", "the model list")
+    assert pick == REAL_MODEL
+
+    # 4. The user's choice (the mock, on purpose) is kept across a reload.
+    await cdp.js("""(() => {
+        const s = document.getElementById('model');
+        s.value = 'eldric-mock';
+        s.dispatchEvent(new Event('change'));
+        return true;
+    })()""")
+    await cdp.send("Page.reload", {"ignoreCache": True})
+    pick = await cdp.wait_for("""(() => {
+        const s = document.getElementById('model');
+        return !s.disabled && s.options.length === 2 && s.value;
+    })()""", "the model list after a reload")
+    assert pick == "eldric-mock"
+
+    # 5. Over the per-IP limit (the test shares the browser's 127.0.0.1): the reply
+    #    says when to try again, as the edge's Retry-After does.
+    retry_after = None
+    async with aiohttp.ClientSession() as http:
+        for _ in range(PER_IP_RPM + 1):
+            async with http.get(f"{base}/v1/models") as r:
+                if r.status == 429:
+                    retry_after = int(r.headers["Retry-After"])
+                    break
+    assert retry_after is not None, "the edge never rate-limited"
+    await cdp.click("#prompt")
+    await cdp.type("hello")
+    await cdp.click("#send")
+    error = await cdp.wait_for("""(() => {
+        const e = document.querySelector('[data-role="assistant"] .msg-error');
+        return e && e.textContent;
+    })()""", "the rate-limit error")
+    m = re.search(r"try again in (\d+) s", error)
+    assert error.startswith("Error 429") and m, error
+    assert abs(int(m.group(1)) - retry_after) <= 2, (error, retry_after)
+    assert await cdp.js("location.pathname") == "/chat"
+
+    assert not cdp.problems, "the page reported errors:\n" + "\n".join(cdp.problems)

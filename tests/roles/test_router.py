@@ -167,7 +167,10 @@ async def test_killed_worker_fails_no_request_and_comes_back(workers, tmp_path):
     assert 'eldric_route_selections_total{role="router",strategy="round_robin"' in metrics
 
 
-async def test_5xx_retried_then_outlier_ejected_4xx_never(workers, tmp_path):
+async def test_5xx_retried_then_ranked_last_but_never_ejected_by_requests(workers, tmp_path):
+    """A client's requests cannot take a healthy worker out of rotation: a worker whose
+    replies fail max_failures times in a row is ranked last (and checked); it stays in
+    rotation while its /health passes."""
     (_, ua, ka), (_, ub, kb) = await workers("a"), await workers("b")
     ka.fail_status = 500
     async with router(tmp_path, [ua, ub], strategy="round_robin", max_failures=3,
@@ -176,8 +179,9 @@ async def test_5xx_retried_then_outlier_ejected_4xx_never(workers, tmp_path):
             results = [await _ask(s, urls["router"]) for _ in range(8)]
             assert all(st == 200 for st, _, _ in results)
             assert all(h["X-Eldric-Worker"] == ub for _, h, _ in results)
-            assert ka.hits == 3  # ejected after 3 failures in a row, then never tried
+            assert ka.hits == 3  # ranked last after 3 failures in a row, then not needed
             assert any("attempt 2 after" in h["X-Eldric-Route-Reason"] for _, h, _ in results)
+            assert any("ranked last" in h["X-Eldric-Route-Reason"] for _, h, _ in results)
             # A client error is relayed as it is, never retried, and ejects nobody.
             kb.fail_status = 400
             hits = kb.hits
@@ -185,9 +189,34 @@ async def test_5xx_retried_then_outlier_ejected_4xx_never(workers, tmp_path):
                 status, _, body = await _ask(s, urls["router"])
                 assert status == 400 and json.loads(body)["error"]["message"] == "b failing"
             assert kb.hits == hits + 5
+            # b answers 400s, a is suspect: a is still tried when b cannot answer.
+            kb.fail_status = 503
+            status, headers, _ = await _ask(s, urls["router"])
+            assert status == 503 and ka.hits == 4
             async with s.get(urls["router"] + "/api/v1/workers") as r:
                 states = {w["id"]: w["healthy"] for w in (await r.json())["workers"]}
-            assert states == {ua: False, ub: True}
+            assert states == {ua: True, ub: True}  # both /health still pass
+
+
+async def test_failing_worker_whose_check_fails_is_taken_out(workers, tmp_path):
+    (_, ua, ka), (_, ub, _) = await workers("a"), await workers("b")
+    ka.fail_status = 500
+    async with router(tmp_path, [ua, ub], strategy="round_robin", max_failures=2,
+                      health_interval=60000) as urls:
+        async with aiohttp.ClientSession() as s:
+            async def a_state():
+                async with s.get(urls["router"] + "/api/v1/workers") as r:
+                    return {w["id"]: w["healthy"] for w in (await r.json())["workers"]}[ua]
+
+            assert await a_state() is True
+            ka.health_status = 503  # its own /health agrees it is broken
+            for _ in range(4):
+                assert (await _ask(s, urls["router"]))[0] == 200
+
+            async def a_out() -> bool:
+                return await a_state() is False
+
+            await until(a_out, timeout=3)  # the confirming check took it out
 
 
 async def test_all_attempts_failed_is_503_naming_them(workers, tmp_path):
@@ -362,3 +391,99 @@ def test_the_strategy_list_is_the_one_the_controller_checks():
     from eldric.wire.cluster import Strategy
 
     assert set(STRATEGIES) == set(get_args(Strategy))
+
+
+# ---------------------------------------------------------------- capability-aware routing
+
+
+async def test_a_path_goes_only_to_workers_that_serve_it(workers, tmp_path):
+    (_, ua, ka), (_, ub, kb) = await workers("a"), await workers("b")
+    ka.paths = ["/v1/chat/completions", "/v1/responses"]
+    kb.paths = ["/v1/chat/completions"]  # e.g. a cloud worker
+    async with router(tmp_path, [ua, ub], strategy="round_robin") as urls:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(10):
+                async with s.post(urls["router"] + "/v1/responses",
+                                  json={"model": "m1", "input": "hi"}) as r:
+                    assert r.status == 200 and r.headers["X-Eldric-Worker"] == ua
+                    assert (await r.json())["served_by"] == "a"
+            # retrieving a stored response names no model: still only where it is served
+            async with s.get(urls["router"] + "/v1/responses/resp_1") as r:
+                assert r.status == 200 and (await r.json())["served_by"] == "a"
+            # chat still rotates over both
+            seen = {(await _ask(s, urls["router"]))[1]["X-Eldric-Worker"] for _ in range(4)}
+            assert seen == {ua, ub}
+            # a path nobody serves: 404 naming it, with the routing headers
+            async with s.post(urls["router"] + "/v1/rerank",
+                              json={"model": "m1", "query": "q", "documents": ["d"]}) as r:
+                err = (await r.json())["error"]
+                assert r.status == 404 and err["code"] == "path_not_served"
+                assert "/v1/rerank" in err["message"]
+                assert r.headers["X-Eldric-Strategy"] == "round_robin"
+                assert r.headers["X-Eldric-Model"] == "m1"
+    assert kb.seen == []  # b was never sent a path it does not serve
+    assert ka.seen.count("/v1/responses") == 10
+
+
+async def test_not_implemented_is_relayed_and_never_ejects(workers, tmp_path):
+    """llama.cpp answers 501 to /v1/embeddings when they are off: that is "not here", not
+    "broken". 30 such requests (what 10 openai SDK calls with 2 retries each send) must
+    leave the worker in rotation and its chat served."""
+    (_, ua, ka), = [await workers("a")]
+    ka.not_here = {"/v1/embeddings"}
+    async with router(tmp_path, [ua], max_failures=2, health_interval=60000) as urls:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(30):
+                async with s.post(urls["router"] + "/v1/embeddings",
+                                  json={"model": "m1", "input": "hi"}) as r:
+                    assert r.status == 501  # the backend's answer, not a 503
+                    assert r.headers["X-Eldric-Worker"] == ua
+                    assert (await r.json())["error"]["type"] == "not_supported_error"
+        client = openai.AsyncOpenAI(base_url=urls["router"] + "/v1", api_key="x",
+                                    max_retries=0)
+        with pytest.raises(openai.APIStatusError) as info:
+            await client.embeddings.create(model="m1", input="hi")
+        assert info.value.status_code == 501
+        reply = await client.chat.completions.create(model="m1", messages=MSG)
+        assert reply.choices[0].message.content == "from a"
+        async with aiohttp.ClientSession() as s:
+            async with s.get(urls["router"] + "/api/v1/workers") as r:
+                (w,) = (await r.json())["workers"]
+        assert w["healthy"] is True and w["failures"] == 0
+    assert ka.seen.count("/v1/embeddings") == 31
+
+
+async def test_not_implemented_tries_another_worker(workers, tmp_path):
+    (_, ua, ka), (_, ub, kb) = await workers("a"), await workers("b")
+    ka.not_here = {"/v1/embeddings"}  # advertises nothing, so it is tried
+    async with router(tmp_path, [ua, ub], strategy="round_robin") as urls:
+        async with aiohttp.ClientSession() as s:
+            for _ in range(4):
+                async with s.post(urls["router"] + "/v1/embeddings",
+                                  json={"model": "m1", "input": "x"}) as r:
+                    assert r.status == 200 and (await r.json())["served_by"] == "b"
+
+
+async def test_errors_carry_the_routing_headers(workers, tmp_path):
+    (_, ua, ka), = [await workers("a")]
+    async with router(tmp_path, [ua], strategy="round_robin") as urls:
+        async with aiohttp.ClientSession() as s:
+            status, headers, _ = await _ask(s, urls["router"], model="nope")
+            assert status == 404 and headers["X-Eldric-Strategy"] == "round_robin"
+            assert headers["X-Eldric-Model"] == "nope"
+            ka.fail_status = 502
+            status, headers, _ = await _ask(s, urls["router"])
+            assert status == 503 and headers["X-Eldric-Worker"] == ua
+            assert headers["X-Eldric-Route-Reason"] == "all attempts failed"
+
+
+async def test_models_retrieve(workers, tmp_path):
+    (_, ua, _), = [await workers("a", ["m1", "org/model-x"])]
+    async with router(tmp_path, [ua], aliases='{"gpt-4o": "m1"}') as urls:
+        client = openai.AsyncOpenAI(base_url=urls["router"] + "/v1", api_key="x")
+        assert (await client.models.retrieve("m1")).id == "m1"
+        assert (await client.models.retrieve("org/model-x")).id == "org/model-x"
+        assert (await client.models.retrieve("gpt-4o")).id == "gpt-4o"
+        with pytest.raises(openai.NotFoundError) as info:
+            await client.models.retrieve("nope")
+        assert info.value.body["code"] == "model_not_found"

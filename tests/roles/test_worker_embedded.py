@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
+import urllib.error
+import urllib.request
 
 import aiohttp
 import openai
 import pytest
 
-from eldric.roles.worker.embedded import available
-from tests.conftest import free_port, run_eldric
+from eldric.roles.worker.embedded import available, default_model
+from tests.conftest import Proc, free_port, run_eldric
 
 MODEL = "SmolLM2-135M-Instruct"
 MSGS = [{"role": "user", "content": "Name three colours."}]
@@ -93,26 +96,47 @@ async def test_client_leaving_frees_the_llama_cpp_slot(tmp_path):
                 await asyncio.sleep(0.05)
 
 
-def test_sigterm_stops_llama_cpp_cleanly(eldric_proc, tmp_path):
+def _healthy_proc(proc: Proc, port: int) -> str:
+    """Wait until a worker subprocess's /health answers 200 (503 while the model loads)."""
+    url = f"http://127.0.0.1:{port}"
+    proc.wait_http(url + "/health", timeout=30)
+    return url
+
+
+def _chat(url: str, model: str = MODEL) -> dict:
+    req = urllib.request.Request(url + "/v1/chat/completions", data=json.dumps(
+        {"model": model, "messages": MSGS, "max_tokens": 8}).encode(),
+        headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req, timeout=30).read())
+
+
+# llama.cpp's own lines: "0.00.384.519 I srv          init: listening on …"
+LLAMA_CPP_LINE = re.compile(r"^[\d.]+ [DIWE] (srv|slot) ", re.MULTILINE)
+
+
+def test_sigterm_stops_llama_cpp_cleanly_and_its_log_stays_quiet(eldric_proc, tmp_path):
+    """The plain `eldric --role worker --backend embedded`: llama.cpp's srv/slot lines (it
+    logs every request at its default verbosity) are not mixed into eldric's."""
     port = free_port()
     proc = eldric_proc("--role", "worker", "--backend", "embedded", "--bind", "127.0.0.1",
                        "--port", str(port), "--data-dir", str(tmp_path))
-    deadline = time.monotonic() + 30
-    import urllib.error
-    import urllib.request
-
-    while True:
-        try:
-            body = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read())
-            break
-        except (urllib.error.URLError, ConnectionError):
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-    assert body["status"] == "healthy"
+    url = _healthy_proc(proc, port)
+    assert _chat(url)["choices"][0]["message"]["content"]
     proc.p.send_signal(signal.SIGTERM)
     assert proc.p.wait(15) == 0
     out = proc.stop()
     assert "model_ready" in out and "stopped" in out
+    assert not LLAMA_CPP_LINE.search(out), out
+    assert "backend_unreachable" not in out  # a loading model is not an unreachable backend
+
+
+def test_backend_log_shows_llama_cpp_lines(eldric_proc, tmp_path):
+    port = free_port()
+    proc = eldric_proc("--role", "worker", "--backend", "embedded", "--backend-log",
+                       "--bind", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path))
+    _chat(_healthy_proc(proc, port))
+    out = proc.stop()
+    assert {m.group(1) for m in LLAMA_CPP_LINE.finditer(out)} == {"srv", "slot"}, out
 
 
 async def test_langchain_chat_openai_invoke_and_stream(tmp_path):
@@ -152,24 +176,47 @@ async def test_health_and_requests_say_loading_until_the_model_is_ready(tmp_path
                               json={"model": MODEL, "messages": MSGS}) as r:
                 assert r.status == 503 and r.headers["Retry-After"] == "2"
                 assert (await r.json())["error"]["code"] == "model_loading"
+            # answered by the worker itself: llama.cpp is not even up yet
+            async with s.post(w["worker"] + "/v1/embeddings",
+                              json={"model": MODEL, "input": "hi"}) as r:
+                assert r.status == 501
+                assert (await r.json())["error"]["code"] == "embeddings_disabled"
         assert (await _ready(w["worker"]))["models"] == [MODEL]
 
 
-async def test_model_ctx_parallel_threads_options(tmp_path):
-    """--model names the GGUF (its file name is the model id), --ctx and --parallel shape
-    llama.cpp's slots (each gets ctx / parallel), --threads is passed on; llama.cpp's own
-    /slots and /props say so."""
-    import shutil
-
-    from eldric.roles.worker.embedded import default_model
-
-    model = tmp_path / "Tiny-Test-Model.Q4_1.gguf"
-    shutil.copy(default_model(), model)  # type: ignore[arg-type]
-    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
-                          backend="embedded", model=str(model), ctx=1024, parallel=2,
-                          threads=1) as w:
+async def test_embeddings_off_is_a_501_that_names_eldrics_flag(tmp_path):
+    """Without --embeddings llama.cpp would answer 501 naming its own `--embeddings` CLI;
+    the worker answers instead, with its own code and the eldric command line. Its load
+    says how many requests llama.cpp takes at once: the --parallel slots."""
+    async with run_eldric("worker", tmp_path, port=0, bind="127.0.0.1",
+                          backend="embedded") as w:
         health = await _ready(w["worker"])
-        assert health["models"] == ["Tiny-Test-Model"]
+        assert health["load"]["max_concurrency"] == 2  # --parallel's default
+        assert "/v1/embeddings" not in health["paths"]  # routers send them elsewhere
+        client = openai.AsyncOpenAI(base_url=w["worker"] + "/v1", api_key="x", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as err:
+            await client.embeddings.create(model=MODEL, input="hello")
+        assert err.value.status_code == 501
+        error = err.value.body
+        assert error["code"] == "embeddings_disabled"
+        assert "eldric --role worker --backend embedded --embeddings" in error["message"]
+        reply = await client.chat.completions.create(model=MODEL, messages=MSGS, max_tokens=4)
+        assert reply.choices[0].message.content  # the worker is fine otherwise
+        await client.close()
+
+
+async def test_model_ctx_parallel_threads_options(tmp_path):
+    """--model names the GGUF, --model-id the id it is served as, --ctx and --parallel
+    shape llama.cpp's slots (each gets ctx / parallel), --threads is passed on; llama.cpp's
+    own /slots and /props say so; --max-concurrency overrides the slots in the load."""
+    model = tmp_path / "Tiny-Test-Model.Q4_1.gguf"
+    model.symlink_to(default_model())  # type: ignore[arg-type]
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="embedded", model=str(model), model_id="tiny-test",
+                          ctx=1024, parallel=2, threads=1, max_concurrency=5) as w:
+        health = await _ready(w["worker"])
+        assert health["models"] == ["tiny-test"]
+        assert health["load"]["max_concurrency"] == 5
         backend = health["backend"]["url"]
         assert backend.startswith("http://127.0.0.1:")  # private, loopback
         async with aiohttp.ClientSession() as s:
@@ -177,38 +224,104 @@ async def test_model_ctx_parallel_threads_options(tmp_path):
                 slots = await r.json()
             async with s.get(backend + "/props") as r:
                 props = await r.json()
+            async with s.get(w["worker"] + "/v1/models") as r:
+                assert [m["id"] for m in (await r.json())["data"]] == ["tiny-test"]
+            async with s.post(w["worker"] + "/v1/chat/completions", json={
+                    "model": "tiny-test", "messages": MSGS, "max_tokens": 4}) as r:
+                assert r.status == 200 and (await r.json())["model"] == "tiny-test"
     assert [slot["n_ctx"] for slot in slots] == [512, 512]
     assert props["total_slots"] == 2
 
 
-def test_default_threads_is_one_on_small_machines(monkeypatch):
-    from eldric.roles.worker import embedded
-
-    for cores, want in ((1, 1), (2, 1), (4, 2), (16, 8)):
-        monkeypatch.setattr(embedded.os, "cpu_count", lambda cores=cores: cores)
-        assert embedded.default_threads() == want
+# SmolLM2 under a real-world file name: the id must keep "2.5" (the old rule gave "Qwen2")
+QWEN_FILE, QWEN = "Qwen2.5-0.5B-Instruct-Q4_K_M.gguf", "Qwen2.5-0.5B-Instruct"
 
 
-def test_llama_cpp_gets_the_threads_and_a_roomy_http_pool(monkeypatch):
-    """What _start() hands llama.cpp (xllamacpp.CommonParams), checked on a recording
-    stand-in for the module: the values are not readable back from a running server."""
-    import sys
-    from types import SimpleNamespace as NS
+@pytest.fixture(scope="module")
+def embeddings_worker(tmp_path_factory):
+    """One worker for the tests below (a model load per test adds up): --embeddings, three
+    slots, the model file under a name as downloads have it."""
+    tmp = tmp_path_factory.mktemp("embeddings")
+    (tmp / QWEN_FILE).symlink_to(default_model())  # type: ignore[arg-type]
+    port = free_port()
+    proc = Proc(["--role", "worker", "--backend", "embedded", "--model", str(tmp / QWEN_FILE),
+                 "--embeddings", "--parallel", "3", "--bind", "127.0.0.1",
+                 "--port", str(port), "--data-dir", str(tmp / "data")])
+    try:
+        yield _healthy_proc(proc, port)
+    finally:
+        proc.stop()
 
-    from eldric.roles.worker import embedded
 
-    made = []
+async def test_file_name_is_the_model_id_end_to_end(embeddings_worker):
+    client = openai.AsyncOpenAI(base_url=embeddings_worker + "/v1", api_key="x")
+    assert [m.id async for m in client.models.list()] == [QWEN]
+    reply = await client.chat.completions.create(model=QWEN, messages=MSGS, max_tokens=8)
+    assert reply.model == QWEN and reply.choices[0].message.content
+    await client.close()
 
-    def params():  # type: ignore[no-untyped-def]
-        return NS(model=NS(path=None), cpuparams=NS(n_threads=None),
-                  cpuparams_batch=NS(n_threads=None))
 
-    monkeypatch.setitem(sys.modules, "xllamacpp",
-                        NS(CommonParams=params, Server=lambda p: made.append(p) or p))
-    embedded._start("/m/X.gguf", "X", 2048, 2, 3)
-    (p,) = made
-    assert p.model.path == "/m/X.gguf" and p.model_alias == {"X"}
-    assert (p.n_ctx, p.n_parallel) == (2048, 2)
-    assert p.cpuparams.n_threads == 3 and p.cpuparams_batch.n_threads == 3
-    assert p.n_threads_http >= 16  # idle keep-alive connections must not hold them all
-    assert p.hostnames == ["127.0.0.1"] and p.port == 0
+async def test_embeddings_with_the_flag(embeddings_worker):
+    """SmolLM2 declares no pooling (llama.cpp would refuse /v1/embeddings with "none"):
+    the worker asks for mean pooling, and inputs longer than llama.cpp's default
+    512-token batch are embedded too."""
+    client = openai.AsyncOpenAI(base_url=embeddings_worker + "/v1", api_key="x",
+                                max_retries=0)
+    texts = ["The cat sat on the mat.", "Stock markets fell today.", "word " * 700]
+    got = await client.embeddings.create(model=QWEN, input=texts)
+    assert [d.index for d in got.data] == [0, 1, 2]
+    vectors = [d.embedding for d in got.data]
+    assert {len(v) for v in vectors} == {576}  # SmolLM2-135M's embedding length
+    assert vectors[0] != vectors[1]
+    assert got.usage.prompt_tokens > 700
+    await client.close()
+
+
+async def test_chat_and_completions_still_work_with_embeddings_on(embeddings_worker):
+    """llama.cpp with `embedding` on still generates (checked: the same greedy reply)."""
+    client = openai.AsyncOpenAI(base_url=embeddings_worker + "/v1", api_key="x")
+    parts = [chunk.choices[0].delta.content or "" async for chunk in
+             await client.chat.completions.create(model=QWEN, messages=MSGS, max_tokens=8,
+                                                  stream=True) if chunk.choices]
+    assert "".join(parts)
+    done = await client.completions.create(model=QWEN, prompt="Red, green and", max_tokens=4)
+    assert done.choices[0].text
+    await client.close()
+
+
+async def test_health_reports_the_slots_and_the_embeddings_path(embeddings_worker):
+    async with aiohttp.ClientSession() as s:
+        async with s.get(embeddings_worker + "/health") as r:
+            health = await r.json()
+    assert health["load"]["max_concurrency"] == 3  # --parallel 3
+    assert "/v1/embeddings" in health["paths"] and "/v1/chat/completions" in health["paths"]
+
+
+def test_a_model_llama_cpp_cannot_load_is_a_clear_503_and_its_errors_show(eldric_proc,
+                                                                         tmp_path):
+    """Quiet llama.cpp still prints its errors (they say why the file was refused); the
+    worker says which file failed instead of "still loading" forever."""
+    bad = tmp_path / "Broken-Model-Q4_K_M.gguf"
+    bad.write_bytes(b"not a gguf file")
+    port = free_port()
+    proc = eldric_proc("--role", "worker", "--backend", "embedded", "--model", str(bad),
+                       "--bind", "127.0.0.1", "--port", str(port), "--data-dir", str(tmp_path))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _chat(f"http://127.0.0.1:{port}", "Broken-Model")
+            raise AssertionError("a broken model answered")
+        except urllib.error.HTTPError as exc:
+            error = json.loads(exc.read())["error"]
+            assert exc.code == 503
+            if error["code"] == "model_load_failed":
+                break
+            assert error["code"] == "model_loading"
+        except urllib.error.URLError:
+            pass  # not listening yet
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert str(bad) in error["message"]
+    out = proc.stop()
+    assert re.search(r"^[\d.]+ E ", out, re.MULTILINE), out  # llama.cpp's own error lines
+    assert "model_load_failed" in out

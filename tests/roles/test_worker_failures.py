@@ -175,3 +175,21 @@ async def test_slow_body_is_cut_off_with_408(fake_openai_server, tmp_path):
         assert head.startswith(b"HTTP/1.1 408")
         assert b"body_timeout" in head
         writer.close()
+
+
+def test_a_backend_unreachable_at_start_is_a_warning_saying_what_to_check(eldric_proc,
+                                                                          tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    proc = eldric_proc("--role", "worker", "--backend", "vllm", "--backend-url", dead,
+                       "--bind", "127.0.0.1", "--port", str(free_port()),
+                       "--data-dir", str(tmp_path), "--log-format", "json")
+    deadline = time.monotonic() + 15
+    while '"backend_unreachable"' not in proc.output():
+        assert proc.p.poll() is None and time.monotonic() < deadline, proc.output()
+        time.sleep(0.05)
+    out = proc.stop()
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    (line,) = [x for x in lines if x["event"] == "backend_unreachable"]
+    assert line["level"] == "warning"
+    assert line["backend_url"] == dead and line["error"]
+    assert dead in line["check"] and "--backend-url" in line["check"]

@@ -196,3 +196,41 @@ async def test_backend_4xx_and_5xx_errors_normalised(fake_openai_server, tmp_pat
             # A 4xx/5xx status reply does not mark the backend down (it answered).
             async with s.get(urls["worker"] + "/health") as r:
                 assert r.status == 200
+
+
+async def test_health_advertises_the_paths_its_backend_serves(fake_openai_server, tmp_path):
+    async with run_eldric("worker", tmp_path / "a", backend="tgi", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server)) as a, \
+            run_eldric("worker", tmp_path / "b", backend="vllm", port=0, bind="127.0.0.1",
+                       backend_url=url_of(fake_openai_server),
+                       paths="/v1/chat/completions,/v1/rerank") as b, \
+            run_eldric("worker", tmp_path / "c", backend="openai", port=0, bind="127.0.0.1",
+                       backend_url=url_of(fake_openai_server)) as c:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(a["worker"] + "/health") as r:
+                assert (await r.json())["paths"] == ["/v1/chat/completions", "/v1/completions"]
+            async with s.get(b["worker"] + "/health") as r:  # --paths overrides the table
+                assert (await r.json())["paths"] == ["/v1/chat/completions", "/v1/rerank"]
+            async with s.get(c["worker"] + "/health") as r:  # OpenAI itself: any path
+                assert (await r.json())["paths"] is None
+
+
+def test_paths_must_be_paths(tmp_path):
+    from eldric import config, registry
+
+    role = registry.load("worker")
+    with pytest.raises(config.ConfigError):
+        config.load({"worker": (role.config, role.defaults())}, None,
+                    {"ELDRIC_WORKER_PATHS": "v1/chat"}, {})
+
+
+async def test_models_retrieve(fake_openai_server, tmp_path):
+    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                          backend_url=url_of(fake_openai_server)) as urls:
+        client = openai.AsyncOpenAI(base_url=urls["worker"] + "/v1", api_key="unused")
+        got = await client.models.retrieve(MODELS[0])  # "org/name": a slash in the id
+        assert got.id == MODELS[0] and got.owned_by == "vllm"
+        with pytest.raises(openai.NotFoundError) as info:
+            await client.models.retrieve("nope")
+        assert info.value.body["code"] == "model_not_found"
+        await client.close()

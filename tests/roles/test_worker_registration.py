@@ -92,3 +92,29 @@ async def test_wrong_cluster_key_never_registers_but_keeps_serving(aiohttp_serve
             async with s.get(urls["worker"] + "/health") as r:
                 assert r.status == 200
     assert st.registrations == []
+
+
+async def test_state_files_are_named_for_the_port_and_claimed_per_process(tmp_path):
+    """--port 0: the id file is worker-0.id on every run (nothing piles up); a second
+    port-0 worker sharing the data dir while the first runs gets worker-0-2.id, not the
+    first one's identity."""
+    import aiohttp
+
+    flags = dict(backend="mock", port=0, bind="127.0.0.1")
+
+    async def worker_id(url):
+        async with aiohttp.ClientSession() as s, s.get(url + "/health") as r:
+            return (await r.json())["worker_id"]
+
+    async with run_eldric("worker", tmp_path, **flags) as a, \
+            run_eldric("worker", tmp_path, **flags) as b:
+        first, second = await worker_id(a["worker"]), await worker_id(b["worker"])
+    assert first != second
+    data = tmp_path / "data"
+    ids = sorted(p.name for p in data.glob("*.id"))
+    assert ids == ["worker-0-2.id", "worker-0.id"]
+    assert (data / "worker-0.id").read_text().strip() == first
+    for _ in range(2):  # run again, alone: the same file, the same id, no new files
+        async with run_eldric("worker", tmp_path, **flags) as a:
+            assert await worker_id(a["worker"]) == first
+    assert sorted(p.name for p in data.glob("*.id")) == ids

@@ -14,7 +14,7 @@ from eldric.errors import ConfigError
 from eldric.registry import Role
 from eldric.roles.cloud.backends import environment, make_backend, probe_all
 from eldric.roles.cloud.config import CloudConfig
-from eldric.roles.cloud.handlers import add_routes, cloud_health
+from eldric.roles.cloud.handlers import add_routes, cloud_health, waiting_for
 from eldric.roles.cloud.metrics import CloudMetrics
 from eldric.roles.cloud.providers import providers_with_keys
 from eldric.roles.cloud.state import CLOUD, CloudState
@@ -76,6 +76,7 @@ ROLE = Role(
     port=8889,
     config=CloudConfig,
     build=build,
+    waiting_for=waiting_for,
     description="many cloud providers behind one OpenAI endpoint, routed by model name",
     # The quick start runs it only when provider keys are in the environment, with those
     # providers as its backends; it then registers with the local controller, and the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -23,7 +24,6 @@ from eldric.wire.ollama import Tags
 from eldric.wire.openai import UpstreamModelList
 
 log = structlog.get_logger("eldric.cloud")
-
 
 
 def mask(key: str | None) -> str | None:
@@ -62,6 +62,14 @@ class Backend:
     auth_failed: bool = False
 
     @property
+    def status(self) -> str:
+        """healthy; degraded: it answers, but its model list failed (the last list is
+        kept, and it stays routable); unhealthy: unreachable, 5xx, or its key refused."""
+        if not self.state.healthy:
+            return "unhealthy"
+        return "degraded" if self.models_error else "healthy"
+
+    @property
     def openai_base(self) -> str:
         """Where /chat/completions, /completions, /embeddings live."""
         return self.url + "/v1" if self.type == "ollama" else self.url
@@ -82,7 +90,8 @@ class Backend:
     def public(self) -> dict:
         return {"name": self.name, "type": self.type, "url": self.url, "priority": self.priority,
                 "enabled": self.enabled, "api_key": mask(self.key),
-                "healthy": self.state.healthy, "auth_failed": self.auth_failed,
+                "status": self.status, "healthy": self.status == "healthy",
+                "auth_failed": self.auth_failed,
                 "models": self.models, "models_error": self.models_error,
                 "latency_ms": self.state.latency_ms, "last_check": self.state.last_check,
                 "last_error": self.state.last_error, "requests": self.state.requests,
@@ -135,21 +144,42 @@ def _parse_models(b: Backend, raw: bytes) -> list[str]:
     return [m.id for m in msgspec.json.decode(raw, type=UpstreamModelList).data]
 
 
+# The URL already names an API version (…/v1, …/v1beta): adding /v1 would be wrong.
+_VERSIONED = re.compile(r"/v\d+[a-z0-9]*$")
+
+
+async def _get(app: web.Application, url: str, headers: dict[str, str],
+               timeout: float) -> tuple[int, bytes]:
+    async with app[keys.SESSION].get(url, headers=headers,
+                                     timeout=aiohttp.ClientTimeout(total=timeout)) as r:
+        return r.status, await r.read()
+
+
 async def probe(app: web.Application, b: Backend, timeout: float = 10.0) -> bool:
     """Fetch the model list: it is the catalog refresh and the health check in one.
-    401/403 means the key is refused (auth_failed); a failure keeps the last list."""
+    401/403 means the key is refused (auth_failed); 5xx or no answer, unhealthy; any
+    other failure, degraded (it answers; the last list is kept). True: a list was read."""
     bus = app[keys.BUS]
     url, headers = _models_request(b)
     t0 = time.perf_counter()
     try:
-        async with app[keys.SESSION].get(url, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-            raw = await r.read()
-            status = r.status
+        status, raw = await _get(app, url, headers, timeout)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         b.models_error = f"unreachable: {type(exc).__name__}"
         bus.mark(b.state, False, b.models_error)
         return False
+    if status == 404 and b.type == "openai_compatible" and not _VERSIONED.search(b.url):
+        # An OpenAI-compatible server given without its /v1 (a vLLM at http://host:8000):
+        # try where its API usually lives, and keep that URL if the list is there.
+        try:
+            status_v1, raw_v1 = await _get(app, b.url + "/v1/models", headers, timeout)
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            status_v1, raw_v1 = 0, b""
+        if status_v1 in (200, 401, 403):  # the list, or a key check: the API is there
+            log.info("backend_url_adopted", backend=b.name, url=b.url + "/v1", given=b.url,
+                     reason=f"its /models answered 404, /v1/models {status_v1}")
+            b.url = b.state.url = b.url + "/v1"
+            status, raw = status_v1, raw_v1
     b.state.last_check = time.time()
     if status in (401, 403):
         b.auth_failed = True
@@ -168,7 +198,7 @@ async def probe(app: web.Application, b: Backend, timeout: float = 10.0) -> bool
         b.models_error = f"unreadable model list: {exc}"
     b.state.latency_ms = (time.perf_counter() - t0) * 1000
     bus.mark(b.state, True)
-    return True
+    return b.models_error is None
 
 
 async def probe_all(app: web.Application, backends: list[Backend]) -> None:

@@ -12,7 +12,8 @@ from aiohttp import web
 from eldric import __version__, keys
 from eldric.auth import require_key
 from eldric.bus.routes import json_response
-from eldric.errors import BadRequest, EldricError, NotFound, UpstreamUnavailable
+from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
+                           UpstreamUnavailable)
 from eldric.http import read_body
 from eldric.roles.cloud import anthropic_call
 from eldric.roles.cloud.backends import Backend, key_refused, make_backend, probe
@@ -77,6 +78,8 @@ async def inference(request: web.Request) -> web.StreamResponse:
     head = decode_head(body, _HEADS[request.path])
     request[keys.HOP].model = head.model
     failures: list[str] = []
+    unsupported: UpstreamFailure | None = None  # the last "not here" (501/405)
+    broken = 0  # failures that were not "not here"
     for backend, model in candidates(cs, head.model):
         if backend.type == "anthropic" and request.path != "/v1/chat/completions":
             raise BadRequest(f"backend {backend.name} (anthropic) serves chat completions only")
@@ -91,8 +94,14 @@ async def inference(request: web.Request) -> web.StreamResponse:
             exc.mark_down(request.app[keys.BUS], backend.state)
             if not exc.retryable:
                 return exc.response()
+            if exc.kind == "unsupported":
+                unsupported = exc
+                continue  # maybe the next backend serves it; not the backend's failure
+            broken += 1
             log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
                         status=exc.status)
+    if unsupported is not None and not broken:
+        return unsupported.response()  # what the backends said, as they said it
     raise UpstreamUnavailable("every backend serving the model failed: " + "; ".join(failures))
 
 
@@ -155,30 +164,72 @@ async def models(request: web.Request) -> web.Response:
     return json_response(ModelList(data=[Model(id=m, owned_by=b.name) for m, b in cs.models()]))
 
 
+async def model(request: web.Request) -> web.Response:
+    """GET /v1/models/{id}: a listed model, or `backend/model` for a backend's own one."""
+    cs = request.app[CLOUD]
+    wanted = request.match_info["id"]
+    for m, b in cs.models():
+        if wanted in (m, f"{b.name}/{m}"):
+            return json_response(Model(id=wanted, owned_by=b.name))
+    raise ModelNotFound(f"the model {wanted!r} is not offered by any backend of this cloud "
+                        "worker", param="model")
+
+
+def served_paths(cs: CloudState) -> list[str]:
+    """The paths this cloud worker serves, for routers: chat on every backend type;
+    completions and embeddings only through OpenAI-compatible ones (not Anthropic)."""
+    live = [b for b in cs.backends.values() if b.enabled]
+    if any(b.type != "anthropic" for b in live):
+        return list(HEAD_BY_PATH)
+    return ["/v1/chat/completions"]
+
+
+class BackendCounts(msgspec.Struct, omit_defaults=False):
+    """The enabled backends by state (Backend.status)."""
+
+    total: int = 0
+    healthy: int = 0
+    unhealthy: int = 0
+    degraded: int = 0  # answering, but their model list failed
+
+
 class CloudHealth(WorkerHealth, kw_only=True):
     """The worker's WorkerHealth, plus the backends' summary."""
 
-    backends_total: int = 0
-    backends_healthy: int = 0
-    backends_unhealthy: int = 0
+    backends: BackendCounts = msgspec.field(default_factory=BackendCounts)
     models_available: int = 0
 
 
 def cloud_health(app: web.Application) -> CloudHealth:
     cs = app[CLOUD]
     live = [b for b in cs.backends.values() if b.enabled]
-    healthy = sum(1 for b in live if b.state.healthy)
-    status = "healthy" if live and healthy == len(live) else ("degraded" if healthy else "unhealthy")
+    counts = BackendCounts(total=len(live))
+    for b in live:
+        setattr(counts, b.status, getattr(counts, b.status) + 1)
+    usable = counts.healthy + counts.degraded
+    status = ("healthy" if live and counts.healthy == len(live)
+              else "degraded" if usable else "unhealthy")
     active = sum(b.state.active for b in live)
     models = {m for m, _ in cs.models()}
     return CloudHealth(
         status=status, worker_id=cs.membership.worker_id if cs.membership else None,
         worker_type="cloud",
-        backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url, healthy=healthy > 0),
+        backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url, healthy=usable > 0),
         models=sorted(models), load=Load(active_requests=active),
         uptime_seconds=round(time.time() - app[keys.ROLE].started, 3), version=__version__,
-        backends_total=len(live), backends_healthy=healthy,
-        backends_unhealthy=len(live) - healthy, models_available=len(models))
+        paths=served_paths(cs), backends=counts, models_available=len(models))
+
+
+def waiting_for(app: web.Application) -> str | None:
+    """Ready once a backend answered its probe. No probe of its own here: these are paid
+    providers, and the probe loop keeps the state current."""
+    live = [b for b in app[CLOUD].backends.values() if b.enabled]
+    if not live:
+        return "a backend (none enabled)"
+    if any(b.state.healthy for b in live):
+        return None
+    return "a reachable backend (" + "; ".join(
+        f"{b.name}: {b.models_error or b.state.last_error or 'not probed yet'}" for b in live) + ")"
 
 
 # ---------------------------------------------------------------- admin API
@@ -241,6 +292,7 @@ def add_routes(app: web.Application) -> None:
     for path in HEAD_BY_PATH:
         app.router.add_post(path, inference)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{id:.+}", model)
     app.router.add_get("/api/v1/backends", list_backends)
     app.router.add_post("/api/v1/backends", add_backend)
     app.router.add_delete("/api/v1/backends/{name}", delete_backend)

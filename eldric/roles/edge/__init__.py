@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 
@@ -20,7 +21,7 @@ from eldric.roles.edge.farm import Farm
 from eldric.roles.edge.handlers import add_routes
 from eldric.roles.edge.limits import LocalLimiter, RedisLimiter
 from eldric.roles.edge.metrics import EdgeMetrics
-from eldric.roles.edge.routers import Routers, health_loop
+from eldric.roles.edge.routers import Routers, check, health_loop
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
 from eldric.store.sqlite import Store
@@ -74,11 +75,30 @@ def edge_health(app: web.Application) -> EdgeHealth:
                       routers_total=len(es.routers.states), shared_store=store)
 
 
+def _checked_healthy(routers: Routers) -> bool:
+    # A router counts as healthy until its first check: only a passed check says so.
+    return any(s.healthy and s.last_check is not None for s in routers.states)
+
+
+async def waiting_for(app: web.Application) -> str | None:
+    """Ready once a router passed a health check (checking again now if none has)."""
+    routers = app[EDGE].routers
+    if not routers.states:
+        return "a router (none given with --routers)"
+    if _checked_healthy(routers):
+        return None
+    await asyncio.gather(*(check(app, s, 5.0) for s in routers.states))
+    if _checked_healthy(routers):
+        return None
+    return "a healthy router (" + "; ".join(
+        f"{s.url}: {s.last_error or 'not checked yet'}" for s in routers.states) + ")"
+
+
 def build(app: web.Application, cfg: EdgeConfig) -> None:
     static = dict(cfg.auth.api_keys)
     for i, key in enumerate(cfg.api_key, 1):
         static.setdefault(key, f"key-{i}")
-    window = cfg.rate_limits.window_seconds
+    window = cfg.rate_limits.window_ms
     if cfg.mode == "farm":
         if not cfg.redis_url:
             raise ConfigError("--mode farm needs --redis-url (the store the edges share)")
@@ -113,10 +133,15 @@ ROLE = Role(
     config=EdgeConfig,
     build=build,
     listen=listen,
+    waiting_for=waiting_for,
     links=(("the chat", "/chat"),),
     description="the door: TLS, API keys, rate limits, web chat",
     # One host: plain HTTP on loopback, no key needed there, in front of the local router.
+    # Nor a rate limit: the one user is on loopback (the chat page's own calls count too);
+    # a flag or the file still sets one.
     quickstart={"no_tls": True, "http_port": 8080, "bind_address": "127.0.0.1",
                 "router_urls": ["http://127.0.0.1:8881"],
-                "auth": {"require_api_key": False}},
+                "auth": {"require_api_key": False},
+                "rate_limits": {"global_rpm": 0, "per_ip_rpm": 0, "per_key_rpm": 0}},
+    env_hints={"port": "ELDRIC_EDGE_HTTP_PORT (with --no-tls; ELDRIC_EDGE_PORT for HTTPS)"},
 )

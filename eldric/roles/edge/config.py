@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
-from eldric.config import Ms, RoleConfig, flag_meta
+from eldric.config import Ms, Renamed, RoleConfig, flag_meta, seconds_to_ms
 
 
 def parse_urls(text: str) -> list[str]:
@@ -27,18 +27,22 @@ class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api_keys: Annotated[dict[str, str], flag_meta("API key -> client name")] = {}
 
 
-Rpm = Annotated[int, msgspec.Meta(ge=1)]
+# 0 turns a tier off (the quick start's loopback edge limits nothing unless asked).
+Rpm = Annotated[int, msgspec.Meta(ge=0)]
 
 
 class RateLimits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    global_rpm: Annotated[Rpm, flag_meta("requests per window, all clients together",
+    # window_seconds was the window's key before every interval became milliseconds.
+    renamed: ClassVar[dict[str, Renamed]] = {
+        "window_seconds": Renamed("window_ms", seconds_to_ms, "seconds")}
+
+    global_rpm: Annotated[Rpm, flag_meta("requests per window, all clients together (0: off)",
                                          flag="global-rpm")] = 10_000
-    per_ip_rpm: Annotated[Rpm, flag_meta("requests per window per client IP",
+    per_ip_rpm: Annotated[Rpm, flag_meta("requests per window per client IP (0: off)",
                                          flag="per-ip-rpm")] = 100
     per_key_rpm: Annotated[Rpm, flag_meta("requests per window per API key (a client's own "
-                                          "rpm replaces it)", flag="per-key-rpm")] = 1_000
-    window_seconds: Annotated[float, msgspec.Meta(gt=0, le=86_400), flag_meta(
-        "sliding window length, seconds", flag="rate-window")] = 60.0
+                                          "rpm replaces it; 0: off)", flag="per-key-rpm")] = 1_000
+    window_ms: Annotated[Ms, flag_meta("sliding window length, ms", flag="rate-window")] = 60_000
 
 
 class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):

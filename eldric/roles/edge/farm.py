@@ -28,11 +28,11 @@ log = structlog.get_logger("eldric.edge")
 class Farm:
     RETRY_AFTER = 2.0  # seconds between attempts to reach Redis again once it failed
 
-    def __init__(self, clients: Any, limiter: Any, window: float, shared: bool) -> None:
+    def __init__(self, clients: Any, limiter: Any, window_ms: int, shared: bool) -> None:
         self.clients = clients
         self.limiter = limiter
         self.shared = shared
-        self.fallback = LocalLimiter(window)
+        self.fallback = LocalLimiter(window_ms)
         self.down_since: float | None = None
         self.error: str | None = None
         self._next_try = 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from eldric import keys
 from eldric.auth import presented_key, require_key
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauthorized, UpstreamUnavailable
+from eldric.explain import format_ms
 from eldric.http import read_body
 from eldric.roles.edge.clients import Client
 from eldric.roles.edge.cors import CORS_HEADERS
@@ -68,19 +70,23 @@ async def proxy(request: web.Request) -> web.StreamResponse:
     es = request.app[EDGE]
     client = await authenticate(request, es)
     rl = es.cfg.rate_limits
-    ip = client_ip(request, es)
-    tiers = [Tier("ip", f"ip:{ip}", rl.per_ip_rpm)]
-    if client is not None:
+    tiers = []  # a tier whose limit is 0 is off: not checked, not in the headers
+    if rl.per_ip_rpm:
+        tiers.append(Tier("ip", f"ip:{client_ip(request, es)}", rl.per_ip_rpm))
+    if client is not None and (client.rpm or rl.per_key_rpm):
         tiers.append(Tier("key", f"key:{client.name}", client.rpm or rl.per_key_rpm))
-    tiers.append(Tier("global", "global", rl.global_rpm))
-    decision = await es.farm.check(tiers)
-    headers = {**_limit_headers(decision), **request.get(CORS_HEADERS, {})}
-    if not decision.allowed:
-        es.metrics.rate_limited.labels(decision.tier).inc()
-        raise RateLimited(f"rate limit exceeded: {decision.tier} limit of {decision.limit} "
-                          f"requests per {rl.window_seconds:g} s",
-                          code=f"rate_limit_{decision.tier}",
-                          headers={**headers, "Retry-After": decision.retry_after_header})
+    if rl.global_rpm:
+        tiers.append(Tier("global", "global", rl.global_rpm))
+    headers = dict(request.get(CORS_HEADERS, {}))
+    if tiers:
+        decision = await es.farm.check(tiers)
+        headers.update(_limit_headers(decision))
+        if not decision.allowed:
+            es.metrics.rate_limited.labels(decision.tier).inc()
+            raise RateLimited(f"rate limit exceeded: {decision.tier} limit of {decision.limit} "
+                              f"requests per {format_ms(rl.window_ms)}",
+                              code=f"rate_limit_{decision.tier}",
+                              headers={**headers, "Retry-After": decision.retry_after_header})
     try:  # every reply from here on carries the rate-limit headers, errors included
         body = await read_body(request)
         kind = HEAD_BY_PATH.get(request.path)
@@ -103,6 +109,12 @@ async def _to_routers(request: web.Request, es: EdgeState, body: bytes,
             return await forward(request, Target(state, state.url), request.path, body,
                                  timeouts=es.timeouts, reply_headers=headers)
         except UpstreamFailure as exc:
+            if exc.kind == "unsupported":
+                # the router's own answer ("no worker implements this"): another router
+                # would say the same
+                resp = exc.response()
+                resp.headers.update(headers)
+                return resp
             # forward() raises only what another router may answer (retryable)
             failures.append(f"{state.id}: {exc.message}")
             exc.mark_down(bus, state)
@@ -191,16 +203,27 @@ def _same_origin(request: web.Request) -> None:
         raise EldricError("cross-site request refused", status=403, code="cross_origin")
 
 
+@functools.cache
+def _chat_page(keyless: bool) -> bytes:
+    """chat.html; on an edge that needs no key, marked so (`<body data-keyless>`): the page
+    then offers no sign-out and never sends anyone to a login no key can pass."""
+    page = (STATIC / "chat.html").read_bytes()
+    return page.replace(b"<body>", b"<body data-keyless>", 1) if keyless else page
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     es = request.app[EDGE]
     if es.require_key:
         key = request.cookies.get(COOKIE)
         if not key or await es.farm.lookup(key) is None:
             raise web.HTTPSeeOther("/login")
-    return web.FileResponse(STATIC / "chat.html", headers=_PAGE_HEADERS)
+    return web.Response(body=_chat_page(not es.require_key), content_type="text/html",
+                        charset="utf-8", headers=_PAGE_HEADERS)
 
 
-async def login_page(request: web.Request) -> web.FileResponse:
+async def login_page(request: web.Request) -> web.StreamResponse:
+    if not request.app[EDGE].require_key:
+        raise web.HTTPSeeOther("/chat")  # nothing to sign in to
     return web.FileResponse(STATIC / "login.html", headers=_PAGE_HEADERS)
 
 
@@ -223,7 +246,7 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     _same_origin(request)
-    resp = web.HTTPSeeOther("/login")
+    resp = web.HTTPSeeOther("/login" if request.app[EDGE].require_key else "/chat")
     resp.del_cookie(COOKIE, path="/")
     raise resp
 

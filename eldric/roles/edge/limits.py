@@ -6,7 +6,7 @@ keep one timestamp per request, so there is no fixed-window burst of 2x at a bou
 
 ``LocalLimiter`` keeps the windows in process; ``RedisLimiter`` (farm mode) keeps them in
 sorted sets and decides in one Lua script, on Redis's clock, so N edges enforce one limit
-exactly.
+exactly. Windows are given in milliseconds, like every interval in eldric.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class Decision:
 
 
 class LocalLimiter:
-    def __init__(self, window: float) -> None:
-        self.window = window
+    def __init__(self, window_ms: int) -> None:
+        self.window = window_ms / 1000  # seconds of time.monotonic()
         self.windows: dict[str, deque[float]] = {}
         self._last_sweep = time.monotonic()
 
@@ -106,9 +106,9 @@ return {1, bi, 0, best}
 class RedisLimiter:
     PREFIX = "eldric:rl:"
 
-    def __init__(self, redis, window: float) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, redis, window_ms: int) -> None:  # type: ignore[no-untyped-def]
         self.redis = redis
-        self.window_ms = int(window * 1000)
+        self.window_ms = window_ms
         self.script = redis.register_script(_SCRIPT)
         self._ids = itertools.count()
         self._me = os.urandom(6).hex()

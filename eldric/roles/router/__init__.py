@@ -11,7 +11,7 @@ from eldric import keys
 from eldric.registry import Role
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router.handlers import add_routes
-from eldric.roles.router.health import check_all, health_loop
+from eldric.roles.router.health import check_all, health_loop, waiting_for
 from eldric.roles.router.membership import membership
 from eldric.roles.router.pool import Pool
 from eldric.roles.router.state import ROUTER, RouterState
@@ -68,6 +68,7 @@ ROLE = Role(
     port=8881,
     config=RouterConfig,
     build=build,
+    waiting_for=waiting_for,
     description="picks a worker per request: strategies, health, failover, fallbacks",
     # One host: the local worker (its default port) from the start, and whatever else
     # registers with the local controller, on loopback.

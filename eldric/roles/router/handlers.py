@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import NoReturn
 
 import msgspec
 import structlog
@@ -12,13 +13,16 @@ from aiohttp import web
 from eldric import keys
 from eldric.auth import require_key
 from eldric.bus.routes import json_response
-from eldric.errors import BadRequest, ModelNotFound, UpstreamUnavailable
+from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
+                           UpstreamUnavailable)
 from eldric.http import read_body
+from eldric.roles.router.health import passive_mark
 from eldric.roles.router.pool import Worker
 from eldric.roles.router.state import ROUTER, RouterState
 from eldric.roles.router.strategies import STRATEGIES
 from eldric.serve.server import fast_post
 from eldric.stream import Target, UpstreamFailure, decode_head, forward, with_fields
+from eldric.stream.headers import header_text
 from eldric.wire.openai import HEAD_BY_PATH, Head, Model, ModelList
 
 log = structlog.get_logger("eldric.router")
@@ -37,44 +41,108 @@ async def inference(request: web.Request) -> web.StreamResponse:
     return await route(request, body, head.model)
 
 
-async def route(request: web.Request, body: bytes, asked: str) -> web.StreamResponse:
+async def route(request: web.Request, body: bytes,
+                asked: str | None) -> web.StreamResponse:
+    """Route to a worker serving `asked` (None: a request naming no model, any worker)
+    and the request's path, trying the model's aliases and fallbacks in turn."""
     rs = request.app[ROUTER]
-    first = rs.cfg.aliases.get(asked, asked)
-    chain = [first, *rs.cfg.fallbacks.get(asked, rs.cfg.fallbacks.get(first, []))]
-    failures: list[str] = []
-    tried_any = False
-    for model in chain:
-        candidates = [w for w in rs.pool.routable() if w.serves(model)]
-        if not candidates:
-            failures.append(f"{model}: no healthy worker serves it")
-            continue
-        tried_any = True
-        # a fallback or alias: the body names the model served, rewritten once per model
-        sent = with_fields(model=model)(body) if model != asked else body
-        try:
-            resp = await _try(request, rs, sent, model, candidates, failures)
-        except _Full:
-            raise UpstreamUnavailable(
-                f"every worker serving {model} is at its concurrency limit; waited "
-                f"{rs.cfg.queue_timeout_ms} ms", code="capacity_exceeded",
-                headers={"Retry-After": "1"}) from None
-        if resp is not None:
+    path = request.path
+    if asked is None:
+        chain: list[str | None] = [None]
+    else:
+        first = rs.cfg.aliases.get(asked, asked)
+        chain = [first, *rs.cfg.fallbacks.get(asked, rs.cfg.fallbacks.get(first, []))]
+    tries = _Tries(rs, model=chain[0])
+    try:
+        for model in chain:
+            tries.model = model
+            serving = [w for w in rs.pool.routable() if model is None or w.serves(model)]
+            candidates = [w for w in serving if w.serves_path(path)]
+            if not candidates:
+                what = "any model" if model is None else model
+                tries.failures.append(f"{what}: no healthy worker serves it" if not serving
+                                      else f"{what}: no healthy worker serving it serves {path}")
+                continue
+            # a fallback or alias: the body names the model served, rewritten once per model
+            sent = with_fields(model=model)(body) if model != asked else body
+            try:
+                resp = await _try(request, rs, sent, candidates, tries)
+            except _Full:
+                raise UpstreamUnavailable(
+                    f"every worker serving {model or path} is at its concurrency limit; "
+                    f"waited {rs.cfg.queue_timeout_ms} ms", code="capacity_exceeded",
+                    headers={"Retry-After": "1"}) from None
+            if resp is not None:
+                return resp
+        tries.model = chain[0]
+        if tries.unsupported is not None and not tries.other_failures:
+            # Every worker tried said "not here" (501/405): that is the answer, as sent.
+            resp = tries.unsupported.response()
+            resp.headers.update(tries.headers())
             return resp
-    if not tried_any and not any(w.serves(m) for w in rs.pool.workers.values() for m in chain):
-        known = sorted(rs.pool.models())
-        raise ModelNotFound(f"the model {asked!r} is not served by any worker; models "
-                            f"available: {', '.join(known) if known else 'none'}",
-                            param="model")
-    raise UpstreamUnavailable(f"could not serve {asked!r}: " + "; ".join(failures),
+        _no_worker(rs, asked, chain, path, tries)
+    except EldricError as exc:  # every reply says how it was routed, errors too
+        exc.headers = {**tries.headers(), **exc.headers}
+        raise
+
+
+def _no_worker(rs: RouterState, asked: str | None, chain: list[str | None], path: str,
+               tries: _Tries) -> NoReturn:
+    """Why nothing answered, most specific first: a model no worker serves, a path no
+    worker serving the model serves (404 naming it), else 503 naming every attempt."""
+    everyone = list(rs.pool.workers.values())
+    if not tries.tried:
+        if asked is not None and not any(w.serves(m) for w in everyone for m in chain
+                                         if m is not None):
+            known = sorted(rs.pool.models())
+            raise ModelNotFound(f"the model {asked!r} is not served by any worker; models "
+                                f"available: {', '.join(known) if known else 'none'}",
+                                param="model")
+        if everyone and not any((m is None or w.serves(m)) and w.serves_path(path)
+                                for w in everyone for m in chain):
+            whose = "any worker" if asked is None else f"any worker serving {asked!r}"
+            raise NotFound(f"{path} is not served by {whose}", code="path_not_served")
+    what = "the request" if asked is None else repr(asked)
+    detail = "; ".join(tries.failures) or "no healthy worker"
+    raise UpstreamUnavailable(f"could not serve {what}: {detail}",
                               headers={"X-Eldric-Route-Reason": "all attempts failed"})
 
 
-async def _try(request: web.Request, rs: RouterState, body: bytes, model: str,
-               candidates: list[Worker], failures: list[str]) -> web.StreamResponse | None:
+class _Tries:
+    """What the attempts at one request did: for the 503's text, the routing headers of
+    an error reply, and the "not here" answer to relay when nobody serves the path."""
+
+    def __init__(self, rs: RouterState, model: str | None) -> None:
+        self.rs = rs
+        self.model = model
+        self.failures: list[str] = []
+        self.tried: list[str] = []  # worker ids, in order
+        self.unsupported: UpstreamFailure | None = None
+        self.other_failures = 0
+
+    def headers(self) -> dict[str, str]:
+        strategy = self.rs.strategy.name if self.rs.strategy else ""
+        out = {"X-Eldric-Strategy": strategy}
+        if self.model is not None:
+            out["X-Eldric-Model"] = header_text(self.model)
+        if self.tried:
+            out["X-Eldric-Worker"] = self.tried[-1]
+        return out
+
+    def failed(self, worker: Worker, exc: UpstreamFailure) -> None:
+        self.failures.append(f"{worker.id}: {exc.message}")
+        if exc.kind == "unsupported":
+            self.unsupported = exc
+        else:
+            self.other_failures += 1
+
+
+async def _try(request: web.Request, rs: RouterState, body: bytes, candidates: list[Worker],
+               tries: _Tries) -> web.StreamResponse | None:
     """Up to max_attempts workers for one model, best first. None if all failed."""
-    bus = request.app[keys.BUS]
-    metrics = bus.metrics
-    role = request.app[keys.ROLE].name
+    app = request.app
+    metrics = app[keys.BUS].metrics
+    role = app[keys.ROLE].name
     strategy = rs.strategy
     assert strategy is not None
     tried: set[str] = set()
@@ -83,26 +151,32 @@ async def _try(request: web.Request, rs: RouterState, body: bytes, model: str,
         if not live:
             break
         ranked, reason = strategy.rank(live)
+        ranked, suspects = _suspects_last(ranked)
+        if suspects and ranked[0] not in suspects:
+            reason = f"{reason}; {len(suspects)} failing worker(s) ranked last"
         worker = next((w for w in ranked if w.has_room(rs.cfg.max_concurrency)), None)
         if worker is None:
             worker = await _wait_for_room(rs, live)
             reason = f"{reason}; waited for a free slot"
         tried.add(worker.id)
+        tries.tried.append(worker.id)
         if attempt:
             # the failure text may be an upstream's own message: one line, bounded
-            after = " ".join(failures[-1].split())[:300]
+            after = header_text(tries.failures[-1])
             reason = f"{reason}; attempt {attempt + 1} after {after}"
         metrics.selections.labels(role, strategy.name, worker.id).inc()
         headers = {"X-Eldric-Worker": worker.id, "X-Eldric-Strategy": strategy.name,
-                   "X-Eldric-Route-Reason": reason, "X-Eldric-Model": model}
+                   "X-Eldric-Route-Reason": reason}
+        if tries.model is not None:
+            headers["X-Eldric-Model"] = header_text(tries.model)
         try:
             return await forward(request, Target(worker.state, worker.url), request.path, body,
                                  timeouts=rs.timeouts, reply_headers=headers)
         except UpstreamFailure as exc:
-            failures.append(f"{worker.id}: {exc.message}")
+            tries.failed(worker, exc)
             metrics.retries.labels(role, worker.id).inc()
-            _passive_mark(bus, rs, worker, exc)
-            log.warning("attempt_failed", worker=worker.id, model=model, kind=exc.kind,
+            passive_mark(app, worker, exc)
+            log.warning("attempt_failed", worker=worker.id, model=tries.model, kind=exc.kind,
                         status=exc.status, attempt=attempt + 1)
         finally:
             if rs.pool.waiting:
@@ -110,14 +184,14 @@ async def _try(request: web.Request, rs: RouterState, body: bytes, model: str,
     return None
 
 
-def _passive_mark(bus, rs: RouterState, worker: Worker, exc: UpstreamFailure) -> None:  # type: ignore[no-untyped-def]
-    """A connection error or timeout takes a worker out at once; 5xx only after
-    max_failures in a row (outlier detection); a 4xx or a 429 never."""
-    if exc.kind != "status":
-        exc.mark_down(bus, worker.state)
-    elif exc.status >= 500 and worker.state.consecutive_failures >= rs.cfg.max_failures:
-        bus.mark(worker.state, False,
-                 f"{worker.state.consecutive_failures} failures in a row: {exc.message}")
+def _suspects_last(ranked: list[Worker]) -> tuple[list[Worker], list[Worker]]:
+    """Workers that failed max_failures times in a row go after the others for a while
+    (see passive_mark): still routable, tried only when the others cannot answer."""
+    now = time.monotonic()
+    suspects = [w for w in ranked if w.suspect_until > now]
+    if not suspects:
+        return ranked, suspects
+    return [w for w in ranked if w.suspect_until <= now] + suspects, suspects
 
 
 async def _wait_for_room(rs: RouterState, live: list[Worker]) -> Worker:
@@ -145,19 +219,6 @@ async def _wait_for_room(rs: RouterState, live: list[Worker]) -> Worker:
         pool.waiting -= 1
 
 
-async def _any_worker(request: web.Request, body: bytes) -> web.StreamResponse:
-    """A /v1/* request that names no model: the strategy's first healthy worker."""
-    rs = request.app[ROUTER]
-    live = rs.pool.routable()
-    if not live:
-        raise UpstreamUnavailable("no healthy worker")
-    failures: list[str] = []
-    resp = await _try(request, rs, body, "", live, failures)
-    if resp is None:
-        raise UpstreamUnavailable("every attempt failed: " + "; ".join(failures))
-    return resp
-
-
 async def passthrough(request: web.Request) -> web.StreamResponse:
     """Any other /v1/* path: routed by its JSON body's model if it has one."""
     body = await read_body(request)
@@ -165,10 +226,9 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
     if body:
         try:
             model = msgspec.json.decode(body, type=Head).model
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError,
+                RecursionError):
             model = None  # not JSON (audio uploads): any worker
-    if model is None:
-        return await _any_worker(request, body)
     request[keys.HOP].model = model
     return await route(request, body, model)
 
@@ -179,6 +239,15 @@ async def models(request: web.Request) -> web.Response:
     served = rs.pool.models()
     ids = served + [a for a in rs.cfg.aliases if a not in served]
     return json_response(ModelList(data=[Model(id=m, owned_by="eldric") for m in ids]))
+
+
+async def model(request: web.Request) -> web.Response:
+    """GET /v1/models/{id} (the SDKs' models.retrieve)."""
+    rs = request.app[ROUTER]
+    wanted = request.match_info["id"]
+    if wanted in rs.pool.models() or wanted in rs.cfg.aliases:
+        return json_response(Model(id=wanted, owned_by="eldric"))
+    raise ModelNotFound(f"the model {wanted!r} is not served by any worker", param="model")
 
 
 async def workers(request: web.Request) -> web.Response:
@@ -226,6 +295,7 @@ def add_routes(app: web.Application) -> None:
     for path in HEAD_BY_PATH:
         fast_post(app, path, inference)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{id:.+}", model)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)
     app.router.add_get("/api/v1/workers", workers)
     app.router.add_get("/api/v1/config", get_config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import msgspec
@@ -12,6 +13,8 @@ from aiohttp import web
 from eldric import keys
 from eldric.roles.router.pool import Worker
 from eldric.roles.router.state import ROUTER
+from eldric.stream import UpstreamFailure
+from eldric.tasks import spawn
 from eldric.wire.cluster import HealthHead
 from eldric.wire.openai import UpstreamModelList
 
@@ -21,7 +24,10 @@ _health = msgspec.json.Decoder(HealthHead)
 _models = msgspec.json.Decoder(UpstreamModelList)
 
 
-async def check(app: web.Application, w: Worker) -> bool:
+async def check(app: web.Application, w: Worker, keep_suspicion: bool = False) -> bool:
+    """/health (status, load, paths) then /v1/models. A passing periodic check ends a
+    worker's suspicion (passive_mark); the confirming one does not: its /health being
+    fine says nothing about the failing requests."""
     rs = app[ROUTER]
     bus = app[keys.BUS]
     session = app[keys.SESSION]
@@ -45,6 +51,7 @@ async def check(app: web.Application, w: Worker) -> bool:
         if head.load is not None:
             w.state.load = msgspec.structs.asdict(head.load)
             w.reported_max_concurrency = head.load.max_concurrency
+        w.paths = head.paths
         async with session.get(w.url + "/v1/models", timeout=timeout) as resp:
             raw = await resp.read()
             if resp.status == 200:
@@ -55,14 +62,65 @@ async def check(app: web.Application, w: Worker) -> bool:
             msgspec.ValidationError) as exc:
         bus.mark(w.state, False, f"health check: {type(exc).__name__}: {exc}".rstrip(": "))
         return False
+    if not keep_suspicion:
+        w.suspect_until = 0.0
     bus.mark(w.state, True)
     return True
+
+
+def passive_mark(app: web.Application, w: Worker, exc: UpstreamFailure) -> None:
+    """What a failed request says about its worker. Refused or unreachable: out of
+    rotation at once. A 5xx, a timeout or a broken reply may be the request's own doing
+    (a prompt too long for the first-byte timeout, an input the backend chokes on), and a
+    client must never be able to take a healthy worker out: after max_failures in a row
+    the worker is ranked last for one health interval and checked at once; only a
+    failing check takes it out. A 4xx, a 429 or a "not here" (501/405) count for nothing."""
+    rs = app[ROUTER]
+    if exc.kind == "connect":
+        exc.mark_down(app[keys.BUS], w.state)
+        return
+    if exc.kind == "unsupported" or (exc.kind == "status" and exc.status < 500):
+        return
+    if w.state.consecutive_failures < rs.cfg.max_failures:
+        return
+    w.suspect_until = time.monotonic() + rs.cfg.health_check_interval_ms / 1000
+    if not w.checking:
+        w.checking = True
+        log.warning("worker_suspect", worker=w.id, failures=w.state.consecutive_failures,
+                    error=exc.message)
+        spawn(_confirm(app, w), name=f"router-confirm:{w.id}")
+
+
+async def _confirm(app: web.Application, w: Worker) -> None:
+    try:
+        await check(app, w, keep_suspicion=True)
+    finally:
+        w.checking = False
 
 
 async def check_all(app: web.Application) -> None:
     workers = list(app[ROUTER].pool.workers.values())
     if workers:
         await asyncio.gather(*(check(app, w) for w in workers))
+
+
+def _checked_routable(app: web.Application) -> list[Worker]:
+    # A worker synced from the controller counts as healthy until its first check.
+    return [w for w in app[ROUTER].pool.routable() if w.state.last_check is not None]
+
+
+async def waiting_for(app: web.Application) -> str | None:
+    """Ready once a worker passed a health check (checking again now if none has)."""
+    if _checked_routable(app):
+        return None
+    await check_all(app)
+    if _checked_routable(app):
+        return None
+    workers = list(app[ROUTER].pool.workers.values())
+    if not workers:
+        return "a worker (none given with --workers, none registered at the controller yet)"
+    return "a healthy worker (" + "; ".join(
+        f"{w.url}: {w.state.last_error or 'not checked yet'}" for w in workers) + ")"
 
 
 async def health_loop(app: web.Application) -> None:

@@ -11,6 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from eldric.bus import Bus, UpstreamState
+from eldric.wire.cluster import serves_path
 
 # Worker types a router sends inference to (a controller also lists data, media, … workers).
 INFERENCE_TYPES = frozenset({"inference", "cloud"})
@@ -26,10 +27,18 @@ class Worker:
     from_controller: bool = False
     static: bool = False
     reported_max_concurrency: int | None = None
+    paths: list[str] | None = None  # as its /health advertises; None: any path
+    # After max_failures failed requests in a row the worker is ranked last until then
+    # (time.monotonic()): maybe broken, maybe fed bad requests; its health check decides.
+    suspect_until: float = 0.0
+    checking: bool = False  # a confirming health check is running
 
     def serves(self, model: str) -> bool:
         # A worker that lists no models is a plain OpenAI-compatible upstream: any model.
         return not self.state.models or model in self.state.models
+
+    def serves_path(self, path: str) -> bool:
+        return serves_path(self.paths, path)
 
     def capacity(self, default: int | None) -> int | None:
         return self.reported_max_concurrency or default

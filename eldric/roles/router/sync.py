@@ -79,6 +79,7 @@ def apply(app: web.Application, listing: WorkerList) -> None:
             w.state.models = list(rec.models)
             w.state.load = msgspec.structs.asdict(rec.load)
             w.reported_max_concurrency = rec.load.max_concurrency
+            w.paths = rec.paths
             log.info("worker_synced", worker=rec.id, url=url, models=rec.models)
             spawn(check(app, w), name=f"router-check:{rec.id}")
     for w in [w for w in pool.workers.values() if w.from_controller and not w.static]:

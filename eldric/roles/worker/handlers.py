@@ -8,7 +8,7 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.bus.routes import json_response
-from eldric.errors import UpstreamTimeout, UpstreamUnavailable
+from eldric.errors import EldricError, ModelNotFound, UpstreamTimeout, UpstreamUnavailable
 from eldric.http import read_body
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
@@ -18,6 +18,8 @@ from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 
 
 def _refuse_while_loading(st: WorkerState) -> None:
+    if st.loading and st.load_error:
+        raise UpstreamUnavailable(st.load_error, code="model_load_failed")
     if st.loading:
         raise UpstreamUnavailable("backend embedded: the model is still loading",
                                   code="model_loading", headers={"Retry-After": "2"})
@@ -39,11 +41,11 @@ async def _relay(request: web.Request, body: bytes) -> web.StreamResponse:
 
 def _as_error(st: WorkerState, exc: UpstreamFailure) -> Exception:
     """With one backend there is nobody to retry on: say what the backend did."""
+    where = f"backend {st.cfg.backend} at {st.backend_url}"
+    if exc.kind in ("connect", "timeout") and exc.status == 504:
+        return UpstreamTimeout(f"{where}: {exc.message}")
     if exc.kind == "connect":
-        return UpstreamUnavailable(f"backend {st.cfg.backend} at {st.backend_url} is down: "
-                                   f"{exc.message}")
-    if exc.kind == "timeout":
-        return UpstreamTimeout(f"backend {st.cfg.backend} at {st.backend_url}: {exc.message}")
+        return UpstreamUnavailable(f"{where} is down: {exc.message}")
     return exc  # the backend's own error status and (normalised) message
 
 
@@ -55,14 +57,22 @@ async def inference(request: web.Request) -> web.StreamResponse:
     return await _relay(request, body)
 
 
+async def embeddings_disabled(request: web.Request) -> web.StreamResponse:
+    """POST /v1/embeddings to the embedded llama.cpp started without --embeddings: answered
+    here, naming eldric's flag (llama.cpp's own 501 names its own command line)."""
+    raise EldricError("embeddings are off on this worker: start it with `eldric --role worker "
+                      "--backend embedded --embeddings`", status=501,
+                      code="embeddings_disabled")
+
+
 async def passthrough(request: web.Request) -> web.StreamResponse:
     """Any other /v1/* path (responses, rerank, audio, images…): forwarded as it is."""
     body = await read_body(request)
     return await _relay(request, body)
 
 
-async def models(request: web.Request) -> web.Response:
-    """GET /v1/models: the backend's own list, mapped to the OpenAI format."""
+async def _backend_models(request: web.Request) -> list[str]:
+    """The backend's model ids, asked now (the probe's copy may be a period old)."""
     st = request.app[WORKER]
     _refuse_while_loading(st)
     session = request.app[keys.SESSION]
@@ -87,12 +97,29 @@ async def models(request: web.Request) -> web.Response:
         raise UpstreamUnavailable(f"backend {st.cfg.backend} sent a model list eldric cannot "
                                   f"read: {exc}") from None
     st.upstream.models = ids
-    owner = st.cfg.backend
+    return ids
+
+
+async def models(request: web.Request) -> web.Response:
+    """GET /v1/models: the backend's own list, mapped to the OpenAI format."""
+    owner = request.app[WORKER].cfg.backend
+    ids = await _backend_models(request)
     return json_response(ModelList(data=[Model(id=i, owned_by=owner) for i in ids]))
 
 
+async def model(request: web.Request) -> web.Response:
+    """GET /v1/models/{id} (the SDKs' models.retrieve), from the same list."""
+    wanted = request.match_info["id"]
+    if wanted not in await _backend_models(request):
+        raise ModelNotFound(f"the model {wanted!r} is not served here", param="model")
+    return json_response(Model(id=wanted, owned_by=request.app[WORKER].cfg.backend))
+
+
 def add_routes(app: web.Application) -> None:
+    serves_embeddings = app[WORKER].serves_embeddings
     for path in HEAD_BY_PATH:
-        fast_post(app, path, inference)
+        refused = path == "/v1/embeddings" and not serves_embeddings
+        fast_post(app, path, embeddings_disabled if refused else inference)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{id:.+}", model)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)

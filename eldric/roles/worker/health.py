@@ -41,6 +41,17 @@ async def probe(app: web.Application) -> bool:
     return True
 
 
+async def waiting_for(app: web.Application) -> str | None:
+    """Ready once the backend answers its model list (the embedded model loaded)."""
+    st = app[WORKER]
+    if st.loading:
+        return "the embedded model to load"
+    if not st.upstream.healthy and not await probe(app):  # find out now, not next period
+        return (f"its {st.cfg.backend} backend at {st.backend_url}: "
+                f"{st.upstream.last_error or 'not answering'}")
+    return None
+
+
 async def probe_loop(app: web.Application) -> None:
     st = app[WORKER]
     while True:
@@ -53,7 +64,22 @@ def load_of(st: WorkerState) -> Load:
     return Load(cpu_percent=st.host.cpu_percent(), memory_percent=st.host.memory_percent(),
                 gpu_percent=st.host.gpu_percent,
                 gpu_memory_percent=st.host.gpu_memory_percent,
-                active_requests=st.upstream.active, max_concurrency=st.cfg.max_concurrency)
+                active_requests=st.upstream.active, max_concurrency=st.max_concurrency)
+
+
+def served_paths(st: WorkerState) -> list[str] | None:
+    """The API paths this worker advertises: --paths, else what its backend type serves
+    (the embedded llama.cpp serves embeddings and rerank only when they are turned on)."""
+    if st.cfg.paths is not None:
+        return list(st.cfg.paths)
+    paths = st.kind.paths
+    if paths is None:
+        return None
+    if st.cfg.backend == "embedded":  # rerank needs llama.cpp's reranking mode, never set
+        paths = tuple(p for p in paths if p != "/v1/rerank")
+    if not st.serves_embeddings:
+        paths = tuple(p for p in paths if p != "/v1/embeddings")
+    return list(paths)
 
 
 def worker_health(app: web.Application) -> WorkerHealth:
@@ -68,4 +94,5 @@ def worker_health(app: web.Application) -> WorkerHealth:
         load=load_of(st),
         uptime_seconds=round(time.time() - app[keys.ROLE].started, 3),
         version=__version__,
+        paths=st.paths,
     )

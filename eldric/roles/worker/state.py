@@ -25,10 +25,27 @@ class WorkerState:
     target: Target | None = None
     membership: Any = None  # eldric.cluster.membership.Membership, set at start-up
     loading: bool = False  # the embedded backend's model is still loading
+    load_error: str | None = None  # ... or could not be loaded (it stays "loading")
+    paths: list[str] | None = None  # what /health advertises (health.served_paths)
 
     @property
     def worker_id(self) -> str | None:
         return self.membership.worker_id if self.membership else None
+
+    @property
+    def serves_embeddings(self) -> bool:
+        """Whether /v1/embeddings goes to the backend: the embedded llama.cpp serves it only
+        with --embeddings (without it the worker answers 501 itself); any other backend is
+        asked and answers for itself."""
+        return self.cfg.backend != "embedded" or self.cfg.embeddings
+
+    @property
+    def max_concurrency(self) -> int | None:
+        """Requests the backend handles at once, for routers' back-pressure: as configured,
+        else the embedded llama.cpp's slots; unknown for a backend eldric does not run."""
+        if self.cfg.max_concurrency is not None:
+            return self.cfg.max_concurrency
+        return self.cfg.parallel if self.cfg.backend == "embedded" else None
 
     def set_backend(self, url: str) -> None:
         self.backend_url = url

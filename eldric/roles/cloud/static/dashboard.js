@@ -31,6 +31,7 @@
   function statusOf(b) {
     if (b.enabled === false) return ["disabled", "s-disabled"];
     if (b.auth_failed) return ["key refused", "s-key-refused"];
+    if (b.status === "degraded") return ["degraded", "s-degraded"]; // answers; no model list
     if (b.healthy) return ["healthy", "s-healthy"];
     return ["unhealthy", "s-unhealthy"];
   }
@@ -154,14 +155,16 @@
       const badge = $("status");
       setText("status", status);
       badge.className = `badge s-${status}`;
-      setText("count-total", count(health.backends_total));
-      setText("count-healthy", count(health.backends_healthy));
-      setText("count-unhealthy", count(health.backends_unhealthy));
+      const counts = health.backends && typeof health.backends === "object" ? health.backends : {};
+      setText("count-total", count(counts.total));
+      setText("count-healthy", count(counts.healthy));
+      setText("count-degraded", count(counts.degraded));
+      setText("count-unhealthy", count(counts.unhealthy));
       setText("count-models", count(health.models_available));
-      markCount("count-healthy", health.backends_healthy);
-      markCount("count-unhealthy", health.backends_unhealthy);
-      pageTitle("cloud", num(health.backends_healthy), num(health.backends_total),
-                num(health.backends_unhealthy));
+      markCount("count-healthy", counts.healthy);
+      markCount("count-degraded", counts.degraded);
+      markCount("count-unhealthy", counts.unhealthy);
+      pageTitle("cloud", num(counts.healthy), num(counts.total), num(counts.unhealthy));
     }
     if (state.models) {
       const owners = new Set(state.models.map((m) => String(m.owned_by)));
@@ -174,12 +177,14 @@
       const live = state.backends.filter((b) => b.enabled !== false);
       const off = state.backends.length - live.length;
       setText("total-sub", off ? `${off} more disabled` : "all enabled");
-      const up = live.filter((b) => b.healthy).map((b) => String(b.name));
-      const down = live.filter((b) => !b.healthy).map((b) => `${b.name}${b.auth_failed ? " (key refused)" : ""}`);
-      setText("healthy-sub", up.length ? up.join(", ") : "none");
-      setText("unhealthy-sub", down.length ? down.join(", ") : "none");
-      $("healthy-sub").title = up.join("\n");
-      $("unhealthy-sub").title = down.join("\n");
+      const stateOf = (b) => (b.status === "degraded" ? "degraded" : b.healthy ? "healthy" : "unhealthy");
+      const names = (st) => live.filter((b) => stateOf(b) === st)
+        .map((b) => `${b.name}${b.auth_failed ? " (key refused)" : ""}`);
+      for (const st of ["healthy", "degraded", "unhealthy"]) {
+        const list = names(st);
+        setText(`${st}-sub`, list.length ? list.join(", ") : "none");
+        $(`${st}-sub`).title = list.join("\n");
+      }
 
       const t = { requests: 0, errors: 0, prompt_tokens: 0, completion_tokens: 0 };
       for (const b of state.backends) {

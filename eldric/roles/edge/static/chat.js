@@ -12,6 +12,7 @@
   const CURRENT_KEY = "eldric.chat.current";
   const MODEL_KEY = "eldric.chat.model";
   const MAX_CONVERSATIONS = 300;
+  const MOCK_MODEL = "eldric-mock"; // the worker's --backend mock: made-up tokens
 
   // From sse.js and markdown.js, loaded before this file.
   const { createSSEParser } = window.EldricSSE;
@@ -61,6 +62,9 @@
     models: [],
     paintQueued: false,
     authFailed: false,
+    // The edge needs no key (it marks the page): a 401 then comes from further upstream,
+    // and a sign-in page could not help, so it is shown as an error like any other.
+    keyless: false,
   };
 
   function persist() {
@@ -341,8 +345,19 @@
     return message || resp.statusText || "request failed";
   }
 
+  /** "try again in N s" from a reply's Retry-After (seconds or an HTTP date), or "". */
+  function retryHint(resp) {
+    const raw = (resp.headers.get("Retry-After") || "").trim();
+    if (!raw) return "";
+    let seconds = /^\d+$/.test(raw) ? Number(raw) : (Date.parse(raw) - Date.now()) / 1000;
+    if (!Number.isFinite(seconds)) return "";
+    seconds = Math.max(1, Math.ceil(seconds));
+    return "try again in " + seconds + " s";
+  }
+
   async function errorOf(resp) {
-    return "Error " + resp.status + ": " + (await errorText(resp));
+    const hint = retryHint(resp); // a rate limit (429) or a full cluster (503) says when
+    return "Error " + resp.status + ": " + (await errorText(resp)) + (hint ? " — " + hint + "." : "");
   }
 
   function goToLogin() {
@@ -407,7 +422,7 @@
         signal: controller.signal,
       });
       if (!resp.ok) {
-        if (resp.status === 401) {
+        if (resp.status === 401 && !state.keyless) {
           const why = await errorText(resp);
           msg.auth = true;
           goToLogin();
@@ -481,7 +496,7 @@
     ui.model.disabled = true;
     try {
       const resp = await fetch("/v1/models", { credentials: "same-origin", headers: { Accept: "application/json" } });
-      if (resp.status === 401) {
+      if (resp.status === 401 && !state.keyless) {
         notice("Your API key was not accepted. Taking you to the sign-in page…");
         goToLogin();
         return;
@@ -502,7 +517,10 @@
       for (const id of ids) ui.model.append(new Option(id, id));
       let saved = null;
       try { saved = localStorage.getItem(MODEL_KEY); } catch (_) { /* ignore */ }
-      ui.model.value = saved && ids.includes(saved) ? saved : ids[0];
+      // The user's last choice if it is still offered; else a real model before the
+      // worker's test backend (eldric-mock makes up its tokens).
+      ui.model.value = saved && ids.includes(saved) ? saved
+        : ids.find((id) => id !== MOCK_MODEL) || ids[0];
       ui.model.disabled = false;
       if (!current()) renderMessages();
     } catch (e) {
@@ -524,6 +542,7 @@
       scrim: $("scrim"), notice: $("notice"), noticeText: $("notice-text"),
       noticeAction: $("notice-action"),
     });
+    state.keyless = document.body.hasAttribute("data-keyless");
     state.conversations = loadConversations();
     let saved = null;
     try { saved = localStorage.getItem(CURRENT_KEY); } catch (_) { /* ignore */ }
