@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import time
 
+import aiohttp
 import pytest
 
 from tests import browser
