@@ -61,6 +61,7 @@ async def test_sigterm_deregisters_a_worker_process(tmp_path, eldric_proc):
                            "--heartbeat-interval", "200", "--data-dir", str(tmp_path / "w"))
         async with aiohttp.ClientSession() as s:
             wid = (await until(lambda: _healthy(s, base), timeout=20))["id"]
+            await until(lambda: _knows_its_id(s, f"http://127.0.0.1:{port}", wid))
             proc.p.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(proc.p.wait, 15)
             assert code == 0, proc.output()
