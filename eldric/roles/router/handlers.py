@@ -235,9 +235,7 @@ async def passthrough(request: web.Request) -> web.StreamResponse:
 
 async def models(request: web.Request) -> web.Response:
     """GET /v1/models: every model a healthy worker serves, once."""
-    rs = request.app[ROUTER]
-    served = rs.pool.models()
-    ids = served + [a for a in rs.cfg.aliases if a not in served]
+    ids = request.app[ROUTER].model_ids()
     return json_response(ModelList(data=[Model(id=m, owned_by="eldric") for m in ids]))
 
 
