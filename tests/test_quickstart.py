@@ -115,6 +115,10 @@ async def test_cloud_providers_join_when_their_keys_are_set(eldric_proc, tmp_pat
            "ELDRIC_CLOUD_BACKENDS": json.dumps([{"name": "openai",
                                                   "url": url_of(fake) + "/v1"}])}
     proc = eldric_proc("--role", "all", env=env)
+    deadline = time.monotonic() + 60
+    while "ready:" not in proc.output():  # the banner's pages come with "ready"
+        assert proc.p.poll() is None and time.monotonic() < deadline, proc.output()[-3000:]
+        await asyncio.sleep(0.05)
     client = openai.AsyncOpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused",
                                 max_retries=0)
     deadline = time.monotonic() + 30
