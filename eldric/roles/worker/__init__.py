@@ -60,12 +60,18 @@ async def _embedded_backend(app: web.Application) -> AsyncIterator[None]:
     async def load() -> None:
         try:
             url = await engine.start(launch)
-        except RuntimeError as exc:  # xllamacpp's only word; llama.cpp logged why
+        except Exception as exc:  # noqa: BLE001 - the worker must say so, not hang "loading"
+            # RuntimeError is xllamacpp's only word (llama.cpp logged why); anything else
+            # is an xllamacpp this worker cannot drive (pyproject says which it needs).
+            refused = isinstance(exc, RuntimeError)
             st.load_error = f"backend embedded could not load {launch.model}: {exc}"
             app[keys.BUS].mark(st.upstream, False, st.load_error)
-            log.error("model_load_failed", model=launch.model, error=str(exc),
+            log.error("model_load_failed", model=launch.model,
+                      error=f"{type(exc).__name__}: {exc}",
                       check="is it a GGUF file this llama.cpp can load? Its own error lines "
-                            "above say why it refused")
+                            "above say why it refused" if refused else
+                            "is xllamacpp as new as eldric[local] asks? "
+                            "pip install -U 'eldric[local]'")
             return
         st.set_backend(url)
         st.loading = False
