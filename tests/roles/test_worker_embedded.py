@@ -325,3 +325,29 @@ def test_a_model_llama_cpp_cannot_load_is_a_clear_503_and_its_errors_show(eldric
     out = proc.stop()
     assert re.search(r"^[\d.]+ E ", out, re.MULTILINE), out  # llama.cpp's own error lines
     assert "model_load_failed" in out
+
+
+async def test_an_xllamacpp_it_cannot_drive_is_a_load_failure_not_loading(tmp_path, monkeypatch):
+    """Not only llama.cpp's refusal: any error starting it (an older xllamacpp without a
+    parameter eldric sets) ends "loading" with a 503 model_load_failed."""
+    from eldric.roles.worker import embedded
+
+    def too_old(launch):  # type: ignore[no-untyped-def]
+        raise AttributeError("'CommonParams' object has no attribute 'hostnames'")
+
+    monkeypatch.setattr(embedded, "_start", too_old)
+    async with run_eldric("worker", tmp_path, backend="embedded", port=0,
+                          bind="127.0.0.1") as urls:
+        async with aiohttp.ClientSession() as s:
+            deadline = time.monotonic() + 10
+            while True:
+                async with s.post(urls["worker"] + "/v1/chat/completions",
+                                  json={"model": MODEL, "messages": MSGS}) as r:
+                    code = (await r.json())["error"]["code"]
+                if code == "model_load_failed":
+                    break
+                assert code == "model_loading" and time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            assert r.status == 503
+            async with s.get(urls["worker"] + "/health") as r:
+                assert r.status == 503
