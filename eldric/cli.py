@@ -92,7 +92,7 @@ def _option(spec: FieldSpec, text: str) -> click.Option:
     typ: Any = click.Choice(spec.choices) if spec.choices else None
     if spec.choices:
         metavar = None  # click shows the choices
-    elif spec.parse is not None:
+    elif spec.parse is not None and spec.kind != "ms":
         metavar = "A,B,…"
     else:
         metavar = _METAVARS.get(spec.kind)

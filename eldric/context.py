@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import structlog
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locks, one process per dir
@@ -50,7 +52,7 @@ def _claim(info: RoleInfo, data_dir: str, base: str) -> str:
     """The first of base, base-2, base-3, … that no running process holds. Each name is
     held through an flock on `<name>.lock` for as long as the role runs, so two processes
     sharing a data dir with the same port (two `--port 0` workers) never share an id or a
-    database, and each name is the same on every run."""
+    database; a lone process gets the plain name on every run."""
     if fcntl is None:
         return base
     n = 1
@@ -78,4 +80,22 @@ def data_file(app: web.Application, name: str) -> str:
     stem, _, ext = name.partition(".")
     if stem not in info.files:
         info.files[stem] = _claim(info, data_dir, f"{stem}-{info.port}")
+        _adopt_old_name(info, data_dir, stem, ext)
     return os.path.join(data_dir, f"{info.files[stem]}.{ext}")
+
+
+def _adopt_old_name(info: RoleInfo, data_dir: str, stem: str, ext: str) -> None:
+    """Before 0.2 a state file was named for the port of the advertised URL. Where that
+    port differs from the configured one (an edge behind a balancer), the old file is
+    this role's state: take it over rather than start on an empty database."""
+    old_port = info.advertise_url.rsplit(":", 1)[-1].split("/", 1)[0]
+    new = os.path.join(data_dir, f"{info.files[stem]}.{ext}")
+    old = os.path.join(data_dir, f"{stem}-{old_port}.{ext}")
+    if not old_port.isdigit() or old == new or os.path.exists(new) or not os.path.exists(old):
+        return
+    for suffix in ("", "-wal", "-shm"):  # SQLite's write-ahead log travels with it
+        if os.path.exists(old + suffix):
+            os.replace(old + suffix, new + suffix)
+    structlog.get_logger("eldric").warning("state_file_renamed", old=old, new=new,
+                                           why="state files are named for the configured "
+                                               "port now, not the advertised one")

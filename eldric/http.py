@@ -54,11 +54,16 @@ def _access_writer(request: web.Request):  # type: ignore[no-untyped-def]
         # The lane takes only the inference POSTs: clients' requests (a hop relays the
         # client's own headers), so the hot path pays no header lookup for this.
         return eldric_log.access_line
-    if request.path in QUIET_PATHS:
+    path = request.path
+    if path in QUIET_PATHS:
         return eldric_log.access_debug
-    agent = request.headers.get("User-Agent")
-    if agent is not None and agent.startswith(eldric_log.USER_AGENT_PREFIX):
-        return eldric_log.access_debug
+    # A User-Agent is the client's to choose: it quiets only what eldric itself polls (the
+    # control plane and model lists), never a request relayed upstream, so no client can
+    # keep its inference requests out of the log by calling itself eldric.
+    if path.startswith("/api/v1/") or path == "/v1/models":
+        agent = request.headers.get("User-Agent")
+        if agent is not None and agent.startswith(eldric_log.USER_AGENT_PREFIX):
+            return eldric_log.access_debug
     return eldric_log.access_line
 
 

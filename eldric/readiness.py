@@ -18,7 +18,7 @@ from typing import Any
 from eldric.registry import Role
 
 EVERY = 0.25  # seconds between rounds until the timeout
-EVERY_AFTER_TIMEOUT = 2.0  # and after it: a backend that never comes is not hammered
+EVERY_AFTER_TIMEOUT = 10.0  # and after it: hooks probe their upstreams, so seldom
 ROUND_TIMEOUT = 6.0  # one hook's answer (a probe of a silent upstream takes up to 5 s)
 
 

@@ -142,6 +142,16 @@ def test_rate_window_is_ms_and_takes_units(tmp_path):
     assert _edge(tmp_path, None, env).roles["edge"].rate_limits.window_ms == 60_000
 
 
+@pytest.mark.parametrize("text", ["60", "1", "0.5"])
+def test_a_bare_rate_window_under_a_second_is_refused(tmp_path, text):
+    """--rate-window was seconds: `--rate-window 60` must not silently mean 60 ms."""
+    with pytest.raises(ConfigError, match="--rate-window") as info:
+        _edge(tmp_path, rate_window=text)
+    assert f"{text}s" in str(info.value)  # says what to write instead
+    assert _edge(tmp_path, rate_window="500ms").roles["edge"].rate_limits.window_ms == 500
+    assert _edge(tmp_path, rate_window="1000").roles["edge"].rate_limits.window_ms == 1000
+
+
 def test_old_window_seconds_still_read_with_one_deprecation_line(tmp_path):
     loaded = _edge(tmp_path, {"rate_limits": {"window_seconds": 1.5, "per_ip_rpm": 7}})
     limits = loaded.roles["edge"].rate_limits

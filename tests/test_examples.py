@@ -108,11 +108,18 @@ async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp
                               "--cert", str(tmp_path / "fullchain.pem"),
                               "--key", str(tmp_path / "privkey.pem"))
 
-        async def cluster():
+        async def members():  # workers, and the routers (listed only when asked for)
             body = await _json(s, controller + "/api/v1/workers")
-            if body is None:
+            routers = await _json(s, controller + "/api/v1/workers?type=router")
+            if body is None or routers is None:
                 return None
-            live = {w["worker_type"]: w for w in body["workers"] if w["status"] == "healthy"}
+            return body["workers"] + routers["workers"]
+
+        async def cluster():
+            listed = await members()
+            if listed is None:
+                return None
+            live = {w["worker_type"]: w for w in listed if w["status"] == "healthy"}
             return live if {"inference", "cloud", "router"} <= set(live) else None
 
         try:
@@ -161,6 +168,5 @@ async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp
                                        for r in ("edge", "router", "cloud", "worker")))
         assert codes == [0, 0, 0, 0]
         # They said goodbye: the controller lists them offline at once.
-        body = await _json(s, controller + "/api/v1/workers")
-        assert {w["worker_type"]: w["status"] for w in body["workers"]} == {
+        assert {w["worker_type"]: w["status"] for w in await members()} == {
             "inference": "offline", "cloud": "offline", "router": "offline"}

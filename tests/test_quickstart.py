@@ -79,8 +79,9 @@ def test_role_all_serves_a_model_on_loopback(eldric_proc, tmp_path):
     import json
     import urllib.request
 
-    listing = json.loads(urllib.request.urlopen("http://127.0.0.1:8880/api/v1/workers").read())
-    assert {w["worker_type"]: w["url"] for w in listing["workers"]} == {
+    listed = [w for query in ("", "?type=router") for w in json.loads(urllib.request.urlopen(
+        "http://127.0.0.1:8880/api/v1/workers" + query).read())["workers"]]
+    assert {w["worker_type"]: w["url"] for w in listed} == {
         "inference": "http://127.0.0.1:8890", "router": "http://127.0.0.1:8881"}
     out = proc.stop()
     assert re.search(r"worker\s+http://127\.0\.0\.1:8890", out)

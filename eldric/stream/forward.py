@@ -71,6 +71,9 @@ class Target:
 # serve it, so they are worth a retry elsewhere, but they never count against the
 # upstream's health, and when nobody serves it the client gets this status, not a 503.
 NOT_HERE = frozenset((405, 501))
+# Asking again will not help: the OpenAI and Anthropic SDKs honour this and do not retry
+# (they retry every other 5xx twice).
+NOT_HERE_HEADERS = {"X-Should-Retry": "false"}
 
 
 class UpstreamFailure(Exception):
@@ -105,7 +108,8 @@ class UpstreamFailure(Exception):
         else marks it down here: a slow reply, a broken one or an error status can be
         caused by the request itself (a huge prompt, an input the backend chokes on), and
         a client's request must never take a healthy upstream out of rotation; the
-        router confirms those with a health check (router/health.py)."""
+        caller has them confirmed by a health check (the router's passive_mark, the
+        edge's Routers.confirm)."""
         if self.kind == "connect":
             bus.mark(state, False, self.message)
 
@@ -114,9 +118,7 @@ class UpstreamFailure(Exception):
                             content_type="application/json")
         resp.headers.extend(self.headers)
         if self.kind == "unsupported":
-            # Asking again will not help: the OpenAI and Anthropic SDKs honour this and
-            # do not retry (they retry every other 5xx twice).
-            resp.headers["X-Should-Retry"] = "false"
+            resp.headers.update(NOT_HERE_HEADERS)
         return resp
 
 

@@ -30,8 +30,8 @@ def normalise(status: int, body: bytes, upstream: str) -> bytes:
     """OpenAI-shaped error JSON for an upstream's error reply."""
     try:
         data = msgspec.json.decode(body) if body else None
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        data = None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        data = None  # not JSON (or nested past the decoder's depth): its text is the message
     if isinstance(data, dict) and isinstance(data.get("error"), dict) \
             and isinstance(data["error"].get("message"), str):
         err = data["error"]

@@ -37,16 +37,29 @@ class BackendInfo(msgspec.Struct):
     healthy: bool = False
 
 
+# The API families workers say whether they serve. A path outside them (a backend's own
+# endpoint eldric has no table entry for, /v1/files, …) is sent to any worker, as it was
+# before workers advertised paths: only what eldric knows about is routed by capability.
+API_FAMILIES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+                "/v1/responses", "/v1/messages", "/v1/rerank", "/v1/score", "/v1/audio",
+                "/v1/images")
+
+
+def _under(path: str, family: str) -> bool:
+    return path == family or (path.startswith(family) and path[len(family)] == "/")
+
+
 def serves_path(paths: list[str] | None, path: str) -> bool:
     """Whether an upstream advertising `paths` serves `path`. An entry covers itself and
     everything under it (`/v1/responses` covers `/v1/responses/{id}/cancel`); None means
-    not advertised (a plain OpenAI-compatible server, an older eldric): any path."""
+    not advertised (a plain OpenAI-compatible server, an older eldric): any path; and a
+    path outside API_FAMILIES is taken to be served by anyone."""
     if paths is None:
         return True
     for p in paths:
-        if path == p or (path.startswith(p) and path[len(p)] == "/"):
+        if _under(path, p):
             return True
-    return False
+    return not any(_under(path, family) for family in API_FAMILIES)
 
 
 class WorkerHealth(msgspec.Struct, omit_defaults=False):
@@ -127,6 +140,29 @@ class WorkerList(msgspec.Struct):
     long-poll): `?since=VERSION&wait=MS` holds the reply until it changes."""
 
     workers: list[WorkerRecord] = []
+    router_config: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    version: str | None = None
+
+
+class ListedWorker(msgspec.Struct):
+    """One worker of the controller's list as a router reads it: lenient where a newer
+    controller may say more (a worker type or status this router does not know is
+    skipped, not a failed sync that freezes its worker list)."""
+
+    id: str | None = None
+    url: str = ""
+    worker_type: str = "inference"
+    status: str = "healthy"
+    models: list[str] = []
+    tags: list[str] = []
+    load: Load = msgspec.field(default_factory=Load)
+    paths: list[str] | None = None
+
+
+class WorkerListing(msgspec.Struct):
+    """GET /api/v1/workers as a router reads it (WorkerList, leniently)."""
+
+    workers: list[ListedWorker] = []
     router_config: RouterSettings = msgspec.field(default_factory=RouterSettings)
     version: str | None = None
 

@@ -34,6 +34,31 @@ async def test_an_advertised_url_without_a_port_does_not_name_the_database(tmp_p
     assert [p.name for p in (tmp_path / "data").glob("*.db")] == ["controller-0.db"]
 
 
+async def test_a_database_named_for_the_advertised_port_is_taken_over(tmp_path):
+    """Before state files were named for the configured port, they were named for the
+    advertised URL's: a controller behind a proxy (advertised :443, bound elsewhere) must
+    find its registry again, not start on an empty one."""
+    port = free_port()
+    async with run_eldric("controller", tmp_path, port=port, bind="127.0.0.1", cluster_key="ck",
+                          advertise_url="https://ctl.example.com:443"):
+        async with aiohttp.ClientSession() as s:
+            async with s.post(f"http://127.0.0.1:{port}/api/v1/workers/register",
+                              headers={"Authorization": "Bearer ck"},
+                              json={"worker_type": "inference", "url": "http://10.0.0.9:8890",
+                                    "id": "wrk-kept"}) as r:
+                assert r.status == 200
+    data = tmp_path / "data"
+    for f in data.glob(f"controller-{port}.db*"):  # as the old naming had left it
+        f.rename(data / f.name.replace(f"-{port}.db", "-443.db"))
+    assert not list(data.glob(f"controller-{port}.db"))
+    async with run_eldric("controller", tmp_path, port=port, bind="127.0.0.1", cluster_key="ck",
+                          advertise_url="https://ctl.example.com:443"):
+        async with aiohttp.ClientSession() as s:
+            _, listing = await _get(s, f"http://127.0.0.1:{port}/api/v1/workers")
+    assert [w["id"] for w in listing["workers"]] == ["wrk-kept"]
+    assert (data / f"controller-{port}.db").exists() and not (data / "controller-443.db").exists()
+
+
 async def test_workers_register_heartbeat_go_offline_and_expire(tmp_path):
     async with controller(tmp_path, worker_timeout=400, worker_expiry=1200) as c:
         base = c["controller"]

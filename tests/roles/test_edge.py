@@ -12,7 +12,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import free_port, redis_argv, run_eldric, start_redis
+from tests.conftest import free_port, redis_argv, run_eldric, start_redis, until
 
 MSG = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "eldric-mock", "messages": MSG}
@@ -547,3 +547,46 @@ async def test_router_errors_and_not_here_relayed_with_their_headers(tmp_path, a
                 assert status == 404 and json.loads(body)["error"]["code"] == "model_not_found"
                 assert headers["X-Eldric-Model"] == "nope" and "X-RateLimit-Limit" in headers
     assert knobs.seen.count("/v1/embeddings") == 1
+
+
+async def test_a_router_that_times_out_is_checked_at_once(tmp_path, aiohttp_server):
+    """A timeout may be the request's fault, so it does not take a router out by itself:
+    the edge checks that router at once, and its failing /health does."""
+    from aiohttp import web
+
+    wedged = {"on": False}
+
+    async def health(request):  # type: ignore[no-untyped-def]
+        return web.json_response({"status": "unhealthy"} if wedged["on"] else {},
+                                 status=503 if wedged["on"] else 200)
+
+    async def chat(request):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(30)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_post("/v1/chat/completions", chat)
+    slow = await aiohttp_server(app)
+    slow_url = str(slow.make_url("")).rstrip("/")
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="mock") as w:
+        async with run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
+                              bind="127.0.0.1", routers=f"{slow_url},{w['worker']}",
+                              health_interval=60000, first_byte_timeout=300,
+                              api_key="k") as e:
+            async with aiohttp.ClientSession() as s:
+                async def slow_state():
+                    async with s.get(e["edge"] + "/api/v1/upstreams") as r:
+                        return {u["url"]: u for u in (await r.json())["routers"]}[slow_url]
+
+                assert (await slow_state())["healthy"] is True
+                wedged["on"] = True
+                for _ in range(2):  # one of them goes to the slow router first
+                    status, _, _ = await _post(s, e["edge"], key="k")
+                    assert status == 200  # failed over to the good one
+
+                async def out() -> bool:
+                    return (await slow_state())["healthy"] is False
+
+                await until(out, timeout=3)

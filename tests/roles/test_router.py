@@ -299,6 +299,9 @@ async def test_controller_sync(workers, aiohttp_server, tmp_path):
     (_, ua, _), (_, ub, kb) = await workers("a"), await workers("b")
     st.workers["wrk-a"] = {"id": "wrk-a", "worker_type": "inference", "url": ua, "models": ["m1"]}
     st.workers["dat-1"] = {"id": "dat-1", "worker_type": "data", "url": ub, "models": []}
+    # A newer controller may list types and states this router does not know: skipped.
+    st.workers["qtm-1"] = {"id": "qtm-1", "worker_type": "quantum", "status": "entangled",
+                           "url": ub, "models": ["m1"]}
     async with run_eldric("router", tmp_path, port=0, bind="127.0.0.1",
                           controller=url_of(ctl), sync_interval=100) as urls:
         async with aiohttp.ClientSession() as s:
@@ -421,7 +424,14 @@ async def test_a_path_goes_only_to_workers_that_serve_it(workers, tmp_path):
                 assert "/v1/rerank" in err["message"]
                 assert r.headers["X-Eldric-Strategy"] == "round_robin"
                 assert r.headers["X-Eldric-Model"] == "m1"
-    assert kb.seen == []  # b was never sent a path it does not serve
+            # a path outside every API family workers advertise: anyone, as before
+            served_by = set()
+            for _ in range(4):
+                async with s.get(urls["router"] + "/v1/files") as r:
+                    assert r.status == 200
+                    served_by.add((await r.json())["served_by"])
+            assert served_by == {"a", "b"}
+    assert [p for p in kb.seen if p != "/v1/files"] == []  # b never got what it lacks
     assert ka.seen.count("/v1/responses") == 10
 
 
@@ -468,6 +478,14 @@ async def test_errors_carry_the_routing_headers(workers, tmp_path):
     (_, ua, ka), = [await workers("a")]
     async with router(tmp_path, [ua], strategy="round_robin") as urls:
         async with aiohttp.ClientSession() as s:
+            for path, body in (("/v1/chat/completions", b"{nope"),
+                               ("/v1/chat/completions", b'{"a": ' * 50_000)):
+                async with s.post(urls["router"] + path, data=body) as r:  # at the door
+                    assert r.status == 400 and r.headers["X-Eldric-Strategy"] == "round_robin"
+                    code = (await r.json())["error"]["code"]
+                    assert r.headers["X-Eldric-Route-Reason"] == f"not routed: {code}"
+            async with s.get(urls["router"] + "/v1/models/nope") as r:
+                assert r.status == 404 and r.headers["X-Eldric-Strategy"] == "round_robin"
             status, headers, _ = await _ask(s, urls["router"], model="nope")
             assert status == 404 and headers["X-Eldric-Strategy"] == "round_robin"
             assert headers["X-Eldric-Model"] == "nope"

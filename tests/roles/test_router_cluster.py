@@ -7,12 +7,31 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import msgspec
 
 from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import controller as fake_controller
 from tests.fakes.controller import STATE
 
 MSG = [{"role": "user", "content": "hi"}]
+
+
+class OldWorkerList(msgspec.Struct):
+    """The controller's list as routers before router registration decoded it: worker
+    types from a closed list, so one unknown type fails the whole sync."""
+
+    workers: list[dict[str, object]] = []
+
+    def __post_init__(self) -> None:
+        old_types = {"inference", "cloud", "data", "science", "training", "media", "comm"}
+        for w in self.workers:
+            if w["worker_type"] not in old_types:
+                raise msgspec.ValidationError(f"Invalid enum value {w['worker_type']!r}")
+        self.workers = [msgspec.convert(w, type=_Old) for w in self.workers]  # type: ignore[assignment]
+
+
+class _Old(msgspec.Struct):
+    id: str
 
 
 async def _get(s, url):  # type: ignore[no-untyped-def]
@@ -82,6 +101,15 @@ async def test_routers_register_report_their_strategy_and_are_never_routed_to(tm
                                              "coverage_percent": 100.0}]
                 _, pool = await _get(s, a["router"] + "/api/v1/workers")
                 assert [w["id"] for w in pool["workers"]] == [wid]
+                # The plain list and discovery hold workers only, so a router of the
+                # version before this one (strict about worker types) still reads it.
+                async with s.get(base + "/api/v1/workers") as r:
+                    raw = await r.read()
+                listed = msgspec.json.decode(raw, type=OldWorkerList)
+                assert [w.id for w in listed.workers] == [wid]
+                async with s.post(base + "/api/v1/workers/discover",
+                                  json={"model": "eldric-mock"}) as r:
+                    assert [w["id"] for w in (await r.json())["workers"]] == [wid]
                 for _ in range(6):
                     resp = await _served(s, a["router"])
                     assert resp is not None and resp.headers["X-Eldric-Worker"] == wid
@@ -153,3 +181,4 @@ async def test_a_router_started_before_its_controller_finds_it_in_seconds(tmp_pa
                            controller=base, heartbeat_interval=30000):
             async with aiohttp.ClientSession() as s:
                 await until(lambda: _served(s, r["router"]), timeout=5)
+

@@ -31,3 +31,8 @@ def test_normalise(status, body, message, type_, code):
     assert err["type"] == type_
     assert err["code"] == code
     assert set(err) == {"message", "type", "param", "code"}
+
+
+def test_an_error_body_nested_past_the_decoders_depth_is_still_normalised():
+    err = json.loads(normalise(500, b"[" * 64_000, "up"))["error"]
+    assert err["type"] == "api_error" and err["message"]

@@ -184,8 +184,11 @@ class Registry:
 
     def select(self, *, type: str | None = None, status: str | None = None,
                model: str | None = None) -> list[WorkerRecord]:
+        """Routers are members but not workers: listed only when asked for by type, so a
+        router that reads the list (older ones decode worker types strictly) and a client
+        discovering workers of a model see workers only."""
         return [r for r in self.workers.values()
-                if (type is None or r.worker_type == type)
+                if (r.worker_type == type if type is not None else r.worker_type != "router")
                 and (status is None or r.status == status)
                 and (model is None or model in r.models)]
 

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal
 import msgspec
 
 from eldric.config import Ms, Renamed, RoleConfig, flag_meta, seconds_to_ms
+from eldric.fields import parse_ms
 
 
 def parse_urls(text: str) -> list[str]:
@@ -31,6 +32,18 @@ class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 Rpm = Annotated[int, msgspec.Meta(ge=0)]
 
 
+def parse_window(text: str) -> int | float:
+    """--rate-window was in seconds before every interval became milliseconds: a bare
+    number under a second (`--rate-window 60`) is that old habit, which would silently
+    mean a 60 ms window, so it must carry its unit."""
+    ms = parse_ms(text)
+    if ms < 1000 and text.strip().replace(".", "", 1).isdigit():
+        raise ValueError(f"{text.strip()} ms is not a rate-limit window; --rate-window is in "
+                         f"milliseconds now (it was seconds): write {text.strip()}s, or a "
+                         "unit with any window under a second (500ms)")
+    return ms
+
+
 class RateLimits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # window_seconds was the window's key before every interval became milliseconds.
     renamed: ClassVar[dict[str, Renamed]] = {
@@ -42,7 +55,8 @@ class RateLimits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                                          flag="per-ip-rpm")] = 100
     per_key_rpm: Annotated[Rpm, flag_meta("requests per window per API key (a client's own "
                                           "rpm replaces it; 0: off)", flag="per-key-rpm")] = 1_000
-    window_ms: Annotated[Ms, flag_meta("sliding window length, ms", flag="rate-window")] = 60_000
+    window_ms: Annotated[Ms, flag_meta("sliding window length, ms (units: 60s, 1m)",
+                                       flag="rate-window", parse=parse_window)] = 60_000
 
 
 class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.bus import UpstreamState
+from eldric.tasks import spawn
 
 
 class Routers:
@@ -18,6 +19,7 @@ class Routers:
         self.states: list[UpstreamState] = [
             bus.upstream(u.rstrip("/"), u.rstrip("/"), role="edge") for u in urls]
         self._turn = itertools.count()
+        self._checking: set[str] = set()
 
     def order(self) -> list[UpstreamState]:
         """Healthy routers first, rotating which one leads (spreads load over routers);
@@ -28,6 +30,23 @@ class Routers:
         start = next(self._turn) % n
         rotated = self.states[start:] + self.states[:start]
         return [s for s in rotated if s.healthy] + [s for s in rotated if not s.healthy]
+
+
+    def confirm(self, app: web.Application, state: UpstreamState, timeout: float) -> None:
+        """A router that timed out or broke off a reply is checked now, not at the next
+        round: the check decides whether it is down (the request may have been the
+        slow part), and until it has, the router stays where it is in the order."""
+        if state.id in self._checking:
+            return
+        self._checking.add(state.id)
+
+        async def run() -> None:
+            try:
+                await check(app, state, timeout)
+            finally:
+                self._checking.discard(state.id)
+
+        spawn(run(), name=f"edge-confirm:{state.id}")
 
 
 async def check(app: web.Application, state: UpstreamState, timeout: float) -> None:

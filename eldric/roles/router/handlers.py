@@ -35,10 +35,20 @@ class _Full(Exception):
 async def inference(request: web.Request) -> web.StreamResponse:
     """POST /v1/chat/completions, /v1/completions, /v1/embeddings: their heads require a
     model (other /v1/* paths are passthrough())."""
-    body = await read_body(request)
-    head = decode_head(body, HEAD_BY_PATH[request.path])
+    try:
+        body = await read_body(request)
+        head = decode_head(body, HEAD_BY_PATH[request.path])
+    except EldricError as exc:  # refused at the door: the reply still says so
+        exc.headers = {**_not_routed(request.app[ROUTER], exc.code), **exc.headers}
+        raise
     request[keys.HOP].model = head.model
     return await route(request, body, head.model)
+
+
+def _not_routed(rs: RouterState, why: str | None) -> dict[str, str]:
+    """The routing headers of a reply that never reached a worker."""
+    return {"X-Eldric-Strategy": rs.strategy.name if rs.strategy else "",
+            "X-Eldric-Route-Reason": f"not routed: {why}"}
 
 
 async def route(request: web.Request, body: bytes,
@@ -221,7 +231,11 @@ async def _wait_for_room(rs: RouterState, live: list[Worker]) -> Worker:
 
 async def passthrough(request: web.Request) -> web.StreamResponse:
     """Any other /v1/* path: routed by its JSON body's model if it has one."""
-    body = await read_body(request)
+    try:
+        body = await read_body(request)
+    except EldricError as exc:
+        exc.headers = {**_not_routed(request.app[ROUTER], exc.code), **exc.headers}
+        raise
     model = None
     if body:
         try:
@@ -245,7 +259,8 @@ async def model(request: web.Request) -> web.Response:
     wanted = request.match_info["id"]
     if wanted in rs.pool.models() or wanted in rs.cfg.aliases:
         return json_response(Model(id=wanted, owned_by="eldric"))
-    raise ModelNotFound(f"the model {wanted!r} is not served by any worker", param="model")
+    raise ModelNotFound(f"the model {wanted!r} is not served by any worker", param="model",
+                        headers=_not_routed(rs, "model_not_found"))
 
 
 async def workers(request: web.Request) -> web.Response:

@@ -23,11 +23,11 @@ from eldric.roles.router.health import check
 from eldric.roles.router.pool import INFERENCE_TYPES
 from eldric.roles.router.state import ROUTER
 from eldric.tasks import spawn
-from eldric.wire.cluster import WorkerList
+from eldric.wire.cluster import WorkerListing
 
 log = structlog.get_logger("eldric.router")
 
-_decoder = msgspec.json.Decoder(WorkerList)
+_decoder = msgspec.json.Decoder(WorkerListing)
 
 # How long the controller may hold one request (under common proxy idle timeouts).
 LONG_POLL_MS = 25_000
@@ -41,7 +41,7 @@ SYNC_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError, msgspec.D
                msgspec.ValidationError)
 
 
-async def fetch(app: web.Application, since: str | None = None) -> WorkerList:
+async def fetch(app: web.Application, since: str | None = None) -> WorkerListing:
     """The controller's worker list; with `since`, held until the registry moves on."""
     rs = app[ROUTER]
     headers = {"Authorization": f"Bearer {rs.cfg.api_key}"} if rs.cfg.api_key else None
@@ -57,7 +57,7 @@ async def fetch(app: web.Application, since: str | None = None) -> WorkerList:
     return _decoder.decode(raw)
 
 
-def apply(app: web.Application, listing: WorkerList) -> None:
+def apply(app: web.Application, listing: WorkerListing) -> None:
     rs = app[ROUTER]
     pool = rs.pool
     static_by_url = {w.url: w for w in pool.workers.values() if w.static}

@@ -14,6 +14,7 @@ from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.serve.server import fast_post
 from eldric.stream import UpstreamFailure, decode_head, forward
+from eldric.stream.forward import NOT_HERE_HEADERS
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 
 
@@ -62,7 +63,7 @@ async def embeddings_disabled(request: web.Request) -> web.StreamResponse:
     here, naming eldric's flag (llama.cpp's own 501 names its own command line)."""
     raise EldricError("embeddings are off on this worker: start it with `eldric --role worker "
                       "--backend embedded --embeddings`", status=501,
-                      code="embeddings_disabled")
+                      code="embeddings_disabled", headers=NOT_HERE_HEADERS)
 
 
 async def passthrough(request: web.Request) -> web.StreamResponse:

@@ -248,11 +248,12 @@
   // ------------------------------------------------------------------ fetching
 
   async function load() {
-    const [workers, models, health] = await Promise.all([
-      getJSON("/api/v1/workers"), getJSON("/api/v1/models"), getJSON("/api/v1/health")]);
-    const members = Array.isArray(workers.body.workers) ? workers.body.workers : [];
-    state.workers = members.filter((w) => w.worker_type !== "router");
-    state.routers = members.filter((w) => w.worker_type === "router");
+    const [workers, routers, models, health] = await Promise.all([
+      getJSON("/api/v1/workers"), getJSON("/api/v1/workers?type=router"),
+      getJSON("/api/v1/models"), getJSON("/api/v1/health")]);
+    const list = (reply) => Array.isArray(reply.body.workers) ? reply.body.workers : [];
+    state.workers = list(workers);
+    state.routers = list(routers);
     state.router = workers.body.router_config || {};
     state.models = Array.isArray(models.body.models) ? models.body.models : [];
     state.health = health.body;
