@@ -34,8 +34,9 @@ from eldric.http import middleware
 from eldric.log import USER_AGENT_PREFIX
 from eldric.readiness import Readiness
 from eldric.registry import Role
+from eldric.serve import aiohttp_glue
 from eldric.serve.server import FastServer, fast_routes
-from eldric.stream.client import Pool
+from eldric.stream.client import ConnectionPool
 from eldric.tasks import cancel, spawn
 
 log = structlog.get_logger("eldric")
@@ -71,7 +72,7 @@ def advertise_url(cfg: Any, port: int, tls: bool = False) -> str:
 
 
 def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
-             session: aiohttp.ClientSession, pool: Pool, url: str,
+             session: aiohttp.ClientSession, pool: ConnectionPool, url: str,
              port: int = 0) -> web.Application:
     app = web.Application(middlewares=[middleware], client_max_size=cfg.max_body_bytes)
     app[keys.BUS] = bus
@@ -125,7 +126,7 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
     bus = Bus()
     bus.roles = [r.name for r in roles]
     session = make_session()
-    pool = Pool()
+    pool = ConnectionPool()
     loop = asyncio.get_running_loop()
     install_signals = stop is None
     stop = stop or asyncio.Event()
@@ -200,7 +201,7 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
             runner.app[keys.STOPPING].set()
         grace = process.grace_period_ms / 1000
         await asyncio.gather(*(f.drain(grace) for f in fasts),
-                             *(_drain_aiohttp(r, grace) for r in runners),
+                             *(aiohttp_glue.drain(r, grace) for r in runners),
                              return_exceptions=True)
         await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
         await session.close()
@@ -211,17 +212,6 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
         log.info("stopped")
         await cancel(flusher)
         eldric_log.flush()
-
-
-async def _drain_aiohttp(runner: web.AppRunner, grace: float) -> None:
-    """What runner.cleanup() does first, run alongside the fast lane's drain so the grace
-    period is shared: finish the connections aiohttp owns."""
-    server = runner.server
-    if server is None:
-        return
-    await asyncio.sleep(0)
-    server.pre_shutdown()
-    await server.shutdown(grace)
 
 
 def run(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,

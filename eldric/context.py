@@ -17,6 +17,8 @@ except ImportError:  # pragma: no cover - Windows: no advisory locks, one proces
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from eldric.exchange import Lane
+
 
 @dataclass(slots=True)
 class RoleInfo:
@@ -43,6 +45,9 @@ class Hop:
     request_id: str
     role: str
     started: float  # perf_counter()
+    # Which lane the request came on (eldric.exchange): told by whoever called the
+    # middleware, never asked of the request.
+    lane: Lane
     model: str | None = None
     upstream: str | None = None
     ttfb: float | None = None  # seconds from arrival to the first byte sent to the client

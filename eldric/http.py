@@ -19,10 +19,8 @@ from structlog.contextvars import bind_contextvars, reset_contextvars
 from eldric import keys
 from eldric import log as eldric_log
 from eldric.context import Hop
-from eldric.errors import EldricError, error_json
-from eldric.serve.reply import Reply
-from eldric.serve.request import FastRequest
-from eldric.stream import UpstreamFailure
+from eldric.errors import EldricError, UpstreamFailure, error_json
+from eldric.exchange import AIOHTTP, Lane, LaneRequest
 
 log = structlog.get_logger("eldric.access")
 
@@ -36,7 +34,7 @@ _ID_PREFIX = os.urandom(8).hex()
 _ids = itertools.count(1)
 
 
-def _request_id(request: web.Request) -> str:
+def _request_id(request: LaneRequest) -> str:
     rid = request.headers.get("X-Request-ID")
     if rid and _GOOD_ID.match(rid):
         return rid
@@ -47,10 +45,10 @@ def _request_id(request: web.Request) -> str:
 QUIET_PATHS = frozenset({"/health", "/api/v1/health", "/metrics"})
 
 
-def _access_writer(request: web.Request):  # type: ignore[no-untyped-def]
+def _access_writer(request: LaneRequest, lane: Lane):  # type: ignore[no-untyped-def]
     """Where this request's access line goes: info for clients' requests, debug for
     health and metrics scrapes and for eldric's own requests (its User-Agent)."""
-    if type(request) is FastRequest:
+    if lane.fast:
         # The lane takes only the inference POSTs: clients' requests (a hop relays the
         # client's own headers), so the hot path pays no header lookup for this.
         return eldric_log.access_line
@@ -67,18 +65,13 @@ def _access_writer(request: web.Request):  # type: ignore[no-untyped-def]
     return eldric_log.access_line
 
 
-def _route_of(request: web.Request) -> str:
-    if type(request) is FastRequest:
-        return request.path  # the fast lane takes registered paths only
-    info = request.match_info.route.resource
-    return info.canonical if info is not None else "unmatched"
-
-
 @web.middleware
-async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def middleware(request: LaneRequest, handler, lane: Lane = AIOHTTP):  # type: ignore[no-untyped-def]
+    """aiohttp calls it with a web.Request (its lane: the default); the fast lane with a
+    FastRequest and its own Lane. The one place the lane is known; it is kept on the Hop."""
     info = request.app[keys.ROLE]
     hop = request[keys.HOP] = Hop(request_id=_request_id(request), role=info.name,
-                                  started=time.perf_counter())
+                                  started=time.perf_counter(), lane=lane)
     metrics = request.app[keys.BUS].metrics
     info.active += 1
     # Every log line made while this request is handled carries its id.
@@ -105,9 +98,7 @@ async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-
                                                    f"(request id {hop.request_id})",
                                                    code="internal_error"))
         status = resp.status
-        if type(resp) is Reply:
-            resp.headers.append(("X-Request-ID", hop.request_id))
-        elif not resp.prepared:  # a streamed reply got it from forward() before it started
+        if not resp.prepared:  # forward()'s replies (Reply, streamed) carry it already
             resp.headers["X-Request-ID"] = hop.request_id
         return resp
     finally:
@@ -116,17 +107,17 @@ async def middleware(request: web.Request, handler):  # type: ignore[no-untyped-
         _finish(request, hop, status, metrics)
 
 
-def _finish(request: web.Request, hop: Hop, status: int, metrics) -> None:  # type: ignore[no-untyped-def]
+def _finish(request: LaneRequest, hop: Hop, status: int, metrics) -> None:  # type: ignore[no-untyped-def]
     duration = time.perf_counter() - hop.started
     if hop.ttfb is None and hop.upstream is not None:
         hop.ttfb = duration  # a whole reply returned to aiohttp goes out right after this
-    route = _route_of(request)
+    route = hop.lane.route(request)
     model = metrics.model_label(hop.model)
     metrics.requests.labels(hop.role, route, str(status), model).inc()
     metrics.duration.labels(hop.role, route).observe(duration)
     if hop.ttfb is not None:
         metrics.ttfb.labels(hop.role, route).observe(hop.ttfb)
-    line = _access_writer(request)
+    line = _access_writer(request, hop.lane)
     if line is not eldric_log.no_access:
         line({"request_id": hop.request_id, "role": hop.role, "method": request.method,
               "path": request.path, "model": hop.model, "upstream": hop.upstream,
@@ -153,13 +144,14 @@ def _http_exception(exc: web.HTTPException) -> web.Response:
     return _error_response(status, error_json(status, message, code=code), headers)
 
 
-async def read_body(request: web.Request) -> bytes:
+async def read_body(request: LaneRequest) -> bytes:
     """The whole request body, within the role's body timeout and size limit.
 
     A client that trickles its body (slow loris) gets 408; one over the limit gets 413.
     """
-    if type(request) is FastRequest:
-        return request.body  # the fast lane read it whole, within the same limits
+    if request[keys.HOP].lane.fast:
+        return request.body  # type: ignore[attr-defined]  # the lane read it whole, within the same limits
+    assert isinstance(request, web.Request)
     if request.content.is_eof():  # all of it is here already (the usual small body)
         return await request.read()
     cfg = request.app[keys.CONFIG]

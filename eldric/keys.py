@@ -16,13 +16,13 @@ if TYPE_CHECKING:
     from eldric.bus import Bus
     from eldric.config import ProcessConfig
     from eldric.context import Hop, RoleInfo
-    from eldric.stream.client import Pool
+    from eldric.stream.client import ConnectionPool
 
 # Process-wide (the same objects in every role's app of one process).
 BUS: web.AppKey["Bus"] = web.AppKey("eldric_bus")
 SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("eldric_session", aiohttp.ClientSession)
 # The forwarding core's keep-alive pool (eldric.stream.client); SESSION is for the rest.
-UPSTREAM: web.AppKey["Pool"] = web.AppKey("eldric_upstream")
+UPSTREAM: web.AppKey["ConnectionPool"] = web.AppKey("eldric_upstream")
 PROCESS: web.AppKey["ProcessConfig"] = web.AppKey("eldric_process")
 
 # Per role app.

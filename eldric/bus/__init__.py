@@ -8,12 +8,16 @@ components subscribe to. /health, /api/v1/health and /metrics are rendered from 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import structlog
 
 from eldric.bus.events import Events
 from eldric.bus.metrics import Metrics
 from eldric.bus.upstreams import UpstreamState, ewma
+
+if TYPE_CHECKING:
+    from eldric.errors import UpstreamFailure
 
 __all__ = ["Bus", "UpstreamState"]
 
@@ -70,6 +74,16 @@ class Bus:
         (log.info if healthy else log.warning)(name, upstream=up.id, url=up.url, role=up.role,
                                                reason=reason)
         self.events.emit(name, upstream=up.id, url=up.url, role=up.role, reason=reason)
+
+    def mark_down(self, up: UpstreamState, failure: UpstreamFailure) -> None:
+        """Passive health: an upstream that cannot be connected to is out at once. Nothing
+        else marks it down here: a slow reply, a broken one or an error status can be
+        caused by the request itself (a huge prompt, an input the backend chokes on), and
+        a client's request must never take a healthy upstream out of rotation; the
+        caller has them confirmed by a health check (the router's passive_mark, the
+        edge's Routers.confirm)."""
+        if failure.kind == "connect":
+            self.mark(up, False, failure.message)
 
     # ---------------------------------------------------------------- request accounting
 

@@ -18,6 +18,7 @@ How it stays small and safe:
   offers), wrapped in the same middleware (request id, errors, access line, metrics).
 
 Modules: server.py (listening, routes, drain), protocol.py (one connection), request.py
-(FastRequest, streamed replies), reply.py (whole replies, heads). Imported one by one:
-eldric.http uses reply and request, and protocol uses eldric.http.
+(FastRequest, its sink and Lane), reply.py (heads and whole replies as bytes),
+aiohttp_glue.py (every use of aiohttp's internals). The lane sits on top: it imports
+eldric.http (the middleware) and eldric.exchange; neither imports it back.
 """

@@ -9,9 +9,12 @@ import httptools
 import structlog
 
 from eldric.errors import error_json
+from eldric.exchange import Reply
 from eldric.http import body_timeout, middleware
-from eldric.serve.reply import Reply, whole
-from eldric.serve.request import FastRequest
+from eldric.serve.aiohttp_glue import hand_over
+from eldric.serve.reply import whole
+from eldric.serve.request import FAST, FastRequest
+from eldric.stream.flow import ReadValve, WriteValve
 
 if TYPE_CHECKING:
     from eldric.serve.server import FastServer
@@ -52,7 +55,7 @@ def _check(head: bytes) -> None:
 class FastProtocol(asyncio.Protocol):
     __slots__ = ("server", "transport", "buf", "req", "need", "task", "started", "closing",
                  "last_active", "_parser", "_headers", "_length", "_odd",
-                 "_drain", "_paused", "_reading_paused", "_body_timer", "_handler")
+                 "_reading", "_writing", "_body_timer", "_handler")
 
     def __init__(self, server: FastServer) -> None:
         self.server = server
@@ -71,16 +74,17 @@ class FastProtocol(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._length = 0
         self._odd = False
-        self._drain: asyncio.Future[None] | None = None
-        self._paused = False
-        self._reading_paused = False
+        # Pipelined bytes are not read past a high-water mark while a reply is in progress;
+        # writes wait while the client's socket buffer is full.
+        self._reading = ReadValve(_READ_HIGH_WATER, 0)
+        self._writing = WriteValve(server.loop)
         self._body_timer: asyncio.TimerHandle | None = None
         self._handler = None  # the fast route of the request being read
 
     # ------------------------------------------------------------------ asyncio callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = self._reading.transport = transport  # type: ignore[assignment]
         self.last_active = self.server.loop.time()
         self.server.conns.add(self)
 
@@ -88,9 +92,8 @@ class FastProtocol(asyncio.Protocol):
         self.buf += data
         if self.task is None:
             self._next()
-        elif len(self.buf) > _READ_HIGH_WATER and not self._reading_paused:
-            self._reading_paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
+        else:
+            self._reading.check(len(self.buf))
 
     def eof_received(self) -> bool:
         """The client closed its side (FIN). With a request in progress that is the client
@@ -111,16 +114,13 @@ class FastProtocol(asyncio.Protocol):
             self._body_timer.cancel()
         if self.task is not None:
             self.task.cancel()  # the client left: stop the upstream request too
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(ConnectionResetError("client closed the connection"))
+        self._writing.lost()
 
     def pause_writing(self) -> None:
-        self._paused = True
+        self._writing.pause()
 
     def resume_writing(self) -> None:
-        self._paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
+        self._writing.resume()
 
     # ------------------------------------------------------------------ httptools callbacks
 
@@ -226,7 +226,7 @@ class FastProtocol(asyncio.Protocol):
             return
         self.buf.clear()
         body = error_json(400, f"malformed HTTP request: {reason}", code="bad_http_request")
-        transport.write(whole(Reply(400, [("Content-Type", "application/json")], body), True))
+        transport.write(whole(Reply(400, [(b"Content-Type", b"application/json")], body), True))
         transport.close()
 
     def _hand_over(self) -> None:
@@ -234,23 +234,18 @@ class FastProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        handler = self.server.aiohttp()
         data = bytes(self.buf)
         self.buf.clear()
         self.server.conns.discard(self)
         self.transport = None
-        transport.set_protocol(handler)
-        handler.connection_made(transport)
-        if data:
-            handler.data_received(data)
-        if self._reading_paused:
-            transport.resume_reading()
+        hand_over(transport, self.server.aiohttp, data)
+        self._reading.resume()
 
     # ------------------------------------------------------------------ replying
 
     async def _run(self, req: FastRequest, handler) -> None:  # type: ignore[no-untyped-def]
         try:
-            resp = await middleware(req, handler)
+            resp = await middleware(req, handler, FAST)
             transport = self.transport
             if transport is None:
                 return
@@ -278,9 +273,7 @@ class FastProtocol(asyncio.Protocol):
             transport.close()
             return
         self.last_active = self.server.loop.time()
-        if self._reading_paused:
-            self._reading_paused = False
-            transport.resume_reading()
+        self._reading.resume()
         if self.buf:
             self._next()
 
@@ -290,12 +283,8 @@ class FastProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             raise ConnectionResetError("client closed the connection")
         transport.write(data)
-        if self._paused:
-            self._drain = self.server.loop.create_future()
-            try:
-                await self._drain
-            finally:
-                self._drain = None
+        if self._writing.paused:
+            await self._writing.wait()
 
     def abort(self) -> None:
         if self.transport is not None:

@@ -1,40 +1,23 @@
-"""Replies on the fast lane: what a handler returns, and how it becomes bytes."""
+"""How a reply becomes bytes on the fast lane: the status line, the headers, Date, the
+framing. aiohttp's rules where a handler's web.Response leaves a choice (no body, no
+Content-Type), so a reply reads the same whichever lane sent it."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
 
 from aiohttp import web
 
-
-class Reply:
-    """A whole reply (status, headers, body) for the fast lane: no multidict, no
-    content-type parsing, one write. forward() makes one for a fast request where it
-    would make a web.Response for an aiohttp one."""
-
-    __slots__ = ("status", "headers", "body")
-    prepared = False
-
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-
-class Streamed:
-    """What forward() returns once a streamed reply has gone out on the fast lane."""
-
-    __slots__ = ("status",)
-    prepared = True
-
-    def __init__(self, status: int) -> None:
-        self.status = status
-
+from eldric.exchange import RawPairs, Reply
 
 # Headers the server writes itself; a handler's copies are dropped.
 _OWN = frozenset(("content-length", "transfer-encoding", "connection", "date", "keep-alive"))
+# Statuses whose replies have no body and no Content-Length (RFC 9110 §8.6, §15.3.5,
+# §15.4.5; aiohttp's EMPTY_BODY_STATUS_CODES and should_remove_content_length).
+_EMPTY = frozenset((204, 304, *range(100, 200)))
 
 _status_lines: dict[int, bytes] = {}
 
@@ -70,30 +53,46 @@ class _DateCache:
 _date = _DateCache()
 
 
-def head_bytes(status: int, headers, close: bool, framing: bytes) -> bytes:  # type: ignore[no-untyped-def]
-    """Status line, the handler's headers, Date, framing (Content-Length or chunked) and
-    Connection: close when this is the connection's last reply."""
-    parts = [status_line(status)]
+def raw_block(headers: RawPairs) -> bytes:
+    """Relayed headers, written as they came (downstream_headers has taken out the ones
+    the server writes itself; llhttp refused CR/LF in them)."""
+    return b"".join([b"%s: %s\r\n" % pair for pair in headers])
+
+
+def text_block(headers: Iterable[tuple[str, str]]) -> bytes:
+    """A handler's own headers (a web.Response's), UTF-8 as aiohttp sends them."""
+    parts = []
     for name, value in headers:
         if name.lower() in _OWN:
             continue
         if "\n" in value or "\r" in value:  # never let a value start a header of its own
             value = value.replace("\r", " ").replace("\n", " ")
-        parts.append(f"{name}: {value}\r\n".encode())  # UTF-8, as aiohttp sends them
-    parts.append(_date.get())
-    parts.append(framing)
-    if close:
-        parts.append(b"Connection: close\r\n")
-    parts.append(b"\r\n")
+        parts.append(f"{name}: {value}\r\n".encode())
     return b"".join(parts)
 
 
+def head_bytes(status: int, block: bytes, close: bool, framing: bytes) -> bytes:
+    """Status line, the header lines, Date, framing (Content-Length or chunked) and
+    Connection: close when this is the connection's last reply."""
+    return b"".join((status_line(status), block, _date.get(), framing,
+                     b"Connection: close\r\n\r\n" if close else b"\r\n"))
+
+
 def whole(resp: Reply | web.Response, close: bool) -> bytes:
-    """A whole reply as bytes: a Reply, or a web.Response with a bytes body (the error and
-    JSON replies the middleware and handlers make)."""
+    """A whole reply as bytes: a Reply, or a web.Response with a bytes body or none (the
+    error and JSON replies the middleware and handlers make)."""
+    if type(resp) is Reply:
+        body = resp.body
+        return head_bytes(resp.status, raw_block(resp.headers), close,
+                          b"Content-Length: %d\r\n" % len(body)) + body
+    assert isinstance(resp, web.Response)
     body = resp.body
-    if not isinstance(body, bytes):  # a Payload: not something fast handlers make
+    if body is None or resp.status in _EMPTY:
+        body = b""
+    elif not isinstance(body, (bytes, bytearray)):  # a Payload: no fast handler makes one
         raise TypeError(f"fast lane cannot send a {type(body).__name__} body")
-    head = head_bytes(resp.status, resp.headers.items() if isinstance(resp, web.Response)
-                      else resp.headers, close, b"Content-Length: %d\r\n" % len(body))
-    return head + body
+    block = text_block(resp.headers.items())
+    if body and "Content-Type" not in resp.headers:
+        block += b"Content-Type: application/octet-stream\r\n"  # aiohttp's default
+    framing = b"" if resp.status in _EMPTY else b"Content-Length: %d\r\n" % len(body)
+    return head_bytes(resp.status, block, close, framing) + body

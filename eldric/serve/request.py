@@ -1,9 +1,10 @@
-"""FastRequest: the part of aiohttp's web.Request that eldric's inference handlers use.
+"""FastRequest: the part of aiohttp's web.Request that eldric's inference handlers use,
+and the fast lane's side of eldric.exchange (its sink, its Lane).
 
 A handler registered with fast_post() runs on both servers: aiohttp gives it a
 web.Request (on a connection aiohttp owns), the fast lane a FastRequest. So this class
-offers exactly what those handlers, the middleware and forward() read; anything else is
-an AttributeError in a test, not a silent difference.
+offers exactly what eldric.exchange.LaneRequest names (those handlers are typed with it);
+anything else is a type error, and an AttributeError in a test.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
 
-from eldric.serve.reply import Streamed, head_bytes
+from eldric.exchange import RawPairs, Reply, Streamed
+from eldric.serve.reply import head_bytes, raw_block
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -71,10 +73,6 @@ class FastRequest:
             return str(peer[0])
         return None
 
-    def stream(self, status: int, headers: list[tuple[str, str]],
-               length: int | None) -> FastSink:
-        return FastSink(self._proto, status, headers, length)
-
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")  # as aiohttp's parser decodes them
@@ -125,7 +123,7 @@ class FastSink:
 
     __slots__ = ("_proto", "status", "_headers", "_length", "_chunked")
 
-    def __init__(self, proto: FastProtocol, status: int, headers: list[tuple[str, str]],
+    def __init__(self, proto: FastProtocol, status: int, headers: RawPairs,
                  length: int | None) -> None:
         self._proto = proto
         self.status = status
@@ -137,8 +135,8 @@ class FastSink:
         framing = (b"Transfer-Encoding: chunked\r\n" if self._chunked
                    else b"Content-Length: %d\r\n" % self._length)
         self._proto.started = True
-        await self._proto.send(head_bytes(self.status, self._headers, self._proto.closing,
-                                          framing))
+        await self._proto.send(head_bytes(self.status, raw_block(self._headers),
+                                          self._proto.closing, framing))
 
     async def write(self, chunk: bytes) -> None:
         if self._chunked:
@@ -156,3 +154,24 @@ class FastSink:
     @property
     def result(self) -> Streamed:
         return Streamed(self.status)
+
+
+class _Fast:
+    """The fast lane's side of eldric.exchange.Lane."""
+
+    __slots__ = ()
+    fast = True
+
+    def reply(self, request: FastRequest, status: int, headers: RawPairs,
+              body: bytes) -> Reply:
+        return Reply(status, headers, body)
+
+    def sink(self, request: FastRequest, status: int, headers: RawPairs,
+             length: int | None) -> FastSink:
+        return FastSink(request._proto, status, headers, length)
+
+    def route(self, request: FastRequest) -> str:
+        return request.path  # the lane takes registered paths only
+
+
+FAST = _Fast()

@@ -12,12 +12,16 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.exchange import LaneRequest
+from eldric.serve.aiohttp_glue import protocol_factory
 from eldric.serve.protocol import FastProtocol
 from eldric.tasks import cancel, spawn
 
 log = structlog.get_logger("eldric.serve")
 
-Handler = Callable[[Any], Awaitable[Any]]
+# A fast route's handler: what it gets is typed with the part of a request both lanes
+# offer, so a handler using what the lane lacks is a type error.
+Handler = Callable[[LaneRequest], Awaitable[Any]]
 
 # The role's fast routes: path -> handler (POST only); see fast_post().
 FAST_ROUTES: web.AppKey[dict[str, Handler]] = web.AppKey("eldric_fast_routes")
@@ -52,7 +56,7 @@ class FastServer:
         cfg = app[keys.CONFIG]
         self.app = app
         self.routes = routes
-        self.aiohttp = runner.server  # makes aiohttp's per-connection protocol
+        self.aiohttp = protocol_factory(runner)  # makes aiohttp's per-connection protocol
         self.max_body = cfg.max_body_bytes
         self.body_timeout_ms = cfg.body_timeout_ms
         # aiohttp's runner gets the same value (eldric.app), so both lanes agree

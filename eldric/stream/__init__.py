@@ -1,6 +1,7 @@
 """THE stream-forwarding core every relaying hop uses (see forward.py)."""
 
-from eldric.stream.forward import Target, Timeouts, UpstreamFailure, forward, with_fields
+from eldric.errors import UpstreamFailure  # its home; re-exported for the roles that relay
+from eldric.stream.forward import Target, Timeouts, forward, with_fields
 from eldric.stream.head import decode_head
 from eldric.stream.upstream_errors import normalise
 

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from eldric.stream.flow import ReadValve
+
 # Body bytes buffered from an upstream before we stop reading its socket (flow control:
 # a slow client slows the upstream down instead of growing memory).
 _HIGH_WATER = 1 << 20
@@ -33,8 +35,9 @@ class ProtocolError(ConnectionError):
     """The upstream sent something that is not HTTP/1.x."""
 
 
-class UpstreamTimeout(TimeoutError):
-    """The upstream was silent too long: before its first body byte, or between two."""
+class ReplyTimeout(TimeoutError):
+    """The upstream was silent too long: before its first body byte, or between two.
+    (Not eldric.errors.UpstreamTimeout, the 504 a client gets.)"""
 
     def __init__(self, phase: str, seconds: float) -> None:
         self.phase = phase  # first_byte | idle
@@ -44,15 +47,18 @@ class UpstreamTimeout(TimeoutError):
 
 
 class Response:
-    """One upstream reply: status and headers, then body chunks as they arrive."""
+    """One upstream reply: status and headers, then body chunks as they arrive.
+
+    Headers are the (name, value) bytes as received: relayed as they came, never decoded
+    and encoded again (a byte outside ASCII stays that byte)."""
 
     __slots__ = ("status", "headers", "content_type", "content_length", "_chunks", "_buffered",
                  "_waiter", "_done", "_error", "_conn")
 
     def __init__(self, conn: _Conn) -> None:
         self.status = 0
-        self.headers: list[tuple[str, str]] = []
-        self.content_type = ""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.content_type = b""
         self.content_length: int | None = None
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -79,8 +85,8 @@ class Response:
                 self._waiter = None
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
-        if self._buffered < _LOW_WATER:
-            self._conn.resume()
+        if self._conn.valve.paused:
+            self._conn.valve.check(self._buffered)
         return chunk
 
     async def read_all(self) -> bytes:
@@ -102,7 +108,7 @@ class Response:
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > _HIGH_WATER:
-            self._conn.pause()
+            self._conn.valve.pause()
         self._wake()
 
     def _end(self, error: BaseException | None = None) -> None:
@@ -119,7 +125,7 @@ class Response:
 class _Conn(asyncio.Protocol):
     """One keep-alive connection to an upstream; one request at a time."""
 
-    def __init__(self, pool: Pool, key: tuple[str, str, int]) -> None:
+    def __init__(self, pool: ConnectionPool, key: tuple[str, str, int]) -> None:
         self.pool = pool
         self.key = key
         # Kept: asyncio.get_running_loop() costs a getpid() syscall per call on 3.11.
@@ -129,7 +135,7 @@ class _Conn(asyncio.Protocol):
         self.response: Response | None = None
         self.head_waiter: asyncio.Future[Response] | None = None
         self.closed = False
-        self.paused = False
+        self.valve = ReadValve(_HIGH_WATER, _LOW_WATER)
         self.keep_alive = True
         self.idle_since = 0.0
         self.head_only = False
@@ -142,9 +148,14 @@ class _Conn(asyncio.Protocol):
         self.got_body = False
         self.last_data = 0.0
 
+    @property
+    def paused(self) -> bool:
+        """Reading is paused: a slow client has not taken what came."""
+        return self.valve.paused
+
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = self.valve.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         self.last_data = self.loop.time()
@@ -166,7 +177,7 @@ class _Conn(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.response is not None
-        self.response.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        self.response.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         resp = self.response
@@ -175,9 +186,9 @@ class _Conn(asyncio.Protocol):
         self.keep_alive = self.parser.should_keep_alive()
         for name, value in resp.headers:
             low = name.lower()
-            if low == "content-type":
-                resp.content_type = value.split(";", 1)[0].strip().lower()
-            elif low == "content-length":
+            if low == b"content-type":
+                resp.content_type = value.split(b";", 1)[0].strip().lower()
+            elif low == b"content-length":
                 try:
                     resp.content_length = int(value)
                 except ValueError:
@@ -227,30 +238,20 @@ class _Conn(asyncio.Protocol):
         if not self.got_body:
             # Headers may come early (a streaming server), the first body byte is what a
             # long prompt delays: until it, the first-byte timeout applies.
-            self._fail(UpstreamTimeout("first_byte", self.first_timeout))
+            self._fail(ReplyTimeout("first_byte", self.first_timeout))
             self._close()
-        elif self.paused or now - self.last_data < self.idle_timeout:
+        elif self.valve.paused or now - self.last_data < self.idle_timeout:
             # Reading is paused for a slow client, or data came: not the upstream's silence.
-            base = now if self.paused else self.last_data
+            base = now if self.valve.paused else self.last_data
             self.timer = self.loop.call_at(base + self.idle_timeout, self._on_timer)
         else:
-            self._fail(UpstreamTimeout("idle", self.idle_timeout))
+            self._fail(ReplyTimeout("idle", self.idle_timeout))
             self._close()
 
     def _disarm(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-
-    def pause(self) -> None:
-        if not self.paused and self.transport is not None and not self.closed:
-            self.paused = True
-            self.transport.pause_reading()
-
-    def resume(self) -> None:
-        if self.paused and self.transport is not None and not self.closed:
-            self.paused = False
-            self.transport.resume_reading()
 
     def finish(self, reusable: bool) -> None:
         if self.response is None:
@@ -259,7 +260,7 @@ class _Conn(asyncio.Protocol):
         self.response = None
         self.head_waiter = None
         if reusable and self.keep_alive and not self.closed:
-            self.resume()
+            self.valve.resume()
             self.pool.put(self)
         else:
             self._close()
@@ -277,8 +278,9 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
 
-class Pool:
-    """Keep-alive connections per (scheme, host, port), shared by every role in a process."""
+class ConnectionPool:
+    """Keep-alive connections per (scheme, host, port), shared by every role in a process.
+    (Not the router's pool of workers.)"""
 
     def __init__(self, idle_timeout: float = 60.0, max_idle_per_host: int = 256) -> None:
         self.idle: dict[tuple[str, str, int], deque[_Conn]] = {}
@@ -309,7 +311,7 @@ class Pool:
         """Send one request; return once the status line and headers have arrived.
 
         `header_block` is the request's header lines, already encoded ("Name: value\\r\\n"
-        each; see eldric.stream.headers.upstream_header_block). Raises UpstreamTimeout,
+        each; see eldric.stream.headers.upstream_header_block). Raises ReplyTimeout,
         ConnectTimeout, or an OSError (refused, reset, closed, TLS, not HTTP).
         """
         key, host, prefix = self._target(base_url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import AnyStr
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus those the next hop must compute itself.
 HOP_BY_HOP = frozenset({
@@ -28,17 +29,35 @@ _DROP_DOWNSTREAM = HOP_BY_HOP | {
 
 
 _DROP_UPSTREAM_RAW = frozenset(n.encode() for n in _DROP_UPSTREAM)
+_DROP_DOWNSTREAM_RAW = frozenset(n.encode() for n in _DROP_DOWNSTREAM)
+# What a Connection header says most of the time: nothing beyond what is dropped anyway.
+_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", "keep-alive", "close"))
+
+
+def _named(values: list[AnyStr]) -> set[AnyStr]:
+    """The header names a Connection header lists (RFC 9110 §7.6.1: they are this hop's
+    own), lower-case, as the values' own type."""
+    if len(values) == 1 and values[0].lower() in _PLAIN_CONNECTION:
+        return set()  # the usual "keep-alive" or "close": nothing more to drop
+    comma = b"," if isinstance(values[0], bytes) else ","
+    return {t.strip().lower() for v in values for t in v.split(comma)} - {b"", ""}  # type: ignore[arg-type, operator]
 
 
 def upstream_header_block(raw: Iterable[tuple[bytes, bytes]], request_id: str,
                           extra: Mapping[str, str] | None = None) -> bytes:
     """The header lines sent upstream, encoded, straight from the client's raw headers
     (llhttp, on either lane, has already refused CR/LF in them): nothing decoded, nothing
-    re-encoded. `extra` (the upstream's own credentials) replaces same-named headers."""
+    re-encoded. `extra` (the upstream's own credentials) replaces same-named headers;
+    headers the client's Connection header names stay behind, as hop-by-hop ones do."""
     drop = _DROP_UPSTREAM_RAW
     if extra:
         drop = drop | {k.lower().encode() for k in extra}
-    lines = [b"%s: %s\r\n" % (name, value) for name, value in raw if name.lower() not in drop]
+    named: list[bytes] = []
+    kept = [(name, value) for name, value in raw
+            if (low := name.lower()) not in drop or (low == b"connection" and named.append(value))]
+    if named and (more := _named(named)):
+        kept = [(name, value) for name, value in kept if name.lower() not in more]
+    lines = [b"%s: %s\r\n" % pair for pair in kept]
     lines.append(b"X-Request-ID: %s\r\n" % request_id.encode())
     if extra:
         for name, value in extra.items():
@@ -48,10 +67,22 @@ def upstream_header_block(raw: Iterable[tuple[bytes, bytes]], request_id: str,
     return b"".join(lines)
 
 
-def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The upstream's reply headers the client gets (repeated ones, e.g. Set-Cookie, kept).
-    A list: aiohttp builds its own multidict from it, once."""
-    return [(k, v) for k, v in upstream if k.lower() not in _DROP_DOWNSTREAM]
+def downstream_headers(upstream: Iterable[tuple[AnyStr, AnyStr]]) -> list[tuple[AnyStr, AnyStr]]:
+    """The upstream's reply headers the client gets (repeated ones, e.g. Set-Cookie, kept),
+    as the names and values came (bytes from eldric's client, text from aiohttp's), minus
+    hop-by-hop ones and those the upstream's Connection header names."""
+    pairs = upstream if isinstance(upstream, list) else list(upstream)
+    if not pairs:
+        return []
+    raw = isinstance(pairs[0][0], bytes)
+    drop: frozenset = _DROP_DOWNSTREAM_RAW if raw else _DROP_DOWNSTREAM
+    connection = b"connection" if raw else "connection"
+    named: list[AnyStr] = []
+    kept = [(k, v) for k, v in pairs
+            if (low := k.lower()) not in drop or (low == connection and named.append(v))]
+    if named and (more := _named(named)):
+        kept = [(k, v) for k, v in kept if k.lower() not in more]
+    return kept
 
 
 def header_text(text: str, limit: int = 300) -> str:

@@ -1,7 +1,10 @@
-"""Server-Sent Events helpers: the terminal error event and a splitter for read-only taps."""
+"""Server-Sent Events helpers: the terminal error event, and the one splitter that frames
+a stream into events for read-only taps (EventSplitter), for the filter that drops some
+(EventFilter), and for the cloud role's Anthropic translation."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import structlog
@@ -10,55 +13,83 @@ log = structlog.get_logger("eldric.stream")
 
 Tap = Callable[[bytes], None]
 
+# The blank line that ends an event: LF or CRLF framing, as SSE allows. The leftmost
+# match is the first event's end, whichever framing the upstream uses.
+_END = re.compile(rb"\r\n\r\n|\n\n")
+
 
 def error_event(error_body: bytes) -> bytes:
     """One SSE event carrying an OpenAI error object; ends a stream that failed midway."""
     return b"data: " + error_body + b"\n\n"
 
 
-def _first_event(buf: bytes) -> tuple[int, int]:
-    """Where the first complete event in `buf` ends, and the length of the blank line
-    after it (LF or CRLF framing, as SSE allows); (-1, 0) if none is complete yet."""
-    i = buf.find(b"\n\n")
-    j = buf.find(b"\r\n\r\n")
-    if j >= 0 and (i < 0 or j < i):
-        return j, 4
-    return (i, 2) if i >= 0 else (-1, 0)
+class Framer:
+    """Splits SSE bytes into events, however they were chunked on the wire, in time linear
+    in the bytes: one buffer, appended to, searched from where the last search stopped
+    (less the three bytes a blank line may have begun with), and cut once per chunk."""
+
+    __slots__ = ("_buf", "_scan")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._scan = 0  # no event ends before this offset in _buf
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes, int]]:
+        """The events `chunk` completes: each as (its bytes with the blank line after it,
+        the length without)."""
+        buf = self._buf
+        buf += chunk
+        events = []
+        start = 0
+        match = _END.search(buf, self._scan)
+        while match is not None:
+            end = match.end()
+            events.append((bytes(buf[start:end]), match.start() - start))
+            start = end
+            match = _END.search(buf, start)
+        if start:
+            del buf[:start]
+        self._scan = max(0, len(buf) - 3)
+        return events
+
+    def rest(self) -> bytes:
+        """What is left when the stream ends (an event without its blank line), emptied."""
+        rest = bytes(self._buf)
+        self._buf.clear()
+        self._scan = 0
+        return rest
 
 
 class EventSplitter:
     """Feeds complete SSE events (without the blank line) to a tap, however the bytes
     were chunked on the wire. The bytes sent on are never changed by it."""
 
-    __slots__ = ("_buf", "_tap", "_broken")
+    __slots__ = ("_framer", "_tap", "_broken")
 
     def __init__(self, tap: Tap):
-        self._buf = b""
+        self._framer = Framer()
         self._tap = tap
         self._broken = False
 
     def feed(self, chunk: bytes) -> None:
         if self._broken:
             return
-        buf = self._buf + chunk
-        while not self._broken:
-            end, blank = _first_event(buf)
-            if end < 0:
-                break
-            event, buf = buf[:end], buf[end + blank:]
-            self._call(event)
-        self._buf = b"" if self._broken else buf
+        for event, n in self._framer.feed(chunk):
+            self._call(event[:n])
+            if self._broken:
+                return
 
     def close(self) -> None:
-        if self._buf.strip():
-            self._call(self._buf)
-        self._buf = b""
+        rest = self._framer.rest()
+        if rest.strip() and not self._broken:
+            self._call(rest)
 
     def _call(self, event: bytes) -> None:
         try:
             self._tap(event)
         except Exception as exc:  # a tap only reads; its failure must not break a stream
             self._broken = True
+            self._framer.rest()  # nothing more is buffered for it
             log.error("stream_tap_failed", error=repr(exc))
 
 
@@ -67,25 +98,17 @@ class EventFilter:
     client did not ask for). Only used when a caller asks for it: it re-frames the
     stream event by event instead of relaying chunks as they came."""
 
-    __slots__ = ("_buf", "_drop")
+    __slots__ = ("_framer", "_drop")
 
     def __init__(self, drop: Callable[[bytes], bool]):
-        self._buf = b""
+        self._framer = Framer()
         self._drop = drop
 
     def feed(self, chunk: bytes) -> bytes:
-        buf = self._buf + chunk
-        out = []
-        while True:
-            end, blank = _first_event(buf)
-            if end < 0:
-                break
-            event, buf = buf[:end + blank], buf[end + blank:]  # with its own blank line
-            if not self._drop(event[:end]):
-                out.append(event)
-        self._buf = buf
-        return b"".join(out)
+        drop = self._drop
+        return b"".join([event for event, n in self._framer.feed(chunk)
+                         if not drop(event[:n])])
 
     def close(self) -> bytes:
-        rest, self._buf = self._buf, b""
+        rest = self._framer.rest()
         return rest if rest.strip() and not self._drop(rest) else b""

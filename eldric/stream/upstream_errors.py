@@ -44,13 +44,5 @@ def normalise(status: int, body: bytes, upstream: str) -> bytes:
     return error_json(status, message, code=_str_or_none(code))
 
 
-def message_of(error_body: bytes) -> str:
-    """The message of an OpenAI-shaped error body (for logs and retry reports)."""
-    try:
-        return msgspec.json.decode(error_body)["error"]["message"]
-    except Exception:
-        return error_body[:200].decode("utf-8", "replace")
-
-
 def _str_or_none(v: Any) -> str | None:
     return None if v is None else str(v)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from eldric.stream.client import Pool, UpstreamClosed, UpstreamTimeout
+from eldric.stream.client import ConnectionPool, ReplyTimeout, UpstreamClosed
 
 T = dict(connect_timeout=2, first_byte_timeout=2, idle_timeout=2)
 
@@ -55,7 +55,7 @@ async def upstream(aiohttp_server):
 
 async def test_keep_alive_reuses_one_connection(upstream):
     server, peers, bodies = upstream
-    pool = Pool()
+    pool = ConnectionPool()
     base = str(server.make_url("")).rstrip("/")
     for i in range(5):
         resp = await pool.request("POST", base, f"/v1/echo?i={i}", b"X-Test: yes\r\n",
@@ -69,7 +69,7 @@ async def test_keep_alive_reuses_one_connection(upstream):
 
 async def test_base_url_path_prefix(upstream):
     server, _, bodies = upstream
-    pool = Pool()
+    pool = ConnectionPool()
     resp = await pool.request("POST", str(server.make_url("/prefix")), "/v1/echo", b"", b"{}", **T)
     assert resp.status == 200
     await resp.read_all()
@@ -80,7 +80,7 @@ async def test_base_url_path_prefix(upstream):
 
 async def test_chunked_reply_is_decoded(upstream):
     server, _, _ = upstream
-    pool = Pool()
+    pool = ConnectionPool()
     resp = await pool.request("GET", str(server.make_url("")), "/v1/chunked", b"", b"", **T)
     assert resp.content_length is None
     assert await resp.read_all() == b"part0;part1;part2;"
@@ -90,7 +90,7 @@ async def test_chunked_reply_is_decoded(upstream):
 
 async def test_head_reply_has_no_body(upstream):
     server, _, _ = upstream
-    pool = Pool()
+    pool = ConnectionPool()
     resp = await asyncio.wait_for(
         pool.request("HEAD", str(server.make_url("")), "/v1/echo", b"", b"", **T), 3)
     assert resp.status == 200 and await resp.read_all() == b""
@@ -113,7 +113,7 @@ async def test_stale_pooled_connection_is_retried_on_a_fresh_one(aiohttp_server)
 
     server = await asyncio.start_server(once, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    pool = Pool()
+    pool = ConnectionPool()
     for pause in (0.05, 0, 0.05, 0, 0):  # with and without time for the FIN to arrive
         resp = await pool.request("POST", f"http://127.0.0.1:{port}", "/", b"", b"{}", **T)
         assert await resp.read_all() == b"ok"
@@ -126,7 +126,7 @@ async def test_stale_pooled_connection_is_retried_on_a_fresh_one(aiohttp_server)
 
 async def test_slow_reader_pauses_the_upstream_without_timing_out(upstream):
     server, _, _ = upstream
-    pool = Pool()
+    pool = ConnectionPool()
     resp = await pool.request("GET", str(server.make_url("")), "/v1/big", b"", b"",
                               connect_timeout=2, first_byte_timeout=2, idle_timeout=0.3)
     got = len(await resp.read_chunk())
@@ -152,8 +152,8 @@ async def test_first_byte_timeout_and_server_closing_mid_reply():
 
     s1 = await asyncio.start_server(silent, "127.0.0.1", 0)
     s2 = await asyncio.start_server(dies, "127.0.0.1", 0)
-    pool = Pool()
-    with pytest.raises(UpstreamTimeout) as info:
+    pool = ConnectionPool()
+    with pytest.raises(ReplyTimeout) as info:
         await pool.request("GET", f"http://127.0.0.1:{s1.sockets[0].getsockname()[1]}", "/",
                            b"", b"", connect_timeout=1, first_byte_timeout=0.2, idle_timeout=1)
     assert info.value.phase == "first_byte"

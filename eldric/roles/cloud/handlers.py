@@ -91,7 +91,7 @@ async def inference(request: web.Request) -> web.StreamResponse:
         except UpstreamFailure as exc:
             cs.metrics.error(backend.name, model)
             failures.append(f"{backend.name}: {exc.message}")
-            exc.mark_down(request.app[keys.BUS], backend.state)
+            request.app[keys.BUS].mark_down(backend.state, exc)
             if not exc.retryable:
                 return exc.response()
             if exc.kind == "unsupported":

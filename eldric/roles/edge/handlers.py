@@ -117,7 +117,7 @@ async def _to_routers(request: web.Request, es: EdgeState, body: bytes,
                 return resp
             # forward() raises only what another router may answer (retryable)
             failures.append(f"{state.id}: {exc.message}")
-            exc.mark_down(bus, state)
+            bus.mark_down(state, exc)
             if exc.kind in ("timeout", "closed"):
                 es.routers.confirm(request.app, state,
                                    min(es.cfg.health_check_interval_ms / 1000, 5.0))

@@ -77,7 +77,7 @@ def passive_mark(app: web.Application, w: Worker, exc: UpstreamFailure) -> None:
     failing check takes it out. A 4xx, a 429 or a "not here" (501/405) count for nothing."""
     rs = app[ROUTER]
     if exc.kind == "connect":
-        exc.mark_down(app[keys.BUS], w.state)
+        app[keys.BUS].mark_down(w.state, exc)
         return
     if exc.kind == "unsupported" or (exc.kind == "status" and exc.status < 500):
         return

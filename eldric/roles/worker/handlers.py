@@ -8,13 +8,13 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.bus.routes import json_response
-from eldric.errors import EldricError, ModelNotFound, UpstreamTimeout, UpstreamUnavailable
+from eldric.errors import (NOT_HERE_HEADERS, EldricError, ModelNotFound, UpstreamTimeout,
+                           UpstreamUnavailable)
 from eldric.http import read_body
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.serve.server import fast_post
 from eldric.stream import UpstreamFailure, decode_head, forward
-from eldric.stream.forward import NOT_HERE_HEADERS
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 
 
@@ -33,7 +33,7 @@ async def _relay(request: web.Request, body: bytes) -> web.StreamResponse:
     try:
         resp = await forward(request, st.target, request.path, body, timeouts=st.timeouts)
     except UpstreamFailure as exc:
-        exc.mark_down(request.app[keys.BUS], st.upstream)
+        request.app[keys.BUS].mark_down(st.upstream, exc)
         raise _as_error(st, exc) from None
     if not st.upstream.healthy and resp.status < 500:
         request.app[keys.BUS].mark(st.upstream, True)
