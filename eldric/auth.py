@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hmac
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from eldric.errors import Unauthorized
 
+if TYPE_CHECKING:
+    from eldric.exchange import LaneRequest
 
-def presented_key(request: web.Request) -> str | None:
+
+def presented_key(request: LaneRequest) -> str | None:
     """The key a request carries: `Authorization: Bearer …` or `X-API-Key`."""
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":
@@ -21,7 +23,7 @@ def key_matches(presented: str | None, expected: str) -> bool:
     return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
 
 
-def require_key(request: web.Request, expected: str | None, what: str) -> None:
+def require_key(request: LaneRequest, expected: str | None, what: str) -> None:
     """Raise 401 unless `expected` is unset or the request presents it."""
     if expected is None:
         return

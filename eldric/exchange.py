@@ -22,7 +22,7 @@ decodes them (``text_headers``), because aiohttp writes text.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 from aiohttp import web
 
@@ -50,7 +50,10 @@ class LaneRequest(Protocol):
     def remote(self) -> str | None: ...
     def __getitem__(self, key: Any) -> Any: ...  # request-scoped storage (keys.HOP)
     def __setitem__(self, key: Any, value: Any) -> None: ...
-    def get(self, key: Any, default: Any = None) -> Any: ...
+    @overload
+    def get(self, key: Any, /) -> Any: ...
+    @overload
+    def get(self, key: Any, default: Any, /) -> Any: ...
 
 
 class Reply:
@@ -75,6 +78,10 @@ class Streamed:
 
     def __init__(self, status: int) -> None:
         self.status = status
+
+
+# What a handler returns, on either lane (web.Response is a StreamResponse).
+Answer = web.StreamResponse | Reply | Streamed
 
 
 class Sink(Protocol):

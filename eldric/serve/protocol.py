@@ -17,7 +17,7 @@ from eldric.serve.request import FAST, FastRequest
 from eldric.stream.flow import ReadValve, WriteValve
 
 if TYPE_CHECKING:
-    from eldric.serve.server import FastServer
+    from eldric.serve.server import FastServer, Handler
 
 log = structlog.get_logger("eldric.serve")
 
@@ -79,7 +79,7 @@ class FastProtocol(asyncio.Protocol):
         self._reading = ReadValve(_READ_HIGH_WATER, 0)
         self._writing = WriteValve(server.loop)
         self._body_timer: asyncio.TimerHandle | None = None
-        self._handler = None  # the fast route of the request being read
+        self._handler: Handler | None = None  # the fast route of the request being read
 
     # ------------------------------------------------------------------ asyncio callbacks
 

@@ -82,9 +82,9 @@ def whole(resp: Reply | web.Response, close: bool) -> bytes:
     """A whole reply as bytes: a Reply, or a web.Response with a bytes body or none (the
     error and JSON replies the middleware and handlers make)."""
     if type(resp) is Reply:
-        body = resp.body
+        data = resp.body
         return head_bytes(resp.status, raw_block(resp.headers), close,
-                          b"Content-Length: %d\r\n" % len(body)) + body
+                          b"Content-Length: %d\r\n" % len(data)) + data
     assert isinstance(resp, web.Response)
     body = resp.body
     if body is None or resp.status in _EMPTY:

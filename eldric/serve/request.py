@@ -132,8 +132,9 @@ class FastSink:
         self._chunked = length is None
 
     async def start(self) -> None:
-        framing = (b"Transfer-Encoding: chunked\r\n" if self._chunked
-                   else b"Content-Length: %d\r\n" % self._length)
+        length = self._length
+        framing = (b"Transfer-Encoding: chunked\r\n" if length is None
+                   else b"Content-Length: %d\r\n" % length)
         self._proto.started = True
         await self._proto.send(head_bytes(self.status, raw_block(self._headers),
                                           self._proto.closing, framing))

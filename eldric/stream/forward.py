@@ -26,7 +26,7 @@ from eldric import keys
 from eldric.bus import Bus, UpstreamState
 from eldric.context import Hop
 from eldric.errors import UpstreamFailure, error_json
-from eldric.exchange import LaneRequest, Sink, encode_headers, text_headers
+from eldric.exchange import Answer, LaneRequest, Sink, encode_headers, text_headers
 from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_header_block
 from eldric.stream.sse import EventFilter, EventSplitter, Tap, error_event
@@ -95,7 +95,7 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
                   tap: Tap | None = None, method: str | None = None,
                   query: str | None = None,
                   reply_headers: Mapping[str, str] | None = None,
-                  drop: Callable[[bytes], bool] | None = None) -> object:
+                  drop: Callable[[bytes], bool] | None = None) -> Answer:
     """Relay `body` to target+path and stream the reply back to the client.
 
     Returns what the request's lane sends (eldric.exchange.Lane): on the fast lane a
@@ -146,7 +146,7 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
 async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response,
                   target: Target, timeouts: Timeouts, reply_headers: Mapping[str, str] | None,
                   tap: Tap | None, drop: Callable[[bytes], bool] | None
-                  ) -> tuple[str, float | None, object]:
+                  ) -> tuple[str, float | None, Answer]:
     """The reply, once its head is here: (outcome, first byte time, what to return)."""
     status = upstream_resp.status
     if status >= 400:

@@ -34,6 +34,13 @@ _DROP_DOWNSTREAM_RAW = frozenset(n.encode() for n in _DROP_DOWNSTREAM)
 _PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", "keep-alive", "close"))
 
 
+def _aside(named: list[AnyStr], value: AnyStr) -> bool:
+    """Keep a Connection header's value (the header itself is dropped) to read its names
+    once every header has been seen: it may come after the ones it names."""
+    named.append(value)
+    return False
+
+
 def _named(values: list[AnyStr]) -> set[AnyStr]:
     """The header names a Connection header lists (RFC 9110 §7.6.1: they are this hop's
     own), lower-case, as the values' own type."""
@@ -54,7 +61,7 @@ def upstream_header_block(raw: Iterable[tuple[bytes, bytes]], request_id: str,
         drop = drop | {k.lower().encode() for k in extra}
     named: list[bytes] = []
     kept = [(name, value) for name, value in raw
-            if (low := name.lower()) not in drop or (low == b"connection" and named.append(value))]
+            if (low := name.lower()) not in drop or (low == b"connection" and _aside(named, value))]
     if named and (more := _named(named)):
         kept = [(name, value) for name, value in kept if name.lower() not in more]
     lines = [b"%s: %s\r\n" % pair for pair in kept]
@@ -79,7 +86,7 @@ def downstream_headers(upstream: Iterable[tuple[AnyStr, AnyStr]]) -> list[tuple[
     connection = b"connection" if raw else "connection"
     named: list[AnyStr] = []
     kept = [(k, v) for k, v in pairs
-            if (low := k.lower()) not in drop or (low == connection and named.append(v))]
+            if (low := k.lower()) not in drop or (low == connection and _aside(named, v))]
     if named and (more := _named(named)):
         kept = [(k, v) for k, v in kept if k.lower() not in more]
     return kept

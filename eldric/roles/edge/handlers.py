@@ -13,6 +13,7 @@ from eldric import keys
 from eldric.auth import presented_key, require_key
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauthorized, UpstreamUnavailable
+from eldric.exchange import Answer, LaneRequest
 from eldric.explain import format_ms
 from eldric.http import read_body
 from eldric.roles.edge.clients import Client
@@ -27,7 +28,7 @@ STATIC = Path(__file__).parent / "static"
 COOKIE = "eldric_key"
 
 
-def client_ip(request: web.Request, es: EdgeState) -> str:
+def client_ip(request: LaneRequest, es: EdgeState) -> str:
     """The socket peer; X-Forwarded-For only when the peer is a trusted proxy (then the
     right-most address that is not itself a trusted proxy)."""
     peer = request.remote or ""
@@ -48,7 +49,7 @@ def _trusted(addr: str, es: EdgeState) -> bool:
     return any(ip in net for net in es.trusted)
 
 
-async def authenticate(request: web.Request, es: EdgeState) -> Client | None:
+async def authenticate(request: LaneRequest, es: EdgeState) -> Client | None:
     """The client a request belongs to; raises 401 when a key is required and missing,
     wrong or revoked. Browsers of /chat carry the key in an HttpOnly cookie."""
     key = presented_key(request) or request.cookies.get(COOKIE)
@@ -65,7 +66,7 @@ def _limit_headers(d: Decision) -> dict[str, str]:
     return {"X-RateLimit-Limit": str(d.limit), "X-RateLimit-Remaining": str(max(0, d.remaining))}
 
 
-async def proxy(request: web.Request) -> web.StreamResponse:
+async def proxy(request: LaneRequest) -> Answer:
     """Every /v1/* request: auth, rate limit, then the routers in turn."""
     es = request.app[EDGE]
     client = await authenticate(request, es)
@@ -100,8 +101,8 @@ async def proxy(request: web.Request) -> web.StreamResponse:
         raise
 
 
-async def _to_routers(request: web.Request, es: EdgeState, body: bytes,
-                      headers: dict[str, str]) -> web.StreamResponse:
+async def _to_routers(request: LaneRequest, es: EdgeState, body: bytes,
+                      headers: dict[str, str]) -> Answer:
     bus = request.app[keys.BUS]
     failures = []
     for state in es.routers.order():

@@ -15,6 +15,7 @@ from eldric.auth import require_key
 from eldric.bus.routes import json_response
 from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
                            UpstreamUnavailable)
+from eldric.exchange import Answer, LaneRequest
 from eldric.http import read_body
 from eldric.roles.router.health import passive_mark
 from eldric.roles.router.pool import Worker
@@ -32,7 +33,7 @@ class _Full(Exception):
     """Every candidate is at its concurrency cap and the wait ran out."""
 
 
-async def inference(request: web.Request) -> web.StreamResponse:
+async def inference(request: LaneRequest) -> Answer:
     """POST /v1/chat/completions, /v1/completions, /v1/embeddings: their heads require a
     model (other /v1/* paths are passthrough())."""
     try:
@@ -51,8 +52,7 @@ def _not_routed(rs: RouterState, why: str | None) -> dict[str, str]:
             "X-Eldric-Route-Reason": f"not routed: {why}"}
 
 
-async def route(request: web.Request, body: bytes,
-                asked: str | None) -> web.StreamResponse:
+async def route(request: LaneRequest, body: bytes, asked: str | None) -> Answer:
     """Route to a worker serving `asked` (None: a request naming no model, any worker)
     and the request's path, trying the model's aliases and fallbacks in turn."""
     rs = request.app[ROUTER]
@@ -147,8 +147,8 @@ class _Tries:
             self.other_failures += 1
 
 
-async def _try(request: web.Request, rs: RouterState, body: bytes, candidates: list[Worker],
-               tries: _Tries) -> web.StreamResponse | None:
+async def _try(request: LaneRequest, rs: RouterState, body: bytes, candidates: list[Worker],
+               tries: _Tries) -> Answer | None:
     """Up to max_attempts workers for one model, best first. None if all failed."""
     app = request.app
     metrics = app[keys.BUS].metrics
@@ -229,7 +229,7 @@ async def _wait_for_room(rs: RouterState, live: list[Worker]) -> Worker:
         pool.waiting -= 1
 
 
-async def passthrough(request: web.Request) -> web.StreamResponse:
+async def passthrough(request: web.Request) -> Answer:
     """Any other /v1/* path: routed by its JSON body's model if it has one."""
     try:
         body = await read_body(request)

@@ -10,6 +10,7 @@ from eldric import keys
 from eldric.bus.routes import json_response
 from eldric.errors import (NOT_HERE_HEADERS, EldricError, ModelNotFound, UpstreamTimeout,
                            UpstreamUnavailable)
+from eldric.exchange import Answer, LaneRequest
 from eldric.http import read_body
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
@@ -26,7 +27,7 @@ def _refuse_while_loading(st: WorkerState) -> None:
                                   code="model_loading", headers={"Retry-After": "2"})
 
 
-async def _relay(request: web.Request, body: bytes) -> web.StreamResponse:
+async def _relay(request: LaneRequest, body: bytes) -> Answer:
     """Forward to the backend; a backend that cannot be reached is marked down at once."""
     st = request.app[WORKER]
     _refuse_while_loading(st)
@@ -50,7 +51,7 @@ def _as_error(st: WorkerState, exc: UpstreamFailure) -> Exception:
     return exc  # the backend's own error status and (normalised) message
 
 
-async def inference(request: web.Request) -> web.StreamResponse:
+async def inference(request: LaneRequest) -> Answer:
     """POST /v1/chat/completions, /v1/completions, /v1/embeddings."""
     body = await read_body(request)
     head = decode_head(body, HEAD_BY_PATH[request.path])
@@ -58,7 +59,7 @@ async def inference(request: web.Request) -> web.StreamResponse:
     return await _relay(request, body)
 
 
-async def embeddings_disabled(request: web.Request) -> web.StreamResponse:
+async def embeddings_disabled(request: LaneRequest) -> Answer:
     """POST /v1/embeddings to the embedded llama.cpp started without --embeddings: answered
     here, naming eldric's flag (llama.cpp's own 501 names its own command line)."""
     raise EldricError("embeddings are off on this worker: start it with `eldric --role worker "
@@ -66,7 +67,7 @@ async def embeddings_disabled(request: web.Request) -> web.StreamResponse:
                       code="embeddings_disabled", headers=NOT_HERE_HEADERS)
 
 
-async def passthrough(request: web.Request) -> web.StreamResponse:
+async def passthrough(request: web.Request) -> Answer:
     """Any other /v1/* path (responses, rerank, audio, images…): forwarded as it is."""
     body = await read_body(request)
     return await _relay(request, body)
