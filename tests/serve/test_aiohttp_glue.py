@@ -1,0 +1,107 @@
+"""What eldric.serve.aiohttp_glue relies on in aiohttp, pinned: an aiohttp upgrade that
+changes it fails here, by name. Real sockets on 127.0.0.1; a bare asyncio server stands
+in for the fast lane (it takes each connection's first bytes, then hands it over)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from eldric.serve.aiohttp_glue import drain, hand_over, protocol_factory
+
+from tests.conftest import read_reply
+
+GET = b"GET /slow?s=%s HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+class _Lane(asyncio.Protocol):
+    """Reads until it has a whole head, pauses reading (as the lane does under pipelined
+    load), then hands the connection and the bytes it holds to aiohttp."""
+
+    def __init__(self, factory) -> None:  # type: ignore[no-untyped-def]
+        self.factory = factory
+        self.buf = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if b"\r\n\r\n" in self.buf:
+            self.transport.pause_reading()  # type: ignore[attr-defined]
+            hand_over(self.transport, self.factory, self.buf)  # type: ignore[arg-type]
+            self.transport.resume_reading()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def handed_over():
+    """(port, runner) of an aiohttp app served only through hand_over()."""
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query["s"]))
+        return web.Response(text=request.query["s"])
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                           keepalive_timeout=30)
+    await runner.setup()
+    factory = protocol_factory(runner)
+    server = await asyncio.get_running_loop().create_server(lambda: _Lane(factory),
+                                                            "127.0.0.1", 0)
+    yield server.sockets[0].getsockname()[1], runner
+    server.close()
+    await runner.cleanup()
+
+
+async def test_runner_server_makes_the_per_connection_protocol(handed_over):
+    _, runner = handed_over
+    proto = protocol_factory(runner)()
+    assert isinstance(proto, asyncio.Protocol)
+    assert callable(proto.connection_made) and callable(proto.data_received)
+
+
+async def test_handed_over_bytes_are_parsed_and_the_connection_stays(handed_over):
+    """aiohttp answers what the lane had buffered (two pipelined requests and the start of
+    a third), in order, then goes on reading the same connection."""
+    port, _ = handed_over
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(GET % b"0" + GET % b"0.01" + (GET % b"0")[:10])
+    writer.write((GET % b"0")[10:])
+    for want in (b"0", b"0.01", b"0"):
+        status, _, body = await read_reply(reader)
+        assert (status, body) == (200, want)
+    writer.write(GET % b"0")
+    assert (await read_reply(reader))[2] == b"0"
+    writer.close()
+
+
+async def test_drain_finishes_replies_in_progress_and_closes_idle_ones(handed_over):
+    port, runner = handed_over
+    busy_r, busy_w = await asyncio.open_connection("127.0.0.1", port)
+    idle_r, idle_w = await asyncio.open_connection("127.0.0.1", port)
+    idle_w.write(GET % b"0")
+    assert (await read_reply(idle_r))[0] == 200
+    late_r, late_w = await asyncio.open_connection("127.0.0.1", port)
+    busy_w.write(GET % b"0.3")
+    late_w.write(GET % b"30")
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    draining = asyncio.ensure_future(drain(runner, 1.0))
+    assert await asyncio.wait_for(idle_r.read(), 1) == b""  # idle: closed at once
+    status, _, body = await read_reply(busy_r)  # in progress: finished
+    assert (status, body) == (200, b"0.3")
+    await asyncio.wait_for(draining, 3)
+    assert 0.9 <= loop.time() - t0 < 2.5  # waited out the grace period for the late one
+    assert await asyncio.wait_for(late_r.read(), 1) == b""  # then it was cut
+    for w in (busy_w, idle_w, late_w):
+        w.close()
+
+
+async def test_drain_of_a_runner_never_set_up_does_nothing():
+    runner = web.AppRunner(web.Application())
+    await drain(runner, 0.1)
+    with pytest.raises(RuntimeError):
+        protocol_factory(runner)
