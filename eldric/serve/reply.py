@@ -83,8 +83,8 @@ def whole(resp: Reply | web.Response, close: bool) -> bytes:
     error and JSON replies the middleware and handlers make)."""
     if type(resp) is Reply:
         data = resp.body
-        return head_bytes(resp.status, raw_block(resp.headers), close,
-                          b"Content-Length: %d\r\n" % len(data)) + data
+        framing = b"Content-Length: %d\r\n" % len(data) if resp.status not in _EMPTY else b""
+        return head_bytes(resp.status, raw_block(resp.headers), close, framing) + data
     assert isinstance(resp, web.Response)
     body = resp.body
     if body is None or resp.status in _EMPTY:

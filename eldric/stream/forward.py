@@ -41,6 +41,9 @@ _WHOLE_BODY_LIMIT = 256 * 1024
 _ERROR_BODY_LIMIT = 64 * 1024
 # Headers of an upstream's error reply that do not fit its normalised body.
 _REENCODED = frozenset((b"content-type", b"content-encoding"))
+# Replies that have no body whatever their headers say (RFC 9110 §15.3.5, §15.4.5): whole,
+# never framed as a stream.
+_BODILESS = frozenset((204, 304))
 # What the upstream connection raises once the reply has begun: its end, its silence, or
 # bytes that are not HTTP (a ConnectionError from the client's side is the client leaving).
 _REPLY_ERRORS = (client.ReplyTimeout, client.UpstreamClosed, client.ProtocolError)
@@ -163,7 +166,7 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
     out_headers.append((b"X-Request-ID", hop.request_id.encode()))
     length = upstream_resp.content_length
     is_sse = upstream_resp.content_type == b"text/event-stream"
-    if not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT:
+    if (not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT) or status in _BODILESS:
         try:  # relay whole: one write, and still retryable if the body breaks off
             data = await upstream_resp.read_all()
         except _REPLY_ERRORS as exc:
