@@ -14,6 +14,7 @@ import time
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from eldric import keys
@@ -160,6 +161,10 @@ async def read_body(request: LaneRequest) -> bytes:
             return await request.read()
     except TimeoutError:
         raise body_timeout(cfg.body_timeout_ms) from None
+    except HttpProcessingError as exc:  # a chunked body that is not (aiohttp_glue)
+        reason = (exc.message or "bad body").split("\n", 1)[0].rstrip(": ")
+        raise EldricError(f"malformed HTTP request: {reason}", status=400,
+                          code="bad_http_request") from None
 
 
 def body_timeout(ms: int) -> EldricError:

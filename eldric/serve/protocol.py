@@ -11,7 +11,7 @@ import structlog
 from eldric.errors import error_json
 from eldric.exchange import Reply
 from eldric.http import body_timeout, middleware
-from eldric.serve.aiohttp_glue import hand_over
+from eldric.serve.aiohttp_glue import MAX_HEADERS, MAX_LINE, hand_over
 from eldric.serve.reply import whole
 from eldric.serve.request import FAST, FastRequest
 from eldric.stream.flow import ReadValve, WriteValve
@@ -38,18 +38,36 @@ class _Malformed(Exception):
     """The head is not valid HTTP/1.1 (llhttp's reason is the message)."""
 
 
-class _NoCallbacks:
-    pass
+class _Count:
+    __slots__ = ("headers",)
+
+    def __init__(self) -> None:
+        self.headers = 0
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers += 1
 
 
 def _check(head: bytes) -> None:
-    """Raise _Malformed unless `head` parses as an HTTP/1.x request head."""
+    """Raise _Malformed unless `head` parses as an HTTP/1.x request head within aiohttp's
+    limits."""
+    count = _Count()
     try:
-        httptools.HttpRequestParser(_NoCallbacks()).feed_data(head)
+        httptools.HttpRequestParser(count).feed_data(head)
     except httptools.HttpParserUpgrade:
         pass  # a valid head asking for another protocol: aiohttp decides
     except httptools.HttpParserError as exc:
         raise _Malformed(str(exc)) from None
+    _limits(head, count.headers)
+
+
+def _limits(head: bytes | bytearray, headers: int) -> None:
+    """aiohttp's parser limits (aiohttp_glue): the lane refuses what aiohttp would, so the
+    verdict does not depend on the lane; a line can only be too long in a long head."""
+    if headers > MAX_HEADERS:
+        raise _Malformed(f"more than {MAX_HEADERS} headers")
+    if len(head) > MAX_LINE and max(map(len, head.split(b"\n"))) > MAX_LINE + 1:
+        raise _Malformed(f"a line of the head is longer than {MAX_LINE} bytes")
 
 
 class FastProtocol(asyncio.Protocol):
@@ -155,8 +173,12 @@ class FastProtocol(asyncio.Protocol):
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > MAX_HEAD or b"\n\n" in buf:  # huge, or bare-LF lines: aiohttp's
+                _limits(buf, 0)
                 raise _HandOver
             return False
+        if end > MAX_HEAD:
+            _limits(buf[:end], 0)
+            raise _HandOver  # a head this long is aiohttp's, as when it comes in pieces
         head = bytes(buf[:end + 4])
         parts = head[:head.find(b"\r\n")].split(b" ")
         route = None
@@ -175,6 +197,8 @@ class FastProtocol(asyncio.Protocol):
             raise _HandOver from None
         except (httptools.HttpParserError, ValueError) as exc:
             raise _Malformed(str(exc)) from None
+        if len(self._headers) > MAX_HEADERS or end > MAX_LINE:
+            _limits(head, len(self._headers))
         if self._odd or self._length > self.server.max_body:
             raise _HandOver
         if not self._parser.should_keep_alive():

@@ -5,11 +5,15 @@ in for the fast lane (it takes each connection's first bytes, then hands it over
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 
 import pytest
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
-from eldric.serve.aiohttp_glue import drain, hand_over, protocol_factory
+from eldric.serve.aiohttp_glue import MAX_HEADERS, MAX_LINE, drain, hand_over, protocol_factory
 
 from tests.conftest import read_reply
 
@@ -42,8 +46,15 @@ async def handed_over():
         await asyncio.sleep(float(request.query["s"]))
         return web.Response(text=request.query["s"])
 
+    async def echo(request: web.Request) -> web.Response:
+        try:
+            return web.Response(body=await request.read())
+        except HttpProcessingError as exc:  # what read_body turns into the JSON 400
+            return web.Response(status=400, text=f"body: {exc.message.splitlines()[0]}")
+
     app = web.Application()
     app.router.add_get("/slow", slow)
+    app.router.add_post("/echo", echo)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
                            keepalive_timeout=30)
     await runner.setup()
@@ -56,10 +67,46 @@ async def handed_over():
 
 
 async def test_runner_server_makes_the_per_connection_protocol(handed_over):
+    """RequestHandler(server, loop=server._loop, **server._kwargs), as web.Server() makes
+    it: the runner's settings reach it."""
     _, runner = handed_over
     proto = protocol_factory(runner)()
-    assert isinstance(proto, asyncio.Protocol)
-    assert callable(proto.connection_made) and callable(proto.data_received)
+    assert isinstance(proto, RequestHandler)
+    assert proto._keepalive_timeout == 30 and proto._lingering_time > 0
+
+
+def test_the_limits_the_lane_copies_are_aiohttps():
+    defaults = inspect.signature(RequestHandler.__init__).parameters
+    assert defaults["max_line_size"].default == MAX_LINE
+    assert defaults["max_field_size"].default == MAX_LINE
+    assert defaults["max_headers"].default == MAX_HEADERS
+
+
+async def test_a_head_aiohttp_refuses_gets_eldrics_json(handed_over):
+    port, _ = handed_over
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /slow HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(200))
+                 + b"\r\n")
+    status, headers, body = await read_reply(reader)
+    assert status == 400 and json.loads(body)["error"]["code"] == "bad_http_request"
+    assert await asyncio.wait_for(reader.read(), 1) == b""
+    writer.close()
+
+
+async def test_a_body_that_breaks_fails_its_own_read(handed_over):
+    """aiohttp queues the parse error (_ErrInfo) behind the request whose body broke; the
+    glue gives it to that request's body (_current_request), once: one reply, then the
+    connection closes, with no lingering read of the rest (_lingering_time)."""
+    port, _ = handed_over
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"3\r\nabc\r\n")
+    await asyncio.sleep(0.1)
+    writer.write(b"zz\r\n")
+    status, _, body = await read_reply(reader)
+    assert (status, body) == (400, b"body: Invalid character in chunk size:")
+    assert await asyncio.wait_for(reader.read(), 1) == b""
+    writer.close()
 
 
 async def test_handed_over_bytes_are_parsed_and_the_connection_stays(handed_over):
