@@ -36,7 +36,7 @@ from eldric.readiness import Readiness
 from eldric.registry import Role
 from eldric.serve import aiohttp_glue
 from eldric.serve.server import FastServer, fast_routes
-from eldric.stream.client import ConnectionPool
+from eldric.stream.pool import ConnectionPool
 from eldric.tasks import cancel, spawn
 
 log = structlog.get_logger("eldric")
@@ -125,27 +125,12 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
     os.makedirs(process.data_dir, exist_ok=True)
     bus = Bus()
     bus.roles = [r.name for r in roles]
-    session = make_session()
-    pool = ConnectionPool()
+    shared = (bus, make_session(), ConnectionPool())
     loop = asyncio.get_running_loop()
     install_signals = stop is None
     stop = stop or asyncio.Event()
-    signals_seen = 0
-
-    def on_signal(signum: int) -> None:
-        nonlocal signals_seen
-        signals_seen += 1
-        if signals_seen > 1:
-            log.warning("forced_exit", signal=signal.Signals(signum).name)
-            os._exit(1)
-        log.info("shutting_down", signal=signal.Signals(signum).name,
-                 grace_period_ms=process.grace_period_ms)
-        stop.set()
-
     if install_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal, sig)
-
+        _install_signals(loop, stop, process)
     runners: list[web.AppRunner] = []
     fasts: list[FastServer] = []
     urls: dict[str, str] = {}
@@ -154,30 +139,9 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
     flusher = spawn(eldric_log.flush_periodically(), name="log-flush")
     try:
         for role in roles:
-            cfg = configs[role.name]
-            want_port, ssl_context = role.listen(cfg) if role.listen else (cfg.port, None)
-            sock = bind_socket(cfg.bind_address, want_port)
-            port = sock.getsockname()[1]
-            url = advertise_url(cfg, port, tls=ssl_context is not None)
-            app = make_app(role, cfg, process, bus, session, pool, url, want_port)
+            app, urls[role.name] = await _start_role(role, configs[role.name], process, shared,
+                                                     runners, fasts)
             apps.append((role, app))
-            # handler_cancellation: a client that leaves (reset or FIN) cancels its
-            # handler, as on the fast lane; the lane's keep-alive timeout, not aiohttp's
-            # default (which differs between versions)
-            runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                                   shutdown_timeout=process.grace_period_ms / 1000,
-                                   keepalive_timeout=cfg.keepalive_timeout_ms / 1000)
-            await runner.setup()
-            runners.append(runner)
-            # The inference routes take the fast lane; everything else is handed to
-            # aiohttp (eldric.serve).
-            fast = FastServer(app, runner, fast_routes(app))
-            await fast.start(sock, ssl_context)
-            fasts.append(fast)
-            host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
-            urls[role.name] = f"{'https' if ssl_context else 'http'}://{host}:{port}"
-            log.info("listening", role=role.name, bind=f"{cfg.bind_address}:{port}",
-                     advertise_url=url, version=__version__)
         # Everything made at start-up lives as long as the process: move it out of the
         # collector's sight, and collect the young generation less often (a request
         # allocates many short-lived objects; measured ~4 us of CPU a request).
@@ -192,26 +156,78 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
         await stop.wait()
     finally:
         await cancel(watcher)
-        # Stop every listener first, tell the roles (STOPPING: members deregister, held
-        # long-polls answer), then wait for in-flight requests of all roles at once (both
-        # lanes), then run the roles' own clean-up.
-        for fast in fasts:
-            fast.stop_listening()
-        for runner in runners:
-            runner.app[keys.STOPPING].set()
-        grace = process.grace_period_ms / 1000
-        await asyncio.gather(*(f.drain(grace) for f in fasts),
-                             *(aiohttp_glue.drain(r, grace) for r in runners),
-                             return_exceptions=True)
-        await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
-        await session.close()
-        pool.close()
+        await _stop(fasts, runners, process.grace_period_ms / 1000)
+        await shared[1].close()
+        shared[2].close()
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         log.info("stopped")
         await cancel(flusher)
         eldric_log.flush()
+
+
+def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
+                     process: ProcessConfig) -> None:
+    """SIGTERM/SIGINT: stop gracefully; a second one: exit at once."""
+    seen = 0
+
+    def on_signal(signum: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen > 1:
+            log.warning("forced_exit", signal=signal.Signals(signum).name)
+            os._exit(1)
+        log.info("shutting_down", signal=signal.Signals(signum).name,
+                 grace_period_ms=process.grace_period_ms)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+
+
+async def _start_role(role: Role, cfg: Any, process: ProcessConfig,
+                      shared: tuple[Bus, aiohttp.ClientSession, ConnectionPool],
+                      runners: list[web.AppRunner], fasts: list[FastServer]
+                      ) -> tuple[web.Application, str]:
+    """Bind, build, serve one role: (its app, the URL it answers on here). Its runner and
+    fast server join the lists as soon as they exist, so a failure later still stops them."""
+    want_port, ssl_context = role.listen(cfg) if role.listen else (cfg.port, None)
+    sock = bind_socket(cfg.bind_address, want_port)
+    port = sock.getsockname()[1]
+    url = advertise_url(cfg, port, tls=ssl_context is not None)
+    app = make_app(role, cfg, process, *shared, url, want_port)
+    # handler_cancellation: a client that leaves (reset or FIN) cancels its handler, as
+    # on the fast lane; the lane's keep-alive timeout, not aiohttp's default (which
+    # differs between versions)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                           shutdown_timeout=process.grace_period_ms / 1000,
+                           keepalive_timeout=cfg.keepalive_timeout_ms / 1000)
+    await runner.setup()
+    runners.append(runner)
+    # The inference routes take the fast lane; everything else is handed to aiohttp
+    # (eldric.serve).
+    fast = FastServer(app, runner, fast_routes(app))
+    await fast.start(sock, ssl_context)
+    fasts.append(fast)
+    host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
+    log.info("listening", role=role.name, bind=f"{cfg.bind_address}:{port}",
+             advertise_url=url, version=__version__)
+    return app, f"{'https' if ssl_context else 'http'}://{host}:{port}"
+
+
+async def _stop(fasts: list[FastServer], runners: list[web.AppRunner], grace: float) -> None:
+    """Stop every listener first, tell the roles (STOPPING: members deregister, held
+    long-polls answer), then wait for in-flight requests of all roles at once (both
+    lanes), then run the roles' own clean-up."""
+    for fast in fasts:
+        fast.stop_listening()
+    for runner in runners:
+        runner.app[keys.STOPPING].set()
+    await asyncio.gather(*(f.drain(grace) for f in fasts),
+                         *(aiohttp_glue.drain(r, grace) for r in runners),
+                         return_exceptions=True)
+    await asyncio.gather(*(r.cleanup() for r in runners), return_exceptions=True)
 
 
 def run(roles: Sequence[Role], configs: dict[str, Any], process: ProcessConfig,

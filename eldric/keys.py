@@ -16,12 +16,12 @@ if TYPE_CHECKING:
     from eldric.bus import Bus
     from eldric.config import ProcessConfig
     from eldric.context import Hop, RoleInfo
-    from eldric.stream.client import ConnectionPool
+    from eldric.stream.pool import ConnectionPool
 
 # Process-wide (the same objects in every role's app of one process).
 BUS: web.AppKey["Bus"] = web.AppKey("eldric_bus")
 SESSION: web.AppKey[aiohttp.ClientSession] = web.AppKey("eldric_session", aiohttp.ClientSession)
-# The forwarding core's keep-alive pool (eldric.stream.client); SESSION is for the rest.
+# The forwarding core's keep-alive pool (eldric.stream.pool); SESSION is for the rest.
 UPSTREAM: web.AppKey["ConnectionPool"] = web.AppKey("eldric_upstream")
 PROCESS: web.AppKey["ProcessConfig"] = web.AppKey("eldric_process")
 

@@ -12,6 +12,7 @@ from eldric.errors import error_json
 from eldric.exchange import Reply
 from eldric.http import body_timeout, middleware
 from eldric.serve.aiohttp_glue import MAX_HEADERS, MAX_LINE, hand_over
+from eldric.serve.checks import HandOver, Malformed, check, limits
 from eldric.serve.reply import whole
 from eldric.serve.request import FAST, FastRequest
 from eldric.stream.flow import ReadValve, WriteValve
@@ -28,46 +29,6 @@ _READ_HIGH_WATER = 256 * 1024
 # Headers that send a request to aiohttp: framing and protocol features the lane does not
 # implement (aiohttp does, exactly as before).
 _TO_AIOHTTP = frozenset((b"transfer-encoding", b"expect", b"upgrade"))
-
-
-class _HandOver(Exception):
-    pass
-
-
-class _Malformed(Exception):
-    """The head is not valid HTTP/1.1 (llhttp's reason is the message)."""
-
-
-class _Count:
-    __slots__ = ("headers",)
-
-    def __init__(self) -> None:
-        self.headers = 0
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers += 1
-
-
-def _check(head: bytes) -> None:
-    """Raise _Malformed unless `head` parses as an HTTP/1.x request head within aiohttp's
-    limits."""
-    count = _Count()
-    try:
-        httptools.HttpRequestParser(count).feed_data(head)
-    except httptools.HttpParserUpgrade:
-        pass  # a valid head asking for another protocol: aiohttp decides
-    except httptools.HttpParserError as exc:
-        raise _Malformed(str(exc)) from None
-    _limits(head, count.headers)
-
-
-def _limits(head: bytes | bytearray, headers: int) -> None:
-    """aiohttp's parser limits (aiohttp_glue): the lane refuses what aiohttp would, so the
-    verdict does not depend on the lane; a line can only be too long in a long head."""
-    if headers > MAX_HEADERS:
-        raise _Malformed(f"more than {MAX_HEADERS} headers")
-    if len(head) > MAX_LINE and max(map(len, head.split(b"\n"))) > MAX_LINE + 1:
-        raise _Malformed(f"a line of the head is longer than {MAX_LINE} bytes")
 
 
 class FastProtocol(asyncio.Protocol):
@@ -163,9 +124,9 @@ class FastProtocol(asyncio.Protocol):
                                                                    self._body_timed_out)
                 return
             self._dispatch()
-        except _HandOver:
+        except HandOver:
             self._hand_over()
-        except _Malformed as exc:
+        except Malformed as exc:
             self._reject(str(exc))
 
     def _read_head(self) -> bool:
@@ -173,12 +134,12 @@ class FastProtocol(asyncio.Protocol):
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             if len(buf) > MAX_HEAD or b"\n\n" in buf:  # huge, or bare-LF lines: aiohttp's
-                _limits(buf, 0)
-                raise _HandOver
+                limits(buf, 0)
+                raise HandOver
             return False
         if end > MAX_HEAD:
-            _limits(buf[:end], 0)
-            raise _HandOver  # a head this long is aiohttp's, as when it comes in pieces
+            limits(buf[:end], 0)
+            raise HandOver  # a head this long is aiohttp's, as when it comes in pieces
         head = bytes(buf[:end + 4])
         parts = head[:head.find(b"\r\n")].split(b" ")
         route = None
@@ -186,21 +147,21 @@ class FastProtocol(asyncio.Protocol):
             path, _, query = parts[1].partition(b"?")
             route = self.server.routes.get(path)
         if route is None:
-            _check(head)  # a malformed head gets our JSON 400, not aiohttp's plain text
-            raise _HandOver
+            check(head)  # a malformed head gets our JSON 400, not aiohttp's plain text
+            raise HandOver
         self._headers = []
         self._length = 0
         self._odd = False
         try:
             self._parser.feed_data(head)
         except httptools.HttpParserUpgrade:
-            raise _HandOver from None
+            raise HandOver from None
         except (httptools.HttpParserError, ValueError) as exc:
-            raise _Malformed(str(exc)) from None
+            raise Malformed(str(exc)) from None
         if len(self._headers) > MAX_HEADERS or end > MAX_LINE:
-            _limits(head, len(self._headers))
+            limits(head, len(self._headers))
         if self._odd or self._length > self.server.max_body:
-            raise _HandOver
+            raise HandOver
         if not self._parser.should_keep_alive():
             # llhttp's verdict on `Connection: close` (and HTTP/1.0), the same parser and
             # rule aiohttp answers by on the connections it owns

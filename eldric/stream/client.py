@@ -6,25 +6,31 @@ per-request tasks), a third of the hop. forward() needs much less: write one req
 parse the status line and headers, hand body chunks on as they arrive, keep the
 connection alive. The response parser is httptools (llhttp, the parser uvicorn uses).
 aiohttp's ClientSession stays for everything off the hot path (probes, registration).
+The pool of these connections is eldric.stream.pool.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-import time
 from collections import deque
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import httptools
 
 from eldric.stream.flow import ReadValve
 
+if TYPE_CHECKING:
+    from eldric.stream.pool import ConnectionPool
+
 # Body bytes buffered from an upstream before we stop reading its socket (flow control:
 # a slow client slows the upstream down instead of growing memory).
 _HIGH_WATER = 1 << 20
 _LOW_WATER = 1 << 18
+
+
+class ConnectTimeout(TimeoutError):
+    """No connection to the upstream within the connect timeout."""
 
 
 class UpstreamClosed(ConnectionError):
@@ -55,7 +61,7 @@ class Response:
     __slots__ = ("status", "headers", "content_type", "content_length", "_chunks", "_buffered",
                  "_waiter", "_done", "_error", "_conn")
 
-    def __init__(self, conn: _Conn) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.content_type = b""
@@ -122,7 +128,7 @@ class Response:
             self._waiter.set_result(None)
 
 
-class _Conn(asyncio.Protocol):
+class Connection(asyncio.Protocol):
     """One keep-alive connection to an upstream; one request at a time."""
 
     def __init__(self, pool: ConnectionPool, key: tuple[str, str, int]) -> None:
@@ -163,10 +169,10 @@ class _Conn(asyncio.Protocol):
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"invalid HTTP from upstream: {exc}"))
-            self._close()
+            self.drop()
         except httptools.HttpParserUpgrade:
             self._fail(ProtocolError("upstream tried to upgrade the connection"))
-            self._close()
+            self.drop()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -239,14 +245,14 @@ class _Conn(asyncio.Protocol):
             # Headers may come early (a streaming server), the first body byte is what a
             # long prompt delays: until it, the first-byte timeout applies.
             self._fail(ReplyTimeout("first_byte", self.first_timeout))
-            self._close()
+            self.drop()
         elif self.valve.paused or now - self.last_data < self.idle_timeout:
             # Reading is paused for a slow client, or data came: not the upstream's silence.
             base = now if self.valve.paused else self.last_data
             self.timer = self.loop.call_at(base + self.idle_timeout, self._on_timer)
         else:
             self._fail(ReplyTimeout("idle", self.idle_timeout))
-            self._close()
+            self.drop()
 
     def _disarm(self) -> None:
         if self.timer is not None:
@@ -263,7 +269,7 @@ class _Conn(asyncio.Protocol):
             self.valve.resume()
             self.pool.put(self)
         else:
-            self._close()
+            self.drop()
 
     def _fail(self, exc: BaseException) -> None:
         if self.head_waiter is not None and not self.head_waiter.done():
@@ -271,120 +277,9 @@ class _Conn(asyncio.Protocol):
         if self.response is not None:
             self.response._end(exc)
 
-    def _close(self) -> None:
+    def drop(self) -> None:
+        """Close the connection now (a reply in progress ends with an error)."""
         self._disarm()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
-
-
-class ConnectionPool:
-    """Keep-alive connections per (scheme, host, port), shared by every role in a process.
-    (Not the router's pool of workers.)"""
-
-    def __init__(self, idle_timeout: float = 60.0, max_idle_per_host: int = 256) -> None:
-        self.idle: dict[tuple[str, str, int], deque[_Conn]] = {}
-        self.idle_timeout = idle_timeout
-        self.max_idle_per_host = max_idle_per_host
-        self._ssl: ssl.SSLContext | None = None
-        self._hosts: dict[str, tuple[tuple[str, str, int], bytes, str]] = {}
-
-    def _target(self, base_url: str) -> tuple[tuple[str, str, int], bytes, str]:
-        """(pool key, Host header, path prefix) for a base URL; cached, URLs repeat."""
-        hit = self._hosts.get(base_url)
-        if hit is None:
-            parts = urlsplit(base_url)
-            scheme = parts.scheme or "http"
-            host = parts.hostname or "127.0.0.1"
-            port = parts.port or (443 if scheme == "https" else 80)
-            default = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-            host_header = host if default else f"{host}:{port}"
-            if ":" in host and not host.startswith("["):
-                host_header = f"[{host}]" if default else f"[{host}]:{port}"
-            hit = self._hosts[base_url] = ((scheme, host, port), host_header.encode("idna"),
-                                           parts.path.rstrip("/"))
-        return hit
-
-    async def request(self, method: str, base_url: str, target: str, header_block: bytes,
-                      body: bytes, *, connect_timeout: float, first_byte_timeout: float,
-                      idle_timeout: float) -> Response:
-        """Send one request; return once the status line and headers have arrived.
-
-        `header_block` is the request's header lines, already encoded ("Name: value\\r\\n"
-        each; see eldric.stream.headers.upstream_header_block). Raises ReplyTimeout,
-        ConnectTimeout, or an OSError (refused, reset, closed, TLS, not HTTP).
-        """
-        key, host, prefix = self._target(base_url)
-        length = (b"Content-Length: %d\r\n" % len(body)
-                  if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS") else b"")
-        head = b"".join((f"{method} {prefix}{target} HTTP/1.1\r\nHost: ".encode("latin-1"),
-                         host, b"\r\n", header_block, length, b"\r\n"))
-        data = (head, body) if body else (head,)
-        head_only = method == "HEAD"
-        timers = (first_byte_timeout, idle_timeout)
-        conn = self._take(key)
-        if conn is not None:
-            try:
-                return await conn.send(data, Response(conn), head_only, *timers)
-            except UpstreamClosed:
-                # A pooled connection the upstream had just closed: nothing of the reply
-                # arrived, so sending again on a fresh connection is safe.
-                conn.finish(reusable=False)
-        conn = await self._connect(key, connect_timeout)
-        try:
-            return await conn.send(data, Response(conn), head_only, *timers)
-        except BaseException:
-            conn.finish(reusable=False)
-            raise
-
-    async def _connect(self, key: tuple[str, str, int], timeout: float) -> _Conn:
-        scheme, host, port = key
-        loop = asyncio.get_running_loop()
-        ctx = None
-        if scheme == "https":
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context()
-            ctx = self._ssl
-        try:
-            async with asyncio.timeout(timeout):
-                _, conn = await loop.create_connection(lambda: _Conn(self, key), host, port,
-                                                       ssl=ctx,
-                                                       server_hostname=host if ctx else None)
-        except TimeoutError:
-            raise ConnectTimeout(f"no connection to {host}:{port} within {timeout:g}s") from None
-        return conn
-
-    def _take(self, key: tuple[str, str, int]) -> _Conn | None:
-        idle = self.idle.get(key)
-        if not idle:
-            return None
-        now = time.monotonic()
-        while idle:
-            conn = idle.pop()  # most recently used: the least likely to have timed out
-            if not conn.closed and now - conn.idle_since < self.idle_timeout:
-                return conn
-            conn._close()
-        return None
-
-    def put(self, conn: _Conn) -> None:
-        idle = self.idle.setdefault(conn.key, deque())
-        if len(idle) >= self.max_idle_per_host:
-            conn._close()
-            return
-        conn.idle_since = time.monotonic()
-        idle.append(conn)
-
-    def forget(self, conn: _Conn) -> None:
-        idle = self.idle.get(conn.key)
-        if idle and conn in idle:
-            idle.remove(conn)
-
-    def close(self) -> None:
-        for idle in self.idle.values():
-            for conn in idle:
-                conn._close()
-        self.idle.clear()
-
-
-class ConnectTimeout(TimeoutError):
-    pass

@@ -13,7 +13,7 @@ from mypy import api
 ROOT = Path(__file__).resolve().parents[2]
 # The lane's own code and the leaves under it: clean, every check mypy makes by default.
 CORE = ["eldric/exchange.py", "eldric/http.py", "eldric/stream/forward.py",
-        "eldric/stream/client.py", "eldric/stream/flow.py", "eldric/stream/sse.py",
+        "eldric/stream/client.py", "eldric/stream/pool.py", "eldric/stream/flow.py", "eldric/stream/sse.py",
         "eldric/stream/headers.py", "eldric/serve", "eldric/errors.py", "eldric/context.py"]
 # The roles' fast handlers: only what concerns the lane is asserted here.
 HANDLERS = ["eldric/roles/worker/handlers.py", "eldric/roles/router/handlers.py",

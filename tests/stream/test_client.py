@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from aiohttp import web
 
-from eldric.stream.client import ConnectionPool, ReplyTimeout, UpstreamClosed
+from eldric.stream.client import ReplyTimeout, UpstreamClosed
+from eldric.stream.pool import ConnectionPool
 
 T = dict(connect_timeout=2, first_byte_timeout=2, idle_timeout=2)
 
