@@ -113,6 +113,16 @@ def raw_post(path: str, body: bytes, extra: bytes = b"", version: bytes = b"HTTP
             b"Content-Length: %d\r\n%s\r\n%s" % (path.encode(), version, len(body), extra, body))
 
 
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """One request as a raw upstream sees it: (head, Content-Length body)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head, await reader.readexactly(length)
+
+
 async def open_raw(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     host, port = url.removeprefix("http://").split(":")
     return await asyncio.open_connection(host, int(port))

@@ -16,8 +16,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.conftest import (on_fast_lane, open_raw, raw_post, read_head, read_reply, run_eldric,
-                            url_of)
+from tests.conftest import (on_fast_lane, open_raw, raw_post, read_head, read_reply,
+                            read_request, run_eldric, url_of)
 from tests.fakes.openai_server import KNOBS, MODELS
 
 CHAT = json.dumps({"model": MODELS[0], "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -406,12 +406,7 @@ async def test_a_big_reply_cut_by_the_backend_is_cut_for_the_client(tmp_path):
 
     async def backend(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
+            head, _ = await read_request(reader)
             if head.startswith(b"GET"):
                 body = json.dumps({"object": "list", "data": [
                     {"id": MODELS[0], "object": "model", "owned_by": "vllm"}]}).encode()

@@ -20,7 +20,8 @@ from eldric.config import ProcessConfig, RoleConfig
 from eldric.registry import Role
 from eldric.serve.server import fast_post
 
-from tests.conftest import on_fast_lane, open_raw, raw_post, read_head, run_eldric
+from tests.conftest import (on_fast_lane, open_raw, raw_post, read_head, read_request,
+                            run_eldric)
 
 CHAT = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
 
@@ -53,12 +54,7 @@ class RawBackend:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                await reader.readexactly(length)
+                head, _ = await read_request(reader)
                 if head.startswith(b"GET"):
                     body = b'{"object": "list", "data": [{"id": "m", "object": "model"}]}'
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
