@@ -110,16 +110,15 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     else:
         clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static)
         limiter = LocalLimiter(window)
-    es = EdgeState(cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
-                   clients=clients, tls=not cfg.no_tls,
-                   require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
-                   metrics=EdgeMetrics(app[keys.BUS].metrics.registry))
-    if es.require_key and not static and not cfg.admin_key:
+    if cfg.auth.require_api_key and not static and not cfg.admin_key:
         raise ConfigError("the edge requires API keys but has none: give --api-key KEY (or "
                           "auth.api_keys), or --admin-key to create clients, or set "
                           "auth.require_api_key to false")
-    es.farm = Farm(clients, limiter, window, shared=cfg.mode == "farm")
-    app[EDGE] = es
+    app[EDGE] = EdgeState(
+        cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
+        clients=clients, farm=Farm(clients, limiter, window, shared=cfg.mode == "farm"),
+        metrics=EdgeMetrics(app[keys.BUS].metrics.registry), tls=not cfg.no_tls,
+        require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies))
     app[keys.HEALTH] = edge_health
     if cfg.cors_origins:
         app.middlewares.append(cors.middleware(cfg.cors_origins))

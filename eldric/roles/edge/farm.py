@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TypeVar
 
 import structlog
 
 from eldric.errors import UpstreamUnavailable
-from eldric.roles.edge.clients import Client
-from eldric.roles.edge.limits import Decision, LocalLimiter, Tier
+from eldric.roles.edge.clients import Client, Clients
+from eldric.roles.edge.limits import Decision, Limiter, LocalLimiter, Tier, new_member
+
+T = TypeVar("T")
 
 log = structlog.get_logger("eldric.edge")
 
@@ -28,7 +30,7 @@ log = structlog.get_logger("eldric.edge")
 class Farm:
     RETRY_AFTER = 2.0  # seconds between attempts to reach Redis again once it failed
 
-    def __init__(self, clients: Any, limiter: Any, window_ms: int, shared: bool) -> None:
+    def __init__(self, clients: Clients, limiter: Limiter, window_ms: int, shared: bool) -> None:
         self.clients = clients
         self.limiter = limiter
         self.shared = shared
@@ -43,10 +45,12 @@ class Farm:
             self._errors = (OSError, redis.exceptions.ConnectionError,
                             redis.exceptions.TimeoutError)
 
-    async def _shared(self, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def _shared(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run a Redis call. A pooled connection that Redis closed (it restarted) fails
         once, however healthy Redis is now: that one is retried at once, on a fresh
-        connection, before anything counts as an outage."""
+        connection, before anything counts as an outage. So only idempotent calls come
+        here: a lookup, a ping, a limit check under one member (the first try may have
+        run in Redis and lost only its reply)."""
         try:
             return await call()
         except self._errors:
@@ -117,8 +121,9 @@ class Farm:
             return await self.limiter.check(tiers)
         if self._skip():
             return await self.fallback.check(tiers)
+        member = new_member()  # the retry's too: a request is counted once
         try:
-            decision = await self._shared(lambda: self.limiter.check(tiers))
+            decision = await self._shared(lambda: self.limiter.check(tiers, member))
         except self._errors as exc:
             self._failed(exc)
             return await self.fallback.check(tiers)
