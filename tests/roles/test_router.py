@@ -391,9 +391,9 @@ def test_the_strategy_list_is_the_one_the_controller_checks():
     from typing import get_args
 
     from eldric.roles.router.strategies import STRATEGIES
-    from eldric.wire.cluster import Strategy
+    from eldric.wire.cluster import StrategyName
 
-    assert set(STRATEGIES) == set(get_args(Strategy))
+    assert set(STRATEGIES) == set(get_args(StrategyName))
 
 
 # ---------------------------------------------------------------- capability-aware routing

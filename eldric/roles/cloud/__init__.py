@@ -30,16 +30,9 @@ async def _every(app: web.Application, seconds: float) -> None:
         await probe_all(app, list(app[CLOUD].backends.values()))
 
 
-def _membership(app: web.Application) -> Membership:
-    cs = app[CLOUD]
-    return Membership(app=app, controller_url=cs.cfg.controller_url, api_key=cs.cfg.api_key,
-                      interval=cs.cfg.heartbeat_interval_ms / 1000, prefix="cld-",
-                      tags=cs.cfg.tags, fixed_id=cs.cfg.worker_id)
-
-
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     cs = app[CLOUD]
-    cs.membership = _membership(app)
+    cs.membership = Membership.of(app, cs.cfg, "cloud")
     cs.membership.load_id()
     await probe_all(app, list(cs.backends.values()))
     cfg = cs.cfg

@@ -20,8 +20,9 @@ from eldric.roles.cloud.backends import Backend, key_refused, make_backend, prob
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
 from eldric.roles.cloud.state import CLOUD, CloudState
-from eldric.stream import Target, UpstreamFailure, decode_head, forward, with_fields
+from eldric.stream import Target, UpstreamFailure, forward, with_fields
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
+from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Model, ModelList
 
 log = structlog.get_logger("eldric.cloud")

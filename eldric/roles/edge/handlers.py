@@ -20,7 +20,8 @@ from eldric.roles.edge.cors import CORS_HEADERS
 from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
-from eldric.stream import Target, UpstreamFailure, decode_head, forward
+from eldric.stream import Target, UpstreamFailure, forward
+from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH
 
 STATIC = Path(__file__).parent / "static"

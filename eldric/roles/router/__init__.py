@@ -13,7 +13,7 @@ from eldric.roles.router.config import RouterConfig
 from eldric.roles.router.handlers import add_routes
 from eldric.roles.router.health import check_all, health_loop, waiting_for
 from eldric.roles.router.membership import membership
-from eldric.roles.router.pool import Pool
+from eldric.roles.router.pool import WorkerPool
 from eldric.roles.router.state import ROUTER, RouterState
 from eldric.roles.router.sync import sync_loop, sync_once
 from eldric.stream import Timeouts
@@ -50,7 +50,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def build(app: web.Application, cfg: RouterConfig) -> None:
-    pool = Pool(app[keys.BUS], role="router")
+    pool = WorkerPool(app[keys.BUS], role="router")
     for spec in cfg.workers:
         pool.add(spec.url.rstrip("/"), spec.url, tags=spec.tags, static=True)
     rs = RouterState(cfg=cfg, pool=pool, timeouts=Timeouts.from_config(cfg))

@@ -13,16 +13,17 @@ from aiohttp import web
 from eldric import keys
 from eldric.auth import require_key
 from eldric.bus.routes import json_response
-from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
+from eldric.errors import (EldricError, ModelNotFound, NotFound,
                            UpstreamUnavailable)
 from eldric.http import read_body
 from eldric.roles.router.health import passive_mark
 from eldric.roles.router.pool import Worker
 from eldric.roles.router.state import ROUTER, RouterState
-from eldric.roles.router.strategies import STRATEGIES
 from eldric.serve.server import fast_post
-from eldric.stream import Target, UpstreamFailure, decode_head, forward, with_fields
+from eldric.stream import Target, UpstreamFailure, forward, with_fields
 from eldric.stream.headers import header_text
+from eldric.wire.cluster import StrategyName, decode_strategy_body
+from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Head, Model, ModelList
 
 log = structlog.get_logger("eldric.router")
@@ -281,17 +282,13 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 class _ConfigBody(msgspec.Struct, forbid_unknown_fields=True):
-    strategy: str
+    strategy: StrategyName
 
 
 async def set_config(request: web.Request) -> web.Response:
     rs = request.app[ROUTER]
     require_key(request, rs.cfg.admin_key, "admin key")
-    change = decode_head(await read_body(request), _ConfigBody)
-    if change.strategy not in STRATEGIES:
-        raise BadRequest(f"unknown strategy {change.strategy!r}; one of: "
-                         f"{', '.join(STRATEGIES)}", param="strategy",
-                         code="invalid_strategy")
+    change = decode_strategy_body(await read_body(request), _ConfigBody)
     rs.set_strategy(change.strategy, "runtime")
     log.info("strategy_changed", strategy=change.strategy, source="runtime")
     return json_response(_config_view(rs))

@@ -20,10 +20,9 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.roles.router.health import check
-from eldric.roles.router.pool import INFERENCE_TYPES
 from eldric.roles.router.state import ROUTER
 from eldric.tasks import spawn
-from eldric.wire.cluster import WorkerListing
+from eldric.wire.cluster import INFERENCE_TYPES, WorkerListing
 
 log = structlog.get_logger("eldric.router")
 
@@ -87,15 +86,13 @@ def apply(app: web.Application, listing: WorkerListing) -> None:
             log.info("worker_unsynced", worker=w.id, url=w.url)
             pool.remove(w.id)
 
-    wanted = listing.router_config.strategy
-    if wanted and not rs.strategy_fixed and (rs.strategy is None or rs.strategy.name != wanted):
-        from eldric.roles.router.strategies import STRATEGIES
-
-        if wanted in STRATEGIES:
-            rs.set_strategy(wanted, "controller")
-            log.info("strategy_from_controller", strategy=wanted)
-        else:
-            log.warning("controller_strategy_unknown", strategy=wanted)
+    settings = listing.router_config
+    wanted = settings.known_strategy
+    if settings.strategy and wanted is None:
+        log.warning("controller_strategy_unknown", strategy=settings.strategy)
+    elif wanted and not rs.strategy_fixed and (rs.strategy is None or rs.strategy.name != wanted):
+        rs.set_strategy(wanted, "controller")
+        log.info("strategy_from_controller", strategy=wanted)
 
 
 async def sync_once(app: web.Application) -> str | None:

@@ -8,6 +8,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.cluster.membership import Membership
 from eldric.registry import Role
 from eldric.roles.worker.backends import KINDS, base_url
 from eldric.roles.worker.embedded import Embedded, available, launch_of, served_id
@@ -15,7 +16,6 @@ from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.health import (probe, probe_loop, served_paths, waiting_for,
                                         worker_health)
-from eldric.roles.worker.membership import membership
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.stream import Timeouts
 from eldric.sysload import HostLoad
@@ -87,7 +87,7 @@ async def _embedded_backend(app: web.Application) -> AsyncIterator[None]:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     st = app[WORKER]
-    st.membership = membership(app)
+    st.membership = Membership.of(app, st.cfg, "inference")
     st.membership.load_id()
     if not st.loading:
         await probe(app)  # so /health is true from the first request
