@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from eldric import config, registry
+from eldric import registry
 from eldric.app import serve
-from eldric.cli import _flag_table, _flag_values
+from eldric.cli import load_config
 
 from tests.fakes import anthropic as fake_anthropic
 from tests.fakes import controller as fake_controller
@@ -34,14 +34,10 @@ async def run_eldric(role: str, tmp_path, *, quickstart: bool | None = None,
     given as python keywords: backend_url="http://…" is --backend-url. `quickstart`: the
     roles' --role all settings below the flags (default: only for role "all")."""
     roles = registry.resolve(role)
-    opts = {"opt_" + k: v for k, v in flags.items()}
-    table = _flag_table(roles)
-    flag_values = _flag_values(roles, table, opts)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDRIC_")}
-    flag_values.setdefault("process.data_dir", (None, str(tmp_path / "data")))
+    flags.setdefault("data_dir", str(tmp_path / "data"))
     quick = role == "all" if quickstart is None else quickstart
-    loaded = config.load({r.name: (r.config, r.defaults(quick)) for r in roles},
-                         None, env, flag_values)
+    loaded = load_config(roles, flags, env, quick=quick)
     ready: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(serve(roles, loaded.roles, loaded.process,
