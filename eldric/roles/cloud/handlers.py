@@ -15,12 +15,11 @@ from eldric.bus.routes import json_response
 from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
                            UpstreamUnavailable)
 from eldric.http import read_body
-from eldric.roles.cloud import anthropic_call
-from eldric.roles.cloud.backends import Backend, key_refused, make_backend, probe
+from eldric.roles.cloud.backends import make_backend, probe
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
 from eldric.roles.cloud.state import CLOUD, CloudState
-from eldric.stream import Target, UpstreamFailure, forward, with_fields
+from eldric.stream import UpstreamFailure
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Model, ModelList
@@ -33,16 +32,6 @@ DASHBOARD_HEADERS = {
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class _UsageHolder(msgspec.Struct):
-    usage: _Usage | None = None
-    choices: list[msgspec.Raw] | None = None
 
 
 class _StreamOptions(msgspec.Struct):
@@ -59,20 +48,6 @@ class _ChatHead(ChatHead):
 _HEADS = {**HEAD_BY_PATH, "/v1/chat/completions": _ChatHead}
 
 
-_usage_dec = msgspec.json.Decoder(_UsageHolder)
-
-
-def _usage_of(data: bytes) -> _UsageHolder | None:
-    try:
-        return _usage_dec.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
-def _event_json(event: bytes) -> bytes | None:
-    return event[6:] if event.startswith(b"data: ") and event[6:7] == b"{" else None
-
-
 async def inference(request: web.Request) -> web.StreamResponse:
     cs = request.app[CLOUD]
     body = await read_body(request)
@@ -82,13 +57,12 @@ async def inference(request: web.Request) -> web.StreamResponse:
     unsupported: UpstreamFailure | None = None  # the last "not here" (501/405)
     broken = 0  # failures that were not "not here"
     for backend, model in candidates(cs, head.model):
-        if backend.type == "anthropic" and request.path != "/v1/chat/completions":
-            raise BadRequest(f"backend {backend.name} (anthropic) serves chat completions only")
+        if request.path not in backend.kind.paths:
+            raise BadRequest(f"backend {backend.name} ({backend.type}) serves "
+                             f"{', '.join(backend.kind.paths)} only")
         cs.metrics.request(backend.name, model)
         try:
-            if backend.type == "anthropic":
-                return await anthropic_call.call(request, cs, backend, model, body, head)
-            return await _openai(request, cs, backend, model, body, head)
+            return await backend.kind.call(request, cs, backend, model, body, head)
         except UpstreamFailure as exc:
             cs.metrics.error(backend.name, model)
             failures.append(f"{backend.name}: {exc.message}")
@@ -104,59 +78,6 @@ async def inference(request: web.Request) -> web.StreamResponse:
     if unsupported is not None and not broken:
         return unsupported.response()  # what the backends said, as they said it
     raise UpstreamUnavailable("every backend serving the model failed: " + "; ".join(failures))
-
-
-async def _openai(request: web.Request, cs: CloudState, b: Backend, model: str, body: bytes,
-                  head) -> web.StreamResponse:  # type: ignore[no-untyped-def]
-    """OpenAI-compatible backends (and Ollama, Azure): through the core, bytes untouched
-    except the model name (backend/model) and, for streamed chats, the usage request."""
-    sub = request.path[len("/v1"):]
-    base, query = b.openai_base, None
-    if b.type == "azure_openai":
-        base, sub, query = b.url, f"/openai/deployments/{model}{sub}", f"api-version={b.api_version}"
-    fields: dict = {}
-    if model != head.model:
-        fields["model"] = model
-    drop = None
-    if head.stream and sub.endswith("/chat/completions"):
-        asked = getattr(head, "stream_options", None)
-        if not (asked and asked.include_usage):
-            # Ask for the usage chunk to account tokens; the client did not ask for it,
-            # so it is taken out of the client's stream again.
-            fields["stream_options"] = {"include_usage": True}
-            drop = _is_usage_only
-
-    def count(data: bytes) -> None:
-        """Account the usage in one JSON reply or chunk, if it has any."""
-        if data[:1] == b"{" and b'"usage"' in data:
-            holder = _usage_of(data)
-            if holder is not None and holder.usage is not None:
-                cs.metrics.count_tokens(b.name, model, holder.usage.prompt_tokens,
-                                        holder.usage.completion_tokens)
-
-    def tap(event: bytes) -> None:
-        if event.startswith(b"data: "):
-            count(event[6:])
-
-    resp = await forward(request, Target(b.state, base, headers=b.auth_headers()), sub, body,
-                         timeouts=cs.timeouts, rewrite=with_fields(**fields) if fields else None,
-                         tap=tap if head.stream else None, drop=drop, query=query,
-                         reply_headers={"X-Eldric-Backend": b.name})
-    if resp.status in (401, 403) and not resp.prepared:
-        raise key_refused(b, resp.status)
-    if not head.stream and isinstance(resp, web.Response) and resp.status == 200 and resp.body:
-        count(bytes(resp.body))  # a whole reply carries its usage too
-    if resp.status >= 400:
-        cs.metrics.error(b.name, model)
-    return resp
-
-
-def _is_usage_only(event: bytes) -> bool:
-    data = _event_json(event)
-    if data is None or b'"usage"' not in data:
-        return False
-    holder = _usage_of(data)
-    return holder is not None and holder.usage is not None and not holder.choices
 
 
 async def models(request: web.Request) -> web.Response:
@@ -177,12 +98,10 @@ async def model(request: web.Request) -> web.Response:
 
 
 def served_paths(cs: CloudState) -> list[str]:
-    """The paths this cloud worker serves, for routers: chat on every backend type;
-    completions and embeddings only through OpenAI-compatible ones (not Anthropic)."""
+    """The paths this cloud worker serves, for routers: those its enabled backends' kinds
+    serve (Anthropic: chat only), in the order the routes are added."""
     live = [b for b in cs.backends.values() if b.enabled]
-    if any(b.type != "anthropic" for b in live):
-        return list(HEAD_BY_PATH)
-    return ["/v1/chat/completions"]
+    return [p for p in HEAD_BY_PATH if any(p in b.kind.paths for b in live)]
 
 
 class BackendCounts(msgspec.Struct, omit_defaults=False):
