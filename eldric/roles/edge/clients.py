@@ -14,11 +14,14 @@ import hashlib
 import hmac
 import secrets
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from eldric.store.sqlite import Store
+
+if TYPE_CHECKING:  # farm mode only: redis is an optional dependency
+    from redis.asyncio import Redis
 
 
 class Client(msgspec.Struct, omit_defaults=True):
@@ -130,7 +133,7 @@ class RedisClients:
     KEYS = "eldric:keys"  # key hash -> client JSON
     NAMES = "eldric:clients"  # client name -> key hash
 
-    def __init__(self, redis, static: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, redis: Redis, static: dict[str, str]) -> None:
         self.redis = redis
         self.static = {hash_key(k): Client(name=n, static=True, key_hash=hash_key(k))
                        for k, n in static.items()}

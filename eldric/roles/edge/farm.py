@@ -56,7 +56,7 @@ class Farm:
         except self._errors:
             return await call()
 
-    async def admin(self, awaitable):  # type: ignore[no-untyped-def]
+    async def admin(self, awaitable: Awaitable[T]) -> T:
         """Run a client-store change (create, list, revoke): those need the store, so an
         outage is a clean 503 rather than a 500. Not retried: a change is not repeated
         on a guess that it did not happen."""

@@ -19,7 +19,10 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # farm mode only: redis is an optional dependency
+    from redis.asyncio import Redis
 
 
 @dataclass(slots=True)
@@ -128,7 +131,7 @@ return {1, bi, 0, best}
 class RedisLimiter:
     PREFIX = "eldric:rl:"
 
-    def __init__(self, redis, window_ms: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, redis: Redis, window_ms: int) -> None:
         self.redis = redis
         self.window_ms = window_ms
         self.script = redis.register_script(_SCRIPT)
