@@ -12,7 +12,7 @@ import contextlib
 
 from eldric.roles.edge.clients import RedisClients
 from eldric.roles.edge.farm import Farm
-from eldric.roles.edge.limits import RedisLimiter, Tier
+from eldric.roles.edge.limits import Decision, RedisLimiter, Tier
 
 WINDOW_MS = 60_000
 
@@ -105,6 +105,15 @@ async def _entries(direct, tier: Tier) -> int:  # type: ignore[no-untyped-def]
     return await direct.zcard(RedisLimiter.PREFIX + tier.key)
 
 
+async def _lost_after_one(farm: Farm, proxy: LosingProxy, tier: Tier) -> Decision:
+    """One request counted as usual, then one whose first try's reply is lost."""
+    assert (await farm.check([tier])).allowed
+    proxy.lose = 1
+    decision = await farm.check([tier])
+    assert proxy.lost == 1
+    return decision
+
+
 async def test_a_lost_reply_counts_the_request_once(redis_url):
     async with farm_through(redis_url) as (farm, proxy, direct):
         tiers = [Tier("ip", "ip:10.0.0.7", 5), Tier("global", "global", 100)]
@@ -121,10 +130,7 @@ async def test_a_lost_reply_does_not_refuse_the_request_it_counted(redis_url):
     someone else."""
     async with farm_through(redis_url) as (farm, proxy, direct):
         tier = Tier("key", "key:k1", 2)
-        assert (await farm.check([tier])).allowed
-        proxy.lose = 1
-        decision = await farm.check([tier])
-        assert proxy.lost == 1
+        decision = await _lost_after_one(farm, proxy, tier)
         assert decision.allowed and decision.remaining == 0
         assert await _entries(direct, tier) == 2
         refused = await farm.check([tier])  # the window is full now, for real
@@ -135,9 +141,6 @@ async def test_a_lost_reply_does_not_refuse_the_request_it_counted(redis_url):
 async def test_a_refusal_whose_reply_was_lost_is_a_refusal_again(redis_url):
     async with farm_through(redis_url) as (farm, proxy, direct):
         tier = Tier("ip", "ip:10.0.0.8", 1)
-        assert (await farm.check([tier])).allowed
-        proxy.lose = 1
-        decision = await farm.check([tier])
-        assert proxy.lost == 1
+        decision = await _lost_after_one(farm, proxy, tier)
         assert not decision.allowed and decision.tier == "ip"
         assert await _entries(direct, tier) == 1
