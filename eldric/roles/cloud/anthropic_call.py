@@ -64,23 +64,9 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
                 status, err = map_error(resp.status, await resp.read())
                 raise UpstreamFailure(b.state.id, "status", status, err)
             if not stream:
-                raw = await resp.read()
-                try:
-                    out = from_anthropic(msgspec.json.decode(raw), model=model)
-                except (msgspec.DecodeError, TypeError, KeyError, AttributeError,
-                        ValueError) as exc:
-                    # Not a message (a proxy's page, a cut body): the backend failed, so
-                    # another one may answer; it is not marked down for it.
-                    message = (f"backend {b.name} sent a 200 reply eldric cannot read as an "
-                               f"Anthropic message ({type(exc).__name__})")
-                    raise UpstreamFailure(b.state.id, "status", 502, error_json(
-                        502, message, code="upstream_error")) from None
-                usage = out.get("usage") or {}
-                cs.metrics.count_tokens(b.name, model, usage.get("prompt_tokens", 0),
-                                        usage.get("completion_tokens", 0))
+                whole = await _whole(cs, b, model, await resp.read())
                 outcome = "ok"
-                return web.Response(body=_enc.encode(out), content_type="application/json",
-                                    headers={"X-Eldric-Backend": b.name})
+                return whole
             outcome, out = await _stream(request, cs, b, model, resp, include_usage)
             return out
     except UpstreamFailure as exc:
@@ -89,6 +75,24 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
         raise
     finally:
         bus.request_finished(b.state, outcome)
+
+
+async def _whole(cs: CloudState, b: Backend, model: str, raw: bytes) -> web.Response:
+    """A whole Anthropic message as an OpenAI chat completion, its usage counted."""
+    try:
+        out = from_anthropic(msgspec.json.decode(raw), model=model)
+    except (msgspec.DecodeError, TypeError, KeyError, AttributeError, ValueError) as exc:
+        # Not a message (a proxy's page, a cut body): the backend failed, so another one
+        # may answer; it is not marked down for it.
+        message = (f"backend {b.name} sent a 200 reply eldric cannot read as an "
+                   f"Anthropic message ({type(exc).__name__})")
+        raise UpstreamFailure(b.state.id, "status", 502, error_json(
+            502, message, code="upstream_error")) from None
+    usage = out.get("usage") or {}
+    cs.metrics.count_tokens(b.name, model, usage.get("prompt_tokens", 0),
+                            usage.get("completion_tokens", 0))
+    return web.Response(body=_enc.encode(out), content_type="application/json",
+                        headers={"X-Eldric-Backend": b.name})
 
 
 async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
