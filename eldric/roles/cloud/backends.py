@@ -3,7 +3,7 @@ What differs between backend types is their kind's (kinds.PROVIDER_KINDS)."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import re
 import time
@@ -16,6 +16,7 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.bus import Bus, UpstreamState
+from eldric.bus.prober import HEALTHY, PROBE_FAILED, Prober, Verdict, on_bus
 from eldric.errors import ConfigError, error_json
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.kinds import PROVIDER_KINDS, ProviderKind
@@ -131,56 +132,69 @@ async def _get(app: web.Application, url: str, headers: dict[str, str],
         return r.status, await r.read()
 
 
-async def probe(app: web.Application, b: Backend, timeout: float = 10.0) -> bool:
+# One request of a probe; the model list and the /v1 try make two.
+PROBE_TIMEOUT = 10.0
+
+
+async def probe(app: web.Application, b: Backend) -> Verdict:
     """Fetch the model list: it is the catalog refresh and the health check in one.
     401/403 means the key is refused (auth_failed); 5xx or no answer, unhealthy; any
-    other failure, degraded (it answers; the last list is kept). True: a list was read."""
-    bus = app[keys.BUS]
+    other failure, degraded (it answers; the last list is kept)."""
     url, headers = b.kind.models_request(b)
     t0 = time.perf_counter()
     try:
-        status, raw = await _get(app, url, headers, timeout)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        status, raw = await _get(app, url, headers, PROBE_TIMEOUT)
+    except PROBE_FAILED as exc:
         b.models_error = f"unreachable: {type(exc).__name__}"
-        bus.mark(b.state, False, b.models_error)
-        return False
+        return Verdict(False, b.models_error)
     if status == 404 and b.kind.find_v1 and not _VERSIONED.search(b.url):
-        # An OpenAI-compatible server given without its /v1 (a vLLM at http://host:8000):
-        # try where its API usually lives, and keep that URL if the list is there.
-        try:
-            status_v1, raw_v1 = await _get(app, b.url + "/v1/models", headers, timeout)
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            status_v1, raw_v1 = 0, b""
-        if status_v1 in (200, 401, 403):  # the list, or a key check: the API is there
-            log.info("backend_url_adopted", backend=b.name, url=b.url + "/v1", given=b.url,
-                     reason=f"its /models answered 404, /v1/models {status_v1}")
-            b.url = b.state.url = b.url + "/v1"
-            status, raw = status_v1, raw_v1
+        status, raw = await _try_v1(app, b, headers, (status, raw))
     b.state.last_check = time.time()
     if status in (401, 403):
         b.auth_failed = True
         b.models_error = f"key refused (HTTP {status})"
-        bus.mark(b.state, False, "auth_failed")
-        return False
+        return Verdict(False, "auth_failed")
     b.auth_failed = False
     if status != 200:
         b.models_error = f"model list answered HTTP {status}"
-        bus.mark(b.state, status < 500, b.models_error)
-        return False
+        return Verdict(status < 500, b.models_error)
     try:
         b.models = b.kind.parse_models(raw)
         b.models_error = None
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         b.models_error = f"unreadable model list: {exc}"
     b.state.latency_ms = (time.perf_counter() - t0) * 1000
-    bus.mark(b.state, True)
-    return b.models_error is None
+    return HEALTHY
 
 
-async def probe_all(app: web.Application, backends: list[Backend]) -> None:
-    live = [b for b in backends if b.enabled]
-    if live:
-        await asyncio.gather(*(probe(app, b) for b in live))
+async def _try_v1(app: web.Application, b: Backend, headers: dict[str, str],
+                  answer: tuple[int, bytes]) -> tuple[int, bytes]:
+    """An OpenAI-compatible server given without its /v1 (a vLLM at http://host:8000):
+    try where its API usually lives, and keep that URL if the list is there."""
+    try:
+        status, raw = await _get(app, b.url + "/v1/models", headers, PROBE_TIMEOUT)
+    except PROBE_FAILED:
+        return answer
+    if status not in (200, 401, 403):  # the list, or a key check: the API is there
+        return answer
+    log.info("backend_url_adopted", backend=b.name, url=b.url + "/v1", given=b.url,
+             reason=f"its /models answered 404, /v1/models {status}")
+    b.url = b.state.url = b.url + "/v1"
+    return status, raw
+
+
+def prober(app: web.Application, backends: dict[str, Backend],
+           interval: float) -> Prober[Backend]:
+    """The enabled backends, every interval (the faster of the health and catalog
+    periods: the model list is both)."""
+    return Prober("cloud-probe", functools.partial(probe, app), interval=interval,
+                  targets=lambda: [b for b in backends.values() if b.enabled],
+                  timeout=2 * PROBE_TIMEOUT, mark=on_bus(app[keys.BUS], _state),
+                  says="unreachable: ")
+
+
+def _state(b: Backend) -> UpstreamState:
+    return b.state
 
 
 def environment() -> dict[str, str]:

@@ -15,7 +15,7 @@ from eldric.bus.routes import json_response
 from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
                            UpstreamUnavailable)
 from eldric.http import read_body
-from eldric.roles.cloud.backends import make_backend, probe
+from eldric.roles.cloud.backends import make_backend
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
 from eldric.roles.cloud.state import CLOUD, CloudState
@@ -177,7 +177,7 @@ async def add_backend(request: web.Request) -> web.Response:
     except Exception as exc:  # ConfigError: a bad spec is the caller's error here
         raise BadRequest(str(exc)) from None
     cs.backends[b.name] = b
-    await probe(request.app, b)
+    await request.app[keys.PROBER].now(b)
     log.info("backend_added", backend=b.name, type=b.type, healthy=b.state.healthy)
     return json_response(b.public(), status=201)
 
@@ -198,7 +198,8 @@ async def test_backend(request: web.Request) -> web.Response:
     b = cs.backends.get(request.match_info["name"])
     if b is None:
         raise NotFound(f"no backend named {request.match_info['name']!r}", code="backend_not_found")
-    ok = await probe(request.app, b)
+    verdict = await request.app[keys.PROBER].now(b)
+    ok = verdict.healthy and b.models_error is None  # a model list was read
     return json_response({"name": b.name, "ok": ok, "auth_failed": b.auth_failed,
                           "latency_ms": b.state.latency_ms, "models": len(b.models),
                           "error": b.models_error})

@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import structlog
 
+from eldric.bus.prober import HEALTHY, Prober, Verdict
 from eldric.errors import UpstreamUnavailable
 from eldric.roles.edge.clients import Client, Clients
 from eldric.roles.edge.limits import Decision, Limiter, LocalLimiter, Tier, new_member
@@ -78,10 +79,13 @@ class Farm:
         return self.degraded and time.monotonic() < self._next_try
 
     def _failed(self, exc: BaseException) -> None:
+        self._down(f"{type(exc).__name__}: {exc}")
+
+    def _down(self, error: str) -> None:
         self._next_try = time.monotonic() + self.RETRY_AFTER
         if self.down_since is None:
             self.down_since = time.time()
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = error
             log.error("shared_store_unreachable", error=self.error,
                       fallback="static keys only; per-edge rate limits")
 
@@ -104,17 +108,24 @@ class Farm:
         self._ok()
         return client
 
-    async def probe(self) -> None:
-        """While degraded, ask Redis whether it is back (so /health tells the truth even
-        when no request comes)."""
-        if not (self.shared and self.degraded):
-            return
+    def prober(self, interval: float) -> Prober[Farm]:
+        """While degraded, ask Redis every interval whether it is back, so /health tells
+        the truth even when no request comes (a request that reaches Redis says so too)."""
+        return Prober("edge-store", Farm.ping, interval=interval, mark=Farm.marked,
+                      targets=lambda: (self,) if self.shared and self.degraded else ())
+
+    async def ping(self) -> Verdict:
         try:
             await self._shared(self.clients.redis.ping)
-        except self._errors as exc:
-            self._failed(exc)
-            return
-        self._ok()
+        except self._errors as exc:  # its client's own errors: the probe failed
+            return Verdict(False, f"{type(exc).__name__}: {exc}")
+        return HEALTHY
+
+    def marked(self, verdict: Verdict) -> None:
+        if verdict.healthy:
+            self._ok()
+        else:
+            self._down(verdict.reason or "unreachable")
 
     async def check(self, tiers: list[Tier]) -> Decision:
         if not self.shared:

@@ -119,9 +119,8 @@ async def _to_routers(request: web.Request, es: EdgeState, body: bytes,
             # forward() raises only what another router may answer (retryable)
             failures.append(f"{state.id}: {exc.message}")
             exc.mark_down(bus, state)
-            if exc.kind in ("timeout", "closed"):
-                es.routers.confirm(request.app, state,
-                                   min(es.cfg.health_check_interval_ms / 1000, 5.0))
+            if exc.kind in ("timeout", "closed"):  # down, or was the request the slow part?
+                request.app[keys.PROBER].poke(state)
     if not failures:
         raise UpstreamUnavailable("no router is configured (--routers)")
     raise UpstreamUnavailable("every router failed: " + "; ".join(failures))

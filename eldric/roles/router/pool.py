@@ -28,7 +28,6 @@ class Worker:
     # After max_failures failed requests in a row the worker is ranked last until then
     # (time.monotonic()): maybe broken, maybe fed bad requests; its health check decides.
     suspect_until: float = 0.0
-    checking: bool = False  # a confirming health check is running
 
     def serves(self, model: str) -> bool:
         # A worker that lists no models is a plain OpenAI-compatible upstream: any model.

@@ -19,9 +19,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
-from eldric.roles.router.health import check
 from eldric.roles.router.state import ROUTER
-from eldric.tasks import spawn
 from eldric.wire.cluster import INFERENCE_TYPES, WorkerListing
 
 log = structlog.get_logger("eldric.router")
@@ -80,7 +78,7 @@ def apply(app: web.Application, listing: WorkerListing) -> None:
             w.reported_max_concurrency = rec.load.max_concurrency
             w.paths = rec.paths
             log.info("worker_synced", worker=rec.id, url=url, models=rec.models)
-            spawn(check(app, w), name=f"router-check:{rec.id}")
+            app[keys.PROBER].poke(w)
     for w in [w for w in pool.workers.values() if w.from_controller and not w.static]:
         if w.id not in seen:
             log.info("worker_unsynced", worker=w.id, url=w.url)
