@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import msgspec
@@ -11,15 +12,16 @@ from aiohttp import web
 
 from eldric import __version__, keys
 from eldric.auth import require_key
+from eldric.bus import UpstreamState
 from eldric.bus.routes import json_response
-from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
-                           UpstreamUnavailable)
+from eldric.errors import BadRequest, EldricError, ModelNotFound, NotFound
 from eldric.http import read_body
-from eldric.roles.cloud.backends import make_backend
+from eldric.roles.cloud.backends import Backend, make_backend
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
 from eldric.roles.cloud.state import CLOUD, CloudState
 from eldric.stream import UpstreamFailure
+from eldric.stream.failover import Failover
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Model, ModelList
@@ -53,31 +55,44 @@ async def inference(request: web.Request) -> web.StreamResponse:
     body = await read_body(request)
     head = decode_head(body, _HEADS[request.path])
     request[keys.HOP].model = head.model
-    failures: list[str] = []
-    unsupported: UpstreamFailure | None = None  # the last "not here" (501/405)
-    broken = 0  # failures that were not "not here"
-    for backend, model in candidates(cs, head.model):
-        if request.path not in backend.kind.paths:
+    tries = _Backends(request, cs, body, head)
+    resp = await tries.run()
+    if resp is None:
+        resp = tries.not_here()  # what the backends said, as they said it
+    if resp is None:
+        tries.exhausted("every backend serving the model failed", none="no backend serves it")
+    return resp
+
+
+class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
+    """The backends listing the model, best first (routing.candidates)."""
+
+    __slots__ = ("request", "cs", "body", "head")
+
+    def __init__(self, request: web.Request, cs: CloudState, body: bytes, head) -> None:  # type: ignore[no-untyped-def]
+        Failover.__init__(self, request.app[keys.BUS], "cloud", candidates(cs, head.model))
+        self.request, self.cs, self.body, self.head = request, cs, body, head
+
+    def name(self, c: tuple[Backend, str]) -> str:
+        return c[0].name
+
+    def state(self, c: tuple[Backend, str]) -> UpstreamState:
+        return c[0].state
+
+    def call(self, c: tuple[Backend, str]) -> Awaitable[web.StreamResponse]:
+        backend, model = c
+        if self.request.path not in backend.kind.paths:
             raise BadRequest(f"backend {backend.name} ({backend.type}) serves "
                              f"{', '.join(backend.kind.paths)} only")
-        cs.metrics.request(backend.name, model)
-        try:
-            return await backend.kind.call(request, cs, backend, model, body, head)
-        except UpstreamFailure as exc:
-            cs.metrics.error(backend.name, model)
-            failures.append(f"{backend.name}: {exc.message}")
-            exc.mark_down(request.app[keys.BUS], backend.state)
-            if not exc.retryable:
-                return exc.response()
-            if exc.kind == "unsupported":
-                unsupported = exc
-                continue  # maybe the next backend serves it; not the backend's failure
-            broken += 1
+        self.cs.metrics.request(backend.name, model)
+        return backend.kind.call(self.request, self.cs, backend, model, self.body, self.head)
+
+    def judge(self, c: tuple[Backend, str], exc: UpstreamFailure) -> None:
+        backend, model = c
+        self.cs.metrics.error(backend.name, model)
+        if exc.retryable and exc.kind != "unsupported":
             log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
                         status=exc.status)
-    if unsupported is not None and not broken:
-        return unsupported.response()  # what the backends said, as they said it
-    raise UpstreamUnavailable("every backend serving the model failed: " + "; ".join(failures))
 
 
 async def models(request: web.Request) -> web.Response:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Awaitable
 
 from aiohttp import web
 
 from eldric import keys
 from eldric.bus import UpstreamState
 from eldric.bus.prober import Prober, Verdict, on_bus
+from eldric.stream import Target, Timeouts, UpstreamFailure, forward
+from eldric.stream.failover import Failover
 
 
 class Routers:
@@ -46,3 +49,38 @@ def prober(app: web.Application, routers: Routers, interval: float) -> Prober[Up
     return Prober("edge-health", functools.partial(check, app), targets=lambda: routers.states,
                   interval=interval, mark=on_bus(app[keys.BUS]), says="health check: ")
 
+
+class ToRouters(Failover[UpstreamState, web.StreamResponse]):
+    """One request's attempts: the routers in turn (Routers.order), every reply with the
+    edge's own headers (rate limits, CORS)."""
+
+    # A router's "not here" says that no worker of the cluster serves the path: another
+    # router would say the same, so it is the answer at once.
+    not_here_at_once = True
+
+    __slots__ = ("request", "timeouts", "body", "headers")
+
+    def __init__(self, request: web.Request, routers: Routers, timeouts: Timeouts,
+                 body: bytes, headers: dict[str, str]) -> None:
+        Failover.__init__(self, request.app[keys.BUS], "edge", routers.order())
+        self.request = request
+        self.timeouts = timeouts
+        self.body = body
+        self.headers = headers
+
+    def call(self, state: UpstreamState) -> Awaitable[web.StreamResponse]:
+        request = self.request
+        return forward(request, Target(state, state.url), request.path, self.body,
+                       timeouts=self.timeouts, reply_headers=self.headers)
+
+    def state(self, state: UpstreamState) -> UpstreamState:
+        return state
+
+    def judge(self, state: UpstreamState, exc: UpstreamFailure) -> None:
+        if exc.kind in ("timeout", "closed"):  # down, or was the request the slow part?
+            self.request.app[keys.PROBER].poke(state)
+
+    def relay(self, exc: UpstreamFailure) -> web.StreamResponse:
+        resp = exc.response()
+        resp.headers.update(self.headers)
+        return resp

@@ -77,17 +77,15 @@ def prober(app: web.Application) -> Prober[Worker]:
 
 
 def passive_mark(app: web.Application, w: Worker, exc: UpstreamFailure) -> None:
-    """What a failed request says about its worker. Refused or unreachable: out of
-    rotation at once. A 5xx, a timeout or a broken reply may be the request's own doing
-    (a prompt too long for the first-byte timeout, an input the backend chokes on), and a
-    client must never be able to take a healthy worker out: after max_failures in a row
-    the worker is ranked last for one health interval and checked at once; only a
-    failing check takes it out. A 4xx, a 429 or a "not here" (501/405) count for nothing."""
+    """What a failed request says about its worker, beyond what the failover did (a
+    refused or unreachable worker is out of rotation at once). A 5xx, a timeout or a
+    broken reply may be the request's own doing (a prompt too long for the first-byte
+    timeout, an input the backend chokes on), and a client must never be able to take a
+    healthy worker out: after max_failures in a row the worker is ranked last for one
+    health interval and checked at once; only a failing check takes it out. A 4xx, a
+    429 or a "not here" (501/405) count for nothing."""
     rs = app[ROUTER]
-    if exc.kind == "connect":
-        exc.mark_down(app[keys.BUS], w.state)
-        return
-    if exc.kind == "unsupported" or (exc.kind == "status" and exc.status < 500):
+    if exc.kind in ("connect", "unsupported") or (exc.kind == "status" and exc.status < 500):
         return
     if w.state.consecutive_failures < rs.cfg.max_failures:
         return
