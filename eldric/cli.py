@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 import msgspec
 
 from eldric import __version__
-from eldric.config import (FieldSpec, ProcessConfig, default_data_dir, env_names, field_specs,
-                           get_path, load, parse_text)
+from eldric.config import (FieldSpec, Loaded, ProcessConfig, default_data_dir, env_names,
+                           field_specs, get_path, load, parse_text)
 from eldric.errors import ConfigError
 from eldric.registry import Role, available, resolve
 
@@ -135,9 +135,8 @@ def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command
 
     def callback(role: str, config_file: str | None, **opts: Any) -> None:
         try:
-            flag_values = _flag_values(roles, table, opts)
-            loaded = load({r.name: (r.config, r.defaults(quick)) for r in roles},
-                          config_file, os.environ, flag_values)
+            loaded = load_config(roles, {k.removeprefix("opt_"): v for k, v in opts.items()},
+                                 os.environ, config_file, quick=quick)
         except ConfigError as exc:
             _fail(str(exc))
         for warning in loaded.warnings:
@@ -159,18 +158,32 @@ def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command
                                            "help_option_names": ["-h", "--help"]})
 
 
+def load_config(roles: Sequence[Role], flags: Mapping[str, Any], env: Mapping[str, str],
+                config_file: str | None = None, *, quick: bool = False) -> Loaded:
+    """The configuration the chosen roles run with, exactly as `eldric` builds it: their
+    role defaults (with the quick start's settings when `quick`), the config file, the
+    environment, then `flags`, keyed by flag name (`backend_url` or `backend-url` is
+    --backend-url; a value is the flag's text, or a list for a repeatable flag; None or ()
+    is a flag not given). Raises ConfigError naming the flag, variable or key at fault."""
+    values = _flag_values(roles, _flag_table(roles), flags)
+    return load({r.name: (r.config, r.defaults(quick)) for r in roles}, config_file, env, values)
+
+
 def _flag_values(roles: Sequence[Role], table: dict[str, list[tuple[str, FieldSpec]]],
-                 opts: dict[str, Any]) -> dict[str, tuple[FieldSpec, Any]]:
+                 flags: Mapping[str, Any]) -> dict[str, tuple[FieldSpec, Any]]:
     out: dict[str, tuple[FieldSpec, Any]] = {}
-    for key, value in opts.items():
+    for key, value in flags.items():
         if value is None or value == ():  # not given (a repeatable flag gives ())
             continue
-        flag = key.removeprefix("opt_").replace("_", "-")
+        flag = key.replace("_", "-")
         if flag in _PROCESS_FLAGS:
             spec = _PROCESS_FLAGS[flag]
             out[f"process.{spec.name}"] = (spec, _convert(spec, value))
             continue
-        entries = table[flag]
+        entries = table.get(flag)
+        if entries is None:
+            raise ConfigError(f"--{flag}: no such option for role(s) "
+                              f"{', '.join(r.name for r in roles)}")
         if len(entries) > 1 and not all(spec.shared for _, spec in entries):
             by_name = {r.name: r for r in roles}
             names = ", ".join(n for n, _ in entries)

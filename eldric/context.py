@@ -74,33 +74,42 @@ def _claim(info: RoleInfo, data_dir: str, base: str) -> str:
         return name
 
 
-def data_file(app: web.Application, name: str) -> str:
+def data_file(app: web.Application, name: str, *, formerly: str | None = None) -> str:
     """A role's own file in --data-dir, named for the role and its configured port
     (`controller-8880.db`, `worker-8890.id`, `worker-0.id` with --port 0), never for an
-    advertised URL, so several roles share one directory and a name is stable across runs."""
+    advertised URL, so several roles share one directory and a name is stable across runs.
+    `formerly`: the stem the file had in an earlier version (`cld` for `cloud.id`); a file
+    of that name is taken over."""
     from eldric import keys  # keys imports this module's types
 
     info = app[keys.ROLE]
     data_dir = app[keys.PROCESS].data_dir
     stem, _, ext = name.partition(".")
     if stem not in info.files:
-        info.files[stem] = _claim(info, data_dir, f"{stem}-{info.port}")
-        _adopt_old_name(info, data_dir, stem, ext)
+        base = info.files[stem] = _claim(info, data_dir, f"{stem}-{info.port}")
+        new = os.path.join(data_dir, f"{base}.{ext}")
+        _adopt_old_name(info, data_dir, stem, ext, new)
+        if formerly and formerly != stem:  # the same claim under the old stem: cld-0-2.id
+            _take_over(os.path.join(data_dir, f"{formerly}{base[len(stem):]}.{ext}"), new,
+                       "state files are named for their role now")
     return os.path.join(data_dir, f"{info.files[stem]}.{ext}")
 
 
-def _adopt_old_name(info: RoleInfo, data_dir: str, stem: str, ext: str) -> None:
+def _adopt_old_name(info: RoleInfo, data_dir: str, stem: str, ext: str, new: str) -> None:
     """Before 0.2 a state file was named for the port of the advertised URL. Where that
     port differs from the configured one (an edge behind a balancer), the old file is
     this role's state: take it over rather than start on an empty database."""
     old_port = info.advertise_url.rsplit(":", 1)[-1].split("/", 1)[0]
-    new = os.path.join(data_dir, f"{info.files[stem]}.{ext}")
-    old = os.path.join(data_dir, f"{stem}-{old_port}.{ext}")
-    if not old_port.isdigit() or old == new or os.path.exists(new) or not os.path.exists(old):
+    if old_port.isdigit():
+        _take_over(os.path.join(data_dir, f"{stem}-{old_port}.{ext}"), new,
+                   "state files are named for the configured port now, not the advertised one")
+
+
+def _take_over(old: str, new: str, why: str) -> None:
+    """Rename `old` to `new` unless `new` exists already (or `old` does not)."""
+    if old == new or os.path.exists(new) or not os.path.exists(old):
         return
     for suffix in ("", "-wal", "-shm"):  # SQLite's write-ahead log travels with it
         if os.path.exists(old + suffix):
             os.replace(old + suffix, new + suffix)
-    structlog.get_logger("eldric").warning("state_file_renamed", old=old, new=new,
-                                           why="state files are named for the configured "
-                                               "port now, not the advertised one")
+    structlog.get_logger("eldric").warning("state_file_renamed", old=old, new=new, why=why)

@@ -14,6 +14,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from eldric.bus import Bus
+    from eldric.bus.prober import Prober
     from eldric.config import ProcessConfig
     from eldric.context import Hop, RoleInfo
     from eldric.stream.pool import ConnectionPool
@@ -30,6 +31,8 @@ ROLE: web.AppKey["RoleInfo"] = web.AppKey("eldric_role")
 CONFIG: web.AppKey[Any] = web.AppKey("eldric_config")
 # A role may replace how /health is answered (the worker answers a WorkerHealth).
 HEALTH: web.AppKey[Any] = web.AppKey("eldric_health")
+# What the role probes every health interval (its workers, routers, backends).
+PROBER: web.AppKey["Prober[Any]"] = web.AppKey("eldric_prober")
 # Set when the process starts to stop (listeners closed, before in-flight requests
 # drain): a role ends what would hold the drain (long-polls) or what should end first
 # (telling the controller it is going offline).

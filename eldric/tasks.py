@@ -8,8 +8,8 @@ debugging, and logs an exception instead of letting it vanish.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NoReturn
 
 import structlog
 
@@ -45,3 +45,14 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
         pass
     except Exception as exc:  # already logged by _done; a stopping task must not raise
         log.debug("task_stopped_with_error", task=task.get_name(), error=repr(exc))
+
+
+async def every(seconds: float, fn: Callable[[], Awaitable[Any]], *,
+                at_once: bool = False) -> NoReturn:
+    """Run fn() every `seconds` (counted from the end of the last run, so two never
+    overlap), first at once or after one period, until cancelled."""
+    if at_once:
+        await fn()
+    while True:
+        await asyncio.sleep(seconds)
+        await fn()

@@ -18,7 +18,7 @@ import pytest
 
 from eldric import config, registry
 from eldric.app import serve
-from eldric.cli import _flag_table, _flag_values
+from eldric.cli import load_config
 
 from tests.fakes import anthropic as fake_anthropic
 from tests.fakes import controller as fake_controller
@@ -34,14 +34,28 @@ async def run_eldric(role: str, tmp_path, *, quickstart: bool | None = None,
     given as python keywords: backend_url="http://…" is --backend-url. `quickstart`: the
     roles' --role all settings below the flags (default: only for role "all")."""
     roles = registry.resolve(role)
-    opts = {"opt_" + k: v for k, v in flags.items()}
-    table = _flag_table(roles)
-    flag_values = _flag_values(roles, table, opts)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDRIC_")}
-    flag_values.setdefault("process.data_dir", (None, str(tmp_path / "data")))
+    flags.setdefault("data_dir", str(tmp_path / "data"))
     quick = role == "all" if quickstart is None else quickstart
-    loaded = config.load({r.name: (r.config, r.defaults(quick)) for r in roles},
-                         None, env, flag_values)
+    loaded = load_config(roles, flags, env, quick=quick)
+    async with serving(roles, loaded) as urls:
+        yield urls
+
+
+@contextlib.asynccontextmanager
+async def run_role(role: registry.Role, tmp_path, **settings) -> AsyncIterator[str]:
+    """A test's own Role (no entry point names it) on a free loopback port, with these
+    config fields: its URL."""
+    loaded = config.load({role.name: (role.config, {"port": 0, "bind_address": "127.0.0.1",
+                                                    **settings})},
+                         None, {}, {"process.data_dir": (None, str(tmp_path))})
+    async with serving([role], loaded) as urls:
+        yield urls[role.name]
+
+
+@contextlib.asynccontextmanager
+async def serving(roles, loaded) -> AsyncIterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Serve loaded roles in this event loop while the block runs: their URLs."""
     ready: asyncio.Future[dict[str, str]] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(serve(roles, loaded.roles, loaded.process,

@@ -7,20 +7,18 @@ import json
 import pytest
 
 from eldric import config, registry
-from eldric.cli import _flag_table, _flag_values
+from eldric.cli import load_config
 from eldric.errors import ConfigError
 
 
 def _load(tmp_path, file_data=None, env=None, *, role="worker", quick=False, **flags):
-    """config.load for one role as the CLI calls it (file, env, flags given as keywords)."""
+    """One role's configuration as the CLI loads it (file, env, flags given as keywords)."""
     r = registry.load(role)
     path = None
     if file_data is not None:
         path = tmp_path / f"{role}.json"
         path.write_text(json.dumps(file_data))
-    fv = _flag_values([r], _flag_table([r]), {"opt_" + k: v for k, v in flags.items()})
-    return config.load({role: (r.config, r.defaults(quick))},
-                       str(path) if path else None, env or {}, fv)
+    return load_config([r], flags, env or {}, str(path) if path else None, quick=quick)
 
 
 def test_defaults(tmp_path):
@@ -102,7 +100,7 @@ def test_a_value_out_of_bounds_is_reported_against_its_flag(tmp_path, flag, valu
     if source is None:  # a router flag: not the worker's
         router = registry.load("router")
         with pytest.raises(ConfigError) as err:
-            _flag_values([router], _flag_table([router]), {"opt_max_attempts": value})
+            load_config([router], {"max_attempts": value}, {})
         assert str(err.value).startswith("--max-attempts: must be an integer from 1 to 20")
         return
     with pytest.raises(ConfigError) as err:
@@ -235,3 +233,13 @@ def test_the_hint_for_the_quick_start_edge_port_works(tmp_path):
     assert cfg.no_tls and edge.listen(cfg) == (9123, None)
     cfg = _edge(tmp_path, None, {"ELDRIC_EDGE_PORT": "9124"}, quick=True).roles["edge"]
     assert edge.listen(cfg) == (8080, None)
+
+
+def test_load_config_refuses_a_flag_no_chosen_role_has():
+    """The public face of the CLI's loading (tests and embedders use it): a misspelt
+    flag is an error naming it, not a KeyError."""
+    worker = registry.load("worker")
+    with pytest.raises(ConfigError, match="--backend-uri: no such option"):
+        load_config([worker], {"backend_uri": "http://x"}, {})
+    assert load_config([worker], {"backend-url": "http://x:1"}, {}).roles[
+        "worker"].backend_url == "http://x:1"

@@ -4,7 +4,8 @@ Used by every role that belongs to a cluster (worker, cloud, router). What is se
 from the role: a `describe(app) -> WorkerInfo` function (the worker-like roles use
 `from_health`, their own /health answer; the router says which strategy it runs).
 
-The id is kept in --data-dir, so a restarted member comes back as itself. A 404 on
+The id is kept in --data-dir (`<role>-<port>.id`), so a restarted member comes back as
+itself; a new one starts with its worker type's prefix (wire.cluster.ID_PREFIX). A 404 on
 heartbeat means the controller forgot this member (restart, expiry): register again. An
 unreachable controller is retried with capped exponential backoff, never slower than the
 heartbeat; so is one that refuses the key (logged as a key problem). On a clean stop the
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,10 +27,12 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.cluster.config import MemberConfig
 from eldric.context import data_file
 from eldric.errors import ErrorEnvelope
 from eldric.tasks import spawn
-from eldric.wire.cluster import Heartbeat, RegisterReply, WorkerInfo
+from eldric.wire.cluster import (ID_PREFIX, Heartbeat, RegisterReply, WorkerInfo, WorkerType,
+                                 new_id)
 
 log = structlog.get_logger("eldric.cluster")
 
@@ -80,7 +82,7 @@ class Membership:
     controller_url: str | None
     api_key: str | None  # the cluster key the controller demands
     interval: float  # heartbeat period, seconds
-    prefix: str  # "wrk-" | "cld-" | "rtr-"
+    worker_type: WorkerType  # what it registers as; its id's prefix (ID_PREFIX)
     tags: list[str]
     fixed_id: str | None = None
     worker_id: str | None = None
@@ -88,6 +90,15 @@ class Membership:
     describe: Callable[[web.Application], WorkerInfo] = from_health
     registered: bool = False
     _registering: bool = False
+
+    @classmethod
+    def of(cls, app: web.Application, cfg: MemberConfig, worker_type: WorkerType,
+           describe: Callable[[web.Application], WorkerInfo] = from_health) -> Membership:
+        """The one way a role joins: its MemberConfig, what it registers as, and what it
+        says about itself (by default its own /health answer)."""
+        return cls(app=app, controller_url=cfg.controller_url, api_key=cfg.api_key,
+                   interval=cfg.heartbeat_interval_ms / 1000, worker_type=worker_type,
+                   tags=cfg.tags, fixed_id=cfg.worker_id, describe=describe)
 
     # ---------------------------------------------------------------- what is sent
 
@@ -106,10 +117,10 @@ class Membership:
     # ---------------------------------------------------------------- identity
 
     def _id_file(self) -> str:
-        kind = self.prefix.rstrip("-")
-        # worker-8890.id and cld-8889.id as before; router-8881.id
-        name = {"wrk": "worker", "rtr": "router"}.get(kind, kind)
-        return data_file(self.app, f"{name}.id")
+        # Named for the role, like every state file (worker-8890.id, cloud-8889.id). Some
+        # were once named for the id prefix (cld-8889.id): such a file is taken over.
+        return data_file(self.app, f"{self.app[keys.ROLE].name}.id",
+                         formerly=ID_PREFIX.get(self.worker_type, "wrk-").rstrip("-"))
 
     def load_id(self) -> str | None:
         """The id to use: fixed, or kept from an earlier run; standalone, a new one."""
@@ -123,7 +134,7 @@ class Membership:
             self.worker_id = None
         if self.worker_id is None and not self.controller_url:
             # Standalone: make our own id (a controller would assign one).
-            self._save(f"{self.prefix}{secrets.token_hex(6)}")
+            self._save(new_id(self.worker_type))
         return self.worker_id
 
     def _save(self, worker_id: str) -> None:

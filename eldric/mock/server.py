@@ -46,11 +46,17 @@ def _error(status: int, message: str) -> web.Response:
                         content_type="application/json")
 
 
-async def _parse(request: web.Request) -> _Req | web.Response:
+async def _parse(request: web.Request, required: str) -> _Req | web.Response:
+    """The body, or a 400: not a request, or without its `required` field (messages must
+    not be empty either)."""
     try:
-        return _dec.decode(await request.read())
+        req = _dec.decode(await request.read())
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return _error(400, f"invalid body: {exc}")
+    value = getattr(req, required)
+    if value is None or (required == "messages" and not value):
+        return _error(400, f"{required} is required")
+    return req
 
 
 def _n_tokens(app: web.Application, req: _Req) -> int:
@@ -71,21 +77,13 @@ def _usage(req: _Req, n: int) -> dict:
 
 
 async def chat(request: web.Request) -> web.StreamResponse:
-    req = await _parse(request)
-    if isinstance(req, web.Response):
-        return req
-    if not req.messages:
-        return _error(400, "messages is required")
-    return await _generate(request, req, chat=True)
+    req = await _parse(request, "messages")
+    return req if isinstance(req, web.Response) else await _generate(request, req, chat=True)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
-    req = await _parse(request)
-    if isinstance(req, web.Response):
-        return req
-    if req.prompt is None:
-        return _error(400, "prompt is required")
-    return await _generate(request, req, chat=False)
+    req = await _parse(request, "prompt")
+    return req if isinstance(req, web.Response) else await _generate(request, req, chat=False)
 
 
 async def _generate(request: web.Request, req: _Req, *, chat: bool) -> web.StreamResponse:
@@ -146,11 +144,9 @@ async def _generate(request: web.Request, req: _Req, *, chat: bool) -> web.Strea
 
 
 async def embeddings(request: web.Request) -> web.Response:
-    req = await _parse(request)
+    req = await _parse(request, "input")
     if isinstance(req, web.Response):
         return req
-    if req.input is None:
-        return _error(400, "input is required")
     inputs = req.input if isinstance(req.input, list) else [req.input]
     data = []
     for i, text in enumerate(inputs):

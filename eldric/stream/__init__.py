@@ -2,8 +2,8 @@
 
 from eldric.errors import UpstreamFailure  # its home; re-exported for the roles that relay
 from eldric.stream.forward import Target, Timeouts, forward, with_fields
-from eldric.stream.head import decode_head
 from eldric.stream.upstream_errors import normalise
+from eldric.wire.head import decode_head  # moved to wire/; kept here for older imports
 
 __all__ = ["Target", "Timeouts", "UpstreamFailure", "decode_head", "forward", "normalise",
            "with_fields"]

@@ -6,18 +6,42 @@ renamed here is renamed everywhere at once.
 
 from __future__ import annotations
 
-from typing import Literal
+import secrets
+from typing import Literal, TypeVar, get_args
 
 import msgspec
+
+from eldric.errors import BadRequest
+from eldric.wire.head import decode_head
+
+T = TypeVar("T")
 
 # "router": routers register too (they are never routed to; see INFERENCE_TYPES).
 WorkerType = Literal["inference", "cloud", "data", "science", "training", "media", "comm",
                      "router"]
 Status = Literal["healthy", "degraded", "unhealthy", "offline"]
-# The routers' strategies: the router implements them, the controller stores the choice.
-Strategy = Literal["round_robin", "least_connections", "load_based", "latency_based", "random"]
+# The names of the routers' strategies: the router implements them (its Strategy objects),
+# the controller stores the choice. A name, not the thing: hence not "Strategy".
+StrategyName = Literal["round_robin", "least_connections", "load_based", "latency_based",
+                       "random"]
+STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
 # Who set a router's strategy. config and runtime fix it: the controller's no longer applies.
 StrategySource = Literal["default", "config", "controller", "runtime"]
+
+# The worker types that serve inference: routers route to them, the controller counts
+# their models (routers, data, media, … workers register too).
+INFERENCE_TYPES: frozenset[str] = frozenset({"inference", "cloud"})
+
+# What an id starts with, per worker type: the controller assigns ids, a standalone member
+# makes its own, both with its type's prefix (a type not listed here gets "wrk-").
+ID_PREFIX: dict[str, str] = {"inference": "wrk-", "cloud": "cld-", "data": "dat-",
+                             "science": "sci-", "training": "trn-", "media": "med-",
+                             "comm": "com-", "router": "rtr-"}
+
+
+def new_id(worker_type: str) -> str:
+    """A fresh member id of this type: `wrk-3f9a0c1b2d4e`."""
+    return f"{ID_PREFIX.get(worker_type, 'wrk-')}{secrets.token_hex(6)}"
 
 
 class Load(msgspec.Struct, omit_defaults=False):
@@ -82,6 +106,7 @@ class RouterReport(msgspec.Struct, omit_defaults=False):
     """What a router says about itself when it registers and heartbeats: the strategy it
     really uses and who set it, and its workers (the controller's dashboard shows them)."""
 
+    # A str, not a StrategyName: a newer router's new strategy must not fail its heartbeat.
     strategy: str | None
     strategy_source: StrategySource
     workers: int = 0
@@ -127,10 +152,24 @@ class WorkerRecord(WorkerInfo, kw_only=True, omit_defaults=False):
     registered_at: float | None = None
 
 
-class RouterSettings(msgspec.Struct, omit_defaults=True):
-    """The cluster's routing settings, stored at the controller, applied by routers."""
+def decode_strategy_body(body: bytes, kind: type[T]) -> T:
+    """A body naming a strategy (the controller's router settings, a router's runtime
+    change), decoded strictly: a strategy eldric does not know is a 400 invalid_strategy
+    that lists those it does."""
+    try:
+        return decode_head(body, kind)
+    except BadRequest as exc:
+        if exc.param != "strategy":
+            raise
+        raise BadRequest(f"unknown strategy; one of: {', '.join(STRATEGY_NAMES)}",
+                         param="strategy", code="invalid_strategy") from None
 
-    strategy: str | None = None
+
+class RouterSettings(msgspec.Struct, omit_defaults=True):
+    """The cluster's routing settings, stored at the controller, applied by routers. The
+    controller takes only a strategy it knows; routers read them as ListedSettings."""
+
+    strategy: StrategyName | None = None
 
 
 class WorkerList(msgspec.Struct):
@@ -159,11 +198,23 @@ class ListedWorker(msgspec.Struct):
     paths: list[str] | None = None
 
 
+class ListedSettings(msgspec.Struct):
+    """RouterSettings as a router reads them: a strategy an older or newer controller
+    names that this router does not know is kept as text (the router logs it and keeps
+    its own), never a failed sync."""
+
+    strategy: str | None = None
+
+    @property
+    def known_strategy(self) -> StrategyName | None:
+        return self.strategy if self.strategy in STRATEGY_NAMES else None  # type: ignore[return-value]
+
+
 class WorkerListing(msgspec.Struct):
     """GET /api/v1/workers as a router reads it (WorkerList, leniently)."""
 
     workers: list[ListedWorker] = []
-    router_config: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    router_config: ListedSettings = msgspec.field(default_factory=ListedSettings)
     version: str | None = None
 
 

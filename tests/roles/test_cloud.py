@@ -168,8 +168,8 @@ async def test_keys_masked_auth_failure_reported_runtime_admin(provider, tmp_pat
 
 
 def test_backends_flag_parsing_and_name_inference(tmp_path):
-    from eldric import config, registry
-    from eldric.cli import _flag_table, _flag_values
+    from eldric import registry
+    from eldric.cli import load_config
     from eldric.errors import ConfigError
     from eldric.roles.cloud.backends import make_backend
     from eldric.bus import Bus
@@ -177,8 +177,7 @@ def test_backends_flag_parsing_and_name_inference(tmp_path):
     role = registry.load("cloud")
     text = ("openai,anthropic::$ANT_KEY,xai:https://api.x.ai/v1:xai-key,"
             "ollama-remote:http://10.0.0.5:11434,groq")
-    fv = _flag_values([role], _flag_table([role]), {"opt_backends": text})
-    cfg = config.load({"cloud": (role.config, role.defaults())}, None, {}, fv).roles["cloud"]
+    cfg = load_config([role], {"backends": text}, {}).roles["cloud"]
     env = {"OPENAI_API_KEY": "sk-o", "ANT_KEY": "sk-a", "GROQ_API_KEY": "gsk"}
     bus = Bus()
     got = {s.name: make_backend(s, bus, env) for s in cfg.backends}

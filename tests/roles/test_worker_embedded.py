@@ -170,13 +170,13 @@ async def test_langchain_chat_openai_invoke_and_stream(tmp_path):
 async def test_health_and_requests_say_loading_until_the_model_is_ready(tmp_path, monkeypatch):
     import eldric.roles.worker.embedded as embedded
 
-    real_start = embedded._start
+    real_start = embedded.start_server
 
     def slow_start(*args):  # a bigger model takes a while to load
         time.sleep(1.0)
         return real_start(*args)
 
-    monkeypatch.setattr(embedded, "_start", slow_start)
+    monkeypatch.setattr(embedded, "start_server", slow_start)
     async with run_eldric("worker", tmp_path, port=0, bind="127.0.0.1",
                           backend="embedded") as w:
         async with aiohttp.ClientSession() as s:
@@ -346,7 +346,7 @@ async def test_an_xllamacpp_it_cannot_drive_is_a_load_failure_not_loading(tmp_pa
     def too_old(launch):  # type: ignore[no-untyped-def]
         raise AttributeError("'CommonParams' object has no attribute 'hostnames'")
 
-    monkeypatch.setattr(embedded, "_start", too_old)
+    monkeypatch.setattr(embedded, "start_server", too_old)
     async with run_eldric("worker", tmp_path, backend="embedded", port=0,
                           bind="127.0.0.1") as urls:
         async with aiohttp.ClientSession() as s:

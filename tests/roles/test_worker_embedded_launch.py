@@ -116,7 +116,7 @@ def test_default_threads_is_one_on_small_machines(monkeypatch):
 
 @pytest.fixture
 def xllamacpp_stand_in(monkeypatch):
-    """A recording stand-in for the xllamacpp module: what _start() sets on CommonParams is
+    """A recording stand-in for the xllamacpp module: what start_server() sets on CommonParams is
     not readable back from a running server. Defaults and names as in xllamacpp."""
     made: list[NS] = []
 
@@ -135,7 +135,7 @@ def xllamacpp_stand_in(monkeypatch):
 
 
 def test_llama_cpp_gets_the_threads_and_a_roomy_http_pool(xllamacpp_stand_in):
-    embedded._start(Launch(model="/m/X.gguf", model_id="X", ctx=2048, parallel=2, threads=3))
+    embedded.start_server(Launch(model="/m/X.gguf", model_id="X", ctx=2048, parallel=2, threads=3))
     (p,) = xllamacpp_stand_in
     assert p.model.path == "/m/X.gguf" and p.model_alias == {"X"}
     assert (p.n_ctx, p.n_parallel) == (2048, 2)
@@ -147,8 +147,8 @@ def test_llama_cpp_gets_the_threads_and_a_roomy_http_pool(xllamacpp_stand_in):
 
 def test_embeddings_set_pooling_and_a_batch_as_long_as_a_slot(xllamacpp_stand_in):
     base = dict(model="/m/X.gguf", model_id="X", ctx=8192, parallel=2, threads=1)
-    embedded._start(Launch(**base, embeddings=True, pooling="mean", backend_log=True))
-    embedded._start(Launch(**base, embeddings=True, pooling=None))
+    embedded.start_server(Launch(**base, embeddings=True, pooling="mean", backend_log=True))
+    embedded.start_server(Launch(**base, embeddings=True, pooling=None))
     mean, own = xllamacpp_stand_in
     assert mean.embedding is True and mean.pooling_type == 1  # LLAMA_POOLING_TYPE_MEAN
     assert mean.n_ubatch == mean.n_batch == 4096  # a whole slot's input fits one batch

@@ -17,6 +17,17 @@ from tests.fakes.openai_server import KNOBS, MODELS
 CHAT = {"model": MODELS[0], "messages": [{"role": "user", "content": "hi"}]}
 
 
+async def _bare_backend(aiohttp_server, chat) -> str:  # type: ignore[no-untyped-def]
+    """A backend whose chat is `chat` and whose model list is empty; its URL."""
+    async def models(request):  # type: ignore[no-untyped-def]
+        return web.json_response({"object": "list", "data": []})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    return url_of(await aiohttp_server(app))
+
+
 async def test_backend_down_gives_503_and_health_says_so(tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
@@ -119,15 +130,9 @@ async def test_first_byte_timeout_gives_504(aiohttp_server, tmp_path):
         await asyncio.sleep(5)
         return web.json_response({})
 
-    async def models(request):
-        return web.json_response({"object": "list", "data": []})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", slow)
-    app.router.add_get("/v1/models", models)
-    server = await aiohttp_server(app)
     async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(server), first_byte_timeout=300) as urls:
+                          backend_url=await _bare_backend(aiohttp_server, slow),
+                          first_byte_timeout=300) as urls:
         async with aiohttp.ClientSession() as s:
             t0 = time.monotonic()
             async with s.post(urls["worker"] + "/v1/chat/completions", json=CHAT) as r:
@@ -145,11 +150,9 @@ async def test_idle_timeout_ends_a_stalled_stream(aiohttp_server, tmp_path):
         await asyncio.sleep(10)  # then nothing
         return resp
 
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", stall)
-    server = await aiohttp_server(app)
     async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(server), idle_timeout=300) as urls:
+                          backend_url=await _bare_backend(aiohttp_server, stall),
+                          idle_timeout=300) as urls:
         async with aiohttp.ClientSession() as s:
             t0 = time.monotonic()
             async with s.post(urls["worker"] + "/v1/chat/completions",

@@ -17,7 +17,8 @@ CORE = ["eldric/exchange.py", "eldric/http.py", "eldric/stream/forward.py",
         "eldric/stream/headers.py", "eldric/serve", "eldric/errors.py", "eldric/context.py"]
 # The roles' fast handlers: only what concerns the lane is asserted here.
 HANDLERS = ["eldric/roles/worker/handlers.py", "eldric/roles/router/handlers.py",
-            "eldric/roles/edge/handlers.py"]
+            "eldric/roles/edge/handlers.py", "eldric/roles/router/attempts.py",
+            "eldric/roles/edge/routers.py"]
 
 SNIPPET = '''
 from aiohttp import web

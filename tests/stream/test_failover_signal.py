@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
 from aiohttp import web
 
-from eldric import config, keys
-from eldric.app import serve
+from eldric import keys
 from eldric.config import RoleConfig
 from eldric.registry import Role
 from eldric.stream import Target, Timeouts, UpstreamFailure, forward
-from tests.conftest import free_port, url_of
+from tests.conftest import free_port, run_role, url_of
 from tests.fakes.openai_server import KNOBS, MODELS
 
 ATTEMPTS: list[tuple[str, str, bool]] = []
@@ -48,21 +46,10 @@ TRY = Role(name="try", port=0, config=TryConfig,
 
 async def _run(tmp_path, upstreams, body):
     ATTEMPTS.clear()
-    loaded = config.load({"try": (TryConfig, {"port": 0, "bind_address": "127.0.0.1",
-                                              "upstreams": upstreams})},
-                         None, {}, {"process.data_dir": (None, str(tmp_path))})
-    ready = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve([TRY], loaded.roles, loaded.process,
-                                     on_ready=ready.set_result, stop=stop))
-    urls = await ready
-    try:
+    async with run_role(TRY, tmp_path, upstreams=upstreams) as url:
         async with aiohttp.ClientSession() as s:
-            async with s.post(urls["try"] + "/v1/chat/completions", json=body) as r:
+            async with s.post(url + "/v1/chat/completions", json=body) as r:
                 return r.status, await r.read()
-    finally:
-        stop.set()
-        await task
 
 
 CHAT = {"model": MODELS[0], "messages": [{"role": "user", "content": "hi"}]}

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiohttp
 import msgspec
 from aiohttp import web
 
-from eldric import config, keys
-from eldric.app import serve
+from eldric import keys
 from eldric.config import RoleConfig
 from eldric.registry import Role
 from eldric.stream import Target, Timeouts, forward, with_fields
 from eldric.stream.sse import EventSplitter
-from tests.conftest import url_of
+from tests.conftest import run_role, url_of
 from tests.fakes.openai_server import KNOBS, MODELS
 
 TAPPED: list[bytes] = []
@@ -44,21 +42,12 @@ RELAY = Role(name="relay", port=0, config=RelayConfig, build=build)
 
 
 async def test_rewrite_and_tap(fake_openai_server, tmp_path):
-    loaded = config.load({"relay": (RelayConfig, {"port": 0, "bind_address": "127.0.0.1",
-                                                  "upstream": url_of(fake_openai_server)})},
-                         None, {}, {"process.data_dir": (None, str(tmp_path))})
-    ready = asyncio.get_running_loop().create_future()
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve([RELAY], loaded.roles, loaded.process,
-                                     on_ready=ready.set_result, stop=stop))
-    urls = await ready
-    async with aiohttp.ClientSession() as s:
-        async with s.post(urls["relay"] + "/v1/chat/completions",
-                          json={"model": "alias", "stream": True,
-                                "messages": [{"role": "user", "content": "hi"}]}) as r:
-            relayed = await r.read()
-    stop.set()
-    await task
+    async with run_role(RELAY, tmp_path, upstream=url_of(fake_openai_server)) as url:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url + "/v1/chat/completions",
+                              json={"model": "alias", "stream": True,
+                                    "messages": [{"role": "user", "content": "hi"}]}) as r:
+                relayed = await r.read()
     sent = json.loads(fake_openai_server.app[KNOBS].requests[0]["body"])
     assert sent["model"] == MODELS[0]  # rewritten
     assert sent["stream_options"] == {"include_usage": True}  # added

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import structlog
@@ -12,7 +11,7 @@ from eldric import keys
 from eldric.cluster.membership import Membership
 from eldric.errors import ConfigError
 from eldric.registry import Role
-from eldric.roles.cloud.backends import environment, make_backend, probe_all
+from eldric.roles.cloud.backends import environment, make_backend, prober
 from eldric.roles.cloud.config import CloudConfig
 from eldric.roles.cloud.handlers import add_routes, cloud_health, waiting_for
 from eldric.roles.cloud.metrics import CloudMetrics
@@ -24,33 +23,20 @@ from eldric.tasks import cancel, spawn
 log = structlog.get_logger("eldric.cloud")
 
 
-async def _every(app: web.Application, seconds: float) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        await probe_all(app, list(app[CLOUD].backends.values()))
-
-
-def _membership(app: web.Application) -> Membership:
-    cs = app[CLOUD]
-    return Membership(app=app, controller_url=cs.cfg.controller_url, api_key=cs.cfg.api_key,
-                      interval=cs.cfg.heartbeat_interval_ms / 1000, prefix="cld-",
-                      tags=cs.cfg.tags, fixed_id=cs.cfg.worker_id)
-
-
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     cs = app[CLOUD]
-    cs.membership = _membership(app)
+    cs.membership = Membership.of(app, cs.cfg, "cloud")
     cs.membership.load_id()
-    await probe_all(app, list(cs.backends.values()))
-    cfg = cs.cfg
-    # The health probe is the model-list call, so the faster of the two periods drives it.
-    period = min(cfg.health_check_interval_ms, cfg.refresh_interval_ms) / 1000
-    tasks = [spawn(_every(app, period), name="cloud-probe")]
-    if cfg.controller_url:
+    probes = app[keys.PROBER]
+    await probes.round()
+    probes.start()
+    tasks = []
+    if cs.cfg.controller_url:
         tasks.append(spawn(cs.membership.run(), name="cloud-registration"))
     log.info("cloud_ready", backends={b.name: b.state.healthy for b in cs.backends.values()},
              models=len(cs.models()), worker_id=cs.membership.worker_id)
     yield
+    await probes.stop()
     for task in tasks:
         await cancel(task)
 
@@ -66,6 +52,9 @@ def build(app: web.Application, cfg: CloudConfig) -> None:
         raise ConfigError(f"--default-backend {cfg.default_backend!r} is not one of the backends")
     app[CLOUD] = CloudState(cfg=cfg, timeouts=Timeouts.from_config(cfg), backends=backends,
                             metrics=CloudMetrics(app[keys.BUS].metrics.registry), env=env)
+    # The health probe is the model-list call, so the faster of the two periods drives it.
+    period = min(cfg.health_check_interval_ms, cfg.refresh_interval_ms) / 1000
+    app[keys.PROBER] = prober(app, backends, period)
     app[keys.HEALTH] = cloud_health
     app.cleanup_ctx.append(_lifecycle)
     add_routes(app)

@@ -7,6 +7,8 @@ core does, so the cloud handler fails over to the next backend the same way.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import aiohttp
 import msgspec
 import structlog
@@ -15,10 +17,12 @@ from aiohttp import web
 from eldric import keys
 from eldric.errors import error_json
 from eldric.roles.cloud.anthropic import StreamTranslator, from_anthropic, map_error, to_anthropic
-from eldric.roles.cloud.backends import Backend, key_refused
-from eldric.roles.cloud.state import CloudState
 from eldric.stream import UpstreamFailure
 from eldric.stream.sse import EventSplitter, error_event
+
+if TYPE_CHECKING:  # both import the kinds table, which names this module's call
+    from eldric.roles.cloud.backends import Backend
+    from eldric.roles.cloud.state import CloudState
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -26,7 +30,7 @@ _enc = msgspec.json.Encoder()
 
 
 async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
-               body: bytes, head) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+               body: bytes, head: Any) -> web.StreamResponse:
     """`head` is the chat head the handler decoded (the body is valid JSON by then)."""
     data = msgspec.json.decode(body)
     stream = head.stream
@@ -55,28 +59,14 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
                         f"backend {b.name} is unreachable: {type(exc).__name__}") from None
         async with resp:
             if resp.status in (401, 403):
-                raise key_refused(b, resp.status)
+                raise b.key_refused(resp.status)
             if resp.status >= 400:
                 status, err = map_error(resp.status, await resp.read())
                 raise UpstreamFailure(b.state.id, "status", status, err)
             if not stream:
-                raw = await resp.read()
-                try:
-                    out = from_anthropic(msgspec.json.decode(raw), model=model)
-                except (msgspec.DecodeError, TypeError, KeyError, AttributeError,
-                        ValueError) as exc:
-                    # Not a message (a proxy's page, a cut body): the backend failed, so
-                    # another one may answer; it is not marked down for it.
-                    message = (f"backend {b.name} sent a 200 reply eldric cannot read as an "
-                               f"Anthropic message ({type(exc).__name__})")
-                    raise UpstreamFailure(b.state.id, "status", 502, error_json(
-                        502, message, code="upstream_error")) from None
-                usage = out.get("usage") or {}
-                cs.metrics.count_tokens(b.name, model, usage.get("prompt_tokens", 0),
-                                        usage.get("completion_tokens", 0))
+                whole = await _whole(cs, b, model, await resp.read())
                 outcome = "ok"
-                return web.Response(body=_enc.encode(out), content_type="application/json",
-                                    headers={"X-Eldric-Backend": b.name})
+                return whole
             outcome, out = await _stream(request, cs, b, model, resp, include_usage)
             return out
     except UpstreamFailure as exc:
@@ -85,6 +75,24 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
         raise
     finally:
         bus.request_finished(b.state, outcome)
+
+
+async def _whole(cs: CloudState, b: Backend, model: str, raw: bytes) -> web.Response:
+    """A whole Anthropic message as an OpenAI chat completion, its usage counted."""
+    try:
+        out = from_anthropic(msgspec.json.decode(raw), model=model)
+    except (msgspec.DecodeError, TypeError, KeyError, AttributeError, ValueError) as exc:
+        # Not a message (a proxy's page, a cut body): the backend failed, so another one
+        # may answer; it is not marked down for it.
+        message = (f"backend {b.name} sent a 200 reply eldric cannot read as an "
+                   f"Anthropic message ({type(exc).__name__})")
+        raise UpstreamFailure(b.state.id, "status", 502, error_json(
+            502, message, code="upstream_error")) from None
+    usage = out.get("usage") or {}
+    cs.metrics.count_tokens(b.name, model, usage.get("prompt_tokens", 0),
+                            usage.get("completion_tokens", 0))
+    return web.Response(body=_enc.encode(out), content_type="application/json",
+                        headers={"X-Eldric-Backend": b.name})
 
 
 async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,

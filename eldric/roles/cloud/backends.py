@@ -1,8 +1,9 @@
-"""The cloud worker's backends at run time: resolved type, URL, key; models; health."""
+"""The cloud worker's backends at run time: resolved type, URL, key; models; health.
+What differs between backend types is their kind's (kinds.PROVIDER_KINDS)."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import re
 import time
@@ -15,13 +16,12 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.bus import Bus, UpstreamState
+from eldric.bus.prober import HEALTHY, PROBE_FAILED, Prober, Verdict, on_bus
 from eldric.errors import ConfigError, error_json
-from eldric.roles.cloud.anthropic import ANTHROPIC_VERSION
-from eldric.stream import UpstreamFailure
 from eldric.roles.cloud.config import BackendSpec
+from eldric.roles.cloud.kinds import PROVIDER_KINDS, ProviderKind
 from eldric.roles.cloud.providers import known
-from eldric.wire.ollama import Tags
-from eldric.wire.openai import UpstreamModelList
+from eldric.stream import UpstreamFailure
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -49,7 +49,8 @@ def resolve_key(spec: BackendSpec, env: dict[str, str]) -> str | None:
 @dataclass(eq=False)
 class Backend:
     name: str
-    type: str
+    type: str  # a PROVIDER_KINDS key
+    kind: ProviderKind
     url: str  # OpenAI-compatible: base before /chat/completions; anthropic/ollama/azure: root
     key: str | None
     priority: int
@@ -71,21 +72,20 @@ class Backend:
 
     @property
     def openai_base(self) -> str:
-        """Where /chat/completions, /completions, /embeddings live."""
-        return self.url + "/v1" if self.type == "ollama" else self.url
+        """Where the core sends /chat/completions, /completions, /embeddings."""
+        return self.kind.route(self, "", "")[0]
 
     def auth_headers(self) -> dict[str, str]:
-        h = dict(self.extra_headers)
-        if self.type == "anthropic":
-            if self.key:
-                h["x-api-key"] = self.key
-            h["anthropic-version"] = ANTHROPIC_VERSION
-        elif self.type == "azure_openai":
-            if self.key:
-                h["api-key"] = self.key
-        elif self.key:
-            h["Authorization"] = f"Bearer {self.key}"
-        return h
+        """The configured extra headers, then those carrying the key (the kind's)."""
+        return {**self.extra_headers, **self.kind.auth(self)}
+
+    def key_refused(self, status: int) -> UpstreamFailure:
+        """The backend refused eldric's own key: not the client's fault, so not its 401.
+        A 502 the caller may fail over from; auth_failed shows until a probe passes."""
+        self.auth_failed = True
+        return UpstreamFailure(self.state.id, "connect", 502, error_json(
+            502, f"backend {self.name} refused its API key (HTTP {status})",
+            code="backend_auth_failed"))
 
     def public(self) -> dict:
         return {"name": self.name, "type": self.type, "url": self.url, "priority": self.priority,
@@ -98,14 +98,6 @@ class Backend:
                 "failures": self.state.failures}
 
 
-def key_refused(b: Backend, status: int) -> UpstreamFailure:
-    """The backend refused eldric's own key: not the client's fault, so not its 401.
-    A 502 the caller may fail over from; the backend shows auth_failed until a probe passes."""
-    b.auth_failed = True
-    return UpstreamFailure(b.state.id, "connect", 502, error_json(
-        502, f"backend {b.name} refused its API key (HTTP {status})", code="backend_auth_failed"))
-
-
 def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     provider = known(spec.name)
     # A known name brings its type; any other endpoint with a URL speaks OpenAI's API.
@@ -116,32 +108,17 @@ def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     url = spec.url or (provider.url if provider and provider.type == btype else None)
     if not url:
         raise ConfigError(f"backend {spec.name!r}: no url")
+    kind = PROVIDER_KINDS[btype]
     url = url.rstrip("/")
-    if btype in ("anthropic", "ollama") and url.endswith("/v1"):
-        url = url[:-3]  # these take their root; eldric adds /v1/…
+    if kind.root and url.endswith("/v1"):
+        url = url[:-3]  # it takes its root; eldric adds /v1/…
     state = bus.upstream(f"backend:{spec.name}", url, role="cloud", healthy=False)
-    return Backend(name=spec.name, type=btype, url=url, key=resolve_key(spec, env),
+    return Backend(name=spec.name, type=btype, kind=kind, url=url, key=resolve_key(spec, env),
                    priority=spec.priority, enabled=spec.enabled,
                    extra_headers=dict(spec.headers), api_version=spec.api_version, state=state)
 
 
 # ---------------------------------------------------------------- model lists and probes
-
-
-def _models_request(b: Backend) -> tuple[str, dict[str, str]]:
-    if b.type == "ollama":
-        return b.url + "/api/tags", b.auth_headers()
-    if b.type == "anthropic":
-        return b.url + "/v1/models?limit=1000", b.auth_headers()
-    if b.type == "azure_openai":
-        return f"{b.url}/openai/models?api-version={b.api_version}", b.auth_headers()
-    return b.openai_base + "/models", b.auth_headers()
-
-
-def _parse_models(b: Backend, raw: bytes) -> list[str]:
-    if b.type == "ollama":
-        return [t.name for t in msgspec.json.decode(raw, type=Tags).models]
-    return [m.id for m in msgspec.json.decode(raw, type=UpstreamModelList).data]
 
 
 # The URL already names an API version (…/v1, …/v1beta): adding /v1 would be wrong.
@@ -155,56 +132,69 @@ async def _get(app: web.Application, url: str, headers: dict[str, str],
         return r.status, await r.read()
 
 
-async def probe(app: web.Application, b: Backend, timeout: float = 10.0) -> bool:
+# One request of a probe; the model list and the /v1 try make two.
+PROBE_TIMEOUT = 10.0
+
+
+async def probe(app: web.Application, b: Backend) -> Verdict:
     """Fetch the model list: it is the catalog refresh and the health check in one.
     401/403 means the key is refused (auth_failed); 5xx or no answer, unhealthy; any
-    other failure, degraded (it answers; the last list is kept). True: a list was read."""
-    bus = app[keys.BUS]
-    url, headers = _models_request(b)
+    other failure, degraded (it answers; the last list is kept)."""
+    url, headers = b.kind.models_request(b)
     t0 = time.perf_counter()
     try:
-        status, raw = await _get(app, url, headers, timeout)
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        status, raw = await _get(app, url, headers, PROBE_TIMEOUT)
+    except PROBE_FAILED as exc:
         b.models_error = f"unreachable: {type(exc).__name__}"
-        bus.mark(b.state, False, b.models_error)
-        return False
-    if status == 404 and b.type == "openai_compatible" and not _VERSIONED.search(b.url):
-        # An OpenAI-compatible server given without its /v1 (a vLLM at http://host:8000):
-        # try where its API usually lives, and keep that URL if the list is there.
-        try:
-            status_v1, raw_v1 = await _get(app, b.url + "/v1/models", headers, timeout)
-        except (aiohttp.ClientError, OSError, TimeoutError):
-            status_v1, raw_v1 = 0, b""
-        if status_v1 in (200, 401, 403):  # the list, or a key check: the API is there
-            log.info("backend_url_adopted", backend=b.name, url=b.url + "/v1", given=b.url,
-                     reason=f"its /models answered 404, /v1/models {status_v1}")
-            b.url = b.state.url = b.url + "/v1"
-            status, raw = status_v1, raw_v1
+        return Verdict(False, b.models_error)
+    if status == 404 and b.kind.find_v1 and not _VERSIONED.search(b.url):
+        status, raw = await _try_v1(app, b, headers, (status, raw))
     b.state.last_check = time.time()
     if status in (401, 403):
         b.auth_failed = True
         b.models_error = f"key refused (HTTP {status})"
-        bus.mark(b.state, False, "auth_failed")
-        return False
+        return Verdict(False, "auth_failed")
     b.auth_failed = False
     if status != 200:
         b.models_error = f"model list answered HTTP {status}"
-        bus.mark(b.state, status < 500, b.models_error)
-        return False
+        return Verdict(status < 500, b.models_error)
     try:
-        b.models = _parse_models(b, raw)
+        b.models = b.kind.parse_models(raw)
         b.models_error = None
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         b.models_error = f"unreadable model list: {exc}"
     b.state.latency_ms = (time.perf_counter() - t0) * 1000
-    bus.mark(b.state, True)
-    return b.models_error is None
+    return HEALTHY
 
 
-async def probe_all(app: web.Application, backends: list[Backend]) -> None:
-    live = [b for b in backends if b.enabled]
-    if live:
-        await asyncio.gather(*(probe(app, b) for b in live))
+async def _try_v1(app: web.Application, b: Backend, headers: dict[str, str],
+                  answer: tuple[int, bytes]) -> tuple[int, bytes]:
+    """An OpenAI-compatible server given without its /v1 (a vLLM at http://host:8000):
+    try where its API usually lives, and keep that URL if the list is there."""
+    try:
+        status, raw = await _get(app, b.url + "/v1/models", headers, PROBE_TIMEOUT)
+    except PROBE_FAILED:
+        return answer
+    if status not in (200, 401, 403):  # the list, or a key check: the API is there
+        return answer
+    log.info("backend_url_adopted", backend=b.name, url=b.url + "/v1", given=b.url,
+             reason=f"its /models answered 404, /v1/models {status}")
+    b.url = b.state.url = b.url + "/v1"
+    return status, raw
+
+
+def prober(app: web.Application, backends: dict[str, Backend],
+           interval: float) -> Prober[Backend]:
+    """The enabled backends, every interval (the faster of the health and catalog
+    periods: the model list is both)."""
+    return Prober("cloud-probe", functools.partial(probe, app), interval=interval,
+                  targets=lambda: [b for b in backends.values() if b.enabled],
+                  timeout=2 * PROBE_TIMEOUT, mark=on_bus(app[keys.BUS], _state),
+                  says="unreachable: ")
+
+
+def _state(b: Backend) -> UpstreamState:
+    return b.state
 
 
 def environment() -> dict[str, str]:

@@ -9,8 +9,10 @@ import msgspec
 
 from eldric.cluster.config import MemberConfig
 from eldric.config import Ms, flag_meta
+from eldric.roles.cloud.kinds import PROVIDER_KINDS
 
-BackendType = Literal["openai_compatible", "anthropic", "ollama", "azure_openai"]
+# The types eldric speaks: the kinds table's names, so a new kind is one entry there.
+BackendType = Literal[tuple(PROVIDER_KINDS)]  # type: ignore[valid-type]
 
 
 class BackendSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

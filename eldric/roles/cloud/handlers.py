@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import msgspec
@@ -11,17 +12,18 @@ from aiohttp import web
 
 from eldric import __version__, keys
 from eldric.auth import require_key
+from eldric.bus import UpstreamState
 from eldric.bus.routes import json_response
-from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
-                           UpstreamUnavailable)
+from eldric.errors import BadRequest, EldricError, ModelNotFound, NotFound
 from eldric.http import read_body
-from eldric.roles.cloud import anthropic_call
-from eldric.roles.cloud.backends import Backend, key_refused, make_backend, probe
+from eldric.roles.cloud.backends import Backend, make_backend
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
 from eldric.roles.cloud.state import CLOUD, CloudState
-from eldric.stream import Target, UpstreamFailure, decode_head, forward, with_fields
+from eldric.stream import UpstreamFailure
+from eldric.stream.failover import Failover
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
+from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Model, ModelList
 
 log = structlog.get_logger("eldric.cloud")
@@ -32,16 +34,6 @@ DASHBOARD_HEADERS = {
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class _UsageHolder(msgspec.Struct):
-    usage: _Usage | None = None
-    choices: list[msgspec.Raw] | None = None
 
 
 class _StreamOptions(msgspec.Struct):
@@ -58,104 +50,49 @@ class _ChatHead(ChatHead):
 _HEADS = {**HEAD_BY_PATH, "/v1/chat/completions": _ChatHead}
 
 
-_usage_dec = msgspec.json.Decoder(_UsageHolder)
-
-
-def _usage_of(data: bytes) -> _UsageHolder | None:
-    try:
-        return _usage_dec.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
-def _event_json(event: bytes) -> bytes | None:
-    return event[6:] if event.startswith(b"data: ") and event[6:7] == b"{" else None
-
-
 async def inference(request: web.Request) -> web.StreamResponse:
     cs = request.app[CLOUD]
     body = await read_body(request)
     head = decode_head(body, _HEADS[request.path])
     request[keys.HOP].model = head.model
-    failures: list[str] = []
-    unsupported: UpstreamFailure | None = None  # the last "not here" (501/405)
-    broken = 0  # failures that were not "not here"
-    for backend, model in candidates(cs, head.model):
-        if backend.type == "anthropic" and request.path != "/v1/chat/completions":
-            raise BadRequest(f"backend {backend.name} (anthropic) serves chat completions only")
-        cs.metrics.request(backend.name, model)
-        try:
-            if backend.type == "anthropic":
-                return await anthropic_call.call(request, cs, backend, model, body, head)
-            return await _openai(request, cs, backend, model, body, head)
-        except UpstreamFailure as exc:
-            cs.metrics.error(backend.name, model)
-            failures.append(f"{backend.name}: {exc.message}")
-            request.app[keys.BUS].mark_down(backend.state, exc)
-            if not exc.retryable:
-                return exc.response()
-            if exc.kind == "unsupported":
-                unsupported = exc
-                continue  # maybe the next backend serves it; not the backend's failure
-            broken += 1
-            log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
-                        status=exc.status)
-    if unsupported is not None and not broken:
-        return unsupported.response()  # what the backends said, as they said it
-    raise UpstreamUnavailable("every backend serving the model failed: " + "; ".join(failures))
-
-
-async def _openai(request: web.Request, cs: CloudState, b: Backend, model: str, body: bytes,
-                  head) -> web.StreamResponse:  # type: ignore[no-untyped-def]
-    """OpenAI-compatible backends (and Ollama, Azure): through the core, bytes untouched
-    except the model name (backend/model) and, for streamed chats, the usage request."""
-    sub = request.path[len("/v1"):]
-    base, query = b.openai_base, None
-    if b.type == "azure_openai":
-        base, sub, query = b.url, f"/openai/deployments/{model}{sub}", f"api-version={b.api_version}"
-    fields: dict = {}
-    if model != head.model:
-        fields["model"] = model
-    drop = None
-    if head.stream and sub.endswith("/chat/completions"):
-        asked = getattr(head, "stream_options", None)
-        if not (asked and asked.include_usage):
-            # Ask for the usage chunk to account tokens; the client did not ask for it,
-            # so it is taken out of the client's stream again.
-            fields["stream_options"] = {"include_usage": True}
-            drop = _is_usage_only
-
-    def count(data: bytes) -> None:
-        """Account the usage in one JSON reply or chunk, if it has any."""
-        if data[:1] == b"{" and b'"usage"' in data:
-            holder = _usage_of(data)
-            if holder is not None and holder.usage is not None:
-                cs.metrics.count_tokens(b.name, model, holder.usage.prompt_tokens,
-                                        holder.usage.completion_tokens)
-
-    def tap(event: bytes) -> None:
-        if event.startswith(b"data: "):
-            count(event[6:])
-
-    resp = await forward(request, Target(b.state, base, headers=b.auth_headers()), sub, body,
-                         timeouts=cs.timeouts, rewrite=with_fields(**fields) if fields else None,
-                         tap=tap if head.stream else None, drop=drop, query=query,
-                         reply_headers={"X-Eldric-Backend": b.name})
-    if resp.status in (401, 403) and not resp.prepared:
-        raise key_refused(b, resp.status)
-    if not head.stream and isinstance(resp, web.Response) and resp.status == 200 and resp.body:
-        count(bytes(resp.body))  # a whole reply carries its usage too
-    if resp.status >= 400:
-        cs.metrics.error(b.name, model)
+    tries = _Backends(request, cs, body, head)
+    resp = await tries.run()
+    if resp is None:
+        resp = tries.not_here()  # what the backends said, as they said it
+    if resp is None:
+        tries.exhausted("every backend serving the model failed", none="no backend serves it")
     return resp
 
 
-def _is_usage_only(event: bytes) -> bool:
-    data = _event_json(event)
-    if data is None or b'"usage"' not in data:
-        return False
-    holder = _usage_of(data)
-    return holder is not None and holder.usage is not None and not holder.choices
+class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
+    """The backends listing the model, best first (routing.candidates)."""
+
+    __slots__ = ("request", "cs", "body", "head")
+
+    def __init__(self, request: web.Request, cs: CloudState, body: bytes, head) -> None:  # type: ignore[no-untyped-def]
+        Failover.__init__(self, request.app[keys.BUS], "cloud", candidates(cs, head.model))
+        self.request, self.cs, self.body, self.head = request, cs, body, head
+
+    def name(self, c: tuple[Backend, str]) -> str:
+        return c[0].name
+
+    def state(self, c: tuple[Backend, str]) -> UpstreamState:
+        return c[0].state
+
+    def call(self, c: tuple[Backend, str]) -> Awaitable[web.StreamResponse]:
+        backend, model = c
+        if self.request.path not in backend.kind.paths:
+            raise BadRequest(f"backend {backend.name} ({backend.type}) serves "
+                             f"{', '.join(backend.kind.paths)} only")
+        self.cs.metrics.request(backend.name, model)
+        return backend.kind.call(self.request, self.cs, backend, model, self.body, self.head)
+
+    def judge(self, c: tuple[Backend, str], exc: UpstreamFailure) -> None:
+        backend, model = c
+        self.cs.metrics.error(backend.name, model)
+        if exc.retryable and exc.kind != "unsupported":
+            log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
+                        status=exc.status)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -176,12 +113,10 @@ async def model(request: web.Request) -> web.Response:
 
 
 def served_paths(cs: CloudState) -> list[str]:
-    """The paths this cloud worker serves, for routers: chat on every backend type;
-    completions and embeddings only through OpenAI-compatible ones (not Anthropic)."""
+    """The paths this cloud worker serves, for routers: those its enabled backends' kinds
+    serve (Anthropic: chat only), in the order the routes are added."""
     live = [b for b in cs.backends.values() if b.enabled]
-    if any(b.type != "anthropic" for b in live):
-        return list(HEAD_BY_PATH)
-    return ["/v1/chat/completions"]
+    return [p for p in HEAD_BY_PATH if any(p in b.kind.paths for b in live)]
 
 
 class BackendCounts(msgspec.Struct, omit_defaults=False):
@@ -257,7 +192,7 @@ async def add_backend(request: web.Request) -> web.Response:
     except Exception as exc:  # ConfigError: a bad spec is the caller's error here
         raise BadRequest(str(exc)) from None
     cs.backends[b.name] = b
-    await probe(request.app, b)
+    await request.app[keys.PROBER].now(b)
     log.info("backend_added", backend=b.name, type=b.type, healthy=b.state.healthy)
     return json_response(b.public(), status=201)
 
@@ -278,7 +213,8 @@ async def test_backend(request: web.Request) -> web.Response:
     b = cs.backends.get(request.match_info["name"])
     if b is None:
         raise NotFound(f"no backend named {request.match_info['name']!r}", code="backend_not_found")
-    ok = await probe(request.app, b)
+    verdict = await request.app[keys.PROBER].now(b)
+    ok = verdict.healthy and b.models_error is None  # a model list was read
     return json_response({"name": b.name, "ok": ok, "auth_failed": b.auth_failed,
                           "latency_ms": b.state.latency_ms, "models": len(b.models),
                           "error": b.models_error})

@@ -1,4 +1,5 @@
-"""Known cloud providers: what a bare name in --backends means."""
+"""Known cloud providers: what a bare name in --backends means (its type, a kinds.py
+PROVIDER_KINDS entry, its default URL and where its key usually lives)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Provider:
-    type: str  # openai_compatible | anthropic | ollama | azure_openai
+    type: str  # a PROVIDER_KINDS key: how eldric speaks to it
     url: str  # default base URL (for OpenAI-compatible ones, the part before /chat/completions)
     env: str | None  # where its API key usually lives
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
+from eldric.cluster.membership import Membership
 from eldric.roles.cloud.backends import Backend
 from eldric.roles.cloud.config import CloudConfig
+from eldric.roles.cloud.metrics import CloudMetrics
 from eldric.stream import Timeouts
 
 
@@ -17,9 +18,9 @@ class CloudState:
     cfg: CloudConfig
     timeouts: Timeouts
     backends: dict[str, Backend]
-    metrics: Any  # CloudMetrics
+    metrics: CloudMetrics
     env: dict[str, str]
-    membership: Any = None  # eldric.cluster.membership.Membership
+    membership: Membership | None = None  # set at start-up
 
     def ordered(self) -> list[Backend]:
         return sorted(self.backends.values(), key=lambda b: (b.priority, b.name))

@@ -13,15 +13,14 @@ from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, NotFound
 from eldric.http import read_body
 from eldric.roles.controller.state import CONTROLLER
-from eldric.stream import decode_head
-from eldric.wire.cluster import (Heartbeat, RouterSettings, Status, Strategy, WorkerInfo,
-                                 WorkerType)
+from eldric.wire.cluster import (Heartbeat, RouterSettings, Status, WorkerInfo, WorkerType,
+                                 decode_strategy_body)
+from eldric.wire.head import decode_head
 
 STATIC = Path(__file__).parent / "static"
 # The longest a GET /api/v1/workers?since=… may be held: under the idle timeouts of the
 # proxies people put in between (60 s is common).
 MAX_WAIT_MS = 55_000
-STRATEGIES = get_args(Strategy)
 _STATUSES = get_args(Status)
 _TYPES = get_args(WorkerType)
 
@@ -135,10 +134,7 @@ async def get_router_config(request: web.Request) -> web.Response:
 async def set_router_config(request: web.Request) -> web.Response:
     cs = request.app[CONTROLLER]
     require_key(request, cs.cfg.admin_key, "admin key")
-    settings = decode_head(await read_body(request), RouterSettings)
-    if settings.strategy is not None and settings.strategy not in STRATEGIES:
-        raise BadRequest(f"unknown strategy {settings.strategy!r}; one of: "
-                         f"{', '.join(STRATEGIES)}", param="strategy", code="invalid_strategy")
+    settings = decode_strategy_body(await read_body(request), RouterSettings)
     await cs.registry.set_router(settings)
     return json_response(settings)
 

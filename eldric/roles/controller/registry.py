@@ -20,13 +20,10 @@ import msgspec
 import structlog
 
 from eldric.store.sqlite import Store
-from eldric.wire.cluster import Heartbeat, RouterSettings, WorkerInfo, WorkerRecord
+from eldric.wire.cluster import (INFERENCE_TYPES, Heartbeat, RouterSettings, WorkerInfo,
+                                 WorkerRecord, new_id)
 
 log = structlog.get_logger("eldric.controller")
-
-PREFIX = {"inference": "wrk-", "cloud": "cld-", "data": "dat-", "science": "sci-",
-          "training": "trn-", "media": "med-", "comm": "com-", "router": "rtr-"}
-INFERENCE_TYPES = ("inference", "cloud")
 
 _enc = msgspec.json.Encoder()
 _record = msgspec.json.Decoder(WorkerRecord)
@@ -81,11 +78,17 @@ class Registry:
                 log.warning("stored_worker_unreadable", worker=key)
         for key, value in await self.store.all("settings"):
             if key == "router":
-                self.router = _settings.decode(value)
+                try:
+                    self.router = _settings.decode(value)
+                except msgspec.ValidationError:
+                    # Written by a newer controller (a strategy this one does not know):
+                    # routers keep their own until it is set again.
+                    log.warning("stored_router_settings_unreadable", settings=value.decode(
+                        "utf-8", "replace"))
 
     async def register(self, info: WorkerInfo) -> WorkerRecord:
         now = time.time()
-        wid = info.id or f"{PREFIX.get(info.worker_type, 'wrk-')}{secrets.token_hex(6)}"
+        wid = info.id or new_id(info.worker_type)
         old = self.workers.get(wid)
         record = WorkerRecord(**{f: getattr(info, f) for f in WorkerInfo.__struct_fields__},
                               last_heartbeat=now,

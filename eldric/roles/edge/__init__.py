@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 
@@ -21,12 +20,11 @@ from eldric.roles.edge.farm import Farm
 from eldric.roles.edge.handlers import add_routes
 from eldric.roles.edge.limits import LocalLimiter, RedisLimiter
 from eldric.roles.edge.metrics import EdgeMetrics
-from eldric.roles.edge.routers import Routers, check, health_loop
+from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
 from eldric.store.sqlite import Store
 from eldric.stream import Timeouts
-from eldric.tasks import cancel, spawn
 
 log = structlog.get_logger("eldric.edge")
 
@@ -44,12 +42,14 @@ def _networks(items: list[str]) -> list:  # type: ignore[type-arg]
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     es = app[EDGE]
     await es.clients.open()
-    task = spawn(health_loop(app, es.routers, es.cfg.health_check_interval_ms / 1000,
-                             also=es.farm.probe), name="edge-health")
+    routers, store = app[keys.PROBER], es.farm.prober(es.cfg.health_check_interval_ms / 1000)
+    routers.start(at_once=True)
+    store.start()
     log.info("edge_ready", mode=es.cfg.mode, tls=es.tls, require_api_key=es.require_key,
              routers=[s.url for s in es.routers.states])
     yield
-    await cancel(task)
+    await routers.stop()
+    await store.stop()
     await es.clients.close()
 
 
@@ -87,7 +87,7 @@ async def waiting_for(app: web.Application) -> str | None:
         return "a router (none given with --routers)"
     if _checked_healthy(routers):
         return None
-    await asyncio.gather(*(check(app, s, 5.0) for s in routers.states))
+    await app[keys.PROBER].round(timeout=5.0)
     if _checked_healthy(routers):
         return None
     return "a healthy router (" + "; ".join(
@@ -110,16 +110,16 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     else:
         clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static)
         limiter = LocalLimiter(window)
-    es = EdgeState(cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
-                   clients=clients, tls=not cfg.no_tls,
-                   require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
-                   metrics=EdgeMetrics(app[keys.BUS].metrics.registry))
-    if es.require_key and not static and not cfg.admin_key:
+    if cfg.auth.require_api_key and not static and not cfg.admin_key:
         raise ConfigError("the edge requires API keys but has none: give --api-key KEY (or "
                           "auth.api_keys), or --admin-key to create clients, or set "
                           "auth.require_api_key to false")
-    es.farm = Farm(clients, limiter, window, shared=cfg.mode == "farm")
-    app[EDGE] = es
+    app[EDGE] = EdgeState(
+        cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
+        clients=clients, farm=Farm(clients, limiter, window, shared=cfg.mode == "farm"),
+        metrics=EdgeMetrics(app[keys.BUS].metrics.registry), tls=not cfg.no_tls,
+        require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies))
+    app[keys.PROBER] = prober(app, app[EDGE].routers, cfg.health_check_interval_ms / 1000)
     app[keys.HEALTH] = edge_health
     if cfg.cors_origins:
         app.middlewares.append(cors.middleware(cfg.cors_origins))

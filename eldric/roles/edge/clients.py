@@ -14,10 +14,14 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from eldric.store.sqlite import Store
+
+if TYPE_CHECKING:  # farm mode only: redis is an optional dependency
+    from redis.asyncio import Redis
 
 
 class Client(msgspec.Struct, omit_defaults=True):
@@ -51,6 +55,20 @@ def _match(found: Client | None, digest: str) -> Client | None:
     return None
 
 
+class Clients(Protocol):
+    """What the edge asks of its client store (LocalClients, RedisClients). Farm mode
+    also pings RedisClients.redis while Redis is unreachable."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    def lookup_static(self, key: str) -> Client | None: ...
+    async def lookup(self, key: str) -> Client | None: ...
+    async def create(self, name: str, description: str,
+                     rpm: int | None) -> tuple[Client, str]: ...
+    async def all(self) -> list[Client]: ...
+    async def revoke(self, name: str) -> bool | None: ...
+
+
 class LocalClients:
     """Static keys from the config, plus clients created at run time (kept in SQLite)."""
 
@@ -72,6 +90,11 @@ class LocalClients:
 
     async def close(self) -> None:
         await self.store.close()
+
+    def lookup_static(self, key: str) -> Client | None:
+        """Static keys only (the config's), as RedisClients.lookup_static."""
+        found = self.by_hash.get(digest := hash_key(key))
+        return _match(found if found is not None and found.static else None, digest)
 
     async def lookup(self, key: str) -> Client | None:
         digest = hash_key(key)
@@ -110,7 +133,7 @@ class RedisClients:
     KEYS = "eldric:keys"  # key hash -> client JSON
     NAMES = "eldric:clients"  # client name -> key hash
 
-    def __init__(self, redis, static: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, redis: Redis, static: dict[str, str]) -> None:
         self.redis = redis
         self.static = {hash_key(k): Client(name=n, static=True, key_hash=hash_key(k))
                        for k, n in static.items()}

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TypeVar
 
 import structlog
 
+from eldric.bus.prober import HEALTHY, Prober, Verdict
 from eldric.errors import UpstreamUnavailable
-from eldric.roles.edge.clients import Client
-from eldric.roles.edge.limits import Decision, LocalLimiter, Tier
+from eldric.roles.edge.clients import Client, Clients
+from eldric.roles.edge.limits import Decision, Limiter, LocalLimiter, Tier, new_member
+
+T = TypeVar("T")
 
 log = structlog.get_logger("eldric.edge")
 
@@ -28,7 +31,7 @@ log = structlog.get_logger("eldric.edge")
 class Farm:
     RETRY_AFTER = 2.0  # seconds between attempts to reach Redis again once it failed
 
-    def __init__(self, clients: Any, limiter: Any, window_ms: int, shared: bool) -> None:
+    def __init__(self, clients: Clients, limiter: Limiter, window_ms: int, shared: bool) -> None:
         self.clients = clients
         self.limiter = limiter
         self.shared = shared
@@ -43,16 +46,18 @@ class Farm:
             self._errors = (OSError, redis.exceptions.ConnectionError,
                             redis.exceptions.TimeoutError)
 
-    async def _shared(self, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def _shared(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run a Redis call. A pooled connection that Redis closed (it restarted) fails
         once, however healthy Redis is now: that one is retried at once, on a fresh
-        connection, before anything counts as an outage."""
+        connection, before anything counts as an outage. So only idempotent calls come
+        here: a lookup, a ping, a limit check under one member (the first try may have
+        run in Redis and lost only its reply)."""
         try:
             return await call()
         except self._errors:
             return await call()
 
-    async def admin(self, awaitable):  # type: ignore[no-untyped-def]
+    async def admin(self, awaitable: Awaitable[T]) -> T:
         """Run a client-store change (create, list, revoke): those need the store, so an
         outage is a clean 503 rather than a 500. Not retried: a change is not repeated
         on a guess that it did not happen."""
@@ -74,10 +79,13 @@ class Farm:
         return self.degraded and time.monotonic() < self._next_try
 
     def _failed(self, exc: BaseException) -> None:
+        self._down(f"{type(exc).__name__}: {exc}")
+
+    def _down(self, error: str) -> None:
         self._next_try = time.monotonic() + self.RETRY_AFTER
         if self.down_since is None:
             self.down_since = time.time()
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = error
             log.error("shared_store_unreachable", error=self.error,
                       fallback="static keys only; per-edge rate limits")
 
@@ -100,25 +108,33 @@ class Farm:
         self._ok()
         return client
 
-    async def probe(self) -> None:
-        """While degraded, ask Redis whether it is back (so /health tells the truth even
-        when no request comes)."""
-        if not (self.shared and self.degraded):
-            return
+    def prober(self, interval: float) -> Prober[Farm]:
+        """While degraded, ask Redis every interval whether it is back, so /health tells
+        the truth even when no request comes (a request that reaches Redis says so too)."""
+        return Prober("edge-store", Farm.ping, interval=interval, mark=Farm.marked,
+                      targets=lambda: (self,) if self.shared and self.degraded else ())
+
+    async def ping(self) -> Verdict:
         try:
             await self._shared(self.clients.redis.ping)
-        except self._errors as exc:
-            self._failed(exc)
-            return
-        self._ok()
+        except self._errors as exc:  # its client's own errors: the probe failed
+            return Verdict(False, f"{type(exc).__name__}: {exc}")
+        return HEALTHY
+
+    def marked(self, verdict: Verdict) -> None:
+        if verdict.healthy:
+            self._ok()
+        else:
+            self._down(verdict.reason or "unreachable")
 
     async def check(self, tiers: list[Tier]) -> Decision:
         if not self.shared:
             return await self.limiter.check(tiers)
         if self._skip():
             return await self.fallback.check(tiers)
+        member = new_member()  # the retry's too: a request is counted once
         try:
-            decision = await self._shared(lambda: self.limiter.check(tiers))
+            decision = await self._shared(lambda: self.limiter.check(tiers, member))
         except self._errors as exc:
             self._failed(exc)
             return await self.fallback.check(tiers)

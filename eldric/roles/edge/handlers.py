@@ -12,16 +12,17 @@ from aiohttp import web
 from eldric import keys
 from eldric.auth import presented_key, require_key
 from eldric.bus.routes import json_response
-from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauthorized, UpstreamUnavailable
+from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauthorized
 from eldric.exchange import Answer, LaneRequest
 from eldric.explain import format_ms
 from eldric.http import read_body
 from eldric.roles.edge.clients import Client
 from eldric.roles.edge.cors import CORS_HEADERS
 from eldric.roles.edge.limits import Decision, Tier
+from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
-from eldric.stream import Target, UpstreamFailure, decode_head, forward
+from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH
 
 STATIC = Path(__file__).parent / "static"
@@ -95,36 +96,14 @@ async def proxy(request: LaneRequest) -> Answer:
             request[keys.HOP].model = decode_head(body, kind).model
         name = client.name if client else "anonymous"
         es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
-        return await _to_routers(request, es, body, headers)
+        routers = ToRouters(request, es.routers, es.timeouts, body, headers)
+        resp = await routers.run()
+        if resp is None:
+            routers.exhausted("every router failed", none="no router is configured (--routers)")
+        return resp
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
         raise
-
-
-async def _to_routers(request: LaneRequest, es: EdgeState, body: bytes,
-                      headers: dict[str, str]) -> Answer:
-    bus = request.app[keys.BUS]
-    failures = []
-    for state in es.routers.order():
-        try:
-            return await forward(request, Target(state, state.url), request.path, body,
-                                 timeouts=es.timeouts, reply_headers=headers)
-        except UpstreamFailure as exc:
-            if exc.kind == "unsupported":
-                # the router's own answer ("no worker implements this"): another router
-                # would say the same
-                resp = exc.response()
-                resp.headers.update(headers)
-                return resp
-            # forward() raises only what another router may answer (retryable)
-            failures.append(f"{state.id}: {exc.message}")
-            bus.mark_down(state, exc)
-            if exc.kind in ("timeout", "closed"):
-                es.routers.confirm(request.app, state,
-                                   min(es.cfg.health_check_interval_ms / 1000, 5.0))
-    if not failures:
-        raise UpstreamUnavailable("no router is configured (--routers)")
-    raise UpstreamUnavailable("every router failed: " + "; ".join(failures))
 
 
 # ---------------------------------------------------------------- clients (admin)

@@ -6,7 +6,9 @@ keep one timestamp per request, so there is no fixed-window burst of 2x at a bou
 
 ``LocalLimiter`` keeps the windows in process; ``RedisLimiter`` (farm mode) keeps them in
 sorted sets and decides in one Lua script, on Redis's clock, so N edges enforce one limit
-exactly. Windows are given in milliseconds, like every interval in eldric.
+exactly. A request is one member of those sets, named once per request (new_member), so a
+script run again after its reply was lost counts the request once. Windows are given in
+milliseconds, like every interval in eldric.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import os
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:  # farm mode only: redis is an optional dependency
+    from redis.asyncio import Redis
 
 
 @dataclass(slots=True)
@@ -39,13 +45,29 @@ class Decision:
         return str(max(1, math.ceil(self.retry_after)))
 
 
+class Limiter(Protocol):
+    async def check(self, tiers: list[Tier], member: str | None = None) -> Decision:
+        """Allow and count, or refuse. `member`: the request's entry in shared windows,
+        the same when the call is retried (new_member); in one process it needs none."""
+        ...
+
+
+_ME = os.urandom(6).hex()  # other edges count in the same windows
+_ids = itertools.count()
+
+
+def new_member() -> str:
+    """A request's entry in the shared windows: unique across edges and requests."""
+    return f"{_ME}:{next(_ids)}"
+
+
 class LocalLimiter:
     def __init__(self, window_ms: int) -> None:
         self.window = window_ms / 1000  # seconds of time.monotonic()
         self.windows: dict[str, deque[float]] = {}
         self._last_sweep = time.monotonic()
 
-    async def check(self, tiers: list[Tier]) -> Decision:
+    async def check(self, tiers: list[Tier], member: str | None = None) -> Decision:
         now = time.monotonic()
         horizon = now - self.window
         tight: Decision | None = None
@@ -76,8 +98,10 @@ class LocalLimiter:
             del self.windows[key]
 
 
-# KEYS: one sorted set per tier. ARGV: window (ms), a unique member, then each tier's limit.
-# Time comes from Redis (TIME), so edges with skewed clocks share one exact window.
+# KEYS: one sorted set per tier. ARGV: window (ms), the request's member, then each tier's
+# limit. Time comes from Redis (TIME), so edges with skewed clocks share one exact window.
+# Idempotent per member: run again for a request it already counted (the first reply was
+# lost), the request is not counted against itself, and ZADD NX leaves its entry as is.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -86,6 +110,7 @@ local counts = {}
 for i = 1, #KEYS do
   redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
   local c = redis.call('ZCARD', KEYS[i])
+  if redis.call('ZSCORE', KEYS[i], ARGV[2]) then c = c - 1 end
   if c >= tonumber(ARGV[2 + i]) then
     local oldest = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
     return {0, i, tonumber(oldest[2]) + window - now, 0}
@@ -94,7 +119,7 @@ for i = 1, #KEYS do
 end
 local best, bi = -1, 1
 for i = 1, #KEYS do
-  redis.call('ZADD', KEYS[i], now, ARGV[2])
+  redis.call('ZADD', KEYS[i], 'NX', now, ARGV[2])
   redis.call('PEXPIRE', KEYS[i], window)
   local rem = tonumber(ARGV[2 + i]) - counts[i] - 1
   if best < 0 or rem < best then best, bi = rem, i end
@@ -106,18 +131,15 @@ return {1, bi, 0, best}
 class RedisLimiter:
     PREFIX = "eldric:rl:"
 
-    def __init__(self, redis, window_ms: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, redis: Redis, window_ms: int) -> None:
         self.redis = redis
         self.window_ms = window_ms
         self.script = redis.register_script(_SCRIPT)
-        self._ids = itertools.count()
-        self._me = os.urandom(6).hex()
 
-    async def check(self, tiers: list[Tier]) -> Decision:
-        member = f"{self._me}:{next(self._ids)}"
+    async def check(self, tiers: list[Tier], member: str | None = None) -> Decision:
         allowed, index, wait_ms, remaining = await self.script(
             keys=[self.PREFIX + t.key for t in tiers],
-            args=[self.window_ms, member, *(t.limit for t in tiers)])
+            args=[self.window_ms, member or new_member(), *(t.limit for t in tiers)])
         tier = tiers[int(index) - 1]
         return Decision(bool(allowed), tier.name, tier.limit, int(remaining),
                         max(0.0, int(wait_ms) / 1000))

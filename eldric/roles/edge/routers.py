@@ -1,16 +1,19 @@
-"""The routers behind the edge: health-checked through the bus, tried in turn."""
+"""The routers behind the edge: health-checked by the role's Prober, tried in turn."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import itertools
+from collections.abc import Awaitable
 
-import aiohttp
 from aiohttp import web
 
 from eldric import keys
 from eldric.bus import UpstreamState
-from eldric.tasks import spawn
+from eldric.bus.prober import Prober, Verdict, on_bus
+from eldric.exchange import Answer, LaneRequest
+from eldric.stream import Target, Timeouts, UpstreamFailure, forward
+from eldric.stream.failover import Failover
 
 
 class Routers:
@@ -19,7 +22,6 @@ class Routers:
         self.states: list[UpstreamState] = [
             bus.upstream(u.rstrip("/"), u.rstrip("/"), role="edge") for u in urls]
         self._turn = itertools.count()
-        self._checking: set[str] = set()
 
     def order(self) -> list[UpstreamState]:
         """Healthy routers first, rotating which one leads (spreads load over routers);
@@ -32,41 +34,54 @@ class Routers:
         return [s for s in rotated if s.healthy] + [s for s in rotated if not s.healthy]
 
 
-    def confirm(self, app: web.Application, state: UpstreamState, timeout: float) -> None:
-        """A router that timed out or broke off a reply is checked now, not at the next
-        round: the check decides whether it is down (the request may have been the
-        slow part), and until it has, the router stays where it is in the order."""
-        if state.id in self._checking:
-            return
-        self._checking.add(state.id)
-
-        async def run() -> None:
-            try:
-                await check(app, state, timeout)
-            finally:
-                self._checking.discard(state.id)
-
-        spawn(run(), name=f"edge-confirm:{state.id}")
+async def check(app: web.Application, state: UpstreamState) -> Verdict:
+    """A router is up while its /health answers below 500 (degraded is up)."""
+    async with app[keys.SESSION].get(state.url + "/health") as r:
+        await r.read()
+    if r.status >= 500:
+        return Verdict(False, f"/health answered HTTP {r.status}")
+    return Verdict(True)
 
 
-async def check(app: web.Application, state: UpstreamState, timeout: float) -> None:
-    bus = app[keys.BUS]
-    try:
-        async with app[keys.SESSION].get(state.url + "/health",
-                                         timeout=aiohttp.ClientTimeout(total=timeout)) as r:
-            await r.read()
-            healthy = r.status < 500
-            reason = None if healthy else f"/health answered HTTP {r.status}"
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        healthy, reason = False, f"health check: {type(exc).__name__}: {exc}".rstrip(": ")
-    bus.mark(state, healthy, reason)
+def prober(app: web.Application, routers: Routers, interval: float) -> Prober[UpstreamState]:
+    """Every router, every health interval. A router that timed out or broke off a reply
+    is checked at once too (poke, from the failover): the check decides whether it is
+    down (the request may have been the slow part); until then it keeps its place."""
+    return Prober("edge-health", functools.partial(check, app), targets=lambda: routers.states,
+                  interval=interval, mark=on_bus(app[keys.BUS]), says="health check: ")
 
 
-async def health_loop(app: web.Application, routers: Routers, interval: float,
-                      also=None) -> None:  # type: ignore[no-untyped-def]
-    """Check the routers every interval (and run `also()`: the shared store's probe)."""
-    while True:
-        await asyncio.gather(*(check(app, s, min(interval, 5.0)) for s in routers.states))
-        if also is not None:
-            await also()
-        await asyncio.sleep(interval)
+class ToRouters(Failover[UpstreamState, Answer]):
+    """One request's attempts: the routers in turn (Routers.order), every reply with the
+    edge's own headers (rate limits, CORS)."""
+
+    # A router's "not here" says that no worker of the cluster serves the path: another
+    # router would say the same, so it is the answer at once.
+    not_here_at_once = True
+
+    __slots__ = ("request", "timeouts", "body", "headers")
+
+    def __init__(self, request: LaneRequest, routers: Routers, timeouts: Timeouts,
+                 body: bytes, headers: dict[str, str]) -> None:
+        Failover.__init__(self, request.app[keys.BUS], "edge", routers.order())
+        self.request = request
+        self.timeouts = timeouts
+        self.body = body
+        self.headers = headers
+
+    def call(self, state: UpstreamState) -> Awaitable[Answer]:
+        request = self.request
+        return forward(request, Target(state, state.url), request.path, self.body,
+                       timeouts=self.timeouts, reply_headers=self.headers)
+
+    def state(self, state: UpstreamState) -> UpstreamState:
+        return state
+
+    def judge(self, state: UpstreamState, exc: UpstreamFailure) -> None:
+        if exc.kind in ("timeout", "closed"):  # down, or was the request the slow part?
+            self.request.app[keys.PROBER].poke(state)
+
+    def relay(self, exc: UpstreamFailure) -> web.StreamResponse:
+        resp = exc.response()
+        resp.headers.update(self.headers)
+        return resp

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
+from eldric.roles.edge.clients import Clients
 from eldric.roles.edge.config import EdgeConfig
+from eldric.roles.edge.farm import Farm
+from eldric.roles.edge.metrics import EdgeMetrics
 from eldric.roles.edge.routers import Routers
 from eldric.stream import Timeouts
 
@@ -18,12 +20,12 @@ class EdgeState:
     cfg: EdgeConfig
     timeouts: Timeouts
     routers: Routers
-    clients: Any  # LocalClients | RedisClients (admin API; lookups go through farm)
+    clients: Clients  # the admin API's; lookups go through farm
+    farm: Farm  # keys and limits through the store, surviving its outages
+    metrics: EdgeMetrics
     tls: bool
     require_key: bool
     trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
-    metrics: Any = None  # EdgeMetrics
-    farm: Any = None  # Farm: keys and limits through the store, surviving its outages
 
 
 EDGE: web.AppKey[EdgeState] = web.AppKey("eldric_edge", EdgeState)

@@ -11,9 +11,9 @@ from eldric import keys
 from eldric.registry import Role
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router.handlers import add_routes
-from eldric.roles.router.health import check_all, health_loop, waiting_for
+from eldric.roles.router.health import prober, waiting_for
 from eldric.roles.router.membership import membership
-from eldric.roles.router.pool import Pool
+from eldric.roles.router.pool import WorkerPool
 from eldric.roles.router.state import ROUTER, RouterState
 from eldric.roles.router.sync import sync_loop, sync_once
 from eldric.stream import Timeouts
@@ -34,23 +34,26 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
             failed = True
             log.warning("controller_sync_failed", controller=rs.cfg.controller_url,
                         error=f"{type(exc).__name__}: {exc}")
-    await check_all(app)
-    tasks = [spawn(health_loop(app), name="router-health")]
+    probes = app[keys.PROBER]
+    await probes.round()
+    probes.start()
+    tasks = []
     if rs.cfg.controller_url:
-        tasks.append(spawn(sync_loop(app, version, failed), name="router-sync"))
         # Registered after the first sync and check, so it reports what it can route.
-        tasks.append(spawn(member.run(), name="router-registration"))
+        tasks = [spawn(sync_loop(app, version, failed), name="router-sync"),
+                 spawn(member.run(), name="router-registration")]
     log.info("router_ready", strategy=rs.strategy.name if rs.strategy else None,
              strategy_source=rs.strategy_source, worker_id=member.worker_id,
              workers=[w.id for w in rs.pool.workers.values()],
              healthy=[w.id for w in rs.pool.routable()])
     yield
+    await probes.stop()
     for task in tasks:
         await cancel(task)
 
 
 def build(app: web.Application, cfg: RouterConfig) -> None:
-    pool = Pool(app[keys.BUS], role="router")
+    pool = WorkerPool(app[keys.BUS], role="router")
     for spec in cfg.workers:
         pool.add(spec.url.rstrip("/"), spec.url, tags=spec.tags, static=True)
     rs = RouterState(cfg=cfg, pool=pool, timeouts=Timeouts.from_config(cfg))
@@ -59,6 +62,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
     else:
         rs.set_strategy("load_based", "default")
     app[ROUTER] = rs
+    app[keys.PROBER] = prober(app)
     app.cleanup_ctx.append(_lifecycle)
     add_routes(app)
 

@@ -8,9 +8,7 @@ import msgspec
 
 from eldric.cluster.config import MemberConfig
 from eldric.config import Ms, flag_meta
-from eldric.wire.cluster import Strategy
-
-StrategyName = Strategy  # one list, shared with the controller (eldric.wire.cluster)
+from eldric.wire.cluster import StrategyName  # one list, shared with the controller
 
 
 class WorkerSpec(msgspec.Struct, forbid_unknown_fields=True):

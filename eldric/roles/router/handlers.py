@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import NoReturn
 
 import msgspec
@@ -13,24 +11,19 @@ from aiohttp import web
 from eldric import keys
 from eldric.auth import require_key
 from eldric.bus.routes import json_response
-from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
+from eldric.errors import (EldricError, ModelNotFound, NotFound,
                            UpstreamUnavailable)
 from eldric.exchange import Answer, LaneRequest
 from eldric.http import read_body
-from eldric.roles.router.health import passive_mark
-from eldric.roles.router.pool import Worker
+from eldric.roles.router.attempts import Attempts, Full
 from eldric.roles.router.state import ROUTER, RouterState
-from eldric.roles.router.strategies import STRATEGIES
 from eldric.serve.server import fast_post
-from eldric.stream import Target, UpstreamFailure, decode_head, forward, with_fields
-from eldric.stream.headers import header_text
+from eldric.stream import with_fields
+from eldric.wire.cluster import StrategyName, decode_strategy_body
+from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Head, Model, ModelList
 
 log = structlog.get_logger("eldric.router")
-
-
-class _Full(Exception):
-    """Every candidate is at its concurrency cap and the wait ran out."""
 
 
 async def inference(request: LaneRequest) -> Answer:
@@ -62,7 +55,7 @@ async def route(request: LaneRequest, body: bytes, asked: str | None) -> Answer:
     else:
         first = rs.cfg.aliases.get(asked, asked)
         chain = [first, *rs.cfg.fallbacks.get(asked, rs.cfg.fallbacks.get(first, []))]
-    tries = _Tries(rs, model=chain[0])
+    tries = Attempts(request, rs, model=chain[0])
     try:
         for model in chain:
             tries.model = model
@@ -70,14 +63,14 @@ async def route(request: LaneRequest, body: bytes, asked: str | None) -> Answer:
             candidates = [w for w in serving if w.serves_path(path)]
             if not candidates:
                 what = "any model" if model is None else model
-                tries.failures.append(f"{what}: no healthy worker serves it" if not serving
-                                      else f"{what}: no healthy worker serving it serves {path}")
+                tries.note(f"{what}: no healthy worker serves it" if not serving
+                           else f"{what}: no healthy worker serving it serves {path}")
                 continue
             # a fallback or alias: the body names the model served, rewritten once per model
-            sent = with_fields(model=model)(body) if model != asked else body
+            tries.among(candidates, with_fields(model=model)(body) if model != asked else body)
             try:
-                resp = await _try(request, rs, sent, candidates, tries)
-            except _Full:
+                resp = await tries.run(rs.cfg.max_attempts)
+            except Full:
                 raise UpstreamUnavailable(
                     f"every worker serving {model or path} is at its concurrency limit; "
                     f"waited {rs.cfg.queue_timeout_ms} ms", code="capacity_exceeded",
@@ -85,10 +78,8 @@ async def route(request: LaneRequest, body: bytes, asked: str | None) -> Answer:
             if resp is not None:
                 return resp
         tries.model = chain[0]
-        if tries.unsupported is not None and not tries.other_failures:
-            # Every worker tried said "not here" (501/405): that is the answer, as sent.
-            resp = tries.unsupported.response()
-            resp.headers.update(tries.headers())
+        resp = tries.not_here()  # every worker tried said "not here" (501/405): as sent
+        if resp is not None:
             return resp
         _no_worker(rs, asked, chain, path, tries)
     except EldricError as exc:  # every reply says how it was routed, errors too
@@ -97,11 +88,11 @@ async def route(request: LaneRequest, body: bytes, asked: str | None) -> Answer:
 
 
 def _no_worker(rs: RouterState, asked: str | None, chain: list[str | None], path: str,
-               tries: _Tries) -> NoReturn:
+               tries: Attempts) -> NoReturn:
     """Why nothing answered, most specific first: a model no worker serves, a path no
     worker serving the model serves (404 naming it), else 503 naming every attempt."""
     everyone = list(rs.pool.workers.values())
-    if not tries.tried:
+    if not tries.attempts:
         if asked is not None and not any(w.serves(m) for w in everyone for m in chain
                                          if m is not None):
             known = sorted(rs.pool.models())
@@ -113,120 +104,8 @@ def _no_worker(rs: RouterState, asked: str | None, chain: list[str | None], path
             whose = "any worker" if asked is None else f"any worker serving {asked!r}"
             raise NotFound(f"{path} is not served by {whose}", code="path_not_served")
     what = "the request" if asked is None else repr(asked)
-    detail = "; ".join(tries.failures) or "no healthy worker"
-    raise UpstreamUnavailable(f"could not serve {what}: {detail}",
-                              headers={"X-Eldric-Route-Reason": "all attempts failed"})
-
-
-class _Tries:
-    """What the attempts at one request did: for the 503's text, the routing headers of
-    an error reply, and the "not here" answer to relay when nobody serves the path."""
-
-    def __init__(self, rs: RouterState, model: str | None) -> None:
-        self.rs = rs
-        self.model = model
-        self.failures: list[str] = []
-        self.tried: list[str] = []  # worker ids, in order
-        self.unsupported: UpstreamFailure | None = None
-        self.other_failures = 0
-
-    def headers(self) -> dict[str, str]:
-        strategy = self.rs.strategy.name if self.rs.strategy else ""
-        out = {"X-Eldric-Strategy": strategy}
-        if self.model is not None:
-            out["X-Eldric-Model"] = header_text(self.model)
-        if self.tried:
-            out["X-Eldric-Worker"] = self.tried[-1]
-        return out
-
-    def failed(self, worker: Worker, exc: UpstreamFailure) -> None:
-        self.failures.append(f"{worker.id}: {exc.message}")
-        if exc.kind == "unsupported":
-            self.unsupported = exc
-        else:
-            self.other_failures += 1
-
-
-async def _try(request: LaneRequest, rs: RouterState, body: bytes, candidates: list[Worker],
-               tries: _Tries) -> Answer | None:
-    """Up to max_attempts workers for one model, best first. None if all failed."""
-    app = request.app
-    metrics = app[keys.BUS].metrics
-    role = app[keys.ROLE].name
-    strategy = rs.strategy
-    assert strategy is not None
-    tried: set[str] = set()
-    for attempt in range(rs.cfg.max_attempts):
-        live = [w for w in candidates if w.state.healthy and w.id not in tried]
-        if not live:
-            break
-        ranked, reason = strategy.rank(live)
-        ranked, suspects = _suspects_last(ranked)
-        if suspects and ranked[0] not in suspects:
-            reason = f"{reason}; {len(suspects)} failing worker(s) ranked last"
-        worker = next((w for w in ranked if w.has_room(rs.cfg.max_concurrency)), None)
-        if worker is None:
-            worker = await _wait_for_room(rs, live)
-            reason = f"{reason}; waited for a free slot"
-        tried.add(worker.id)
-        tries.tried.append(worker.id)
-        if attempt:
-            # the failure text may be an upstream's own message: one line, bounded
-            after = header_text(tries.failures[-1])
-            reason = f"{reason}; attempt {attempt + 1} after {after}"
-        metrics.selections.labels(role, strategy.name, worker.id).inc()
-        headers = {"X-Eldric-Worker": worker.id, "X-Eldric-Strategy": strategy.name,
-                   "X-Eldric-Route-Reason": reason}
-        if tries.model is not None:
-            headers["X-Eldric-Model"] = header_text(tries.model)
-        try:
-            return await forward(request, Target(worker.state, worker.url), request.path, body,
-                                 timeouts=rs.timeouts, reply_headers=headers)
-        except UpstreamFailure as exc:
-            tries.failed(worker, exc)
-            metrics.retries.labels(role, worker.id).inc()
-            passive_mark(app, worker, exc)
-            log.warning("attempt_failed", worker=worker.id, model=tries.model, kind=exc.kind,
-                        status=exc.status, attempt=attempt + 1)
-        finally:
-            if rs.pool.waiting:
-                await rs.pool.notify()
-    return None
-
-
-def _suspects_last(ranked: list[Worker]) -> tuple[list[Worker], list[Worker]]:
-    """Workers that failed max_failures times in a row go after the others for a while
-    (see passive_mark): still routable, tried only when the others cannot answer."""
-    now = time.monotonic()
-    suspects = [w for w in ranked if w.suspect_until > now]
-    if not suspects:
-        return ranked, suspects
-    return [w for w in ranked if w.suspect_until <= now] + suspects, suspects
-
-
-async def _wait_for_room(rs: RouterState, live: list[Worker]) -> Worker:
-    """Wait (bounded in time and in how many may wait) for a candidate with a free slot."""
-    pool = rs.pool
-    if pool.waiting >= rs.cfg.max_queue:
-        raise _Full()
-    deadline = time.monotonic() + rs.cfg.queue_timeout_ms / 1000
-    pool.waiting += 1
-    try:
-        async with pool.room:
-            while True:
-                ranked, _ = rs.strategy.rank([w for w in live if w.state.healthy] or live)  # type: ignore[union-attr]
-                for w in ranked:
-                    if w.has_room(rs.cfg.max_concurrency):
-                        return w
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise _Full()
-                try:
-                    await asyncio.wait_for(pool.room.wait(), remaining)
-                except TimeoutError:
-                    raise _Full() from None
-    finally:
-        pool.waiting -= 1
+    tries.exhausted(f"could not serve {what}", none=f"could not serve {what}: no healthy worker",
+                    headers={"X-Eldric-Route-Reason": "all attempts failed"})
 
 
 async def passthrough(request: web.Request) -> Answer:
@@ -281,17 +160,13 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 class _ConfigBody(msgspec.Struct, forbid_unknown_fields=True):
-    strategy: str
+    strategy: StrategyName
 
 
 async def set_config(request: web.Request) -> web.Response:
     rs = request.app[ROUTER]
     require_key(request, rs.cfg.admin_key, "admin key")
-    change = decode_head(await read_body(request), _ConfigBody)
-    if change.strategy not in STRATEGIES:
-        raise BadRequest(f"unknown strategy {change.strategy!r}; one of: "
-                         f"{', '.join(STRATEGIES)}", param="strategy",
-                         code="invalid_strategy")
+    change = decode_strategy_body(await read_body(request), _ConfigBody)
     rs.set_strategy(change.strategy, "runtime")
     log.info("strategy_changed", strategy=change.strategy, source="runtime")
     return json_response(_config_view(rs))

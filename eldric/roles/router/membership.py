@@ -24,13 +24,10 @@ def describe(app: web.Application) -> WorkerInfo:
         load=Load(active_requests=role.active), status=app[keys.BUS].status(role.name),
         version=__version__,
         router=RouterReport(strategy=rs.strategy.name if rs.strategy else None,
-                            strategy_source=rs.strategy_source,  # type: ignore[arg-type]
+                            strategy_source=rs.strategy_source,
                             workers=len(rs.pool.workers),
                             healthy_workers=len(rs.pool.routable())))
 
 
 def membership(app: web.Application) -> Membership:
-    cfg = app[ROUTER].cfg
-    return Membership(app=app, controller_url=cfg.controller_url, api_key=cfg.api_key,
-                      interval=cfg.heartbeat_interval_ms / 1000, prefix="rtr-",
-                      tags=cfg.tags, fixed_id=cfg.worker_id, describe=describe)
+    return Membership.of(app, app[ROUTER].cfg, "router", describe)

@@ -11,10 +11,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from eldric.bus import Bus, UpstreamState
-from eldric.wire.cluster import serves_path
-
-# Worker types a router sends inference to (a controller also lists data, media, … workers).
-INFERENCE_TYPES = frozenset({"inference", "cloud"})
+from eldric.wire.cluster import INFERENCE_TYPES, serves_path
 
 
 @dataclass(eq=False)
@@ -31,7 +28,6 @@ class Worker:
     # After max_failures failed requests in a row the worker is ranked last until then
     # (time.monotonic()): maybe broken, maybe fed bad requests; its health check decides.
     suspect_until: float = 0.0
-    checking: bool = False  # a confirming health check is running
 
     def serves(self, model: str) -> bool:
         # A worker that lists no models is a plain OpenAI-compatible upstream: any model.
@@ -48,7 +44,9 @@ class Worker:
         return cap is None or self.state.active < cap
 
 
-class Pool:
+class WorkerPool:
+    """The router's workers by id (not the upstream client's connection pool)."""
+
     def __init__(self, bus: Bus, role: str):
         self.bus = bus
         self.role = role

@@ -8,22 +8,23 @@ from aiohttp import web
 
 from eldric.roles.router import strategies
 from eldric.roles.router.config import RouterConfig
-from eldric.roles.router.pool import Pool
+from eldric.roles.router.pool import WorkerPool
 from eldric.stream import Timeouts
+from eldric.wire.cluster import StrategyName, StrategySource
 
 
 @dataclass
 class RouterState:
     cfg: RouterConfig
-    pool: Pool
+    pool: WorkerPool
     timeouts: Timeouts
     rr: strategies.RoundRobin = field(default_factory=strategies.RoundRobin)
     strategy: strategies.Strategy | None = None
     # Who set the strategy: default | config | controller | runtime. config and runtime
     # fix it: the controller's router_config no longer changes it.
-    strategy_source: str = "default"
+    strategy_source: StrategySource = "default"
 
-    def set_strategy(self, name: str, source: str) -> None:
+    def set_strategy(self, name: StrategyName, source: StrategySource) -> None:
         self.strategy = strategies.make(name, self.rr)
         self.strategy_source = source
 

@@ -19,11 +19,8 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
-from eldric.roles.router.health import check
-from eldric.roles.router.pool import INFERENCE_TYPES
 from eldric.roles.router.state import ROUTER
-from eldric.tasks import spawn
-from eldric.wire.cluster import WorkerListing
+from eldric.wire.cluster import INFERENCE_TYPES, WorkerListing
 
 log = structlog.get_logger("eldric.router")
 
@@ -81,21 +78,19 @@ def apply(app: web.Application, listing: WorkerListing) -> None:
             w.reported_max_concurrency = rec.load.max_concurrency
             w.paths = rec.paths
             log.info("worker_synced", worker=rec.id, url=url, models=rec.models)
-            spawn(check(app, w), name=f"router-check:{rec.id}")
+            app[keys.PROBER].poke(w)
     for w in [w for w in pool.workers.values() if w.from_controller and not w.static]:
         if w.id not in seen:
             log.info("worker_unsynced", worker=w.id, url=w.url)
             pool.remove(w.id)
 
-    wanted = listing.router_config.strategy
-    if wanted and not rs.strategy_fixed and (rs.strategy is None or rs.strategy.name != wanted):
-        from eldric.roles.router.strategies import STRATEGIES
-
-        if wanted in STRATEGIES:
-            rs.set_strategy(wanted, "controller")
-            log.info("strategy_from_controller", strategy=wanted)
-        else:
-            log.warning("controller_strategy_unknown", strategy=wanted)
+    settings = listing.router_config
+    wanted = settings.known_strategy
+    if settings.strategy and wanted is None:
+        log.warning("controller_strategy_unknown", strategy=settings.strategy)
+    elif wanted and not rs.strategy_fixed and (rs.strategy is None or rs.strategy.name != wanted):
+        rs.set_strategy(wanted, "controller")
+        log.info("strategy_from_controller", strategy=wanted)
 
 
 async def sync_once(app: web.Application) -> str | None:

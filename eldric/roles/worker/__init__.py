@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.cluster.membership import Membership
 from eldric.registry import Role
 from eldric.roles.worker.backends import KINDS, base_url
 from eldric.roles.worker.embedded import Embedded, available, launch_of, served_id
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
-from eldric.roles.worker.health import (probe, probe_loop, served_paths, waiting_for,
+from eldric.roles.worker.health import (prober, sample_host, served_paths, waiting_for,
                                         worker_health)
-from eldric.roles.worker.membership import membership
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.stream import Timeouts
 from eldric.sysload import HostLoad
-from eldric.tasks import cancel, spawn
+from eldric.tasks import cancel, every, spawn
 
 log = structlog.get_logger("eldric.worker")
 
@@ -75,7 +76,7 @@ async def _embedded_backend(app: web.Application) -> AsyncIterator[None]:
             return
         st.set_backend(url)
         st.loading = False
-        await probe(app)
+        await app[keys.PROBER].now(st.upstream)
         log.info("model_ready", model_id=engine.model_id, url=url,
                  healthy=st.upstream.healthy)
 
@@ -87,12 +88,14 @@ async def _embedded_backend(app: web.Application) -> AsyncIterator[None]:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     st = app[WORKER]
-    st.membership = membership(app)
+    st.membership = Membership.of(app, st.cfg, "inference")
     st.membership.load_id()
-    if not st.loading:
-        await probe(app)  # so /health is true from the first request
+    probes = app[keys.PROBER]
+    await probes.round()  # so /health is true from the first request
     await st.host.refresh_gpu()
-    tasks = [spawn(probe_loop(app), name="worker-probe")]
+    probes.start()
+    interval = st.cfg.health_check_interval_ms / 1000
+    tasks = [spawn(every(interval, functools.partial(sample_host, st)), name="worker-host")]
     if st.cfg.controller_url:
         tasks.append(spawn(st.membership.run(), name="worker-registration"))
     log.info("worker_ready", backend=st.cfg.backend, backend_url=st.backend_url,
@@ -100,6 +103,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
              worker_id=st.worker_id)
     _warn_if_unreachable(st)
     yield
+    await probes.stop()
     for task in tasks:
         await cancel(task)
 
@@ -124,6 +128,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     st.set_backend(base_url(cfg.backend_url or kind.default_url))
     st.paths = served_paths(st)
     app[WORKER] = st
+    app[keys.PROBER] = prober(app)
     app[keys.HEALTH] = worker_health
     app.cleanup_ctx.append(_mock_backend)
     app.cleanup_ctx.append(_embedded_backend)

@@ -122,7 +122,9 @@ def launch_of(cfg: WorkerConfig) -> Launch:
                   backend_log=cfg.backend_log)
 
 
-def _start(launch: Launch) -> Any:
+def start_server(launch: Launch) -> Any:
+    """Start llama.cpp's server for `launch` and return it (an xllamacpp.Server); blocks
+    until the model is loaded, so Embedded.start runs it in a thread."""
     import xllamacpp
 
     p = xllamacpp.CommonParams()
@@ -168,7 +170,7 @@ class Embedded:
                  threads=launch.threads, parallel=launch.parallel, ctx=launch.ctx,
                  embeddings=launch.embeddings, pooling=launch.pooling)
         loop = asyncio.get_running_loop()
-        server = await loop.run_in_executor(None, _start, launch)
+        server = await loop.run_in_executor(None, start_server, launch)
         self._server.append(server)
         self.url = server.listening_address.rstrip("/")
         return self.url

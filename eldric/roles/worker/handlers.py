@@ -15,7 +15,8 @@ from eldric.http import read_body
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.serve.server import fast_post
-from eldric.stream import UpstreamFailure, decode_head, forward
+from eldric.stream import UpstreamFailure, forward
+from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
 
 

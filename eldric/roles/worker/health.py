@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
 
-import aiohttp
-import msgspec
 import structlog
 from aiohttp import web
 
 from eldric import __version__, keys
+from eldric.bus import UpstreamState
+from eldric.bus.prober import HEALTHY, Prober, Verdict, on_bus
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
@@ -18,27 +18,30 @@ from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
 log = structlog.get_logger("eldric.worker")
 
 
-async def probe(app: web.Application) -> bool:
+async def probe(app: web.Application, up: UpstreamState) -> Verdict:
     """Ask the backend for its model list: that is both the health check and the models."""
     st = app[WORKER]
-    bus = app[keys.BUS]
-    up = st.upstream
-    url = st.backend_url + st.kind.models_path
-    timeout = min(st.cfg.health_check_interval_ms / 1000, 5.0)
-    try:
-        async with app[keys.SESSION].get(
-                url, headers=st.target.headers if st.target else None,
-                timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
-            body = await resp.read()
-            if resp.status != 200:
-                raise ValueError(f"HTTP {resp.status} from {st.kind.models_path}")
-            up.models = parse_models(st.kind, body)
-    except (aiohttp.ClientError, OSError, TimeoutError, ValueError, msgspec.DecodeError,
-            msgspec.ValidationError) as exc:
-        bus.mark(up, False, f"{type(exc).__name__}: {exc}".rstrip(": "))
-        return False
-    bus.mark(up, True)
-    return True
+    async with app[keys.SESSION].get(st.backend_url + st.kind.models_path,
+                                     headers=st.target.headers if st.target else None) as resp:
+        body = await resp.read()
+        if resp.status != 200:
+            raise ValueError(f"HTTP {resp.status} from {st.kind.models_path}")
+        up.models = parse_models(st.kind, body)
+    return HEALTHY
+
+
+def prober(app: web.Application) -> Prober[UpstreamState]:
+    """The backend, every health interval; not while the embedded model loads."""
+    st = app[WORKER]
+    return Prober("worker-probe", functools.partial(probe, app),
+                  targets=lambda: () if st.loading else (st.upstream,),
+                  interval=st.cfg.health_check_interval_ms / 1000, mark=on_bus(app[keys.BUS]))
+
+
+async def sample_host(st: WorkerState) -> None:
+    """The GPU figures /health reports (a subprocess with nvidia-smi: in the background)."""
+    if not st.loading:
+        await st.host.refresh_gpu()
 
 
 async def waiting_for(app: web.Application) -> str | None:
@@ -46,18 +49,11 @@ async def waiting_for(app: web.Application) -> str | None:
     st = app[WORKER]
     if st.loading:
         return "the embedded model to load"
-    if not st.upstream.healthy and not await probe(app):  # find out now, not next period
+    if not st.upstream.healthy and not (await app[keys.PROBER].now(st.upstream)).healthy:
+        # found out now, not next period
         return (f"its {st.cfg.backend} backend at {st.backend_url}: "
                 f"{st.upstream.last_error or 'not answering'}")
     return None
-
-
-async def probe_loop(app: web.Application) -> None:
-    st = app[WORKER]
-    while True:
-        await asyncio.sleep(st.cfg.health_check_interval_ms / 1000)
-        if not st.loading:
-            await asyncio.gather(probe(app), st.host.refresh_gpu())
 
 
 def load_of(st: WorkerState) -> Load:

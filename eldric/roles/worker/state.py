@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
 from eldric.bus import UpstreamState
+from eldric.cluster.membership import Membership
 from eldric.roles.worker.backends import BackendKind
 from eldric.roles.worker.config import WorkerConfig
 from eldric.stream import Target, Timeouts
@@ -23,7 +23,7 @@ class WorkerState:
     host: HostLoad
     backend_url: str = ""
     target: Target | None = None
-    membership: Any = None  # eldric.cluster.membership.Membership, set at start-up
+    membership: Membership | None = None  # set at start-up
     loading: bool = False  # the embedded backend's model is still loading
     load_error: str | None = None  # ... or could not be loaded (it stays "loading")
     paths: list[str] | None = None  # what /health advertises (health.served_paths)

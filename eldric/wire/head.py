@@ -1,7 +1,9 @@
 """Decode a request body into a (lenient or strict) Struct, refusing bad bodies clearly.
 
 The forwarding hops decode just a head (model, stream); control-plane handlers decode
-their whole small bodies. Either way a bad body is a 400 naming the parameter."""
+their whole small bodies (registrations, settings, new clients). Either way a bad body is
+a 400 naming the parameter. It lives with the wire types it decodes into, not in the
+forwarding core (eldric.stream.decode_head still re-exports it)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,103 @@
+"""The cloud role's backend types: one entry says all eldric needs to speak to one.
+
+The worker does the same with its KINDS (roles/worker/backends.py). Per type: which
+configured URLs it takes, the headers carrying its key, its model-list request and
+parser (the list is also the health probe), the API paths it serves (a request for
+another path is a 400, and /health advertises the union over the enabled backends), and
+how a request reaches it: through the zero-copy core (openai_call.call, with `route`
+saying where), or a translator of its own (anthropic_call.call). A new type is one entry
+here; a provider name that means a type (openai, groq, …) is one line in providers.KNOWN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from aiohttp import web
+
+from eldric.roles.cloud import anthropic_call, openai_call
+from eldric.roles.cloud.anthropic import ANTHROPIC_VERSION
+from eldric.wire.ollama import Tags
+from eldric.wire.openai import HEAD_BY_PATH, UpstreamModelList
+
+if TYPE_CHECKING:
+    from eldric.roles.cloud.backends import Backend
+    from eldric.roles.cloud.state import CloudState
+
+# (request, state, backend, the model name to send, body, decoded head) -> the reply.
+# Raises UpstreamFailure before the first byte, so the handler can fail over.
+Call = Callable[["web.Request", "CloudState", "Backend", str, bytes, Any],
+                Awaitable[web.StreamResponse]]
+# (backend, path after /v1, model) -> (base URL, path, query) of a request through the core.
+Route = Callable[["Backend", str, str], tuple[str, str, "str | None"]]
+
+
+@dataclass(frozen=True)
+class ProviderKind:
+    """`auth` runs per request and does no I/O (a token that must be refreshed is kept
+    fresh elsewhere and read here); signing that depends on the request itself (AWS
+    SigV4) belongs in the kind's `call` and `models_request`."""
+
+    call: Call
+    paths: tuple[str, ...]  # the API paths it serves
+    auth: Callable[[Backend], dict[str, str]]  # the headers that carry its key
+    # The model list's URL and headers (a kind that signs requests signs this one too).
+    models_request: Callable[[Backend], tuple[str, dict[str, str]]]
+    parse_models: Callable[[bytes], list[str]]
+    route: Route = lambda b, sub, model: (b.url, sub, None)  # noqa: E731 - as given
+    root: bool = False  # it takes its root URL: a configured …/v1 is cut (eldric adds /v1/…)
+    # A URL naming no API version whose /models is a 404 is tried at URL/v1 (a vLLM given
+    # as http://host:8000); kept if the list is there.
+    find_v1: bool = False
+
+
+def _bearer(b: Backend) -> dict[str, str]:
+    return {"Authorization": f"Bearer {b.key}"} if b.key else {}
+
+
+def _anthropic_auth(b: Backend) -> dict[str, str]:
+    return {"anthropic-version": ANTHROPIC_VERSION, **({"x-api-key": b.key} if b.key else {})}
+
+
+def _azure_auth(b: Backend) -> dict[str, str]:
+    return {"api-key": b.key} if b.key else {}
+
+
+def _listed_at(template: str) -> Callable[[Backend], tuple[str, dict[str, str]]]:
+    """The model list at `template` ({url}, {api_version}), asked with the key's headers."""
+    return lambda b: (template.format(url=b.url, api_version=b.api_version), b.auth_headers())
+
+
+def _openai_models(raw: bytes) -> list[str]:
+    return [m.id for m in msgspec.json.decode(raw, type=UpstreamModelList).data]
+
+
+def _ollama_tags(raw: bytes) -> list[str]:
+    return [t.name for t in msgspec.json.decode(raw, type=Tags).models]
+
+
+_OPENAI_PATHS = tuple(HEAD_BY_PATH)  # chat, completions, embeddings
+
+PROVIDER_KINDS: dict[str, ProviderKind] = {
+    # Any server with OpenAI's API: its URL is the part before /chat/completions.
+    "openai_compatible": ProviderKind(
+        openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/models"), _openai_models,
+        find_v1=True),
+    # The Messages API, translated (chat only); its models at /v1/models (OpenAI's shape).
+    "anthropic": ProviderKind(
+        anthropic_call.call, ("/v1/chat/completions",), _anthropic_auth,
+        _listed_at("{url}/v1/models?limit=1000"), _openai_models, root=True),
+    # Ollama's OpenAI-compatible API under /v1; its own model list, /api/tags.
+    "ollama": ProviderKind(
+        openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/api/tags"), _ollama_tags,
+        route=lambda b, sub, model: (b.url + "/v1", sub, None), root=True),
+    # Azure OpenAI: the model is the deployment, in the path; the API version a query.
+    "azure_openai": ProviderKind(
+        openai_call.call, _OPENAI_PATHS, _azure_auth,
+        _listed_at("{url}/openai/models?api-version={api_version}"), _openai_models,
+        route=lambda b, sub, model: (b.url, f"/openai/deployments/{model}{sub}",
+                                     f"api-version={b.api_version}")),
+}

@@ -1,0 +1,154 @@
+"""The router's attempts at one request: which worker next, and what its reply says.
+
+The loop, the retryable rule, the "not here" relay and the 503's text are the shared
+Failover's (eldric.stream.failover); the router adds its ranking before every attempt,
+failing workers ranked last, the waiting room when every candidate is full, and the
+X-Eldric-* headers that say how each reply, errors included, was routed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+
+import structlog
+from aiohttp import web
+
+from eldric import keys
+from eldric.exchange import Answer, LaneRequest
+from eldric.roles.router.health import passive_mark
+from eldric.roles.router.pool import Worker
+from eldric.roles.router.state import RouterState
+from eldric.stream import Target, UpstreamFailure, forward
+from eldric.stream.failover import WAIT, Failover
+from eldric.stream.headers import header_text
+
+log = structlog.get_logger("eldric.router")
+
+
+class Full(Exception):
+    """Every candidate is at its concurrency cap and the wait ran out."""
+
+
+class Attempts(Failover[Worker, Answer]):
+    """Up to max_attempts workers for each model of the request's chain (among()), ranked
+    again before each attempt: the last failure may have changed who is best."""
+
+    __slots__ = ("request", "rs", "model", "strategy", "candidates", "body", "skip", "live",
+                 "reason")
+
+    def __init__(self, request: LaneRequest, rs: RouterState, model: str | None) -> None:
+        app = request.app
+        Failover.__init__(self, app[keys.BUS], app[keys.ROLE].name, room=rs.pool)
+        self.request = request
+        self.rs = rs
+        self.model = model
+        self.strategy = rs.strategy
+        self.candidates: list[Worker] = []
+        self.body = b""
+        self.skip: set[str] | None = None  # workers tried for this model (made when needed)
+        self.live: list[Worker] = []  # what pick() found full, for wait()
+        self.reason = ""  # why the worker about to be tried was chosen
+
+    def among(self, candidates: list[Worker], body: bytes) -> None:
+        """The next model's workers, and the body naming that model."""
+        self.candidates, self.body, self.skip = candidates, body, None
+        self.strategy = self.rs.strategy
+
+    def headers(self) -> dict[str, str]:
+        """The routing headers of a reply the router made itself (an error, a relay)."""
+        strategy = self.rs.strategy.name if self.rs.strategy else ""
+        out = {"X-Eldric-Strategy": strategy}
+        if self.model is not None:
+            out["X-Eldric-Model"] = header_text(self.model)
+        if self.last is not None:
+            out["X-Eldric-Worker"] = self.last.id
+        return out
+
+    def pick(self) -> Worker | None:
+        skip = self.skip
+        live = [w for w in self.candidates
+                if w.state.healthy and (skip is None or w.id not in skip)]
+        if not live:
+            return None
+        ranked, reason = self.strategy.rank(live)  # type: ignore[union-attr]
+        ranked, suspects = _suspects_last(ranked)
+        if suspects and ranked[0] not in suspects:
+            reason = f"{reason}; {len(suspects)} failing worker(s) ranked last"
+        self.reason = reason
+        cap = self.rs.cfg.max_concurrency
+        for w in ranked:
+            if w.has_room(cap):
+                return w
+        self.live = live
+        return WAIT  # type: ignore[no-any-return]
+
+    async def wait(self) -> Worker:
+        worker = await _wait_for_room(self.rs, self.live)
+        self.reason = f"{self.reason}; waited for a free slot"
+        return worker
+
+    def call(self, worker: Worker) -> Awaitable[Answer]:
+        strategy = self.strategy.name  # type: ignore[union-attr]
+        reason = self.reason
+        if self.attempt > 1 and self.failures:
+            # the failure text may be an upstream's own message: one line, bounded
+            reason = f"{reason}; attempt {self.attempt} after {header_text(self.failures[-1])}"
+        self.bus.metrics.selections.labels(self.role, strategy, worker.id).inc()
+        headers = {"X-Eldric-Worker": worker.id, "X-Eldric-Strategy": strategy,
+                   "X-Eldric-Route-Reason": reason}
+        if self.model is not None:
+            headers["X-Eldric-Model"] = header_text(self.model)
+        request = self.request
+        return forward(request, Target(worker.state, worker.url), request.path, self.body,
+                       timeouts=self.rs.timeouts, reply_headers=headers)
+
+    def judge(self, worker: Worker, exc: UpstreamFailure) -> None:
+        if self.skip is None:
+            self.skip = {worker.id}
+        else:
+            self.skip.add(worker.id)
+        passive_mark(self.request.app, worker, exc)
+        log.warning("attempt_failed", worker=worker.id, model=self.model, kind=exc.kind,
+                    status=exc.status, attempt=self.attempt)
+
+    def relay(self, exc: UpstreamFailure) -> web.StreamResponse:
+        resp = exc.response()
+        resp.headers.update(self.headers())
+        return resp
+
+
+def _suspects_last(ranked: list[Worker]) -> tuple[list[Worker], list[Worker]]:
+    """Workers that failed max_failures times in a row go after the others for a while
+    (see passive_mark): still routable, tried only when the others cannot answer."""
+    now = time.monotonic()
+    suspects = [w for w in ranked if w.suspect_until > now]
+    if not suspects:
+        return ranked, suspects
+    return [w for w in ranked if w.suspect_until <= now] + suspects, suspects
+
+
+async def _wait_for_room(rs: RouterState, live: list[Worker]) -> Worker:
+    """Wait (bounded in time and in how many may wait) for a candidate with a free slot."""
+    pool = rs.pool
+    if pool.waiting >= rs.cfg.max_queue:
+        raise Full()
+    deadline = time.monotonic() + rs.cfg.queue_timeout_ms / 1000
+    pool.waiting += 1
+    try:
+        async with pool.room:
+            while True:
+                ranked, _ = rs.strategy.rank([w for w in live if w.state.healthy] or live)  # type: ignore[union-attr]
+                for w in ranked:
+                    if w.has_room(rs.cfg.max_concurrency):
+                        return w
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Full()
+                try:
+                    await asyncio.wait_for(pool.room.wait(), remaining)
+                except TimeoutError:
+                    raise Full() from None
+    finally:
+        pool.waiting -= 1
