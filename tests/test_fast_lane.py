@@ -38,13 +38,18 @@ def chunked_post(body: bytes = CHAT, extra: bytes = b"") -> bytes:
             % (extra, len(body), body))
 
 
+def vllm_worker(fake, tmp_path, **flags):  # type: ignore[no-untyped-def]
+    """A worker on a free loopback port in front of the fake vLLM server."""
+    return run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
+                      backend_url=url_of(fake), **flags)
+
+
 def _content(body: bytes) -> str:
     return json.loads(body)["choices"][0]["message"]["content"]
 
 
 async def test_one_connection_mixes_both_lanes(fake_openai_server, tmp_path):
-    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(fake_openai_server)) as urls:
+    async with vllm_worker(fake_openai_server, tmp_path) as urls:
         reader, writer = await open_raw(urls["worker"])
         writer.write(post())
         status, h1, body = await read_reply(reader)
@@ -66,8 +71,7 @@ async def test_one_connection_mixes_both_lanes(fake_openai_server, tmp_path):
 
 async def test_pipelined_requests_are_answered_in_order(fake_openai_server, tmp_path):
     knobs = fake_openai_server.app[KNOBS]
-    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(fake_openai_server)) as urls:
+    async with vllm_worker(fake_openai_server, tmp_path) as urls:
         reader, writer = await open_raw(urls["worker"])
         bodies = [json.dumps({"model": MODELS[0], "n_seq": i,
                               "messages": [{"role": "user", "content": "hi"}]}).encode()
@@ -85,8 +89,7 @@ async def test_pipelined_requests_are_answered_in_order(fake_openai_server, tmp_
 
 
 async def test_what_the_lane_does_not_take_goes_to_aiohttp(fake_openai_server, tmp_path):
-    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(fake_openai_server)) as urls:
+    async with vllm_worker(fake_openai_server, tmp_path) as urls:
         # chunked request body
         reader, writer = await open_raw(urls["worker"])
         writer.write(chunked_post())
@@ -119,9 +122,8 @@ async def test_what_the_lane_does_not_take_goes_to_aiohttp(fake_openai_server, t
 
 
 async def test_limits_on_the_lane(fake_openai_server, tmp_path):
-    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(fake_openai_server), max_body_size=4096,
-                          body_timeout=300) as urls:
+    async with vllm_worker(fake_openai_server, tmp_path, max_body_size=4096,
+                           body_timeout=300) as urls:
         # over the body limit: 413, OpenAI-shaped
         reader, writer = await open_raw(urls["worker"])
         writer.write(post(body=b"{" + b" " * 5000 + b"}"))
@@ -151,8 +153,7 @@ async def test_the_last_reply_says_connection_close_on_both_lanes(fake_openai_se
     stream = json.dumps({"model": MODELS[0], "stream": True,
                          "messages": [{"role": "user", "content": "hi"}]}).encode()
     close = b"Connection: close\r\n"
-    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(fake_openai_server)) as urls:
+    async with vllm_worker(fake_openai_server, tmp_path) as urls:
 
         async def last_reply(raw: bytes, lane: bool) -> tuple[dict[str, str], bytes]:
             reader, writer = await open_raw(urls["worker"])
@@ -186,8 +187,7 @@ async def test_a_big_reply_to_a_slow_reader_arrives_whole(fake_openai_server, tm
     """~400 KB, over the whole-body limit: relayed as it comes, with a Content-Length, to a
     reader that starts late and reads in pieces."""
     fake_openai_server.app[KNOBS].tokens = 60_000
-    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(fake_openai_server)) as urls:
+    async with vllm_worker(fake_openai_server, tmp_path) as urls:
         reader, writer = await open_raw(urls["worker"])
         writer.write(post())
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -264,8 +264,7 @@ async def test_a_malformed_head_gets_an_openai_error_on_every_role(fake_openai_s
                                                                   tmp_path):
     """Not HTTP: one JSON 400 (not aiohttp's plain text), then the connection closes; on a
     fast path and off it, on a role with fast routes and on one without (controller)."""
-    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(fake_openai_server)) as w, \
+    async with vllm_worker(fake_openai_server, tmp_path) as w, \
             run_eldric("controller", tmp_path, port=0, bind="127.0.0.1") as c:
         for url in (w["worker"], c["controller"]):
             for raw in (post(extra=b"Bad Header Line\r\n"),
@@ -292,9 +291,8 @@ async def test_idle_keep_alive_connections_are_closed_on_both_lanes(fake_openai_
     (not before) whoever owns it: after a reply on the lane, after one from aiohttp (the
     connection was handed over), with half a head sent, and one that never sent a byte."""
     timeout = 0.3
-    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(fake_openai_server),
-                          keepalive_timeout=int(timeout * 1000)) as urls:
+    async with vllm_worker(fake_openai_server, tmp_path,
+                           keepalive_timeout=int(timeout * 1000)) as urls:
 
         async def idle_for(first: bytes | None, lane: bool | None) -> float:
             reader, writer = await open_raw(urls["worker"])
@@ -343,8 +341,7 @@ async def test_fragments_and_mangled_heads_never_hang_or_fail(fake_openai_server
     import random
 
     rng = random.Random(20261122)
-    async with run_eldric("worker", tmp_path, backend="vllm", port=0, bind="127.0.0.1",
-                          backend_url=url_of(fake_openai_server), body_timeout=150,
+    async with vllm_worker(fake_openai_server, tmp_path, body_timeout=150,
                           keepalive_timeout=150) as urls:
         for _ in range(30):
             reader, writer = await open_raw(urls["worker"])
