@@ -342,7 +342,7 @@ async def test_fragments_and_mangled_heads_never_hang_or_fail(fake_openai_server
 
     rng = random.Random(20261122)
     async with vllm_worker(fake_openai_server, tmp_path, body_timeout=150,
-                          keepalive_timeout=150) as urls:
+                           keepalive_timeout=150) as urls:
         for _ in range(30):
             reader, writer = await open_raw(urls["worker"])
             for _ in range(3):
