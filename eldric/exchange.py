@@ -118,7 +118,8 @@ def text_headers(headers: RawPairs) -> list[tuple[str, str]]:
 def encode_headers(headers: Mapping[str, str]) -> RawPairs:
     """eldric's own reply headers (route decisions, rate limits) as a lane sends them:
     UTF-8, as aiohttp writes them, and one line each, whatever a value holds."""
-    return [(k.encode(), v.replace("\r", " ").replace("\n", " ").encode())
+    return [(k.encode(), (v if "\n" not in v and "\r" not in v
+                          else v.replace("\r", " ").replace("\n", " ")).encode())
             for k, v in headers.items()]
 
 

@@ -30,8 +30,10 @@ _DROP_DOWNSTREAM = HOP_BY_HOP | {
 
 _DROP_UPSTREAM_RAW = frozenset(n.encode() for n in _DROP_UPSTREAM)
 _DROP_DOWNSTREAM_RAW = frozenset(n.encode() for n in _DROP_DOWNSTREAM)
-# What a Connection header says most of the time: nothing beyond what is dropped anyway.
-_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", "keep-alive", "close"))
+# What a Connection header says most of the time: nothing beyond what is dropped anyway
+# (looked up as sent; another spelling takes the slower way, with the same result).
+_PLAIN_CONNECTION = frozenset((b"keep-alive", b"close", b"Keep-Alive", b"Close",
+                               "keep-alive", "close", "Keep-Alive", "Close"))
 
 
 def _aside(named: list[AnyStr], value: AnyStr) -> bool:
@@ -44,8 +46,6 @@ def _aside(named: list[AnyStr], value: AnyStr) -> bool:
 def _named(values: list[AnyStr]) -> set[AnyStr]:
     """The header names a Connection header lists (RFC 9110 §7.6.1: they are this hop's
     own), lower-case, as the values' own type."""
-    if len(values) == 1 and values[0].lower() in _PLAIN_CONNECTION:
-        return set()  # the usual "keep-alive" or "close": nothing more to drop
     comma = b"," if isinstance(values[0], bytes) else ","
     return {t.strip().lower() for v in values for t in v.split(comma)} - {b"", ""}  # type: ignore[arg-type, operator]
 
@@ -60,11 +60,13 @@ def upstream_header_block(raw: Iterable[tuple[bytes, bytes]], request_id: str,
     if extra:
         drop = drop | {k.lower().encode() for k in extra}
     named: list[bytes] = []
-    kept = [(name, value) for name, value in raw
-            if (low := name.lower()) not in drop or (low == b"connection" and _aside(named, value))]
-    if named and (more := _named(named)):
-        kept = [(name, value) for name, value in kept if name.lower() not in more]
-    lines = [b"%s: %s\r\n" % pair for pair in kept]
+    lines = [b"%s: %s\r\n" % (name, value) for name, value in raw
+             if (low := name.lower()) not in drop
+             or (low == b"connection" and value not in _PLAIN_CONNECTION and _aside(named, value))]
+    if named and (more := _named(named)):  # rare: written again without what it names
+        drop = drop | more
+        lines = [b"%s: %s\r\n" % (name, value) for name, value in raw
+                 if name.lower() not in drop]
     lines.append(b"X-Request-ID: %s\r\n" % request_id.encode())
     if extra:
         for name, value in extra.items():
@@ -86,7 +88,8 @@ def downstream_headers(upstream: Iterable[tuple[AnyStr, AnyStr]]) -> list[tuple[
     connection = b"connection" if raw else "connection"
     named: list[AnyStr] = []
     kept = [(k, v) for k, v in pairs
-            if (low := k.lower()) not in drop or (low == connection and _aside(named, v))]
+            if (low := k.lower()) not in drop
+            or (low == connection and v not in _PLAIN_CONNECTION and _aside(named, v))]
     if named and (more := _named(named)):
         kept = [(k, v) for k, v in kept if k.lower() not in more]
     return kept
