@@ -214,39 +214,15 @@ def load(roles: Mapping[str, tuple[type[msgspec.Struct], Mapping[str, Any]]],
     """
     data = read_file(config_file)
     file = f"config file {config_file}"
-    names = set(roles)
-    sectioned = bool(names.intersection(data)) or len(roles) > 1
-    process_fields = {s.name for s in field_specs(ProcessConfig)}
+    sectioned = bool(set(roles).intersection(data)) or len(roles) > 1
+    process_data, sections = _split_file(data, set(roles), sectioned, file)
     warnings: list[str] = []
-
-    if sectioned:
-        from eldric.registry import available  # known role names may have sections
-        known = set(available()) | names
-        unknown = set(data) - known - process_fields
-        if unknown:
-            key = sorted(unknown)[0]
-            hint = explain.close(key, sorted(known | process_fields))
-            raise ConfigError(
-                f"{file}: unknown key `{key}` at the top level "
-                + (f"(did you mean `{hint}`?) " if hint else "")
-                + f"(expected a role section {sorted(names)} or one of {sorted(process_fields)})")
-        for name in names:
-            if name in data and not isinstance(data[name], dict):
-                raise ConfigError(f"{file}: `{name}` must be an object")
-        process_data = {k: v for k, v in data.items() if k in process_fields}
-        sections = {name: dict(data.get(name, {})) for name in names}
-    else:
-        (only,) = names
-        process_data = {k: v for k, v in data.items() if k in process_fields}
-        sections = {only: {k: v for k, v in data.items() if k not in process_fields}}
 
     # Process settings.
     _convert(process_data, ProcessConfig, "$", file)
     merged = dict(process_data)
     _env_layer(ProcessConfig, field_specs(ProcessConfig), None, env, merged, warnings)
-    for key, (_spec, value) in flag_values.items():
-        if key.startswith("process."):
-            set_path(merged, key.split(".", 1)[1], value)
+    _flag_layer(flag_values, "process", merged)
     process = _convert(merged, ProcessConfig, "$", "config")
     if not process.data_dir:
         process.data_dir = default_data_dir()
@@ -264,10 +240,41 @@ def load(roles: Mapping[str, tuple[type[msgspec.Struct], Mapping[str, Any]]],
                 value = {**merged[key], **value}  # a file section deepens the defaults
             merged[key] = value
         _env_layer(struct, field_specs(struct), name, env, merged, warnings)
-        for key, (_spec, value) in flag_values.items():
-            if key.startswith(f"{name}."):
-                set_path(merged, key.split(".", 1)[1], value)
+        _flag_layer(flag_values, name, merged)
         used |= _refs(merged)
         out[name] = _convert(merged, struct, where, "config")
     warnings += unknown_env(env, {n: s for n, (s, _) in roles.items()}, used)
     return Loaded(process=process, roles=out, warnings=warnings)
+
+
+def _split_file(data: dict[str, Any], names: set[str], sectioned: bool,
+                file: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The file's process settings, and each chosen role's own part of it (its section,
+    or the whole flat file for a single role)."""
+    process_fields = {s.name for s in field_specs(ProcessConfig)}
+    process_data = {k: v for k, v in data.items() if k in process_fields}
+    if not sectioned:
+        (only,) = names
+        return process_data, {only: {k: v for k, v in data.items() if k not in process_fields}}
+    from eldric.registry import available  # known role names may have sections
+    known = set(available()) | names
+    unknown = set(data) - known - process_fields
+    if unknown:
+        key = sorted(unknown)[0]
+        hint = explain.close(key, sorted(known | process_fields))
+        raise ConfigError(
+            f"{file}: unknown key `{key}` at the top level "
+            + (f"(did you mean `{hint}`?) " if hint else "")
+            + f"(expected a role section {sorted(names)} or one of {sorted(process_fields)})")
+    for name in names:
+        if name in data and not isinstance(data[name], dict):
+            raise ConfigError(f"{file}: `{name}` must be an object")
+    return process_data, {name: dict(data.get(name, {})) for name in names}
+
+
+def _flag_layer(flag_values: Mapping[str, tuple[FieldSpec, Any]], owner: str,
+                into: dict[str, Any]) -> None:
+    """The command line's values for `owner` ("process" or a role name), on top."""
+    for key, (_spec, value) in flag_values.items():
+        if key.startswith(f"{owner}."):
+            set_path(into, key.split(".", 1)[1], value)

@@ -97,21 +97,30 @@ async def _generate(request: web.Request, req: _Req, *, chat: bool) -> web.Strea
     if not req.stream:
         if delay:
             await asyncio.sleep(delay * n)
-        text = "".join(words)
-        if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text},
-                      "logprobs": None, "finish_reason": finish}
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-        body = {"id": rid, "object": "chat.completion" if chat else "text_completion",
-                "created": created, "model": req.model, "choices": [choice],
-                "usage": _usage(req, n)}
-        return json_response(body)
+        return json_response(_whole(req, rid, created, words, finish, chat))
+    return await _stream(request, req, rid, created, words, finish, chat, delay)
 
+
+def _whole(req: _Req, rid: str, created: int, words: list[str], finish: str,
+           chat: bool) -> dict:
+    text = "".join(words)
+    if chat:
+        choice = {"index": 0, "message": {"role": "assistant", "content": text},
+                  "logprobs": None, "finish_reason": finish}
+    else:
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+    return {"id": rid, "object": "chat.completion" if chat else "text_completion",
+            "created": created, "model": req.model, "choices": [choice],
+            "usage": _usage(req, len(words))}
+
+
+async def _stream(request: web.Request, req: _Req, rid: str, created: int, words: list[str],
+                  finish: str, chat: bool, delay: float) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-cache"})
     await resp.prepare(request)
     obj = "chat.completion.chunk" if chat else "text_completion"
+    include_usage = bool((req.stream_options or {}).get("include_usage"))
 
     def event(choice: dict | None, usage: dict | None = None) -> bytes:
         body = {"id": rid, "object": obj, "created": created, "model": req.model,
@@ -120,7 +129,6 @@ async def _generate(request: web.Request, req: _Req, *, chat: bool) -> web.Strea
             body["usage"] = usage
         return b"data: " + _enc.encode(body) + b"\n\n"
 
-    include_usage = bool((req.stream_options or {}).get("include_usage"))
     if chat:
         await resp.write(event({"index": 0, "delta": {"role": "assistant", "content": ""},
                                 "logprobs": None, "finish_reason": None}))
@@ -137,7 +145,7 @@ async def _generate(request: web.Request, req: _Req, *, chat: bool) -> web.Strea
             else {"index": 0, "text": "", "logprobs": None, "finish_reason": finish})
     await resp.write(event(last))
     if include_usage:
-        await resp.write(event(None, _usage(req, n)))
+        await resp.write(event(None, _usage(req, len(words))))
     await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
     return resp

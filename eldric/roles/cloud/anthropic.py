@@ -67,9 +67,26 @@ def to_anthropic(body: dict, *, model: str, default_max_tokens: int = DEFAULT_MA
     if isinstance(fmt, dict) and fmt.get("type", "text") != "text":
         raise BadRequest(f"response_format {fmt.get('type')!r} is not supported by this "
                          "model's backend", param="response_format")
+    system, turns = _turns(msgs)
+    out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(body, default_max_tokens)}
+    if system:
+        out["system"] = "\n\n".join(system)
+    out["messages"] = turns
+    _sampling(body, out)
+    if body.get("stream"):
+        out["stream"] = True
+    user = body.get("user") or body.get("safety_identifier")
+    if isinstance(user, str) and user:
+        out["metadata"] = {"user_id": user}
+    _tools(body, out)
+    return out
 
+
+def _turns(msgs: list) -> tuple[list[str], list[dict]]:
+    """OpenAI messages -> (system texts, Anthropic turns): system and developer messages
+    become the system prompt, tool results user turns, same-role neighbours one turn."""
     system: list[str] = []
-    turns: list[dict] = []  # {"role", "content": [blocks]}, same-role neighbours merged
+    turns: list[dict] = []  # {"role", "content": [blocks]}
     for i, m in enumerate(msgs):
         if not isinstance(m, dict):
             raise BadRequest("each message must be an object", param=f"messages[{i}]")
@@ -101,11 +118,11 @@ def to_anthropic(body: dict, *, model: str, default_max_tokens: int = DEFAULT_MA
         t["content"].sort(key=lambda b: b["type"] != "tool_result")
         if len(t["content"]) == 1 and t["content"][0]["type"] == "text":
             t["content"] = t["content"][0]["text"]
+    return system, turns
 
-    out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(body, default_max_tokens)}
-    if system:
-        out["system"] = "\n\n".join(system)
-    out["messages"] = turns
+
+def _sampling(body: dict, out: dict) -> None:
+    """stop, temperature (Anthropic's range is 0..1) and top_p."""
     stop = body.get("stop")
     if isinstance(stop, str):
         out["stop_sequences"] = [stop]
@@ -122,13 +139,6 @@ def to_anthropic(body: dict, *, model: str, default_max_tokens: int = DEFAULT_MA
         out["temperature"] = temperature
     if body.get("top_p") is not None:
         out["top_p"] = body["top_p"]
-    if body.get("stream"):
-        out["stream"] = True
-    user = body.get("user") or body.get("safety_identifier")
-    if isinstance(user, str) and user:
-        out["metadata"] = {"user_id": user}
-    _tools(body, out)
-    return out
 
 
 def _max_tokens(body: dict, default: int) -> int:
