@@ -45,5 +45,14 @@ def limits(head: bytes | bytearray, headers: int) -> None:
     verdict does not depend on the lane; a line can only be too long in a long head."""
     if headers > MAX_HEADERS:
         raise Malformed(f"more than {MAX_HEADERS} headers")
+    unfolded(head)
     if len(head) > MAX_LINE and max(map(len, head.split(b"\n"))) > MAX_LINE + 1:
         raise Malformed(f"a line of the head is longer than {MAX_LINE} bytes")
+
+
+def unfolded(head: bytes | bytearray) -> None:
+    """Refuse obs-fold (a header continued on a line that starts with a space or tab):
+    RFC 9112 §5.2 lets a server refuse it, and whether llhttp does depends on its version
+    (httptools 0.6.0's accepts it), so the verdict is eldric's own on both lanes."""
+    if b"\n " in head or b"\n\t" in head:
+        raise Malformed("a folded header line (obs-fold)")

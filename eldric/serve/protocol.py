@@ -12,7 +12,7 @@ from eldric.errors import error_json
 from eldric.exchange import Reply
 from eldric.http import body_timeout, middleware
 from eldric.serve.aiohttp_glue import MAX_HEADERS, MAX_LINE, hand_over
-from eldric.serve.checks import HandOver, Malformed, check, limits
+from eldric.serve.checks import HandOver, Malformed, check, limits, unfolded
 from eldric.serve.reply import whole
 from eldric.serve.request import FAST, FastRequest
 from eldric.stream.flow import ReadValve, WriteValve
@@ -160,6 +160,8 @@ class FastProtocol(asyncio.Protocol):
             raise Malformed(str(exc)) from None
         if len(self._headers) > MAX_HEADERS or end > MAX_LINE:
             limits(head, len(self._headers))
+        else:
+            unfolded(head)
         if self._odd or self._length > self.server.max_body:
             raise HandOver
         if not self._parser.should_keep_alive():
