@@ -1,0 +1,56 @@
+"""The contract between a client API eldric speaks and the Chat Completions it forwards.
+
+Where a backend does not serve a client's API natively (Anthropic's /v1/messages, OpenAI's
+/v1/responses, Ollama's /api/chat…), the hop next to the backend translates: it turns the
+client's body into a Chat Completions (or embeddings) body, sends that through the
+forwarding core, and turns the reply back. A Translator is that one request's translation:
+pure, no I/O, fed bytes and returning bytes, so the same object serves the worker, the
+cloud worker and the edge, and is tested against each API's documented transcripts.
+
+The core calls, in order: ``request()`` once (the body to send to ``upstream_path``),
+then for a 2xx reply either ``whole(body)`` (a JSON reply) or ``feed(event)`` for each
+complete upstream SSE event (its bytes without the blank line) and ``close()`` at the
+stream's end; ``cut(...)`` if the upstream fails after the client got the first byte.
+Error replies (4xx/5xx) do not go through the translator: they are rendered in the path's
+dialect (eldric.wire.dialect), like every other error eldric sends on that path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+
+class Translator(Protocol):
+    upstream_path: str  # where the translated body goes: "/v1/chat/completions", …
+    model: str  # the model the client asked for (routing, metrics)
+    stream: bool  # whether the client asked for a streamed reply
+    media_type: str  # the Content-Type of the translated streamed reply
+
+    def request(self) -> bytes:
+        """The body to send upstream (JSON)."""
+        ...
+
+    def whole(self, body: bytes) -> bytes:
+        """A whole 2xx JSON reply of the upstream, as the client's API has it (JSON).
+        Raises ValueError when the upstream's body is not what its API promises."""
+        ...
+
+    def feed(self, event: bytes) -> bytes:
+        """One complete upstream SSE event in; what to send the client for it (often
+        nothing, sometimes several events)."""
+        ...
+
+    def close(self) -> bytes:
+        """The upstream's stream ended: what is left to send. A stream that ended before
+        the upstream said it was finished ends in the client API's error event."""
+        ...
+
+    def cut(self, status: int, message: str, code: str) -> bytes:
+        """The upstream failed mid-reply: the client API's terminal error event."""
+        ...
+
+
+# A client body in, its translation out; raises an EldricError (a 400 naming the
+# parameter) for a body the client's API would refuse.
+Factory = Callable[[bytes], Translator]
