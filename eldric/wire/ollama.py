@@ -22,6 +22,10 @@ from eldric.wire.head import decode_head
 # Open WebUI needs dotted integers.
 API_VERSION = "0.33.0"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time: what Ollama writes for "unknown"
+# Ollama's model endpoints beside the translated ones (eldric.wire.translated): the GETs
+# any hop answers from what it knows, and /api/show, routed by its model.
+LISTING = ("/api/tags", "/api/version", "/api/ps")
+SHOW = "/api/show"
 
 _encode = msgspec.json.encode
 

@@ -22,6 +22,7 @@ from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
+from eldric.wire import ollama
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, model_of
 from eldric.wire.translated import TRANSLATED
@@ -95,7 +96,7 @@ async def proxy(request: LaneRequest) -> Answer:
         kind = HEAD_BY_PATH.get(request.path)
         if kind is not None and request.method == "POST":
             request[keys.HOP].model = decode_head(body, kind).model
-        elif request.path in TRANSLATED:
+        elif request.path in TRANSLATED or request.path == ollama.SHOW:
             request[keys.HOP].model = model_of(body)
         name = client.name if client else "anonymous"
         es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
@@ -243,6 +244,9 @@ def add_routes(app: web.Application) -> None:
         fast_post(app, path, proxy)
     for path in TRANSLATED:  # the client APIs workers translate (/v1/messages, /api/chat…)
         fast_post(app, path, proxy)
+    fast_post(app, ollama.SHOW, proxy)  # Ollama's model endpoints, answered by the routers
+    for path in ollama.LISTING:
+        r.add_get(path, proxy)
     r.add_route("*", "/v1/{tail:.*}", proxy)
     r.add_post("/api/v1/clients/register", register_client)
     r.add_get("/api/v1/clients", list_clients)
