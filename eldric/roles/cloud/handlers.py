@@ -78,7 +78,7 @@ async def translated(request: web.Request) -> web.StreamResponse:
     t = translation.factory(body)
     request[keys.HOP].model = t.model
     chat = t.request()
-    tries = _Backends(request, cs, body, decode_head(chat, _HEADS[translation.needs]))
+    tries = _Backends(request, cs, body, decode_head(chat, _HEADS[t.upstream_path]))
     tries.translation = (t, chat, translation.needs)
     resp = await tries.run()
     if resp is None:
