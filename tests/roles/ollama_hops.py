@@ -19,7 +19,7 @@ async def hops(tmp_path, **worker_flags) -> AsyncIterator[dict[str, str]]:
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                           **worker_flags) as w, \
             run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
-                       workers=w["worker"]) as r, \
+                       workers=w["worker"], health_interval=100) as r, \
             run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0, bind="127.0.0.1",
                        routers=r["router"], api_key=KEY) as e:
         yield {"worker": w["worker"], "router": r["router"], "edge": e["edge"]}
