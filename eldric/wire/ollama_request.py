@@ -65,7 +65,7 @@ class EmbeddingsBody(msgspec.Struct, kw_only=True):
 
 
 def decode(raw: bytes, kind: type) -> Any:
-    body = decode_head(raw, kind)
+    body: Any = decode_head(raw, kind)
     if not body.model:
         raise BadRequest("model is required", param="model")
     return body
