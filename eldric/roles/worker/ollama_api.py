@@ -14,6 +14,7 @@ from aiohttp import web
 from eldric import keys
 from eldric.errors import ModelNotFound
 from eldric.http import read_body
+from eldric.ollama_api import add_listing, answer
 from eldric.roles.worker import gguf
 from eldric.roles.worker.embedded import default_model
 from eldric.roles.worker.handlers import _backend_models, native
@@ -26,28 +27,12 @@ from eldric.wire.cluster import covers
 ANSWERED = (ollama.SHOW,)
 
 
-def _json(body: bytes) -> web.Response:
-    return web.Response(body=body, content_type="application/json")
-
-
-async def tags(request: web.Request) -> web.Response:
-    return _json(ollama.tags(await _backend_models(request)))
-
-
-async def version(request: web.Request) -> web.Response:
-    return _json(ollama.version())
-
-
-async def ps(request: web.Request) -> web.Response:
-    return _json(ollama.ps())
-
-
 async def show(request: web.Request) -> web.Response:
     model = ollama.show_model(await read_body(request))
     request[keys.HOP].model = model
     if model not in await _backend_models(request):
         raise ModelNotFound(f"model '{model}' not found", param="model")
-    return _json(ollama.show(**_description(request.app[WORKER])))
+    return answer(ollama.show(**_description(request.app[WORKER])))
 
 
 def _description(st: WorkerState) -> dict[str, Any]:
@@ -74,7 +59,10 @@ def _gguf_info(path: str) -> dict[str, Any]:
 
 def add_routes(app: web.Application) -> None:
     st = app[WORKER]
-    relayed = st.paths is None or covers(st.paths, "/api")
-    for path, handler in zip(ollama.LISTING, (tags, version, ps), strict=True):
-        app.router.add_get(path, native if relayed else handler)
-    app.router.add_post(ollama.SHOW, native if relayed else show)
+    if st.paths is None or covers(st.paths, "/api"):  # an Ollama: all of it relayed
+        for path in ollama.LISTING:
+            app.router.add_get(path, native)
+        app.router.add_post(ollama.SHOW, native)
+        return
+    add_listing(app, _backend_models)
+    app.router.add_post(ollama.SHOW, show)
