@@ -74,9 +74,23 @@ class Unreadable(ValueError):
     """The upstream's reply is not what the Chat Completions API promises."""
 
 
-def created_at() -> str:
-    secs, ns = divmod(time.time_ns(), 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
+class _Clock:
+    """RFC 3339 UTC with nanoseconds, as Ollama stamps each line; the date and time of
+    day formatted once a second (every line of a stream asks)."""
+
+    __slots__ = ("secs", "head")
+
+    def __init__(self) -> None:
+        self.secs, self.head = -1, ""
+
+    def __call__(self) -> str:
+        secs, ns = divmod(time.time_ns(), 1_000_000_000)
+        if secs != self.secs:
+            self.secs, self.head = secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        return f"{self.head}.{ns:09d}Z"
+
+
+created_at = _Clock()
 
 
 def sse_data(event: bytes) -> bytes | None:
