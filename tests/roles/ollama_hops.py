@@ -14,14 +14,15 @@ KEY = "sk-ollama"
 
 
 @contextlib.asynccontextmanager
-async def hops(tmp_path, **worker_flags) -> AsyncIterator[dict[str, str]]:
+async def hops(tmp_path, edge_flags: dict | None = None,
+               **worker_flags) -> AsyncIterator[dict[str, str]]:
     """{"worker", "router", "edge"}: the URL of each hop, the edge keyed with KEY."""
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                           **worker_flags) as w, \
             run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
                        workers=w["worker"], health_interval=100) as r, \
             run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0, bind="127.0.0.1",
-                       routers=r["router"], api_key=KEY) as e:
+                       routers=r["router"], api_key=KEY, **(edge_flags or {})) as e:
         yield {"worker": w["worker"], "router": r["router"], "edge": e["edge"]}
 
 

@@ -89,3 +89,17 @@ async def test_the_edge_keys_ollama_paths_and_keeps_its_control_routes(tmp_path)
                 health = await r.json()
         assert {"/api/chat", "/api/generate", "/api/embed", "/api/show"} <= set(
             health["translated"])
+
+
+async def test_the_edge_limits_ollama_paths(tmp_path):
+    async with hops(tmp_path, {"per_ip_rpm": 2, "rate_window": 60000}, backend="mock") as urls:
+        c = client(urls["edge"])
+        await c.list()
+        await c.chat(MODEL, MSGS)
+        with pytest.raises(ollama.ResponseError) as err:
+            await c.chat(MODEL, MSGS)
+        assert err.value.status_code == 429
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {KEY}"}) as s:
+            async with s.get(urls["edge"] + "/api/tags") as r:
+                assert r.status == 429 and r.headers["Retry-After"]
+                assert (await r.json())["code"] == "rate_limit_ip"
