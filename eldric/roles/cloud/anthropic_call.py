@@ -16,9 +16,12 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.errors import error_json
-from eldric.roles.cloud.anthropic import StreamTranslator, from_anthropic, map_error, to_anthropic
 from eldric.stream import UpstreamFailure
 from eldric.stream.sse import EventSplitter, error_event
+from eldric.stream.upstream_errors import normalise
+from eldric.wire.anthropic_egress import from_anthropic, to_anthropic
+from eldric.wire.anthropic_egress_stream import StreamTranslator
+from eldric.wire.anthropic_shared import ERRORS
 
 if TYPE_CHECKING:  # both import the kinds table, which names this module's call
     from eldric.roles.cloud.backends import Backend
@@ -129,3 +132,20 @@ async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
         cs.metrics.count_tokens(b.name, model, *translator.usage)
     await out.write_eof()
     return "ok", out
+
+
+def map_error(status: int, body: bytes) -> tuple[int, bytes]:
+    """Anthropic error reply -> (status, OpenAI-shaped error JSON). The status is kept,
+    except Anthropic's own 529 (overloaded), which becomes 503."""
+    if status == 529:
+        status = 503
+    try:
+        data = msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return status, normalise(status, body, "anthropic")  # e.g. a proxy's HTML page
+    otype, code, _ = ERRORS.get(err.get("type"), (None, err.get("type"), status))
+    return status, error_json(status, err["message"], type=otype, code=code)
+

@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from eldric.roles.cloud import anthropic_call, openai_call
-from eldric.roles.cloud.anthropic import ANTHROPIC_VERSION
+from eldric.wire.anthropic_shared import ANTHROPIC_VERSION
 from eldric.wire.ollama import Tags
 from eldric.wire.openai import HEAD_BY_PATH, UpstreamModelList
 
