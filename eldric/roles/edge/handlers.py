@@ -23,7 +23,8 @@ from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
 from eldric.wire.head import decode_head
-from eldric.wire.openai import HEAD_BY_PATH
+from eldric.wire.openai import HEAD_BY_PATH, model_of
+from eldric.wire.translated import TRANSLATED
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "eldric_key"
@@ -94,6 +95,8 @@ async def proxy(request: LaneRequest) -> Answer:
         kind = HEAD_BY_PATH.get(request.path)
         if kind is not None and request.method == "POST":
             request[keys.HOP].model = decode_head(body, kind).model
+        elif request.path in TRANSLATED:
+            request[keys.HOP].model = model_of(body)
         name = client.name if client else "anonymous"
         es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
         routers = ToRouters(request, es.routers, es.timeouts, body, headers)
@@ -237,6 +240,8 @@ async def logout(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     r = app.router
     for path in HEAD_BY_PATH:  # the inference routes also take the fast lane
+        fast_post(app, path, proxy)
+    for path in TRANSLATED:  # the client APIs workers translate (/v1/messages, /api/chat…)
         fast_post(app, path, proxy)
     r.add_route("*", "/v1/{tail:.*}", proxy)
     r.add_post("/api/v1/clients/register", register_client)
