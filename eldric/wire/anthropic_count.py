@@ -58,3 +58,40 @@ def count(body: bytes) -> Count:
 
 def reply(input_tokens: int) -> bytes:
     return _encode({"input_tokens": input_tokens})
+
+
+# What marks an estimated count (README: "count_tokens").
+ESTIMATE_HEADERS = {"X-Eldric-Estimate": "true"}
+
+
+class Tokenize:
+    """count_tokens by vLLM's /tokenize, which applies the model's chat template to
+    messages: {"model", "messages", "add_generation_prompt"} in (tools where it takes them;
+    an older vLLM ignores the field), {"count", "max_model_len", "tokens"} out. A
+    Translator that never streams."""
+
+    upstream_path = "/tokenize"
+    stream = False
+    media_type = "application/json"
+
+    def __init__(self, c: Count):
+        self.model = c.model
+        self._body = {**c.chat, "add_generation_prompt": True}
+
+    def request(self) -> bytes:
+        return _encode(self._body)
+
+    def whole(self, body: bytes) -> bytes:
+        n = msgspec.json.decode(body).get("count") if body[:1] == b"{" else None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError("not a /tokenize reply: no count")
+        return reply(n)
+
+    def feed(self, event: bytes) -> bytes:
+        return b""
+
+    def close(self) -> bytes:
+        return b""
+
+    def cut(self, status: int, message: str, code: str) -> bytes:
+        return b""

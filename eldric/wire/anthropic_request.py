@@ -236,7 +236,8 @@ def _system(content: str | list, param: str) -> str:
         return content
     for j, b in enumerate(content):
         if not isinstance(b, Text):
-            raise BadRequest("a system prompt holds text blocks only", param=f"{param}.content[{j}]")
+            raise BadRequest("a system prompt holds text blocks only",
+                             param=f"{param}.content[{j}]")
     return "\n\n".join(b.text for b in content)
 
 

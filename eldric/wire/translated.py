@@ -7,6 +7,9 @@ edge route and relay them like the other inference paths. A new client API is on
 
 from __future__ import annotations
 
+from eldric.wire import anthropic
 from eldric.wire.translate import Translation
 
-TRANSLATED: dict[str, Translation] = {}
+TRANSLATED: dict[str, Translation] = {
+    "/v1/messages": Translation(anthropic.messages),  # Anthropic's Messages API
+}

@@ -315,10 +315,10 @@ async def test_paths_models_retrieve_and_not_here(provider, aiohttp_server, tmp_
             run_cloud(tmp_path / "b", only_claude) as b:
         async with aiohttp.ClientSession() as s:
             async with s.get(a["cloud"] + "/health") as r:
-                assert (await r.json())["paths"] == [
-                    "/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
-            async with s.get(b["cloud"] + "/health") as r:  # Anthropic: chat only
-                assert (await r.json())["paths"] == ["/v1/chat/completions"]
+                assert (await r.json())["paths"] == [  # Anthropic's translated
+                    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]
+            async with s.get(b["cloud"] + "/health") as r:  # Anthropic: chat and its own
+                assert (await r.json())["paths"] == ["/v1/chat/completions", "/v1/messages"]
             # a backend that does not implement a path: the next one is asked; the
             # first is not counted as failing
             ka.fail_status, ka.fail_body = 501, b'{"error": {"message": "not implemented"}}'

@@ -1,4 +1,5 @@
-"""OpenAI chat completions <-> Anthropic Messages translation (eldric.wire.anthropic_egress, the cloud role's egress).
+"""OpenAI chat completions <-> Anthropic Messages translation, the cloud role's egress
+(eldric.wire.anthropic_egress).
 
 Unit tests both ways, the streaming translator fed with the fake Anthropic's transcripts,
 map_error for every Anthropic error type, and the outputs parsed by the official openai

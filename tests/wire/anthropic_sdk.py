@@ -1,7 +1,8 @@
 """The anthropic SDK as the judge of eldric's Messages replies, with no server: its own
-client reads the bytes through an httpx2 MockTransport (the transport it is built on) (SSE decoding, MessageStream's
-accumulate_event, the raw stream), and its pydantic types validate each shape strictly
-(the client itself constructs leniently, so a missing field would pass it unnoticed)."""
+client reads the bytes through an httpx2 MockTransport (httpx2 is what it is built on):
+SSE decoding, MessageStream's accumulate_event, the raw stream; and its pydantic types
+validate each shape strictly (the client itself constructs leniently, so a missing field
+would pass it unnoticed)."""
 
 from __future__ import annotations
 

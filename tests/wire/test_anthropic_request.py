@@ -31,7 +31,8 @@ TOOL_USE = {"type": "tool_use", "id": "toolu_01D7FLrfh4GYq7yT1ULFeyMV",
             "name": "get_stock_price", "input": {"ticker": "^GSPC"}}
 TOOL_RESULT = {"type": "tool_result", "tool_use_id": "toolu_01D7FLrfh4GYq7yT1ULFeyMV",
                "content": "259.75 USD"}
-PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9aw"
+       "AAAABJRU5ErkJggg==")  # a 1x1 PNG
 
 
 def chat(**body) -> dict:

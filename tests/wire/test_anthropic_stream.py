@@ -205,7 +205,8 @@ def test_nothing_after_the_message_stop():
     body = b'{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"x"}]}'
     t = messages(body)
     t.feed(b'data: ' + json.dumps(chunk({}, "stop")).encode())
-    assert t.feed(b"data: [DONE]").endswith(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n")
+    assert t.feed(b"data: [DONE]").endswith(
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
     assert t.feed(b'data: ' + json.dumps(chunk({"content": "late"})).encode()) == b""
     assert t.close() == b"" and t.cut(502, "gone", "upstream_error") == b""
 
