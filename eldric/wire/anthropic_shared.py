@@ -96,6 +96,27 @@ def openai_usage(prompt: int, completion: int, cached: int | None) -> dict:
     return u
 
 
+def usage_counts(data: bytes) -> tuple[int, int] | None:
+    """(prompt, completion) tokens a Message or a stream event of Anthropic's states: a
+    Message both, message_start the prompt, message_delta the completion (cumulative, and
+    there is one per message); None for anything else."""
+    try:
+        obj = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    kind = obj.get("type") if isinstance(obj, dict) else None
+    if kind == "message_start" and isinstance(obj.get("message"), dict):
+        obj = obj["message"]
+    usage = obj.get("usage") if kind in ("message", "message_start", "message_delta") else None
+    if not isinstance(usage, dict):
+        return None
+    if kind == "message_delta":
+        return 0, _int(usage.get("output_tokens"))
+    if kind == "message_start":
+        return prompt_tokens(usage), 0
+    return prompt_tokens(usage), _int(usage.get("output_tokens"))
+
+
 def anthropic_usage(usage: Any) -> dict:
     """An OpenAI usage object -> Anthropic's usage, the inverse of openai_usage: the prompt
     tokens the backend served from its cache are cache_read_input_tokens, the rest

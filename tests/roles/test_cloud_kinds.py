@@ -40,5 +40,5 @@ async def test_a_path_a_kind_does_not_serve_is_refused_and_the_union_is_advertis
                 assert "/v1/chat/completions" in err["message"]
             assert claude.app[fake_anthropic.KNOBS].requests == []
             async with s.get(urls["cloud"] + "/health") as r:
-                assert (await r.json())["paths"] == [
-                    "/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+                assert (await r.json())["paths"] == [  # and Anthropic's own, which both serve
+                    "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/messages"]
