@@ -14,6 +14,7 @@ import anthropic
 import pytest
 
 from tests.conftest import run_eldric
+from tests.wire.anthropic_sdk import parsed
 
 M = "eldric-mock"
 KEY = "sk-claude"
@@ -88,7 +89,7 @@ async def test_count_tokens_is_an_estimate_and_says_so(tmp_path, hop):
             raw = await claude.messages.with_raw_response.count_tokens(
                 model=M, messages=[{"role": "user", "content": "x" * 40}])
             assert raw.headers["X-Eldric-Estimate"] == "true"
-            assert (await raw.parse()).input_tokens == 10  # 40 characters, 4 a token
+            assert (await parsed(raw)).input_tokens == 10  # 40 characters, 4 a token
 
 
 @HOPS

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import run_eldric, url_of
 from tests.fakes import openai_server
+from tests.wire.anthropic_sdk import parsed
 
 M = openai_server.MODELS[0]
 WEATHER = {"name": "get_weather", "description": "Weather for a place",
@@ -128,7 +129,8 @@ async def test_count_tokens_by_the_backends_tokenizer(fake_openai_server, tmp_pa
             raw = await claude.messages.with_raw_response.count_tokens(
                 model=M, system="Be brief.",
                 messages=[{"role": "user", "content": "one two three"}])
-            assert (await raw.parse()).input_tokens == 2 + 2 + 3  # the fake: per message, per word
+            # the fake's count: one per message and one per word
+            assert (await parsed(raw)).input_tokens == 2 + 2 + 3
             assert "X-Eldric-Estimate" not in raw.headers
             with pytest.raises(anthropic.NotFoundError):
                 await claude.messages.count_tokens(

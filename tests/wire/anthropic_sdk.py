@@ -1,29 +1,34 @@
 """The anthropic SDK as the judge of eldric's Messages replies, with no server: its own
-client reads the bytes through an httpx2 MockTransport (httpx2 is what it is built on):
+client reads the bytes through a MockTransport of the HTTP library it is built on:
 SSE decoding, MessageStream's accumulate_event, the raw stream; and its pydantic types
 validate each shape strictly (the client itself constructs leniently, so a missing field
 would pass it unnoticed)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
 
 import anthropic
-import httpx2
+import anthropic._base_client
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
+
+# The SDK's own HTTP library: httpx2 from anthropic 2.x on, httpx before (the lowest
+# version the tests admit); a client of the other one is refused.
+httpx = getattr(anthropic._base_client, "httpx2", None) or anthropic._base_client.httpx
 
 _EVENT = TypeAdapter(RawMessageStreamEvent)
 _ASK = {"model": "m", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}]}
 
 
 def client(body: bytes, media_type: str = "text/event-stream") -> anthropic.Anthropic:
-    def reply(request: httpx2.Request) -> httpx2.Response:
-        return httpx2.Response(200, content=body, headers={"content-type": media_type})
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"content-type": media_type})
 
     return anthropic.Anthropic(api_key="k", base_url="http://eldric.test", max_retries=0,
-                               http_client=httpx2.Client(transport=httpx2.MockTransport(reply)))
+                               http_client=httpx.Client(transport=httpx.MockTransport(reply)))
 
 
 def events(sse: bytes) -> list[dict]:
@@ -65,3 +70,9 @@ def whole(body: bytes) -> Message:
     msg = client(body, "application/json").messages.create(**_ASK)
     Message.model_validate(json.loads(body))
     return msg
+
+
+async def parsed(raw: Any) -> Any:
+    """A with_raw_response reply parsed: awaited in anthropic 2.x, plain before."""
+    got = raw.parse()
+    return await got if inspect.isawaitable(got) else got
