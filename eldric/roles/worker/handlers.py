@@ -83,7 +83,7 @@ async def native(request: LaneRequest) -> Answer:
     return await _relay(request, body)
 
 
-async def count_tokens(request: LaneRequest) -> Answer:
+async def count_tokens(request: web.Request) -> Answer:
     """POST /v1/messages/count_tokens: relayed where the backend serves it (llama.cpp,
     vLLM), counted by its chat tokenizer where it has one (vLLM's /tokenize), else a
     documented estimate marked X-Eldric-Estimate (eldric.wire.anthropic_count)."""
