@@ -138,9 +138,11 @@ def _int(v: Any) -> int:
 
 # ---------------------------------------------------------------- SSE
 
-def sse_fields(event: bytes) -> tuple[str | None, str | None]:
+def sse_fields(event: bytes) -> tuple[str | None, bytes | None]:
     """(event name, data) of one SSE event (its bytes without the blank line): data lines
     joined with newlines as the SSE spec says; comments and other fields skipped."""
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return None, event[6:]  # one data line: what nearly every event is, read as it is
     data, name = [], None
     for line in event.decode("utf-8", "replace").splitlines():
         field, _, value = line.partition(":")
@@ -149,7 +151,7 @@ def sse_fields(event: bytes) -> tuple[str | None, str | None]:
             data.append(value)
         elif field == "event":
             name = value
-    return name, ("\n".join(data) if data else None)
+    return name, ("\n".join(data).encode() if data else None)
 
 
 def named_event(obj: dict) -> bytes:

@@ -60,7 +60,7 @@ class MessageEvents:
         _, data = sse_fields(event)
         if data is None or self.done:
             return b""
-        if data.strip() == "[DONE]":
+        if data.strip() == b"[DONE]":
             return self._end()
         try:
             chunk = _decode(data)
@@ -120,7 +120,9 @@ class MessageEvents:
             if isinstance(text, str) and text:
                 if not (self._open and self._text):
                     self._block(out, {"type": "text", "text": ""}, text=True)
-                out.append(self._delta(self._index, {"type": "text_delta", "text": text}))
+                out.append(b'event: content_block_delta\ndata: {"type":"content_block_delta",'
+                           b'"index":%d,"delta":{"type":"text_delta","text":%s}}\n\n'
+                           % (self._index, _encode(text)))  # the bulk of a stream: no dict
             for call in delta.get("tool_calls") or ():
                 if isinstance(call, dict):
                     self._tool(call, out)
