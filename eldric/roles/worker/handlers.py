@@ -16,8 +16,9 @@ from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.serve.server import fast_post
 from eldric.stream import UpstreamFailure, forward
-from eldric.wire.head import decode_head
+from eldric.wire import anthropic_count
 from eldric.wire.cluster import covers
+from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList, model_of
 from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED
@@ -80,6 +81,25 @@ async def native(request: LaneRequest) -> Answer:
     body = await read_body(request)
     request[keys.HOP].model = model_of(body)
     return await _relay(request, body)
+
+
+async def count_tokens(request: web.Request) -> Answer:
+    """POST /v1/messages/count_tokens: relayed where the backend serves it (llama.cpp,
+    vLLM), counted by its chat tokenizer where it has one (vLLM's /tokenize), else a
+    documented estimate marked X-Eldric-Estimate (eldric.wire.anthropic_count)."""
+    st = request.app[WORKER]
+    body = await read_body(request)
+    if st.paths is None or (covers(st.paths, request.path) and request.path not in st.kind.lacks):
+        request[keys.HOP].model = model_of(body)
+        return await _relay(request, body)
+    c = anthropic_count.count(body)
+    request[keys.HOP].model = c.model
+    if st.kind.tokenizes_chats:
+        t = anthropic_count.Tokenize(c)
+        return await _relay(request, t.request(), t.upstream_path, t)
+    _refuse_while_loading(st)
+    return web.Response(body=anthropic_count.reply(c.estimate()), content_type="application/json",
+                        headers=anthropic_count.ESTIMATE_HEADERS)
 
 
 async def embeddings_disabled(request: LaneRequest) -> Answer:
@@ -151,6 +171,7 @@ def add_routes(app: web.Application) -> None:
             fast_post(app, path, translated)
         elif st.paths is None or covers(st.paths, path):
             fast_post(app, path, native)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)
