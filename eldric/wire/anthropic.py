@@ -42,7 +42,11 @@ class Messages:
         return _encode(self._body)
 
     def whole(self, body: bytes) -> bytes:
-        return _encode(message(msgspec.json.decode(body), self.model))
+        try:
+            completion = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:  # not a ValueError in every msgspec eldric admits
+            raise ValueError(f"not JSON: {exc}") from None
+        return _encode(message(completion, self.model))
 
     def feed(self, event: bytes) -> bytes:
         return self._events.feed(event)
