@@ -26,11 +26,17 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import msgspec
 import structlog
 
+from eldric import keys
+from eldric.context import data_file
+from eldric.errors import EldricError
 from eldric.fields import flag_meta
 from eldric.store.sqlite import Store
 from eldric.tasks import spawn
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from aiohttp import web
     from redis.asyncio import Redis
 
 log = structlog.get_logger("eldric.store")
@@ -67,6 +73,12 @@ class Stored(msgspec.Struct):
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(Stored)
+
+
+def _unavailable(exc: Exception) -> EldricError:
+    log.warning("response_store_unreachable", error=repr(exc))
+    return EldricError(f"the response store is unreachable: {exc}", status=503,
+                       code="store_unavailable")
 
 
 class Backend(Protocol):
@@ -115,18 +127,25 @@ class Responses:
             if self._pending.get(key) is asyncio.current_task():
                 del self._pending[key]
 
-    async def get(self, owner: str, rid: str) -> Stored | None:
+    async def _after_write(self, owner: str, rid: str) -> None:
         pending = self._pending.get((owner, rid))
         if pending is not None:
             await asyncio.gather(pending, return_exceptions=True)
-        raw = await self.backend.get(owner, rid)
+
+    async def get(self, owner: str, rid: str) -> Stored | None:
+        await self._after_write(owner, rid)
+        try:
+            raw = await self.backend.get(owner, rid)
+        except Exception as exc:
+            raise _unavailable(exc) from None
         return _dec.decode(raw) if raw is not None else None
 
     async def delete(self, owner: str, rid: str) -> bool:
-        pending = self._pending.get((owner, rid))
-        if pending is not None:
-            await asyncio.gather(pending, return_exceptions=True)
-        return await self.backend.delete(owner, rid)
+        await self._after_write(owner, rid)
+        try:
+            return await self.backend.delete(owner, rid)
+        except Exception as exc:
+            raise _unavailable(exc) from None
 
     async def conversation(self, owner: str, rid: str) -> list[dict] | None:
         """The items `rid` stands for, oldest first; None if `rid` is unknown to `owner`.
@@ -221,10 +240,10 @@ class RedisBackend:
         return f"{self.PREFIX}{owner}:{rid}"
 
     async def open(self) -> None:
-        await self.redis.ping()
+        pass  # the connection is the edge's, and so is telling whether Redis is up
 
     async def close(self) -> None:
-        pass  # the connection is the edge's: it closes it with its clients
+        pass  # the edge closes it with its clients
 
     async def put(self, owner: str, rid: str, value: bytes) -> None:
         key, now = self._key(owner, rid), time.time()
@@ -252,3 +271,22 @@ class RedisBackend:
             tx.zrem(self.INDEX, key)
             gone, _ = await tx.execute()
         return bool(gone)
+
+
+def install(app: web.Application, cfg: ResponsesConfig, redis: Redis | None = None
+            ) -> Responses | None:
+    """The role's store (app[keys.RESPONSES]), opened and closed with the app: in Redis when
+    the role has one (the edge's farm mode), else SQLite under --data-dir. None when
+    responses.store is off: the role then keeps no state and relays /v1/responses as is."""
+    if not cfg.store:
+        return None
+    backend: Backend = (RedisBackend(redis, cfg) if redis is not None
+                        else SqliteBackend(data_file(app, "responses.db"), cfg))
+    store = app[keys.RESPONSES] = Responses(backend, cfg)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await store.open()
+        yield
+        await store.close()
+    app.cleanup_ctx.append(lifecycle)
+    return store

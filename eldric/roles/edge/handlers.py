@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -22,8 +23,11 @@ from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
+from eldric.store.responses_hop import PATH as RESPONSES_PATH
+from eldric.store.responses_hop import begin, delete, input_items, retrieve
+from eldric.stream.sse import Tap
 from eldric.wire.head import decode_head
-from eldric.wire.openai import HEAD_BY_PATH
+from eldric.wire.openai import HEAD_BY_PATH, Head
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "eldric_key"
@@ -67,9 +71,9 @@ def _limit_headers(d: Decision) -> dict[str, str]:
     return {"X-RateLimit-Limit": str(d.limit), "X-RateLimit-Remaining": str(max(0, d.remaining))}
 
 
-async def proxy(request: LaneRequest) -> Answer:
-    """Every /v1/* request: auth, rate limit, then the routers in turn."""
-    es = request.app[EDGE]
+async def admit(request: LaneRequest, es: EdgeState) -> tuple[Client | None, dict[str, str]]:
+    """Auth and the rate limit: the client, and the headers every reply to it carries
+    (errors included)."""
     client = await authenticate(request, es)
     rl = es.cfg.rate_limits
     tiers = []  # a tier whose limit is 0 is off: not checked, not in the headers
@@ -89,21 +93,75 @@ async def proxy(request: LaneRequest) -> Answer:
                               f"requests per {format_ms(rl.window_ms)}",
                               code=f"rate_limit_{decision.tier}",
                               headers={**headers, "Retry-After": decision.retry_after_header})
+    return client, headers
+
+
+async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None, body: bytes,
+                      headers: dict[str, str], tap: Tap | None = None) -> Answer:
+    name = client.name if client else "anonymous"
+    es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
+    routers = ToRouters(request, es.routers, es.timeouts, body, headers, tap)
+    resp = await routers.run()
+    if resp is None:
+        routers.exhausted("every router failed", none="no router is configured (--routers)")
+    return resp
+
+
+async def proxy(request: LaneRequest) -> Answer:
+    """Every /v1/* request: auth, rate limit, then the routers in turn."""
+    es = request.app[EDGE]
+    client, headers = await admit(request, es)
     try:  # every reply from here on carries the rate-limit headers, errors included
         body = await read_body(request)
         kind = HEAD_BY_PATH.get(request.path)
         if kind is not None and request.method == "POST":
             request[keys.HOP].model = decode_head(body, kind).model
-        name = client.name if client else "anonymous"
-        es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
-        routers = ToRouters(request, es.routers, es.timeouts, body, headers)
-        resp = await routers.run()
-        if resp is None:
-            routers.exhausted("every router failed", none="no router is configured (--routers)")
-        return resp
+        return await _to_routers(request, es, client, body, headers)
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
         raise
+
+
+# ---------------------------------------------------------------- /v1/responses state
+
+
+def _owner(client: Client | None) -> str:
+    return client.key_hash if client is not None else ""  # owner_of(the key)
+
+
+async def responses(request: LaneRequest) -> Answer:
+    """POST /v1/responses: as proxy, with the edge's store of responses around it
+    (eldric.store.responses_hop): previous_response_id expanded, the reply kept."""
+    es = request.app[EDGE]
+    client, headers = await admit(request, es)
+    try:
+        body = await read_body(request)
+        request[keys.HOP].model = decode_head(body, Head).model
+        turn = await begin(request.app[keys.RESPONSES], _owner(client), body)
+        if turn is None:
+            return await _to_routers(request, es, client, body, headers)
+        return turn.whole(await _to_routers(request, es, client, turn.body, headers, turn.tap))
+    except EldricError as exc:
+        exc.headers = {**headers, **exc.headers}
+        raise
+
+
+def _stored(action: Callable[..., Awaitable[web.Response]]
+            ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """GET/DELETE of a stored response, for the key that made it."""
+    async def handler(request: web.Request) -> web.Response:
+        es = request.app[EDGE]
+        client, headers = await admit(request, es)
+        try:
+            args = (request.query,) if action is input_items else ()
+            resp = await action(request.app[keys.RESPONSES], _owner(client),
+                                request.match_info["id"], *args)
+        except EldricError as exc:
+            exc.headers = {**headers, **exc.headers}
+            raise
+        resp.headers.update(headers)
+        return resp
+    return handler
 
 
 # ---------------------------------------------------------------- clients (admin)
@@ -238,6 +296,11 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     for path in HEAD_BY_PATH:  # the inference routes also take the fast lane
         fast_post(app, path, proxy)
+    if keys.RESPONSES in app:  # the store is on: /v1/responses is answered here
+        fast_post(app, RESPONSES_PATH, responses)
+        r.add_get(RESPONSES_PATH + "/{id}", _stored(retrieve))
+        r.add_delete(RESPONSES_PATH + "/{id}", _stored(delete))
+        r.add_get(RESPONSES_PATH + "/{id}/input_items", _stored(input_items))
     r.add_route("*", "/v1/{tail:.*}", proxy)
     r.add_post("/api/v1/clients/register", register_client)
     r.add_get("/api/v1/clients", list_clients)
