@@ -22,6 +22,7 @@ from eldric import log as eldric_log
 from eldric.context import Hop
 from eldric.errors import EldricError, UpstreamFailure, error_json
 from eldric.exchange import AIOHTTP, Lane, LaneRequest
+from eldric.wire import dialect
 
 log = structlog.get_logger("eldric.access")
 
@@ -101,6 +102,8 @@ async def middleware(request: LaneRequest, handler, lane: Lane = AIOHTTP):  # ty
         status = resp.status
         if not resp.prepared:  # forward()'s replies (Reply, streamed) carry it already
             resp.headers["X-Request-ID"] = hop.request_id
+            if status >= 400:  # eldric's errors and those it relays, in the path's dialect
+                _in_dialect(request.path, resp)
         return resp
     finally:
         info.active -= 1
@@ -124,6 +127,15 @@ def _finish(request: LaneRequest, hop: Hop, status: int, metrics) -> None:  # ty
               "path": request.path, "model": hop.model, "upstream": hop.upstream,
               "status": status, "duration_ms": round(duration * 1000, 3),
               "ttfb_ms": None if hop.ttfb is None else round(hop.ttfb * 1000, 3)})
+
+
+def _in_dialect(path: str, resp: web.StreamResponse) -> None:
+    """Put an (OpenAI-shaped) error reply in the shape of the client's API: Anthropic's
+    on /v1/messages, Ollama's on /api/* (eldric.wire.dialect)."""
+    d = dialect.of_path(path)
+    if d is not dialect.OPENAI and isinstance(resp, web.Response) \
+            and isinstance(resp.body, bytes):
+        resp.body = d.from_openai(resp.status, resp.body)
 
 
 def _error_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:

@@ -130,6 +130,8 @@ async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp
         assert live["router"]["router"]["strategy_source"] == "default"
 
         edge = f"https://127.0.0.1:{ports['edge']}"
+        # the edge starts beside the others: the cluster may form before it listens
+        await until(lambda: _json(s, edge + "/health", ssl=client_tls), timeout=20)
         admin = {"Authorization": f"Bearer {env_file('edge')['ELDRIC_EDGE_ADMIN_KEY']}"}
         # The example edge wants an API key: a client is created with the admin key.
         async with s.post(edge + "/api/v1/clients/register", json={"name": "examples-test"},

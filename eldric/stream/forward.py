@@ -25,12 +25,14 @@ import structlog
 from eldric import keys
 from eldric.bus import Bus, UpstreamState
 from eldric.context import Hop
-from eldric.errors import UpstreamFailure, error_json
+from eldric.errors import UpstreamFailure
 from eldric.exchange import Answer, LaneRequest, Sink, encode_headers, text_headers
 from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_header_block
-from eldric.stream.sse import EventFilter, EventSplitter, Tap, error_event
+from eldric.stream.sse import EventFilter, EventSplitter, Framer, Tap
 from eldric.stream.upstream_errors import normalise
+from eldric.wire import dialect
+from eldric.wire.translate import Translator
 
 log = structlog.get_logger("eldric.stream")
 
@@ -98,7 +100,8 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
                   tap: Tap | None = None, method: str | None = None,
                   query: str | None = None,
                   reply_headers: Mapping[str, str] | None = None,
-                  drop: Callable[[bytes], bool] | None = None) -> Answer:
+                  drop: Callable[[bytes], bool] | None = None,
+                  translate: Translator | None = None) -> Answer:
     """Relay `body` to target+path and stream the reply back to the client.
 
     Returns what the request's lane sends (eldric.exchange.Lane): on the fast lane a
@@ -106,7 +109,9 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
     web.StreamResponse. ``rewrite`` returns the body to send instead; ``tap`` is called
     with every complete SSE event of the reply, read-only; ``reply_headers`` are added to
     the reply (route decisions); ``drop`` removes the SSE events it selects (a usage chunk
-    the client did not ask for). Raises UpstreamFailure while nothing has been sent.
+    the client did not ask for); ``translate`` turns a 2xx reply into the client's API
+    (eldric.wire.translate: `body` is then already the translated request). Raises
+    UpstreamFailure while nothing has been sent.
     """
     app = request.app
     bus = app[keys.BUS]
@@ -132,7 +137,8 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
         except OSError as exc:  # ReplyTimeout and ConnectTimeout are ones too
             raise _failure(exc, target, timeouts, "open") from None
         outcome, first_at, result = await _answer(request, hop, upstream_resp, target,
-                                                  timeouts, reply_headers, tap, drop)
+                                                  timeouts, reply_headers, tap, drop,
+                                                  translate)
         return result
     except UpstreamFailure as exc:
         if exc.kind == "unsupported":
@@ -148,8 +154,8 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
 
 async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response,
                   target: Target, timeouts: Timeouts, reply_headers: Mapping[str, str] | None,
-                  tap: Tap | None, drop: Callable[[bytes], bool] | None
-                  ) -> tuple[str, float | None, Answer]:
+                  tap: Tap | None, drop: Callable[[bytes], bool] | None,
+                  translate: Translator | None) -> tuple[str, float | None, Answer]:
     """The reply, once its head is here: (outcome, first byte time, what to return)."""
     status = upstream_resp.status
     if status >= 400:
@@ -166,6 +172,9 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
     out_headers.append((b"X-Request-ID", hop.request_id.encode()))
     length = upstream_resp.content_length
     is_sse = upstream_resp.content_type == b"text/event-stream"
+    if translate is not None:
+        return await _translated(request, hop, upstream_resp, target, timeouts, out_headers,
+                                 is_sse, tap, translate)
     if (not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT) or status in _BODILESS:
         try:  # relay whole: one write, and still retryable if the body breaks off
             data = await upstream_resp.read_all()
@@ -179,6 +188,79 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
     outcome, first_at = await _relay(request, sink, upstream_resp, target, timeouts, is_sse,
                                      splitter, filt)
     return outcome, first_at, sink.result
+
+
+async def _translated(request: LaneRequest, hop: Hop, upstream_resp: client.Response,
+                      target: Target, timeouts: Timeouts, out_headers: list,
+                      is_sse: bool, tap: Tap | None,
+                      translate: Translator) -> tuple[str, float | None, Answer]:
+    """A 2xx reply turned into the client's API: read whole and translated at once, or
+    streamed event by event through the translator (`tap` sees what the client gets)."""
+    headers = [(k, v) for k, v in out_headers if k.lower() != b"content-type"]
+    if not is_sse:
+        try:
+            data = await upstream_resp.read_all()
+        except _REPLY_ERRORS as exc:
+            raise _failure(exc, target, timeouts, "body") from None
+        try:
+            data = translate.whole(data)
+        except ValueError as exc:  # not what the upstream's API promises: another may answer
+            raise UpstreamFailure.of(target.state.id, "closed", 502,
+                                     f"upstream {target.state.id} sent a reply eldric cannot "
+                                     f"translate: {exc}") from None
+        headers.append((b"Content-Type", b"application/json"))
+        return "ok", time.perf_counter(), hop.lane.reply(request, upstream_resp.status,
+                                                         headers, data)
+    headers.append((b"Content-Type", translate.media_type.encode()))
+    sink = hop.lane.sink(request, upstream_resp.status, headers, None)
+    outcome, first_at = await _relay_translated(request, sink, upstream_resp, target,
+                                                timeouts, translate,
+                                                EventSplitter(tap) if tap else None)
+    return outcome, first_at, sink.result
+
+
+async def _relay_translated(request: LaneRequest, resp: Sink, upstream_resp: client.Response,
+                            target: Target, timeouts: Timeouts, translate: Translator,
+                            splitter: EventSplitter | None) -> tuple[str, float | None]:
+    """_relay's twin for a translated stream: upstream events through the translator.
+    The head goes out with the first translated bytes (a translator may hold some back)."""
+    framer = Framer()
+    first_at: float | None = None
+    prepared = False
+    try:
+        while True:
+            chunk = await upstream_resp.read_chunk()
+            if chunk:
+                out = b"".join([translate.feed(event[:n]) for event, n in framer.feed(chunk)])
+            else:
+                rest = framer.rest()
+                out = (translate.feed(rest) if rest.strip() else b"") + translate.close()
+            if out:
+                if not prepared:
+                    await resp.start()
+                    prepared = True
+                    first_at = time.perf_counter()
+                if splitter is not None:
+                    splitter.feed(out)
+                await resp.write(out)
+            if not chunk:
+                break
+    except _REPLY_ERRORS as exc:
+        failure = _failure(exc, target, timeouts, "stream")
+        if not prepared:
+            raise failure from None
+        await _cut(resp, failure, True, exc, dialect.OPENAI, translate)
+        return "error", first_at
+    except ConnectionError:  # the client's side: it went away
+        _client_left(request, target.state)
+        return "cancelled", first_at
+    if splitter is not None:
+        splitter.close()
+    if not prepared:
+        await resp.start()
+        first_at = time.perf_counter()
+    await resp.end()
+    return "ok", first_at
 
 
 def _settle(bus: Bus, hop: Hop, up: UpstreamState, upstream_resp: client.Response | None,
@@ -199,7 +281,8 @@ def _settle(bus: Bus, hop: Hop, up: UpstreamState, upstream_resp: client.Respons
 
 async def _refusal(upstream_resp: client.Response, up: UpstreamState) -> UpstreamFailure:
     """An upstream's error reply (4xx/5xx) as a failure: body normalised to the OpenAI
-    shape, the headers worth keeping kept."""
+    shape (the middleware puts it in the dialect of the client's path), the headers worth
+    keeping kept."""
     status = upstream_resp.status
     raw = await _read_bounded(upstream_resp, _ERROR_BODY_LIMIT)
     failure = UpstreamFailure(up.id, "status", status, normalise(status, raw, up.id))
@@ -238,7 +321,8 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
         failure = _failure(exc, target, timeouts, "stream")
         if not prepared:
             raise failure from None
-        await _cut(resp, failure, is_sse, exc)
+        framed = is_sse or upstream_resp.content_type == b"application/x-ndjson"
+        await _cut(resp, failure, framed, exc, dialect.of_path(request.path))
         return "error", first_at
     except ConnectionError:  # the client's side: it went away
         _client_left(request, target.state)
@@ -255,18 +339,22 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
     return "ok", first_at
 
 
-async def _cut(resp: Sink, failure: UpstreamFailure, is_sse: bool, exc: OSError) -> None:
-    """The upstream failed after the reply's head went out: an SSE stream ends with one
-    error event; a JSON reply cut in the middle cannot be mended, so the connection is
-    dropped and the client sees it incomplete rather than a truncated body that looks
-    whole."""
+async def _cut(resp: Sink, failure: UpstreamFailure, is_sse: bool, exc: OSError,
+               d: dialect.Dialect, translate: Translator | None = None) -> None:
+    """The upstream failed after the reply's head went out: a stream ends with one error
+    event in the client API's shape (SSE; Ollama's NDJSON); a JSON reply cut in the middle
+    cannot be mended, so the connection is dropped and the client sees it incomplete
+    rather than a truncated body that looks whole."""
     log.warning("upstream_failed_mid_stream", upstream=failure.upstream, error=str(exc))
-    if is_sse:
-        code = "upstream_timeout" if failure.kind == "timeout" else "upstream_error"
-        await resp.write(error_event(error_json(502, failure.message, code=code)))
-        await resp.end()
+    code = "upstream_timeout" if failure.kind == "timeout" else "upstream_error"
+    if translate is not None:
+        await resp.write(translate.cut(502, failure.message, code))
+    elif is_sse:  # SSE, or Ollama's NDJSON (ended by an {"error": …} line)
+        await resp.write(d.stream_error(502, failure.message, code))
     else:
         resp.abort()
+        return
+    await resp.end()
 
 
 def _client_left(request: LaneRequest, up: UpstreamState) -> None:

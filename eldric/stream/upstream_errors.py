@@ -40,8 +40,19 @@ def normalise(status: int, body: bytes, upstream: str) -> bytes:
     message = _message_of(data) if data is not None else body.decode("utf-8", "replace").strip()
     if not message:
         message = f"upstream {upstream} answered HTTP {status}"
-    code = data.get("error_type") if isinstance(data, dict) else None
+    code = _code_of(data)
     return error_json(status, message, code=_str_or_none(code))
+
+
+def _code_of(data: Any) -> Any:
+    """TGI's error_type; or eldric's own code in the Ollama-shaped error an eldric worker
+    sent ({"error": "…", "code": "…"}; vLLM's top-level "code" is a status number)."""
+    if not isinstance(data, dict):
+        return None
+    if data.get("error_type") is not None:
+        return data["error_type"]
+    code = data.get("code")
+    return code if isinstance(data.get("error"), str) and isinstance(code, str) else None
 
 
 def _str_or_none(v: Any) -> str | None:

@@ -66,11 +66,19 @@ class BackendInfo(msgspec.Struct):
 # before workers advertised paths: only what eldric knows about is routed by capability.
 API_FAMILIES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings",
                 "/v1/responses", "/v1/messages", "/v1/rerank", "/v1/score", "/v1/audio",
-                "/v1/images")
+                "/v1/images",
+                # Ollama's own API (/api/chat, /api/show, …): only to workers that say so
+                # (routers never route the control plane's /api/v1/*)
+                "/api")
 
 
 def _under(path: str, family: str) -> bool:
     return path == family or (path.startswith(family) and path[len(family)] == "/")
+
+
+def covers(paths: list[str] | tuple[str, ...], path: str) -> bool:
+    """Whether one of `paths` is `path` or a family above it."""
+    return any(_under(path, p) for p in paths)
 
 
 def serves_path(paths: list[str] | None, path: str) -> bool:
@@ -100,6 +108,9 @@ class WorkerHealth(msgspec.Struct, omit_defaults=False):
     # The API paths this worker serves (see serves_path); routers send a path only to
     # workers that serve it. None: not advertised, any path.
     paths: list[str] | None = None
+    # Those of `paths` it serves by translating to its backend's Chat Completions (or
+    # embeddings) rather than natively (eldric.wire.translated).
+    translated: list[str] = []
 
 
 class RouterReport(msgspec.Struct, omit_defaults=False):

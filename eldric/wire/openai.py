@@ -12,6 +12,20 @@ class Head(msgspec.Struct, kw_only=True):
     stream: bool = False
 
 
+_head = msgspec.json.Decoder(Head)
+
+
+def model_of(body: bytes) -> str | None:
+    """The model a body names, if it is JSON naming one (a body that is not, an audio
+    upload, names none): for routing and metrics, never a refusal."""
+    if not body:
+        return None
+    try:
+        return _head.decode(body).model
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
+        return None
+
+
 class ModelHead(Head):
     model: str  # type: ignore[assignment]  # required on the inference endpoints
 

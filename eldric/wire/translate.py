@@ -18,6 +18,7 @@ dialect (eldric.wire.dialect), like every other error eldric sends on that path.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -54,3 +55,12 @@ class Translator(Protocol):
 # A client body in, its translation out; raises an EldricError (a 400 naming the
 # parameter) for a body the client's API would refuse.
 Factory = Callable[[bytes], Translator]
+
+
+@dataclass(frozen=True)
+class Translation:
+    """A client API path eldric translates: how, and the native path it needs (a backend
+    without `needs` cannot serve the path even translated)."""
+
+    factory: Factory
+    needs: str = "/v1/chat/completions"

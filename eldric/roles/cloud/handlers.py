@@ -16,15 +16,18 @@ from eldric.bus import UpstreamState
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, ModelNotFound, NotFound
 from eldric.http import read_body
+from eldric.roles.cloud import openai_call
 from eldric.roles.cloud.backends import Backend, make_backend
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
 from eldric.roles.cloud.state import CLOUD, CloudState
 from eldric.stream import UpstreamFailure
 from eldric.stream.failover import Failover
-from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
+from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Model, ModelList
+from eldric.wire.translate import Translator
+from eldric.wire.translated import TRANSLATED
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -64,14 +67,36 @@ async def inference(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def translated(request: web.Request) -> web.StreamResponse:
+    """A client API the providers may lack (eldric.wire.translated: /v1/messages,
+    /api/chat…): relayed as it is to a backend whose kind serves it, translated to Chat
+    Completions (or embeddings) for an OpenAI-compatible one."""
+    cs = request.app[CLOUD]
+    body = await read_body(request)
+    translation = TRANSLATED[request.path]
+    t = translation.factory(body)
+    request[keys.HOP].model = t.model
+    chat = t.request()
+    tries = _Backends(request, cs, body, decode_head(chat, _HEADS[translation.needs]))
+    tries.translation = (t, chat, translation.needs)
+    resp = await tries.run()
+    if resp is None:
+        resp = tries.not_here()
+    if resp is None:
+        tries.exhausted("every backend serving the model failed", none="no backend serves it")
+    return resp
+
+
 class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
     """The backends listing the model, best first (routing.candidates)."""
 
-    __slots__ = ("request", "cs", "body", "head")
+    __slots__ = ("request", "cs", "body", "head", "translation")
 
     def __init__(self, request: web.Request, cs: CloudState, body: bytes, head) -> None:  # type: ignore[no-untyped-def]
         Failover.__init__(self, request.app[keys.BUS], "cloud", candidates(cs, head.model))
         self.request, self.cs, self.body, self.head = request, cs, body, head
+        # a translated client API: (its translator, the translated body, the path it needs)
+        self.translation: tuple[Translator, bytes, str] | None = None
 
     def name(self, c: tuple[Backend, str]) -> str:
         return c[0].name
@@ -81,11 +106,18 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
 
     def call(self, c: tuple[Backend, str]) -> Awaitable[web.StreamResponse]:
         backend, model = c
-        if self.request.path not in backend.kind.paths:
-            raise BadRequest(f"backend {backend.name} ({backend.type}) serves "
-                             f"{', '.join(backend.kind.paths)} only")
+        kind, path = backend.kind, self.request.path
+        if self.translation is not None and not covers(kind.paths, path):
+            t, chat, needs = self.translation
+            if needs not in kind.paths or kind.call is not openai_call.call:
+                raise _unserved(backend)
+            self.cs.metrics.request(backend.name, model)
+            return openai_call.call(self.request, self.cs, backend, model, chat, self.head,
+                                    path=needs, translate=t)
+        if not covers(kind.paths, path):
+            raise _unserved(backend)
         self.cs.metrics.request(backend.name, model)
-        return backend.kind.call(self.request, self.cs, backend, model, self.body, self.head)
+        return kind.call(self.request, self.cs, backend, model, self.body, self.head)
 
     def judge(self, c: tuple[Backend, str], exc: UpstreamFailure) -> None:
         backend, model = c
@@ -93,6 +125,11 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
         if exc.retryable and exc.kind != "unsupported":
             log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
                         status=exc.status)
+
+
+def _unserved(backend: Backend) -> BadRequest:
+    return BadRequest(f"backend {backend.name} ({backend.type}) serves "
+                      f"{', '.join(backend.kind.paths)} only")
 
 
 async def models(request: web.Request) -> web.Response:
@@ -116,7 +153,10 @@ def served_paths(cs: CloudState) -> list[str]:
     """The paths this cloud worker serves, for routers: those its enabled backends' kinds
     serve (Anthropic: chat only), in the order the routes are added."""
     live = [b for b in cs.backends.values() if b.enabled]
-    return [p for p in HEAD_BY_PATH if any(p in b.kind.paths for b in live)]
+    native = [p for p in HEAD_BY_PATH if any(p in b.kind.paths for b in live)]
+    return native + [p for p, tr in TRANSLATED.items() if p not in native and any(
+        covers(b.kind.paths, p) or (tr.needs in b.kind.paths and b.kind.call is openai_call.call)
+        for b in live)]
 
 
 class BackendCounts(msgspec.Struct, omit_defaults=False):
@@ -227,6 +267,8 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 def add_routes(app: web.Application) -> None:
     for path in HEAD_BY_PATH:
         app.router.add_post(path, inference)
+    for path in TRANSLATED:
+        app.router.add_post(path, translated)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
     app.router.add_get("/api/v1/backends", list_backends)

@@ -12,6 +12,7 @@ import msgspec
 from aiohttp import web
 
 from eldric.stream import Target, forward, with_fields
+from eldric.wire.translate import Translator
 
 if TYPE_CHECKING:
     from eldric.roles.cloud.backends import Backend
@@ -51,9 +52,12 @@ def _is_usage_only(event: bytes) -> bool:
 
 
 async def call(request: web.Request, cs: CloudState, b: Backend, model: str, body: bytes,
-               head: Any) -> web.StreamResponse:
-    """`head` is the request head the handler decoded (a chat head reads stream_options)."""
-    base, sub, query = b.kind.route(b, request.path[len("/v1"):], model)
+               head: Any, path: str | None = None,
+               translate: Translator | None = None) -> web.StreamResponse:
+    """`head` is the request head the handler decoded (a chat head reads stream_options);
+    `path` and `translate` are a translated client API's (eldric.wire.translated): `body`
+    is then the translation, sent to `path`, and the reply goes back through it."""
+    base, sub, query = b.kind.route(b, (path or request.path)[len("/v1"):], model)
     fields: dict = {}
     if model != head.model:
         fields["model"] = model
@@ -80,11 +84,13 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str, bod
 
     resp = await forward(request, Target(b.state, base, headers=b.auth_headers()), sub, body,
                          timeouts=cs.timeouts, rewrite=with_fields(**fields) if fields else None,
-                         tap=tap if head.stream else None, drop=drop, query=query,
-                         reply_headers={"X-Eldric-Backend": b.name})
+                         tap=tap if head.stream and translate is None else None, drop=drop,
+                         query=query, reply_headers={"X-Eldric-Backend": b.name},
+                         translate=translate)
     if resp.status in (401, 403) and not resp.prepared:
         raise b.key_refused(resp.status)
-    if not head.stream and isinstance(resp, web.Response) and resp.status == 200 and resp.body:
+    if not head.stream and translate is None and isinstance(resp, web.Response) \
+            and resp.status == 200 and resp.body:
         count(bytes(resp.body))  # a whole reply carries its usage too
     if resp.status >= 400:
         cs.metrics.error(b.name, model)

@@ -27,7 +27,8 @@ from eldric.store.responses_hop import PATH as RESPONSES_PATH
 from eldric.store.responses_hop import begin, delete, input_items, retrieve
 from eldric.stream.sse import Tap
 from eldric.wire.head import decode_head
-from eldric.wire.openai import HEAD_BY_PATH, Head
+from eldric.wire.openai import HEAD_BY_PATH, model_of
+from eldric.wire.translated import TRANSLATED
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "eldric_key"
@@ -116,6 +117,8 @@ async def proxy(request: LaneRequest) -> Answer:
         kind = HEAD_BY_PATH.get(request.path)
         if kind is not None and request.method == "POST":
             request[keys.HOP].model = decode_head(body, kind).model
+        elif request.path in TRANSLATED:
+            request[keys.HOP].model = model_of(body)
         return await _to_routers(request, es, client, body, headers)
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
@@ -136,7 +139,7 @@ async def responses(request: LaneRequest) -> Answer:
     client, headers = await admit(request, es)
     try:
         body = await read_body(request)
-        request[keys.HOP].model = decode_head(body, Head).model
+        request[keys.HOP].model = model_of(body)
         turn = await begin(request.app[keys.RESPONSES], _owner(client), body)
         if turn is None:
             return await _to_routers(request, es, client, body, headers)
@@ -296,8 +299,10 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     for path in HEAD_BY_PATH:  # the inference routes also take the fast lane
         fast_post(app, path, proxy)
-    if keys.RESPONSES in app:  # the store is on: /v1/responses is answered here
-        fast_post(app, RESPONSES_PATH, responses)
+    stateful = keys.RESPONSES in app  # the store is on: /v1/responses is answered here
+    for path in TRANSLATED:  # the client APIs workers translate (/v1/messages, /api/chat…)
+        fast_post(app, path, responses if stateful and path == RESPONSES_PATH else proxy)
+    if stateful:
         r.add_get(RESPONSES_PATH + "/{id}", _stored(retrieve))
         r.add_delete(RESPONSES_PATH + "/{id}", _stored(delete))
         r.add_get(RESPONSES_PATH + "/{id}/input_items", _stored(input_items))

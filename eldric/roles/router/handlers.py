@@ -21,7 +21,8 @@ from eldric.serve.server import fast_post
 from eldric.stream import with_fields
 from eldric.wire.cluster import StrategyName, decode_strategy_body
 from eldric.wire.head import decode_head
-from eldric.wire.openai import HEAD_BY_PATH, Head, Model, ModelList
+from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList, model_of
+from eldric.wire.translated import TRANSLATED
 
 log = structlog.get_logger("eldric.router")
 
@@ -108,20 +109,15 @@ def _no_worker(rs: RouterState, asked: str | None, chain: list[str | None], path
                     headers={"X-Eldric-Route-Reason": "all attempts failed"})
 
 
-async def passthrough(request: web.Request) -> Answer:
-    """Any other /v1/* path: routed by its JSON body's model if it has one."""
+async def passthrough(request: LaneRequest) -> Answer:
+    """Any other /v1/* path, and the client APIs workers translate (/v1/messages,
+    /api/chat…): routed by its JSON body's model if it has one."""
     try:
         body = await read_body(request)
     except EldricError as exc:
         exc.headers = {**_not_routed(request.app[ROUTER], exc.code), **exc.headers}
         raise
-    model = None
-    if body:
-        try:
-            model = msgspec.json.decode(body, type=Head).model
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError,
-                RecursionError):
-            model = None  # not JSON (audio uploads): any worker
+    model = model_of(body)
     request[keys.HOP].model = model
     return await route(request, body, model)
 
@@ -182,6 +178,8 @@ def _config_view(rs: RouterState) -> dict:
 def add_routes(app: web.Application) -> None:
     for path in HEAD_BY_PATH:
         fast_post(app, path, inference)
+    for path in TRANSLATED:
+        fast_post(app, path, passthrough)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)

@@ -15,8 +15,8 @@ from eldric.roles.worker.backends import KINDS, base_url
 from eldric.roles.worker.embedded import Embedded, available, launch_of, served_id
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.handlers import add_routes
-from eldric.roles.worker.health import (prober, sample_host, served_paths, waiting_for,
-                                        worker_health)
+from eldric.roles.worker.health import (prober, sample_host, served_paths, translated_paths,
+                                        waiting_for, worker_health)
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.stream import Timeouts
 from eldric.sysload import HostLoad
@@ -127,6 +127,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
                      host=HostLoad())
     st.set_backend(base_url(cfg.backend_url or kind.default_url))
     st.paths = served_paths(st)
+    st.translated = translated_paths(st)
     app[WORKER] = st
     app[keys.PROBER] = prober(app)
     app[keys.HEALTH] = worker_health

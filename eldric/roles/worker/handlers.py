@@ -17,7 +17,10 @@ from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.serve.server import fast_post
 from eldric.stream import UpstreamFailure, forward
 from eldric.wire.head import decode_head
-from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList
+from eldric.wire.cluster import covers
+from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList, model_of
+from eldric.wire.translate import Translator
+from eldric.wire.translated import TRANSLATED
 
 
 def _refuse_while_loading(st: WorkerState) -> None:
@@ -28,12 +31,14 @@ def _refuse_while_loading(st: WorkerState) -> None:
                                   code="model_loading", headers={"Retry-After": "2"})
 
 
-async def _relay(request: LaneRequest, body: bytes) -> Answer:
+async def _relay(request: LaneRequest, body: bytes, path: str | None = None,
+                 translate: Translator | None = None) -> Answer:
     """Forward to the backend; a backend that cannot be reached is marked down at once."""
     st = request.app[WORKER]
     _refuse_while_loading(st)
     try:
-        resp = await forward(request, st.target, request.path, body, timeouts=st.timeouts)
+        resp = await forward(request, st.target, path or request.path, body,
+                             timeouts=st.timeouts, translate=translate)
     except UpstreamFailure as exc:
         request.app[keys.BUS].mark_down(st.upstream, exc)
         raise _as_error(st, exc) from None
@@ -57,6 +62,23 @@ async def inference(request: LaneRequest) -> Answer:
     body = await read_body(request)
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
+    return await _relay(request, body)
+
+
+async def translated(request: LaneRequest) -> Answer:
+    """A client API path the backend lacks (eldric.wire.translated: /v1/messages,
+    /api/chat…): the body translated to the backend's Chat Completions (or embeddings),
+    the reply translated back, streamed included."""
+    body = await read_body(request)
+    t = TRANSLATED[request.path].factory(body)
+    request[keys.HOP].model = t.model
+    return await _relay(request, t.request(), t.upstream_path, t)
+
+
+async def native(request: LaneRequest) -> Answer:
+    """A client API path the backend serves itself: relayed as it is."""
+    body = await read_body(request)
+    request[keys.HOP].model = model_of(body)
     return await _relay(request, body)
 
 
@@ -123,6 +145,12 @@ def add_routes(app: web.Application) -> None:
     for path in HEAD_BY_PATH:
         refused = path == "/v1/embeddings" and not serves_embeddings
         fast_post(app, path, embeddings_disabled if refused else inference)
+    st = app[WORKER]
+    for path in TRANSLATED:
+        if path in st.translated:
+            fast_post(app, path, translated)
+        elif st.paths is None or covers(st.paths, path):
+            fast_post(app, path, native)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)

@@ -13,7 +13,8 @@ from eldric.bus import UpstreamState
 from eldric.bus.prober import HEALTHY, Prober, Verdict, on_bus
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
-from eldric.wire.cluster import BackendInfo, Load, WorkerHealth
+from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers
+from eldric.wire.translated import TRANSLATED
 
 log = structlog.get_logger("eldric.worker")
 
@@ -63,6 +64,17 @@ def load_of(st: WorkerState) -> Load:
                 active_requests=st.upstream.active, max_concurrency=st.max_concurrency)
 
 
+def translated_paths(st: WorkerState) -> list[str]:
+    """The client API paths this worker translates (eldric.wire.translated): those its
+    backend does not serve natively but whose translation's target it does. A backend
+    that takes any path (None) is given each as it is."""
+    native = st.paths
+    if native is None:
+        return []
+    return [p for p, tr in TRANSLATED.items()
+            if not covers(native, p) and covers(native, tr.needs)]
+
+
 def served_paths(st: WorkerState) -> list[str] | None:
     """The API paths this worker advertises: --paths, else what its backend type serves
     (the embedded llama.cpp serves embeddings and rerank only when they are turned on)."""
@@ -90,5 +102,6 @@ def worker_health(app: web.Application) -> WorkerHealth:
         load=load_of(st),
         uptime_seconds=round(time.time() - app[keys.ROLE].started, 3),
         version=__version__,
-        paths=st.paths,
+        paths=st.paths if st.paths is None else [*st.paths, *st.translated],
+        translated=st.translated,
     )

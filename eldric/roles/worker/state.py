@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -26,7 +26,8 @@ class WorkerState:
     membership: Membership | None = None  # set at start-up
     loading: bool = False  # the embedded backend's model is still loading
     load_error: str | None = None  # ... or could not be loaded (it stays "loading")
-    paths: list[str] | None = None  # what /health advertises (health.served_paths)
+    paths: list[str] | None = None  # served natively (health.served_paths)
+    translated: list[str] = field(default_factory=list)  # health.translated_paths
 
     @property
     def worker_id(self) -> str | None:
