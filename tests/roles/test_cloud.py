@@ -314,9 +314,11 @@ async def test_paths_models_retrieve_and_not_here(provider, aiohttp_server, tmp_
     async with run_cloud(tmp_path / "a", f"first:{ua},second:{ub}") as a, \
             run_cloud(tmp_path / "b", only_claude) as b:
         async with aiohttp.ClientSession() as s:
-            async with s.get(a["cloud"] + "/health") as r:
-                assert (await r.json())["paths"] == [
+            async with s.get(a["cloud"] + "/health") as r:  # then the APIs it translates
+                paths = (await r.json())["paths"]
+                assert paths[:3] == [
                     "/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+                assert "/v1/responses" in paths[3:]
             async with s.get(b["cloud"] + "/health") as r:  # Anthropic: chat only
                 assert (await r.json())["paths"] == ["/v1/chat/completions"]
             # a backend that does not implement a path: the next one is asked; the

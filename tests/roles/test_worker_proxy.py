@@ -207,10 +207,15 @@ async def test_health_advertises_the_paths_its_backend_serves(fake_openai_server
             run_eldric("worker", tmp_path / "c", backend="openai", port=0, bind="127.0.0.1",
                        backend_url=url_of(fake_openai_server)) as c:
         async with aiohttp.ClientSession() as s:
-            async with s.get(a["worker"] + "/health") as r:
-                assert (await r.json())["paths"] == ["/v1/chat/completions", "/v1/completions"]
+            async with s.get(a["worker"] + "/health") as r:  # and the client APIs it translates
+                health = await r.json()
+                assert health["paths"] == ["/v1/chat/completions", "/v1/completions",
+                                           *health["translated"]]
+                assert "/v1/responses" in health["translated"]
             async with s.get(b["worker"] + "/health") as r:  # --paths overrides the table
-                assert (await r.json())["paths"] == ["/v1/chat/completions", "/v1/rerank"]
+                health = await r.json()
+                assert health["paths"] == ["/v1/chat/completions", "/v1/rerank",
+                                           *health["translated"]]
             async with s.get(c["worker"] + "/health") as r:  # OpenAI itself: any path
                 assert (await r.json())["paths"] is None
 
