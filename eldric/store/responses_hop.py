@@ -15,14 +15,19 @@ backend was sent (documented in docs/design-notes.md).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
+from eldric import keys
+from eldric.auth import presented_key
 from eldric.bus.routes import json_response
-from eldric.errors import BadRequest, NotFound
-from eldric.store.responses import Responses, Stored
+from eldric.errors import BadRequest, EldricError, NotFound
+from eldric.exchange import Answer, LaneRequest
+from eldric.store.responses import Responses, Stored, owner_of
+from eldric.stream.sse import Tap
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
@@ -50,9 +55,13 @@ def own_items(value: Any) -> list[dict]:
     return [i for i in value if isinstance(i, dict)] if isinstance(value, list) else []
 
 
-def _not_found(rid: str, param: str | None = None) -> NotFound:
-    return NotFound(f"no response with id {rid!r} (unknown, expired, deleted, or made with "
-                    "another API key)", param=param, code="response_not_found")
+class UnknownResponse(NotFound):
+    code = "response_not_found"
+
+
+def _not_found(rid: str, param: str | None = None) -> UnknownResponse:
+    return UnknownResponse(f"no response with id {rid!r} (unknown, expired, deleted, or "
+                           "made with another API key)", param=param)
 
 
 class Turn:
@@ -109,12 +118,14 @@ class Turn:
                 return
 
 
-async def begin(store: Responses | None, owner: str, body: bytes) -> Turn | None:
+async def begin(store: Responses | None, owner: str, body: bytes, behind: bool = False
+                ) -> Turn | None:
     """The Turn for a POST /v1/responses body, or None when there is no state to keep
     (the store is off, or the client asked for none): the body then goes on untouched.
-    Raises a 404 (the API's shape, eldric's code) for a previous_response_id this owner
-    has no response for; a body that is not a Responses request is left to the next hop
-    to refuse."""
+    A previous_response_id this owner has no response for is a 404 (the API's shape,
+    eldric's code), unless a hop `behind` this one may know it: the body then goes on
+    untouched too, for that hop to answer. A body that is not a Responses request is left
+    to the next hop to refuse."""
     if store is None:
         return None
     try:
@@ -129,11 +140,39 @@ async def begin(store: Responses | None, owner: str, body: bytes) -> Turn | None
     if head.previous_response_id is not None:
         earlier = await store.conversation(owner, head.previous_response_id)
         if earlier is None:
+            if behind:
+                return None
             raise _not_found(head.previous_response_id, "previous_response_id")
         req["input"] = [*earlier, *items]
         del req["previous_response_id"]
     req["store"] = False
     return Turn(store, owner, _encode(req), keep, items, head.previous_response_id)
+
+
+async def key_owner(request: LaneRequest) -> tuple[str, dict[str, str]]:
+    """Whose request this is on a hop without clients of its own (router, worker, cloud):
+    the key it presents, if any; and no headers of the hop's own for the reply."""
+    return owner_of(presented_key(request)), {}
+
+
+Relay = Callable[[bytes, Tap | None], Awaitable[Answer]]
+
+
+async def stateful(request: LaneRequest, body: bytes, relay: Relay, owner: str | None = None,
+                   behind: bool = False) -> Answer:
+    """A POST to a hop that may keep /v1/responses state: `relay(body, tap)` with the
+    hop's store around it (the expanded, stateless body; the tap that keeps a streamed
+    reply) when it has one and the path is /v1/responses; else `relay(body, None)`.
+    `owner`: whose request (default: the key it presents); `behind`: see begin()."""
+    store = request.app.get(keys.RESPONSES)
+    turn = None
+    if store is not None and request.path == PATH and request.method == "POST":
+        if owner is None:
+            owner = owner_of(presented_key(request))
+        turn = await begin(store, owner, body, behind)
+    if turn is None:
+        return await relay(body, None)
+    return turn.whole(await relay(turn.body, turn.tap))
 
 
 # ---------------------------------------------------------------- GET / DELETE
@@ -181,3 +220,44 @@ async def input_items(store: Responses, owner: str, rid: str,
                           "first_id": page[0]["id"] if page else None,
                           "last_id": page[-1]["id"] if page else None,
                           "has_more": len(items) > limit})
+
+
+Owner = Callable[[LaneRequest], Awaitable[tuple[str, dict[str, str]]]]
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _stored(action: Callable[..., Awaitable[web.Response]], owner: Owner,
+            behind: Handler | None) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        who, headers = await owner(request)
+        try:
+            args = (request.query,) if action is input_items else ()
+            try:
+                resp = await action(request.app[keys.RESPONSES], who,
+                                    request.match_info["id"], *args)
+            except UnknownResponse:
+                if behind is None:
+                    raise
+                return await behind(request)
+        except EldricError as exc:
+            exc.headers = {**headers, **exc.headers}
+            raise
+        resp.headers.update(headers)
+        return resp
+    return handler
+
+
+def add_stored_routes(app: web.Application, owner: Owner = key_owner,
+                      behind: Handler | None = None) -> None:
+    """GET and DELETE of a stored response (and its input items), for the key that made
+    it, on a role whose store is on; before the role's catch-all /v1 route. An id the
+    store does not know goes to `behind` (the catch-all's relay) where a hop behind may
+    know it, else is a 404. Without the store they are relayed like any /v1 path."""
+    if keys.RESPONSES not in app:
+        return
+    r = app.router
+    r.add_get(PATH + "/{id}", _stored(retrieve, owner, behind))
+    r.add_delete(PATH + "/{id}", _stored(delete, owner, behind))
+    r.add_get(PATH + "/{id}/input_items", _stored(input_items, owner, behind))

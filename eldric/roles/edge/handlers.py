@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -24,7 +23,7 @@ from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
 from eldric.store.responses_hop import PATH as RESPONSES_PATH
-from eldric.store.responses_hop import begin, delete, input_items, retrieve
+from eldric.store.responses_hop import add_stored_routes, stateful
 from eldric.stream.sse import Tap
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, model_of
@@ -98,7 +97,7 @@ async def admit(request: LaneRequest, es: EdgeState) -> tuple[Client | None, dic
 
 
 async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None, body: bytes,
-                      headers: dict[str, str], tap: Tap | None = None) -> Answer:
+                      tap: Tap | None = None, *, headers: dict[str, str]) -> Answer:
     name = client.name if client else "anonymous"
     es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
     routers = ToRouters(request, es.routers, es.timeouts, body, headers, tap)
@@ -119,7 +118,7 @@ async def proxy(request: LaneRequest) -> Answer:
             request[keys.HOP].model = decode_head(body, kind).model
         elif request.path in TRANSLATED:
             request[keys.HOP].model = model_of(body)
-        return await _to_routers(request, es, client, body, headers)
+        return await _to_routers(request, es, client, body, headers=headers)
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
         raise
@@ -128,8 +127,10 @@ async def proxy(request: LaneRequest) -> Answer:
 # ---------------------------------------------------------------- /v1/responses state
 
 
-def _owner(client: Client | None) -> str:
-    return client.key_hash if client is not None else ""  # owner_of(the key)
+async def _owner(request: LaneRequest) -> tuple[str, dict[str, str]]:
+    """The client's key (its digest: owner_of) owns what it stores; and the headers."""
+    client, headers = await admit(request, request.app[EDGE])
+    return (client.key_hash if client is not None else ""), headers
 
 
 async def responses(request: LaneRequest) -> Answer:
@@ -140,31 +141,12 @@ async def responses(request: LaneRequest) -> Answer:
     try:
         body = await read_body(request)
         request[keys.HOP].model = model_of(body)
-        turn = await begin(request.app[keys.RESPONSES], _owner(client), body)
-        if turn is None:
-            return await _to_routers(request, es, client, body, headers)
-        return turn.whole(await _to_routers(request, es, client, turn.body, headers, turn.tap))
+        return await stateful(request, body, functools.partial(
+            _to_routers, request, es, client, headers=headers),
+            client.key_hash if client is not None else "")
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
         raise
-
-
-def _stored(action: Callable[..., Awaitable[web.Response]]
-            ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """GET/DELETE of a stored response, for the key that made it."""
-    async def handler(request: web.Request) -> web.Response:
-        es = request.app[EDGE]
-        client, headers = await admit(request, es)
-        try:
-            args = (request.query,) if action is input_items else ()
-            resp = await action(request.app[keys.RESPONSES], _owner(client),
-                                request.match_info["id"], *args)
-        except EldricError as exc:
-            exc.headers = {**headers, **exc.headers}
-            raise
-        resp.headers.update(headers)
-        return resp
-    return handler
 
 
 # ---------------------------------------------------------------- clients (admin)
@@ -299,13 +281,9 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     for path in HEAD_BY_PATH:  # the inference routes also take the fast lane
         fast_post(app, path, proxy)
-    stateful = keys.RESPONSES in app  # the store is on: /v1/responses is answered here
     for path in TRANSLATED:  # the client APIs workers translate (/v1/messages, /api/chat…)
-        fast_post(app, path, responses if stateful and path == RESPONSES_PATH else proxy)
-    if stateful:
-        r.add_get(RESPONSES_PATH + "/{id}", _stored(retrieve))
-        r.add_delete(RESPONSES_PATH + "/{id}", _stored(delete))
-        r.add_get(RESPONSES_PATH + "/{id}/input_items", _stored(input_items))
+        fast_post(app, path, responses if path == RESPONSES_PATH else proxy)
+    add_stored_routes(app, _owner)  # GET/DELETE /v1/responses/{id}, when the store is on
     r.add_route("*", "/v1/{tail:.*}", proxy)
     r.add_post("/api/v1/clients/register", register_client)
     r.add_get("/api/v1/clients", list_clients)
