@@ -29,6 +29,9 @@ class Knobs:
         self.cancelled_at: float | None = None
         self.api_key: str | None = None  # when set, every call needs "Bearer <api_key>"
         self.models = list(MODELS)
+        # (name, arguments) pairs: answer with these tool calls (finish_reason tool_calls),
+        # streamed as OpenAI streams them: id and name first, the arguments in fragments
+        self.tool_calls: list[tuple[str, str]] | None = None
 
 
 KNOBS = web.AppKey("knobs", Knobs)
@@ -75,12 +78,16 @@ async def chat(request: web.Request) -> web.StreamResponse:
             raise
     words = [f" w{i}" for i in range(knobs.tokens)]
     created = int(time.time())
+    calls = [{"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
+             for i, (n, a) in enumerate(knobs.tool_calls or ())]
     if not body.get("stream"):
+        message = ({"role": "assistant", "content": None, "tool_calls": calls} if calls
+                   else {"role": "assistant", "content": "".join(words)})
         return web.json_response({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": created,
             "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "".join(words)},
-                         "logprobs": None, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message,
+                         "logprobs": None, "finish_reason": "tool_calls" if calls else "stop"}],
             "usage": {"prompt_tokens": 3, "completion_tokens": len(words),
                       "total_tokens": 3 + len(words)}})
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -93,6 +100,9 @@ async def chat(request: web.Request) -> web.StreamResponse:
                                                  "finish_reason": finish}]}) + "\n\n").encode()
     try:
         await resp.write(chunk({"role": "assistant", "content": ""}))
+        if calls:
+            await _stream_calls(resp, chunk, calls)
+            words = []
         for i, w in enumerate(words):
             if knobs.die_after is not None and i == knobs.die_after:
                 request.transport.close()  # the backend dies mid-stream
@@ -100,7 +110,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             if knobs.delay:
                 await asyncio.sleep(knobs.delay)
             await resp.write(chunk({"content": w}))
-        await resp.write(chunk({}, "stop"))
+        await resp.write(chunk({}, "tool_calls" if calls else "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(("data: " + json.dumps({
                 "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
@@ -112,6 +122,18 @@ async def chat(request: web.Request) -> web.StreamResponse:
         _gone(knobs)
         raise
     return resp
+
+
+async def _stream_calls(resp: web.StreamResponse, chunk, calls: list[dict]) -> None:  # type: ignore[no-untyped-def]
+    for i, call in enumerate(calls):
+        fn = call["function"]
+        await resp.write(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                                "function": {"name": fn["name"],
+                                                             "arguments": ""}}]}))
+        args = fn["arguments"]
+        for j in range(0, len(args), 3):
+            await resp.write(chunk({"tool_calls": [{"index": i, "function": {
+                "arguments": args[j:j + 3]}}]}))
 
 
 def _gone(knobs: Knobs) -> None:
