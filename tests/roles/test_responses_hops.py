@@ -18,14 +18,14 @@ KEYS = ["sk-a", "sk-b"]
 
 
 @contextlib.asynccontextmanager
-async def cluster(tmp_path):
-    """worker (mock) <- router <- edge (two API keys): each hop's URL."""
+async def cluster(tmp_path, **edge):
+    """worker (mock) <- router <- edge (two API keys, and these flags): each hop's URL."""
     async with run_eldric("worker", tmp_path / "w", backend="mock", port=0,
                           bind="127.0.0.1") as w, \
             run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
                        workers=w["worker"]) as r, \
             run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0, bind="127.0.0.1",
-                       routers=r["router"], api_key=KEYS) as e:
+                       routers=r["router"], api_key=KEYS, **edge) as e:
         yield {**w, **r, **e}
 
 

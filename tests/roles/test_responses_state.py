@@ -10,14 +10,10 @@ import aiohttp
 import openai
 import pytest
 
-from tests.roles.test_responses_hops import MODEL, TEXT, cluster, prompt_tokens, sdk
 from tests.conftest import run_eldric
-
-
-@pytest.fixture
-async def hops(tmp_path):
-    async with cluster(tmp_path) as urls:
-        yield urls
+from tests.roles.test_responses_hops import (  # noqa: F401 - hops is a fixture
+    MODEL, TEXT, cluster, hops, prompt_tokens, sdk,
+)
 
 
 def not_found(info: pytest.ExceptionInfo) -> None:
@@ -124,23 +120,18 @@ async def test_ttl_from_the_config(tmp_path):
 
 
 async def test_with_the_edge_store_off_the_router_keeps_it(tmp_path):
-    async with run_eldric("worker", tmp_path / "w", backend="mock", port=0,
-                          bind="127.0.0.1") as w, \
-            run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
-                       workers=w["worker"]) as r, \
-            run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0, bind="127.0.0.1",
-                       routers=r["router"], api_key=["sk-a"], responses_store=False) as e:
-        c = sdk(e["edge"])
+    async with cluster(tmp_path, responses_store=False) as urls:
+        c = sdk(urls["edge"])
         r1 = await c.responses.create(model=MODEL, input="hi")
         r2 = await c.responses.create(model=MODEL, input="more", previous_response_id=r1.id)
         assert r2.usage.input_tokens == prompt_tokens("hi", TEXT, "more")
         assert (await c.responses.retrieve(r2.id)).id == r2.id  # relayed to the router
         # the router sees no client key (the edge keeps those): it is the keyless owner's
         async with aiohttp.ClientSession() as s:
-            async with s.get(r["router"] + f"/v1/responses/{r2.id}") as resp:
+            async with s.get(urls["router"] + f"/v1/responses/{r2.id}") as resp:
                 assert resp.status == 200 and (await resp.json())["id"] == r2.id
         with pytest.raises(openai.NotFoundError):
-            await sdk(r["router"], "another-key").responses.retrieve(r2.id)
+            await sdk(urls["router"], "another-key").responses.retrieve(r2.id)
 
 
 async def test_farm_mode_edges_share_responses_in_redis(tmp_path, redis_url):
