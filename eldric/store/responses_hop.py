@@ -225,12 +225,13 @@ async def input_items(store: Responses, owner: str, rid: str,
 Owner = Callable[[LaneRequest], Awaitable[tuple[str, dict[str, str]]]]
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# a role's relay of the path (its catch-all /v1 handler), on either lane's request
+Behind = Callable[[Any], Awaitable[Any]]
 
 
 def _stored(action: Callable[..., Awaitable[web.Response]], owner: Owner,
-            behind: Handler | None) -> Handler:
-    async def handler(request: web.Request) -> web.StreamResponse:
+            behind: Behind | None) -> Callable[[web.Request], Awaitable[Any]]:
+    async def handler(request: web.Request) -> Any:
         who, headers = await owner(request)
         try:
             args = (request.query,) if action is input_items else ()
@@ -250,7 +251,7 @@ def _stored(action: Callable[..., Awaitable[web.Response]], owner: Owner,
 
 
 def add_stored_routes(app: web.Application, owner: Owner = key_owner,
-                      behind: Handler | None = None) -> None:
+                      behind: Behind | None = None) -> None:
     """GET and DELETE of a stored response (and its input items), for the key that made
     it, on a role whose store is on; before the role's catch-all /v1 route. An id the
     store does not know goes to `behind` (the catch-all's relay) where a hop behind may
