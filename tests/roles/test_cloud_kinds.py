@@ -39,6 +39,6 @@ async def test_a_path_a_kind_does_not_serve_is_refused_and_the_union_is_advertis
                 assert r.status == 400 and err["code"] == "invalid_request"
                 assert "/v1/chat/completions" in err["message"]
             assert claude.app[fake_anthropic.KNOBS].requests == []
-            async with s.get(urls["cloud"] + "/health") as r:  # then what it translates
+            async with s.get(urls["cloud"] + "/health") as r:  # then the translated ones
                 assert (await r.json())["paths"][:3] == [
                     "/v1/chat/completions", "/v1/completions", "/v1/embeddings"]

@@ -82,7 +82,7 @@ async def test_a_whole_reply_is_translated(shout, fake, tmp_path):
         assert sent["path"] == "/v1/chat/completions"  # the translation went upstream
         async with s.get(urls["worker"] + "/health") as r:
             health = await r.json()
-        assert health["translated"] == [PATH] and PATH in health["paths"]
+        assert PATH in health["translated"] and PATH in health["paths"]
 
 
 async def test_a_stream_is_translated_event_by_event(shout, fake, tmp_path):

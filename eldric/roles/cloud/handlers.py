@@ -27,6 +27,7 @@ from eldric.stream import UpstreamFailure
 from eldric.stream.failover import Failover
 from eldric.stream.sse import Tap
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers
+from eldric.wire import ollama
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Model, ModelList
 from eldric.wire.translate import Translator
@@ -85,7 +86,7 @@ async def _translated(request: web.Request, body: bytes, keep: Tap | None
     t = translation.factory(body)
     request[keys.HOP].model = t.model
     chat = t.request()
-    tries = _Backends(request, cs, body, decode_head(chat, _HEADS[translation.needs]))
+    tries = _Backends(request, cs, body, decode_head(chat, _HEADS[t.upstream_path]))
     tries.translation = (t, chat, translation.needs)
     tries.keep = keep
     resp = await tries.run()
@@ -123,7 +124,7 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
                 raise _unserved(backend)
             self.cs.metrics.request(backend.name, model)
             return openai_call.call(self.request, self.cs, backend, model, chat, self.head,
-                                    path=needs, translate=t, keep=self.keep)
+                                    path=t.upstream_path, translate=t, keep=self.keep)
         if not covers(kind.paths, path):
             raise _unserved(backend)
         self.cs.metrics.request(backend.name, model)
@@ -166,7 +167,7 @@ def served_paths(cs: CloudState) -> list[str]:
     native = [p for p in HEAD_BY_PATH if any(p in b.kind.paths for b in live)]
     return native + [p for p, tr in TRANSLATED.items() if p not in native and any(
         covers(b.kind.paths, p) or (tr.needs in b.kind.paths and b.kind.call is openai_call.call)
-        for b in live)]
+        for b in live)] + ([ollama.SHOW] if live else [])  # ollama_api answers it
 
 
 class BackendCounts(msgspec.Struct, omit_defaults=False):

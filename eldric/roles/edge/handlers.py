@@ -25,6 +25,7 @@ from eldric.serve.server import fast_post
 from eldric.store.responses_hop import PATH as RESPONSES_PATH
 from eldric.store.responses_hop import add_stored_routes, stateful
 from eldric.stream.sse import Tap
+from eldric.wire import ollama
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, model_of
 from eldric.wire.translated import TRANSLATED
@@ -116,7 +117,7 @@ async def proxy(request: LaneRequest) -> Answer:
         kind = HEAD_BY_PATH.get(request.path)
         if kind is not None and request.method == "POST":
             request[keys.HOP].model = decode_head(body, kind).model
-        elif request.path in TRANSLATED:
+        elif request.path in TRANSLATED or request.path == ollama.SHOW:
             request[keys.HOP].model = model_of(body)
         return await _to_routers(request, es, client, body, headers=headers)
     except EldricError as exc:
@@ -283,6 +284,9 @@ def add_routes(app: web.Application) -> None:
         fast_post(app, path, proxy)
     for path in TRANSLATED:  # the client APIs workers translate (/v1/messages, /api/chat…)
         fast_post(app, path, responses if path == RESPONSES_PATH else proxy)
+    fast_post(app, ollama.SHOW, proxy)  # Ollama's model endpoints, answered by the routers
+    for path in ollama.LISTING:
+        r.add_get(path, proxy)
     add_stored_routes(app, _owner)  # GET/DELETE /v1/responses/{id}, when the store is on
     r.add_route("*", "/v1/{tail:.*}", proxy)
     r.add_post("/api/v1/clients/register", register_client)

@@ -10,6 +10,7 @@ from aiohttp import web
 from eldric import keys
 from eldric.registry import Role
 from eldric.roles.router.config import RouterConfig
+from eldric.roles.router import ollama_api
 from eldric.roles.router.handlers import add_routes
 from eldric.roles.router.health import prober, waiting_for
 from eldric.roles.router.membership import membership
@@ -67,6 +68,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
     app.cleanup_ctx.append(_lifecycle)
     install(app, cfg.responses)  # the /v1/responses store (eldric.store.responses)
     add_routes(app)
+    ollama_api.add_routes(app)
 
 
 ROLE = Role(

@@ -28,9 +28,11 @@ class BackendKind:
 
 
 KINDS: dict[str, BackendKind] = {
-    # Ollama: /v1/responses since 0.13.3, Anthropic's /v1/messages since 0.14.
+    # Ollama: /v1/responses since 0.13.3, Anthropic's /v1/messages since 0.14; its own
+    # API (/api/chat, /api/show, …) relayed untouched.
     "ollama": BackendKind("http://127.0.0.1:11434", "/api/tags",
-                          (*_OPENAI, "/v1/responses", "/v1/messages"), native_tags=True),
+                          (*_OPENAI, "/v1/responses", "/v1/messages", "/api"),
+                          native_tags=True),
     "vllm": BackendKind("http://127.0.0.1:8000", "/v1/models",
                         (*_LLAMACPP, "/v1/score", "/v1/audio")),
     "llamacpp": BackendKind("http://127.0.0.1:8080", "/v1/models", _LLAMACPP),

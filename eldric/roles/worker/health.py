@@ -12,6 +12,7 @@ from eldric import __version__, keys
 from eldric.bus import UpstreamState
 from eldric.bus.prober import HEALTHY, Prober, Verdict, on_bus
 from eldric.roles.worker.backends import parse_models
+from eldric.roles.worker.ollama_api import ANSWERED
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers
 from eldric.wire.translated import TRANSLATED
@@ -72,7 +73,8 @@ def translated_paths(st: WorkerState) -> list[str]:
     if native is None:
         return []
     return [p for p, tr in TRANSLATED.items()
-            if not covers(native, p) and covers(native, tr.needs)]
+            if not covers(native, p) and covers(native, tr.needs)] + [
+        p for p in ANSWERED if not covers(native, p)]  # Ollama's /api/show, answered here
 
 
 def served_paths(st: WorkerState) -> list[str] | None:

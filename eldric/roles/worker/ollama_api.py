@@ -1,0 +1,68 @@
+"""The worker's Ollama model endpoints: GET /api/tags, /api/version, /api/ps and
+POST /api/show. Relayed as they are to an Ollama backend; answered here for any other
+(eldric.wire.ollama's bodies), from the backend's model list and, for the embedded
+llama.cpp, the GGUF file's own metadata. /api/chat, /api/generate and /api/embed are
+eldric.wire.translated paths (handlers.add_routes)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aiohttp import web
+
+from eldric import keys
+from eldric.errors import ModelNotFound
+from eldric.http import read_body
+from eldric.ollama_api import add_listing, answer
+from eldric.roles.worker import gguf
+from eldric.roles.worker.embedded import default_model
+from eldric.roles.worker.handlers import _backend_models, native
+from eldric.roles.worker.state import WORKER, WorkerState
+from eldric.wire import ollama
+from eldric.wire.cluster import covers
+
+# answered by the worker itself where the backend is not an Ollama (routers route
+# /api/show by model, and answer the others from the cluster's list themselves)
+ANSWERED = (ollama.SHOW,)
+
+
+async def show(request: web.Request) -> web.Response:
+    model = ollama.show_model(await read_body(request))
+    request[keys.HOP].model = model
+    if model not in await _backend_models(request):
+        raise ModelNotFound(f"model '{model}' not found", param="model")
+    return answer(ollama.show(**_description(request.app[WORKER])))
+
+
+def _description(st: WorkerState) -> dict[str, Any]:
+    capabilities = ["completion"]
+    if st.cfg.backend == "mock" or (st.cfg.backend == "embedded" and st.cfg.embeddings):
+        capabilities.append("embedding")
+    if st.cfg.backend != "embedded":
+        return {"capabilities": capabilities}
+    path = st.cfg.model or default_model()
+    info = _gguf_info(path) if path else {}
+    family = str(info.get("general.architecture") or "")
+    return {"model_info": info, "capabilities": capabilities,
+            "model_details": ollama.details(family=family, format="gguf",
+                                            parameter_size=str(info.get("general.size_label")
+                                                               or ""))}
+
+
+@functools.cache
+def _gguf_info(path: str) -> dict[str, Any]:
+    """The GGUF header's scalars, as Ollama's model_info has them (general.architecture,
+    <arch>.context_length…); the chat template is a template, not model info."""
+    return {k: v for k, v in gguf.scalars(path).items() if k != "tokenizer.chat_template"}
+
+
+def add_routes(app: web.Application) -> None:
+    st = app[WORKER]
+    if st.paths is None or covers(st.paths, "/api"):  # an Ollama: all of it relayed
+        for path in ollama.LISTING:
+            app.router.add_get(path, native)
+        app.router.add_post(ollama.SHOW, native)
+        return
+    add_listing(app, _backend_models)
+    app.router.add_post(ollama.SHOW, show)

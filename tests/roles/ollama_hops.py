@@ -1,0 +1,32 @@
+"""Helpers of the Ollama API tests: a worker, a router in front of it and an edge in front
+of that, and the `ollama` client pointed at one of them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import ollama
+
+from tests.conftest import run_eldric
+
+KEY = "sk-ollama"
+
+
+@contextlib.asynccontextmanager
+async def hops(tmp_path, edge_flags: dict | None = None,
+               **worker_flags) -> AsyncIterator[dict[str, str]]:
+    """{"worker", "router", "edge"}: the URL of each hop, the edge keyed with KEY."""
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          **worker_flags) as w, \
+            run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                       workers=w["worker"], health_interval=100) as r, \
+            run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0, bind="127.0.0.1",
+                       routers=r["router"], api_key=KEY, **(edge_flags or {})) as e:
+        yield {"worker": w["worker"], "router": r["router"], "edge": e["edge"]}
+
+
+def client(url: str) -> ollama.AsyncClient:
+    """The ollama client as its users make it; with the edge's key (the client sends
+    OLLAMA_API_KEY as a bearer token, here given as the header it becomes)."""
+    return ollama.AsyncClient(host=url, headers={"Authorization": f"Bearer {KEY}"})
