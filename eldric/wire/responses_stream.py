@@ -23,29 +23,76 @@ from eldric.wire.responses_reply import (
 )
 
 _encode = msgspec.json.encode
-_decode = msgspec.json.decode
 
 
 def data_of(event: bytes) -> bytes | None:
     """The data of one SSE event (its data lines joined, as the SSE spec says)."""
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return event[6:]  # what Chat Completions servers send: one data line
     lines = [line[5:].lstrip(b" ") if line.startswith(b"data:") else None
              for line in event.splitlines()]
     data = [d for d in lines if d is not None]
     return b"\n".join(data) if data else None
 
 
+# A chunk, decoded only as far as the translation reads it (unknown fields skipped).
+class _Fn(msgspec.Struct):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _Call(msgspec.Struct):
+    index: int | None = None
+    id: str | None = None
+    function: _Fn | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+    tool_calls: list[_Call] | None = None
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: dict[str, Any] | None = None
+    error: Any = None
+
+
+_chunk = msgspec.json.Decoder(_Chunk)
+
+# The head of every delta event of an item, made once: its event name, type, item_id,
+# output_index (content_index), up to the delta itself.
+_TEXT_HEAD = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+              b'"item_id":"%s","output_index":%d,"content_index":0,"delta":')
+_ARGS_HEAD = (b'event: response.function_call_arguments.delta\ndata: {"type":'
+              b'"response.function_call_arguments.delta","item_id":"%s","output_index":%d,'
+              b'"delta":')
+
+
 class _Item:
     """An output item being streamed: where it is, and what it holds so far."""
 
-    __slots__ = ("index", "id", "kind", "text", "call_id", "name")
+    __slots__ = ("index", "id", "kind", "parts", "call_id", "name", "head")
 
     def __init__(self, index: int, kind: str, call_id: str = "", name: str = "") -> None:
         self.index = index
         self.kind = kind
         self.id = new_id("msg" if kind == "message" else "fc")
-        self.text = ""  # the message's text, or the call's arguments
+        self.parts: list[str] = []  # the message's text, or the call's arguments
         self.call_id = call_id
         self.name = name
+        self.head = (_TEXT_HEAD if kind == "message" else _ARGS_HEAD) % (
+            self.id.encode(), index)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
     def done(self, status: str = "completed") -> dict:
         if self.kind == "message":
@@ -88,32 +135,39 @@ class ResponseStream(Reply):
             self._end(out)
             return b"".join(out)
         try:
-            chunk = _decode(data)
-        except msgspec.DecodeError:
-            return b""  # a comment or a keep-alive in another shape: nothing to say
-        chunk = _dict(chunk)
+            chunk = _chunk.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return b""  # a comment, a keep-alive, or not a chunk: nothing to say
         self._start(out)
-        if chunk.get("error") is not None:
-            err = _dict(chunk["error"])
+        if chunk.error is not None:
+            err = _dict(chunk.error)
             self._fail(out, str(err.get("message") or "upstream error"),
                        str(err.get("code") or "upstream_error"))
             return b"".join(out)
-        if chunk.get("usage"):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            if _dict(choice).get("index", 0) == 0:
+        if chunk.usage:
+            self._usage = chunk.usage
+        for choice in chunk.choices or ():
+            if choice.index == 0:
                 self._choice(out, choice)
         return b"".join(out)
 
-    def _choice(self, out: list[bytes], choice: dict) -> None:
-        delta = _dict(choice.get("delta"))
-        if isinstance(delta.get("content"), str) and delta["content"]:
-            self._text_delta(out, delta["content"])
-        for j, call in enumerate(delta.get("tool_calls") or ()):
-            self._call_delta(out, _dict(call), j)
-        if choice.get("finish_reason"):
-            self._finish = choice["finish_reason"]
+    def _choice(self, out: list[bytes], choice: _Choice) -> None:
+        delta = choice.delta
+        if delta is not None:
+            if delta.content:
+                self._text_delta(out, delta.content)
+            for j, call in enumerate(delta.tool_calls or ()):
+                self._call_delta(out, call, j)
+        if choice.finish_reason:
+            self._finish = choice.finish_reason
             self._close_items(out)
+
+    def _delta(self, item: _Item, text: str, tail: bytes) -> bytes:
+        """A delta event from the item's head: only the delta and the number encoded."""
+        item.parts.append(text)
+        seq = self._seq
+        self._seq += 1
+        return b"%s%s%s%d}\n\n" % (item.head, _encode(text), tail, seq)
 
     def _text_delta(self, out: list[bytes], text: str) -> None:
         item = self._text
@@ -125,26 +179,20 @@ class ResponseStream(Reply):
             out.append(self._event("response.content_part.added", **self._where(item),
                                    part={"type": "output_text", "text": "",
                                          "annotations": []}))
-        item.text += text
-        out.append(self._event("response.output_text.delta", **self._where(item),
-                               delta=text, logprobs=[]))
+        out.append(self._delta(item, text, b',"logprobs":[],"sequence_number":'))
 
-    def _call_delta(self, out: list[bytes], call: dict, position: int) -> None:
-        index = call.get("index", position)
-        fn = _dict(call.get("function"))
+    def _call_delta(self, out: list[bytes], call: _Call, position: int) -> None:
+        index = position if call.index is None else call.index
+        fn = call.function or _Fn()
         item = self._calls.get(index)
         if item is None:
             self._close_text(out)  # a message's text is over once the calls begin
             item = self._calls[index] = _Item(self._next_index(), "function_call",
-                                              call.get("id") or new_id("call"),
-                                              fn.get("name") or "")
+                                              call.id or new_id("call"), fn.name or "")
             out.append(self._event("response.output_item.added", output_index=item.index,
                                    item=item.done("in_progress")))
-        args = fn.get("arguments")
-        if isinstance(args, str) and args:
-            item.text += args
-            out.append(self._event("response.function_call_arguments.delta",
-                                   item_id=item.id, output_index=item.index, delta=args))
+        if fn.arguments:
+            out.append(self._delta(item, fn.arguments, b',"sequence_number":'))
 
     def output(self) -> list[dict]:
         return [self._output[i] for i in sorted(self._output)]
