@@ -176,14 +176,21 @@ _SCHEMA = (
 
 class SqliteBackend:
     """One table in a Store's SQLite file; expired rows go at each write, and so do the
-    oldest past max_responses (every row has the same TTL: oldest = soonest to expire)."""
+    oldest past max_responses (every row has the same TTL: oldest = soonest to expire).
+    The rows are counted once, then kept count of (an over-count, a replaced row, only
+    brings the exact count, a scan, sooner), so a write scans nothing while under."""
 
     def __init__(self, path: str, cfg: ResponsesConfig) -> None:
         self.store = Store(path, (), _SCHEMA)
         self.cfg = cfg
+        self._rows = 0  # on the store's thread only
 
     async def open(self) -> None:
         await self.store.open()
+
+        def count(db: sqlite3.Connection) -> None:
+            self._rows = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+        await self.store.run(count)
 
     async def close(self) -> None:
         await self.store.close()
@@ -194,12 +201,16 @@ class SqliteBackend:
         def write(db: sqlite3.Connection) -> None:
             with db:
                 db.execute("BEGIN")
-                db.execute("DELETE FROM responses WHERE expires < ?", (now,))
+                gone = db.execute("DELETE FROM responses WHERE expires < ?", (now,)).rowcount
                 db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
                            (owner, rid, now + ttl, value))
-                db.execute("DELETE FROM responses WHERE rowid IN (SELECT rowid FROM "
-                           "responses ORDER BY expires LIMIT max(0, (SELECT count(*) FROM "
-                           "responses) - ?))", (most,))
+                self._rows += 1 - gone
+                if self._rows > most:
+                    self._rows = db.execute("SELECT count(*) FROM responses").fetchone()[0]
+                    db.execute("DELETE FROM responses WHERE rowid IN (SELECT rowid FROM "
+                               "responses ORDER BY expires LIMIT max(0, ? - ?))",
+                               (self._rows, most))
+                    self._rows = min(self._rows, most)
         await self.store.run(write)
 
     async def get(self, owner: str, rid: str) -> bytes | None:
@@ -218,6 +229,7 @@ class SqliteBackend:
             with db:
                 cur = db.execute("DELETE FROM responses WHERE owner = ? AND id = ? AND "
                                  "expires >= ?", (owner, rid, now))
+            self._rows -= cur.rowcount
             return cur.rowcount > 0
         return await self.store.run(remove)
 

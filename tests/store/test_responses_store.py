@@ -119,3 +119,22 @@ async def test_a_response_without_an_id_is_not_kept(make):
 def test_owner_is_a_digest():
     assert owner_of(None) == owner_of("") == ""
     assert A != B and "key-a" not in A and len(A) == 64
+
+
+async def test_the_sqlite_bound_holds_across_a_restart(tmp_path):
+    cfg = ResponsesConfig(max_responses=2)
+    for i in range(3):  # a process per response: each counts what the file holds
+        store = Responses(SqliteBackend(str(tmp_path / "r.db"), cfg), cfg)
+        await store.open()
+        store.save(A, Stored(resp(f"resp_{i}"), []))
+        await store.get(A, f"resp_{i}")
+        await store.close()
+        await asyncio.sleep(0.01)
+    store = Responses(SqliteBackend(str(tmp_path / "r.db"), cfg), cfg)
+    await store.open()
+    assert await store.get(A, "resp_0") is None and await store.get(A, "resp_2")
+    # a replaced row is counted twice: the exact count then says it is still under
+    store.save(A, Stored(resp("resp_2", "again"), []))
+    assert (await store.get(A, "resp_2")).response["output"][0]["content"][0]["text"] == "again"
+    assert await store.get(A, "resp_1") is not None
+    await store.close()
