@@ -5,6 +5,8 @@
   ``max_tokens`` and ``messages`` (else 400 invalid_request_error). Replies are
   ``{"type": "message", ...}`` objects, or with ``"stream": true`` the SSE transcripts
   below replayed byte for byte (the event flow of docs/build-with-claude/streaming).
+- ``POST /v1/messages/count_tokens``: the same checks (``model`` and ``messages``
+  required), ``{"input_tokens": N}`` (here one per word of the messages' text, plus 3).
 - ``GET /v1/models``: the paginated model list (``data``, ``has_more``, ``first_id``,
   ``last_id``), key-checked too.
 - Errors: ``{"type": "error", "error": {"type", "message"}, "request_id"}``.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 from aiohttp import web
 
@@ -148,6 +151,19 @@ def error(status: int, type_: str, message: str) -> web.Response:
                              headers={"request-id": f"req_{uuid.uuid4().hex[:24]}"})
 
 
+async def _record(request: web.Request) -> tuple[Knobs, Any]:
+    """The request kept in Knobs.requests (its body decoded, None when not JSON)."""
+    knobs = request.app[KNOBS]
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = None
+    knobs.requests.append({"path": request.path, "headers": dict(request.headers),
+                           "body": body})
+    return knobs, body
+
+
 def _auth(request: web.Request) -> web.Response | None:
     if request.headers.get("x-api-key") != request.app[KNOBS].api_key:
         return error(401, "authentication_error", "invalid x-api-key")
@@ -171,14 +187,7 @@ def _scenario(knobs: Knobs, body: dict) -> str:
 
 
 async def messages(request: web.Request) -> web.StreamResponse:
-    knobs = request.app[KNOBS]
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    knobs.requests.append({"path": request.path, "headers": dict(request.headers),
-                           "body": body})
+    knobs, body = await _record(request)
     if (denied := _auth(request)) is not None:
         return denied
     if not isinstance(body, dict):
@@ -204,6 +213,21 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def count_tokens(request: web.Request) -> web.Response:
+    knobs, body = await _record(request)
+    if (denied := _auth(request)) is not None:
+        return denied
+    if not isinstance(body, dict) or "model" not in body or "messages" not in body:
+        return error(400, "invalid_request_error", "model and messages: Field required")
+    words = 0
+    for m in body["messages"]:
+        content = m.get("content") if isinstance(m, dict) else None
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        words += sum(len(b.get("text", "").split()) for b in blocks or ()
+                     if isinstance(b, dict))
+    return web.json_response({"input_tokens": words + 3})
+
+
 async def models(request: web.Request) -> web.Response:
     if (denied := _auth(request)) is not None:
         return denied
@@ -215,5 +239,6 @@ def make_app() -> web.Application:
     app = web.Application()
     app[KNOBS] = Knobs()
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     return app

@@ -1,8 +1,10 @@
 """A fake OpenAI-compatible server (as vLLM answers it), with knobs for failure tests.
 
 Shapes follow the OpenAI API: /v1/models, /v1/chat/completions (plain and SSE, with
-stream_options.include_usage), /v1/completions, /v1/embeddings, and errors as
-{"error": {"message", "type", "param", "code"}}.
+stream_options.include_usage; tool calls when Knobs.tool_calls says which, streamed as
+OpenAI does: id and name first, then the arguments in pieces), /v1/completions,
+/v1/embeddings, vLLM's /tokenize (chat messages in, {"count", "max_model_len", "tokens"}
+out), and errors as {"error": {"message", "type", "param", "code"}}.
 """
 
 from __future__ import annotations
@@ -29,9 +31,7 @@ class Knobs:
         self.cancelled_at: float | None = None
         self.api_key: str | None = None  # when set, every call needs "Bearer <api_key>"
         self.models = list(MODELS)
-        # (name, arguments) pairs: answer with these tool calls (finish_reason tool_calls),
-        # streamed as OpenAI streams them: id and name first, the arguments in fragments
-        self.tool_calls: list[tuple[str, str]] | None = None
+        self.tool_calls: list[tuple[str, str, str]] | None = None  # (id, name, arguments)
 
 
 KNOBS = web.AppKey("knobs", Knobs)
@@ -78,16 +78,18 @@ async def chat(request: web.Request) -> web.StreamResponse:
             raise
     words = [f" w{i}" for i in range(knobs.tokens)]
     created = int(time.time())
-    calls = [{"id": f"call_{i}", "type": "function", "function": {"name": n, "arguments": a}}
-             for i, (n, a) in enumerate(knobs.tool_calls or ())]
+    calls, finish = knobs.tool_calls, "tool_calls" if knobs.tool_calls else "stop"
     if not body.get("stream"):
-        message = ({"role": "assistant", "content": None, "tool_calls": calls} if calls
-                   else {"role": "assistant", "content": "".join(words)})
+        message: dict = {"role": "assistant", "content": None if calls else "".join(words)}
+        if calls:
+            message["tool_calls"] = [{"id": i, "type": "function",
+                                      "function": {"name": n, "arguments": a}}
+                                     for i, n, a in calls]
         return web.json_response({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": created,
             "model": body["model"],
-            "choices": [{"index": 0, "message": message,
-                         "logprobs": None, "finish_reason": "tool_calls" if calls else "stop"}],
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": finish}],
             "usage": {"prompt_tokens": 3, "completion_tokens": len(words),
                       "total_tokens": 3 + len(words)}})
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -100,17 +102,21 @@ async def chat(request: web.Request) -> web.StreamResponse:
                                                  "finish_reason": finish}]}) + "\n\n").encode()
     try:
         await resp.write(chunk({"role": "assistant", "content": ""}))
-        if calls:
-            await _stream_calls(resp, chunk, calls)
-            words = []
-        for i, w in enumerate(words):
+        for j, (cid, name, args) in enumerate(calls or ()):
+            await resp.write(chunk({"tool_calls": [{"index": j, "id": cid, "type": "function",
+                                                    "function": {"name": name,
+                                                                 "arguments": ""}}]}))
+            for k in range(0, len(args), 8):
+                await resp.write(chunk({"tool_calls": [{"index": j, "function": {
+                    "arguments": args[k:k + 8]}}]}))
+        for i, w in enumerate([] if calls else words):
             if knobs.die_after is not None and i == knobs.die_after:
                 request.transport.close()  # the backend dies mid-stream
                 return resp
             if knobs.delay:
                 await asyncio.sleep(knobs.delay)
             await resp.write(chunk({"content": w}))
-        await resp.write(chunk({}, "tool_calls" if calls else "stop"))
+        await resp.write(chunk({}, finish))
         if (body.get("stream_options") or {}).get("include_usage"):
             await resp.write(("data: " + json.dumps({
                 "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
@@ -122,18 +128,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
         _gone(knobs)
         raise
     return resp
-
-
-async def _stream_calls(resp: web.StreamResponse, chunk, calls: list[dict]) -> None:  # type: ignore[no-untyped-def]
-    for i, call in enumerate(calls):
-        fn = call["function"]
-        await resp.write(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                                "function": {"name": fn["name"],
-                                                             "arguments": ""}}]}))
-        args = fn["arguments"]
-        for j in range(0, len(args), 3):
-            await resp.write(chunk({"tool_calls": [{"index": i, "function": {
-                "arguments": args[j:j + 3]}}]}))
 
 
 def _gone(knobs: Knobs) -> None:
@@ -167,6 +161,21 @@ async def rerank(request: web.Request) -> web.Response:
         {"index": i, "relevance_score": 1.0 / (i + 1)} for i, _ in enumerate(body["documents"])]})
 
 
+async def tokenize(request: web.Request) -> web.Response:
+    """vLLM's /tokenize of chat messages: here one token per word of each message's text
+    and one per message (a fake's count; the shape is vLLM's)."""
+    knobs, body = await _record(request)
+    if body.get("model") not in knobs.models:
+        return _err(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+    n = 0
+    for m in body.get("messages") or []:
+        content = m.get("content") or ""
+        texts = [content] if isinstance(content, str) else \
+            [p.get("text", "") for p in content if isinstance(p, dict)]
+        n += 1 + sum(len(t.split()) for t in texts)
+    return web.json_response({"count": n, "max_model_len": 8192, "tokens": list(range(n))})
+
+
 @web.middleware
 async def _key_check(request: web.Request, handler):  # type: ignore[no-untyped-def]
     key = request.app[KNOBS].api_key
@@ -185,4 +194,5 @@ def make_app() -> web.Application:
     app.router.add_post("/v1/completions", completions)
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/rerank", rerank)
+    app.router.add_post("/tokenize", tokenize)
     return app

@@ -321,6 +321,7 @@ async def test_paths_models_retrieve_and_not_here(provider, aiohttp_server, tmp_
             async with s.get(b["cloud"] + "/health") as r:  # Anthropic: chat only
                 paths = (await r.json())["paths"]
                 assert paths[0] == "/v1/chat/completions" and "/v1/completions" not in paths
+                assert "/v1/messages" in paths  # and its own Messages API
             # a backend that does not implement a path: the next one is asked; the
             # first is not counted as failing
             ka.fail_status, ka.fail_body = 501, b'{"error": {"message": "not implemented"}}'

@@ -1,4 +1,5 @@
-"""OpenAI chat completions <-> Anthropic Messages translation (eldric.roles.cloud.anthropic).
+"""OpenAI chat completions <-> Anthropic Messages translation, the cloud role's egress
+(eldric.wire.anthropic_egress).
 
 Unit tests both ways, the streaming translator fed with the fake Anthropic's transcripts,
 map_error for every Anthropic error type, and the outputs parsed by the official openai
@@ -18,9 +19,10 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from eldric.errors import BadRequest
-from eldric.roles.cloud.anthropic import (
-    ANTHROPIC_VERSION, DEFAULT_MAX_TOKENS, FINISH, StreamTranslator, from_anthropic, map_error,
-    to_anthropic)
+from eldric.roles.cloud.anthropic_call import map_error
+from eldric.wire.anthropic_egress import DEFAULT_MAX_TOKENS, from_anthropic, to_anthropic
+from eldric.wire.anthropic_egress_stream import StreamTranslator
+from eldric.wire.anthropic_shared import ANTHROPIC_VERSION, FINISH
 from eldric.stream.sse import EventSplitter
 from tests.fakes import anthropic as fake
 

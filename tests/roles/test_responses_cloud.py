@@ -57,7 +57,7 @@ async def test_text_whole_and_streamed(cloud):
 
 async def test_function_calls_round_trip(cloud):
     c, knobs = cloud
-    knobs.tool_calls = [("get_weather", ARGS), ("get_time", "{}")]
+    knobs.tool_calls = [("call_0", "get_weather", ARGS), ("call_1", "get_time", "{}")]
     deltas, events = [], []
     async with c.responses.stream(model=MODEL, input="weather?", tools=TOOLS) as stream:
         async for event in stream:
@@ -66,7 +66,7 @@ async def test_function_calls_round_trip(cloud):
                 deltas.append((event.output_index, event.delta))
         calls = (await stream.get_final_response()).output
     assert "".join(d for i, d in deltas if i == 0) == ARGS
-    assert [d for i, d in deltas if i == 0] == [ARGS[j:j + 3] for j in range(0, len(ARGS), 3)]
+    assert [d for i, d in deltas if i == 0] == [ARGS[j:j + 8] for j in range(0, len(ARGS), 8)]
     assert [(o.type, o.call_id, o.name, o.arguments) for o in calls] == [
         ("function_call", "call_0", "get_weather", ARGS),
         ("function_call", "call_1", "get_time", "{}")]
@@ -75,7 +75,7 @@ async def test_function_calls_round_trip(cloud):
     # the results go back with the chain: the calls are in the conversation already
     knobs.tool_calls = None
     first = await c.responses.create(model=MODEL, input="weather?", tools=TOOLS)
-    knobs.tool_calls = [("get_weather", ARGS)]
+    knobs.tool_calls = [("call_0", "get_weather", ARGS)]
     ask = await c.responses.create(model=MODEL, input="and now?", tools=TOOLS,
                                    previous_response_id=first.id)
     assert ask.output[0].type == "function_call" and ask.output[0].arguments == ARGS

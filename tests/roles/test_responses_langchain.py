@@ -53,7 +53,7 @@ async def test_tool_calls_through_the_edge(aiohttp_server, tmp_path):
             return "18C"
 
         llm = chat(e["edge"], model).bind_tools([get_weather])
-        knobs.tool_calls = [("get_weather", '{"city":"Paris"}')]
+        knobs.tool_calls = [("call_w", "get_weather", '{"city":"Paris"}')]
         for streamed in (False, True):
             if streamed:
                 got = None

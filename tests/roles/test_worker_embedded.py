@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -362,3 +363,48 @@ async def test_an_xllamacpp_it_cannot_drive_is_a_load_failure_not_loading(tmp_pa
             assert r.status == 503
             async with s.get(urls["worker"] + "/health") as r:
                 assert r.status == 503
+
+
+# ---------------------------------------------------------------- Anthropic's /v1/messages
+# llama.cpp serves it (and count_tokens) itself: the worker relays them untouched.
+
+_ANTHROPIC_ID = re.compile(rb'"id":"[^"]*"')
+
+
+async def _both(url: str, path: str, body: dict) -> tuple[bytes, bytes]:
+    """The same request straight to llama.cpp and through the worker: both replies, with
+    llama.cpp's random message ids masked (nothing else differs)."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as s:
+        async with s.get(url + "/health") as r:
+            llama = (await r.json())["backend"]["url"]
+        replies = []
+        for base in (llama, url):
+            async with s.post(base + path, json=body) as r:
+                assert r.status == 200
+                replies.append(_ANTHROPIC_ID.sub(b'"id":"-"', await r.read()))
+    return replies[0], replies[1]
+
+
+async def test_messages_pass_through_byte_for_byte(embeddings_worker):
+    body = {"model": QWEN, "max_tokens": 8, "temperature": 0, "messages": MSGS}
+    await _both(embeddings_worker, "/v1/messages", body)  # both slots' prompt caches warm
+    direct, relayed = await _both(embeddings_worker, "/v1/messages", body)
+    assert direct == relayed and json.loads(relayed)["type"] == "message"
+    direct, relayed = await _both(embeddings_worker, "/v1/messages", {**body, "stream": True})
+    assert direct == relayed and relayed.startswith(b"event: message_start\n")
+    direct, relayed = await _both(embeddings_worker, "/v1/messages/count_tokens",
+                                  {"model": QWEN, "messages": MSGS})
+    assert direct == relayed and json.loads(relayed)["input_tokens"] > 0
+
+
+async def test_messages_with_the_anthropic_sdk(embeddings_worker):
+    import anthropic
+
+    async with anthropic.AsyncAnthropic(base_url=embeddings_worker, api_key="x",
+                                        max_retries=0) as claude:
+        async with claude.messages.stream(model=QWEN, max_tokens=8, messages=MSGS) as s:
+            text = "".join([t async for t in s.text_stream])
+            final = await s.get_final_message()
+        assert text and final.content[0].text == text and final.usage.output_tokens > 0
+        counted = await claude.messages.count_tokens(model=QWEN, messages=MSGS)
+        assert counted.input_tokens > 0

@@ -1,4 +1,6 @@
-"""Calling an Anthropic backend: translate the request, call /v1/messages, translate back.
+"""Calling an Anthropic backend: a chat request translated, /v1/messages called, the reply
+translated back; a client's own Messages request (and count_tokens) relayed as it is
+through the core (relay).
 
 This is deliberately off the zero-copy core (DESIGN: roles that translate a protocol do so
 outside it). Failures before anything reached the client raise UpstreamFailure like the
@@ -7,6 +9,7 @@ core does, so the cloud handler fails over to the next backend the same way.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -16,9 +19,14 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.errors import error_json
-from eldric.roles.cloud.anthropic import StreamTranslator, from_anthropic, map_error, to_anthropic
+from eldric.roles.cloud import openai_call
 from eldric.stream import UpstreamFailure
 from eldric.stream.sse import EventSplitter, error_event
+from eldric.stream.upstream_errors import normalise
+from eldric.wire.anthropic_egress import from_anthropic, to_anthropic
+from eldric.wire.anthropic_egress_stream import StreamTranslator
+from eldric.wire.anthropic_shared import ERRORS, usage_counts
+from eldric.wire.cluster import covers
 
 if TYPE_CHECKING:  # both import the kinds table, which names this module's call
     from eldric.roles.cloud.backends import Backend
@@ -31,7 +39,10 @@ _enc = msgspec.json.Encoder()
 
 async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
                body: bytes, head: Any) -> web.StreamResponse:
-    """`head` is the chat head the handler decoded (the body is valid JSON by then)."""
+    """`head` is the chat head the handler decoded (the body is valid JSON by then).
+    Anthropic's own paths (/v1/messages, count_tokens) are relayed as they are."""
+    if covers(("/v1/messages",), request.path):
+        return await relay(request, cs, b, model, body, head)
     data = msgspec.json.decode(body)
     stream = head.stream
     include_usage = bool(head.stream_options and head.stream_options.include_usage)
@@ -75,6 +86,18 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
         raise
     finally:
         bus.request_finished(b.state, outcome)
+
+
+def relay(request: web.Request, cs: CloudState, b: Backend, model: str, body: bytes,
+          head: Any) -> Awaitable[web.StreamResponse]:
+    """A client's own Messages request through the zero-copy core, with the backend's
+    key; the client's anthropic-version is kept where it sent one (its body is written
+    for that version), else eldric's."""
+    headers = b.auth_headers()
+    if request.headers.get("anthropic-version"):
+        del headers["anthropic-version"]
+    return openai_call.call(request, cs, b, model, body, head, headers=headers,
+                            usage=usage_counts)
 
 
 async def _whole(cs: CloudState, b: Backend, model: str, raw: bytes) -> web.Response:
@@ -129,3 +152,20 @@ async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
         cs.metrics.count_tokens(b.name, model, *translator.usage)
     await out.write_eof()
     return "ok", out
+
+
+def map_error(status: int, body: bytes) -> tuple[int, bytes]:
+    """Anthropic error reply -> (status, OpenAI-shaped error JSON). The status is kept,
+    except Anthropic's own 529 (overloaded), which becomes 503."""
+    if status == 529:
+        status = 503
+    try:
+        data = msgspec.json.decode(body) if body else None
+    except msgspec.DecodeError:
+        data = None
+    err = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return status, normalise(status, body, "anthropic")  # e.g. a proxy's HTML page
+    otype, code, _ = ERRORS.get(err.get("type"), (None, err.get("type"), status))
+    return status, error_json(status, err["message"], type=otype, code=code)
+

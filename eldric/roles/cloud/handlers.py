@@ -26,10 +26,11 @@ from eldric.store.responses_hop import add_stored_routes, stateful
 from eldric.stream import UpstreamFailure
 from eldric.stream.failover import Failover
 from eldric.stream.sse import Tap
+from eldric.wire import anthropic_count
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers
 from eldric.wire import ollama
 from eldric.wire.head import decode_head
-from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Model, ModelList
+from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Head, Model, ModelList
 from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED
 
@@ -63,12 +64,7 @@ async def inference(request: web.Request) -> web.StreamResponse:
     head = decode_head(body, _HEADS[request.path])
     request[keys.HOP].model = head.model
     tries = _Backends(request, cs, body, head)
-    resp = await tries.run()
-    if resp is None:
-        resp = tries.not_here()  # what the backends said, as they said it
-    if resp is None:
-        tries.exhausted("every backend serving the model failed", none="no backend serves it")
-    return resp
+    return await _answer(tries)
 
 
 async def translated(request: web.Request) -> web.StreamResponse:
@@ -89,9 +85,28 @@ async def _translated(request: web.Request, body: bytes, keep: Tap | None
     tries = _Backends(request, cs, body, decode_head(chat, _HEADS[t.upstream_path]))
     tries.translation = (t, chat, translation.needs)
     tries.keep = keep
+    return await _answer(tries)
+
+
+async def count_tokens(request: web.Request) -> web.StreamResponse:
+    """POST /v1/messages/count_tokens: relayed where the model's backend serves it
+    (Anthropic's own count); an OpenAI-compatible provider has no count of a prompt, so
+    there it is the documented estimate, marked (eldric.wire.anthropic_count)."""
+    cs = request.app[CLOUD]
+    body = await read_body(request)
+    c = anthropic_count.count(body)
+    request[keys.HOP].model = c.model
+    if not covers(candidates(cs, c.model)[0][0].kind.paths, request.path):  # 404 if none
+        return web.Response(body=anthropic_count.reply(c.estimate()),
+                            content_type="application/json",
+                            headers=anthropic_count.ESTIMATE_HEADERS)
+    return await _answer(_Backends(request, cs, body, Head(model=c.model)))
+
+
+async def _answer(tries: _Backends) -> web.StreamResponse:
     resp = await tries.run()
     if resp is None:
-        resp = tries.not_here()
+        resp = tries.not_here()  # what the backends said, as they said it
     if resp is None:
         tries.exhausted("every backend serving the model failed", none="no backend serves it")
     return resp
@@ -280,6 +295,7 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(path, inference)
     for path in TRANSLATED:
         app.router.add_post(path, translated)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
     add_stored_routes(app)  # GET/DELETE /v1/responses/{id}, when the store is on

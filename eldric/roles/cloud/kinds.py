@@ -5,7 +5,8 @@ configured URLs it takes, the headers carrying its key, its model-list request a
 parser (the list is also the health probe), the API paths it serves (a request for
 another path is a 400, and /health advertises the union over the enabled backends), and
 how a request reaches it: through the zero-copy core (openai_call.call, with `route`
-saying where), or a translator of its own (anthropic_call.call). A new type is one entry
+saying where), or a translator of its own (anthropic_call.call, which relays Anthropic's
+own paths through the core). A new type is one entry
 here; a provider name that means a type (openai, groq, …) is one line in providers.KNOWN.
 """
 
@@ -19,7 +20,7 @@ import msgspec
 from aiohttp import web
 
 from eldric.roles.cloud import anthropic_call, openai_call
-from eldric.roles.cloud.anthropic import ANTHROPIC_VERSION
+from eldric.wire.anthropic_shared import ANTHROPIC_VERSION
 from eldric.wire.ollama import Tags
 from eldric.wire.openai import HEAD_BY_PATH, UpstreamModelList
 
@@ -86,10 +87,12 @@ PROVIDER_KINDS: dict[str, ProviderKind] = {
     "openai_compatible": ProviderKind(
         openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/models"), _openai_models,
         find_v1=True),
-    # The Messages API, translated (chat only); its models at /v1/models (OpenAI's shape).
+    # The Messages API: chat translated to it, its own /v1/messages (count_tokens too)
+    # relayed as they are; its models at /v1/models (OpenAI's shape).
     "anthropic": ProviderKind(
-        anthropic_call.call, ("/v1/chat/completions",), _anthropic_auth,
-        _listed_at("{url}/v1/models?limit=1000"), _openai_models, root=True),
+        anthropic_call.call, ("/v1/chat/completions", "/v1/messages"), _anthropic_auth,
+        _listed_at("{url}/v1/models?limit=1000"), _openai_models,
+        route=lambda b, sub, model: (b.url + "/v1", sub, None), root=True),
     # Ollama's OpenAI-compatible API under /v1; its own model list, /api/tags.
     "ollama": ProviderKind(
         openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/api/tags"), _ollama_tags,

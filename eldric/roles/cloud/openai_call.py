@@ -6,6 +6,7 @@ its kind's `route` (kinds.py); usage is counted from the reply as it passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -44,6 +45,13 @@ def _event_json(event: bytes) -> bytes | None:
     return event[6:] if event.startswith(b"data: ") and event[6:7] == b"{" else None
 
 
+def _openai_usage(data: bytes) -> tuple[int, int] | None:
+    holder = _usage_of(data)
+    if holder is None or holder.usage is None:
+        return None
+    return holder.usage.prompt_tokens, holder.usage.completion_tokens
+
+
 def _is_usage_only(event: bytes) -> bool:
     data = _event_json(event)
     if data is None or b'"usage"' not in data:
@@ -54,11 +62,14 @@ def _is_usage_only(event: bytes) -> bool:
 
 async def call(request: web.Request, cs: CloudState, b: Backend, model: str, body: bytes,
                head: Any, path: str | None = None,
-               translate: Translator | None = None, keep: Tap | None = None
-               ) -> web.StreamResponse:
+               translate: Translator | None = None, headers: dict[str, str] | None = None,
+               usage: Callable[[bytes], tuple[int, int] | None] = _openai_usage,
+               keep: Tap | None = None) -> web.StreamResponse:
     """`head` is the request head the handler decoded (a chat head reads stream_options);
     `path` and `translate` are a translated client API's (eldric.wire.translated): `body`
-    is then the translation, sent to `path`, and the reply goes back through it; `keep`
+    is then the translation, sent to `path`, and the reply goes back through it. A
+    client API relayed as it is (Anthropic's to Anthropic) brings the `headers` to send
+    instead of the backend's auth headers, and how its replies state `usage`. `keep`
     reads the translated stream (the /v1/responses store's tap)."""
     base, sub, query = b.kind.route(b, (path or request.path)[len("/v1"):], model)
     fields: dict = {}
@@ -76,16 +87,18 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str, bod
     def count(data: bytes) -> None:
         """Account the usage in one JSON reply or chunk, if it has any."""
         if data[:1] == b"{" and b'"usage"' in data:
-            holder = _usage_of(data)
-            if holder is not None and holder.usage is not None:
-                cs.metrics.count_tokens(b.name, model, holder.usage.prompt_tokens,
-                                        holder.usage.completion_tokens)
+            counts = usage(data)
+            if counts is not None:
+                cs.metrics.count_tokens(b.name, model, *counts)
 
     def tap(event: bytes) -> None:
         if event.startswith(b"data: "):
             count(event[6:])
+        elif (at := event.find(b"\ndata: ")) > 0:  # after an `event:` line (Anthropic's)
+            count(event[at + 7:])
 
-    resp = await forward(request, Target(b.state, base, headers=b.auth_headers()), sub, body,
+    target = Target(b.state, base, headers=b.auth_headers() if headers is None else headers)
+    resp = await forward(request, target, sub, body,
                          timeouts=cs.timeouts, rewrite=with_fields(**fields) if fields else None,
                          tap=tap if head.stream and translate is None else keep, drop=drop,
                          query=query, reply_headers={"X-Eldric-Backend": b.name},

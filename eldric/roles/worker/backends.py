@@ -25,6 +25,12 @@ class BackendKind:
     models_path: str  # where the model list lives
     paths: tuple[str, ...] | None  # the API paths it serves natively (see above)
     native_tags: bool = False  # Ollama's /api/tags instead of OpenAI's /v1/models
+    # Paths under a family in `paths` it does not serve (Ollama's /v1/messages has no
+    # count_tokens): answered by the worker instead.
+    lacks: tuple[str, ...] = ()
+    # Its /tokenize applies the chat template to messages (vLLM's), so count_tokens where
+    # /v1/messages is not native is a real count, not an estimate.
+    tokenizes_chats: bool = False
 
 
 KINDS: dict[str, BackendKind] = {
@@ -32,9 +38,10 @@ KINDS: dict[str, BackendKind] = {
     # API (/api/chat, /api/show, …) relayed untouched.
     "ollama": BackendKind("http://127.0.0.1:11434", "/api/tags",
                           (*_OPENAI, "/v1/responses", "/v1/messages", "/api"),
-                          native_tags=True),
+                          native_tags=True, lacks=("/v1/messages/count_tokens",)),
+    # llama.cpp's server and vLLM serve /v1/messages/count_tokens with /v1/messages
     "vllm": BackendKind("http://127.0.0.1:8000", "/v1/models",
-                        (*_LLAMACPP, "/v1/score", "/v1/audio")),
+                        (*_LLAMACPP, "/v1/score", "/v1/audio"), tokenizes_chats=True),
     "llamacpp": BackendKind("http://127.0.0.1:8080", "/v1/models", _LLAMACPP),
     "tgi": BackendKind("http://127.0.0.1:8080", "/v1/models", _CORE),  # its Messages API
     "localai": BackendKind("http://127.0.0.1:8080", "/v1/models",

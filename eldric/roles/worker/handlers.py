@@ -20,8 +20,9 @@ from eldric.serve.server import fast_post
 from eldric.store.responses_hop import add_stored_routes, stateful
 from eldric.stream import UpstreamFailure, forward
 from eldric.stream.sse import Tap
-from eldric.wire.head import decode_head
+from eldric.wire import anthropic_count
 from eldric.wire.cluster import covers
+from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList, model_of
 from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED
@@ -90,6 +91,25 @@ async def native(request: LaneRequest) -> Answer:
     # behind: the backend keeps responses of its own, and may know an id this worker does not
     return await stateful(request, body, lambda body, tap: _relay(request, body, tap=tap),
                           behind=True)
+
+
+async def count_tokens(request: web.Request) -> Answer:
+    """POST /v1/messages/count_tokens: relayed where the backend serves it (llama.cpp,
+    vLLM), counted by its chat tokenizer where it has one (vLLM's /tokenize), else a
+    documented estimate marked X-Eldric-Estimate (eldric.wire.anthropic_count)."""
+    st = request.app[WORKER]
+    body = await read_body(request)
+    if st.paths is None or (covers(st.paths, request.path) and request.path not in st.kind.lacks):
+        request[keys.HOP].model = model_of(body)
+        return await _relay(request, body)
+    c = anthropic_count.count(body)
+    request[keys.HOP].model = c.model
+    if st.kind.tokenizes_chats:
+        t = anthropic_count.Tokenize(c)
+        return await _relay(request, t.request(), t.upstream_path, t)
+    _refuse_while_loading(st)
+    return web.Response(body=anthropic_count.reply(c.estimate()), content_type="application/json",
+                        headers=anthropic_count.ESTIMATE_HEADERS)
 
 
 async def embeddings_disabled(request: LaneRequest) -> Answer:
@@ -161,6 +181,7 @@ def add_routes(app: web.Application) -> None:
             fast_post(app, path, translated)
         elif st.paths is None or covers(st.paths, path):
             fast_post(app, path, native)
+    app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
     # GET/DELETE /v1/responses/{id} when the store is on; an unknown id goes to a backend

@@ -14,8 +14,7 @@ from typing import Any
 import msgspec
 
 from eldric.errors import error_json
-from eldric.roles.cloud.anthropic import ERRORS, FINISH, openai_usage, prompt_tokens
-from eldric.stream.sse import error_event
+from eldric.wire.anthropic_shared import ERRORS, FINISH, openai_usage, prompt_tokens, sse_fields
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -26,19 +25,12 @@ def _sse(obj: dict) -> bytes:
 
 
 def _parse_event(event: bytes) -> dict | None:
-    """The JSON data of one SSE event (lines joined as the SSE spec says), or None."""
-    data, name = [], None
-    for line in event.decode("utf-8", "replace").splitlines():
-        field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            name = value
-    if not data:
+    """The JSON data of one SSE event, its type from the event name if it has none."""
+    name, data = sse_fields(event)
+    if data is None:
         return None
     try:
-        obj = _decode("\n".join(data))
+        obj = _decode(data)
     except msgspec.DecodeError:
         return None
     if isinstance(obj, dict):
@@ -50,8 +42,8 @@ def _parse_event(event: bytes) -> dict | None:
 def _stream_error(err: Any) -> bytes:
     err = err if isinstance(err, dict) else {}
     otype, code, status = ERRORS.get(err.get("type"), ("api_error", "upstream_error", 502))
-    return error_event(error_json(status, str(err.get("message") or "upstream error"),
-                                  type=otype, code=code))
+    return b"data: " + error_json(status, str(err.get("message") or "upstream error"),
+                                  type=otype, code=code) + b"\n\n"
 
 
 class StreamTranslator:

@@ -1,9 +1,10 @@
-"""OpenAI chat completions <-> Anthropic Messages API: pure translation, no I/O.
+"""The egress: OpenAI chat completions <-> Anthropic Messages API, pure, no I/O.
 
 The cloud role sends ``to_anthropic(body)`` to ``POST /v1/messages`` (headers ``x-api-key``
 and ``anthropic-version: ANTHROPIC_VERSION``) and turns the reply back into OpenAI shapes:
-``from_anthropic`` for a JSON reply, ``StreamTranslator`` for an SSE reply (fed one event
-at a time), ``map_error`` for an error reply. Shapes follow the Messages API reference:
+``from_anthropic`` for a JSON reply, ``anthropic_egress_stream.StreamTranslator`` for an
+SSE reply (fed one event at a time), (its error replies are the cloud
+role's anthropic_call.map_error: they come with the I/O). Shapes follow the Messages API reference:
 https://docs.anthropic.com/en/api/messages and /en/docs/build-with-claude/streaming.
 """
 
@@ -14,37 +15,10 @@ from typing import Any
 
 import msgspec
 
-from eldric.errors import BadRequest, error_json
-from eldric.stream.upstream_errors import normalise
+from eldric.errors import BadRequest
+from eldric.wire.anthropic_shared import FINISH, openai_usage, prompt_tokens
 
-ANTHROPIC_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-
-# Anthropic stop_reason -> OpenAI finish_reason. pause_turn (a server-tool turn paused, to
-# be resumed by sending it back) has no OpenAI twin: the turn did end, so "stop".
-FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "pause_turn": "stop",
-    "refusal": "content_filter",
-}
-
-# Anthropic error type -> (OpenAI type, code, HTTP status it comes with).
-ERRORS = {
-    "invalid_request_error": ("invalid_request_error", "invalid_request", 400),
-    "authentication_error": ("authentication_error", "invalid_api_key", 401),
-    "billing_error": ("insufficient_quota", "insufficient_quota", 402),
-    "permission_error": ("permission_error", "permission_denied", 403),
-    "not_found_error": ("not_found_error", "not_found", 404),
-    "request_too_large": ("invalid_request_error", "request_too_large", 413),
-    "rate_limit_error": ("rate_limit_error", "rate_limit_exceeded", 429),
-    "api_error": ("api_error", "upstream_error", 500),
-    "timeout_error": ("timeout_error", "upstream_timeout", 504),
-    "overloaded_error": ("api_error", "upstream_overloaded", 503),
-}
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _encode = msgspec.json.encode
@@ -263,20 +237,6 @@ def _tools(body: dict, out: dict) -> None:
 
 # ---------------------------------------------------------------- reply: Anthropic -> OpenAI
 
-def openai_usage(prompt: int, completion: int, cached: int | None) -> dict:
-    u: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion,
-                         "total_tokens": prompt + completion}
-    if cached:
-        u["prompt_tokens_details"] = {"cached_tokens": cached}
-    return u
-
-
-def prompt_tokens(usage: dict) -> int:
-    """Anthropic splits the prompt: input_tokens excludes cache writes and cache reads."""
-    return sum(usage.get(k) or 0 for k in
-               ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
-
-
 def from_anthropic(resp: dict, *, model: str) -> dict:
     """Anthropic Messages response -> OpenAI chat.completion object."""
     texts, calls = [], []
@@ -304,30 +264,3 @@ def from_anthropic(resp: dict, *, model: str) -> dict:
         "usage": openai_usage(prompt_tokens(usage), usage.get("output_tokens") or 0,
                               usage.get("cache_read_input_tokens")),
     }
-
-
-# ---------------------------------------------------------------- errors
-
-def map_error(status: int, body: bytes) -> tuple[int, bytes]:
-    """Anthropic error reply -> (status, OpenAI-shaped error JSON). The status is kept,
-    except Anthropic's own 529 (overloaded), which becomes 503."""
-    if status == 529:
-        status = 503
-    try:
-        data = _decode(body) if body else None
-    except msgspec.DecodeError:
-        data = None
-    err = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
-        return status, normalise(status, body, "anthropic")  # e.g. a proxy's HTML page
-    otype, code, _ = ERRORS.get(err.get("type"), (None, err.get("type"), status))
-    return status, error_json(status, err["message"], type=otype, code=code)
-
-
-def __getattr__(name: str) -> Any:
-    # StreamTranslator lives in anthropic_stream (this file stays readable); imported
-    # lazily so either module may be imported first.
-    if name == "StreamTranslator":
-        from eldric.roles.cloud.anthropic_stream import StreamTranslator
-        return StreamTranslator
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
