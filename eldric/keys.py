@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from eldric.bus.prober import Prober
     from eldric.config import ProcessConfig
     from eldric.context import Hop, RoleInfo
+    from eldric.store.responses import Responses
     from eldric.stream.pool import ConnectionPool
 
 # Process-wide (the same objects in every role's app of one process).
@@ -37,6 +38,8 @@ PROBER: web.AppKey["Prober[Any]"] = web.AppKey("eldric_prober")
 # drain): a role ends what would hold the drain (long-polls) or what should end first
 # (telling the controller it is going offline).
 STOPPING: web.AppKey[asyncio.Event] = web.AppKey("eldric_stopping", asyncio.Event)
+# The stored responses of /v1/responses (eldric.store.responses), on a role that keeps them.
+RESPONSES: web.AppKey["Responses"] = web.AppKey("eldric_responses")
 
 # Per request.
 HOP: web.RequestKey["Hop"] = web.RequestKey("eldric_hop")

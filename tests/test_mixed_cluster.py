@@ -50,7 +50,10 @@ async def test_each_path_goes_where_it_is_served(tmp_path):
                     try:
                         reply = await oai.responses.create(model=MODEL, input="Say hi",
                                                            max_output_tokens=4)
-                        assert reply.status == "completed" and reply.output_text
+                        # llama.cpp's own says completed; the cloud worker (translating
+                        # to chat) says incomplete, as OpenAI does at max_output_tokens
+                        assert reply.status in ("completed", "incomplete")
+                        assert reply.output_text
                     except openai.APIError:
                         failed += 1
                 assert failed == 0

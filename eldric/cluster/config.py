@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import msgspec
+
 from eldric.config import Ms, RoleConfig, flag_meta
+from eldric.store.responses import ResponsesConfig
 
 
 class MemberConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
@@ -17,3 +20,5 @@ class MemberConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
         "fixed worker id (default: kept in --data-dir across restarts)")] = None
     tags: Annotated[list[str], flag_meta(
         "labels registered with the controller (routers can select workers on them)")] = []
+    # /v1/responses state, kept when this role is the request's first eldric hop
+    responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Store:
-    def __init__(self, path: str, tables: Iterable[str]) -> None:
+    """`tables` are key/value tables; `schema` is more DDL, run at open, for a user of
+    the store that keeps its own table (eldric.store.responses) and queries it with run()."""
+
+    def __init__(self, path: str, tables: Iterable[str], schema: Iterable[str] = ()) -> None:
         self.path = path
         self.tables = tuple(tables)
+        self.schema = tuple(schema)
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eldric-sqlite")
         self._db: sqlite3.Connection | None = None
 
@@ -30,6 +37,8 @@ class Store:
         for table in self.tables:
             db.execute(f"CREATE TABLE IF NOT EXISTS {table} "
                        "(key TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        for ddl in self.schema:
+            db.execute(ddl)
         self._db = db
 
     async def open(self) -> None:
@@ -40,6 +49,11 @@ class Store:
             await self._run(self._db.close)
             self._db = None
         self._pool.shutdown(wait=True)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """fn(connection) on the store's one thread, after every call made before it."""
+        assert self._db is not None
+        return await self._run(fn, self._db)  # type: ignore[no-any-return]
 
     def _all(self, table: str) -> list[tuple[str, bytes]]:
         assert self._db is not None

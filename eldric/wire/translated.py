@@ -7,11 +7,12 @@ edge route and relay them like the other inference paths. A new client API is on
 
 from __future__ import annotations
 
-from eldric.wire import anthropic, ollama_chat, ollama_embed
+from eldric.wire import anthropic, ollama_chat, ollama_embed, responses
 from eldric.wire.translate import Translation
 
 TRANSLATED: dict[str, Translation] = {
     "/v1/messages": Translation(anthropic.messages),  # Anthropic's Messages API
+    "/v1/responses": Translation(responses.translator),  # OpenAI's Responses API
     # Ollama's native API (eldric.wire.ollama_chat, ollama_embed)
     "/api/chat": Translation(ollama_chat.chat),
     "/api/generate": Translation(ollama_chat.generate),

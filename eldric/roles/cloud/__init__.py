@@ -18,6 +18,7 @@ from eldric.roles.cloud.handlers import add_routes, cloud_health, waiting_for
 from eldric.roles.cloud.metrics import CloudMetrics
 from eldric.roles.cloud.providers import providers_with_keys
 from eldric.roles.cloud.state import CLOUD, CloudState
+from eldric.store.responses import install
 from eldric.stream import Timeouts
 from eldric.tasks import cancel, spawn
 
@@ -58,6 +59,7 @@ def build(app: web.Application, cfg: CloudConfig) -> None:
     app[keys.PROBER] = prober(app, backends, period)
     app[keys.HEALTH] = cloud_health
     app.cleanup_ctx.append(_lifecycle)
+    install(app, cfg.responses)  # the /v1/responses store (eldric.store.responses)
     add_routes(app)
     ollama_api.add_routes(app)
 

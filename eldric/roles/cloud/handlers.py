@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -21,8 +22,10 @@ from eldric.roles.cloud.backends import Backend, make_backend
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
 from eldric.roles.cloud.state import CLOUD, CloudState
+from eldric.store.responses_hop import add_stored_routes, stateful
 from eldric.stream import UpstreamFailure
 from eldric.stream.failover import Failover
+from eldric.stream.sse import Tap
 from eldric.wire import anthropic_count
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers
 from eldric.wire import ollama
@@ -68,14 +71,20 @@ async def translated(request: web.Request) -> web.StreamResponse:
     """A client API the providers may lack (eldric.wire.translated: /v1/messages,
     /api/chat…): relayed as it is to a backend whose kind serves it, translated to Chat
     Completions (or embeddings) for an OpenAI-compatible one."""
+    return await stateful(request, await read_body(request),
+                          functools.partial(_translated, request))
+
+
+async def _translated(request: web.Request, body: bytes, keep: Tap | None
+                      ) -> web.StreamResponse:
     cs = request.app[CLOUD]
-    body = await read_body(request)
     translation = TRANSLATED[request.path]
     t = translation.factory(body)
     request[keys.HOP].model = t.model
     chat = t.request()
     tries = _Backends(request, cs, body, decode_head(chat, _HEADS[t.upstream_path]))
     tries.translation = (t, chat, translation.needs)
+    tries.keep = keep
     return await _answer(tries)
 
 
@@ -106,13 +115,14 @@ async def _answer(tries: _Backends) -> web.StreamResponse:
 class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
     """The backends listing the model, best first (routing.candidates)."""
 
-    __slots__ = ("request", "cs", "body", "head", "translation")
+    __slots__ = ("request", "cs", "body", "head", "translation", "keep")
 
     def __init__(self, request: web.Request, cs: CloudState, body: bytes, head) -> None:  # type: ignore[no-untyped-def]
         Failover.__init__(self, request.app[keys.BUS], "cloud", candidates(cs, head.model))
         self.request, self.cs, self.body, self.head = request, cs, body, head
         # a translated client API: (its translator, the translated body, the path it needs)
         self.translation: tuple[Translator, bytes, str] | None = None
+        self.keep: Tap | None = None  # the /v1/responses store's read of a streamed reply
 
     def name(self, c: tuple[Backend, str]) -> str:
         return c[0].name
@@ -129,7 +139,7 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
                 raise _unserved(backend)
             self.cs.metrics.request(backend.name, model)
             return openai_call.call(self.request, self.cs, backend, model, chat, self.head,
-                                    path=t.upstream_path, translate=t)
+                                    path=t.upstream_path, translate=t, keep=self.keep)
         if not covers(kind.paths, path):
             raise _unserved(backend)
         self.cs.metrics.request(backend.name, model)
@@ -288,6 +298,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
+    add_stored_routes(app)  # GET/DELETE /v1/responses/{id}, when the store is on
     app.router.add_get("/api/v1/backends", list_backends)
     app.router.add_post("/api/v1/backends", add_backend)
     app.router.add_delete("/api/v1/backends/{name}", delete_backend)

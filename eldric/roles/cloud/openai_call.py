@@ -13,6 +13,7 @@ import msgspec
 from aiohttp import web
 
 from eldric.stream import Target, forward, with_fields
+from eldric.stream.sse import Tap
 from eldric.wire.translate import Translator
 
 if TYPE_CHECKING:
@@ -63,12 +64,13 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str, bod
                head: Any, path: str | None = None,
                translate: Translator | None = None, headers: dict[str, str] | None = None,
                usage: Callable[[bytes], tuple[int, int] | None] = _openai_usage,
-               ) -> web.StreamResponse:
+               keep: Tap | None = None) -> web.StreamResponse:
     """`head` is the request head the handler decoded (a chat head reads stream_options);
     `path` and `translate` are a translated client API's (eldric.wire.translated): `body`
     is then the translation, sent to `path`, and the reply goes back through it. A
     client API relayed as it is (Anthropic's to Anthropic) brings the `headers` to send
-    instead of the backend's auth headers, and how its replies state `usage`."""
+    instead of the backend's auth headers, and how its replies state `usage`. `keep`
+    reads the translated stream (the /v1/responses store's tap)."""
     base, sub, query = b.kind.route(b, (path or request.path)[len("/v1"):], model)
     fields: dict = {}
     if model != head.model:
@@ -98,7 +100,7 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str, bod
     target = Target(b.state, base, headers=b.auth_headers() if headers is None else headers)
     resp = await forward(request, target, sub, body,
                          timeouts=cs.timeouts, rewrite=with_fields(**fields) if fields else None,
-                         tap=tap if head.stream and translate is None else None, drop=drop,
+                         tap=tap if head.stream and translate is None else keep, drop=drop,
                          query=query, reply_headers={"X-Eldric-Backend": b.name},
                          translate=translate)
     if resp.status in (401, 403) and not resp.prepared:

@@ -23,6 +23,7 @@ from eldric.roles.edge.metrics import EdgeMetrics
 from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
+from eldric.store.responses import install
 from eldric.store.sqlite import Store
 from eldric.stream import Timeouts
 
@@ -99,6 +100,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     for i, key in enumerate(cfg.api_key, 1):
         static.setdefault(key, f"key-{i}")
     window = cfg.rate_limits.window_ms
+    r = None
     if cfg.mode == "farm":
         if not cfg.redis_url:
             raise ConfigError("--mode farm needs --redis-url (the store the edges share)")
@@ -124,6 +126,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     if cfg.cors_origins:
         app.middlewares.append(cors.middleware(cfg.cors_origins))
     app.cleanup_ctx.append(_lifecycle)
+    install(app, cfg.responses, r)  # after: closed before the clients' Redis connection
     add_routes(app)
 
 

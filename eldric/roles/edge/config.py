@@ -8,6 +8,7 @@ import msgspec
 
 from eldric.config import Ms, Renamed, RoleConfig, flag_meta, seconds_to_ms
 from eldric.fields import parse_ms
+from eldric.store.responses import ResponsesConfig
 
 
 def parse_urls(text: str) -> list[str]:
@@ -83,3 +84,5 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     mode: Annotated[Literal["standalone", "farm"], flag_meta(
         "farm: keys, clients and rate-limit windows shared in Redis by several edges")] = "standalone"
     redis_url: Annotated[str | None, flag_meta("Redis for --mode farm")] = None
+    # /v1/responses state: in Redis in farm mode (every edge sees every response)
+    responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)

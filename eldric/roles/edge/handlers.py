@@ -22,6 +22,9 @@ from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
+from eldric.store.responses_hop import PATH as RESPONSES_PATH
+from eldric.store.responses_hop import add_stored_routes, stateful
+from eldric.stream.sse import Tap
 from eldric.wire import ollama
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, model_of
@@ -69,9 +72,9 @@ def _limit_headers(d: Decision) -> dict[str, str]:
     return {"X-RateLimit-Limit": str(d.limit), "X-RateLimit-Remaining": str(max(0, d.remaining))}
 
 
-async def proxy(request: LaneRequest) -> Answer:
-    """Every /v1/* request: auth, rate limit, then the routers in turn."""
-    es = request.app[EDGE]
+async def admit(request: LaneRequest, es: EdgeState) -> tuple[Client | None, dict[str, str]]:
+    """Auth and the rate limit: the client, and the headers every reply to it carries
+    (errors included)."""
     client = await authenticate(request, es)
     rl = es.cfg.rate_limits
     tiers = []  # a tier whose limit is 0 is off: not checked, not in the headers
@@ -91,6 +94,24 @@ async def proxy(request: LaneRequest) -> Answer:
                               f"requests per {format_ms(rl.window_ms)}",
                               code=f"rate_limit_{decision.tier}",
                               headers={**headers, "Retry-After": decision.retry_after_header})
+    return client, headers
+
+
+async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None, body: bytes,
+                      tap: Tap | None = None, *, headers: dict[str, str]) -> Answer:
+    name = client.name if client else "anonymous"
+    es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
+    routers = ToRouters(request, es.routers, es.timeouts, body, headers, tap)
+    resp = await routers.run()
+    if resp is None:
+        routers.exhausted("every router failed", none="no router is configured (--routers)")
+    return resp
+
+
+async def proxy(request: LaneRequest) -> Answer:
+    """Every /v1/* request: auth, rate limit, then the routers in turn."""
+    es = request.app[EDGE]
+    client, headers = await admit(request, es)
     try:  # every reply from here on carries the rate-limit headers, errors included
         body = await read_body(request)
         kind = HEAD_BY_PATH.get(request.path)
@@ -98,13 +119,32 @@ async def proxy(request: LaneRequest) -> Answer:
             request[keys.HOP].model = decode_head(body, kind).model
         elif request.path in TRANSLATED or request.path == ollama.SHOW:
             request[keys.HOP].model = model_of(body)
-        name = client.name if client else "anonymous"
-        es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
-        routers = ToRouters(request, es.routers, es.timeouts, body, headers)
-        resp = await routers.run()
-        if resp is None:
-            routers.exhausted("every router failed", none="no router is configured (--routers)")
-        return resp
+        return await _to_routers(request, es, client, body, headers=headers)
+    except EldricError as exc:
+        exc.headers = {**headers, **exc.headers}
+        raise
+
+
+# ---------------------------------------------------------------- /v1/responses state
+
+
+async def _owner(request: LaneRequest) -> tuple[str, dict[str, str]]:
+    """The client's key (its digest: owner_of) owns what it stores; and the headers."""
+    client, headers = await admit(request, request.app[EDGE])
+    return (client.key_hash if client is not None else ""), headers
+
+
+async def responses(request: LaneRequest) -> Answer:
+    """POST /v1/responses: as proxy, with the edge's store of responses around it
+    (eldric.store.responses_hop): previous_response_id expanded, the reply kept."""
+    es = request.app[EDGE]
+    client, headers = await admit(request, es)
+    try:
+        body = await read_body(request)
+        request[keys.HOP].model = model_of(body)
+        return await stateful(request, body, functools.partial(
+            _to_routers, request, es, client, headers=headers),
+            client.key_hash if client is not None else "")
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
         raise
@@ -243,10 +283,11 @@ def add_routes(app: web.Application) -> None:
     for path in HEAD_BY_PATH:  # the inference routes also take the fast lane
         fast_post(app, path, proxy)
     for path in TRANSLATED:  # the client APIs workers translate (/v1/messages, /api/chat…)
-        fast_post(app, path, proxy)
+        fast_post(app, path, responses if path == RESPONSES_PATH else proxy)
     fast_post(app, ollama.SHOW, proxy)  # Ollama's model endpoints, answered by the routers
     for path in ollama.LISTING:
         r.add_get(path, proxy)
+    add_stored_routes(app, _owner)  # GET/DELETE /v1/responses/{id}, when the store is on
     r.add_route("*", "/v1/{tail:.*}", proxy)
     r.add_post("/api/v1/clients/register", register_client)
     r.add_get("/api/v1/clients", list_clients)

@@ -14,6 +14,7 @@ from eldric.bus.prober import Prober, Verdict, on_bus
 from eldric.exchange import Answer, LaneRequest
 from eldric.stream import Target, Timeouts, UpstreamFailure, forward
 from eldric.stream.failover import Failover
+from eldric.stream.sse import Tap
 
 
 class Routers:
@@ -59,20 +60,21 @@ class ToRouters(Failover[UpstreamState, Answer]):
     # router would say the same, so it is the answer at once.
     not_here_at_once = True
 
-    __slots__ = ("request", "timeouts", "body", "headers")
+    __slots__ = ("request", "timeouts", "body", "headers", "tap")
 
     def __init__(self, request: LaneRequest, routers: Routers, timeouts: Timeouts,
-                 body: bytes, headers: dict[str, str]) -> None:
+                 body: bytes, headers: dict[str, str], tap: Tap | None = None) -> None:
         Failover.__init__(self, request.app[keys.BUS], "edge", routers.order())
         self.request = request
         self.timeouts = timeouts
         self.body = body
         self.headers = headers
+        self.tap = tap  # the responses store's read of a streamed reply
 
     def call(self, state: UpstreamState) -> Awaitable[Answer]:
         request = self.request
         return forward(request, Target(state, state.url), request.path, self.body,
-                       timeouts=self.timeouts, reply_headers=self.headers)
+                       timeouts=self.timeouts, reply_headers=self.headers, tap=self.tap)
 
     def state(self, state: UpstreamState) -> UpstreamState:
         return state

@@ -17,6 +17,7 @@ from eldric.roles.router.membership import membership
 from eldric.roles.router.pool import WorkerPool
 from eldric.roles.router.state import ROUTER, RouterState
 from eldric.roles.router.sync import sync_loop, sync_once
+from eldric.store.responses import install
 from eldric.stream import Timeouts
 from eldric.tasks import cancel, spawn
 
@@ -65,6 +66,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
     app[ROUTER] = rs
     app[keys.PROBER] = prober(app)
     app.cleanup_ctx.append(_lifecycle)
+    install(app, cfg.responses)  # the /v1/responses store (eldric.store.responses)
     add_routes(app)
     ollama_api.add_routes(app)
 

@@ -23,6 +23,7 @@ from eldric.roles.router.state import RouterState
 from eldric.stream import Target, UpstreamFailure, forward
 from eldric.stream.failover import WAIT, Failover
 from eldric.stream.headers import header_text
+from eldric.stream.sse import Tap
 
 log = structlog.get_logger("eldric.router")
 
@@ -36,7 +37,7 @@ class Attempts(Failover[Worker, Answer]):
     again before each attempt: the last failure may have changed who is best."""
 
     __slots__ = ("request", "rs", "model", "strategy", "candidates", "body", "skip", "live",
-                 "reason")
+                 "reason", "tap")
 
     def __init__(self, request: LaneRequest, rs: RouterState, model: str | None) -> None:
         app = request.app
@@ -50,6 +51,7 @@ class Attempts(Failover[Worker, Answer]):
         self.skip: set[str] | None = None  # workers tried for this model (made when needed)
         self.live: list[Worker] = []  # what pick() found full, for wait()
         self.reason = ""  # why the worker about to be tried was chosen
+        self.tap: Tap | None = None  # reads a streamed reply (the /v1/responses store's)
 
     def among(self, candidates: list[Worker], body: bytes) -> None:
         """The next model's workers, and the body naming that model."""
@@ -102,7 +104,7 @@ class Attempts(Failover[Worker, Answer]):
             headers["X-Eldric-Model"] = header_text(self.model)
         request = self.request
         return forward(request, Target(worker.state, worker.url), request.path, self.body,
-                       timeouts=self.rs.timeouts, reply_headers=headers)
+                       timeouts=self.rs.timeouts, reply_headers=headers, tap=self.tap)
 
     def judge(self, worker: Worker, exc: UpstreamFailure) -> None:
         if self.skip is None:

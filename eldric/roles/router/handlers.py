@@ -18,6 +18,8 @@ from eldric.http import read_body
 from eldric.roles.router.attempts import Attempts, Full
 from eldric.roles.router.state import ROUTER, RouterState
 from eldric.serve.server import fast_post
+from eldric.store.responses_hop import add_stored_routes, stateful
+from eldric.stream.sse import Tap
 from eldric.stream import with_fields
 from eldric.wire.cluster import StrategyName, decode_strategy_body
 from eldric.wire.head import decode_head
@@ -46,9 +48,11 @@ def _not_routed(rs: RouterState, why: str | None) -> dict[str, str]:
             "X-Eldric-Route-Reason": f"not routed: {why}"}
 
 
-async def route(request: LaneRequest, body: bytes, asked: str | None) -> Answer:
+async def route(request: LaneRequest, body: bytes, asked: str | None,
+                tap: Tap | None = None) -> Answer:
     """Route to a worker serving `asked` (None: a request naming no model, any worker)
-    and the request's path, trying the model's aliases and fallbacks in turn."""
+    and the request's path, trying the model's aliases and fallbacks in turn; `tap` reads
+    a streamed reply (the /v1/responses store's)."""
     rs = request.app[ROUTER]
     path = request.path
     if asked is None:
@@ -57,6 +61,7 @@ async def route(request: LaneRequest, body: bytes, asked: str | None) -> Answer:
         first = rs.cfg.aliases.get(asked, asked)
         chain = [first, *rs.cfg.fallbacks.get(asked, rs.cfg.fallbacks.get(first, []))]
     tries = Attempts(request, rs, model=chain[0])
+    tries.tap = tap
     try:
         for model in chain:
             tries.model = model
@@ -119,7 +124,10 @@ async def passthrough(request: LaneRequest) -> Answer:
         raise
     model = model_of(body)
     request[keys.HOP].model = model
-    return await route(request, body, model)
+    # behind: a worker may know an id this router does not (the state is the first
+    # eldric hop's; a client may have talked to the worker itself)
+    return await stateful(request, body, lambda body, tap: route(request, body, model, tap),
+                          behind=True)
 
 
 async def models(request: web.Request) -> web.Response:
@@ -182,6 +190,7 @@ def add_routes(app: web.Application) -> None:
         fast_post(app, path, passthrough)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
+    add_stored_routes(app, behind=passthrough)  # GET/DELETE /v1/responses/{id}, when kept
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)
     app.router.add_get("/api/v1/workers", workers)
     app.router.add_get("/api/v1/config", get_config)

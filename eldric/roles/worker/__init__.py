@@ -19,6 +19,7 @@ from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.health import (prober, sample_host, served_paths, translated_paths,
                                         waiting_for, worker_health)
 from eldric.roles.worker.state import WORKER, WorkerState
+from eldric.store.responses import install
 from eldric.stream import Timeouts
 from eldric.sysload import HostLoad
 from eldric.tasks import cancel, every, spawn
@@ -135,6 +136,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     app.cleanup_ctx.append(_mock_backend)
     app.cleanup_ctx.append(_embedded_backend)
     app.cleanup_ctx.append(_lifecycle)
+    install(app, cfg.responses)  # the /v1/responses store (eldric.store.responses)
     add_routes(app)
     ollama_api.add_routes(app)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import aiohttp
 import msgspec
 from aiohttp import web
@@ -15,7 +17,9 @@ from eldric.http import read_body
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.serve.server import fast_post
+from eldric.store.responses_hop import add_stored_routes, stateful
 from eldric.stream import UpstreamFailure, forward
+from eldric.stream.sse import Tap
 from eldric.wire import anthropic_count
 from eldric.wire.cluster import covers
 from eldric.wire.head import decode_head
@@ -33,13 +37,13 @@ def _refuse_while_loading(st: WorkerState) -> None:
 
 
 async def _relay(request: LaneRequest, body: bytes, path: str | None = None,
-                 translate: Translator | None = None) -> Answer:
+                 translate: Translator | None = None, tap: Tap | None = None) -> Answer:
     """Forward to the backend; a backend that cannot be reached is marked down at once."""
     st = request.app[WORKER]
     _refuse_while_loading(st)
     try:
         resp = await forward(request, st.target, path or request.path, body,
-                             timeouts=st.timeouts, translate=translate)
+                             timeouts=st.timeouts, translate=translate, tap=tap)
     except UpstreamFailure as exc:
         request.app[keys.BUS].mark_down(st.upstream, exc)
         raise _as_error(st, exc) from None
@@ -70,17 +74,23 @@ async def translated(request: LaneRequest) -> Answer:
     """A client API path the backend lacks (eldric.wire.translated: /v1/messages,
     /api/chat…): the body translated to the backend's Chat Completions (or embeddings),
     the reply translated back, streamed included."""
-    body = await read_body(request)
+    return await stateful(request, await read_body(request),
+                          functools.partial(_translate, request))
+
+
+async def _translate(request: LaneRequest, body: bytes, tap: Tap | None) -> Answer:
     t = TRANSLATED[request.path].factory(body)
     request[keys.HOP].model = t.model
-    return await _relay(request, t.request(), t.upstream_path, t)
+    return await _relay(request, t.request(), t.upstream_path, t, tap)
 
 
 async def native(request: LaneRequest) -> Answer:
     """A client API path the backend serves itself: relayed as it is."""
     body = await read_body(request)
     request[keys.HOP].model = model_of(body)
-    return await _relay(request, body)
+    # behind: the backend keeps responses of its own, and may know an id this worker does not
+    return await stateful(request, body, lambda body, tap: _relay(request, body, tap=tap),
+                          behind=True)
 
 
 async def count_tokens(request: web.Request) -> Answer:
@@ -174,4 +184,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/messages/count_tokens", count_tokens)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/v1/models/{id:.+}", model)
+    # GET/DELETE /v1/responses/{id} when the store is on; an unknown id goes to a backend
+    # that serves the path itself
+    native_state = "/v1/responses" not in st.translated
+    add_stored_routes(app, behind=passthrough if native_state else None)
     app.router.add_route("*", "/v1/{tail:.*}", passthrough)
