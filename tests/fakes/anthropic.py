@@ -139,6 +139,7 @@ class Knobs:
     def __init__(self) -> None:
         self.api_key = API_KEY
         self.scenario: str | None = None  # force a scenario, whatever the messages say
+        self.die_after: int | None = None  # close the connection after N streamed events
         self.requests: list[dict] = []  # path, headers, body (decoded JSON) of each request
 
 
@@ -207,7 +208,10 @@ async def messages(request: web.Request) -> web.StreamResponse:
                                        "Cache-Control": "no-cache",
                                        "request-id": f"req_{uuid.uuid4().hex[:24]}"})
     await resp.prepare(request)
-    for event in TRANSCRIPTS[scenario].split(b"\n\n")[:-1]:
+    for i, event in enumerate(TRANSCRIPTS[scenario].split(b"\n\n")[:-1]):
+        if i == knobs.die_after:
+            request.transport.close()  # the connection breaks mid-stream
+            return resp
         await resp.write(event + b"\n\n")
     await resp.write_eof()
     return resp

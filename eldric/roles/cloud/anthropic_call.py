@@ -1,6 +1,8 @@
 """Calling an Anthropic backend: a chat request translated, /v1/messages called, the reply
 translated back; a client's own Messages request (and count_tokens) relayed as it is
-through the core (relay).
+through the core (relay). Another client API (/v1/responses, Ollama's /api/chat…) comes
+as its translator's Chat Completions body: the reply, once Chat Completions again, goes
+on through that translator (_ToClient), so the loop below serves every client API.
 
 This is deliberately off the zero-copy core (DESIGN: roles that translate a protocol do so
 outside it). Failures before anything reached the client raise UpstreamFailure like the
@@ -21,12 +23,13 @@ from eldric import keys
 from eldric.errors import error_json
 from eldric.roles.cloud import openai_call
 from eldric.stream import UpstreamFailure
-from eldric.stream.sse import EventSplitter, error_event
+from eldric.stream.sse import EventSplitter, Tap, error_event
 from eldric.stream.upstream_errors import normalise
 from eldric.wire.anthropic_egress import from_anthropic, to_anthropic
 from eldric.wire.anthropic_egress_stream import StreamTranslator
 from eldric.wire.anthropic_shared import ERRORS, usage_counts
 from eldric.wire.cluster import covers
+from eldric.wire.translate import Translator
 
 if TYPE_CHECKING:  # both import the kinds table, which names this module's call
     from eldric.roles.cloud.backends import Backend
@@ -38,9 +41,14 @@ _enc = msgspec.json.Encoder()
 
 
 async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
-               body: bytes, head: Any) -> web.StreamResponse:
+               body: bytes, head: Any, *, path: str | None = None,
+               translate: Translator | None = None,
+               keep: Tap | None = None) -> web.StreamResponse:
     """`head` is the chat head the handler decoded (the body is valid JSON by then).
-    Anthropic's own paths (/v1/messages, count_tokens) are relayed as they are."""
+    Anthropic's own paths (/v1/messages, count_tokens) are relayed as they are. With
+    `translate` (a client API's translator; `body` its chat request, `path` the chat
+    path it goes to) the reply goes back through it; `keep` reads what the client gets
+    (the /v1/responses store's tap)."""
     if covers(("/v1/messages",), request.path):
         return await relay(request, cs, b, model, body, head)
     data = msgspec.json.decode(body)
@@ -75,10 +83,11 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
                 status, err = map_error(resp.status, await resp.read())
                 raise UpstreamFailure(b.state.id, "status", status, err)
             if not stream:
-                whole = await _whole(cs, b, model, await resp.read())
+                whole = await _whole(cs, b, model, await resp.read(), translate)
                 outcome = "ok"
                 return whole
-            outcome, out = await _stream(request, cs, b, model, resp, include_usage)
+            outcome, out = await _stream(request, cs, b, model, resp, include_usage,
+                                         _ToClient(translate, keep))
             return out
     except UpstreamFailure as exc:
         if exc.kind == "status" and exc.status < 500 and exc.status != 429:
@@ -100,10 +109,15 @@ def relay(request: web.Request, cs: CloudState, b: Backend, model: str, body: by
                             usage=usage_counts)
 
 
-async def _whole(cs: CloudState, b: Backend, model: str, raw: bytes) -> web.Response:
-    """A whole Anthropic message as an OpenAI chat completion, its usage counted."""
+async def _whole(cs: CloudState, b: Backend, model: str, raw: bytes,
+                 translate: Translator | None) -> web.Response:
+    """A whole Anthropic message as an OpenAI chat completion, its usage counted; then
+    as the client's API has it, where a translator is given."""
     try:
         out = from_anthropic(msgspec.json.decode(raw), model=model)
+        body = _enc.encode(out)
+        if translate is not None:  # its ValueError: a chat completion it cannot read
+            body = translate.whole(body)
     except (msgspec.DecodeError, TypeError, KeyError, AttributeError, ValueError) as exc:
         # Not a message (a proxy's page, a cut body): the backend failed, so another one
         # may answer; it is not marked down for it.
@@ -114,17 +128,57 @@ async def _whole(cs: CloudState, b: Backend, model: str, raw: bytes) -> web.Resp
     usage = out.get("usage") or {}
     cs.metrics.count_tokens(b.name, model, usage.get("prompt_tokens", 0),
                             usage.get("completion_tokens", 0))
-    return web.Response(body=_enc.encode(out), content_type="application/json",
+    return web.Response(body=body, content_type="application/json",
                         headers={"X-Eldric-Backend": b.name})
 
 
+class _ToClient:
+    """The stream's last stage: the chat chunk events the StreamTranslator made (each
+    with its blank line) as the client gets them. Without a translator that is the events
+    as they are (a /v1/chat/completions client); with one, each event goes through its
+    feed() and the end through close(), as the core does for a translated stream
+    (stream/forward.py). `keep` reads the bytes that go out."""
+
+    __slots__ = ("translate", "splitter")
+
+    def __init__(self, translate: Translator | None, keep: Tap | None) -> None:
+        self.translate = translate
+        self.splitter = EventSplitter(keep) if keep is not None else None
+
+    @property
+    def media_type(self) -> str:
+        return "text/event-stream" if self.translate is None else self.translate.media_type
+
+    def events(self, events: list[bytes], end: bool = False) -> bytes:
+        t = self.translate
+        if t is None:
+            return self._seen(b"".join(events))
+        out = b"".join([t.feed(e[:-2]) for e in events])
+        return self._seen(out + t.close() if end else out)
+
+    def cut(self, message: str) -> bytes:
+        """The backend failed or ended early: the client API's terminal error event."""
+        if self.translate is None:
+            return error_event(error_json(502, message, code="upstream_error"))
+        return self._seen(self.translate.cut(502, message, "upstream_error"))
+
+    def _seen(self, out: bytes) -> bytes:
+        if self.splitter is not None:
+            self.splitter.feed(out)
+        return out
+
+    def close(self) -> None:
+        if self.splitter is not None:
+            self.splitter.close()
+
+
 async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
-                  resp: aiohttp.ClientResponse,
-                  include_usage: bool) -> tuple[str, web.StreamResponse]:
+                  resp: aiohttp.ClientResponse, include_usage: bool,
+                  client: _ToClient) -> tuple[str, web.StreamResponse]:
     translator = StreamTranslator(model=model, include_usage=include_usage)
     pending: list[bytes] = []
     splitter = EventSplitter(lambda event: pending.extend(translator.feed(event)))
-    out = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+    out = web.StreamResponse(headers={"Content-Type": client.media_type,
                                       "Cache-Control": "no-cache", "X-Eldric-Backend": b.name,
                                       "X-Request-ID": request[keys.HOP].request_id})
     await out.prepare(request)
@@ -132,22 +186,22 @@ async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
         async for chunk in resp.content.iter_any():
             splitter.feed(chunk)
             if pending:
-                await out.write(b"".join(pending))
+                await out.write(client.events(pending))
                 pending.clear()
-        splitter.close()
+        splitter.close()  # an event left without its blank line goes to pending too
         if translator.complete or translator.errored:
-            pending.extend(translator.finish())
+            await out.write(client.events([*pending, *translator.finish()], end=True))
         else:  # the connection ended before message_stop: not a whole reply
-            pending.append(error_event(error_json(
-                502, f"backend {b.name} ended the reply early", code="upstream_error")))
-        await out.write(b"".join(pending))
+            await out.write(client.events(pending)
+                            + client.cut(f"backend {b.name} ended the reply early"))
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("upstream_failed_mid_stream", backend=b.name, error=repr(exc))
-        await out.write(error_event(error_json(
-            502, f"backend {b.name} failed mid-reply: {type(exc).__name__}",
-            code="upstream_error")))
+        await out.write(client.cut(f"backend {b.name} failed mid-reply: "
+                                   f"{type(exc).__name__}"))
+        client.close()
         await out.write_eof()
         return "error", out
+    client.close()
     if translator.usage is not None:
         cs.metrics.count_tokens(b.name, model, *translator.usage)
     await out.write_eof()

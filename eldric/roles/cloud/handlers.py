@@ -17,7 +17,6 @@ from eldric.bus import UpstreamState
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, ModelNotFound, NotFound
 from eldric.http import read_body
-from eldric.roles.cloud import openai_call
 from eldric.roles.cloud.backends import Backend, make_backend
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
@@ -83,7 +82,7 @@ async def _translated(request: web.Request, body: bytes, keep: Tap | None
     request[keys.HOP].model = t.model
     chat = t.request()
     tries = _Backends(request, cs, body, decode_head(chat, _HEADS[t.upstream_path]))
-    tries.translation = (t, chat, translation.needs)
+    tries.translation = (t, chat)
     tries.keep = keep
     return await _answer(tries)
 
@@ -120,8 +119,8 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
     def __init__(self, request: web.Request, cs: CloudState, body: bytes, head) -> None:  # type: ignore[no-untyped-def]
         Failover.__init__(self, request.app[keys.BUS], "cloud", candidates(cs, head.model))
         self.request, self.cs, self.body, self.head = request, cs, body, head
-        # a translated client API: (its translator, the translated body, the path it needs)
-        self.translation: tuple[Translator, bytes, str] | None = None
+        # a translated client API: (its translator, the translated body)
+        self.translation: tuple[Translator, bytes] | None = None
         self.keep: Tap | None = None  # the /v1/responses store's read of a streamed reply
 
     def name(self, c: tuple[Backend, str]) -> str:
@@ -134,12 +133,15 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
         backend, model = c
         kind, path = backend.kind, self.request.path
         if self.translation is not None and not covers(kind.paths, path):
-            t, chat, needs = self.translation
-            if needs not in kind.paths or kind.call is not openai_call.call:
+            # Not native here: the translation goes to the kind's own call (through the
+            # core, or Anthropic's egress) if the kind serves the path it is sent to (an
+            # Ollama raw generate needs /v1/completions; Anthropic has no embeddings).
+            t, chat = self.translation
+            if t.upstream_path not in kind.paths:
                 raise _unserved(backend)
             self.cs.metrics.request(backend.name, model)
-            return openai_call.call(self.request, self.cs, backend, model, chat, self.head,
-                                    path=t.upstream_path, translate=t, keep=self.keep)
+            return kind.call(self.request, self.cs, backend, model, chat, self.head,
+                             path=t.upstream_path, translate=t, keep=self.keep)
         if not covers(kind.paths, path):
             raise _unserved(backend)
         self.cs.metrics.request(backend.name, model)
@@ -176,13 +178,15 @@ async def model(request: web.Request) -> web.Response:
 
 
 def served_paths(cs: CloudState) -> list[str]:
-    """The paths this cloud worker serves, for routers: those its enabled backends' kinds
-    serve (Anthropic: chat only), in the order the routes are added."""
+    """The paths this cloud worker serves, for routers, in the order the routes are
+    added: those its enabled backends' kinds serve, then each client API one of them
+    serves natively or serves the path its translation needs (Anthropic: chat and
+    Messages, so every client API but Ollama's embeddings)."""
     live = [b for b in cs.backends.values() if b.enabled]
     native = [p for p in HEAD_BY_PATH if any(p in b.kind.paths for b in live)]
     return native + [p for p, tr in TRANSLATED.items() if p not in native and any(
-        covers(b.kind.paths, p) or (tr.needs in b.kind.paths and b.kind.call is openai_call.call)
-        for b in live)] + ([ollama.SHOW] if live else [])  # ollama_api answers it
+        covers(b.kind.paths, p) or tr.needs in b.kind.paths for b in live)] \
+        + ([ollama.SHOW] if live else [])  # ollama_api answers it
 
 
 class BackendCounts(msgspec.Struct, omit_defaults=False):

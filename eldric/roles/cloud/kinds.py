@@ -6,7 +6,8 @@ parser (the list is also the health probe), the API paths it serves (a request f
 another path is a 400, and /health advertises the union over the enabled backends), and
 how a request reaches it: through the zero-copy core (openai_call.call, with `route`
 saying where), or a translator of its own (anthropic_call.call, which relays Anthropic's
-own paths through the core). A new type is one entry
+own paths through the core). Either call also takes the client APIs translated to a path
+the kind serves (Responses, Ollama's chat, on a chat path). A new type is one entry
 here; a provider name that means a type (openai, groq, …) is one line in providers.KNOWN.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from aiohttp import web
@@ -27,11 +28,23 @@ from eldric.wire.openai import HEAD_BY_PATH, UpstreamModelList
 if TYPE_CHECKING:
     from eldric.roles.cloud.backends import Backend
     from eldric.roles.cloud.state import CloudState
+    from eldric.stream.sse import Tap
+    from eldric.wire.translate import Translator
 
-# (request, state, backend, the model name to send, body, decoded head) -> the reply.
-# Raises UpstreamFailure before the first byte, so the handler can fail over.
-Call = Callable[["web.Request", "CloudState", "Backend", str, bytes, Any],
-                Awaitable[web.StreamResponse]]
+
+class Call(Protocol):
+    """(request, state, backend, the model name to send, body, decoded head) -> the reply.
+    Raises UpstreamFailure before the first byte, so the handler can fail over. A
+    translated client API (eldric.wire.translated) brings its translator: `body` is then
+    its request, for `path`, and the Chat Completions reply goes back through it; `keep`
+    reads what the client gets (the /v1/responses store's tap)."""
+
+    def __call__(self, request: web.Request, cs: CloudState, b: Backend, model: str,
+                 body: bytes, head: Any, *, path: str | None = None,
+                 translate: Translator | None = None,
+                 keep: Tap | None = None) -> Awaitable[web.StreamResponse]: ...
+
+
 # (backend, path after /v1, model) -> (base URL, path, query) of a request through the core.
 Route = Callable[["Backend", str, str], tuple[str, str, "str | None"]]
 
@@ -87,8 +100,9 @@ PROVIDER_KINDS: dict[str, ProviderKind] = {
     "openai_compatible": ProviderKind(
         openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/models"), _openai_models,
         find_v1=True),
-    # The Messages API: chat translated to it, its own /v1/messages (count_tokens too)
-    # relayed as they are; its models at /v1/models (OpenAI's shape).
+    # The Messages API: chat translated to it (and so every client API translated to
+    # chat), its own /v1/messages (count_tokens too) relayed as they are; its models at
+    # /v1/models (OpenAI's shape).
     "anthropic": ProviderKind(
         anthropic_call.call, ("/v1/chat/completions", "/v1/messages"), _anthropic_auth,
         _listed_at("{url}/v1/models?limit=1000"), _openai_models,
