@@ -153,14 +153,14 @@ class _ToClient:
         t = self.translate
         if t is None:
             return self._seen(b"".join(events))
-        out = b"".join([t.feed(e[:-2]) for e in events])
+        out = b"".join([t.feed(e[:-2]) for e in events])  # each ends in b"\n\n"
         return self._seen(out + t.close() if end else out)
 
     def cut(self, message: str) -> bytes:
         """The backend failed or ended early: the client API's terminal error event."""
-        if self.translate is None:
-            return error_event(error_json(502, message, code="upstream_error"))
-        return self._seen(self.translate.cut(502, message, "upstream_error"))
+        t = self.translate
+        return self._seen(error_event(error_json(502, message, code="upstream_error"))
+                          if t is None else t.cut(502, message, "upstream_error"))
 
     def _seen(self, out: bytes) -> bytes:
         if self.splitter is not None:

@@ -68,8 +68,9 @@ async def inference(request: web.Request) -> web.StreamResponse:
 
 async def translated(request: web.Request) -> web.StreamResponse:
     """A client API the providers may lack (eldric.wire.translated: /v1/messages,
-    /api/chat…): relayed as it is to a backend whose kind serves it, translated to Chat
-    Completions (or embeddings) for an OpenAI-compatible one."""
+    /api/chat…): relayed as it is to a backend whose kind serves it, else translated to
+    Chat Completions (or embeddings) for a kind that serves those (an OpenAI-compatible
+    one through the core, Anthropic's through its egress)."""
     return await stateful(request, await read_body(request),
                           functools.partial(_translated, request))
 
