@@ -27,7 +27,7 @@ from eldric import config, keys, registry  # noqa: E402
 from eldric.app import make_app, make_session  # noqa: E402
 from eldric.bus import Bus  # noqa: E402
 from eldric.context import Hop  # noqa: E402
-from eldric.serve.request import FastRequest  # noqa: E402
+from eldric.serve.request import FAST, FastRequest  # noqa: E402
 from eldric.stream.pool import ConnectionPool  # noqa: E402
 
 N = 20_000
@@ -82,7 +82,7 @@ def _requests(app: web.Application, role: str) -> list[FastRequest]:
     for _ in range(N):
         r = FastRequest(None, app, "/v1/chat/completions", "", RAW)  # type: ignore[arg-type]
         r.body = BODY
-        r[keys.HOP] = Hop(request_id="x", role=role, started=0.0)
+        r[keys.HOP] = Hop(request_id="x", role=role, started=0.0, lane=FAST)
         out.append(r)
     return out
 

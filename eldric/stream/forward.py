@@ -29,7 +29,7 @@ from eldric.errors import UpstreamFailure
 from eldric.exchange import Answer, LaneRequest, Sink, encode_headers, text_headers
 from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_header_block
-from eldric.stream.sse import EventFilter, EventSplitter, Framer, Tap
+from eldric.stream.sse import EventFilter, EventSplitter, Tap, Translating
 from eldric.stream.upstream_errors import normalise
 from eldric.wire import dialect
 from eldric.wire.translate import Translator
@@ -213,54 +213,9 @@ async def _translated(request: LaneRequest, hop: Hop, upstream_resp: client.Resp
                                                          headers, data)
     headers.append((b"Content-Type", translate.media_type.encode()))
     sink = hop.lane.sink(request, upstream_resp.status, headers, None)
-    outcome, first_at = await _relay_translated(request, sink, upstream_resp, target,
-                                                timeouts, translate,
-                                                EventSplitter(tap) if tap else None)
+    outcome, first_at = await _relay(request, sink, upstream_resp, target, timeouts, True,
+                                     None, Translating(translate, tap), translate)
     return outcome, first_at, sink.result
-
-
-async def _relay_translated(request: LaneRequest, resp: Sink, upstream_resp: client.Response,
-                            target: Target, timeouts: Timeouts, translate: Translator,
-                            splitter: EventSplitter | None) -> tuple[str, float | None]:
-    """_relay's twin for a translated stream: upstream events through the translator.
-    The head goes out with the first translated bytes (a translator may hold some back)."""
-    framer = Framer()
-    first_at: float | None = None
-    prepared = False
-    try:
-        while True:
-            chunk = await upstream_resp.read_chunk()
-            if chunk:
-                out = b"".join([translate.feed(event[:n]) for event, n in framer.feed(chunk)])
-            else:
-                rest = framer.rest()
-                out = (translate.feed(rest) if rest.strip() else b"") + translate.close()
-            if out:
-                if not prepared:
-                    await resp.start()
-                    prepared = True
-                    first_at = time.perf_counter()
-                if splitter is not None:
-                    splitter.feed(out)
-                await resp.write(out)
-            if not chunk:
-                break
-    except _REPLY_ERRORS as exc:
-        failure = _failure(exc, target, timeouts, "stream")
-        if not prepared:
-            raise failure from None
-        await _cut(resp, failure, True, exc, dialect.OPENAI, translate)
-        return "error", first_at
-    except ConnectionError:  # the client's side: it went away
-        _client_left(request, target.state)
-        return "cancelled", first_at
-    if splitter is not None:
-        splitter.close()
-    if not prepared:
-        await resp.start()
-        first_at = time.perf_counter()
-    await resp.end()
-    return "ok", first_at
 
 
 def _settle(bus: Bus, hop: Hop, up: UpstreamState, upstream_resp: client.Response | None,
@@ -293,8 +248,8 @@ async def _refusal(upstream_resp: client.Response, up: UpstreamState) -> Upstrea
 
 async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Response,
                  target: Target, timeouts: Timeouts, is_sse: bool,
-                 splitter: EventSplitter | None,
-                 filt: EventFilter | None = None) -> tuple[str, float | None]:
+                 splitter: EventSplitter | None, filt: EventFilter | Translating | None = None,
+                 translate: Translator | None = None) -> tuple[str, float | None]:
     """Write the reply chunk by chunk as it arrives. Returns (outcome, first byte time).
 
     The upstream connection's own timer bounds the wait for the first chunk (first-byte
@@ -322,7 +277,7 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
         if not prepared:
             raise failure from None
         framed = is_sse or upstream_resp.content_type == b"application/x-ndjson"
-        await _cut(resp, failure, framed, exc, dialect.of_path(request.path))
+        await _cut(resp, failure, framed, exc, dialect.of_path(request.path), translate)
         return "error", first_at
     except ConnectionError:  # the client's side: it went away
         _client_left(request, target.state)

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
+
+if TYPE_CHECKING:
+    from eldric.wire.translate import Translator
 
 log = structlog.get_logger("eldric.stream")
 
@@ -112,3 +116,33 @@ class EventFilter:
     def close(self) -> bytes:
         rest = self._framer.rest()
         return rest if rest.strip() and not self._drop(rest) else b""
+
+
+class Translating:
+    """An SSE stream through a client API's translator (eldric.wire.translate): upstream
+    events in, the client's bytes out, with EventFilter's feed/close so the core's one
+    relay loop carries it; `tap` sees what the client gets."""
+
+    __slots__ = ("_framer", "_translate", "_splitter")
+
+    def __init__(self, translate: Translator, tap: Tap | None = None):
+        self._framer = Framer()
+        self._translate = translate
+        self._splitter = EventSplitter(tap) if tap is not None else None
+
+    def feed(self, chunk: bytes) -> bytes:
+        feed = self._translate.feed
+        return self._tapped(b"".join([feed(event[:n]) for event, n in self._framer.feed(chunk)]))
+
+    def close(self) -> bytes:
+        rest = self._framer.rest()
+        out = (self._translate.feed(rest) if rest.strip() else b"") + self._translate.close()
+        out = self._tapped(out)
+        if self._splitter is not None:
+            self._splitter.close()
+        return out
+
+    def _tapped(self, out: bytes) -> bytes:
+        if out and self._splitter is not None:
+            self._splitter.feed(out)
+        return out

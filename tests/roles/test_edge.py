@@ -264,6 +264,15 @@ async def test_cors_preflight_and_reply_headers(tmp_path):
                 assert r.status == 204
                 assert r.headers["Access-Control-Allow-Origin"] == "https://app.example"
                 assert "Authorization" in r.headers["Access-Control-Allow-Headers"]
+            # what the Anthropic JS SDK sends from a browser, on its own path
+            pre["Access-Control-Request-Headers"] = ("anthropic-version, anthropic-beta, "
+                                                     "x-api-key, x-stainless-retry-count")
+            async with s.options(edge + "/v1/messages", headers=pre) as r:
+                assert r.status == 204
+                allowed = {h.strip().lower()
+                           for h in r.headers["Access-Control-Allow-Headers"].split(",")}
+                assert {"anthropic-version", "anthropic-beta", "x-api-key",
+                        "x-stainless-retry-count"} <= allowed
             status, headers, _ = await _post(s, edge, key="k",
                                              headers={"Origin": "https://app.example"})
             assert status == 200 and headers["Access-Control-Allow-Origin"] == "https://app.example"

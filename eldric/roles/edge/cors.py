@@ -15,7 +15,15 @@ from eldric.errors import EldricError
 # head, which goes out before this middleware sees the reply.
 CORS_HEADERS: web.RequestKey[dict[str, str]] = web.RequestKey("eldric_cors_headers", dict)
 
-_ALLOW_HEADERS = "Authorization, Content-Type, X-API-Key, X-Request-ID, OpenAI-Beta, traceparent"
+# What browser clients send: OpenAI's, Anthropic's (its version and betas, and the flag
+# its JS SDK sets in a browser) and the Stainless-built SDKs' own headers.
+_ALLOW_HEADERS = ", ".join((
+    "Authorization", "Content-Type", "X-API-Key", "X-Request-ID", "OpenAI-Beta",
+    "traceparent", "anthropic-version", "anthropic-beta",
+    "anthropic-dangerous-direct-browser-access", "X-Stainless-Lang",
+    "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch",
+    "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count",
+    "X-Stainless-Timeout"))
 _EXPOSE = ("X-Request-ID, X-RateLimit-Limit, X-RateLimit-Remaining, Retry-After, "
            "X-Eldric-Worker, X-Eldric-Model")
 
