@@ -23,7 +23,7 @@ from eldric import keys
 from eldric.errors import error_json
 from eldric.roles.cloud import openai_call
 from eldric.stream import UpstreamFailure
-from eldric.stream.sse import EventSplitter, Tap, error_event
+from eldric.stream.sse import EventSplitter, Tap, Translating, error_event
 from eldric.stream.upstream_errors import normalise
 from eldric.wire.anthropic_egress import from_anthropic, to_anthropic
 from eldric.wire.anthropic_egress_stream import StreamTranslator
@@ -133,43 +133,32 @@ async def _whole(cs: CloudState, b: Backend, model: str, raw: bytes,
 
 
 class _ToClient:
-    """The stream's last stage: the chat chunk events the StreamTranslator made (each
-    with its blank line) as the client gets them. Without a translator that is the events
-    as they are (a /v1/chat/completions client); with one, each event goes through its
-    feed() and the end through close(), as the core does for a translated stream
-    (stream/forward.py). `keep` reads the bytes that go out."""
+    """The stream's last stage: the chat chunk events the StreamTranslator made as the
+    client gets them. Without a translator (a /v1/chat/completions client) they go out as
+    they are; with one they go on through it as in the core's relay (sse.Translating:
+    each event through feed(), the end through close(), `keep` reading what goes out)."""
 
-    __slots__ = ("translate", "splitter")
+    __slots__ = ("translate", "onward")
 
     def __init__(self, translate: Translator | None, keep: Tap | None) -> None:
         self.translate = translate
-        self.splitter = EventSplitter(keep) if keep is not None else None
+        self.onward = Translating(translate, keep) if translate is not None else None
 
     @property
     def media_type(self) -> str:
         return "text/event-stream" if self.translate is None else self.translate.media_type
 
     def events(self, events: list[bytes], end: bool = False) -> bytes:
-        t = self.translate
-        if t is None:
-            return self._seen(b"".join(events))
-        out = b"".join([t.feed(e[:-2]) for e in events])  # each ends in b"\n\n"
-        return self._seen(out + t.close() if end else out)
+        data = b"".join(events)
+        if self.onward is None:
+            return data
+        return self.onward.feed(data) + (self.onward.close() if end else b"")
 
     def cut(self, message: str) -> bytes:
         """The backend failed or ended early: the client API's terminal error event."""
-        t = self.translate
-        return self._seen(error_event(error_json(502, message, code="upstream_error"))
-                          if t is None else t.cut(502, message, "upstream_error"))
-
-    def _seen(self, out: bytes) -> bytes:
-        if self.splitter is not None:
-            self.splitter.feed(out)
-        return out
-
-    def close(self) -> None:
-        if self.splitter is not None:
-            self.splitter.close()
+        if self.translate is None:
+            return error_event(error_json(502, message, code="upstream_error"))
+        return self.translate.cut(502, message, "upstream_error")
 
 
 async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
@@ -198,10 +187,8 @@ async def _stream(request: web.Request, cs: CloudState, b: Backend, model: str,
         log.warning("upstream_failed_mid_stream", backend=b.name, error=repr(exc))
         await out.write(client.cut(f"backend {b.name} failed mid-reply: "
                                    f"{type(exc).__name__}"))
-        client.close()
         await out.write_eof()
         return "error", out
-    client.close()
     if translator.usage is not None:
         cs.metrics.count_tokens(b.name, model, *translator.usage)
     await out.write_eof()
