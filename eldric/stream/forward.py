@@ -204,10 +204,11 @@ async def _translated(request: LaneRequest, hop: Hop, upstream_resp: client.Resp
             raise _failure(exc, target, timeouts, "body") from None
         try:
             data = translate.whole(data)
-        except ValueError as exc:  # not what the upstream's API promises: another may answer
+        except Exception as exc:  # not what the upstream's API promises: another may answer
+            log.warning("untranslatable_reply", upstream=target.state.id, error=repr(exc))
             raise UpstreamFailure.of(target.state.id, "closed", 502,
                                      f"upstream {target.state.id} sent a reply eldric cannot "
-                                     f"translate: {exc}") from None
+                                     f"translate ({type(exc).__name__})") from None
         headers.append((b"Content-Type", b"application/json"))
         return "ok", time.perf_counter(), hop.lane.reply(request, upstream_resp.status,
                                                          headers, data)
@@ -272,6 +273,7 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
                 if not chunk:
                     continue
             await resp.write(chunk)
+        rest = filt.close() if filt is not None else b""  # an event the filter held back
     except _REPLY_ERRORS as exc:
         failure = _failure(exc, target, timeouts, "stream")
         if not prepared:
@@ -284,7 +286,6 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
         return "cancelled", first_at
     if splitter is not None:
         splitter.close()
-    rest = filt.close() if filt is not None else b""  # an event the filter held back
     if not prepared:  # an empty body, or all of it held by the filter
         await resp.start()
         first_at = time.perf_counter()
@@ -303,7 +304,13 @@ async def _cut(resp: Sink, failure: UpstreamFailure, is_sse: bool, exc: OSError,
     log.warning("upstream_failed_mid_stream", upstream=failure.upstream, error=str(exc))
     code = "upstream_timeout" if failure.kind == "timeout" else "upstream_error"
     if translate is not None:
-        await resp.write(translate.cut(502, failure.message, code))
+        try:
+            event = translate.cut(502, failure.message, code)
+        except Exception as cut_exc:  # a translator that cannot even end its stream
+            log.error("translator_cut_failed", error=repr(cut_exc))
+            resp.abort()
+            return
+        await resp.write(event)
     elif is_sse:  # SSE, or Ollama's NDJSON (ended by an {"error": …} line)
         await resp.write(d.stream_error(502, failure.message, code))
     else:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from eldric.stream.client import ProtocolError
+
 if TYPE_CHECKING:
     from eldric.wire.translate import Translator
 
@@ -118,6 +120,12 @@ class EventFilter:
         return rest if rest.strip() and not self._drop(rest) else b""
 
 
+class Untranslatable(ProtocolError):
+    """An upstream stream the client's translator cannot read: the upstream's failure
+    (the core fails over before the first byte, or ends the stream in the client API's
+    error event after it), never a broken reply."""
+
+
 class Translating:
     """An SSE stream through a client API's translator (eldric.wire.translate): upstream
     events in, the client's bytes out, with EventFilter's feed/close so the core's one
@@ -132,11 +140,18 @@ class Translating:
 
     def feed(self, chunk: bytes) -> bytes:
         feed = self._translate.feed
-        return self._tapped(b"".join([feed(event[:n]) for event, n in self._framer.feed(chunk)]))
+        try:
+            out = b"".join([feed(event[:n]) for event, n in self._framer.feed(chunk)])
+        except Exception as exc:  # what the upstream sent is not what its API promises
+            raise Untranslatable(f"{type(exc).__name__} translating its stream") from exc
+        return self._tapped(out)
 
     def close(self) -> bytes:
         rest = self._framer.rest()
-        out = (self._translate.feed(rest) if rest.strip() else b"") + self._translate.close()
+        try:
+            out = (self._translate.feed(rest) if rest.strip() else b"") + self._translate.close()
+        except Exception as exc:
+            raise Untranslatable(f"{type(exc).__name__} translating its stream") from exc
         out = self._tapped(out)
         if self._splitter is not None:
             self._splitter.close()

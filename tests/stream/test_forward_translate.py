@@ -158,3 +158,32 @@ async def test_an_unknown_ollama_route_answers_in_ollamas_shape(fake, tmp_path):
         async with s.post(urls["worker"] + "/api/nothing-here", json={}) as r:
             assert r.status == 404
             assert (await r.json()) == {"error": "no such route", "code": "not_found"}
+
+
+class Brittle(Shout):
+    """A translator that cannot read the third token, nor any whole reply: as if the
+    upstream sent what its API does not promise."""
+
+    def whole(self, body: bytes) -> bytes:
+        raise TypeError("'int' object is not iterable")
+
+    def feed(self, event: bytes) -> bytes:
+        if b" w2" in event:
+            raise TypeError("'int' object is not iterable")
+        return super().feed(event)
+
+
+async def test_a_translator_that_cannot_read_the_reply_is_the_upstreams_502(
+        fake, tmp_path, monkeypatch):
+    monkeypatch.setitem(TRANSLATED, PATH, Translation(Brittle))
+    async with await _worker(tmp_path, fake) as urls, aiohttp.ClientSession() as s:
+        async with s.post(urls["worker"] + PATH, json={"model": M, "say": "hi"}) as r:
+            assert r.status == 502
+            assert (await r.json())["error"]["code"] == "upstream_error"
+        async with s.post(urls["worker"] + PATH,
+                          json={"model": M, "say": "hi", "stream": True}) as r:
+            assert r.status == 200
+            lines = (await r.text()).splitlines()  # a whole stream, ended by the cut
+        async with s.get(urls["worker"] + "/health") as r:
+            assert (await r.json())["status"] == "healthy"  # not the backend's fault alone
+    assert lines == [" W0", " W1", "CUT 502 upstream_error"]
