@@ -15,13 +15,12 @@ tools, Files API sources and PDF documents (a 400 naming the block).
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from eldric.wire.anthropic_request import MessagesRequest, chat_body, decode
 from eldric.wire.anthropic_shared import anthropic_usage, stop_reason
 from eldric.wire.anthropic_stream import MessageEvents, message_id, tool_use_id
+from eldric.wire.openai_reply import Call, Reply, Unreadable, json_object, reply, text
 
 _encode = msgspec.json.encode
 
@@ -42,11 +41,7 @@ class Messages:
         return _encode(self._body)
 
     def whole(self, body: bytes) -> bytes:
-        try:
-            completion = msgspec.json.decode(body)
-        except msgspec.DecodeError as exc:  # not a ValueError in every msgspec eldric admits
-            raise ValueError(f"not JSON: {exc}") from None
-        return _encode(message(completion, self.model))
+        return _encode(message(reply(body), self.model))
 
     def feed(self, event: bytes) -> bytes:
         return self._events.feed(event)
@@ -63,45 +58,32 @@ def messages(body: bytes) -> Messages:
     return Messages(decode(body, MessagesRequest))
 
 
-def message(completion: Any, model: str) -> dict:
-    """A chat.completion -> an Anthropic Message. A ValueError when it is not one."""
-    choices = completion.get("choices") if isinstance(completion, dict) else None
-    choice = choices[0] if isinstance(choices, list) and choices else None
-    msg = choice.get("message") if isinstance(choice, dict) else None
-    if not isinstance(choice, dict) or not isinstance(msg, dict):
-        raise ValueError("not a chat.completion: no choices[0].message")
+def message(completion: Reply, model: str) -> dict:
+    """A chat.completion -> an Anthropic Message. Unreadable (a ValueError) when it is
+    not one."""
+    choice = completion.choices[0] if completion.choices else None
+    msg = choice.message if choice is not None else None
+    if choice is None or msg is None:
+        raise Unreadable("the backend's reply is not a chat completion: no choices[0].message")
     content: list[dict] = []
-    text = _text(msg.get("content")) or _text(msg.get("refusal"))
-    if text:
-        content.append({"type": "text", "text": text})
-    calls = msg.get("tool_calls") or []
+    said = text(msg)
+    if said:
+        content.append({"type": "text", "text": said})
+    calls = msg.tool_calls or []
     content += [_tool_use(call) for call in calls]
-    reason, sequence = stop_reason(choice.get("finish_reason"), choice.get("stop_reason"),
-                                   bool(calls))
-    return {"id": message_id(completion.get("id")), "type": "message", "role": "assistant",
+    reason, sequence = stop_reason(choice.finish_reason, choice.stop_reason, bool(calls))
+    return {"id": message_id(completion.id), "type": "message", "role": "assistant",
             "model": model, "content": content, "stop_reason": reason,
-            "stop_sequence": sequence, "usage": anthropic_usage(completion.get("usage"))}
+            "stop_sequence": sequence, "usage": anthropic_usage(completion.usage)}
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts, from a backend that answers in them
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
-    return ""
-
-
-def _tool_use(call: Any) -> dict:
-    fn = call.get("function") if isinstance(call, dict) else None
-    if not isinstance(fn, dict):
-        raise ValueError("a tool call without its function")
-    args = fn.get("arguments")
+def _tool_use(call: Call) -> dict:
+    fn = call.function
+    if fn is None:
+        raise Unreadable("the backend sent a tool call without its function")
     try:
-        tool_input = msgspec.json.decode(args) if isinstance(args, str) and args.strip() \
-            else (args or {})
-    except msgspec.DecodeError:
-        raise ValueError("a tool call's arguments are not JSON") from None
-    if not isinstance(tool_input, dict):
-        raise ValueError("a tool call's arguments are not a JSON object")
-    return {"type": "tool_use", "id": tool_use_id(call.get("id")),
-            "name": fn.get("name") or "", "input": tool_input}
+        tool_input = json_object(fn.arguments)
+    except Unreadable as exc:
+        raise Unreadable(f"the backend's {exc}") from None
+    return {"type": "tool_use", "id": tool_use_id(call.id), "name": fn.name or "",
+            "input": tool_input}

@@ -17,12 +17,12 @@ import msgspec
 
 from eldric.errors import BadRequest
 from eldric.wire.anthropic_shared import FINISH, openai_usage, prompt_tokens
+from eldric.wire.openai_reply import Unreadable, json_object
 
 DEFAULT_MAX_TOKENS = 4096
 
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _encode = msgspec.json.encode
-_decode = msgspec.json.decode
 
 
 # ---------------------------------------------------------------- request: OpenAI -> Anthropic
@@ -176,15 +176,12 @@ def _tool_uses(calls: Any, i: int) -> list[dict]:
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or call.get("type", "function") != "function":
             raise BadRequest("only function tool calls are supported", param=param)
-        args = fn.get("arguments") or "{}"
+        args = fn.get("arguments")
         try:
-            tool_input = _decode(args) if isinstance(args, str) else args
-        except msgspec.DecodeError:
-            raise BadRequest("tool call arguments are not valid JSON",
-                             param=param + ".function.arguments") from None
-        if not isinstance(tool_input, dict):
-            raise BadRequest("tool call arguments must be a JSON object",
-                             param=param + ".function.arguments")
+            tool_input = json_object(args if isinstance(args, (str, dict)) else
+                                     None if args is None else _encode(args).decode())
+        except Unreadable as exc:
+            raise BadRequest(str(exc), param=param + ".function.arguments") from None
         if not isinstance(call.get("id"), str) or not isinstance(fn.get("name"), str):
             raise BadRequest("a tool call needs an id and a function name", param=param)
         blocks.append({"type": "tool_use", "id": call["id"], "name": fn["name"],

@@ -14,6 +14,8 @@ from typing import Any
 
 import msgspec
 
+from eldric.wire.openai_reply import Usage
+
 # What eldric sends as anthropic-version when it calls Anthropic.
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -117,16 +119,17 @@ def usage_counts(data: bytes) -> tuple[int, int] | None:
     return prompt_tokens(usage), _int(usage.get("output_tokens"))
 
 
-def anthropic_usage(usage: Any) -> dict:
+def anthropic_usage(usage: Usage | None) -> dict:
     """An OpenAI usage object -> Anthropic's usage, the inverse of openai_usage: the prompt
     tokens the backend served from its cache are cache_read_input_tokens, the rest
     input_tokens (Anthropic's whole prompt is their sum)."""
-    usage = usage if isinstance(usage, dict) else {}
-    prompt = _int(usage.get("prompt_tokens"))
-    details = usage.get("prompt_tokens_details")
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    if usage is None:
+        return {"input_tokens": 0, "output_tokens": 0}
+    prompt = _int(usage.prompt_tokens)
+    details = usage.prompt_tokens_details
+    cached = _int(details.cached_tokens) if details is not None else 0
     out = {"input_tokens": max(prompt - cached, 0),
-           "output_tokens": _int(usage.get("completion_tokens"))}
+           "output_tokens": _int(usage.completion_tokens)}
     if cached:
         out["cache_read_input_tokens"] = cached
     return out

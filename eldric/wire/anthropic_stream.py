@@ -5,7 +5,10 @@ Event flow (https://docs.anthropic.com/en/docs/build-with-claude/streaming): mes
 deltas (text_delta, input_json_delta) and content_block_stop, then message_delta (the
 stop_reason and the cumulative usage) and message_stop. Every event carries its `event:`
 line: the anthropic SDK skips unnamed events. Anthropic has one block open at a time, so
-a text after a tool call, or a second tool call, opens the next block.
+a text after a tool call, or a second tool call, opens the next block. A backend that
+interleaves parallel calls' fragments (one for call 0 after call 1 began) would land them
+on a closed block, so a call's block opens only once the open tool block's arguments are
+a whole JSON object; until then its fragments wait (and go out at once when it opens).
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ import msgspec
 from eldric.wire.anthropic_shared import (STATUS_OF_OPENAI_TYPE, anthropic_usage, named_event,
                                           sse_fields, stop_reason)
 from eldric.wire.dialect import ANTHROPIC
+from eldric.wire.openai_reply import Call, Choice, Reply, Usage, text
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
+_chunk = msgspec.json.Decoder(Reply)
 
 
 def message_id(upstream_id: Any) -> str:
@@ -35,13 +40,33 @@ def tool_use_id(upstream_id: Any) -> str:
         f"toolu_{uuid.uuid4().hex[:24]}"
 
 
+class _Tool:
+    """One tool call of the reply: its block once opened (None while it waits), its
+    argument fragments."""
+
+    __slots__ = ("block", "id", "name", "args")
+
+    def __init__(self, cid: str | None, name: str):
+        self.block: int | None = None
+        self.id, self.name = cid, name
+        self.args: list[str] = []
+
+    def whole(self) -> bool:
+        """Its arguments so far are a whole JSON object: nothing more can follow."""
+        try:
+            return isinstance(_decode("".join(self.args) or "null"), dict)
+        except msgspec.DecodeError:
+            return False
+
+
 class MessageEvents:
     """Chat Completions SSE events in (each without its blank line), Anthropic events out.
 
     The message is only finished at the backend's ``[DONE]`` (its usage chunk, asked for
     with stream_options.include_usage, comes after the finish_reason); a backend that
     never sends it finishes at ``close()`` if it gave a finish_reason, else that is an
-    early end, and the stream ends in an ``error`` event.
+    early end, and the stream ends in an ``error`` event. A chunk that is not what the
+    Chat Completions API promises (``choices: 5``) ends it in an ``error`` event too.
     """
 
     def __init__(self, model: str):
@@ -51,10 +76,13 @@ class MessageEvents:
         self._open = False  # a content block is open (at _index)
         self._index = -1
         self._text = False  # the open block is a text block
-        self._tools: dict[Any, tuple[int, Any]] = {}  # a tool_calls index -> (block, id)
-        self._finish: Any = None
-        self._matched: Any = None  # the stop string the backend says it stopped on
-        self._usage: Any = None
+        self._tools: dict[int, _Tool] = {}  # a tool_calls index -> its call (the latest)
+        self._current: _Tool | None = None  # the tool call whose block is open
+        self._waiting: list[_Tool] = []  # calls whose block has not opened yet, in order
+        self._called = False
+        self._finish: str | None = None
+        self._matched: str | int | None = None  # the stop string the backend stopped on
+        self._usage: Usage | None = None
 
     def feed(self, event: bytes) -> bytes:
         _, data = sse_fields(event)
@@ -63,18 +91,19 @@ class MessageEvents:
         if data.strip() == b"[DONE]":
             return self._end()
         try:
-            chunk = _decode(data)
+            chunk = _chunk.decode(data)
+        except msgspec.ValidationError as exc:
+            return self.cut(502, f"the backend sent a chunk that is not a chat completion "
+                                 f"chunk: {exc}", "upstream_error")
         except msgspec.DecodeError:
-            return b""  # not a chunk: nothing the client could read either
-        if not isinstance(chunk, dict):
-            return b""
-        if "error" in chunk:
-            return self.error(chunk["error"])
+            return b""  # not JSON: nothing the client could read either
+        if chunk.error is not None:
+            return self.error(chunk.error)
         out = [] if self._started else [self._start(chunk)]
-        if isinstance(chunk.get("usage"), dict):
-            self._usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.index == 0:
                 self._choice(choice, out)
         return b"".join(out)
 
@@ -104,49 +133,64 @@ class MessageEvents:
 
     # ------------------------------------------------------------ the events
 
-    def _start(self, chunk: dict) -> bytes:
+    def _start(self, chunk: Reply) -> bytes:
         self._started = True
-        usage = {"input_tokens": anthropic_usage(chunk.get("usage"))["input_tokens"],
+        usage = {"input_tokens": anthropic_usage(chunk.usage)["input_tokens"],
                  "output_tokens": 0}
         return named_event({"type": "message_start", "message": {
-            "id": message_id(chunk.get("id")), "type": "message", "role": "assistant",
+            "id": message_id(chunk.id), "type": "message", "role": "assistant",
             "model": self.model, "content": [], "stop_reason": None, "stop_sequence": None,
             "usage": usage}})
 
-    def _choice(self, choice: dict, out: list[bytes]) -> None:
-        delta = choice.get("delta")
-        if isinstance(delta, dict):
-            text = delta.get("content") or delta.get("refusal")
-            if isinstance(text, str) and text:
+    def _choice(self, choice: Choice, out: list[bytes]) -> None:
+        delta = choice.delta
+        if delta is not None:
+            said = text(delta)
+            if said:
                 if not (self._open and self._text):
+                    self._open_waiting(out, everything=True)
                     self._block(out, {"type": "text", "text": ""}, text=True)
                 out.append(b'event: content_block_delta\ndata: {"type":"content_block_delta",'
                            b'"index":%d,"delta":{"type":"text_delta","text":%s}}\n\n'
-                           % (self._index, _encode(text)))  # the bulk of a stream: no dict
-            for call in delta.get("tool_calls") or ():
-                if isinstance(call, dict):
-                    self._tool(call, out)
-        if choice.get("finish_reason"):
-            self._finish = choice["finish_reason"]
-            self._matched = choice.get("stop_reason")
+                           % (self._index, _encode(said)))  # the bulk of a stream: no dict
+            for call in delta.tool_calls or ():
+                self._tool(call, out)
+        if choice.finish_reason:
+            self._finish = choice.finish_reason
+            self._matched = choice.stop_reason
 
-    def _tool(self, call: dict, out: list[bytes]) -> None:
-        fn = call.get("function")
-        fn = fn if isinstance(fn, dict) else {}
-        at, cid = call.get("index", 0), call.get("id")
-        known = self._tools.get(at)
+    def _tool(self, call: Call, out: list[bytes]) -> None:
+        fn = call.function
+        known = self._tools.get(call.index)
         # Ollama's /v1 numbers every call of a parallel batch 0, told apart by their ids
-        if known is None or (cid and cid != known[1]):
-            self._block(out, {"type": "tool_use", "id": tool_use_id(cid),
-                              "name": fn.get("name") or "", "input": {}}, text=False)
-            self._tools[at] = (self._index, cid)
-        args = fn.get("arguments")
+        if known is None or (call.id and call.id != known.id):
+            known = self._tools[call.index] = _Tool(call.id, (fn.name if fn else None) or "")
+            self._called = True
+            self._waiting.append(known)
+        args = fn.arguments if fn is not None else None
         if isinstance(args, dict):  # a backend that sends the arguments as an object
             args = _encode(args).decode()
-        if isinstance(args, str) and args:
-            # a fragment of an earlier call (never seen from a backend) still goes to its block
-            out.append(self._delta(self._tools[at][0],
-                                   {"type": "input_json_delta", "partial_json": args}))
+        if args:
+            known.args.append(args)
+            if known.block is not None and known is not self._current:
+                # a fragment for a block closed already (a text came between): still its own
+                out.append(self._delta(known.block, args))
+            elif known is self._current and self._open:
+                out.append(self._delta(known.block, args))
+        self._open_waiting(out, everything=False)
+
+    def _open_waiting(self, out: list[bytes], *, everything: bool) -> None:
+        """Open the blocks of the waiting calls, each with the fragments it gathered while
+        it waited: while the open tool block's arguments are whole (nothing more of it can
+        come), or all of them (a text, or the end, follows)."""
+        while self._waiting and (everything or self._current is None
+                                 or self._current.whole()):
+            tool = self._waiting.pop(0)
+            self._block(out, {"type": "tool_use", "id": tool_use_id(tool.id),
+                              "name": tool.name, "input": {}}, text=False)
+            tool.block, self._current = self._index, tool
+            if tool.args:
+                out.append(self._delta(tool.block, "".join(tool.args)))
 
     def _block(self, out: list[bytes], block: dict, *, text: bool) -> None:
         self._stop_block(out)
@@ -158,16 +202,19 @@ class MessageEvents:
     def _stop_block(self, out: list[bytes]) -> None:
         if self._open:
             self._open = False
+            self._current = None
             out.append(named_event({"type": "content_block_stop", "index": self._index}))
 
     @staticmethod
-    def _delta(index: int, delta: dict) -> bytes:
-        return named_event({"type": "content_block_delta", "index": index, "delta": delta})
+    def _delta(index: int, fragment: str) -> bytes:
+        return named_event({"type": "content_block_delta", "index": index,
+                            "delta": {"type": "input_json_delta", "partial_json": fragment}})
 
     def _end(self) -> bytes:
-        out = [] if self._started else [self._start({})]
+        out = [] if self._started else [self._start(Reply())]
+        self._open_waiting(out, everything=True)
         self._stop_block(out)
-        reason, sequence = stop_reason(self._finish, self._matched, bool(self._tools))
+        reason, sequence = stop_reason(self._finish, self._matched, self._called)
         out.append(named_event({"type": "message_delta",
                                 "delta": {"stop_reason": reason, "stop_sequence": sequence},
                                 "usage": anthropic_usage(self._usage)}))

@@ -20,58 +20,14 @@ from typing import Any
 import msgspec
 
 from eldric.wire.dialect import OLLAMA
+from eldric.wire.openai_reply import (Call, Choice, Message, Unreadable, Usage, json_object, reply,
+                                      sse_data, text)
 
 _encode = msgspec.json.encode
-_decode = msgspec.json.decode
 
 # Chat Completions finish_reason -> Ollama's done_reason (stop or length; a tool call is
 # "stop", as Ollama itself reports it; a filtered reply ended too).
 _DONE = {"length": "length"}
-
-
-class _Fn(msgspec.Struct):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _Call(msgspec.Struct):
-    index: int = 0
-    id: str | None = None
-    function: _Fn | None = None
-
-
-class _Message(msgspec.Struct):
-    content: str | None = None
-    reasoning_content: str | None = None  # llama.cpp, vLLM, DeepSeek
-    reasoning: str | None = None  # Ollama's and OpenRouter's name for it
-    refusal: str | None = None
-    tool_calls: list[_Call] | None = None
-
-
-class _Choice(msgspec.Struct):
-    index: int = 0
-    message: _Message | None = None  # a whole reply
-    delta: _Message | None = None  # a stream chunk
-    text: str | None = None  # /v1/completions (raw generate)
-    finish_reason: str | None = None
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-
-
-class _Reply(msgspec.Struct):
-    choices: list[_Choice] = []
-    usage: _Usage | None = None
-    error: Any = None
-
-
-_reply = msgspec.json.Decoder(_Reply)
-
-
-class Unreadable(ValueError):
-    """The upstream's reply is not what the Chat Completions API promises."""
 
 
 class _Clock:
@@ -93,29 +49,15 @@ class _Clock:
 created_at = _Clock()
 
 
-def sse_data(event: bytes) -> bytes | None:
-    """The data of one SSE event (several data lines joined, as the SSE spec says)."""
-    if event.startswith(b"data: ") and b"\n" not in event:
-        return event[6:]  # what every backend sends
-    data = [line[5:].removeprefix(b" ") for line in event.splitlines()
-            if line.startswith(b"data:")]
-    return b"\n".join(data) if data else None
+def _text(m: Message | None, choice: Choice) -> str:
+    return choice.text or "" if m is None else text(m)
 
 
-def _text(m: _Message | None, choice: _Choice) -> str:
-    if m is None:
-        return choice.text or ""
-    return m.content or m.refusal or ""
-
-
-def _arguments(text: str) -> dict:
+def _arguments(args: str | dict | None) -> dict:
     try:
-        args = _decode(text.strip() or "{}")
-    except msgspec.DecodeError:
-        raise Unreadable("the backend's tool call arguments are not JSON") from None
-    if not isinstance(args, dict):
-        raise Unreadable("the backend's tool call arguments are not a JSON object")
-    return args
+        return json_object(args)
+    except Unreadable as exc:
+        raise Unreadable(f"the backend's {exc}") from None
 
 
 class OllamaReply:
@@ -136,7 +78,7 @@ class OllamaReply:
         self._start = time.monotonic_ns()
         self._first = 0  # when the first token came, for the eval durations
         self._reason: str | None = None  # the upstream's finish_reason, once given
-        self._usage: _Usage | None = None
+        self._usage: Usage | None = None
         self._calls: dict[int, list] = {}  # index -> [id, name, argument fragments]
         self._over = False  # the last line (done or error) was sent
 
@@ -198,23 +140,20 @@ class OllamaReply:
     # ------------------------------------------------------------ whole
 
     def whole(self, body: bytes) -> bytes:
-        try:
-            reply = _reply.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise Unreadable(f"the backend's reply is not a chat completion: {exc}") from None
+        got = reply(body)
         if self._load:
             return self._loaded()
-        if not reply.choices:
+        if not got.choices:
             raise Unreadable("the backend's reply has no choices")
-        choice = reply.choices[0]
+        choice = got.choices[0]
         m = choice.message
         calls = [{"id": c.id or f"call_{i}",
                   "function": {"index": i, "name": c.function.name if c.function else "",
-                               "arguments": _arguments(c.function.arguments or "")
+                               "arguments": _arguments(c.function.arguments)
                                if c.function else {}}}
                  for i, c in enumerate((m.tool_calls if m else None) or [])]
         self._reason = choice.finish_reason
-        self._usage = reply.usage
+        self._usage = got.usage
         thinking = (m.reasoning_content or m.reasoning) if m else None
         return _encode(self._done(self._piece(_text(m, choice), thinking, calls)))
 
@@ -229,8 +168,8 @@ class OllamaReply:
         if data == b"[DONE]":
             return self._finish()
         try:
-            chunk = _reply.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+            chunk = reply(data)
+        except Unreadable:
             return self._fail("the backend sent a stream event that is not a chat "
                               "completion chunk")
         if chunk.error is not None:
@@ -244,20 +183,20 @@ class OllamaReply:
         except Unreadable as exc:
             return self._fail(str(exc))
 
-    def _choices(self, choices: list[_Choice]) -> bytes:
+    def _choices(self, choices: list[Choice]) -> bytes:
         out = b""
         for choice in choices:
             if choice.index != 0:
                 continue  # Ollama has one answer per request
             d = choice.delta
-            text = _text(d, choice)
+            said = _text(d, choice)
             thinking = (d.reasoning_content or d.reasoning) if d else None
             if d is not None and d.tool_calls:
                 self._gather(d.tool_calls)
-            if text or (thinking and self._thinking):
+            if said or (thinking and self._thinking):
                 if not self._first:
                     self._first = time.monotonic_ns()
-                out += _encode(self._piece(text, thinking) | {"done": False}) + b"\n"
+                out += _encode(self._piece(said, thinking) | {"done": False}) + b"\n"
             if choice.finish_reason:
                 self._reason = choice.finish_reason
                 if self._calls:
@@ -265,7 +204,7 @@ class OllamaReply:
                     out += _encode(self._piece("", None, calls) | {"done": False}) + b"\n"
         return out
 
-    def _gather(self, deltas: list[_Call]) -> None:
+    def _gather(self, deltas: list[Call]) -> None:
         if not self._first:
             self._first = time.monotonic_ns()
         for d in deltas:
@@ -274,8 +213,9 @@ class OllamaReply:
                 slot[0] = d.id
             if d.function is not None:
                 slot[1] += d.function.name or ""
-                if d.function.arguments:
-                    slot[2].append(d.function.arguments)
+                args = d.function.arguments
+                if args:
+                    slot[2].append(args if isinstance(args, str) else _encode(args).decode())
 
     def _finish(self) -> bytes:
         self._over = True
