@@ -32,6 +32,7 @@ class Knobs:
         self.api_key: str | None = None  # when set, every call needs "Bearer <api_key>"
         self.models = list(MODELS)
         self.tool_calls: list[tuple[str, str, str]] | None = None  # (id, name, arguments)
+        self.tokenize_status: int | None = None  # /tokenize answers this (404: a vLLM without it)
 
 
 KNOBS = web.AppKey("knobs", Knobs)
@@ -165,6 +166,8 @@ async def tokenize(request: web.Request) -> web.Response:
     """vLLM's /tokenize of chat messages: here one token per word of each message's text
     and one per message (a fake's count; the shape is vLLM's)."""
     knobs, body = await _record(request)
+    if knobs.tokenize_status:  # as FastAPI answers a route it does not have
+        return web.json_response({"detail": "Not Found"}, status=knobs.tokenize_status)
     if body.get("model") not in knobs.models:
         return _err(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
     n = 0

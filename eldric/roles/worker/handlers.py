@@ -6,6 +6,7 @@ import functools
 
 import aiohttp
 import msgspec
+import structlog
 from aiohttp import web
 
 from eldric import keys
@@ -26,6 +27,9 @@ from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList, model_of
 from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED
+
+
+log = structlog.get_logger("eldric.worker")
 
 
 def _refuse_while_loading(st: WorkerState) -> None:
@@ -104,12 +108,36 @@ async def count_tokens(request: web.Request) -> Answer:
         return await _relay(request, body)
     c = anthropic_count.count(body)
     request[keys.HOP].model = c.model
-    if st.kind.tokenizes_chats:
-        t = anthropic_count.Tokenize(c)
-        return await _relay(request, t.request(), t.upstream_path, t)
     _refuse_while_loading(st)
+    if st.kind.tokenizes_chats and (counted := await _tokenized(request, st, c)) is not None:
+        return counted
     return web.Response(body=anthropic_count.reply(c.estimate()), content_type="application/json",
                         headers=anthropic_count.ESTIMATE_HEADERS)
+
+
+# What a backend answers for a path it does not have (vLLM's /tokenize is optional).
+_NO_SUCH_PATH = (404, 405, 501)
+
+
+async def _tokenized(request: web.Request, st: WorkerState,
+                     c: anthropic_count.Count) -> Answer | None:
+    """The count by the backend's /tokenize; None where it has none (404 for a model it
+    does serve) or fails, so the caller estimates: the estimate is documented, a 404 or
+    a 502 for a count the worker can give is not. A 404 for a model the backend does not
+    serve is relayed (the client asked for the wrong model)."""
+    t = anthropic_count.Tokenize(c)
+    try:
+        resp = await forward(request, st.target, t.upstream_path, t.request(),
+                             timeouts=st.timeouts, translate=t)
+    except UpstreamFailure as exc:
+        log.warning("tokenize_failed", error=exc.message)
+        return None
+    known = st.upstream.models
+    if resp.status in _NO_SUCH_PATH and not (resp.status == 404 and known
+                                             and c.model not in known):
+        log.warning("tokenize_unserved", status=resp.status)
+        return None
+    return resp
 
 
 async def embeddings_disabled(request: LaneRequest) -> Answer:
