@@ -190,6 +190,14 @@ def served_paths(cs: CloudState) -> list[str]:
         + ([ollama.SHOW] if live else [])  # ollama_api answers it
 
 
+def translated_paths(cs: CloudState) -> list[str]:
+    """The client API paths served by translation (WorkerHealth.translated): those an
+    enabled backend lacks natively but serves through the path its translation needs."""
+    live = [b for b in cs.backends.values() if b.enabled]
+    return [p for p, tr in TRANSLATED.items() if any(
+        not covers(b.kind.paths, p) and tr.needs in b.kind.paths for b in live)]
+
+
 class BackendCounts(msgspec.Struct, omit_defaults=False):
     """The enabled backends by state (Backend.status)."""
 
@@ -223,7 +231,7 @@ def cloud_health(app: web.Application) -> CloudHealth:
         backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url, healthy=usable > 0),
         models=sorted(models), load=Load(active_requests=active),
         uptime_seconds=round(time.time() - app[keys.ROLE].started, 3), version=__version__,
-        paths=served_paths(cs), backends=counts, models_available=len(models))
+        paths=served_paths(cs), translated=translated_paths(cs), backends=counts, models_available=len(models))
 
 
 def waiting_for(app: web.Application) -> str | None:
