@@ -29,9 +29,9 @@ from eldric.errors import UpstreamFailure
 from eldric.exchange import Answer, LaneRequest, Sink, encode_headers, text_headers
 from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_header_block
-from eldric.stream.sse import EventFilter, EventSplitter, Tap, Translating
+from eldric.stream.sse import EventFilter, EventSplitter, Framer, Tap, Translating
 from eldric.stream.upstream_errors import normalise
-from eldric.wire import dialect
+from eldric.wire import dialect, openai_reply
 from eldric.wire.translate import Translator
 
 log = structlog.get_logger("eldric.stream")
@@ -197,19 +197,22 @@ async def _translated(request: LaneRequest, hop: Hop, upstream_resp: client.Resp
     """A 2xx reply turned into the client's API: read whole and translated at once, or
     streamed event by event through the translator (`tap` sees what the client gets)."""
     headers = [(k, v) for k, v in out_headers if k.lower() != b"content-type"]
-    if not is_sse:
+    if not is_sse or not translate.stream:
+        # whole, or an upstream that ignored the stream flag (a stream asked for and whole
+        # JSON sent, or the reverse): read whole and made the kind the client asked for
         try:
             data = await upstream_resp.read_all()
         except _REPLY_ERRORS as exc:
             raise _failure(exc, target, timeouts, "body") from None
         try:
-            data = translate.whole(data)
+            data = _made_whole(translate, data, is_sse, tap)
         except Exception as exc:  # not what the upstream's API promises: another may answer
             log.warning("untranslatable_reply", upstream=target.state.id, error=repr(exc))
             raise UpstreamFailure.of(target.state.id, "closed", 502,
                                      f"upstream {target.state.id} sent a reply eldric cannot "
                                      f"translate ({type(exc).__name__})") from None
-        headers.append((b"Content-Type", b"application/json"))
+        kind = translate.media_type.encode() if translate.stream else b"application/json"
+        headers.append((b"Content-Type", kind))
         return "ok", time.perf_counter(), hop.lane.reply(request, upstream_resp.status,
                                                          headers, data)
     headers.append((b"Content-Type", translate.media_type.encode()))
@@ -217,6 +220,18 @@ async def _translated(request: LaneRequest, hop: Hop, upstream_resp: client.Resp
     outcome, first_at = await _relay(request, sink, upstream_resp, target, timeouts, True,
                                      None, Translating(translate, tap), translate)
     return outcome, first_at, sink.result
+
+
+def _made_whole(translate: Translator, data: bytes, is_sse: bool, tap: Tap | None) -> bytes:
+    """A reply read whole, translated: whole JSON for a whole request (an SSE reply
+    gathered into the completion it adds up to first), the client's whole stream for a
+    streamed one (a JSON reply cut into the chunks it would have streamed first)."""
+    if not translate.stream:
+        return translate.whole(openai_reply.gathered(
+            [e[:n] for e, n in Framer().feed(data + b"\n\n")]) if is_sse else data)
+    events = openai_reply.as_chunks(data)
+    stage = Translating(translate, tap)
+    return stage.feed(b"".join(e + b"\n\n" for e in events)) + stage.close()
 
 
 def _settle(bus: Bus, hop: Hop, up: UpstreamState, upstream_resp: client.Response | None,

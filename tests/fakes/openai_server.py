@@ -32,6 +32,7 @@ class Knobs:
         self.api_key: str | None = None  # when set, every call needs "Bearer <api_key>"
         self.models = list(MODELS)
         self.tool_calls: list[tuple[str, str, str]] | None = None  # (id, name, arguments)
+        self.answer: str | None = None  # "whole" or "sse": ignore the request's stream flag
         self.tokenize_status: int | None = None  # /tokenize answers this (404: a vLLM without it)
 
 
@@ -80,7 +81,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
     words = [f" w{i}" for i in range(knobs.tokens)]
     created = int(time.time())
     calls, finish = knobs.tool_calls, "tool_calls" if knobs.tool_calls else "stop"
-    if not body.get("stream"):
+    streamed = body.get("stream") if knobs.answer is None else knobs.answer == "sse"
+    if not streamed:
         message: dict = {"role": "assistant", "content": None if calls else "".join(words)}
         if calls:
             message["tool_calls"] = [{"id": i, "type": "function",
