@@ -25,8 +25,8 @@ PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGA
 
 
 @contextlib.asynccontextmanager
-async def worker(tmp_path, backend_url: str, **flags):
-    async with run_eldric("worker", tmp_path, port=0, bind="127.0.0.1", backend="tgi",
+async def worker(tmp_path, backend_url: str, backend: str = "tgi", **flags):
+    async with run_eldric("worker", tmp_path, port=0, bind="127.0.0.1", backend=backend,
                           backend_url=backend_url, **flags) as w:
         async with anthropic.AsyncAnthropic(base_url=w["worker"], api_key="unused",
                                             max_retries=0) as claude:
@@ -151,18 +151,15 @@ async def test_count_tokens_estimates_where_the_tokenizer_is_missing_or_fails(
     marked as one; a 404 for a model the backend does not serve is still a 404."""
     knobs = fake_openai_server.app[openai_server.KNOBS]
     knobs.tokenize_status = status
-    async with run_eldric("worker", tmp_path, port=0, bind="127.0.0.1", backend="vllm",
-                          backend_url=url_of(fake_openai_server),
-                          paths="/v1/chat/completions") as w:
-        async with anthropic.AsyncAnthropic(base_url=w["worker"], api_key="unused",
-                                            max_retries=0) as claude:
-            raw = await claude.messages.with_raw_response.count_tokens(
-                model=M, messages=[{"role": "user", "content": "one two three four"}])
-            assert raw.headers["X-Eldric-Estimate"] == "true"
-            assert (await parsed(raw)).input_tokens == 5  # 18 characters / 4, rounded up
-            if status == 404:
-                knobs.tokenize_status = None  # the fake's own 404 for an unknown model
-                with pytest.raises(anthropic.NotFoundError):
-                    await claude.messages.count_tokens(
-                        model="nope", messages=[{"role": "user", "content": "hi"}])
+    async with worker(tmp_path, url_of(fake_openai_server), "vllm",
+                      paths="/v1/chat/completions") as claude:
+        raw = await claude.messages.with_raw_response.count_tokens(
+            model=M, messages=[{"role": "user", "content": "one two three four"}])
+        assert raw.headers["X-Eldric-Estimate"] == "true"
+        assert (await parsed(raw)).input_tokens == 5  # 18 characters / 4, rounded up
+        if status == 404:
+            knobs.tokenize_status = None  # the fake's own 404 for an unknown model
+            with pytest.raises(anthropic.NotFoundError):
+                await claude.messages.count_tokens(
+                    model="nope", messages=[{"role": "user", "content": "hi"}])
     assert any(r["path"] == "/tokenize" for r in knobs.requests)
