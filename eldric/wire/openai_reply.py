@@ -155,13 +155,17 @@ def gathered(events: list[bytes]) -> bytes:
     fragments joined per index, the last finish_reason, the usage. For an upstream that
     answered a whole request with a stream. An error event comes back as it is, so the
     caller reads it as the upstream's failure; Unreadable for anything that is not a
-    chunk."""
+    chunk, and for a stream that ended before it finished."""
     head: dict[str, Any] = {}
     choices: dict[int, dict] = {}
     usage: Any = None
+    finished = False  # [DONE] or a finish_reason came: the stream did not end early
     for event in events:
         data = sse_data(event)
-        if data is None or data.strip() == b"[DONE]":
+        if data is None:
+            continue
+        if data.strip() == b"[DONE]":
+            finished = True
             continue
         try:
             chunk = _decode(data)
@@ -180,6 +184,8 @@ def gathered(events: list[bytes]) -> bytes:
             _add(choices.setdefault(c.get("index", 0) if isinstance(c.get("index", 0), int)
                                     else 0, {"message": {"role": "assistant"}, "calls": {}}),
                  c)
+    if not (finished or any("finish_reason" in c for c in choices.values())):
+        raise Unreadable("the backend's stream ended before the reply was complete")
     out = {k: v for k, v in head.items() if v is not None} | {"object": "chat.completion"}
     out["choices"] = [_choice(i, c) for i, c in sorted(choices.items())]
     if usage is not None:

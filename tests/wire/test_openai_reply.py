@@ -68,6 +68,14 @@ def test_fragments_gathered_per_call():
         ("call_b", {"name": "g", "arguments": "{}"})]
 
 
+def test_a_stream_that_ended_early_is_unreadable():
+    early = b'data: {"choices": [{"index": 0, "delta": {"content": "Par"}}]}'
+    with pytest.raises(Unreadable):
+        gathered([early])
+    assert json.loads(gathered([early, b"data: [DONE]"]))["choices"][0]["message"][
+        "content"] == "Par"
+
+
 def test_an_error_event_is_gathered_as_the_error():
     got = gathered([b'data: {"error": {"message": "boom", "code": 500}}'])
     assert json.loads(got) == {"error": {"message": "boom", "code": 500}}
