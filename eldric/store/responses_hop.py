@@ -181,6 +181,9 @@ async def stateful(request: LaneRequest, body: bytes, relay: Relay, owner: str |
         turn = await begin(store, owner, body, behind)
     if turn is None:
         return await relay(body, None)
+    # a whole reply bigger than the core relays whole is still one to keep (up to what
+    # the store keeps): read whole, not streamed past the Turn
+    request[keys.HOP].whole_limit = store.cfg.max_bytes
     return turn.whole(await relay(turn.body, turn.tap))
 
 
