@@ -38,6 +38,12 @@ _REFUSED = {"background": "background responses", "conversation": "conversations
             "prompt": "prompt templates"}
 
 
+# Fields only echoed or read by the first hop (which leaves a body it cannot read to be
+# refused here): still the client's error, not a reply echoing junk.
+_TYPED = (("stream", bool, "a boolean"), ("store", bool, "a boolean"),
+          ("previous_response_id", str, "a string"))
+
+
 def unsupported(what: str, param: str, code: str = "unsupported_parameter") -> BadRequest:
     return BadRequest(f"{what} is not supported by this model's backend", param=param, code=code)
 
@@ -52,6 +58,9 @@ def to_chat(req: dict) -> dict:
     for field, what in _REFUSED.items():
         if req.get(field):
             raise unsupported(what, field)
+    for field, kind, what in _TYPED:
+        if req.get(field) is not None and not isinstance(req[field], kind):
+            raise BadRequest(f"{field} must be {what}", param=field)
     messages: list[dict] = []
     instructions = req.get("instructions")
     if instructions is not None:

@@ -210,3 +210,9 @@ def test_allowed_tools_with_an_unhashable_name_allows_nothing_by_it():
 def test_a_deeply_nested_body_is_a_400():
     err = refused(b'{"model":"m","input":' + b"[" * 5000 + b"]" * 5000 + b"}")
     assert err.status == 400
+
+
+@pytest.mark.parametrize("field, value", [("stream", "yes"), ("store", "yes"),
+                                          ("store", 1), ("previous_response_id", 5)])
+def test_fields_of_the_wrong_type_are_400(field, value):
+    assert refused({"model": "m", "input": "x", field: value}).param == field
