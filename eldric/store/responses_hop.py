@@ -183,7 +183,7 @@ async def stateful(request: LaneRequest, body: bytes, relay: Relay, owner: str |
         return await relay(body, None)
     # a whole reply bigger than the core relays whole is still one to keep (up to what
     # the store keeps): read whole, not streamed past the Turn
-    request[keys.HOP].whole_limit = store.cfg.max_bytes
+    request[keys.HOP].whole_limit = turn.store.cfg.max_bytes
     return turn.whole(await relay(turn.body, turn.tap))
 
 

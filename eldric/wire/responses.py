@@ -111,7 +111,7 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 
 
 def _message(item: dict, param: str) -> dict:
-    role = _ROLES.get(_text(item.get("role")))
+    role = _ROLES.get(_text(item.get("role")) or "")
     if role is None:
         raise BadRequest("role must be user, assistant, system or developer",
                          param=f"{param}.role")
