@@ -51,6 +51,9 @@ class Hop:
     model: str | None = None
     upstream: str | None = None
     ttfb: float | None = None  # seconds from arrival to the first byte sent to the client
+    # a non-SSE reply up to this many bytes is read whole even past forward()'s own limit:
+    # one this hop keeps (a /v1/responses reply for its store) must be seen whole
+    whole_limit: int = 0
 
 
 def _claim(info: RoleInfo, data_dir: str, base: str) -> str:

@@ -28,7 +28,7 @@ import structlog
 
 from eldric import keys
 from eldric.context import data_file
-from eldric.errors import EldricError
+from eldric.errors import BadRequest, EldricError
 from eldric.fields import flag_meta
 from eldric.store.sqlite import Store
 from eldric.tasks import spawn
@@ -58,6 +58,14 @@ class ResponsesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "most stored responses; past it the oldest go first", flag="responses-max")] = 10_000
     max_bytes: Annotated[int, msgspec.Meta(ge=1024), flag_meta(
         "largest response (with its input) kept, bytes", flag="responses-max-bytes")] = 1 << 20
+    # previous_response_id is one store read per link, serially, before the request goes
+    # on: these bound what a client's chain may cost (and send on) per request
+    max_chain: Annotated[int, msgspec.Meta(ge=1), flag_meta(
+        "most responses a previous_response_id may chain back through (a longer chain is "
+        "a 400)", flag="responses-max-chain")] = 256
+    max_chain_bytes: Annotated[int, msgspec.Meta(ge=1024), flag_meta(
+        "most stored bytes a previous_response_id may expand to (more is a 400)",
+        flag="responses-max-chain-bytes")] = 16 << 20
 
 
 def owner_of(key: str | None) -> str:
@@ -79,6 +87,12 @@ def _unavailable(exc: Exception) -> EldricError:
     log.warning("response_store_unreachable", error=repr(exc))
     return EldricError(f"the response store is unreachable: {exc}", status=503,
                        code="store_unavailable")
+
+
+def _too_long(what: str, setting: str) -> BadRequest:
+    return BadRequest(f"the conversation of previous_response_id is too long ({what}; this "
+                      f"server's {setting}): start a new one with the input it needs",
+                      param="previous_response_id", code="conversation_too_long")
 
 
 class Backend(Protocol):
@@ -132,12 +146,15 @@ class Responses:
         if pending is not None:
             await asyncio.gather(pending, return_exceptions=True)
 
-    async def get(self, owner: str, rid: str) -> Stored | None:
+    async def _raw(self, owner: str, rid: str) -> bytes | None:
         await self._after_write(owner, rid)
         try:
-            raw = await self.backend.get(owner, rid)
+            return await self.backend.get(owner, rid)
         except Exception as exc:
             raise _unavailable(exc) from None
+
+    async def get(self, owner: str, rid: str) -> Stored | None:
+        raw = await self._raw(owner, rid)
         return _dec.decode(raw) if raw is not None else None
 
     async def delete(self, owner: str, rid: str) -> bool:
@@ -149,17 +166,27 @@ class Responses:
 
     async def conversation(self, owner: str, rid: str) -> list[dict] | None:
         """The items `rid` stands for, oldest first; None if `rid` is unknown to `owner`.
-        A link that expired ends the chain there: the conversation starts after it."""
+        A link that expired ends the chain there: the conversation starts after it. A chain
+        longer than max_chain links or max_chain_bytes stored bytes is a 400."""
         items: list[dict] = []
         seen: set[str] = set()
         current: str | None = rid
+        size = 0
         while current is not None and current not in seen:
+            if len(seen) == self.cfg.max_chain:
+                raise _too_long(f"more than {self.cfg.max_chain} responses",
+                                "responses.max_chain")
             seen.add(current)
-            stored = await self.get(owner, current)
-            if stored is None:
+            raw = await self._raw(owner, current)
+            if raw is None:
                 if current == rid:
                     return None
                 break
+            size += len(raw)
+            if size > self.cfg.max_chain_bytes:
+                raise _too_long(f"more than {self.cfg.max_chain_bytes} bytes",
+                                "responses.max_chain_bytes")
+            stored = _dec.decode(raw)
             items[:0] = [*stored.input, *stored.response.get("output", ())]
             current = stored.previous
         return items

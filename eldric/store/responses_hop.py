@@ -47,12 +47,18 @@ class _Head(msgspec.Struct):
 _head = msgspec.json.Decoder(_Head)
 
 
-def own_items(value: Any) -> list[dict]:
-    """The request's `input` as items (a string is one user message)."""
+def own_items(value: Any) -> list[dict] | None:
+    """The request's `input` as items (a string is one user message); None for a value
+    that is no input (a number, an object, an array holding a non-object): that value then
+    goes on as the client sent it, for the translator (or the backend) to refuse."""
+    if value is None:
+        return []
     if isinstance(value, str):
         return [{"type": "message", "role": "user",
                  "content": [{"type": "input_text", "text": value}]}]
-    return [i for i in value if isinstance(i, dict)] if isinstance(value, list) else []
+    if isinstance(value, list) and all(isinstance(i, dict) for i in value):
+        return value
+    return None
 
 
 class UnknownResponse(NotFound):
@@ -91,7 +97,7 @@ class Turn:
             return answer
         try:
             response = _decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return answer
         if isinstance(response, dict) and response.get("object") == "response":
             if self.keep:
@@ -109,7 +115,7 @@ class Turn:
             if line.startswith(b"data:"):
                 try:
                     data = _decode(line[5:])
-                except msgspec.DecodeError:
+                except (msgspec.DecodeError, RecursionError):
                     return
                 if isinstance(data, dict) and data.get("type") in (
                         "response.completed", "response.incomplete") \
@@ -132,6 +138,8 @@ async def begin(store: Responses | None, owner: str, body: bytes, behind: bool =
         head = _head.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+    except RecursionError:  # msgspec's bound on nesting, met skipping the other fields
+        raise BadRequest("the request body is nested too deeply") from None
     keep = head.store is not False
     if not keep and head.previous_response_id is None:
         return None
@@ -143,10 +151,11 @@ async def begin(store: Responses | None, owner: str, body: bytes, behind: bool =
             if behind:
                 return None
             raise _not_found(head.previous_response_id, "previous_response_id")
-        req["input"] = [*earlier, *items]
+        if items is not None:
+            req["input"] = [*earlier, *items]
         del req["previous_response_id"]
     req["store"] = False
-    return Turn(store, owner, _encode(req), keep, items, head.previous_response_id)
+    return Turn(store, owner, _encode(req), keep, items or [], head.previous_response_id)
 
 
 async def key_owner(request: LaneRequest) -> tuple[str, dict[str, str]]:
@@ -172,6 +181,9 @@ async def stateful(request: LaneRequest, body: bytes, relay: Relay, owner: str |
         turn = await begin(store, owner, body, behind)
     if turn is None:
         return await relay(body, None)
+    # a whole reply bigger than the core relays whole is still one to keep (up to what
+    # the store keeps): read whole, not streamed past the Turn
+    request[keys.HOP].whole_limit = turn.store.cfg.max_bytes
     return turn.whole(await relay(turn.body, turn.tap))
 
 

@@ -175,7 +175,8 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
     if translate is not None:
         return await _translated(request, hop, upstream_resp, target, timeouts, out_headers,
                                  is_sse, tap, translate)
-    if (not is_sse and length is not None and length <= _WHOLE_BODY_LIMIT) or status in _BODILESS:
+    whole = max(_WHOLE_BODY_LIMIT, hop.whole_limit)
+    if (not is_sse and length is not None and length <= whole) or status in _BODILESS:
         try:  # relay whole: one write, and still retryable if the body breaks off
             data = await upstream_resp.read_all()
         except _REPLY_ERRORS as exc:

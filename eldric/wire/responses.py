@@ -38,6 +38,12 @@ _REFUSED = {"background": "background responses", "conversation": "conversations
             "prompt": "prompt templates"}
 
 
+# Fields only echoed or read by the first hop (which leaves a body it cannot read to be
+# refused here): still the client's error, not a reply echoing junk.
+_TYPED = (("stream", bool, "a boolean"), ("store", bool, "a boolean"),
+          ("previous_response_id", str, "a string"))
+
+
 def unsupported(what: str, param: str, code: str = "unsupported_parameter") -> BadRequest:
     return BadRequest(f"{what} is not supported by this model's backend", param=param, code=code)
 
@@ -52,6 +58,9 @@ def to_chat(req: dict) -> dict:
     for field, what in _REFUSED.items():
         if req.get(field):
             raise unsupported(what, field)
+    for field, kind, what in _TYPED:
+        if req.get(field) is not None and not isinstance(req[field], kind):
+            raise BadRequest(f"{field} must be {what}", param=field)
     messages: list[dict] = []
     instructions = req.get("instructions")
     if instructions is not None:
@@ -102,7 +111,7 @@ _ROLES = {"user": "user", "assistant": "assistant", "system": "system", "develop
 
 
 def _message(item: dict, param: str) -> dict:
-    role = _ROLES.get(item.get("role"))  # type: ignore[arg-type]
+    role = _ROLES.get(_text(item.get("role")) or "")
     if role is None:
         raise BadRequest("role must be user, assistant, system or developer",
                          param=f"{param}.role")
@@ -136,6 +145,12 @@ def _part(part: Any, param: str) -> dict:
             image["detail"] = part["detail"]
         return {"type": "image_url", "image_url": image}
     raise unsupported(f"content part type {kind!r}", f"{param}.type")
+
+
+def _text(value: Any) -> str | None:
+    """A field compared as a name (a dict key, a set member): a client's `[]` or `{}`
+    there is unhashable, so anything not a string is no name at all."""
+    return value if isinstance(value, str) else None
 
 
 def _str(obj: dict, field: str, param: str) -> str:
@@ -178,7 +193,7 @@ def _tools(req: dict, out: dict) -> None:
         raise BadRequest("tools must be an array", param="tools")
     functions = []
     for i, tool in enumerate(tools):
-        kind = tool.get("type") if isinstance(tool, dict) else None
+        kind = _text(tool.get("type")) if isinstance(tool, dict) else None
         if kind != "function":
             if kind in BUILT_IN_TOOLS:
                 raise unsupported(f"the built-in tool {kind!r}", f"tools[{i}].type",
@@ -201,12 +216,15 @@ def _tools(req: dict, out: dict) -> None:
 def _tool_choice(choice: Any, functions: list[dict]) -> Any:
     if choice is None or choice in ("none", "auto", "required"):
         return choice
-    kind = choice.get("type") if isinstance(choice, dict) else None
+    kind = _text(choice.get("type")) if isinstance(choice, dict) else None
     if kind == "function":
         return {"type": "function", "function": {"name": _str(choice, "name", "tool_choice")}}
     if kind == "allowed_tools" and choice.get("mode") in ("auto", "required"):
         # Chat Completions has no twin: send only the allowed functions
-        allowed = {t.get("name") for t in choice.get("tools") or () if isinstance(t, dict)}
+        tools = choice.get("tools") or []
+        if not isinstance(tools, list):
+            raise BadRequest("tools must be an array", param="tool_choice.tools")
+        allowed = {_text(t.get("name")) for t in tools if isinstance(t, dict)}
         functions[:] = [f for f in functions if f["function"]["name"] in allowed]
         return choice["mode"]
     if kind in BUILT_IN_TOOLS:
@@ -275,6 +293,8 @@ def translator(body: bytes) -> Translator:
         req = _decode(body)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
+    except RecursionError:  # msgspec's bound on nesting: a body no API would take
+        raise BadRequest("the body is nested too deeply") from None
     if not isinstance(req, dict):
         raise BadRequest("the request body must be a JSON object")
     return Translator(req)

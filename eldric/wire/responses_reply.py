@@ -38,17 +38,23 @@ def echo(req: dict) -> dict:
     return out
 
 
+def _count(obj: dict, field: str) -> int:
+    """A token count; a backend's junk there counts as none (the SDK's type needs an int)."""
+    value = obj.get(field)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
 def usage(chat_usage: Any) -> dict:
     """Chat Completions usage -> Responses usage (every field is required by the SDK's type)."""
     u = _dict(chat_usage)
-    prompt, completion = u.get("prompt_tokens") or 0, u.get("completion_tokens") or 0
-    cached = _dict(u.get("prompt_tokens_details")).get("cached_tokens") or 0
-    reasoning = _dict(u.get("completion_tokens_details")).get("reasoning_tokens") or 0
+    prompt, completion = _count(u, "prompt_tokens"), _count(u, "completion_tokens")
+    cached = _count(_dict(u.get("prompt_tokens_details")), "cached_tokens")
+    reasoning = _count(_dict(u.get("completion_tokens_details")), "reasoning_tokens")
     return {"input_tokens": prompt,
             "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": 0},
             "output_tokens": completion,
             "output_tokens_details": {"reasoning_tokens": reasoning},
-            "total_tokens": u.get("total_tokens") or prompt + completion}
+            "total_tokens": _count(u, "total_tokens") or prompt + completion}
 
 
 # finish_reason -> incomplete_details.reason; the others (stop, tool_calls) complete
@@ -90,20 +96,35 @@ class Reply:
         return resp
 
     def whole(self, body: bytes) -> bytes:
-        """A whole chat.completion -> the response object."""
-        reply = _decode(body)
+        """A whole chat.completion -> the response object; ValueError (the upstream's
+        failure: a 502) for a reply that is not one."""
+        try:
+            reply = _decode(body)
+        except (msgspec.DecodeError, RecursionError) as exc:  # 0.18's is no ValueError
+            raise ValueError(f"the chat completion is not JSON: {exc}") from None
         if not isinstance(reply, dict) or not isinstance(reply.get("choices"), list):
             raise ValueError("a chat completion without choices")
         choice = _dict(reply["choices"][0]) if reply["choices"] else {}
         msg = _dict(choice.get("message"))
-        calls = msg.get("tool_calls") or []
+        content, calls = msg.get("content"), msg.get("tool_calls") or []
+        if content is not None and not isinstance(content, str):
+            raise ValueError("a chat completion whose message content is not a string")
+        if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+            raise ValueError("a chat completion whose tool_calls is not an array of objects")
+        finish = choice.get("finish_reason")
+        if finish is not None and not isinstance(finish, str):
+            raise ValueError("a chat completion whose finish_reason is not a string")
         output = []
-        if msg.get("content") or not calls:
-            output.append(message_item(msg.get("content") or ""))
+        if content or not calls:
+            output.append(message_item(content or ""))
         for call in calls:
             fn = _dict(call.get("function"))
-            output.append(call_item(call.get("id"), fn.get("name") or "",
-                                    fn.get("arguments") or ""))
-        reason = INCOMPLETE.get(choice.get("finish_reason"))  # type: ignore[arg-type]
+            name, arguments, cid = fn.get("name") or "", fn.get("arguments") or "", call.get("id")
+            if not (isinstance(name, str) and isinstance(arguments, str)
+                    and (cid is None or isinstance(cid, str))):
+                raise ValueError("a chat completion whose tool call's id, name or arguments "
+                                 "is not a string")
+            output.append(call_item(cid, name, arguments))
+        reason = INCOMPLETE.get(finish) if finish is not None else None
         return _encode(self.response("incomplete" if reason else "completed", output,
                                      usage(reply.get("usage")), reason=reason))

@@ -11,6 +11,9 @@ from eldric.exchange import Reply
 from eldric.store.responses import Responses, ResponsesConfig, Stored
 from eldric.store.responses_hop import begin
 
+# past any recursion limit msgspec meets (mypy, run in the suite, raises it to 16384)
+DEEP = 100_000
+
 
 class Memory:
     """A Backend in a dict; `broken` makes every call raise, as an unreachable Redis."""
@@ -131,3 +134,31 @@ async def test_a_store_that_fails(store):
             await call
         assert (info.value.status, info.value.code) == (503, "store_unavailable")
     assert not store._pending  # the failed write is not waited for again
+
+
+@pytest.mark.parametrize("bad", [5, {"a": 1}, [5, "junk"], [{"role": "user", "content": "x"}, 5]])
+async def test_a_bad_input_with_a_previous_id_goes_on_as_sent(store, bad):
+    """The client's value, unexpanded, for the translator to refuse (not dropped: that
+    would answer a 200 to a body the API refuses)."""
+    store.save("o", Stored(response("resp_1"), []))
+    turn = await begin(store, "o", body(input=bad, previous_response_id="resp_1"))
+    sent = msgspec.json.decode(turn.body)
+    assert sent["input"] == bad and "previous_response_id" not in sent
+
+
+async def test_a_bad_input_with_a_previous_id_is_the_translators_400(store):
+    from eldric.wire.responses import translator
+
+    store.save("o", Stored(response("resp_1"), []))
+    for bad, param in ((5, "input"), ([5, "junk"], "input[0]")):
+        turn = await begin(store, "o", body(input=bad, previous_response_id="resp_1"))
+        with pytest.raises(EldricError) as info:
+            translator(turn.body)
+        assert (info.value.status, info.value.param) == (400, param)
+
+
+async def test_a_deeply_nested_body_is_a_400(store):
+    deep = b'{"model":"m","input":' + b"[" * DEEP + b"]" * DEEP + b"}"
+    with pytest.raises(EldricError) as info:
+        await begin(store, "o", deep)
+    assert info.value.status == 400

@@ -138,3 +138,24 @@ async def test_the_sqlite_bound_holds_across_a_restart(tmp_path):
     assert (await store.get(A, "resp_2")).response["output"][0]["content"][0]["text"] == "again"
     assert await store.get(A, "resp_1") is not None
     await store.close()
+
+
+async def test_a_chain_past_its_bounds_is_a_400(make):
+    from eldric.errors import EldricError
+
+    store = await make(max_chain=3, max_chain_bytes=4096)
+    for i in range(5):
+        store.save(A, Stored(resp(f"resp_{i}"), [item("a")],
+                             previous=f"resp_{i - 1}" if i else None))
+    assert len(await store.conversation(A, "resp_2")) == 6  # 3 links: at the bound
+    with pytest.raises(EldricError) as info:
+        await store.conversation(A, "resp_3")  # 4 links
+    assert (info.value.status, info.value.code, info.value.param) == (
+        400, "conversation_too_long", "previous_response_id")
+    store.save(A, Stored(resp("resp_big", pad=3000), [], previous="resp_0"))
+    store.save(A, Stored(resp("resp_top", pad=1000), [], previous="resp_big"))
+    assert len(await store.conversation(A, "resp_big")) == 3
+    with pytest.raises(EldricError) as info:
+        await store.conversation(A, "resp_top")  # 3 links, over 4096 stored bytes
+    assert (info.value.status, info.value.code) == (400, "conversation_too_long")
+    await store.close()

@@ -19,6 +19,9 @@ CHAT = {"id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", "object": "chat.completi
                   "prompt_tokens_details": {"cached_tokens": 3, "audio_tokens": 0},
                   "completion_tokens_details": {"reasoning_tokens": 4, "audio_tokens": 0}}}
 
+# past any recursion limit msgspec meets (mypy, run in the suite, raises it to 16384)
+DEEP = 100_000
+
 
 def whole(reply: dict, **req) -> bytes:
     t = translator(msgspec.json.encode({"model": "gpt-4.1", "input": "hi", **req}))
@@ -96,3 +99,43 @@ def test_a_reply_without_choices_is_a_value_error(body):
     t = translator(b'{"model":"m","input":"x"}')
     with pytest.raises(ValueError):
         t.whole(body)
+
+
+def _with(path: tuple, value) -> dict:
+    reply = msgspec.json.decode(msgspec.json.encode(CHAT))
+    target = reply
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return reply
+
+
+@pytest.mark.parametrize("path, value", [
+    (("choices", 0, "message", "tool_calls"), ["x"]),
+    (("choices", 0, "message", "tool_calls"), 5),
+    (("choices", 0, "message", "tool_calls"), [{"id": [], "function": {"name": "f"}}]),
+    (("choices", 0, "message", "tool_calls"), [{"function": {"name": 5}}]),
+    (("choices", 0, "message", "tool_calls"), [{"function": {"name": "f", "arguments": {"a": 1}}}]),
+    (("choices", 0, "message", "content"), 5),
+    (("choices", 0, "finish_reason"), ["stop"]),
+    (("choices", 0, "finish_reason"), {}),
+])
+def test_an_unreadable_reply_is_a_value_error(path, value):
+    t = translator(b'{"model":"m","input":"x"}')
+    with pytest.raises(ValueError):
+        t.whole(msgspec.json.encode(_with(path, value)))
+
+
+@pytest.mark.parametrize("body", [b"{nope", b"[" * DEEP + b"]" * DEEP])
+def test_a_reply_that_is_not_json_is_a_value_error(body):
+    """msgspec 0.18's DecodeError is no ValueError: whole() says ValueError itself."""
+    t = translator(b'{"model":"m","input":"x"}')
+    with pytest.raises(ValueError):
+        t.whole(body)
+
+
+def test_junk_token_counts_count_as_none():
+    reply = _with(("usage",), {"prompt_tokens": "x", "completion_tokens": 3,
+                               "total_tokens": [], "prompt_tokens_details": {"cached_tokens": "y"}})
+    resp = validate_response(whole(reply))
+    assert (resp.usage.input_tokens, resp.usage.output_tokens, resp.usage.total_tokens) == (0, 3, 3)

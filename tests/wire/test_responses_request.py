@@ -9,6 +9,9 @@ import pytest
 from eldric.errors import EldricError
 from eldric.wire.responses import BUILT_IN_TOOLS, translator
 
+# past any recursion limit msgspec meets (mypy, run in the suite, raises it to 16384)
+DEEP = 100_000
+
 
 def chat(body: dict) -> dict:
     return msgspec.json.decode(translator(msgspec.json.encode(body)).request())
@@ -183,3 +186,36 @@ def test_bad_bodies_are_400_naming_the_field(body, param):
 def test_not_json_or_not_an_object():
     refused(b"{nope")
     refused(b"[1]")
+
+
+@pytest.mark.parametrize("body, param", [
+    # a JSON array or object where a name (a dict key, a set member) is looked up
+    ({"model": "m", "input": [{"role": []}]}, "input[0].role"),
+    ({"model": "m", "input": [{"role": {"a": 1}, "content": "x"}]}, "input[0].role"),
+    ({"model": "m", "input": "x", "tools": [{"type": {}}]}, "tools[0].type"),
+    ({"model": "m", "input": "x", "tools": [{"type": ["function"]}]}, "tools[0].type"),
+    ({"model": "m", "input": "x", "tool_choice": {"type": []}}, "tool_choice"),
+    ({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f"}],
+      "tool_choice": {"type": "allowed_tools", "mode": "auto", "tools": 5}},
+     "tool_choice.tools"),
+])
+def test_unhashable_names_are_400_naming_the_field(body, param):
+    assert refused(body).param == param
+
+
+def test_allowed_tools_with_an_unhashable_name_allows_nothing_by_it():
+    body = chat({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f"}],
+                 "tool_choice": {"type": "allowed_tools", "mode": "auto",
+                                 "tools": [{"type": "function", "name": []}]}})
+    assert "tools" not in body
+
+
+def test_a_deeply_nested_body_is_a_400():
+    err = refused(b'{"model":"m","input":' + b"[" * DEEP + b"]" * DEEP + b"}")
+    assert err.status == 400
+
+
+@pytest.mark.parametrize("field, value", [("stream", "yes"), ("store", "yes"),
+                                          ("store", 1), ("previous_response_id", 5)])
+def test_fields_of_the_wrong_type_are_400(field, value):
+    assert refused({"model": "m", "input": "x", field: value}).param == field

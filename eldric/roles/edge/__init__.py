@@ -116,6 +116,13 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         raise ConfigError("the edge requires API keys but has none: give --api-key KEY (or "
                           "auth.api_keys), or --admin-key to create clients, or set "
                           "auth.require_api_key to false")
+    if cfg.auth.require_api_key and not cfg.responses.store:
+        # The edge keeps the client's key (it never goes upstream): behind it every
+        # caller is one keyless owner, so a router's store would let one key read, chain
+        # on and delete another's responses (docs/design-notes.md, "Whose").
+        raise ConfigError("--no-responses-store needs --no-require-api-key: with API keys "
+                          "required the edge must keep /v1/responses state itself, per "
+                          "key (behind the edge every key is one owner)")
     app[EDGE] = EdgeState(
         cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
         clients=clients, farm=Farm(clients, limiter, window, shared=cfg.mode == "farm"),

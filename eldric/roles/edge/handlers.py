@@ -22,6 +22,7 @@ from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
+from eldric.store.responses import owner_of
 from eldric.store.responses_hop import PATH as RESPONSES_PATH
 from eldric.store.responses_hop import add_stored_routes, stateful
 from eldric.stream.sse import Tap
@@ -128,10 +129,19 @@ async def proxy(request: LaneRequest) -> Answer:
 # ---------------------------------------------------------------- /v1/responses state
 
 
+def _owner_of(request: LaneRequest, client: Client | None) -> str:
+    """Whose responses: the client's key; on an open edge, the key presented, known or
+    not (its digest, like a worker's or a router's: callers stay apart by their token),
+    "" without one."""
+    if client is not None:
+        return client.key_hash
+    return owner_of(presented_key(request) or request.cookies.get(COOKIE))
+
+
 async def _owner(request: LaneRequest) -> tuple[str, dict[str, str]]:
     """The client's key (its digest: owner_of) owns what it stores; and the headers."""
     client, headers = await admit(request, request.app[EDGE])
-    return (client.key_hash if client is not None else ""), headers
+    return _owner_of(request, client), headers
 
 
 async def responses(request: LaneRequest) -> Answer:
@@ -144,7 +154,7 @@ async def responses(request: LaneRequest) -> Answer:
         request[keys.HOP].model = model_of(body)
         return await stateful(request, body, functools.partial(
             _to_routers, request, es, client, headers=headers),
-            client.key_hash if client is not None else "")
+            _owner_of(request, client))
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
         raise
