@@ -6,8 +6,11 @@ the reply: chunks are written to the client as they arrive. What it guarantees:
 - before any byte reached the client, an upstream failure (connection error, connect or
   first-byte timeout, 5xx) raises ``UpstreamFailure(retryable=True)``, so the caller may
   try another upstream; a 4xx is relayed (normalised to the OpenAI error shape);
-- after the first byte, a failure ends an SSE reply with one ``data: {"error": …}`` event
-  and a clean close (a non-SSE reply is cut, so the client sees it incomplete);
+- after the first byte, a failure ends a stream with one error event in the client API's
+  shape (eldric.wire.dialect; a translator's own) and a clean close (a whole reply is
+  cut, so the client sees it incomplete);
+- ``translate=`` turns a 2xx reply into the client's API (eldric.wire.translate); off,
+  the bytes pass as they came;
 - the client going away cancels the upstream request at once (its connection is closed,
   so the backend stops generating), and the bus counts it;
 - timeouts: connect, first byte, and idle between chunks; never a total one.
@@ -18,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import structlog
 
@@ -29,9 +31,10 @@ from eldric.errors import UpstreamFailure
 from eldric.exchange import Answer, LaneRequest, Sink, encode_headers, text_headers
 from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_header_block
-from eldric.stream.sse import EventFilter, EventSplitter, Framer, Tap, Translating
+from eldric.stream.sse import EventFilter, EventSplitter, Tap, Translating, made_whole
+from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failure, with_fields
 from eldric.stream.upstream_errors import normalise
-from eldric.wire import dialect, openai_reply
+from eldric.wire import dialect
 from eldric.wire.translate import Translator
 
 log = structlog.get_logger("eldric.stream")
@@ -46,55 +49,6 @@ _REENCODED = frozenset((b"content-type", b"content-encoding"))
 # Replies that have no body whatever their headers say (RFC 9110 §15.3.5, §15.4.5): whole,
 # never framed as a stream.
 _BODILESS = frozenset((204, 304))
-# What the upstream connection raises once the reply has begun: its end, its silence, or
-# bytes that are not HTTP (a ConnectionError from the client's side is the client leaving).
-_REPLY_ERRORS = (client.ReplyTimeout, client.UpstreamClosed, client.ProtocolError)
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    connect: float = 5.0
-    first_byte: float = 300.0
-    idle: float = 120.0
-
-    @classmethod
-    def from_config(cls, cfg: object) -> Timeouts:
-        return cls(connect=cfg.connect_timeout_ms / 1000,  # type: ignore[attr-defined]
-                   first_byte=cfg.first_byte_timeout_ms / 1000,  # type: ignore[attr-defined]
-                   idle=cfg.idle_timeout_ms / 1000)  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where to send: the upstream's bus state, its base URL and the headers it needs."""
-
-    state: UpstreamState
-    base_url: str  # without trailing slash, e.g. http://127.0.0.1:11434
-    headers: Mapping[str, str] | None = None  # e.g. the upstream's Authorization
-
-
-def _failure(exc: OSError, target: Target, timeouts: Timeouts, phase: str) -> UpstreamFailure:
-    """The one mapping of what went wrong upstream to what the caller may retry on:
-    `phase` is "open" (no reply yet), "body" (a whole reply broke off) or "stream" (a
-    streamed one broke off before its first byte went out)."""
-    up = target.state.id
-    if isinstance(exc, client.ConnectTimeout):
-        return UpstreamFailure.of(up, "connect", 504,
-                                  f"upstream {up} did not accept a connection within "
-                                  f"{timeouts.connect:g}s (connect timeout)")
-    timed_out = isinstance(exc, TimeoutError)
-    if phase == "open":
-        if timed_out:
-            return UpstreamFailure.of(up, "timeout", 504, f"upstream {up} gave no reply: {exc}")
-        # refused, reset, closed, unreachable, TLS, not HTTP
-        return UpstreamFailure.of(up, "connect", 503, f"upstream {up} ({target.base_url}) "
-                                  f"is unreachable: {_describe(exc)}")
-    what = "while sending its reply" if phase == "body" else "mid-reply"
-    return UpstreamFailure.of(up, "timeout" if timed_out else "closed",
-                              504 if timed_out else 502,
-                              f"upstream {up} failed {what}: {_describe(exc)}")
-
-
 async def forward(request: LaneRequest, target: Target, path: str, body: bytes, *,
                   timeouts: Timeouts, rewrite: Callable[[bytes], bytes] | None = None,
                   tap: Tap | None = None, method: str | None = None,
@@ -135,7 +89,7 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
                 connect_timeout=timeouts.connect, first_byte_timeout=timeouts.first_byte,
                 idle_timeout=timeouts.idle)
         except OSError as exc:  # ReplyTimeout and ConnectTimeout are ones too
-            raise _failure(exc, target, timeouts, "open") from None
+            raise upstream_failure(exc, target, timeouts, "open") from None
         outcome, first_at, result = await _answer(request, hop, upstream_resp, target,
                                                   timeouts, reply_headers, tap, drop,
                                                   translate)
@@ -179,8 +133,8 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
     if (not is_sse and length is not None and length <= whole) or status in _BODILESS:
         try:  # relay whole: one write, and still retryable if the body breaks off
             data = await upstream_resp.read_all()
-        except _REPLY_ERRORS as exc:
-            raise _failure(exc, target, timeouts, "body") from None
+        except REPLY_ERRORS as exc:
+            raise upstream_failure(exc, target, timeouts, "body") from None
         return "ok", time.perf_counter(), hop.lane.reply(request, status, out_headers, data)
     # relay streamed: chunk by chunk as they arrive
     sink = hop.lane.sink(request, status, out_headers, length)
@@ -203,10 +157,10 @@ async def _translated(request: LaneRequest, hop: Hop, upstream_resp: client.Resp
         # JSON sent, or the reverse): read whole and made the kind the client asked for
         try:
             data = await upstream_resp.read_all()
-        except _REPLY_ERRORS as exc:
-            raise _failure(exc, target, timeouts, "body") from None
+        except REPLY_ERRORS as exc:
+            raise upstream_failure(exc, target, timeouts, "body") from None
         try:
-            data = _made_whole(translate, data, is_sse, tap)
+            data = made_whole(translate, data, is_sse, tap)
         except Exception as exc:  # not what the upstream's API promises: another may answer
             log.warning("untranslatable_reply", upstream=target.state.id, error=repr(exc))
             raise UpstreamFailure.of(target.state.id, "closed", 502,
@@ -221,18 +175,6 @@ async def _translated(request: LaneRequest, hop: Hop, upstream_resp: client.Resp
     outcome, first_at = await _relay(request, sink, upstream_resp, target, timeouts, True,
                                      None, Translating(translate, tap), translate)
     return outcome, first_at, sink.result
-
-
-def _made_whole(translate: Translator, data: bytes, is_sse: bool, tap: Tap | None) -> bytes:
-    """A reply read whole, translated: whole JSON for a whole request (an SSE reply
-    gathered into the completion it adds up to first), the client's whole stream for a
-    streamed one (a JSON reply cut into the chunks it would have streamed first)."""
-    if not translate.stream:
-        return translate.whole(openai_reply.gathered(
-            [e[:n] for e, n in Framer().feed(data + b"\n\n")]) if is_sse else data)
-    events = openai_reply.as_chunks(data)
-    stage = Translating(translate, tap)
-    return stage.feed(b"".join(e + b"\n\n" for e in events)) + stage.close()
 
 
 def _settle(bus: Bus, hop: Hop, up: UpstreamState, upstream_resp: client.Response | None,
@@ -290,8 +232,8 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
                     continue
             await resp.write(chunk)
         rest = filt.close() if filt is not None else b""  # an event the filter held back
-    except _REPLY_ERRORS as exc:
-        failure = _failure(exc, target, timeouts, "stream")
+    except REPLY_ERRORS as exc:
+        failure = upstream_failure(exc, target, timeouts, "stream")
         if not prepared:
             raise failure from None
         framed = is_sse or upstream_resp.content_type == b"application/x-ndjson"
@@ -352,26 +294,6 @@ async def _read_bounded(resp: client.Response, limit: int) -> bytes:
     except OSError:
         pass
     return b"".join(parts)[:limit]
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def with_fields(**fields: object) -> Callable[[bytes], bytes]:
-    """A body rewrite that sets top-level fields (e.g. a fallback model, stream_options).
-
-    It decodes and re-encodes the body, so a caller uses it only when it must change it.
-    """
-    import msgspec
-
-    def rewrite(body: bytes) -> bytes:
-        data = msgspec.json.decode(body)
-        data.update(fields)
-        return msgspec.json.encode(data)
-
-    return rewrite
 
 
 __all__ = ["Target", "Timeouts", "forward", "with_fields"]

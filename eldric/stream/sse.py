@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from eldric.stream.client import ProtocolError
+from eldric.wire import openai_reply
 
 if TYPE_CHECKING:
     from eldric.wire.translate import Translator
@@ -161,3 +162,15 @@ class Translating:
         if out and self._splitter is not None:
             self._splitter.feed(out)
         return out
+
+
+def made_whole(translate: Translator, data: bytes, is_sse: bool, tap: Tap | None) -> bytes:
+    """A reply read whole, translated: whole JSON for a whole request (an SSE reply
+    gathered into the completion it adds up to first), the client's whole stream for a
+    streamed one (a JSON reply cut into the chunks it would have streamed first)."""
+    if not translate.stream:
+        return translate.whole(openai_reply.gathered(
+            [e[:n] for e, n in Framer().feed(data + b"\n\n")]) if is_sse else data)
+    events = openai_reply.as_chunks(data)
+    stage = Translating(translate, tap)
+    return stage.feed(b"".join(e + b"\n\n" for e in events)) + stage.close()
