@@ -8,6 +8,7 @@ edge route and relay them like the other inference paths. A new client API is on
 from __future__ import annotations
 
 from eldric.wire import anthropic, ollama_chat, ollama_embed, responses
+from eldric.wire.cluster import covers
 from eldric.wire.translate import Translation
 
 TRANSLATED: dict[str, Translation] = {
@@ -19,3 +20,10 @@ TRANSLATED: dict[str, Translation] = {
     "/api/embed": Translation(ollama_embed.embed, needs="/v1/embeddings"),
     "/api/embeddings": Translation(ollama_embed.embeddings, needs="/v1/embeddings"),
 }
+
+
+def translatable(native: list[str] | tuple[str, ...]) -> list[str]:
+    """The paths above that a backend serving `native` serves by translation: those it
+    lacks natively but whose translation's target it serves (WorkerHealth.translated)."""
+    return [p for p, tr in TRANSLATED.items()
+            if not covers(native, p) and covers(native, tr.needs)]

@@ -207,14 +207,19 @@ async def test_health_advertises_the_paths_its_backend_serves(fake_openai_server
             run_eldric("worker", tmp_path / "c", backend="openai", port=0, bind="127.0.0.1",
                        backend_url=url_of(fake_openai_server)) as c:
         async with aiohttp.ClientSession() as s:
-            # the native paths, then those translated to them (eldric.wire.translated)
+            # the native paths, then those translated to them (eldric.wire.translated;
+            # no embeddings natively, so none of Ollama's embed APIs) and Ollama's
+            # /api/show, answered by the worker
+            translated = ["/v1/messages", "/v1/responses", "/api/chat", "/api/generate",
+                          "/api/show"]
             async with s.get(a["worker"] + "/health") as r:
                 h = await r.json()
-                assert h["paths"] == ["/v1/chat/completions", "/v1/completions",
-                                      *h["translated"]]
+                assert h["translated"] == translated
+                assert h["paths"] == ["/v1/chat/completions", "/v1/completions", *translated]
             async with s.get(b["worker"] + "/health") as r:  # --paths overrides the table
                 h = await r.json()
-                assert h["paths"] == ["/v1/chat/completions", "/v1/rerank", *h["translated"]]
+                assert h["translated"] == translated
+                assert h["paths"] == ["/v1/chat/completions", "/v1/rerank", *translated]
             async with s.get(c["worker"] + "/health") as r:  # OpenAI itself: any path
                 assert (await r.json())["paths"] is None
 

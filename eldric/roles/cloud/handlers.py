@@ -31,7 +31,7 @@ from eldric.wire import ollama
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Head, Model, ModelList
 from eldric.wire.translate import Translator
-from eldric.wire.translated import TRANSLATED
+from eldric.wire.translated import TRANSLATED, translatable
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -185,8 +185,8 @@ def served_paths(cs: CloudState) -> list[str]:
     Messages, so every client API but Ollama's embeddings)."""
     live = [b for b in cs.backends.values() if b.enabled]
     native = [p for p in HEAD_BY_PATH if any(p in b.kind.paths for b in live)]
-    return native + [p for p, tr in TRANSLATED.items() if p not in native and any(
-        covers(b.kind.paths, p) or tr.needs in b.kind.paths for b in live)] \
+    return native + [p for p in TRANSLATED if p not in native and any(
+        covers(b.kind.paths, p) or p in translatable(b.kind.paths) for b in live)] \
         + ([ollama.SHOW] if live else [])  # ollama_api answers it
 
 
@@ -194,8 +194,7 @@ def translated_paths(cs: CloudState) -> list[str]:
     """The client API paths served by translation (WorkerHealth.translated): those an
     enabled backend lacks natively but serves through the path its translation needs."""
     live = [b for b in cs.backends.values() if b.enabled]
-    return [p for p, tr in TRANSLATED.items() if any(
-        not covers(b.kind.paths, p) and tr.needs in b.kind.paths for b in live)]
+    return [p for p in TRANSLATED if any(p in translatable(b.kind.paths) for b in live)]
 
 
 class BackendCounts(msgspec.Struct, omit_defaults=False):

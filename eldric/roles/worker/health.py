@@ -15,7 +15,7 @@ from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.ollama_api import ANSWERED
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers
-from eldric.wire.translated import TRANSLATED
+from eldric.wire.translated import translatable
 
 log = structlog.get_logger("eldric.worker")
 
@@ -72,8 +72,7 @@ def translated_paths(st: WorkerState) -> list[str]:
     native = st.paths
     if native is None:
         return []
-    return [p for p, tr in TRANSLATED.items()
-            if not covers(native, p) and covers(native, tr.needs)] + [
+    return translatable(native) + [
         p for p in ANSWERED if not covers(native, p)]  # Ollama's /api/show, answered here
 
 
