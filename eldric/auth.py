@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from typing import TYPE_CHECKING
 
@@ -31,3 +32,9 @@ def require_key(request: LaneRequest, expected: str | None, what: str) -> None:
     if not key_matches(presented, expected):
         raise Unauthorized(f"{'missing' if presented is None else 'invalid'} {what}; send it as "
                            "'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+
+
+def hash_key(key: str) -> str:
+    """An API key's digest: what the edge keeps of a client's key, and whose stored
+    responses are whose (never the key itself)."""
+    return hashlib.sha256(key.encode()).hexdigest()

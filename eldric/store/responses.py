@@ -18,7 +18,6 @@ queued write, so a client that chains at once never misses the response it just 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import sqlite3
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Protocol
 import msgspec
 import structlog
 
+from eldric.auth import hash_key
 from eldric import keys
 from eldric.context import data_file
 from eldric.errors import BadRequest, EldricError
@@ -70,7 +70,7 @@ class ResponsesConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 def owner_of(key: str | None) -> str:
     """Whose responses these are: the API key's digest, never the key."""
-    return hashlib.sha256(key.encode()).hexdigest() if key else ""
+    return hash_key(key) if key else ""  # the edge's digest of a client's key, so they match
 
 
 class Stored(msgspec.Struct):

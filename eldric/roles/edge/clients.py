@@ -10,7 +10,6 @@ revoked on one edge stops working on all of them at once).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import time
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
+from eldric.auth import hash_key
 from eldric.store.sqlite import Store
 
 if TYPE_CHECKING:  # farm mode only: redis is an optional dependency
@@ -39,10 +39,6 @@ class Client(msgspec.Struct, omit_defaults=True):
 
 _enc = msgspec.json.Encoder()
 _dec = msgspec.json.Decoder(Client)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def new_key() -> str:
