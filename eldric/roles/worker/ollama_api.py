@@ -6,6 +6,7 @@ eldric.wire.translated paths (handlers.add_routes)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from typing import Any
 
@@ -32,7 +33,20 @@ async def show(request: web.Request) -> web.Response:
     request[keys.HOP].model = model
     if model not in await _backend_models(request):
         raise ModelNotFound(f"model '{model}' not found", param="model")
-    return answer(ollama.show(**_description(request.app[WORKER])))
+    return answer(ollama.show(**await _described(request.app)))
+
+
+# What /api/show says of this worker's model: worked out once (the embedded model's path
+# is looked up among the installed packages, its GGUF header read), on a thread, so no
+# request waits on the disk in the event loop.
+_DESCRIPTION: web.AppKey[dict[str, Any]] = web.AppKey("eldric_worker_ollama_show", dict)
+
+
+async def _described(app: web.Application) -> dict[str, Any]:
+    known = app[_DESCRIPTION]  # made empty with the routes, filled by the first ask
+    if not known:
+        known.update(await asyncio.to_thread(_description, app[WORKER]))
+    return known
 
 
 def _description(st: WorkerState) -> dict[str, Any]:
@@ -65,4 +79,5 @@ def add_routes(app: web.Application) -> None:
         app.router.add_post(ollama.SHOW, native)
         return
     add_listing(app, _backend_models)
+    app[_DESCRIPTION] = {}
     app.router.add_post(ollama.SHOW, show)
