@@ -28,13 +28,15 @@ from eldric.errors import BadRequest, EldricError, NotFound
 from eldric.exchange import Answer, LaneRequest
 from eldric.store.responses import Responses, Stored, owner_of
 from eldric.stream.sse import Tap
+from eldric.wire.openai_reply import sse_data
 
 _decode = msgspec.json.decode
 _encode = msgspec.json.encode
 
 PATH = "/v1/responses"
 # the terminal events whose response is worth keeping (a failed one continues nothing)
-_KEPT = (b"response.completed", b"response.incomplete")
+_TERMINAL = ("response.completed", "response.incomplete")
+_KEPT = tuple(t.encode() for t in _TERMINAL)  # looked for before an event is decoded
 
 
 class _Head(msgspec.Struct):
@@ -111,17 +113,14 @@ class Turn:
         """Each streamed event, read-only: the terminal one's response is kept."""
         if not (_KEPT[0] in event or _KEPT[1] in event):
             return
-        for line in event.splitlines():
-            if line.startswith(b"data:"):
-                try:
-                    data = _decode(line[5:])
-                except (msgspec.DecodeError, RecursionError):
-                    return
-                if isinstance(data, dict) and data.get("type") in (
-                        "response.completed", "response.incomplete") \
-                        and isinstance(data.get("response"), dict):
-                    self._save(data["response"])
-                return
+        raw = sse_data(event)
+        try:
+            data = _decode(raw) if raw is not None else None
+        except (msgspec.DecodeError, RecursionError):
+            return
+        if isinstance(data, dict) and data.get("type") in _TERMINAL \
+                and isinstance(data.get("response"), dict):
+            self._save(data["response"])
 
 
 async def begin(store: Responses | None, owner: str, body: bytes, behind: bool = False

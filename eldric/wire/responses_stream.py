@@ -18,21 +18,12 @@ from typing import Any
 
 import msgspec
 
+from eldric.wire.openai_reply import sse_data
 from eldric.wire.responses_reply import (
     INCOMPLETE, Reply, _dict, call_item, message_item, new_id, usage,
 )
 
 _encode = msgspec.json.encode
-
-
-def data_of(event: bytes) -> bytes | None:
-    """The data of one SSE event (its data lines joined, as the SSE spec says)."""
-    if event.startswith(b"data: ") and b"\n" not in event:
-        return event[6:]  # what Chat Completions servers send: one data line
-    lines = [line[5:].lstrip(b" ") if line.startswith(b"data:") else None
-             for line in event.splitlines()]
-    data = [d for d in lines if d is not None]
-    return b"\n".join(data) if data else None
 
 
 # A chunk, decoded only as far as the translation reads it (unknown fields skipped).
@@ -127,7 +118,7 @@ class ResponseStream(Reply):
                 out.append(self._event(kind, response=self.response("in_progress", [], None)))
 
     def feed(self, event: bytes) -> bytes:
-        data = data_of(event)
+        data = sse_data(event)
         if self._over or data is None:
             return b""
         out: list[bytes] = []

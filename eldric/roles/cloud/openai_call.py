@@ -14,6 +14,7 @@ from aiohttp import web
 
 from eldric.stream import Target, forward, with_fields
 from eldric.stream.sse import Tap
+from eldric.wire.openai_reply import sse_data
 from eldric.wire.translate import Translator
 
 if TYPE_CHECKING:
@@ -92,10 +93,9 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str, bod
                 cs.metrics.count_tokens(b.name, model, *counts)
 
     def tap(event: bytes) -> None:
-        if event.startswith(b"data: "):
-            count(event[6:])
-        elif (at := event.find(b"\ndata: ")) > 0:  # after an `event:` line (Anthropic's)
-            count(event[at + 7:])
+        data = sse_data(event)  # after an `event:` line too (Anthropic's)
+        if data is not None:
+            count(data)
 
     target = Target(b.state, base, headers=b.auth_headers() if headers is None else headers)
     resp = await forward(request, target, sub, body,
