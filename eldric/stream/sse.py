@@ -1,6 +1,6 @@
-"""Server-Sent Events helpers: the terminal error event, and the one splitter that frames
-a stream into events for read-only taps (EventSplitter), for the filter that drops some
-(EventFilter), and for the cloud role's Anthropic translation."""
+"""Server-Sent Events helpers: the one framer that splits a stream into events, for
+read-only taps (EventSplitter), for the filter that drops some (EventFilter), and for a
+client API's translator (Translating; the error events are eldric.wire.dialect's)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,6 @@ Tap = Callable[[bytes], None]
 # The blank line that ends an event: LF or CRLF framing, as SSE allows. The leftmost
 # match is the first event's end, whichever framing the upstream uses.
 _END = re.compile(rb"\r\n\r\n|\n\n")
-
-
-def error_event(error_body: bytes) -> bytes:
-    """One SSE event carrying an OpenAI error object; ends a stream that failed midway."""
-    return b"data: " + error_body + b"\n\n"
 
 
 class Framer:

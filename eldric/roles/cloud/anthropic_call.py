@@ -23,8 +23,9 @@ from eldric import keys
 from eldric.errors import error_json
 from eldric.roles.cloud import openai_call
 from eldric.stream import UpstreamFailure
-from eldric.stream.sse import EventSplitter, Tap, Translating, error_event
+from eldric.stream.sse import EventSplitter, Tap, Translating
 from eldric.stream.upstream_errors import normalise
+from eldric.wire import dialect
 from eldric.wire.anthropic_egress import from_anthropic, to_anthropic
 from eldric.wire.anthropic_egress_stream import StreamTranslator
 from eldric.wire.anthropic_shared import ERRORS, usage_counts
@@ -157,7 +158,7 @@ class _ToClient:
     def cut(self, message: str) -> bytes:
         """The backend failed or ended early: the client API's terminal error event."""
         if self.translate is None:
-            return error_event(error_json(502, message, code="upstream_error"))
+            return dialect.OPENAI.stream_error(502, message, "upstream_error")
         return self.translate.cut(502, message, "upstream_error")
 
 
