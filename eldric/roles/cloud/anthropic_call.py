@@ -42,13 +42,12 @@ _enc = msgspec.json.Encoder()
 
 
 async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
-               body: bytes, head: Any, *, path: str | None = None,
-               translate: Translator | None = None,
+               body: bytes, head: Any, *, translate: Translator | None = None,
                keep: Tap | None = None) -> web.StreamResponse:
     """`head` is the chat head the handler decoded (the body is valid JSON by then).
     Anthropic's own paths (/v1/messages, count_tokens) are relayed as they are. With
-    `translate` (a client API's translator; `body` its chat request, `path` the chat
-    path it goes to) the reply goes back through it; `keep` reads what the client gets
+    `translate` (a client API's translator; `body` its chat request) the reply goes back
+    through it; `keep` reads what the client gets
     (the /v1/responses store's tap)."""
     if covers(("/v1/messages",), request.path):
         return await relay(request, cs, b, model, body, head)

@@ -142,7 +142,7 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
                 raise _unserved(backend)
             self.cs.metrics.request(backend.name, model)
             return kind.call(self.request, self.cs, backend, model, chat, self.head,
-                             path=t.upstream_path, translate=t, keep=self.keep)
+                             translate=t, keep=self.keep)
         if not covers(kind.paths, path):
             raise _unserved(backend)
         self.cs.metrics.request(backend.name, model)

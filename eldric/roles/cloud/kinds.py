@@ -36,12 +36,11 @@ class Call(Protocol):
     """(request, state, backend, the model name to send, body, decoded head) -> the reply.
     Raises UpstreamFailure before the first byte, so the handler can fail over. A
     translated client API (eldric.wire.translated) brings its translator: `body` is then
-    its request, for `path`, and the Chat Completions reply goes back through it; `keep`
-    reads what the client gets (the /v1/responses store's tap)."""
+    its request (for its `upstream_path`), and the Chat Completions reply goes back
+    through it; `keep` reads what the client gets (the /v1/responses store's tap)."""
 
     def __call__(self, request: web.Request, cs: CloudState, b: Backend, model: str,
-                 body: bytes, head: Any, *, path: str | None = None,
-                 translate: Translator | None = None,
+                 body: bytes, head: Any, *, translate: Translator | None = None,
                  keep: Tap | None = None) -> Awaitable[web.StreamResponse]: ...
 
 

@@ -62,17 +62,17 @@ def _is_usage_only(event: bytes) -> bool:
 
 
 async def call(request: web.Request, cs: CloudState, b: Backend, model: str, body: bytes,
-               head: Any, path: str | None = None,
-               translate: Translator | None = None, headers: dict[str, str] | None = None,
+               head: Any, translate: Translator | None = None, headers: dict[str, str] | None = None,
                usage: Callable[[bytes], tuple[int, int] | None] = _openai_usage,
                keep: Tap | None = None) -> web.StreamResponse:
     """`head` is the request head the handler decoded (a chat head reads stream_options);
-    `path` and `translate` are a translated client API's (eldric.wire.translated): `body`
-    is then the translation, sent to `path`, and the reply goes back through it. A
+    `translate` is a translated client API's (eldric.wire.translated): `body` is then its
+    request, sent to its `upstream_path`, and the reply goes back through it. A
     client API relayed as it is (Anthropic's to Anthropic) brings the `headers` to send
     instead of the backend's auth headers, and how its replies state `usage`. `keep`
     reads the translated stream (the /v1/responses store's tap)."""
-    base, sub, query = b.kind.route(b, (path or request.path)[len("/v1"):], model)
+    path = translate.upstream_path if translate is not None else request.path
+    base, sub, query = b.kind.route(b, path[len("/v1"):], model)
     fields: dict = {}
     if model != head.model:
         fields["model"] = model

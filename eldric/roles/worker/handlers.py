@@ -40,13 +40,15 @@ def _refuse_while_loading(st: WorkerState) -> None:
                                   code="model_loading", headers={"Retry-After": "2"})
 
 
-async def _relay(request: LaneRequest, body: bytes, path: str | None = None,
-                 translate: Translator | None = None, tap: Tap | None = None) -> Answer:
-    """Forward to the backend; a backend that cannot be reached is marked down at once."""
+async def _relay(request: LaneRequest, body: bytes, translate: Translator | None = None,
+                 tap: Tap | None = None) -> Answer:
+    """Forward to the backend (a translation to its own upstream path); a backend that
+    cannot be reached is marked down at once."""
     st = request.app[WORKER]
     _refuse_while_loading(st)
+    path = request.path if translate is None else translate.upstream_path
     try:
-        resp = await forward(request, st.target, path or request.path, body,
+        resp = await forward(request, st.target, path, body,
                              timeouts=st.timeouts, translate=translate, tap=tap)
     except UpstreamFailure as exc:
         request.app[keys.BUS].mark_down(st.upstream, exc)
@@ -85,7 +87,7 @@ async def translated(request: LaneRequest) -> Answer:
 async def _translate(request: LaneRequest, body: bytes, tap: Tap | None) -> Answer:
     t = TRANSLATED[request.path].factory(body)
     request[keys.HOP].model = t.model
-    return await _relay(request, t.request(), t.upstream_path, t, tap)
+    return await _relay(request, t.request(), t, tap)
 
 
 async def native(request: LaneRequest) -> Answer:
