@@ -15,6 +15,17 @@ type by status (an unknown model is the chat handler's 404, not_found_error); Go
 compact JSON, a whole reply ending in a newline (json.Encoder); a stream of
 `event: …\ndata: …` events made per chat chunk (StreamConverter: no ping, message_start's
 input_tokens the request's len/4 estimate, the final counts in message_delta).
+
+/v1/responses follows ollama/ollama's middleware/openai.go (ResponsesMiddleware) and
+openai/responses.go (Ollama >= 0.13.3), for text: `input` a string or message items
+(`role` alone makes one; content a string or input_text/output_text parts), turned into
+chat messages (instructions first, as a system message) and recorded in GOT; ids
+`resp_<n>`/`msg_<n>`; nothing stored (`store: false`, `previous_response_id: null`); a
+whole reply is ToResponse's struct as json.Encoder writes it, a stream is the
+ResponsesStreamConverter's `event: …\ndata: …` events of json.Marshal'ed maps (keys
+sorted), each with its `sequence_number`, from a chat stream of WORDS. Errors are the
+OpenAI shape of openai.NewError. Other item types (function calls, reasoning) are not
+faked: a 400.
 """
 
 from __future__ import annotations
@@ -28,7 +39,8 @@ from aiohttp import web
 TAGS = ["llama3.2:3b", "nomic-embed-text:latest"]
 VERSION = "0.12.3"
 PULLED = web.AppKey("pulled", list)  # the models this Ollama has (TAGS unless told)
-SENT = web.AppKey("sent", list)  # the bytes of each /v1/messages reply body, in order
+SENT = web.AppKey("sent", list)  # each /v1/messages and /v1/responses reply body, in order
+GOT = web.AppKey("got", list)  # the chat messages each /v1/responses request became
 WORDS = ["Hello", " there", "!"]
 DETAILS = {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
            "parameter_size": "3.2B", "quantization_level": "Q4_K_M"}
@@ -143,12 +155,21 @@ async def ps(request: web.Request) -> web.Response:
     return web.json_response({"models": []})
 
 
+def _openai_error(status: int, message: str) -> web.Response:
+    """openai.NewError's shape, the type by status."""
+    etype = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+    return web.json_response({"error": {"message": message, "type": etype, "param": None,
+                                        "code": None}}, status=status)
+
+
+def _openai_missing(model: object) -> web.Response:
+    return _openai_error(404, f'model "{model}" not found, try pulling it first')
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
     if body.get("model") not in request.app[PULLED]:
-        return web.json_response({"error": {
-            "message": f'model "{body.get("model")}" not found, try pulling it first',
-            "type": "not_found_error", "param": None, "code": None}}, status=404)
+        return _openai_missing(body.get("model"))
     created = int(time.time())
     if not body.get("stream"):
         return web.json_response({
@@ -174,9 +195,25 @@ async def chat(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _go(obj: object) -> bytes:
-    """JSON as Go's encoding/json writes it (compact)."""
-    return json.dumps(obj, separators=(",", ":")).encode()
+_GO_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+               "\u2029": "\\u2029"}
+
+
+def _go(obj: object, sort_keys: bool = False) -> bytes:
+    """JSON as Go's encoding/json writes it: compact, UTF-8, HTML characters escaped, a
+    float with no fraction without its ".0", a map's keys sorted (`sort_keys`; a struct
+    keeps its fields' order)."""
+    def integral(o: object) -> object:
+        if isinstance(o, float) and o.is_integer():
+            return int(o)
+        if isinstance(o, dict):
+            return {k: integral(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [integral(v) for v in o]
+        return o
+    text = json.dumps(integral(obj), separators=(",", ":"), ensure_ascii=False,
+                      sort_keys=sort_keys)
+    return "".join(_GO_ESCAPES.get(c, c) for c in text).encode()
 
 
 def _anthropic_error(status: int, message: str) -> web.Response:
@@ -248,6 +285,126 @@ async def messages(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+def _input_messages(body: dict) -> list[dict]:
+    """FromResponsesRequest's chat messages for text input; ValueError as Ollama words it."""
+    got = [{"role": "system", "content": body["instructions"]}] if body.get("instructions") \
+        else []
+    value = body.get("input")
+    if isinstance(value, str):
+        return got + ([{"role": "user", "content": value}] if value else [])
+    if not isinstance(value, list):
+        raise ValueError("input must be a string or array")
+    for i, item in enumerate(value):
+        kind = item.get("type") or ("message" if item.get("role") else "")
+        if kind != "message":
+            raise ValueError(f"input[{i}]: " + (f"unknown input item type: {kind!r}" if kind
+                             else "input item missing required 'type' field"))
+        content = item.get("content")
+        if isinstance(content, list):
+            for part in content:
+                if part.get("type") not in ("input_text", "output_text"):
+                    raise ValueError(f"input[{i}]: unknown content type: {part.get('type')}")
+            content = "".join(part.get("text", "") for part in content)
+        got.append({"role": item.get("role", ""), "content": content or ""})
+    return got
+
+
+def _echo(body: dict, sort_keys: bool) -> dict:
+    """The request's fields a reply echoes (ToResponse / buildResponseObject)."""
+    fmt = (body.get("text") or {}).get("format") or {"type": "text"}
+    text = {"type": fmt.get("type", "")} | {k: fmt[k] for k in ("name", "schema", "strict")
+                                             if fmt.get(k) not in (None, "")}
+    reasoning = {k: body.get("reasoning", {}).get(k) or None for k in ("effort", "summary")}
+    if not any(reasoning.values()):
+        reasoning = None
+    elif not sort_keys:  # the struct's fields are omitempty
+        reasoning = {k: v for k, v in reasoning.items() if v is not None}
+    return {"instructions": body.get("instructions") or None,
+            "tools": [{"type": t.get("type"), "name": t.get("name"),
+                       "description": t.get("description"), "strict": t.get("strict"),
+                       "parameters": t.get("parameters")} for t in body.get("tools") or ()],
+            "truncation": body.get("truncation") or "disabled", "text": {"format": text},
+            "top_p": body.get("top_p", 1.0), "temperature": body.get("temperature", 1.0),
+            "reasoning": reasoning, "max_output_tokens": body.get("max_output_tokens"),
+            "background": bool(body.get("background"))}
+
+
+def _response(body: dict, rid: str, status: str, output: list, usage: dict | None,
+              completed_at: int | None, sort_keys: bool) -> dict:
+    echo = _echo(body, sort_keys)
+    return {"id": rid, "object": "response", "created_at": int(time.time()),
+            "completed_at": completed_at, "status": status, "incomplete_details": None,
+            "model": body["model"], "previous_response_id": None,
+            "instructions": echo["instructions"], "output": output, "error": None,
+            "tools": echo["tools"], "tool_choice": "auto", "truncation": echo["truncation"],
+            "parallel_tool_calls": True, "text": echo["text"], "top_p": echo["top_p"],
+            "presence_penalty": 0, "frequency_penalty": 0, "top_logprobs": 0,
+            "temperature": echo["temperature"], "reasoning": echo["reasoning"],
+            "usage": usage, "max_output_tokens": echo["max_output_tokens"],
+            "max_tool_calls": None, "store": False, "background": echo["background"],
+            "service_tier": "default", "metadata": {}, "safety_identifier": None,
+            "prompt_cache_key": None}
+
+
+async def responses(request: web.Request) -> web.StreamResponse:
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError("json: cannot unmarshal into Go value of type ResponsesRequest")
+        messages = _input_messages(body)
+    except ValueError as exc:  # json.JSONDecodeError too
+        return _openai_error(400, str(exc))
+    if not body.get("model"):
+        return _openai_error(400, "model is required")
+    if body["model"] not in request.app[PULLED]:
+        return _openai_missing(body["model"])
+    request.app[GOT].append(messages)
+    rid, mid = f"resp_{secrets.randbelow(999999)}", f"msg_{secrets.randbelow(999999)}"
+    text = "".join(WORDS)
+    n_in, n_out = METRICS["prompt_eval_count"], METRICS["eval_count"]
+    sent = request.app[SENT]
+    usage = {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out,
+             "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens_details": {"reasoning_tokens": 0}}
+    if not body.get("stream"):
+        message = {"id": mid, "type": "message", "status": "completed", "role": "assistant",
+                   "content": [{"type": "output_text", "text": text, "annotations": [],
+                                "logprobs": []}]}
+        sent.append(_go(_response(body, rid, "completed", [message], usage,
+                                  int(time.time()), False)) + b"\n")
+        return web.Response(body=sent[-1], content_type="application/json")
+    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    done = {**part, "text": text}
+    item = {"id": mid, "type": "message", "status": "in_progress", "role": "assistant",
+            "content": []}
+    at = {"item_id": mid, "output_index": 0, "content_index": 0}
+    events = [("response.created", {"response": _response(body, rid, "in_progress", [], None,
+                                                          None, True)}),
+              ("response.in_progress", {"response": _response(body, rid, "in_progress", [],
+                                                              None, None, True)}),
+              ("response.output_item.added", {"output_index": 0, "item": item}),
+              ("response.content_part.added", {**at, "part": part})]
+    events += [("response.output_text.delta", {**at, "delta": w, "logprobs": []})
+               for w in WORDS]
+    final = {**item, "status": "completed", "content": [done]}
+    events += [("response.output_text.done", {**at, "text": text, "logprobs": []}),
+               ("response.content_part.done", {**at, "part": done}),
+               ("response.output_item.done", {"output_index": 0, "item": final}),
+               ("response.completed", {"response": _response(
+                   body, rid, "completed", [final], usage, int(time.time()), True)})]
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                       "Cache-Control": "no-cache"})
+    await resp.prepare(request)
+    out = b""
+    for seq, (name, data) in enumerate(events):
+        data = {**data, "type": name, "sequence_number": seq}
+        event = b"event: " + name.encode() + b"\ndata: " + _go(data, sort_keys=True) + b"\n\n"
+        out += event
+        await resp.write(event)
+    sent.append(out)
+    return resp
+
+
 async def native_pull(request: web.Request) -> web.Response:
     return web.json_response({"error": "pull model manifest: file does not exist"}, status=500)
 
@@ -256,6 +413,7 @@ def make_app(models: list[str] | None = None) -> web.Application:
     app = web.Application()
     app[PULLED] = list(TAGS if models is None else models)
     app[SENT] = []
+    app[GOT] = []
     app.router.add_get("/api/tags", tags)
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/ps", ps)
@@ -266,5 +424,6 @@ def make_app(models: list[str] | None = None) -> web.Application:
     app.router.add_post("/api/embeddings", embeddings)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/responses", responses)
     app.router.add_post("/api/pull", native_pull)
     return app
