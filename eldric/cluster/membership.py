@@ -73,7 +73,7 @@ def from_health(app: web.Application) -> WorkerInfo:
     h = app[keys.HEALTH](app)
     return WorkerInfo(worker_type=h.worker_type, url=app[keys.ROLE].advertise_url,
                       backend=h.backend, models=h.models, load=h.load, status=h.status,
-                      version=h.version, paths=h.paths)
+                      version=h.version, paths=h.paths, model_ops=h.model_ops)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import msgspec
 
 from eldric.errors import BadRequest
 from eldric.wire.head import decode_head
+from eldric.wire.models import ModelOps
 
 T = TypeVar("T")
 
@@ -111,6 +112,9 @@ class WorkerHealth(msgspec.Struct, omit_defaults=False):
     # Those of `paths` it serves by translating to its backend's Chat Completions (or
     # embeddings) rather than natively (eldric.wire.translated).
     translated: list[str] = []
+    # What the controller may ask it to do with models (eldric.wire.models); None: no
+    # model management (an older eldric, a provider that cannot pull).
+    model_ops: ModelOps | None = None
 
 
 class RouterReport(msgspec.Struct, omit_defaults=False):
@@ -138,6 +142,7 @@ class WorkerInfo(msgspec.Struct, omit_defaults=True):
     version: str = ""
     paths: list[str] | None = None  # as in WorkerHealth
     router: RouterReport | None = None  # worker_type "router" only
+    model_ops: ModelOps | None = None  # as in WorkerHealth
 
 
 class Heartbeat(msgspec.Struct, omit_defaults=False):

@@ -46,6 +46,9 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
         "model's own, else mean)")] = "auto"
     backend_log: Annotated[bool, flag_meta(
         "embedded backend: show llama.cpp's own log lines (default: only its errors)")] = False
+    models_dir: Annotated[str | None, flag_meta(
+        "where model files pulled or distributed to this worker go (llama.cpp, vLLM, TGI "
+        "and the embedded backend serve from it; default: DATA_DIR/models)")] = None
     mock_tokens: Annotated[int, msgspec.Meta(ge=0, le=100_000), flag_meta(
         "mock backend: tokens per reply")] = 16
     mock_token_delay_ms: Annotated[FloatMs, flag_meta(
