@@ -196,3 +196,14 @@ async def test_new_files_are_served_at_once_and_removed_ones_unloaded(tmp_path, 
     await asyncio.sleep(0.05)
     assert llama.stopped == ["Later"] and [s.id for s in m.listed("x")] == ["Start"]
     await m.stop()
+
+
+async def test_the_start_model_inside_the_directory_is_one_model(tmp_path, llama):
+    """--model in --models-dir with --model-id: served by that id only, not twice."""
+    d = _dir(tmp_path, "Mine-Q4_K_M.gguf", "Other.gguf")
+    up = UpstreamState(id="backend:embedded", url="", role="worker")
+    m = EmbeddedModels(Launch(model=str(d / "Mine-Q4_K_M.gguf"), model_id="mine", ctx=512,
+                              parallel=1, threads=1),
+                       d, max_loaded=1, wait=1, pooling="auto", on_current=lambda t: None,
+                       target_of=lambda url: Target(state=up, base_url=url))
+    assert m.names() == ["Other", "mine"]
