@@ -17,9 +17,13 @@ import pytest
 from eldric.bus import UpstreamState
 from eldric.errors import ModelNotFound, UpstreamUnavailable
 from eldric.roles.worker import embedded
+from eldric.roles.worker.backends import KINDS
+from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker.embedded import Launch
 from eldric.roles.worker.embedded_models import EmbeddedModels, ModelLoading
-from eldric.stream import Target
+from eldric.roles.worker.state import WorkerState
+from eldric.stream import Target, Timeouts
+from eldric.sysload import HostLoad
 
 GGUF = b"GGUF" + b"\0" * 60
 
@@ -207,3 +211,17 @@ async def test_the_start_model_inside_the_directory_is_one_model(tmp_path, llama
                        d, max_loaded=1, wait=1, pooling="auto", on_current=lambda t: None,
                        target_of=lambda url: Target(state=up, base_url=url))
     assert m.names() == ["Other", "mine"]
+
+
+async def test_the_worker_state_refresh_is_what_installs_call(tmp_path, llama):
+    """WorkerState.refresh(): the model operations' call after an install or a delete;
+    the list routers see (upstream.models) changes at once."""
+    cfg = WorkerConfig(backend="embedded")
+    st = WorkerState(cfg=cfg, kind=KINDS["embedded"],
+                     upstream=UpstreamState(id="backend:embedded", url="", role="worker"),
+                     timeouts=Timeouts.from_config(cfg), host=HostLoad())
+    assert st.refresh() == []  # not embedded-with-models: the backend's own list, as it was
+    st.models = _models(tmp_path)
+    assert st.refresh() == ["Start"] and st.upstream.models == ["Start"]
+    (tmp_path / "models" / "New-Q4_K_M.gguf").write_bytes(GGUF)
+    assert st.refresh() == ["New", "Start"] and st.upstream.models == ["New", "Start"]
