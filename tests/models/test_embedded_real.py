@@ -97,7 +97,7 @@ async def test_a_request_for_a_model_still_loading_is_503_model_loading(tmp_path
         url = w["worker"]
         await _healthy(s, url)
         status, headers, error = await _chat(s, url, "Second-Model")
-        assert status == 503 and int(headers["Retry-After"]) >= 1
+        assert status == 503 and int(headers["Retry-After"]) >= 1, error
         assert error["error"]["code"] == "model_loading"
         assert error["error"]["progress"]["model"] == "Second-Model"
         assert error["error"]["progress"]["state"] == "loading"

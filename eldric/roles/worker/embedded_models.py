@@ -126,9 +126,10 @@ class EmbeddedModels:
     def rescan(self) -> list[str]:
         """Read the models directory again: the names served. A loaded model whose file
         is gone is unloaded once idle."""
-        start = os.path.realpath(self.launch.model)
+        # (the same path; a link to the same file elsewhere is another name for it)
+        start = os.path.abspath(self.launch.model)
         found = {m.name: m.path for m in installed(self.models_dir)
-                 if m.format == "gguf" and m.path and os.path.realpath(m.path) != start}
+                 if m.format == "gguf" and m.path and os.path.abspath(m.path) != start}
         # the start model's id wins, and its file is served by that id only (--model-id)
         found[self.launch.model_id] = self.launch.model
         self.catalog = found  # type: ignore[assignment]
