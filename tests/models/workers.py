@@ -62,3 +62,41 @@ async def op(session: aiohttp.ClientSession, worker: str, op_id: str) -> dict:
     async with session.get(f"{worker}/api/v1/models/ops/{op_id}") as r:
         assert r.status == 200, await r.text()
         return await r.json()
+
+
+def gguf_bytes(architecture: str = "llama", template: str = "{{ messages }}",
+               filler: int = 200_000) -> bytes:
+    """A small GGUF v3 file (gguf.md's layout): two string key/values, no tensors, then
+    `filler` bytes so a download takes several chunks."""
+    import struct
+
+    def s(text: str) -> bytes:
+        raw = text.encode()
+        return struct.pack("<Q", len(raw)) + raw
+
+    kvs = [("general.architecture", architecture), ("tokenizer.chat_template", template)]
+    body = b"".join(s(k) + struct.pack("<I", 8) + s(v) for k, v in kvs)
+    return b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs)) + body + b"\0" * filler
+
+
+@dataclass
+class FileServer:
+    url: str
+    gets: list[str]  # the paths asked for, in order
+
+
+@contextlib.asynccontextmanager
+async def file_server(aiohttp_server, folder) -> AsyncIterator[FileServer]:  # type: ignore[no-untyped-def]
+    """The files of `folder` over HTTP (aiohttp's static files: Range, HEAD), each GET
+    recorded."""
+    gets: list[str] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        gets.append(request.path)
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
+    app.router.add_static("/", folder)
+    server = await aiohttp_server(app)
+    yield FileServer(url_of(server), gets)
