@@ -66,7 +66,7 @@ class Files:
         url, sha = req.url, req.sha256
 
         async def drive(op: Op) -> None:
-            await download(self.session(), url, dest, op, sha256=sha)
+            await download(self.session(), url, dest, op, sha256=sha, resume=True)
         return drive
 
     def install_driver(self, req: InstallRequest) -> Driver:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from eldric.modelops.download import DownloadError, fetch, same_file
+from eldric.modelops.download import DownloadError, fetch, part_path, same_file
 from eldric.modelops.ops import Op, OpFailed
 from eldric.wire.models import InstallRequest
 
@@ -34,9 +34,11 @@ async def shared(req: InstallRequest) -> Path | None:
 
 async def download(session: aiohttp.ClientSession, url: str, dest: Path, op: Op, *,
                    sha256: str | None = None, headers: dict[str, str] | None = None,
-                   size: int | None = None) -> tuple[Path, str]:
+                   size: int | None = None, resume: bool = False) -> tuple[Path, str]:
     """`url` into `dest` (resumed from its part file), the bytes reported on `op`:
-    (path, sha256). A failed download fails the operation with its code."""
+    (path, sha256). A failed download fails the operation with its code. Cancelled, the
+    part file is kept only to `resume` (a pull of a URL, asked for again); an install's
+    is removed."""
     op.update(state="pulling", message=f"downloading {url}", total_bytes=size)
     try:
         got = await fetch(session, url, dest, sha256=sha256, headers=headers,
@@ -44,6 +46,10 @@ async def download(session: aiohttp.ClientSession, url: str, dest: Path, op: Op,
                               completed_bytes=done, total_bytes=total or size))
     except DownloadError as exc:
         raise OpFailed(exc.message, exc.code) from None
+    except asyncio.CancelledError:
+        if not resume:
+            await asyncio.to_thread(part_path(dest).unlink, missing_ok=True)
+        raise
     return got.path, got.sha256
 
 

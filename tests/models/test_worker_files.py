@@ -126,3 +126,42 @@ async def test_what_a_file_backend_refuses(fake_openai_server, tmp_path, body, c
             s.post(w + "/api/v1/models/pull", json=body) as r:
         assert r.status == 400
         assert (await r.json())["error"]["code"] == code
+
+
+@contextlib.asynccontextmanager
+async def _slow_file(aiohttp_server, data: bytes):  # type: ignore[no-untyped-def]
+    """A file sent 64 KiB every 20 ms (Range ignored: a cancel comes long before the end)."""
+    import asyncio
+
+    from aiohttp import web
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
+        await resp.prepare(request)
+        for i in range(0, len(data), 65536):
+            await resp.write(data[i:i + 65536])
+            await asyncio.sleep(0.02)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/big.gguf", handler)
+    server = await aiohttp_server(app)
+    yield url_of(server) + "/big.gguf"
+
+
+@pytest.mark.parametrize("path,kept", [("pull", True), ("install", False)])
+async def test_cancel_keeps_a_part_file_only_for_a_pull(aiohttp_server, fake_openai_server,
+                                                        tmp_path, path, kept):
+    data = gguf_bytes(filler=4_000_000)
+    body = {"model": "big"} if path == "pull" else {"name": "big"}
+    async with _slow_file(aiohttp_server, data) as url, \
+            _worker(fake_openai_server, tmp_path) as (w, models), aiohttp.ClientSession() as s:
+        async with s.post(f"{w}/api/v1/models/{path}", json={**body, "url": url,
+                                                               "op_id": "op-x"}) as r:
+            async for raw in r.content:
+                if b'"completed_bytes":0' not in raw:
+                    break  # bytes moved
+            async with s.delete(w + "/api/v1/models/ops/op-x") as d:
+                assert (await d.json())["state"] == "cancelled"
+        assert (models / "big.gguf.part").exists() is kept
+        assert not (models / "big.gguf").exists()
