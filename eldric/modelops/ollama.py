@@ -182,8 +182,8 @@ class Ollama:
                 if line.error is not None:
                     raise OpFailed(f"ollama {path}: {line.error}")
                 if line.status == "success":
-                    op.update(state="completed", message="success")
-                    return
+                    op.update(message="success")
+                    return  # completed (by Ops, once the model is listed)
                 if line.digest and line.total and not creating:
                     layers[line.digest] = (line.total, line.completed)
                     op.update(state="pulling", message=line.status,

@@ -104,7 +104,8 @@ Driver = Callable[[Op], Awaitable[None]]
 
 class Ops:
     """Operation id -> Op, with the bounded history of finished ones. `after(op)` runs
-    when an operation completed (the worker refreshes its model list and heartbeats)."""
+    when the backend completed an operation, before it is marked completed (the worker
+    refreshes its model list)."""
 
     def __init__(self, after: Callable[[Op], Awaitable[None]] | None = None):
         self._ops: OrderedDict[str, Op] = OrderedDict()
@@ -127,11 +128,17 @@ class Ops:
         return op
 
     async def _run(self, op: Op, driver: Driver) -> None:
+        """The driver returns once the backend said success; `after` runs before the
+        terminal line goes out, so whoever reads "completed" finds the model listed."""
         log.info("model_op_started", op_id=op.id, kind=op.kind, model=op.progress.model)
         try:
             await driver(op)
-            if not op.done:  # a driver returns only once the backend said success
-                op.update(state="completed")
+            if self._after is not None:
+                try:
+                    await self._after(op)
+                except Exception as exc:  # noqa: BLE001 - the backend did complete it
+                    log.warning("model_op_after_failed", op_id=op.id, error=repr(exc))
+            op.update(state="completed")
         except OpFailed as exc:
             op.update(state="failed", error=exc.message, code=exc.code)
         except asyncio.CancelledError:
@@ -145,11 +152,6 @@ class Ops:
             p = op.progress
             log.info("model_op_finished", op_id=op.id, kind=op.kind, model=p.model,
                      state=p.state, error=p.error, code=p.code)
-        if p.state == "completed" and self._after is not None:
-            try:
-                await self._after(op)
-            except Exception as exc:  # noqa: BLE001 - the op did complete
-                log.warning("model_op_after_failed", op_id=op.id, error=repr(exc))
 
     async def cancel(self, op_id: str) -> Op | None:
         op = self.get(op_id)

@@ -21,6 +21,7 @@ from eldric.modelops.routes import MODEL_API, Backend, ModelApi
 from eldric.modelops.routes import add_routes as add_model_routes
 from eldric.roles.worker import gguf
 from eldric.roles.worker.state import WORKER, WorkerState
+from eldric.tasks import spawn
 from eldric.wire.models import ModelOps
 
 log = structlog.get_logger("eldric.worker")
@@ -56,11 +57,13 @@ def model_ops(app: web.Application) -> ModelOps | None:
 
 
 async def _refresh(app: web.Application) -> None:
+    """The backend's model list asked now; the controller told at once, in the
+    background (a slow controller must not hold the op's last line)."""
     st = app[WORKER]
     if not st.loading:
         await app[keys.PROBER].now(st.upstream)
     if st.membership is not None:
-        await st.membership.beat_now()
+        spawn(st.membership.beat_now(), name="worker-heartbeat-now")
 
 
 async def _ops_lifecycle(app: web.Application) -> AsyncIterator[None]:
