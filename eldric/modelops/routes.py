@@ -25,6 +25,7 @@ from typing import Protocol
 import msgspec
 from aiohttp import web
 
+from eldric import keys
 from eldric.auth import require_key
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound
@@ -95,7 +96,7 @@ async def stream(request: web.Request, op: Op) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Eldric-Op-Id": op.id})
     await resp.prepare(request)
     try:
-        async for p in op.follow():
+        async for p in op.follow(request.app.get(keys.STOPPING)):
             await resp.write(_enc.encode(p) + b"\n")
     except ConnectionError:  # the caller left (without handler cancellation)
         pass
