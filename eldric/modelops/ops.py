@@ -85,9 +85,10 @@ class Op:
 
     async def follow(self, stop: asyncio.Event | None = None) -> AsyncIterator[OpProgress]:
         """The snapshots a follower sends: the current one at once, then changes
-        (throttled), repeats when quiet, and the terminal one last. `stop` (the role is
-        stopping) ends it early, without a terminal line: the stream was cut, the caller
-        re-attaches or learns that the worker went away."""
+        (bytes and messages throttled, a new state at once), repeats when quiet, and
+        the terminal one last. `stop` (the role is stopping) ends it early, without a
+        terminal line: the stream was cut, the caller re-attaches or learns that the
+        worker went away."""
         loop = asyncio.get_running_loop()
         sent: OpProgress | None = None
         last = 0.0
@@ -99,10 +100,11 @@ class Op:
             if now.state in TERMINAL:
                 return
             await self.changed(KEEPALIVE, stop)
-            if not self.done:  # bytes moving: wait out the throttle (an end cuts it short)
-                wait = THROTTLE - (loop.time() - last)
-                if wait > 0:
-                    await self.changed(wait, stop)
+            # bytes moving: wait out the throttle; a new state (the end too) cuts it short
+            deadline = last + THROTTLE
+            while (self.progress.state == now.state and loop.time() < deadline
+                   and not (stop is not None and stop.is_set())):
+                await self.changed(deadline - loop.time(), stop)
 
 
 Driver = Callable[[Op], Awaitable[None]]

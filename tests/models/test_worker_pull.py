@@ -86,3 +86,12 @@ async def test_a_backend_that_is_down_fails_the_op_and_the_requests_get_503(tmp_
             async with s.request(method, w + path, json=body) as r:
                 assert r.status == 503, path
                 assert (await r.json())["error"]["code"] == "upstream_unavailable"
+
+
+async def test_a_fast_stream_of_ollama_lines_is_throttled(aiohttp_server, tmp_path):
+    models = Models(chunk=20_000, tick=0.004)  # ~150 Ollama lines in ~1 s
+    async with ollama_worker(aiohttp_server, tmp_path, models) as w, aiohttp.ClientSession() as s:
+        got = await pull(s, w.url, model=MODEL)
+    assert got[-1]["state"] == "completed"
+    pulling = [g for g in got if g["state"] == "pulling"]
+    assert 2 <= len(pulling) <= 6  # about two a second while bytes move, not 150
