@@ -24,7 +24,8 @@ from eldric.errors import BadRequest, ModelNotFound
 from eldric.modelops import models_dir
 from eldric.modelops.ops import Driver, Op
 from eldric.modelops.source import Exclusive, already, download, shared
-from eldric.wire.models import InstallRequest, LocalModels, ModelOps, PullRequest
+from eldric.wire.models import (InstallRequest, LocalModel, LocalModels, ModelOps,
+                                PullRequest)
 
 # A model name that is a file name of its own in the models directory.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,199}$")
@@ -40,12 +41,15 @@ def _checked(name: str, param: str) -> str:
 
 @dataclass
 class Files:
-    """`describe(path)` reads a GGUF's header scalars (the worker's eldric.roles.worker.gguf)."""
+    """`describe(path)` reads a GGUF's header scalars (the worker's eldric.roles.worker.gguf);
+    `listing()`, when given, is the backend's own list of its models (the embedded
+    backend's: its start model too, and which are loaded), else the directory's."""
 
     kind: str
     root: Path
     session: Callable[[], aiohttp.ClientSession]
     describe: Callable[[Path], dict[str, Any]]
+    listing: Callable[[], list[LocalModel]] | None = None
     ops = ModelOps(pull=["url"], install=True, delete=True, files=True)
     _busy: Exclusive = field(default_factory=Exclusive)
 
@@ -111,8 +115,8 @@ class Files:
                               "path": m.path, "metadata": meta, "template": template})
 
     async def local(self) -> LocalModels:
-        return LocalModels(backend=self.kind,
-                           models=await asyncio.to_thread(models_dir.installed, self.root))
+        listed = self.listing or (lambda: models_dir.installed(self.root))
+        return LocalModels(backend=self.kind, models=await asyncio.to_thread(listed))
 
     def file(self, name: str) -> Path | None:
         m = models_dir.resolve(self.root, name)

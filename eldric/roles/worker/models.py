@@ -6,9 +6,7 @@ the controller and the routers see the change without waiting a period."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -29,24 +27,22 @@ log = structlog.get_logger("eldric.worker")
 FILE_BACKENDS = ("llamacpp", "vllm", "tgi", "embedded")
 
 
-def models_dir(app: web.Application) -> Path:
-    cfg = app[WORKER].cfg
-    return Path(cfg.models_dir or os.path.join(app[keys.PROCESS].data_dir, "models"))
-
-
 def backend_of(app: web.Application, st: WorkerState) -> Backend | None:
     def session():  # type: ignore[no-untyped-def]
         return app[keys.SESSION]
 
-    root = models_dir(app)
+    root = st.models_dir
     if st.cfg.backend == "ollama":
         return Ollama(base=st.backend_url, session=session,
                       headers=st.target.headers if st.target else None,
                       connect=st.timeouts.connect, idle=st.timeouts.idle,
                       work_dir=root / ".incoming")
     if st.cfg.backend in FILE_BACKENDS:
+        # the embedded backend's own list: its start model too, and which are loaded
+        listing = (lambda: st.models.local() if st.models is not None else []) \
+            if st.cfg.backend == "embedded" else None
         return Files(kind=st.cfg.backend, root=root, session=session,
-                     describe=lambda p: gguf.scalars(str(p)))
+                     describe=lambda p: gguf.scalars(str(p)), listing=listing)
     return None
 
 
@@ -60,6 +56,7 @@ async def _refresh(app: web.Application) -> None:
     """The backend's model list asked now; the controller told at once, in the
     background (a slow controller must not hold the op's last line)."""
     st = app[WORKER]
+    st.refresh()  # the embedded backend's models directory read again
     if not st.loading:
         await app[keys.PROBER].now(st.upstream)
     if st.membership is not None:
