@@ -103,24 +103,26 @@ async def stream(request: web.Request, op: Op) -> web.StreamResponse:
     return resp
 
 
-async def pull(request: web.Request) -> web.StreamResponse:
+async def _start(request: web.Request, type_: type, kind: str) -> web.StreamResponse:
+    """POST pull or install: the body checked, the backend's driver (or its 400 before
+    any stream), the operation started or joined, its lines streamed."""
     api = _api(request)
-    req = _decode(await read_body(request), PullRequest)
-    assert isinstance(req, PullRequest)
-    if not req.model:
-        raise BadRequest("model is required", param="model", code="invalid_request")
-    driver = _backend(api, "pull models", "pull_unsupported").pull_driver(req)
-    return await stream(request, api.ops.start(req.op_id, req.model, "pull", driver))
+    req = _decode(await read_body(request), type_)
+    field = "model" if kind == "pull" else "name"
+    name = getattr(req, field)
+    if not name:
+        raise BadRequest(f"{field} is required", param=field, code="invalid_request")
+    backend = _backend(api, f"{kind} models", f"{kind}_unsupported")
+    driver = backend.pull_driver(req) if kind == "pull" else backend.install_driver(req)  # type: ignore[arg-type]
+    return await stream(request, api.ops.start(req.op_id, name, kind, driver))  # type: ignore[attr-defined]
+
+
+async def pull(request: web.Request) -> web.StreamResponse:
+    return await _start(request, PullRequest, "pull")
 
 
 async def install(request: web.Request) -> web.StreamResponse:
-    api = _api(request)
-    req = _decode(await read_body(request), InstallRequest)
-    assert isinstance(req, InstallRequest)
-    if not req.name:
-        raise BadRequest("name is required", param="name", code="invalid_request")
-    driver = _backend(api, "install models", "install_unsupported").install_driver(req)
-    return await stream(request, api.ops.start(req.op_id, req.name, "install", driver))
+    return await _start(request, InstallRequest, "install")
 
 
 def _op(api: ModelApi, op_id: str) -> Op:
