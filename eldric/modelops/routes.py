@@ -18,7 +18,7 @@ refused before any stream (pull_unsupported, install_unsupported).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -53,15 +53,20 @@ class Backend(Protocol):
 
 
 class ModelApi:
-    """The routes' state on the app: the backend (None: it does nothing with models),
-    the op table and the cluster key."""
+    """The routes' state on the app: the backend (`backend_of()`, asked per request: a
+    cloud worker's Ollama is whichever is enabled now; None: it does nothing with
+    models), the op table and the cluster key."""
 
-    def __init__(self, backend: Backend | None, ops: Ops, key: str | None,
+    def __init__(self, backend_of: Callable[[], Backend | None], ops: Ops, key: str | None,
                  changed: Callable[[], Awaitable[None]] | None = None):
-        self.backend = backend
+        self.backend_of = backend_of
         self.ops = ops
         self.key = key
         self.changed = changed  # the model list changed (a delete): refresh, heartbeat
+
+    @property
+    def backend(self) -> Backend | None:
+        return self.backend_of()
 
 
 MODEL_API: web.AppKey[ModelApi] = web.AppKey("eldric_model_api", ModelApi)
@@ -181,8 +186,21 @@ async def files(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path)  # Range, If-Range and HEAD by aiohttp itself
 
 
+def model_ops(app: web.Application) -> ModelOps:
+    """What /health and the registration say this role can do with models."""
+    api = app.get(MODEL_API)
+    backend = api.backend if api is not None else None
+    return backend.ops if backend is not None else ModelOps()
+
+
+async def _closing(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[MODEL_API].ops.close()  # a stopping role leaves no download running
+
+
 def add_routes(app: web.Application, api: ModelApi) -> None:
     app[MODEL_API] = api
+    app.cleanup_ctx.append(_closing)
     r = app.router
     r.add_post(f"{PREFIX}/pull", pull)
     r.add_post(f"{PREFIX}/install", install)

@@ -6,8 +6,6 @@ the controller and the routers see the change without waiting a period."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import structlog
 from aiohttp import web
 
@@ -15,12 +13,11 @@ from eldric import keys
 from eldric.modelops.files import Files
 from eldric.modelops.ollama import Ollama
 from eldric.modelops.ops import Op, Ops
-from eldric.modelops.routes import MODEL_API, Backend, ModelApi
+from eldric.modelops.routes import Backend, ModelApi
 from eldric.modelops.routes import add_routes as add_model_routes
 from eldric.roles.worker import gguf
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.tasks import spawn
-from eldric.wire.models import ModelOps
 
 log = structlog.get_logger("eldric.worker")
 
@@ -46,12 +43,6 @@ def backend_of(app: web.Application, st: WorkerState) -> Backend | None:
     return None
 
 
-def model_ops(app: web.Application) -> ModelOps | None:
-    """What /health and the registration say this worker can do with models."""
-    api = app.get(MODEL_API)
-    return api.backend.ops if api is not None and api.backend is not None else ModelOps()
-
-
 async def _refresh(app: web.Application) -> None:
     """The backend's model list asked now; the controller told at once, in the
     background (a slow controller must not hold the op's last line)."""
@@ -63,11 +54,6 @@ async def _refresh(app: web.Application) -> None:
         spawn(st.membership.beat_now(), name="worker-heartbeat-now")
 
 
-async def _ops_lifecycle(app: web.Application) -> AsyncIterator[None]:
-    yield
-    await app[MODEL_API].ops.close()  # a stopping worker leaves no download running
-
-
 def add_routes(app: web.Application) -> None:
     st = app[WORKER]
 
@@ -75,7 +61,7 @@ def add_routes(app: web.Application) -> None:
         log.info("model_op_refresh", op_id=op.id, model=op.progress.model)
         await _refresh(app)
 
-    api = ModelApi(backend_of(app, st), Ops(after=after), st.cfg.api_key,
+    backend = backend_of(app, st)
+    api = ModelApi(lambda: backend, Ops(after=after), st.cfg.api_key,
                    changed=lambda: _refresh(app))
     add_model_routes(app, api)
-    app.cleanup_ctx.append(_ops_lifecycle)
