@@ -100,9 +100,11 @@ class ModelRegistry:
         return shutil.disk_usage(self.dir).free
 
     async def commit(self, part: Path, *, name: str, format: Format, size: int, sha256: str,
-                     source: str, description: str) -> RegistryModel:
-        """Move a finished upload into place and index it. The caller holds the name
-        (in `pending`, so no other upload takes it meanwhile)."""
+                     source: str, description: str,
+                     header: gguf.Header | None = None) -> RegistryModel:
+        """Move a finished upload into place and index it (with what its GGUF `header`
+        says). The caller holds the name (in `pending`, so no other upload takes it
+        meanwhile)."""
         model_id = secrets.token_hex(6)
         while model_id in self.models:
             model_id = secrets.token_hex(6)
@@ -112,6 +114,13 @@ class ModelRegistry:
                               created_at=time.time(), filename=filename,
                               path=str(home / filename), source=source,
                               description=description)
+        if header is not None:
+            model.architecture = header.architecture
+            model.parameter_count = header.parameter_count
+            model.file_type = header.file_type
+            model.quantization = header.quantization
+            ctx = header.scalars.get(f"{header.architecture}.context_length")
+            model.context_length = ctx if isinstance(ctx, int) else None
         await asyncio.to_thread(_place, part, home, model)
         self.models[model_id] = model
         log.info("registry_model_added", id=model_id, name=name, size=size, sha256=sha256)
@@ -128,19 +137,11 @@ class ModelRegistry:
 
 
 def _place(part: Path, home: Path, model: RegistryModel) -> None:
-    """Rename the part into its directory, read its header, write meta.json last."""
+    """Rename the part into its directory, write meta.json last."""
     home.mkdir()
     try:
         target = home / model.filename
         os.replace(part, target)
-        if model.format == "gguf":
-            header = gguf.header(str(target))
-            model.architecture = header.architecture
-            model.parameter_count = header.parameter_count
-            model.file_type = header.file_type
-            model.quantization = header.quantization
-            ctx = header.scalars.get(f"{header.architecture}.context_length")
-            model.context_length = ctx if isinstance(ctx, int) else None
         tmp = home / (META + ".tmp")
         tmp.write_bytes(msgspec.json.encode(model))
         os.replace(tmp, home / META)

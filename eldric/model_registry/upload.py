@@ -27,6 +27,7 @@ from typing import get_args
 
 from aiohttp import BodyPartReader, web
 
+from eldric import gguf
 from eldric.errors import BadRequest, EldricError
 from eldric.model_registry.store import NAME, ModelRegistry
 from eldric.wire.model_registry import Format, RegistryModel
@@ -163,7 +164,10 @@ def precheck(request: web.Request, registry: ModelRegistry) -> None:
     """What the request's head already tells: too large, or no room for it."""
     cfg = registry.cfg
     declared = request.content_length
-    if declared is None:
+    if declared is None:  # chunked: no size to check yet; the disk is checked as it comes
+        free = registry.free_bytes()
+        if free < cfg.min_free_bytes:
+            raise _no_room(free, 0, cfg.min_free_bytes)
         return
     slack = _MULTIPART_SLACK if request.content_type == "multipart/form-data" else 0
     if declared > cfg.max_upload_bytes + slack:
@@ -194,8 +198,15 @@ async def receive(request: web.Request, registry: ModelRegistry) -> RegistryMode
                               "first or choose another name", status=409,
                               code="registry_model_exists", param="name")
         registry.pending.add(held := name)
+        header = None
+        if fmt == "gguf":
+            header = await asyncio.to_thread(gguf.header, str(writer.path))
+            if header.tensor_count is None:
+                raise EldricError("the file starts as GGUF but its header cannot be read "
+                                  "(cut short, or an unknown version)", status=400,
+                                  code="invalid_model_file")
         model = await registry.commit(writer.path, name=name, format=fmt, size=writer.size,
-                                      sha256=writer.hash.hexdigest(),
+                                      sha256=writer.hash.hexdigest(), header=header,
                                       source=fields.get("source", ""),
                                       description=fields.get("description", ""))
         writer = None  # the part is the model's file now
