@@ -20,7 +20,8 @@ from eldric.auth import key_matches, presented_key, require_key
 from eldric.bus.routes import json_response
 from eldric.errors import EldricError, NotFound, Unauthorized, error_json
 from eldric.model_registry.store import ModelRegistry
-from eldric.model_registry.upload import receive
+from eldric.model_registry.upload import precheck, receive
+from eldric.serve.aiohttp_glue import no_continue, send_continue
 from eldric.wire.model_registry import RegistryModel, RegistryModels
 
 PREFIX = "/api/v1/model-registry"
@@ -82,8 +83,11 @@ async def delete_model(request: web.Request) -> web.Response:
 
 async def upload(request: web.Request) -> web.Response:
     request.app[GUARD].change(request)
+    registry = _registry(request)
+    precheck(request, registry)
+    await send_continue(request)  # only now: a refused client never sends the file
     try:
-        model = await receive(request, _registry(request))
+        model = await receive(request, registry)
     except EldricError as exc:
         if request.content.is_eof():
             raise
@@ -171,7 +175,7 @@ async def _send(resp: web.StreamResponse, f, start: int, end: int) -> None:  # t
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get(PREFIX, list_models)
-    r.add_post(f"{PREFIX}/upload", upload)
+    r.add_post(f"{PREFIX}/upload", upload, expect_handler=no_continue)
     r.add_get(f"{PREFIX}/{{id}}", get_model)
     r.add_delete(f"{PREFIX}/{{id}}", delete_model)
     r.add_get(f"{PREFIX}/{{id}}/download", download)

@@ -178,8 +178,8 @@ def precheck(request: web.Request, registry: ModelRegistry) -> None:
 
 
 async def receive(request: web.Request, registry: ModelRegistry) -> RegistryModel:
-    """Stream the upload to a part file, check it, commit it; or leave nothing behind."""
-    precheck(request, registry)
+    """Stream the upload to a part file, check it, commit it; or leave nothing behind.
+    (The caller has run precheck().)"""
     fields = {k: v for k, v in request.query.items() if k in FIELDS}
     idle = registry.cfg.idle_timeout_ms
     writer: PartWriter | None = None

@@ -189,3 +189,18 @@ async def test_changes_need_the_admin_key_reads_take_either(tmp_path):
         async with s.delete(f"{c.url}{API}/m", headers=auth()) as r:
             body = await r.json()
             assert (r.status, body["error"]["code"]) == (404, "registry_model_not_found")
+
+
+@pytest.mark.parametrize("key,length,status", [("wrong", 1000, 401),
+                                               (ADMIN, 10 ** 15, 413)])
+async def test_a_refused_expect_continue_gets_no_100(tmp_path, key, length, status):
+    """The checks run before `100 Continue`: the client learns without sending the file."""
+    async with controller(tmp_path) as c:
+        reader, writer = await open_raw(c.url)
+        writer.write(f"POST {API}/upload?name=m HTTP/1.1\r\nHost: x\r\n"
+                     f"Authorization: Bearer {key}\r\nExpect: 100-continue\r\n"
+                     f"Content-Length: {length}\r\n\r\n".encode())
+        got, headers, body = await read_reply(reader)  # the final reply, no 100 before it
+        writer.close()
+        assert got == status and headers["x-request-id"]
+        assert b'"code"' in body
