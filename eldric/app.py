@@ -106,7 +106,7 @@ def _mount_registry(app: web.Application, role: Role, cfg: Any, process: Process
         directory = os.path.join(process.data_dir, "registry")
     if directory is None:
         return
-    admin, cluster = role.keys(cfg) if role.keys is not None else (None, None)
+    admin, cluster = role.auth_keys(cfg) if role.auth_keys is not None else (None, None)
     model_registry.mount(app, directory, cfg.registry, admin_key=admin, cluster_key=cluster)
 
 

@@ -133,12 +133,12 @@ def _read(f: IO[bytes], out: Header, tensors: bool) -> None:
     out.parameter_count = total
 
 
-def header(path: str) -> Header:
-    """The scalars, tensor count and parameter count of the file's header."""
+def header(path: str, *, tensors: bool = True) -> Header:
+    """The scalars, tensor count and (with `tensors`) parameter count of the header."""
     out = Header()
     try:
         with open(path, "rb") as f:
-            _read(f, out, tensors=True)
+            _read(f, out, tensors)
     except (OSError, EOFError, ValueError, struct.error):
         pass
     return out
@@ -146,10 +146,4 @@ def header(path: str) -> Header:
 
 def scalars(path: str) -> dict[str, Any]:
     """Every scalar key/value of the header (arrays left out)."""
-    out = Header()
-    try:
-        with open(path, "rb") as f:
-            _read(f, out, tensors=False)
-    except (OSError, EOFError, ValueError, struct.error):
-        pass
-    return out.scalars
+    return header(path, tensors=False).scalars

@@ -82,17 +82,17 @@ async def delete_model(request: web.Request) -> web.Response:
 
 
 async def upload(request: web.Request) -> web.Response:
-    request.app[GUARD].change(request)
     registry = _registry(request)
-    precheck(request, registry)
-    await send_continue(request)  # only now: a refused client never sends the file
     try:
+        request.app[GUARD].change(request)
+        precheck(request, registry)
+        await send_continue(request)  # only now: a refused client never sends the file
         model = await receive(request, registry)
     except EldricError as exc:
         if request.content.is_eof():
             raise
-        # Refused with the body still coming: answer, then close (reading gigabytes to
-        # keep the connection would be the cost the refusal saves).
+        # Refused with the body unread: answer, then close (reading gigabytes to keep
+        # the connection would be the cost the refusal saves).
         resp = web.Response(status=exc.status, body=exc.body(), content_type="application/json",
                             headers=exc.headers)
         resp.force_close()

@@ -161,8 +161,13 @@ async def _within(read: Callable[[], Awaitable], idle_ms: int):  # type: ignore[
 
 
 def precheck(request: web.Request, registry: ModelRegistry) -> None:
-    """What the request's head already tells: too large, or no room for it."""
+    """What the request's head already tells: a bad or taken name, too large, no room."""
     cfg = registry.cfg
+    name = request.query.get("name")
+    if name is not None:
+        _check_name(name)
+        if registry.taken(name):
+            raise _exists(name)
     declared = request.content_length
     if declared is None:  # chunked: no size to check yet; the disk is checked as it comes
         free = registry.free_bytes()
@@ -177,27 +182,61 @@ def precheck(request: web.Request, registry: ModelRegistry) -> None:
         raise _no_room(free, declared, cfg.min_free_bytes)
 
 
+class _Hold:
+    """The name an upload holds (registry.pending) from the moment it is known, so a
+    second upload of that name is refused before it sends its file, not after."""
+
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+        self.name: str | None = None
+
+    def take(self, name: str) -> None:
+        if name == self.name:
+            return
+        _check_name(name)
+        self.release()
+        if self.registry.taken(name):
+            raise _exists(name)
+        self.registry.pending.add(name)
+        self.name = name
+
+    def release(self) -> None:
+        if self.name is not None:
+            self.registry.pending.discard(self.name)
+            self.name = None
+
+
+def _exists(name: str) -> EldricError:
+    return EldricError(f"the registry has a model named {name!r} already; delete it first "
+                       "or choose another name", status=409, code="registry_model_exists",
+                       param="name")
+
+
+def _check_name(name: str) -> None:
+    if not NAME.match(name):
+        raise BadRequest("name must be 1-200 letters, digits and . _ : - (starting with a "
+                         "letter or digit)", param="name")
+
+
 async def receive(request: web.Request, registry: ModelRegistry) -> RegistryModel:
     """Stream the upload to a part file, check it, commit it; or leave nothing behind.
     (The caller has run precheck().)"""
     fields = {k: v for k, v in request.query.items() if k in FIELDS}
     idle = registry.cfg.idle_timeout_ms
     writer: PartWriter | None = None
-    held: str | None = None  # the name this upload reserved
+    hold = _Hold(registry)
     try:
+        if "name" in fields:
+            hold.take(fields["name"])
         if request.content_type == "multipart/form-data":
-            writer = await _read_form(request, registry, fields, idle)
+            writer = await _read_form(request, registry, fields, idle, hold)
         else:
             writer = PartWriter(registry)
             while chunk := await _within(request.content.readany, idle):
                 await writer.feed(chunk)
         await writer.finish()
         name, fmt = _check(writer, fields)
-        if registry.taken(name):
-            raise EldricError(f"the registry has a model named {name!r} already; delete it "
-                              "first or choose another name", status=409,
-                              code="registry_model_exists", param="name")
-        registry.pending.add(held := name)
+        hold.take(name)
         header = None
         if fmt == "gguf":
             header = await asyncio.to_thread(gguf.header, str(writer.path))
@@ -212,14 +251,13 @@ async def receive(request: web.Request, registry: ModelRegistry) -> RegistryMode
         writer = None  # the part is the model's file now
         return model
     finally:
-        if held is not None:
-            registry.pending.discard(held)
+        hold.release()
         if writer is not None:
             await writer.discard()
 
 
 async def _read_form(request: web.Request, registry: ModelRegistry, fields: dict[str, str],
-                     idle: int) -> PartWriter:
+                     idle: int, hold: _Hold) -> PartWriter:
     reader = await request.multipart()
     writer: PartWriter | None = None
     try:
@@ -229,6 +267,8 @@ async def _read_form(request: web.Request, registry: ModelRegistry, fields: dict
             if part.filename is not None or part.name == "file":
                 if writer is not None:
                     raise BadRequest("one model file per upload", param="file")
+                if "name" in fields:  # the fields before the file
+                    hold.take(fields["name"])
                 writer = PartWriter(registry)
                 if part.filename:
                     fields.setdefault("filename", part.filename)
@@ -269,9 +309,6 @@ def _check(writer: PartWriter, fields: dict[str, str]) -> tuple[str, Format]:
     name = fields.get("name") or _stem(fields.get("filename", ""))
     if not name:
         raise BadRequest("the upload needs a name (a form field or ?name=)", param="name")
-    if not NAME.match(name):
-        raise BadRequest("name must be 1-200 letters, digits and . _ : - (starting with a "
-                         "letter or digit)", param="name")
     want = fields.get("sha256", "").strip().lower()
     if want and want != writer.hash.hexdigest():
         raise EldricError(f"the file's sha256 is {writer.hash.hexdigest()}, not {want}",

@@ -204,3 +204,17 @@ async def test_a_refused_expect_continue_gets_no_100(tmp_path, key, length, stat
         writer.close()
         assert got == status and headers["x-request-id"]
         assert b'"code"' in body
+
+
+async def test_a_taken_or_bad_name_in_the_query_is_refused_before_the_file(tmp_path):
+    async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
+        assert (await upload_raw(s, c.url, DATA, name="m"))[0] == 201
+        for name, status in (("m", 409), ("bad/name", 400)):
+            reader, writer = await open_raw(c.url)
+            writer.write(f"POST {API}/upload?name={name} HTTP/1.1\r\nHost: x\r\n"
+                         f"Authorization: Bearer {ADMIN}\r\nExpect: 100-continue\r\n"
+                         f"Content-Length: {len(DATA)}\r\n\r\n".encode())
+            got, _, body = await read_reply(reader)
+            writer.close()
+            assert got == status, body
+        assert c.leftovers() == []
