@@ -9,7 +9,8 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from eldric.roles.worker import embedded, gguf
+from eldric import gguf
+from eldric.roles.worker import embedded
 from eldric.roles.worker.embedded import Launch, model_id, pooling_for
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from eldric.errors import ConfigError
-from eldric.roles.worker import gguf
+from eldric import gguf
 from eldric.roles.worker.config import WorkerConfig
 
 log = structlog.get_logger("eldric.worker")
