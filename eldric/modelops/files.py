@@ -41,7 +41,7 @@ def _checked(name: str, param: str) -> str:
 
 @dataclass
 class Files:
-    """`describe(path)` reads a GGUF's header scalars (the worker's eldric.roles.worker.gguf);
+    """`describe(path)` reads a GGUF's header scalars (eldric.gguf.scalars);
     `listing()`, when given, is the backend's own list of its models (the embedded
     backend's: its start model too, and which are loaded), else the directory's."""
 
