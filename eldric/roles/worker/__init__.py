@@ -17,6 +17,7 @@ from eldric.roles.worker.backends import KINDS, base_url
 from eldric.roles.worker.embedded import available, launch_of, served_id
 from eldric.roles.worker.embedded_models import EmbeddedModels
 from eldric.roles.worker.config import WorkerConfig
+from eldric.roles.worker import models as model_api
 from eldric.roles.worker import ollama_api
 from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.health import (prober, sample_host, served_paths, translated_paths,
@@ -135,6 +136,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     install(app, cfg.responses)  # the /v1/responses store (eldric.store.responses)
     add_routes(app)
     ollama_api.add_routes(app)
+    model_api.add_routes(app)  # /api/v1/models/*: pull, install, delete, … (eldric.modelops)
 
 
 def summary(cfg: WorkerConfig) -> str:
@@ -158,4 +160,5 @@ ROLE = Role(
     # local controller (its default port).
     quickstart={"backend": "embedded" if available() else "mock", "bind_address": "127.0.0.1",
                 "controller_url": "http://127.0.0.1:8880", "heartbeat_interval_ms": 5000},
+    auth_keys=lambda cfg: (None, cfg.api_key),  # no admin key: the cluster key guards changes
 )

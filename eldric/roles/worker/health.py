@@ -11,6 +11,7 @@ from aiohttp import web
 from eldric import __version__, keys
 from eldric.bus import UpstreamState
 from eldric.bus.prober import HEALTHY, Prober, Verdict, on_bus
+from eldric.modelops.routes import model_ops
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.ollama_api import ANSWERED
 from eldric.roles.worker.state import WORKER, WorkerState
@@ -111,4 +112,5 @@ def worker_health(app: web.Application) -> WorkerHealth:
         version=__version__,
         paths=st.paths if st.paths is None else [*st.paths, *st.translated],
         translated=st.translated,
+        model_ops=model_ops(app),
     )
