@@ -13,6 +13,9 @@ It owns what a failed attempt means:
   now) is the caller's judge(), since a client's request must not eject a healthy one;
 - "not here" (a 501/405: the upstream does not serve the path) is tried elsewhere,
   counted against nobody, and relayed as it was sent when every upstream said so;
+- "come back later" (a 503 or 429 with Retry-After: a model loading, a full queue) is
+  tried elsewhere, and relayed as it was sent (its Retry-After, its progress) when every
+  failed attempt said so, so the client learns when to come back;
 - the retry metric (eldric_upstream_retries) and the 503 that names every attempt.
 
 The caller says which candidates there are (in order, or one at a time through pick(),
@@ -35,6 +38,7 @@ from eldric.errors import UpstreamFailure, UpstreamUnavailable
 C = TypeVar("C")  # a candidate: a worker, a router's state, a (backend, model), …
 R = TypeVar("R")  # what an attempt that answered returns (a reply, for the handlers)
 
+_LATER = (429, 503)  # with a Retry-After: "come back later", not "broken"
 WAIT: Final[Any] = object()  # pick(): every candidate is at its limit; wait() for one
 
 
@@ -54,7 +58,7 @@ class Failover(Generic[C, R]):
     backends, a job's one target); a caller that ranks as it goes overrides pick()."""
 
     __slots__ = ("bus", "role", "room", "attempt", "attempts", "last", "failures",
-                 "unsupported", "broken", "_next")
+                 "unsupported", "broken", "later", "busy", "_next")
 
     # A "not here" is the answer at once, not tried elsewhere (the edge: a router's 501
     # says no worker of the cluster serves the path; another router would say the same).
@@ -71,6 +75,8 @@ class Failover(Generic[C, R]):
         self.failures: list[str] | None = None  # "who: why", in order (made when needed)
         self.unsupported: UpstreamFailure | None = None  # the last "not here"
         self.broken = 0  # failed attempts that were not "not here"
+        self.later: UpstreamFailure | None = None  # the last "come back later"
+        self.busy = 0  # ... and how many of the broken said so
         self._next = None if candidates is None else iter(candidates)
 
     # ------------------------------------------------------------ what the caller says
@@ -145,6 +151,9 @@ class Failover(Generic[C, R]):
                 return True
         else:
             self.broken += 1
+            if exc.status in _LATER and any(k.lower() == "retry-after" for k, _ in exc.headers):
+                self.later = exc
+                self.busy += 1
         self.bus.metrics.retries.labels(self.role, who).inc()
         return False
 
@@ -160,6 +169,12 @@ class Failover(Generic[C, R]):
         if self.unsupported is None or self.broken:
             return None
         return self.relay(self.unsupported)
+
+    def come_back(self) -> R | None:
+        """When every failed attempt said "come back later": the last, as sent; else None."""
+        if self.later is None or self.busy != self.broken:
+            return None
+        return self.relay(self.later)
 
     def exhausted(self, what: str, *, none: str,
                   headers: dict[str, str] | None = None) -> NoReturn:

@@ -35,8 +35,11 @@ def normalise(status: int, body: bytes, upstream: str) -> bytes:
     if isinstance(data, dict) and isinstance(data.get("error"), dict) \
             and isinstance(data["error"].get("message"), str):
         err = data["error"]
-        return error_json(status, err["message"], type=err.get("type") or error_type_for(status),
-                          param=err.get("param"), code=_str_or_none(err.get("code")))
+        # Fields beyond the four are the upstream's to say (an eldric worker's
+        # model_loading carries its load progress): kept, the four made regular.
+        return msgspec.json.encode({"error": {
+            **err, "message": err["message"], "type": err.get("type") or error_type_for(status),
+            "param": err.get("param"), "code": _str_or_none(err.get("code"))}})
     message = _message_of(data) if data is not None else body.decode("utf-8", "replace").strip()
     if not message:
         message = f"upstream {upstream} answered HTTP {status}"

@@ -26,6 +26,7 @@ class Knobs:
         self.die_after = None  # close the connection after N streamed tokens
         self.fail_status = None  # answer every inference request with this status
         self.fail_body = None  # bytes of that error reply
+        self.fail_headers: dict[str, str] = {}  # ... and its headers (a Retry-After)
         self.requests: list[dict] = []  # what arrived: path, headers, body
         self.disconnected = asyncio.Event()  # a client went away (its connection closed)
         self.cancelled_at: float | None = None
@@ -69,7 +70,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
     knobs, body = await _record(request)
     if knobs.fail_status:
         return web.Response(status=knobs.fail_status, body=knobs.fail_body,
-                            content_type="application/json")
+                            content_type="application/json", headers=knobs.fail_headers)
     if body.get("model") not in knobs.models:
         return _err(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
     if knobs.hold:

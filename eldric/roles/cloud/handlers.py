@@ -109,6 +109,8 @@ async def _answer(tries: _Backends) -> web.StreamResponse:
     if resp is None:
         resp = tries.not_here()  # what the backends said, as they said it
     if resp is None:
+        resp = tries.come_back()
+    if resp is None:
         tries.exhausted("every backend serving the model failed", none="no backend serves it")
     return resp
 

@@ -105,6 +105,8 @@ async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None
     routers = ToRouters(request, es.routers, es.timeouts, body, headers, tap)
     resp = await routers.run()
     if resp is None:
+        resp = routers.come_back()  # every router said "come back later": as it said
+    if resp is None:
         routers.exhausted("every router failed", none="no router is configured (--routers)")
     return resp
 

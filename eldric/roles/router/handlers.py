@@ -85,6 +85,8 @@ async def route(request: LaneRequest, body: bytes, asked: str | None,
                 return resp
         tries.model = chain[0]
         resp = tries.not_here()  # every worker tried said "not here" (501/405): as sent
+        if resp is None:
+            resp = tries.come_back()  # ... or "come back later" (a model loading)
         if resp is not None:
             return resp
         _no_worker(rs, asked, chain, path, tries)
