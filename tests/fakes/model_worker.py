@@ -58,6 +58,18 @@ class Op:
 
 KNOBS = web.AppKey("knobs", Knobs)
 OPS = web.AppKey("ops", dict)
+STREAMS = web.AppKey("streams", set)  # the transports of open progress streams
+
+
+async def kill(server) -> None:  # type: ignore[no-untyped-def]
+    """The worker dies: its operations stop, its connections are reset, it is gone."""
+    app = server.app
+    for op in app[OPS].values():
+        if op.task is not None:
+            op.task.cancel()
+    for transport in list(app[STREAMS]):
+        transport.abort()
+    await server.close()
 
 
 def _error(status: int, message: str, code: str) -> web.Response:
@@ -95,9 +107,19 @@ async def _run(app: web.Application, op: Op, name: str) -> None:
 
 
 async def _stream(request: web.Request, op: Op, first: bool) -> web.StreamResponse:
-    k = request.app[KNOBS]
     resp = web.StreamResponse(headers={"Content-Type": NDJSON})
     await resp.prepare(request)
+    streams = request.app[STREAMS]
+    streams.add(request.transport)
+    try:
+        return await _lines(request, resp, op, first)
+    finally:
+        streams.discard(request.transport)
+
+
+async def _lines(request: web.Request, resp: web.StreamResponse, op: Op,
+                 first: bool) -> web.StreamResponse:
+    k = request.app[KNOBS]
     sent = 0
     while True:
         changed = op.changed
@@ -204,6 +226,7 @@ def make_app(knobs: Knobs | None = None) -> web.Application:
     app = web.Application()
     app[KNOBS] = knobs or Knobs()
     app[OPS] = {}
+    app[STREAMS] = set()
     r = app.router
     r.add_post("/api/v1/models/pull", pull)
     r.add_post("/api/v1/models/install", install)
