@@ -3,6 +3,9 @@ model workers from tests/fakes/model_worker.py, or real eldric workers), jobs aw
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import aiohttp
 
 from tests.conftest import run_eldric, until
@@ -57,3 +60,25 @@ async def finished(s: aiohttp.ClientSession, base: str, job_id: str,
 
 def by_worker(j: dict) -> dict[str, dict]:
     return {t["worker_id"]: t for t in j["targets"]}
+
+
+@contextlib.asynccontextmanager
+async def heartbeats(s: aiohttp.ClientSession, base: str, wid: str, every: float = 0.2):
+    """Heartbeat `wid` (a fake worker) to the controller while the block runs; a
+    controller that is down meanwhile is tried again."""
+    async def beat() -> None:
+        while True:
+            try:
+                async with s.post(f"{base}/api/v1/workers/{wid}/heartbeat",
+                                  json={"status": "healthy", "load": {}}):
+                    pass
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(every)
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
