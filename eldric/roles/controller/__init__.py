@@ -58,7 +58,6 @@ async def _release_on_stop(app: web.Application) -> None:
     stop, so they do not hold its drain for their whole wait."""
     await app[keys.STOPPING].wait()
     app[CONTROLLER].registry.close()
-    app[CONTROLLER].jobs.end_streams()
 
 
 def build(app: web.Application, cfg: ControllerConfig) -> None:
