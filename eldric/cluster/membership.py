@@ -196,6 +196,17 @@ class Membership:
         self._check("heartbeat", status, raw)
         return True
 
+    async def beat_now(self) -> None:
+        """A heartbeat at once, beside the loop's (the models changed: the controller and
+        the routers see it without waiting a period). Failing is harmless: the loop's
+        next heartbeat says the same."""
+        if not (self.registered and self.controller_url and self.worker_id):
+            return
+        try:
+            await self.heartbeat()
+        except (aiohttp.ClientError, OSError, TimeoutError, ControllerError) as exc:
+            log.debug("heartbeat_now_failed", error=f"{type(exc).__name__}: {exc}")
+
     async def leave(self) -> None:
         """Tell the controller this member is going offline (it keeps the record, so a
         restart comes back as itself). Bounded by LEAVE_TIMEOUT; failing is harmless:

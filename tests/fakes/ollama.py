@@ -1,5 +1,6 @@
 """A fake Ollama: its native API (/api/tags, /api/chat, /api/generate, /api/show,
-/api/embed, /api/embeddings, /api/ps, /api/version) plus its OpenAI-compatible
+/api/embed, /api/embeddings, /api/ps, /api/version; its model management, /api/pull,
+/api/create, /api/blobs, /api/delete, in tests.fakes.ollama_models) plus its OpenAI-compatible
 /v1/chat/completions and its Anthropic-compatible /v1/messages (Ollama >= 0.14).
 
 Shapes follow Ollama's docs/api.md and server/routes.go: native replies stream by
@@ -68,13 +69,6 @@ async def _known(request: web.Request) -> tuple[dict, web.Response | None]:
     if body["model"] not in request.app[PULLED]:
         return body, _missing(body["model"])
     return body, None
-
-
-async def tags(request: web.Request) -> web.Response:
-    return web.json_response({"models": [
-        {"name": t, "model": t, "modified_at": "2026-10-01T12:00:00.000000Z", "size": 2019393189,
-         "digest": "a80c4f17acd55265feec403c7aef86be0c25983ab279d83f3bcd3abbcb5b8b72",
-         "details": DETAILS} for t in request.app[PULLED]]})
 
 
 async def _native(request: web.Request, text_of) -> web.StreamResponse:  # type: ignore[no-untyped-def]
@@ -405,16 +399,15 @@ async def responses(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def native_pull(request: web.Request) -> web.Response:
-    return web.json_response({"error": "pull model manifest: file does not exist"}, status=500)
+def make_app(models: list[str] | None = None, manage=None) -> web.Application:  # type: ignore[no-untyped-def]
+    """`manage`: the model management's state (tests.fakes.ollama_models.Models), for a
+    test that steers pulls."""
+    from tests.fakes import ollama_models  # it builds on this module
 
-
-def make_app(models: list[str] | None = None) -> web.Application:
     app = web.Application()
     app[PULLED] = list(TAGS if models is None else models)
     app[SENT] = []
     app[GOT] = []
-    app.router.add_get("/api/tags", tags)
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/ps", ps)
     app.router.add_post("/api/chat", native_chat)
@@ -425,5 +418,5 @@ def make_app(models: list[str] | None = None) -> web.Application:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/messages", messages)
     app.router.add_post("/v1/responses", responses)
-    app.router.add_post("/api/pull", native_pull)
+    ollama_models.add_routes(app, manage)  # /api/tags, /api/pull, /api/create, …
     return app

@@ -14,6 +14,7 @@ from eldric.registry import Role
 from eldric.roles.worker.backends import KINDS, base_url
 from eldric.roles.worker.embedded import Embedded, available, launch_of, served_id
 from eldric.roles.worker.config import WorkerConfig
+from eldric.roles.worker import models as model_api
 from eldric.roles.worker import ollama_api
 from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.health import (prober, sample_host, served_paths, translated_paths,
@@ -139,6 +140,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     install(app, cfg.responses)  # the /v1/responses store (eldric.store.responses)
     add_routes(app)
     ollama_api.add_routes(app)
+    model_api.add_routes(app)  # /api/v1/models/*: pull, install, delete, … (eldric.modelops)
 
 
 def summary(cfg: WorkerConfig) -> str:

@@ -13,7 +13,6 @@ import asyncio
 import importlib.metadata
 import importlib.util
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import structlog
 
 from eldric.errors import ConfigError
+from eldric.modelops.models_dir import model_id
 from eldric.roles.worker import gguf
 from eldric.roles.worker.config import WorkerConfig
 
@@ -50,26 +50,6 @@ def default_threads() -> int:
     # More threads than cores stalls generation; on small machines one is best.
     cores = os.cpu_count() or 1
     return 1 if cores <= 2 else max(1, cores // 2)
-
-
-# A quantisation tag at the end of a GGUF's name, as llama.cpp's quantize and the usual
-# uploaders write it: Q4_K_M, Q8_0, Q4_0_4_8, IQ3_XS, TQ1_0, F16, BF16, MXFP4, after a
-# "-", "." or "_", optionally with mradermacher's "i1-" (imatrix) or unsloth's "UD-".
-_QUANT_TAG = re.compile(r"[-._](?:(?:i1|UD)[-._])?"
-                        r"(?:I?Q\d+(?:_[A-Z0-9]+)*|TQ\d+_\d+|BF16|FP?16|FP?32|MXFP4(?:_MOE)?)$",
-                        re.IGNORECASE)
-_SPLIT_PART = re.compile(r"-\d{5}-of-\d{5}$")  # gguf-split's model-00001-of-00003.gguf
-
-
-def model_id(path: str) -> str:
-    """The model id clients use: the file name without .gguf, a split part and a trailing
-    quantisation tag (SmolLM2-135M-Instruct.Q4_1.gguf -> SmolLM2-135M-Instruct,
-    Qwen2.5-0.5B-Instruct-Q4_K_M.gguf -> Qwen2.5-0.5B-Instruct). Not the GGUF's own
-    general.name: see docs/design-notes.md."""
-    name = Path(path).name
-    if name.lower().endswith(".gguf"):
-        name = name[: -len(".gguf")]
-    return _QUANT_TAG.sub("", _SPLIT_PART.sub("", name)) or name
 
 
 def served_id(cfg: WorkerConfig) -> str | None:

@@ -12,6 +12,7 @@ from eldric import __version__, keys
 from eldric.bus import UpstreamState
 from eldric.bus.prober import HEALTHY, Prober, Verdict, on_bus
 from eldric.roles.worker.backends import parse_models
+from eldric.roles.worker.models import model_ops
 from eldric.roles.worker.ollama_api import ANSWERED
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers
@@ -105,4 +106,5 @@ def worker_health(app: web.Application) -> WorkerHealth:
         version=__version__,
         paths=st.paths if st.paths is None else [*st.paths, *st.translated],
         translated=st.translated,
+        model_ops=model_ops(app),
     )

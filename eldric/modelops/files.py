@@ -1,0 +1,131 @@
+"""Model operations for a backend that serves model files from a directory (llama.cpp,
+vLLM, TGI, the embedded llama.cpp): a pull downloads a GGUF (or a safetensors file) from a
+URL into the models directory, an install places the file there (a symlink when this host
+already sees the same file: a shared filesystem), a delete removes it; the files are
+served to other workers (GET /api/v1/models/files/{name})."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from eldric.bus.routes import json_response
+from eldric.errors import BadRequest, ModelNotFound
+from eldric.modelops import models_dir
+from eldric.modelops.ops import Driver, Op
+from eldric.modelops.source import download, shared
+from eldric.wire.models import InstallRequest, LocalModels, ModelOps, PullRequest
+
+# A model name that is a file name of its own in the models directory.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,199}$")
+
+
+def _checked(name: str, param: str) -> str:
+    if not _NAME.match(name) or name.endswith((".part", ".tmp")):
+        raise BadRequest(f"model name {name!r} cannot be a file name in the models directory "
+                         "(letters, digits and . _ : + -, starting with a letter or digit)",
+                         param=param, code="invalid_request")
+    return name
+
+
+@dataclass
+class Files:
+    """`describe(path)` reads a GGUF's header scalars (the worker's eldric.roles.worker.gguf)."""
+
+    kind: str
+    root: Path
+    session: Callable[[], aiohttp.ClientSession]
+    describe: Callable[[Path], dict[str, Any]]
+    ops = ModelOps(pull=["url"], install=True, delete=True, files=True)
+
+    def _dest(self, name: str, fmt: str, url: str) -> Path:
+        if fmt == "safetensors":  # a model directory; the file keeps its own name
+            leaf = Path(urlsplit(url).path).name
+            return self.root / name / (leaf if leaf.endswith(".safetensors")
+                                       else "model.safetensors")
+        return self.root / f"{name}.gguf"
+
+    def pull_driver(self, req: PullRequest) -> Driver:
+        if req.url is None:
+            raise BadRequest(f"a {self.kind} worker pulls model files by URL (give `url`); "
+                             "names from the Ollama library need an Ollama backend",
+                             param="url", code="pull_unsupported")
+        name = _checked(req.model, "model")
+        fmt = "safetensors" if urlsplit(req.url).path.endswith(".safetensors") else "gguf"
+        dest = self._dest(name, fmt, req.url)
+        url, sha = req.url, req.sha256
+
+        async def drive(op: Op) -> None:
+            await download(self.session(), url, dest, op, sha256=sha, resume=True)
+        return drive
+
+    def install_driver(self, req: InstallRequest) -> Driver:
+        name = _checked(req.name, "name")
+        dest = self._dest(name, req.format, req.url)
+
+        async def drive(op: Op) -> None:
+            here = await shared(req)
+            if here is None:
+                await download(self.session(), req.url, dest, op, sha256=req.sha256,
+                               headers=req.headers, size=req.size)
+                return
+            op.update(state="verifying", message=f"same file at {here}: linked, not copied",
+                      total_bytes=req.size, completed_bytes=req.size or 0)
+            await asyncio.to_thread(_link, here, dest)
+        return drive
+
+    async def delete(self, name: str) -> None:
+        m = await asyncio.to_thread(models_dir.resolve, self.root, name)
+        if m is None or m.path is None:
+            raise ModelNotFound(f"model {name!r} is not in this worker's models directory",
+                                param="name")
+        await asyncio.to_thread(_remove, Path(m.path))
+
+    async def show(self, name: str) -> web.Response:
+        m = await asyncio.to_thread(models_dir.resolve, self.root, name)
+        if m is None or m.path is None:
+            raise ModelNotFound(f"model {name!r} is not in this worker's models directory",
+                                param="model")
+        meta: dict[str, Any] = {}
+        if m.format == "gguf":
+            meta = await asyncio.to_thread(self.describe, Path(m.path))
+        template = meta.pop("tokenizer.chat_template", None)
+        return json_response({"model": m.name, "format": m.format, "size": m.size,
+                              "path": m.path, "metadata": meta, "template": template})
+
+    async def local(self) -> LocalModels:
+        return LocalModels(backend=self.kind,
+                           models=await asyncio.to_thread(models_dir.installed, self.root))
+
+    def file(self, name: str) -> Path | None:
+        m = models_dir.resolve(self.root, name)
+        if m is None or m.path is None or m.format != "gguf":
+            return None  # a safetensors directory is several files: not one download
+        return Path(m.path)
+
+
+def _link(source: Path, dest: Path) -> None:
+    """dest -> source, replacing what was there in one step (a reader sees the old file
+    or the new link, never neither)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(source, tmp)
+    os.replace(tmp, dest)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,191 @@
+"""The model API of a worker-like role, under /api/v1/models/ (what the controller calls):
+
+    POST   /api/v1/models/pull            PullRequest    -> NDJSON OpProgress lines
+    POST   /api/v1/models/install         InstallRequest -> NDJSON OpProgress lines
+    GET    /api/v1/models/ops/{op_id}     latest OpProgress; ?follow=true: NDJSON to the end
+    DELETE /api/v1/models/ops/{op_id}     cancel
+    DELETE /api/v1/models/{name}          {"deleted": name}
+    POST   /api/v1/models/show            {"model"}: the backend's details
+    GET    /api/v1/models/local           LocalModels
+    GET    /api/v1/models/files/{name}    the model file (Range), file backends only
+
+over a small backend adapter (eldric.modelops.ollama.Ollama, eldric.modelops.files.Files).
+An operation runs on in the worker when its caller leaves (eldric.modelops.ops); a second
+POST with the same op_id joins it. Everything here needs the cluster key when the role has
+one; errors are eldric's OpenAI-shaped JSON, and a request the backend cannot do is
+refused before any stream (pull_unsupported, install_unsupported).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+from aiohttp import web
+
+from eldric.auth import require_key
+from eldric.bus.routes import json_response
+from eldric.errors import BadRequest, EldricError, NotFound
+from eldric.http import read_body
+from eldric.modelops.ops import Driver, Op, Ops
+from eldric.wire.models import InstallRequest, LocalModels, ModelOps, PullRequest
+
+NDJSON = "application/x-ndjson"
+PREFIX = "/api/v1/models"
+_enc = msgspec.json.Encoder()
+
+
+class Backend(Protocol):
+    """What a backend kind does with models (the routes call only this)."""
+
+    kind: str
+    ops: ModelOps
+
+    def pull_driver(self, req: PullRequest) -> Driver: ...  # raises pull_unsupported
+    def install_driver(self, req: InstallRequest) -> Driver: ...  # install_unsupported
+    async def delete(self, name: str) -> None: ...
+    async def show(self, name: str) -> web.StreamResponse: ...
+    async def local(self) -> LocalModels: ...
+    def file(self, name: str) -> Path | None: ...
+
+
+class ModelApi:
+    """The routes' state on the app: the backend (None: it does nothing with models),
+    the op table and the cluster key."""
+
+    def __init__(self, backend: Backend | None, ops: Ops, key: str | None,
+                 changed: Callable[[], Awaitable[None]] | None = None):
+        self.backend = backend
+        self.ops = ops
+        self.key = key
+        self.changed = changed  # the model list changed (a delete): refresh, heartbeat
+
+
+MODEL_API: web.AppKey[ModelApi] = web.AppKey("eldric_model_api", ModelApi)
+
+
+class _Show(msgspec.Struct, forbid_unknown_fields=True):
+    model: str
+
+
+def _decode(raw: bytes, type_: type) -> object:
+    try:
+        return msgspec.json.decode(raw, type=type_)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadRequest(f"invalid body: {exc}", code="invalid_request") from None
+
+
+def _api(request: web.Request) -> ModelApi:
+    api = request.app[MODEL_API]
+    require_key(request, api.key, "cluster key")
+    return api
+
+
+def _backend(api: ModelApi, what: str, code: str) -> Backend:
+    if api.backend is None:
+        raise BadRequest(f"this worker's backend cannot {what}", code=code)
+    return api.backend
+
+
+async def stream(request: web.Request, op: Op) -> web.StreamResponse:
+    """The operation's lines from its current snapshot to its end. A caller that leaves
+    ends only this stream: the operation goes on."""
+    resp = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Eldric-Op-Id": op.id})
+    await resp.prepare(request)
+    try:
+        async for p in op.follow():
+            await resp.write(_enc.encode(p) + b"\n")
+    except ConnectionError:  # the caller left (without handler cancellation)
+        pass
+    return resp
+
+
+async def pull(request: web.Request) -> web.StreamResponse:
+    api = _api(request)
+    req = _decode(await read_body(request), PullRequest)
+    assert isinstance(req, PullRequest)
+    if not req.model:
+        raise BadRequest("model is required", param="model", code="invalid_request")
+    driver = _backend(api, "pull models", "pull_unsupported").pull_driver(req)
+    return await stream(request, api.ops.start(req.op_id, req.model, "pull", driver))
+
+
+async def install(request: web.Request) -> web.StreamResponse:
+    api = _api(request)
+    req = _decode(await read_body(request), InstallRequest)
+    assert isinstance(req, InstallRequest)
+    if not req.name:
+        raise BadRequest("name is required", param="name", code="invalid_request")
+    driver = _backend(api, "install models", "install_unsupported").install_driver(req)
+    return await stream(request, api.ops.start(req.op_id, req.name, "install", driver))
+
+
+def _op(api: ModelApi, op_id: str) -> Op:
+    op = api.ops.get(op_id)
+    if op is None:
+        raise NotFound(f"no model operation {op_id!r} on this worker (finished ones are "
+                       "kept for an hour)", code="op_not_found")
+    return op
+
+
+async def op_status(request: web.Request) -> web.StreamResponse:
+    api = _api(request)
+    op = _op(api, request.match_info["op_id"])
+    if request.query.get("follow", "").lower() in ("1", "true", "yes"):
+        return await stream(request, op)
+    return json_response(op.progress)
+
+
+async def op_cancel(request: web.Request) -> web.Response:
+    api = _api(request)
+    _op(api, request.match_info["op_id"])
+    op = await api.ops.cancel(request.match_info["op_id"])
+    return json_response(op.progress)  # type: ignore[union-attr]
+
+
+async def delete(request: web.Request) -> web.Response:
+    api = _api(request)
+    name = request.match_info["name"]
+    await _backend(api, "delete models", "delete_unsupported").delete(name)
+    if api.changed is not None:
+        await api.changed()
+    return web.json_response({"deleted": name})
+
+
+async def show(request: web.Request) -> web.StreamResponse:
+    api = _api(request)
+    req = _decode(await read_body(request), _Show)
+    assert isinstance(req, _Show)
+    return await _backend(api, "describe models", "show_unsupported").show(req.model)
+
+
+async def local(request: web.Request) -> web.Response:
+    api = _api(request)
+    if api.backend is None:
+        raise EldricError("this worker's backend has no model list to show", status=501,
+                          code="local_unsupported")
+    return json_response(await api.backend.local())
+
+
+async def files(request: web.Request) -> web.StreamResponse:
+    api = _api(request)
+    name = request.match_info["name"]
+    path = api.backend.file(name) if api.backend is not None else None
+    if path is None:
+        raise NotFound(f"no model file {name!r} on this worker", code="model_not_found")
+    return web.FileResponse(path)  # Range, If-Range and HEAD by aiohttp itself
+
+
+def add_routes(app: web.Application, api: ModelApi) -> None:
+    app[MODEL_API] = api
+    r = app.router
+    r.add_post(f"{PREFIX}/pull", pull)
+    r.add_post(f"{PREFIX}/install", install)
+    r.add_post(f"{PREFIX}/show", show)
+    r.add_get(f"{PREFIX}/local", local)
+    r.add_get(f"{PREFIX}/ops/{{op_id}}", op_status)
+    r.add_delete(f"{PREFIX}/ops/{{op_id}}", op_cancel)
+    r.add_get(f"{PREFIX}/files/{{name:.+}}", files)
+    r.add_delete(f"{PREFIX}/{{name:.+}}", delete)  # after ops/: a name may hold / and :
