@@ -13,7 +13,7 @@ import aiohttp
 from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import ollama as fake_ollama
 from tests.fakes.ollama_models import MODELS, Models
-from tests.models.fleet import by_worker, controller, finished, get, job, post
+from tests.models.fleet import by_worker, controller, finished, get, job, post, up
 
 MODEL = "llama3.2:1b"
 
@@ -97,3 +97,33 @@ async def _bytes(s, base, jid, wid, at_least):  # type: ignore[no-untyped-def]
 
 async def _full(s, base):  # type: ignore[no-untyped-def]
     return (await _coverage(s, base)).get(MODEL) == 100.0
+
+
+async def test_a_controller_killed_mid_job_finishes_it_after_its_restart(aiohttp_server,
+                                                                         tmp_path, eldric_proc):
+    """Real workers keep pulling while the controller is down; the restarted controller
+    re-attaches to their operations (none is started twice) and the job completes."""
+    stalls = Models(stall={MODEL: 1_000_000})
+    ollama = await aiohttp_server(fake_ollama.make_app(manage=stalls))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = ("--role", "controller", "--port", str(port), "--bind", "127.0.0.1",
+            "--data-dir", str(tmp_path / "c"), "--flush-interval", "100")
+    async with aiohttp.ClientSession() as s:
+        proc = eldric_proc(*args)
+        await until(lambda: up(s, base), timeout=15)
+        async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                              backend="ollama", backend_url=url_of(ollama), controller=base,
+                              heartbeat_interval=100):
+            (w,) = await until(lambda: _listed(s, base, 1), timeout=20)
+            _, accepted = await post(s, base + "/api/v1/models/pull", {"model": MODEL})
+            jid = accepted["job_id"]
+            await until(lambda: _bytes(s, base, jid, w["id"], 1_000_000), timeout=10)
+            proc.p.send_signal(signal.SIGKILL)
+            proc.p.wait(5)
+            eldric_proc(*args)
+            await until(lambda: up(s, base), timeout=15)
+            stalls.release.set()
+            j = await finished(s, base, jid, timeout=15)
+    assert j["state"] == "completed", j
+    assert stalls.seen.count(("pull", MODEL)) == 1
