@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 from aiohttp_sse import sse_response
 
+from eldric import keys
 from eldric.auth import require_key
 from eldric.bus import UpstreamState
 from eldric.bus.routes import json_response
@@ -97,7 +98,7 @@ async def distribute(request: web.Request) -> web.Response:
     req = decode_head(await read_body(request), Distribute)
     _model(req.model)
     p = await plan(req, jobs.registry.workers, jobs.session, jobs.self_url, cfg.cluster_key,
-                   cfg.admin_key)
+                   request.app.get(keys.MODEL_REGISTRY))
     chosen = targets.choose(jobs.registry.workers, p.able, ids=req.workers,
                             backend_types=req.backend_types,
                             also=lambda w: p.skip.get(w.id or ""))
