@@ -169,23 +169,27 @@ async def install(request: web.Request) -> web.StreamResponse:
     return await _start(request, body["name"], body.get("op_id"))
 
 
-async def get_op(request: web.Request) -> web.StreamResponse:
+def _op(request: web.Request) -> Op | web.Response:
+    """The operation the path names, or the refusal (no key, 404 op_not_found)."""
     if (refused := _refused(request)) is not None:
         return refused
     op = request.app[OPS].get(request.match_info["op_id"])
-    if op is None:
-        return _error(404, "no such operation", "op_not_found")
+    return _error(404, "no such operation", "op_not_found") if op is None else op
+
+
+async def get_op(request: web.Request) -> web.StreamResponse:
+    op = _op(request)
+    if not isinstance(op, Op):
+        return op
     if request.query.get("follow") == "true":
         return await _stream(request, op, first=False)
     return web.json_response(op.line)
 
 
 async def cancel_op(request: web.Request) -> web.Response:
-    if (refused := _refused(request)) is not None:
-        return refused
-    op = request.app[OPS].get(request.match_info["op_id"])
-    if op is None:
-        return _error(404, "no such operation", "op_not_found")
+    op = _op(request)
+    if not isinstance(op, Op):
+        return op
     if op.task is not None:
         op.task.cancel()
     if not op.done:
