@@ -331,8 +331,9 @@ class Jobs:
             job.finished_at = time.time()
             log.info("job_finished", job=job.id, state=state)
         job.state = state
-        await self._write(job)
-        self._prune()
+        self._prune()  # before anyone sees this job finished and the history one too long
+        if job.id in self.jobs:  # (not itself forgotten: the oldest, beyond the history)
+            await self._write(job)
 
     def _prune(self) -> None:
         """Forget the oldest finished jobs beyond --job-history (in the background)."""
@@ -355,7 +356,9 @@ class Jobs:
             return job
         job.cancelled = True
         pending = [t for t in job.targets if t.state not in TERMINAL]
-        await asyncio.gather(*(self._cancel_op(t) for t in pending if t.started))
+        # Told to the workers where the operation may be running: sent, or being sent.
+        await asyncio.gather(*(self._cancel_op(t) for t in pending
+                               if t.started or t.started_at is not None))
         for t in pending:
             task = self.tasks.get((job.id, t.worker_id))
             if t.state not in TERMINAL:  # the worker's own "cancelled" line may be in

@@ -194,8 +194,9 @@ class _ShowFrom(Failover[WorkerRecord, web.Response]):
         resp = await open_reply(self.jobs.session, "POST", f"{c.url}/api/v1/models/show",
                                 who=self.name(c), key=self.jobs.cfg.cluster_key,
                                 timeout=_TIMEOUT, body=msgspec.Raw(self.body))
-        return web.Response(body=await read_whole(resp, self.name(c)),
-                            content_type="application/json")
+        body = await read_whole(resp, self.name(c))
+        self.jobs.bus.mark(self.state(c), True)
+        return web.Response(body=body, content_type="application/json")
 
 
 async def show(request: web.Request) -> web.Response:
