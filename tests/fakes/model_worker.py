@@ -32,6 +32,8 @@ class Knobs:
         self.forget_on_cut = False  # the worker "restarts" when it cuts: its ops are gone
         self.hang = False  # the operation never moves past its first line
         self.unsupported = False  # 400 pull_unsupported
+        self.start_status: int | None = None  # every pull is refused with this (503: busy)
+        self.garbage = False  # a line that is no OpProgress after the first
         self.key: str | None = None  # the cluster key it demands
         self.seen: list[str] = []  # "METHOD path" of every model API request
         self.bodies: list[dict] = []  # the pull/install bodies
@@ -127,6 +129,8 @@ async def _lines(request: web.Request, resp: web.StreamResponse, op: Op,
         sent += 1
         if op.done:
             break
+        if k.garbage:
+            await resp.write(b'{"progress": "50%"}\n')
         if first and k.cut_after is not None and sent >= k.cut_after:
             if k.forget_on_cut:
                 request.app[OPS].clear()
@@ -158,6 +162,8 @@ async def pull(request: web.Request) -> web.StreamResponse:
     k.bodies.append(body)
     if k.unsupported:
         return _error(400, "this backend cannot pull models", "pull_unsupported")
+    if k.start_status is not None:
+        return _error(k.start_status, "the backend is busy", "backend_error")
     return await _start(request, body["model"], body.get("op_id"))
 
 

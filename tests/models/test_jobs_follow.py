@@ -137,3 +137,25 @@ async def test_cancel_stops_every_worker_still_pulling(tmp_path):
 async def _states(s, base, jid, want):  # type: ignore[no-untyped-def]
     t = by_worker(await job(s, base, jid))
     return all(t[w]["state"] == st for w, st in want.items())
+
+
+async def test_a_line_that_is_no_progress_fails_the_target(tmp_path):
+    knobs = model_worker.Knobs()
+    knobs.garbage = True
+    j, _ = await _pull_on(tmp_path, knobs)
+    (t,) = j["targets"]
+    assert t["state"] == "failed" and t["code"] == "backend_error"
+    assert "cannot read" in t["error"]
+
+
+async def test_a_worker_that_never_starts_the_operation_is_given_up(tmp_path, monkeypatch):
+    from eldric.roles.controller.jobs import follow
+
+    monkeypatch.setattr(follow, "BACKOFF_S", (0.01,))
+    knobs = model_worker.Knobs()
+    knobs.start_status = 503
+    j, seen = await _pull_on(tmp_path, knobs)
+    (t,) = j["targets"]
+    assert t["state"] == "failed" and "did not start" in t["error"]
+    assert "the backend is busy" in t["error"]
+    assert seen.count("POST /api/v1/models/pull") == follow.UNSTARTED_ATTEMPTS

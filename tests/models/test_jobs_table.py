@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from eldric.bus import Bus
 from eldric.roles.controller.config import ControllerConfig
@@ -71,5 +72,30 @@ async def test_a_start_ends_what_the_last_run_left_half_written(tmp_path):
                 await jobs.stop()
         stored = {j.id: j.state for j in await table.load()}
         assert stored == {"job-done": "partial", "job-orphan": "failed"}
+    finally:
+        await store.close()
+
+
+async def test_jobs_a_failed_flush_did_not_write_are_written_by_the_next(tmp_path):
+    store = _store(tmp_path)
+    await store.open()
+    try:
+        table = JobTable(store)
+        jobs = Jobs(ControllerConfig(), Registry(store), table)
+        job = _job("job-1", StoredTarget(worker_id="w", state="pulling"))
+        jobs.jobs[job.id] = job
+        jobs.touch(job)
+        real = table.save
+
+        async def failing(batch):  # type: ignore[no-untyped-def]
+            raise OSError("disk full")
+
+        table.save = failing  # type: ignore[method-assign]
+        with pytest.raises(OSError):
+            await jobs.flush()
+        table.save = real  # type: ignore[method-assign]
+        await jobs.flush()
+        (loaded,) = await table.load()
+        assert loaded.targets[0].state == "pulling"
     finally:
         await store.close()
