@@ -34,6 +34,7 @@ class Knobs:
         self.unsupported = False  # 400 pull_unsupported
         self.start_status: int | None = None  # every pull is refused with this (503: busy)
         self.garbage = False  # a line that is no OpProgress after the first
+        self.follow_status: int | None = None  # ?follow=true refused with this (a proxy)
         self.key: str | None = None  # the cluster key it demands
         self.seen: list[str] = []  # "METHOD path" of every model API request
         self.bodies: list[dict] = []  # the pull/install bodies
@@ -188,6 +189,8 @@ async def get_op(request: web.Request) -> web.StreamResponse:
     if not isinstance(op, Op):
         return op
     if request.query.get("follow") == "true":
+        if request.app[KNOBS].follow_status is not None:
+            return _error(request.app[KNOBS].follow_status, "no streaming here", "busy")
         return await _stream(request, op, first=False)
     return web.json_response(op.line)
 

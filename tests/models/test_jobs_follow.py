@@ -159,3 +159,16 @@ async def test_a_worker_that_never_starts_the_operation_is_given_up(tmp_path, mo
     assert t["state"] == "failed" and "did not start" in t["error"]
     assert "the backend is busy" in t["error"]
     assert seen.count("POST /api/v1/models/pull") == follow.UNSTARTED_ATTEMPTS
+
+
+async def test_a_worker_that_cannot_be_followed_is_polled_to_the_end(tmp_path):
+    """The stream is cut and following is refused (a 503, as from a proxy): the
+    operation's snapshots carry the job on to its end, and count as progress (it takes
+    longer than the stall timeout)."""
+    knobs = model_worker.Knobs()
+    knobs.cut_after, knobs.follow_status, knobs.steps, knobs.step_s = 1, 503, 6, 0.3
+    j, seen = await _pull_on(tmp_path, knobs, pull_stall_timeout=900)
+    (t,) = j["targets"]
+    assert j["state"] == "completed" and t["completed_bytes"] == 1000
+    op = knobs.bodies[0]["op_id"]
+    assert seen.count(f"GET /api/v1/models/ops/{op}") >= 2  # polled
