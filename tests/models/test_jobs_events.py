@@ -75,3 +75,25 @@ def test_a_subscriber_too_slow_to_keep_up_is_ended_to_reconnect():
     assert sub.ended and sub.queue.qsize() == 1 and sub.queue.get_nowait() is None
     sub.put("job", b"later")  # nothing more for an ended stream
     assert sub.queue.empty()
+
+
+async def test_a_client_leaving_the_stream_costs_the_controller_nothing(tmp_path, capsys):
+    knobs = model_worker.Knobs()
+    srv = TestServer(model_worker.make_app(knobs), host="127.0.0.1")
+    await srv.start_server()
+    try:
+        async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
+            base = c["controller"]
+            await register(s, base, url_of(srv), wid="wrk-1")
+            r = await s.get(base + "/api/v1/models/events")
+            await anext(_events(r))
+            r.close()  # gone, between two events
+            for _ in range(2):  # changes to send to nobody
+                _, accepted = await post(s, base + "/api/v1/models/pull", {"model": "m"})
+                await asyncio.sleep(0.5)
+            async with s.get(base + "/api/v1/models/events") as r:  # others are served
+                event, snap = await asyncio.wait_for(anext(_events(r)), 5)
+    finally:
+        await srv.close()
+    assert event == "snapshot" and len(snap["jobs"]) == 2
+    assert "unhandled_error" not in capsys.readouterr().out
