@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -120,13 +118,7 @@ def main() -> None:
         asyncio.run(measure(url, src, size, psutil.Process(procs[0].pid)))
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            reg.stop(proc)
         if args.keep_tmp:
             print(f"kept {tmp}", file=sys.stderr)
         else:
