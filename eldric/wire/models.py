@@ -123,6 +123,7 @@ class TargetStatus(msgspec.Struct, omit_defaults=False):
     error: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    code: str | None = None  # eldric's error code when failed (as in OpProgress)
 
 
 class Job(msgspec.Struct, omit_defaults=False):

@@ -12,6 +12,7 @@ from eldric import keys
 from eldric.context import data_file
 from eldric.registry import Role
 from eldric.roles.controller.config import ControllerConfig
+from eldric.roles.controller import jobs
 from eldric.roles.controller.handlers import add_routes
 from eldric.roles.controller.registry import Registry, maintenance
 from eldric.roles.controller.state import CONTROLLER, ControllerState
@@ -34,6 +35,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     store = cs.registry.store
     await store.open()
     await cs.registry.load()
+    await cs.jobs.start(app[keys.BUS], app[keys.SESSION], app[keys.ROLE].advertise_url)
     if not _loopback(cfg.bind_address) and not cfg.cluster_key and not cfg.admin_key:
         log.warning("control_plane_open", bind=cfg.bind_address,
                     advice="set --cluster-key and --admin-key: anyone who can reach this "
@@ -46,6 +48,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     yield
     await cancel(release)
     await cancel(task)
+    await cs.jobs.stop()
     await cs.registry.flush()
     await store.close()
 
@@ -58,9 +61,12 @@ async def _release_on_stop(app: web.Application) -> None:
 
 
 def build(app: web.Application, cfg: ControllerConfig) -> None:
-    store = Store(data_file(app, "controller.db"), ["workers", "settings"])
-    app[CONTROLLER] = ControllerState(cfg=cfg, registry=Registry(store))
+    store = Store(data_file(app, "controller.db"), ["workers", "settings"], jobs.SCHEMA)
+    registry = Registry(store)
+    app[CONTROLLER] = ControllerState(cfg=cfg, registry=registry,
+                                      jobs=jobs.Jobs(cfg, registry, jobs.JobTable(store)))
     app.cleanup_ctx.append(_lifecycle)
+    jobs.add_routes(app)
     add_routes(app)
 
 
