@@ -23,7 +23,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from eldric import __version__, keys, readiness
+from eldric import __version__, keys, model_registry, readiness
 from eldric import log as eldric_log
 from eldric.bus import Bus
 from eldric.bus.routes import add_routes
@@ -91,7 +91,23 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     # /static/ prefix cannot shadow it.
     app.router.add_static("/static/eldric/", SHARED_STATIC)
     role.build(app, cfg)
+    _mount_registry(app, role, cfg, process)
     return app
+
+
+def _mount_registry(app: web.Application, role: Role, cfg: Any, process: ProcessConfig) -> None:
+    """The model registry, on any role given --registry-dir (and on a role that keeps one
+    by default). Its upload is the one route with its own body limits: the app's
+    client_max_size (--max-body-size) applies only where a handler calls request.read()
+    or post(), and read_body's --body-timeout only where read_body is called; the
+    upload calls neither (eldric.model_registry.upload)."""
+    directory = cfg.registry.dir
+    if directory is None and role.registry_by_default:
+        directory = os.path.join(process.data_dir, "registry")
+    if directory is None:
+        return
+    admin, cluster = role.auth_keys(cfg) if role.auth_keys is not None else (None, None)
+    model_registry.mount(app, directory, cfg.registry, admin_key=admin, cluster_key=cluster)
 
 
 async def _release_files(app: web.Application) -> None:

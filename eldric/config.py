@@ -44,6 +44,25 @@ class ProcessConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "a healthy worker) before it says what is not, ms")] = 60_000
 
 
+class RegistryConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The model registry a role may serve (eldric.model_registry): file section
+    "registry", flags --registry-*."""
+
+    dir: Annotated[str | None, flag_meta(
+        "serve a model registry (/api/v1/model-registry) from this directory (the "
+        "controller: DATA_DIR/registry when not given)")] = None
+    max_upload_bytes: Annotated[int, msgspec.Meta(ge=1), flag_meta(
+        "largest model file the registry takes, bytes", flag="registry-max-upload-size",
+        shared=True)] = 512 * 1024 ** 3
+    min_free_bytes: Annotated[int, msgspec.Meta(ge=0), flag_meta(
+        "an upload is refused (507) when it would leave less free disk than this, bytes",
+        flag="registry-min-free-size", shared=True)] = 1024 ** 3
+    idle_timeout_ms: Annotated[Ms, flag_meta(
+        "an upload that sends nothing for this long is cut off, ms (it has no total "
+        "timeout: --body-timeout and --max-body-size do not apply to it)",
+        shared=True)] = 60_000
+
+
 class RoleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Fields every role has; a role's Config subclasses this. The port's default comes
     from the Role (``Role.port``); 0 picks a free port."""
@@ -67,6 +86,7 @@ class RoleConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024), flag_meta(
         "largest request body accepted, bytes (images travel as base64)",
         flag="max-body-size", shared=True)] = 32 * 1024 * 1024
+    registry: RegistryConfig = msgspec.field(default_factory=RegistryConfig)
 
 
 # ---------------------------------------------------------------- loading

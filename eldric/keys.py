@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from eldric.bus.prober import Prober
     from eldric.config import ProcessConfig
     from eldric.context import Hop, RoleInfo
+    from eldric.model_registry import ModelRegistry
     from eldric.store.responses import Responses
     from eldric.stream.pool import ConnectionPool
 
@@ -40,6 +41,8 @@ PROBER: web.AppKey["Prober[Any]"] = web.AppKey("eldric_prober")
 STOPPING: web.AppKey[asyncio.Event] = web.AppKey("eldric_stopping", asyncio.Event)
 # The stored responses of /v1/responses (eldric.store.responses), on a role that keeps them.
 RESPONSES: web.AppKey["Responses"] = web.AppKey("eldric_responses")
+# The model files the role serves to the fleet (eldric.model_registry), when it has them.
+MODEL_REGISTRY: web.AppKey["ModelRegistry"] = web.AppKey("eldric_model_registry")
 
 # Per request.
 HOP: web.RequestKey["Hop"] = web.RequestKey("eldric_hop")

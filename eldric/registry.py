@@ -65,6 +65,12 @@ class Role:
     # whole story (the edge's port in plain HTTP is http_port); the ambiguous-flag error
     # suggests this instead of the plain variable.
     env_hints: Mapping[str, str] = field(default_factory=dict)
+    # auth_keys(cfg) -> (admin key, cluster key) of the role's config, for what every role may
+    # serve beside its own routes (the model registry: changes need the admin key, reads
+    # take either); None where the role has no such key.
+    auth_keys: Callable[[Any], tuple[str | None, str | None]] | None = None
+    # Serve the model registry at DATA_DIR/registry when --registry-dir is not given.
+    registry_by_default: bool = False
 
     def defaults(self, quickstart: bool = False) -> dict[str, Any]:
         """The layer below file, env and flags: the role's port (and the quick start's

@@ -40,7 +40,7 @@ def _checked(name: str, param: str) -> str:
 
 @dataclass
 class Files:
-    """`describe(path)` reads a GGUF's header scalars (the worker's eldric.roles.worker.gguf)."""
+    """`describe(path)` reads a GGUF's header scalars (eldric.gguf)."""
 
     kind: str
     root: Path

@@ -23,6 +23,11 @@ that test by name, not the suite at random.
   that cannot go on).
 - ``MAX_LINE``/``MAX_HEADERS``: aiohttp's parser limits, which the lane applies too, so a
   request is refused or taken the same whichever lane reads it.
+- ``send_continue(request)``: a route registered with ``expect_handler=no_continue``
+  answers `Expect: 100-continue` itself, after its own checks (the model registry's
+  upload: the key, the size, the disk), so a refused client never sends its body; the
+  interim line is written as aiohttp's default expect handler writes it
+  (``request.writer.write``, then ``output_size`` back to 0: the reply has not begun).
 - ``drain(runner, grace)``: what ``runner.cleanup()`` does first, ``pre_shutdown()``
   (stop taking requests: idle keep-alive connections close) and ``shutdown(timeout)``
   (wait for replies in progress, then close), run alongside the lane's own drain so the
@@ -96,6 +101,18 @@ def hand_over(transport: asyncio.Transport, factory: Factory, data: bytes) -> as
     if data:
         handler.data_received(data)
     return handler
+
+
+async def no_continue(request: web.Request) -> None:
+    """An expect handler that sends nothing: the route's handler decides (send_continue)."""
+
+
+async def send_continue(request: web.Request) -> None:
+    """`100 Continue`, if the client asked for it (HTTP/1.1 `Expect: 100-continue`)."""
+    if request.version >= (1, 1) and \
+            request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
 
 
 async def drain(runner: web.AppRunner, grace: float) -> None:

@@ -9,8 +9,9 @@ from types import SimpleNamespace as NS
 
 import pytest
 
+from eldric import gguf
 from eldric.modelops.models_dir import model_id
-from eldric.roles.worker import embedded, gguf
+from eldric.roles.worker import embedded
 from eldric.roles.worker.embedded import Launch, pooling_for
 
 

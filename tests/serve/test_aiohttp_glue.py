@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
-from eldric.serve.aiohttp_glue import MAX_HEADERS, MAX_LINE, drain, hand_over, protocol_factory
+from eldric.serve.aiohttp_glue import (MAX_HEADERS, MAX_LINE, drain, hand_over, no_continue,
+                                       protocol_factory, send_continue)
 
 from tests.conftest import read_reply
 
@@ -152,3 +153,30 @@ async def test_drain_of_a_runner_never_set_up_does_nothing():
     await drain(runner, 0.1)
     with pytest.raises(RuntimeError):
         protocol_factory(runner)
+
+
+async def test_a_route_answers_expect_continue_itself(aiohttp_server):
+    """expect_handler=no_continue: aiohttp sends no `100 Continue` before the handler;
+    send_continue() sends it, and the final reply follows as the only other one."""
+    async def take(request: web.Request) -> web.Response:
+        if request.query.get("refuse"):
+            return web.Response(status=403, text="no")
+        await send_continue(request)
+        return web.Response(body=await request.read())
+
+    app = web.Application()
+    app.router.add_post("/take", take, expect_handler=no_continue)
+    server = await aiohttp_server(app)
+    for query, first in ((b"", b"HTTP/1.1 100 Continue\r\n\r\n"), (b"?refuse=1", None)):
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /take%s HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Length: 5\r\n\r\n" % query)
+        if first is None:
+            assert (await read_reply(reader))[0] == 403  # no 100 before it
+        else:
+            assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == first
+            writer.write(b"hello")
+            status, headers, body = await read_reply(reader)
+            assert (status, body) == (200, b"hello")
+            assert headers["content-length"] == "5"  # output_size reset: a normal reply
+        writer.close()

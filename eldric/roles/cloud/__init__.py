@@ -79,4 +79,5 @@ ROLE = Role(
                 "heartbeat_interval_ms": 5000,
                 "backends": [{"name": n} for n in providers_with_keys()]},
     links=(("the cloud dashboard", "/dashboard"),),
+    auth_keys=lambda cfg: (cfg.admin_key, cfg.api_key),
 )

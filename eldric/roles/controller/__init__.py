@@ -78,4 +78,6 @@ ROLE = Role(
     description="the cluster's registry: workers, heartbeats, router settings, dashboard",
     quickstart={"bind_address": "127.0.0.1"},
     links=(("the cluster dashboard", "/dashboard"),),
+    auth_keys=lambda cfg: (cfg.admin_key, cfg.cluster_key),
+    registry_by_default=True,  # the fleet's models are distributed from here
 )

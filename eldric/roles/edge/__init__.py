@@ -154,4 +154,5 @@ ROLE = Role(
                 "auth": {"require_api_key": False},
                 "rate_limits": {"global_rpm": 0, "per_ip_rpm": 0, "per_key_rpm": 0}},
     env_hints={"port": "ELDRIC_EDGE_HTTP_PORT (with --no-tls; ELDRIC_EDGE_PORT for HTTPS)"},
+    auth_keys=lambda cfg: (cfg.admin_key, None),  # its api_keys are its clients', not the cluster's
 )

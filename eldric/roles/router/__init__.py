@@ -83,4 +83,5 @@ ROLE = Role(
     quickstart={"bind_address": "127.0.0.1", "workers": [{"url": "http://127.0.0.1:8890"}],
                 "controller_url": "http://127.0.0.1:8880", "sync_interval_ms": 2000,
                 "health_check_interval_ms": 1000, "heartbeat_interval_ms": 5000},
+    auth_keys=lambda cfg: (cfg.admin_key, cfg.api_key),
 )

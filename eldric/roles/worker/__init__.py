@@ -164,4 +164,5 @@ ROLE = Role(
     # local controller (its default port).
     quickstart={"backend": "embedded" if available() else "mock", "bind_address": "127.0.0.1",
                 "controller_url": "http://127.0.0.1:8880", "heartbeat_interval_ms": 5000},
+    auth_keys=lambda cfg: (None, cfg.api_key),  # no admin key: the cluster key guards changes
 )

@@ -19,9 +19,9 @@ from typing import Any
 
 import structlog
 
+from eldric import gguf
 from eldric.errors import ConfigError
 from eldric.modelops.models_dir import model_id
-from eldric.roles.worker import gguf
 from eldric.roles.worker.config import WorkerConfig
 
 log = structlog.get_logger("eldric.worker")

@@ -19,7 +19,7 @@ from eldric.modelops.ollama import Ollama
 from eldric.modelops.ops import Op, Ops
 from eldric.modelops.routes import MODEL_API, Backend, ModelApi
 from eldric.modelops.routes import add_routes as add_model_routes
-from eldric.roles.worker import gguf
+from eldric import gguf
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.tasks import spawn
 from eldric.wire.models import ModelOps

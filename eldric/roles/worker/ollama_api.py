@@ -16,7 +16,7 @@ from eldric import keys
 from eldric.errors import ModelNotFound
 from eldric.http import read_body
 from eldric.ollama_api import add_listing, answer
-from eldric.roles.worker import gguf
+from eldric import gguf
 from eldric.roles.worker.embedded import default_model
 from eldric.roles.worker.handlers import _backend_models, native
 from eldric.roles.worker.state import WORKER, WorkerState
