@@ -134,7 +134,8 @@
     const cls = t.state === "failed" ? "bad" : t.state === "completed" ? "" :
       t.state === "verifying" ? "warn" : t.state === "skipped" || t.state === "cancelled" ? "off" : "run";
     const width = t.state === "skipped" ? 0 : pct === null ? 0 : pct;
-    const label = t.state === "skipped" ? "—" : pct === null ? (t.state === "queued" ? "0%" : "…") : percent(pct);
+    const label = pct !== null && t.state !== "skipped" ? percent(pct)
+      : t.state === "queued" ? "0%" : t.state === "pulling" || t.state === "verifying" ? "…" : "—";
     return h("td", { class: "progress" },
       h("div", { class: "prog" }, bar(width, cls), h("span", { class: "pct" }, label)));
   }
@@ -170,16 +171,16 @@
   }
 
   function jobHead(job) {
-    const failedTargets = job.targets.filter((t) => t.state === "failed" || t.state === "cancelled").length;
+    const again = job.targets.filter((t) => t.state === "failed" || t.state === "cancelled");
     const buttons = [];
     if (job.state === "running") {
       buttons.push(h("button", { class: "btn", type: "button", "data-action": "cancel",
                                  "data-job-id": job.id }, "Cancel"));
     }
-    if (failedTargets) {
-      buttons.push(h("button", { class: "btn", type: "button", "data-action": "retry",
-                                 "data-job-id": job.id, title: `start the ${failedTargets} failed again` },
-        `Retry ${failedTargets} failed`));
+    if (again.length) {
+      buttons.push(h("button", { class: "btn", type: "button", "data-action": "retry", "data-job-id": job.id,
+                                 title: `start again on ${again.map((t) => t.worker_id).join(", ")}` },
+        `Retry (${again.length})`));
     }
     const counts = {};
     for (const t of job.targets) counts[t.state] = (counts[t.state] || 0) + 1;
@@ -477,7 +478,7 @@
     if (want.join("\n") === have.join("\n")) return;
     const chosen = sel.value;
     sel.replaceChildren(h("option", { value: "" }, "choose a worker…"),
-      workers.map((w) => h("option", { value: String(w.id) },
+      ...workers.map((w) => h("option", { value: String(w.id) },
         `${w.id} (${w.backend && w.backend.type ? w.backend.type : w.worker_type})`)));
     sel.value = want.includes(chosen) ? chosen : "";
   }
