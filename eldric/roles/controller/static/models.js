@@ -17,8 +17,9 @@
   const RECONNECT_MIN_MS = 500;
   const RECONNECT_MAX_MS = 10000;
   // The stream gives no sign of life to scripts between events (its pings are comments):
-  // with jobs running and no event this long, it is taken for dead and opened again.
-  const SILENT_MS = 20000;
+  // with jobs running and no event this long, the job list is fetched, and a list that
+  // moved on without the stream saying so means the stream is dead (a half-open link).
+  const SILENT_MS = 5000;
   const FALLBACK_POLL_MS = 3000; // the job list fetched this often while the stream is down
   const REGISTRY_MS = 10000;
   const LOCAL_MS = 5000;
@@ -332,15 +333,29 @@
   }
 
   // While the stream is down the job list is fetched instead (the bars keep moving if
-  // only the stream is broken, e.g. by a buffering proxy); a stream silent too long with
-  // jobs running is opened again.
-  function watchdog() {
+  // only the stream is broken). A live stream silent a while with jobs running is checked
+  // against the list: a stalled pull says nothing and is the same in both; a list that
+  // moved on means the stream is dead, and it is opened again.
+  async function watchdog() {
     const running = Array.from(m.jobs.values()).some((j) => j.state === "running");
     if (stream.state !== "live") {
       fetchJobs().catch(() => {});
-    } else if (running && Date.now() - stream.lastEventAt > SILENT_MS) {
-      connect();
+      return;
     }
+    if (!running || Date.now() - stream.lastEventAt < SILENT_MS) return;
+    const asked = stream.lastEventAt;
+    let body;
+    try { body = await call("GET", "/api/v1/models/pull-jobs"); } catch (_) { return; }
+    if (stream.lastEventAt !== asked || stream.state !== "live") return; // it spoke meanwhile
+    const list = Array.isArray(body.jobs) ? body.jobs : [];
+    const same = list.length === m.jobs.size &&
+      list.every((j) => m.jobs.has(j.id) && JSON.stringify(m.jobs.get(j.id)) === JSON.stringify(j));
+    if (same) {
+      stream.lastEventAt = Date.now(); // quiet, not dead: look again in SILENT_MS
+      return;
+    }
+    setJobs(list);
+    connect();
   }
 
   // ------------------------------------------------------------------ coverage
