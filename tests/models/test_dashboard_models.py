@@ -24,7 +24,7 @@ from tests.browser import STEP_TIMEOUT
 from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import ollama as fake_ollama
 from tests.fakes.ollama_models import FAILED, MODELS, Models
-from tests.models.fleet import get, post
+from tests.models.fleet import get, post, register
 
 MODEL = "llama3.2:1b"  # 3 MB + 12 KB in the fake's library
 OTHER = "qwen2.5:0.5b"  # 2 MB + 1.5 KB
@@ -111,6 +111,9 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
             workers = await until(lambda: _listed(s, base, 3), timeout=20)
             bad_id = next(w["id"] for w in workers if w["url"] == w3["worker"])
             good_ids = sorted(w["id"] for w in workers if w["id"] != bad_id)
+            # A data worker: every job lists it as skipped, with the reason.
+            data_id = await register(s, base, "http://127.0.0.1:9", wid="data-1",
+                                     worker_type="data", key="ck")
 
             async with browser.chromium(tmp_path, window=(1280, 900)) as cdp:
                 await cdp.navigate(f"{base}/dashboard#models")
@@ -140,7 +143,9 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
                     "(document.querySelector('.job') || {dataset: {}}).dataset.jobId",
                     "the pull's job to appear")
                 rows = await cdp.wait_for(_rows(job_id), "the job's rows")
-                assert sorted(rows) == sorted([*good_ids, bad_id]), rows
+                assert sorted(rows) == sorted([*good_ids, bad_id, data_id]), rows
+                assert rows[data_id][0] == "skipped" and rows[data_id][2] == "—", rows
+                assert "a data worker serves no models" in rows[data_id][3], rows
 
                 # The failed worker, with Ollama's reason, and the job partial.
                 rows = await cdp.wait_for(
@@ -166,7 +171,8 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
                 await cdp.click(f".job[data-job-id='{job_id}'] button[data-action='retry']")
                 await cdp.wait_for(
                     f"(() => {{ const r = {_rows(job_id)};"
-                    f" return r && Object.values(r).every((x) => x[0] === 'completed'); }})()",
+                    f" return r && Object.entries(r).every(([w, x]) => x[0] === (w === {json.dumps(data_id)}"
+                    " ? 'skipped' : 'completed')); })()",
                     "every worker completed after the retry", timeout=30)
                 await cdp.wait_for(f"document.querySelector('.job[data-job-id={json.dumps(job_id)}]')"
                                    ".dataset.state === 'completed'", "the job to be completed")
@@ -201,9 +207,10 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
                                    "the page to reconnect by itself", timeout=20)
                 rows = await cdp.wait_for(
                     f"(() => {{ const r = {_rows(other)};"
-                    " return r && Object.values(r).every((x) => x[0] === 'completed') && r; })()",
+                    f" return r && Object.entries(r).every(([w, x]) => x[0] === (w === {json.dumps(data_id)}"
+                    " ? 'skipped' : 'completed')) && r; })()",
                     "the second pull completed on every worker, on the page", timeout=30)
-                assert all(x[2] == "100%" for x in rows.values()), rows
+                assert all(x[2] == "100%" for w, x in rows.items() if w != data_id), rows
                 assert await cdp.js("window.__marker") == "no reload"
                 _check_never_100_early(await cdp.js("window.__seen"))
 

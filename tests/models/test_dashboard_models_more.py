@@ -119,6 +119,8 @@ async def test_models_tab_cancel_distribute_registry_and_drill_down(aiohttp_serv
                 path.write_bytes(data)
                 await cdp.click("#m-upload-name")
                 await cdp.type("tiny-llama")
+                await cdp.click("#m-upload-source")
+                await cdp.type("hf:test/tiny")
                 await set_files(cdp, "#m-upload-file", str(path))
                 await cdp.click("#m-upload-btn")
                 cells = await cdp.wait_for(
@@ -128,6 +130,7 @@ async def test_models_tab_cancel_distribute_registry_and_drill_down(aiohttp_serv
                 assert cells[0] == "tiny-llama" and cells[1] == "gguf", cells
                 assert cells[2] == f"{len(data) / 1000:.0f} KB", cells
                 assert cells[3] == hashlib.sha256(data).hexdigest()[:12], cells
+                assert cells[4] == "hf:test/tiny" and cells[5].endswith("ago"), cells
                 assert "llama" in cells[6] and "64 params" in cells[6] and "Q8_0" in cells[6], cells
                 await cdp.click("#m-registry-body button[data-action='reg-distribute']")
                 third = await cdp.wait_for(job_where(

@@ -467,6 +467,8 @@
     const name = $("m-upload-name").value.trim() || (file ? file.name.replace(/\.(gguf|safetensors)$/i, "") : "");
     if (!file) { flash("choose a model file to upload", true); return; }
     const q = new URLSearchParams({ name, format: $("m-upload-format").value, filename: file.name });
+    const source = $("m-upload-source").value.trim();
+    if (source) q.set("source", source);
     const btn = $("m-upload-btn");
     btn.disabled = true;
     flash(`uploading ${file.name} (${bytes(file.size)})…`);
