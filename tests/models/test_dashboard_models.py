@@ -25,6 +25,7 @@ from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import ollama as fake_ollama
 from tests.fakes.ollama_models import FAILED, MODELS, Models
 from tests.models.fleet import get, post, register
+from tests.models.models_tab import LIVE, healthy, open_tab, pull, type_into
 
 MODEL = "llama3.2:1b"  # 3 MB + 12 KB in the fake's library
 OTHER = "qwen2.5:0.5b"  # 2 MB + 1.5 KB
@@ -65,14 +66,6 @@ def _rows(job_id: str) -> str:
     }})()"""
 
 
-async def _listed(s: aiohttp.ClientSession, base: str, n: int):  # type: ignore[no-untyped-def]
-    try:
-        _, body = await get(s, base + "/api/v1/workers?status=healthy")
-    except aiohttp.ClientError:
-        return None
-    return body["workers"] if len(body["workers"]) == n else None
-
-
 async def _up(s: aiohttp.ClientSession, base: str) -> bool:
     try:
         async with s.get(base + "/api/v1/health") as r:
@@ -108,7 +101,7 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
         async with run_eldric("worker", tmp_path / "w1", backend_url=url_of(good[0]), **worker), \
                 run_eldric("worker", tmp_path / "w2", backend_url=url_of(good[1]), **worker), \
                 run_eldric("worker", tmp_path / "w3", backend_url=url_of(failing), **worker) as w3:
-            workers = await until(lambda: _listed(s, base, 3), timeout=20)
+            workers = await until(lambda: healthy(s, base, 3), timeout=20)
             bad_id = next(w["id"] for w in workers if w["url"] == w3["worker"])
             good_ids = sorted(w["id"] for w in workers if w["id"] != bad_id)
             # A data worker: every job lists it as skipped, with the reason.
@@ -116,18 +109,14 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
                                      worker_type="data", key="ck")
 
             async with browser.chromium(tmp_path, window=(1280, 900)) as cdp:
-                await cdp.navigate(f"{base}/dashboard#models")
-                await cdp.wait_for("document.getElementById('m-stream').dataset.state === 'live'",
-                                   "the job stream to be live")
+                await open_tab(cdp, base, key=None)
                 await cdp.js(RECORD)
                 # The coverage matrix has the three workers as columns.
                 await cdp.wait_for("document.querySelectorAll('#m-matrix-head th.cell').length === 3",
                                    "the coverage matrix's worker columns")
 
                 # 1. A pull without the key is refused, and the page says why.
-                await cdp.click("#m-pull-model")
-                await cdp.type(MODEL)
-                await cdp.click("#m-pull-btn")
+                await pull(cdp, MODEL)
                 await cdp.wait_for("/admin key/.test(document.getElementById('m-flash').textContent)"
                                    " && document.getElementById('m-flash').classList.contains('bad')",
                                    "the refusal of a pull without the admin key")
@@ -135,8 +124,7 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
                 assert listing["jobs"] == []
 
                 # 2. With the key: "Pull to all workers".
-                await cdp.click("#m-key")
-                await cdp.type("ak")
+                await type_into(cdp, "#m-key", "ak")
                 assert await cdp.js("sessionStorage.getItem('eldric.adminKey')") == "ak"
                 await cdp.click("#m-pull-btn")
                 job_id = await cdp.wait_for(
@@ -203,8 +191,7 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
                 await asyncio.sleep(1)  # down a while: the workers pull on meanwhile
                 ctl = eldric_proc(*controller)
                 assert await until(lambda: _up(s, base), timeout=20)
-                await cdp.wait_for("document.getElementById('m-stream').dataset.state === 'live'",
-                                   "the page to reconnect by itself", timeout=20)
+                await cdp.wait_for(LIVE, "the page to reconnect by itself", timeout=20)
                 rows = await cdp.wait_for(
                     f"(() => {{ const r = {_rows(other)};"
                     f" return r && Object.entries(r).every(([w, x]) => x[0] === (w === {json.dumps(data_id)}"

@@ -19,14 +19,10 @@ from tests.fakes import ollama as fake_ollama
 from tests.fakes.ollama_models import MANIFEST_MISSING, MODELS, Models
 from tests.models.fleet import get
 from tests.models.gguf_file import small_model
+from tests.models.models_tab import healthy, open_tab, pull, type_into
 
 OTHER = "qwen2.5:0.5b"
 EVIL = "<img src=x onerror=document.title='pwned'>"
-
-
-async def _listed(s: aiohttp.ClientSession, base: str, n: int):  # type: ignore[no-untyped-def]
-    _, body = await get(s, base + "/api/v1/workers?status=healthy")
-    return body["workers"] if len(body["workers"]) == n else None
 
 
 async def set_files(cdp: browser.CDP, selector: str, path: str) -> None:
@@ -56,21 +52,15 @@ async def test_models_tab_cancel_distribute_registry_and_drill_down(aiohttp_serv
                               **worker) as w1, \
                 run_eldric("worker", tmp_path / "w2", backend_url=url_of(stalling),
                            **worker):
-            workers = await until(lambda: _listed(s, base, 2), timeout=20)
+            workers = await until(lambda: healthy(s, base, 2), timeout=20)
             one = next(w["id"] for w in workers if w["url"] == w1["worker"])
             two = next(w["id"] for w in workers if w["id"] != one)
 
             async with browser.chromium(tmp_path, window=(1280, 1800)) as cdp:
-                await cdp.navigate(f"{base}/dashboard#models")
-                await cdp.wait_for("document.getElementById('m-stream').dataset.state === 'live'",
-                                   "the job stream to be live")
-                await cdp.click("#m-key")
-                await cdp.type("ak")
+                await open_tab(cdp, base)
 
                 # 1. Cancel: a pull that stalls on one worker is stopped there.
-                await cdp.click("#m-pull-model")
-                await cdp.type(OTHER)
-                await cdp.click("#m-pull-btn")
+                await pull(cdp, OTHER)
                 pulling = (f"j.querySelector('tr[data-worker-id={json.dumps(two)}]')"
                            "?.dataset.state === 'pulling' && "
                            f"j.querySelector('tr[data-worker-id={json.dumps(one)}]')"
@@ -117,10 +107,8 @@ async def test_models_tab_cancel_distribute_registry_and_drill_down(aiohttp_serv
                 data = small_model(file_type=7, data=300_000)
                 path = tmp_path / "tiny.gguf"
                 path.write_bytes(data)
-                await cdp.click("#m-upload-name")
-                await cdp.type("tiny-llama")
-                await cdp.click("#m-upload-source")
-                await cdp.type("hf:test/tiny")
+                await type_into(cdp, "#m-upload-name", "tiny-llama")
+                await type_into(cdp, "#m-upload-source", "hf:test/tiny")
                 await set_files(cdp, "#m-upload-file", str(path))
                 await cdp.click("#m-upload-btn")
                 cells = await cdp.wait_for(
@@ -149,10 +137,7 @@ async def test_models_tab_cancel_distribute_registry_and_drill_down(aiohttp_serv
                     assert (await r.json())["models"] == []
 
                 # 5. A model name that is markup: a failed job, shown as text.
-                await cdp.js("document.getElementById('m-pull-model').value = ''")
-                await cdp.click("#m-pull-model")
-                await cdp.type(EVIL)
-                await cdp.click("#m-pull-btn")
+                await pull(cdp, EVIL)
                 await cdp.wait_for(job_where("j.dataset.state === 'failed'"), "the evil pull failed")
                 head = await cdp.js("document.querySelector('.job .model').textContent")
                 assert head == EVIL

@@ -18,6 +18,7 @@ from tests.conftest import run_eldric, until, url_of
 from tests.fakes import ollama as fake_ollama
 from tests.fakes.ollama_models import Models
 from tests.models.fleet import get
+from tests.models.models_tab import LIVE, healthy, open_tab, pull
 
 MODEL = "llama3.2:1b"
 EVENTS = "/api/v1/models/events"
@@ -84,16 +85,10 @@ async def test_a_silent_stream_is_noticed_and_the_page_catches_up(aiohttp_server
         async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                               backend="ollama", backend_url=url_of(ollama), controller=base,
                               api_key="ck", heartbeat_interval=200):
-            await until(lambda: _one(s, base), timeout=20)
+            await until(lambda: healthy(s, base, 1), timeout=20)
             async with browser.chromium(tmp_path) as cdp:
-                await cdp.navigate(f"{url_of(proxy)}/dashboard#models")
-                await cdp.wait_for("document.getElementById('m-stream').dataset.state === 'live'",
-                                   "the job stream to be live")
-                await cdp.click("#m-key")
-                await cdp.type("ak")
-                await cdp.click("#m-pull-model")
-                await cdp.type(MODEL)
-                await cdp.click("#m-pull-btn")
+                await open_tab(cdp, url_of(proxy))
+                await pull(cdp, MODEL)
                 shown = ("(() => { const tr = document.querySelector('.job tr[data-worker-id]');"
                          " return tr && [tr.dataset.state, tr.dataset.percent]; })()")
                 await cdp.wait_for(f"(() => {{ const r = {shown}; return r && r[0] === 'pulling'"
@@ -107,15 +102,9 @@ async def test_a_silent_stream_is_noticed_and_the_page_catches_up(aiohttp_server
                                          " return r && r[0] === 'completed' && r; })()",
                                          "the page to catch up with the silent stream", timeout=20)
                 assert got == ["completed", "100"], got
-                await cdp.wait_for("document.getElementById('m-stream').dataset.state === 'live'",
-                                   "the stream to be live again")
+                await cdp.wait_for(LIVE, "the stream to be live again")
                 assert proxy.app[TAP].streams >= 2, "the page never opened the stream again"
                 assert not cdp.problems, cdp.problems
-
-
-async def _one(s: aiohttp.ClientSession, base: str) -> bool:
-    _, body = await get(s, base + "/api/v1/workers?status=healthy")
-    return len(body["workers"]) == 1
 
 
 async def _state(s: aiohttp.ClientSession, base: str, job_id: str, state: str) -> bool:
