@@ -110,18 +110,21 @@ class PartWriter:
             self._pending = loop.run_in_executor(None, self._write, chunk)
 
     async def _wait(self) -> None:
-        if self._pending is not None:
-            # shielded: a cancelled handler must not return while the thread still writes
-            # to the descriptor it is about to close
-            pending, self._pending = self._pending, None
-            try:
-                await asyncio.shield(pending)
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise _no_room(self.registry.free_bytes(), 0,
-                                   self.registry.cfg.min_free_bytes) from None
-                raise EldricError(f"the registry could not write the upload: {exc.strerror}",
-                                  code="registry_write_failed") from None
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            # shielded, and kept in _pending if this is cancelled: the thread goes on
+            # writing, and discard() waits for it before closing the descriptor
+            await asyncio.shield(pending)
+        except OSError as exc:
+            self._pending = None
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _no_room(self.registry.free_bytes(), 0,
+                               self.registry.cfg.min_free_bytes) from None
+            raise EldricError(f"the registry could not write the upload: {exc.strerror}",
+                              code="registry_write_failed") from None
+        self._pending = None
 
     def _write(self, chunk: bytearray) -> None:
         view = memoryview(chunk)
@@ -137,8 +140,11 @@ class PartWriter:
 
     async def discard(self) -> None:
         """Remove the part file (after the writer thread is done with it)."""
-        if self._pending is not None:
-            await asyncio.wait([self._pending])
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()  # seen: the upload is being thrown away anyway
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

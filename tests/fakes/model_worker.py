@@ -32,6 +32,9 @@ class Knobs:
         self.forget_on_cut = False  # the worker "restarts" when it cuts: its ops are gone
         self.hang = False  # the operation never moves past its first line
         self.unsupported = False  # 400 pull_unsupported
+        self.start_status: int | None = None  # every pull is refused with this (503: busy)
+        self.garbage = False  # a line that is no OpProgress after the first
+        self.follow_status: int | None = None  # ?follow=true refused with this (a proxy)
         self.key: str | None = None  # the cluster key it demands
         self.seen: list[str] = []  # "METHOD path" of every model API request
         self.bodies: list[dict] = []  # the pull/install bodies
@@ -127,6 +130,8 @@ async def _lines(request: web.Request, resp: web.StreamResponse, op: Op,
         sent += 1
         if op.done:
             break
+        if k.garbage:
+            await resp.write(b'{"progress": "50%"}\n')
         if first and k.cut_after is not None and sent >= k.cut_after:
             if k.forget_on_cut:
                 request.app[OPS].clear()
@@ -158,6 +163,8 @@ async def pull(request: web.Request) -> web.StreamResponse:
     k.bodies.append(body)
     if k.unsupported:
         return _error(400, "this backend cannot pull models", "pull_unsupported")
+    if k.start_status is not None:
+        return _error(k.start_status, "the backend is busy", "backend_error")
     return await _start(request, body["model"], body.get("op_id"))
 
 
@@ -169,23 +176,29 @@ async def install(request: web.Request) -> web.StreamResponse:
     return await _start(request, body["name"], body.get("op_id"))
 
 
-async def get_op(request: web.Request) -> web.StreamResponse:
+def _op(request: web.Request) -> Op | web.Response:
+    """The operation the path names, or the refusal (no key, 404 op_not_found)."""
     if (refused := _refused(request)) is not None:
         return refused
     op = request.app[OPS].get(request.match_info["op_id"])
-    if op is None:
-        return _error(404, "no such operation", "op_not_found")
+    return _error(404, "no such operation", "op_not_found") if op is None else op
+
+
+async def get_op(request: web.Request) -> web.StreamResponse:
+    op = _op(request)
+    if not isinstance(op, Op):
+        return op
     if request.query.get("follow") == "true":
+        if request.app[KNOBS].follow_status is not None:
+            return _error(request.app[KNOBS].follow_status, "no streaming here", "busy")
         return await _stream(request, op, first=False)
     return web.json_response(op.line)
 
 
 async def cancel_op(request: web.Request) -> web.Response:
-    if (refused := _refused(request)) is not None:
-        return refused
-    op = request.app[OPS].get(request.match_info["op_id"])
-    if op is None:
-        return _error(404, "no such operation", "op_not_found")
+    op = _op(request)
+    if not isinstance(op, Op):
+        return op
     if op.task is not None:
         op.task.cancel()
     if not op.done:

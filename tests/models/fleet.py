@@ -82,3 +82,12 @@ async def heartbeats(s: aiohttp.ClientSession, base: str, wid: str, every: float
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def up(s: aiohttp.ClientSession, base: str) -> bool:
+    """Whether eldric at `base` answers /health (a subprocess starting)."""
+    try:
+        async with s.get(base + "/health") as r:
+            return r.status == 200
+    except aiohttp.ClientError:
+        return False

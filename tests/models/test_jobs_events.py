@@ -62,3 +62,16 @@ async def test_events_stream_job_changes_after_a_snapshot(tmp_path):
     assert percents == sorted(percents) and percents[-1] == 100.0
     assert max(percents[:-1], default=0) < 100
     assert event == "snapshot" and again["jobs"][0]["state"] == "completed"
+
+
+def test_a_subscriber_too_slow_to_keep_up_is_ended_to_reconnect():
+    from eldric.roles.controller.jobs.engine import Subscriber
+
+    sub = Subscriber()
+    for i in range(sub.queue.maxsize):
+        sub.put("job", b"%d" % i)
+    assert not sub.ended
+    sub.put("job", b"one too many")
+    assert sub.ended and sub.queue.qsize() == 1 and sub.queue.get_nowait() is None
+    sub.put("job", b"later")  # nothing more for an ended stream
+    assert sub.queue.empty()

@@ -137,3 +137,38 @@ async def test_cancel_stops_every_worker_still_pulling(tmp_path):
 async def _states(s, base, jid, want):  # type: ignore[no-untyped-def]
     t = by_worker(await job(s, base, jid))
     return all(t[w]["state"] == st for w, st in want.items())
+
+
+async def test_a_line_that_is_no_progress_fails_the_target(tmp_path):
+    knobs = model_worker.Knobs()
+    knobs.garbage = True
+    j, _ = await _pull_on(tmp_path, knobs)
+    (t,) = j["targets"]
+    assert t["state"] == "failed" and t["code"] == "backend_error"
+    assert "cannot read" in t["error"]
+
+
+async def test_a_worker_that_never_starts_the_operation_is_given_up(tmp_path, monkeypatch):
+    from eldric.roles.controller.jobs import follow
+
+    monkeypatch.setattr(follow, "BACKOFF_S", (0.01,))
+    knobs = model_worker.Knobs()
+    knobs.start_status = 503
+    j, seen = await _pull_on(tmp_path, knobs)
+    (t,) = j["targets"]
+    assert t["state"] == "failed" and "did not start" in t["error"]
+    assert "the backend is busy" in t["error"]
+    assert seen.count("POST /api/v1/models/pull") == follow.UNSTARTED_ATTEMPTS
+
+
+async def test_a_worker_that_cannot_be_followed_is_polled_to_the_end(tmp_path):
+    """The stream is cut and following is refused (a 503, as from a proxy): the
+    operation's snapshots carry the job on to its end, and count as progress (it takes
+    longer than the stall timeout)."""
+    knobs = model_worker.Knobs()
+    knobs.cut_after, knobs.follow_status, knobs.steps, knobs.step_s = 1, 503, 6, 0.3
+    j, seen = await _pull_on(tmp_path, knobs, pull_stall_timeout=900)
+    (t,) = j["targets"]
+    assert j["state"] == "completed" and t["completed_bytes"] == 1000
+    op = knobs.bodies[0]["op_id"]
+    assert seen.count(f"GET /api/v1/models/ops/{op}") >= 2  # polled

@@ -12,15 +12,8 @@ from aiohttp.test_utils import TestServer
 
 from tests.conftest import free_port, until, url_of
 from tests.fakes import model_worker
-from tests.models.fleet import by_worker, finished, heartbeats, job, post, register
+from tests.models.fleet import by_worker, finished, heartbeats, job, post, register, up
 
-
-async def _up(s: aiohttp.ClientSession, base: str) -> bool:
-    try:
-        async with s.get(base + "/health") as r:
-            return r.status == 200
-    except aiohttp.ClientError:
-        return False
 
 
 async def _pulling(s, base, jid, wid):  # type: ignore[no-untyped-def]
@@ -43,7 +36,7 @@ async def test_a_killed_controller_resumes_its_jobs(tmp_path, eldric_proc):
     try:
         async with aiohttp.ClientSession() as s:
             proc = eldric_proc(*args)
-            await until(lambda: _up(s, base), timeout=15)
+            await until(lambda: up(s, base), timeout=15)
             await register(s, base, url_of(a), wid="wrk-stays")
             await register(s, base, url_of(b), wid="wrk-dies")
             async with heartbeats(s, base, "wrk-stays"):
@@ -55,7 +48,7 @@ async def test_a_killed_controller_resumes_its_jobs(tmp_path, eldric_proc):
                 proc.p.wait(5)
                 await model_worker.kill(b)  # it goes away while the controller is down
                 eldric_proc(*args)
-                await until(lambda: _up(s, base), timeout=15)
+                await until(lambda: up(s, base), timeout=15)
                 j = await finished(s, base, jid, timeout=20)
     finally:
         await a.close()

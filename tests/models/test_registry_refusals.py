@@ -218,3 +218,24 @@ async def test_a_taken_or_bad_name_in_the_query_is_refused_before_the_file(tmp_p
             writer.close()
             assert got == status, body
         assert c.leftovers() == []
+
+
+async def test_a_write_that_fails_mid_upload_leaves_nothing(tmp_path):
+    """The disk refuses the file half-way (here RLIMIT_FSIZE, EFBIG: a quota would do
+    the same): eldric's error, the part file removed, the registry still working."""
+    import resource
+    import signal
+
+    async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
+        old_limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+        old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG, not the signal
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_500_000, old_limit[1]))
+        try:
+            status, body = await upload_raw(s, c.url, DATA, name="m")
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, old_limit)
+            signal.signal(signal.SIGXFSZ, old_handler)
+        assert (status, body["error"]["code"]) == (500, "registry_write_failed")
+        await until(lambda: c.leftovers() == [])
+        assert await listed(s, c.url) == []
+        assert (await upload_raw(s, c.url, DATA, name="m"))[0] == 201

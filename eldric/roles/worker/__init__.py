@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import structlog
 from aiohttp import web
@@ -12,7 +14,8 @@ from eldric import keys
 from eldric.cluster.membership import Membership
 from eldric.registry import Role
 from eldric.roles.worker.backends import KINDS, base_url
-from eldric.roles.worker.embedded import Embedded, available, launch_of, served_id
+from eldric.roles.worker.embedded import available, launch_of, served_id
+from eldric.roles.worker.embedded_models import EmbeddedModels
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker import models as model_api
 from eldric.roles.worker import ollama_api
@@ -58,35 +61,27 @@ async def _embedded_backend(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     launch = launch_of(st.cfg)
-    engine = Embedded()
+    models = st.models = EmbeddedModels(
+        launch, st.models_dir, max_loaded=st.cfg.max_loaded_models,
+        wait=st.cfg.model_load_wait_ms / 1000, pooling=st.cfg.pooling, on_current=st.use,
+        target_of=st.target_at)
+    st.upstream.models = models.names()
     st.loading = True
 
     async def load() -> None:
         try:
-            url = await engine.start(launch)
-        except Exception as exc:  # noqa: BLE001 - the worker must say so, not hang "loading"
-            # RuntimeError is xllamacpp's only word (llama.cpp logged why); anything else
-            # is an xllamacpp this worker cannot drive (pyproject says which it needs).
-            refused = isinstance(exc, RuntimeError)
-            st.load_error = f"backend embedded could not load {launch.model}: {exc}"
+            await models.start()
+        except Exception:  # noqa: BLE001 - the worker must say so, not hang "loading"
+            st.load_error = models.failed[launch.model_id][1]  # logged by the load
             app[keys.BUS].mark(st.upstream, False, st.load_error)
-            log.error("model_load_failed", model=launch.model,
-                      error=f"{type(exc).__name__}: {exc}",
-                      check="is it a GGUF file this llama.cpp can load? Its own error lines "
-                            "above say why it refused" if refused else
-                            "is xllamacpp as new as eldric[local] asks? "
-                            "pip install -U 'eldric[local]'")
             return
-        st.set_backend(url)
         st.loading = False
         await app[keys.PROBER].now(st.upstream)
-        log.info("model_ready", model_id=engine.model_id, url=url,
-                 healthy=st.upstream.healthy)
 
     task = spawn(load(), name="embedded-load")
     yield
     await cancel(task)
-    await engine.stop()
+    await models.stop()
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -129,6 +124,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     st = WorkerState(cfg=cfg, kind=kind, upstream=up, timeouts=Timeouts.from_config(cfg),
                      host=HostLoad())
     st.set_backend(base_url(cfg.backend_url or kind.default_url))
+    st.models_dir = Path(cfg.models_dir or os.path.join(app[keys.PROCESS].data_dir, "models"))
     st.paths = served_paths(st)
     st.translated = translated_paths(st)
     app[WORKER] = st

@@ -49,6 +49,12 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     models_dir: Annotated[str | None, flag_meta(
         "where model files pulled or distributed to this worker go (llama.cpp, vLLM, TGI "
         "and the embedded backend serve from it; default: DATA_DIR/models)")] = None
+    max_loaded_models: Annotated[int, msgspec.Meta(ge=1, le=64), flag_meta(
+        "embedded backend: models held in memory at once; a request for another model in "
+        "--models-dir unloads the least recently used once it is idle")] = 1
+    model_load_wait_ms: Annotated[Ms, flag_meta(
+        "embedded backend: how long a request for a model being loaded waits before it "
+        "is answered 503 model_loading (with Retry-After), ms")] = 15_000
     mock_tokens: Annotated[int, msgspec.Meta(ge=0, le=100_000), flag_meta(
         "mock backend: tokens per reply")] = 16
     mock_token_delay_ms: Annotated[FloatMs, flag_meta(

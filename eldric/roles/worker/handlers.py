@@ -19,7 +19,7 @@ from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.serve.server import fast_post
 from eldric.store.responses_hop import add_stored_routes, stateful
-from eldric.stream import UpstreamFailure, forward
+from eldric.stream import Target, UpstreamFailure, forward
 from eldric.stream.sse import Tap
 from eldric.wire import anthropic_count
 from eldric.wire.cluster import covers
@@ -43,12 +43,21 @@ def _refuse_while_loading(st: WorkerState) -> None:
 async def _relay(request: LaneRequest, body: bytes, translate: Translator | None = None,
                  tap: Tap | None = None) -> Answer:
     """Forward to the backend (a translation to its own upstream path); a backend that
-    cannot be reached is marked down at once."""
+    cannot be reached is marked down at once. The embedded backend's request goes to the
+    llama.cpp of the model it names, loaded first if need be."""
     st = request.app[WORKER]
     _refuse_while_loading(st)
+    if st.models is None:
+        return await _to(request, st, st.target, body, translate, tap)
+    async with st.models.using(request[keys.HOP].model or None) as target:
+        return await _to(request, st, target, body, translate, tap)
+
+
+async def _to(request: LaneRequest, st: WorkerState, target: Target | None, body: bytes,
+              translate: Translator | None, tap: Tap | None) -> Answer:
     path = request.path if translate is None else translate.upstream_path
     try:
-        resp = await forward(request, st.target, path, body,
+        resp = await forward(request, target, path, body,  # type: ignore[arg-type]
                              timeouts=st.timeouts, translate=translate, tap=tap)
     except UpstreamFailure as exc:
         request.app[keys.BUS].mark_down(st.upstream, exc)
@@ -160,6 +169,9 @@ async def _backend_models(request: web.Request) -> list[str]:
     """The backend's model ids, asked now (the probe's copy may be a period old)."""
     st = request.app[WORKER]
     _refuse_while_loading(st)
+    if st.models is not None:  # what its models directory holds, not one llama.cpp's
+        ids = st.upstream.models = st.models.rescan()
+        return ids
     session = request.app[keys.SESSION]
     try:
         async with session.get(st.backend_url + st.kind.models_path,
@@ -185,19 +197,28 @@ async def _backend_models(request: web.Request) -> list[str]:
     return ids
 
 
+def _listed(st: WorkerState, ids: list[str]) -> list[Model]:
+    """The OpenAI model objects; the embedded backend's say whether each is loaded."""
+    owner = st.cfg.backend
+    if st.models is not None:
+        return st.models.listed(owner)  # type: ignore[return-value]
+    return [Model(id=i, owned_by=owner) for i in ids]
+
+
 async def models(request: web.Request) -> web.Response:
     """GET /v1/models: the backend's own list, mapped to the OpenAI format."""
-    owner = request.app[WORKER].cfg.backend
     ids = await _backend_models(request)
-    return json_response(ModelList(data=[Model(id=i, owned_by=owner) for i in ids]))
+    return json_response(ModelList(data=_listed(request.app[WORKER], ids)))
 
 
 async def model(request: web.Request) -> web.Response:
     """GET /v1/models/{id} (the SDKs' models.retrieve), from the same list."""
     wanted = request.match_info["id"]
-    if wanted not in await _backend_models(request):
+    st = request.app[WORKER]
+    found = [m for m in _listed(st, await _backend_models(request)) if m.id == wanted]
+    if not found:
         raise ModelNotFound(f"the model {wanted!r} is not served here", param="model")
-    return json_response(Model(id=wanted, owned_by=request.app[WORKER].cfg.backend))
+    return json_response(found[0])
 
 
 def add_routes(app: web.Application) -> None:

@@ -24,12 +24,18 @@ log = structlog.get_logger("eldric.worker")
 async def probe(app: web.Application, up: UpstreamState) -> Verdict:
     """Ask the backend for its model list: that is both the health check and the models."""
     st = app[WORKER]
+    if st.models is not None and st.models.current is None:
+        # the embedded backend between unloading one model and loading the next: no
+        # llama.cpp to ask, the worker itself is fine
+        up.models = st.models.rescan()
+        return HEALTHY
     async with app[keys.SESSION].get(st.backend_url + st.kind.models_path,
                                      headers=st.target.headers if st.target else None) as resp:
         body = await resp.read()
         if resp.status != 200:
             raise ValueError(f"HTTP {resp.status} from {st.kind.models_path}")
-        up.models = parse_models(st.kind, body)
+        # the embedded backend serves every model of its models directory, loaded or not
+        up.models = parse_models(st.kind, body) if st.models is None else st.models.rescan()
     return HEALTHY
 
 

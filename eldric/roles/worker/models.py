@@ -13,13 +13,12 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from eldric import keys
+from eldric import gguf, keys
 from eldric.modelops.files import Files
 from eldric.modelops.ollama import Ollama
 from eldric.modelops.ops import Op, Ops
 from eldric.modelops.routes import MODEL_API, Backend, ModelApi
 from eldric.modelops.routes import add_routes as add_model_routes
-from eldric import gguf
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.tasks import spawn
 from eldric.wire.models import ModelOps

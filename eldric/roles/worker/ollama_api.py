@@ -33,29 +33,33 @@ async def show(request: web.Request) -> web.Response:
     request[keys.HOP].model = model
     if model not in await _backend_models(request):
         raise ModelNotFound(f"model '{model}' not found", param="model")
-    return answer(ollama.show(**await _described(request.app)))
+    return answer(ollama.show(**await _described(request.app, model)))
 
 
-# What /api/show says of this worker's model: worked out once (the embedded model's path
-# is looked up among the installed packages, its GGUF header read), on a thread, so no
-# request waits on the disk in the event loop.
-_DESCRIPTION: web.AppKey[dict[str, Any]] = web.AppKey("eldric_worker_ollama_show", dict)
+# What /api/show says of a model of this worker: worked out once a model file (the
+# embedded model's path is looked up among the installed packages, its GGUF header read),
+# on a thread, so no request waits on the disk in the event loop.
+_DESCRIPTION: web.AppKey[dict[str, dict[str, Any]]] = web.AppKey("eldric_worker_ollama_show",
+                                                                 dict)
 
 
-async def _described(app: web.Application) -> dict[str, Any]:
-    known = app[_DESCRIPTION]  # made empty with the routes, filled by the first ask
-    if not known:
-        known.update(await asyncio.to_thread(_description, app[WORKER]))
-    return known
+async def _described(app: web.Application, model: str) -> dict[str, Any]:
+    st = app[WORKER]
+    # the embedded backend's models each have their file; "" for the one model of others
+    path = st.models.catalog.get(model, "") if st.models is not None else ""
+    known = app[_DESCRIPTION]  # made empty with the routes, filled as models are asked
+    if path not in known:
+        known[path] = await asyncio.to_thread(_description, st, path)
+    return known[path]
 
 
-def _description(st: WorkerState) -> dict[str, Any]:
+def _description(st: WorkerState, path: str) -> dict[str, Any]:
     capabilities = ["completion"]
     if st.cfg.backend == "mock" or (st.cfg.backend == "embedded" and st.cfg.embeddings):
         capabilities.append("embedding")
     if st.cfg.backend != "embedded":
         return {"capabilities": capabilities}
-    path = st.cfg.model or default_model()
+    path = path or st.cfg.model or default_model()  # type: ignore[assignment]
     info = _gguf_info(path) if path else {}
     family = str(info.get("general.architecture") or "")
     return {"model_info": info, "capabilities": capabilities,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -12,6 +14,9 @@ from eldric.roles.worker.backends import BackendKind
 from eldric.roles.worker.config import WorkerConfig
 from eldric.stream import Target, Timeouts
 from eldric.sysload import HostLoad
+
+if TYPE_CHECKING:
+    from eldric.roles.worker.embedded_models import EmbeddedModels
 
 
 @dataclass
@@ -28,6 +33,10 @@ class WorkerState:
     load_error: str | None = None  # ... or could not be loaded (it stays "loading")
     paths: list[str] | None = None  # served natively (health.served_paths)
     translated: list[str] = field(default_factory=list)  # health.translated_paths
+    models_dir: Path = Path("models")  # --models-dir, else DATA_DIR/models (set in build)
+    # The embedded backend's models, loaded on demand (None for every other backend: its
+    # requests go to `target`)
+    models: EmbeddedModels | None = None
 
     @property
     def worker_id(self) -> str | None:
@@ -49,11 +58,26 @@ class WorkerState:
         return self.cfg.parallel if self.cfg.backend == "embedded" else None
 
     def set_backend(self, url: str) -> None:
-        self.backend_url = url
-        self.upstream.url = url
+        self.use(self.target_at(url))
+
+    def target_at(self, url: str) -> Target:
         headers = ({"Authorization": f"Bearer {self.cfg.backend_api_key}"}
                    if self.cfg.backend_api_key else None)
-        self.target = Target(state=self.upstream, base_url=url, headers=headers)
+        return Target(state=self.upstream, base_url=url, headers=headers)
+
+    def use(self, target: Target) -> None:
+        """Send requests to `target` (the embedded backend: the model last asked for)."""
+        self.target = target
+        self.backend_url = self.upstream.url = target.base_url
+
+    def refresh(self) -> list[str]:
+        """The models served, read again now: what the model operations call after
+        installing or deleting a file, so it is servable (or gone) at once. The embedded
+        backend reads its models directory; another backend's list is its own, asked by
+        the next probe (app[keys.PROBER].now)."""
+        if self.models is not None:
+            self.upstream.models = self.models.rescan()
+        return list(self.upstream.models)
 
 
 # Role-owned key: a third-party role cannot add to eldric/keys.py, so role state keys live

@@ -35,12 +35,8 @@ async def open_reply(session: aiohttp.ClientSession, method: str, url: str, *, w
     try:
         resp = await session.request(method, url, data=data, headers=headers,
                                      timeout=timeout)
-    except TimeoutError:
-        raise UpstreamFailure.of(who, "timeout", 504,
-                                 f"worker {who} gave no reply in time") from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamFailure.of(who, "connect", 503,
-                                 f"worker {who} is unreachable: {describe(exc)}") from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise _failure(exc, who, replied=False) from None
     if resp.status >= 400:
         try:
             raw = await resp.read()
@@ -57,9 +53,18 @@ async def read_whole(resp: aiohttp.ClientResponse, who: str) -> bytes:
     try:
         async with resp:
             return await resp.read()
-    except TimeoutError:
-        raise UpstreamFailure.of(who, "timeout", 504,
-                                 f"worker {who} stopped sending its reply") from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamFailure.of(who, "closed", 502,
-                                 f"worker {who} broke off its reply: {describe(exc)}") from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise _failure(exc, who, replied=True) from None
+
+
+def _failure(exc: BaseException, who: str, *, replied: bool) -> UpstreamFailure:
+    """What went wrong, as the Failover judges it: no reply in time, no connection, or
+    (`replied`) a reply that broke off."""
+    if isinstance(exc, TimeoutError):
+        what = "stopped sending its reply" if replied else "gave no reply in time"
+        return UpstreamFailure.of(who, "timeout", 504, f"worker {who} {what}")
+    if replied:
+        return UpstreamFailure.of(who, "closed", 502,
+                                  f"worker {who} broke off its reply: {describe(exc)}")
+    return UpstreamFailure.of(who, "connect", 503,
+                              f"worker {who} is unreachable: {describe(exc)}")

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import structlog
+from structlog.contextvars import bind_contextvars, clear_contextvars
 
 from eldric.bus import Bus, UpstreamState
 from eldric.errors import BadRequest, EldricError, NotFound, UpstreamFailure
@@ -123,13 +124,15 @@ class Jobs:
         for job in await self.table.load():
             self.jobs[job.id] = job
         resumed = 0
-        for job in self.jobs.values():
+        for job in list(self.jobs.values()):
             if job.state != "running":
                 continue
-            for t in job.targets:
-                if t.state not in TERMINAL:
-                    self._run(job, t)
-                    resumed += 1
+            pending = [t for t in job.targets if t.state not in TERMINAL]
+            for t in pending:
+                self._run(job, t)
+            resumed += len(pending)
+            if not pending:  # its last target ended just before the stop: end the job
+                await self._ended(job)
         self._prune()
         self._loop = spawn(every(PUBLISH_S, self._tick), name="controller-jobs")
         log.info("jobs_loaded", jobs=len(self.jobs), resumed_targets=resumed)
@@ -261,6 +264,10 @@ class Jobs:
 
     async def _drive(self, job: StoredJob, t: StoredTarget) -> None:
         key = (job.id, t.worker_id)
+        # The task outlives the request that made it: its log lines carry the job, not
+        # that request's id.
+        clear_contextvars()
+        bind_contextvars(job=job.id, worker=t.worker_id)
         try:
             assert self.slots is not None
             async with self.slots:
@@ -313,7 +320,8 @@ class Jobs:
         t.code = code
         t.finished_at = time.time()
         meter.update(t, meter.Meter(), time.monotonic())
-        log.info("job_target_ended", job=job.id, worker=t.worker_id, state=state, error=error)
+        log.info("job_target_ended", job=job.id, worker=t.worker_id, state=state, error=error,
+                 code=code)
         self.touch(job)
 
     async def _ended(self, job: StoredJob) -> None:
@@ -323,8 +331,9 @@ class Jobs:
             job.finished_at = time.time()
             log.info("job_finished", job=job.id, state=state)
         job.state = state
-        await self._write(job)
-        self._prune()
+        self._prune()  # before anyone sees this job finished and the history one too long
+        if job.id in self.jobs:  # (not itself forgotten: the oldest, beyond the history)
+            await self._write(job)
 
     def _prune(self) -> None:
         """Forget the oldest finished jobs beyond --job-history (in the background)."""
@@ -347,7 +356,9 @@ class Jobs:
             return job
         job.cancelled = True
         pending = [t for t in job.targets if t.state not in TERMINAL]
-        await asyncio.gather(*(self._cancel_op(t) for t in pending if t.started))
+        # Told to the workers where the operation may be running: sent, or being sent.
+        await asyncio.gather(*(self._cancel_op(t) for t in pending
+                               if t.started or t.started_at is not None))
         for t in pending:
             task = self.tasks.get((job.id, t.worker_id))
             if t.state not in TERMINAL:  # the worker's own "cancelled" line may be in

@@ -118,6 +118,7 @@ class Follow(Failover[WorkerRecord, OpProgress]):
             last = self._line(await read_whole(snap, who), who)
             if last.state in TERMINAL:
                 return last
+            self._saw(last)  # what it did while nobody followed
             resp = await open_reply(jobs.session, "GET", ops + "?follow=true", who=who,
                                     key=jobs.cfg.cluster_key, timeout=jobs.stream_timeout)
         jobs.bus.mark(self.state(w), True)
@@ -137,10 +138,7 @@ class Follow(Failover[WorkerRecord, OpProgress]):
                     if not raw.strip():
                         continue
                     p = self._line(raw, who)
-                    self.quiet = 0
-                    self.seen = True
-                    if self.jobs.progress(self.job, self.t, p):
-                        self.progress_at = time.monotonic()
+                    self._saw(p)
                     if p.state in TERMINAL:
                         return p
                     self._check_stall()
@@ -154,6 +152,12 @@ class Follow(Failover[WorkerRecord, OpProgress]):
                                      f"{type(exc).__name__}") from None
         raise UpstreamFailure.of(who, "closed", 502,
                                  f"worker {who}'s progress stream ended before the operation")
+
+    def _saw(self, p: OpProgress) -> None:
+        self.quiet = 0
+        self.seen = True
+        if self.jobs.progress(self.job, self.t, p):
+            self.progress_at = time.monotonic()
 
     def _line(self, raw: bytes, who: str) -> OpProgress:
         try:

@@ -16,6 +16,7 @@ import msgspec
 from aiohttp import web
 from aiohttp_sse import sse_response
 
+from eldric import keys
 from eldric.auth import require_key
 from eldric.bus import UpstreamState
 from eldric.bus.routes import json_response
@@ -97,7 +98,7 @@ async def distribute(request: web.Request) -> web.Response:
     req = decode_head(await read_body(request), Distribute)
     _model(req.model)
     p = await plan(req, jobs.registry.workers, jobs.session, jobs.self_url, cfg.cluster_key,
-                   cfg.admin_key)
+                   request.app.get(keys.MODEL_REGISTRY))
     chosen = targets.choose(jobs.registry.workers, p.able, ids=req.workers,
                             backend_types=req.backend_types,
                             also=lambda w: p.skip.get(w.id or ""))
@@ -193,8 +194,9 @@ class _ShowFrom(Failover[WorkerRecord, web.Response]):
         resp = await open_reply(self.jobs.session, "POST", f"{c.url}/api/v1/models/show",
                                 who=self.name(c), key=self.jobs.cfg.cluster_key,
                                 timeout=_TIMEOUT, body=msgspec.Raw(self.body))
-        return web.Response(body=await read_whole(resp, self.name(c)),
-                            content_type="application/json")
+        body = await read_whole(resp, self.name(c))
+        self.jobs.bus.mark(self.state(c), True)
+        return web.Response(body=body, content_type="application/json")
 
 
 async def show(request: web.Request) -> web.Response:

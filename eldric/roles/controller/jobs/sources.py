@@ -3,10 +3,10 @@
 - `ollama`: the model is pulled by name from the Ollama registry (the worker's pull);
 - `url`: a GGUF/safetensors file anywhere, installed the backend's way (the worker's
   install: Ollama gets it as a blob + /api/create, file backends in --models-dir);
-- `registry`: an entry of the controller's own model registry (GET
-  /api/v1/model-registry/{id}: its name, format, size, sha256 and path), downloaded from
-  its /download with the cluster key; a worker that sees the same file at that path (a
-  shared filesystem) uses it there;
+- `registry`: an entry (id or name) of the controller's own model registry
+  (eldric.model_registry, in this process): its name, format, size, sha256 and path; the
+  worker downloads it from its /download with the cluster key, or, when it sees the same
+  file at that path (a shared filesystem), uses it there;
 - `worker`: the model file of another worker (`from`) that serves its files
   (GET /api/v1/models/files/{name}), found in its /api/v1/models/local.
 
@@ -23,6 +23,7 @@ import aiohttp
 import msgspec
 
 from eldric.errors import BadRequest, NotFound, UpstreamFailure
+from eldric.model_registry import ModelRegistry
 from eldric.roles.controller.jobs import targets
 from eldric.roles.controller.jobs.calls import open_reply, read_whole
 from eldric.roles.controller.jobs.table import Call
@@ -46,15 +47,6 @@ class Distribute(msgspec.Struct, forbid_unknown_fields=True):
     backend_types: list[str] | None = None
 
 
-class _RegistryEntry(msgspec.Struct):  # what distribute reads of a registry entry
-    id: str
-    name: str
-    format: Literal["gguf", "safetensors"] = "gguf"
-    size: int | None = None
-    sha256: str | None = None
-    path: str | None = None
-
-
 @dataclass
 class Plan:
     call: Call
@@ -66,7 +58,7 @@ class Plan:
 
 async def plan(req: Distribute, workers: dict[str, WorkerRecord],
                session: aiohttp.ClientSession, self_url: str, key: str | None,
-               admin_key: str | None) -> Plan:
+               registry: ModelRegistry | None) -> Plan:
     name = req.name or req.model
     if req.source == "ollama":
         return Plan("pull", targets.can_pull("ollama"), {"model": req.model})
@@ -78,11 +70,14 @@ async def plan(req: Distribute, workers: dict[str, WorkerRecord],
             body["sha256"] = req.sha256
         return _install(body, workers, name)
     if req.source == "registry":
-        entry = await _registry_entry(session, self_url, req.model, admin_key or key)
-        body = {"name": req.name or entry.name, "format": entry.format,
+        entry = registry.get(req.model) if registry is not None else None
+        if entry is None:
+            raise NotFound(f"no model {req.model} in the registry"
+                           + ("" if registry is not None else " (this controller keeps none)"),
+                           code="registry_model_not_found")
+        body = {"name": req.name or entry.name, "format": entry.format, "size": entry.size,
+                "sha256": entry.sha256, "path": entry.path,
                 "url": f"{self_url}/api/v1/model-registry/{quote(entry.id, safe='')}/download"}
-        body |= {k: v for k in ("sha256", "size", "path")
-                 if (v := getattr(entry, k)) is not None}
         p = _install(body, workers, body["name"])
         p.keyed = True
         return p
@@ -93,24 +88,6 @@ def _install(body: dict[str, Any], workers: dict[str, WorkerRecord], name: str) 
     return Plan("install", targets.can_install, body,
                 skip={w: "it has the model already" for w, r in workers.items()
                       if name in r.models})
-
-
-async def _registry_entry(session: aiohttp.ClientSession, self_url: str, ident: str,
-                          key: str | None) -> _RegistryEntry:
-    url = f"{self_url}/api/v1/model-registry/{quote(ident, safe='')}"
-    try:
-        resp = await open_reply(session, "GET", url, who="registry", key=key,
-                                timeout=_TIMEOUT)
-        return msgspec.json.decode(await read_whole(resp, "registry"), type=_RegistryEntry)
-    except UpstreamFailure as exc:
-        if exc.status == 404:
-            raise NotFound(f"no model {ident} in the registry",
-                           code="registry_model_not_found") from None
-        raise
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise UpstreamFailure.of("registry", "status", 502,
-                                 f"the registry's entry for {ident} is unreadable: {exc}") \
-            from None
 
 
 async def _from_worker(req: Distribute, name: str, workers: dict[str, WorkerRecord],

@@ -35,7 +35,7 @@ class StoredTarget(TargetStatus, kw_only=True):
     started: bool = False  # sent to the worker: re-attach to op_id, do not start again
 
 
-class StoredJob(msgspec.Struct, kw_only=True):
+class _Head(msgspec.Struct, kw_only=True):  # a job's row: the job without its targets
     id: str
     kind: JobKind
     model: str
@@ -44,6 +44,9 @@ class StoredJob(msgspec.Struct, kw_only=True):
     source: Source | None = None
     finished_at: float | None = None
     cancelled: bool = False
+
+
+class StoredJob(_Head, kw_only=True):
     targets: list[StoredTarget] = []
 
     def public(self) -> Job:
@@ -53,17 +56,6 @@ class StoredJob(msgspec.Struct, kw_only=True):
                    targets=[TargetStatus(**{f: getattr(t, f)
                                             for f in TargetStatus.__struct_fields__})
                             for t in self.targets])
-
-
-class _Head(msgspec.Struct, kw_only=True):  # a job row: the job without its targets
-    id: str
-    kind: JobKind
-    model: str
-    state: JobState
-    created_at: float
-    source: Source | None = None
-    finished_at: float | None = None
-    cancelled: bool = False
 
 
 _enc = msgspec.json.Encoder()
