@@ -171,7 +171,7 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
                 await cdp.wait_for(
                     f"(() => {{ const tr = document.querySelector('#m-matrix-body tr[data-model-id={json.dumps(MODEL)}]');"
                     " return tr && tr.querySelectorAll('td.cell.yes').length === 3"
-                    " && !tr.querySelector('button'); })()", "the model on every worker in the matrix")
+                    " && !tr.querySelector('button[data-action=distribute]'); })()", "the model on every worker in the matrix")
 
                 # 4. The stream drops mid-pull: the controller is killed and started again.
                 status, accepted = await post(s, base + "/api/v1/models/pull", {"model": OTHER},

@@ -90,7 +90,7 @@ async def test_models_tab_cancel_distribute_registry_and_drill_down(aiohttp_serv
                     f"j.dataset.jobId === {json.dumps(second)} && j.dataset.state === 'completed'"),
                     "the distribution to complete")
                 await cdp.wait_for(f"document.querySelectorAll('{row} td.cell.yes').length === 2"
-                                   f" && !document.querySelector('{row} button')",
+                                   f" && !document.querySelector('{row} button[data-action=distribute]')",
                                    "the model on both workers, nothing left to distribute")
 
                 # 3. One worker's own models.
@@ -102,6 +102,22 @@ async def test_models_tab_cancel_distribute_registry_and_drill_down(aiohttp_serv
                     "the worker's models")
                 assert local[2] == "2.0 MB" and local[3].endswith("ago"), local
                 assert "backend ollama" in await cdp.js("document.getElementById('m-local-backend').textContent")
+
+                # A model off the fleet: two clicks (the first arms the button), a job.
+                remove = f"{row} button[data-action='remove']"
+                await cdp.click(remove)
+                assert await cdp.js(f"document.querySelector({json.dumps(remove)}).textContent") \
+                    == "Sure? Remove from workers"
+                _, listing = await get(s, base + "/api/v1/models/pull-jobs")
+                assert len(listing["jobs"]) == 2  # nothing started by the first click
+                await cdp.click(remove)
+                await cdp.wait_for(job_where("j.querySelector('.kind').textContent === 'delete'"
+                                             " && j.dataset.state === 'completed'"),
+                                   "the removal to complete")
+                await cdp.wait_for(f"!document.querySelector('{row}')", "the model gone from the matrix")
+                await cdp.wait_for(f"!document.querySelector('#m-local-body tr[data-local={json.dumps(OTHER)}]')",
+                                   "the model gone from the worker's list")
+                assert OTHER not in free.app[MODELS].installed
 
                 # 4. The registry: upload through the form, metadata, distribute, delete.
                 data = small_model(file_type=7, data=300_000)
@@ -122,12 +138,16 @@ async def test_models_tab_cancel_distribute_registry_and_drill_down(aiohttp_serv
                 assert "llama" in cells[6] and "64 params" in cells[6] and "Q8_0" in cells[6], cells
                 await cdp.click("#m-registry-body button[data-action='reg-distribute']")
                 third = await cdp.wait_for(job_where(
-                    f"j.dataset.jobId !== {json.dumps(second)} && j.dataset.state === 'completed'"),
+                    "j.querySelector('.kind').textContent === 'distribute from registry'"
+                    " && j.dataset.state === 'completed'"),
                     "the registry distribution to complete", timeout=30)
                 _, j = await get(s, f"{base}/api/v1/models/pull-jobs/{third}")
                 assert j["kind"] == "distribute" and j["source"] == "registry", j
                 assert {t["state"] for t in j["targets"]} == {"completed"}, j
                 assert any(n.startswith("tiny-llama") for n in free.app[MODELS].installed)
+                await cdp.click("#m-registry-body button[data-action='reg-delete']")
+                await cdp.wait_for("!!document.querySelector('#m-registry-body button.armed')",
+                                   "the delete button armed")
                 await cdp.click("#m-registry-body button[data-action='reg-delete']")
                 await cdp.wait_for("!document.querySelector('#m-registry-body tr')"
                                    " && !document.getElementById('m-registry-empty').hidden",

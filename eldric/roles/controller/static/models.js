@@ -269,9 +269,9 @@
     }
   }
 
-  async function startJob(what, path, body) {
+  async function startJob(what, path, body, method) {
     try {
-      const r = await call("POST", path, body);
+      const r = await call(method || "POST", path, body);
       putJob(r.job);
       const skipped = (r.job.targets || []).filter((t) => t.state === "skipped").length;
       flash(`${what} started on ${(r.job.targets || []).length - skipped} worker(s)` +
@@ -358,6 +358,22 @@
     connect();
   }
 
+  // ------------------------------------------------------------------ deleting
+
+  // A deletion takes two clicks: the first arms the button ("Sure? …") for ARM_MS. Kept
+  // here, not on the element, because the tables are rebuilt under it every refresh.
+  const ARM_MS = 5000;
+  const armed = new Map(); // action:id -> until (ms)
+
+  function isArmed(action, id) { return (armed.get(`${action}:${id}`) || 0) > Date.now(); }
+
+  function deleteButton(action, id, name, text) {
+    const on = isArmed(action, id);
+    return h("button", { class: on ? "btn danger armed" : "btn danger", type: "button",
+                         "data-action": action, "data-id": id, "data-name": name },
+      on ? `Sure? ${text}` : text);
+  }
+
   // ------------------------------------------------------------------ coverage
 
   function liveWorkers() {
@@ -390,7 +406,8 @@
             ? h("button", { class: "btn", type: "button", "data-action": "distribute",
                             "data-model": String(x.id), title: `to ${missing.join(", ")}` },
                 `Distribute to the rest (${missing.length})`)
-            : null),
+            : null,
+            deleteButton("remove", String(x.id), String(x.id), "Remove from workers")),
         ].flat();
       });
     showEmpty("m-matrix-empty", !ids.length ? "No live inference or cloud worker."
@@ -434,8 +451,7 @@
       h("td", { class: "act" },
         h("button", { class: "btn", type: "button", "data-action": "reg-distribute", "data-id": r.id,
                       "data-name": r.name }, "Distribute"),
-        h("button", { class: "btn danger", type: "button", "data-action": "reg-delete", "data-id": r.id,
-                      "data-name": r.name }, "Delete")),
+        deleteButton("reg-delete", String(r.id), String(r.name), "Delete")),
     ];
   }
 
@@ -539,12 +555,22 @@
     if (!btn || btn.disabled) return;
     const a = btn.dataset.action;
     if (a === "retry" || a === "cancel") return jobAction(a, btn.dataset.jobId, btn);
+    if ((a === "remove" || a === "reg-delete") && !isArmed(a, btn.dataset.id)) {
+      armed.set(`${a}:${btn.dataset.id}`, Date.now() + ARM_MS);
+      setTimeout(() => { renderMatrix(); renderRegistry(); }, ARM_MS + 50);
+      return a === "remove" ? renderMatrix() : renderRegistry();
+    }
+    armed.delete(`${a}:${btn.dataset.id}`);
     btn.disabled = true;
     try {
       if (a === "distribute") await distributeRest(btn.dataset.model);
       else if (a === "reg-distribute") {
         await startJob(`distribution of ${btn.dataset.name}`, "/api/v1/models/distribute",
                        { model: btn.dataset.id, source: "registry" });
+      } else if (a === "remove") {
+        // Every worker that lists it; a name may hold slashes (hf.co/org/model:tag).
+        const path = btn.dataset.id.split("/").map(encodeURIComponent).join("/");
+        await startJob(`removal of ${btn.dataset.id}`, `/api/v1/models/${path}`, undefined, "DELETE");
       } else if (a === "reg-delete") {
         await call("DELETE", `/api/v1/model-registry/${encodeURIComponent(btn.dataset.id)}`);
         flash(`${btn.dataset.name} deleted from the registry`);
