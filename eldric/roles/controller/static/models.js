@@ -35,7 +35,7 @@
     started: false,
   };
   const stream = { es: null, state: "idle", backoff: RECONNECT_MIN_MS, timer: null,
-                   lastEventAt: 0, pollTimer: null };
+                   lastEventAt: 0 };
 
   // ------------------------------------------------------------------ calls
 
@@ -242,8 +242,10 @@
     renderJobs();
   }
 
-  function putJob(job) {
-    if (job && job.id) m.jobs.set(job.id, job);
+  // ifNew: a job as an action's reply made it. The stream may have told us more already
+  // (a pull of a model a worker has can end within one publish tick): keep that.
+  function putJob(job, ifNew) {
+    if (job && job.id && !(ifNew && m.jobs.has(job.id))) m.jobs.set(job.id, job);
     renderJobs();
   }
 
@@ -272,7 +274,7 @@
   async function startJob(what, path, body, method) {
     try {
       const r = await call(method || "POST", path, body);
-      putJob(r.job);
+      putJob(r.job, true);
       const skipped = (r.job.targets || []).filter((t) => t.state === "skipped").length;
       flash(`${what} started on ${(r.job.targets || []).length - skipped} worker(s)` +
             (skipped ? `, ${skipped} skipped` : "") + ` · ${r.job_id}`);
