@@ -145,6 +145,10 @@ async def test_models_tab_cancel_distribute_registry_and_drill_down(aiohttp_serv
                 assert j["kind"] == "distribute" and j["source"] == "registry", j
                 assert {t["state"] for t in j["targets"]} == {"completed"}, j
                 assert any(n.startswith("tiny-llama") for n in free.app[MODELS].installed)
+                await cdp.wait_for("[...document.querySelectorAll('#m-matrix-body tr')].some((tr) =>"
+                                   " tr.dataset.modelId.startsWith('tiny-llama')"
+                                   " && tr.querySelectorAll('td.cell.yes').length === 2)",
+                                   "the distributed model on both workers in the matrix")
                 await cdp.click("#m-registry-body button[data-action='reg-delete']")
                 await cdp.wait_for("!!document.querySelector('#m-registry-body button.armed')",
                                    "the delete button armed")
