@@ -122,6 +122,17 @@ async def measure(url: str, src: Path, size: int, ps: psutil.Process) -> None:
             print(f"{label:<20}{rate(got, took)}")
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """Stop a process this benchmark started (its whole session), SIGKILL after 15 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mb", type=int, default=1024)
@@ -149,13 +160,8 @@ def main() -> None:
         asyncio.run(wait_ready(url, proc))
         asyncio.run(measure(url, src, size, psutil.Process(proc.pid)))
     finally:
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        if proc is not None:
+            stop(proc)
         if args.keep_tmp:
             print(f"kept {tmp}", file=sys.stderr)
         else:

@@ -223,25 +223,28 @@ async def _copy(resp: aiohttp.ClientResponse, out: _Part, total: int | None,
     part file then resumes from there)."""
     if progress:
         progress(out.size, total)
-    buf = bytearray()
+    pieces: list[bytes] = []  # joined once a MiB: one copy, not a growing buffer's
+    held = 0
     writing: asyncio.Future[None] | None = None
     loop = asyncio.get_running_loop()
 
     async def flush() -> None:
-        nonlocal buf, writing
+        nonlocal pieces, held, writing
         if writing is not None:
             await writing
             writing = None
             if progress:
                 progress(out.size, total)
-        if buf:
-            writing = loop.run_in_executor(None, out.write, bytes(buf))
-            buf = bytearray()
+        if pieces:
+            data = b"".join(pieces)
+            pieces, held = [], 0
+            writing = loop.run_in_executor(None, out.write, data)
 
     try:
-        async for piece in resp.content.iter_chunked(CHUNK):
-            buf += piece
-            if len(buf) >= CHUNK:
+        async for piece in resp.content.iter_any():  # as received: no join of its own
+            pieces.append(piece)
+            held += len(piece)
+            if held >= CHUNK:
                 await flush()
     finally:
         await flush()

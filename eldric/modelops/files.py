@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,8 +23,9 @@ from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, ModelNotFound
 from eldric.modelops import models_dir
 from eldric.modelops.ops import Driver, Op
-from eldric.modelops.source import download, shared
-from eldric.wire.models import InstallRequest, LocalModels, ModelOps, PullRequest
+from eldric.modelops.source import Exclusive, already, download, shared
+from eldric.wire.models import (InstallRequest, LocalModel, LocalModels, ModelOps,
+                                PullRequest)
 
 # A model name that is a file name of its own in the models directory.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,199}$")
@@ -40,13 +41,17 @@ def _checked(name: str, param: str) -> str:
 
 @dataclass
 class Files:
-    """`describe(path)` reads a GGUF's header scalars (eldric.gguf)."""
+    """`describe(path)` reads a GGUF's header scalars (eldric.gguf.scalars);
+    `listing()`, when given, is the backend's own list of its models (the embedded
+    backend's: its start model too, and which are loaded), else the directory's."""
 
     kind: str
     root: Path
     session: Callable[[], aiohttp.ClientSession]
     describe: Callable[[Path], dict[str, Any]]
+    listing: Callable[[], list[LocalModel]] | None = None
     ops = ModelOps(pull=["url"], install=True, delete=True, files=True)
+    _busy: Exclusive = field(default_factory=Exclusive)
 
     def _dest(self, name: str, fmt: str, url: str) -> Path:
         if fmt == "safetensors":  # a model directory; the file keeps its own name
@@ -66,7 +71,9 @@ class Files:
         url, sha = req.url, req.sha256
 
         async def drive(op: Op) -> None:
-            await download(self.session(), url, dest, op, sha256=sha, resume=True)
+            async with self._busy.hold(dest, op):
+                if not await already(dest, sha, op):
+                    await download(self.session(), url, dest, op, sha256=sha, resume=True)
         return drive
 
     def install_driver(self, req: InstallRequest) -> Driver:
@@ -74,15 +81,19 @@ class Files:
         dest = self._dest(name, req.format, req.url)
 
         async def drive(op: Op) -> None:
-            here = await shared(req)
-            if here is None:
-                await download(self.session(), req.url, dest, op, sha256=req.sha256,
-                               headers=req.headers, size=req.size)
-                return
+            async with self._busy.hold(dest, op):
+                await self._install(req, dest, op)
+        return drive
+
+    async def _install(self, req: InstallRequest, dest: Path, op: Op) -> None:
+        here = await shared(req)
+        if here is not None:
             op.update(state="verifying", message=f"same file at {here}: linked, not copied",
                       total_bytes=req.size, completed_bytes=req.size or 0)
             await asyncio.to_thread(_link, here, dest)
-        return drive
+        elif not await already(dest, req.sha256, op):
+            await download(self.session(), req.url, dest, op, sha256=req.sha256,
+                           headers=req.headers, size=req.size)
 
     async def delete(self, name: str) -> None:
         m = await asyncio.to_thread(models_dir.resolve, self.root, name)
@@ -104,8 +115,8 @@ class Files:
                               "path": m.path, "metadata": meta, "template": template})
 
     async def local(self) -> LocalModels:
-        return LocalModels(backend=self.kind,
-                           models=await asyncio.to_thread(models_dir.installed, self.root))
+        listed = self.listing or (lambda: models_dir.installed(self.root))
+        return LocalModels(backend=self.kind, models=await asyncio.to_thread(listed))
 
     def file(self, name: str) -> Path | None:
         m = models_dir.resolve(self.root, name)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +26,7 @@ from aiohttp import web
 
 from eldric.errors import BadRequest, EldricError, ModelNotFound, UpstreamUnavailable
 from eldric.modelops.ops import Driver, Op, OpFailed
-from eldric.modelops.source import obtain, safe_name
+from eldric.modelops.source import Exclusive, obtain, safe_name
 from eldric.wire.models import (InstallRequest, LocalModel, LocalModels, ModelOps,
                                 PullRequest)
 
@@ -90,6 +90,7 @@ class Ollama:
     work_dir: Path
     kind: str = "ollama"
     ops = ModelOps(pull=["ollama"], install=True, delete=True)
+    _busy: Exclusive = field(default_factory=Exclusive)
 
     def _where(self) -> str:
         return f"backend ollama at {self.base}"
@@ -136,19 +137,23 @@ class Ollama:
 
         async def drive(op: Op) -> None:
             dest = self.work_dir / (safe_name(req.name) + ".gguf")
-            path, sha, temporary = await obtain(self.session(), req, dest, op)
-            try:
-                digest = "sha256:" + sha
-                op.update(state="verifying", message="pushing the file to ollama")
-                await self._push_blob(path, digest)
-                fname = path.name if path.name.endswith(".gguf") else "model.gguf"
-                await self._progress("/api/create", {"model": req.name, "stream": True,
-                                                     "files": {fname: digest}}, op,
-                                     creating=True)
-            finally:
-                if temporary:
-                    await asyncio.to_thread(path.unlink, missing_ok=True)
+            async with self._busy.hold(dest, op):
+                await self._install(req, dest, op)
         return drive
+
+    async def _install(self, req: InstallRequest, dest: Path, op: Op) -> None:
+        path, sha, temporary = await obtain(self.session(), req, dest, op)
+        try:
+            digest = "sha256:" + sha
+            op.update(state="verifying", message="pushing the file to ollama")
+            await self._push_blob(path, digest)
+            fname = path.name if path.name.endswith(".gguf") else "model.gguf"
+            await self._progress("/api/create", {"model": req.name, "stream": True,
+                                                 "files": {fname: digest}}, op,
+                                 creating=True)
+        finally:
+            if temporary:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
 
     async def _push_blob(self, path: Path, digest: str) -> None:
         async with self._call("HEAD", f"/api/blobs/{digest}") as resp:

@@ -72,31 +72,39 @@ class Op:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def changed(self, timeout: float) -> None:
-        """Wait for the next update, at most `timeout` seconds."""
+    async def changed(self, timeout: float, stop: asyncio.Event | None = None) -> None:
+        """Wait for the next update (or `stop`), at most `timeout` seconds."""
+        waits = [asyncio.ensure_future(self._changed.wait())]
+        if stop is not None:
+            waits.append(asyncio.ensure_future(stop.wait()))
         try:
-            await asyncio.wait_for(asyncio.shield(self._changed.wait()), timeout)
-        except TimeoutError:
-            pass
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
-    async def follow(self) -> AsyncIterator[OpProgress]:
+    async def follow(self, stop: asyncio.Event | None = None) -> AsyncIterator[OpProgress]:
         """The snapshots a follower sends: the current one at once, then changes
-        (throttled), repeats when quiet, and the terminal one last."""
+        (bytes and messages throttled, a new state at once), repeats when quiet, and
+        the terminal one last. `stop` (the role is stopping) ends it early, without a
+        terminal line: the stream was cut, the caller re-attaches or learns that the
+        worker went away."""
         loop = asyncio.get_running_loop()
         sent: OpProgress | None = None
         last = 0.0
-        while True:
+        while stop is None or not stop.is_set():
             now = progress = self.progress
             if progress != sent or loop.time() - last >= KEEPALIVE:
                 sent, last = progress, loop.time()
                 yield progress
             if now.state in TERMINAL:
                 return
-            await self.changed(KEEPALIVE)
-            if not self.done:  # bytes moving: wait out the throttle (an end cuts it short)
-                wait = THROTTLE - (loop.time() - last)
-                if wait > 0:
-                    await self.changed(wait)
+            await self.changed(KEEPALIVE, stop)
+            # bytes moving: wait out the throttle; a new state (the end too) cuts it short
+            deadline = last + THROTTLE
+            while (self.progress.state == now.state and loop.time() < deadline
+                   and not (stop is not None and stop.is_set())):
+                await self.changed(deadline - loop.time(), stop)
 
 
 Driver = Callable[[Op], Awaitable[None]]

@@ -18,13 +18,14 @@ refused before any stream (pull_unsupported, install_unsupported).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
 from aiohttp import web
 
+from eldric import keys
 from eldric.auth import require_key
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound
@@ -52,15 +53,20 @@ class Backend(Protocol):
 
 
 class ModelApi:
-    """The routes' state on the app: the backend (None: it does nothing with models),
-    the op table and the cluster key."""
+    """The routes' state on the app: the backend (`backend_of()`, asked per request: a
+    cloud worker's Ollama is whichever is enabled now; None: it does nothing with
+    models), the op table and the cluster key."""
 
-    def __init__(self, backend: Backend | None, ops: Ops, key: str | None,
+    def __init__(self, backend_of: Callable[[], Backend | None], ops: Ops, key: str | None,
                  changed: Callable[[], Awaitable[None]] | None = None):
-        self.backend = backend
+        self.backend_of = backend_of
         self.ops = ops
         self.key = key
         self.changed = changed  # the model list changed (a delete): refresh, heartbeat
+
+    @property
+    def backend(self) -> Backend | None:
+        return self.backend_of()
 
 
 MODEL_API: web.AppKey[ModelApi] = web.AppKey("eldric_model_api", ModelApi)
@@ -95,31 +101,33 @@ async def stream(request: web.Request, op: Op) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": NDJSON, "X-Eldric-Op-Id": op.id})
     await resp.prepare(request)
     try:
-        async for p in op.follow():
+        async for p in op.follow(request.app.get(keys.STOPPING)):
             await resp.write(_enc.encode(p) + b"\n")
     except ConnectionError:  # the caller left (without handler cancellation)
         pass
     return resp
 
 
-async def pull(request: web.Request) -> web.StreamResponse:
+async def _start(request: web.Request, type_: type, kind: str) -> web.StreamResponse:
+    """POST pull or install: the body checked, the backend's driver (or its 400 before
+    any stream), the operation started or joined, its lines streamed."""
     api = _api(request)
-    req = _decode(await read_body(request), PullRequest)
-    assert isinstance(req, PullRequest)
-    if not req.model:
-        raise BadRequest("model is required", param="model", code="invalid_request")
-    driver = _backend(api, "pull models", "pull_unsupported").pull_driver(req)
-    return await stream(request, api.ops.start(req.op_id, req.model, "pull", driver))
+    req = _decode(await read_body(request), type_)
+    field = "model" if kind == "pull" else "name"
+    name = getattr(req, field)
+    if not name:
+        raise BadRequest(f"{field} is required", param=field, code="invalid_request")
+    backend = _backend(api, f"{kind} models", f"{kind}_unsupported")
+    driver = backend.pull_driver(req) if kind == "pull" else backend.install_driver(req)  # type: ignore[arg-type]
+    return await stream(request, api.ops.start(req.op_id, name, kind, driver))  # type: ignore[attr-defined]
+
+
+async def pull(request: web.Request) -> web.StreamResponse:
+    return await _start(request, PullRequest, "pull")
 
 
 async def install(request: web.Request) -> web.StreamResponse:
-    api = _api(request)
-    req = _decode(await read_body(request), InstallRequest)
-    assert isinstance(req, InstallRequest)
-    if not req.name:
-        raise BadRequest("name is required", param="name", code="invalid_request")
-    driver = _backend(api, "install models", "install_unsupported").install_driver(req)
-    return await stream(request, api.ops.start(req.op_id, req.name, "install", driver))
+    return await _start(request, InstallRequest, "install")
 
 
 def _op(api: ModelApi, op_id: str) -> Op:
@@ -178,8 +186,21 @@ async def files(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path)  # Range, If-Range and HEAD by aiohttp itself
 
 
+def model_ops(app: web.Application) -> ModelOps:
+    """What /health and the registration say this role can do with models."""
+    api = app.get(MODEL_API)
+    backend = api.backend if api is not None else None
+    return backend.ops if backend is not None else ModelOps()
+
+
+async def _closing(app: web.Application) -> AsyncIterator[None]:
+    yield
+    await app[MODEL_API].ops.close()  # a stopping role leaves no download running
+
+
 def add_routes(app: web.Application, api: ModelApi) -> None:
     app[MODEL_API] = api
+    app.cleanup_ctx.append(_closing)
     r = app.router
     r.add_post(f"{PREFIX}/pull", pull)
     r.add_post(f"{PREFIX}/install", install)

@@ -5,7 +5,9 @@ filesystem, told by the same size and hash at the path the caller names), else a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -60,6 +62,40 @@ async def obtain(session: aiohttp.ClientSession, req: InstallRequest, dest: Path
         op.update(state="pulling", message=f"same file at {here}: not copied",
                   total_bytes=req.size, completed_bytes=req.size or 0)
         return here, req.sha256.lower(), False  # type: ignore[union-attr]
+    if await already(dest, req.sha256, op):
+        return dest, req.sha256.lower(), True  # type: ignore[union-attr]
     path, sha = await download(session, req.url, dest, op, sha256=req.sha256,
                                headers=req.headers, size=req.size)
     return path, sha, True
+
+
+class Exclusive:
+    """One operation at a time per destination file: two would write the same part file.
+    The second waits (queued, saying why), then finds the file there."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Path, tuple[asyncio.Lock, list[int]]] = {}  # lock, its users
+
+    @contextlib.asynccontextmanager
+    async def hold(self, dest: Path, op: Op) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(dest, (asyncio.Lock(), [0]))
+        users[0] += 1
+        if lock.locked():
+            op.update(state="queued", message=f"waiting for another operation on {dest.name}")
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                self._locks.pop(dest, None)
+
+
+async def already(dest: Path, sha256: str | None, op: Op) -> bool:
+    """Whether `dest` is already that file (same sha256): then nothing is downloaded."""
+    if sha256 is None or not await asyncio.to_thread(same_file, dest, None, sha256):
+        return False
+    size = (await asyncio.to_thread(dest.stat)).st_size
+    op.update(state="verifying", message=f"{dest.name} is already here",
+              total_bytes=size, completed_bytes=size)
+    return True

@@ -93,6 +93,17 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+async def _named(request: web.Request, invalid: str = "invalid model name"
+                 ) -> tuple[dict, str, web.Response | None]:
+    """The body, the model it names (`model`, or the older `name`) and the refusal of a
+    body without one."""
+    body, refused = await _body(request)
+    given = body.get("model") or body.get("name") or ""
+    if refused is None and not given:
+        refused = _error(400, invalid.format(given))
+    return body, given, refused
+
+
 async def _body(request: web.Request) -> tuple[dict, web.Response | None]:
     raw = await request.read()
     if not raw:
@@ -131,12 +142,9 @@ async def tags(request: web.Request) -> web.Response:
 
 
 async def pull(request: web.Request) -> web.StreamResponse:
-    body, refused = await _body(request)
+    body, given, refused = await _named(request)
     if refused is not None:
         return refused
-    given = body.get("model") or body.get("name") or ""
-    if not given:
-        return _error(400, "invalid model name")
     name = full_name(given)
     app = request.app
     m = app[MODELS]
@@ -282,12 +290,9 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def delete(request: web.Request) -> web.Response:
-    body, refused = await _body(request)
+    _, given, refused = await _named(request, 'name "{}" is invalid')
     if refused is not None:
         return refused
-    given = body.get("model") or body.get("name") or ""
-    if not given:
-        return _error(400, f'name "{given}" is invalid')
     name = full_name(given)
     app = request.app
     if name not in app[PULLED]:

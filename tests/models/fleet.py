@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 
 import aiohttp
+from aiohttp.test_utils import TestServer
 
 from tests.conftest import run_eldric, until
+from tests.fakes import model_worker
 
 OLLAMA_OPS = {"pull": ["ollama"], "install": True, "delete": True}
 
@@ -91,3 +93,19 @@ async def up(s: aiohttp.ClientSession, base: str) -> bool:
             return r.status == 200
     except aiohttp.ClientError:
         return False
+
+
+@contextlib.asynccontextmanager
+async def fake_workers(*knobs: model_worker.Knobs):
+    """A fake model worker per Knobs (tests/fakes/model_worker.py), on loopback: their
+    servers (url_of() each), closed after the block."""
+    servers = []
+    try:
+        for k in knobs:
+            server = TestServer(model_worker.make_app(k), host="127.0.0.1")
+            await server.start_server()
+            servers.append(server)
+        yield servers
+    finally:
+        for server in servers:
+            await server.close()

@@ -202,7 +202,7 @@ async def test_the_file_is_never_held_in_memory(aiohttp_server, tmp_path):
         finally:
             tracemalloc.stop()
     assert got.size == 48 * MiB and dest.stat().st_size == 48 * MiB
-    assert peak < 6 * CHUNK, peak  # a few MiB in flight, not the file's 48
+    assert peak < 8 * CHUNK, peak  # a few MiB in flight, not the file's 48
 
 
 def test_same_file_compares_size_then_hash(tmp_path):

@@ -24,6 +24,7 @@ from eldric.roles.worker.embedded_models import EmbeddedModels, ModelLoading
 from eldric.roles.worker.state import WorkerState
 from eldric.stream import Target, Timeouts
 from eldric.sysload import HostLoad
+from tests.conftest import until
 
 GGUF = b"GGUF" + b"\0" * 60
 
@@ -225,3 +226,31 @@ async def test_the_worker_state_refresh_is_what_installs_call(tmp_path, llama):
     assert st.refresh() == ["Start"] and st.upstream.models == ["Start"]
     (tmp_path / "models" / "New-Q4_K_M.gguf").write_bytes(GGUF)
     assert st.refresh() == ["New", "Start"] and st.upstream.models == ["New", "Start"]
+
+
+async def test_a_model_just_loaded_serves_its_waiters_before_it_can_be_unloaded(tmp_path, llama):
+    """Two requests for two other models at once, one model in memory: each is served by
+    its own load, without the second load unloading the first before its request ran."""
+    m = _models(tmp_path, "B.gguf", "C.gguf", wait=5)
+    await m.start()
+    await asyncio.wait_for(asyncio.gather(_use(m, "B"), _use(m, "C")), 10)
+    assert llama.started == ["Start", "B", "C"]
+    await m.stop()
+
+
+async def test_a_model_loaded_for_nobody_is_kept_only_briefly(tmp_path, llama, monkeypatch):
+    from eldric.roles.worker import embedded_models
+
+    monkeypatch.setattr(embedded_models, "_KEEP", 0.3)
+    gate = llama.slow["B"] = threading.Event()
+    m = _models(tmp_path, "B.gguf", "C.gguf", wait=0.1)
+    await m.start()
+    with pytest.raises(ModelLoading):
+        await _use(m, "B")  # the client gave up; B goes on loading
+    gate.set()
+    await until(lambda: m._loaded("B"))
+    m.wait = 5
+    t0 = time.monotonic()
+    await _use(m, "C")
+    assert 0.1 < time.monotonic() - t0 < 2 and llama.started == ["Start", "B", "C"]
+    await m.stop()

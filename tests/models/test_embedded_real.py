@@ -56,7 +56,10 @@ async def test_a_second_model_is_loaded_on_request_and_new_files_serve_at_once(t
         health = await _healthy(s, url)
         assert health["models"] == ["Second-Model", START]  # routers send either here
         assert await _loaded(s, url) == {"Second-Model": False, START: True}
-        status, _, reply = await _chat(s, url, "Second-Model")
+        # a router sends it the model it has installed but not loaded
+        async with run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                              workers=url) as r:
+            status, _, reply = await _chat(s, r["router"], "Second-Model")
         assert status == 200 and reply["model"] == "Second-Model"
         assert reply["choices"][0]["message"]["content"]
         # one model in memory by default: the start model made room

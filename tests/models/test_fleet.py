@@ -127,3 +127,36 @@ async def test_a_controller_killed_mid_job_finishes_it_after_its_restart(aiohttp
             j = await finished(s, base, jid, timeout=15)
     assert j["state"] == "completed", j
     assert stalls.seen.count(("pull", MODEL)) == 1
+
+
+async def test_show_list_and_delete_through_real_workers(aiohttp_server, tmp_path):
+    """The controller's show, a worker's model list and a delete job, against real
+    workers (the worker's own model API in front of the fake Ollama)."""
+    servers = [await aiohttp_server(fake_ollama.make_app(manage=Models())) for _ in range(2)]
+    async with controller(tmp_path, cluster_key="ck") as c, aiohttp.ClientSession() as s:
+        base = c["controller"]
+        member = {"controller": base, "api_key": "ck", "heartbeat_interval": 100,
+                  "port": 0, "bind": "127.0.0.1", "backend": "ollama"}
+        async with run_eldric("worker", tmp_path / "a", backend_url=url_of(servers[0]),
+                              **member), \
+                run_eldric("worker", tmp_path / "b", backend_url=url_of(servers[1]),
+                           **member):
+            workers = await until(lambda: _listed(s, base, 2), timeout=20)
+            _, accepted = await post(s, base + "/api/v1/models/pull", {"model": MODEL})
+            assert (await finished(s, base, accepted["job_id"]))["state"] == "completed"
+            await until(lambda: _full(s, base))
+            status, shown = await post(s, base + "/api/v1/models/show", {"model": MODEL})
+            assert status == 200 and "template" in shown  # Ollama's /api/show, relayed
+            status, local = await get(s, f"{base}/api/v1/workers/{workers[0]['id']}/models")
+            assert status == 200 and local["backend"] == "ollama"
+            assert MODEL in [m["name"] for m in local["models"]]
+            async with s.delete(f"{base}/api/v1/models/{MODEL}") as r:
+                assert r.status == 202
+                j = await finished(s, base, (await r.json())["job_id"])
+            assert j["kind"] == "delete" and j["state"] == "completed"
+            assert len(j["targets"]) == 2
+
+            async def gone():  # type: ignore[no-untyped-def]
+                return MODEL not in await _coverage(s, base)
+            await until(gone)
+    assert all(("delete", MODEL) in srv.app[MODELS].seen for srv in servers)

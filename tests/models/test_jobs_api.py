@@ -4,24 +4,17 @@ job, show and a worker's model list relayed, distribution's sources."""
 from __future__ import annotations
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from tests.conftest import url_of
 from tests.fakes import model_worker
-from tests.models.fleet import by_worker, controller, finished, get, post, register
+from tests.models.fleet import (by_worker, controller, fake_workers, finished, get, post,
+                                 register)
 
 FILES = {"pull": ["url"], "install": True, "delete": True, "files": True}
 
 
-async def _server(knobs: model_worker.Knobs) -> TestServer:
-    server = TestServer(model_worker.make_app(knobs), host="127.0.0.1")
-    await server.start_server()
-    return server
-
-
 async def test_the_job_list_is_newest_first_and_bounded(tmp_path):
-    w = await _server(model_worker.Knobs())
-    try:
+    async with fake_workers(model_worker.Knobs()) as (w,):
         async with controller(tmp_path, job_history=2) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(w), wid="wrk-1")
@@ -35,8 +28,6 @@ async def test_the_job_list_is_newest_first_and_bounded(tmp_path):
         # Forgotten on disk too: a restart does not bring it back.
         async with controller(tmp_path, job_history=2) as c, aiohttp.ClientSession() as s:
             _, again = await get(s, c["controller"] + "/api/v1/models/pull-jobs")
-    finally:
-        await w.close()
     assert [j["id"] for j in listing["jobs"]] == [ids[2], ids[1]]
     assert [j["model"] for j in listing["jobs"]] == ["c", "b"]
     assert gone == 404
@@ -46,8 +37,7 @@ async def test_the_job_list_is_newest_first_and_bounded(tmp_path):
 async def test_delete_is_a_job_on_the_workers_that_have_the_model(tmp_path):
     has, hasnt, other = (model_worker.Knobs(["m", "x"]), model_worker.Knobs(["x"]),
                          model_worker.Knobs(["m"]))
-    servers = [await _server(k) for k in (has, hasnt, other)]
-    try:
+    async with fake_workers(has, hasnt, other) as servers:
         async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(servers[0]), wid="wrk-has", models=["m", "x"])
@@ -62,9 +52,6 @@ async def test_delete_is_a_job_on_the_workers_that_have_the_model(tmp_path):
             async with s.delete(base + "/api/v1/models/nobody-has-it") as r:
                 assert r.status == 404
                 assert (await r.json())["error"]["code"] == "model_not_found"
-    finally:
-        for srv in servers:
-            await srv.close()
     assert j["kind"] == "delete" and j["state"] == "completed"
     assert sorted(by_worker(j)) == ["wrk-has", "wrk-other"]
     assert has.models == ["x"] and other.models == [] and hasnt.models == []
@@ -75,8 +62,7 @@ async def test_delete_is_a_job_on_the_workers_that_have_the_model(tmp_path):
 
 async def test_show_is_relayed_from_a_worker_that_has_the_model(tmp_path):
     down, up = model_worker.Knobs(["llama"]), model_worker.Knobs(["llama"])
-    srv = await _server(up)
-    try:
+    async with fake_workers(up) as (srv,):
         async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, "http://127.0.0.1:9", wid="wrk-down", models=["llama"])
@@ -84,8 +70,6 @@ async def test_show_is_relayed_from_a_worker_that_has_the_model(tmp_path):
             status, shown = await post(s, base + "/api/v1/models/show", {"model": "llama"})
             missing, err = await post(s, base + "/api/v1/models/show", {"model": "other"})
             bad, _ = await post(s, base + "/api/v1/models/show", {"name": "llama"})
-    finally:
-        await srv.close()
     assert status == 200 and shown["template"] == "{{ .Prompt }}"  # Ollama's, untouched
     assert shown["modelfile"] == "FROM llama"
     assert missing == 404 and err["error"]["code"] == "model_not_found"
@@ -103,8 +87,7 @@ async def test_show_when_no_worker_answers_is_503_naming_each(tmp_path):
 
 async def test_a_workers_models_are_relayed_for_the_drill_down(tmp_path):
     knobs = model_worker.Knobs(["llama", "qwen"])
-    srv = await _server(knobs)
-    try:
+    async with fake_workers(knobs) as (srv,):
         async with controller(tmp_path, cluster_key="ck") as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(srv), wid="wrk-1", key="ck")
@@ -112,8 +95,6 @@ async def test_a_workers_models_are_relayed_for_the_drill_down(tmp_path):
             status, local = await get(s, base + "/api/v1/workers/wrk-1/models")
             unknown, err = await get(s, base + "/api/v1/workers/wrk-nope/models")
             down, down_err = await get(s, base + "/api/v1/workers/wrk-down/models")
-    finally:
-        await srv.close()
     assert status == 200 and local["backend"] == "ollama"
     assert [m["name"] for m in local["models"]] == ["llama", "qwen"]
     assert knobs.auth == ["Bearer ck"]
@@ -124,9 +105,8 @@ async def test_a_workers_models_are_relayed_for_the_drill_down(tmp_path):
 async def test_distribute_from_a_url_a_worker_or_ollama(tmp_path):
     src, dst, has = (model_worker.Knobs(["tiny.gguf"]), model_worker.Knobs(),
                      model_worker.Knobs(["tiny.gguf"]))
-    servers = [await _server(k) for k in (src, dst, has)]
-    src_url = url_of(servers[0])
-    try:
+    async with fake_workers(src, dst, has) as servers:
+        src_url = url_of(servers[0])
         async with controller(tmp_path, cluster_key="ck", admin_key="ak") as c, \
                 aiohttp.ClientSession() as s:
             base = c["controller"]
@@ -160,9 +140,6 @@ async def test_distribute_from_a_url_a_worker_or_ollama(tmp_path):
                                        {"model": "m", "source": "ftp"}, key="ak")
             ollama, e5 = await post(s, base + "/api/v1/models/distribute",
                                     {"model": "m", "source": "ollama"}, key="ak")
-    finally:
-        for srv in servers:
-            await srv.close()
     assert j["kind"] == "distribute" and j["source"] == "worker" and j["state"] == "completed"
     t = by_worker(j)
     assert t["wrk-dst"]["state"] == "completed"

@@ -7,11 +7,10 @@ import asyncio
 import json
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from tests.conftest import url_of
 from tests.fakes import model_worker
-from tests.models.fleet import controller, post, register
+from tests.models.fleet import controller, fake_workers, post, register
 
 
 async def _events(resp: aiohttp.ClientResponse):  # type: ignore[no-untyped-def]
@@ -31,9 +30,7 @@ async def _events(resp: aiohttp.ClientResponse):  # type: ignore[no-untyped-def]
 async def test_events_stream_job_changes_after_a_snapshot(tmp_path):
     knobs = model_worker.Knobs()
     knobs.steps, knobs.step_s = 5, 0.1
-    srv = TestServer(model_worker.make_app(knobs), host="127.0.0.1")
-    await srv.start_server()
-    try:
+    async with fake_workers(knobs) as (srv,):
         async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(srv), wid="wrk-1")
@@ -51,8 +48,6 @@ async def test_events_stream_job_changes_after_a_snapshot(tmp_path):
             # A reconnecting dashboard is whole at once: the snapshot has the job as it is.
             async with s.get(base + "/api/v1/models/events") as r:
                 event, again = await asyncio.wait_for(anext(_events(r)), 5)
-    finally:
-        await srv.close()
     assert seen[0] == ("snapshot", {"jobs": []})
     jobs = [d for e, d in seen[1:] if e == "job"]
     assert jobs and all(d["id"] == accepted["job_id"] for d in jobs)
@@ -75,3 +70,21 @@ def test_a_subscriber_too_slow_to_keep_up_is_ended_to_reconnect():
     assert sub.ended and sub.queue.qsize() == 1 and sub.queue.get_nowait() is None
     sub.put("job", b"later")  # nothing more for an ended stream
     assert sub.queue.empty()
+
+
+async def test_a_client_leaving_the_stream_costs_the_controller_nothing(tmp_path, capsys):
+    knobs = model_worker.Knobs()
+    async with fake_workers(knobs) as (srv,):
+        async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
+            base = c["controller"]
+            await register(s, base, url_of(srv), wid="wrk-1")
+            r = await s.get(base + "/api/v1/models/events")
+            await anext(_events(r))
+            r.close()  # gone, between two events
+            for _ in range(2):  # changes to send to nobody
+                _, accepted = await post(s, base + "/api/v1/models/pull", {"model": "m"})
+                await asyncio.sleep(0.5)
+            async with s.get(base + "/api/v1/models/events") as r:  # others are served
+                event, snap = await asyncio.wait_for(anext(_events(r)), 5)
+    assert event == "snapshot" and len(snap["jobs"]) == 2
+    assert "unhandled_error" not in capsys.readouterr().out

@@ -5,25 +5,21 @@ timeout), the worker gone; and cancelling a job."""
 from __future__ import annotations
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from tests.conftest import until, url_of
 from tests.fakes import model_worker
-from tests.models.fleet import by_worker, controller, finished, job, post, register
+from tests.models.fleet import (by_worker, controller, fake_workers, finished, job, post,
+                                 register)
 
 
 async def _pull_on(tmp_path, knobs: model_worker.Knobs, **flags) -> tuple[dict, list[str]]:
     """One worker with these knobs, one pull: the finished job and the worker's requests."""
-    server = TestServer(model_worker.make_app(knobs), host="127.0.0.1")
-    await server.start_server()
-    try:
+    async with fake_workers(knobs) as (server,):
         async with controller(tmp_path, **flags) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(server), wid="wrk-f")
             _, accepted = await post(s, base + "/api/v1/models/pull", {"model": "m"})
             j = await finished(s, base, accepted["job_id"])
-    finally:
-        await server.close()
     return j, knobs.seen
 
 
@@ -79,9 +75,8 @@ async def test_a_worker_that_cannot_pull_fails_at_once_with_its_code(tmp_path):
 async def test_a_worker_that_is_killed_mid_pull_fails_when_it_goes_offline(tmp_path):
     knobs = model_worker.Knobs()
     knobs.steps, knobs.step_s = 50, 0.1
-    server = TestServer(model_worker.make_app(knobs), host="127.0.0.1")
-    await server.start_server()
-    async with controller(tmp_path, worker_timeout=600) as c, aiohttp.ClientSession() as s:
+    async with fake_workers(knobs) as (server,), \
+            controller(tmp_path, worker_timeout=600) as c, aiohttp.ClientSession() as s:
         base = c["controller"]
         await register(s, base, url_of(server), wid="wrk-dies")
         _, accepted = await post(s, base + "/api/v1/models/pull", {"model": "m"})
@@ -101,11 +96,7 @@ async def _pulling(s, base, jid):  # type: ignore[no-untyped-def]
 async def test_cancel_stops_every_worker_still_pulling(tmp_path):
     hung, quick = model_worker.Knobs(), model_worker.Knobs()
     hung.hang = True
-    a = TestServer(model_worker.make_app(hung), host="127.0.0.1")
-    b = TestServer(model_worker.make_app(quick), host="127.0.0.1")
-    await a.start_server()
-    await b.start_server()
-    try:
+    async with fake_workers(hung, quick) as (a, b):
         async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(a), wid="wrk-hung")
@@ -129,9 +120,6 @@ async def test_cancel_stops_every_worker_still_pulling(tmp_path):
             status, again = await post(s, f"{base}/api/v1/models/pull-jobs/{jid}/retry", {})
             assert status == 202 and again["retried"] == ["wrk-hung"]
             assert (await finished(s, base, jid))["state"] == "completed"
-    finally:
-        await a.close()
-        await b.close()
 
 
 async def _states(s, base, jid, want):  # type: ignore[no-untyped-def]

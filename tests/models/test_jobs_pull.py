@@ -6,25 +6,17 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from tests.conftest import until, url_of
 from tests.fakes import model_worker
-from tests.models.fleet import by_worker, controller, finished, job, post, register
-
-
-async def _worker(knobs: model_worker.Knobs) -> TestServer:
-    server = TestServer(model_worker.make_app(knobs), host="127.0.0.1")
-    await server.start_server()
-    return server
+from tests.models.fleet import by_worker, controller, fake_workers, finished, job, post, register
 
 
 async def test_a_pull_reaches_every_worker_and_reports_progress(tmp_path):
     slow = model_worker.Knobs()
     slow.steps, slow.step_s, slow.verify_s = 4, 0.15, 0.6
     fast = model_worker.Knobs()
-    a, b = await _worker(slow), await _worker(fast)
-    try:
+    async with fake_workers(slow, fast) as (a, b):
         async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(a), wid="wrk-a")
@@ -39,9 +31,6 @@ async def test_a_pull_reaches_every_worker_and_reports_progress(tmp_path):
             assert verifying["completed_bytes"] == verifying["total_bytes"] == 1000
             assert verifying["percent"] is not None and verifying["percent"] < 100
             done = await finished(s, base, jid)
-    finally:
-        await a.close()
-        await b.close()
     assert done["state"] == "completed" and done["kind"] == "pull"
     assert done["finished_at"] >= done["created_at"]
     for t in done["targets"]:
@@ -61,8 +50,7 @@ async def _target_in(s, base, jid, wid, state):  # type: ignore[no-untyped-def]
 async def test_a_worker_failing_in_band_leaves_the_job_partial_and_retry_completes_it(tmp_path):
     ok, bad = model_worker.Knobs(), model_worker.Knobs()
     bad.fail_at = 2
-    a, b = await _worker(ok), await _worker(bad)
-    try:
+    async with fake_workers(ok, bad) as (a, b):
         async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(a), wid="wrk-ok")
@@ -84,9 +72,6 @@ async def test_a_worker_failing_in_band_leaves_the_job_partial_and_retry_complet
             status, body = await post(
                 s, f"{base}/api/v1/models/pull-jobs/{accepted['job_id']}/retry", {})
             assert status == 409 and body["error"]["code"] == "nothing_to_retry"
-    finally:
-        await a.close()
-        await b.close()
     assert len(ok.bodies) == 1  # the retry asked only the failed worker
     assert len({b["op_id"] for b in bad.bodies}) == 2  # a new operation
 
@@ -94,8 +79,7 @@ async def test_a_worker_failing_in_band_leaves_the_job_partial_and_retry_complet
 async def test_mutations_need_the_admin_key_and_workers_get_the_cluster_key(tmp_path):
     knobs = model_worker.Knobs()
     knobs.key = "ck"
-    w = await _worker(knobs)
-    try:
+    async with fake_workers(knobs) as (w,):
         async with controller(tmp_path, admin_key="ak", cluster_key="ck") as c, \
                 aiohttp.ClientSession() as s:
             base = c["controller"]
@@ -118,8 +102,6 @@ async def test_mutations_need_the_admin_key_and_workers_get_the_cluster_key(tmp_
                     assert r.status == 401
             async with s.delete(f"{base}/api/v1/models/m") as r:
                 assert r.status == 401
-    finally:
-        await w.close()
     assert set(knobs.auth) == {"Bearer ck"}
 
 
@@ -127,8 +109,7 @@ async def test_at_most_pull_concurrency_workers_pull_at_once(tmp_path):
     knobs = [model_worker.Knobs() for _ in range(3)]
     for k in knobs:
         k.steps, k.step_s = 3, 0.1
-    servers = [await _worker(k) for k in knobs]
-    try:
+    async with fake_workers(*knobs) as servers:
         async with controller(tmp_path, pull_concurrency=1) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             for i, srv in enumerate(servers):
@@ -142,9 +123,6 @@ async def test_at_most_pull_concurrency_workers_pull_at_once(tmp_path):
                 if j["state"] != "running":
                     break
                 await asyncio.sleep(0.02)
-    finally:
-        for srv in servers:
-            await srv.close()
     assert most == 1 and j["state"] == "completed"
 
 

@@ -8,11 +8,11 @@ import asyncio
 import signal
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from tests.conftest import free_port, until, url_of
 from tests.fakes import model_worker
-from tests.models.fleet import by_worker, finished, heartbeats, job, post, register, up
+from tests.models.fleet import (by_worker, fake_workers, finished, heartbeats, job, post,
+                                 register, up)
 
 
 
@@ -25,33 +25,26 @@ async def test_a_killed_controller_resumes_its_jobs(tmp_path, eldric_proc):
     stays, dies = model_worker.Knobs(), model_worker.Knobs()
     for k in (stays, dies):
         k.steps, k.step_s = 30, 0.1
-    a = TestServer(model_worker.make_app(stays), host="127.0.0.1")
-    b = TestServer(model_worker.make_app(dies), host="127.0.0.1")
-    await a.start_server()
-    await b.start_server()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     args = ("--role", "controller", "--port", str(port), "--bind", "127.0.0.1",
             "--data-dir", str(tmp_path), "--worker-timeout", "1500", "--flush-interval", "100")
-    try:
-        async with aiohttp.ClientSession() as s:
-            proc = eldric_proc(*args)
+    async with fake_workers(stays, dies) as (a, b), aiohttp.ClientSession() as s:
+        proc = eldric_proc(*args)
+        await until(lambda: up(s, base), timeout=15)
+        await register(s, base, url_of(a), wid="wrk-stays")
+        await register(s, base, url_of(b), wid="wrk-dies")
+        async with heartbeats(s, base, "wrk-stays"):
+            _, accepted = await post(s, base + "/api/v1/models/pull", {"model": "m"})
+            jid = accepted["job_id"]
+            await until(lambda: _pulling(s, base, jid, "wrk-stays"))
+            await asyncio.sleep(0.3)  # a flush of the bytes
+            proc.p.send_signal(signal.SIGKILL)
+            proc.p.wait(5)
+            await model_worker.kill(b)  # it goes away while the controller is down
+            eldric_proc(*args)
             await until(lambda: up(s, base), timeout=15)
-            await register(s, base, url_of(a), wid="wrk-stays")
-            await register(s, base, url_of(b), wid="wrk-dies")
-            async with heartbeats(s, base, "wrk-stays"):
-                _, accepted = await post(s, base + "/api/v1/models/pull", {"model": "m"})
-                jid = accepted["job_id"]
-                await until(lambda: _pulling(s, base, jid, "wrk-stays"))
-                await asyncio.sleep(0.3)  # a flush of the bytes
-                proc.p.send_signal(signal.SIGKILL)
-                proc.p.wait(5)
-                await model_worker.kill(b)  # it goes away while the controller is down
-                eldric_proc(*args)
-                await until(lambda: up(s, base), timeout=15)
-                j = await finished(s, base, jid, timeout=20)
-    finally:
-        await a.close()
+            j = await finished(s, base, jid, timeout=20)
     t = by_worker(j)
     assert j["state"] == "partial"
     assert t["wrk-stays"]["state"] == "completed" and t["wrk-stays"]["percent"] == 100.0

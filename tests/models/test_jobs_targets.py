@@ -4,21 +4,18 @@ worker is listed as skipped with the reason; none left is 400 no_targets."""
 from __future__ import annotations
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from tests.conftest import url_of
 from tests.fakes import model_worker
-from tests.models.fleet import by_worker, controller, finished, post, register
+from tests.models.fleet import by_worker, controller, fake_workers, finished, post, register
 
 FILES = {"pull": ["url"], "install": True, "delete": True, "files": True}
 
 
 async def test_pull_to_all_skips_what_cannot_pull_by_name_and_says_why(tmp_path):
     knobs = model_worker.Knobs()
-    server = TestServer(model_worker.make_app(knobs), host="127.0.0.1")
-    await server.start_server()
     dead = "http://127.0.0.1:9"
-    try:
+    async with fake_workers(knobs) as (server,):
         async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(server), wid="wrk-ollama")
@@ -33,8 +30,6 @@ async def test_pull_to_all_skips_what_cannot_pull_by_name_and_says_why(tmp_path)
                 assert r.status == 200
             _, accepted = await post(s, base + "/api/v1/models/pull", {"model": "m"})
             j = await finished(s, base, accepted["job_id"])
-    finally:
-        await server.close()
     t = by_worker(j)
     assert "rtr-1" not in t  # routers are no workers
     assert {w: x["state"] for w, x in t.items()} == {
@@ -49,9 +44,7 @@ async def test_pull_to_all_skips_what_cannot_pull_by_name_and_says_why(tmp_path)
 
 async def test_named_workers_and_backend_types(tmp_path):
     knobs = model_worker.Knobs()
-    server = TestServer(model_worker.make_app(knobs), host="127.0.0.1")
-    await server.start_server()
-    try:
+    async with fake_workers(knobs) as (server,):
         async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
             base = c["controller"]
             await register(s, base, url_of(server), wid="wrk-a")
@@ -63,8 +56,6 @@ async def test_named_workers_and_backend_types(tmp_path):
             # A URL pull needs a backend that pulls files: none here.
             status, body = await post(s, base + "/api/v1/models/pull",
                                       {"model": "m.gguf", "url": "http://h/m.gguf"})
-    finally:
-        await server.close()
     assert [t["worker_id"] for t in j["targets"]] == ["wrk-b", "wrk-a", "wrk-x"]
     t = by_worker(j)
     assert t["wrk-a"]["state"] == "completed"

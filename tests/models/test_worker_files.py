@@ -130,12 +130,16 @@ async def test_what_a_file_backend_refuses(fake_openai_server, tmp_path, body, c
 
 @contextlib.asynccontextmanager
 async def _slow_file(aiohttp_server, data: bytes):  # type: ignore[no-untyped-def]
-    """A file sent 64 KiB every 20 ms (Range ignored: a cancel comes long before the end)."""
+    """A file sent 64 KiB every 20 ms (Range ignored: a cancel comes long before the end);
+    yields its URL and the list of GETs it answered."""
     import asyncio
 
     from aiohttp import web
 
+    gets: list[str] = []
+
     async def handler(request: web.Request) -> web.StreamResponse:
+        gets.append(request.path)
         resp = web.StreamResponse(headers={"Content-Length": str(len(data))})
         await resp.prepare(request)
         for i in range(0, len(data), 65536):
@@ -146,7 +150,7 @@ async def _slow_file(aiohttp_server, data: bytes):  # type: ignore[no-untyped-de
     app = web.Application()
     app.router.add_get("/big.gguf", handler)
     server = await aiohttp_server(app)
-    yield url_of(server) + "/big.gguf"
+    yield url_of(server) + "/big.gguf", gets
 
 
 @pytest.mark.parametrize("path,kept", [("pull", True), ("install", False)])
@@ -154,7 +158,7 @@ async def test_cancel_keeps_a_part_file_only_for_a_pull(aiohttp_server, fake_ope
                                                         tmp_path, path, kept):
     data = gguf_bytes(filler=4_000_000)
     body = {"model": "big"} if path == "pull" else {"name": "big"}
-    async with _slow_file(aiohttp_server, data) as url, \
+    async with _slow_file(aiohttp_server, data) as (url, _), \
             _worker(fake_openai_server, tmp_path) as (w, models), aiohttp.ClientSession() as s:
         async with s.post(f"{w}/api/v1/models/{path}", json={**body, "url": url,
                                                                "op_id": "op-x"}) as r:
@@ -165,3 +169,19 @@ async def test_cancel_keeps_a_part_file_only_for_a_pull(aiohttp_server, fake_ope
                 assert (await d.json())["state"] == "cancelled"
         assert (models / "big.gguf.part").exists() is kept
         assert not (models / "big.gguf").exists()
+
+
+async def test_two_pulls_of_one_file_do_not_write_it_at_once(aiohttp_server, fake_openai_server,
+                                                             tmp_path):
+    import asyncio
+
+    data = gguf_bytes(filler=1_000_000)
+    sha = hashlib.sha256(data).hexdigest()
+    async with _slow_file(aiohttp_server, data) as (url, gets), \
+            _worker(fake_openai_server, tmp_path) as (w, models), aiohttp.ClientSession() as s:
+        first, second = await asyncio.gather(*(
+            _post(s, w + "/api/v1/models/pull", model="big", url=url, sha256=sha, op_id=i)
+            for i in ("op-1", "op-2")))
+        assert first[-1]["state"] == second[-1]["state"] == "completed"
+        assert len(gets) == 1  # the second waited, then found the file there
+        assert (models / "big.gguf").read_bytes() == data

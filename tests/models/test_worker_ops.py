@@ -160,3 +160,24 @@ async def test_a_completed_op_heartbeats_at_once(aiohttp_server, fake_controller
 async def _pull_all(s: aiohttp.ClientSession, url: str) -> None:
     async with s.post(url + "/api/v1/models/pull", json={"model": MODEL}) as r:
         assert (await lines(r))[-1]["state"] == "completed"
+
+
+async def test_a_stopping_worker_cuts_its_streams_and_stops_its_ops(aiohttp_server, tmp_path):
+    import asyncio
+    import time
+
+    from eldric.wire.models import TERMINAL
+
+    models = Models(stall={MODEL: 500_000})
+    async with aiohttp.ClientSession() as s:
+        worker = ollama_worker(aiohttp_server, tmp_path, models)
+        w = await worker.__aenter__()
+        r = await s.post(w.url + "/api/v1/models/pull", json={"model": MODEL})
+        reader = asyncio.create_task(lines(r))
+        await until(lambda: models.partial)  # Ollama's pull is stalled
+        started = time.monotonic()
+        await worker.__aexit__(None, None, None)
+        assert time.monotonic() - started < 5  # not the 30 s grace period
+        got = await asyncio.wait_for(reader, 5)
+        assert got and got[-1]["state"] not in TERMINAL  # cut: the caller re-attaches
+        await until(lambda: ("disconnect", MODEL) in models.seen)

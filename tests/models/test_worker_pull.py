@@ -86,3 +86,42 @@ async def test_a_backend_that_is_down_fails_the_op_and_the_requests_get_503(tmp_
             async with s.request(method, w + path, json=body) as r:
                 assert r.status == 503, path
                 assert (await r.json())["error"]["code"] == "upstream_unavailable"
+
+
+async def test_a_fast_stream_of_ollama_lines_is_throttled(aiohttp_server, tmp_path):
+    models = Models(chunk=20_000, tick=0.004)  # ~150 Ollama lines in ~1 s
+    async with ollama_worker(aiohttp_server, tmp_path, models) as w, aiohttp.ClientSession() as s:
+        got = await pull(s, w.url, model=MODEL)
+    assert got[-1]["state"] == "completed"
+    pulling = [g for g in got if g["state"] == "pulling"]
+    assert 2 <= len(pulling) <= 6  # about two a second while bytes move, not 150
+
+
+async def test_a_cloud_worker_pulls_to_its_ollama(aiohttp_server, tmp_path):
+    from tests.conftest import run_cloud, url_of
+    from tests.fakes import ollama as fake_ollama
+
+    server = await aiohttp_server(fake_ollama.make_app())
+    async with run_cloud(tmp_path, f"ollama:{url_of(server)}") as urls, \
+            aiohttp.ClientSession() as s:
+        c = urls["cloud"]
+        async with s.get(c + "/health") as r:
+            assert (await r.json())["model_ops"]["pull"] == ["ollama"]
+        got = await pull(s, c, model=MODEL)
+        assert got[-1]["state"] == "completed", got
+        async with s.get(c + "/v1/models") as r:  # probed at once
+            assert MODEL in [m["id"] for m in (await r.json())["data"]]
+        async with s.delete(f"{c}/api/v1/models/{MODEL}") as r:
+            assert r.status == 200
+
+
+async def test_a_cloud_worker_without_an_ollama_cannot_pull(fake_openai_server, tmp_path):
+    from tests.conftest import run_cloud, url_of
+
+    async with run_cloud(tmp_path, f"alpha:{url_of(fake_openai_server)}") as urls, \
+            aiohttp.ClientSession() as s:
+        async with s.get(urls["cloud"] + "/health") as r:
+            assert (await r.json())["model_ops"] == {}
+        async with s.post(urls["cloud"] + "/api/v1/models/pull", json={"model": MODEL}) as r:
+            assert r.status == 400
+            assert (await r.json())["error"]["code"] == "pull_unsupported"

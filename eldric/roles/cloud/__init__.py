@@ -13,6 +13,7 @@ from eldric.errors import ConfigError
 from eldric.registry import Role
 from eldric.roles.cloud.backends import environment, make_backend, prober
 from eldric.roles.cloud.config import CloudConfig
+from eldric.roles.cloud import models as model_api
 from eldric.roles.cloud import ollama_api
 from eldric.roles.cloud.handlers import add_routes, cloud_health, waiting_for
 from eldric.roles.cloud.metrics import CloudMetrics
@@ -62,6 +63,7 @@ def build(app: web.Application, cfg: CloudConfig) -> None:
     install(app, cfg.responses)  # the /v1/responses store (eldric.store.responses)
     add_routes(app)
     ollama_api.add_routes(app)
+    model_api.add_routes(app)  # /api/v1/models/* on its Ollama (eldric.modelops)
 
 
 ROLE = Role(

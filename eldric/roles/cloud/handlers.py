@@ -13,6 +13,7 @@ from aiohttp import web
 
 from eldric import __version__, keys
 from eldric.auth import require_key
+from eldric.modelops.routes import model_ops
 from eldric.bus import UpstreamState
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, ModelNotFound, NotFound
@@ -230,7 +231,8 @@ def cloud_health(app: web.Application) -> CloudHealth:
         backend=BackendInfo(type="cloud", url=app[keys.ROLE].advertise_url, healthy=usable > 0),
         models=sorted(models), load=Load(active_requests=active),
         uptime_seconds=round(time.time() - app[keys.ROLE].started, 3), version=__version__,
-        paths=served_paths(cs), translated=translated_paths(cs), backends=counts, models_available=len(models))
+        paths=served_paths(cs), translated=translated_paths(cs), backends=counts, models_available=len(models),
+        model_ops=model_ops(app))
 
 
 def waiting_for(app: web.Application) -> str | None:

@@ -39,6 +39,8 @@ from eldric.wire.openai import Model
 
 log = structlog.get_logger("eldric.worker")
 
+_KEEP = 2.0  # s a model just loaded is kept for the requests that waited for it
+
 
 class ServedModel(Model):
     """/v1/models of the embedded backend: OpenAI's model object, and whether it is in
@@ -73,6 +75,9 @@ class Engine:
     target: Target
     active: int = 0
     closing: bool = False  # being unloaded: new requests load it again
+    # Just loaded: not unloaded before the requests that waited for it ran (they wake
+    # after the next load has taken the lock), unless none comes by then.
+    kept_until: float = 0.0
 
 
 @dataclass
@@ -166,6 +171,7 @@ class EmbeddedModels:
         loaded first if need be; held in use (not unloaded) until the block ends."""
         eng = self._ready(name) or await self._wait_for(name or self.launch.model_id)
         eng.active += 1
+        eng.kept_until = 0.0
         try:
             yield eng.target
         finally:
@@ -184,21 +190,25 @@ class EmbeddedModels:
         return eng
 
     async def _wait_for(self, name: str) -> Engine:
-        if name not in self.catalog and name not in self.rescan():
-            raise ModelNotFound(f"the model {name!r} is not installed on this worker "
-                                f"(installed: {', '.join(self.names())})", param="model")
-        path = self.catalog[name]
-        if (failed := self.failed.get(name)) and failed[0] == _file_key(path):
-            raise UpstreamUnavailable(failed[1], code="model_load_failed")
-        load = self.loads.get(name) or self._start(name, path)
-        assert load.task is not None
-        try:
-            await asyncio.wait_for(asyncio.shield(load.task), self.wait)
-        except TimeoutError:
-            raise self._still_loading(load) from None
-        except Exception:  # noqa: BLE001 - said once, as model_load_failed
-            raise UpstreamUnavailable(self.failed[name][1], code="model_load_failed") from None
-        return self._ready(name) or await self._wait_for(name)  # unloaded meanwhile: again
+        while True:
+            if name not in self.catalog and name not in self.rescan():
+                raise ModelNotFound(f"the model {name!r} is not installed on this worker "
+                                    f"(installed: {', '.join(self.names())})", param="model")
+            path = self.catalog[name]
+            if (failed := self.failed.get(name)) and failed[0] == _file_key(path):
+                raise UpstreamUnavailable(failed[1], code="model_load_failed")
+            load = self.loads.get(name) or self._start(name, path)
+            assert load.task is not None
+            try:
+                await asyncio.wait_for(asyncio.shield(load.task), self.wait)
+            except TimeoutError:
+                raise self._still_loading(load) from None
+            except Exception:  # noqa: BLE001 - said once, as model_load_failed
+                raise UpstreamUnavailable(self.failed[name][1],
+                                          code="model_load_failed") from None
+            if (eng := self._ready(name)) is not None:
+                return eng
+            # unloaded again before this request ran (a file removed): load it anew
 
     def _start(self, name: str, path: str) -> Load:
         size = (_file_key(path) or (0,))[0]
@@ -235,6 +245,7 @@ class EmbeddedModels:
         load = self._start(self.launch.model_id, self.launch.model)
         assert load.task is not None
         engine = await asyncio.shield(load.task)
+        engine.kept_until = 0.0  # no request waited for it
         self._ready(engine.name)
         return engine
 
@@ -256,7 +267,7 @@ class EmbeddedModels:
                 if load.size and took > 0:
                     self._bytes_per_second = load.size / took
                 eng = Engine(name=load.name, path=load.path, server=server,
-                             target=self.target_of(url))
+                             target=self.target_of(url), kept_until=time.monotonic() + _KEEP)
                 self.engines[load.name] = eng
                 self.failed.pop(load.name, None)
                 log.info("model_ready", model_id=load.name, url=url, load_seconds=round(took, 3))
@@ -287,15 +298,19 @@ class EmbeddedModels:
 
     async def _make_room(self, load: Load) -> None:
         """Unload the least recently used idle models until one more fits, waiting for
-        one to go idle when every loaded model is serving."""
+        one to go idle when every loaded model is serving (or was loaded just now)."""
         while len(self.engines) >= self.max_loaded:
             self._idle.clear()
-            victim = next((e for e in self.engines.values() if e.active == 0), None)
+            now = time.monotonic()
+            idle = [e for e in self.engines.values() if e.active == 0]
+            victim = next((e for e in idle if e.kept_until <= now), None)
             if victim is not None:
                 await self._unload(victim)
                 continue
             load.state = "waiting"
-            await self._idle.wait()
+            kept = [e.kept_until - now for e in idle]
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), min(kept) if kept else None)
 
     async def _unload(self, eng: Engine) -> None:
         if eng.closing:

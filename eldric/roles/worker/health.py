@@ -11,8 +11,8 @@ from aiohttp import web
 from eldric import __version__, keys
 from eldric.bus import UpstreamState
 from eldric.bus.prober import HEALTHY, Prober, Verdict, on_bus
+from eldric.modelops.routes import model_ops
 from eldric.roles.worker.backends import parse_models
-from eldric.roles.worker.models import model_ops
 from eldric.roles.worker.ollama_api import ANSWERED
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers

@@ -150,6 +150,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     job that changed, whole) and `removed` ({"id"}: forgotten from the history)."""
     jobs = _jobs(request)
     sub = jobs.subscribe()
+    resp: web.StreamResponse | None = None
     try:
         async with sse_response(request, ping_interval=PING_S) as resp:
             snapshot = msgspec.json.encode({"jobs": [j.public() for j in jobs.listing()]})
@@ -163,11 +164,11 @@ async def events(request: web.Request) -> web.StreamResponse:
                     break
                 event, data = item
                 await resp.send(data.decode(), event=event)
-            return resp
     except (ConnectionResetError, RuntimeError):  # the client left mid-write
-        return web.StreamResponse()
+        pass
     finally:
         jobs.unsubscribe(sub)
+    return resp if resp is not None else web.Response(status=499)
 
 
 class _ShowFrom(Failover[WorkerRecord, web.Response]):
