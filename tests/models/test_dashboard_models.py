@@ -24,7 +24,7 @@ from tests.browser import STEP_TIMEOUT
 from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import ollama as fake_ollama
 from tests.fakes.ollama_models import FAILED, MODELS, Models
-from tests.models.fleet import get, post, register
+from tests.models.fleet import get, post, register, up
 from tests.models.models_tab import LIVE, healthy, open_tab, pull, type_into
 
 MODEL = "llama3.2:1b"  # 3 MB + 12 KB in the fake's library
@@ -66,14 +66,6 @@ def _rows(job_id: str) -> str:
     }})()"""
 
 
-async def _up(s: aiohttp.ClientSession, base: str) -> bool:
-    try:
-        async with s.get(base + "/api/v1/health") as r:
-            return r.status == 200
-    except aiohttp.ClientError:
-        return False
-
-
 def _check_never_100_early(seen: list[list]) -> None:
     for job, worker, state, pct, label in seen:
         if state != "completed":
@@ -97,7 +89,7 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
               "api_key": "ck", "heartbeat_interval": 200}
     started = time.monotonic()
     async with aiohttp.ClientSession() as s:
-        assert await until(lambda: _up(s, base), timeout=20)
+        assert await until(lambda: up(s, base), timeout=20)
         async with run_eldric("worker", tmp_path / "w1", backend_url=url_of(good[0]), **worker), \
                 run_eldric("worker", tmp_path / "w2", backend_url=url_of(good[1]), **worker), \
                 run_eldric("worker", tmp_path / "w3", backend_url=url_of(failing), **worker) as w3:
@@ -190,7 +182,7 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
                     == "reconnecting…"
                 await asyncio.sleep(1)  # down a while: the workers pull on meanwhile
                 ctl = eldric_proc(*controller)
-                assert await until(lambda: _up(s, base), timeout=20)
+                assert await until(lambda: up(s, base), timeout=20)
                 await cdp.wait_for(LIVE, "the page to reconnect by itself", timeout=20)
                 rows = await cdp.wait_for(
                     f"(() => {{ const r = {_rows(other)};"
