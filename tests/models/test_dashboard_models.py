@@ -165,6 +165,14 @@ async def test_models_tab_pull_progress_failure_retry_and_stream_recovery(
                     " return tr && tr.querySelectorAll('td.cell.yes').length === 3"
                     " && !tr.querySelector('button[data-action=distribute]'); })()", "the model on every worker in the matrix")
 
+                # A worker whose model list cannot be read: the drill-down says why.
+                await cdp.js(f"(() => {{ const s = document.getElementById('m-worker');"
+                             f" s.value = {json.dumps(data_id)}; s.dispatchEvent(new Event('change')); }})()")
+                note = await cdp.wait_for("(() => { const e = document.getElementById('m-local-empty');"
+                                          " return !e.hidden && e.textContent; })()",
+                                          "the drill-down's note on an unreachable worker")
+                assert note.startswith(f"{data_id}: "), note
+
                 # 4. The stream drops mid-pull: the controller is killed and started again.
                 status, accepted = await post(s, base + "/api/v1/models/pull", {"model": OTHER},
                                               key="ak")

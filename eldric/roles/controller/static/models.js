@@ -142,7 +142,10 @@
   }
 
   function bytesCell(t) {
-    if (t.state === "skipped") return h("td", { class: "num na" }, "—");
+    // skipped, or an operation without bytes (a deletion): nothing to count
+    if (t.state === "skipped" || (!isNum(t.total_bytes) && !num(t.completed_bytes))) {
+      return h("td", { class: "num na" }, "—");
+    }
     const total = isNum(t.total_bytes) ? ` / ${bytes(t.total_bytes)}` : "";
     return h("td", { class: "num" }, `${bytes(num(t.completed_bytes))}${total}`);
   }
