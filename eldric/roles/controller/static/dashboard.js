@@ -259,6 +259,9 @@
     state.health = health.body;
     // Heartbeat ages are the controller's clock against ours.
     serverDate(workers.date);
+    // The Models tab (models.js) draws its coverage matrix from the same data.
+    document.dispatchEvent(new CustomEvent("eldric:cluster",
+      { detail: { workers: state.workers, models: state.models } }));
   }
 
   document.addEventListener("DOMContentLoaded", () => $("filter").addEventListener("input", renderWorkers));
