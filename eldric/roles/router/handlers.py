@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NoReturn
 
 import msgspec
@@ -49,10 +50,11 @@ def _not_routed(rs: RouterState, why: str | None) -> dict[str, str]:
 
 
 async def route(request: LaneRequest, body: bytes, asked: str | None,
-                tap: Tap | None = None) -> Answer:
+                tap: Tap | None = None, attempts: Callable[..., Attempts] = Attempts) -> Answer:
     """Route to a worker serving `asked` (None: a request naming no model, any worker)
     and the request's path, trying the model's aliases and fallbacks in turn; `tap` reads
-    a streamed reply (the /v1/responses store's)."""
+    a streamed reply (the /v1/responses store's); `attempts` makes the Attempts (a swarm
+    member's read the reply instead of relaying it: eldric.roles.router.swarm.members)."""
     rs = request.app[ROUTER]
     path = request.path
     if asked is None:
@@ -60,7 +62,7 @@ async def route(request: LaneRequest, body: bytes, asked: str | None,
     else:
         first = rs.cfg.aliases.get(asked, asked)
         chain = [first, *rs.cfg.fallbacks.get(asked, rs.cfg.fallbacks.get(first, []))]
-    tries = Attempts(request, rs, model=chain[0])
+    tries = attempts(request, rs, chain[0])
     tries.tap = tap
     try:
         for model in chain:

@@ -1,0 +1,9 @@
+"""The strategies, one file each; STRATEGIES maps a name to its Strategy."""
+
+from __future__ import annotations
+
+from eldric.roles.router.swarm.strategies.best_of_n import BestOfN
+from eldric.roles.router.swarm.strategies.synthesize import Synthesize
+from eldric.roles.router.swarm.strategy import Strategy
+
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (Synthesize(), BestOfN())}
