@@ -21,9 +21,19 @@ def question(messages: Messages) -> str:
     return ""
 
 
+def shown(r: Result) -> str:
+    """One answer as a prompt shows it: its text, or the tool calls it makes."""
+    calls = r.tool_calls
+    if not calls:
+        return r.text.strip()
+    made = ", ".join(f"{(c.get('function') or {}).get('name')}"
+                     f"({(c.get('function') or {}).get('arguments')})" for c in calls)
+    return f"{r.text.strip()}\n(tool calls) {made}".strip()
+
+
 def numbered(results: list[Result]) -> str:
     """The candidates, numbered from 0, as a prompt shows them."""
-    return "\n\n".join(f"[{i}]\n{r.text.strip()}" for i, r in enumerate(results))
+    return "\n\n".join(f"[{i}]\n{shown(r)}" for i, r in enumerate(results))
 
 
 SYNTHESIZE_SYSTEM = (
