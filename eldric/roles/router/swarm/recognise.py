@@ -42,6 +42,10 @@ class Swarms:
                 return self._by_header(pair[1].decode("latin-1").strip(), model)
         return None
 
+    def named(self, model: str | None) -> bool:
+        """Whether a model name is a swarm's (the other client APIs refuse it)."""
+        return model is not None and (model in self.names or model[:6] == PREFIX)
+
     def _by_name(self, model: str) -> Plan:
         ens = self.ensembles.get(model)
         if ens is not None:
