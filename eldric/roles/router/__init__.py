@@ -16,6 +16,8 @@ from eldric.roles.router.health import prober, waiting_for
 from eldric.roles.router.membership import membership
 from eldric.roles.router.pool import WorkerPool
 from eldric.roles.router.state import ROUTER, RouterState
+from eldric.roles.router.swarm import api as swarm_api
+from eldric.roles.router.swarm.account import SwarmStats
 from eldric.roles.router.sync import sync_loop, sync_once
 from eldric.store.responses import install
 from eldric.stream import Timeouts
@@ -63,6 +65,8 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
         rs.set_strategy(cfg.strategy, "config")
     else:
         rs.set_strategy("load_based", "default")
+    swarm_api.check(cfg.ensembles)
+    rs.swarm_stats = SwarmStats(app[keys.BUS].metrics.registry)
     app[ROUTER] = rs
     app[keys.PROBER] = prober(app)
     app.cleanup_ctx.append(_lifecycle)

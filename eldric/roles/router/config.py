@@ -8,6 +8,7 @@ import msgspec
 
 from eldric.cluster.config import MemberConfig
 from eldric.config import Ms, flag_meta
+from eldric.roles.router.swarm.config import Ensemble, SwarmConfig
 from eldric.wire.cluster import StrategyName  # one list, shared with the controller
 
 
@@ -54,3 +55,9 @@ class RouterConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     fallbacks: Annotated[dict[str, list[str]], flag_meta(
         'model -> models to try in order when it cannot be served, JSON: {"a": ["b"]}',
         flag="fallbacks")] = {}
+    # the swarm (eldric.roles.router.swarm): what `swarm` means, its bounds, and the
+    # named ensembles clients ask for by name as a model
+    swarm: SwarmConfig = msgspec.field(default_factory=SwarmConfig)
+    ensembles: Annotated[dict[str, Ensemble], flag_meta(
+        'named swarms, JSON: {"smart": {"strategy": "best_of_n", "members": ["a", "b"]}}',
+        flag="ensembles")] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NoReturn
 
 import msgspec
@@ -11,17 +12,20 @@ from aiohttp import web
 from eldric import keys
 from eldric.auth import require_key
 from eldric.bus.routes import json_response
-from eldric.errors import (EldricError, ModelNotFound, NotFound,
+from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
                            UpstreamUnavailable)
 from eldric.exchange import Answer, LaneRequest
 from eldric.http import read_body
 from eldric.roles.router.attempts import Attempts, Full
 from eldric.roles.router.state import ROUTER, RouterState
+from eldric.roles.router.swarm import api as swarm_api, serve as swarm
+from eldric.roles.router.swarm.recognise import PREFIX
 from eldric.serve.server import fast_post
 from eldric.store.responses_hop import add_stored_routes, stateful
 from eldric.stream.sse import Tap
 from eldric.stream import with_fields
-from eldric.wire.cluster import StrategyName, decode_strategy_body
+from eldric.roles.router.swarm.config import Ensemble, SwarmConfig
+from eldric.wire.cluster import STRATEGY_NAMES, StrategyName, decode_strategy_body
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList, model_of
 from eldric.wire.translated import TRANSLATED
@@ -39,6 +43,10 @@ async def inference(request: LaneRequest) -> Answer:
         exc.headers = {**_not_routed(request.app[ROUTER], exc.code), **exc.headers}
         raise
     request[keys.HOP].model = head.model
+    rs = request.app[ROUTER]
+    plan = rs.swarms.plan(head.model, request.raw_headers)  # one look: a swarm or not
+    if plan is not None:
+        return await swarm.serve(request, rs, plan, body)
     return await route(request, body, head.model)
 
 
@@ -49,10 +57,11 @@ def _not_routed(rs: RouterState, why: str | None) -> dict[str, str]:
 
 
 async def route(request: LaneRequest, body: bytes, asked: str | None,
-                tap: Tap | None = None) -> Answer:
+                tap: Tap | None = None, attempts: Callable[..., Attempts] = Attempts) -> Answer:
     """Route to a worker serving `asked` (None: a request naming no model, any worker)
     and the request's path, trying the model's aliases and fallbacks in turn; `tap` reads
-    a streamed reply (the /v1/responses store's)."""
+    a streamed reply (the /v1/responses store's); `attempts` makes the Attempts (a swarm
+    member's read the reply instead of relaying it: eldric.roles.router.swarm.members)."""
     rs = request.app[ROUTER]
     path = request.path
     if asked is None:
@@ -60,7 +69,7 @@ async def route(request: LaneRequest, body: bytes, asked: str | None,
     else:
         first = rs.cfg.aliases.get(asked, asked)
         chain = [first, *rs.cfg.fallbacks.get(asked, rs.cfg.fallbacks.get(first, []))]
-    tries = Attempts(request, rs, model=chain[0])
+    tries = attempts(request, rs, chain[0])
     tries.tap = tap
     try:
         for model in chain:
@@ -126,6 +135,14 @@ async def passthrough(request: LaneRequest) -> Answer:
         raise
     model = model_of(body)
     request[keys.HOP].model = model
+    rs = request.app[ROUTER]
+    if request.path == swarm.CHAT:  # spelled so that only aiohttp routes it (chat%2F…)
+        plan = rs.swarms.plan(model, request.raw_headers)
+        if plan is not None:
+            return await swarm.serve(request, rs, plan, body)
+    elif rs.swarms.named(model):
+        raise BadRequest(f"a swarm ({model}) answers {swarm.CHAT} only, not {request.path}",
+                         param="model", code="invalid_swarm")
     # behind: a worker may know an id this router does not (the state is the first
     # eldric hop's; a client may have talked to the worker itself)
     return await stateful(request, body, lambda body, tap: route(request, body, model, tap),
@@ -142,7 +159,8 @@ async def model(request: web.Request) -> web.Response:
     """GET /v1/models/{id} (the SDKs' models.retrieve)."""
     rs = request.app[ROUTER]
     wanted = request.match_info["id"]
-    if wanted in rs.pool.models() or wanted in rs.cfg.aliases:
+    if wanted in rs.pool.models() or wanted in rs.cfg.aliases or wanted in rs.swarms.names \
+            or wanted.startswith(PREFIX):
         return json_response(Model(id=wanted, owned_by="eldric"))
     raise ModelNotFound(f"the model {wanted!r} is not served by any worker", param="model",
                         headers=_not_routed(rs, "model_not_found"))
@@ -166,15 +184,24 @@ async def get_config(request: web.Request) -> web.Response:
 
 
 class _ConfigBody(msgspec.Struct, forbid_unknown_fields=True):
-    strategy: StrategyName
+    strategy: StrategyName | None = None
+    swarm: SwarmConfig | None = None  # replaces the swarm section
+    ensembles: dict[str, Ensemble] | None = None  # replaces every named ensemble
 
 
 async def set_config(request: web.Request) -> web.Response:
     rs = request.app[ROUTER]
     require_key(request, rs.cfg.admin_key, "admin key")
     change = decode_strategy_body(await read_body(request), _ConfigBody)
-    rs.set_strategy(change.strategy, "runtime")
-    log.info("strategy_changed", strategy=change.strategy, source="runtime")
+    if change.strategy is None and change.swarm is None and change.ensembles is None:
+        raise BadRequest(f"unknown strategy; one of: {', '.join(STRATEGY_NAMES)}",
+                         param="strategy", code="invalid_strategy")
+    if change.swarm is not None or change.ensembles is not None:
+        swarm_api.apply(rs, change.swarm, change.ensembles)
+        log.info("swarm_changed", ensembles=list(rs.swarms.ensembles), source="runtime")
+    if change.strategy is not None:
+        rs.set_strategy(change.strategy, "runtime")
+        log.info("strategy_changed", strategy=change.strategy, source="runtime")
     return json_response(_config_view(rs))
 
 
@@ -182,7 +209,8 @@ def _config_view(rs: RouterState) -> dict:
     return {"strategy": rs.strategy.name if rs.strategy else None,
             "strategy_source": rs.strategy_source, "max_attempts": rs.cfg.max_attempts,
             "max_failures": rs.cfg.max_failures, "aliases": rs.cfg.aliases,
-            "fallbacks": rs.cfg.fallbacks, "queue_timeout_ms": rs.cfg.queue_timeout_ms}
+            "fallbacks": rs.cfg.fallbacks, "queue_timeout_ms": rs.cfg.queue_timeout_ms,
+            **swarm_api.settings(rs)}
 
 
 def add_routes(app: web.Application) -> None:
@@ -197,3 +225,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/workers", workers)
     app.router.add_get("/api/v1/config", get_config)
     app.router.add_post("/api/v1/config", set_config)
+    app.router.add_get("/api/v1/swarm", swarm_api.view)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
 from eldric.roles.router import strategies
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router.pool import WorkerPool
+from eldric.roles.router.swarm.recognise import Swarms
 from eldric.stream import Timeouts
 from eldric.wire.cluster import StrategyName, StrategySource
 
@@ -23,6 +25,11 @@ class RouterState:
     # Who set the strategy: default | config | controller | runtime. config and runtime
     # fix it: the controller's router_config no longer changes it.
     strategy_source: StrategySource = "default"
+    swarms: Swarms = field(init=False)  # the swarm settings now (config, then runtime)
+    swarm_stats: Any = None  # eldric.roles.router.swarm.account.SwarmStats, made by build()
+
+    def __post_init__(self) -> None:
+        self.swarms = Swarms(self.cfg.swarm, dict(self.cfg.ensembles))
 
     def set_strategy(self, name: StrategyName, source: StrategySource) -> None:
         self.strategy = strategies.make(name, self.rr)
@@ -33,9 +40,11 @@ class RouterState:
         return self.strategy_source in ("config", "runtime")
 
     def model_ids(self) -> list[str]:
-        """What GET /v1/models lists: every model a healthy worker serves, then aliases."""
+        """What GET /v1/models lists: every model a healthy worker serves, then aliases,
+        then the named ensembles."""
         served = self.pool.models()
-        return served + [a for a in self.cfg.aliases if a not in served]
+        more = [*self.cfg.aliases, *self.swarms.ensembles]
+        return served + [a for a in dict.fromkeys(more) if a not in served]
 
 
 ROUTER: web.AppKey[RouterState] = web.AppKey("eldric_router", RouterState)
