@@ -7,6 +7,7 @@ served to other workers (GET /api/v1/models/files/{name})."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -58,7 +59,12 @@ class Files:
             leaf = Path(urlsplit(url).path).name
             return self.root / name / (leaf if leaf.endswith(".safetensors")
                                        else "model.safetensors")
-        return self.root / f"{name}.gguf"
+        leaf = f"{name}.gguf"
+        if models_dir.model_id(leaf) != name:
+            # a name ending like a quantisation tag (mymodel-Q4_K_M, an Ollama tag's
+            # -q4_K_M) would be listed shortened; in a folder of its own name it is not
+            return self.root / name / leaf
+        return self.root / leaf
 
     def pull_driver(self, req: PullRequest) -> Driver:
         if req.url is None:
@@ -101,6 +107,9 @@ class Files:
             raise ModelNotFound(f"model {name!r} is not in this worker's models directory",
                                 param="name")
         await asyncio.to_thread(_remove, Path(m.path))
+        if Path(m.path).parent != self.root and m.format == "gguf":
+            with contextlib.suppress(OSError):  # its own folder, when now empty
+                await asyncio.to_thread(Path(m.path).parent.rmdir)
 
     async def show(self, name: str) -> web.Response:
         m = await asyncio.to_thread(models_dir.resolve, self.root, name)
