@@ -111,8 +111,17 @@ class Files:
             with contextlib.suppress(OSError):  # its own folder, when now empty
                 await asyncio.to_thread(Path(m.path).parent.rmdir)
 
+    def _listed(self, name: str) -> LocalModel | None:
+        """A model to show or serve: in the backend's own list (the embedded backend's
+        start model may be anywhere on disk), else in the models directory."""
+        if self.listing is not None:
+            found = next((m for m in self.listing() if m.name == name and m.path), None)
+            if found is not None:
+                return found
+        return models_dir.resolve(self.root, name)
+
     async def show(self, name: str) -> web.Response:
-        m = await asyncio.to_thread(models_dir.resolve, self.root, name)
+        m = await asyncio.to_thread(self._listed, name)
         if m is None or m.path is None:
             raise ModelNotFound(f"model {name!r} is not in this worker's models directory",
                                 param="model")
@@ -128,7 +137,7 @@ class Files:
         return LocalModels(backend=self.kind, models=await asyncio.to_thread(listed))
 
     def file(self, name: str) -> Path | None:
-        m = models_dir.resolve(self.root, name)
+        m = self._listed(name)
         if m is None or m.path is None or m.format != "gguf":
             return None  # a safetensors directory is several files: not one download
         return Path(m.path)
