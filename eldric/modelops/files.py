@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +77,7 @@ class Files:
         url, sha = req.url, req.sha256
 
         async def drive(op: Op) -> None:
-            async with self._busy.hold(dest, op):
+            async with self._busy.hold(dest, op), self._tidy(dest):
                 if not await already(dest, sha, op):
                     await download(self.session(), url, dest, op, sha256=sha, resume=True)
         return drive
@@ -87,9 +87,20 @@ class Files:
         dest = self._dest(name, req.format, req.url)
 
         async def drive(op: Op) -> None:
-            async with self._busy.hold(dest, op):
+            async with self._busy.hold(dest, op), self._tidy(dest):
                 await self._install(req, dest, op)
         return drive
+
+    @contextlib.asynccontextmanager
+    async def _tidy(self, dest: Path) -> AsyncIterator[None]:
+        """The model's own folder removed again when the operation ends with nothing in
+        it (failed, cancelled, no part file kept to resume)."""
+        try:
+            yield
+        finally:
+            if dest.parent != self.root:
+                with contextlib.suppress(OSError):  # not empty, or never made
+                    await asyncio.shield(asyncio.to_thread(dest.parent.rmdir))
 
     async def _install(self, req: InstallRequest, dest: Path, op: Op) -> None:
         here = await shared(req)
