@@ -26,6 +26,8 @@ _FIXED = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?"
 _STRING, _ARRAY = 8, 9
 _MAX_STRING = 16 * 1024 * 1024  # chat templates are kilobytes; more is a broken file
 _MAX_DIMS = 16  # gguf.md: "currently at most 4"; more is a broken file
+_MAX_NESTING = 16  # arrays of arrays: a few levels at most; thousands would overflow
+                  # the stack (a crafted or corrupt header is a broken file, not a crash)
 
 # general.file_type -> the quantisation's name, as llama.cpp's quantize tool calls it:
 # llama.h's enum llama_ftype (LLAMA_FTYPE_MOSTLY_<NAME>), mirrored by gguf-py's
@@ -89,7 +91,9 @@ def _string(f: IO[bytes]) -> str:
     return _exactly(f, n).decode("utf-8", "replace")
 
 
-def _skip(f: IO[bytes], vtype: int) -> None:
+def _skip(f: IO[bytes], vtype: int, depth: int = 0) -> None:
+    if depth > _MAX_NESTING:
+        raise ValueError("arrays nested too deep")
     if vtype in _FIXED:
         f.seek(struct.calcsize(_FIXED[vtype]), 1)
     elif vtype == _STRING:
@@ -100,7 +104,7 @@ def _skip(f: IO[bytes], vtype: int) -> None:
             f.seek(struct.calcsize(_FIXED[item]) * count, 1)
         else:
             for _ in range(count):
-                _skip(f, item)
+                _skip(f, item, depth + 1)
     else:
         raise ValueError(f"unknown GGUF value type {vtype}")
 

@@ -21,6 +21,7 @@ import asyncio
 import errno
 import hashlib
 import os
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import get_args
@@ -38,6 +39,7 @@ _FIELD_MAX = 64 * 1024  # a form field (a description) is text, not a file
 _MULTIPART_SLACK = 1 << 20  # a form's boundaries and fields around the file
 FIELDS = ("name", "format", "description", "source", "sha256", "filename")
 _FORMATS = get_args(Format)
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class UploadTooLarge(EldricError):
@@ -167,13 +169,20 @@ async def _within(read: Callable[[], Awaitable], idle_ms: int):  # type: ignore[
 
 
 def precheck(request: web.Request, registry: ModelRegistry) -> None:
-    """What the request's head already tells: a bad or taken name, too large, no room."""
+    """What the request's head already tells: a bad or taken name, a bad format or
+    sha256, too large, no room."""
     cfg = registry.cfg
     name = request.query.get("name")
     if name is not None:
         _check_name(name)
         if registry.taken(name):
             raise _exists(name)
+    fmt = request.query.get("format")
+    if fmt and fmt not in _FORMATS:
+        raise BadRequest(f"format must be one of {', '.join(_FORMATS)}", param="format")
+    want = request.query.get("sha256", "").strip()
+    if want and not _SHA256.fullmatch(want):
+        raise BadRequest("sha256 must be the file's 64 hex digits", param="sha256")
     declared = request.content_length
     if declared is None:  # chunked: no size to check yet; the disk is checked as it comes
         free = registry.free_bytes()

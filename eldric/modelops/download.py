@@ -7,6 +7,9 @@ must not stall the event loop that also serves inference). The file grows as
 directory never shows a half file under a model's name. A cut download keeps its part
 file: the next fetch of the same dest re-hashes it and asks the server for the rest with
 `Range` (a server that ignores Range sends the whole file again: then it starts over).
+Only the same file is resumed: `<part>.src` records the URL and the server's validator
+(ETag or Last-Modified) of the part's bytes; a fetch from another URL starts over, and
+one whose file changed since (If-Range; a 206 with another validator) too.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -52,6 +56,36 @@ class Fetched:
 def part_path(dest: Path) -> Path:
     """Where `dest` grows until it is complete (remove it to drop a resumable download)."""
     return dest.with_name(dest.name + ".part")
+
+
+def _origin_path(part: Path) -> Path:
+    """Beside a part file: the URL its bytes came from and the server's validator (ETag
+    or Last-Modified), so a part is resumed only from the same file."""
+    return part.with_name(part.name + ".src")
+
+
+def discard(dest: Path) -> None:
+    """Drop `dest`'s resumable download (its part file and what says where it is from)."""
+    part = part_path(dest)
+    part.unlink(missing_ok=True)
+    _origin_path(part).unlink(missing_ok=True)
+
+
+def _origin(part: Path) -> tuple[str, str | None] | None:
+    """(url, validator) of a part file's bytes; None when not recorded (an older part)."""
+    try:
+        got = json.loads(_origin_path(part).read_text())
+        return str(got["url"]), got.get("validator")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _validator(resp: aiohttp.ClientResponse) -> str | None:
+    """What If-Range may name for this reply's file: a strong ETag, else Last-Modified."""
+    etag = resp.headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return resp.headers.get("Last-Modified")
 
 
 def sha256_of(path: Path, limit: int | None = None) -> hashlib._Hash:
@@ -156,32 +190,43 @@ async def fetch(session: aiohttp.ClientSession, url: str, dest: Path, *,
         have = part.stat().st_size if part.is_file() else 0
     except OSError as exc:
         raise _io_error(exc, part) from None
+    origin = _origin(part) if have else None
+    if origin is not None and origin[0] != url:
+        # a part of another URL's file (the same name pulled from elsewhere): its bytes
+        # are no prefix of this one; resumed, they would make a file of both
+        await asyncio.to_thread(discard, dest)
+        have, origin = 0, None
     hasher = await asyncio.to_thread(sha256_of, part) if have else hashlib.sha256()
-    out = await _get(session, url, part, headers or {}, progress, timeout, have, hasher)
-    if out is None:  # the part file is not a prefix of this file (416): anew
+    was = origin[1] if origin is not None else None
+    out = await _get(session, url, part, headers or {}, progress, timeout, have, hasher, was)
+    if out is None:  # the part file is not a prefix of this file (416, changed): anew
         out = await _get(session, url, part, headers or {}, progress, timeout, 0,
-                         hashlib.sha256())
+                         hashlib.sha256(), None)
         assert out is not None
     size, digest = out
     if want and digest != want:
-        part.unlink(missing_ok=True)
+        await asyncio.to_thread(discard, dest)
         raise DownloadError(f"{url}: sha256 {digest} is not the expected {want}",
                             code="checksum_mismatch")
     try:
         os.replace(part, dest)
     except OSError as exc:
         raise _io_error(exc, part) from None
+    _origin_path(part).unlink(missing_ok=True)
     return Fetched(path=dest, size=size, sha256=digest)
 
 
 async def _get(session: aiohttp.ClientSession, url: str, part: Path, headers: dict[str, str],
                progress: Progress | None, timeout: aiohttp.ClientTimeout, have: int,
-               hasher: hashlib._Hash) -> tuple[int, str] | None:
+               hasher: hashlib._Hash, was: str | None) -> tuple[int, str] | None:
     """The rest of the file after the part file's `have` bytes: (size, sha256) of the
-    whole; None when the server says the part is no prefix of it (416)."""
+    whole; None when the server says the part is no prefix of it (416), or the file
+    changed since the part's bytes came (`was`, their validator: another one now)."""
     req = dict(headers)
     if have:
         req["Range"] = f"bytes={have}-"
+        if was:
+            req["If-Range"] = was  # changed since: the server sends it whole (200)
     # The file's bytes as sent: a Content-Encoding would hash the decoded bytes instead.
     req.setdefault("Accept-Encoding", "identity")
     try:
@@ -195,11 +240,15 @@ async def _get(session: aiohttp.ClientSession, url: str, part: Path, headers: di
                 raise DownloadError(f"HTTP {resp.status} from {url}" + (f": {body}" if body
                                                                        else ""),
                                     status=resp.status)
+            if have and was and resp.status == 206 and _validator(resp) not in (None, was):
+                return None  # a server that ignored If-Range: the rest of another file
             rng = _content_range(resp) if resp.status == 206 else None
             if have and (rng is None or rng[0] != have):
                 have, hasher = 0, hashlib.sha256()  # Range ignored (200): from the start
             total = _total_of(resp, have)
             out = await asyncio.to_thread(_Part, part, have, hasher)
+            await asyncio.to_thread(_origin_path(part).write_text, json.dumps(
+                {"url": url, "validator": _validator(resp)}))
             try:
                 await _copy(resp, out, total, progress)
             except BaseException:

@@ -7,10 +7,11 @@ served to other workers (GET /api/v1/models/files/{name})."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,12 @@ class Files:
             leaf = Path(urlsplit(url).path).name
             return self.root / name / (leaf if leaf.endswith(".safetensors")
                                        else "model.safetensors")
-        return self.root / f"{name}.gguf"
+        leaf = f"{name}.gguf"
+        if models_dir.model_id(leaf) != name:
+            # a name ending like a quantisation tag (mymodel-Q4_K_M, an Ollama tag's
+            # -q4_K_M) would be listed shortened; in a folder of its own name it is not
+            return self.root / name / leaf
+        return self.root / leaf
 
     def pull_driver(self, req: PullRequest) -> Driver:
         if req.url is None:
@@ -71,7 +77,7 @@ class Files:
         url, sha = req.url, req.sha256
 
         async def drive(op: Op) -> None:
-            async with self._busy.hold(dest, op):
+            async with self._busy.hold(dest, op), self._tidy(dest):
                 if not await already(dest, sha, op):
                     await download(self.session(), url, dest, op, sha256=sha, resume=True)
         return drive
@@ -81,9 +87,20 @@ class Files:
         dest = self._dest(name, req.format, req.url)
 
         async def drive(op: Op) -> None:
-            async with self._busy.hold(dest, op):
+            async with self._busy.hold(dest, op), self._tidy(dest):
                 await self._install(req, dest, op)
         return drive
+
+    @contextlib.asynccontextmanager
+    async def _tidy(self, dest: Path) -> AsyncIterator[None]:
+        """The model's own folder removed again when the operation ends with nothing in
+        it (failed, cancelled, no part file kept to resume)."""
+        try:
+            yield
+        finally:
+            if dest.parent != self.root:
+                with contextlib.suppress(OSError):  # not empty, or never made
+                    await asyncio.shield(asyncio.to_thread(dest.parent.rmdir))
 
     async def _install(self, req: InstallRequest, dest: Path, op: Op) -> None:
         here = await shared(req)
@@ -101,9 +118,21 @@ class Files:
             raise ModelNotFound(f"model {name!r} is not in this worker's models directory",
                                 param="name")
         await asyncio.to_thread(_remove, Path(m.path))
+        if Path(m.path).parent != self.root and m.format == "gguf":
+            with contextlib.suppress(OSError):  # its own folder, when now empty
+                await asyncio.to_thread(Path(m.path).parent.rmdir)
+
+    def _listed(self, name: str) -> LocalModel | None:
+        """A model to show or serve: in the backend's own list (the embedded backend's
+        start model may be anywhere on disk), else in the models directory."""
+        if self.listing is not None:
+            found = next((m for m in self.listing() if m.name == name and m.path), None)
+            if found is not None:
+                return found
+        return models_dir.resolve(self.root, name)
 
     async def show(self, name: str) -> web.Response:
-        m = await asyncio.to_thread(models_dir.resolve, self.root, name)
+        m = await asyncio.to_thread(self._listed, name)
         if m is None or m.path is None:
             raise ModelNotFound(f"model {name!r} is not in this worker's models directory",
                                 param="model")
@@ -119,7 +148,7 @@ class Files:
         return LocalModels(backend=self.kind, models=await asyncio.to_thread(listed))
 
     def file(self, name: str) -> Path | None:
-        m = models_dir.resolve(self.root, name)
+        m = self._listed(name)
         if m is None or m.path is None or m.format != "gguf":
             return None  # a safetensors directory is several files: not one download
         return Path(m.path)

@@ -3,7 +3,9 @@
 A model is a GGUF file (a gguf-split model counts once, by its first part, with the size
 of all its parts) or a directory of safetensors files (a Hugging Face snapshot: its
 directory's name is the model's). Files may sit at the top or one directory down
-(`models/Qwen2.5/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf`); symlinks are followed (an install
+(`models/Qwen2.5/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf`); a GGUF in a directory of its own
+name (`models/m-Q8_0/m-Q8_0.gguf`, how a model installed as `m-Q8_0` is kept) is that
+name, its quantisation tag not stripped; symlinks are followed (an install
 from a shared filesystem links the file instead of copying it). Downloads in progress
 (`*.part`) and multimodal projectors (`mmproj-*.gguf`, loaded beside a model, not as one)
 are not models.
@@ -103,7 +105,11 @@ def installed(root: str | Path) -> list[LocalModel]:
                 inner = sorted(p for p in entry.iterdir() if _is_gguf(p))
             except OSError:
                 continue
-            found += [m for p in inner if (m := _gguf(p)) is not None]
+            for p in inner:
+                if (m := _gguf(p)) is not None:
+                    if _stem(p) == entry.name:  # installed under this very name (files.py)
+                        m.name = entry.name
+                    found.append(m)
         elif _is_gguf(entry) and (m := _gguf(entry)) is not None:
             found.append(m)
     counts: dict[str, int] = {}

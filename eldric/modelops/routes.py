@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
@@ -108,6 +109,22 @@ async def stream(request: web.Request, op: Op) -> web.StreamResponse:
     return resp
 
 
+def _check_url(url: str | None) -> None:
+    """A URL the worker is to download: http(s) with a host, and one Python parses (a
+    broken IPv6 host or port raises ValueError deep in a backend: a 500 otherwise)."""
+    if url is None:
+        return
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError when out of range
+    except ValueError:
+        ok = False
+    if not ok:
+        raise BadRequest(f"url {url!r} is not an http:// or https:// URL", param="url",
+                         code="invalid_request")
+
+
 async def _start(request: web.Request, type_: type, kind: str) -> web.StreamResponse:
     """POST pull or install: the body checked, the backend's driver (or its 400 before
     any stream), the operation started or joined, its lines streamed."""
@@ -117,6 +134,7 @@ async def _start(request: web.Request, type_: type, kind: str) -> web.StreamResp
     name = getattr(req, field)
     if not name:
         raise BadRequest(f"{field} is required", param=field, code="invalid_request")
+    _check_url(req.url)  # type: ignore[attr-defined]
     backend = _backend(api, f"{kind} models", f"{kind}_unsupported")
     driver = backend.pull_driver(req) if kind == "pull" else backend.install_driver(req)  # type: ignore[arg-type]
     return await stream(request, api.ops.start(req.op_id, name, kind, driver))  # type: ignore[attr-defined]

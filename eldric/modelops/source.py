@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 
-from eldric.modelops.download import DownloadError, fetch, part_path, same_file
+from eldric.modelops.download import DownloadError, discard, fetch, same_file
 from eldric.modelops.ops import Op, OpFailed
 from eldric.wire.models import InstallRequest
 
@@ -50,7 +50,7 @@ async def download(session: aiohttp.ClientSession, url: str, dest: Path, op: Op,
         raise OpFailed(exc.message, exc.code) from None
     except asyncio.CancelledError:
         if not resume:
-            await asyncio.to_thread(part_path(dest).unlink, missing_ok=True)
+            await asyncio.to_thread(discard, dest)
         raise
     return got.path, got.sha256
 

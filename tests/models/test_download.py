@@ -214,3 +214,51 @@ def test_same_file_compares_size_then_hash(tmp_path):
     assert not same_file(f, len(data), "0" * 64)
     assert not same_file(tmp_path / "missing.gguf", len(data), sha)
     assert not same_file(tmp_path, None, None)  # a directory is no file
+
+
+async def test_a_part_of_another_url_is_not_resumed(files, aiohttp_server, tmp_path):
+    """A cut pull of a model from one URL, then a pull of the same name from another URL
+    (another quantisation, another mirror) without a checksum: the part is not the new
+    file's prefix, so it is not resumed (it was: the model was the first file's bytes
+    followed by the second's, installed as if whole)."""
+    other = tmp_path / "other.gguf"
+    data = _blob(other, 5 * MiB + 123)
+    assert data != files.data
+    app = web.Application()
+    app.router.add_static("/", tmp_path)
+    server = await aiohttp_server(app)
+    dest = tmp_path / "models" / "m.gguf"
+    async with aiohttp.ClientSession() as s:
+        with pytest.raises(DownloadError):
+            await fetch(s, files.url + "/cut", dest)
+        assert part_path(dest).stat().st_size > 0
+        got = await fetch(s, url_of(server) + "/other.gguf", dest)
+    assert dest.read_bytes() == data and got.sha256 == hashlib.sha256(data).hexdigest()
+    assert [p.name for p in dest.parent.iterdir()] == ["m.gguf"]  # nothing of the first
+
+
+async def test_a_file_changed_since_the_cut_is_fetched_anew(aiohttp_server, tmp_path):
+    """The same URL, but the file there changed after the cut (a new revision under the
+    same name): the resume asks with If-Range, and the server sends the new file whole
+    instead of the rest of it after the old one's bytes."""
+    served = tmp_path / "srv"
+    served.mkdir()
+    _blob(served / "m.gguf", 5 * MiB + 123)
+    app = web.Application()
+    app.router.add_static("/", served)
+    url = url_of(await aiohttp_server(app)) + "/m.gguf"
+    dest = tmp_path / "models" / "m.gguf"
+
+    def stop(done: int, _total: int | None) -> None:
+        if done >= 2 * MiB:
+            raise RuntimeError("cut")
+
+    async with aiohttp.ClientSession() as s:
+        with pytest.raises(RuntimeError):
+            await fetch(s, url, dest, progress=stop)
+        assert part_path(dest).stat().st_size >= 2 * MiB
+        st = (served / "m.gguf").stat()
+        new = _blob(served / "m.gguf", 5 * MiB + 123)
+        os.utime(served / "m.gguf", (st.st_atime, st.st_mtime + 10))
+        got = await fetch(s, url, dest)
+    assert dest.read_bytes() == new and got.sha256 == hashlib.sha256(new).hexdigest()

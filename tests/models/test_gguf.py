@@ -60,3 +60,30 @@ def test_real_smollm2_header():
     # 30 blocks of 3,540,096 + the 49152x576 embedding (tied to the output) + the final norm
     assert h.parameter_count == 134_515_008
     assert h.scalars["general.size_label"] == "135M"
+
+
+def _nested_arrays(depth: int) -> bytes:
+    """A header whose one value is an array of arrays of arrays …, `depth` deep."""
+    import struct
+    return (b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 1) + b"k"
+            + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * depth)
+
+
+def test_arrays_nested_without_end_are_a_broken_file_not_a_crash(tmp_path):
+    """A crafted or corrupt header nesting arrays thousands deep: what was read so far
+    (it raised RecursionError: a registry upload of it was a 500)."""
+    path = tmp_path / "deep.gguf"
+    path.write_bytes(_nested_arrays(5000))
+    h = gguf.header(str(path))
+    assert h.tensor_count is None and h.scalars == {}
+
+
+async def test_a_registry_upload_of_such_a_file_is_a_400(tmp_path):
+    import aiohttp
+
+    from tests.models.registry_helpers import controller, upload_raw
+
+    async with controller(tmp_path) as c, aiohttp.ClientSession() as s:
+        status, body = await upload_raw(s, c.url, _nested_arrays(5000), name="deep")
+        assert (status, body["error"]["code"]) == (400, "invalid_model_file"), body
+        assert c.leftovers() == []

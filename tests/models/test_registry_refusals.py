@@ -239,3 +239,19 @@ async def test_a_write_that_fails_mid_upload_leaves_nothing(tmp_path):
         await until(lambda: c.leftovers() == [])
         assert await listed(s, c.url) == []
         assert (await upload_raw(s, c.url, DATA, name="m"))[0] == 201
+
+
+async def test_a_bad_format_or_sha256_in_the_query_is_refused_before_the_file(tmp_path):
+    """As a bad name: a typo in ?format= or a malformed ?sha256= is known from the
+    request's head; it was refused only after the whole file (gigabytes) was sent."""
+    async with controller(tmp_path) as c:
+        for query, param in (("name=m&format=onnx", "format"), ("name=m&sha256=xyz", "sha256")):
+            reader, writer = await open_raw(c.url)
+            writer.write(f"POST {API}/upload?{query} HTTP/1.1\r\nHost: x\r\n"
+                         f"Authorization: Bearer {ADMIN}\r\nExpect: 100-continue\r\n"
+                         f"Content-Length: {len(DATA)}\r\n\r\n".encode())
+            got, _, body = await read_reply(reader)  # the final reply, no 100 before it
+            writer.close()
+            assert got == 400, body
+            assert b'"param":"%s"' % param.encode() in body, body
+        assert c.leftovers() == []

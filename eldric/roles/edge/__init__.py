@@ -17,7 +17,7 @@ from eldric.roles.edge import cors
 from eldric.roles.edge.clients import LocalClients, RedisClients
 from eldric.roles.edge.config import EdgeConfig
 from eldric.roles.edge.farm import Farm
-from eldric.roles.edge.handlers import add_routes
+from eldric.roles.edge.handlers import NO_ADMIN, add_routes
 from eldric.roles.edge.limits import LocalLimiter, RedisLimiter
 from eldric.roles.edge.metrics import EdgeMetrics
 from eldric.roles.edge.routers import Routers, prober
@@ -154,5 +154,7 @@ ROLE = Role(
                 "auth": {"require_api_key": False},
                 "rate_limits": {"global_rpm": 0, "per_ip_rpm": 0, "per_key_rpm": 0}},
     env_hints={"port": "ELDRIC_EDGE_HTTP_PORT (with --no-tls; ELDRIC_EDGE_PORT for HTTPS)"},
-    auth_keys=lambda cfg: (cfg.admin_key, None),  # its api_keys are its clients', not the cluster's
+    # Its api_keys are its clients', not the cluster's; without --admin-key the registry
+    # is closed, as the edge's own admin API is (the edge faces the internet).
+    auth_keys=lambda cfg: (cfg.admin_key or NO_ADMIN, None),
 )

@@ -210,11 +210,11 @@ async def revoke_client(request: web.Request) -> web.Response:
 def _require_admin(request: web.Request, es: EdgeState) -> None:
     """The clients API needs the admin key; without --admin-key it is closed (require_key
     alone would treat "no key configured" as open)."""
-    require_key(request, es.cfg.admin_key or _NO_ADMIN, "admin key")
+    require_key(request, es.cfg.admin_key or NO_ADMIN, "admin key")
 
 
 # Without --admin-key the admin API is closed: no key can match this.
-_NO_ADMIN = "\x00no admin key configured\x00"
+NO_ADMIN = "\x00no admin key configured\x00"
 
 
 async def upstreams(request: web.Request) -> web.Response:
