@@ -9,7 +9,7 @@ directory and an Ollama /api/create all come out as the same `OpProgress` lines.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -33,6 +33,11 @@ Source = Literal["registry", "worker", "url", "ollama"]
 # registry, another worker, anywhere) installed the backend's way; files: it serves its
 # model files for download (GET /api/v1/models/files/{name}), so it can be a source.
 PullKind = Literal["ollama", "url"]
+
+# An op id is the caller's name for an operation (the controller's: job, worker id,
+# attempt): it goes into log lines and URL paths, so it is bounded and has no slash or
+# control character.
+OpId = Annotated[str, msgspec.Meta(pattern=r"^[^/\x00-\x1f\x7f]{1,256}$")]
 
 
 class ModelOps(msgspec.Struct, omit_defaults=True):
@@ -66,7 +71,7 @@ class PullRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     pulls files, `model` then names the installed file."""
 
     model: str
-    op_id: str | None = None
+    op_id: OpId | None = None
     url: str | None = None
     sha256: str | None = None
     insecure: bool = False  # Ollama's own flag, passed on
@@ -82,7 +87,7 @@ class InstallRequest(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=T
     name: str
     url: str
     format: Literal["gguf", "safetensors"] = "gguf"
-    op_id: str | None = None
+    op_id: OpId | None = None
     sha256: str | None = None
     size: int | None = None
     path: str | None = None

@@ -87,6 +87,9 @@ async def test_an_unknown_op_is_404(aiohttp_server, tmp_path, method):
 @pytest.mark.parametrize("path,body", [
     ("pull", b"{not json"), ("pull", b'{"op_id": "x"}'), ("pull", b'{"model": "m", "x": 1}'),
     ("pull", b'{"model": ""}'), ("install", b'{"name": "m"}'), ("show", b"[]"),
+    # an op id goes into log lines and URL paths: bounded, no slash
+    ("pull", b'{"model": "m", "op_id": "' + b"x" * 257 + b'"}'),
+    ("pull", b'{"model": "m", "op_id": "a/b"}'), ("pull", b'{"model": "m", "op_id": ""}'),
 ])
 async def test_a_bad_body_is_400(aiohttp_server, tmp_path, path, body):
     async with ollama_worker(aiohttp_server, tmp_path) as w, aiohttp.ClientSession() as s, \
