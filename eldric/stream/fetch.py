@@ -47,25 +47,16 @@ class Fetched:
 
     async def read_all(self) -> bytes:
         """The whole body; a reply that breaks off raises UpstreamFailure (and is closed)."""
-        try:
-            data = await self._resp.read_all()
-        except REPLY_ERRORS as exc:
-            self.close("error")
-            raise upstream_failure(exc, self._target, self._timeouts, "body") from None
-        except BaseException:
-            self.close("cancelled")
-            raise
-        self.close("ok")
-        return data
+        return b"".join([chunk async for chunk in self.chunks("body")])
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self, phase: str = "stream") -> AsyncIterator[bytes]:
         """The body as it arrives; a reply that breaks off raises UpstreamFailure."""
         try:
             while chunk := await self._resp.read_chunk():
                 yield chunk
         except REPLY_ERRORS as exc:
             self.close("error")
-            raise upstream_failure(exc, self._target, self._timeouts, "stream") from None
+            raise upstream_failure(exc, self._target, self._timeouts, phase) from None
         except BaseException:
             self.close("cancelled")
             raise

@@ -73,15 +73,20 @@ async def test_bad_swarm_requests_are_400s_saying_why(aiohttp_server, tmp_path, 
     assert not script.calls
 
 
-async def test_a_swarm_answers_chat_completions_only(aiohttp_server, tmp_path):
+@pytest.mark.parametrize("path,body", [
+    ("/v1/embeddings", {"model": "swarm", "input": "x"}),
+    ("/v1/messages", {"model": "swarm/best_of_n", "max_tokens": 9, "messages": Q}),
+    ("/v1/responses", {"model": "swarm", "input": "hi"}),
+])
+async def test_a_swarm_answers_chat_completions_only(aiohttp_server, tmp_path, path, body):
     script = await scripted.serve(aiohttp_server, MODELS)
     async with router(tmp_path, script.url) as urls:
         async with aiohttp.ClientSession() as s:
-            async with s.post(urls["router"] + "/v1/embeddings",
-                              json={"model": "swarm", "input": "x"}) as r:
-                body = await r.json()
-    assert r.status == 400 and body["error"]["code"] == "invalid_swarm"
-    assert "/v1/chat/completions" in body["error"]["message"]
+            async with s.post(urls["router"] + path, json=body) as r:
+                text = await r.text()
+    assert r.status == 400, text
+    assert "/v1/chat/completions" in text and "invalid_swarm" in text
+    assert not script.calls
 
 
 async def test_on_member_error_fail_cancels_the_rest_and_names_the_failure(aiohttp_server,

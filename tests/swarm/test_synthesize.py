@@ -9,6 +9,7 @@ import time
 import aiohttp
 import openai
 
+from tests.conftest import until
 from tests.fakes import scripted
 from tests.swarm.flows import Q, ask, router, stream
 
@@ -184,6 +185,12 @@ async def test_a_client_leaving_cancels_every_member_within_a_second(aiohttp_ser
         task.cancel()
         await script.wait(lambda sc: all(c.left for c in sc.calls), timeout=1.0)
 
+        async def idle():  # every cancelled call is off the worker's in-flight count
+            async with aiohttp.ClientSession() as s, \
+                    s.get(urls["router"] + "/api/v1/workers") as r:
+                return (await r.json())["workers"][0]["active_requests"] == 0
+        await until(idle, timeout=1.0)
+
 
 async def test_the_openai_sdk_reads_the_stream_and_ignores_the_progress(aiohttp_server,
                                                                         tmp_path):
@@ -226,3 +233,23 @@ async def test_a_member_no_worker_serves_is_recorded_and_skipped(aiohttp_server,
     [nope] = [r for r in body["eldric"]["members"] if r["model"] == "nope"]
     assert nope["outcome"] == "error" and "not served by any worker" in nope["error"]
     assert nope["worker"] is None
+
+
+async def test_the_synthesis_model_failing_is_a_clear_error_whole_or_mid_stream(
+        aiohttp_server, tmp_path):
+    script = await scripted.serve(aiohttp_server, MODELS)
+    script.on(contains=SYNTH, call=1, status=400, message="synth refused")  # m-a's 2nd call
+    script.on(contains=SYNTH, text="Paris is the capital", die_after=2)
+    async with router(tmp_path, script.url) as urls:
+        status, _, body = await ask(urls["router"], "swarm/synthesize")
+        got = await stream(urls["router"], "swarm/synthesize")
+        async with aiohttp.ClientSession() as s, s.get(urls["router"] + "/api/v1/workers") as r:
+            workers = (await r.json())["workers"]
+    assert status == 503 and body["error"]["code"] == "swarm_failed"
+    assert "synthesis" in body["error"]["message"] and "synth refused" in body["error"]["message"]
+    # streamed: two tokens came, then one error event and the end; no record of success
+    assert got.content == "Paris is"
+    assert got.data[-1] == "[DONE]" and got.data[-2]["error"]["code"] == "swarm_failed"
+    assert "mid-answer" in got.data[-2]["error"]["message"]
+    # every call, finished or broken, is off the worker's in-flight count
+    assert [w["active_requests"] for w in workers] == [0]

@@ -135,6 +135,9 @@ async def passthrough(request: LaneRequest) -> Answer:
         raise
     model = model_of(body)
     request[keys.HOP].model = model
+    if request.app[ROUTER].swarms.named(model):
+        raise BadRequest(f"a swarm ({model}) answers {swarm.CHAT} only, not {request.path}",
+                         param="model", code="invalid_swarm")
     # behind: a worker may know an id this router does not (the state is the first
     # eldric hop's; a client may have talked to the worker itself)
     return await stateful(request, body, lambda body, tap: route(request, body, model, tap),

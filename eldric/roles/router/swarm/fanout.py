@@ -49,10 +49,12 @@ async def fanout(asks: list[Ask], call: Call, *, timeout: float, max_concurrent:
         if any(not t.done() for t in tasks):
             await asyncio.wait(tasks)  # each closes its upstream connection as it stops
     ms = (time.perf_counter() - t0) * 1000
-    out = []
+    out: list[Result] = []
     for i, ask in enumerate(asks):
-        r = results.get(i)
-        if r is None:
+        got = results.get(i)
+        if got is not None:
+            out.append(got)
+        else:
             timed_out = ms >= timeout * 1000
             r = Result(ask, ok=False, latency_ms=ms,
                        outcome="timeout" if timed_out else "cancelled",
@@ -60,5 +62,5 @@ async def fanout(asks: list[Ask], call: Call, *, timeout: float, max_concurrent:
                               "(round_timeout_ms)") if timed_out else
                        f"{ask.member.model}: cancelled after another member failed "
                        "(on_member_error: fail)")
-        out.append(r)
+            out.append(r)
     return out

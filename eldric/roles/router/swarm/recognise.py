@@ -11,7 +11,6 @@ from eldric.errors import BadRequest
 from eldric.roles.router.swarm.config import STRATEGIES, Ensemble, SwarmConfig
 
 HEADER = b"x-eldric-swarm"
-_HEADER_LEN = len(HEADER)
 PREFIX = "swarm/"
 
 
@@ -36,12 +35,16 @@ class Swarms:
 
     def plan(self, model: str | None, raw_headers: object) -> Plan | None:
         """The swarm this request asks for, or None (a normal request)."""
-        if model is not None and (model in self.names or model.startswith(PREFIX)):
+        if model is not None and (model in self.names or model[:6] == PREFIX):
             return self._by_name(model)
-        for name, value in raw_headers:  # type: ignore[attr-defined]
-            if len(name) == _HEADER_LEN and name.lower() == HEADER:
-                return self._by_header(value.decode("latin-1").strip(), model)
+        for pair in raw_headers:  # type: ignore[attr-defined]
+            if len(pair[0]) == 14 and pair[0].lower() == HEADER:  # 14: len(HEADER)
+                return self._by_header(pair[1].decode("latin-1").strip(), model)
         return None
+
+    def named(self, model: str | None) -> bool:
+        """Whether a model name is a swarm's (the other client APIs refuse it)."""
+        return model is not None and (model in self.names or model[:6] == PREFIX)
 
     def _by_name(self, model: str) -> Plan:
         ens = self.ensembles.get(model)

@@ -103,7 +103,8 @@ async def _progress(sink: Sink, swarm: Swarm, task: asyncio.Future[Final]) -> Fi
     while not task.done():
         get = asyncio.ensure_future(events.get())
         try:
-            await asyncio.wait([task, get], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([task, get],  # type: ignore[type-var]
+                               return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not get.done():
                 get.cancel()
