@@ -6,7 +6,9 @@ failing, one position left, a failing judge, tool calls."""
 from __future__ import annotations
 
 import json
+import time
 
+import aiohttp
 import pytest
 
 from eldric.roles.router.swarm.strategies.debate import VERDICT_SYSTEM
@@ -202,3 +204,22 @@ async def test_debate_needs_two_members(aiohttp_server, tmp_path):
         status, _, body = await ask(urls["router"], "swarm/debate", swarm=_swarm(["m-a"]))
     assert status == 400 and body["error"]["code"] == "invalid_swarm"
     assert json.dumps(script.calls) == "[]"
+
+
+async def test_a_client_leaving_mid_debate_cancels_every_member_within_a_second(
+        aiohttp_server, tmp_path):
+    """Round 2 goes out on the keep-alive connections round 1 left: those are closed too."""
+    script = await _script(aiohttp_server)
+    for m in MEMBERS:
+        script.rules.insert(0, scripted.Rule(m, OTHERS, None, scripted.Reply(hold=30)))
+    async with router(tmp_path, script.url) as urls:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(urls["router"] + "/v1/chat/completions", json={
+                    "model": "swarm/debate", "messages": Q, "stream": True,
+                    "swarm": _swarm(rounds=2)}) as r:
+                await script.wait(lambda sc: len(sc.calls) == 6)  # round 2 under way
+                r.close()  # the client goes away
+        left = time.monotonic()
+        await script.wait(lambda sc: all(c.left for c in sc.calls[3:]), timeout=1.0)
+        assert time.monotonic() - left < 1.0
+    assert not script.asked("m-j")
