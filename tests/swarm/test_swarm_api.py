@@ -207,3 +207,26 @@ async def test_stats_and_metrics_per_strategy(aiohttp_server, tmp_path):
                                   '{strategy="synthesize"}') == 1
     assert stats["requests"] == 2 and stats["ok"] == 1 and stats["failed"] == 1
     assert stats["member_failures"] == 4 and stats["added_latency_ms_mean"] >= 0
+
+
+async def test_a_swarm_on_the_aiohttp_lane_too(aiohttp_server, tmp_path):
+    """The same route spelled with an escaped slash is aiohttp's, not the fast lane's:
+    whole and streamed swarms answer there the same way."""
+    from yarl import URL
+
+    from tests.conftest import on_fast_lane
+
+    script = await scripted.serve(aiohttp_server, MODELS)
+    async with router(tmp_path, script.url) as urls:
+        url = URL(urls["router"] + "/v1/chat%2Fcompletions", encoded=True)
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url, json={"model": "swarm", "messages": Q}) as r:
+                body = await r.json()
+                assert r.status == 200 and not on_fast_lane(r.headers), body
+            async with s.post(url, json={"model": "swarm", "messages": Q,
+                                         "stream": True}) as r:
+                text = await r.text()
+                assert r.status == 200 and not on_fast_lane(r.headers)
+    assert body["eldric"]["swarm"] == "synthesize"
+    assert text.startswith(": eldric.swarm ") and text.endswith("data: [DONE]\n\n")
+    assert '"eldric":' in text

@@ -102,7 +102,8 @@ async def test_a_member_past_the_round_timeout_is_cancelled_and_the_answer_comes
     rec = got.last["eldric"]
     assert {r["model"]: r["outcome"] for r in rec["members"] if r["stage"] == "answer"} == \
         {"m-a": "ok", "m-b": "ok", "m-c": "timeout"}
-    assert "400 ms" in [r for r in rec["members"] if r["model"] == "m-c"][0]["error"]
+    [timed_out] = [r for r in rec["members"] if r["model"] == "m-c"]
+    assert "400 ms" in timed_out["error"] and timed_out["worker"] == script.url
     assert "m-c answer" not in _synthesis(script)[0].prompt
 
 

@@ -135,7 +135,12 @@ async def passthrough(request: LaneRequest) -> Answer:
         raise
     model = model_of(body)
     request[keys.HOP].model = model
-    if request.app[ROUTER].swarms.named(model):
+    rs = request.app[ROUTER]
+    if request.path == swarm.CHAT:  # spelled so that only aiohttp routes it (chat%2F…)
+        plan = rs.swarms.plan(model, request.raw_headers)
+        if plan is not None:
+            return await swarm.serve(request, rs, plan, body)
+    elif rs.swarms.named(model):
         raise BadRequest(f"a swarm ({model}) answers {swarm.CHAT} only, not {request.path}",
                          param="model", code="invalid_swarm")
     # behind: a worker may know an id this router does not (the state is the first

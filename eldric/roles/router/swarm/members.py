@@ -6,7 +6,7 @@ instead of relaying it to the client. Never an HTTP call to the router itself.""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -29,16 +29,19 @@ class MemberAttempts(Attempts):
     """Attempts whose call fetches the reply (eldric.stream.fetch) and whose "answer"
     for a failure that is no retry is the failure itself, for the swarm to record."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("raw", "seen")
 
     def __init__(self, request: LaneRequest, rs: RouterState, model: str | None,
-                 raw: RawPairs) -> None:
+                 raw: RawPairs, seen: Callable[[str], None] | None = None) -> None:
         Attempts.__init__(self, request, rs, model)
         self.raw = raw  # the client's headers without the swarm's own
+        self.seen = seen  # told each worker tried: a call cut short still names its worker
 
     def call(self, worker: Worker) -> Awaitable[Fetched]:  # type: ignore[override]
         self.bus.metrics.selections.labels(self.role, self.strategy.name,  # type: ignore[union-attr]
                                            worker.id).inc()
+        if self.seen is not None:
+            self.seen(worker.id)
         return fetch(self.request, Target(worker.state, worker.url), self.request.path,
                      self.body, timeouts=self.rs.timeouts, raw_headers=self.raw)
 
@@ -80,14 +83,14 @@ class Reached:
 
 
 async def reach(request: LaneRequest, rs: RouterState, raw: RawPairs, body: bytes,
-                model: str) -> Reached:
+                model: str, seen: Callable[[str], None] | None = None) -> Reached:
     """Route one member's call (imported here, not at the top: handlers imports the
     swarm's entry point)."""
     from eldric.roles.router.handlers import route
     tries: list[MemberAttempts] = []
 
     def attempts(request: LaneRequest, rs: RouterState, model: str | None) -> MemberAttempts:
-        t = MemberAttempts(request, rs, model, raw)
+        t = MemberAttempts(request, rs, model, raw, seen)
         tries.append(t)
         return t
 
@@ -103,12 +106,13 @@ async def reach(request: LaneRequest, rs: RouterState, raw: RawPairs, body: byte
 
 
 async def answer(request: LaneRequest, rs: RouterState, raw: RawPairs,
-                 client: dict[str, Any], ask: Ask) -> Result:
+                 client: dict[str, Any], ask: Ask,
+                 seen: Callable[[str], None] | None = None) -> Result:
     """One member's whole answer (not streamed), as a Result; never raises for the
     member's failure (cancellation passes through)."""
     t0 = time.perf_counter()
     reached = await reach(request, rs, raw, member_body(client, ask, stream=False),
-                          ask.member.model)
+                          ask.member.model, seen)
     ms = lambda: (time.perf_counter() - t0) * 1000  # noqa: E731
     if reached.reply is None:
         return Result(ask, ok=False, worker=reached.worker, latency_ms=ms(), outcome="error",

@@ -52,6 +52,7 @@ class Swarm:
         self.choice: dict[str, Any] | None = None  # the judge's pick: index, reason, how
         self.events: asyncio.Queue[dict[str, Any]] | None = None  # progress, when streamed
         self.started = time.perf_counter()
+        self._at: dict[int, str] = {}  # id(ask) -> the worker its call is on now
 
     # ------------------------------------------------------------ what strategies read
 
@@ -87,6 +88,7 @@ class Swarm:
                                fail_fast=lim.on_member_error == "fail")
         for r in results:
             if r.outcome in ("timeout", "cancelled"):
+                r.worker = self._at.get(id(r.ask))
                 self._record(r)  # the ones that ended were recorded as they did
         ok = [r for r in results if r.ok]
         bad = [r for r in results if not r.ok]
@@ -126,7 +128,8 @@ class Swarm:
         self.progress("member_started", stage=ask.stage, member=ask.index,
                       model=ask.member.model)
         try:
-            r = await member_calls.answer(self.request, self.rs, self.raw, self.client, ask)
+            r = await member_calls.answer(self.request, self.rs, self.raw, self.client, ask,
+                                          lambda worker: self._at.__setitem__(id(ask), worker))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must not hang or crash the others: recorded
