@@ -212,3 +212,16 @@ async def test_critique_needs_two_members(aiohttp_server, tmp_path):
         status, _, body = await ask(urls["router"], "swarm/critique", swarm=_swarm(["m-a"]))
     assert status == 400 and body["error"]["code"] == "invalid_swarm"
     assert not script.calls
+
+
+async def test_no_member_answering_is_one_error_naming_each(aiohttp_server, tmp_path):
+    script = await scripted.serve(aiohttp_server, ["m-a", "m-b"])
+    script.on(model="m-a", status=500, message="a broke")
+    script.on(model="m-b", status=503, message="b broke")
+    async with router(tmp_path, script.url, max_attempts=1) as urls:
+        status, _, body = await ask(urls["router"], "swarm/critique", swarm=_swarm())
+    assert status == 503, body
+    assert body["error"]["code"] == "swarm_failed"
+    message = body["error"]["message"]
+    assert "member 0 (m-a)" in message and "member 1 (m-b)" in message
+    assert script.order() == ["m-a", "m-b"]
