@@ -11,6 +11,7 @@ import msgspec
 
 from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import controller as fake_controller
+from tests.fakes import worker as fake_worker
 from tests.fakes.controller import STATE
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -182,3 +183,34 @@ async def test_a_router_started_before_its_controller_finds_it_in_seconds(tmp_pa
             async with aiohttp.ClientSession() as s:
                 await until(lambda: _served(s, r["router"]), timeout=5)
 
+
+
+async def test_a_model_new_on_a_known_worker_is_routable_at_once(aiohttp_server, tmp_path):
+    """A model pulled onto a worker the router knows: the worker's heartbeat tells the
+    controller, the router's long-poll sees the worker's models changed and checks the
+    worker at once, not at its next health check (30 s here)."""
+    fake = await aiohttp_server(fake_worker.make_app("w1", ["old"]))
+    async with run_eldric("controller", tmp_path / "c", port=0, bind="127.0.0.1") as c:
+        base = c["controller"]
+        async with aiohttp.ClientSession() as s:
+            async with s.post(base + "/api/v1/workers/register", json={
+                    "worker_type": "inference", "url": url_of(fake), "models": ["old"]}) as r:
+                wid = (await r.json())["id"]
+            async with run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                                  controller=base, health_interval=30000) as r:
+                router = r["router"]
+
+                async def models():
+                    _, listed = await _get(s, router + "/v1/models")
+                    return {m["id"] for m in listed["data"]}
+                await until(lambda: _has(models, "old"), timeout=5)
+                fake.app[fake_worker.KNOBS].models = ["old", "new"]
+                await asyncio.sleep(0.3)  # the router's long-poll is held by now
+                async with s.post(f"{base}/api/v1/workers/{wid}/heartbeat", json={
+                        "status": "healthy", "load": {}, "models": ["old", "new"]}) as hb:
+                    assert hb.status == 200
+                await until(lambda: _has(models, "new"), timeout=2.5)
+
+
+async def _has(models, name):  # type: ignore[no-untyped-def]
+    return name in await models()

@@ -230,3 +230,25 @@ async def test_a_swarm_on_the_aiohttp_lane_too(aiohttp_server, tmp_path):
     assert body["eldric"]["swarm"] == "synthesize"
     assert text.startswith(": eldric.swarm ") and text.endswith("data: [DONE]\n\n")
     assert '"eldric":' in text
+
+
+async def test_a_strategy_that_crashes_is_an_error_in_the_apis_shape(aiohttp_server, tmp_path,
+                                                                    monkeypatch):
+    from eldric.roles.router.swarm.strategies.synthesize import Synthesize
+    from tests.swarm.flows import stream
+
+    async def boom(self, swarm):  # type: ignore[no-untyped-def]
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Synthesize, "run", boom)
+    script = await scripted.serve(aiohttp_server, MODELS)
+    async with router(tmp_path, script.url) as urls:
+        status, _, body = await ask(urls["router"], "swarm/synthesize")
+        got = await stream(urls["router"], "swarm/synthesize")
+        async with aiohttp.ClientSession() as s, s.get(urls["router"] + "/api/v1/swarm") as r:
+            stats = (await r.json())["stats"]["synthesize"]
+    assert status == 500 and body["error"]["code"] == "internal_error"
+    assert got.status == 200 and got.data[-1] == "[DONE]"
+    assert got.data[-2]["error"]["code"] == "internal_error"
+    assert "a bug" not in got.text
+    assert stats["failed"] == 2

@@ -25,6 +25,9 @@ class Worker:
     static: bool = False
     reported_max_concurrency: int | None = None
     paths: list[str] | None = None  # as its /health advertises; None: any path
+    # The models the controller last listed for it: when they change (a model pulled or
+    # deleted there), the router checks the worker at once rather than at its next probe.
+    registered_models: list[str] | None = None
     # After max_failures failed requests in a row the worker is ranked last until then
     # (time.monotonic()): maybe broken, maybe fed bad requests; its health check decides.
     suspect_until: float = 0.0

@@ -79,6 +79,9 @@ def apply(app: web.Application, listing: WorkerListing) -> None:
             w.paths = rec.paths
             log.info("worker_synced", worker=rec.id, url=url, models=rec.models)
             app[keys.PROBER].poke(w)
+        elif rec.models != w.registered_models:
+            app[keys.PROBER].poke(w)  # its models changed: our own check looks now
+        w.registered_models = list(rec.models)
     for w in [w for w in pool.workers.values() if w.from_controller and not w.static]:
         if w.id not in seen:
             log.info("worker_unsynced", worker=w.id, url=w.url)

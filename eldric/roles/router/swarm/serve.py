@@ -132,6 +132,9 @@ async def whole(request: LaneRequest, swarm: Swarm, strategy: Strategy) -> Answe
         stats.done(swarm, "failed", final_call)
         exc.headers = {"X-Eldric-Swarm": swarm.strategy, **exc.headers}
         raise
+    except Exception:  # a bug: the middleware answers 500 in the API's shape
+        stats.done(swarm, "failed", final_call)
+        raise
     stats.done(swarm, "ok", final_call)
     rec = account.record(swarm, final, final_call)
     rec["usage"] = usage = account.usage_sum(rec_calls(swarm, final_call))

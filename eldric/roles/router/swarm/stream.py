@@ -83,6 +83,13 @@ async def streamed(request: LaneRequest, swarm: Swarm, strategy: Strategy) -> An
             await _drain(sink, swarm)
             await sink.write(dialect.OPENAI.stream_error(exc.status, exc.message,
                                                          exc.code or "swarm_failed"))
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:  # a bug: the stream still ends in the API's shape, never cut
+            log.exception("swarm_failed_internally", strategy=swarm.strategy)
+            outcome = "failed"
+            await sink.write(dialect.OPENAI.stream_error(
+                500, f"swarm/{swarm.strategy} failed inside eldric", "internal_error"))
         await sink.write(b"data: [DONE]\n\n")
         await sink.end()
     except ConnectionError:  # the client went away mid-swarm
