@@ -64,6 +64,12 @@ class ConnectionPool:
                 # A pooled connection the upstream had just closed: nothing of the reply
                 # arrived, so sending again on a fresh connection is safe.
                 conn.finish(reusable=False)
+            except BaseException:
+                # Given up before the head (cancelled: a client gone, a swarm's round
+                # timeout): closed now, so the upstream stops working for nobody rather
+                # than when the first-byte timer fires.
+                conn.finish(reusable=False)
+                raise
         conn = await self._connect(key, connect_timeout)
         try:
             return await conn.send(data, Response(conn), head_only, *timers)

@@ -39,7 +39,8 @@ class Reply:
     """What one call gets. `text` is sent as tokens: words with their leading space."""
     text: str | None = None  # None: "<model> answer <n>" (n: the call's index for its model)
     hold: float = 0.0  # seconds before anything is sent (a slow prompt read)
-    delay: float = 0.0  # seconds before each streamed token
+    delay: float = 0.0  # seconds per token: before each streamed one, all of them at once
+    # before a whole reply (a backend takes as long to generate either way)
     status: int | None = None  # an error reply with this status
     message: str = "scripted failure"  # ... and this error message
     hang: bool = False  # never answer: the caller's timeout must end it
@@ -229,6 +230,8 @@ async def _answer(request: web.Request, call: Call, reply: Reply,
     created = int(time.time())
     cid = f"chatcmpl-{script.name}-{call.seq}"
     if not call.body.get("stream"):
+        if reply.delay:
+            await asyncio.sleep(reply.delay * len(words))
         message: dict = {"role": "assistant", "content": None if calls else text}
         if calls:
             message["tool_calls"] = [{"id": i, "type": "function",

@@ -167,3 +167,44 @@ async def test_first_byte_timeout_and_server_closing_mid_reply():
     s1.close()
     s2.close()
     pool.close()
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+async def test_a_request_cancelled_before_its_head_closes_its_connection(aiohttp_server,
+                                                                         pooled):
+    """The caller gives up before the reply's head (a client leaving, a swarm's round
+    timeout): the upstream must see its connection close at once, on a fresh connection
+    and on a reused keep-alive one alike, not keep working until a timer fires."""
+    gone = asyncio.Event()
+
+    async def slow(request: web.Request) -> web.Response:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:  # the test server cancels a handler whose client left
+            gone.set()
+            raise
+        return web.json_response({})
+
+    async def quick(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    app.router.add_post("/quick", quick)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("")).rstrip("/")
+    pool = ConnectionPool()
+    if pooled:  # one finished request leaves a keep-alive connection in the pool
+        resp = await pool.request("POST", base, "/quick", b"", b"{}", **T)
+        await resp.read_all()
+        resp.release()
+        assert sum(len(q) for q in pool.idle.values()) == 1
+    call = asyncio.ensure_future(pool.request("POST", base, "/slow", b"", b"{}",
+                                              **{**T, "first_byte_timeout": 60}))
+    await asyncio.sleep(0.2)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await asyncio.wait_for(gone.wait(), 1)
+    assert not any(pool.idle.values())  # and it is not handed out again
+    pool.close()

@@ -4,7 +4,7 @@ answer. Only answers that are `ok` reach a prompt: failure text never does."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -57,14 +57,18 @@ PICK_SYSTEM = (
     "the most correct, complete and helpful. Reply with JSON only: "
     '{"index": <number of the best candidate>, "reason": "<one short sentence>"}')
 
-# Structured output where the backend supports it (OpenAI, vLLM, llama.cpp); the prompt
-# says the same, and the answer is validated either way.
-PICK_FORMAT: dict[str, Any] = {
-    "type": "json_schema",
-    "json_schema": {"name": "pick", "strict": True, "schema": {
-        "type": "object", "additionalProperties": False, "required": ["index", "reason"],
-        "properties": {"index": {"type": "integer", "minimum": 0},
-                       "reason": {"type": "string"}}}}}
+def json_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The response_format asking for JSON of this schema: structured output where the
+    backend supports it (OpenAI, vLLM, llama.cpp); the prompt says the same, and the
+    answer is validated either way (read_object)."""
+    return {"type": "json_schema",
+            "json_schema": {"name": name, "strict": True, "schema": schema}}
+
+
+PICK_FORMAT = json_format("pick", {
+    "type": "object", "additionalProperties": False, "required": ["index", "reason"],
+    "properties": {"index": {"type": "integer", "minimum": 0},
+                   "reason": {"type": "string"}}})
 
 
 def pick_messages(client: Messages, ok: list[Result]) -> Messages:
@@ -79,17 +83,26 @@ class Pick(msgspec.Struct):
 
 
 _OBJECT = re.compile(r"\{.*\}", re.S)
+T = TypeVar("T")
 
 
-def read_pick(text: str, n: int) -> Pick | str:
-    """The judge's pick, or why it is not one (not JSON, no index, out of range)."""
+def read_object(text: str, type_: type[T], what: str) -> T | str:
+    """The JSON object in the judge's answer (prose around it allowed) as `type_`, or
+    why there is none."""
     found = _OBJECT.search(text or "")
     if found is None:
         return "the judge's answer holds no JSON object"
     try:
-        pick = msgspec.json.decode(found.group(0), type=Pick)
+        return msgspec.json.decode(found.group(0), type=type_)
     except msgspec.DecodeError as exc:
-        return f"the judge's answer is not a valid pick ({exc})"
+        return f"the judge's answer is not a valid {what} ({exc})"
+
+
+def read_pick(text: str, n: int) -> Pick | str:
+    """The judge's pick, or why it is not one (not JSON, no index, out of range)."""
+    pick = read_object(text, Pick, "pick")
+    if isinstance(pick, str):
+        return pick
     if not 0 <= pick.index < n:
         return f"the judge picked index {pick.index}, not one of 0..{n - 1}"
     return pick

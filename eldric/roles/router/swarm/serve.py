@@ -121,9 +121,10 @@ async def whole(request: LaneRequest, swarm: Swarm, strategy: Strategy) -> Answe
         final = await strategy.run(swarm)
         if isinstance(final, Generate):
             final_call = await swarm_final(swarm, final)
-            result = final_call
-        else:
-            result = final.result
+            if final_call is None and final.fallback is not None:
+                final = final.fallback  # it failed: the strategy's fallback is the answer
+        result = final.result if isinstance(final, Chosen) else final_call
+        assert result is not None
     except asyncio.CancelledError:
         stats.done(swarm, "cancelled", final_call)
         raise
@@ -150,11 +151,14 @@ def rec_calls(swarm: Swarm, final_call: Result | None) -> list[Result]:
     return [*swarm.calls, *([final_call] if final_call is not None else [])]
 
 
-async def swarm_final(swarm: Swarm, final: Generate) -> Result:
-    """The generated final answer, whole (a client that did not ask for a stream)."""
+async def swarm_final(swarm: Swarm, final: Generate) -> Result | None:
+    """The generated final answer, whole (a client that did not ask for a stream); None
+    when it failed and the strategy gave a fallback."""
     r = await members.answer(swarm.request, swarm.rs, swarm.raw, swarm.client, final.ask)
     if not r.ok:
         swarm.calls.append(r)
+        if final.fallback is not None:
+            return None
         raise swarm.failed(f"the {final.ask.stage} model failed")
     return r
 

@@ -89,10 +89,13 @@ class Chosen:
 
 @dataclass(slots=True)
 class Generate:
-    """The final answer is this call, streamed as the model generates it."""
+    """The final answer is this call, streamed as the model generates it. `fallback`:
+    the answer if that call fails before its first token (the judge of a debate that is
+    down, a last revision that fails), else the swarm fails."""
 
     ask: Ask
     reason: str = ""
+    fallback: Chosen | None = None
 
 
 Final = Chosen | Generate

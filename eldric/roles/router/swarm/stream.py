@@ -162,9 +162,10 @@ async def _chosen(sink: Sink, swarm: Swarm, final: Chosen, out: Out) -> None:
     await _end(sink, swarm, out, out.chunk({}, r.finish_reason or "stop"), rec, usage)
 
 
-async def _generated(sink: Sink, swarm: Swarm, final: Generate, out: Out) -> Result:
+async def _generated(sink: Sink, swarm: Swarm, final: Generate, out: Out) -> Result | None:
     """The judge's / synthesis model's stream, relayed event by event as it comes (its
-    chunks renamed to this reply's id and model; its usage chunk kept for the sum)."""
+    chunks renamed to this reply's id and model; its usage chunk kept for the sum); None
+    when it failed before its first byte and the strategy's fallback was sent instead."""
     ask = final.ask
     swarm.progress("final_started", stage=ask.stage, model=ask.member.model)
     await _drain(sink, swarm)
@@ -177,6 +178,9 @@ async def _generated(sink: Sink, swarm: Swarm, final: Generate, out: Out) -> Res
         r = Result(ask, ok=False, worker=reached.worker, latency_ms=ms(), outcome="error",
                    error=reached.error)
         swarm.calls.append(r)
+        if final.fallback is not None:
+            await _chosen(sink, swarm, final.fallback, out)
+            return None
         raise swarm.failed(f"the {ask.stage} model failed")
     reply = reached.reply
     usage: dict[str, int] | None = None

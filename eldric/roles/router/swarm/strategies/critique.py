@@ -4,7 +4,8 @@ is streamed to the client as A writes it.
 
 A failing member does not sink the answer: if A does not answer, the next member that
 does becomes the author; a round whose critics all fail, or a revision that fails, ends
-the rounds and the answer so far is returned (recorded, with why). An author that answers
+the rounds and the answer so far is returned (recorded, with why); so does a last
+revision that fails before its first token. An author that answers
 with tool calls is returned as it is: tool calls are not critiqued. With on_member_error
 fail, any failure fails the swarm."""
 
@@ -76,15 +77,15 @@ class Critique(Strategy):
                               f"{_round_name(r - 1)}")
             ask = Ask(author.member, revise_messages(swarm.messages, answer.text, critiques),
                       f"revision {r}", author.index, no_tools(swarm))
+            kept = Chosen(answer, f"revision {r} failed; the answer of {_round_name(r - 1)}")
             if r == swarm.rounds:
                 return Generate(ask, f"revision {r} of {swarm.rounds}, after "
-                                f"{len(critiques)} critique(s)")
+                                f"{len(critiques)} critique(s)", kept if skip else None)
             revised = await swarm.ask(ask)
             if not revised.ok or not revised.text.strip():
                 if not skip:
                     raise swarm.failed(f"revision {r} failed")
-                return Chosen(answer, f"revision {r} failed; the answer of "
-                              f"{_round_name(r - 1)}")
+                return kept
             answer = revised
         raise AssertionError("rounds >= 1")  # the loop returns
 

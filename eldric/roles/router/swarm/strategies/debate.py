@@ -5,7 +5,8 @@ final positions and gives the verdict, streamed to the client as it writes it.
 A member that fails a round is dropped from the later ones (recorded); a later round in
 which fewer than min_successful answer ends the debate, and the verdict is given on the
 last round that had them (with on_member_error fail, it fails the swarm). One position
-left skips the judge. Tool calls cannot be argued over: a first-round answer with tool
+left skips the judge. A judge that fails before its first token falls back to the
+stated rule: the most common final position (FALLBACK_RULE). Tool calls cannot be argued over: a first-round answer with tool
 calls is refused with a 400 that says so (best_of_n and vote return tool calls)."""
 
 from __future__ import annotations
@@ -13,8 +14,12 @@ from __future__ import annotations
 from eldric.roles.router.swarm import judge
 from eldric.roles.router.swarm.run import Swarm
 from eldric.roles.router.swarm.strategies.critique import no_tools
-from eldric.roles.router.swarm.strategy import (Ask, Final, Generate, Messages, Result,
-                                                Strategy, SwarmFailed, SwarmRefused)
+from eldric.roles.router.swarm.strategies.vote import by_key
+from eldric.roles.router.swarm.strategy import (Ask, Chosen, Final, Generate, Messages,
+                                                Result, Strategy, SwarmFailed, SwarmRefused)
+
+FALLBACK_RULE = ("the most common final position (normalised exact match; a tie: the "
+                 "earliest member's)")
 
 TURN = (
     "The other participants answered:\n\n{others}\n\nConsider their arguments. Where "
@@ -76,4 +81,11 @@ class Debate(Strategy):
             return lone
         return Generate(Ask(swarm.judge, verdict_messages(swarm.messages, turns), "verdict",
                             -1, no_tools(swarm)),
-                        f"the judge's verdict on {len(turns)} positions after round {held}")
+                        f"the judge's verdict on {len(turns)} positions after round {held}",
+                        Chosen(turns[_most_common(turns)],
+                               f"the judge failed: fell back to {FALLBACK_RULE}"))
+
+
+def _most_common(turns: list[Result]) -> int:
+    groups = by_key(turns)
+    return max(groups, key=lambda g: (len(g), -g[0]))[0]

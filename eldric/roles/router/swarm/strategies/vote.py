@@ -31,12 +31,10 @@ GROUP_SYSTEM = (
     "group. Every candidate goes in exactly one group. Reply with JSON only: "
     '{"groups": [[<numbers of the candidates in the first group>], [...], ...]}')
 
-GROUP_FORMAT: dict[str, Any] = {
-    "type": "json_schema",
-    "json_schema": {"name": "groups", "strict": True, "schema": {
-        "type": "object", "additionalProperties": False, "required": ["groups"],
-        "properties": {"groups": {"type": "array", "items": {
-            "type": "array", "items": {"type": "integer", "minimum": 0}}}}}}}
+GROUP_FORMAT = judge.json_format("groups", {
+    "type": "object", "additionalProperties": False, "required": ["groups"],
+    "properties": {"groups": {"type": "array", "items": {
+        "type": "array", "items": {"type": "integer", "minimum": 0}}}}})
 
 
 class Vote(Strategy):
@@ -140,18 +138,12 @@ class Groups(msgspec.Struct):
     groups: list[list[int]]
 
 
-_OBJECT = re.compile(r"\{.*\}", re.S)
-
-
 def read_groups(text: str, n: int) -> list[list[int]] | str:
     """The judge's grouping of candidates 0..n-1, or why it is not one."""
-    found = _OBJECT.search(text or "")
-    if found is None:
-        return "the judge's answer holds no JSON object"
-    try:
-        got = msgspec.json.decode(found.group(0), type=Groups).groups
-    except msgspec.DecodeError as exc:
-        return f"the judge's answer is not a valid grouping ({exc})"
+    read = judge.read_object(text, Groups, "grouping")
+    if isinstance(read, str):
+        return read
+    got = read.groups
     seen = sorted(i for g in got for i in g)
     if seen != list(range(n)) or any(not g for g in got):
         return f"the judge's groups do not hold each of the candidates 0..{n - 1} once"
