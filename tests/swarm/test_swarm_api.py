@@ -62,6 +62,13 @@ async def test_the_header_makes_a_normal_request_a_swarm_led_by_its_model(aiohtt
     ("swarm/synthesize", {"swarm": {"members": [{"model": "m-a", "temp": 1}]}},
      "invalid_swarm", "swarm"),
     ("swarm/synthesize", {"messages": []}, "invalid_request", "messages"),
+    # a message that is not an object: a 400, whole and (below) streamed, never a 500
+    ("swarm/synthesize", {"messages": ["hi"]}, "invalid_request", "messages"),
+    ("swarm/best_of_n", {"messages": ["hi", 3]}, "invalid_request", "messages"),
+    ("swarm/critique", {"messages": [[1]]}, "invalid_request", "messages"),
+    ("swarm/debate", {"messages": ["x"], "stream": True}, "invalid_request", "messages"),
+    ("swarm/best_of_n", {"messages": ["hi"], "swarm": {"members": [
+        {"model": "m-a", "system": "S"}]}}, "invalid_request", "messages"),
 ])
 async def test_bad_swarm_requests_are_400s_saying_why(aiohttp_server, tmp_path, model, extra,
                                                      code, param):

@@ -42,6 +42,11 @@ def prepare(request: LaneRequest, rs: RouterState, plan: Plan, body: bytes
     client = msgspec.json.decode(body)
     if not isinstance(client.get("messages"), list) or not client["messages"]:
         raise BadRequest("a swarm needs messages", param="messages")
+    # the strategies read the messages (roles, content) to build their prompts: a message
+    # that is not an object was a crash inside the swarm (a 500), not the client's 400
+    if not all(isinstance(m, dict) for m in client["messages"]):
+        raise BadRequest("each message must be an object", param="messages",
+                         code="invalid_request")
     try:
         asked = msgspec.convert(client.pop("swarm", None) or {}, Asked)
     except msgspec.ValidationError as exc:
