@@ -181,6 +181,19 @@ async def test_ensembles_from_the_config_file_and_at_run_time(aiohttp_server, tm
                 async with s.post(base + "/api/v1/config", json=bad,
                                   headers={"Authorization": "Bearer adm"}) as r:
                     assert r.status == 400, bad
+            # ensembles that could never answer are refused when set, not on every request
+            for bad in ({"ensembles": {"e": {"strategy": "critique", "members": ["m-a"]}}},
+                        {"ensembles": {"e": {"members": ["m-a"] * 5}}},  # max_members 4
+                        {"swarm": {"max_members": 1}},  # quick has two members
+                        {"ensembles": {"e": {"members": ["e", "m-a"]}}},
+                        {"ensembles": {"e": {"members": ["swarm/vote"]}}},
+                        {"ensembles": {"e": {"members": ["m-a"], "judge": "swarm"}}},
+                        {"ensembles": {"e": {"members": ["m-a"], "judge": {"model": "f"}},
+                                       "f": {"members": ["m-b"]}}}):
+                async with s.post(base + "/api/v1/config", json=bad,
+                                  headers={"Authorization": "Bearer adm"}) as r:
+                    assert r.status == 400, bad
+                    assert (await r.json())["error"]["code"] == "invalid_swarm", bad
             async with s.get(base + "/api/v1/swarm") as r:
                 view = await r.json()
     assert {"synthesize", "best_of_n"} <= {s["name"] for s in view["strategies"]}
@@ -192,6 +205,13 @@ async def test_an_ensemble_name_that_shadows_the_swarm_is_refused_at_start(tmp_p
     with pytest.raises(Exception, match="the strategies. own names"):
         async with router(tmp_path, "http://127.0.0.1:9",
                           ensembles=json.dumps({"swarm": {"members": ["a"]}})):
+            pass
+
+
+async def test_an_ensemble_that_could_never_answer_is_refused_at_start(tmp_path):
+    with pytest.raises(Exception, match="needs at least 2 members"):
+        async with router(tmp_path, "http://127.0.0.1:9", ensembles=json.dumps(
+                {"e": {"strategy": "debate", "members": ["a"]}})):
             pass
 
 
