@@ -189,11 +189,24 @@ async def _generated(sink: Sink, swarm: Swarm, final: Generate, out: Out) -> Res
     try:
         if reply.content_type != b"text/event-stream":  # a backend that ignored "stream"
             body = await reply.read_all()
-            choice = msgspec.json.decode(body)["choices"][0]
+            try:
+                whole = msgspec.json.decode(body)
+                choice = whole["choices"][0]
+                if not isinstance(choice["message"], dict):
+                    raise TypeError("message is not an object")
+            except Exception as exc:  # garbage: a failed call (as whole), not eldric's bug
+                r = Result(ask, ok=False, worker=reached.worker, latency_ms=ms(),
+                           outcome="error", error=f"{reached.worker}: not a chat completion "
+                                                  f"({type(exc).__name__})")
+                swarm.calls.append(r)
+                if final.fallback is not None:
+                    await _chosen(sink, swarm, final.fallback, out)
+                    return None
+                raise swarm.failed(f"the {ask.stage} model failed") from None
+            usage = whole.get("usage") if isinstance(whole.get("usage"), dict) else None
             r = Result(ask, ok=True, message=choice["message"],
-                       finish_reason=choice.get("finish_reason"),
-                       usage=msgspec.json.decode(body).get("usage"), worker=reached.worker,
-                       latency_ms=ms())
+                       finish_reason=choice.get("finish_reason"), usage=usage,
+                       worker=reached.worker, latency_ms=ms())
             await _chosen(sink, swarm, Chosen(r, final.reason), out)
             return r
         async for chunk in reply.chunks():
