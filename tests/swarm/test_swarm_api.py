@@ -62,6 +62,11 @@ async def test_the_header_makes_a_normal_request_a_swarm_led_by_its_model(aiohtt
     ("swarm/synthesize", {"swarm": {"members": [{"model": "m-a", "temp": 1}]}},
      "invalid_swarm", "swarm"),
     ("swarm/synthesize", {"messages": []}, "invalid_request", "messages"),
+    # a member or judge that is a swarm itself (members are routed to workers)
+    ("swarm/synthesize", {"swarm": {"members": ["m-a", "swarm/vote"]}}, "invalid_swarm",
+     "swarm"),
+    ("swarm/best_of_n", {"swarm": {"members": ["m-a"], "judge": {"model": "swarm"}}},
+     "invalid_swarm", "swarm"),
     # a message that is not an object: a 400, whole and (below) streamed, never a 500
     ("swarm/synthesize", {"messages": ["hi"]}, "invalid_request", "messages"),
     ("swarm/best_of_n", {"messages": ["hi", 3]}, "invalid_request", "messages"),

@@ -75,6 +75,11 @@ def prepare(request: LaneRequest, rs: RouterState, plan: Plan, body: bytes
     judge = member_spec(judge_of) if judge_of is not None else \
         MemberSpec(model=chosen[0].model)  # the first member's model, without its settings
 
+    for m in (*chosen, judge):  # members are routed to workers: a swarm is none of them
+        if sw.named(m.model):
+            raise BadRequest(f"the swarm member or judge {m.model!r} is a swarm, not a "
+                             "model", param="swarm", code="invalid_swarm")
+
     def bound(name: str) -> Any:
         for source in (asked, ens):
             v = getattr(source, name, None) if source is not None else None
