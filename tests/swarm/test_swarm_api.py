@@ -62,6 +62,9 @@ async def test_the_header_makes_a_normal_request_a_swarm_led_by_its_model(aiohtt
     ("swarm/synthesize", {"swarm": {"members": [{"model": "m-a", "temp": 1}]}},
      "invalid_swarm", "swarm"),
     ("swarm/synthesize", {"messages": []}, "invalid_request", "messages"),
+    # stream_options that is not an object: was an internal_error after the streamed answer
+    ("swarm/synthesize", {"stream": True, "stream_options": 5}, "invalid_request",
+     "stream_options"),
     # a member or judge that is a swarm itself (members are routed to workers)
     ("swarm/synthesize", {"swarm": {"members": ["m-a", "swarm/vote"]}}, "invalid_swarm",
      "swarm"),

@@ -47,6 +47,9 @@ def prepare(request: LaneRequest, rs: RouterState, plan: Plan, body: bytes
     if not all(isinstance(m, dict) for m in client["messages"]):
         raise BadRequest("each message must be an object", param="messages",
                          code="invalid_request")
+    if not isinstance(client.get("stream_options") or {}, dict):  # read by stream.py
+        raise BadRequest("stream_options must be an object", param="stream_options",
+                         code="invalid_request")
     try:
         asked = msgspec.convert(client.pop("swarm", None) or {}, Asked)
     except msgspec.ValidationError as exc:
