@@ -287,3 +287,17 @@ async def test_a_strategy_that_crashes_is_an_error_in_the_apis_shape(aiohttp_ser
     assert got.data[-2]["error"]["code"] == "internal_error"
     assert "a bug" not in got.text
     assert stats["failed"] == 2
+
+
+@pytest.mark.parametrize("value", ["synthesize", "best_of_n", "1"])
+async def test_a_header_swarm_on_a_model_nobody_serves_is_its_404(aiohttp_server, tmp_path,
+                                                                 value):
+    """As the request without the header: not the other models' answers under that name
+    (best_of_n), nor a 503 once they ran (synthesize)."""
+    script = await scripted.serve(aiohttp_server, MODELS)
+    async with router(tmp_path, script.url) as urls:
+        status, _, body = await ask(urls["router"], "m-typo",
+                                    headers={"X-Eldric-Swarm": value})
+    assert status == 404, body
+    assert body["error"]["code"] == "model_not_found"
+    assert not script.calls

@@ -11,7 +11,7 @@ import msgspec
 import structlog
 
 from eldric import keys
-from eldric.errors import BadRequest, EldricError
+from eldric.errors import BadRequest, EldricError, ModelNotFound
 from eldric.exchange import Answer, LaneRequest, encode_headers
 from eldric.roles.router.state import RouterState
 from eldric.roles.router.swarm import account, members
@@ -104,12 +104,27 @@ def _default_members(rs: RouterState, model: str | None, most: int) -> list[Memb
     """Every distinct model the router can route (a header swarm's own model first),
     up to max_members."""
     served = rs.pool.models()
+    if model:
+        _routable(rs, model)
     names = ([model] if model else []) + [m for m in served if m != model]
     if not names:
         raise BadRequest("the swarm has no members: no worker lists a model; name them "
                          "(an ensemble, or the request's swarm.members)", param="swarm",
                          code="invalid_swarm")
     return [MemberSpec(model=m) for m in names[:most]]
+
+
+def _routable(rs: RouterState, model: str) -> None:
+    """A header swarm's own model is the client's: a name no worker serves (nor its alias
+    or fallbacks) is the 404 the request without the header gets, not a swarm of the
+    other models under that name."""
+    first = rs.cfg.aliases.get(model, model)
+    chain = [first, *rs.cfg.fallbacks.get(model, rs.cfg.fallbacks.get(first, []))]
+    if not any(w.serves(m) for w in rs.pool.workers.values() for m in chain):
+        known = sorted(rs.pool.models())
+        raise ModelNotFound(f"the model {model!r} is not served by any worker; models "
+                            f"available: {', '.join(known) if known else 'none'}",
+                            param="model")
 
 
 async def serve(request: LaneRequest, rs: RouterState, plan: Plan, body: bytes) -> Answer:
