@@ -301,3 +301,16 @@ async def test_a_header_swarm_on_a_model_nobody_serves_is_its_404(aiohttp_server
     assert status == 404, body
     assert body["error"]["code"] == "model_not_found"
     assert not script.calls
+
+
+async def test_models_retrieve_knows_the_strategies_only(aiohttp_server, tmp_path):
+    """GET /v1/models/{id} (the SDKs' models.retrieve) says 200 for a swarm model name a
+    request may use, and 404 for `swarm/<not a strategy>` (a request for it is a 400)."""
+    script = await scripted.serve(aiohttp_server, MODELS)
+    async with router(tmp_path, script.url) as urls:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(urls["router"] + "/v1/models/swarm%2Fvote") as r:
+                assert r.status == 200 and (await r.json())["id"] == "swarm/vote"
+            async with s.get(urls["router"] + "/v1/models/swarm%2Fquorum") as r:
+                assert r.status == 404
+                assert (await r.json())["error"]["code"] == "model_not_found"
