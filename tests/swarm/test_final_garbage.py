@@ -34,3 +34,23 @@ async def test_a_garbage_verdict_falls_back_as_a_failing_judge_does(aiohttp_serv
     verdict = [c for c in rec["members"] if c["stage"] == "verdict"]
     assert [c["outcome"] for c in verdict] == ["error"]
     assert "oops" not in s.content
+
+
+async def test_a_final_model_ignoring_stream_is_in_the_usage_sum(aiohttp_server, tmp_path):
+    """A synthesis model that answers a whole chat completion to a streamed request: its
+    answer is sent, and its usage summed and its call recorded like a streamed one's."""
+    import json
+    script = await scripted.serve(aiohttp_server, MODELS)
+    whole = {"id": "x", "object": "chat.completion", "created": 0, "model": "m-a",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "merged"},
+                          "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 100, "completion_tokens": 50, "total_tokens": 150}}
+    script.on(model="m-a", contains="Candidate answers", raw=json.dumps(whole).encode())
+    async with router(tmp_path, script.url) as urls:
+        s = await stream(urls["router"], "swarm/synthesize")
+    assert s.status == 200 and s.content == "merged", s.text
+    rec = s.last["eldric"]
+    members = sum(c["usage"]["completion_tokens"] for c in rec["members"]
+                  if c["stage"] == "answer")
+    assert rec["usage"]["completion_tokens"] == members + 50
+    assert [c["outcome"] for c in rec["members"] if c["member"] == -1] == ["ok"]

@@ -147,8 +147,10 @@ async def _end(sink: Sink, swarm: Swarm, out: Out, finish: dict[str, Any], rec: 
         await sink.write(data({**finish, "eldric": rec}))
 
 
-async def _chosen(sink: Sink, swarm: Swarm, final: Chosen, out: Out) -> None:
-    """A member's finished answer: its content and tool calls, as they are."""
+async def _chosen(sink: Sink, swarm: Swarm, final: Chosen, out: Out,
+                  final_call: Result | None = None) -> None:
+    """A member's finished answer: its content and tool calls, as they are (`final_call`:
+    the final call's whole answer, when its model ignored "stream": in the usage sum)."""
     r = final.result
     msg = r.message or {}
     await sink.write(data(out.chunk({"role": "assistant", "content": ""})))
@@ -158,7 +160,7 @@ async def _chosen(sink: Sink, swarm: Swarm, final: Chosen, out: Out) -> None:
         await sink.write(data(out.chunk({"tool_calls": [{"index": j, **call}]})))
     if msg.get("refusal"):
         await sink.write(data(out.chunk({"refusal": msg["refusal"]})))
-    rec, usage = _summary(swarm, final, None)
+    rec, usage = _summary(swarm, final, final_call)
     await _end(sink, swarm, out, out.chunk({}, r.finish_reason or "stop"), rec, usage)
 
 
@@ -207,7 +209,7 @@ async def _generated(sink: Sink, swarm: Swarm, final: Generate, out: Out) -> Res
             r = Result(ask, ok=True, message=choice["message"],
                        finish_reason=choice.get("finish_reason"), usage=usage,
                        worker=reached.worker, latency_ms=ms())
-            await _chosen(sink, swarm, Chosen(r, final.reason), out)
+            await _chosen(sink, swarm, Chosen(r, final.reason), out, r)
             return r
         async for chunk in reply.chunks():
             for event, n in framer.feed(chunk):
