@@ -62,6 +62,21 @@ async def test_the_header_makes_a_normal_request_a_swarm_led_by_its_model(aiohtt
     ("swarm/synthesize", {"swarm": {"members": [{"model": "m-a", "temp": 1}]}},
      "invalid_swarm", "swarm"),
     ("swarm/synthesize", {"messages": []}, "invalid_request", "messages"),
+    # stream_options that is not an object: was an internal_error after the streamed answer
+    ("swarm/synthesize", {"stream": True, "stream_options": 5}, "invalid_request",
+     "stream_options"),
+    # a member or judge that is a swarm itself (members are routed to workers)
+    ("swarm/synthesize", {"swarm": {"members": ["m-a", "swarm/vote"]}}, "invalid_swarm",
+     "swarm"),
+    ("swarm/best_of_n", {"swarm": {"members": ["m-a"], "judge": {"model": "swarm"}}},
+     "invalid_swarm", "swarm"),
+    # a message that is not an object: a 400, whole and (below) streamed, never a 500
+    ("swarm/synthesize", {"messages": ["hi"]}, "invalid_request", "messages"),
+    ("swarm/best_of_n", {"messages": ["hi", 3]}, "invalid_request", "messages"),
+    ("swarm/critique", {"messages": [[1]]}, "invalid_request", "messages"),
+    ("swarm/debate", {"messages": ["x"], "stream": True}, "invalid_request", "messages"),
+    ("swarm/best_of_n", {"messages": ["hi"], "swarm": {"members": [
+        {"model": "m-a", "system": "S"}]}}, "invalid_request", "messages"),
 ])
 async def test_bad_swarm_requests_are_400s_saying_why(aiohttp_server, tmp_path, model, extra,
                                                      code, param):
@@ -174,6 +189,19 @@ async def test_ensembles_from_the_config_file_and_at_run_time(aiohttp_server, tm
                 async with s.post(base + "/api/v1/config", json=bad,
                                   headers={"Authorization": "Bearer adm"}) as r:
                     assert r.status == 400, bad
+            # ensembles that could never answer are refused when set, not on every request
+            for bad in ({"ensembles": {"e": {"strategy": "critique", "members": ["m-a"]}}},
+                        {"ensembles": {"e": {"members": ["m-a"] * 5}}},  # max_members 4
+                        {"swarm": {"max_members": 1}},  # quick has two members
+                        {"ensembles": {"e": {"members": ["e", "m-a"]}}},
+                        {"ensembles": {"e": {"members": ["swarm/vote"]}}},
+                        {"ensembles": {"e": {"members": ["m-a"], "judge": "swarm"}}},
+                        {"ensembles": {"e": {"members": ["m-a"], "judge": {"model": "f"}},
+                                       "f": {"members": ["m-b"]}}}):
+                async with s.post(base + "/api/v1/config", json=bad,
+                                  headers={"Authorization": "Bearer adm"}) as r:
+                    assert r.status == 400, bad
+                    assert (await r.json())["error"]["code"] == "invalid_swarm", bad
             async with s.get(base + "/api/v1/swarm") as r:
                 view = await r.json()
     assert {"synthesize", "best_of_n"} <= {s["name"] for s in view["strategies"]}
@@ -185,6 +213,13 @@ async def test_an_ensemble_name_that_shadows_the_swarm_is_refused_at_start(tmp_p
     with pytest.raises(Exception, match="the strategies. own names"):
         async with router(tmp_path, "http://127.0.0.1:9",
                           ensembles=json.dumps({"swarm": {"members": ["a"]}})):
+            pass
+
+
+async def test_an_ensemble_that_could_never_answer_is_refused_at_start(tmp_path):
+    with pytest.raises(Exception, match="needs at least 2 members"):
+        async with router(tmp_path, "http://127.0.0.1:9", ensembles=json.dumps(
+                {"e": {"strategy": "debate", "members": ["a"]}})):
             pass
 
 
@@ -252,3 +287,30 @@ async def test_a_strategy_that_crashes_is_an_error_in_the_apis_shape(aiohttp_ser
     assert got.data[-2]["error"]["code"] == "internal_error"
     assert "a bug" not in got.text
     assert stats["failed"] == 2
+
+
+@pytest.mark.parametrize("value", ["synthesize", "best_of_n", "1"])
+async def test_a_header_swarm_on_a_model_nobody_serves_is_its_404(aiohttp_server, tmp_path,
+                                                                 value):
+    """As the request without the header: not the other models' answers under that name
+    (best_of_n), nor a 503 once they ran (synthesize)."""
+    script = await scripted.serve(aiohttp_server, MODELS)
+    async with router(tmp_path, script.url) as urls:
+        status, _, body = await ask(urls["router"], "m-typo",
+                                    headers={"X-Eldric-Swarm": value})
+    assert status == 404, body
+    assert body["error"]["code"] == "model_not_found"
+    assert not script.calls
+
+
+async def test_models_retrieve_knows_the_strategies_only(aiohttp_server, tmp_path):
+    """GET /v1/models/{id} (the SDKs' models.retrieve) says 200 for a swarm model name a
+    request may use, and 404 for `swarm/<not a strategy>` (a request for it is a 400)."""
+    script = await scripted.serve(aiohttp_server, MODELS)
+    async with router(tmp_path, script.url) as urls:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(urls["router"] + "/v1/models/swarm%2Fvote") as r:
+                assert r.status == 200 and (await r.json())["id"] == "swarm/vote"
+            async with s.get(urls["router"] + "/v1/models/swarm%2Fquorum") as r:
+                assert r.status == 404
+                assert (await r.json())["error"]["code"] == "model_not_found"

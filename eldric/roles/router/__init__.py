@@ -65,7 +65,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
         rs.set_strategy(cfg.strategy, "config")
     else:
         rs.set_strategy("load_based", "default")
-    swarm_api.check(cfg.ensembles)
+    swarm_api.check(cfg.ensembles, cfg.swarm)
     rs.swarm_stats = SwarmStats(app[keys.BUS].metrics.registry)
     app[ROUTER] = rs
     app[keys.PROBER] = prober(app)

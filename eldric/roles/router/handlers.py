@@ -160,7 +160,7 @@ async def model(request: web.Request) -> web.Response:
     rs = request.app[ROUTER]
     wanted = request.match_info["id"]
     if wanted in rs.pool.models() or wanted in rs.cfg.aliases or wanted in rs.swarms.names \
-            or wanted.startswith(PREFIX):
+            or (wanted.startswith(PREFIX) and wanted[len(PREFIX):] in swarm.STRATEGIES):
         return json_response(Model(id=wanted, owned_by="eldric"))
     raise ModelNotFound(f"the model {wanted!r} is not served by any worker", param="model",
                         headers=_not_routed(rs, "model_not_found"))

@@ -75,8 +75,12 @@ class Swarm:
         """One member's whole answer, within the round timeout; recorded; never raises
         for the member's failure (a failed Result: see .ok and .error)."""
         t = self.limits.round_timeout if timeout is None else timeout
-        return (await fanout([ask], self._call, timeout=t, max_concurrent=1,
-                             fail_fast=False))[0]
+        r = (await fanout([ask], self._call, timeout=t, max_concurrent=1,
+                          fail_fast=False))[0]
+        if r.outcome in ("timeout", "cancelled"):  # cut short: _call did not record it
+            r.worker = self._at.get(id(r.ask))
+            self._record(r)
+        return r
 
     async def fanout(self, asks: list[Ask]) -> list[Result]:
         """Every ask in parallel within the bounds; the answers that are ok, in the asks'

@@ -11,7 +11,7 @@ import msgspec
 import structlog
 
 from eldric import keys
-from eldric.errors import BadRequest, EldricError
+from eldric.errors import BadRequest, EldricError, ModelNotFound
 from eldric.exchange import Answer, LaneRequest, encode_headers
 from eldric.roles.router.state import RouterState
 from eldric.roles.router.swarm import account, members
@@ -42,6 +42,14 @@ def prepare(request: LaneRequest, rs: RouterState, plan: Plan, body: bytes
     client = msgspec.json.decode(body)
     if not isinstance(client.get("messages"), list) or not client["messages"]:
         raise BadRequest("a swarm needs messages", param="messages")
+    # the strategies read the messages (roles, content) to build their prompts: a message
+    # that is not an object was a crash inside the swarm (a 500), not the client's 400
+    if not all(isinstance(m, dict) for m in client["messages"]):
+        raise BadRequest("each message must be an object", param="messages",
+                         code="invalid_request")
+    if not isinstance(client.get("stream_options") or {}, dict):  # read by stream.py
+        raise BadRequest("stream_options must be an object", param="stream_options",
+                         code="invalid_request")
     try:
         asked = msgspec.convert(client.pop("swarm", None) or {}, Asked)
     except msgspec.ValidationError as exc:
@@ -70,6 +78,11 @@ def prepare(request: LaneRequest, rs: RouterState, plan: Plan, body: bytes
     judge = member_spec(judge_of) if judge_of is not None else \
         MemberSpec(model=chosen[0].model)  # the first member's model, without its settings
 
+    for m in (*chosen, judge):  # members are routed to workers: a swarm is none of them
+        if sw.named(m.model):
+            raise BadRequest(f"the swarm member or judge {m.model!r} is a swarm, not a "
+                             "model", param="swarm", code="invalid_swarm")
+
     def bound(name: str) -> Any:
         for source in (asked, ens):
             v = getattr(source, name, None) if source is not None else None
@@ -91,12 +104,27 @@ def _default_members(rs: RouterState, model: str | None, most: int) -> list[Memb
     """Every distinct model the router can route (a header swarm's own model first),
     up to max_members."""
     served = rs.pool.models()
+    if model:
+        _routable(rs, model)
     names = ([model] if model else []) + [m for m in served if m != model]
     if not names:
         raise BadRequest("the swarm has no members: no worker lists a model; name them "
                          "(an ensemble, or the request's swarm.members)", param="swarm",
                          code="invalid_swarm")
     return [MemberSpec(model=m) for m in names[:most]]
+
+
+def _routable(rs: RouterState, model: str) -> None:
+    """A header swarm's own model is the client's: a name no worker serves (nor its alias
+    or fallbacks) is the 404 the request without the header gets, not a swarm of the
+    other models under that name."""
+    first = rs.cfg.aliases.get(model, model)
+    chain = [first, *rs.cfg.fallbacks.get(model, rs.cfg.fallbacks.get(first, []))]
+    if not any(w.serves(m) for w in rs.pool.workers.values() for m in chain):
+        known = sorted(rs.pool.models())
+        raise ModelNotFound(f"the model {model!r} is not served by any worker; models "
+                            f"available: {', '.join(known) if known else 'none'}",
+                            param="model")
 
 
 async def serve(request: LaneRequest, rs: RouterState, plan: Plan, body: bytes) -> Answer:

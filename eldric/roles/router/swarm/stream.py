@@ -147,8 +147,10 @@ async def _end(sink: Sink, swarm: Swarm, out: Out, finish: dict[str, Any], rec: 
         await sink.write(data({**finish, "eldric": rec}))
 
 
-async def _chosen(sink: Sink, swarm: Swarm, final: Chosen, out: Out) -> None:
-    """A member's finished answer: its content and tool calls, as they are."""
+async def _chosen(sink: Sink, swarm: Swarm, final: Chosen, out: Out,
+                  final_call: Result | None = None) -> None:
+    """A member's finished answer: its content and tool calls, as they are (`final_call`:
+    the final call's whole answer, when its model ignored "stream": in the usage sum)."""
     r = final.result
     msg = r.message or {}
     await sink.write(data(out.chunk({"role": "assistant", "content": ""})))
@@ -158,7 +160,7 @@ async def _chosen(sink: Sink, swarm: Swarm, final: Chosen, out: Out) -> None:
         await sink.write(data(out.chunk({"tool_calls": [{"index": j, **call}]})))
     if msg.get("refusal"):
         await sink.write(data(out.chunk({"refusal": msg["refusal"]})))
-    rec, usage = _summary(swarm, final, None)
+    rec, usage = _summary(swarm, final, final_call)
     await _end(sink, swarm, out, out.chunk({}, r.finish_reason or "stop"), rec, usage)
 
 
@@ -189,12 +191,25 @@ async def _generated(sink: Sink, swarm: Swarm, final: Generate, out: Out) -> Res
     try:
         if reply.content_type != b"text/event-stream":  # a backend that ignored "stream"
             body = await reply.read_all()
-            choice = msgspec.json.decode(body)["choices"][0]
+            try:
+                whole = msgspec.json.decode(body)
+                choice = whole["choices"][0]
+                if not isinstance(choice["message"], dict):
+                    raise TypeError("message is not an object")
+            except Exception as exc:  # garbage: a failed call (as whole), not eldric's bug
+                r = Result(ask, ok=False, worker=reached.worker, latency_ms=ms(),
+                           outcome="error", error=f"{reached.worker}: not a chat completion "
+                                                  f"({type(exc).__name__})")
+                swarm.calls.append(r)
+                if final.fallback is not None:
+                    await _chosen(sink, swarm, final.fallback, out)
+                    return None
+                raise swarm.failed(f"the {ask.stage} model failed") from None
+            usage = whole.get("usage") if isinstance(whole.get("usage"), dict) else None
             r = Result(ask, ok=True, message=choice["message"],
-                       finish_reason=choice.get("finish_reason"),
-                       usage=msgspec.json.decode(body).get("usage"), worker=reached.worker,
-                       latency_ms=ms())
-            await _chosen(sink, swarm, Chosen(r, final.reason), out)
+                       finish_reason=choice.get("finish_reason"), usage=usage,
+                       worker=reached.worker, latency_ms=ms())
+            await _chosen(sink, swarm, Chosen(r, final.reason), out, r)
             return r
         async for chunk in reply.chunks():
             for event, n in framer.feed(chunk):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from eldric.roles.router.swarm import judge
 from eldric.roles.router.swarm.run import Swarm
+from eldric.roles.router.swarm.strategies.critique import no_tools  # the judge answers JSON
 from eldric.roles.router.swarm.strategy import Ask, Chosen, Final, Result, Strategy
 
 FALLBACK_RULE = "the longest answer (the first of them on a tie)"
@@ -23,7 +24,7 @@ class BestOfN(Strategy):
             return lone
         verdict = await swarm.ask(Ask(swarm.judge, judge.pick_messages(swarm.messages, ok),
                                       "judge", -1, {"response_format": judge.PICK_FORMAT,
-                                                    "temperature": 0}))
+                                                    "temperature": 0, **no_tools(swarm)}))
         pick = judge.read_pick(verdict.text, len(ok)) if verdict.ok else \
             f"the judge failed: {verdict.error}"
         if isinstance(pick, str):

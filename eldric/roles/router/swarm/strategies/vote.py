@@ -20,6 +20,7 @@ import msgspec
 
 from eldric.roles.router.swarm import judge
 from eldric.roles.router.swarm.run import Swarm
+from eldric.roles.router.swarm.strategies.critique import no_tools  # the judge answers JSON
 from eldric.roles.router.swarm.strategy import Ask, Chosen, Final, Result, Strategy
 
 SHORT_WORDS = 8
@@ -79,7 +80,7 @@ async def _groups(swarm: Swarm, ok: list[Result]) -> tuple[list[list[int]], str,
     texts = [ok[i] for i in free]
     verdict = await swarm.ask(Ask(swarm.judge, group_messages(swarm.messages, texts),
                                   "judge", -1, {"response_format": GROUP_FORMAT,
-                                                "temperature": 0}))
+                                                "temperature": 0, **no_tools(swarm)}))
     got = read_groups(verdict.text, len(texts)) if verdict.ok else \
         f"the judge failed: {verdict.error}"
     if isinstance(got, str):
