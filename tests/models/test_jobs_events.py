@@ -60,7 +60,7 @@ async def test_events_stream_job_changes_after_a_snapshot(tmp_path):
 
 
 def test_a_subscriber_too_slow_to_keep_up_is_ended_to_reconnect():
-    from eldric.roles.controller.jobs.engine import Subscriber
+    from eldric.roles.controller.jobs.events import Subscriber
 
     sub = Subscriber()
     for i in range(sub.queue.maxsize):

@@ -1,5 +1,5 @@
 """A target's percent, rate and ETA (jobs/meter.py), and a job's state from its targets
-(jobs/engine.derive): pure, every rule."""
+(jobs/meter.derive): pure, every rule."""
 
 from __future__ import annotations
 

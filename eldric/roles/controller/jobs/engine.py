@@ -3,7 +3,7 @@
 A job is one operation (pull, install, delete) on each of its targets, run side by side
 but at most --pull-concurrency at once over every job; a target's failure never stops
 the others. Each target is followed to its end by a Follow (follow.py), which keeps the
-job when a connection drops. A job's state is derived from its targets (derive()).
+job when a connection drops. A job's state is derived from its targets (meter.derive()).
 
 Writes: a job made, a target's state changed, a cancel or a retry are written through;
 bytes only mark the job dirty, written every --flush-interval (as heartbeats are), so a
@@ -11,8 +11,8 @@ fleet pulling does not write a row per progress line. A controller stopping leav
 targets as they were: the next one re-attaches to them (or fails those whose worker went
 away, with that reason); none is left "pulling" forever.
 
-Changes are published to the event stream's subscribers (GET /api/v1/models/events) at
-most every PUBLISH_S per job, so a dashboard sees the bars move without a message per
+Changes are published to the event stream's subscribers (events.py) at most every
+PUBLISH_S per job, so a dashboard sees the bars move without a message per
 line of every worker.
 """
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -34,62 +34,19 @@ from eldric.errors import BadRequest, EldricError, NotFound, UpstreamFailure
 from eldric.roles.controller.config import ControllerConfig
 from eldric.roles.controller.jobs import meter
 from eldric.roles.controller.jobs.calls import auth, open_reply, read_whole
+from eldric.roles.controller.jobs.events import Subscriber, publish
+from eldric.roles.controller.jobs.meter import derive
 from eldric.roles.controller.jobs.follow import Follow, Lost
 from eldric.roles.controller.jobs.table import Call, JobTable, StoredJob, StoredTarget
 from eldric.roles.controller.registry import Registry
 from eldric.tasks import cancel, every, spawn
 from eldric.wire.cluster import WorkerRecord
-from eldric.wire.models import TERMINAL, JobKind, JobState, OpProgress, Source
+from eldric.wire.models import TERMINAL, JobKind, OpProgress, Source
 
 log = structlog.get_logger("eldric.controller.jobs")
 
 PUBLISH_S = 0.2
 CANCEL_TIMEOUT_S = 5.0
-_enc = msgspec.json.Encoder()
-
-
-def derive(targets: Iterable[StoredTarget], cancelled: bool) -> JobState:
-    """running while a target is not done; then completed (every target that ran
-    completed), failed (none did), partial (some), cancelled (cancelled before the end)."""
-    ran = []
-    for t in targets:
-        if t.state not in TERMINAL:
-            return "running"
-        if t.state != "skipped":
-            ran.append(t.state)
-    if cancelled and "cancelled" in ran:
-        return "cancelled"
-    done = ran.count("completed")
-    if ran and done == len(ran):
-        return "completed"
-    return "partial" if done else "failed"
-
-
-class Subscriber:
-    """One event-stream client: a bounded queue of (event, data), None at its end. A
-    client too slow to keep up is dropped, and recovers by reconnecting: it gets a
-    snapshot first."""
-
-    __slots__ = ("queue", "ended")
-
-    def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue(maxsize=1000)
-        self.ended = False
-
-    def put(self, event: str, data: bytes) -> None:
-        if self.ended:
-            return
-        try:
-            self.queue.put_nowait((event, data))
-        except asyncio.QueueFull:
-            self.end()
-
-    def end(self) -> None:
-        """No more events: what is queued is dropped, the stream told to end."""
-        self.ended = True
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(None)
 
 
 class Jobs:
@@ -191,15 +148,9 @@ class Jobs:
         self.subscribers.discard(sub)
 
     def _publish(self) -> None:
-        if not self._changed:
-            return
-        ids, self._changed = self._changed, set()
-        for i in ids:
-            job = self.jobs.get(i)
-            event, data = ("job", _enc.encode(job.public())) if job is not None \
-                else ("removed", _enc.encode({"id": i}))
-            for sub in list(self.subscribers):
-                sub.put(event, data)
+        if self._changed:
+            ids, self._changed = self._changed, set()
+            publish(self.subscribers, self.jobs, ids)
 
     # ------------------------------------------------------------------ views
 

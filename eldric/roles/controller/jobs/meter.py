@@ -8,14 +8,20 @@ Pure (no I/O, the clock passed in), so every rule is tested without a worker:
 - the rate is over the last few seconds (a window, not the whole run: a pull that stalled
   and resumed shows today's speed), and unknown until the window spans half a second;
 - bytes that go backwards (a re-attached stream of a pull that restarted from 0, a retry)
-  start the window again rather than show a negative rate.
+  start the window again rather than show a negative rate;
+- a job's state follows from its targets' (derive()).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from eldric.wire.models import TargetStatus
+from eldric.wire.models import TERMINAL, JobState, TargetStatus
+
+if TYPE_CHECKING:
+    from eldric.roles.controller.jobs.table import StoredTarget
 
 WINDOW_S = 5.0  # the rate is measured over this much of the recent past
 MIN_SPAN_S = 0.5  # a rate over less than this is noise
@@ -73,3 +79,20 @@ def update(t: TargetStatus, meter: Meter, now: float) -> None:
         t.eta_seconds = round((t.total_bytes - t.completed_bytes) / rate, 1)
     else:
         t.eta_seconds = None
+
+
+def derive(targets: Iterable[StoredTarget], cancelled: bool) -> JobState:
+    """running while a target is not done; then completed (every target that ran
+    completed), failed (none did), partial (some), cancelled (cancelled before the end)."""
+    ran = []
+    for t in targets:
+        if t.state not in TERMINAL:
+            return "running"
+        if t.state != "skipped":
+            ran.append(t.state)
+    if cancelled and "cancelled" in ran:
+        return "cancelled"
+    done = ran.count("completed")
+    if ran and done == len(ran):
+        return "completed"
+    return "partial" if done else "failed"
