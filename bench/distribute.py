@@ -38,12 +38,6 @@ import registry as reg  # noqa: E402  bench/registry.py
 MB = reg.MB
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "eldric", *args, "--log-level", "warning"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(log, "wb"), start_new_session=True)
-
-
 async def job_done(s: aiohttp.ClientSession, url: str, body: dict) -> tuple[float, dict]:
     t0 = time.perf_counter()
     async with s.post(url + "/api/v1/models/distribute", json=body) as r:
@@ -107,14 +101,14 @@ def main() -> None:
         (tmp / "copy.gguf").unlink()
         port, wport = reg.free_port(), reg.free_port()
         url = f"http://127.0.0.1:{port}"
-        procs.append(start(["--role", "controller", "--port", str(port), "--bind", "127.0.0.1",
-                            "--data-dir", str(tmp / "c")], tmp / "controller.log"))
+        procs.append(reg.start(["--role", "controller", "--port", str(port), "--bind", "127.0.0.1",
+                                "--data-dir", str(tmp / "c")], tmp / "controller.log"))
         asyncio.run(reg.wait_ready(url, procs[0]))
-        procs.append(start(["--role", "worker", "--port", str(wport), "--bind", "127.0.0.1",
-                            "--backend", "llamacpp", "--backend-url",
-                            f"http://127.0.0.1:{reg.free_port()}", "--controller", url,
-                            "--data-dir", str(tmp / "w"), "--models-dir",
-                            str(tmp / "w" / "models")], tmp / "worker.log"))
+        procs.append(reg.start(["--role", "worker", "--port", str(wport), "--bind", "127.0.0.1",
+                                "--backend", "llamacpp", "--backend-url",
+                                f"http://127.0.0.1:{reg.free_port()}", "--controller", url,
+                                "--data-dir", str(tmp / "w"), "--models-dir",
+                                str(tmp / "w" / "models")], tmp / "worker.log"))
         asyncio.run(measure(url, src, size, psutil.Process(procs[0].pid)))
     finally:
         for proc in procs:

@@ -36,15 +36,9 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).parent))
-import registry as reg  # noqa: E402  bench/registry.py: free_port, wait_ready, stop
+import registry as reg  # noqa: E402  bench/registry.py: start, stop, free_port, wait_ready
 from tests.fakes import ollama as fake_ollama  # noqa: E402
 from tests.fakes.ollama_models import Models  # noqa: E402
-
-
-def start(args: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "eldric", *args, "--log-level", "warning"],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=open(log, "wb"), start_new_session=True, cwd=ROOT)
 
 
 async def _until(pred, limit: float = 30.0, every: float = 0.005) -> None:  # type: ignore[no-untyped-def]
@@ -98,16 +92,16 @@ async def run(args: argparse.Namespace, tmp: Path, procs: list[subprocess.Popen]
     cport, wport, rport = reg.free_port(), reg.free_port(), reg.free_port()
     controller = f"http://127.0.0.1:{cport}"
     router = f"http://127.0.0.1:{rport}"
-    procs.append(start(["--role", "controller", "--port", str(cport), "--bind", "127.0.0.1",
-                        "--data-dir", str(tmp / "c")], tmp / "controller.log"))
+    procs.append(reg.start(["--role", "controller", "--port", str(cport), "--bind", "127.0.0.1",
+                            "--data-dir", str(tmp / "c")], tmp / "controller.log"))
     await reg.wait_ready(controller, procs[-1])
-    procs.append(start(["--role", "worker", "--port", str(wport), "--bind", "127.0.0.1",
-                        "--backend", "ollama", "--backend-url", ollama, "--controller",
-                        controller, "--heartbeat-interval", str(args.heartbeat_ms),
-                        "--data-dir", str(tmp / "w")], tmp / "worker.log"))
-    procs.append(start(["--role", "router", "--port", str(rport), "--bind", "127.0.0.1",
-                        "--controller", controller, "--data-dir", str(tmp / "r")],
-                       tmp / "router.log"))
+    procs.append(reg.start(["--role", "worker", "--port", str(wport), "--bind", "127.0.0.1",
+                            "--backend", "ollama", "--backend-url", ollama, "--controller",
+                            controller, "--heartbeat-interval", str(args.heartbeat_ms),
+                            "--data-dir", str(tmp / "w")], tmp / "worker.log"))
+    procs.append(reg.start(["--role", "router", "--port", str(rport), "--bind", "127.0.0.1",
+                            "--controller", controller, "--data-dir", str(tmp / "r")],
+                           tmp / "router.log"))
     try:
         async with aiohttp.ClientSession() as s:
             async def registered() -> bool:

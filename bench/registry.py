@@ -122,6 +122,13 @@ async def measure(url: str, src: Path, size: int, ps: psutil.Process) -> None:
             print(f"{label:<20}{rate(got, took)}")
 
 
+def start(args: list[str], log: Path) -> subprocess.Popen:
+    """`eldric ARGS` in its own session (stop() ends it whole), warnings to `log`."""
+    return subprocess.Popen([sys.executable, "-m", "eldric", *args, "--log-level", "warning"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=open(log, "wb"), start_new_session=True)
+
+
 def stop(proc: subprocess.Popen) -> None:
     """Stop a process this benchmark started (its whole session), SIGKILL after 15 s."""
     if proc.poll() is None:
@@ -150,12 +157,9 @@ def main() -> None:
         (tmp / "copy.gguf").unlink()
 
         port = free_port()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "eldric", "--role", "controller", "--port", str(port),
-             "--bind", "127.0.0.1", "--data-dir", str(tmp / "data"), "--admin-key", ADMIN,
-             "--log-level", "warning"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "controller.log", "wb"), start_new_session=True)
+        proc = start(["--role", "controller", "--port", str(port), "--bind", "127.0.0.1",
+                      "--data-dir", str(tmp / "data"), "--admin-key", ADMIN],
+                     tmp / "controller.log")
         url = f"http://127.0.0.1:{port}"
         asyncio.run(wait_ready(url, proc))
         asyncio.run(measure(url, src, size, psutil.Process(proc.pid)))
