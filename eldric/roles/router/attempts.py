@@ -17,9 +17,11 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.exchange import Answer, LaneRequest
+from eldric.roles.router.context import RouteContext
 from eldric.roles.router.health import passive_mark
 from eldric.roles.router.pool import Worker
 from eldric.roles.router.state import RouterState
+from eldric.roles.router.thinking import put_first
 from eldric.stream import Target, UpstreamFailure, forward
 from eldric.stream.failover import WAIT, Failover
 from eldric.stream.headers import header_text
@@ -37,7 +39,7 @@ class Attempts(Failover[Worker, Answer]):
     again before each attempt: the last failure may have changed who is best."""
 
     __slots__ = ("request", "rs", "model", "strategy", "candidates", "body", "skip", "live",
-                 "reason", "tap")
+                 "reason", "tap", "ctx", "decided_by")
 
     def __init__(self, request: LaneRequest, rs: RouterState, model: str | None) -> None:
         app = request.app
@@ -52,10 +54,13 @@ class Attempts(Failover[Worker, Answer]):
         self.live: list[Worker] = []  # what pick() found full, for wait()
         self.reason = ""  # why the worker about to be tried was chosen
         self.tap: Tap | None = None  # reads a streamed reply (the /v1/responses store's)
+        self.ctx: RouteContext | None = None  # what the scorers know of the request
+        self.decided_by = ""  # X-Eldric-Strategy of the worker about to be tried
 
-    def among(self, candidates: list[Worker], body: bytes) -> None:
-        """The next model's workers, and the body naming that model."""
-        self.candidates, self.body, self.skip = candidates, body, None
+    def among(self, candidates: list[Worker], body: bytes, ctx: RouteContext) -> None:
+        """The next model's workers, the body naming that model, and what the scorers
+        worked out for it (ctx)."""
+        self.candidates, self.body, self.skip, self.ctx = candidates, body, None, ctx
         self.strategy = self.rs.strategy
 
     def headers(self) -> dict[str, str]:
@@ -74,12 +79,20 @@ class Attempts(Failover[Worker, Answer]):
                 if w.state.healthy and (skip is None or w.id not in skip)]
         if not live:
             return None
-        ranked, reason = self.strategy.rank(live)  # type: ignore[union-attr]
+        ctx = self.ctx
+        strategy = self.strategy
+        ranked, reason = strategy.rank(live, ctx)  # type: ignore[union-attr]
         ranked, suspects = _suspects_last(ranked)
         if suspects and ranked[0] not in suspects:
             reason = f"{reason}; {len(suspects)} failing worker(s) ranked last"
-        self.reason = reason
         cap = self.rs.cfg.max_concurrency
+        self.decided_by = strategy.name  # type: ignore[union-attr]
+        if ctx is not None and ctx.prefer is not None and not any(
+                w.id == ctx.prefer for w in suspects):
+            ranked, reason, first = put_first(ranked, ctx, cap, reason)
+            if first and ctx.decided_by:
+                self.decided_by = ctx.decided_by
+        self.reason = reason
         for w in ranked:
             if w.has_room(cap):
                 return w
@@ -87,12 +100,21 @@ class Attempts(Failover[Worker, Answer]):
         return WAIT  # type: ignore[no-any-return]
 
     async def wait(self) -> Worker:
-        worker = await _wait_for_room(self.rs, self.live)
+        worker = await _wait_for_room(self.rs, self.live, self.ctx)
         self.reason = f"{self.reason}; waited for a free slot"
+        self.decided_by = self.strategy.name  # type: ignore[union-attr]
         return worker
 
+    def sent(self, worker: Worker) -> None:
+        """Tell the strategy and the scorers where the request goes (what they learn)."""
+        ctx = self.ctx
+        if ctx is not None:
+            self.strategy.chosen(worker, ctx)  # type: ignore[union-attr]
+            self.rs.thinking.chosen(worker, ctx)
+
     def call(self, worker: Worker) -> Awaitable[Answer]:
-        strategy = self.strategy.name  # type: ignore[union-attr]
+        self.sent(worker)
+        strategy = self.decided_by
         reason = self.reason
         if self.attempt > 1 and self.failures:
             # the failure text may be an upstream's own message: one line, bounded
@@ -102,6 +124,8 @@ class Attempts(Failover[Worker, Answer]):
                    "X-Eldric-Route-Reason": reason}
         if self.model is not None:
             headers["X-Eldric-Model"] = header_text(self.model)
+        if self.ctx is not None and self.ctx.reply_headers:
+            headers.update(self.ctx.reply_headers)
         request = self.request
         return forward(request, Target(worker.state, worker.url), request.path, self.body,
                        timeouts=self.rs.timeouts, reply_headers=headers, tap=self.tap)
@@ -131,7 +155,8 @@ def _suspects_last(ranked: list[Worker]) -> tuple[list[Worker], list[Worker]]:
     return [w for w in ranked if w.suspect_until <= now] + suspects, suspects
 
 
-async def _wait_for_room(rs: RouterState, live: list[Worker]) -> Worker:
+async def _wait_for_room(rs: RouterState, live: list[Worker],
+                         ctx: RouteContext | None) -> Worker:
     """Wait (bounded in time and in how many may wait) for a candidate with a free slot."""
     pool = rs.pool
     if pool.waiting >= rs.cfg.max_queue:
@@ -141,7 +166,8 @@ async def _wait_for_room(rs: RouterState, live: list[Worker]) -> Worker:
     try:
         async with pool.room:
             while True:
-                ranked, _ = rs.strategy.rank([w for w in live if w.state.healthy] or live)  # type: ignore[union-attr]
+                ranked, _ = rs.strategy.rank(  # type: ignore[union-attr]
+                    [w for w in live if w.state.healthy] or live, ctx)
                 for w in ranked:
                     if w.has_room(rs.cfg.max_concurrency):
                         return w

@@ -8,6 +8,10 @@ import msgspec
 
 from eldric.cluster.config import MemberConfig
 from eldric.config import Ms, flag_meta
+from eldric.roles.router.ai.config import AiRoutingConfig
+from eldric.roles.router.cache.config import CacheAwareConfig
+from eldric.roles.router.knowledge.config import KnowledgeConfig
+from eldric.roles.router.predict.config import PredictConfig
 from eldric.roles.router.swarm.config import Ensemble, SwarmConfig
 from eldric.wire.cluster import StrategyName  # one list, shared with the controller
 
@@ -61,3 +65,8 @@ class RouterConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     ensembles: Annotated[dict[str, Ensemble], flag_meta(
         'named swarms, JSON: {"smart": {"strategy": "best_of_n", "members": ["a", "b"]}}',
         flag="ensembles")] = {}
+    # the scorers around the strategy (eldric.roles.router.thinking), each its own room
+    ai_routing: AiRoutingConfig = msgspec.field(default_factory=AiRoutingConfig)
+    knowledge: KnowledgeConfig = msgspec.field(default_factory=KnowledgeConfig)
+    cache_aware: CacheAwareConfig = msgspec.field(default_factory=CacheAwareConfig)
+    predict: PredictConfig = msgspec.field(default_factory=PredictConfig)

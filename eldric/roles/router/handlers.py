@@ -17,6 +17,7 @@ from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
 from eldric.exchange import Answer, LaneRequest
 from eldric.http import read_body
 from eldric.roles.router.attempts import Attempts, Full
+from eldric.roles.router.context import RouteContext
 from eldric.roles.router.state import ROUTER, RouterState
 from eldric.roles.router.swarm import api as swarm_api, serve as swarm
 from eldric.roles.router.swarm.recognise import PREFIX
@@ -71,6 +72,7 @@ async def route(request: LaneRequest, body: bytes, asked: str | None,
         chain = [first, *rs.cfg.fallbacks.get(asked, rs.cfg.fallbacks.get(first, []))]
     tries = attempts(request, rs, chain[0])
     tries.tap = tap
+    thinking = rs.thinking
     try:
         for model in chain:
             tries.model = model
@@ -82,7 +84,11 @@ async def route(request: LaneRequest, body: bytes, asked: str | None,
                            else f"{what}: no healthy worker serving it serves {path}")
                 continue
             # a fallback or alias: the body names the model served, rewritten once per model
-            tries.among(candidates, with_fields(model=model)(body) if model != asked else body)
+            sent = with_fields(model=model)(body) if model != asked else body
+            ctx = RouteContext(request, sent, model)
+            if thinking.active:  # theme, AI, session (eldric.roles.router.thinking)
+                candidates = await thinking.before(candidates, ctx)
+            tries.among(candidates, sent, ctx)
             try:
                 resp = await tries.run(rs.cfg.max_attempts)
             except Full:

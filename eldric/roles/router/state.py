@@ -11,6 +11,7 @@ from eldric.roles.router import strategies
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router.pool import WorkerPool
 from eldric.roles.router.swarm.recognise import Swarms
+from eldric.roles.router.thinking import Thinking
 from eldric.stream import Timeouts
 from eldric.wire.cluster import StrategyName, StrategySource
 
@@ -27,6 +28,8 @@ class RouterState:
     strategy_source: StrategySource = "default"
     swarms: Swarms = field(init=False)  # the swarm settings now (config, then runtime)
     swarm_stats: Any = None  # eldric.roles.router.swarm.account.SwarmStats, made by build()
+    # the scorers around the strategy: knowledge, AI, sessions (eldric.roles.router.thinking)
+    thinking: Thinking = field(default_factory=Thinking)
 
     def __post_init__(self) -> None:
         self.swarms = Swarms(self.cfg.swarm, dict(self.cfg.ensembles))

@@ -1,8 +1,11 @@
 """Routing strategies: small objects behind one interface, chosen by name.
 
-``rank(candidates)`` orders the healthy workers that serve the model, best first (the
-router tries them in that order on failure), and says why. A strategy that cannot decide
-falls back to round robin and says so.
+``rank(candidates, ctx)`` orders the healthy workers that serve the model, best first
+(the router tries them in that order on failure), and says why; ``ctx`` is the request's
+RouteContext (eldric.roles.router.context), read only by strategies that look at the
+request (cache_aware). ``chosen(worker, ctx)`` is told the worker a request is sent to
+(a prefix tree learns what that worker now caches). A strategy that cannot decide falls
+back to round robin and says so.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import random
 from collections.abc import Sequence
 from typing import Protocol
 
+from eldric.roles.router.context import RouteContext
 from eldric.roles.router.pool import Worker
 
 Ranking = tuple[list[Worker], str]
@@ -20,28 +24,39 @@ Ranking = tuple[list[Worker], str]
 class Strategy(Protocol):
     name: str
 
-    def rank(self, candidates: Sequence[Worker]) -> Ranking: ...
+    def rank(self, candidates: Sequence[Worker], ctx: RouteContext | None = None) -> Ranking: ...
+
+    def chosen(self, worker: Worker, ctx: RouteContext) -> None: ...
 
 
-class RoundRobin:
+class Base:
+    """What a strategy that learns nothing from the requests it routes has in common."""
+
+    name = ""
+
+    def chosen(self, worker: Worker, ctx: RouteContext) -> None:
+        return None
+
+
+class RoundRobin(Base):
     name = "round_robin"
 
     def __init__(self) -> None:
         self._turn = itertools.count()
 
-    def rank(self, candidates: Sequence[Worker]) -> Ranking:
+    def rank(self, candidates: Sequence[Worker], ctx: RouteContext | None = None) -> Ranking:
         ordered = sorted(candidates, key=lambda w: w.id)  # a stable ring
         i = next(self._turn) % len(ordered)
         return ordered[i:] + ordered[:i], "round_robin: next in rotation"
 
 
-class LeastConnections:
+class LeastConnections(Base):
     name = "least_connections"
 
     def __init__(self, fallback: RoundRobin) -> None:
         self._rr = fallback
 
-    def rank(self, candidates: Sequence[Worker]) -> Ranking:
+    def rank(self, candidates: Sequence[Worker], ctx: RouteContext | None = None) -> Ranking:
         rotated, _ = self._rr.rank(candidates)  # ties broken by rotation, not by id
         ordered = sorted(rotated, key=lambda w: w.state.active)
         return ordered, f"least_connections: {ordered[0].state.active} in flight"
@@ -57,7 +72,7 @@ def reported_load(w: Worker) -> float | None:
     return max(known) / 100 if known else None
 
 
-class LoadBased:
+class LoadBased(Base):
     name = "load_based"
     # Each request this router has in flight counts like 25 % load, so a stale report
     # (reports come every health interval) cannot send everything to one worker.
@@ -66,7 +81,7 @@ class LoadBased:
     def __init__(self, fallback: RoundRobin) -> None:
         self._rr = fallback
 
-    def rank(self, candidates: Sequence[Worker]) -> Ranking:
+    def rank(self, candidates: Sequence[Worker], ctx: RouteContext | None = None) -> Ranking:
         loads = {w.id: reported_load(w) for w in candidates}
         rotated, _ = self._rr.rank(candidates)  # also the tie-break among equal scores
         if all(v is None for v in loads.values()):
@@ -80,13 +95,13 @@ class LoadBased:
         return ordered, f"load_based: score {score(ordered[0]):.2f}"
 
 
-class LatencyBased:
+class LatencyBased(Base):
     name = "latency_based"
 
     def __init__(self, fallback: RoundRobin) -> None:
         self._rr = fallback
 
-    def rank(self, candidates: Sequence[Worker]) -> Ranking:
+    def rank(self, candidates: Sequence[Worker], ctx: RouteContext | None = None) -> Ranking:
         rotated, _ = self._rr.rank(candidates)
         if all(w.state.ttfb_ms is None for w in rotated):
             return rotated, "latency_based: no latency observed yet; fell back to round_robin"
@@ -97,10 +112,10 @@ class LatencyBased:
         return ordered, f"latency_based: {why}"
 
 
-class Random:
+class Random(Base):
     name = "random"
 
-    def rank(self, candidates: Sequence[Worker]) -> Ranking:
+    def rank(self, candidates: Sequence[Worker], ctx: RouteContext | None = None) -> Ranking:
         ordered = list(candidates)
         random.shuffle(ordered)
         return ordered, "random"

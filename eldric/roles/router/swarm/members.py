@@ -38,8 +38,8 @@ class MemberAttempts(Attempts):
         self.seen = seen  # told each worker tried: a call cut short still names its worker
 
     def call(self, worker: Worker) -> Awaitable[Fetched]:  # type: ignore[override]
-        self.bus.metrics.selections.labels(self.role, self.strategy.name,  # type: ignore[union-attr]
-                                           worker.id).inc()
+        self.sent(worker)
+        self.bus.metrics.selections.labels(self.role, self.decided_by, worker.id).inc()
         if self.seen is not None:
             self.seen(worker.id)
         return fetch(self.request, Target(worker.state, worker.url), self.request.path,

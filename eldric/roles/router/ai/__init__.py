@@ -1,0 +1,1 @@
+"""AI routing: an LLM picks the worker (modes none / advisory / autonomous)."""

@@ -1,0 +1,1 @@
+"""Cache- and session-aware routing: the prefix tree per model and session affinity."""

@@ -1,0 +1,1 @@
+"""Knowledge routing: the prompt's theme picks the workers tagged theme:<id>."""

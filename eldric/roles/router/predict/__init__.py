@@ -1,0 +1,1 @@
+"""Load forecasting: expected request rate per model, from the router's own counters."""
