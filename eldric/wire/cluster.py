@@ -140,9 +140,9 @@ class RouterReport(msgspec.Struct, omit_defaults=False):
     strategy_source: StrategySource
     workers: int = 0
     healthy_workers: int = 0
-    # Its busiest models' forecasts (bounded; empty when forecasting is off). Older
-    # controllers ignore the field, older routers send none.
-    forecast: list[ModelForecast] = []
+    # Its busiest models' forecasts (bounded), left out until there is one (or when
+    # forecasting is off). Older controllers ignore the field, older routers send none.
+    forecast: list[ModelForecast] | msgspec.UnsetType = msgspec.UNSET
 
 
 class WorkerInfo(msgspec.Struct, omit_defaults=True):

@@ -69,6 +69,9 @@ async def test_the_forecast_follows_the_traffic(worker_url, tmp_path):
             assert set(body["router"]) == {"in_flight", "queued"}
             assert body["router"]["queued"]["observed"] == 0
 
+            async def more_than_kept():
+                return (await _predict(s, base))[1]["samples"] > 25
+            await until(more_than_kept)
             status, one = await _predict(s, base, "?model=m1&history=1")
             assert status == 200 and [m["model"] for m in one["models"]] == ["m1"]
             history = one["models"][0]["history_rps"]

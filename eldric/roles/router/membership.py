@@ -8,6 +8,7 @@ take only inference and cloud workers.
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from eldric import __version__, keys
@@ -28,7 +29,8 @@ def describe(app: web.Application) -> WorkerInfo:
                             strategy_source=rs.strategy_source,
                             workers=len(rs.pool.workers),
                             healthy_workers=len(rs.pool.routable()),
-                            forecast=forecast.summary() if forecast is not None else []))
+                            forecast=(forecast.summary() if forecast is not None else None)
+                            or msgspec.UNSET))
 
 
 def membership(app: web.Application) -> Membership:
