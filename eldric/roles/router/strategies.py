@@ -76,8 +76,7 @@ class Demand(Protocol):
     """The load forecast (eldric.roles.router.predict.forecaster.Forecaster)."""
 
     tie_margin: float
-
-    def expected(self, worker_id: str) -> float | None: ...
+    demand: dict[str, float]  # worker id -> requests/s expected to reach it
 
 
 class LoadBased(Base):
@@ -115,21 +114,26 @@ class LoadBased(Base):
         expects the fewest requests to reach (from the other models it serves) goes first."""
         demand = self.demand
         assert demand is not None
-        best = scores[ordered[0].id]
+        expected = demand.demand
+        if not expected:
+            return ordered, reason
+        edge = scores[ordered[0].id] + demand.tie_margin
         n = 1
-        while n < len(ordered) and scores[ordered[n].id] - best <= demand.tie_margin:
+        while n < len(ordered) and scores[ordered[n].id] <= edge:
             n += 1
         if n == 1:
             return ordered, reason
-        expect = {w.id: demand.expected(w.id) for w in ordered[:n]}
-        known = [v for v in expect.values() if v is not None]
-        if len(known) < n or max(known) - min(known) <= self.DEMAND_DIFFERS * max(known):
+        values = [expected.get(w.id) for w in ordered[:n]]
+        if None in values:
             return ordered, reason
-        tied = sorted(ordered[:n], key=lambda w: expect[w.id])  # stable: rotation stays
+        low, high = min(values), max(values)  # type: ignore[type-var]
+        if high - low <= self.DEMAND_DIFFERS * high:  # type: ignore[operator]
+            return ordered, reason
+        tied = sorted(ordered[:n], key=lambda w: expected[w.id])  # stable: rotation stays
         first, last = tied[0], tied[-1]
         return tied + ordered[n:], (
-            f"{reason}; tie of {n} broken by the forecast: {expect[first.id]:.2f} req/s "
-            f"expected at {first.id}, {expect[last.id]:.2f} at {last.id}")
+            f"{reason}; tie of {n} broken by the forecast: {expected[first.id]:.2f} req/s "
+            f"expected at {first.id}, {expected[last.id]:.2f} at {last.id}")
 
 
 class LatencyBased(Base):

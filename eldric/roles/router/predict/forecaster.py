@@ -52,7 +52,7 @@ class Forecaster:
         self.steps = max(1, round(cfg.horizon_ms / cfg.sample_interval_ms))
         self.params = Params(alpha=cfg.alpha, beta=cfg.beta, phi=cfg.damping, z=cfg.band_z,
                              confirm=cfg.anomaly_samples, horizon=self.steps)
-        self._requests = metrics.requests.metric
+        self._requests = metrics.requests  # by (role, route, status, model)
         self._role = role
         self._in_flight, self._queued, self._workers = in_flight, queued, workers
         self.models: dict[str, Tracked] = {}
@@ -72,15 +72,14 @@ class Forecaster:
     # ------------------------------------------------------------------ sampling
 
     def totals(self) -> dict[str, float]:
-        """Requests answered so far per model by this role (any route, any status)."""
+        """Requests answered so far per model by this role (any route, any status), from
+        the counter's children (collect() cost 2 ms a sample with 200 models)."""
         out: dict[str, float] = {}
         role = self._role
-        for family in self._requests.collect():
-            for s in family.samples:
-                if s.name.endswith("_total") and s.labels.get("role") == role:
-                    model = s.labels.get("model")
-                    if model:
-                        out[model] = out.get(model, 0.0) + s.value
+        for (r, _route, _status, model), child in list(self._requests.items()):
+            if r == role and model:
+                # prometheus_client has no public read of one child but collect()
+                out[model] = out.get(model, 0.0) + child._value.get()  # type: ignore[attr-defined]
         return out
 
     def sample(self, now: float | None = None) -> None:
@@ -110,19 +109,16 @@ class Forecaster:
 
     def shares(self) -> dict[str, float]:
         """Each routable worker's share of the forecast rates of the models it serves."""
-        workers = list(self._workers())
-        out = dict.fromkeys((w.id for w in workers), 0.0)
+        served = [(w.id, set(w.state.models)) for w in self._workers()]
+        out = dict.fromkeys((wid for wid, _ in served), 0.0)
         for model, tracked in self.models.items():
-            serving = [w.id for w in workers if w.serves(model)]
+            # a worker listing no models serves any (Worker.serves)
+            serving = [wid for wid, models in served if not models or model in models]
             if serving:
                 each = tracked.series.forecast(1) / len(serving)
                 for wid in serving:
                     out[wid] += each
         return out
-
-    def expected(self, worker_id: str) -> float | None:
-        """The request rate expected to reach this worker; None before the first forecast."""
-        return self.demand.get(worker_id)
 
     # ------------------------------------------------------------------ views
 
