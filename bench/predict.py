@@ -85,8 +85,10 @@ async def drive(base: str, total: float, stop: asyncio.Event, counts: list[int])
 
 async def watch(base: str, stop: asyncio.Event, interval: float,
                 seen: list[dict]) -> None:
-    """The router's forecast after every sample (read twice a sample, kept once each)."""
+    """The router's forecast after every sample (read twice a sample, kept once each),
+    with the time since the traffic started."""
     last = -1
+    start = time.monotonic()
     async with aiohttp.ClientSession() as s:
         while not stop.is_set():
             async with s.get(f"{base}/api/v1/predict?model={MODEL}") as r:
@@ -94,40 +96,58 @@ async def watch(base: str, stop: asyncio.Event, interval: float,
             if body and body["samples"] != last and body["models"]:
                 last = body["samples"]
                 m = body["models"][0]
-                seen.append({"samples": last, "observed": m["observed_rps"],
+                seen.append({"samples": last, "t": time.monotonic() - start,
+                             "observed": m["observed_rps"],
                              "band": m["band"], "minute": m["forecast"][0],
                              "anomaly": m["anomaly"], "anomalies": m["anomalies"]})
             await asyncio.sleep(interval / 2)
 
 
-def score(seen: list[dict], per_minute: int) -> dict[str, float]:
-    """The router's stated forecasts against what it observed later, by sample number."""
+def score(seen: list[dict], per_minute: int, total: float) -> dict[str, float]:
+    """The router's forecasts a minute ahead, stated live, against what it observed a
+    minute later and against the schedule's rate then (the truth without counting
+    noise); the naive forecast ("as now") beside them; how often the observed rate was
+    inside the stated band, and the band's half-width relative to the forecast."""
     by_n = {x["samples"]: x for x in seen}
-    out: dict[str, float] = {}
-    for name, ahead, key in (("1 sample", 1, None), ("1 minute", per_minute, "minute")):
-        errs, naive, inside = [], [], 0
-        for n, x in by_n.items():
-            later = by_n.get(n + ahead)
-            if later is None or later["observed"] <= 0:
-                continue
-            actual = later["observed"]
-            if key is None:  # the band the next sample was judged by is the 1-step forecast
-                if later["band"] is None:
-                    continue
-                low, high = later["band"]
-                expected = (low + high) / 2
-            else:
-                expected = x[key]["expected_rps"]
-                low, high = x[key]["low_rps"], x[key]["high_rps"]
-            errs.append(abs(expected - actual) / actual)
-            naive.append(abs(x["observed"] - actual) / actual)
-            inside += low <= actual <= high
-        if errs:
-            out[f"{name}: MAPE %"] = 100 * sum(errs) / len(errs)
-            out[f"{name}: naive MAPE %"] = 100 * sum(naive) / len(naive)
-            out[f"{name}: inside band %"] = 100 * inside / len(errs)
-            out[f"{name}: points"] = len(errs)
-    return out
+    errs, truth, naive, inside, width = [], [], [], 0, []
+    for n, x in by_n.items():
+        later = by_n.get(n + per_minute)
+        if later is None or later["observed"] <= 0 or later["t"] > total:
+            continue
+        actual, f = later["observed"], x["minute"]
+        expected = f["expected_rps"]
+        errs.append(abs(expected - actual) / actual)
+        true = schedule(later["t"], total)
+        truth.append(abs(expected - true) / true)
+        naive.append(abs(x["observed"] - actual) / actual)
+        inside += f["low_rps"] <= actual <= f["high_rps"]
+        if expected > 0:
+            width.append((f["high_rps"] - f["low_rps"]) / 2 / expected)
+    if not errs:
+        return {}
+    return {"points": len(errs), "MAPE vs observed %": 100 * sum(errs) / len(errs),
+            "naive MAPE vs observed %": 100 * sum(naive) / len(naive),
+            "MAPE vs the schedule %": 100 * sum(truth) / len(truth),
+            "observed inside the band %": 100 * inside / len(errs),
+            "band half-width / forecast %": 100 * sum(width) / max(1, len(width))}
+
+
+def trace(n: int, seed: int = 11) -> tuple[list[float], list[float]]:
+    """A synthetic day of traffic squeezed into n samples of 10 s: a daily cycle
+    (3 -> 30 requests/s), a lunchtime step up by half for an eighth of it, one burst
+    sample at 5x; Poisson counts per sample. (observed, truth)"""
+    rng = random.Random(seed)
+    truth, observed = [], []
+    for i in range(n):
+        f = i / n
+        rate = 3 + 27 * (0.5 - 0.5 * math.cos(2 * math.pi * f))
+        if 0.55 <= f < 0.675:
+            rate *= 1.5
+        truth.append(rate)
+        count = rng.gauss(rate * 10, math.sqrt(rate * 10))  # a Poisson count of >= 30
+        observed.append(max(0.0, round(count)) / 10)
+    observed[n // 3] *= 5
+    return observed, truth
 
 
 def best(fn, k: int) -> float:  # type: ignore[no-untyped-def]
@@ -217,8 +237,9 @@ async def live(args: argparse.Namespace, tmp: Path) -> list[float]:
         print(f"\nlive: {counts[0]} requests answered, {counts[1]} failed; "
               f"{len(seen)} samples read, sampled every {args.interval_ms} ms")
         per_minute = round(60_000 / args.interval_ms)
-        for k, v in score(seen, per_minute).items():
-            print(f"  {k:28s} {v:8.1f}")
+        print("  a minute ahead, as the router stated it:")
+        for k, v in score(seen, per_minute, args.seconds).items():
+            print(f"    {k:34s} {v:8.1f}")
         changes = [round(args.seconds * f) for f in (0.2, 0.45, 0.65, 0.85)]
         flagged = [round(x["samples"] * args.interval_ms / 1000)
                    for a, x in zip(seen, seen[1:]) if x["anomalies"] > a["anomalies"]]
@@ -231,13 +252,35 @@ async def live(args: argparse.Namespace, tmp: Path) -> list[float]:
 
 
 def replayed(values: list[float], interval_ms: int) -> None:
-    from eldric.roles.router.predict.holt import Params, replay
+    from eldric.roles.router.predict.holt import Params, Series, replay
 
     unit = interval_ms / 1000
-    print(f"\nreplay of the recorded series ({len(values)} samples):")
+    print(f"\nreplay of the series the router recorded ({len(values)} samples of "
+          f"{interval_ms} ms):")
     for ahead in (1, 10, 60):
         holt, naive = replay(values, Params(horizon=max(ahead, 30)), unit, ahead)
         print(f"  {ahead:3d} samples ahead: MAPE {holt:6.1f} %   naive {naive:6.1f} %")
+
+    n = 8640  # a day of 10 s samples
+    observed, truth = trace(n)
+    print(f"\nreplay of a synthetic day ({n} samples of 10 s, the default interval):")
+    for ahead, what in ((1, "10 s"), (6, "1 min"), (30, "5 min")):
+        holt, naive = replay(observed, Params(horizon=30), 10.0, ahead)
+        s = Series(Params(horizon=30), 10.0)
+        err, inside = [], 0
+        for i, y in enumerate(observed[:-ahead]):
+            s.update(y)
+            if i > 30:
+                err.append(abs(s.forecast(ahead) - truth[i + ahead]) / truth[i + ahead])
+                low, high = s.band(ahead)
+                inside += low <= observed[i + ahead] <= high
+        print(f"  {what:>5} ahead: MAPE {holt:5.1f} % (naive {naive:5.1f} %); against the "
+              f"true rate {100 * sum(err) / len(err):5.1f} %; observed inside the band "
+              f"{100 * inside / len(err):5.1f} %")
+    s = Series(Params(horizon=30), 10.0)
+    flagged = [i for i, y in enumerate(observed) if s.update(y)]
+    print(f"  anomalies at samples {flagged} (the burst is at {n // 3}, the step up at "
+          f"{int(0.55 * n)} and down at {int(0.675 * n)})")
 
 
 def main() -> None:

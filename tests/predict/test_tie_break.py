@@ -104,3 +104,19 @@ async def test_equal_expectations_leave_the_rotation(workers, tmp_path):
         seq = await _interleaved(urls["router"], 20)
     assert {w for w, _ in seq[-20:]} == {a, b}
     assert not any(BROKEN in why for _, why in seq)
+
+
+async def test_load_based_chosen_at_run_time_breaks_ties_too(workers, tmp_path):
+    both = await workers("both", ["m1", "m2"], cpu=50.0)
+    only = await workers("only", ["m1"], cpu=50.0)
+    async with run_eldric("router", tmp_path, port=0, bind="127.0.0.1",
+                          workers=f"{both},{only}", strategy="round_robin",
+                          predict_interval=100) as urls:
+        base = urls["router"]
+        await _warm(base)
+        async with aiohttp.ClientSession() as s:
+            async with s.post(base + "/api/v1/config", json={"strategy": "load_based"}) as r:
+                assert r.status == 200
+        seq = await _interleaved(base, 10)
+    assert [w for w, _ in seq] == [only] * 20
+    assert all(BROKEN in why for _, why in seq)

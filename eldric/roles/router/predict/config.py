@@ -30,9 +30,9 @@ class PredictConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     alpha: Annotated[float, msgspec.Meta(gt=0, lt=1), flag_meta(
         "level smoothing constant", flag="predict-alpha")] = 0.3
     beta: Annotated[float, msgspec.Meta(ge=0, lt=1), flag_meta(
-        "trend smoothing constant", flag="predict-beta")] = 0.1
+        "trend smoothing constant", flag="predict-beta")] = 0.05
     damping: Annotated[float, msgspec.Meta(gt=0, le=1), flag_meta(
-        "trend damping (1: a straight line on)", flag="predict-damping")] = 0.98
+        "trend damping (1: a straight line on)", flag="predict-damping")] = 0.9
     band_z: Annotated[float, msgspec.Meta(ge=1, le=10), flag_meta(
         "band half-width in standard deviations of the forecast error",
         flag="predict-band-z")] = 3.0
