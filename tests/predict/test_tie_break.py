@@ -63,13 +63,19 @@ def router(tmp_path, urls, **flags):
                       strategy="load_based", predict_interval=100, **flags)
 
 
+async def _routed(workers, tmp_path, a, b, predicting=True) -> tuple[str, str, list]:
+    """Two workers, (name, models, cpu) each, behind a load_based router: their URLs and
+    where the m1 requests went (and why) once the forecast is warm."""
+    ua, ub = await workers(*a), await workers(*b)
+    async with router(tmp_path, [ua, ub], predict=predicting) as urls:
+        await _warm(urls["router"], predicting)
+        return ua, ub, await _interleaved(urls["router"], 20)
+
+
 async def test_a_tie_goes_to_the_worker_the_forecast_expects_less_of(workers, tmp_path):
     # both report 50 % CPU; only `both` serves m2, whose traffic the forecast expects
-    both = await workers("both", ["m1", "m2"], cpu=50.0)
-    only = await workers("only", ["m1"], cpu=50.0)
-    async with router(tmp_path, [both, only]) as urls:
-        await _warm(urls["router"])
-        seq = await _interleaved(urls["router"], 20)
+    both, only, seq = await _routed(workers, tmp_path, ("both", ["m1", "m2"], 50.0),
+                                    ("only", ["m1"], 50.0))
     assert [w for w, _ in seq] == [only] * 40
     assert all(BROKEN in why and f"at {only}" in why for _, why in seq), seq[-1]
 
@@ -77,32 +83,23 @@ async def test_a_tie_goes_to_the_worker_the_forecast_expects_less_of(workers, tm
 async def test_without_the_forecast_the_tie_rotates(workers, tmp_path):
     """The same cluster with forecasting off: the old rotation (what the test above
     would see without the tie-break)."""
-    both = await workers("both", ["m1", "m2"], cpu=50.0)
-    only = await workers("only", ["m1"], cpu=50.0)
-    async with router(tmp_path, [both, only], predict=False) as urls:
-        await _warm(urls["router"], predicting=False)
-        seq = await _interleaved(urls["router"], 20)
-    assert {w for w, _ in seq[-20:]} == {both, only}
+    both, only, seq = await _routed(workers, tmp_path, ("both", ["m1", "m2"], 50.0),
+                                    ("only", ["m1"], 50.0), predicting=False)
+    assert {w for w, _ in seq} == {both, only}
     assert not any(BROKEN in why for _, why in seq)
 
 
 async def test_a_real_difference_in_load_is_not_a_tie(workers, tmp_path):
-    both = await workers("both", ["m1", "m2"], cpu=10.0)
-    only = await workers("only", ["m1"], cpu=90.0)
-    async with router(tmp_path, [both, only]) as urls:
-        await _warm(urls["router"])
-        seq = await _interleaved(urls["router"], 20)
-    assert [w for w, _ in seq[-20:]] == [both] * 20  # the load decides, not the forecast
+    both, _, seq = await _routed(workers, tmp_path, ("both", ["m1", "m2"], 10.0),
+                                 ("only", ["m1"], 90.0))
+    assert [w for w, _ in seq] == [both] * 40  # the load decides, not the forecast
     assert not any(BROKEN in why for _, why in seq)
 
 
 async def test_equal_expectations_leave_the_rotation(workers, tmp_path):
-    a = await workers("a", ["m1", "m2"], cpu=50.0)
-    b = await workers("b", ["m1", "m2"], cpu=50.0)
-    async with router(tmp_path, [a, b]) as urls:
-        await _warm(urls["router"])
-        seq = await _interleaved(urls["router"], 20)
-    assert {w for w, _ in seq[-20:]} == {a, b}
+    a, b, seq = await _routed(workers, tmp_path, ("a", ["m1", "m2"], 50.0),
+                              ("b", ["m1", "m2"], 50.0))
+    assert {w for w, _ in seq} == {a, b}
     assert not any(BROKEN in why for _, why in seq)
 
 

@@ -12,10 +12,11 @@ outside the band updates nothing, so one burst neither drags the forecast nor wi
 band. A level shift is told from a burst by persistence: `confirm` samples in a row on
 the same side outside the band are an anomaly, and the series restarts at the new level.
 
-The scale is an exponentially weighted mean of squared (clipped) one-step residuals,
-floored by counting noise: the series are counts per `unit` (a rate sampled over
-`unit` seconds is a count / unit), and a Poisson count of mean λ has variance λ, so a
-quiet series does not flag every single request as an anomaly.
+The scale is an exponentially weighted mean of squared one-step residuals (of the
+observations inside the band), floored by counting noise: the series are counts per
+`unit` (a rate sampled over `unit` seconds is a count / unit), and a Poisson count of
+mean λ has variance λ, so a quiet series does not flag every single request as an
+anomaly (Series.floor_var).
 """
 
 from __future__ import annotations
