@@ -3,12 +3,14 @@ would go) and GET /api/v1/knowledge/themes (the themes loaded, and who is tagged
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
 
 from eldric.bus.routes import json_response
+from eldric.errors import BadRequest
 from eldric.http import read_body
 from eldric.roles.router.knowledge.narrow import TAG, Knowledge, Ranked, theme_text
 from eldric.roles.router.state import ROUTER
@@ -28,6 +30,19 @@ class _ClassifyBody(msgspec.Struct, forbid_unknown_fields=True):
     model: str | None = None  # accepted so that a chat body can be pasted as it is
 
 
+_UNKNOWN = re.compile(r"unknown field `([^`]+)`")
+
+
+def _decode(raw: bytes) -> _ClassifyBody:
+    try:
+        return decode_head(raw, _ClassifyBody)
+    except BadRequest as exc:
+        m = _UNKNOWN.search(exc.message) if exc.param is None else None
+        if m is not None:  # name the field the client should not have sent
+            exc.param = m.group(1)
+        raise
+
+
 def _ranked(r: Ranked) -> dict[str, Any]:
     out: dict[str, Any] = {"id": r.theme.id, "name": r.theme.name, "score": r.score}
     if r.matched:
@@ -37,7 +52,7 @@ def _ranked(r: Ranked) -> dict[str, Any]:
 
 async def classify(request: web.Request) -> web.Response:
     k = request.app[KNOWLEDGE]
-    body = decode_head(await read_body(request), _ClassifyBody)
+    body = _decode(await read_body(request))
     doc = msgspec.to_builtins(body)
     text = theme_text(doc, k.cfg.max_chars)
     verdict = await k.classify(text)
