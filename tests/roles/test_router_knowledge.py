@@ -284,10 +284,45 @@ async def test_before_the_centroids_are_ready_requests_route_without_them(
         assert headers["X-Eldric-Theme-Reason"].endswith("embeddings: not_ready")
 
 
-def test_an_embeddings_model_without_a_url_is_refused_at_start(tmp_path):
+@pytest.mark.parametrize("flags, fault", [
+    ({"theme_embeddings_model": "bow"}, "needs --theme-embeddings-url"),
+    ({"theme_embeddings_model": "bow", "theme_embeddings_url": "localhost:1"},
+     "http:// or https://"),
+])
+async def test_a_bad_embeddings_setting_is_refused_at_start(tmp_path, flags, fault):
     roles = registry.resolve("router")
-    loaded = load_config(roles, {"theme_embeddings_model": "bow"}, {})
-    with pytest.raises(ConfigError, match="theme-embeddings-url"):
-        from eldric.roles.router.knowledge.setup import install
-        from eldric.roles.router.thinking import Thinking
-        install(None, loaded.roles["router"].knowledge, Thinking())  # type: ignore[arg-type]
+    loaded = load_config(roles, {"port": 0, "bind": "127.0.0.1",
+                                 "data_dir": str(tmp_path / "d"), **flags}, {})
+    with pytest.raises(ConfigError, match=fault):
+        async with serving(roles, loaded):
+            pass
+
+
+async def test_theme_tags_from_the_controller(trio, aiohttp_server, tmp_path):
+    from tests.fakes import controller as fake_controller
+    from tests.fakes.controller import STATE
+
+    ctl = await aiohttp_server(fake_controller.make_app())
+    st = ctl.app[STATE]
+    for name, tags in (("med", ["theme:medicine"]), ("general", [])):
+        st.workers[f"wrk-{name}"] = {"id": f"wrk-{name}", "worker_type": "inference",
+                                     "url": trio[name][0], "models": ["m1"], "tags": tags}
+    roles = registry.resolve("router")
+    loaded = load_config(roles, {"port": 0, "bind": "127.0.0.1", "knowledge": True,
+                                 "controller": url_of(ctl), "strategy": "round_robin",
+                                 "data_dir": str(tmp_path / "d")}, {})
+    async with serving(roles, loaded) as urls, aiohttp.ClientSession() as s:
+        for _ in range(3):
+            _, headers, _ = await ask(s, urls["router"], HEART)
+            assert headers["X-Eldric-Worker"] == "wrk-med"
+
+
+async def test_a_streamed_reply_says_its_theme_too(trio, tmp_path):
+    async with router(tmp_path, trio, knowledge={"enabled": True}) as base, \
+            aiohttp.ClientSession() as s:
+        async with s.post(base + "/v1/chat/completions", json={
+                "model": "m1", "stream": True,
+                "messages": [{"role": "user", "content": HEART}]}) as r:
+            await r.read()
+            assert r.status == 200 and r.headers["X-Eldric-Theme"] == "cardiology"
+            assert r.headers["X-Eldric-Worker"] == trio["med"][0]

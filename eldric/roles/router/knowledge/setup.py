@@ -22,6 +22,10 @@ def install(app: web.Application, cfg: KnowledgeConfig, thinking: Thinking) -> N
     if cfg.embeddings_model and not cfg.embeddings_url:
         raise ConfigError("--theme-embeddings-model needs --theme-embeddings-url "
                           "(knowledge.embeddings_url): where the model is served")
+    url = cfg.embeddings_url or ""
+    if cfg.embeddings_model and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"--theme-embeddings-url {url!r}: an http:// or https:// URL "
+                          "of an OpenAI-compatible server")
     loaded, source = themes.load(cfg.themes)
     k = app[api.KNOWLEDGE] = Knowledge(app, cfg, loaded, source)
     api.add_routes(app)
