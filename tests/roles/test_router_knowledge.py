@@ -133,6 +133,18 @@ async def test_the_medicine_worker_down_means_standard_balancing(trio, tmp_path)
         assert hits(trio)["med"] == 0 and hits(trio)["law"] + hits(trio)["general"] == 2
 
 
+async def test_an_error_reply_says_the_theme_that_narrowed_the_candidates(trio, tmp_path):
+    trio["med"][1].fail_status = 500
+    async with router(tmp_path, trio, knowledge={"enabled": True}) as base, \
+            aiohttp.ClientSession() as s:
+        status, headers, body = await ask(s, base, HEART)
+        # only the tagged worker was a candidate: the reply says why no other was tried
+        assert status >= 500 and json.loads(body)["error"]
+        assert headers["X-Eldric-Theme"] == "cardiology"
+        assert "theme:medicine, 1 of 3" in headers["X-Eldric-Theme-Reason"]
+        assert hits(trio) == {"med": 1, "law": 0, "general": 0}
+
+
 async def test_embeddings_requests_are_never_classified(trio, tmp_path):
     async with router(tmp_path, trio, knowledge={"enabled": True}) as base, \
             aiohttp.ClientSession() as s:
