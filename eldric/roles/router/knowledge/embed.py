@@ -29,6 +29,17 @@ _BATCH = 64
 _RETRY_S = 5.0
 
 
+def _py_dot(a: list[float], b: list[float]) -> float:
+    return sum(map(mul, a, b))
+
+
+# Python 3.12's math.sumprod is the dot product in C (~1 ms for 213 centroids of 768
+# dims); on 3.11 the pure-Python one takes ~18 ms, so it is cut into slices that let the
+# event loop serve other requests in between.
+_dot = getattr(math, "sumprod", _py_dot)
+_SLICE = 32
+
+
 class _Item(msgspec.Struct):
     embedding: list[float]
     index: int = 0
@@ -121,5 +132,10 @@ class EmbeddingScorer:
         u = _unit(v)
         if u is None or len(u) != len(centroids[0][1]):
             return "error"
-        sims = sorted(((sum(map(mul, u, c)), i) for i, c in centroids), reverse=True)
+        sims: list[tuple[float, int]] = []
+        for at in range(0, len(centroids), _SLICE):
+            sims += [(_dot(u, c), i) for i, c in centroids[at:at + _SLICE]]
+            if _dot is _py_dot:
+                await asyncio.sleep(0)  # let other requests run between slices
+        sims.sort(reverse=True)
         return [(self.themes[i], round(s, 4)) for s, i in sims[:top_k]]
