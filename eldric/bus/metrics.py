@@ -55,6 +55,11 @@ class Cached:
             child = self._children[values] = self.metric.labels(*values)
         return child
 
+    def items(self):  # type: ignore[no-untyped-def]
+        """(label values, child) of every child looked up so far: read at a sampler's
+        pace without collect(), which builds a sample object per series."""
+        return self._children.items()
+
     def remove(self, *values: str) -> None:
         self._children.pop(values, None)
         try:

@@ -117,6 +117,20 @@ class WorkerHealth(msgspec.Struct, omit_defaults=False):
     model_ops: ModelOps | None = None
 
 
+class ModelForecast(msgspec.Struct, omit_defaults=False):
+    """One model's load forecast at a router (its GET /api/v1/predict, and the summary in
+    its heartbeat): requests per second observed in the last sample, expected `minutes`
+    ahead with the band around it, and whether the observed rate left its band."""
+
+    model: str
+    observed_rps: float
+    expected_rps: float
+    low_rps: float
+    high_rps: float
+    minutes: int = 1
+    anomaly: bool = False
+
+
 class RouterReport(msgspec.Struct, omit_defaults=False):
     """What a router says about itself when it registers and heartbeats: the strategy it
     really uses and who set it, and its workers (the controller's dashboard shows them)."""
@@ -126,6 +140,9 @@ class RouterReport(msgspec.Struct, omit_defaults=False):
     strategy_source: StrategySource
     workers: int = 0
     healthy_workers: int = 0
+    # Its busiest models' forecasts (bounded), left out until there is one (or when
+    # forecasting is off). Older controllers ignore the field, older routers send none.
+    forecast: list[ModelForecast] | msgspec.UnsetType = msgspec.UNSET
 
 
 class WorkerInfo(msgspec.Struct, omit_defaults=True):

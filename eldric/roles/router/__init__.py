@@ -11,6 +11,7 @@ from eldric import keys
 from eldric.registry import Role
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router import ollama_api
+from eldric.roles.router.predict import sampling as predict
 from eldric.roles.router.handlers import add_routes
 from eldric.roles.router.knowledge import setup as knowledge
 from eldric.roles.router.health import prober, waiting_for
@@ -62,6 +63,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
     for spec in cfg.workers:
         pool.add(spec.url.rstrip("/"), spec.url, tags=spec.tags, static=True)
     rs = RouterState(cfg=cfg, pool=pool, timeouts=Timeouts.from_config(cfg))
+    predict.install(app, rs)  # before the strategy: load_based breaks ties with it
     if cfg.strategy is not None:
         rs.set_strategy(cfg.strategy, "config")
     else:

@@ -8,6 +8,7 @@ take only inference and cloud workers.
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from eldric import __version__, keys
@@ -19,6 +20,7 @@ from eldric.wire.cluster import Load, RouterReport, WorkerInfo
 def describe(app: web.Application) -> WorkerInfo:
     rs = app[ROUTER]
     role = app[keys.ROLE]
+    forecast = rs.thinking.forecast
     return WorkerInfo(
         worker_type="router", url=role.advertise_url, models=rs.model_ids(),
         load=Load(active_requests=role.active), status=app[keys.BUS].status(role.name),
@@ -26,7 +28,9 @@ def describe(app: web.Application) -> WorkerInfo:
         router=RouterReport(strategy=rs.strategy.name if rs.strategy else None,
                             strategy_source=rs.strategy_source,
                             workers=len(rs.pool.workers),
-                            healthy_workers=len(rs.pool.routable())))
+                            healthy_workers=len(rs.pool.routable()),
+                            forecast=(forecast.summary() if forecast is not None else None)
+                            or msgspec.UNSET))
 
 
 def membership(app: web.Application) -> Membership:

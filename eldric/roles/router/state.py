@@ -36,6 +36,8 @@ class RouterState:
 
     def set_strategy(self, name: StrategyName, source: StrategySource) -> None:
         self.strategy = strategies.make(name, self.rr)
+        if isinstance(self.strategy, strategies.LoadBased):
+            self.strategy.demand = self.thinking.forecast  # its tie-break (None: off)
         self.strategy_source = source
 
     @property

@@ -72,14 +72,24 @@ def reported_load(w: Worker) -> float | None:
     return max(known) / 100 if known else None
 
 
+class Demand(Protocol):
+    """The load forecast (eldric.roles.router.predict.forecaster.Forecaster)."""
+
+    tie_margin: float
+    demand: dict[str, float]  # worker id -> requests/s expected to reach it
+
+
 class LoadBased(Base):
     name = "load_based"
     # Each request this router has in flight counts like 25 % load, so a stale report
     # (reports come every health interval) cannot send everything to one worker.
     INFLIGHT_WEIGHT = 0.25
+    # Expected rates closer than this share of the larger are no reason to prefer one.
+    DEMAND_DIFFERS = 0.05
 
     def __init__(self, fallback: RoundRobin) -> None:
         self._rr = fallback
+        self.demand: Demand | None = None  # breaks ties among equal scores (None: rotation)
 
     def rank(self, candidates: Sequence[Worker], ctx: RouteContext | None = None) -> Ranking:
         loads = {w.id: reported_load(w) for w in candidates}
@@ -91,8 +101,39 @@ class LoadBased(Base):
             reported = loads[w.id]
             return (0.5 if reported is None else reported) + self.INFLIGHT_WEIGHT * w.state.active
 
-        ordered = sorted(rotated, key=score)
-        return ordered, f"load_based: score {score(ordered[0]):.2f}"
+        scores = {w.id: score(w) for w in rotated}
+        ordered = sorted(rotated, key=lambda w: scores[w.id])
+        reason = f"load_based: score {scores[ordered[0].id]:.2f}"
+        if self.demand is not None and len(ordered) > 1:
+            return self._tie_break(ordered, scores, reason)
+        return ordered, reason
+
+    def _tie_break(self, ordered: list[Worker], scores: dict[str, float],
+                   reason: str) -> Ranking:
+        """Workers scoring within the margin of the best are a tie: the one the forecast
+        expects the fewest requests to reach (from the other models it serves) goes first."""
+        demand = self.demand
+        assert demand is not None
+        expected = demand.demand
+        if not expected:
+            return ordered, reason
+        edge = scores[ordered[0].id] + demand.tie_margin
+        n = 1
+        while n < len(ordered) and scores[ordered[n].id] <= edge:
+            n += 1
+        if n == 1:
+            return ordered, reason
+        values = [expected.get(w.id) for w in ordered[:n]]
+        if None in values:
+            return ordered, reason
+        low, high = min(values), max(values)  # type: ignore[type-var]
+        if high - low <= self.DEMAND_DIFFERS * high:  # type: ignore[operator]
+            return ordered, reason
+        tied = sorted(ordered[:n], key=lambda w: expected[w.id])  # stable: rotation stays
+        first, last = tied[0], tied[-1]
+        return tied + ordered[n:], (
+            f"{reason}; tie of {n} broken by the forecast: {expected[first.id]:.2f} req/s "
+            f"expected at {first.id}, {expected[last.id]:.2f} at {last.id}")
 
 
 class LatencyBased(Base):

@@ -5,7 +5,7 @@
 "use strict";
 
 (function () {
-  const { $, h, setText, bar, markCount, showEmpty, syncRows, isNum, percent, clampPct,
+  const { $, h, setText, bar, markCount, showEmpty, syncRows, isNum, num, percent, clampPct,
           duration, secondsSince, ago, pageTitle, renderHeader, getJSON, serverDate,
           poll } = window.EldricDashboard;
   const STATUSES = ["healthy", "degraded", "unhealthy", "offline"];
@@ -141,6 +141,62 @@
     ];
   }
 
+  // ------------------------------------------------------------------ forecast
+
+  // One row per (router, model) of the forecasts routers send in their heartbeats.
+  function forecasts() {
+    const rows = [];
+    for (const r of state.routers || []) {
+      const list = r.router && Array.isArray(r.router.forecast) ? r.router.forecast : [];
+      for (const f of list) {
+        if (f && typeof f.model === "string") rows.push({ router: r, f });
+      }
+    }
+    return rows.sort((a, b) => a.f.model.localeCompare(b.f.model) ||
+                               String(a.router.id).localeCompare(String(b.router.id)));
+  }
+
+  function rps(v) { return isNum(v) ? (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) : "—"; }
+
+  // The band as a span on the row's own scale (up to its upper bound or the observed
+  // rate, whichever is higher), the expected rate and the observed one as marks on it.
+  function bandCell(f) {
+    const top = 1.05 * Math.max(num(f.high_rps), num(f.observed_rps));
+    const at = (v) => clampPct(isNum(v) && top > 0 ? (100 * v) / top : 0).toFixed(1);
+    const low = at(f.low_rps), high = at(f.high_rps);
+    return h("td", { class: "band" }, h("div", { class: "bandbox" },
+      h("span", { class: "scale", role: "img",
+                  "aria-label": `expected ${rps(f.low_rps)} to ${rps(f.high_rps)} requests/s, now ${rps(f.observed_rps)}` },
+        h("span", { class: "range", style: `left:${low}%;width:${Math.max(0, high - low).toFixed(1)}%` }),
+        h("span", { class: "mark expected", style: `left:${at(f.expected_rps)}%` }),
+        h("span", { class: `mark now${f.anomaly ? " off" : ""}`, style: `left:${at(f.observed_rps)}%` })),
+      h("span", { class: "range-text" }, `${rps(f.low_rps)} – ${rps(f.high_rps)}`)));
+  }
+
+  function forecastCells(row) {
+    const { router: r, f } = row;
+    return [
+      h("td", { class: "id", title: f.model }, f.model),
+      h("td", { class: "url", title: r.url || "" }, r.id || "?"),
+      h("td", { class: "num" }, rps(f.observed_rps)),
+      h("td", { class: "num" }, rps(f.expected_rps)),
+      bandCell(f),
+      h("td", null, f.anomaly
+        ? h("span", { class: "badge s-unhealthy", title: "the observed rate left its forecast band" }, "anomaly")
+        : h("span", { class: "badge s-healthy" }, "as expected")),
+    ];
+  }
+
+  function renderForecast() {
+    const rows = forecasts();
+    syncRows($("forecast-body"), rows, ({ router: r, f }) => JSON.stringify([String(r.id), f.model]),
+             ({ router: r, f }) => ({ "data-forecast-id": `${r.id} ${f.model}` }),
+             forecastCells,
+             ({ router: r, f }) => ({ offline: statusOf(r) === "offline", anomaly: Boolean(f.anomaly) }));
+    showEmpty("forecast-empty", state.routers === null || rows.length ? null
+      : "No router has sent a forecast yet: routers forecast the models they route (--predict, on by default).");
+  }
+
   function modelCells(m) {
     const ids = Array.isArray(m.workers) ? m.workers : [];
     const cov = isNum(m.coverage_percent) ? clampPct(m.coverage_percent) : 0;
@@ -242,6 +298,7 @@
     renderSummary();
     renderWorkers();
     renderRouters();
+    renderForecast();
     renderModels();
   }
 
