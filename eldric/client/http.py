@@ -68,11 +68,14 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, *,
 
 async def lines(session: aiohttp.ClientSession, method: str, url: str, *,
                 key: str | None = None, body: Any = None,
-                read_timeout_s: float = 300) -> AsyncIterator[bytes]:
-    """The reply's lines as they arrive (SSE, NDJSON); raises ApiError on a refusal."""
+                read_timeout_s: float = 300,
+                extra_headers: dict[str, str] | None = None) -> AsyncIterator[bytes]:
+    """The reply's lines as they arrive (SSE, NDJSON); raises ApiError on a refusal.
+    `extra_headers`: more request headers (chat's X-Eldric-Swarm)."""
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout_s)
     try:
-        async with session.request(method, url, json=body, headers=headers(key),
+        async with session.request(method, url, json=body,
+                                   headers={**headers(key), **(extra_headers or {})},
                                    timeout=timeout) as resp:
             if resp.status >= 400:
                 raise await error_of(resp)
