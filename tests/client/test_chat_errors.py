@@ -68,28 +68,48 @@ async def test_a_reply_that_breaks_off(aiohttp_server, tmp_path):
     assert done.stderr.splitlines()[-1].startswith("error: in the reply: incomplete")
 
 
-async def test_an_error_event_mid_reply(aiohttp_server, tmp_path):
-    # a backend's own error event after the reply began (llama.cpp's server and eldric's
-    # hops send one): {"error": {...}} in a data line, the status already 200
+async def sse_server(aiohttp_server, events: list[dict]) -> str:  # type: ignore[no-untyped-def]
+    """An endpoint whose chat reply is a 200 with these SSE events, then the body's end."""
     async def chat(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
-        piece = {"choices": [{"index": 0, "delta": {"content": "Partial"},
-                              "finish_reason": None}]}
-        error = {"error": {"message": "the backend fell over", "type": "server_error",
-                           "code": "backend_error"}}
-        for event in (piece, error):
+        for event in events:
             await resp.write(b"data: " + json.dumps(event).encode() + b"\n\n")
         return resp
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
-    url = url_of(await aiohttp_server(app))
+    return url_of(await aiohttp_server(app))
+
+
+PIECE = {"choices": [{"index": 0, "delta": {"content": "Partial"}, "finish_reason": None}]}
+
+
+async def test_an_error_event_mid_reply(aiohttp_server, tmp_path):
+    # a backend's own error event after the reply began (llama.cpp's server and eldric's
+    # hops send one): {"error": {...}} in a data line, the status already 200
+    error = {"error": {"message": "the backend fell over", "type": "server_error",
+                       "code": "backend_error"}}
+    url = await sse_server(aiohttp_server, [PIECE, error])
     done = await step(piped, tmp_path, "--url", url, "--model", "m", "hi")
     assert done.returncode == 1
     assert done.stdout == "Partial\n"
     assert done.stderr.splitlines()[-1] == (
         "error: in the reply: backend_error: the backend fell over")
+
+
+async def test_a_stream_that_ends_before_the_reply(aiohttp_server, tmp_path):
+    # the body ends cleanly, but with no finish_reason and no [DONE]: not a whole reply
+    url = await sse_server(aiohttp_server, [PIECE])
+    done = await step(piped, tmp_path, "--url", url, "--model", "m", "hi")
+    assert done.returncode == 1 and done.stdout == "Partial\n"
+    assert done.stderr.splitlines()[-1] == (
+        "error: in the reply: incomplete: the stream ended before the reply did")
+    # the same events with a finish_reason are a whole reply
+    whole = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    url = await sse_server(aiohttp_server, [PIECE, whole])
+    done = await step(piped, tmp_path, "--url", url, "--model", "m", "hi")
+    assert done.returncode == 0 and done.stdout == "Partial\n"
 
 
 async def test_no_models_listed(aiohttp_server, tmp_path):

@@ -53,3 +53,29 @@ async def test_reply_streams_and_ctrl_c_stops_it_upstream(tmp_path):
     assert [m["role"] for m in conv["messages"]] == ["user", "assistant"]
     assert conv["messages"][1]["content"].startswith("The quick brown")
     assert len(conv["messages"][1]["content"].split()) < 200
+
+
+async def test_one_shot_ctrl_c_exits_130_and_keeps_what_came(tmp_path):
+    async with run_eldric("worker", tmp_path / "w", backend="mock", port=0, bind=LOOP,
+                          mock_tokens=200, mock_token_delay=50, grace_period=500) as w:
+        child = spawn(tmp_path, "--url", w["worker"], "--plain", "go on")
+        await step(child.expect, "quick brown")
+        child.sendintr()
+        await step(child.expect, r"\[stopped\]")
+        await step(child.expect, pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 130
+        await until(lambda: metric(w["worker"], LEFT % "worker"), timeout=5)
+        # Ctrl-C at the prompt of an interactive session drops the line, nothing is sent
+        child = spawn(tmp_path, "--url", w["worker"])
+        await step(prompt, child)
+        child.send("half a line")
+        child.sendintr()
+        await step(prompt, child)  # a fresh prompt
+        child.sendline("/model")
+        assert "model: eldric-mock" in await step(prompt, child)
+        assert await step(leave, child) == 0
+    (saved,) = (tmp_path / "state" / "eldric" / "chat").glob("*.json")
+    conv = json.loads(saved.read_text())
+    assert [m["content"] for m in conv["messages"]][0] == "go on"
+    assert len(conv["messages"]) == 2
