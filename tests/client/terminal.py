@@ -59,6 +59,12 @@ def prompt(child: pexpect.spawn) -> str:
     return seen(child)
 
 
+def say(child: pexpect.spawn, line: str) -> str:
+    """Type a line and Enter; what the terminal showed until the next prompt."""
+    child.sendline(line)
+    return prompt(child)
+
+
 def leave(child: pexpect.spawn) -> int:
     child.sendline("/exit")
     child.expect(pexpect.EOF)

@@ -10,7 +10,7 @@ import json
 import pytest
 from aiohttp import web
 
-from tests.client.terminal import leave, piped, prompt, spawn, step
+from tests.client.terminal import leave, piped, prompt, say, spawn, step
 from tests.conftest import free_port, run_eldric, url_of
 from tests.fakes import scripted
 
@@ -139,16 +139,11 @@ async def test_continue_with_nothing_saved(tmp_path):
 async def test_interactive_errors_leave_the_session_open(edge, tmp_path):
     child = spawn(tmp_path, "--url", edge, "--key", KEY)
     await step(prompt, child)
-    child.sendline("/model nope")
-    await step(prompt, child)
-    child.sendline("hi")
-    assert "error: HTTP 404 model_not_found: " in await step(prompt, child)
-    child.sendline("/frobnicate")
-    assert "error: unknown command /frobnicate" in await step(prompt, child)
-    child.sendline("/model m-a")
-    await step(prompt, child)
-    child.sendline("hi again")
-    assert "m-a answer 0" in await step(prompt, child)
+    await step(say, child, "/model nope")
+    assert "error: HTTP 404 model_not_found: " in await step(say, child, "hi")
+    assert "error: unknown command /frobnicate" in await step(say, child, "/frobnicate")
+    await step(say, child, "/model m-a")
+    assert "m-a answer 0" in await step(say, child, "hi again")
     assert await step(leave, child) == 0
     # the refused question was not kept; the answered one was
     (saved,) = (tmp_path / "state" / "eldric" / "chat").glob("*.json")

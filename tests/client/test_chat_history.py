@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from tests.client.terminal import leave, piped, prompt, spawn, step
+from tests.client.terminal import leave, piped, prompt, say, spawn, step
 from tests.fakes import scripted
 
 UP = "\x1b[A"
@@ -23,8 +23,7 @@ async def test_history_written_and_resumed(aiohttp_server, tmp_path):
     url = script.url
     child = spawn(tmp_path, "--url", url, "-m", "m-b", "-s", "be brief")
     await step(prompt, child)
-    child.sendline("first question")
-    assert "m-b answer 0" in await step(prompt, child)
+    assert "m-b answer 0" in await step(say, child, "first question")
     assert await step(leave, child) == 0
     (conv,) = saved(tmp_path)
     assert (conv["model"], conv["system"]) == ("m-b", "be brief")
@@ -35,14 +34,12 @@ async def test_history_written_and_resumed(aiohttp_server, tmp_path):
     child = spawn(tmp_path, "--url", url, "--continue")
     shown = await step(prompt, child)
     assert "first question" in shown and "m-b answer 0" in shown and "resumed" in shown
-    child.sendline("second question")
-    assert "m-b answer 1" in await step(prompt, child)
+    assert "m-b answer 1" in await step(say, child, "second question")
     assert [m["content"] for m in script.calls[1].messages] == [
         "be brief", "first question", "m-b answer 0", "second question"]
     assert script.calls[1].model == "m-b"  # the conversation's model and system kept
 
-    child.sendline("/new")
-    await step(prompt, child)
+    await step(say, child, "/new")
     assert await step(leave, child) == 0
     (conv,) = saved(tmp_path)  # the same file, grown; /new with no turn writes nothing
     assert len(conv["messages"]) == 4
@@ -59,29 +56,22 @@ async def test_history_new_save_and_readline(aiohttp_server, tmp_path):
     script = await scripted.serve(aiohttp_server, ["m-a"])
     child = spawn(tmp_path, "--url", script.url)
     await step(prompt, child)
-    child.sendline("about cats")
-    await step(prompt, child)
-    child.sendline("/new")
-    await step(prompt, child)
-    child.sendline("about dogs")
-    await step(prompt, child)
+    await step(say, child, "about cats")
+    await step(say, child, "/new")
+    await step(say, child, "about dogs")
     assert len(script.calls[1].messages) == 1  # /new: the cats not sent again
     child.sendline("/history")
     listed = await step(prompt, child)
     assert listed.index("about dogs") < listed.index("about cats")  # newest first
     child.sendline("/history 2")  # resume the cats
     assert "resumed" in await step(prompt, child)
-    child.sendline("more")
-    await step(prompt, child)
+    await step(say, child, "more")
     assert [m["content"] for m in script.calls[2].messages] == [
         "about cats", "m-a answer 0", "more"]
     out = tmp_path / "cats.md"
-    child.sendline(f"/save {out}")
-    assert f"saved to {out}" in await step(prompt, child)
-    child.sendline("/history 9")
-    assert "error: no conversation '9'" in await step(prompt, child)
-    child.sendline("/save")
-    assert "error: /save needs a file name" in await step(prompt, child)
+    assert f"saved to {out}" in await step(say, child, f"/save {out}")
+    assert "error: no conversation '9'" in await step(say, child, "/history 9")
+    assert "error: /save needs a file name" in await step(say, child, "/save")
     assert await step(leave, child) == 0
     md = out.read_text()
     assert md.startswith("# about cats")

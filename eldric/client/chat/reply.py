@@ -52,7 +52,9 @@ class Reply:
         ttft_ms = (self.first - self.started) * 1000
         span = (self.last or self.first) - self.first
         # the first token's own time is TTFT; the rate is over the tokens after it
-        rate = f"{(self.tokens - 1) / span:.1f} tok/s" if span > 0 and self.tokens > 1 else "- tok/s"
+        rate = "- tok/s"
+        if span > 0 and self.tokens > 1:
+            rate = f"{(self.tokens - 1) / span:.1f} tok/s"
         return f"{self.tokens} tokens · {rate} · TTFT {ttft_ms:.0f} ms"
 
     def take(self, event: dict[str, Any]) -> str:
