@@ -16,6 +16,7 @@ import click
 import msgspec
 
 from eldric import __version__
+from eldric.client import NAMES as CLIENT_COMMANDS
 from eldric.config import (FieldSpec, Loaded, ProcessConfig, default_data_dir, env_names,
                            field_specs, get_path, load, parse_text)
 from eldric.errors import ConfigError
@@ -237,6 +238,11 @@ def _fail(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in CLIENT_COMMANDS:  # eldric chat, eldric workers, ... (eldric.client)
+        from eldric.client import main as client_main
+
+        client_main(args)
+        return
     if "--version" in args:
         click.echo(f"eldric {__version__}")
         return

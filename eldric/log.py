@@ -168,7 +168,11 @@ def setup(level: str = "info", fmt: str = "console") -> None:
         factory: Any = structlog.BytesLoggerFactory(stream)
         access = _json_access
     else:
-        processors = [*shared, structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+        # plain_traceback: with rich installed (eldric chat needs it) structlog's default
+        # is rich's traceback with every frame's locals, which puts keys and request
+        # bodies in the log; a log line's exception stays the standard text.
+        processors = [*shared, structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback)]
         stream = _stream(binary=False)
         factory = structlog.PrintLoggerFactory(stream)
         access = _console_access

@@ -1,0 +1,81 @@
+"""What the user sees: a reply rendered as Markdown (code blocks highlighted) while it
+streams, with rich, on a terminal; the bare text, piece by piece, when stdout is not a
+terminal or with --plain (scripts and pipes get the reply and nothing else on stdout).
+Notes, errors and the timings after each reply go to stderr."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class Output:
+    def __init__(self, plain: bool) -> None:
+        self.plain = plain or not sys.stdout.isatty()
+        self.live: Any = None
+        self.text = ""
+        self.console: Any = None
+        if not self.plain:
+            from rich.console import Console  # noqa: PLC0415 (only on a terminal)
+
+            self.console = Console(highlight=False)
+        self.err: Any = None
+        if sys.stderr.isatty() and not plain:
+            from rich.console import Console  # noqa: PLC0415
+
+            self.err = Console(stderr=True, highlight=False)
+
+    # ---------------------------------------------------------------- a reply
+    def begin(self) -> None:
+        self.text = ""
+        if self.plain:
+            return
+        from rich.live import Live  # noqa: PLC0415
+        from rich.markdown import Markdown  # noqa: PLC0415
+
+        self.live = Live(Markdown(""), console=self.console, refresh_per_second=15,
+                         vertical_overflow="visible", transient=False)
+        self.live.start()
+
+    def piece(self, text: str) -> None:
+        self.text += text
+        if self.plain:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        from rich.markdown import Markdown  # noqa: PLC0415
+
+        self.live.update(Markdown(self.text))
+
+    def end(self) -> None:
+        """The reply is over (finished, stopped or failed): the cursor on a new line."""
+        if self.plain:
+            if self.text and not self.text.endswith("\n"):
+                sys.stdout.write("\n")
+            sys.stdout.flush()
+            return
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def show(self, role: str, text: str) -> None:
+        """A past turn (a resumed conversation)."""
+        if self.plain:
+            sys.stdout.write(f"{role}: {text}\n")
+            return
+        from rich.markdown import Markdown  # noqa: PLC0415
+
+        if role == "user":
+            self.console.print(f"> {text}", style="bold")
+        else:
+            self.console.print(Markdown(text))
+
+    # ---------------------------------------------------------------- notes on stderr
+    def note(self, text: str, style: str = "dim") -> None:
+        if self.err is not None:
+            self.err.print(text, style=style, markup=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def error(self, line: str) -> None:
+        self.note(line, style="red")

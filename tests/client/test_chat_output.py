@@ -1,0 +1,68 @@
+"""What `eldric chat` prints: Markdown rendered (code blocks, emphasis) on a terminal,
+the reply's own text with --plain or when stdout is a pipe, the timings after each reply,
+and one-shot input from PROMPT, stdin or both. Against the scripted OpenAI-compatible
+backend directly: `chat` works with any such endpoint."""
+
+from __future__ import annotations
+
+import re
+
+import pexpect
+
+from tests.client.terminal import STATS, piped, seen, spawn, step
+from tests.fakes import scripted
+
+ANSWER = "Use this:\n\n```python\nprint('hi')\n```\n\nIt is **very** simple."
+
+
+async def test_markdown_is_rendered_on_a_terminal(aiohttp_server, tmp_path):
+    script = await scripted.serve(aiohttp_server, ["m-a"])
+    script.on(text=ANSWER)
+    child = spawn(tmp_path, "--url", script.url, "how do I print?")
+    await step(child.expect, pexpect.EOF)
+    shown = seen(child)
+    assert "print('hi')" in shown and "simple" in shown
+    assert "```" not in shown and "**very**" not in shown  # rendered, not the source
+    assert re.search(STATS, shown)
+    child.close()
+    assert child.exitstatus == 0
+    assert script.calls[0].model == "m-a" and script.calls[0].last_user == "how do I print?"
+
+
+async def test_plain_on_a_terminal_with_the_flag(aiohttp_server, tmp_path):
+    script = await scripted.serve(aiohttp_server, ["m-a"])
+    script.on(text=ANSWER)
+    child = spawn(tmp_path, "--url", script.url, "--plain", "how?")
+    await step(child.expect, pexpect.EOF)
+    raw = child.before
+    assert ANSWER.replace("\n", "\r\n") in raw  # the source as it came
+    assert "\x1b[" not in raw  # no colour, no cursor movement
+    child.close()
+    assert child.exitstatus == 0
+
+
+async def test_piped_stdout_is_the_reply_and_nothing_else(aiohttp_server, tmp_path):
+    script = await scripted.serve(aiohttp_server, ["m-a"])
+    script.on(text=ANSWER)
+    done = await step(piped, tmp_path, "--url", script.url, "summarise:",
+                      stdin="the file's text\n")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ANSWER + "\n"
+    assert re.fullmatch(STATS + "\n", done.stderr)  # the timings on stderr
+    # PROMPT and stdin together: the prompt, then what was piped in
+    assert script.calls[0].last_user == "summarise:\n\nthe file's text\n"
+    only_stdin = await step(piped, tmp_path, "--url", script.url, stdin="from stdin")
+    assert only_stdin.returncode == 0 and script.calls[1].last_user == "from stdin"
+
+
+async def test_model_and_system_flags_reach_the_request(aiohttp_server, tmp_path):
+    script = await scripted.serve(aiohttp_server, ["m-a", "m-b"])
+    done = await step(piped, tmp_path, "--url", script.url, "-m", "m-b", "-s",
+                      "be brief", "hi")
+    assert done.returncode == 0, done.stderr
+    call = script.calls[0]
+    assert call.model == "m-b" and call.system == "be brief"
+    assert call.body["stream"] is True
+    # ELDRIC_MODEL when no flag names one
+    done = await step(piped, tmp_path, "--url", script.url, "hi", ELDRIC_MODEL="m-b")
+    assert done.returncode == 0 and script.calls[1].model == "m-b"

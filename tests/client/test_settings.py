@@ -1,0 +1,42 @@
+"""Where the clients find eldric: flag over ELDRIC_* over the config file over the quick
+start, and a wrong file named in one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eldric.client import settings
+
+
+def test_quick_start_with_nothing_configured(tmp_path):
+    got = settings.load({"XDG_CONFIG_HOME": str(tmp_path)})
+    assert (got.url, got.controller, got.router) == (
+        "http://127.0.0.1:8080", "http://127.0.0.1:8880", "http://127.0.0.1:8881")
+    assert got.api_key is None and got.model is None
+
+
+def test_flag_over_env_over_file(tmp_path):
+    (tmp_path / "eldric").mkdir()
+    (tmp_path / "eldric" / "client.json").write_text(json.dumps(
+        {"url": "http://file:1/", "api_key": "file-key", "model": "file-model",
+         "admin_key": "file-admin"}))
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "ELDRIC_URL": "http://env:2",
+           "ELDRIC_API_KEY": "env-key"}
+    got = settings.load(env, url="http://flag:3", api_key=None)
+    assert got.url == "http://flag:3"  # the flag
+    assert got.api_key == "env-key"  # the environment, the flag not given
+    assert (got.model, got.admin_key) == ("file-model", "file-admin")  # the file
+    assert settings.load(env).url == "http://env:2"
+    assert settings.load({"XDG_CONFIG_HOME": str(tmp_path)}).url == "http://file:1"
+
+
+@pytest.mark.parametrize("text", ['{"urll": "http://x"}', "{not json", '{"url": 5}'])
+def test_a_wrong_file_is_one_line_naming_it(tmp_path, text):
+    (tmp_path / "eldric").mkdir()
+    (tmp_path / "eldric" / "client.json").write_text(text)
+    with pytest.raises(settings.SettingsError) as exc:
+        settings.load({"XDG_CONFIG_HOME": str(tmp_path)})
+    line = str(exc.value)
+    assert line.startswith("error: ") and "client.json" in line and "\n" not in line
