@@ -1,0 +1,10 @@
+"""The operator commands (`eldric workers`, `models`, `keys`, `router`, `health`,
+`backends`): the roles' public HTTP APIs from a shell, each with a table or `--json`."""
+
+from __future__ import annotations
+
+import click
+
+from eldric.client.ops.workers import workers
+
+COMMANDS: list[click.Command] = [workers]
