@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from eldric.client.ops.models import models
 from eldric.client.ops.workers import workers
 
-COMMANDS: list[click.Command] = [workers]
+COMMANDS: list[click.Command] = [workers, models]
