@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
+from eldric.client.ops.backends import backends
 from eldric.client.ops.models import models
 from eldric.client.ops.workers import workers
 
-COMMANDS: list[click.Command] = [workers, models]
+COMMANDS: list[click.Command] = [workers, models, backends]
