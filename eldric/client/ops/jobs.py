@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -67,9 +68,9 @@ def _find(event: str, data: str, job_id: str) -> dict[str, Any] | None:
     return None
 
 
-async def _events(s: aiohttp.ClientSession, url: str):  # type: ignore[no-untyped-def]
+async def _events(s: aiohttp.ClientSession, url: str) -> AsyncIterator[tuple[str, str]]:
     """(event, data) of each server-sent event; comments (the pings) are skipped."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     async for raw in lines(s, "GET", url, read_timeout_s=60):
         text = raw.decode("utf-8", "replace").rstrip("\r\n")
         if not text:

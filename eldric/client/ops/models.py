@@ -166,7 +166,8 @@ def _counts(job: dict[str, Any]) -> str:
 def cancel(ctx: click.Context, job_id: str, controller: str | None, admin_key: str | None,
            as_json: bool) -> None:
     """Cancel a running job on every worker still at it. Needs the admin key."""
-    url, key = f"{where(ctx, controller)}/api/v1/models/pull-jobs/{quote(job_id, safe='')}", admin(admin_key)
+    url = f"{where(ctx, controller)}/api/v1/models/pull-jobs/{quote(job_id, safe='')}"
+    key = admin(admin_key)
     job = run(lambda s: call(s, "DELETE", url, key=key))
     emit(job, as_json, lambda: f"job {job['id']} {job['state']}")
 

@@ -4,6 +4,7 @@ progress bar, delete)."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,10 @@ def upload(ctx: click.Context, file: Path, name: str | None, fmt: str | None,
     query = {k: v for k, v in (("name", name or file.stem), ("format", fmt),
                                ("description", description), ("sha256", sha256)) if v}
     total = os.path.getsize(file)
-    err = click.get_text_stream("stderr")
-    if not err.isatty():  # a bar in a log is noise: the result line says it all
+    if not sys.stderr.isatty():  # a bar in a log is noise: the result line says it all
         got = run(lambda s: _send(s, url, key, query, file, total, lambda n: None))
     else:
-        with click.progressbar(length=total, label=file.name, file=err, show_pos=False,
+        with click.progressbar(length=total, label=file.name, file=sys.stderr, show_pos=False,
                                show_percent=True) as bar:
             got = run(lambda s: _send(s, url, key, query, file, total, bar.update))
     emit(got, as_json, lambda: f"uploaded {got.get('name')} ({got.get('id')}, "
