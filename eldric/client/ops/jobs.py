@@ -4,7 +4,7 @@ The controller's event stream (GET /api/v1/models/events, server-sent events) st
 every connection with a snapshot of every job, then sends each job that changed, whole:
 so a stream that drops is reopened and its first event puts the bars right again. While
 the controller cannot be reached it is tried again (0.5 s doubling to 5 s) for up to
-`gone_s`; the job goes on there either way.
+GONE_S; the job goes on there either way.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from eldric.client.http import ApiError, call, lines
 from eldric.client.ops.progress import Bars
 
 RUNNING = "running"
+GONE_S = 30.0  # how long a controller may stay unreachable before the follow gives up
 
 
-async def follow(s: aiohttp.ClientSession, root: str, job: dict[str, Any], bars: Bars | None,
-                 gone_s: float = 30.0) -> dict[str, Any]:
+async def follow(s: aiohttp.ClientSession, root: str, job: dict[str, Any],
+                 bars: Bars | None) -> dict[str, Any]:
     """The job once it ended (its last state as the controller said it)."""
     if bars:
         bars.show(job)
@@ -47,7 +48,7 @@ async def follow(s: aiohttp.ClientSession, root: str, job: dict[str, Any], bars:
             if exc.status != 0:
                 raise
             lost_at = lost_at or time.monotonic()
-            if time.monotonic() - lost_at > gone_s:
+            if time.monotonic() - lost_at > GONE_S:
                 raise
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
