@@ -13,7 +13,7 @@ import aiohttp
 import click
 
 from eldric.client import settings
-from eldric.client.http import ApiError
+from eldric.client.http import ApiError, call
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,6 +87,12 @@ def admin(given: str | None) -> str | None:
 
 def emit(data: Any, as_json: bool, table: Callable[[], str]) -> None:
     click.echo(json.dumps(data, indent=2) if as_json else table())
+
+
+def delete_at(url: str, key: str | None, as_json: bool, said: Callable[[Any], str]) -> None:
+    """DELETE url with the admin key; the answer as JSON, or `said(answer)`."""
+    got = run(lambda s: call(s, "DELETE", url, key=key))
+    emit(got, as_json, lambda: said(got))
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], empty: str = "") -> str:

@@ -9,8 +9,8 @@ from urllib.parse import quote
 import click
 
 from eldric.client.http import call
-from eldric.client.ops.common import (admin, admin_key_option, ago, base, emit, json_option,
-                                      run, table, url_option)
+from eldric.client.ops.common import (admin, admin_key_option, ago, base, delete_at, emit,
+                                      json_option, run, table, url_option)
 
 edge_option = url_option("url", "url", "the edge")
 
@@ -76,6 +76,5 @@ def create(ctx: click.Context, name: str, rpm: int | None, description: str,
 def revoke(ctx: click.Context, name: str, url: str | None, admin_key: str | None,
            as_json: bool) -> None:
     """Revoke client NAME's key (it stops working at once)."""
-    where, key = f"{_edge(ctx, url)}/api/v1/clients/{quote(name, safe='')}", _key(ctx, admin_key)
-    got = run(lambda s: call(s, "DELETE", where, key=key))
-    emit(got, as_json, lambda: f"revoked {name}")
+    delete_at(f"{_edge(ctx, url)}/api/v1/clients/{quote(name, safe='')}", _key(ctx, admin_key),
+              as_json, lambda _: f"revoked {name}")

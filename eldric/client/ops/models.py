@@ -13,8 +13,8 @@ import click
 from eldric.client.http import call
 from eldric.client.ops import registry
 from eldric.client.ops.common import controller as where
-from eldric.client.ops.common import (admin, admin_key_option, ago, base, emit, fail,
-                                      json_option, run, table, url_option)
+from eldric.client.ops.common import (admin, admin_key_option, ago, base, delete_at, emit,
+                                      fail, json_option, run, table, url_option)
 from eldric.client.ops.jobs import follow, outcome
 from eldric.client.ops.progress import Bars, line
 
@@ -166,10 +166,8 @@ def _counts(job: dict[str, Any]) -> str:
 def cancel(ctx: click.Context, job_id: str, controller: str | None, admin_key: str | None,
            as_json: bool) -> None:
     """Cancel a running job on every worker still at it. Needs the admin key."""
-    url = f"{where(ctx, controller)}/api/v1/models/pull-jobs/{quote(job_id, safe='')}"
-    key = admin(admin_key)
-    job = run(lambda s: call(s, "DELETE", url, key=key))
-    emit(job, as_json, lambda: f"job {job['id']} {job['state']}")
+    delete_at(f"{where(ctx, controller)}/api/v1/models/pull-jobs/{quote(job_id, safe='')}",
+              admin(admin_key), as_json, lambda job: f"job {job['id']} {job['state']}")
 
 
 models.add_command(registry.registry)

@@ -13,8 +13,6 @@ from typing import Any, TextIO
 
 from eldric.client.ops.common import size
 
-DONE = ("completed", "failed", "cancelled", "skipped")
-
 
 def line(t: dict[str, Any], width: int = 24, name_w: int = 12) -> str:
     state = t.get("state", "?")

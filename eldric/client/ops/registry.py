@@ -14,7 +14,8 @@ import aiohttp
 import click
 
 from eldric.client.http import ApiError, call, error_of, headers
-from eldric.client.ops.common import admin, admin_key_option, ago, emit, json_option, run
+from eldric.client.ops.common import (admin, admin_key_option, ago, delete_at, emit, json_option,
+                                      run)
 from eldric.client.ops.common import controller as where
 from eldric.client.ops.common import size, table, url_option
 
@@ -107,6 +108,5 @@ async def _send(s: aiohttp.ClientSession, url: str, key: str | None, query: dict
 def delete(ctx: click.Context, model_id: str, controller: str | None, admin_key: str | None,
            as_json: bool) -> None:
     """Delete a model file from the registry (by id or name). Needs the admin key."""
-    url, key = f"{where(ctx, controller)}{API}/{quote(model_id, safe='')}", admin(admin_key)
-    got = run(lambda s: call(s, "DELETE", url, key=key))
-    emit(got, as_json, lambda: f"deleted {got.get('name')} ({got.get('deleted')})")
+    delete_at(f"{where(ctx, controller)}{API}/{quote(model_id, safe='')}", admin(admin_key),
+              as_json, lambda got: f"deleted {got.get('name')} ({got.get('deleted')})")

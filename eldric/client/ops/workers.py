@@ -9,8 +9,8 @@ import click
 
 from eldric.client.http import call
 from eldric.client.ops.common import controller as where
-from eldric.client.ops.common import (admin, admin_key_option, ago, base, emit, json_option,
-                                      run, table, url_option)
+from eldric.client.ops.common import (admin, admin_key_option, ago, base, delete_at, emit,
+                                      json_option, run, table, url_option)
 
 controller_option = url_option("controller", "controller_url", "the controller")
 
@@ -84,7 +84,5 @@ def _backend(b: dict[str, Any] | None) -> str:
 def remove(ctx: click.Context, worker_id: str, controller: str | None, admin_key: str | None,
            as_json: bool) -> None:
     """Forget a worker (it registers again if it still runs). Needs the admin key."""
-    url = f"{where(ctx, controller)}/api/v1/workers/{quote(worker_id, safe='')}"
-    key = admin(admin_key)
-    got = run(lambda s: call(s, "DELETE", url, key=key))
-    emit(got, as_json, lambda: f"removed {worker_id}")
+    delete_at(f"{where(ctx, controller)}/api/v1/workers/{quote(worker_id, safe='')}",
+              admin(admin_key), as_json, lambda _: f"removed {worker_id}")
