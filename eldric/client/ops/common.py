@@ -24,9 +24,10 @@ def fail(line: str) -> None:
     sys.exit(1)
 
 
-def run(work: Callable[[aiohttp.ClientSession], Coroutine[Any, Any, T]]) -> T:
+def run(work: Callable[[aiohttp.ClientSession], Coroutine[Any, Any, T]],
+        interrupted: Callable[[], str] = lambda: "interrupted") -> T:
     """`work(session)` on a fresh event loop; an ApiError is its one line and exit 1,
-    Ctrl-C exit 130 without a traceback."""
+    Ctrl-C the line `interrupted()` says and exit 130, without a traceback."""
     async def main() -> T:
         async with aiohttp.ClientSession() as session:
             return await work(session)
@@ -35,7 +36,7 @@ def run(work: Callable[[aiohttp.ClientSession], Coroutine[Any, Any, T]]) -> T:
     except ApiError as exc:
         fail(exc.line())
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
+        click.echo(interrupted(), err=True)
         sys.exit(130)
     raise AssertionError("unreachable")
 

@@ -48,14 +48,22 @@ def _start(ctx: click.Context, controller: str | None, admin_key: str | None, pa
            body: dict[str, Any], as_json: bool, detach: bool) -> None:
     """POST the job, then follow it (unless --detach); exit 1 unless it completed."""
     root, key = where(ctx, controller), admin(admin_key)
+    started: list[str] = []
 
     async def work(s: aiohttp.ClientSession) -> dict[str, Any]:
         accepted = await call(s, "POST", root + path, key=key, body=body)
         job = accepted["job"]
+        started.append(job["id"])
         if detach:
             return job
         return await follow(s, root, job, None if as_json else Bars())
-    job = run(work)
+
+    def interrupted() -> str:  # Ctrl-C stops the watching, not the job
+        if not started:
+            return "interrupted"
+        return (f"\nstopped following; job {started[0]} goes on at the controller: "
+                f"`eldric models jobs {started[0]}`, `eldric models cancel {started[0]}`")
+    job = run(work, interrupted)
     if as_json:
         click.echo(json.dumps(job, indent=2))
     elif detach:

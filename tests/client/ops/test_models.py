@@ -174,3 +174,24 @@ async def test_distribute_puts_a_model_where_it_is_missing(tmp_path):
     assert by_worker(j)["wrk-lacks"]["state"] == "completed"
     assert [b["model"] for b in lacks.bodies] == ["qwen"]
     assert bad.one_error().startswith("error: HTTP 4")
+
+
+async def test_ctrl_c_stops_following_and_the_job_goes_on(tmp_path):
+    slow = model_worker.Knobs()
+    slow.steps, slow.step_s = 50, 0.2
+    async with fake_workers(slow) as (a,):
+        async with controller(tmp_path, admin_key=ADMIN) as c, aiohttp.ClientSession() as s:
+            base = c["controller"]
+            await register(s, base, url_of(a), wid="wrk-a")
+            async with in_a_terminal(tmp_path, "models", "pull", "qwen", "--controller",
+                                     base, "--admin-key", ADMIN) as term:
+                await term.expect(rb"wrk-a +\[#+-+\] +[1-9]\d?\.\d% +pulling")
+                term.type(b"\x03")
+                said = await term.expect(rb"models cancel job-\w+`")
+                rc = await term.wait()
+            _, body = await _jobs(s, base)
+    assert rc == 130
+    [j] = body["jobs"]
+    assert j["state"] == "running"  # only the watching stopped
+    assert f"stopped following; job {j['id']} goes on".encode() in said
+    assert b"Traceback" not in term.output

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import pty
 import re
 import sys
+import termios
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -44,8 +46,18 @@ class Term:
         except TimeoutError:
             raise AssertionError(f"{pattern!r} not seen in {self.output!r}") from None
 
+    def type(self, data: bytes) -> None:
+        os.write(self.master, data)
+
     async def wait(self, timeout: float = 30) -> int:
         return await asyncio.wait_for(self.proc.wait(), timeout)
+
+
+def _own_terminal() -> None:
+    """In the child: a session of its own with the pty as its controlling terminal, so
+    Ctrl-C typed there is a SIGINT to it, as in a shell."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 @contextlib.asynccontextmanager
@@ -55,7 +67,7 @@ async def in_a_terminal(tmp_path: Path, *args: str) -> AsyncIterator[Term]:
     env |= {"XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "160", "TERM": "xterm"}
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "eldric", *args,
                                                 cwd=ROOT, env=env, stdin=slave, stdout=slave,
-                                                stderr=slave)
+                                                stderr=slave, preexec_fn=_own_terminal)
     os.close(slave)
     term = Term(proc, master)
     try:
