@@ -182,6 +182,7 @@ def unknown_env(env: Mapping[str, str], roles: Mapping[str, Any],
     matching none of its fields, and ELDRIC_* matching no field of any chosen role (nor
     another role's prefix). A typo in a file stops eldric; in the environment it would
     otherwise pass unseen."""
+    from eldric.client.settings import ENV as CLIENT_ENV  # the clients' own variables
     from eldric.registry import available
 
     process = {s.env_suffix for s in field_specs(ProcessConfig)}
@@ -191,7 +192,11 @@ def unknown_env(env: Mapping[str, str], roles: Mapping[str, Any],
     every = set().union(process, *suffixes.values())
     prefixes = [f"ELDRIC_{n.upper()}_" for n in {*available(), *roles}]
     out = []
-    for var in sorted(v for v in env if v.startswith("ELDRIC_") and v not in used):
+    # ELDRIC_URL, ELDRIC_ROUTER_URL, …: `eldric chat` and the operator commands read them
+    # (eldric.client.settings); a shell that runs both should not be warned about them.
+    theirs = set(CLIENT_ENV.values())
+    for var in sorted(v for v in env if v.startswith("ELDRIC_") and v not in used
+                      and v not in theirs):
         role = next((n for n in roles if var.startswith(f"ELDRIC_{n.upper()}_")), None)
         if role is not None:
             suffix = var.removeprefix(f"ELDRIC_{role.upper()}_")

@@ -71,6 +71,11 @@ class Role:
     auth_keys: Callable[[Any], tuple[str | None, str | None]] | None = None
     # Serve the model registry at DATA_DIR/registry when --registry-dir is not given.
     registry_by_default: bool = False
+    # kinds() -> {kind: facts}: the backend kinds this role speaks, from its own table
+    # (the worker's KINDS, the cloud role's PROVIDER_KINDS), each a JSON-able mapping
+    # (default_url, paths, …). `eldric backends` lists them through the registry: the
+    # clients may not import a role.
+    kinds: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
 
     def defaults(self, quickstart: bool = False) -> dict[str, Any]:
         """The layer below file, env and flags: the role's port (and the quick start's

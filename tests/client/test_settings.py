@@ -12,7 +12,7 @@ from eldric.client import settings
 
 def test_quick_start_with_nothing_configured(tmp_path):
     got = settings.load({"XDG_CONFIG_HOME": str(tmp_path)})
-    assert (got.url, got.controller, got.router) == (
+    assert (got.url, got.controller_url, got.router_url) == (
         "http://127.0.0.1:8080", "http://127.0.0.1:8880", "http://127.0.0.1:8881")
     assert got.api_key is None and got.model is None
 

@@ -16,6 +16,7 @@ from eldric.roles.cloud.config import CloudConfig
 from eldric.roles.cloud import models as model_api
 from eldric.roles.cloud import ollama_api
 from eldric.roles.cloud.handlers import add_routes, cloud_health, waiting_for
+from eldric.roles.cloud.kinds import described
 from eldric.roles.cloud.metrics import CloudMetrics
 from eldric.roles.cloud.providers import providers_with_keys
 from eldric.roles.cloud.state import CLOUD, CloudState
@@ -82,4 +83,5 @@ ROLE = Role(
                 "backends": [{"name": n} for n in providers_with_keys()]},
     links=(("the cloud dashboard", "/dashboard"),),
     auth_keys=lambda cfg: (cfg.admin_key, cfg.api_key),
+    kinds=described,
 )

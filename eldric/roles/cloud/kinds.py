@@ -21,6 +21,7 @@ import msgspec
 from aiohttp import web
 
 from eldric.roles.cloud import anthropic_call, openai_call
+from eldric.roles.cloud.providers import KNOWN
 from eldric.wire.anthropic_shared import ANTHROPIC_VERSION
 from eldric.wire.ollama import Tags
 from eldric.wire.openai import HEAD_BY_PATH, UpstreamModelList
@@ -117,3 +118,13 @@ PROVIDER_KINDS: dict[str, ProviderKind] = {
         route=lambda b, sub, model: (b.url, f"/openai/deployments/{model}{sub}",
                                      f"api-version={b.api_version}")),
 }
+
+
+def described() -> dict[str, dict[str, object]]:
+    """PROVIDER_KINDS as `eldric backends` shows them (Role.kinds): the paths each serves
+    and the provider names (--backends NAME) that mean it, with their URLs and the
+    variable their key usually lives in."""
+    return {name: {"paths": list(k.paths),
+                   "providers": {p: {"url": v.url, "key_env": v.env}
+                                 for p, v in KNOWN.items() if v.type == name}}
+            for name, k in PROVIDER_KINDS.items()}

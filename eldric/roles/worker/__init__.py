@@ -13,7 +13,7 @@ from aiohttp import web
 from eldric import keys
 from eldric.cluster.membership import Membership
 from eldric.registry import Role
-from eldric.roles.worker.backends import KINDS, base_url
+from eldric.roles.worker.backends import KINDS, base_url, described
 from eldric.roles.worker.embedded import available, launch_of, served_id
 from eldric.roles.worker.embedded_models import EmbeddedModels
 from eldric.roles.worker.config import WorkerConfig
@@ -161,4 +161,5 @@ ROLE = Role(
     quickstart={"backend": "embedded" if available() else "mock", "bind_address": "127.0.0.1",
                 "controller_url": "http://127.0.0.1:8880", "heartbeat_interval_ms": 5000},
     auth_keys=lambda cfg: (None, cfg.api_key),  # no admin key: the cluster key guards changes
+    kinds=described,
 )

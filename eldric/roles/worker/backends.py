@@ -56,6 +56,14 @@ KINDS: dict[str, BackendKind] = {
 }
 
 
+def described() -> dict[str, dict[str, object]]:
+    """KINDS as `eldric backends` shows them (Role.kinds)."""
+    return {name: {"default_url": k.default_url or None,
+                   "paths": list(k.paths) if k.paths is not None else None,
+                   "models": k.models_path}
+            for name, k in KINDS.items()}
+
+
 def base_url(url: str) -> str:
     """Normalise a backend URL to scheme://host:port[/prefix] without a trailing /v1:
     eldric appends the /v1/... path of each request itself."""
