@@ -73,44 +73,37 @@ async def test_a_session_moves_off_an_unhealthy_worker_and_stays_moved(workers, 
     assert moves == 1
 
 
-async def test_a_session_moves_off_a_full_worker(workers, tmp_path):  # noqa: F811
+async def _crowded_move(workers, tmp_path, in_flight: int, why: str, **flags):  # noqa: F811
+    """Hold `in_flight` slow requests of a session on its worker, then ask once more: it
+    moves for `why` (counted once)."""
     (ua, ka), (ub, kb) = await workers("a"), await workers("b")
-    async with router(tmp_path, [ua, ub], strategy="round_robin", session_key=SID,
-                      max_concurrency=1) as urls:
+    async with router(tmp_path, [ua, ub], session_key=SID, **flags) as urls:
         base = urls["router"]
         async with aiohttp.ClientSession() as s:
             w0 = (await ask(s, base, MSG, {SID: "dave"}))["X-Eldric-Worker"]
             busy = ka if w0 == ua else kb
             busy.delay = 1.0
-            slow = asyncio.create_task(ask(s, base, MSG, {SID: "dave"}))
-            await until(lambda: busy.hits == 2)
+            slow = [asyncio.create_task(ask(s, base, MSG, {SID: "dave"}))
+                    for _ in range(in_flight)]
+            await until(lambda: busy.hits == 1 + in_flight)
             moved = await ask(s, base, MSG, {SID: "dave"})
             busy.delay = 0
-            await slow
-            moves = await metric(s, base, 'eldric_session_moves_total{reason="full"}')
+            await asyncio.gather(*slow)
+            moves = await metric(s, base, f'eldric_session_moves_total{{reason="{why}"}}')
     other = ub if w0 == ua else ua
-    assert where(moved) == (other, f"session: moved from {w0} (full) to {other}")
+    assert where(moved) == (other, f"session: moved from {w0} ({why}) to {other}")
     assert moves == 1
+
+
+async def test_a_session_moves_off_a_full_worker(workers, tmp_path):  # noqa: F811
+    await _crowded_move(workers, tmp_path, 1, "full", strategy="round_robin",
+                        max_concurrency=1)
 
 
 async def test_a_session_moves_off_an_overloaded_worker(workers, tmp_path):  # noqa: F811
-    (ua, ka), (ub, kb) = await workers("a"), await workers("b")
-    async with router(tmp_path, [ua, ub], strategy="cache_aware", session_key=SID,
-                      balance_abs_threshold=1, balance_rel_threshold=1) as urls:
-        base = urls["router"]
-        async with aiohttp.ClientSession() as s:
-            w0 = (await ask(s, base, MSG, {SID: "erin"}))["X-Eldric-Worker"]
-            busy = ka if w0 == ua else kb
-            busy.delay = 1.0
-            slow = [asyncio.create_task(ask(s, base, MSG, {SID: "erin"})) for _ in range(2)]
-            await until(lambda: busy.hits == 3)  # 2 in flight there, 0 on the other
-            moved = await ask(s, base, MSG, {SID: "erin"})
-            busy.delay = 0
-            await asyncio.gather(*slow)
-            moves = await metric(s, base, 'eldric_session_moves_total{reason="imbalanced"}')
-    other = ub if w0 == ua else ua
-    assert where(moved) == (other, f"session: moved from {w0} (imbalanced) to {other}")
-    assert moves == 1
+    # 2 in flight there and 0 on the other: over thresholds of 1 and 1x
+    await _crowded_move(workers, tmp_path, 2, "imbalanced", strategy="cache_aware",
+                        balance_abs_threshold=1, balance_rel_threshold=1)
 
 
 async def test_a_failed_attempt_moves_the_session(workers, tmp_path):  # noqa: F811
