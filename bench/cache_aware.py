@@ -84,33 +84,47 @@ def start_embedded(tmp: Path, name: str) -> tuple[Proc, int]:
 
 
 async def converse(s: aiohttp.ClientSession, url: str, model: str, system: str, c: int,
-                   turns: int, out: list[dict]) -> None:
+                   turns: int, out: list[dict], gate: asyncio.Semaphore) -> None:
     msgs = [{"role": "system", "content": system}]
     for t in range(turns):
         q = opening(c) if t == 0 else f"Follow-up {t}: and what if that does not help?"
         msgs.append({"role": "user", "content": q})
-        t0 = time.perf_counter()
-        ttft = None
-        text = []
-        async with s.post(url, json={"model": model, "messages": msgs, "stream": True,
-                                     "max_tokens": 24, "temperature": 0}) as r:
-            if r.status != 200:
-                raise RuntimeError(f"HTTP {r.status}: {(await r.text())[:300]}")
-            worker, reason = r.headers.get("X-Eldric-Worker"), r.headers.get(
-                "X-Eldric-Route-Reason", "")
-            async for line in r.content:
-                if not line.startswith(b"data:"):
-                    continue
-                if ttft is None:
-                    ttft = time.perf_counter() - t0
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    break
-                for ch in json.loads(data).get("choices", []):
-                    text.append((ch.get("delta") or {}).get("content") or "")
-        out.append({"conversation": c, "turn": t, "ttft_s": ttft, "worker": worker,
-                    "reason": reason})
-        msgs.append({"role": "assistant", "content": "".join(text)})
+        async with gate:
+            text, row = await turn(s, url, model, msgs)
+        out.append({"conversation": c, "turn": t, **row})
+        msgs.append({"role": "assistant", "content": text})
+
+
+async def turn(s: aiohttp.ClientSession, url: str, model: str,
+               msgs: list[dict]) -> tuple[str, dict]:
+    """One streamed turn: its text, TTFT, where it went and why, and llama.cpp's own
+    count of the prompt tokens it reused from its cache (cache_n) and computed (prompt_n),
+    from the `timings` of its last chunk."""
+    t0 = time.perf_counter()
+    ttft = None
+    text = []
+    timings: dict = {}
+    async with s.post(url, json={"model": model, "messages": msgs, "stream": True,
+                                 "max_tokens": 24, "temperature": 0}) as r:
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status}: {(await r.text())[:300]}")
+        worker, reason = r.headers.get("X-Eldric-Worker"), r.headers.get(
+            "X-Eldric-Route-Reason", "")
+        async for line in r.content:
+            if not line.startswith(b"data:"):
+                continue
+            if ttft is None:
+                ttft = time.perf_counter() - t0
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                break
+            event = json.loads(data)
+            timings = event.get("timings") or timings
+            for ch in event.get("choices", []):
+                text.append((ch.get("delta") or {}).get("content") or "")
+    return "".join(text), {"ttft_s": ttft, "worker": worker, "reason": reason,
+                           "cache_n": timings.get("cache_n"),
+                           "prompt_n": timings.get("prompt_n")}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -119,12 +133,13 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def workload(url: str, model: str, system: str, conversations: int,
-                   turns: int) -> tuple[list[dict], float]:
+                   turns: int, in_flight: int) -> tuple[list[dict], float]:
     out: list[dict] = []
-    timeout = aiohttp.ClientTimeout(total=600)
+    timeout = aiohttp.ClientTimeout(total=900)
+    gate = asyncio.Semaphore(in_flight)
     async with aiohttp.ClientSession(timeout=timeout) as s:
         t0 = time.perf_counter()
-        await asyncio.gather(*(converse(s, url, model, system, c, turns, out)
+        await asyncio.gather(*(converse(s, url, model, system, c, turns, out, gate)
                                for c in range(conversations)))
         return out, time.perf_counter() - t0
 
@@ -156,7 +171,7 @@ def ttft_run(tmp: Path, strategy: str, args: argparse.Namespace, system: str) ->
                          limit_s=120, request_timeout=60)
         log(f"{strategy}: {args.conversations} conversations x {args.turns} turns")
         rows, total = asyncio.run(workload(url, model, system, args.conversations,
-                                           args.turns))
+                                           args.turns, args.in_flight))
     finally:
         for p in reversed(procs):
             p.stop()
@@ -175,7 +190,12 @@ def ttft_run(tmp: Path, strategy: str, args: argparse.Namespace, system: str) ->
         kind = ("hit" if "prefix match" in head and " on " in head else
                 "imbalanced" if "imbalanced" in head else head.split(":")[0])
         kinds[kind] = kinds.get(kind, 0) + 1
+    computed = sum(r["prompt_n"] or 0 for r in rows)
+    reused = sum(r["cache_n"] or 0 for r in rows)
     return {"strategy": strategy, "requests": len(rows), "total_s": round(total, 2),
+            "prompt_tokens_computed": computed,
+            "prompt_tokens_from_cache": reused,
+            "cached_share": round(reused / (reused + computed), 3) if reused + computed else None,
             "ttft_p50_ms": round(1000 * pct(ttfts, 0.5), 1),
             "ttft_p99_ms": round(1000 * pct(ttfts, 0.99), 1),
             "ttft_mean_ms": round(1000 * statistics.mean(ttfts), 1),
@@ -326,6 +346,8 @@ def main() -> int:
     p.add_argument("--conversations", type=int, default=8)
     p.add_argument("--turns", type=int, default=6)
     p.add_argument("--system-tokens", type=int, default=1500)
+    p.add_argument("--in-flight", type=int, default=4,
+                   help="turns in flight at once (default: the two workers' four slots)")
     p.add_argument("--cpu-duration", type=float, default=4.0)
     p.add_argument("--cpu-rounds", type=int, default=3)
     p.add_argument("--skip-ttft", action="store_true")
@@ -361,18 +383,23 @@ def report(ttft: list[dict], cpu: list[dict], inproc: dict, system_chars: int) -
         print(f"\nTTFT, {ttft[0]['requests']} streamed requests each (system prompt "
               f"{system_chars} chars)")
         print(f"{'strategy':18} {'p50 ms':>8} {'p99 ms':>8} {'turns>0 p50':>12} "
-              f"{'total s':>8} {'same worker':>12}  per worker  decisions")
+              f"{'total s':>8} {'computed':>9} {'cached':>7} {'same worker':>12}  "
+              "per worker  decisions")
         for r in ttft:
             print(f"{r['strategy']:18} {r['ttft_p50_ms']:>8} {r['ttft_p99_ms']:>8} "
                   f"{r['later_turns_ttft_p50_ms']:>12} {r['total_s']:>8} "
+                  f"{r['prompt_tokens_computed']:>9} {r['cached_share']!s:>7} "
                   f"{r['same_worker_as_previous_turn']:>12}  {r['requests_per_worker']}  "
                   f"{r['decisions']}")
+        print("  computed: prompt tokens llama.cpp computed (timings.prompt_n); cached: "
+              "the share it reused from its cache (cache_n)")
         base = ttft[0]
         for r in ttft[1:]:
             print(f"  {r['strategy']} / round_robin: TTFT p50 "
                   f"{r['ttft_p50_ms'] / base['ttft_p50_ms']:.2f}, p99 "
                   f"{r['ttft_p99_ms'] / base['ttft_p99_ms']:.2f}, total "
-                  f"{r['total_s'] / base['total_s']:.2f}")
+                  f"{r['total_s'] / base['total_s']:.2f}, prompt tokens computed "
+                  f"{r['prompt_tokens_computed'] / max(1, base['prompt_tokens_computed']):.2f}")
     if cpu:
         print("\nrouter CPU per request at c=64 (wrk, 64 prompts in rotation; median of "
               f"{len(cpu[0]['rounds_us'])} rounds)")

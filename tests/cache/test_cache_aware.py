@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 import aiohttp
 import pytest
 
+from eldric import registry
+from eldric.cli import load_config
 from eldric.errors import ConfigError
 from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import worker as fake_worker
@@ -148,15 +151,23 @@ async def test_the_tree_is_cut_back_on_its_timer(workers, tmp_path):
             await until(bounded)
 
 
-@pytest.mark.parametrize("flags, key", [
-    ({"cache_fallback_strategy": "cache_aware"}, "fallback_strategy"),
-    ({"cache_threshold": "1.5"}, "cache_threshold"),
-    ({"balance_rel_threshold": "0.5"}, "balance_rel_threshold"),
-    ({"cache_tree_max_chars": "10"}, "tree_max_chars"),
-    ({"session_key": "X Session"}, "session_key"),
+@pytest.mark.parametrize("key, value", [
+    ("fallback_strategy", "cache_aware"),  # not itself
+    ("cache_threshold", 1.5),
+    ("balance_rel_threshold", 0.5),
+    ("tree_max_chars", 10),
+    ("session_key", "X Session"),  # not a header name
+    ("max_sessions", 0),
 ])
-async def test_bad_settings_are_refused_at_start_naming_the_key(tmp_path, flags, key):
-    with pytest.raises((ConfigError, SystemExit)) as info:
-        async with router(tmp_path, ["http://127.0.0.1:1"], **flags):
-            pass
-    assert key in str(info.value) or key.replace("_", "-") in str(info.value)
+def test_bad_settings_are_refused_at_start_naming_the_key(tmp_path, key, value):
+    path = tmp_path / "eldric.json"
+    path.write_text(json.dumps({"router": {"cache_aware": {key: value}}}))
+    with pytest.raises(ConfigError) as info:
+        load_config(registry.resolve("router"), {}, {}, str(path))
+    assert f"`$.router.cache_aware.{key}`: must be" in str(info.value)
+
+
+def test_a_bad_flag_is_refused_naming_it():
+    with pytest.raises(ConfigError) as info:
+        load_config(registry.resolve("router"), {"cache_threshold": "2"}, {})
+    assert str(info.value).startswith("--cache-threshold: must be a number from 0 to 1")
