@@ -353,6 +353,7 @@ def main() -> int:
     p.add_argument("--skip-ttft", action="store_true")
     p.add_argument("--skip-cpu", action="store_true")
     args = p.parse_args()
+    sys.path.insert(0, str(REPO))  # in_process() too
     os.environ["PYTHONPATH"] = os.pathsep.join(
         [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     system = system_prompt(args.system_tokens)
