@@ -23,8 +23,10 @@ WorkerType = Literal["inference", "cloud", "data", "science", "training", "media
 Status = Literal["healthy", "degraded", "unhealthy", "offline"]
 # The names of the routers' strategies: the router implements them (its Strategy objects),
 # the controller stores the choice. A name, not the thing: hence not "Strategy".
-StrategyName = Literal["round_robin", "least_connections", "load_based", "latency_based",
-                       "random"]
+# BasicStrategy: those that read nothing of the request (cache_aware's fallback is one).
+BasicStrategy = Literal["round_robin", "least_connections", "load_based", "latency_based",
+                        "random"]
+StrategyName = Literal[BasicStrategy, "cache_aware"]
 STRATEGY_NAMES: tuple[str, ...] = get_args(StrategyName)
 # Who set a router's strategy. config and runtime fix it: the controller's no longer applies.
 StrategySource = Literal["default", "config", "controller", "runtime"]

@@ -12,6 +12,7 @@ from eldric.registry import Role
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router import ollama_api
 from eldric.roles.router.predict import sampling as predict
+from eldric.roles.router.cache import upkeep as cache_upkeep
 from eldric.roles.router.handlers import add_routes
 from eldric.roles.router.knowledge import setup as knowledge
 from eldric.roles.router.health import prober, waiting_for
@@ -74,6 +75,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
     knowledge.install(app, cfg.knowledge, rs.thinking)  # themes file refused here when bad
     app[keys.PROBER] = prober(app)
     app.cleanup_ctx.append(_lifecycle)
+    cache_upkeep.install(app, rs)  # session affinity, the trees' eviction timer
     install(app, cfg.responses)  # the /v1/responses store (eldric.store.responses)
     add_routes(app)
     ollama_api.add_routes(app)

@@ -42,7 +42,8 @@ class RouterConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
         "worker health check period, ms", flag="health-interval")] = 30_000
     # None: not fixed here, so the controller's router_config (or load_based) applies.
     strategy: Annotated[StrategyName | None, flag_meta(
-        "round_robin, least_connections, load_based (default), latency_based, random")] = None
+        "round_robin, least_connections, load_based (default), latency_based, random, "
+        "cache_aware")] = None
     max_failures: Annotated[int, msgspec.Meta(ge=1), flag_meta(
         "5xx replies in a row that take a worker out of rotation")] = 3
     max_attempts: Annotated[int, msgspec.Meta(ge=1, le=20), flag_meta(

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from eldric.roles.router import strategies
+from eldric.roles.router.cache.strategy import CacheAware
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router.pool import WorkerPool
 from eldric.roles.router.swarm.recognise import Swarms
@@ -30,14 +31,23 @@ class RouterState:
     swarm_stats: Any = None  # eldric.roles.router.swarm.account.SwarmStats, made by build()
     # the scorers around the strategy: knowledge, AI, sessions (eldric.roles.router.thinking)
     thinking: Thinking = field(default_factory=Thinking)
+    # the cache_aware strategy, made when first chosen and kept (its prefix trees) when
+    # the strategy changes and back (eldric.roles.router.cache)
+    cache: CacheAware | None = None
 
     def __post_init__(self) -> None:
         self.swarms = Swarms(self.cfg.swarm, dict(self.cfg.ensembles))
 
     def set_strategy(self, name: StrategyName, source: StrategySource) -> None:
-        self.strategy = strategies.make(name, self.rr)
-        if isinstance(self.strategy, strategies.LoadBased):
-            self.strategy.demand = self.thinking.forecast  # its tie-break (None: off)
+        if name == "cache_aware":
+            if self.cache is None:
+                self.cache = CacheAware(self.cfg.cache_aware, self.rr,
+                                        self.pool.bus.metrics.registry)
+            self.strategy = self.cache
+        else:
+            self.strategy = strategies.make(name, self.rr)
+            if isinstance(self.strategy, strategies.LoadBased):
+                self.strategy.demand = self.thinking.forecast  # its tie-break (None: off)
         self.strategy_source = source
 
     @property

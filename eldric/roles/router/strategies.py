@@ -177,3 +177,10 @@ STRATEGIES: dict[str, type] = {
     "latency_based": LatencyBased,
     "random": Random,
 }
+
+# cache_aware lives in its own room and needs its config: RouterState makes it (once: its
+# prefix trees outlive a switch to another strategy and back). Imported last, since it
+# builds on the classes above.
+from eldric.roles.router.cache.strategy import CacheAware  # noqa: E402
+
+STRATEGIES["cache_aware"] = CacheAware
