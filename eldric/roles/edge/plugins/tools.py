@@ -1,0 +1,327 @@
+"""Plugin tools offered to the model, and the edge running them: the tool loop.
+
+A chat completion for a model that enabled tool plugins apply to gets their tools added
+to `tools` (after the client's own). When the model answers with tool_calls for plugin
+tools only, the edge runs them (each a `tool` call to its plugin's process, side by
+side), appends the assistant's message and one `tool` message per call, and asks again,
+up to `max_tool_rounds` times; the last round offers no plugin tool, so the model must
+answer. The final answer goes to the client as it asked: whole, or streamed as the model
+writes it (each round's text is streamed as it comes; a round's tool-call deltas are held
+until the round ends, since only then is it known whose calls they are).
+
+Tool calls the client declared go back to the client untouched. Mixed (the model calls
+a client's tool and a plugin's in one reply): the client's win: the reply goes to the
+client with its own calls only (the plugin's are dropped, not run: the client could not
+answer them, and answering half a turn would leave the conversation with a call nobody
+answered). A name both declare is the client's.
+
+A tool that fails (a crash, its deadline, a bad reply) is not the client's error: the
+model is told, as the tool's result (`error: …`), and may answer without it. Which
+plugin tools a request is offered: all that apply, or the `X-Eldric-Tools` header's
+list (plugin ids or tool names; `none` for none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import structlog
+
+from eldric import keys
+from eldric.errors import EldricError, UpstreamFailure
+from eldric.exchange import Answer, LaneRequest, Sink, encode_headers
+from eldric.roles.edge.plugins.process import PluginError, PluginProcess, PluginRefusal
+from eldric.roles.edge.plugins.upstream import ask
+from eldric.roles.edge.state import EdgeState
+from eldric.stream.sse import Framer
+from eldric.wire import dialect
+
+log = structlog.get_logger("eldric.edge.plugins")
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder()
+HEADER = "X-Eldric-Tools"
+
+
+@dataclass
+class Owner:
+    """A plugin tool: the plugin it belongs to and its OpenAI function spec."""
+    plugin: str
+    process: PluginProcess
+    spec: dict[str, Any]
+
+
+def toolbox(plugins: Iterable[tuple[str, PluginProcess]], header: str | None) -> dict[str, Owner]:
+    """The plugin tools one request is offered, by name, from the (id, process) of the
+    enabled tool plugins that apply to its model (started: their initialize said which
+    tools), narrowed by the X-Eldric-Tools header."""
+    wanted = None
+    if header is not None:
+        wanted = {w.strip() for w in header.split(",") if w.strip()}
+        if wanted & {"none", ""} or not wanted:
+            return {}
+    box: dict[str, Owner] = {}
+    for pid, process in plugins:
+        for spec in process.info.get("tools") or ():
+            name = _name(spec)
+            if name and (wanted is None or pid in wanted or name in wanted):
+                box.setdefault(name, Owner(pid, process, spec))
+    return box
+
+
+def _name(spec: Any) -> str | None:
+    fn = spec.get("function") if isinstance(spec, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    return name if isinstance(name, str) else None
+
+
+@dataclass
+class Loop:
+    """One request's tool loop."""
+    request: LaneRequest
+    es: EdgeState
+    body: dict[str, Any]
+    box: dict[str, Owner]
+    user: dict[str, Any]
+    headers: dict[str, str]  # the edge's reply headers (rate limits, CORS)
+    max_rounds: int
+    rounds: int = 0
+    usage: dict[str, int] = field(default_factory=dict)
+    tool_ms: float = 0.0  # time spent in the plugins' tools, for the record
+
+    def __post_init__(self) -> None:
+        declared = [t for t in self.body.get("tools") or () if isinstance(t, dict)]
+        self.client_tools = {n for n in map(_name, declared) if n}
+        for name in self.client_tools:  # a name both declare is the client's
+            self.box.pop(name, None)
+        self.declared = declared
+        self.messages = list(self.body.get("messages") or [])
+
+    def round_body(self, stream: bool) -> dict[str, Any]:
+        body = dict(self.body)
+        body["messages"] = self.messages
+        last = self.rounds >= self.max_rounds
+        tools = self.declared + ([] if last else [o.spec for o in self.box.values()])
+        if tools:
+            body["tools"] = tools
+        else:
+            body.pop("tools", None)
+            body.pop("tool_choice", None)
+        body["stream"] = stream
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def split(self, calls: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+        """(the plugins' calls, everyone else's): a name no plugin tool of this request
+        has is the client's business, whether it declared it or the model made it up."""
+        mine = [c for c in calls if _call_name(c) in self.box]
+        return mine, [c for c in calls if _call_name(c) not in self.box]
+
+    def add_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            for k in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                if isinstance(usage.get(k), int):
+                    self.usage[k] = self.usage.get(k, 0) + usage[k]
+
+    async def run_tools(self, content: Any, calls: list[dict[str, Any]]) -> None:
+        """Run the plugins' calls side by side; the assistant's turn and the results join
+        the conversation for the next round."""
+        t0 = time.perf_counter()
+        results = await asyncio.gather(*(self._one(c) for c in calls))
+        self.tool_ms += (time.perf_counter() - t0) * 1000
+        self.messages.append({"role": "assistant", "content": content or None,
+                              "tool_calls": calls})
+        for c, text in zip(calls, results, strict=True):
+            self.messages.append({"role": "tool", "tool_call_id": c.get("id") or "",
+                                  "content": text})
+        self.rounds += 1
+
+    async def _one(self, call: dict[str, Any]) -> str:
+        name = _call_name(call)
+        owner = self.box[name]
+        raw = (call.get("function") or {}).get("arguments") or "{}"
+        try:
+            arguments = _dec.decode(raw) if isinstance(raw, str) else raw
+        except msgspec.DecodeError:
+            return f"error: the arguments of {name} are not JSON: {raw[:200]!r}"
+        if not isinstance(arguments, dict):
+            return f"error: the arguments of {name} must be a JSON object"
+        try:
+            reply = await owner.process.call("tool", {"name": name, "arguments": arguments,
+                                                      "user": self.user})
+        except (PluginError, PluginRefusal) as exc:
+            log.warning("plugin_tool_failed", plugin=owner.plugin, tool=name, error=str(exc))
+            return f"error: the tool {name} failed ({getattr(exc, 'kind', 'refused')}): {exc}"
+        return str(reply["content"])
+
+    # ------------------------------------------------------------ whole replies
+
+    async def whole(self) -> Answer:
+        lane = self.request[keys.HOP].lane
+        while True:
+            try:
+                fetched = await ask(self.request, self.es, self.round_body(False))
+            except UpstreamFailure as exc:
+                return self._relayed(exc)
+            reply = _dec.decode(await fetched.read_all())
+            self.add_usage(reply.get("usage"))
+            choice = (reply.get("choices") or [{}])[0]
+            message = choice.get("message") or {}
+            mine, theirs = self.split(message.get("tool_calls") or [])
+            if mine and not theirs and self.rounds < self.max_rounds:
+                await self.run_tools(message.get("content"), mine)
+                continue
+            if mine:  # the client's win (or the last round): only what it can answer
+                if theirs:
+                    message["tool_calls"] = theirs
+                else:
+                    message.pop("tool_calls", None)
+                    choice["finish_reason"] = "stop"
+            if self.usage:
+                reply["usage"] = self.usage
+            headers = {**self.headers, "Content-Type": "application/json",
+                       "X-Eldric-Tool-Rounds": str(self.rounds)}
+            return lane.reply(self.request, 200, encode_headers(headers), _enc.encode(reply))
+
+    def _relayed(self, exc: UpstreamFailure) -> Answer:
+        resp = exc.response()
+        resp.headers.update(self.headers)
+        return resp
+
+    # ------------------------------------------------------------ streamed replies
+
+    async def streamed(self) -> Answer:
+        lane = self.request[keys.HOP].lane
+        sink: Sink | None = None
+        wants_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
+        try:
+            while True:
+                try:
+                    fetched = await ask(self.request, self.es, self.round_body(True))
+                except UpstreamFailure as exc:
+                    if sink is None:
+                        return self._relayed(exc)
+                    raise
+                if sink is None:
+                    headers = {**self.headers, "Content-Type": "text/event-stream",
+                               "Cache-Control": "no-cache"}
+                    sink = lane.sink(self.request, 200, encode_headers(headers), None)
+                    await sink.start()
+                rnd = _Round(first=self.rounds == 0)
+                async for chunk in fetched.chunks():
+                    for event, n in rnd.framer.feed(chunk):
+                        out = rnd.take(event[:n])
+                        if out is not None:
+                            await sink.write(out)
+                mine, theirs = self.split(rnd.calls())
+                self.add_usage(rnd.usage)
+                if mine and not theirs and self.rounds < self.max_rounds:
+                    await self.run_tools(rnd.content, mine)
+                    continue
+                for j, c in enumerate(theirs):  # the client's calls, whole, in order
+                    await sink.write(rnd.event({"tool_calls": [{"index": j, **c}]}))
+                finish = rnd.finish or {}
+                if mine and not theirs:
+                    finish = {**finish, "finish_reason": "stop"}
+                await sink.write(rnd.event({}, finish.get("finish_reason") or "stop"))
+                if wants_usage and self.usage:
+                    await sink.write(rnd.data({**rnd.base, "choices": [], "usage": self.usage}))
+                await sink.write(b"data: [DONE]\n\n")
+                await sink.end()
+                return sink.result
+        except (UpstreamFailure, EldricError) as exc:
+            if sink is None:
+                raise
+            await sink.write(dialect.OPENAI.stream_error(exc.status, exc.message, exc.code))
+            await sink.write(b"data: [DONE]\n\n")
+            await sink.end()
+            return sink.result
+
+
+def _call_name(call: Any) -> str | None:
+    fn = call.get("function") if isinstance(call, dict) else None
+    return fn.get("name") if isinstance(fn, dict) else None
+
+
+class _Round:
+    """One streamed round: text deltas go on to the client at once; tool-call deltas are
+    put together by index; the finish chunk, the usage chunk and [DONE] are held."""
+
+    def __init__(self, first: bool) -> None:
+        self.framer = Framer()
+        self.first = first
+        self.parts: dict[int, dict[str, Any]] = {}
+        self.text: list[str] = []
+        self.finish: dict[str, Any] | None = None
+        self.usage: Any = None
+        self.base: dict[str, Any] = {"object": "chat.completion.chunk"}
+
+    @property
+    def content(self) -> str:
+        return "".join(self.text)
+
+    def take(self, event: bytes) -> bytes | None:
+        """The bytes to send the client for one upstream event (None: nothing now)."""
+        data = b"\n".join(line[5:].lstrip() for line in event.splitlines()
+                          if line.startswith(b"data:"))
+        if not data or data == b"[DONE]":
+            return None
+        try:
+            obj = _dec.decode(data)
+        except msgspec.DecodeError:
+            return None
+        if not isinstance(obj, dict):
+            return None
+        if "error" in obj:  # the model's stream failed: the client hears it as sent
+            return event + b"\n\n"
+        self.base = {k: obj[k] for k in ("id", "object", "created", "model") if k in obj}
+        if obj.get("usage"):
+            self.usage = obj["usage"]
+        choices = obj.get("choices") or []
+        if not choices:
+            return None
+        choice = choices[0]
+        delta = dict(choice.get("delta") or {})
+        for part in delta.pop("tool_calls", None) or ():
+            self._gather(part)
+        if choice.get("finish_reason"):
+            self.finish = choice
+            if not delta.get("content"):
+                return None
+        piece = delta.get("content")
+        if isinstance(piece, str):
+            self.text.append(piece)
+        if not piece and not (self.first and delta.get("role")):
+            return None  # a later round's role chunk, or a tool-call-only chunk
+        return self.data({**obj, "choices": [{**choice, "delta": delta, "finish_reason": None}]})
+
+    def _gather(self, part: Any) -> None:
+        if not isinstance(part, dict):
+            return
+        i = part.get("index", 0)
+        call = self.parts.setdefault(i, {"id": "", "type": "function",
+                                         "function": {"name": "", "arguments": ""}})
+        if part.get("id"):
+            call["id"] = part["id"]
+        fn = part.get("function") or {}
+        if fn.get("name"):
+            call["function"]["name"] += fn["name"]
+        if isinstance(fn.get("arguments"), str):
+            call["function"]["arguments"] += fn["arguments"]
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [self.parts[i] for i in sorted(self.parts)]
+
+    def event(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        return self.data({**self.base, "choices": [{"index": 0, "delta": delta,
+                                                    "logprobs": None,
+                                                    "finish_reason": finish}]})
+
+    @staticmethod
+    def data(obj: dict[str, Any]) -> bytes:
+        return b"data: " + _enc.encode(obj) + b"\n\n"
