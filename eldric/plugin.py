@@ -255,7 +255,9 @@ async def _dispatch(rpc: _Rpc, call_id: Any, method: str, params: dict[str, Any]
         token = params.get("token") or ""
         _set_valves(params.get("valves") or {})
         return {"tools": [spec for spec, _ in _tools.values()],
-                "models": [{"id": pid, "name": name} for pid, (name, _) in _pipes.items()]}
+                "models": [{"id": pid, "name": name} for pid, (name, _) in _pipes.items()],
+                # which filter hooks exist: the edge calls no hook the plugin lacks
+                "hooks": sorted(_filters)}
     if method == "valves":
         _set_valves(params["valves"])
         return {}

@@ -19,6 +19,7 @@ from eldric.http import read_body
 from eldric.roles.edge.clients import Client
 from eldric.roles.edge.cors import CORS_HEADERS
 from eldric.roles.edge.limits import Decision, Tier
+from eldric.roles.edge.plugins import filters
 from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
@@ -32,6 +33,7 @@ from eldric.wire.openai import HEAD_BY_PATH, model_of
 from eldric.wire.translated import TRANSLATED
 
 STATIC = Path(__file__).parent / "static"
+CHAT_PATH = "/v1/chat/completions"  # the one API filters see (docs/plugins.md)
 COOKIE = "eldric_key"
 
 
@@ -60,6 +62,8 @@ async def authenticate(request: LaneRequest, es: EdgeState) -> Client | None:
     """The client a request belongs to; raises 401 when a key is required and missing,
     wrong or revoked. Browsers of /chat carry the key in an HttpOnly cookie."""
     key = presented_key(request) or request.cookies.get(COOKIE)
+    if key and es.plugins.tokens and (plugin := es.plugins.tokens.get(key)) is not None:
+        return Client(name=plugin.client_name, static=True)  # a pipe calling the cluster
     client = await es.farm.lookup(key) if key else None
     if client is None and es.require_key:
         reason = "missing" if not key else "invalid"
@@ -119,7 +123,14 @@ async def proxy(request: LaneRequest) -> Answer:
         body = await read_body(request)
         kind = HEAD_BY_PATH.get(request.path)
         if kind is not None and request.method == "POST":
-            request[keys.HOP].model = decode_head(body, kind).model
+            model = request[keys.HOP].model = decode_head(body, kind).model
+            # the one question plugins add to the path: is any filter enabled at all
+            if es.plugins.filters and request.path == CHAT_PATH:
+                chain = es.plugins.filters_for(model)
+                if chain:
+                    return await filters.filtered(
+                        request, chain, body, {"name": client.name if client else "anonymous"},
+                        functools.partial(_to_routers, request, es, client, headers=headers))
         elif request.path in TRANSLATED or request.path == ollama.SHOW:
             request[keys.HOP].model = model_of(body)
         return await _to_routers(request, es, client, body, headers=headers)
