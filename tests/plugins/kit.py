@@ -10,6 +10,8 @@ from pathlib import Path
 
 from tests.conftest import run_eldric
 
+KEY = "sk-plugins-test"  # the edge's client key, unless a test gives its own
+AUTH = {"Authorization": f"Bearer {KEY}"}
 EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples" / "plugins"
 
 
@@ -36,5 +38,6 @@ def router(tmp_path, *urls, **flags):  # type: ignore[no-untyped-def]
 
 
 def edge(tmp_path, router_url: str, plugins: Path, **flags):  # type: ignore[no-untyped-def]
+    flags.setdefault("api_key", KEY)
     return run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0, bind="127.0.0.1",
                       routers=router_url, plugins_dir=str(plugins), **flags)

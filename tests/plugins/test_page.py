@@ -8,16 +8,16 @@ tokens-per-second widget shows the reply's speed, within the page's CSP."""
 from __future__ import annotations
 
 import asyncio
+import json
 import aiohttp
 import pytest
 
 from tests import browser
 from tests.browser import chromium
-from tests.plugins.kit import edge, plugins_dir
+from tests.plugins.kit import KEY, edge, plugins_dir
 from tests.conftest import run_eldric
 
-KEY = "sk-page-test"
-MOCK_TEXT = "The quick brown fox"
+SCREENSHOT_COPY = "/tmp/eldric-chat-plugins.png"
 
 
 async def test_only_enabled_page_plugins_are_served_and_nothing_outside_them(tmp_path):
@@ -44,18 +44,21 @@ async def test_only_enabled_page_plugins_are_served_and_nothing_outside_them(tmp
             async with s.get(base + "/plugins/word-count/main.js",
                              cookies={"eldric_key": KEY}) as r:
                 assert r.status == 200  # the chat page's cookie is enough
-            for path in ("/plugins/tokens-per-second/main.js",  # disabled
-                         "/plugins/calculator/main.py",  # server side, enabled or not
-                         "/plugins/word-count/manifest.json",
-                         "/plugins/word-count/valves.json",
-                         "/plugins/word-count/..%2fcalculator%2fmain.py",
-                         "/plugins/word-count/%2e%2e/%2e%2e/enabled.json",
-                         "/plugins/word-count/nothing.js",
-                         "/plugins/nobody/main.js"):
+            for path, code in (
+                    ("/plugins/tokens-per-second/main.js", "plugin_not_found"),  # disabled
+                    ("/plugins/calculator/main.py", "plugin_not_found"),  # server side
+                    ("/plugins/word-count/manifest.json", "plugin_file_not_found"),
+                    ("/plugins/word-count/valves.json", "plugin_file_not_found"),
+                    ("/plugins/word-count/..%2fcalculator%2fmain.py", "plugin_file_not_found"),
+                    ("/plugins/word-count/sub/..%2f..%2f..%2fenabled.json",
+                     "plugin_file_not_found"),
+                    # dot segments: resolved by the server before routing, to no route
+                    ("/plugins/word-count/%2e%2e/%2e%2e/enabled.json", "not_found"),
+                    ("/plugins/word-count/nothing.js", "plugin_file_not_found"),
+                    ("/plugins/nobody/main.js", "plugin_not_found")):
                 async with s.get(base + path, headers=auth) as r:
                     body = await r.json()
-                    assert r.status == 404, (path, body)
-                    assert body["error"]["code"] in ("plugin_not_found", "plugin_file_not_found")
+                    assert (r.status, body["error"]["code"]) == (404, code), (path, body)
 
 
 ACTION_DONE = """(() => {
@@ -76,7 +79,15 @@ async def test_the_word_count_action_and_tokens_per_second_widget_on_chat(tmp_pa
                 edge(tmp_path, w["worker"], plugins) as e:
             base = e["edge"].rstrip("/")
             async with chromium(tmp_path) as cdp:
-                await cdp.navigate(f"{base}/chat")
+                await cdp.navigate(f"{base}/login")  # signed in: the key in a cookie
+                await cdp.js(f"""(() => {{
+                    const input = document.querySelector('input[name=api_key]');
+                    input.value = {json.dumps(KEY)};
+                    input.form.requestSubmit();
+                    return true;
+                }})()""")
+                await cdp.wait_for("location.pathname === '/chat' && document.readyState === 'complete'",
+                                   "the chat page after signing in")
                 await cdp.wait_for("!!document.querySelector('.widget[data-plugin=\"tokens-per-second\"]')",
                                    "the widget's panel")
                 assert await cdp.js("document.getElementById('widgets').hidden") is False
@@ -105,4 +116,5 @@ async def test_the_word_count_action_and_tokens_per_second_widget_on_chat(tmp_pa
                 srcs = await cdp.js("[...document.querySelectorAll('script[data-plugin]')].map(s => s.src)")
                 assert sorted(srcs) == sorted([f"{base}/plugins/word-count/main.js",
                                                f"{base}/plugins/tokens-per-second/main.js"])
-                await cdp.screenshot(tmp_path / "plugins.png")
+                assert await cdp.screenshot(tmp_path / "plugins.png") > 10_000
+                browser.keep_png(tmp_path / "plugins.png", SCREENSHOT_COPY)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import metric
 from tests.fakes import scripted
-from tests.plugins.kit import edge, plugins_dir, router
+from tests.plugins.kit import AUTH, edge, plugins_dir, router
 
 KEY = "sk-pipe-test"
 ASK = [{"role": "user", "content": "say hello"}]
@@ -67,12 +67,12 @@ async def test_a_failing_pipe_is_a_502_naming_it_and_the_cluster_still_answers(
     async with router(tmp_path, script.url) as r, edge(tmp_path, r["router"], plugins) as e:
         async with aiohttp.ClientSession() as s:
             for stream in (False, True):
-                async with s.post(e["edge"] + "/v1/chat/completions", json={
+                async with s.post(e["edge"] + "/v1/chat/completions", headers=AUTH, json={
                         "model": "broken-model", "messages": ASK, "stream": stream}) as resp:
                     body = await resp.json()
                     assert resp.status == 502, body
                     assert body["error"]["code"] == "plugin_failed"
                     assert "broken" in body["error"]["message"]
-            async with s.post(e["edge"] + "/v1/chat/completions",
+            async with s.post(e["edge"] + "/v1/chat/completions", headers=AUTH,
                               json={"model": "m-a", "messages": ASK}) as resp:
                 assert resp.status == 200

@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from tests.fakes import scripted
-from tests.plugins.kit import edge, plugins_dir, router
+from tests.plugins.kit import AUTH, KEY, edge, plugins_dir, router
 
 M = "m-tools"
 ASK = [{"role": "user", "content": "What is (17+4)*3.5?"}]
@@ -40,7 +40,7 @@ async def test_a_plugin_tool_round_trip(tmp_path, aiohttp_server, stream):
         {"model": M, "call": 0, "tool_calls": [CALC]},
         {"model": M, "call": 1, "text": "It is 73.5."}])
     async with router(tmp_path, script.url) as r, edge(tmp_path, r["router"], plugins) as e:
-        client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key="x", max_retries=0)
+        client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key=KEY, max_retries=0)
         if stream:
             text, finish, usage = "", None, None
             async for chunk in await client.chat.completions.create(
@@ -78,7 +78,7 @@ async def test_the_clients_own_tool_calls_go_back_to_it_and_mixed_the_client_win
         {"model": M, "contains": "only mine", "tool_calls": [weather]},
         {"model": M, "contains": "both", "tool_calls": [CALC, weather]}])
     async with router(tmp_path, script.url) as r, edge(tmp_path, r["router"], plugins) as e:
-        client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key="x", max_retries=0)
+        client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key=KEY, max_retries=0)
         for prompt in ("only mine", "both"):
             msgs = [{"role": "user", "content": prompt}]
             if stream:
@@ -122,7 +122,7 @@ async def test_rounds_stop_at_max_tool_rounds_and_a_failing_tool_is_the_models_n
     async with router(tmp_path, script.url) as r, \
             edge(tmp_path, r["router"], plugins, max_tool_rounds=2) as e:
         async with aiohttp.ClientSession() as s:
-            async with s.post(e["edge"] + "/v1/chat/completions",
+            async with s.post(e["edge"] + "/v1/chat/completions", headers=AUTH,
                               json={"model": M, "messages": ASK}) as resp:
                 body = await resp.json()
                 assert resp.status == 200, body
@@ -146,7 +146,7 @@ async def test_no_tools_when_the_request_says_none_or_the_model_is_not_covered(
     manifest["applies_to"] = ["m-tool*"]
     (plugins / "calculator" / "manifest.json").write_text(json.dumps(manifest))
     async with router(tmp_path, script.url) as r, edge(tmp_path, r["router"], plugins) as e:
-        client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key="x", max_retries=0)
+        client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key=KEY, max_retries=0)
         await client.chat.completions.create(model="m-plain", messages=ASK)
         await client.chat.completions.create(model=M, messages=ASK,
                                              extra_headers={"X-Eldric-Tools": "none"})

@@ -27,6 +27,8 @@ from eldric.roles.edge.plugins.manifest import SERVER_SIDE, Manifest, load
 from eldric.roles.edge.plugins.process import PluginError, PluginProcess
 from eldric.roles.edge.plugins.valves import Valves, check_schema
 
+PAGE_SIDE = ("action", "widget")  # the chat page's JavaScript, served by static.py
+
 log = structlog.get_logger("eldric.edge.plugins")
 
 ENABLED_FILE = "enabled.json"
@@ -82,6 +84,10 @@ class Plugins:
         self.table: dict[str, Plugin] = {}
         self.filters: list[Plugin] = []  # enabled, runnable filters, priority order
         self.tokens: dict[str, Plugin] = {}  # the children's keys into the edge
+        self.tools: list[Plugin] = []  # enabled, runnable tool plugins
+        self.pipes: list[Plugin] = []  # ... pipe plugins (their models are virtual ones)
+        self.page: list[Plugin] = []  # ... action and widget plugins (the chat page's)
+        self.active = False  # any filter, tool or pipe: the request path asks only this
         self._by_model: dict[str, tuple[Plugin, ...]] = {}
         self._lock = asyncio.Lock()
 
@@ -161,6 +167,12 @@ class Plugins:
             key=lambda p: (p.manifest.priority if p.manifest else 0, p.id))
         self.tokens = {p.token: p for p in self.table.values()
                        if p.enabled and p.process is not None}
+        runnable = [p for p in sorted(self.table.values(), key=lambda p: p.id)
+                    if p.enabled and p.manifest is not None and p.error is None]
+        self.tools = [p for p in runnable if p.manifest and p.manifest.type == "tool"]
+        self.pipes = [p for p in runnable if p.manifest and p.manifest.type == "pipe"]
+        self.page = [p for p in runnable if p.manifest and p.manifest.type in PAGE_SIDE]
+        self.active = bool(self.filters or self.tools or self.pipes)
 
     def filters_for(self, model: str | None) -> tuple[Plugin, ...]:
         key = model or ""

@@ -20,7 +20,6 @@ from aiohttp import web
 from eldric.bus.routes import json_response
 from eldric.errors import NotFound
 
-PAGE_TYPES = ("action", "widget")
 _TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css",
           ".json": "application/json", ".svg": "image/svg+xml", ".png": "image/png"}
 HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
