@@ -33,7 +33,7 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     valves: dict[str, Any] = {}  # JSON Schema of the valves (an object's schema)
 
 
-_decode = msgspec.json.Decoder(Manifest)
+_decode = msgspec.json.Decoder(Manifest).decode
 
 
 def load(directory: Path) -> Manifest | str:
