@@ -117,8 +117,14 @@ class Plugins:
         async with self._lock:
             enabled = self._enabled_ids()
             seen: dict[str, Plugin] = {}
-            dirs = sorted(d for d in self.directory.iterdir() if d.is_dir()
-                          and not d.name.startswith(".")) if self.directory.is_dir() else []
+            try:
+                dirs = sorted(d for d in self.directory.iterdir() if d.is_dir()
+                              and not d.name.startswith("."))
+            except OSError as e:  # no directory (yet), or unreadable: no plugins, said why
+                if not isinstance(e, FileNotFoundError):
+                    log.warning("plugins_dir_unreadable", directory=str(self.directory),
+                                error=e.strerror or repr(e))
+                dirs = []
             for d in dirs:
                 seen[d.name] = self._read(d, d.name in enabled)
             changed: dict[str, list[str]] = {"added": [], "removed": [], "changed": []}

@@ -294,14 +294,14 @@ class PluginProcess:
         """One call: its result (checked against SHAPES), or PluginError (down, timed
         out, bad reply, the handler raised) or PluginRefusal. `notify` gets the params
         of the child's notifications for this call (a pipe's chunks) as they come."""
-        if self._stopped:
-            raise PluginDown(f"plugin {self.id} is disabled")
-        if not self.running:
-            if self._restart is not None:
-                raise PluginDown(f"plugin {self.id} is restarting")
-            await self.start()
         started = time.monotonic()
         try:
+            if self._stopped:
+                raise PluginDown(f"plugin {self.id} is disabled")
+            if not self.running:
+                if self._restart is not None:
+                    raise PluginDown(f"plugin {self.id} is restarting")
+                await self.start()
             result = await self._send(method, params, timeout_ms or self.timeout_ms, notify)
         except PluginError as e:
             self._count_failure(e)
