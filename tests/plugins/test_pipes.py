@@ -76,3 +76,28 @@ async def test_a_failing_pipe_is_a_502_naming_it_and_the_cluster_still_answers(
             async with s.post(e["edge"] + "/v1/chat/completions", headers=AUTH,
                               json={"model": "m-a", "messages": ASK}) as resp:
                 assert resp.status == 200
+
+
+async def test_a_pipe_that_returns_its_text_streams_it_as_one_chunk(tmp_path, aiohttp_server):
+    script = await scripted.serve(aiohttp_server, ["m-a"])
+    own = {"plain": ({"type": "pipe"}, (
+        "from eldric import plugin\n"
+        "@plugin.pipe(id='plain-model', name='Plain')\n"
+        "def answer(body, user):\n"
+        "    return 'you are ' + user['name'] + ', said ' + body['messages'][-1]['content']\n"
+        "plugin.run()\n"))}
+    plugins = plugins_dir(tmp_path, own=own)
+    async with router(tmp_path, script.url) as r, edge(tmp_path, r["router"], plugins) as e:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(e["edge"] + "/v1/chat/completions", headers=AUTH, json={
+                    "model": "plain-model", "messages": ASK, "stream": True}) as resp:
+                assert resp.status == 200
+                assert resp.headers["Content-Type"].startswith("text/event-stream")
+                events = [json.loads(line[6:]) for line in (await resp.text()).split("\n\n")
+                          if line.startswith("data: {")]
+                assert (await resp.text()).rstrip().endswith("data: [DONE]")
+    deltas = [ev["choices"][0]["delta"] for ev in events]
+    assert deltas[0] == {"role": "assistant", "content": ""}
+    assert [d["content"] for d in deltas[1:-1]] == ["you are key-1, said say hello"]
+    assert events[-1]["choices"][0]["finish_reason"] == "stop"
+    assert not script.calls  # the cluster was not asked

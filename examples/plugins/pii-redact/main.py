@@ -68,7 +68,8 @@ held: dict[tuple, str] = {}  # (reply id, choice index) -> text not sent yet
 @plugin.stream
 def stream(event, user):
     for choice in event.get("choices") or []:
-        delta = choice.get("delta") or {}
+        # attached: a finish chunk's empty delta must carry the held tail out
+        delta = choice["delta"] = choice.get("delta") or {}
         key = (event.get("id"), choice.get("index", 0))
         text = held.pop(key, "") + (delta.get("content") or "")
         if choice.get("finish_reason") is None and len(text) < 400:
