@@ -156,3 +156,37 @@ async def test_no_tools_when_the_request_says_none_or_the_model_is_not_covered(
                                              extra_headers={"X-Eldric-Tools": "calculator"})
         await client.close()
     assert [_tools_of(c) for c in script.calls] == [[], [], [], ["calculate"]]
+
+
+async def test_a_model_reply_the_loop_cannot_read_is_a_502_and_a_model_error_is_relayed(
+        tmp_path, aiohttp_server):
+    script = await scripted.serve(aiohttp_server, [M])
+    script.on(model=M, contains="garbage", raw=b"this is no chat completion")
+    script.on(model=M, contains="refused", status=400, message="tools are not supported")
+    script.on(model=M, contains="dies", call=None, text="one two three four", die_after=2)
+    plugins = plugins_dir(tmp_path, "calculator")
+    async with router(tmp_path, script.url) as r, edge(tmp_path, r["router"], plugins) as e:
+        async with aiohttp.ClientSession() as s:
+            for stream in (False, True):
+                for prompt, status, code in (("garbage", 502, "bad_upstream_reply"),
+                                             ("refused", 400, None)):
+                    async with s.post(e["edge"] + "/v1/chat/completions", headers=AUTH, json={
+                            "model": M, "stream": stream,
+                            "messages": [{"role": "user", "content": prompt}]}) as resp:
+                        body = await resp.json()
+                        assert resp.status == status, (prompt, stream, body)
+                        assert "message" in body["error"]
+                        if code:
+                            assert body["error"]["code"] == code
+                        else:
+                            assert "tools are not supported" in body["error"]["message"]
+            # broken mid-stream, after the first tokens went out: the stream's error event
+            async with s.post(e["edge"] + "/v1/chat/completions", headers=AUTH, json={
+                    "model": M, "stream": True,
+                    "messages": [{"role": "user", "content": "dies"}]}) as resp:
+                assert resp.status == 200
+                text = await resp.text()
+    events = [json.loads(x[6:]) for x in text.split("\n\n") if x.startswith("data: {")]
+    assert "error" in events[-1] and text.rstrip().endswith("data: [DONE]"), text
+    assert "".join(ev["choices"][0]["delta"].get("content") or "" for ev in events[:-1]
+                   if ev.get("choices")) == "one two"

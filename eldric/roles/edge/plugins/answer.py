@@ -83,8 +83,11 @@ async def answered(request: LaneRequest, es: EdgeState, client: Client | None,
     if not box:
         return None
     parsed = _object(body)
-    if parsed.get("n", 1) not in (1, None):
-        return None  # several choices: the loop follows one conversation; relayed as sent
+    if parsed.get("n", 1) not in (1, None) or not isinstance(parsed.get("messages"), list) \
+            or not isinstance(parsed.get("tools", []), list):
+        # several choices (the loop follows one conversation), or a body the model's
+        # server must refuse in its own words: relayed as sent
+        return None
     loop = tools.Loop(request, es, parsed, box, user, headers,
                       max_rounds=getattr(es.cfg, "max_tool_rounds", MAX_TOOL_ROUNDS))
     return await (loop.streamed() if parsed.get("stream") else loop.whole())

@@ -18,8 +18,9 @@ import structlog
 
 from eldric import keys
 from eldric.errors import EldricError
-from eldric.exchange import Answer, LaneRequest, encode_headers
+from eldric.exchange import Answer, LaneRequest
 from eldric.roles.edge.plugins.process import PluginError, PluginProcess, PluginRefusal
+from eldric.roles.edge.plugins.replies import JSON, SSE, head
 from eldric.wire import dialect
 
 log = structlog.get_logger("eldric.edge.plugins")
@@ -70,8 +71,8 @@ class Piped:
                     "index": 0, "message": {"role": "assistant", "content": reply["content"]},
                     "logprobs": None, "finish_reason": "stop"}]}
         lane = self.request[keys.HOP].lane
-        headers = {**self.headers, "Content-Type": "application/json"}
-        return lane.reply(self.request, 200, encode_headers(headers), _enc.encode(body))
+        return lane.reply(self.request, 200, head(self.request, self.headers, JSON),
+                          _enc.encode(body))
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         return b"data: " + _enc.encode({
@@ -97,9 +98,7 @@ class Piped:
         if first is None and call.exception() is not None:
             raise failed(self.plugin, call.exception()) from None  # type: ignore[arg-type]
         lane = self.request[keys.HOP].lane
-        headers = {**self.headers, "Content-Type": "text/event-stream",
-                   "Cache-Control": "no-cache"}
-        sink = lane.sink(self.request, 200, encode_headers(headers), None)
+        sink = lane.sink(self.request, 200, head(self.request, self.headers, SSE), None)
         await sink.start()
         try:
             await sink.write(self._chunk({"role": "assistant", "content": ""}))

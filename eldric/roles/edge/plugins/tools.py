@@ -34,8 +34,9 @@ import structlog
 
 from eldric import keys
 from eldric.errors import EldricError, UpstreamFailure
-from eldric.exchange import Answer, LaneRequest, Sink, encode_headers
+from eldric.exchange import Answer, LaneRequest, Sink
 from eldric.roles.edge.plugins.process import PluginError, PluginProcess, PluginRefusal
+from eldric.roles.edge.plugins.replies import JSON, SSE, head
 from eldric.roles.edge.plugins.upstream import ask
 from eldric.roles.edge.state import EdgeState
 from eldric.stream.sse import Framer
@@ -166,12 +167,13 @@ class Loop:
         while True:
             try:
                 fetched = await ask(self.request, self.es, self.round_body(False))
+                data = await fetched.read_all()
             except UpstreamFailure as exc:
                 return self._relayed(exc)
-            reply = _dec.decode(await fetched.read_all())
+            reply = _completion(data)
             self.add_usage(reply.get("usage"))
-            choice = (reply.get("choices") or [{}])[0]
-            message = choice.get("message") or {}
+            choice = reply["choices"][0]
+            message = choice["message"]
             mine, theirs = self.split(message.get("tool_calls") or [])
             if mine and not theirs and self.rounds < self.max_rounds:
                 await self.run_tools(message.get("content"), mine)
@@ -184,9 +186,9 @@ class Loop:
                     choice["finish_reason"] = "stop"
             if self.usage:
                 reply["usage"] = self.usage
-            headers = {**self.headers, "Content-Type": "application/json",
-                       "X-Eldric-Tool-Rounds": str(self.rounds)}
-            return lane.reply(self.request, 200, encode_headers(headers), _enc.encode(reply))
+            return lane.reply(self.request, 200, head(
+                self.request, self.headers, JSON, **{"X-Eldric-Tool-Rounds": str(self.rounds)}),
+                _enc.encode(reply))
 
     def _relayed(self, exc: UpstreamFailure) -> Answer:
         resp = exc.response()
@@ -196,51 +198,78 @@ class Loop:
     # ------------------------------------------------------------ streamed replies
 
     async def streamed(self) -> Answer:
-        lane = self.request[keys.HOP].lane
-        sink: Sink | None = None
+        out = _Out(self.request, self.headers)
         wants_usage = bool((self.body.get("stream_options") or {}).get("include_usage"))
         try:
             while True:
-                try:
-                    fetched = await ask(self.request, self.es, self.round_body(True))
-                except UpstreamFailure as exc:
-                    if sink is None:
-                        return self._relayed(exc)
-                    raise
-                if sink is None:
-                    headers = {**self.headers, "Content-Type": "text/event-stream",
-                               "Cache-Control": "no-cache"}
-                    sink = lane.sink(self.request, 200, encode_headers(headers), None)
-                    await sink.start()
+                fetched = await ask(self.request, self.es, self.round_body(True))
                 rnd = _Round(first=self.rounds == 0)
                 async for chunk in fetched.chunks():
                     for event, n in rnd.framer.feed(chunk):
-                        out = rnd.take(event[:n])
-                        if out is not None:
-                            await sink.write(out)
+                        data = rnd.take(event[:n])
+                        if data is not None:
+                            await out.write(data)
+                if rnd.failed:  # the model's own error event went out: that is the end
+                    return await out.end()
+                if not rnd.events:
+                    raise EldricError("the model's stream held no chat completion chunk",
+                                      status=502, code="bad_upstream_reply")
                 mine, theirs = self.split(rnd.calls())
                 self.add_usage(rnd.usage)
                 if mine and not theirs and self.rounds < self.max_rounds:
                     await self.run_tools(rnd.content, mine)
                     continue
                 for j, c in enumerate(theirs):  # the client's calls, whole, in order
-                    await sink.write(rnd.event({"tool_calls": [{"index": j, **c}]}))
-                finish = rnd.finish or {}
-                if mine and not theirs:
-                    finish = {**finish, "finish_reason": "stop"}
-                await sink.write(rnd.event({}, finish.get("finish_reason") or "stop"))
+                    await out.write(rnd.event({"tool_calls": [{"index": j, **c}]}))
+                finish = (rnd.finish or {}).get("finish_reason") or "stop"
+                await out.write(rnd.event({}, "stop" if mine and not theirs else finish))
                 if wants_usage and self.usage:
-                    await sink.write(rnd.data({**rnd.base, "choices": [], "usage": self.usage}))
-                await sink.write(b"data: [DONE]\n\n")
-                await sink.end()
-                return sink.result
+                    await out.write(rnd.data({**rnd.base, "choices": [], "usage": self.usage}))
+                return await out.end()
         except (UpstreamFailure, EldricError) as exc:
-            if sink is None:
+            if out.sink is None:  # nothing sent yet: the error in the client's shape
+                if isinstance(exc, UpstreamFailure):
+                    return self._relayed(exc)
                 raise
-            await sink.write(dialect.OPENAI.stream_error(exc.status, exc.message, exc.code))
-            await sink.write(b"data: [DONE]\n\n")
-            await sink.end()
-            return sink.result
+            await out.write(dialect.OPENAI.stream_error(exc.status, exc.message, exc.code))
+            return await out.end()
+
+
+class _Out:
+    """The client's stream, begun at its first byte: a loop that fails before it answers
+    in the client's error shape with its status, not with a broken stream."""
+
+    def __init__(self, request: LaneRequest, headers: dict[str, str]) -> None:
+        self.request = request
+        self.headers = headers
+        self.sink: Sink | None = None
+
+    async def write(self, data: bytes) -> None:
+        if self.sink is None:
+            self.sink = self.request[keys.HOP].lane.sink(
+                self.request, 200, head(self.request, self.headers, SSE), None)
+            await self.sink.start()
+        await self.sink.write(data)
+
+    async def end(self) -> Answer:
+        await self.write(b"data: [DONE]\n\n")
+        assert self.sink is not None
+        await self.sink.end()
+        return self.sink.result  # type: ignore[no-any-return]
+
+
+def _completion(data: bytes) -> dict[str, Any]:
+    """A whole chat completion with a first choice's message, or a 502 (the model's
+    reply is not one: the loop cannot go on, and must not guess)."""
+    try:
+        reply = _dec.decode(data)
+        choice = reply["choices"][0]
+        if isinstance(choice, dict) and isinstance(choice.get("message"), dict):
+            return reply  # type: ignore[no-any-return]
+    except (msgspec.DecodeError, KeyError, IndexError, TypeError):
+        pass
+    raise EldricError(f"the model's reply is not a chat completion: {data[:200]!r}",
+                      status=502, code="bad_upstream_reply")
 
 
 def _call_name(call: Any) -> str | None:
@@ -259,6 +288,8 @@ class _Round:
         self.text: list[str] = []
         self.finish: dict[str, Any] | None = None
         self.usage: Any = None
+        self.events = 0  # the chunks that were chat completion chunks
+        self.failed = False  # ... one of them the model's error event
         self.base: dict[str, Any] = {"object": "chat.completion.chunk"}
 
     @property
@@ -278,7 +309,10 @@ class _Round:
         if not isinstance(obj, dict):
             return None
         if "error" in obj:  # the model's stream failed: the client hears it as sent
+            self.events += 1
+            self.failed = True
             return event + b"\n\n"
+        self.events += 1
         self.base = {k: obj[k] for k in ("id", "object", "created", "model") if k in obj}
         if obj.get("usage"):
             self.usage = obj["usage"]
