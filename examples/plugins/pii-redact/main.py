@@ -14,12 +14,14 @@ from eldric import plugin
 
 PATTERNS = {
     "email": re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
-    "card": re.compile(r"\b(?:\d[ -]?){13,19}\b"),
+    "card": re.compile(r"\b\d(?:[ -]?\d){12,18}\b"),
     "ssn": re.compile(r"\b\d{3}-\d{2}-\d{4}\b"),
-    "phone": re.compile(r"(?<![\w+])\+?\d{1,3}?[ .-]?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}\b"),
+    "phone": re.compile(r"(?<![\w+])(?:\+?\d{1,3}[ .-]?)?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}\b"),
 }
 ORDER = ["email", "card", "ssn", "phone"]  # card before phone: a card is the longer run
-_TAIL = re.compile(r"(?:\S+|[\d ()+.-]+)$")  # what may still be growing at the end
+# What may still be growing at the end: the last word, and the groups of digits before
+# it (a phone number comes as "555", " 123", " 4567").
+_TAIL = re.compile(r"(?:[\d()+.-]+ )*\S*$")
 
 
 def mask(text: str) -> str:
@@ -68,8 +70,9 @@ held: dict[tuple, str] = {}  # (reply id, choice index) -> text not sent yet
 @plugin.stream
 def stream(event, user):
     for choice in event.get("choices") or []:
-        # attached: a finish chunk's empty delta must carry the held tail out
-        delta = choice["delta"] = choice.get("delta") or {}
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = choice["delta"] = {}
         key = (event.get("id"), choice.get("index", 0))
         text = held.pop(key, "") + (delta.get("content") or "")
         if choice.get("finish_reason") is None and len(text) < 400:

@@ -81,7 +81,8 @@ async def put_valves(request: web.Request) -> web.Response:
         new = msgspec.json.decode(await read_body(request))
     except msgspec.DecodeError:
         raise BadRequest("the body must be a JSON object of valves", param="valves") from None
-    if isinstance(new, dict) and isinstance(new.get("valves"), dict) and len(new) == 1:
+    if isinstance(new, dict) and isinstance(new.get("valves"), dict) \
+            and set(new) <= {"valves", "schema"}:
         new = new["valves"]  # what GET gave, sent back whole
     if not isinstance(new, dict):
         raise BadRequest("the body must be a JSON object of valves", param="valves")

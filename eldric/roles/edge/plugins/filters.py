@@ -17,6 +17,7 @@ event goes on as it was, logged and counted (`skipped` in the status API). A ref
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -175,50 +176,41 @@ class FilteredSink:
         if not self.sse:
             self._body.append(chunk)
             return
-        out = []
-        for event, n in self._framer.feed(chunk):
-            kept = await self._event(event[:n])
-            if kept is None:
-                if self._closed:
-                    break
-                continue
-            out.append(kept)
-        if out:
-            await self._open(None).write(b"".join(out))
+        events = [event[:n] for event, n in self._framer.feed(chunk)]
+        if events:
+            out = await self._events(events)
+            if out:
+                await self._open(None).write(out)
         if self._closed:
             raise ConnectionError("the stream was ended by a plugin that failed closed")
 
-    async def _event(self, event: bytes) -> bytes | None:
-        """One SSE event through the stream hooks: its new bytes (with the blank line), or
-        None when dropped (or when a closed filter failed: the error event is out)."""
-        if not self.chain:
-            return event + b"\n\n"
-        lines = event.split(b"\n")
-        data = [i for i, line in enumerate(lines) if line.startswith(b"data:")]
-        if len(data) != 1:
-            return event + b"\n\n"
-        payload = lines[data[0]][5:].strip()
-        if not payload.startswith(b"{"):
-            return event + b"\n\n"  # [DONE], or not JSON: as it came
-        try:
-            doc: Any = _decode(payload)
-        except msgspec.DecodeError:
-            return event + b"\n\n"
+    async def _events(self, events: list[bytes]) -> bytes:
+        """SSE events (without their blank lines) through the stream hooks: the bytes to
+        send on. The events of one chunk go to a filter together, pipelined (its child
+        answers them in order): one round trip per chunk and filter, not per event."""
+        parsed: list[tuple[list[bytes], int, Any] | bytes] = [_parse(e) for e in events]
         for p in self.chain:
             assert p.process is not None
-            try:
-                doc = (await p.process.call("stream", {"event": doc,
-                                                       "user": self.lane.user}))["event"]
-            except PluginError as e:
-                err = _failed(p, "stream", e)
-                if err is not None:
-                    await self._cut(err)
-                    return None
-                continue
-            if doc is None:
-                return None
-        lines[data[0]] = b"data: " + _encode(doc)
-        return b"\n".join(lines) + b"\n\n"
+            todo = [i for i, e in enumerate(parsed) if not isinstance(e, bytes) and e[2] is not None]
+            if not todo:
+                break
+            call = p.process.call
+            got = await asyncio.gather(*(call("stream", {"event": parsed[i][2],  # type: ignore[index]
+                                                         "user": self.lane.user})
+                                         for i in todo), return_exceptions=True)
+            for i, result in zip(todo, got):
+                entry = parsed[i]
+                assert not isinstance(entry, bytes)
+                if isinstance(result, PluginError):
+                    err = _failed(p, "stream", result)
+                    if err is not None:  # closed: the stream ends here, this chunk unsent
+                        await self._cut(err)
+                        return b""
+                    continue  # open: the event as it was before this filter
+                if isinstance(result, BaseException):
+                    raise result
+                parsed[i] = (entry[0], entry[1], result["event"])
+        return _joined(parsed)
 
     async def _cut(self, err: PluginFailed) -> None:
         real = self._open(None)
@@ -234,7 +226,7 @@ class FilteredSink:
             rest = self._framer.rest()
             real = self._open(None)
             if rest.strip():
-                kept = await self._event(rest.rstrip(b"\r\n"))
+                kept = await self._events([rest.rstrip(b"\r\n")])
                 if self._closed:
                     return
                 if kept:
@@ -254,6 +246,34 @@ class FilteredSink:
     @property
     def result(self) -> Any:
         return self._open(None).result
+
+
+def _parse(event: bytes) -> tuple[list[bytes], int, Any] | bytes:
+    """An event a stream hook sees, as (its lines, the data line's index, the chunk's
+    JSON), or its bytes to pass on as they came ([DONE], comments, not JSON)."""
+    lines = event.split(b"\n")
+    data = [i for i, line in enumerate(lines) if line.startswith(b"data:")]
+    if len(data) == 1:
+        payload = lines[data[0]][5:].strip()
+        if payload.startswith(b"{"):
+            try:
+                return lines, data[0], _decode(payload)
+            except msgspec.DecodeError:
+                pass
+    return event + b"\n\n"
+
+
+def _joined(parsed: list[tuple[list[bytes], int, Any] | bytes]) -> bytes:
+    """The events again, each with its blank line; one a hook dropped (None) is gone."""
+    out = []
+    for e in parsed:
+        if isinstance(e, bytes):
+            out.append(e)
+        elif e[2] is not None:
+            lines = list(e[0])
+            lines[e[1]] = b"data: " + _encode(e[2])
+            out.append(b"\n".join(lines) + b"\n\n")
+    return b"".join(out)
 
 
 async def filtered(request: LaneRequest, chain: tuple[Plugin, ...], body: bytes,

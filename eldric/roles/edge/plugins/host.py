@@ -148,8 +148,7 @@ class Plugins:
             for p in self.table.values():
                 if p.enabled and p.process is None:
                     self._make_process(p)
-                    if p.manifest is not None and p.manifest.start == "boot":
-                        self._start_soon(p)
+                    self._start_soon(p)
             return changed
 
     def _read(self, d: Path, enabled: bool) -> Plugin:
@@ -205,8 +204,13 @@ class Plugins:
         self._index()
 
     def _start_soon(self, p: Plugin) -> None:
+        """Start the child in the background (the edge never waits for it), or, for a
+        lazy one, let its first call start it."""
         proc = p.process
-        if proc is None:
+        if proc is None or p.manifest is None:
+            return
+        if p.manifest.start == "lazy":
+            proc.arm()
             return
 
         async def start() -> None:
@@ -231,8 +235,7 @@ class Plugins:
             self._save_enabled()
             if on:
                 self._make_process(p)
-                if p.process is not None:
-                    self._start_soon(p)
+                self._start_soon(p)
             else:
                 await self._stop(p)
             self._index()

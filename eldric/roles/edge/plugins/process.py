@@ -154,7 +154,13 @@ class PluginProcess:
             return "stopped"
         if self.running:
             return "running"
-        return "restarting" if self._restart else "starting"
+        if self._restart is not None:
+            return "restarting"
+        return "starting" if self._starting is not None else "idle"  # idle: lazy, unstarted
+
+    def arm(self) -> None:
+        """Started lazily: the first call starts it (start="lazy" in the manifest)."""
+        self._stopped = False
 
     async def start(self) -> None:
         """Spawn and initialize; raises PluginError when the child will not come up (the
