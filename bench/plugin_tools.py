@@ -184,7 +184,8 @@ def main() -> None:
             sys.executable, "-m", "eldric", "--role", "edge", "--no-tls", "--http-port",
             str(port), "--bind", "127.0.0.1", "--routers", router, "--api-key", KEY,
             "--admin-key", ADMIN, "--plugins-dir", str(plugins), "--data-dir",
-            str(tmp / "e"), "--global-rpm", "0", "--per-ip-rpm", "0", "--per-key-rpm", "0", "--log-level", "warning"],
+            str(tmp / "e"), "--global-rpm", "0", "--per-ip-rpm", "0", "--per-key-rpm", "0",
+            "--log-level", "warning"],
             tmp / "edge.log"))
         procs.wait_healthy(started[-1], edge + "/health")
         procs.log(f"model: tool call after {args.hold:g} ms, then {args.tokens} tokens at "

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 from tests.conftest import run_eldric
+from tests.roles.plugin_kit import EXAMPLES, write_plugin
 
 KEY = "sk-plugins-test"  # the edge's client key, unless a test gives its own
 AUTH = {"Authorization": f"Bearer {KEY}"}
-EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples" / "plugins"
 
 
 def plugins_dir(tmp_path: Path, *examples: str, own: dict[str, tuple[dict, str]] | None = None,
@@ -24,9 +24,7 @@ def plugins_dir(tmp_path: Path, *examples: str, own: dict[str, tuple[dict, str]]
     for name in examples:
         shutil.copytree(EXAMPLES / name, d / name)
     for pid, (manifest, main) in (own or {}).items():
-        (d / pid).mkdir()
-        (d / pid / "manifest.json").write_text(json.dumps({"id": pid, "name": pid, **manifest}))
-        (d / pid / (manifest.get("entry") or "main.py")).write_text(main)
+        write_plugin(d, pid, main, **manifest)
     on = [*examples, *(own or {})] if enabled is None else list(enabled)
     (d / "enabled.json").write_text(json.dumps(sorted(on)))
     return d

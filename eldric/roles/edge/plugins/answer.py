@@ -110,7 +110,8 @@ async def models(request: LaneRequest, es: EdgeState, headers: dict[str, str]) -
     await started(host, host.pipes)
     status, listing = await cluster_models(request, es)
     if status >= 400:
-        err = listing.get("error") if isinstance(listing.get("error"), dict) else {}
+        err = listing.get("error")
+        err = err if isinstance(err, dict) else {}
         raise EldricError(str(err.get("message") or f"the routers answered {status}"),
                           status=status, code=str(err.get("code") or "upstream_error"),
                           headers=headers)

@@ -27,7 +27,7 @@ log = structlog.get_logger("eldric.edge.plugins")
 _enc = msgspec.json.Encoder()
 
 
-def failed(plugin: str, exc: Exception) -> EldricError:
+def failed(plugin: str, exc: BaseException) -> EldricError:
     return EldricError(f"plugin {plugin} failed: {exc}", status=502, code="plugin_failed")
 
 
@@ -110,7 +110,8 @@ class Piped:
             exc = call.exception()
             if exc is not None:
                 err = failed(self.plugin, exc)
-                await sink.write(dialect.OPENAI.stream_error(err.status, err.message, err.code))
+                await sink.write(dialect.OPENAI.stream_error(err.status, err.message,
+                                                             "plugin_failed"))
             else:
                 rest = call.result()["content"][len("".join(sent)):]
                 if rest:  # a pipe that returned its text instead of yielding it

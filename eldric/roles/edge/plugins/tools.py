@@ -143,8 +143,8 @@ class Loop:
         self.rounds += 1
 
     async def _one(self, call: dict[str, Any]) -> str:
-        name = _call_name(call)
-        owner = self.box[name]
+        name = _call_name(call) or ""
+        owner = self.box[name]  # split() put only the box's calls here
         raw = (call.get("function") or {}).get("arguments") or "{}"
         try:
             arguments = _dec.decode(raw) if isinstance(raw, str) else raw
@@ -231,7 +231,9 @@ class Loop:
                 if isinstance(exc, UpstreamFailure):
                     return self._relayed(exc)
                 raise
-            await out.write(dialect.OPENAI.stream_error(exc.status, exc.message, exc.code))
+            code = exc.code if isinstance(exc, EldricError) else f"upstream_{exc.kind}"
+            await out.write(dialect.OPENAI.stream_error(exc.status, exc.message,
+                                                        code or "tool_loop_failed"))
             return await out.end()
 
 
