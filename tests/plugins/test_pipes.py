@@ -46,9 +46,15 @@ async def test_echo_upper_is_listed_and_answers_whole_and_streamed(tmp_path, aio
             finish = chunk.choices[0].finish_reason or finish
         assert "".join(pieces) == "HELLO FROM THE CLUSTER" and len(pieces) > 1
         assert finish == "stop"
-        # the pipe came in with its own key, as client plugin:echo-upper
+        # the pipe came in with its own key, as client plugin:echo-upper (per answer: the
+        # model list, to pick a model, and the chat); the client's requests counted as
+        # its own (a listing, a retrieve, two chats)
         assert await metric(e["edge"], 'eldric_edge_client_requests_total{client="plugin:echo-upper"}',
-                            ssl=False) == 2
+                            ssl=False) == 4
+        assert await metric(e["edge"], 'eldric_edge_client_requests_total{client="key-1"}',
+                            ssl=False) == 4
+        with pytest.raises(openai.NotFoundError):  # not virtual: the routers' answer
+            await client.models.retrieve("no-such-model")
         await client.close()
     asked = script.asked("m-a")
     assert len(asked) == 2 and all(c.last_user == "say hello" for c in asked)

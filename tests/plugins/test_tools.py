@@ -13,6 +13,7 @@ import aiohttp
 import openai
 import pytest
 
+from tests.conftest import metric
 from tests.fakes import scripted
 from tests.plugins.kit import AUTH, KEY, edge, plugins_dir, router
 
@@ -190,3 +191,15 @@ async def test_a_model_reply_the_loop_cannot_read_is_a_502_and_a_model_error_is_
     assert "error" in events[-1] and text.rstrip().endswith("data: [DONE]"), text
     assert "".join(ev["choices"][0]["delta"].get("content") or "" for ev in events[:-1]
                    if ev.get("choices")) == "one two"
+
+
+async def test_a_tool_round_trip_counts_the_clients_request_once(tmp_path, aiohttp_server):
+    script, plugins, _ = await _cluster(tmp_path, aiohttp_server, [
+        {"model": M, "call": 0, "tool_calls": [CALC]}, {"model": M, "text": "73.5"}])
+    async with router(tmp_path, script.url) as r, edge(tmp_path, r["router"], plugins) as e:
+        client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key=KEY, max_retries=0)
+        await client.chat.completions.create(model=M, messages=ASK)
+        await client.close()
+        assert len(script.asked(M)) == 2
+        assert await metric(e["edge"], 'eldric_edge_client_requests_total{client="key-1"}',
+                            ssl=False) == 1

@@ -155,19 +155,17 @@ async def models(request: web.Request) -> Answer:
     """GET /v1/models and /v1/models/{id}: the routers' answer; with a pipe plugin
     enabled, its virtual models too."""
     es = request.app[EDGE]
-    if not es.plugins.pipes:
+    wanted = request.match_info.get("id")
+    if not es.plugins.pipes or (wanted is not None
+                                and not await plugin_answer.is_virtual(es.plugins, wanted)):
         return await proxy(request)
     client, headers = await admit(request, es)
+    plugin_answer.count(es, client.name if client else "anonymous")
     try:
-        listing = await plugin_answer.models(request, es, headers)
-        wanted = request.match_info.get("id")
         if wanted is None:
-            resp = json_response(listing)
+            resp = json_response(await plugin_answer.models(request, es, headers))
         else:
-            found = next((m for m in listing["data"] if m.get("id") == wanted), None)
-            if found is None:
-                raise NotFound(f"The model `{wanted}` does not exist.", code="model_not_found")
-            resp = json_response(found)
+            resp = json_response(plugin_answer.model(es.plugins, wanted))
         resp.headers.update(headers)
         return resp
     except EldricError as exc:

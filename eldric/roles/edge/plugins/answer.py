@@ -62,7 +62,8 @@ async def answered(request: LaneRequest, es: EdgeState, client: Client | None,
     if request.path != CHAT or request.method != "POST":
         return None
     model = request[keys.HOP].model or ""
-    user = {"name": client.name if client else "anonymous"}
+    name = client.name if client else "anonymous"
+    user = {"name": name}
     if host.pipes:
         await started(host, host.pipes)
         found = virtual(host).get(model)
@@ -71,6 +72,7 @@ async def answered(request: LaneRequest, es: EdgeState, client: Client | None,
             assert p.process is not None and p.manifest is not None
             piped = pipes.Piped(request, p.id, p.process, model, _object(body), user,
                                 headers, p.manifest.timeout_ms)
+            count(es, name)
             return await (piped.streamed() if _object(body).get("stream") else piped.whole())
     if not host.tools:
         return None
@@ -88,9 +90,16 @@ async def answered(request: LaneRequest, es: EdgeState, client: Client | None,
         # several choices (the loop follows one conversation), or a body the model's
         # server must refuse in its own words: relayed as sent
         return None
+    count(es, name)
     loop = tools.Loop(request, es, parsed, box, user, headers,
                       max_rounds=getattr(es.cfg, "max_tool_rounds", MAX_TOOL_ROUNDS))
     return await (loop.streamed() if parsed.get("stream") else loop.whole())
+
+
+def count(es: EdgeState, name: str) -> None:
+    """The client's request, counted as the routers' path counts it (once: the loop's
+    own calls to the routers are not the client's)."""
+    es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
 
 
 def _object(body: bytes) -> dict[str, Any]:
@@ -101,6 +110,17 @@ def _object(body: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise BadRequest("the body must be a JSON object")
     return obj
+
+
+async def is_virtual(host: Plugins, model: str) -> bool:
+    await started(host, host.pipes)
+    return model in virtual(host)
+
+
+def model(host: Plugins, model: str) -> dict[str, Any]:
+    """/v1/models/{id} of a virtual model (is_virtual said it is one)."""
+    p, name = virtual(host)[model]
+    return pipes.model_entry(model, p.id, name)
 
 
 async def models(request: LaneRequest, es: EdgeState, headers: dict[str, str]) -> dict[str, Any]:
