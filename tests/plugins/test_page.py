@@ -61,6 +61,22 @@ async def test_only_enabled_page_plugins_are_served_and_nothing_outside_them(tmp
                     assert (r.status, body["error"]["code"]) == (404, code), (path, body)
 
 
+# A page plugin that throws: its widget's mount, its action's run.
+BAD = """window.eldric.registerWidget({id: "bad", title: "Bad", mount: () => { throw new Error("no"); }});
+window.eldric.registerAction({id: "bad-action", label: "Explode", run: () => { throw new Error("boom"); }});
+"""
+
+
+def _page_plugin(plugins, pid: str, kind: str, script: str) -> None:  # type: ignore[no-untyped-def]
+    d = plugins / pid
+    d.mkdir()
+    (d / "manifest.json").write_text(json.dumps({"id": pid, "name": pid, "type": kind,
+                                                 "entry": "main.js"}))
+    (d / "main.js").write_text(script)
+    enabled = json.loads((plugins / "enabled.json").read_text())
+    (plugins / "enabled.json").write_text(json.dumps([*enabled, pid]))
+
+
 ACTION_DONE = """(() => {
     const a = document.querySelectorAll('[data-role="assistant"]');
     const last = a[a.length - 1];
@@ -73,6 +89,7 @@ ACTION_DONE = """(() => {
 async def test_the_word_count_action_and_tokens_per_second_widget_on_chat(tmp_path):
     browser.need_chromium()
     plugins = plugins_dir(tmp_path, "word-count", "tokens-per-second")
+    _page_plugin(plugins, "bad", "widget", BAD)
     async with asyncio.timeout(75):
         async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                               backend="mock", mock_token_delay=20) as w, \
@@ -105,6 +122,13 @@ async def test_the_word_count_action_and_tokens_per_second_widget_on_chat(tmp_pa
                     "document.querySelector('.plugin-result[data-plugin=\"word-count\"]').textContent",
                     "the word count beside its button")
                 assert shown == f"{words} words", (shown, reply)
+                # a plugin that throws loses its own panel or result, never the page
+                assert await cdp.js("!document.querySelector('.widget[data-plugin=\"bad\"]')")
+                await cdp.click('button.plugin-action[data-plugin="bad-action"]')
+                failed = await cdp.wait_for(
+                    "document.querySelector('.plugin-result[data-plugin=\"bad-action\"]').textContent",
+                    "the failed action's note")
+                assert failed == "Explode failed"
                 tps = await cdp.wait_for("(() => { const t = document.querySelector('.tps');"
                                          " return t && t.textContent.includes('tok/s') && t.textContent; })()",
                                          "the widget's tokens per second")
@@ -115,6 +139,7 @@ async def test_the_word_count_action_and_tokens_per_second_widget_on_chat(tmp_pa
                 # the scripts came from /plugins/, same origin, inside the CSP
                 srcs = await cdp.js("[...document.querySelectorAll('script[data-plugin]')].map(s => s.src)")
                 assert sorted(srcs) == sorted([f"{base}/plugins/word-count/main.js",
-                                               f"{base}/plugins/tokens-per-second/main.js"])
+                                               f"{base}/plugins/tokens-per-second/main.js",
+                                               f"{base}/plugins/bad/main.js"])
                 assert await cdp.screenshot(tmp_path / "plugins.png") > 10_000
                 browser.keep_png(tmp_path / "plugins.png", SCREENSHOT_COPY)
