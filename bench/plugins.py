@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,6 +30,7 @@ from measure import RESULTS, run_loadgen  # noqa: E402
 from procs import Proc, free_port, log, wait_healthy, wait_serving  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN = "bench-admin"
 BODY = {"model": "eldric-mock", "messages": [{"role": "user", "content": "Say hello."}]}
 PASS = textwrap.dedent("""
     from eldric import plugin
@@ -81,13 +83,22 @@ def _edge(tree: Path, tmp: Path, name: str, mock_port: int,
             "--global-rpm", "0", "--data-dir", str(tmp / f"{name}-data"),
             "--log-level", "warning"]
     if plugins is not None:
-        argv += ["--plugins-dir", str(plugins)]
+        argv += ["--plugins-dir", str(plugins), "--admin-key", ADMIN]
     # `python -m eldric` from the tree: its own eldric, whatever is installed
     edge = Proc(name, ["env", "-C", str(tree), *argv], tmp / f"{name}.log")
     base = f"http://127.0.0.1:{port}"
     wait_healthy(edge, f"{base}/health")
     wait_serving(edge, f"{base}/v1/chat/completions", BODY, request_timeout=10)
     return edge, base
+
+
+def _plugin_calls(base: str) -> dict:
+    req = urllib.request.Request(base + "/api/v1/plugins",
+                                 headers={"Authorization": f"Bearer {ADMIN}"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        listed = json.load(r)["plugins"]
+    return {p["id"]: {k: p.get(k) for k in ("calls", "failures", "p50_ms")}
+            for p in listed if p.get("calls")}
 
 
 def _measure(base: str, args: argparse.Namespace, concurrency: int, stream: bool) -> dict:
@@ -131,6 +142,8 @@ def main() -> int:
                     row["stream_c1"] = {k: r[k] for k in ("p50_ms", "ttft_p50_ms", "rps",
                                                           "failures")}
                     log(f"{name:18} streamed c=1 p50 {r['p50_ms']} ms  failures {r['failures']}")
+                if plugins is not None:  # the children's own view: a call's p50 round trip
+                    row["plugin_calls"] = _plugin_calls(base)
                 edge.stop()
         finally:
             for p in reversed(procs):

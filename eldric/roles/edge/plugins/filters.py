@@ -56,52 +56,40 @@ def _failed(p: Plugin, hook: str, e: PluginError) -> PluginFailed | None:
     return None
 
 
-async def inlet(chain: tuple[Plugin, ...], body: bytes, user: dict[str, str]) -> bytes:
-    """The request body through every inlet; raises the client's error on a refusal or a
-    closed filter's failure."""
-    hooked = [p for p in chain if p.process is not None and "inlet" in p.hooks()]
+async def _through(hook: str, chain: tuple[Plugin, ...], body: bytes,
+                   user: dict[str, str]) -> bytes:
+    """A JSON body (the request for "inlet", a whole reply for "outlet") through every
+    filter with that hook; raises the client's error on a refusal or a closed filter's
+    failure. Anything not a JSON object passes as it came (the router judges it)."""
+    hooked = [p for p in chain if p.process is not None and hook in p.hooks()]
     if not hooked:
         return body
     try:
         doc = _decode(body)
     except msgspec.DecodeError:
-        return body  # not JSON: the router's own 400, as without filters
+        return body
     if not isinstance(doc, dict):
         return body
     for p in hooked:
         assert p.process is not None
         try:
-            doc = (await p.process.call("inlet", {"body": doc, "user": user}))["body"]
-        except PluginRefusal as r:
+            doc = (await p.process.call(hook, {"body": doc, "user": user}))["body"]
+        except PluginRefusal as r:  # an inlet's, on purpose: not a failure
             raise EldricError(f"refused by plugin {p.id}: {r.reason}", status=r.status,
                               code="plugin_refused", param=p.id) from None
         except PluginError as e:
-            err = _failed(p, "inlet", e)
+            err = _failed(p, hook, e)
             if err is not None:
                 raise err from None
     return _encode(doc)
 
 
-async def outlet(chain: tuple[Plugin, ...], body: bytes, user: dict[str, str]) -> bytes:
-    """A whole JSON reply through every outlet."""
-    hooked = [p for p in chain if p.process is not None and "outlet" in p.hooks()]
-    if not hooked:
-        return body
-    try:
-        doc = _decode(body)
-    except msgspec.DecodeError:
-        return body
-    if not isinstance(doc, dict):
-        return body
-    for p in hooked:
-        assert p.process is not None
-        try:
-            doc = (await p.process.call("outlet", {"body": doc, "user": user}))["body"]
-        except PluginError as e:
-            err = _failed(p, "outlet", e)
-            if err is not None:
-                raise err from None
-    return _encode(doc)
+def inlet(chain: tuple[Plugin, ...], body: bytes, user: dict[str, str]) -> Awaitable[bytes]:
+    return _through("inlet", chain, body, user)
+
+
+def outlet(chain: tuple[Plugin, ...], body: bytes, user: dict[str, str]) -> Awaitable[bytes]:
+    return _through("outlet", chain, body, user)
 
 
 class Held:

@@ -255,8 +255,8 @@ class Plugins:
         return p.valves.masked()
 
     async def stop(self) -> None:
-        for p in list(self.table.values()):
-            await self._stop(p)
+        """Every child, at once (each may take its grace period to exit)."""
+        await asyncio.gather(*(self._stop(p) for p in list(self.table.values())))
 
 
 def _manifest_dict(m: Manifest) -> dict[str, Any]:
