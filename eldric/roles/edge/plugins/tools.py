@@ -24,7 +24,6 @@ list (plugin ids or tool names; `none` for none).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,7 +91,6 @@ class Loop:
     max_rounds: int
     rounds: int = 0
     usage: dict[str, int] = field(default_factory=dict)
-    tool_ms: float = 0.0  # time spent in the plugins' tools, for the record
 
     def __post_init__(self) -> None:
         declared = [t for t in self.body.get("tools") or () if isinstance(t, dict)]
@@ -113,8 +111,9 @@ class Loop:
             body.pop("tools", None)
             body.pop("tool_choice", None)
         body["stream"] = stream
-        if stream:
-            body["stream_options"] = {"include_usage": True}
+        if stream:  # the rounds' usage is summed for the client (who may not want it)
+            body["stream_options"] = {**(body.get("stream_options") or {}),
+                                      "include_usage": True}
         return body
 
     def split(self, calls: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
@@ -132,9 +131,7 @@ class Loop:
     async def run_tools(self, content: Any, calls: list[dict[str, Any]]) -> None:
         """Run the plugins' calls side by side; the assistant's turn and the results join
         the conversation for the next round."""
-        t0 = time.perf_counter()
         results = await asyncio.gather(*(self._one(c) for c in calls))
-        self.tool_ms += (time.perf_counter() - t0) * 1000
         self.messages.append({"role": "assistant", "content": content or None,
                               "tool_calls": calls})
         for c, text in zip(calls, results, strict=True):
