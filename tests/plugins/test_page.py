@@ -24,6 +24,7 @@ async def test_only_enabled_page_plugins_are_served_and_nothing_outside_them(tmp
     plugins = plugins_dir(tmp_path, "word-count", "tokens-per-second", "calculator",
                           enabled=("word-count", "calculator"))
     (plugins / "word-count" / "valves.json").write_text('{"secret": "s3cret"}')
+    (plugins / "word-count" / "link.py").symlink_to(plugins / "calculator" / "main.py")
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                           backend="mock") as w, \
             edge(tmp_path, w["worker"], plugins, api_key=KEY) as e:
@@ -55,6 +56,7 @@ async def test_only_enabled_page_plugins_are_served_and_nothing_outside_them(tmp
                     # dot segments: resolved by the server before routing, to no route
                     ("/plugins/word-count/%2e%2e/%2e%2e/enabled.json", "not_found"),
                     ("/plugins/word-count/nothing.js", "plugin_file_not_found"),
+                    ("/plugins/word-count/link.py", "plugin_file_not_found"),  # symlink out
                     ("/plugins/nobody/main.js", "plugin_not_found")):
                 async with s.get(base + path, headers=auth) as r:
                     body = await r.json()
