@@ -203,3 +203,18 @@ async def test_a_tool_round_trip_counts_the_clients_request_once(tmp_path, aioht
         assert len(script.asked(M)) == 2
         assert await metric(e["edge"], 'eldric_edge_client_requests_total{client="key-1"}',
                             ssl=False) == 1
+
+
+async def test_a_client_leaving_mid_answer_lets_the_models_stream_go(tmp_path, aiohttp_server):
+    script, plugins, _ = await _cluster(tmp_path, aiohttp_server, [
+        {"model": M, "call": 0, "tool_calls": [CALC]},
+        {"model": M, "text": " ".join(["word"] * 200), "delay": 0.02}])
+    async with router(tmp_path, script.url) as r, edge(tmp_path, r["router"], plugins) as e:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(e["edge"] + "/v1/chat/completions", headers=AUTH, json={
+                    "model": M, "stream": True, "messages": ASK}) as resp:
+                async for line in resp.content:
+                    if b"word" in line:
+                        break  # the answer has begun: leave
+        await script.wait(lambda sc: len(sc.asked(M)) == 2 and sc.asked(M)[1].ended, 5)
+        assert script.asked(M)[1].left, "the model's stream went on without the client"

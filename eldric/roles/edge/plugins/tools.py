@@ -201,11 +201,14 @@ class Loop:
             while True:
                 fetched = await ask(self.request, self.es, self.round_body(True))
                 rnd = _Round(first=self.rounds == 0)
-                async for chunk in fetched.chunks():
-                    for event, n in rnd.framer.feed(chunk):
-                        data = rnd.take(event[:n])
-                        if data is not None:
-                            await out.write(data)
+                try:
+                    async for chunk in fetched.chunks():
+                        for event, n in rnd.framer.feed(chunk):
+                            data = rnd.take(event[:n])
+                            if data is not None:
+                                await out.write(data)
+                finally:  # the client left mid-round: the model's stream is let go now
+                    fetched.close()  # (idempotent: read to its end, it is closed already)
                 if rnd.failed:  # the model's own error event went out: that is the end
                     return await out.end()
                 if not rnd.events:
