@@ -121,6 +121,39 @@ plugin.run()
         await client.close()
 
 
+async def test_a_stream_filter_failing_open_lets_the_events_pass(tmp_path, aiohttp_server):
+    script = await scripted.serve(aiohttp_server, [MODEL])
+    script.on(text="one two three four five")
+    plugins = tmp_path / "plugins"
+    write_plugin(plugins, "midway", HEAD + """
+n = 0
+@plugin.stream
+def stream(event, user):
+    global n
+    n += 1
+    if n == 3:
+        time.sleep(3600)
+    for c in event["choices"]:
+        if (c.get("delta") or {}).get("content"):
+            c["delta"]["content"] = c["delta"]["content"].upper()
+    return event
+plugin.run()
+""", timeout_ms=300, fail_mode="open")
+    async with edge(tmp_path, script, plugins) as url, aiohttp.ClientSession() as s:
+        await enable(s, url, "midway")
+        client = sdk(url)
+        t0 = time.monotonic()
+        text = "".join([ch.delta.content or "" async for c in await chat(client, "hi", stream=True)
+                        for ch in c.choices])
+        assert time.monotonic() - t0 < 5
+        # the first two events filtered, the rest as they came (the child hangs, then is
+        # restarted: every event still arrives, in order)
+        assert text.lower() == "one two three four five" and text != text.lower()
+        st = await status(s, url, "midway")
+        assert st["skipped"] >= 1 and st["timeouts"] >= 1
+        await client.close()
+
+
 async def test_children_stop_with_the_edge_and_on_disable(tmp_path, aiohttp_server):
     script = await scripted.serve(aiohttp_server, [MODEL])
     plugins = tmp_path / "plugins"
