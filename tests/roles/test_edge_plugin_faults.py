@@ -92,40 +92,8 @@ async def _restarted(s, url, pid):  # type: ignore[no-untyped-def]
     return st if st["restarts"] >= 1 else None
 
 
-async def test_a_stream_filter_failing_closed_ends_the_stream_with_an_error_event(
-        tmp_path, aiohttp_server):
-    script = await scripted.serve(aiohttp_server, [MODEL])
-    script.on(text="one two three four five", delay=0.02)
-    plugins = tmp_path / "plugins"
-    write_plugin(plugins, "midway", HEAD + """
-n = 0
-@plugin.stream
-def stream(event, user):
-    global n
-    n += 1
-    if n == 3:
-        time.sleep(3600)
-    return event
-plugin.run()
-""", timeout_ms=300)
-    async with edge(tmp_path, script, plugins) as url, aiohttp.ClientSession() as s:
-        await enable(s, url, "midway")
-        client = sdk(url)
-        got = []
-        with pytest.raises(openai.APIError) as e:
-            async for c in await chat(client, "hi", stream=True):
-                got.extend(ch.delta.content or "" for ch in c.choices)
-        assert "plugin midway failed" in str(e.value.message)
-        assert got and "".join(got) != " one two three four five"
-        await until(lambda: script.calls[-1].outcome != "running")  # the upstream let go
-        await client.close()
-
-
-async def test_a_stream_filter_failing_open_lets_the_events_pass(tmp_path, aiohttp_server):
-    script = await scripted.serve(aiohttp_server, [MODEL])
-    script.on(text="one two three four five")
-    plugins = tmp_path / "plugins"
-    write_plugin(plugins, "midway", HEAD + """
+# a stream hook that upper-cases, and hangs on its third event (the child stuck)
+MIDWAY = HEAD + """
 n = 0
 @plugin.stream
 def stream(event, user):
@@ -138,7 +106,33 @@ def stream(event, user):
             c["delta"]["content"] = c["delta"]["content"].upper()
     return event
 plugin.run()
-""", timeout_ms=300, fail_mode="open")
+"""
+
+
+async def test_a_stream_filter_failing_closed_ends_the_stream_with_an_error_event(
+        tmp_path, aiohttp_server):
+    script = await scripted.serve(aiohttp_server, [MODEL])
+    script.on(text="one two three four five", delay=0.02)
+    plugins = tmp_path / "plugins"
+    write_plugin(plugins, "midway", MIDWAY, timeout_ms=300)
+    async with edge(tmp_path, script, plugins) as url, aiohttp.ClientSession() as s:
+        await enable(s, url, "midway")
+        client = sdk(url)
+        got = []
+        with pytest.raises(openai.APIError) as e:
+            async for c in await chat(client, "hi", stream=True):
+                got.extend(ch.delta.content or "" for ch in c.choices)
+        assert "plugin midway failed" in str(e.value.message)
+        assert got and "".join(got).lower() != " one two three four five"
+        await until(lambda: script.calls[-1].outcome != "running")  # the upstream let go
+        await client.close()
+
+
+async def test_a_stream_filter_failing_open_lets_the_events_pass(tmp_path, aiohttp_server):
+    script = await scripted.serve(aiohttp_server, [MODEL])
+    script.on(text="one two three four five")
+    plugins = tmp_path / "plugins"
+    write_plugin(plugins, "midway", MIDWAY, timeout_ms=300, fail_mode="open")
     async with edge(tmp_path, script, plugins) as url, aiohttp.ClientSession() as s:
         await enable(s, url, "midway")
         client = sdk(url)
