@@ -15,6 +15,8 @@ from tests.roles.plugin_kit import ADMIN, MODEL, chat, edge, enable, sdk, status
 ECHO_VALVES = """
 from eldric import plugin
 
+print("echo plugin up")  # at import: stdout is already the log's, not the wire
+
 @plugin.inlet
 def inlet(body, user):
     body["messages"].append({"role": "system", "content": "valves=" + repr(sorted(plugin.valves.items()))})
@@ -75,7 +77,10 @@ async def test_valves_round_trip_with_secrets_masked(tmp_path, aiohttp_server, c
         assert json.loads((d / "valves.json").read_text())["level"] == 5
         await client.close()
     logged = capfd.readouterr()
+    lines = (logged.out + logged.err).splitlines()
     assert "plugin_started" in logged.out + logged.err  # the log is what was read here
+    assert any("plugin_stderr" in ln and "echo plugin up" in ln and "plugin=knobs" in ln
+               for ln in lines)  # the child's stderr, with its id
     assert "sk-very-secret" not in logged.out + logged.err  # the secret never reached it
 
 

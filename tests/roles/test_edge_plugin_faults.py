@@ -92,12 +92,8 @@ async def _restarted(s, url, pid):  # type: ignore[no-untyped-def]
     return st if st["restarts"] >= 1 else None
 
 
-async def test_a_stream_filter_failing_closed_ends_the_stream_with_an_error_event(
-        tmp_path, aiohttp_server):
-    script = await scripted.serve(aiohttp_server, [MODEL])
-    script.on(text="one two three four five", delay=0.02)
-    plugins = tmp_path / "plugins"
-    write_plugin(plugins, "midway", HEAD + """
+# a stream hook that upper-cases, and hangs on its third event (the child stuck)
+MIDWAY = HEAD + """
 n = 0
 @plugin.stream
 def stream(event, user):
@@ -105,9 +101,20 @@ def stream(event, user):
     n += 1
     if n == 3:
         time.sleep(3600)
+    for c in event["choices"]:
+        if (c.get("delta") or {}).get("content"):
+            c["delta"]["content"] = c["delta"]["content"].upper()
     return event
 plugin.run()
-""", timeout_ms=300)
+"""
+
+
+async def test_a_stream_filter_failing_closed_ends_the_stream_with_an_error_event(
+        tmp_path, aiohttp_server):
+    script = await scripted.serve(aiohttp_server, [MODEL])
+    script.on(text="one two three four five", delay=0.02)
+    plugins = tmp_path / "plugins"
+    write_plugin(plugins, "midway", MIDWAY, timeout_ms=300)
     async with edge(tmp_path, script, plugins) as url, aiohttp.ClientSession() as s:
         await enable(s, url, "midway")
         client = sdk(url)
@@ -116,8 +123,28 @@ plugin.run()
             async for c in await chat(client, "hi", stream=True):
                 got.extend(ch.delta.content or "" for ch in c.choices)
         assert "plugin midway failed" in str(e.value.message)
-        assert got and "".join(got) != " one two three four five"
+        assert got and "".join(got).lower() != " one two three four five"
         await until(lambda: script.calls[-1].outcome != "running")  # the upstream let go
+        await client.close()
+
+
+async def test_a_stream_filter_failing_open_lets_the_events_pass(tmp_path, aiohttp_server):
+    script = await scripted.serve(aiohttp_server, [MODEL])
+    script.on(text="one two three four five")
+    plugins = tmp_path / "plugins"
+    write_plugin(plugins, "midway", MIDWAY, timeout_ms=300, fail_mode="open")
+    async with edge(tmp_path, script, plugins) as url, aiohttp.ClientSession() as s:
+        await enable(s, url, "midway")
+        client = sdk(url)
+        t0 = time.monotonic()
+        text = "".join([ch.delta.content or "" async for c in await chat(client, "hi", stream=True)
+                        for ch in c.choices])
+        assert time.monotonic() - t0 < 5
+        # the first two events filtered, the rest as they came (the child hangs, then is
+        # restarted: every event still arrives, in order)
+        assert text.lower() == "one two three four five" and text != text.lower()
+        st = await status(s, url, "midway")
+        assert st["skipped"] >= 1 and st["timeouts"] >= 1
         await client.close()
 
 

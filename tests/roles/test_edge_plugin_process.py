@@ -140,3 +140,32 @@ async def test_pipe_chunks_reach_the_call_they_belong_to(tmp_path):
         assert b["content"] == "0 1 2 3 4 " and "".join(got[5]) == b["content"]
     finally:
         await proc.stop()
+
+
+async def test_a_slow_start_is_not_a_failed_one_and_calls_do_not_wait_for_it(tmp_path):
+    """Start-up (imports, a model loaded) may take longer than a call's deadline: it has
+    its own (start_timeout_ms), while a call made meanwhile fails after its own."""
+    (tmp_path / "main.py").write_text(textwrap.dedent("""
+        import time
+        time.sleep(1.0)
+        from eldric import plugin
+
+        @plugin.inlet
+        def inlet(body, user):
+            return body
+
+        plugin.run()
+        """))
+    proc = PluginProcess("slow", tmp_path, timeout_ms=200)
+    proc.arm()
+    try:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(PluginDown):
+            await proc.call("inlet", {"body": {}})
+        assert loop.time() - t0 < 0.8
+        await until(lambda: proc.state == "running", timeout=10)
+        assert await proc.call("inlet", {"body": {"a": 1}}) == {"body": {"a": 1}}
+        assert proc.stats.restarts == 0
+    finally:
+        await proc.stop()

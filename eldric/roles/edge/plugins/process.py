@@ -120,7 +120,7 @@ class PluginProcess:
     def __init__(self, plugin_id: str, directory: Path, *, entry: str = "main.py",
                  timeout_ms: int = 2000, init: Callable[[], dict[str, Any]] | None = None,
                  max_failures: int = 3, backoff_ms: tuple[int, int] = (200, 30_000),
-                 stable_ms: int = 10_000) -> None:
+                 stable_ms: int = 10_000, start_timeout_ms: int = 15_000) -> None:
         self.id = plugin_id
         self.directory = directory
         self.entry = entry
@@ -129,6 +129,9 @@ class PluginProcess:
         self.max_failures = max_failures
         self.backoff_min, self.backoff_max = backoff_ms
         self.stable_ms = stable_ms
+        # initialize's deadline: a Python child's start-up (imports) on a busy host takes
+        # far longer than the calls a filter's timeout_ms is meant for
+        self.start_timeout_ms = max(start_timeout_ms, timeout_ms)
         self.stats = Stats()
         self.info: dict[str, Any] = {"tools": [], "models": []}  # initialize's result
         self._proc: asyncio.subprocess.Process | None = None
@@ -203,7 +206,8 @@ class PluginProcess:
                          tasks.spawn(self._read_stderr(proc), name=f"plugin-err-{self.id}")]
         log.info("plugin_started", plugin=self.id, pid=proc.pid)
         try:
-            self.info = await self._send("initialize", self._init(), self.timeout_ms, None)
+            self.info = await self._send("initialize", self._init(), self.start_timeout_ms,
+                                         None)
         except (PluginError, PluginRefusal) as e:
             self._failed_start(f"initialize failed: {e}")
             await self._kill(proc)
@@ -304,11 +308,16 @@ class PluginProcess:
         try:
             if self._stopped:
                 raise PluginDown(f"plugin {self.id} is disabled")
+            deadline = timeout_ms or self.timeout_ms
             if not self.running:
                 if self._restart is not None:
                     raise PluginDown(f"plugin {self.id} is restarting")
-                await self.start()
-            result = await self._send(method, params, timeout_ms or self.timeout_ms, notify)
+                try:  # a call waits for a start no longer than for its answer
+                    await asyncio.wait_for(self.start(), deadline / 1000)
+                except asyncio.TimeoutError:
+                    raise PluginDown(f"plugin {self.id} is still starting") from None
+                deadline = max(1, deadline - int((time.monotonic() - started) * 1000))
+            result = await self._send(method, params, deadline, notify)
         except PluginError as e:
             self._count_failure(e)
             raise
