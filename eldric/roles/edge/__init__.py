@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 import structlog
@@ -20,6 +23,8 @@ from eldric.roles.edge.farm import Farm
 from eldric.roles.edge.handlers import NO_ADMIN, add_routes
 from eldric.roles.edge.limits import LocalLimiter, RedisLimiter
 from eldric.roles.edge.metrics import EdgeMetrics
+from eldric.roles.edge.plugins import api as plugins_api
+from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
@@ -46,12 +51,25 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     routers, store = app[keys.PROBER], es.farm.prober(es.cfg.health_check_interval_ms / 1000)
     routers.start(at_once=True)
     store.start()
+    es.plugins.edge_url = _own_url(app)
+    await es.plugins.reload()  # children start in the background: the edge does not wait
     log.info("edge_ready", mode=es.cfg.mode, tls=es.tls, require_api_key=es.require_key,
              routers=[s.url for s in es.routers.states])
     yield
+    await es.plugins.stop()
     await routers.stop()
     await store.stop()
     await es.clients.close()
+
+
+def _own_url(app: web.Application) -> str:
+    """Where a plugin reaches this edge: its own port on loopback (bound to all
+    addresses) or on the address it is bound to."""
+    cfg = app[keys.CONFIG]
+    url = urlsplit(app[keys.ROLE].advertise_url)
+    host = "127.0.0.1" if cfg.bind_address in ("0.0.0.0", "::", "") else cfg.bind_address
+    host = f"[{host}]" if ":" in host else host
+    return f"{url.scheme}://{host}:{url.port}"
 
 
 class EdgeHealth(msgspec.Struct):
@@ -127,7 +145,9 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
         clients=clients, farm=Farm(clients, limiter, window, shared=cfg.mode == "farm"),
         metrics=EdgeMetrics(app[keys.BUS].metrics.registry), tls=not cfg.no_tls,
-        require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies))
+        require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
+        plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,
+                                                             "plugins"))))
     app[keys.PROBER] = prober(app, app[EDGE].routers, cfg.health_check_interval_ms / 1000)
     app[keys.HEALTH] = edge_health
     if cfg.cors_origins:
@@ -135,6 +155,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     app.cleanup_ctx.append(_lifecycle)
     install(app, cfg.responses, r)  # after: closed before the clients' Redis connection
     add_routes(app)
+    plugins_api.add_routes(app)
 
 
 ROLE = Role(

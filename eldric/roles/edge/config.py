@@ -84,5 +84,11 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     mode: Annotated[Literal["standalone", "farm"], flag_meta(
         "farm: keys, clients and rate-limit windows shared in Redis by several edges")] = "standalone"
     redis_url: Annotated[str | None, flag_meta("Redis for --mode farm")] = None
+    plugins_dir: Annotated[str | None, flag_meta(
+        "directory of plugins (<id>/manifest.json, main.py); default: plugins in "
+        "--data-dir")] = None
+    max_tool_rounds: Annotated[int, msgspec.Meta(ge=1, le=32), flag_meta(
+        "plugin tools: rounds of tool calls the edge runs for one request before the "
+        "model must answer")] = 4
     # /v1/responses state: in Redis in farm mode (every edge sees every response)
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)

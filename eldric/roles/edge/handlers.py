@@ -19,6 +19,8 @@ from eldric.http import read_body
 from eldric.roles.edge.clients import Client
 from eldric.roles.edge.cors import CORS_HEADERS
 from eldric.roles.edge.limits import Decision, Tier
+from eldric.roles.edge.plugins import answer as plugin_answer
+from eldric.roles.edge.plugins import filters, static as plugin_static
 from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.serve.server import fast_post
@@ -32,6 +34,7 @@ from eldric.wire.openai import HEAD_BY_PATH, model_of
 from eldric.wire.translated import TRANSLATED
 
 STATIC = Path(__file__).parent / "static"
+CHAT_PATH = "/v1/chat/completions"  # the one API filters see (docs/plugins.md)
 COOKIE = "eldric_key"
 
 
@@ -60,6 +63,8 @@ async def authenticate(request: LaneRequest, es: EdgeState) -> Client | None:
     """The client a request belongs to; raises 401 when a key is required and missing,
     wrong or revoked. Browsers of /chat carry the key in an HttpOnly cookie."""
     key = presented_key(request) or request.cookies.get(COOKIE)
+    if key and es.plugins.tokens and (plugin := es.plugins.tokens.get(key)) is not None:
+        return Client(name=plugin.client_name, static=True)  # a pipe calling the cluster
     client = await es.farm.lookup(key) if key else None
     if client is None and es.require_key:
         reason = "missing" if not key else "invalid"
@@ -119,10 +124,50 @@ async def proxy(request: LaneRequest) -> Answer:
         body = await read_body(request)
         kind = HEAD_BY_PATH.get(request.path)
         if kind is not None and request.method == "POST":
-            request[keys.HOP].model = decode_head(body, kind).model
+            model = request[keys.HOP].model = decode_head(body, kind).model
+            # the one question plugins add to the path: is any filter, tool or pipe enabled
+            if es.plugins.active and request.path == CHAT_PATH:
+                send = functools.partial(_plugins_or_routers, request, es, client, headers)
+                chain = es.plugins.filters_for(model)
+                if chain:
+                    return await filters.filtered(
+                        request, chain, body, {"name": client.name if client else "anonymous"},
+                        send)
+                return await send(body)
         elif request.path in TRANSLATED or request.path == ollama.SHOW:
             request[keys.HOP].model = model_of(body)
         return await _to_routers(request, es, client, body, headers=headers)
+    except EldricError as exc:
+        exc.headers = {**headers, **exc.headers}
+        raise
+
+
+async def _plugins_or_routers(request: LaneRequest, es: EdgeState, client: Client | None,
+                              headers: dict[str, str], body: bytes) -> Answer:
+    """A pipe's answer or the tool loop's (after the filters' inlet), else the routers'."""
+    answer = await plugin_answer.answered(request, es, client, body, headers)
+    if answer is not None:
+        return answer
+    return await _to_routers(request, es, client, body, headers=headers)
+
+
+async def models(request: web.Request) -> Answer:
+    """GET /v1/models and /v1/models/{id}: the routers' answer; with a pipe plugin
+    enabled, its virtual models too."""
+    es = request.app[EDGE]
+    wanted = request.match_info.get("id")
+    if not es.plugins.pipes or (wanted is not None
+                                and not await plugin_answer.is_virtual(es.plugins, wanted)):
+        return await proxy(request)
+    client, headers = await admit(request, es)
+    plugin_answer.count(es, client.name if client else "anonymous")
+    try:
+        if wanted is None:
+            resp = json_response(await plugin_answer.models(request, es, headers))
+        else:
+            resp = json_response(plugin_answer.model(es.plugins, wanted))
+        resp.headers.update(headers)
+        return resp
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
         raise
@@ -300,6 +345,8 @@ def add_routes(app: web.Application) -> None:
     for path in ollama.LISTING:
         r.add_get(path, proxy)
     add_stored_routes(app, _owner)  # GET/DELETE /v1/responses/{id}, when the store is on
+    r.add_get("/v1/models", models)  # with a pipe enabled, its virtual models too
+    r.add_get("/v1/models/{id}", models)
     r.add_route("*", "/v1/{tail:.*}", proxy)
     r.add_post("/api/v1/clients/register", register_client)
     r.add_get("/api/v1/clients", list_clients)
@@ -311,6 +358,18 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/login", login)
     r.add_post("/logout", logout)
     r.add_static("/static/edge/", STATIC)
+    plugin_static.add_routes(app, _page_plugins, _page_auth)  # /plugins/<id>/…
+
+
+def _page_plugins(request: web.Request) -> list[plugin_static.PagePlugin]:
+    return [plugin_static.PagePlugin(p.id, p.manifest.type, p.manifest.name, p.manifest.entry,
+                                     p.directory)
+            for p in request.app[EDGE].plugins.page if p.manifest is not None]
+
+
+async def _page_auth(request: web.Request) -> None:
+    """Whoever may open /chat (the key, or the chat page's cookie) may load its plugins."""
+    await authenticate(request, request.app[EDGE])
 
 
 async def root(request: web.Request) -> web.Response:

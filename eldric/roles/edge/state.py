@@ -11,6 +11,7 @@ from eldric.roles.edge.clients import Clients
 from eldric.roles.edge.config import EdgeConfig
 from eldric.roles.edge.farm import Farm
 from eldric.roles.edge.metrics import EdgeMetrics
+from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers
 from eldric.stream import Timeouts
 
@@ -25,6 +26,7 @@ class EdgeState:
     metrics: EdgeMetrics
     tls: bool
     require_key: bool
+    plugins: Plugins
     trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
 
 

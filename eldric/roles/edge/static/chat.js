@@ -17,6 +17,7 @@
   // From sse.js and markdown.js, loaded before this file.
   const { createSSEParser } = window.EldricSSE;
   const { h, copyButton, renderMarkdown } = window.EldricMarkdown;
+  const plugins = window.EldricPlugins; // plugins.js: the action and widget plugins
 
   /* ------------------------------------------------------------------- storage */
 
@@ -211,7 +212,7 @@
       foot.append(box);
     }
     const actions = h("div", { class: "msg-actions" });
-    if (msg.content) actions.append(copyButton(() => msg.content));
+    if (msg.content) actions.append(copyButton(() => msg.content), ...plugins.buttons(msg));
     if (msg.stopped) actions.append(h("span", { class: "msg-note" }, "Stopped"));
     if (msg.truncated) actions.append(h("span", { class: "msg-note" }, "Connection closed early"));
     const conv = current();
@@ -413,6 +414,8 @@
 
     let reader = null;
     let finished = false;
+    // What the widgets hear of this reply (plugins.replied): its timing and size.
+    const stats = { model: model, chunks: 0, t0: performance.now(), first: null, usage: null };
     try {
       const resp = await fetch("/v1/chat/completions", {
         method: "POST",
@@ -436,6 +439,7 @@
         const body = await resp.json();
         const choice = body && body.choices && body.choices[0];
         msg.content = (choice && choice.message && choice.message.content) || "";
+        stats.usage = (body && body.usage) || null;
         finished = true;
       } else {
         reader = resp.body.getReader();
@@ -450,9 +454,12 @@
             throw new Error("The reply was interrupted: " +
               ((typeof e === "string" ? e : e.message) || "the stream failed"));
           }
+          if (chunk && chunk.usage) stats.usage = chunk.usage;
           const choice = chunk && chunk.choices && chunk.choices[0];
           const piece = choice && choice.delta && choice.delta.content;
           if (typeof piece === "string" && piece) {
+            if (stats.first === null) stats.first = performance.now();
+            stats.chunks++;
             msg.content += piece;
             queuePaint();
           }
@@ -484,6 +491,13 @@
       renderSidebar();
       if (state.currentId === conv.id) {
         renderMessages();
+      }
+      if (msg.content && !msg.error) {
+        const end = performance.now();
+        plugins.replied({ model: model, content: msg.content, chunks: stats.chunks,
+          ms: Math.round(end - (stats.first === null ? stats.t0 : stats.first)),
+          ttft_ms: stats.first === null ? null : Math.round(stats.first - stats.t0),
+          usage: stats.usage, stopped: !!msg.stopped });
       }
     }
   }
@@ -585,6 +599,8 @@
     autosize();
     updateControls();
     loadModels();
+    plugins.onChange(() => { if (!state.stream) renderMessages(); });
+    plugins.load($("widgets"));
     if (window.matchMedia("(min-width: 801px)").matches) ui.prompt.focus();
   }
 
