@@ -20,7 +20,7 @@ _decode = msgspec.json.Decoder()
 
 class RouteContext:
     __slots__ = ("request", "body", "model", "path", "theme", "prefer", "prefer_reason",
-                 "decided_by", "reply_headers", "_doc", "_prompt")
+                 "decided_by", "reply_headers", "note", "advice", "_doc", "_prompt")
 
     def __init__(self, request: LaneRequest, body: bytes, model: str | None) -> None:
         self.request = request
@@ -35,6 +35,11 @@ class RouteContext:
         self.prefer_reason = ""
         self.decided_by: str | None = None
         self.reply_headers: dict[str, str] | None = None  # more X-Eldric-* for the reply
+        # What a scorer that did not decide wants said after the strategy's reason (the
+        # AI's fall-back: "ai_routing fell back (timeout: …)"), one header line.
+        self.note = ""
+        # A pick that only advises (AI advisory mode), told where the request went.
+        self.advice: str | None = None
         self._doc: Any = msgspec.UNSET
         self._prompt: str | None = None
 
