@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import aiohttp
 import pytest
@@ -112,7 +113,7 @@ async def test_the_deadline_holds_and_a_slow_model_falls_back(cluster, tmp_path,
     eldric_proc("--role", "router", "--bind", "127.0.0.1", "--port", str(port),
                 "--workers", f"{ua},{ub}", "--strategy", "round_robin",
                 "--ai-mode", "autonomous", "--ai-model", "router-llm", "--ai-url", durl,
-                "--ai-timeout", "100", "--ai-cache-size", "0")
+                "--ai-timeout", "100", "--ai-cache-size", "0", "--log-level", "warning")
     async with aiohttp.ClientSession() as s:
         async def up():
             try:
@@ -127,10 +128,13 @@ async def test_the_deadline_holds_and_a_slow_model_falls_back(cluster, tmp_path,
             await asyncio.sleep(i * 0.013)
             return await ask(s, base)
 
+        control = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _TIMER_LAG, stdout=asyncio.subprocess.PIPE)
         seen = []
         for _ in range(25):  # 200 decisions, 8 in flight together (started 13 ms apart)
             seen += await asyncio.gather(*(later(i) for i in range(8)))
         st = await status(s, base)
+        lag = float((await control.communicate())[0])
     assert all(code == 200 for code, _, _ in seen)
     for _, h, _ in seen:
         assert h["X-Eldric-Strategy"] == "round_robin"
@@ -138,7 +142,27 @@ async def test_the_deadline_holds_and_a_slow_model_falls_back(cluster, tmp_path,
             h["X-Eldric-Route-Reason"]
     assert st["timeouts"] == 200 and st["fallbacks"] == 200 and st["decisions"] == 0
     lat = st["latency_ms"]
-    assert lat["count"] == 200 and 98 <= lat["p50"] and lat["p99"] <= 105, lat
+    # the machine's own scheduling delay (2 shared cores) is not the deadline's
+    assert lat["count"] == 200 and 98 <= lat["p50"] and lat["p99"] <= 105 + lag, (lat, lag)
+
+
+# A bystander process on the same machine meanwhile: how late its own 100 ms timers fire
+# (p99 over 200, 8 at a time as the router's), in ms: what the OS adds to any process.
+_TIMER_LAG = """
+import asyncio, time
+async def one(i, out):
+    await asyncio.sleep(i * 0.013)
+    t0 = time.perf_counter()
+    await asyncio.sleep(0.1)
+    out.append((time.perf_counter() - t0) * 1000 - 100)
+async def main():
+    out = []
+    for _ in range(25):
+        await asyncio.gather(*(one(i, out) for i in range(8)))
+    out.sort()
+    print(max(0.0, out[197]))
+asyncio.run(main())
+"""
 
 
 @pytest.mark.parametrize("garbage", [

@@ -115,6 +115,16 @@ def render(doc: dict[str, Any] | None) -> str:
 
 def last_user(doc: dict[str, Any] | None, limit: int) -> str:
     """The last user turn's text, cut to `limit` characters (the classifier's input)."""
+    return _user_turn(doc, limit, last=True)
+
+
+def first_user(doc: dict[str, Any] | None, limit: int) -> str:
+    """The first user turn's text, cut to `limit` (what a conversation is about: the AI
+    decider's digest)."""
+    return _user_turn(doc, limit, last=False)
+
+
+def _user_turn(doc: dict[str, Any] | None, limit: int, last: bool) -> str:
     if not doc:
         return ""
     messages = doc.get("messages")
@@ -123,7 +133,7 @@ def last_user(doc: dict[str, Any] | None, limit: int) -> str:
     if isinstance(messages, str):
         return messages[:limit]
     if isinstance(messages, list):
-        for m in reversed(messages):
+        for m in reversed(messages) if last else messages:
             if isinstance(m, dict) and m.get("role") == "user":
                 return text_of(m.get("content"))[:limit]
     prompt = doc.get("prompt")

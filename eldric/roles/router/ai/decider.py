@@ -53,7 +53,7 @@ class Failed(Exception):
 
 class Decider:
     __slots__ = ("cfg", "stats", "cache", "inflight", "_session", "_url", "_headers",
-                 "_deadline", "_unwinding")
+                 "_deadline", "_unwinding", "_last_fallback")
 
     def __init__(self, cfg: AiRoutingConfig, session: Callable[[], aiohttp.ClientSession],
                  stats: AiStats) -> None:
@@ -70,6 +70,7 @@ class Decider:
             self._headers["Authorization"] = f"Bearer {cfg.llm_api_key}"
         self._deadline = cfg.timeout_ms / 1000
         self._unwinding: set[asyncio.Task[Any]] = set()  # late calls being cancelled
+        self._last_fallback = ""
 
     async def decide(self, candidates: list[Worker], ctx: RouteContext) -> None:
         if len(candidates) < 2 or ctx.header(MARK) is not None:
@@ -92,6 +93,7 @@ class Decider:
             self.inflight -= 1
         self.stats.took((time.perf_counter() - t0) * 1000)  # before any logging
         if isinstance(result, tuple):
+            self._last_fallback = ""
             self.cache.put(key, result)
             self.stats.count(outcome)
             self._use(result, ctx, outcome)
@@ -167,7 +169,10 @@ class Decider:
         self.stats.count(outcome)
         self.stats.last = {"outcome": outcome, "why": why, "at": round(time.time(), 3)}
         ctx.note = header_text(f"ai_routing fell back ({outcome}: {why})")
-        log.info("ai_fallback", outcome=outcome, why=why, model=ctx.model)
+        # a dead decider fails every request alike: said once per change, then at debug
+        said = log.debug if outcome == self._last_fallback else log.warning
+        said("ai_fallback", outcome=outcome, why=why, model=ctx.model)
+        self._last_fallback = outcome
 
     def view(self) -> dict[str, Any]:
         return {"in_flight": self.inflight, "cached_decisions": len(self.cache)}

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from eldric.roles.router.context import RouteContext, text_of
+from eldric.roles.router.context import RouteContext, first_user
 from eldric.roles.router.pool import Worker
 from eldric.roles.router.strategies import reported_load
 from eldric.stream.headers import header_text
@@ -23,8 +23,10 @@ from eldric.stream.headers import header_text
 MAX_LISTED = 16
 _MAX_TAGS = 8
 _MAX_MODELS = 8
-REASON_CHARS = 120  # the reason goes into a header line
-MAX_TOKENS = 128  # the id, a short reason and the JSON around them
+REASON_CHARS = 100  # the reason goes into a header line
+# The id (a URL costs ~30 tokens: digits one by one), the reason and the JSON around
+# them, with room: an answer cut by the limit is invalid JSON.
+MAX_TOKENS = 192
 
 SYSTEM = ("You choose the worker for one request in an LLM inference cluster. Prefer a "
           "worker with few requests in flight, low load and low latency, whose tags and "
@@ -47,23 +49,6 @@ _encode = msgspec.json.Encoder()
 
 def listed(candidates: list[Worker]) -> list[Worker]:
     return sorted(candidates, key=lambda w: (w.state.active, w.id))[:MAX_LISTED]
-
-
-def first_user(doc: dict[str, Any] | None, limit: int) -> str:
-    """The first user turn's text, cut to `limit` (what the request is about)."""
-    if not doc:
-        return ""
-    messages = doc.get("messages")
-    if not isinstance(messages, list):
-        messages = doc.get("input")
-    if isinstance(messages, str):
-        return messages[:limit]
-    if isinstance(messages, list):
-        for m in messages:
-            if isinstance(m, dict) and m.get("role") == "user":
-                return text_of(m.get("content"))[:limit]
-    prompt = doc.get("prompt")
-    return prompt[:limit] if isinstance(prompt, str) else ""
 
 
 def summary(workers: list[Worker]) -> list[dict[str, Any]]:
