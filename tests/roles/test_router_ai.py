@@ -105,7 +105,8 @@ async def test_advisory_never_changes_the_route_and_counts_agreement(cluster, tm
 
 async def test_the_deadline_holds_and_a_slow_model_falls_back(cluster, tmp_path, eldric_proc):
     """The router as its own process (its loop is not the fakes' and the client's), as a
-    router runs: p99 of 200 decisions against a model that never answers in time."""
+    router runs: p99 of 200 decisions against a model that never answers in time, four
+    in flight at a time."""
     (ua, ub), _, (durl, dk) = cluster
     dk.pick, dk.delay = ub, 5.0
     port = free_port()
@@ -125,14 +126,14 @@ async def test_the_deadline_holds_and_a_slow_model_falls_back(cluster, tmp_path,
         await until(up, timeout=20)
 
         async def later(i):
-            await asyncio.sleep(i * 0.013)
+            await asyncio.sleep(i * 0.025)
             return await ask(s, base)
 
         control = await asyncio.create_subprocess_exec(
             sys.executable, "-c", _TIMER_LAG, stdout=asyncio.subprocess.PIPE)
         seen = []
-        for _ in range(25):  # 200 decisions, 8 in flight together (started 13 ms apart)
-            seen += await asyncio.gather(*(later(i) for i in range(8)))
+        for _ in range(50):  # 200 decisions, 4 in flight together (started 25 ms apart)
+            seen += await asyncio.gather(*(later(i) for i in range(4)))
         st = await status(s, base)
         lag = float((await control.communicate())[0])
     assert all(code == 200 for code, _, _ in seen)
@@ -147,18 +148,22 @@ async def test_the_deadline_holds_and_a_slow_model_falls_back(cluster, tmp_path,
 
 
 # A bystander process on the same machine meanwhile: how late its own 100 ms timers fire
-# (p99 over 200, 8 at a time as the router's), in ms: what the OS adds to any process.
+# (p99 over 200, 4 at a time as the router's, each then busy for 1 ms as a router is with
+# a request), in ms: what the OS's scheduling adds to such a process.
 _TIMER_LAG = """
 import asyncio, time
 async def one(i, out):
-    await asyncio.sleep(i * 0.013)
+    await asyncio.sleep(i * 0.025)
     t0 = time.perf_counter()
     await asyncio.sleep(0.1)
     out.append((time.perf_counter() - t0) * 1000 - 100)
+    busy = time.perf_counter() + 0.001
+    while time.perf_counter() < busy:
+        pass
 async def main():
     out = []
-    for _ in range(25):
-        await asyncio.gather(*(one(i, out) for i in range(8)))
+    for _ in range(50):
+        await asyncio.gather(*(one(i, out) for i in range(4)))
     out.sort()
     print(max(0.0, out[197]))
 asyncio.run(main())
@@ -171,10 +176,12 @@ asyncio.run(main())
     {"content": '{"worker": 3}'},                                   # wrong shape
     {"raw": b'{"object": "list"}'},                                 # not a chat completion
     {"raw": b"<html>oops</html>"},                                  # not JSON at all
+    {"content": '{"worker": "{ua}", "reason": "  "}'},              # no reason
 ])
 async def test_a_garbage_answer_is_invalid_and_falls_back(cluster, tmp_path, garbage):
     (ua, ub), _, (durl, dk) = cluster
-    dk.content, dk.raw = garbage.get("content"), garbage.get("raw")
+    dk.content = garbage["content"].replace("{ua}", ua) if "content" in garbage else None
+    dk.raw = garbage.get("raw")
     async with router(tmp_path, [ua, ub], ai_mode="autonomous", ai_model="router-llm",
                       ai_url=durl) as urls, aiohttp.ClientSession() as s:
         code, h, _ = await ask(s, urls["router"])
@@ -202,6 +209,57 @@ async def test_a_decider_down_or_failing_falls_back(cluster, tmp_path):
             h["X-Eldric-Route-Reason"]
         st = await status(s, urls["router"])
     assert st["failed"] == 2 and st["fallbacks"] == 2
+
+
+async def test_a_reply_too_big_to_be_a_choice_is_a_failure(cluster, tmp_path):
+    (ua, ub), _, (durl, dk) = cluster
+    dk.raw = b'{"pad": "' + b"x" * (300 * 1024) + b'"}'
+    async with router(tmp_path, [ua, ub], ai_mode="autonomous", ai_model="router-llm",
+                      ai_url=durl) as urls, aiohttp.ClientSession() as s:
+        code, h, _ = await ask(s, urls["router"])
+        st = await status(s, urls["router"])
+    assert code == 200
+    assert "ai_routing fell back (failed: the reply is over 262144 bytes)" in \
+        h["X-Eldric-Route-Reason"]
+    assert st["failed"] == 1
+
+
+async def test_a_client_leaving_mid_decision_cancels_the_call(cluster, tmp_path):
+    (ua, ub), (ka, kb), (durl, dk) = cluster
+    dk.delay = 3.0
+    async with router(tmp_path, [ua, ub], ai_mode="autonomous", ai_model="router-llm",
+                      ai_url=durl, ai_timeout="10000") as urls, aiohttp.ClientSession() as s:
+        task = asyncio.create_task(ask(s, urls["router"]))
+        await until(lambda: dk.requests)  # the decision is being asked
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        st = await until(_settled(s, urls["router"]))
+        assert ka.hits + kb.hits == 0  # never routed: nobody was waiting for it
+        code, h, _ = await ask(s, urls["router"], max_tokens=5)  # a new shape: asked again
+    assert st["in_flight"] == 0 and st["asked"] == 1 and st["fallbacks"] == 0
+    assert st["latency_ms"]["count"] == 0  # no decision was made: no time to count
+    assert code == 200
+
+
+def _settled(s, base):
+    async def check():
+        st = await status(s, base)
+        return st if st["in_flight"] == 0 and st["asked"] == 1 else None
+    return check
+
+
+async def test_the_models_pick_when_full_leaves_it_to_the_strategy(cluster, tmp_path):
+    (ua, ub), (ka, kb), (durl, dk) = cluster
+    dk.pick, ka.delay = ua, 1.0
+    async with router(tmp_path, [ua, ub], ai_mode="autonomous", ai_model="router-llm",
+                      ai_url=durl, max_concurrency="1") as urls, aiohttp.ClientSession() as s:
+        slow = asyncio.create_task(ask(s, urls["router"]))  # ua picked, ua busy a while
+        await until(lambda: ka.hits == 1)
+        _, h, _ = await ask(s, urls["router"])  # the model picks ua again: it is full
+        await slow
+    assert h["X-Eldric-Worker"] == ub and h["X-Eldric-Strategy"] == "round_robin"
+    assert f"preferred {ua} is full" in h["X-Eldric-Route-Reason"]
 
 
 async def test_too_many_decisions_in_flight_fall_back_at_once(cluster, tmp_path):

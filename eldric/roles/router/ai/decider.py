@@ -87,6 +87,7 @@ class Decider:
         workers = listed(candidates)
         t0 = time.perf_counter()
         self.inflight += 1
+        self.stats.asking()
         try:
             outcome, result = await self._verdict(workers, ctx, t0)
         finally:

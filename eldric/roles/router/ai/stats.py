@@ -43,8 +43,10 @@ class AiStats:
             self.counts[outcome] += 1
         self._outcomes.labels(outcome).inc()
 
-    def took(self, ms: float) -> None:
+    def asking(self) -> None:
         self.counts["asked"] += 1
+
+    def took(self, ms: float) -> None:
         self.latencies.append(ms)
         self._seconds.observe(ms / 1000)
 
