@@ -389,6 +389,10 @@ async def test_the_section_is_checked_at_start(tmp_path):
         async with run_eldric("router", tmp_path, port=0, bind="127.0.0.1",
                               ai_mode="advisory", ai_model="x"):
             pass
+    with pytest.raises(ConfigError, match=r"router\.ai_routing\.ollama_url"):
+        async with run_eldric("router", tmp_path, port=0, bind="127.0.0.1",
+                              ai_url="http://a:1", ollama_url="http://b:1"):
+            pass
     with pytest.raises(ConfigError, match="ai-mode"):
         async with run_eldric("router", tmp_path, port=0, bind="127.0.0.1",
                               ai_mode="sometimes"):
