@@ -13,6 +13,7 @@ from eldric.roles.router.config import RouterConfig
 from eldric.roles.router import ollama_api
 from eldric.roles.router.ai import api as ai_api
 from eldric.roles.router.handlers import add_routes
+from eldric.roles.router.knowledge import setup as knowledge
 from eldric.roles.router.health import prober, waiting_for
 from eldric.roles.router.membership import membership
 from eldric.roles.router.pool import WorkerPool
@@ -70,6 +71,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
     rs.swarm_stats = SwarmStats(app[keys.BUS].metrics.registry)
     app[ROUTER] = rs
     ai_api.install(app, rs)  # AI routing (eldric.roles.router.ai): its scorer and routes
+    knowledge.install(app, cfg.knowledge, rs.thinking)  # themes file refused here when bad
     app[keys.PROBER] = prober(app)
     app.cleanup_ctx.append(_lifecycle)
     install(app, cfg.responses)  # the /v1/responses store (eldric.store.responses)

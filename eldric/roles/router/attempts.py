@@ -72,6 +72,8 @@ class Attempts(Failover[Worker, Answer]):
             out["X-Eldric-Model"] = header_text(self.model)
         if self.last is not None:
             out["X-Eldric-Worker"] = self.last.id
+        if self.ctx is not None and self.ctx.reply_headers:  # e.g. the theme that narrowed
+            out.update(self.ctx.reply_headers)
         return out
 
     def pick(self) -> Worker | None:

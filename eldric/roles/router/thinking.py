@@ -22,9 +22,10 @@ from eldric.roles.router.pool import Worker
 
 
 class Narrower(Protocol):
-    """Knowledge routing (eldric.roles.router.knowledge)."""
+    """Knowledge routing (eldric.roles.router.knowledge). Async: its optional embedding
+    scorer asks a model (the keyword scorer alone never suspends)."""
 
-    def narrow(self, candidates: list[Worker], ctx: RouteContext) -> list[Worker]: ...
+    async def narrow(self, candidates: list[Worker], ctx: RouteContext) -> list[Worker]: ...
 
 
 class Decider(Protocol):
@@ -62,7 +63,7 @@ class Thinking:
     async def before(self, candidates: list[Worker], ctx: RouteContext) -> list[Worker]:
         """The candidates the strategy will rank, and ctx's preference, for one model."""
         if self.knowledge is not None:
-            candidates = self.knowledge.narrow(candidates, ctx)
+            candidates = await self.knowledge.narrow(candidates, ctx)
         if self.ai is not None:
             await self.ai.decide(candidates, ctx)
         if self.sessions is not None:

@@ -1,1 +1,2 @@
-"""Knowledge routing: the prompt's theme picks the workers tagged theme:<id>."""
+"""Knowledge routing: the prompt's theme picks the workers tagged theme:<id>
+(setup.install() puts it in the router)."""
