@@ -63,7 +63,7 @@ async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> N
     async with aiohttp.ClientSession() as s:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise SystemExit(f"the controller exited ({proc.returncode})")
+                raise SystemExit(f"{url}: its process exited ({proc.returncode})")
             try:
                 async with s.get(url + "/health") as r:
                     if r.status == 200:
@@ -71,7 +71,7 @@ async def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> N
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    raise SystemExit("the controller did not get ready")
+    raise SystemExit(f"{url} did not get ready within {timeout} s")
 
 
 async def sample_rss(ps: psutil.Process, peak: list[int], stop: asyncio.Event) -> None:

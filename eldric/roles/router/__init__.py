@@ -11,6 +11,7 @@ from eldric import keys
 from eldric.registry import Role
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router import ollama_api
+from eldric.roles.router.ai import api as ai_api
 from eldric.roles.router.predict import sampling as predict
 from eldric.roles.router.cache import upkeep as cache_upkeep
 from eldric.roles.router.handlers import add_routes
@@ -72,6 +73,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
     swarm_api.check(cfg.ensembles, cfg.swarm)
     rs.swarm_stats = SwarmStats(app[keys.BUS].metrics.registry)
     app[ROUTER] = rs
+    ai_api.install(app, rs)  # AI routing (eldric.roles.router.ai): its scorer and routes
     knowledge.install(app, cfg.knowledge, rs.thinking)  # themes file refused here when bad
     app[keys.PROBER] = prober(app)
     app.cleanup_ctx.append(_lifecycle)

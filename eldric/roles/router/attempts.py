@@ -17,6 +17,7 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.exchange import Answer, LaneRequest
+from eldric.roles.router import routing_info
 from eldric.roles.router.context import RouteContext
 from eldric.roles.router.health import passive_mark
 from eldric.roles.router.pool import Worker
@@ -94,6 +95,8 @@ class Attempts(Failover[Worker, Answer]):
             ranked, reason, first = put_first(ranked, ctx, cap, reason)
             if first and ctx.decided_by:
                 self.decided_by = ctx.decided_by
+        if ctx is not None and ctx.note:
+            reason = f"{reason}; {ctx.note}"
         self.reason = reason
         for w in ranked:
             if w.has_room(cap):
@@ -129,8 +132,14 @@ class Attempts(Failover[Worker, Answer]):
         if self.ctx is not None and self.ctx.reply_headers:
             headers.update(self.ctx.reply_headers)
         request = self.request
+        info = None
+        if routing_info.asked(request.raw_headers) and self.tap is None and (
+                self.ctx is None or not (self.ctx.document() or {}).get("stream")):
+            info = routing_info.RoutingInfo(request.path, self.model, worker.id, worker.url,
+                                            strategy, reason)
         return forward(request, Target(worker.state, worker.url), request.path, self.body,
-                       timeouts=self.rs.timeouts, reply_headers=headers, tap=self.tap)
+                       timeouts=self.rs.timeouts, reply_headers=headers, tap=self.tap,
+                       translate=info)
 
     def judge(self, worker: Worker, exc: UpstreamFailure) -> None:
         if self.skip is None:

@@ -20,7 +20,7 @@ _decode = msgspec.json.Decoder()
 
 class RouteContext:
     __slots__ = ("request", "body", "model", "path", "theme", "prefer", "prefer_reason",
-                 "decided_by", "reply_headers", "_doc", "_prompt")
+                 "decided_by", "reply_headers", "note", "advice", "_doc", "_prompt")
 
     def __init__(self, request: LaneRequest, body: bytes, model: str | None) -> None:
         self.request = request
@@ -35,6 +35,11 @@ class RouteContext:
         self.prefer_reason = ""
         self.decided_by: str | None = None
         self.reply_headers: dict[str, str] | None = None  # more X-Eldric-* for the reply
+        # What a scorer that did not decide wants said after the strategy's reason (the
+        # AI's fall-back: "ai_routing fell back (timeout: …)"), one header line.
+        self.note = ""
+        # A pick that only advises (AI advisory mode), told where the request went.
+        self.advice: str | None = None
         self._doc: Any = msgspec.UNSET
         self._prompt: str | None = None
 
@@ -110,6 +115,16 @@ def render(doc: dict[str, Any] | None) -> str:
 
 def last_user(doc: dict[str, Any] | None, limit: int) -> str:
     """The last user turn's text, cut to `limit` characters (the classifier's input)."""
+    return _user_turn(doc, limit, last=True)
+
+
+def first_user(doc: dict[str, Any] | None, limit: int) -> str:
+    """The first user turn's text, cut to `limit` (what a conversation is about: the AI
+    decider's digest)."""
+    return _user_turn(doc, limit, last=False)
+
+
+def _user_turn(doc: dict[str, Any] | None, limit: int, last: bool) -> str:
     if not doc:
         return ""
     messages = doc.get("messages")
@@ -118,7 +133,7 @@ def last_user(doc: dict[str, Any] | None, limit: int) -> str:
     if isinstance(messages, str):
         return messages[:limit]
     if isinstance(messages, list):
-        for m in reversed(messages):
+        for m in reversed(messages) if last else messages:
             if isinstance(m, dict) and m.get("role") == "user":
                 return text_of(m.get("content"))[:limit]
     prompt = doc.get("prompt")

@@ -35,6 +35,8 @@ class Decider(Protocol):
 
     async def decide(self, candidates: list[Worker], ctx: RouteContext) -> None: ...
 
+    def chosen(self, worker: Worker, ctx: RouteContext) -> None: ...  # advice vs route
+
 
 class Affinity(Protocol):
     """Session affinity (eldric.roles.router.session)."""
@@ -69,6 +71,8 @@ class Thinking:
         return candidates
 
     def chosen(self, worker: Worker, ctx: RouteContext) -> None:
+        if self.ai is not None:
+            self.ai.chosen(worker, ctx)
         if self.sessions is not None:
             self.sessions.chosen(worker, ctx)
 
