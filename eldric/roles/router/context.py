@@ -20,7 +20,8 @@ _decode = msgspec.json.Decoder()
 
 class RouteContext:
     __slots__ = ("request", "body", "model", "path", "theme", "prefer", "prefer_reason",
-                 "decided_by", "reply_headers", "note", "advice", "_doc", "_prompt")
+                 "decided_by", "reply_headers", "note", "advice", "learned", "_doc",
+                 "_prompt")
 
     def __init__(self, request: LaneRequest, body: bytes, model: str | None) -> None:
         self.request = request
@@ -40,6 +41,9 @@ class RouteContext:
         self.note = ""
         # A pick that only advises (AI advisory mode), told where the request went.
         self.advice: str | None = None
+        # What the strategy's chosen() taught (cache_aware: its tree, the worker, where
+        # the new part of the prompt begins), for failed() to undo.
+        self.learned: Any = None
         self._doc: Any = msgspec.UNSET
         self._prompt: str | None = None
 

@@ -1,0 +1,87 @@
+"""The scorers together on one request (review of issue 16): a session and the AI, a
+failed attempt and the prefix tree, a swarm's members and the session/AI; each with
+real routers in front of fake workers (and a fake deciding model) on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from eldric.roles.router.cache.tree import Tree
+from tests.cache.test_cache_aware import SYSTEM, ask, router, turns, workers  # noqa: F401
+from tests.roles.test_router_ai import cluster, status  # noqa: F401
+from tests.swarm.flows import ask as swarm_ask
+
+SID = "X-Session-ID"
+
+
+def test_forget_undoes_only_what_the_insert_added():
+    tree = Tree(1 << 20)
+    tree.insert("system: shared prompt. user: one", "a")
+    before = (dict(tree.chars), tree.match("system: shared prompt. user: two", {"a"}))
+    fresh = tree.insert("system: shared prompt. user: two", "a")
+    assert fresh == len("system: shared prompt. user: ")
+    assert tree.forget("system: shared prompt. user: two", "a", fresh) == 3
+    assert (dict(tree.chars), tree.match("system: shared prompt. user: two", {"a"})) == before
+    assert tree.match("system: shared prompt. user: one", {"a"})[0] == 32
+    b = tree.insert("system: shared prompt. user: two", "b")
+    assert b == 0 and tree.forget("system: shared prompt. user: two", "b", b) > 0
+    assert "b" not in tree.chars and tree.match("system: shared prompt", {"b"}) == (0, [])
+    assert tree.insert("system: shared prompt. user: one", "a") is None  # held it all
+
+
+async def test_a_failed_attempt_does_not_teach_the_tree(workers, tmp_path):  # noqa: F811
+    """The worker that failed a turn does not hold its prefix: the next turn goes to the
+    one that answered, on the strength of a prefix match there."""
+    (ua, ka), (ub, kb) = await workers("a"), await workers("b")
+    conv = turns(SYSTEM, "brakes", 3)
+    async with router(tmp_path, [ua, ub], strategy="cache_aware",
+                      cache_fallback_strategy="round_robin") as urls:
+        base = urls["router"]
+        async with aiohttp.ClientSession() as s:
+            first = await ask(s, base, conv[0])
+            went = first["X-Eldric-Worker"]
+            (ka if went == ua else kb).fail_status = 500  # it fails the next turn
+            moved = await ask(s, base, conv[1])
+            (ka if went == ua else kb).fail_status = None
+            after = await ask(s, base, conv[2])
+    other = ub if went == ua else ua
+    assert moved["X-Eldric-Worker"] == other
+    assert after["X-Eldric-Worker"] == other, after["X-Eldric-Route-Reason"]
+    assert after["X-Eldric-Route-Reason"].endswith(f" on {other}")
+
+
+async def test_a_sessions_worker_is_not_second_guessed_by_the_ai(cluster, tmp_path):  # noqa: F811
+    """A new session goes where the AI picks and stays there; while it stays, the AI is
+    not asked (its answer could change nothing), and the headers say who decided."""
+    (ua, ub), _, (durl, dk) = cluster
+    dk.pick = ub
+    async with router(tmp_path, [ua, ub], strategy="round_robin", session_key=SID,
+                      ai_mode="autonomous", ai_model="router-llm", ai_url=durl) as urls, \
+            aiohttp.ClientSession() as s:
+        base = urls["router"]
+        msg = [{"role": "user", "content": "hi"}]
+        seen = [await ask(s, base, msg, {SID: "ann"}) for _ in range(4)]
+        st = await status(s, base)
+    assert [h["X-Eldric-Worker"] for h in seen] == [ub] * 4
+    assert seen[0]["X-Eldric-Strategy"] == "ai_routing"
+    assert seen[0]["X-Eldric-Route-Reason"] == dk.reason
+    assert [h["X-Eldric-Strategy"] for h in seen[1:]] == ["session"] * 3
+    assert [h["X-Eldric-Route-Reason"] for h in seen[1:]] == [f"session: stays on {ub}"] * 3
+    assert st["decisions"] == 1  # the first request only
+
+
+async def test_swarm_members_neither_stick_to_the_session_nor_ask_the_ai(cluster, tmp_path):  # noqa: F811
+    (ua, ub), (ka, kb), (durl, dk) = cluster
+    dk.pick = ub
+    ensemble = {"strategy": "best_of_n", "members": ["m1"] * 4, "judge": "m1"}
+    async with router(tmp_path, [ua, ub], strategy="round_robin", session_key=SID,
+                      ai_mode="autonomous", ai_model="router-llm", ai_url=durl,
+                      ensembles=json.dumps({"four": ensemble})) as urls, \
+            aiohttp.ClientSession() as s:
+        code, _, body = await swarm_ask(urls["router"], "four", headers={SID: "bea"})
+        st = await status(s, urls["router"])
+    assert code == 200, body
+    assert ka.hits >= 2 and kb.hits >= 2  # spread by the strategy, not one session's
+    assert st["decisions"] == 0
