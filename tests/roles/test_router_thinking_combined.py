@@ -85,3 +85,35 @@ async def test_swarm_members_neither_stick_to_the_session_nor_ask_the_ai(cluster
     assert code == 200, body
     assert ka.hits >= 2 and kb.hits >= 2  # spread by the strategy, not one session's
     assert st["decisions"] == 0
+
+
+async def test_a_body_nested_past_the_decoders_bound_is_no_500(workers, tmp_path):  # noqa: F811
+    """The head's decoder skips what it does not read; the scorers decode the whole body
+    (here: the session's `user` field), and msgspec's nesting bound is no server error."""
+    (ua, _), = [await workers("a")]
+    deep = b'{"a":' * 2000 + b'1' + b'}' * 2000
+    body = b'{"model": "m1", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}],' \
+           b' "metadata": ' + deep + b'}'
+    async with router(tmp_path, [ua], strategy="round_robin", session_key="user") as urls:
+        async with aiohttp.ClientSession() as s:
+            for path in ("/v1/messages", "/v1/chat/completions", "/api/chat"):
+                async with s.post(urls["router"] + path, data=body,
+                                  headers={"Content-Type": "application/json"}) as r:
+                    assert r.status < 500 or r.headers.get("X-Eldric-Worker"), (path, r.status)
+                    assert r.headers.get("X-Eldric-Strategy") is not None, path
+
+
+def test_the_prompt_is_rendered_up_to_its_limit_only():
+    """A huge conversation costs the limit's work (cache_aware asks 100k characters),
+    not the body's size: the turns past the limit are never rendered."""
+    from eldric.roles.router.context import render
+
+    class Untouchable(list):
+        def __iter__(self):
+            raise AssertionError("rendered past the limit")
+
+    doc = {"system": "S" * 50,
+           "messages": [{"role": "user", "content": "u" * 100},
+                        {"role": "assistant", "content": Untouchable([{"text": "x"}])}]}
+    assert render(doc, 120) == ("system: " + "S" * 50 + "\nuser: " + "u" * 100)[:120]
+    assert render({"prompt": "p" * 10, "messages": "not a list"}, 5) == "ppppp"
