@@ -117,3 +117,27 @@ def test_the_prompt_is_rendered_up_to_its_limit_only():
                         {"role": "assistant", "content": Untouchable([{"text": "x"}])}]}
     assert render(doc, 120) == ("system: " + "S" * 50 + "\nuser: " + "u" * 100)[:120]
     assert render({"prompt": "p" * 10, "messages": "not a list"}, 5) == "ppppp"
+
+
+async def test_the_controller_sets_cache_aware_with_its_fallback(workers, tmp_path):  # noqa: F811
+    """The issue's combination, cluster-wide: strategy cache_aware with a
+    fallback_strategy, from the controller's router_config (a bad one is a 400 naming it)."""
+    from tests.conftest import run_eldric
+
+    (ua, _), (ub, _) = await workers("a"), await workers("b")
+    async with run_eldric("controller", tmp_path / "c", port=0, bind="127.0.0.1") as c:
+        async with aiohttp.ClientSession() as s:
+            url = c["controller"] + "/api/v1/router/config"
+            async with s.post(url, json={"strategy": "cache_aware",
+                                         "fallback_strategy": "cache_aware"}) as r:
+                assert r.status == 400 and (await r.json())["error"]["param"] == \
+                    "fallback_strategy"
+            async with s.post(url, json={"strategy": "cache_aware",
+                                         "fallback_strategy": "round_robin"}) as r:
+                assert r.status == 200
+                assert (await r.json())["fallback_strategy"] == "round_robin"
+            async with router(tmp_path / "r", [ua, ub], controller=c["controller"]) as urls:
+                h = await ask(s, urls["router"], turns(SYSTEM, "chains", 1)[0])
+    assert h["X-Eldric-Strategy"] == "cache_aware"
+    assert h["X-Eldric-Route-Reason"] == \
+        "cache_aware: nothing cached for this model yet; round_robin: next in rotation"

@@ -45,6 +45,10 @@ class CacheAware(Base):
                                 "(all models and workers), as of the last eviction round",
                                 registry=registry)
 
+    def fall_back_to(self, name: str, rr: RoundRobin) -> None:
+        if self.fallback.name != name:
+            self.fallback = make(name, rr)
+
     def rank(self, candidates: Sequence[Worker], ctx: RouteContext | None = None) -> Ranking:
         ordered, why = self.fallback.rank(candidates, ctx)
         most = least = ordered[0].state.active
