@@ -141,3 +141,22 @@ async def test_the_controller_sets_cache_aware_with_its_fallback(workers, tmp_pa
     assert h["X-Eldric-Strategy"] == "cache_aware"
     assert h["X-Eldric-Route-Reason"] == \
         "cache_aware: nothing cached for this model yet; round_robin: next in rotation"
+
+
+async def test_cache_awares_load_based_fallback_breaks_ties_with_the_forecast(aiohttp_server,
+                                                                             tmp_path):
+    """load_based as cache_aware's fallback is the same load_based: with the forecast."""
+    from tests.conftest import run_eldric
+    from tests.predict import test_tie_break as tb
+
+    start = tb.workers.__wrapped__(aiohttp_server)
+    both = await start("both", ["m1", "m2"], cpu=50.0)
+    only = await start("only", ["m1"], cpu=50.0)
+    async with run_eldric("router", tmp_path, port=0, bind="127.0.0.1",
+                          workers=f"{both},{only}", strategy="cache_aware",
+                          cache_fallback_strategy="load_based", cache_threshold=1,
+                          predict_interval=100) as urls:
+        await tb._warm(urls["router"])
+        seq = await tb._interleaved(urls["router"], 10)
+    assert [w for w, _ in seq] == [only] * 20
+    assert all(tb.BROKEN in why for _, why in seq), seq[-1]

@@ -48,10 +48,11 @@ class RouterState:
                                         self.pool.bus.metrics.registry)
             self.cache.fall_back_to(fallback or self.cfg.cache_aware.fallback_strategy, self.rr)
             self.strategy = self.cache
+            chosen = self.cache.fallback  # load_based as its fallback: the same tie-break
         else:
-            self.strategy = strategies.make(name, self.rr)
-            if isinstance(self.strategy, strategies.LoadBased):
-                self.strategy.demand = self.thinking.forecast  # its tie-break (None: off)
+            chosen = self.strategy = strategies.make(name, self.rr)
+        if isinstance(chosen, strategies.LoadBased):
+            chosen.demand = self.thinking.forecast  # its tie-break (None: off)
         self.strategy_source = source
 
     @property
