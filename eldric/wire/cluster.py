@@ -205,6 +205,9 @@ class RouterSettings(msgspec.Struct, omit_defaults=True):
     controller takes only a strategy it knows; routers read them as ListedSettings."""
 
     strategy: StrategyName | None = None
+    # cache_aware's own fallback (its cache_aware.fallback_strategy), for the issue's
+    # "strategy: cache_aware with fallback_strategy: least_connections" set cluster-wide
+    fallback_strategy: BasicStrategy | None = None
 
 
 class WorkerList(msgspec.Struct):
@@ -239,10 +242,16 @@ class ListedSettings(msgspec.Struct):
     its own), never a failed sync."""
 
     strategy: str | None = None
+    fallback_strategy: str | None = None
 
     @property
     def known_strategy(self) -> StrategyName | None:
         return self.strategy if self.strategy in STRATEGY_NAMES else None  # type: ignore[return-value]
+
+    @property
+    def known_fallback(self) -> BasicStrategy | None:
+        known = get_args(BasicStrategy)
+        return self.fallback_strategy if self.fallback_strategy in known else None  # type: ignore[return-value]
 
 
 class WorkerListing(msgspec.Struct):

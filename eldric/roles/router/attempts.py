@@ -41,6 +41,8 @@ class Attempts(Failover[Worker, Answer]):
 
     __slots__ = ("request", "rs", "model", "strategy", "candidates", "body", "skip", "live",
                  "reason", "tap", "ctx", "decided_by")
+    # a swarm member's attempts (eldric.roles.router.swarm.members): no session, no AI
+    member = False
 
     def __init__(self, request: LaneRequest, rs: RouterState, model: str | None) -> None:
         app = request.app
@@ -115,7 +117,7 @@ class Attempts(Failover[Worker, Answer]):
         ctx = self.ctx
         if ctx is not None:
             self.strategy.chosen(worker, ctx)  # type: ignore[union-attr]
-            self.rs.thinking.chosen(worker, ctx)
+            self.rs.thinking.chosen(worker, ctx, self.member)
 
     def call(self, worker: Worker) -> Awaitable[Answer]:
         self.sent(worker)
@@ -147,6 +149,8 @@ class Attempts(Failover[Worker, Answer]):
         else:
             self.skip.add(worker.id)
         passive_mark(self.request.app, worker, exc)
+        if self.ctx is not None:  # it does not hold the prompt the strategy taught it
+            self.strategy.failed(worker, self.ctx)  # type: ignore[union-attr]
         log.warning("attempt_failed", worker=worker.id, model=self.model, kind=exc.kind,
                     status=exc.status, attempt=self.attempt)
 

@@ -9,6 +9,7 @@ attempts and the reply's headers.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import msgspec
@@ -20,7 +21,8 @@ _decode = msgspec.json.Decoder()
 
 class RouteContext:
     __slots__ = ("request", "body", "model", "path", "theme", "prefer", "prefer_reason",
-                 "decided_by", "reply_headers", "note", "advice", "_doc", "_prompt")
+                 "decided_by", "reply_headers", "note", "advice", "learned", "_doc",
+                 "_prompt")
 
     def __init__(self, request: LaneRequest, body: bytes, model: str | None) -> None:
         self.request = request
@@ -40,15 +42,18 @@ class RouteContext:
         self.note = ""
         # A pick that only advises (AI advisory mode), told where the request went.
         self.advice: str | None = None
+        # What the strategy's chosen() taught (cache_aware: its tree, the worker, where
+        # the new part of the prompt begins), for failed() to undo.
+        self.learned: Any = None
         self._doc: Any = msgspec.UNSET
-        self._prompt: str | None = None
+        self._prompt: tuple[int, str] | None = None  # (the limit, the text)
 
     def document(self) -> dict[str, Any] | None:
         """The JSON body, decoded once; None when it is not a JSON object."""
         if self._doc is msgspec.UNSET:
             try:
                 doc = _decode.decode(self.body) if self.body else None
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):  # nested past msgspec's bound
                 doc = None
             self._doc = doc if isinstance(doc, dict) else None
         return self._doc  # type: ignore[no-any-return]
@@ -58,9 +63,12 @@ class RouteContext:
         `limit` characters: what a prefix cache would hold. Chat messages are rendered
         `role: text` per message; /v1/completions' prompt, Anthropic's `system` and
         Responses' `instructions`/`input` likewise. "" when there is none."""
-        if self._prompt is None:
-            self._prompt = render(self.document())
-        return self._prompt[:limit]
+        got = self._prompt
+        # rendered up to the largest limit asked so far (a huge body costs its limit's
+        # work, not its size); cut short there, a larger limit renders again
+        if got is None or (len(got[1]) >= got[0] and limit > got[0]):
+            got = self._prompt = (limit, render(self.document(), limit))
+        return got[1][:limit]
 
     def header(self, name: str) -> str | None:
         return self.request.headers.get(name)
@@ -88,29 +96,42 @@ def text_of(content: Any) -> str:
     return ""
 
 
-def render(doc: dict[str, Any] | None) -> str:
+def render(doc: dict[str, Any] | None, limit: int = 1 << 20) -> str:
+    """The prompt's text (see RouteContext.prompt), `limit` characters at most: parts
+    past it are not rendered at all."""
     if not doc:
         return ""
     parts: list[str] = []
+    left = limit
+
+    def add(text: str) -> bool:  # False once the limit is reached
+        nonlocal left
+        parts.append(text[:left])
+        left -= len(text) + 1  # the newline joining the parts (within the limit at 0)
+        return left >= 0
+
     for key in ("system", "instructions"):  # Anthropic's and Responses' system prompt
-        if doc.get(key):
-            parts.append(f"system: {text_of(doc[key])}")
+        if doc.get(key) and not add(f"system: {text_of(doc[key])}"):
+            return "\n".join(parts)[:limit]
     messages = doc.get("messages")
     if not isinstance(messages, list):
         messages = doc.get("input") if isinstance(doc.get("input"), list) else None
     if isinstance(messages, list):
         system = [m for m in messages if isinstance(m, dict) and m.get("role") == "system"]
         rest = [m for m in messages if isinstance(m, dict) and m.get("role") != "system"]
-        for m in system + rest:
-            parts.append(f"{m.get('role', '')}: {text_of(m.get('content'))}")
+        for m in itertools.chain(system, rest):
+            if not add(f"{m.get('role', '')}: {text_of(m.get('content'))[:left]}"):
+                break
     else:
         for key in ("prompt", "input"):
             value = doc.get(key)
             if isinstance(value, str):
-                parts.append(value)
+                if not add(value):
+                    break
             elif isinstance(value, list) and value and isinstance(value[0], str):
-                parts.append("\n".join(v for v in value if isinstance(v, str)))
-    return "\n".join(parts)
+                if not add("\n".join(v for v in value if isinstance(v, str))):
+                    break
+    return "\n".join(parts)[:limit]
 
 
 def last_user(doc: dict[str, Any] | None, limit: int) -> str:

@@ -87,7 +87,7 @@ async def route(request: LaneRequest, body: bytes, asked: str | None,
             sent = with_fields(model=model)(body) if model != asked else body
             ctx = RouteContext(request, sent, model)
             if thinking.active:  # theme, AI, session (eldric.roles.router.thinking)
-                candidates = await thinking.before(candidates, ctx)
+                candidates = await thinking.before(candidates, ctx, tries.member)
             tries.among(candidates, sent, ctx)
             try:
                 resp = await tries.run(rs.cfg.max_attempts)

@@ -48,7 +48,7 @@ class RoutingInfo:
     def whole(self, body: bytes) -> bytes:
         try:
             doc = msgspec.json.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # nested past msgspec's bound
             return body
         if not isinstance(doc, dict):
             return body

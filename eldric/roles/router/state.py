@@ -14,7 +14,7 @@ from eldric.roles.router.pool import WorkerPool
 from eldric.roles.router.swarm.recognise import Swarms
 from eldric.roles.router.thinking import Thinking
 from eldric.stream import Timeouts
-from eldric.wire.cluster import StrategyName, StrategySource
+from eldric.wire.cluster import BasicStrategy, StrategyName, StrategySource
 
 
 @dataclass
@@ -38,16 +38,21 @@ class RouterState:
     def __post_init__(self) -> None:
         self.swarms = Swarms(self.cfg.swarm, dict(self.cfg.ensembles))
 
-    def set_strategy(self, name: StrategyName, source: StrategySource) -> None:
+    def set_strategy(self, name: StrategyName, source: StrategySource,
+                     fallback: BasicStrategy | None = None) -> None:
+        """`fallback`: cache_aware's fallback strategy, when the controller names one
+        (else its cache_aware.fallback_strategy)."""
         if name == "cache_aware":
             if self.cache is None:
                 self.cache = CacheAware(self.cfg.cache_aware, self.rr,
                                         self.pool.bus.metrics.registry)
+            self.cache.fall_back_to(fallback or self.cfg.cache_aware.fallback_strategy, self.rr)
             self.strategy = self.cache
+            chosen = self.cache.fallback  # load_based as its fallback: the same tie-break
         else:
-            self.strategy = strategies.make(name, self.rr)
-            if isinstance(self.strategy, strategies.LoadBased):
-                self.strategy.demand = self.thinking.forecast  # its tie-break (None: off)
+            chosen = self.strategy = strategies.make(name, self.rr)
+        if isinstance(chosen, strategies.LoadBased):
+            chosen.demand = self.thinking.forecast  # its tie-break (None: off)
         self.strategy_source = source
 
     @property

@@ -4,7 +4,8 @@
 (the router tries them in that order on failure), and says why; ``ctx`` is the request's
 RouteContext (eldric.roles.router.context), read only by strategies that look at the
 request (cache_aware). ``chosen(worker, ctx)`` is told the worker a request is sent to
-(a prefix tree learns what that worker now caches). A strategy that cannot decide falls
+(a prefix tree learns what that worker now caches), ``failed(worker, ctx)`` that the
+attempt there failed (the tree forgets it again). A strategy that cannot decide falls
 back to round robin and says so.
 """
 
@@ -28,6 +29,8 @@ class Strategy(Protocol):
 
     def chosen(self, worker: Worker, ctx: RouteContext) -> None: ...
 
+    def failed(self, worker: Worker, ctx: RouteContext) -> None: ...
+
 
 class Base:
     """What a strategy that learns nothing from the requests it routes has in common."""
@@ -35,6 +38,10 @@ class Base:
     name = ""
 
     def chosen(self, worker: Worker, ctx: RouteContext) -> None:
+        return None
+
+    def failed(self, worker: Worker, ctx: RouteContext) -> None:
+        """The attempt on `worker` (after chosen()) failed: unlearn what it taught."""
         return None
 
 

@@ -91,9 +91,16 @@ def apply(app: web.Application, listing: WorkerListing) -> None:
     wanted = settings.known_strategy
     if settings.strategy and wanted is None:
         log.warning("controller_strategy_unknown", strategy=settings.strategy)
-    elif wanted and not rs.strategy_fixed and (rs.strategy is None or rs.strategy.name != wanted):
-        rs.set_strategy(wanted, "controller")
-        log.info("strategy_from_controller", strategy=wanted)
+    elif wanted and not rs.strategy_fixed:
+        fallback = settings.known_fallback
+        if settings.fallback_strategy and fallback is None:
+            log.warning("controller_strategy_unknown", fallback_strategy=settings.fallback_strategy)
+        now = rs.strategy.name if rs.strategy else None
+        if now != wanted or (wanted == "cache_aware" and rs.cache is not None and
+                             rs.cache.fallback.name != (fallback or
+                                                        rs.cfg.cache_aware.fallback_strategy)):
+            rs.set_strategy(wanted, "controller", fallback)
+            log.info("strategy_from_controller", strategy=wanted, fallback_strategy=fallback)
 
 
 async def sync_once(app: web.Application) -> str | None:

@@ -3,13 +3,17 @@
     candidates (healthy, serving the model and the path)
       -> knowledge: the prompt's theme narrows them to the workers tagged theme:<id>
          (none tagged, or no theme above the threshold: unchanged)
-      -> the AI decider (mode advisory/autonomous): picks one within a hard deadline
       -> session affinity: the session's worker, while healthy and under its load guard
+         (then the AI is not asked: its answer could change nothing)
+      -> the AI decider (mode advisory/autonomous): picks one within a hard deadline;
+         a new (or moved) session goes where it picks, and stays there
       -> the strategy ranks the rest (cache_aware reads the prompt's prefix tree)
 
 A preferred worker (ctx.prefer: the session's, else the AI's in autonomous mode) goes
 first when it is live and has room; otherwise the strategy's ranking stands and the
-reason says so. Each scorer is None when it is off, and `active` is False when every one
+reason says so. A swarm's member (member=True) is one of several calls of one client
+request: knowledge narrows its candidates, but it neither sticks to the client's session
+(its members would all land on one worker) nor pays for an AI decision of its own. Each scorer is None when it is off, and `active` is False when every one
 is: route() then pays one attribute check (the hot path reads no body).
 """
 
@@ -41,7 +45,9 @@ class Decider(Protocol):
 class Affinity(Protocol):
     """Session affinity (eldric.roles.router.session)."""
 
-    def prefer(self, candidates: list[Worker], ctx: RouteContext) -> None: ...
+    def prefer(self, candidates: list[Worker], ctx: RouteContext) -> bool:
+        """Set ctx.prefer to the session's worker; True when the session stays there."""
+        ...
 
     def chosen(self, worker: Worker, ctx: RouteContext) -> None: ...
 
@@ -60,17 +66,22 @@ class Thinking:
         """Call after switching a scorer on or off (at build, or POST /api/v1/ai/configure)."""
         self.active = any(s is not None for s in (self.knowledge, self.ai, self.sessions))
 
-    async def before(self, candidates: list[Worker], ctx: RouteContext) -> list[Worker]:
+    async def before(self, candidates: list[Worker], ctx: RouteContext,
+                     member: bool = False) -> list[Worker]:
         """The candidates the strategy will rank, and ctx's preference, for one model."""
         if self.knowledge is not None:
             candidates = await self.knowledge.narrow(candidates, ctx)
+        if member:
+            return candidates
+        if self.sessions is not None and self.sessions.prefer(candidates, ctx):
+            return candidates  # a session's worker beats any pick: no decision to pay for
         if self.ai is not None:
-            await self.ai.decide(candidates, ctx)
-        if self.sessions is not None:
-            self.sessions.prefer(candidates, ctx)  # a session's worker beats the AI's pick
+            await self.ai.decide(candidates, ctx)  # places a new session when it picks
         return candidates
 
-    def chosen(self, worker: Worker, ctx: RouteContext) -> None:
+    def chosen(self, worker: Worker, ctx: RouteContext, member: bool = False) -> None:
+        if member:
+            return
         if self.ai is not None:
             self.ai.chosen(worker, ctx)
         if self.sessions is not None:

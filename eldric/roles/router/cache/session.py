@@ -88,10 +88,12 @@ class Sessions:
             return "imbalanced"
         return None
 
-    def prefer(self, candidates: list[Worker], ctx: RouteContext) -> None:
+    def prefer(self, candidates: list[Worker], ctx: RouteContext) -> bool:
+        """The session's worker as ctx.prefer; True when the session stays there (False:
+        new or moving, placed by hashing unless the AI, asked next, picks)."""
         key = self.key(ctx)
         if key is None or not candidates:
-            return
+            return False
         entry = self.table.get(key)
         if entry is not None and time.monotonic() - entry[1] > self.ttl:
             entry = None
@@ -100,14 +102,15 @@ class Sessions:
             if why is None:
                 ctx.prefer, ctx.decided_by = entry[0], "session"
                 ctx.prefer_reason = f"session: stays on {entry[0]}"
-                return
+                return True
         ok = [c for c in candidates if self.problem(c, candidates) is None]
         target = rendezvous(key, ok)
         if target is None:
-            return  # nowhere fit: the strategy decides, chosen() counts the move
+            return False  # nowhere fit: the strategy decides, chosen() counts the move
         ctx.prefer, ctx.decided_by = target.id, "session"
         ctx.prefer_reason = (f"session: new, hashed to {target.id}" if entry is None else
                              f"session: moved from {entry[0]} ({why}) to {target.id}")
+        return False
 
     def chosen(self, worker: Worker, ctx: RouteContext) -> None:
         key = self.key(ctx)

@@ -45,6 +45,10 @@ class CacheAware(Base):
                                 "(all models and workers), as of the last eviction round",
                                 registry=registry)
 
+    def fall_back_to(self, name: str, rr: RoundRobin) -> None:
+        if self.fallback.name != name:
+            self.fallback = make(name, rr)
+
     def rank(self, candidates: Sequence[Worker], ctx: RouteContext | None = None) -> Ranking:
         ordered, why = self.fallback.rank(candidates, ctx)
         most = least = ordered[0].state.active
@@ -81,7 +85,16 @@ class CacheAware(Base):
         tree = self.trees.get(ctx.model)
         if tree is None:
             tree = self.trees[ctx.model] = Tree(self.cfg.tree_max_chars)
-        tree.insert(text, worker.id)
+        fresh = tree.insert(text, worker.id)
+        ctx.learned = None if fresh is None else (tree, worker.id, fresh)
+
+    def failed(self, worker: Worker, ctx: RouteContext) -> None:
+        """The attempt on `worker` failed: it does not cache what chosen() taught the
+        tree (the next turn must not be sent there for a cache it lacks)."""
+        learned = ctx.learned
+        if learned is not None and learned[1] == worker.id:
+            learned[0].forget(ctx.prompt(self.cfg.prompt_max_chars), worker.id, learned[2])
+            ctx.learned = None
 
     def maintain(self, workers: Iterable[str]) -> int:
         """The eviction round: forget workers that left, cut each tree back to its bound;

@@ -71,13 +71,16 @@ class Tree:
             node = child
         return (i if best else 0), best
 
-    def insert(self, text: str, tenant: str) -> None:
-        """Remember that `tenant` was sent `text` (now its most recent use)."""
+    def insert(self, text: str, tenant: str) -> int | None:
+        """Remember that `tenant` was sent `text` (now its most recent use). Where in
+        `text` what the tenant did not hold yet begins (None: it held all of it), for
+        forget() when the attempt fails."""
         self._clock += 1
         now = self._clock
         node, i, n = self.root, 0, len(text)
         chars = self.chars
         added = 0
+        fresh = None
         while i < n:
             child = node.children.get(text[i])
             if child is None:
@@ -85,6 +88,8 @@ class Tree:
                 leaf.tenants[tenant] = now
                 node.children[text[i]] = leaf
                 added += n - i
+                if fresh is None:
+                    fresh = i
                 break
             k = _common(child.text, text, i)
             if k < len(child.text):  # split the edge where the texts part
@@ -97,6 +102,8 @@ class Tree:
                 child = mid
             if tenant not in child.tenants:
                 added += len(child.text)
+                if fresh is None:
+                    fresh = i
             child.tenants[tenant] = now
             node = child
             i += k
@@ -106,6 +113,40 @@ class Tree:
             # tenant past twice its share before it is cut back.
             if chars[tenant] > 2 * self.max_chars:
                 self.evict(tenant)
+        return fresh
+
+    def forget(self, text: str, tenant: str, start: int) -> int:
+        """Undo insert(text, tenant) from `start` (what it returned): the attempt failed,
+        so the tenant does not cache that part. A tenant holds a prefix-closed set of
+        nodes, so every node of the path from `start` on was the insert's. The
+        characters freed."""
+        node, i, n = self.root, 0, len(text)
+        path = []
+        while i < n:
+            child = node.children.get(text[i])
+            if child is None:
+                break
+            k = _common(child.text, text, i)
+            if i >= start:
+                path.append(child)
+            if k < len(child.text):
+                break
+            node = child
+            i += k
+        freed = 0
+        for nd in reversed(path):
+            if nd.tenants.pop(tenant, None) is not None:
+                freed += len(nd.text)
+            parent = nd.parent
+            if not nd.tenants and not nd.children and parent is not None:
+                del parent.children[nd.text[0]]
+        if freed:
+            left = self.chars.get(tenant, 0) - freed
+            if left > 0:
+                self.chars[tenant] = left
+            else:
+                self.chars.pop(tenant, None)
+        return freed
 
     def evict(self, tenant: str | None = None) -> int:
         """Cut every tenant (or one) back to max_chars, least recently used leaves first;

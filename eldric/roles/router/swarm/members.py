@@ -30,6 +30,7 @@ class MemberAttempts(Attempts):
     for a failure that is no retry is the failure itself, for the swarm to record."""
 
     __slots__ = ("raw", "seen")
+    member = True  # one of several calls of one request: no session, no AI decision each
 
     def __init__(self, request: LaneRequest, rs: RouterState, model: str | None,
                  raw: RawPairs, seen: Callable[[str], None] | None = None) -> None:
