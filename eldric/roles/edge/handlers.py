@@ -34,7 +34,7 @@ from eldric.wire.openai import HEAD_BY_PATH, model_of
 from eldric.wire.translated import TRANSLATED
 
 STATIC = Path(__file__).parent / "static"
-CHAT_PATH = "/v1/chat/completions"  # the one API filters see (docs/plugins.md)
+CHAT_PATH = "/v1/chat/completions"  # the one API filters see; others: filters.unseen
 COOKIE = "eldric_key"
 
 
@@ -123,6 +123,7 @@ async def proxy(request: LaneRequest) -> Answer:
     try:  # every reply from here on carries the rate-limit headers, errors included
         body = await read_body(request)
         kind = HEAD_BY_PATH.get(request.path)
+        model: str | None = None
         if kind is not None and request.method == "POST":
             model = request[keys.HOP].model = decode_head(body, kind).model
             # the one question plugins add to the path: is any filter, tool or pipe enabled
@@ -135,7 +136,13 @@ async def proxy(request: LaneRequest) -> Answer:
                         send)
                 return await send(body)
         elif request.path in TRANSLATED or request.path == ollama.SHOW:
-            request[keys.HOP].model = model_of(body)
+            model = request[keys.HOP].model = model_of(body)
+        elif es.plugins.active and request.method == "POST":
+            model = model_of(body)  # only for the filters' question below
+        if es.plugins.active and request.method == "POST" and request.path != ollama.SHOW:
+            # a body the filters cannot see (another API's shape, or a path that is not
+            # quite /v1/chat/completions): one failing closed refuses it (docs/plugins.md)
+            filters.unseen(es.plugins.filters_for(model), request.path, model)
         return await _to_routers(request, es, client, body, headers=headers)
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
@@ -198,7 +205,9 @@ async def responses(request: LaneRequest) -> Answer:
     client, headers = await admit(request, es)
     try:
         body = await read_body(request)
-        request[keys.HOP].model = model_of(body)
+        model = request[keys.HOP].model = model_of(body)
+        if es.plugins.active:
+            filters.unseen(es.plugins.filters_for(model), request.path, model)
         return await stateful(request, body, functools.partial(
             _to_routers, request, es, client, headers=headers),
             _owner_of(request, client))
