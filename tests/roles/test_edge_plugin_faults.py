@@ -58,7 +58,10 @@ async def test_a_broken_filter_follows_its_fail_mode(tmp_path, aiohttp_server, k
     plugins = tmp_path / "plugins"
     write_plugin(plugins, kind, BROKEN[kind], fail_mode=mode, timeout_ms=300)
     async with edge(tmp_path, script, plugins) as url, aiohttp.ClientSession() as s:
-        await enable(s, url, kind, running=False)
+        # up first (but the one that never comes up): calls made while a child starts
+        # fail fast as "down", so on a busy host all four could, and a sleeping child
+        # would then never miss a deadline (no timeouts, no restart to wait for)
+        await enable(s, url, kind, running=kind != "exits")
         client = sdk(url)
         for _ in range(4):
             t0 = time.monotonic()
