@@ -50,6 +50,16 @@ class Plugin:
     def client_name(self) -> str:
         return f"plugin:{self.id}"
 
+    @property
+    def offer(self) -> str:
+        """A tool plugin's: "always" or "request" (tools.offered), its valve `offer` if
+        it has one (the admin switches it without editing the manifest), else the
+        manifest's."""
+        v = self.valves.values.get("offer") if self.valves is not None else None
+        if v in ("always", "request"):
+            return str(v)
+        return self.manifest.offer if self.manifest is not None else "request"
+
     def hooks(self) -> set[str]:
         """The filter hooks the child said it has (initialize's "hooks"); all three
         until it said (a child not using eldric.plugin may not say)."""
@@ -64,6 +74,8 @@ class Plugin:
             out.update(name=m.name, version=m.version, type=m.type, priority=m.priority,
                        timeout_ms=m.timeout_ms, applies_to=m.applies_to,
                        fail_mode=m.fail_mode, description=m.description)
+            if m.type == "tool":
+                out["offer"] = self.offer
         if self.valves is not None and self.valves.error:
             out["valves_error"] = self.valves.error
         p = self.process
