@@ -93,6 +93,7 @@ class Plugins:
         self.directory = directory
         self.max_failures = max_failures
         self.edge_url = ""  # set when the edge knows where it listens
+        self.edge_cert = ""  # ... and, serving HTTPS, its certificate (PEM, no key)
         self.table: dict[str, Plugin] = {}
         self.filters: list[Plugin] = []  # enabled, runnable filters, priority order
         self.tokens: dict[str, Plugin] = {}  # the children's keys into the edge
@@ -209,7 +210,8 @@ class Plugins:
 
         def init() -> dict[str, Any]:  # read at every (re)start: the current valves
             return {"manifest": _manifest_dict(m), "edge_url": self.edge_url,
-                    "token": p.token, "valves": p.valves.values if p.valves else {}}
+                    "edge_cert": self.edge_cert, "token": p.token,
+                    "valves": p.valves.values if p.valves else {}}
 
         p.process = PluginProcess(p.id, p.directory, entry=m.entry, timeout_ms=m.timeout_ms,
                                   init=init, max_failures=self.max_failures)
