@@ -32,6 +32,7 @@ PAGE_SIDE = ("action", "widget")  # the chat page's JavaScript, served by static
 log = structlog.get_logger("eldric.edge.plugins")
 
 ENABLED_FILE = "enabled.json"
+MODELS_KEPT = 1024  # model names whose filters filters_for remembers
 
 
 @dataclass
@@ -196,6 +197,10 @@ class Plugins:
         key = model or ""
         found = self._by_model.get(key)
         if found is None:
+            if len(self._by_model) >= MODELS_KEPT:
+                # the name is the client's: a client sending endless made-up names must
+                # not grow this without bound (the globs are matched again, that is all)
+                self._by_model.clear()
             found = self._by_model[key] = tuple(
                 p for p in self.filters if p.manifest is not None
                 and any(fnmatch.fnmatchcase(key, g) for g in p.manifest.applies_to))
