@@ -178,6 +178,8 @@ def main() -> None:
         plugins = tmp / "plugins"
         shutil.copytree(ROOT / "examples" / "plugins" / "calculator", plugins / "calculator")
         (plugins / "enabled.json").write_text('["calculator"]')
+        # offered to every request (the valve; by default only to those that ask)
+        (plugins / "calculator" / "valves.json").write_text('{"offer": "always"}')
         port = procs.free_port()
         edge = f"http://127.0.0.1:{port}"
         started.append(procs.Proc("edge", [

@@ -16,7 +16,7 @@ stderr goes to the edge's log with the plugin id, so run() points sys.stdout at 
 a stray print() is a log line, never a corrupt reply. The protocol is written down in
 docs/plugins.md; in short the edge calls
 
-    initialize {"manifest", "valves", "edge_url", "token"} -> {"tools": [...], "models": [...]}
+    initialize {"manifest", "valves", "edge_url", "edge_cert", "token"} -> {"tools", "models"}
     inlet  {"body", "user"}   -> {"body"}       (refusal: error -32001, data {"status"})
     outlet {"body", "user"}   -> {"body"}
     stream {"event", "user"}  -> {"event": object | null}   (null drops the event)
@@ -43,13 +43,14 @@ import asyncio
 import inspect
 import json
 import os
+import ssl
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["inlet", "outlet", "stream", "tool", "pipe", "valves", "manifest", "edge_url",
-           "token", "refuse", "Refusal", "run", "REFUSED", "PARSE_ERROR", "NO_METHOD",
+           "token", "edge_cert", "edge_ssl", "refuse", "Refusal", "run", "REFUSED", "PARSE_ERROR", "NO_METHOD",
            "BAD_PARAMS", "FAILED"]
 
 # JSON-RPC error codes: the standard ones, and eldric's for a filter's refusal and a
@@ -65,6 +66,7 @@ valves: dict[str, Any] = {}
 manifest: dict[str, Any] = {}
 edge_url: str = ""
 token: str = ""
+edge_cert: str = ""  # the edge's own certificate (PEM) when it serves HTTPS, else ""
 
 _filters: dict[str, Callable[..., Any]] = {}
 _tools: dict[str, tuple[dict[str, Any], Callable[..., Any]]] = {}
@@ -245,7 +247,7 @@ async def _text(rpc: _Rpc, call_id: Any, fn: Callable[..., Any], *args: Any, **k
 
 
 async def _dispatch(rpc: _Rpc, call_id: Any, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    global edge_url, token
+    global edge_url, token, edge_cert
     if method in ("inlet", "outlet", "stream"):
         fn = _filters.get(method)
         key = "event" if method == "stream" else "body"
@@ -276,6 +278,7 @@ async def _dispatch(rpc: _Rpc, call_id: Any, method: str, params: dict[str, Any]
         manifest.update(params.get("manifest") or {})
         edge_url = params.get("edge_url") or ""
         token = params.get("token") or ""
+        edge_cert = params.get("edge_cert") or ""
         _set_valves(params.get("valves") or {})
         return {"tools": [spec for spec, _ in _tools.values()],
                 "models": [{"id": pid, "name": name} for pid, (name, _) in _pipes.items()],
@@ -285,6 +288,24 @@ async def _dispatch(rpc: _Rpc, call_id: Any, method: str, params: dict[str, Any]
         _set_valves(params["valves"])
         return {}
     raise _NoMethod(f"unknown method {method!r}")
+
+
+def edge_ssl() -> ssl.SSLContext | None:
+    """The TLS context to call `edge_url` with: None when the edge serves plain HTTP.
+
+    edge_url names the edge on loopback (https://127.0.0.1:PORT), which its certificate
+    need not cover (it names the public host), so the name is not checked; trust is
+    pinned instead to the edge's own certificate, the one initialize sent: only that
+    certificate is accepted, not anything a public CA signed."""
+    if not edge_url.startswith("https:"):
+        return None
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False  # before verify_mode: the pin is the check
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # the leaf itself is the anchor
+    if edge_cert:
+        ctx.load_verify_locations(cadata=edge_cert)
+    return ctx
 
 
 def _set_valves(new: dict[str, Any]) -> None:

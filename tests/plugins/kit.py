@@ -23,11 +23,22 @@ def plugins_dir(tmp_path: Path, *examples: str, own: dict[str, tuple[dict, str]]
     d.mkdir(parents=True, exist_ok=True)
     for name in examples:
         shutil.copytree(EXAMPLES / name, d / name)
+        _offer_always(d / name / "manifest.json")
     for pid, (manifest, main) in (own or {}).items():
         write_plugin(d, pid, main, **manifest)
+        _offer_always(d / pid / "manifest.json")
     on = [*examples, *(own or {})] if enabled is None else list(enabled)
     (d / "enabled.json").write_text(json.dumps(sorted(on)))
     return d
+
+
+def _offer_always(path: Path) -> None:
+    """Tool plugins here offer their tools to every request (the shipped default is
+    only to requests that ask: tests/plugins/test_tool_offer.py), unless told."""
+    m = json.loads(path.read_text())
+    if m.get("type") == "tool":
+        m.setdefault("offer", "always")
+        path.write_text(json.dumps(m))
 
 
 def router(tmp_path, *urls, **flags):  # type: ignore[no-untyped-def]

@@ -58,7 +58,10 @@ async def test_a_broken_filter_follows_its_fail_mode(tmp_path, aiohttp_server, k
     plugins = tmp_path / "plugins"
     write_plugin(plugins, kind, BROKEN[kind], fail_mode=mode, timeout_ms=300)
     async with edge(tmp_path, script, plugins) as url, aiohttp.ClientSession() as s:
-        await enable(s, url, kind, running=False)
+        # up first (but the one that never comes up): calls made while a child starts
+        # fail fast as "down", so on a busy host all four could, and a sleeping child
+        # would then never miss a deadline (no timeouts, no restart to wait for)
+        await enable(s, url, kind, running=kind != "exits")
         client = sdk(url)
         for _ in range(4):
             t0 = time.monotonic()
@@ -209,3 +212,30 @@ async def test_the_edge_comes_up_with_a_bad_manifest_and_says_why(tmp_path, aioh
         assert (await chat(client, "hi")).choices[0].message.content == "fine"
         await client.close()
         await asyncio.sleep(0)
+
+
+async def test_a_plugin_flooding_stdout_with_garbage_is_recycled(tmp_path, aiohttp_server):
+    """Lines no call owns, without end: after max_failures of them the child is killed
+    and restarted with backoff, rather than filling the edge's log for ever."""
+    script = await scripted.serve(aiohttp_server, [MODEL])
+    script.on(text="fine")
+    plugins = tmp_path / "plugins"
+    write_plugin(plugins, "flood", HEAD + """
+import threading
+def flood():
+    time.sleep(0.3)  # after initialize's reply
+    while True:
+        os.write(1, b"garbage " * 100 + b"\\n")
+threading.Thread(target=flood, daemon=True).start()
+@plugin.inlet
+def inlet(body, user):
+    return body
+plugin.run()
+""", fail_mode="open")
+    async with edge(tmp_path, script, plugins) as url, aiohttp.ClientSession() as s:
+        await enable(s, url, "flood", running=False)
+        st = await until(lambda: _restarted(s, url, "flood"), timeout=10)
+        assert st["bad_replies"] >= 3
+        client = sdk(url)
+        assert (await chat(client, "hi")).choices[0].message.content == "fine"
+        await client.close()

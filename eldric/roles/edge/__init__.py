@@ -52,6 +52,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     routers.start(at_once=True)
     store.start()
     es.plugins.edge_url = _own_url(app)
+    es.plugins.edge_cert = leaf_certificate(es.cfg.tls.cert_file) if es.tls else ""
     await es.plugins.reload()  # children start in the background: the edge does not wait
     log.info("edge_ready", mode=es.cfg.mode, tls=es.tls, require_api_key=es.require_key,
              routers=[s.url for s in es.routers.states])
@@ -60,6 +61,20 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await routers.stop()
     await store.stop()
     await es.clients.close()
+
+
+def leaf_certificate(path: str | None) -> str:
+    """The first certificate of the edge's chain file (PEM), for the plugins to pin
+    (edge_url names loopback, which the certificate need not cover). Only the
+    certificate: the file may hold the private key too, which never leaves the edge."""
+    try:
+        text = Path(path or "").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    i = text.find(begin)
+    j = text.find(end, i)
+    return text[i:j + len(end)] + "\n" if i >= 0 and j >= 0 else ""
 
 
 def _own_url(app: web.Application) -> str:

@@ -34,7 +34,7 @@ from eldric.wire.openai import HEAD_BY_PATH, model_of
 from eldric.wire.translated import TRANSLATED
 
 STATIC = Path(__file__).parent / "static"
-CHAT_PATH = "/v1/chat/completions"  # the one API filters see (docs/plugins.md)
+CHAT_PATH = "/v1/chat/completions"  # the one API filters see; others: filters.unseen
 COOKIE = "eldric_key"
 
 
@@ -123,23 +123,36 @@ async def proxy(request: LaneRequest) -> Answer:
     try:  # every reply from here on carries the rate-limit headers, errors included
         body = await read_body(request)
         kind = HEAD_BY_PATH.get(request.path)
+        model: str | None = None
         if kind is not None and request.method == "POST":
             model = request[keys.HOP].model = decode_head(body, kind).model
-            # the one question plugins add to the path: is any filter, tool or pipe enabled
-            if es.plugins.active and request.path == CHAT_PATH:
-                send = functools.partial(_plugins_or_routers, request, es, client, headers)
-                chain = es.plugins.filters_for(model)
-                if chain:
-                    return await filters.filtered(
-                        request, chain, body, {"name": client.name if client else "anonymous"},
-                        send)
-                return await send(body)
         elif request.path in TRANSLATED or request.path == ollama.SHOW:
-            request[keys.HOP].model = model_of(body)
+            model = request[keys.HOP].model = model_of(body)
+        # the one question plugins add to the path: is any filter, tool or pipe enabled
+        if es.plugins.active and request.method == "POST" and request.path != ollama.SHOW:
+            return await _with_plugins(request, es, client, headers, body,
+                                       model if kind or request.path in TRANSLATED
+                                       else model_of(body))
         return await _to_routers(request, es, client, body, headers=headers)
     except EldricError as exc:
         exc.headers = {**headers, **exc.headers}
         raise
+
+
+async def _with_plugins(request: LaneRequest, es: EdgeState, client: Client | None,
+                        headers: dict[str, str], body: bytes, model: str | None) -> Answer:
+    """A POST with some plugin enabled: a chat completion through the filters, then a
+    pipe, the tool loop or the routers; any other body is one the filters cannot see
+    (another API's shape, a path not quite the chat one): a closed filter refuses it."""
+    chain = es.plugins.filters_for(model)
+    if request.path != CHAT_PATH:
+        filters.unseen(chain, request.path, model)
+        return await _to_routers(request, es, client, body, headers=headers)
+    send = functools.partial(_plugins_or_routers, request, es, client, headers)
+    if chain:
+        return await filters.filtered(request, chain, body,
+                                      {"name": client.name if client else "anonymous"}, send)
+    return await send(body)
 
 
 async def _plugins_or_routers(request: LaneRequest, es: EdgeState, client: Client | None,
@@ -198,7 +211,9 @@ async def responses(request: LaneRequest) -> Answer:
     client, headers = await admit(request, es)
     try:
         body = await read_body(request)
-        request[keys.HOP].model = model_of(body)
+        model = request[keys.HOP].model = model_of(body)
+        if es.plugins.active:
+            filters.unseen(es.plugins.filters_for(model), request.path, model)
         return await stateful(request, body, functools.partial(
             _to_routers, request, es, client, headers=headers),
             _owner_of(request, client))

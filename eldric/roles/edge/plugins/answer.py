@@ -76,12 +76,12 @@ async def answered(request: LaneRequest, es: EdgeState, client: Client | None,
             return await (piped.streamed() if _object(body).get("stream") else piped.whole())
     if not host.tools:
         return None
-    mine = [p for p in host.tools if _applies(p, model)]
+    asked = tools.wanted(request.headers.get(tools.HEADER))
+    mine = [p for p in host.tools if _applies(p, model) and tools.offered(p.offer, asked)]
     if not mine:
         return None
     await started(host, mine)
-    box = tools.toolbox(((p.id, p.process) for p in mine if p.process is not None),
-                        request.headers.get(tools.HEADER))
+    box = tools.toolbox(((p.id, p.process) for p in mine if p.process is not None), asked)
     if not box:
         return None
     parsed = _object(body)

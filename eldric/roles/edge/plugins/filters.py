@@ -56,6 +56,26 @@ def _failed(p: Plugin, hook: str, e: PluginError) -> PluginFailed | None:
     return None
 
 
+class PathUnfiltered(EldricError):
+    status = 403
+    code = "plugin_path_unfiltered"
+
+
+def unseen(chain: tuple[Plugin, ...], path: str, model: str | None) -> None:
+    """A request on a path filters do not see (they see Chat Completions only) for a
+    model filters apply to: refused when one of them fails closed (a client must not get
+    round a filter by asking in another API's shape), else sent on without them and
+    counted as their skip."""
+    for p in chain:
+        if p.manifest is not None and p.manifest.fail_mode == "closed":
+            raise PathUnfiltered(
+                f"plugin {p.id} filters model {model or ''!r} and fails closed, but filters "
+                f"see /v1/chat/completions only: {path} is refused for this model (send it "
+                "as a chat completion)", param=p.id)
+    for p in chain:
+        p.skipped += 1
+
+
 async def _through(hook: str, chain: tuple[Plugin, ...], body: bytes,
                    user: dict[str, str]) -> bytes:
     """A JSON body (the request for "inlet", a whole reply for "outlet") through every

@@ -32,6 +32,7 @@ PAGE_SIDE = ("action", "widget")  # the chat page's JavaScript, served by static
 log = structlog.get_logger("eldric.edge.plugins")
 
 ENABLED_FILE = "enabled.json"
+MODELS_KEPT = 1024  # model names whose filters filters_for remembers
 
 
 @dataclass
@@ -50,6 +51,16 @@ class Plugin:
     def client_name(self) -> str:
         return f"plugin:{self.id}"
 
+    @property
+    def offer(self) -> str:
+        """A tool plugin's: "always" or "request" (tools.offered), its valve `offer` if
+        it has one (the admin switches it without editing the manifest), else the
+        manifest's."""
+        v = self.valves.values.get("offer") if self.valves is not None else None
+        if v in ("always", "request"):
+            return str(v)
+        return self.manifest.offer if self.manifest is not None else "request"
+
     def hooks(self) -> set[str]:
         """The filter hooks the child said it has (initialize's "hooks"); all three
         until it said (a child not using eldric.plugin may not say)."""
@@ -64,6 +75,8 @@ class Plugin:
             out.update(name=m.name, version=m.version, type=m.type, priority=m.priority,
                        timeout_ms=m.timeout_ms, applies_to=m.applies_to,
                        fail_mode=m.fail_mode, description=m.description)
+            if m.type == "tool":
+                out["offer"] = self.offer
         if self.valves is not None and self.valves.error:
             out["valves_error"] = self.valves.error
         p = self.process
@@ -81,6 +94,7 @@ class Plugins:
         self.directory = directory
         self.max_failures = max_failures
         self.edge_url = ""  # set when the edge knows where it listens
+        self.edge_cert = ""  # ... and, serving HTTPS, its certificate (PEM, no key)
         self.table: dict[str, Plugin] = {}
         self.filters: list[Plugin] = []  # enabled, runnable filters, priority order
         self.tokens: dict[str, Plugin] = {}  # the children's keys into the edge
@@ -183,6 +197,10 @@ class Plugins:
         key = model or ""
         found = self._by_model.get(key)
         if found is None:
+            if len(self._by_model) >= MODELS_KEPT:
+                # the name is the client's: a client sending endless made-up names must
+                # not grow this without bound (the globs are matched again, that is all)
+                self._by_model.clear()
             found = self._by_model[key] = tuple(
                 p for p in self.filters if p.manifest is not None
                 and any(fnmatch.fnmatchcase(key, g) for g in p.manifest.applies_to))
@@ -197,7 +215,8 @@ class Plugins:
 
         def init() -> dict[str, Any]:  # read at every (re)start: the current valves
             return {"manifest": _manifest_dict(m), "edge_url": self.edge_url,
-                    "token": p.token, "valves": p.valves.values if p.valves else {}}
+                    "edge_cert": self.edge_cert, "token": p.token,
+                    "valves": p.valves.values if p.valves else {}}
 
         p.process = PluginProcess(p.id, p.directory, entry=m.entry, timeout_ms=m.timeout_ms,
                                   init=init, max_failures=self.max_failures)

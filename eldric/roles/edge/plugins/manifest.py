@@ -30,6 +30,10 @@ class Manifest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     applies_to: list[str] = msgspec.field(default_factory=lambda: ["*"])  # model globs (fnmatch)
     fail_mode: Literal["open", "closed"] = "closed"
     start: Literal["boot", "lazy"] = "boot"  # child started with the edge, or at first call
+    # a tool plugin's tools: offered only to a request that asks (X-Eldric-Tools), or to
+    # every request for a model it applies to; a valve "offer" overrides it at run time.
+    # "request" by default: a backend that refuses `tools` is not broken by enabling one
+    offer: Literal["request", "always"] = "request"
     valves: dict[str, Any] = {}  # JSON Schema of the valves (an object's schema)
 
 

@@ -385,9 +385,16 @@ class PluginProcess:
             if not future.done():
                 future.set_exception(error)
                 return
-        self.stats.bad_replies += 1
-        self.stats.last_error = str(error)
+        # no call to blame: still a failure in a row, so a child that floods stdout with
+        # garbage is recycled (backoff) after max_failures lines, not logged forever
+        s = self.stats
+        s.bad_replies += 1
+        s.last_error = str(error)
+        s.consecutive += 1
         log.warning("plugin_bad_line", plugin=self.id, error=str(error))
+        if s.consecutive == self.max_failures:
+            tasks.spawn(self._recycle(f"{s.consecutive} bad lines in a row"),
+                        name=f"plugin-recycle-{self.id}")
 
     # --- the child's output ------------------------------------------------------------
 

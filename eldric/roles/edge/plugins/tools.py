@@ -17,8 +17,12 @@ answered). A name both declare is the client's.
 
 A tool that fails (a crash, its deadline, a bad reply) is not the client's error: the
 model is told, as the tool's result (`error: …`), and may answer without it. Which
-plugin tools a request is offered: all that apply, or the `X-Eldric-Tools` header's
-list (plugin ids or tool names; `none` for none).
+plugin tools a request is offered: with no `X-Eldric-Tools` header, those of the
+plugins that apply to its model and are offered "always" (manifest `offer`, or the
+plugin's valve `offer`); with one, those it names (plugin ids or tool names, `all` for
+every one that applies, `none` for none). By default (`offer: "request"`) a tool plugin
+adds nothing to a request that did not ask: enabling one never sends `tools` to a
+backend that refuses them.
 """
 
 from __future__ import annotations
@@ -55,20 +59,32 @@ class Owner:
     spec: dict[str, Any]
 
 
-def toolbox(plugins: Iterable[tuple[str, PluginProcess]], header: str | None) -> dict[str, Owner]:
+def wanted(header: str | None) -> set[str] | None:
+    """What the X-Eldric-Tools header asks for: None (no header: the plugins offered
+    always), a set of plugin ids or tool names, `{"all"}`, or empty (`none`)."""
+    if header is None:
+        return None
+    asked = {w.strip() for w in header.split(",") if w.strip()}
+    return set() if "none" in asked else asked
+
+
+def offered(offer: str, asked: set[str] | None) -> bool:
+    """Whether a tool plugin with this `offer` may serve a request that asked `asked`
+    (its tools' names are checked by toolbox, once it is started)."""
+    return offer == "always" if asked is None else bool(asked)
+
+
+def toolbox(plugins: Iterable[tuple[str, PluginProcess]],
+            asked: set[str] | None) -> dict[str, Owner]:
     """The plugin tools one request is offered, by name, from the (id, process) of the
-    enabled tool plugins that apply to its model (started: their initialize said which
-    tools), narrowed by the X-Eldric-Tools header."""
-    wanted = None
-    if header is not None:
-        wanted = {w.strip() for w in header.split(",") if w.strip()}
-        if wanted & {"none", ""} or not wanted:
-            return {}
+    enabled tool plugins that apply to its model and are offered to it (started: their
+    initialize said which tools), narrowed by the X-Eldric-Tools header's names."""
+    every = asked is None or "all" in asked or "*" in asked
     box: dict[str, Owner] = {}
     for pid, process in plugins:
         for spec in process.info.get("tools") or ():
             name = _name(spec)
-            if name and (wanted is None or pid in wanted or name in wanted):
+            if name and (every or pid in asked or name in asked):  # type: ignore[operator]
                 box.setdefault(name, Owner(pid, process, spec))
     return box
 

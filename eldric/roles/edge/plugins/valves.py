@@ -69,7 +69,13 @@ class Valves:
             self.values = self._checked(stored if isinstance(stored, dict) else {})
         except BadValves as e:  # run with the defaults, and say why
             self.error = f"valves.json: {e.field}: {e}"
-            self.values = self._checked({})
+            try:
+                self.values = self._checked({})
+            except BadValves as e2:  # a required valve with no default, not set yet:
+                # the defaults as they are, said why (a PUT sets it); never a crash of
+                # the edge's start or reload
+                self.error = f"valves: {e2.field}: {e2}" if not stored else self.error
+                self.values = self._defaults()
 
     def _defaults(self) -> dict[str, Any]:
         props = self.schema.get("properties") or {}
@@ -94,8 +100,11 @@ class Valves:
         """Check and store `new` (the mask in a secret field keeps the stored secret);
         raises BadValves. Returns the values to hand the plugin."""
         for k in self.secret:
-            if new.get(k) == MASK and k in self.values:
-                new[k] = self.values[k]
+            if new.get(k) == MASK:  # the mask back: the stored secret, or none at all
+                if k in self.values:
+                    new[k] = self.values[k]
+                else:
+                    del new[k]  # never the mask itself stored as the secret
         values = self._checked(new)
         self._write(values)
         self.values, self.error = values, None
