@@ -13,7 +13,8 @@ A preferred worker (ctx.prefer: the session's, else the AI's in autonomous mode)
 first when it is live and has room; otherwise the strategy's ranking stands and the
 reason says so. A swarm's member (member=True) is one of several calls of one client
 request: knowledge narrows its candidates, but it neither sticks to the client's session
-(its members would all land on one worker) nor pays for an AI decision of its own. Each scorer is None when it is off, and `active` is False when every one
+(its members would all land on one worker) nor pays for an AI decision of its own.
+Each scorer is None when it is off, and `active` is False when every one
 is: route() then pays one attribute check (the hot path reads no body).
 """
 
