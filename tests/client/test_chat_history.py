@@ -85,3 +85,21 @@ async def test_history_new_save_and_readline(aiohttp_server, tmp_path):
     child.send(UP + UP + UP + "\r")  # /exit, /save, /history 9 ... -> "/history 9"
     assert "error: no conversation '9'" in await step(prompt, child)
     assert await step(leave, child) == 0
+
+
+async def test_two_sessions_continuing_one_conversation_lose_nothing(aiohttp_server, tmp_path):
+    """Two terminals `--continue` the same conversation: the second to save finds the file
+    changed by the first and goes on in a new file (a fork), so neither's turns are
+    overwritten."""
+    script = await scripted.serve(aiohttp_server, ["m-a"])
+    first = await step(piped, tmp_path, "--url", script.url, "the start")
+    assert first.returncode == 0, first.stderr
+    one, two = (spawn(tmp_path, "--url", script.url, "--continue") for _ in range(2))
+    await step(prompt, one)
+    await step(prompt, two)
+    await step(say, one, "from one")
+    assert "new file" in await step(say, two, "from two")
+    assert await step(leave, one) == 0 and await step(leave, two) == 0
+    users = sorted(tuple(m["content"] for m in c["messages"] if m["role"] == "user")
+                   for c in saved(tmp_path))
+    assert users == [("the start", "from one"), ("the start", "from two")]
