@@ -46,6 +46,10 @@ async def error_of(resp: aiohttp.ClientResponse) -> ApiError:
         message = str(err.get("message") or message)
     elif isinstance(err, str):
         message = err
+    elif resp.content_type == "text/html" or text.lstrip().startswith("<"):
+        # a proxy's or server's error page (nginx's 502): its first line is markup, the
+        # status's reason says it
+        message = resp.reason or ""
     return ApiError(resp.status, code or "error", message.splitlines()[0] if message else "",
                     str(resp.url))
 
