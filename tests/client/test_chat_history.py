@@ -103,3 +103,23 @@ async def test_two_sessions_continuing_one_conversation_lose_nothing(aiohttp_ser
     users = sorted(tuple(m["content"] for m in c["messages"] if m["role"] == "user")
                    for c in saved(tmp_path))
     assert users == [("the start", "from one"), ("the start", "from two")]
+
+
+async def test_continue_past_a_corrupt_file_says_so_and_keeps_it(aiohttp_server, tmp_path):
+    """The newest conversation's file is damaged: `--continue` says which file it cannot
+    read and resumes the one before, and the damaged file is left byte for byte."""
+    import os
+
+    script = await scripted.serve(aiohttp_server, ["m-a"])
+    first = await step(piped, tmp_path, "--url", script.url, "the start")
+    assert first.returncode == 0, first.stderr
+    root = tmp_path / "state" / "eldric" / "chat"
+    bad = root / "20990101-000000-abcdef.json"
+    bad.write_bytes(b'{"id": "20990101-000000-abcdef", "messages": [{"role": "us')
+    later = bad.stat().st_mtime + 10
+    os.utime(bad, (later, later))
+    done = await step(piped, tmp_path, "--url", script.url, "--continue", "more")
+    assert done.returncode == 0, done.stderr
+    assert f"cannot read {bad}" in done.stderr.splitlines()[0]
+    assert script.calls[-1].last_user == "more" and len(script.calls[-1].messages) == 3
+    assert bad.read_bytes().endswith(b'"role": "us')

@@ -71,8 +71,13 @@ def _conversation(store: conversation.Store, resume: bool,
     if not resume:
         return conversation.new()
     for path in store.recent():
-        with contextlib.suppress(OSError, ValueError):
+        try:
             return store.load(path)
+        except (OSError, ValueError) as exc:
+            # said, not skipped silently: the user asked for the newest and gets an
+            # older one; the file is left as it is (nothing saved is lost)
+            out.error(f"warning: cannot read {path} ({exc}); left as it is, continuing "
+                      "the next newest")
     _fail(f"error: no conversation to continue in {store.root}")
     raise AssertionError  # not reached
 
