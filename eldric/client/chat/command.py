@@ -100,8 +100,10 @@ def _interactive(session: ChatSession, resumed: bool) -> int:
     _readline(session.store.root.parent / "chat-input.history")
     try:
         session.ensure_model()
-    except KeyboardInterrupt:
-        return INTERRUPTED
+    except KeyboardInterrupt:  # a model list that does not come: /model NAME still works
+        print()
+        session.out.note("stopped asking for the models; /model NAME names one",
+                         style="yellow")
     except ApiError as exc:  # the session still starts: /model and /exit work
         session.out.error(exc.line())
     if resumed:
@@ -121,8 +123,12 @@ def _interactive(session: ChatSession, resumed: bool) -> int:
         if not line.strip():
             continue
         if line.startswith("/"):
-            if slash.run(session, line) is slash.EXIT:
-                return 0
+            try:
+                if slash.run(session, line) is slash.EXIT:
+                    return 0
+            except KeyboardInterrupt:  # a /command waiting on the endpoint (/models)
+                print()
+                session.out.note("[stopped]", style="yellow")
             continue
         with contextlib.suppress(KeyboardInterrupt):  # stopped: back to the prompt
             session.ask(line)
