@@ -114,7 +114,11 @@ def _roles_epilog() -> str:
     names = sorted(available())
     return ("Roles found: " + ", ".join(names) + ", or `all` (the one-host quick start). "
             "`eldric --role NAME --help` shows that role's options. A duration (MS) is "
-            "milliseconds, or with a unit: 500ms, 5s, 1.5s, 2m, 1h.")
+            "milliseconds, or with a unit: 500ms, 5s, 1.5s, 2m, 1h.\n\n"
+            # the clients are not role flags, so click would not list them: say they exist
+            "The client and operator commands: "
+            + ", ".join(f"`eldric {name}`" for name in CLIENT_COMMANDS)
+            + " (`eldric COMMAND --help`).")
 
 
 def build_command(roles: Sequence[Role], role_spec: str | None) -> click.Command:

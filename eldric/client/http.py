@@ -46,21 +46,34 @@ async def error_of(resp: aiohttp.ClientResponse) -> ApiError:
         message = str(err.get("message") or message)
     elif isinstance(err, str):
         message = err
+    elif resp.content_type == "text/html" or text.lstrip().startswith("<"):
+        # a proxy's or server's error page (nginx's 502): its first line is markup, the
+        # status's reason says it
+        message = resp.reason or ""
     return ApiError(resp.status, code or "error", message.splitlines()[0] if message else "",
                     str(resp.url))
 
 
 async def call(session: aiohttp.ClientSession, method: str, url: str, *,
                key: str | None = None, body: Any = None, timeout_s: float = 30) -> Any:
-    """The JSON (or text) answer of a 2xx reply; raises ApiError otherwise."""
+    """The JSON object a 2xx reply carries; raises ApiError otherwise."""
     try:
         async with session.request(method, url, json=body, headers=headers(key),
                                    timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp:
             if resp.status >= 400:
                 raise await error_of(resp)
-            if resp.content_type == "application/json":
-                return await resp.json()
-            return await resp.text()
+            # every eldric API (and OpenAI's /v1/models) answers a JSON object: anything
+            # else (a web page at a wrong URL, a file server) is one line, not a
+            # traceback in the command that reads it
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise ApiError(resp.status, "not_json", f"{url} answered "
+                               f"{resp.content_type}, not a JSON object (is it eldric?)",
+                               url)
+            return body
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise ApiError(0, "unreachable", type(exc).__name__ if not str(exc) else str(exc),
                        url) from None

@@ -149,3 +149,28 @@ async def test_interactive_errors_leave_the_session_open(edge, tmp_path):
     (saved,) = (tmp_path / "state" / "eldric" / "chat").glob("*.json")
     conv = json.loads(saved.read_text())
     assert [m["content"] for m in conv["messages"]] == ["hi again", "m-a answer 0"]
+
+
+async def test_ctrl_c_while_waiting_on_the_model_list_keeps_the_session(aiohttp_server,
+                                                                         tmp_path):
+    """An endpoint whose /v1/models never answers: Ctrl-C during the start-up lookup and
+    during /models brings the prompt back (it used to leave the session, "Aborted!" and
+    exit 1 from /models); /model NAME and /exit still work."""
+    import asyncio
+
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(60)
+        return web.json_response({"data": []})
+    app = web.Application()
+    app.router.add_get("/v1/models", hang)
+    url = url_of(await aiohttp_server(app))
+    child = spawn(tmp_path, "--url", url)
+    await asyncio.sleep(1.5)
+    child.sendintr()
+    assert "/model NAME" in await step(prompt, child)
+    child.sendline("/models")
+    await asyncio.sleep(1.0)
+    child.sendintr()
+    assert "[stopped]" in await step(prompt, child)
+    assert "model: m-x" in await step(say, child, "/model m-x")
+    assert await step(leave, child) == 0

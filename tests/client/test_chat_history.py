@@ -85,3 +85,41 @@ async def test_history_new_save_and_readline(aiohttp_server, tmp_path):
     child.send(UP + UP + UP + "\r")  # /exit, /save, /history 9 ... -> "/history 9"
     assert "error: no conversation '9'" in await step(prompt, child)
     assert await step(leave, child) == 0
+
+
+async def test_two_sessions_continuing_one_conversation_lose_nothing(aiohttp_server, tmp_path):
+    """Two terminals `--continue` the same conversation: the second to save finds the file
+    changed by the first and goes on in a new file (a fork), so neither's turns are
+    overwritten."""
+    script = await scripted.serve(aiohttp_server, ["m-a"])
+    first = await step(piped, tmp_path, "--url", script.url, "the start")
+    assert first.returncode == 0, first.stderr
+    one, two = (spawn(tmp_path, "--url", script.url, "--continue") for _ in range(2))
+    await step(prompt, one)
+    await step(prompt, two)
+    await step(say, one, "from one")
+    assert "new file" in await step(say, two, "from two")
+    assert await step(leave, one) == 0 and await step(leave, two) == 0
+    users = sorted(tuple(m["content"] for m in c["messages"] if m["role"] == "user")
+                   for c in saved(tmp_path))
+    assert users == [("the start", "from one"), ("the start", "from two")]
+
+
+async def test_continue_past_a_corrupt_file_says_so_and_keeps_it(aiohttp_server, tmp_path):
+    """The newest conversation's file is damaged: `--continue` says which file it cannot
+    read and resumes the one before, and the damaged file is left byte for byte."""
+    import os
+
+    script = await scripted.serve(aiohttp_server, ["m-a"])
+    first = await step(piped, tmp_path, "--url", script.url, "the start")
+    assert first.returncode == 0, first.stderr
+    root = tmp_path / "state" / "eldric" / "chat"
+    bad = root / "20990101-000000-abcdef.json"
+    bad.write_bytes(b'{"id": "20990101-000000-abcdef", "messages": [{"role": "us')
+    later = bad.stat().st_mtime + 10
+    os.utime(bad, (later, later))
+    done = await step(piped, tmp_path, "--url", script.url, "--continue", "more")
+    assert done.returncode == 0, done.stderr
+    assert f"cannot read {bad}" in done.stderr.splitlines()[0]
+    assert script.calls[-1].last_user == "more" and len(script.calls[-1].messages) == 3
+    assert bad.read_bytes().endswith(b'"role": "us')

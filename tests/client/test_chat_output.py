@@ -66,3 +66,27 @@ async def test_model_and_system_flags_reach_the_request(aiohttp_server, tmp_path
     # ELDRIC_MODEL when no flag names one
     done = await step(piped, tmp_path, "--url", script.url, "hi", ELDRIC_MODEL="m-b")
     assert done.returncode == 0 and script.calls[1].model == "m-b"
+
+
+async def test_a_long_reply_is_drawn_once_not_redrawn_whole(aiohttp_server, tmp_path):
+    """A reply far taller than the terminal: each finished block is printed once. Redrawing
+    the whole reply on every token was quadratic (a 300 KB reply took minutes and wrote
+    hundreds of MB to the terminal); a code block with blank lines stays one block."""
+    paragraphs = [f"para{i} " + "word " * 12 for i in range(400)]
+    code = "```python\nfirst = 1\n\n\nsecond = 2\n```"
+    text = "\n\n".join(paragraphs[:200] + [code] + paragraphs[200:])
+    script = await scripted.serve(aiohttp_server, ["m-a"])
+    script.on(text=text)
+    child = spawn(tmp_path, "--url", script.url, "go")
+    child.maxread = 1 << 20
+    await step(child.expect, pexpect.EOF, timeout=120)
+    raw = child.before
+    child.close()
+    assert child.exitstatus == 0
+    # each line drawn once, padded to the 120 columns: ~4 times the text; the old code
+    # wrote ~350 times it
+    assert len(raw.encode()) < 10 * len(text.encode()), len(raw)
+    shown = seen(child)
+    assert "para0 " in shown and "para399 " in shown and "```" not in shown
+    assert shown.count("para250 ") == 1
+    assert re.search(r"first = 1\s*(\n\s*)+second = 2", shown)  # the code block whole

@@ -71,8 +71,13 @@ def _conversation(store: conversation.Store, resume: bool,
     if not resume:
         return conversation.new()
     for path in store.recent():
-        with contextlib.suppress(OSError, ValueError):
+        try:
             return store.load(path)
+        except (OSError, ValueError) as exc:
+            # said, not skipped silently: the user asked for the newest and gets an
+            # older one; the file is left as it is (nothing saved is lost)
+            out.error(f"warning: cannot read {path} ({exc}); left as it is, continuing "
+                      "the next newest")
     _fail(f"error: no conversation to continue in {store.root}")
     raise AssertionError  # not reached
 
@@ -95,8 +100,10 @@ def _interactive(session: ChatSession, resumed: bool) -> int:
     _readline(session.store.root.parent / "chat-input.history")
     try:
         session.ensure_model()
-    except KeyboardInterrupt:
-        return INTERRUPTED
+    except KeyboardInterrupt:  # a model list that does not come: /model NAME still works
+        print()
+        session.out.note("stopped asking for the models; /model NAME names one",
+                         style="yellow")
     except ApiError as exc:  # the session still starts: /model and /exit work
         session.out.error(exc.line())
     if resumed:
@@ -116,8 +123,12 @@ def _interactive(session: ChatSession, resumed: bool) -> int:
         if not line.strip():
             continue
         if line.startswith("/"):
-            if slash.run(session, line) is slash.EXIT:
-                return 0
+            try:
+                if slash.run(session, line) is slash.EXIT:
+                    return 0
+            except KeyboardInterrupt:  # a /command waiting on the endpoint (/models)
+                print()
+                session.out.note("[stopped]", style="yellow")
             continue
         with contextlib.suppress(KeyboardInterrupt):  # stopped: back to the prompt
             session.ask(line)

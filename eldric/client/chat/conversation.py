@@ -58,19 +58,35 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # conversation id -> its file's (inode, mtime, size) as this session last read or
+        # wrote it: a file that changed since was saved by another session
+        self.seen: dict[str, tuple[int, int, int]] = {}
 
     def path(self, conv: Conversation) -> Path:
         return self.root / f"{conv.id}.json"
 
-    def save(self, conv: Conversation) -> None:
-        """Write the file whole (a temporary file renamed over it): a chat stopped mid-way
-        never leaves half a JSON file behind. An empty conversation is not kept."""
+    def save(self, conv: Conversation) -> bool:
+        """Write the file whole (a temporary file of this process's own renamed over it):
+        a chat stopped mid-way never leaves half a JSON file behind. An empty conversation
+        is not kept. When another session saved the same conversation since this one read
+        it (two terminals `--continue`d it), this one goes on under a new id rather than
+        overwrite the other's turns: True then."""
         if not conv.messages:
-            return
+            return False
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{conv.id}.tmp"
-        tmp.write_bytes(msgspec.json.format(msgspec.json.encode(conv)))
-        os.replace(tmp, self.path(conv))
+        forked = False
+        now = _stat(self.path(conv))
+        if now is not None and now != self.seen.get(conv.id):
+            conv.id, forked = new().id, True
+        tmp = self.root / f".{conv.id}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            tmp.write_bytes(msgspec.json.format(msgspec.json.encode(conv)))
+            os.replace(tmp, self.path(conv))
+        finally:
+            tmp.unlink(missing_ok=True)
+        if (done := _stat(self.path(conv))) is not None:
+            self.seen[conv.id] = done
+        return forked
 
     def recent(self) -> list[Path]:
         """The conversations' files, newest first."""
@@ -81,4 +97,16 @@ class Store:
         return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
 
     def load(self, path: Path) -> Conversation:
-        return msgspec.json.decode(path.read_bytes(), type=Conversation)
+        before = _stat(path)
+        conv = msgspec.json.decode(path.read_bytes(), type=Conversation)
+        if before is not None and path == self.path(conv):
+            self.seen[conv.id] = before
+        return conv
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size

@@ -14,6 +14,7 @@ class Output:
         self.plain = plain or not sys.stdout.isatty()
         self.live: Any = None
         self.text = ""
+        self.shown = 0  # how much of text is printed for good, above the live part
         self.console: Any = None
         if not self.plain:
             from rich.console import Console  # noqa: PLC0415 (only on a terminal)
@@ -27,7 +28,7 @@ class Output:
 
     # ---------------------------------------------------------------- a reply
     def begin(self) -> None:
-        self.text = ""
+        self.text, self.shown = "", 0
         if self.plain:
             return
         from rich.live import Live  # noqa: PLC0415
@@ -45,7 +46,15 @@ class Output:
             return
         from rich.markdown import Markdown  # noqa: PLC0415
 
-        self.live.update(Markdown(self.text))
+        # Only the unfinished block stays live: the finished ones (up to the last blank
+        # line outside a code fence) are printed once above it. Re-rendering the whole
+        # reply on every piece is quadratic: a long reply took minutes and wrote hundreds
+        # of MB to the terminal (redrawn in full each refresh).
+        done = _finished(self.text, self.shown)
+        if done > self.shown:
+            self.live.console.print(Markdown(self.text[self.shown:done]))
+            self.shown = done
+        self.live.update(Markdown(self.text[self.shown:]))
 
     def end(self) -> None:
         """The reply is over (finished, stopped or failed): the cursor on a new line."""
@@ -79,3 +88,14 @@ class Output:
 
     def error(self, line: str) -> None:
         self.note(line, style="red")
+
+
+def _finished(text: str, start: int) -> int:
+    """Where the finished Markdown blocks of text[start:] end: after its last blank line
+    outside a code fence (start: none is finished yet)."""
+    cut = text.rfind("\n\n", start)
+    while cut > start:
+        if text.count("```", start, cut) % 2 == 0:
+            return cut + 2
+        cut = text.rfind("\n\n", start, cut)
+    return start

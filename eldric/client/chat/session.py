@@ -100,6 +100,9 @@ class ChatSession:
         else:
             self.conv.messages.pop()
         try:
-            self.store.save(self.conv)
+            if self.store.save(self.conv):
+                self.out.note("another session saved this conversation meanwhile; this "
+                              f"one goes on in a new file, {self.store.path(self.conv)}",
+                              style="yellow")
         except OSError as exc:
             self.out.error(f"error: cannot save the conversation: {exc}")

@@ -94,3 +94,43 @@ async def test_a_controller_that_is_down_is_one_line(tmp_path):
     for args in (("workers",), ("workers", "show", "wrk-a"), ("workers", "remove", "wrk-a")):
         ran = await eldric(tmp_path, *args, "--controller", url)
         assert ran.one_error().startswith(f"error: cannot reach {url}/api/v1/workers")
+
+
+async def test_an_error_page_that_is_not_json_is_one_readable_line(tmp_path, aiohttp_server):
+    """A proxy in front of the controller answers 502 with its HTML page: the line says the
+    status and its reason, not the page's first line of markup."""
+    from aiohttp import web
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(status=502, content_type="text/html",
+                            text="<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n"
+                                 "<body><center>nginx</center></body>\r\n</html>\r\n")
+    app = web.Application()
+    app.router.add_get("/api/v1/workers", page)
+    server = await aiohttp_server(app)
+    ran = await eldric(tmp_path, "workers", "--controller", str(server.make_url("")))
+    assert ran.one_error() == "error: HTTP 502 error: Bad Gateway"
+
+
+async def test_a_url_that_is_not_eldric_is_one_line(tmp_path, aiohttp_server):
+    """--controller pointing at something else that answers 200 (a file server, a web
+    page, JSON of another shape, broken JSON): one line naming the URL, not a traceback."""
+    from aiohttp import web
+
+    answers = {"/api/v1/workers": web.Response(text="<html>hello</html>",
+                                               content_type="text/html"),
+               "/api/v1/models": web.json_response([1, 2]),
+               "/api/v1/models/pull-jobs": web.Response(text="{",
+                                                        content_type="application/json")}
+
+    async def answer(request: web.Request) -> web.Response:
+        return answers[request.path]
+    app = web.Application()
+    for path in answers:
+        app.router.add_get(path, answer)
+    server = await aiohttp_server(app)
+    base = str(server.make_url("")).rstrip("/")
+    for args in (["workers"], ["models"], ["models", "jobs"]):
+        ran = await eldric(tmp_path, *args, "--controller", base)
+        line = ran.one_error()
+        assert line.startswith("error: HTTP 200 not_json: ") and base in line, line
