@@ -70,6 +70,9 @@ async def test_one_shot_ctrl_c_exits_130_and_keeps_what_came(tmp_path):
         child = spawn(tmp_path, "--url", w["worker"])
         await step(prompt, child)
         child.send("half a line")
+        # echoed: readline has the line (a ^C racing ahead of it could land before
+        # input() reads the terminal, and be the line's first character instead)
+        await step(child.expect, "half a line")
         child.sendintr()
         await step(prompt, child)  # a fresh prompt
         assert "model: eldric-mock" in await step(say, child, "/model")
