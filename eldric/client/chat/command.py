@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import click
+import msgspec
 
 from eldric.client import settings as client_settings
 from eldric.client.chat import conversation, slash
@@ -73,7 +74,7 @@ def _conversation(store: conversation.Store, resume: bool,
     for path in store.recent():
         try:
             return store.load(path)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, msgspec.MsgspecError) as exc:
             # said, not skipped silently: the user asked for the newest and gets an
             # older one; the file is left as it is (nothing saved is lost)
             out.error(f"warning: cannot read {path} ({exc}); left as it is, continuing "

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 from eldric.client.chat import conversation
 from eldric.client.chat.session import ChatSession
 from eldric.client.http import ApiError
@@ -106,7 +108,7 @@ def _history(chat: ChatSession, arg: str, ask: Callable[[str], str]) -> object:
         for i, path in enumerate(files[:HISTORY_SHOWN], 1):
             try:
                 conv = chat.store.load(path)
-            except (OSError, ValueError):
+            except (OSError, ValueError, msgspec.MsgspecError):
                 continue  # a file that is not a conversation is not listed
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
             turns = sum(m.role == "user" for m in conv.messages)
@@ -117,7 +119,7 @@ def _history(chat: ChatSession, arg: str, ask: Callable[[str], str]) -> object:
         return None
     try:
         chat.conv = chat.store.load(files[int(arg) - 1])
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, msgspec.MsgspecError) as exc:
         chat.out.error(f"error: cannot read {files[int(arg) - 1]}: {exc}")
         return None
     replay(chat)
