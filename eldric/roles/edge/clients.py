@@ -24,6 +24,12 @@ if TYPE_CHECKING:  # farm mode only: redis is an optional dependency
     from redis.asyncio import Redis
 
 
+# What a key may do (issue 18): "inference" the /v1 APIs, "register" register workers
+# and open tunnels through the edge, "cluster" call a tunnelled worker (a router's key).
+SCOPES = ("inference", "register", "cluster")
+DEFAULT_SCOPES = ("inference",)  # a client made before scopes existed, or without any
+
+
 class Client(msgspec.Struct, omit_defaults=True):
     name: str
     description: str = ""
@@ -31,10 +37,25 @@ class Client(msgspec.Struct, omit_defaults=True):
     created: float = 0.0
     static: bool = False  # from the config or --api-key: cannot be revoked at run time
     key_hash: str = ""  # never sent to anyone
+    scopes: list[str] | None = None  # None: DEFAULT_SCOPES
+    # Budgets (issue 19); None: no limit of that kind.
+    tpm: int | None = None  # tokens per rate window (prompt + completion)
+    max_tokens_per_day: int | None = None
+    max_cost_per_day: float | None = None  # in the price table's currency (USD)
+    max_cost_per_month: float | None = None
+    allowed_models: list[str] | None = None  # glob patterns; None: every model
+
+    def may(self, scope: str) -> bool:
+        return scope in (self.scopes if self.scopes is not None else DEFAULT_SCOPES)
 
     def public(self) -> dict:
         return {"name": self.name, "description": self.description, "rpm": self.rpm,
-                "created": self.created, "static": self.static}
+                "created": self.created, "static": self.static,
+                "scopes": list(self.scopes if self.scopes is not None else DEFAULT_SCOPES),
+                "tpm": self.tpm, "max_tokens_per_day": self.max_tokens_per_day,
+                "max_cost_per_day": self.max_cost_per_day,
+                "max_cost_per_month": self.max_cost_per_month,
+                "allowed_models": self.allowed_models}
 
 
 _enc = msgspec.json.Encoder()

@@ -1,0 +1,91 @@
+"""The NAT tunnel's wire (issue 18): what a worker behind NAT, the edge and the router
+say to each other. docs/tunnel.md is the prose; this is the one definition every side
+decodes and encodes.
+
+The worker only ever connects out, to the edge:
+- ``POST /api/v1/tunnel/connect`` (its edge key, scope "register") with ``Connect`` →
+  ``Connected``. Coming back after a drop or an edge restart it sends its old
+  ``tunnel_id`` and gets the same one back.
+- ``GET /api/v1/tunnel/{id}/poll`` long-polls up to ``Connected.long_poll_ms``: 200 with
+  ``Poll`` (one request; the worker keeps K polls outstanding, one per free slot), 204
+  when nothing came, 404 ``tunnel_not_found`` when the edge does not know the tunnel
+  (it restarted, or dropped the tunnel for silence): connect again with the same id.
+- ``POST /api/v1/tunnel/{id}/response/{req_id}``: the reply, streamed as a chunked
+  upload. Its head (status, headers) travels in the upload's own request headers
+  (``STATUS_HEADER``, ``HEADERS_HEADER``), its body is the upload's body, relayed chunk
+  by chunk to the waiting caller. The edge answers the upload 200 when it relayed
+  everything, 409 ``tunnel_request_gone`` when the caller left (the worker then stops
+  the local request: a GPU stops working for nobody).
+- ``POST /api/v1/tunnel/{id}/disconnect``.
+
+The router (or anything with an edge key of scope "cluster") calls a tunnelled worker as
+if it were at ``forward_base(url)``: ``{edge}/api/v1/tunnel/{id}/forward`` + the path it
+would call on the worker (``/v1/chat/completions``, ``/health``, ``/v1/models``), with its
+method, headers and body as they are. The edge queues it for the worker and relays the
+reply. ``POST /api/v1/tunnel/{id}/forward`` with a ``TunnelRequest``-shaped JSON body
+(method, path, headers, body) is the same call for a caller that wants an envelope.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import msgspec
+
+SCHEME = "tunnel"  # tunnel://edge.example.com/<id>: the edge over HTTPS
+PLAIN_SCHEME = "tunnel+http"  # tunnel+http://127.0.0.1:8080/<id>: over plain HTTP
+STATUS_HEADER = "X-Eldric-Tunnel-Status"  # on the response upload: the reply's status
+HEADERS_HEADER = "X-Eldric-Tunnel-Headers"  # on the response upload: JSON [[name, value]]
+FORWARD = "/api/v1/tunnel/{id}/forward"
+
+
+class Connect(msgspec.Struct, omit_defaults=True):
+    """POST /api/v1/tunnel/connect body."""
+
+    tunnel_id: str | None = None  # coming back: the id it had
+    worker_id: str | None = None  # the controller's id for this worker, once it has one
+    concurrency: int = 1  # polls it keeps outstanding (its free slots)
+
+
+class Connected(msgspec.Struct):
+    tunnel_id: str
+    poll_url: str  # path on the edge: /api/v1/tunnel/{id}/poll
+    url: str  # what the worker advertises: tunnel://<edge>/<id>
+    long_poll_ms: int = 30_000
+
+
+class TunnelRequest(msgspec.Struct):
+    """One request for the worker: what the caller sent to .../forward{path}."""
+
+    id: str
+    method: str
+    path: str  # with the query string, e.g. /v1/chat/completions
+    headers: list[tuple[str, str]] = []
+    body: str = ""  # base64 of the request body (bytes are bytes: no re-encoding)
+
+
+class Poll(msgspec.Struct):
+    requests: list[TunnelRequest]
+
+
+def tunnel_url(edge_url: str, tunnel_id: str) -> str:
+    """The URL a tunnelled worker advertises: tunnel://host[:port]/<id> for an HTTPS
+    edge, tunnel+http://… for a plain one (tests, a loopback edge)."""
+    parts = urlsplit(edge_url)
+    scheme = SCHEME if parts.scheme == "https" else PLAIN_SCHEME
+    return f"{scheme}://{parts.netloc}/{tunnel_id}"
+
+
+def is_tunnel(url: str) -> bool:
+    return url.startswith((SCHEME + "://", PLAIN_SCHEME + "://"))
+
+
+def forward_base(url: str) -> str:
+    """Where the router sends what it would send to a tunnel:// worker: the edge's
+    forward endpoint, to which the worker path is appended (no trailing slash)."""
+    parts = urlsplit(url)
+    scheme = "https" if parts.scheme == SCHEME else "http"
+    tunnel_id = parts.path.strip("/")
+    if parts.scheme not in (SCHEME, PLAIN_SCHEME) or not tunnel_id or "/" in tunnel_id:
+        raise ValueError(f"not a tunnel URL: {url!r} (tunnel://EDGE/ID)")
+    return f"{scheme}://{parts.netloc}" + FORWARD.format(id=tunnel_id)
