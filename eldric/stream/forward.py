@@ -141,12 +141,13 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
         return "ok", time.perf_counter(), hop.lane.reply(request, status, out_headers, data)
     # relay streamed: chunk by chunk as they arrive
     sink = hop.lane.sink(request, status, out_headers, length)
-    splitter = None
-    if tap is not None and is_sse:
+    splitter, filt = None, None
+    if drop is not None and is_sse:  # one framing for the filter and the tap
+        filt = EventFilter(drop, tap)
+    elif tap is not None and is_sse:
         splitter = EventSplitter(tap)
     elif tap is not None and is_ndjson:  # Ollama's streams: the tap sees each line
         splitter = EventSplitter(tap, LINE_END)
-    filt = EventFilter(drop) if drop is not None and is_sse else None
     outcome, first_at = await _relay(request, sink, upstream_resp, target, timeouts, is_sse,
                                      splitter, filt)
     return outcome, first_at, sink.result

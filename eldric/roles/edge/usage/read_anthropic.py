@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter
+from eldric.roles.edge.usage.meter import Meter, payload
 
 
 class _Usage(msgspec.Struct):
@@ -58,7 +58,7 @@ class Anthropic:
         if b'"usage"' not in data:
             return
         try:
-            ev = _event.decode(data)
+            ev = _event.decode(payload(data))
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
         if ev.type == "message_start" and ev.message is not None and ev.message.usage:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter
+from eldric.roles.edge.usage.meter import Meter, payload
 
 
 class _Message(msgspec.Struct):
@@ -40,7 +40,7 @@ class Ollama:
                 meter.done = True
             return
         try:
-            line = _line.decode(data)
+            line = _line.decode(payload(data))
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
         meter.done = meter.done or line.done

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter
+from eldric.roles.edge.usage.meter import Meter, payload
 
 
 class _Details(msgspec.Struct):
@@ -52,10 +52,10 @@ class OpenAI:
         self.embeddings = embeddings  # no completion: stated as 0 with the prompt
 
     def read(self, meter: Meter, data: bytes) -> None:
-        if b'"usage"' not in data:
-            return
+        if b'"usage"' not in data or b'"usage":null' in data or b'"usage": null' in data:
+            return  # a content chunk (asked for usage, each one says "usage": null)
         try:
-            u = _usage.decode(data).usage
+            u = _usage.decode(payload(data)).usage
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
         if u is None or u.prompt_tokens is None:
@@ -87,9 +87,9 @@ class OpenAI:
 def usage_only(event: bytes) -> bool:
     """The stream's usage chunk (its choices empty), which a client that did not ask for
     it must not get: the edge asked for it to count."""
-    if b'"usage"' not in event or b'"choices"' not in event:
-        return False
-    data = event[5:].strip() if event.startswith(b"data:") else event
+    if b'"choices":[]' not in event and b'"choices": []' not in event:
+        return False  # every other event, at the cost of two byte searches
+    data = payload(event)
     try:
         chunk = _chunk.decode(data)
         u = _usage.decode(data).usage

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter
+from eldric.roles.edge.usage.meter import Meter, payload
 
 _ENDS = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
 
@@ -47,7 +47,7 @@ class Responses:
             meter.done = meter.done or end
             return
         try:
-            ev = _event.decode(data)
+            ev = _event.decode(payload(data))
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
         u = ev.response.usage if ev.response is not None else ev.usage
