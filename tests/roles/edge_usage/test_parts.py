@@ -143,3 +143,31 @@ def test_usage_config_is_strict():
                          {}, quick=False)
     cfg = loaded.roles["edge"].usage
     assert not cfg.on and cfg.prices == {"m*": Price(input=1, output=2)}
+
+
+def test_metric_labels_stay_bounded():
+    """Client and model names are the clients' to choose: /metrics keeps at most the
+    guards' number of each, the rest as "other"."""
+    from prometheus_client import CollectorRegistry
+
+    from eldric.roles.edge.metrics import EdgeMetrics
+    from eldric.roles.edge.usage.budgets import Budgets
+    from eldric.roles.edge.usage.config import UsageConfig
+    from eldric.roles.edge.usage.face import Usage
+    from eldric.roles.edge.usage.record import Record
+    from eldric.roles.edge.usage.sink import Recorder
+
+    registry = CollectorRegistry()
+    metrics = EdgeMetrics(registry)
+    usage = Usage(UsageConfig(), Budgets(), Recorder(10), metrics)
+    n = metrics.model_label.limit + 50
+    for i in range(n):
+        usage.record(Record(ts=0, client="c", model=f"m{i}", backend="", path="/v1/x",
+                            status=200, tokens=Tokens(prompt=1, completion=1), cost=None,
+                            latency_ms=1))
+    models = {s.labels["model"] for m in registry.collect() if m.name == "eldric_edge_tokens"
+              for s in m.samples if s.name.endswith("_total")}
+    assert len(models) == metrics.model_label.limit + 1 and "other" in models
+    total = sum(s.value for m in registry.collect() if m.name == "eldric_edge_tokens"
+                for s in m.samples if s.name.endswith("_total"))
+    assert total == 2 * n  # nothing lost, only grouped
