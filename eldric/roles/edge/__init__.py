@@ -28,7 +28,9 @@ from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
+from eldric.roles.edge.usage.budgets import Budgets
 from eldric.roles.edge.usage.face import Usage
+from eldric.roles.edge.usage.sink import Recorder
 from eldric.store.responses import install
 from eldric.store.sqlite import Store
 from eldric.stream import Timeouts
@@ -162,6 +164,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         clients=clients, farm=Farm(clients, limiter, window, shared=cfg.mode == "farm"),
         metrics=EdgeMetrics(app[keys.BUS].metrics.registry), tls=not cfg.no_tls,
         require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
+        budgets=Budgets(), recorder=Recorder(cfg.usage.buffer),
         plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,
                                                              "plugins"))))
     es = app[EDGE]

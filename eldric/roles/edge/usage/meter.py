@@ -88,6 +88,12 @@ class Meter:
                       estimated=estimated)
 
 
+def count(v: int | None) -> int:
+    """A stated count as the readers take it: a positive int, else 0 (a bool, a negative
+    or a float from a backend is no count)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
 def payload(event: bytes) -> bytes:
     """An event's data (its data: lines joined), or an NDJSON line (a whole body) itself;
     b"" for an event without data (a comment, a retry: hint)."""

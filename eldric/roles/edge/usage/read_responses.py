@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter, payload
+from eldric.roles.edge.usage.meter import Meter, count, payload
 
 _ENDS = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
 
@@ -36,10 +36,6 @@ class _Event(msgspec.Struct):
 _event = msgspec.json.Decoder(_Event)
 
 
-def _n(v: int | None) -> int:
-    return v if isinstance(v, int) and v > 0 else 0
-
-
 class Responses:
     def read(self, meter: Meter, data: bytes) -> None:
         end = any(e in data for e in _ENDS)
@@ -57,8 +53,8 @@ class Responses:
             meter.done = True
         if u is not None and u.input_tokens is not None:
             d = u.input_tokens_details
-            meter.stated(_n(u.input_tokens), _n(u.output_tokens),
-                         _n(d.cached_tokens) if d is not None else 0)
+            meter.stated(count(u.input_tokens), count(u.output_tokens),
+                         count(d.cached_tokens) if d is not None else 0)
 
     def text(self, data: bytes) -> str:
         if b'"response.output_text.delta"' not in data and b'"output_text"' not in data:
