@@ -58,6 +58,8 @@ def test_include_usage_spliced_in_byte_for_byte():
     asked_no = b'{"stream":true,"stream_options":{"include_usage":false},"model":"m"}'
     assert json.loads(_reencoded(asked_no)) == {"stream": True, "model": "m",
                                                 "stream_options": {"include_usage": True}}
+    assert json.loads(_reencoded(b'{"stream":true,"stream_options":null}')) == {
+        "stream": True, "stream_options": {"include_usage": True}}
     assert _with_usage(b"[1]") == b"[1]" and _reencoded(b"{") == b"{"
 
 

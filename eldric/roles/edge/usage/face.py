@@ -134,7 +134,9 @@ class Ticket:
         self.drop: Callable[[bytes], bool] | None = None
         asked = ask.stream_options is not None and ask.stream_options.include_usage
         if self.stream and path in ASKS and not asked:
-            self.rewrite = _with_usage if ask.stream_options is None else _reencoded
+            # spliced only where no stream_options key is (a null one would be doubled)
+            self.rewrite = _with_usage if ask.stream_options is None and \
+                b'"stream_options"' not in body else _reencoded
             self.drop = usage_only
 
     async def end(self, answer: Answer | None, cancelled: bool = False,
@@ -178,13 +180,15 @@ def _with_usage(body: bytes) -> bytes:
 
 
 def _reencoded(body: bytes) -> bytes:
-    """stream_options given without include_usage: that one key set (a re-encode, the
-    rare case)."""
+    """stream_options given (null, or without include_usage: true): include_usage set in
+    it (a re-encode, the rare case)."""
     try:
         obj = msgspec.json.decode(body)
-        obj["stream_options"]["include_usage"] = True
+        options = obj.get("stream_options")
+        obj["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                 "include_usage": True}
         return msgspec.json.encode(obj)
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError, KeyError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, AttributeError, RecursionError):
         return body
 
 
