@@ -173,3 +173,19 @@ def test_metric_labels_stay_bounded():
     total = sum(s.value for m in registry.collect() if m.name == "eldric_edge_tokens"
                 for s in m.samples if s.name.endswith("_total"))
     assert total == 2 * n  # nothing lost, only grouped
+
+
+def test_responses_stream_ends_with_its_usage_or_is_estimated():
+    created = (b'event: response.created\ndata: {"type":"response.created","response":'
+               b'{"id":"resp_1","status":"in_progress","usage":null}}')
+    delta = (b'event: response.output_text.delta\ndata: {"type":'
+             b'"response.output_text.delta","item_id":"msg_1","delta":"Hello world"}')
+    done = (b'event: response.completed\ndata: {"type":"response.completed","response":'
+            b'{"id":"resp_1","status":"completed","usage":{"input_tokens":5,'
+            b'"input_tokens_details":{"cached_tokens":0},"output_tokens":2}}}')
+    m = _meter("/v1/responses", [created, delta, done])
+    assert m.done and m.tokens(b"{}") == Tokens(prompt=5, completion=2)
+    left = _meter("/v1/responses", [created, delta])
+    assert not left.done
+    t = left.tokens(b'{"model":"m","input":"hi there"}')
+    assert (t.prompt, t.completion, t.estimated) == (2, 2, True)

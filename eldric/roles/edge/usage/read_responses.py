@@ -9,7 +9,7 @@ import msgspec
 
 from eldric.roles.edge.usage.meter import Meter, count, payload
 
-_ENDS = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
+_ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
 
 
 class _Details(msgspec.Struct):
@@ -38,19 +38,16 @@ _event = msgspec.json.Decoder(_Event)
 
 class Responses:
     def read(self, meter: Meter, data: bytes) -> None:
-        end = any(e in data for e in _ENDS)
+        # the response object (with its usage, null until the end) is only in the
+        # lifecycle events: a text delta is passed over by one byte search
         if b'"usage"' not in data:
-            meter.done = meter.done or end
             return
         try:
             ev = _event.decode(payload(data))
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
+        meter.done = meter.done or ev.type in _ENDS
         u = ev.response.usage if ev.response is not None else ev.usage
-        if ev.type.startswith("response.") and ev.type in ("response.completed",
-                                                          "response.incomplete",
-                                                          "response.failed"):
-            meter.done = True
         if u is not None and u.input_tokens is not None:
             d = u.input_tokens_details
             meter.stated(count(u.input_tokens), count(u.output_tokens),
