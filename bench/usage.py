@@ -42,7 +42,8 @@ class _Req:
         from eldric import keys
         from eldric.context import Hop
 
-        self._d = {keys.HOP: Hop("r", "edge", 0.0, None, model="eldric-mock")}  # type: ignore[arg-type]
+        hop = Hop("r", "edge", 0.0, None, model="eldric-mock")  # type: ignore[arg-type]
+        self._d = {keys.HOP: hop}
 
     def __getitem__(self, k):  # type: ignore[no-untyped-def]
         return self._d[k]

@@ -62,11 +62,11 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
     Returns what the request's lane sends (eldric.exchange.Lane): on the fast lane a
     Reply, or Streamed once a streamed reply is out; on aiohttp a web.Response or
     web.StreamResponse. ``rewrite`` returns the body to send instead; ``tap`` is called
-    with every complete SSE event of the reply (or NDJSON line), read-only; ``reply_headers`` are added to
-    the reply (route decisions); ``drop`` removes the SSE events it selects (a usage chunk
-    the client did not ask for); ``translate`` turns a 2xx reply into the client's API
-    (eldric.wire.translate: `body` is then already the translated request). Raises
-    UpstreamFailure while nothing has been sent.
+    with every complete SSE event of the reply (or line of an NDJSON one), read-only;
+    ``reply_headers`` are added to the reply (route decisions); ``drop`` removes the SSE
+    events it selects (a usage chunk the client did not ask for); ``translate`` turns a
+    2xx reply into the client's API (eldric.wire.translate: `body` is then already the
+    translated request). Raises UpstreamFailure while nothing has been sent.
     """
     app = request.app
     bus = app[keys.BUS]

@@ -46,9 +46,9 @@ async def test_anthropic_responses_ollama_counted_as_they_state(tmp_path):
                 _, raw = await _post(s, edge + "/v1/responses",
                                      {"model": MODEL, "input": "one two three",
                                       "max_output_tokens": 9, "stream": stream})
+                ends = ("response.completed", "response.incomplete")  # max_output_tokens
                 u = (json.loads(raw) if not stream else next(
-                    e for e in _sse(raw) if e["type"] in ("response.completed", "response.incomplete"))["response"]
-                     )["usage"]
+                    e for e in _sse(raw) if e["type"] in ends)["response"])["usage"]
                 stated.append(("/v1/responses", stream, u["input_tokens"], u["output_tokens"]))
             for path, body in (("/api/chat", {"messages": USER}),
                                ("/api/generate", {"prompt": "one two three"})):
