@@ -19,9 +19,9 @@ async def cluster(tmp_path, *, worker_flags=None, **edge_flags):
     wf.update(worker_flags or {})
     async with run_eldric("worker", tmp_path / "w", **wf) as w, \
             run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
-                       workers=w["worker"], health_interval=100) as r:
+                       workers=w["worker"], health_interval=1000) as r:
         flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=r["router"],
-                     health_interval=100, require_api_key=False, global_rpm=0,
+                     health_interval=1000, require_api_key=False, global_rpm=0,
                      per_ip_rpm=0, per_key_rpm=0)
         flags.update(edge_flags)
         async with run_eldric("edge", tmp_path / "e", **flags) as e:

@@ -38,7 +38,7 @@ async def _one(s: aiohttp.ClientSession, edge: str, i: int) -> None:
     if kind == 4:
         body["max_tokens"] = MOCK_TOKENS
     async with s.post(edge + "/v1/chat/completions", json=body) as r:
-        assert r.status == 200
+        assert r.status == 200, await r.text()
         if kind == 4:
             seen = b""
             while seen.count(b"data: ") < 4:  # the role and 3 words, then the client leaves

@@ -139,6 +139,11 @@ class Ticket:
                 b'"stream_options"' not in body else _reencoded
             self.drop = usage_only
 
+    async def release(self) -> None:
+        """Not answered where this ticket was taken (a plugin that passed it on): the
+        reservation is given back, nothing is recorded."""
+        await self.usage.budgets.settle(self.hold, Tokens(), 0.0)
+
     async def end(self, answer: Answer | None, cancelled: bool = False,
                   status: int | None = None) -> None:
         """The reply is out (or the client left, or it failed: `status` then, the error's)."""
@@ -167,7 +172,10 @@ class Ticket:
             status=status, tokens=tokens, cost=cost,
             latency_ms=(time.perf_counter() - self.t0) * 1000,
             ttft_ms=hop.ttfb * 1000 if hop.ttfb is not None else None, stream=self.stream,
-            abandoned=cancelled or (ok and self.stream and not meter.done)))
+            # a tapped stream that never reached its end; a reply not tapped (the
+            # plugin tool loop's stream) is estimated but not called abandoned
+            abandoned=cancelled or (ok and self.stream and meter.events > 0
+                                    and not meter.done)))
 
 
 def _with_usage(body: bytes) -> bytes:
