@@ -140,10 +140,11 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         import redis.asyncio as aioredis
 
         r = aioredis.from_url(cfg.redis_url)
-        clients = RedisClients(r, static)
+        clients = RedisClients(r, static, cfg.auth.clients)
         limiter = RedisLimiter(r, window)
     else:
-        clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static)
+        clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static,
+                               cfg.auth.clients)
         limiter = LocalLimiter(window)
     if cfg.auth.require_api_key and not static and not cfg.admin_key:
         raise ConfigError("the edge requires API keys but has none: give --api-key KEY (or "

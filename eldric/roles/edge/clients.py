@@ -13,12 +13,17 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from eldric.auth import hash_key
+from eldric.errors import ConfigError
 from eldric.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from eldric.roles.edge.config import ClientSettings
 
 if TYPE_CHECKING:  # farm mode only: redis is an optional dependency
     from redis.asyncio import Redis
@@ -66,6 +71,29 @@ def new_key() -> str:
     return "sk-eldric-" + secrets.token_urlsafe(32)
 
 
+def static_clients(static: Mapping[str, str],
+                   settings: Mapping[str, ClientSettings] | None = None) -> dict[str, Client]:
+    """The config's clients by key hash: key -> name (auth.api_keys, --api-key), each with
+    its auth.clients settings. A setting for no such client, or an unknown scope, stops
+    the start (a typo would otherwise leave a client unlimited)."""
+    settings = settings or {}
+    names = set(static.values())
+    for name, s in settings.items():
+        if name not in names:
+            raise ConfigError(f"auth.clients: {name!r} is no client of auth.api_keys or "
+                              f"--api-key (clients: {', '.join(sorted(names)) or 'none'})")
+        for scope in s.scopes or ():
+            if scope not in SCOPES:
+                raise ConfigError(f"auth.clients.{name}.scopes: unknown scope {scope!r} "
+                                  f"(scopes: {', '.join(SCOPES)})")
+    out = {}
+    for key, name in static.items():
+        s = settings.get(name)
+        extra = msgspec.structs.asdict(s) if s is not None else {}
+        out[hash_key(key)] = Client(name=name, static=True, key_hash=hash_key(key), **extra)
+    return out
+
+
 def _match(found: Client | None, digest: str) -> Client | None:
     if found is not None and hmac.compare_digest(found.key_hash, digest):
         return found
@@ -89,12 +117,13 @@ class Clients(Protocol):
 class LocalClients:
     """Static keys from the config, plus clients created at run time (kept in SQLite)."""
 
-    def __init__(self, store: Store, static: dict[str, str]) -> None:
+    def __init__(self, store: Store, static: dict[str, str],
+                 settings: Mapping[str, ClientSettings] | None = None) -> None:
         self.store = store
         self.by_hash: dict[str, Client] = {}
         self.by_name: dict[str, Client] = {}
-        for key, name in static.items():
-            self._add(Client(name=name, static=True, key_hash=hash_key(key)))
+        for client in static_clients(static, settings).values():
+            self._add(client)
 
     def _add(self, client: Client) -> None:
         self.by_hash[client.key_hash] = client
@@ -150,10 +179,10 @@ class RedisClients:
     KEYS = "eldric:keys"  # key hash -> client JSON
     NAMES = "eldric:clients"  # client name -> key hash
 
-    def __init__(self, redis: Redis, static: dict[str, str]) -> None:
+    def __init__(self, redis: Redis, static: dict[str, str],
+                 settings: Mapping[str, ClientSettings] | None = None) -> None:
         self.redis = redis
-        self.static = {hash_key(k): Client(name=n, static=True, key_hash=hash_key(k))
-                       for k, n in static.items()}
+        self.static = static_clients(static, settings)
 
     async def open(self) -> None:
         await self.redis.ping()
