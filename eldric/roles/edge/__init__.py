@@ -164,12 +164,13 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
                           "required the edge must keep /v1/responses state itself, per "
                           "key (behind the edge every key is one owner)")
     farm = Farm(clients, limiter, window, shared=cfg.mode == "farm")
+    metrics = EdgeMetrics(app[keys.BUS].metrics.registry)
     app[EDGE] = EdgeState(
         cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
         clients=clients, farm=farm,
         budgets=Budgets(window, cfg.usage.default_max_tokens, Prices(cfg.usage.prices).cost,
-                        farm, shared_budgets),
-        metrics=EdgeMetrics(app[keys.BUS].metrics.registry), tls=not cfg.no_tls,
+                        farm, shared_budgets, metrics.budget_refused),
+        metrics=metrics, tls=not cfg.no_tls,
         require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
         plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,
                                                              "plugins"))))

@@ -15,7 +15,7 @@ import json
 
 import aiohttp
 
-from tests.conftest import run_eldric
+from tests.conftest import metric, run_eldric
 from tests.roles.edge_usage.helpers import metrics
 
 ADM = {"Authorization": "Bearer adm"}
@@ -30,9 +30,9 @@ async def cluster(tmp_path, *, edges=1, worker_flags=None, **edge_flags):
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1", backend="mock",
                           **(worker_flags or {})) as w, \
             run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
-                       workers=w["worker"], health_interval=100) as r:
+                       workers=w["worker"], health_interval=1000) as r:
         flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=r["router"],
-                     health_interval=100, admin_key="adm", global_rpm=0, per_ip_rpm=0,
+                     health_interval=1000, admin_key="adm", global_rpm=0, per_ip_rpm=0,
                      per_key_rpm=0)
         flags.update(edge_flags)
         async with contextlib.AsyncExitStack() as stack:
@@ -87,6 +87,8 @@ async def test_twenty_at_once_at_the_boundary_overshoot_by_at_most_one(tmp_path)
             assert [r[0] for r in then] == [200, 200, 429]
             assert then[0][1][REMAINING] == f"tokens_per_day={100 - 8 * USED - RESERVED}"
         counted = await metrics(edge)
+        refusals = await metric(edge, 'eldric_edge_budget_refused_total{kind="tokens_per_day"}')
+    assert refusals == 12 + 1
     used = sum(v for k, v in counted.items() if k[0] == "eldric_edge_tokens_total"
                and k[1] == "boundary" and k[3] in ("prompt", "completion"))
     assert used == 10 * USED <= 100 + RESERVED
@@ -143,6 +145,7 @@ async def test_allowed_models_and_the_update_endpoint(tmp_path):
                 assert r.status == 200
             lifted = await ask(s, edge, key)
             assert lifted[0] == 200 and REMAINING not in lifted[1]  # no budget left to show
+        assert await metric(edge, 'eldric_edge_budget_refused_total{kind="model"}') == 2
 
 
 async def test_usage_off_counts_nothing_but_keeps_allowed_models(tmp_path):
