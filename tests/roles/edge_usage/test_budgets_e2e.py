@@ -15,7 +15,7 @@ import json
 
 import aiohttp
 
-from tests.conftest import metric, run_eldric
+from tests.conftest import metric, run_eldric, until
 from tests.roles.edge_usage.helpers import metrics
 
 ADM = {"Authorization": "Bearer adm"}
@@ -177,3 +177,46 @@ async def test_two_farm_edges_share_one_budget(tmp_path, redis_url):
             listed = await clients(s, eb)
     assert listed["farmed"]["usage"] == {"tokens_today": 11 * USED, "cost_today": 0.0,
                                          "cost_month": 0.0}  # eldric-mock has no price
+
+
+async def test_farm_budgets_fall_back_per_edge_while_redis_is_away(tmp_path):
+    """Redis killed under a farm edge: a static client's budget still holds, counted by
+    this edge alone; /health says degraded. Redis back (its file kept): the shared count
+    resumes where it was."""
+    import signal
+
+    from tests.conftest import free_port, redis_argv, start_redis
+    from tests.roles.edge_usage.budget_cluster import edge_with_file
+
+    port = free_port()
+    argv = redis_argv(tmp_path, port, persist=True)
+    redis_proc = start_redis(argv, port)
+    section = {"auth": {"api_keys": {"sk-ops": "ops"},
+                        "clients": {"ops": {"max_tokens_per_day": 30}}}}
+    try:
+        async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                              backend="mock") as w, \
+                edge_with_file(tmp_path / "e", section, routers=w["worker"], mode="farm",
+                               redis_url=f"redis://127.0.0.1:{port}/0", global_rpm=0,
+                               per_ip_rpm=0, per_key_rpm=0) as edge:
+            async with aiohttp.ClientSession() as s:
+                assert (await ask(s, edge, "sk-ops"))[0] == 200  # 10 of 30, in Redis
+                redis_proc.send_signal(signal.SIGKILL)
+                redis_proc.wait(5)
+                got = [await ask(s, edge, "sk-ops") for _ in range(4)]  # 0, 10, 20; 30
+                assert [r[0] for r in got] == [200, 200, 200, 429]
+                assert code(got[3]) == "budget_exceeded"
+                async with s.get(edge + "/health") as r:
+                    assert (await r.json())["status"] == "degraded"
+                redis_proc = start_redis(argv, port)
+                await until(lambda: _store_ok(s, edge), timeout=20)
+                back = [await ask(s, edge, "sk-ops") for _ in range(3)]  # 10, 20; 30
+                assert [r[0] for r in back] == [200, 200, 429]
+    finally:
+        redis_proc.kill()
+        redis_proc.wait(5)
+
+
+async def _store_ok(s: aiohttp.ClientSession, edge: str) -> bool:
+    async with s.get(edge + "/health") as r:
+        return (await r.json())["shared_store"] == "ok"
