@@ -28,6 +28,7 @@ from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
+from eldric.roles.edge.usage import budgets_saved
 from eldric.roles.edge.usage.budgets import Budgets
 from eldric.roles.edge.usage.budgets_redis import RedisBudgets
 from eldric.roles.edge.usage.face import Usage
@@ -52,6 +53,8 @@ def _networks(items: list[str]) -> list:  # type: ignore[type-arg]
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     es = app[EDGE]
     await es.clients.open()
+    if es.saved is not None:
+        await es.saved.start()
     routers, store = app[keys.PROBER], es.farm.prober(es.cfg.health_check_interval_ms / 1000)
     routers.start(at_once=True)
     store.start()
@@ -64,6 +67,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await es.plugins.stop()
     await routers.stop()
     await store.stop()
+    if es.saved is not None:
+        await es.saved.stop()
     await es.clients.close()
 
 
@@ -148,8 +153,8 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         limiter = RedisLimiter(r, window)
         shared_budgets = RedisBudgets(r, window)
     else:
-        clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static,
-                               cfg.auth.clients)
+        db = Store(data_file(app, "edge.db"), ["clients", budgets_saved.TABLE])
+        clients = LocalClients(db, static, cfg.auth.clients)
         limiter = LocalLimiter(window)
         shared_budgets = None
     if cfg.auth.require_api_key and not static and not cfg.admin_key:
@@ -175,6 +180,8 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,
                                                              "plugins"))))
     es = app[EDGE]
+    if shared_budgets is None:  # standalone: the counts kept in edge.db across restarts
+        es.saved = budgets_saved.Saved(db, es.budgets.local, cfg.usage.flush_interval_ms)
     if cfg.usage.on:
         es.usage = Usage(cfg.usage, es.budgets, es.recorder, es.metrics)
     app[keys.PROBER] = prober(app, es.routers, cfg.health_check_interval_ms / 1000)

@@ -220,3 +220,20 @@ async def test_farm_budgets_fall_back_per_edge_while_redis_is_away(tmp_path):
 async def _store_ok(s: aiohttp.ClientSession, edge: str) -> bool:
     async with s.get(edge + "/health") as r:
         return (await r.json())["shared_store"] == "ok"
+
+
+async def test_a_standalone_edge_keeps_its_counts_across_a_restart(tmp_path):
+    """The day's count survives the edge's restart (edge.db): 20 of 30 used before, one
+    more passes after, then none (without the kept count three would pass)."""
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="mock") as w:
+        flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=w["worker"],
+                     admin_key="adm", global_rpm=0, per_ip_rpm=0, per_key_rpm=0)
+        async with run_eldric("edge", tmp_path / "e", **flags) as e, \
+                aiohttp.ClientSession() as s:
+            key = await register(s, e["edge"], "kept", max_tokens_per_day=30)
+            assert [(await ask(s, e["edge"], key))[0] for _ in range(2)] == [200, 200]
+        async with run_eldric("edge", tmp_path / "e", **flags) as e, \
+                aiohttp.ClientSession() as s:
+            assert [(await ask(s, e["edge"], key))[0] for _ in range(2)] == [200, 429]
+            assert (await clients(s, e["edge"]))["kept"]["usage"]["tokens_today"] == 3 * USED
