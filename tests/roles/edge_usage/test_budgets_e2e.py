@@ -237,3 +237,19 @@ async def test_a_standalone_edge_keeps_its_counts_across_a_restart(tmp_path):
                 aiohttp.ClientSession() as s:
             assert [(await ask(s, e["edge"], key))[0] for _ in range(2)] == [200, 429]
             assert (await clients(s, e["edge"]))["kept"]["usage"]["tokens_today"] == 3 * USED
+
+
+async def test_a_failed_request_gives_its_reservation_back_and_says_what_is_left(tmp_path):
+    """No router answers: the 503 carries X-Eldric-Budget-Remaining too, and the
+    reservation it held is given back (a failure used nothing)."""
+    from tests.conftest import free_port
+
+    async with run_eldric("edge", tmp_path, no_tls=True, http_port=0, bind="127.0.0.1",
+                          routers=f"http://127.0.0.1:{free_port()}", admin_key="adm",
+                          health_interval=60_000) as e, aiohttp.ClientSession() as s:
+        edge = e["edge"]
+        key = await register(s, edge, "unlucky", max_tokens_per_day=100)
+        for _ in range(3):
+            failed = await ask(s, edge, key)
+            assert failed[0] == 503 and failed[1][REMAINING] == f"tokens_per_day={100 - RESERVED}"
+        assert (await clients(s, edge))["unlucky"]["usage"]["tokens_today"] == 0
