@@ -18,7 +18,8 @@ from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauth
 from eldric.exchange import Answer, LaneRequest
 from eldric.explain import format_ms
 from eldric.http import read_body
-from eldric.roles.edge.clients import Client
+from eldric.roles.edge.clients import SCOPES, Client, StaticClient, unknown_scope
+from eldric.roles.edge.config import ClientSettings
 from eldric.roles.edge.cors import CORS_HEADERS
 from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.plugins import answer as plugin_answer
@@ -113,6 +114,8 @@ async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None
     ticket = None if es.usage is None else await es.usage.begin(
         request, client, request.path, body, request[keys.HOP].model)
     if ticket is None:
+        if es.usage is None and client is not None and client.allowed_models is not None:
+            es.budgets.allow(client, request[keys.HOP].model or "")  # access, not counting
         return await _run(ToRouters(request, es.routers, es.timeouts, body, headers, tap))
     if ticket.hold.headers:  # the budget's headers go on every reply to the client
         headers = {**headers, **ticket.hold.headers}
@@ -132,6 +135,7 @@ async def _counted(ticket: Ticket, answering: Awaitable[Answer | None]) -> Answe
         return answer
     except EldricError as exc:
         status = exc.status
+        exc.headers = {**headers, **exc.headers}  # the budget's too: every reply has them
         raise
     except asyncio.CancelledError:
         cancelled = True
@@ -280,10 +284,23 @@ async def responses(request: LaneRequest) -> Answer:
 # ---------------------------------------------------------------- clients (admin)
 
 
-class NewClient(msgspec.Struct, forbid_unknown_fields=True):
+class NewClient(ClientSettings, forbid_unknown_fields=True, kw_only=True):
+    """A client's name, and the settings a static client has in auth.clients."""
+
     name: str
-    description: str = ""
-    rpm: int | None = None
+
+
+# PATCH /api/v1/clients/{name}: the same settings, each optional; null lifts a limit.
+ClientPatch = msgspec.defstruct(
+    "ClientPatch", [(f.name, f.type | msgspec.UnsetType, msgspec.UNSET)  # type: ignore[misc]
+                    for f in msgspec.structs.fields(ClientSettings)],
+    kw_only=True, forbid_unknown_fields=True)
+
+
+def _scopes_known(scopes: list[str] | None) -> None:
+    if (scope := unknown_scope(scopes)) is not None:
+        raise BadRequest(f"unknown scope {scope!r} (scopes: {', '.join(SCOPES)})",
+                         param="scopes", code="unknown_scope")
 
 
 async def register_client(request: web.Request) -> web.Response:
@@ -292,10 +309,11 @@ async def register_client(request: web.Request) -> web.Response:
     new = decode_head(await read_body(request), NewClient)
     if not new.name.strip() or len(new.name) > 100:
         raise BadRequest("name must be 1 to 100 characters", param="name")
-    if new.rpm is not None and new.rpm < 1:
-        raise BadRequest("rpm must be at least 1", param="rpm")
+    _scopes_known(new.scopes)
+    fields = msgspec.structs.asdict(new)
+    name, description, rpm = fields.pop("name"), fields.pop("description"), fields.pop("rpm")
     try:
-        client, key = await es.farm.admin(es.clients.create(new.name, new.description, new.rpm))
+        client, key = await es.farm.admin(es.clients.create(name, description, rpm, **fields))
     except KeyError:
         raise EldricError(f"a client named {new.name!r} exists", status=409,
                           code="client_exists") from None
@@ -306,7 +324,9 @@ async def register_client(request: web.Request) -> web.Response:
 async def list_clients(request: web.Request) -> web.Response:
     es = request.app[EDGE]
     _require_admin(request, es)
-    return json_response({"clients": [c.public() for c in await es.farm.admin(es.clients.all())]})
+    clients = await es.farm.admin(es.clients.all())
+    spent = await es.farm.admin(es.budgets.usage(clients))  # what each budget has used
+    return json_response({"clients": [{**c.public(), "usage": spent[c.name]} for c in clients]})
 
 
 async def revoke_client(request: web.Request) -> web.Response:
@@ -320,6 +340,28 @@ async def revoke_client(request: web.Request) -> web.Response:
     if not done:
         raise NotFound(f"no client named {name!r}", code="client_not_found")
     return json_response({"revoked": name})
+
+
+async def update_client(request: web.Request) -> web.Response:
+    """PATCH /api/v1/clients/{name}: the fields given replace the client's (rpm, scopes,
+    budgets, description); effective on its next request, on every edge."""
+    es = request.app[EDGE]
+    _require_admin(request, es)
+    name = request.match_info["name"]
+    patch = decode_head(await read_body(request), ClientPatch)
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    if not changes:
+        raise BadRequest("nothing to change: give rpm, scopes, description or a budget "
+                         f"({', '.join(f.name for f in msgspec.structs.fields(ClientSettings))})")
+    _scopes_known(changes.get("scopes"))  # type: ignore[arg-type]
+    try:
+        client = await es.farm.admin(es.clients.update(name, changes))
+    except KeyError:
+        raise NotFound(f"no client named {name!r}", code="client_not_found") from None
+    except StaticClient:
+        raise BadRequest(f"{name!r} is a key from the configuration: change it there "
+                         "(auth.clients)", code="static_client") from None
+    return json_response(client.public())
 
 
 def _require_admin(request: web.Request, es: EdgeState) -> None:
@@ -421,6 +463,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/clients/register", register_client)
     r.add_get("/api/v1/clients", list_clients)
     r.add_delete("/api/v1/clients/{name}", revoke_client)
+    r.add_patch("/api/v1/clients/{name}", update_client)
     r.add_get("/api/v1/upstreams", upstreams)
     r.add_get("/chat", chat)
     r.add_get("/", root)
