@@ -49,8 +49,6 @@ async def test_unknown_scopes_are_refused(tmp_path, scopes):
 @pytest.mark.parametrize("scopes", [{"nobody": ["register"]}, {"plain": ["sudo"]},
                                     {"plain": []}])
 async def test_bad_configured_scopes_stop_the_start(tmp_path, monkeypatch, scopes):
-    import json
-
     from tests.roles.tunnel import kit
 
     monkeypatch.setattr(kit, "SCOPES", scopes)
