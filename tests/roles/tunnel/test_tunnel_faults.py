@@ -161,3 +161,38 @@ async def test_a_reconnect_keeps_the_id_even_after_an_edge_restart(tmp_path):
             async with s.get(f"{url}/api/v1/tunnel/workers", headers=auth(ADMIN)) as r:
                 (t,) = (await r.json())["tunnels"]
             assert t["tunnel"] == tid and t["client"] == "home"
+
+
+async def test_a_slow_caller_holds_the_worker_back_not_the_edges_memory(tmp_path):
+    """A caller that reads nothing: the worker's upload stalls once the bounded relay and
+    the sockets' buffers are full (far below what it has to send); when the caller reads,
+    every byte arrives, in order."""
+    piece = b"x" * (1 << 20)
+    total = 256
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        call = await forwarded(s, url, tid)
+        req = await poll(s, url, tid)
+        _, writer = await raw_upload(url, tid, req["id"], headers=[["Content-Type",
+                                                                     "text/plain"]])
+        writer.write(chunk(piece))  # the reply's head goes with its first bytes
+        resp = await asyncio.wait_for(call, 10)
+        sent = 1
+        for _ in range(total - 1):
+            writer.write(chunk(piece))
+            try:
+                await asyncio.wait_for(writer.drain(), 2)
+            except (TimeoutError, asyncio.TimeoutError):
+                break
+            sent += 1
+        assert sent < total // 2  # held back: the edge did not take it all in
+        reader_task = asyncio.ensure_future(resp.content.read())
+        await writer.drain()
+        for _ in range(total - sent - 1):
+            writer.write(chunk(piece))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader_task, 60)
+        assert len(data) == total * len(piece) and data == piece * total
+        writer.close()
