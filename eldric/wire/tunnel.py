@@ -39,6 +39,8 @@ As the edge (h/tunnel-edge) answers, for the worker's side:
   Transfer-Encoding/Connection in them are dropped. 409 ``tunnel_request_gone`` also for
   a request the edge does not wait for (unknown, answered already, or failed over after
   the tunnel was dropped). An upload silent for the edge's idle timeout is cut (408).
+- for the router: forward to a tunnel the edge does not know (yet) → 503
+  ``tunnel_unavailable``, a full queue → 503 ``tunnel_busy`` + Retry-After: fail over;
 - the edge drops a tunnel with no poll for 2 x long_poll_ms; its queued requests and
   those taken but not yet answered get 503 at the caller (the router fails them over).
 """

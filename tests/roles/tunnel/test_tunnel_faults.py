@@ -78,6 +78,9 @@ async def test_a_silent_tunnel_is_dropped_and_its_requests_answered_503(tmp_path
             assert r.status == 503 and await _code(r) == "tunnel_unavailable"
         async with s.get(f"{url}/api/v1/tunnel/{tid}/poll", headers=auth(WORKER)) as r:
             assert r.status == 404 and await _code(r) == "tunnel_not_found"
+        # a router's call (a health check too) meanwhile: 503, which it fails over
+        async with s.get(f"{url}/api/v1/tunnel/{tid}/forward/health", headers=auth(ROUTER)) as r:
+            assert r.status == 503 and await _code(r) == "tunnel_unavailable"
 
 
 async def test_a_worker_vanishing_mid_upload_ends_the_stream_with_an_error_event(tmp_path):
