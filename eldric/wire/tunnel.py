@@ -26,6 +26,9 @@ reply. ``POST /api/v1/tunnel/{id}/forward`` with a ``TunnelRequest``-shaped JSON
 (method, path, headers, body) is the same call for a caller that wants an envelope.
 
 As the edge (h/tunnel-edge) answers, for the worker's side:
+- a configured key's scopes are ``auth.clients: {NAME: {"scopes": [...]}}`` (env
+  ELDRIC_EDGE_AUTH_CLIENTS), the shape h/budgets gave static clients' settings; the
+  earlier ``auth.scopes`` (ELDRIC_EDGE_AUTH_SCOPES) is gone;
 - every tunnel endpoint but forward needs an edge key with scope "register" (403
   ``scope_required``, ``param`` "register"); a tunnel another client holds: connect
   409 ``tunnel_id_taken``, poll/response/disconnect 403 ``tunnel_forbidden``;
