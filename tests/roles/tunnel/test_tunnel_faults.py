@@ -83,16 +83,23 @@ async def test_a_silent_tunnel_is_dropped_and_its_requests_answered_503(tmp_path
             assert r.status == 503 and await _code(r) == "tunnel_unavailable"
 
 
+async def _streaming(s: aiohttp.ClientSession, caller: aiohttp.ClientSession, url: str):  # type: ignore[no-untyped-def]
+    """A reply streaming through a tunnel: the caller has its first event. (The caller's
+    response, and the worker's upload socket.)"""
+    tid = (await connect(s, url))["tunnel_id"]
+    call = await forwarded(caller, url, tid)
+    req = await poll(s, url, tid)
+    reader, writer = await raw_upload(url, tid, req["id"])
+    writer.write(chunk(b'data: {"n": 1}\n\n'))
+    await writer.drain()
+    resp = await asyncio.wait_for(call, 10)
+    assert await resp.content.readuntil(b"\n\n") == b'data: {"n": 1}\n\n'
+    return resp, reader, writer
+
+
 async def test_a_worker_vanishing_mid_upload_ends_the_stream_with_an_error_event(tmp_path):
     async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
-        tid = (await connect(s, url))["tunnel_id"]
-        call = await forwarded(s, url, tid)
-        req = await poll(s, url, tid)
-        reader, writer = await raw_upload(url, tid, req["id"])
-        writer.write(chunk(b'data: {"n": 1}\n\n'))
-        await writer.drain()
-        resp = await asyncio.wait_for(call, 10)
-        assert await resp.content.readuntil(b"\n\n") == b'data: {"n": 1}\n\n'
+        resp, _, writer = await _streaming(s, s, url)
         writer.transport.abort()  # the worker is gone
         rest = await asyncio.wait_for(resp.content.read(), 10)
         assert rest.startswith(b"data: {") and b'"upstream_error"' in rest
@@ -101,15 +108,8 @@ async def test_a_worker_vanishing_mid_upload_ends_the_stream_with_an_error_event
 
 async def test_a_caller_leaving_stops_the_upload_with_409(tmp_path):
     async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
-        tid = (await connect(s, url))["tunnel_id"]
         caller = aiohttp.ClientSession()
-        call = await forwarded(caller, url, tid)
-        req = await poll(s, url, tid)
-        reader, writer = await raw_upload(url, tid, req["id"])
-        writer.write(chunk(b'data: {"n": 1}\n\n'))
-        await writer.drain()
-        resp = await asyncio.wait_for(call, 10)
-        await resp.content.readuntil(b"\n\n")
+        _, reader, writer = await _streaming(s, caller, url)
         await caller.close()  # the caller leaves mid-stream
         status = None
         for _ in range(200):  # the worker goes on until the edge says stop
