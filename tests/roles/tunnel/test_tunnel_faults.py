@@ -199,3 +199,42 @@ async def test_a_slow_caller_holds_the_worker_back_not_the_edges_memory(tmp_path
         data = await asyncio.wait_for(reader_task, 60)
         assert len(data) == total * len(piece) and data == piece * total
         writer.close()
+
+
+async def test_a_disconnect_ends_the_tunnel_and_fails_its_queue_over(tmp_path):
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        queued = await forwarded(s, url, tid)
+        await until(lambda: _queued(s, url, 1))
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/disconnect", headers=auth(OTHER)) as r:
+            assert r.status == 403  # not its tunnel
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/disconnect", headers=auth(WORKER)) as r:
+            assert r.status == 200 and (await r.json())["status"] == "disconnected"
+        r = await asyncio.wait_for(queued, 10)
+        assert r.status == 503 and await _code(r) == "tunnel_unavailable"
+        async with s.get(f"{url}/api/v1/tunnel/{tid}/poll", headers=auth(WORKER)) as r:
+            assert r.status == 404
+        async with s.get(f"{url}/api/v1/tunnel/workers", headers=auth(ADMIN)) as r:
+            assert (await r.json())["tunnels"] == []
+
+
+async def test_a_bad_envelope_is_a_400_naming_the_field(tmp_path):
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        good = {"method": "POST", "path": "/v1/chat/completions", "headers": [], "body": ""}
+        for bad, param in [({"body": "not base64!"}, "body"), ({"method": "po st"}, "method"),
+                           ({"path": "v1/x"}, "path"), ({"headers": [["X-A", "b\r\nX: y"]]},
+                                                        "headers"), ({"extra": 1}, None)]:
+            async with s.post(f"{url}/api/v1/tunnel/{tid}/forward", json={**good, **bad},
+                              headers=auth(ROUTER)) as r:
+                assert r.status == 400, bad
+                assert (await r.json())["error"]["param"] == param, bad
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/forward", data=b"{",
+                          headers=auth(ROUTER)) as r:
+            assert r.status == 400
+        async with s.post(url + "/api/v1/tunnel/connect", json={"tunnel_id": "../x"},
+                          headers=auth(WORKER)) as r:
+            assert r.status == 400 and (await r.json())["error"]["param"] == "tunnel_id"
+        async with s.post(url + "/api/v1/tunnel/connect", json={"concurrency": 0},
+                          headers=auth(WORKER)) as r:
+            assert r.status == 400 and (await r.json())["error"]["param"] == "concurrency"
