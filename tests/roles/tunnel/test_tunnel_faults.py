@@ -238,3 +238,16 @@ async def test_a_bad_envelope_is_a_400_naming_the_field(tmp_path):
         async with s.post(url + "/api/v1/tunnel/connect", json={"concurrency": 0},
                           headers=auth(WORKER)) as r:
             assert r.status == 400 and (await r.json())["error"]["param"] == "concurrency"
+
+
+async def test_an_edge_stopping_ends_the_waiting_polls_at_once(tmp_path):
+    """A held poll would hold the edge's drain for the whole long-poll time."""
+    loop = asyncio.get_running_loop()
+    async with aiohttp.ClientSession() as s:
+        async with edge(tmp_path, tunnel_poll_ms=60_000) as url:
+            tid = (await connect(s, url))["tunnel_id"]
+            waiting = asyncio.ensure_future(poll(s, url, tid))
+            await asyncio.sleep(0.3)
+            t0 = loop.time()
+        assert loop.time() - t0 < 15
+        assert await asyncio.wait_for(waiting, 5) is None  # 204
