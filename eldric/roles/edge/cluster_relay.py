@@ -78,7 +78,7 @@ def install(app: web.Application, cfg: EdgeConfig) -> None:
     target = None
     if cfg.controller_url:
         url = cfg.controller_url.rstrip("/")
-        up = app[keys.BUS].upstream("controller", url, role="edge-controller")
+        up = app[keys.BUS].upstream(f"controller:{url}", url, role="edge-controller")
         target = Target(up, url, {"Authorization": f"Bearer {cfg.cluster_key}"}
                         if cfg.cluster_key else None)
     app[CONTROLLER] = target
