@@ -28,6 +28,7 @@ from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
+from eldric.roles.edge.usage.face import Usage
 from eldric.store.responses import install
 from eldric.store.sqlite import Store
 from eldric.stream import Timeouts
@@ -163,7 +164,10 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
         plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,
                                                              "plugins"))))
-    app[keys.PROBER] = prober(app, app[EDGE].routers, cfg.health_check_interval_ms / 1000)
+    es = app[EDGE]
+    if cfg.usage.on:
+        es.usage = Usage(cfg.usage, es.budgets, es.recorder, es.metrics)
+    app[keys.PROBER] = prober(app, es.routers, cfg.health_check_interval_ms / 1000)
     app[keys.HEALTH] = edge_health
     if cfg.cors_origins:
         app.middlewares.append(cors.middleware(cfg.cors_origins))

@@ -8,6 +8,7 @@ import msgspec
 
 from eldric.config import Ms, Renamed, RoleConfig, flag_meta, seconds_to_ms
 from eldric.fields import parse_ms
+from eldric.roles.edge.usage.config import UsageConfig
 from eldric.store.responses import ResponsesConfig
 
 
@@ -92,3 +93,5 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
         "model must answer")] = 4
     # /v1/responses state: in Redis in farm mode (every edge sees every response)
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
+    # usage, spend and budgets per client (eldric/roles/edge/usage/)
+    usage: UsageConfig = msgspec.field(default_factory=UsageConfig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 from pathlib import Path
@@ -107,7 +108,36 @@ async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None
                       tap: Tap | None = None, *, headers: dict[str, str]) -> Answer:
     name = client.name if client else "anonymous"
     es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
-    routers = ToRouters(request, es.routers, es.timeouts, body, headers, tap)
+    ticket = None if es.usage is None else await es.usage.begin(
+        request, client, request.path, body, request[keys.HOP].model)
+    if ticket is None:
+        return await _run(ToRouters(request, es.routers, es.timeouts, body, headers, tap))
+    if ticket.hold.headers:  # the budget's headers go on every reply to the client
+        headers = {**headers, **ticket.hold.headers}
+    answer, status, cancelled = None, None, False
+    try:
+        answer = await _run(ToRouters(request, es.routers, es.timeouts, body, headers,
+                                      ticket.tap if tap is None else _both(ticket.tap, tap),
+                                      ticket.rewrite, ticket.drop))
+        return answer
+    except EldricError as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:  # the client left: what was sent still counts
+        cancelled = True
+        raise
+    finally:
+        await ticket.end(answer, cancelled, status)
+
+
+def _both(first: Tap, second: Tap) -> Tap:
+    def tap(event: bytes) -> None:
+        first(event)
+        second(event)
+    return tap
+
+
+async def _run(routers: ToRouters) -> Answer:
     resp = await routers.run()
     if resp is None:
         resp = routers.come_back()  # every router said "come back later": as it said
