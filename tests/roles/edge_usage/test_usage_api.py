@@ -148,15 +148,23 @@ async def test_counts_survive_a_restart_and_the_store_lost_mid_run(tmp_path):
             await chat(s, edge, key, stream=bool(i % 2))
         status, _, body = await get(s, edge + "/api/v1/usage")
         assert status == 503 and '"store_unavailable"' in body
+        await until(lambda: _health(s, edge, "unwritable: "), timeout=10)
         os.rmdir(db)
         os.rename(db + ".away", db)
         await until(lambda: _written(data) == 7, timeout=10)
         assert (await usage(s, edge))["totals"]["requests"] == 7
+        assert await _health(s, edge, "ok")
         await chat(s, edge, key)
     async with cluster(tmp_path, data_dir=str(data), usage_flush_interval=60_000) as edge, \
             aiohttp.ClientSession() as s:
         assert (await usage(s, edge))["totals"]["requests"] == 8
         assert _written(data) == 8  # written at the last shutdown, not now
+
+
+async def _health(s, edge, prefix) -> bool:
+    async with s.get(edge + "/health") as r:
+        state = (await r.json()).get("usage_store") or ""
+        return r.status == 200 and state.startswith(prefix)
 
 
 def _written(data) -> int:
