@@ -259,6 +259,11 @@ async def test_request_log_rows_and_bodies_redacted_by_the_pii_filter(tmp_path):
             ("app", True, 200), ("app", False, 200)]
         assert "bob.smith@example.com" not in body and "[email]" in rows[1]["request_body"]
         assert rows[1]["reply_body"] is not None and rows[0]["prompt_tokens"] > 0
+        whole = json.loads(rows[1]["reply_body"])["choices"][0]["message"]["content"]
+        # the streamed reply kept as one whole chat completion, the same text
+        streamed = json.loads(rows[0]["reply_body"])
+        assert streamed["choices"][0]["message"]["content"] == whole
+        assert whole.startswith("The quick brown fox")
         status, _, _ = await get(s, edge + "/api/v1/usage/requests", {})
         assert status == 401
         status, _, body = await get(s, edge + "/api/v1/usage/requests", limit="0")
