@@ -38,7 +38,7 @@ class Kept:
             return None
         text: Callable[[bytes], str] = self.meter.reader.text
         parts = [text(d) for e in self.events if (d := _payload(e)) not in (None, b"[DONE]")]
-        doc = {"object": "chat.completion", "model": model, "choices": [
+        doc: dict[str, object] = {"object": "chat.completion", "model": model, "choices": [
             {"index": 0, "message": {"role": "assistant", "content": "".join(parts)}}]}
         if self.truncated:
             doc["truncated"] = True
