@@ -29,6 +29,7 @@ from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
 from eldric.roles.edge.usage import api as usage_api
+from eldric.roles.edge.usage.budgets import Budgets
 from eldric.roles.edge.usage.face import Usage
 from eldric.roles.edge.usage.ledger import make_recorder
 from eldric.store.responses import install
@@ -172,6 +173,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         clients=clients, farm=Farm(clients, limiter, window, shared=cfg.mode == "farm"),
         metrics=EdgeMetrics(app[keys.BUS].metrics.registry), tls=not cfg.no_tls,
         require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
+        budgets=Budgets(),
         plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,
                                                              "plugins"))))
     es = app[EDGE]
