@@ -28,12 +28,13 @@ from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
+from eldric.roles.edge.usage import api as usage_api
 from eldric.roles.edge.usage import budgets_saved
 from eldric.roles.edge.usage.budgets import Budgets
 from eldric.roles.edge.usage.budgets_redis import RedisBudgets
 from eldric.roles.edge.usage.face import Usage
+from eldric.roles.edge.usage.ledger import make_recorder
 from eldric.roles.edge.usage.prices import Prices
-from eldric.roles.edge.usage.sink import Recorder
 from eldric.store.responses import install
 from eldric.store.sqlite import Store
 from eldric.stream import Timeouts
@@ -62,9 +63,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     es.plugins.edge_url = _own_url(app)
     es.plugins.edge_cert = leaf_certificate(es.cfg.tls.cert_file) if es.tls else ""
     await es.plugins.reload()  # children start in the background: the edge does not wait
+    if es.recorder is not None:
+        await es.recorder.start()
     log.info("edge_ready", mode=es.cfg.mode, tls=es.tls, require_api_key=es.require_key,
              routers=[s.url for s in es.routers.states])
     yield
+    if es.recorder is not None:  # its last flush: before the plugins (the request log's
+        await es.recorder.stop()  # filters) and the Redis connection go
     await es.plugins.stop()
     await routers.stop()
     await store.stop()
@@ -103,6 +108,7 @@ class EdgeHealth(msgspec.Struct):
     routers_healthy: int = 0
     routers_total: int = 0
     shared_store: str | None = None  # farm mode: "ok" or why not
+    usage_store: str | None = None  # usage on: "ok", or why its last flush failed
 
 
 def edge_health(app: web.Application) -> EdgeHealth:
@@ -115,8 +121,11 @@ def edge_health(app: web.Application) -> EdgeHealth:
         if es.farm.degraded and status == "healthy":
             status = "degraded"
     healthy = sum(1 for s in es.routers.states if s.healthy)
+    usage = None if es.recorder is None else (
+        f"unwritable: {es.recorder.error}" if es.recorder.error else "ok")
     return EdgeHealth(status=status, routers_healthy=healthy,
-                      routers_total=len(es.routers.states), shared_store=store)
+                      routers_total=len(es.routers.states), shared_store=store,
+                      usage_store=usage)
 
 
 def _checked_healthy(routers: Routers) -> bool:
@@ -178,13 +187,13 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
                         farm, shared_budgets, metrics.budget_refused),
         metrics=metrics, tls=not cfg.no_tls,
         require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
-        recorder=Recorder(cfg.usage.buffer),
         plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,
                                                              "plugins"))))
     es = app[EDGE]
     if shared_budgets is None:  # standalone: the counts kept in edge.db across restarts
         es.saved = budgets_saved.Saved(db, es.budgets.local, cfg.usage.flush_interval_ms)
     if cfg.usage.on:
+        es.recorder = make_recorder(app, cfg.usage, es.plugins, r)
         es.usage = Usage(cfg.usage, es.budgets, es.recorder, es.metrics)
     app[keys.PROBER] = prober(app, es.routers, cfg.health_check_interval_ms / 1000)
     app[keys.HEALTH] = edge_health
@@ -196,6 +205,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     tunnel.install(app, cfg)  # the NAT tunnel's endpoints (/api/v1/tunnel/…)
     cluster_relay.install(app, cfg)  # workers registering through the edge
     plugins_api.add_routes(app)
+    usage_api.add_routes(app)
 
 
 ROLE = Role(

@@ -9,7 +9,7 @@ import re
 
 import aiohttp
 
-from tests.conftest import run_eldric
+from tests.conftest import run_eldric, until
 
 
 @contextlib.asynccontextmanager
@@ -20,12 +20,21 @@ async def cluster(tmp_path, *, worker_flags=None, **edge_flags):
     async with run_eldric("worker", tmp_path / "w", **wf) as w, \
             run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
                        workers=w["worker"], health_interval=1000) as r:
+        # listening is not routing: wait until the router has seen the worker's models
+        # (a busy machine let the first request find "no healthy worker serves it")
+        await until(lambda: _routes(r["router"]), timeout=15)
         flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=r["router"],
                      health_interval=1000, require_api_key=False, global_rpm=0,
                      per_ip_rpm=0, per_key_rpm=0)
         flags.update(edge_flags)
         async with run_eldric("edge", tmp_path / "e", **flags) as e:
+            watch(e["edge"])
             yield e["edge"], w["worker"]
+
+
+async def _routes(router: str) -> bool:
+    async with aiohttp.ClientSession() as s, s.get(router + "/v1/models") as r:
+        return r.status == 200 and bool((await r.json()).get("data"))
 
 
 def edge_state(url: str):
@@ -37,12 +46,34 @@ def edge_state(url: str):
         states = [o for o in gc.get_objects() if isinstance(o, EdgeState)]
     finally:
         gc.freeze()
-    assert states, "no edge runs in this process"
-    return states[-1]
+    port = url.rsplit(":", 1)[-1].rstrip("/")
+    mine = [s for s in states if s.plugins.edge_url.rsplit(":", 1)[-1] == port]
+    assert mine, "no edge of that URL runs in this process"
+    return mine[-1]
+
+
+def watch(url: str) -> None:
+    """Keep every Record the edge's recorder is handed, for records() (the Recorder
+    itself keeps only the sums per bucket)."""
+    recorder = edge_state(url).recorder
+    if recorder is None:  # --usage off
+        return
+    seen: list = []
+    add = recorder.add
+
+    def watched(record, *bodies):  # type: ignore[no-untyped-def]
+        seen.append(record)
+        add(record, *bodies)
+
+    recorder.add = watched  # type: ignore[method-assign]
+    recorder.seen = seen  # type: ignore[attr-defined]
 
 
 def records(url: str) -> list:
-    return list(edge_state(url).recorder.records)
+    """The Records the edge's recorder was handed since watch(url) (cluster() watches
+    its edge from the start)."""
+    recorder = edge_state(url).recorder
+    return [] if recorder is None else list(recorder.seen)  # None: --usage off
 
 
 async def metrics(url: str) -> dict[tuple[str, ...], float]:

@@ -157,11 +157,13 @@ def test_metric_labels_stay_bounded():
     from eldric.roles.edge.usage.config import UsageConfig
     from eldric.roles.edge.usage.face import Usage
     from eldric.roles.edge.usage.record import Record
-    from eldric.roles.edge.usage.sink import Recorder
+    from eldric.roles.edge.usage.store import Recorder
+    from eldric.roles.edge.usage.store_sqlite import SqliteUsage
 
     registry = CollectorRegistry()
     metrics = EdgeMetrics(registry)
-    usage = Usage(UsageConfig(), Budgets(), Recorder(10), metrics)
+    usage = Usage(UsageConfig(), Budgets(),
+                  Recorder(SqliteUsage(":memory:"), interval_ms=1000, bound=10), metrics)
     n = metrics.model_label.limit + 50
     for i in range(n):
         usage.record(Record(ts=0, client="c", model=f"m{i}", backend="", path="/v1/x",

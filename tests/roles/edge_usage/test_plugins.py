@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import until
 from tests.fakes import scripted
 from tests.plugins.kit import KEY, edge, plugins_dir, router
-from tests.roles.edge_usage.helpers import records
+from tests.roles.edge_usage.helpers import records, watch
 
 M = "m-tools"
 ASK = [{"role": "user", "content": "What is (17+4)*3.5?"}]
@@ -26,6 +26,7 @@ async def test_the_tool_loop_is_counted_once_under_the_client(tmp_path, aiohttp_
     script.on(model=M, call=1, text="It is 73.5.")
     plugins = plugins_dir(tmp_path, "calculator")
     async with router(tmp_path, script.url) as r, edge(tmp_path, r["router"], plugins) as e:
+        watch(e["edge"])
         client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key=KEY, max_retries=0)
         if stream:
             async for _ in await client.chat.completions.create(model=M, messages=ASK,

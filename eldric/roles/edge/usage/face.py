@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 
 import msgspec
-from aiohttp import web
 
 from eldric import keys
 from eldric.exchange import Answer, LaneRequest, Reply
@@ -25,6 +24,7 @@ from eldric.roles.edge.clients import Client
 from eldric.roles.edge.metrics import EdgeMetrics
 from eldric.roles.edge.usage.budgets import Budgets, Hold
 from eldric.roles.edge.usage.config import UsageConfig
+from eldric.roles.edge.usage.kept import Kept
 from eldric.roles.edge.usage.meter import Meter, Reader
 from eldric.roles.edge.usage.prices import Prices
 from eldric.roles.edge.usage.read_anthropic import Anthropic
@@ -32,7 +32,7 @@ from eldric.roles.edge.usage.read_ollama import Ollama
 from eldric.roles.edge.usage.read_openai import OpenAI, usage_only
 from eldric.roles.edge.usage.read_responses import Responses
 from eldric.roles.edge.usage.record import Record, Tokens
-from eldric.roles.edge.usage.sink import Recorder
+from eldric.roles.edge.usage.store import Recorder
 
 # The paths counted, and how each API states its usage.
 READERS: dict[str, Reader] = {
@@ -97,7 +97,8 @@ class Usage:
         hold = await self.budgets.reserve(client, model or "", max_tokens, body)
         return Ticket(self, request, client, path, body, model or "", hold, reader, ask)
 
-    def record(self, record: Record) -> None:
+    def record(self, record: Record, request_body: bytes | None = None,
+               reply_body: bytes | None = None) -> None:
         m = self.metrics
         client, model = m.client_label(record.client), m.model_label(record.model)
         t = record.tokens
@@ -107,14 +108,14 @@ class Usage:
                 m.tokens.labels(client, model, kind).inc(n)
         if record.cost:
             m.cost.labels(client, model).inc(record.cost)
-        self.recorder.add(record)
+        self.recorder.add(record, request_body, reply_body)
 
 
 class Ticket:
     """One counted request: what forward() is given (tap, rewrite, drop), and end()."""
 
     __slots__ = ("usage", "request", "client", "path", "body", "model", "hold", "meter",
-                 "stream", "ts", "t0", "tap", "rewrite", "drop")
+                 "stream", "ts", "t0", "tap", "rewrite", "drop", "kept")
 
     def __init__(self, usage: Usage, request: LaneRequest, client: Client | None, path: str,
                  body: bytes, model: str, hold: Hold, reader: Reader, ask: _Ask) -> None:
@@ -130,6 +131,10 @@ class Ticket:
         self.ts = time.time()
         self.t0 = time.perf_counter()
         self.tap: Callable[[bytes], None] = self.meter.tap
+        self.kept: Kept | None = None  # a streamed reply for the request log, if asked
+        if self.stream and usage.recorder.wants_bodies:
+            self.kept = Kept(self.meter)
+            self.tap = self.kept.tap
         self.rewrite: Callable[[bytes], bytes] | None = None
         self.drop: Callable[[bytes], bool] | None = None
         asked = ask.stream_options is not None and ask.stream_options.include_usage
@@ -148,12 +153,13 @@ class Ticket:
                   status: int | None = None) -> None:
         """The reply is out (or the client left, or it failed: `status` then, the error's)."""
         meter = self.meter
+        reply = self.kept.reply(self.model) if self.kept is not None else None
         if answer is not None:
             status = answer.status
             if not self.stream or not meter.events:
-                body = _whole_body(answer)
-                if body is not None:
-                    meter.whole(body)
+                reply = _whole_body(answer)
+                if reply is not None:
+                    meter.whole(reply)
         if status is None:  # the client left: mid-stream (a tapped reply is a 2xx), or
             status = 200 if meter.events else 499 if cancelled else 500  # before any reply
         ok = status < 400
@@ -175,7 +181,8 @@ class Ticket:
             # a tapped stream that never reached its end; a reply not tapped (the
             # plugin tool loop's stream) is estimated but not called abandoned
             abandoned=cancelled or (ok and self.stream and meter.events > 0
-                                    and not meter.done)))
+                                    and not meter.done)),
+            self.body, reply)  # the bodies: for the request log, kept only if asked
 
 
 def _with_usage(body: bytes) -> bytes:
@@ -201,14 +208,12 @@ def _reencoded(body: bytes) -> bytes:
 
 
 def _whole_body(answer: Answer) -> bytes | None:
-    """A whole reply's body (the fast lane's Reply, aiohttp's Response); None once
-    streamed."""
+    """A whole reply's body (the fast lane's Reply, aiohttp's Response, the filters'
+    Held reply before its outlets); None once streamed."""
     if isinstance(answer, Reply):
         return answer.body
-    if isinstance(answer, web.Response):
-        body = answer.body
-        return body if isinstance(body, bytes) else None
-    return None
+    body = getattr(answer, "body", None)  # web.Response, filters.Held
+    return body if isinstance(body, bytes) else None
 
 
 def _worker(head: list[tuple[bytes, bytes]] | None) -> str:
