@@ -162,6 +162,9 @@ class WorkerInfo(msgspec.Struct, omit_defaults=True):
     paths: list[str] | None = None  # as in WorkerHealth
     router: RouterReport | None = None  # worker_type "router" only
     model_ops: ModelOps | None = None  # as in WorkerHealth
+    # The edge client whose key registered it, set by the edge that relayed the
+    # registration (eldric.roles.edge.cluster_relay); None when it came straight.
+    contributed_by: str | None = None
 
 
 class Heartbeat(msgspec.Struct, omit_defaults=False):
