@@ -282,7 +282,7 @@ class TunnelClient:
             return
         try:
             status = await self._upload(tr, local.status, downstream_headers(local.raw_headers),
-                                        _chunks(local), answered=local.close)
+                                        _chunks(local))
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("tunnel_upload_broken", request=tr.id, path=tr.path,
                         error=f"{type(exc).__name__}: {exc}")
@@ -296,19 +296,15 @@ class TunnelClient:
 
     async def _upload(self, tr: TunnelRequest, status: int,
                       headers: list[tuple[bytes, bytes]] | list[tuple[str, str]],
-                      body: AsyncIterator[bytes] | bytes,
-                      answered: Callable[[], None] | None = None) -> int:
-        """POST the reply; the edge's status. `answered` is called as soon as the edge
-        answers: the edge answers early only when it stops reading (the caller left), and
-        the upload cannot end while the local reply still streams into it."""
+                      body: AsyncIterator[bytes] | bytes) -> int:
+        """POST the reply; the edge's status (answered early, 409, when the caller left:
+        the edge then stops reading and the upload ends)."""
         pairs = [[_text(k), _text(v)] for k, v in headers]
         extra = {STATUS_HEADER: str(status), HEADERS_HEADER: _enc.encode(pairs).decode(),
                  "Content-Type": "application/octet-stream"}
         url = f"{self.edge_url}/api/v1/tunnel/{self.tunnel_id}/response/{tr.id}"
         async with self.session.post(url, data=body, headers=self._headers(extra),
                                      timeout=aiohttp.ClientTimeout(total=None)) as resp:
-            if answered is not None:
-                answered()
             with contextlib.suppress(aiohttp.ClientError, OSError):
                 await resp.read()
             return resp.status

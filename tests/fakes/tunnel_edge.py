@@ -4,7 +4,8 @@ the raw forward (.../forward/{path}), the streamed response upload, disconnect.
 
 `forget()` plays an edge restart (polls get 404 tunnel_not_found until the worker
 connects again); `refuse_uploads` answers every upload 409 tunnel_request_gone at once
-(a caller that left); `seen` keeps each forward's Authorization header and `uploads`
+(a caller that left), `cut_uploads_after` cuts each upload's connection after that
+many chunks (an edge that vanished mid-upload); `seen` keeps each forward's Authorization header and `uploads`
 each upload's outcome, for the tests to assert on.
 """
 
@@ -45,6 +46,7 @@ class State:
         self.seen: list[str | None] = []  # Authorization of each forward
         self.uploads: list[tuple[str, int]] = []  # (request id, what the upload got)
         self.refuse_uploads = False
+        self.cut_uploads_after: int | None = None  # chunks, then the connection is cut
         self.url = ""
 
     def forget(self) -> None:
@@ -118,7 +120,13 @@ async def response(request: web.Request) -> web.Response:
     headers = json.loads(request.headers[HEADERS_HEADER])
     p.head.set_result((int(request.headers[STATUS_HEADER]), headers))
     try:
+        n = 0
         async for chunk in request.content.iter_any():
+            n += 1
+            if st.cut_uploads_after is not None and n > st.cut_uploads_after:
+                st.uploads.append((rid, -1))
+                request.transport.close()  # the edge vanished mid-upload
+                raise ConnectionResetError("cut")
             if p.gone:
                 st.uploads.append((rid, 409))
                 return _error(409, "tunnel_request_gone")

@@ -6,6 +6,7 @@ endpoint with its own key."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -92,7 +93,7 @@ async def test_a_caller_that_left_stops_the_local_request(aiohttp_server, tmp_pa
     own listener sees the client leave), not after the backend finished."""
     server, st = await edge(aiohttp_server)
     st.refuse_uploads = True
-    async with worker(tmp_path, st.url, mock_tokens=200, mock_token_delay=50) as urls, \
+    async with worker(tmp_path, st.url, mock_tokens=100, mock_token_delay=50) as urls, \
             aiohttp.ClientSession() as s:
         await until(lambda: len(st.queues) == 1)
         (q,) = st.queues.values()
@@ -108,6 +109,29 @@ async def test_a_caller_that_left_stops_the_local_request(aiohttp_server, tmp_pa
                 return (await r.json())["load"]["active_requests"] == 0
         # 200 tokens x 50 ms = 10 s if it ran on
         await until(idle, timeout=3)
+
+
+async def test_a_broken_upload_stops_the_local_request(aiohttp_server, tmp_path):
+    server, st = await edge(aiohttp_server)
+    st.cut_uploads_after = 2
+    async with worker(tmp_path, st.url, mock_tokens=100, mock_token_delay=50) as urls, \
+            aiohttp.ClientSession() as s:
+        await until(lambda: len(st.queues) == 1)
+        async with s.post(forward_url(st, "/v1/chat/completions"),
+                          json={**CHAT, "stream": True}) as r:
+            with contextlib.suppress(aiohttp.ClientError):
+                await r.read()
+        assert [code for _, code in st.uploads] == [-1]
+
+        async def idle():
+            async with s.get(urls["worker"] + "/health") as r:
+                return (await r.json())["load"]["active_requests"] == 0
+        await until(idle, timeout=3)  # not the 10 s the backend would take
+        # and the tunnel still serves
+        st.cut_uploads_after = None
+        async with s.post(forward_url(st, "/v1/chat/completions"),
+                          json={**CHAT, "max_tokens": 2}) as r:
+            assert r.status == 200
 
 
 async def test_edge_restart_reconnects_with_the_same_id(aiohttp_server, tmp_path):
