@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import structlog
 
@@ -49,13 +50,23 @@ _REENCODED = frozenset((b"content-type", b"content-encoding"))
 # Replies that have no body whatever their headers say (RFC 9110 §15.3.5, §15.4.5): whole,
 # never framed as a stream.
 _BODILESS = frozenset((204, 304))
+
+
+class Opener(Protocol):
+    """What sends a request upstream and returns its reply once the head is here: the
+    connection pool (eldric.stream.pool), or one that looks like it."""
+
+    async def request(self, method: str, base_url: str, target: str, header_block: bytes,
+                      body: bytes, *, connect_timeout: float, first_byte_timeout: float,
+                      idle_timeout: float) -> client.Response: ...
 async def forward(request: LaneRequest, target: Target, path: str, body: bytes, *,
                   timeouts: Timeouts, rewrite: Callable[[bytes], bytes] | None = None,
                   tap: Tap | None = None, method: str | None = None,
                   query: str | None = None,
                   reply_headers: Mapping[str, str] | None = None,
                   drop: Callable[[bytes], bool] | None = None,
-                  translate: Translator | None = None) -> Answer:
+                  translate: Translator | None = None,
+                  upstream: Opener | None = None) -> Answer:
     """Relay `body` to target+path and stream the reply back to the client.
 
     Returns what the request's lane sends (eldric.exchange.Lane): on the fast lane a
@@ -64,8 +75,9 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
     with every complete SSE event of the reply, read-only; ``reply_headers`` are added to
     the reply (route decisions); ``drop`` removes the SSE events it selects (a usage chunk
     the client did not ask for); ``translate`` turns a 2xx reply into the client's API
-    (eldric.wire.translate: `body` is then already the translated request). Raises
-    UpstreamFailure while nothing has been sent.
+    (eldric.wire.translate: `body` is then already the translated request);
+    ``upstream`` opens the request instead of the connection pool (the edge's tunnels:
+    eldric.roles.edge.tunnel.upstream). Raises UpstreamFailure while nothing has been sent.
     """
     app = request.app
     bus = app[keys.BUS]
@@ -84,7 +96,7 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
     upstream_resp: client.Response | None = None
     try:
         try:  # open the upstream: send the request, wait for the reply's head
-            upstream_resp = await app[keys.UPSTREAM].request(
+            upstream_resp = await (upstream or app[keys.UPSTREAM]).request(
                 method or request.method, target.base_url, path_qs, header_block, body,
                 connect_timeout=timeouts.connect, first_byte_timeout=timeouts.first_byte,
                 idle_timeout=timeouts.idle)

@@ -66,6 +66,12 @@ def new_key() -> str:
     return "sk-eldric-" + secrets.token_urlsafe(32)
 
 
+def static_client(key: str, name: str, scopes: dict[str, list[str]] | None) -> Client:
+    """A key from the configuration; its scopes from auth.scopes (by client name)."""
+    return Client(name=name, static=True, key_hash=hash_key(key),
+                  scopes=(scopes or {}).get(name))
+
+
 def _match(found: Client | None, digest: str) -> Client | None:
     if found is not None and hmac.compare_digest(found.key_hash, digest):
         return found
@@ -89,12 +95,13 @@ class Clients(Protocol):
 class LocalClients:
     """Static keys from the config, plus clients created at run time (kept in SQLite)."""
 
-    def __init__(self, store: Store, static: dict[str, str]) -> None:
+    def __init__(self, store: Store, static: dict[str, str],
+                 scopes: dict[str, list[str]] | None = None) -> None:
         self.store = store
         self.by_hash: dict[str, Client] = {}
         self.by_name: dict[str, Client] = {}
         for key, name in static.items():
-            self._add(Client(name=name, static=True, key_hash=hash_key(key)))
+            self._add(static_client(key, name, scopes))
 
     def _add(self, client: Client) -> None:
         self.by_hash[client.key_hash] = client
@@ -150,10 +157,10 @@ class RedisClients:
     KEYS = "eldric:keys"  # key hash -> client JSON
     NAMES = "eldric:clients"  # client name -> key hash
 
-    def __init__(self, redis: Redis, static: dict[str, str]) -> None:
+    def __init__(self, redis: Redis, static: dict[str, str],
+                 scopes: dict[str, list[str]] | None = None) -> None:
         self.redis = redis
-        self.static = {hash_key(k): Client(name=n, static=True, key_hash=hash_key(k))
-                       for k, n in static.items()}
+        self.static = {hash_key(k): static_client(k, n, scopes) for k, n in static.items()}
 
     async def open(self) -> None:
         await self.redis.ping()

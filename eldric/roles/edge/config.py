@@ -27,6 +27,10 @@ class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "refuse requests without a valid API key", flag="require-api-key")] = True
     # key -> client name. Hashed at start-up; the plain keys are not kept.
     api_keys: Annotated[dict[str, str], flag_meta("API key -> client name")] = {}
+    # client name -> what its key may do (inference, register, cluster): for the keys
+    # above and --api-key's (named key-1, key-2, …); a name not here has ["inference"]
+    scopes: Annotated[dict[str, list[str]], flag_meta(
+        "client name -> scopes of its configured key (inference, register, cluster)")] = {}
 
 
 # 0 turns a tier off (the quick start's loopback edge limits nothing unless asked).
@@ -60,6 +64,17 @@ class RateLimits(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                                        flag="rate-window", parse=parse_window)] = 60_000
 
 
+class TunnelConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The NAT tunnel (docs/tunnel.md): workers that only connect out, to the edge."""
+
+    poll_ms: Annotated[Ms, flag_meta(
+        "longest a tunnelled worker's poll is held before 204 (no poll for twice this: "
+        "the tunnel is dropped), ms", flag="tunnel-poll-ms")] = 30_000
+    max_queued: Annotated[int, msgspec.Meta(ge=1), flag_meta(
+        "requests waiting for one tunnel's worker; beyond: 503 tunnel_busy with "
+        "Retry-After")] = 64
+
+
 class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     no_tls: Annotated[bool, flag_meta(
         "plain HTTP on --http-port (behind another proxy, or for testing)", switch=True)] = False
@@ -90,5 +105,13 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     max_tool_rounds: Annotated[int, msgspec.Meta(ge=1, le=32), flag_meta(
         "plugin tools: rounds of tool calls the edge runs for one request before the "
         "model must answer")] = 4
+    # Cluster management through the edge (cluster_relay.py) and the NAT tunnel
+    controller_url: Annotated[str | None, flag_meta(
+        "the controller that worker registrations, heartbeats and pipeline calls are "
+        "relayed to (keys with the register scope)", flag="controller")] = None
+    cluster_key: Annotated[str | None, flag_meta(
+        "the controller's --cluster-key, sent with what the edge relays to it (instead "
+        "of the caller's edge key)")] = None
+    tunnel: TunnelConfig = msgspec.field(default_factory=TunnelConfig)
     # /v1/responses state: in Redis in farm mode (every edge sees every response)
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)

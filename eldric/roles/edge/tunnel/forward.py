@@ -1,0 +1,70 @@
+"""/api/v1/tunnel/{id}/forward…: a router (key scope "cluster") calling a tunnelled
+worker. The edge is the worker's address: what comes back is the worker's reply, as
+forward() relays any upstream's (eldric.roles.edge.tunnel.upstream)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import msgspec
+from aiohttp import web
+
+from eldric import keys
+from eldric.errors import BadRequest, UpstreamFailure
+from eldric.exchange import Answer
+from eldric.http import read_body
+from eldric.roles.edge.scopes import scoped
+from eldric.roles.edge.state import EDGE
+from eldric.roles.edge.tunnel.registry import TUNNELS
+from eldric.roles.edge.tunnel.upstream import TunnelUpstream
+from eldric.stream.forward import forward
+from eldric.stream.target import Target
+from eldric.wire.head import decode_head
+
+
+class Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    """POST …/forward's JSON body: the call to make on the worker (a TunnelRequest
+    without its id, which the edge gives it)."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]] = []
+    body: str = ""  # base64
+
+
+async def raw(request: web.Request) -> Answer:
+    """…/forward/{path}: the method, headers, query and body as they came."""
+    return await _forward(request, request.method, "/" + request.match_info["tail"],
+                          request.query_string, await read_body(request), None)
+
+
+async def envelope(request: web.Request) -> Answer:
+    env = decode_head(await read_body(request), Envelope)
+    if not env.path.startswith("/"):
+        raise BadRequest("path must start with /", param="path")
+    if not env.method.isalpha() or not env.method.isupper():
+        raise BadRequest("method must be an HTTP method (GET, POST, …)", param="method")
+    try:
+        body = base64.b64decode(env.body, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("body must be base64", param="body") from None
+    for name, value in env.headers:
+        if "\r" in name + value or "\n" in name + value or not (name + value).isascii():
+            raise BadRequest("headers must be ASCII, without line breaks", param="headers")
+    return await _forward(request, env.method, env.path, "", body, env.headers)
+
+
+async def _forward(request: web.Request, method: str, path: str, query: str, body: bytes,
+                   headers: list[tuple[str, str]] | None) -> Answer:
+    es = request.app[EDGE]
+    await scoped(request, es, "cluster")
+    tunnels = request.app[TUNNELS]
+    tunnel = tunnels.get(request.match_info["id"])
+    request[keys.HOP].upstream = tunnel.upstream.id
+    target = Target(tunnel.upstream, tunnel.upstream.url)
+    try:
+        return await forward(request, target, path, body, timeouts=es.timeouts, method=method,
+                             query=query, upstream=TunnelUpstream(tunnels, tunnel, headers))
+    except UpstreamFailure as exc:
+        return exc.response()
