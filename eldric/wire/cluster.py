@@ -162,8 +162,8 @@ class WorkerInfo(msgspec.Struct, omit_defaults=True):
     paths: list[str] | None = None  # as in WorkerHealth
     router: RouterReport | None = None  # worker_type "router" only
     model_ops: ModelOps | None = None  # as in WorkerHealth
-    # The edge client whose key registered it, set by the edge that relayed the
-    # registration (eldric.roles.edge.cluster_relay); None when it came straight.
+    # the edge client whose key registered it through an edge (issue 18): set by the
+    # edge, never by the worker (cluster_relay overwrites what a body says)
     contributed_by: str | None = None
 
 

@@ -16,7 +16,7 @@ from eldric import keys
 from eldric.context import data_file
 from eldric.errors import ConfigError
 from eldric.registry import Role
-from eldric.roles.edge import cors, tunnel
+from eldric.roles.edge import cluster_relay, cors, tunnel
 from eldric.roles.edge.clients import SCOPES, LocalClients, RedisClients
 from eldric.roles.edge.config import EdgeConfig
 from eldric.roles.edge.farm import Farm
@@ -184,6 +184,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     install(app, cfg.responses, r)  # after: closed before the clients' Redis connection
     add_routes(app)
     tunnel.install(app, cfg)  # the NAT tunnel's endpoints (/api/v1/tunnel/…)
+    cluster_relay.install(app, cfg)  # workers registering through the edge
     plugins_api.add_routes(app)
 
 

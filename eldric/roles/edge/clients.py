@@ -86,8 +86,8 @@ class Clients(Protocol):
     async def close(self) -> None: ...
     def lookup_static(self, key: str) -> Client | None: ...
     async def lookup(self, key: str) -> Client | None: ...
-    async def create(self, name: str, description: str,
-                     rpm: int | None) -> tuple[Client, str]: ...
+    async def create(self, name: str, description: str, rpm: int | None, *,
+                     scopes: list[str] | None = None) -> tuple[Client, str]: ...
     async def all(self) -> list[Client]: ...
     async def revoke(self, name: str) -> bool | None: ...
 
@@ -124,12 +124,13 @@ class LocalClients:
         digest = hash_key(key)
         return _match(self.by_hash.get(digest), digest)
 
-    async def create(self, name: str, description: str, rpm: int | None) -> tuple[Client, str]:
+    async def create(self, name: str, description: str, rpm: int | None, *,
+                     scopes: list[str] | None = None) -> tuple[Client, str]:
         if name in self.by_name:
             raise KeyError(name)
         key = new_key()
         client = Client(name=name, description=description, rpm=rpm, created=time.time(),
-                        key_hash=hash_key(key))
+                        key_hash=hash_key(key), scopes=scopes)
         await self.store.write("clients", [(name, _enc.encode(client))])
         self._add(client)
         return client, key
@@ -181,12 +182,13 @@ class RedisClients:
             found = _dec.decode(raw) if raw else None
         return _match(found, digest)
 
-    async def create(self, name: str, description: str, rpm: int | None) -> tuple[Client, str]:
+    async def create(self, name: str, description: str, rpm: int | None, *,
+                     scopes: list[str] | None = None) -> tuple[Client, str]:
         if any(c.name == name for c in self.static.values()):
             raise KeyError(name)
         key = new_key()
         client = Client(name=name, description=description, rpm=rpm, created=time.time(),
-                        key_hash=hash_key(key))
+                        key_hash=hash_key(key), scopes=scopes)
         # HSETNX claims the name atomically: two edges cannot create the same client.
         if not await self.redis.hsetnx(self.NAMES, name, client.key_hash):
             raise KeyError(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -16,8 +17,9 @@ from eldric.wire.tunnel import HEADERS_HEADER, STATUS_HEADER
 from tests.conftest import serving
 
 WORKER, ROUTER, PLAIN, ADMIN = "sk-worker", "sk-router", "sk-plain", "sk-admin"
-KEYS = {WORKER: "home", ROUTER: "router", PLAIN: "plain"}
-SCOPES = {"home": ["inference", "register"], "router": ["cluster"]}
+OTHER = "sk-other"  # another worker owner
+KEYS = {WORKER: "home", ROUTER: "router", PLAIN: "plain", OTHER: "lab"}
+SCOPES = {"home": ["inference", "register"], "router": ["cluster"], "lab": ["register"]}
 
 
 def auth(key: str) -> dict[str, str]:
@@ -61,3 +63,30 @@ def head(status: int, headers: list[list[str]]) -> dict[str, str]:
 
 
 SSE = [["Content-Type", "text/event-stream"]]
+
+
+async def forwarded(s: aiohttp.ClientSession, url: str, tid: str, body: object = None,
+                    key: str = ROUTER) -> asyncio.Future:
+    """A router's chat call through the tunnel, running: the future of its response."""
+    return asyncio.ensure_future(s.post(f"{url}/api/v1/tunnel/{tid}/forward/v1/chat/completions",
+                                        json=body or {"model": "m", "messages": []},
+                                        headers=auth(key)))
+
+
+async def raw_upload(url: str, tid: str, req_id: str, status: int = 200,
+                     headers: list[list[str]] = SSE):  # type: ignore[no-untyped-def]
+    """A response upload on a socket of the test's own: its head sent, chunked; the test
+    writes chunks (chunk()) and ends or breaks it."""
+    from tests.conftest import open_raw
+
+    reader, writer = await open_raw(url)
+    lines = [f"POST /api/v1/tunnel/{tid}/response/{req_id} HTTP/1.1", "Host: edge",
+             "Transfer-Encoding: chunked",
+             *[f"{k}: {v}" for k, v in head(status, headers).items()]]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    return reader, writer
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)

@@ -1,0 +1,163 @@
+"""The tunnel's failure rules (issue 18), each on an edge alone with a scripted worker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from tests.conftest import read_head, until
+from tests.roles.tunnel.kit import (ADMIN, OTHER, PLAIN, ROUTER, WORKER, auth, chunk, connect, edge,
+                                    forwarded, poll, raw_upload)
+
+
+async def _code(r: aiohttp.ClientResponse) -> str:
+    return (await r.json())["error"]["code"]
+
+
+async def test_a_poll_with_nothing_to_do_gets_204_after_the_long_poll_time(tmp_path):
+    async with edge(tmp_path, tunnel_poll_ms=300) as url, aiohttp.ClientSession() as s:
+        hello = await connect(s, url)
+        assert hello["long_poll_ms"] == 300
+        assert hello["poll_url"] == f"/api/v1/tunnel/{hello['tunnel_id']}/poll"
+        assert hello["url"] == f"tunnel+http://{url.removeprefix('http://')}/{hello['tunnel_id']}"
+        t0 = asyncio.get_running_loop().time()
+        assert await poll(s, url, hello["tunnel_id"]) is None
+        assert asyncio.get_running_loop().time() - t0 >= 0.25
+
+
+async def test_scopes_are_enforced(tmp_path):
+    """A plain inference key can neither open a tunnel nor call one; a worker's key
+    cannot call a tunnel (scope cluster); a router's key cannot take its requests."""
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        async with s.post(url + "/api/v1/tunnel/connect", json={}, headers=auth(PLAIN)) as r:
+            assert r.status == 403 and await _code(r) == "scope_required"
+            assert (await r.json())["error"]["param"] == "register"
+        async with s.post(url + "/api/v1/tunnel/connect", json={}) as r:
+            assert r.status == 401
+        tid = (await connect(s, url))["tunnel_id"]
+        for key in (WORKER, PLAIN):
+            async with s.post(f"{url}/api/v1/tunnel/{tid}/forward/health", headers=auth(key)) as r:
+                assert r.status == 403 and (await r.json())["error"]["param"] == "cluster"
+        async with s.get(f"{url}/api/v1/tunnel/{tid}/poll", headers=auth(ROUTER)) as r:
+            assert r.status == 403 and await _code(r) == "scope_required"
+        async with s.get(f"{url}/api/v1/tunnel/workers", headers=auth(WORKER)) as r:
+            assert r.status == 401  # the list is the admin's
+
+
+async def test_the_queue_is_bounded_per_tunnel(tmp_path):
+    async with edge(tmp_path, tunnel_max_queued=2) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        waiting = [await forwarded(s, url, tid) for _ in range(2)]
+        await until(lambda: _queued(s, url, 2))
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/forward/v1/chat/completions",
+                          json={}, headers=auth(ROUTER)) as r:
+            assert r.status == 503 and await _code(r) == "tunnel_busy"
+            assert int(r.headers["Retry-After"]) >= 1
+        for w in waiting:
+            w.cancel()
+
+
+async def _queued(s: aiohttp.ClientSession, url: str, n: int) -> bool:
+    async with s.get(f"{url}/api/v1/tunnel/workers", headers=auth(ADMIN)) as r:
+        tunnels = (await r.json())["tunnels"]
+    return bool(tunnels) and tunnels[0]["queued"] == n
+
+
+async def test_a_silent_tunnel_is_dropped_and_its_requests_answered_503(tmp_path):
+    """No poll for 2 x the poll time: what waits in the queue, and what a poll took but
+    never began to answer, get 503 before any byte (a router fails them over); the
+    worker's next poll gets 404 (connect again)."""
+    async with edge(tmp_path, tunnel_poll_ms=200) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        taken = await forwarded(s, url, tid)
+        assert await poll(s, url, tid) is not None  # taken, never answered
+        queued = await forwarded(s, url, tid)
+        for call in (taken, queued):
+            r = await asyncio.wait_for(call, 10)
+            assert r.status == 503 and await _code(r) == "tunnel_unavailable"
+        async with s.get(f"{url}/api/v1/tunnel/{tid}/poll", headers=auth(WORKER)) as r:
+            assert r.status == 404 and await _code(r) == "tunnel_not_found"
+
+
+async def test_a_worker_vanishing_mid_upload_ends_the_stream_with_an_error_event(tmp_path):
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        call = await forwarded(s, url, tid)
+        req = await poll(s, url, tid)
+        reader, writer = await raw_upload(url, tid, req["id"])
+        writer.write(chunk(b'data: {"n": 1}\n\n'))
+        await writer.drain()
+        resp = await asyncio.wait_for(call, 10)
+        assert await resp.content.readuntil(b"\n\n") == b'data: {"n": 1}\n\n'
+        writer.transport.abort()  # the worker is gone
+        rest = await asyncio.wait_for(resp.content.read(), 10)
+        assert rest.startswith(b"data: {") and b'"upstream_error"' in rest
+        assert rest.count(b"\n\n") == 1  # one error event, then the end
+
+
+async def test_a_caller_leaving_stops_the_upload_with_409(tmp_path):
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        caller = aiohttp.ClientSession()
+        call = await forwarded(caller, url, tid)
+        req = await poll(s, url, tid)
+        reader, writer = await raw_upload(url, tid, req["id"])
+        writer.write(chunk(b'data: {"n": 1}\n\n'))
+        await writer.drain()
+        resp = await asyncio.wait_for(call, 10)
+        await resp.content.readuntil(b"\n\n")
+        await caller.close()  # the caller leaves mid-stream
+        status = None
+        for _ in range(200):  # the worker goes on until the edge says stop
+            writer.write(chunk(b'data: {"n": 2}\n\n'))
+            await writer.drain()
+            try:
+                status, _ = await asyncio.wait_for(read_head(reader), 0.05)
+                break
+            except (TimeoutError, asyncio.TimeoutError):
+                continue
+        assert status == 409
+        writer.close()
+
+
+async def test_a_caller_leaving_takes_its_request_out_of_the_queue(tmp_path):
+    async with edge(tmp_path, tunnel_poll_ms=300) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        caller = aiohttp.ClientSession()
+        await forwarded(caller, url, tid)
+        await until(lambda: _queued(s, url, 1))
+        await caller.close()
+        await until(lambda: _queued(s, url, 0))
+        assert await poll(s, url, tid) is None  # nothing for the worker to run
+
+
+async def test_an_upload_for_a_request_the_edge_does_not_wait_for_is_409(tmp_path):
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/response/nope", data=b"x",
+                          headers={**auth(WORKER), "X-Eldric-Tunnel-Status": "200"}) as r:
+            assert r.status == 409 and await _code(r) == "tunnel_request_gone"
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/response/nope", data=b"x",
+                          headers=auth(WORKER)) as r:
+            assert r.status == 400  # no status: not a reply
+
+
+async def test_a_reconnect_keeps_the_id_even_after_an_edge_restart(tmp_path):
+    port = __import__("tests.conftest", fromlist=["free_port"]).free_port()
+    async with aiohttp.ClientSession() as s:
+        async with edge(tmp_path, http_port=port) as url:
+            tid = (await connect(s, url, worker_id="w-1"))["tunnel_id"]
+            assert (await connect(s, url, tunnel_id=tid))["tunnel_id"] == tid
+        async with edge(tmp_path, http_port=port) as url:
+            async with s.get(f"{url}/api/v1/tunnel/{tid}/poll", headers=auth(WORKER)) as r:
+                assert r.status == 404 and await _code(r) == "tunnel_not_found"
+            assert (await connect(s, url, tunnel_id=tid))["tunnel_id"] == tid
+            async with s.post(url + "/api/v1/tunnel/connect", json={"tunnel_id": tid},
+                              headers=auth(OTHER)) as r:
+                assert r.status == 409 and await _code(r) == "tunnel_id_taken"
+            async with s.get(f"{url}/api/v1/tunnel/{tid}/poll", headers=auth(OTHER)) as r:
+                assert r.status == 403 and await _code(r) == "tunnel_forbidden"
+            async with s.get(f"{url}/api/v1/tunnel/workers", headers=auth(ADMIN)) as r:
+                (t,) = (await r.json())["tunnels"]
+            assert t["tunnel"] == tid and t["client"] == "home"
