@@ -1,7 +1,8 @@
 """A whole cluster with a worker behind the tunnel, for the end-to-end tests: a real
 controller, a real edge (tests/roles/tunnel/kit.py's keys and scopes), a real router
 told only the controller, and a worker started with --tunnel EDGE whose own port nobody
-is told. A client calls the edge; the chain is edge → router → edge → tunnel → worker."""
+is told; it registers through the edge. A client calls the edge; the chain is
+edge → router → edge → tunnel → worker."""
 
 from __future__ import annotations
 
@@ -49,17 +50,17 @@ async def cluster(tmp_path, *, edge_port: int | None = None, edge_flags: dict | 
     router_flags = {"sync_interval": 200, "health_interval": 500, **(router_flags or {})}
     async with run_eldric("controller", tmp_path / "c", port=0, bind="127.0.0.1") as c, \
             edge(tmp_path, routers=f"http://127.0.0.1:{rport}", http_port=edge_port or 0,
-                 **edge_flags) as e, \
+                 controller=c["controller"], **edge_flags) as e, \
             run_eldric("router", tmp_path / "r", port=rport, bind="127.0.0.1",
                        controller=c["controller"], api_key=ROUTER, **router_flags) as r:
         yield Cluster(edge=e, controller=c["controller"], router=r["router"])
 
 
 def worker_flags(cl: Cluster, **flags: object) -> dict:
-    """A tunnelled worker: it connects to the edge with a register-scoped key and
-    registers with the controller (its tunnel:// URL)."""
+    """A tunnelled worker: with a register-scoped key it connects to the edge and
+    registers its tunnel:// URL through the edge (the edge relays to the controller)."""
     return {"backend": "mock", "port": 0, "bind": "127.0.0.1", "tunnel": cl.edge,
-            "api_key": WORKER, "controller": cl.controller, "heartbeat_interval": 200,
+            "api_key": WORKER, "controller": cl.edge, "heartbeat_interval": 200,
             **flags}
 
 

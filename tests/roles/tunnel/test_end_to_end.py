@@ -28,6 +28,8 @@ async def test_chat_through_the_tunnel_streamed_and_not(tmp_path):
         (rec,) = await until(lambda: cl.workers(s))
         assert rec["url"].startswith("tunnel+http://127.0.0.1:") and rec["url"].endswith(
             "/" + t["tunnel"])
+        assert rec["contributed_by"] == "home"  # the edge client whose key registered it
+        assert t["worker_id"] in (None, rec["id"])
         await routed(s, cl, rec["url"])
 
         async with cl.chat(s) as r:
