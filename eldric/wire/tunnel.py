@@ -24,6 +24,28 @@ would call on the worker (``/v1/chat/completions``, ``/health``, ``/v1/models``)
 method, headers and body as they are. The edge queues it for the worker and relays the
 reply. ``POST /api/v1/tunnel/{id}/forward`` with a ``TunnelRequest``-shaped JSON body
 (method, path, headers, body) is the same call for a caller that wants an envelope.
+
+As the edge (h/tunnel-edge) answers, for the worker's side:
+- a configured key's scopes are ``auth.clients: {NAME: {"scopes": [...]}}`` (env
+  ELDRIC_EDGE_AUTH_CLIENTS), the shape h/budgets gave static clients' settings; the
+  earlier ``auth.scopes`` (ELDRIC_EDGE_AUTH_SCOPES) is gone;
+- every tunnel endpoint but forward needs an edge key with scope "register" (403
+  ``scope_required``, ``param`` "register"); a tunnel another client holds: connect
+  409 ``tunnel_id_taken``, poll/response/disconnect 403 ``tunnel_forbidden``;
+- poll: 503 ``edge_stopping`` (with Retry-After) while the edge shuts down: poll again
+  later, the tunnel is still known until the edge is gone (then 404);
+- a ``TunnelRequest``'s headers are the caller's as they cross any hop: no
+  Authorization/X-API-Key, Host, Content-Length or hop-by-hop headers; the edge's
+  X-Request-ID is in them. Its path carries the query string;
+- the upload: ``STATUS_HEADER`` 200-599 and ``HEADERS_HEADER`` (JSON, latin-1 text)
+  else 400; a Content-Length among the headers lets a small reply go out whole;
+  Transfer-Encoding/Connection in them are dropped. 409 ``tunnel_request_gone`` also for
+  a request the edge does not wait for (unknown, answered already, or failed over after
+  the tunnel was dropped). An upload silent for the edge's idle timeout is cut (408).
+- for the router: forward to a tunnel the edge does not know (yet) → 503
+  ``tunnel_unavailable``, a full queue → 503 ``tunnel_busy`` + Retry-After: fail over;
+- the edge drops a tunnel with no poll for 2 x long_poll_ms; its queued requests and
+  those taken but not yet answered get 503 at the caller (the router fails them over).
 """
 
 from __future__ import annotations

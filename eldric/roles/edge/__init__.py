@@ -17,7 +17,7 @@ from eldric.context import data_file
 from eldric.errors import ConfigError
 from eldric.registry import Role
 from eldric.roles.edge import cluster_relay, cors, tunnel
-from eldric.roles.edge.clients import SCOPES, LocalClients, RedisClients
+from eldric.roles.edge.clients import LocalClients, RedisClients
 from eldric.roles.edge.config import EdgeConfig
 from eldric.roles.edge.farm import Farm
 from eldric.roles.edge.handlers import NO_ADMIN, add_routes
@@ -128,22 +128,10 @@ async def waiting_for(app: web.Application) -> str | None:
         f"{s.url}: {s.last_error or 'not checked yet'}" for s in routers.states) + ")"
 
 
-def _check_scopes(scopes: dict[str, list[str]], names: set[str]) -> None:
-    for name, given in scopes.items():
-        if name not in names:
-            raise ConfigError(f"auth.scopes: no configured key belongs to client {name!r} "
-                              f"(the clients of auth.api_keys and --api-key: "
-                              f"{', '.join(sorted(names)) or 'none'})")
-        if not given or (bad := [s for s in given if s not in SCOPES]):
-            raise ConfigError(f"auth.scopes.{name}: scopes are {', '.join(SCOPES)}"
-                              + (f" (not {', '.join(bad)})" if given else " (give one at least)"))
-
-
 def build(app: web.Application, cfg: EdgeConfig) -> None:
     static = dict(cfg.auth.api_keys)
     for i, key in enumerate(cfg.api_key, 1):
         static.setdefault(key, f"key-{i}")
-    _check_scopes(cfg.auth.scopes, set(static.values()))
     window = cfg.rate_limits.window_ms
     r = None
     if cfg.mode == "farm":
@@ -152,11 +140,11 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         import redis.asyncio as aioredis
 
         r = aioredis.from_url(cfg.redis_url)
-        clients = RedisClients(r, static, cfg.auth.scopes)
+        clients = RedisClients(r, static, cfg.auth.clients)
         limiter = RedisLimiter(r, window)
     else:
         clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static,
-                               cfg.auth.scopes)
+                               cfg.auth.clients)
         limiter = LocalLimiter(window)
     if cfg.auth.require_api_key and not static and not cfg.admin_key:
         raise ConfigError("the edge requires API keys but has none: give --api-key KEY (or "

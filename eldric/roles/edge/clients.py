@@ -13,12 +13,17 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from eldric.auth import hash_key
+from eldric.errors import ConfigError
 from eldric.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from eldric.roles.edge.config import ClientSettings
 
 if TYPE_CHECKING:  # farm mode only: redis is an optional dependency
     from redis.asyncio import Redis
@@ -66,10 +71,31 @@ def new_key() -> str:
     return "sk-eldric-" + secrets.token_urlsafe(32)
 
 
-def static_client(key: str, name: str, scopes: dict[str, list[str]] | None) -> Client:
-    """A key from the configuration; its scopes from auth.scopes (by client name)."""
-    return Client(name=name, static=True, key_hash=hash_key(key),
-                  scopes=(scopes or {}).get(name))
+def unknown_scope(scopes: list[str] | None) -> str | None:
+    """The first scope that is none of SCOPES."""
+    return next((s for s in scopes or () if s not in SCOPES), None)
+
+
+def static_clients(static: Mapping[str, str],
+                   settings: Mapping[str, ClientSettings] | None = None) -> dict[str, Client]:
+    """The config's clients by key hash: key -> name (auth.api_keys, --api-key), each with
+    its auth.clients settings. A setting for no such client, or an unknown scope, stops
+    the start (a typo would otherwise leave a client unlimited)."""
+    settings = settings or {}
+    names = set(static.values())
+    for name, s in settings.items():
+        if name not in names:
+            raise ConfigError(f"auth.clients: {name!r} is no client of auth.api_keys or "
+                              f"--api-key (clients: {', '.join(sorted(names)) or 'none'})")
+        if (scope := unknown_scope(s.scopes)) is not None:
+            raise ConfigError(f"auth.clients.{name}.scopes: unknown scope {scope!r} "
+                              f"(scopes: {', '.join(SCOPES)})")
+    out = {}
+    for key, name in static.items():
+        given = settings.get(name)
+        extra = msgspec.structs.asdict(given) if given is not None else {}
+        out[hash_key(key)] = Client(name=name, static=True, key_hash=hash_key(key), **extra)
+    return out
 
 
 def _match(found: Client | None, digest: str) -> Client | None:
@@ -86,8 +112,8 @@ class Clients(Protocol):
     async def close(self) -> None: ...
     def lookup_static(self, key: str) -> Client | None: ...
     async def lookup(self, key: str) -> Client | None: ...
-    async def create(self, name: str, description: str, rpm: int | None, *,
-                     scopes: list[str] | None = None) -> tuple[Client, str]: ...
+    async def create(self, name: str, description: str, rpm: int | None,
+                     **fields: object) -> tuple[Client, str]: ...
     async def all(self) -> list[Client]: ...
     async def revoke(self, name: str) -> bool | None: ...
 
@@ -96,12 +122,12 @@ class LocalClients:
     """Static keys from the config, plus clients created at run time (kept in SQLite)."""
 
     def __init__(self, store: Store, static: dict[str, str],
-                 scopes: dict[str, list[str]] | None = None) -> None:
+                 settings: Mapping[str, ClientSettings] | None = None) -> None:
         self.store = store
         self.by_hash: dict[str, Client] = {}
         self.by_name: dict[str, Client] = {}
-        for key, name in static.items():
-            self._add(static_client(key, name, scopes))
+        for client in static_clients(static, settings).values():
+            self._add(client)
 
     def _add(self, client: Client) -> None:
         self.by_hash[client.key_hash] = client
@@ -124,13 +150,14 @@ class LocalClients:
         digest = hash_key(key)
         return _match(self.by_hash.get(digest), digest)
 
-    async def create(self, name: str, description: str, rpm: int | None, *,
-                     scopes: list[str] | None = None) -> tuple[Client, str]:
+    async def create(self, name: str, description: str, rpm: int | None,
+                     **fields: object) -> tuple[Client, str]:
+        """`fields`: the Client's other settings (scopes, tpm, max_tokens_per_day, …)."""
         if name in self.by_name:
             raise KeyError(name)
         key = new_key()
         client = Client(name=name, description=description, rpm=rpm, created=time.time(),
-                        key_hash=hash_key(key), scopes=scopes)
+                        key_hash=hash_key(key), **fields)  # type: ignore[arg-type]
         await self.store.write("clients", [(name, _enc.encode(client))])
         self._add(client)
         return client, key
@@ -159,9 +186,9 @@ class RedisClients:
     NAMES = "eldric:clients"  # client name -> key hash
 
     def __init__(self, redis: Redis, static: dict[str, str],
-                 scopes: dict[str, list[str]] | None = None) -> None:
+                 settings: Mapping[str, ClientSettings] | None = None) -> None:
         self.redis = redis
-        self.static = {hash_key(k): static_client(k, n, scopes) for k, n in static.items()}
+        self.static = static_clients(static, settings)
 
     async def open(self) -> None:
         await self.redis.ping()
@@ -182,13 +209,13 @@ class RedisClients:
             found = _dec.decode(raw) if raw else None
         return _match(found, digest)
 
-    async def create(self, name: str, description: str, rpm: int | None, *,
-                     scopes: list[str] | None = None) -> tuple[Client, str]:
+    async def create(self, name: str, description: str, rpm: int | None,
+                     **fields: object) -> tuple[Client, str]:
         if any(c.name == name for c in self.static.values()):
             raise KeyError(name)
         key = new_key()
         client = Client(name=name, description=description, rpm=rpm, created=time.time(),
-                        key_hash=hash_key(key), scopes=scopes)
+                        key_hash=hash_key(key), **fields)  # type: ignore[arg-type]
         # HSETNX claims the name atomically: two edges cannot create the same client.
         if not await self.redis.hsetnx(self.NAMES, name, client.key_hash):
             raise KeyError(name)

@@ -22,15 +22,28 @@ class TLSConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     key_file: Annotated[str | None, flag_meta("TLS private key (PEM)", flag="key")] = None
 
 
+# A client's rpm (and, with h/budgets, its token budgets) is at least 1.
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class ClientSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A static client's settings (auth.clients.NAME): what a created client gets from
+    POST /api/v1/clients/register. None: the default (rpm: --per-key-rpm; scopes:
+    inference only). (h/budgets adds the budget fields here.)"""
+
+    description: str = ""
+    rpm: Positive | None = None
+    scopes: list[str] | None = None
+
+
 class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     require_api_key: Annotated[bool, flag_meta(
         "refuse requests without a valid API key", flag="require-api-key")] = True
     # key -> client name. Hashed at start-up; the plain keys are not kept.
     api_keys: Annotated[dict[str, str], flag_meta("API key -> client name")] = {}
-    # client name -> what its key may do (inference, register, cluster): for the keys
-    # above and --api-key's (named key-1, key-2, …); a name not here has ["inference"]
-    scopes: Annotated[dict[str, list[str]], flag_meta(
-        "client name -> scopes of its configured key (inference, register, cluster)")] = {}
+    # client name (of api_keys, or key-N of --api-key) -> its rpm, scopes
+    clients: Annotated[dict[str, ClientSettings], flag_meta(
+        "static clients' settings: {name: {rpm, scopes, description}}")] = {}
 
 
 # 0 turns a tier off (the quick start's loopback edge limits nothing unless asked).

@@ -16,7 +16,7 @@ from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauth
 from eldric.exchange import Answer, LaneRequest
 from eldric.explain import format_ms
 from eldric.http import read_body
-from eldric.roles.edge.clients import SCOPES, Client
+from eldric.roles.edge.clients import SCOPES, Client, unknown_scope
 from eldric.roles.edge.cors import CORS_HEADERS
 from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.plugins import answer as plugin_answer
@@ -240,11 +240,12 @@ async def register_client(request: web.Request) -> web.Response:
         raise BadRequest("name must be 1 to 100 characters", param="name")
     if new.rpm is not None and new.rpm < 1:
         raise BadRequest("rpm must be at least 1", param="rpm")
-    if new.scopes is not None and (not new.scopes or set(new.scopes) - set(SCOPES)):
-        raise BadRequest(f"scopes must be one or more of {', '.join(SCOPES)}", param="scopes")
+    if (scope := unknown_scope(new.scopes)) is not None:
+        raise BadRequest(f"unknown scope {scope!r} (scopes: {', '.join(SCOPES)})",
+                         param="scopes", code="unknown_scope")
     try:
         client, key = await es.farm.admin(es.clients.create(new.name, new.description, new.rpm,
-                                                            scopes=new.scopes and list(dict.fromkeys(new.scopes))))
+                                                            scopes=new.scopes))
     except KeyError:
         raise EldricError(f"a client named {new.name!r} exists", status=409,
                           code="client_exists") from None

@@ -20,7 +20,7 @@ def require_scope(client: Client | None, scope: str) -> Client:
     if not client.may(scope):
         raise EldricError(f"the API key of client {client.name!r} lacks the {scope!r} scope "
                           "(give the client that scope: \"scopes\" when it is created, or "
-                          "auth.scopes for a key from the configuration)", status=403,
+                          "auth.clients.NAME.scopes for a key from the configuration)", status=403,
                           code="scope_required", param=scope)
     return client
 

@@ -32,7 +32,7 @@ async def edge(tmp_path, **flags) -> AsyncIterator[str]:  # type: ignore[no-unty
     roles = registry.resolve("edge")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ELDRIC_")}
     env["ELDRIC_EDGE_AUTH_API_KEYS"] = json.dumps(KEYS)
-    env["ELDRIC_EDGE_AUTH_SCOPES"] = json.dumps(SCOPES)
+    env["ELDRIC_EDGE_AUTH_CLIENTS"] = json.dumps({n: {"scopes": s} for n, s in SCOPES.items()})
     flags = {"no_tls": True, "http_port": 0, "bind": "127.0.0.1", "admin_key": ADMIN,
              "data_dir": str(tmp_path / "edge-data"), **flags}
     loaded = load_config(roles, flags, env)

@@ -4,6 +4,8 @@ and rate limits, and the controller learns who contributed the worker."""
 
 from __future__ import annotations
 
+import contextlib
+
 import aiohttp
 
 from tests.conftest import run_eldric
@@ -13,11 +15,17 @@ WORKER_INFO = {"worker_type": "inference", "url": "http://10.1.2.3:8890", "model
                "contributed_by": "someone else"}  # the edge's word wins
 
 
-async def test_a_worker_registers_and_beats_through_the_edge(tmp_path):
+@contextlib.asynccontextmanager
+async def relaying(tmp_path, **flags):  # type: ignore[no-untyped-def]
+    """A controller (cluster key "ck") and an edge relaying to it: (controller, edge)."""
     async with run_eldric("controller", tmp_path / "c", port=0, bind="127.0.0.1",
                           cluster_key="ck") as c, \
-            edge(tmp_path, controller=c["controller"], cluster_key="ck") as url, \
-            aiohttp.ClientSession() as s:
+            edge(tmp_path, controller=c["controller"], **flags) as url:
+        yield c["controller"], url
+
+
+async def test_a_worker_registers_and_beats_through_the_edge(tmp_path):
+    async with relaying(tmp_path, cluster_key="ck") as (ctl, url), aiohttp.ClientSession() as s:
         async with s.post(url + "/api/v1/workers/register", json=WORKER_INFO,
                           headers=auth(WORKER)) as r:
             assert r.status == 200, await r.text()
@@ -26,7 +34,7 @@ async def test_a_worker_registers_and_beats_through_the_edge(tmp_path):
         async with s.post(f"{url}/api/v1/workers/{wid}/heartbeat", headers=auth(WORKER),
                           json={"status": "healthy", "load": {}}) as r:
             assert r.status == 200, await r.text()
-        async with s.get(c["controller"] + "/api/v1/workers", headers=auth("ck")) as r:
+        async with s.get(ctl + "/api/v1/workers", headers=auth("ck")) as r:
             (w,) = (await r.json())["workers"]
         assert w["id"] == wid and w["contributed_by"] == "home"
         async with s.post(url + "/api/v1/workers/discover", json={}, headers=auth(WORKER)) as r:
@@ -41,24 +49,19 @@ async def test_a_worker_registers_and_beats_through_the_edge(tmp_path):
 
 
 async def test_a_plain_key_cannot_register_a_worker(tmp_path):
-    async with run_eldric("controller", tmp_path / "c", port=0, bind="127.0.0.1",
-                          cluster_key="ck") as c, \
-            edge(tmp_path, controller=c["controller"], cluster_key="ck") as url, \
-            aiohttp.ClientSession() as s:
+    async with relaying(tmp_path, cluster_key="ck") as (ctl, url), aiohttp.ClientSession() as s:
         async with s.post(url + "/api/v1/workers/register", json=WORKER_INFO,
                           headers=auth(PLAIN)) as r:
             assert r.status == 403
             error = (await r.json())["error"]
             assert error["code"] == "scope_required" and error["param"] == "register"
-        async with s.get(c["controller"] + "/api/v1/workers", headers=auth("ck")) as r:
+        async with s.get(ctl + "/api/v1/workers", headers=auth("ck")) as r:
             assert (await r.json())["workers"] == []
 
 
 async def test_without_a_cluster_key_the_controller_refuses_what_the_edge_relays(tmp_path):
     """The caller's edge key never goes on to the controller: only --cluster-key does."""
-    async with run_eldric("controller", tmp_path / "c", port=0, bind="127.0.0.1",
-                          cluster_key="ck") as c, \
-            edge(tmp_path, controller=c["controller"]) as url, aiohttp.ClientSession() as s:
+    async with relaying(tmp_path) as (_, url), aiohttp.ClientSession() as s:
         async with s.post(url + "/api/v1/workers/register", json=WORKER_INFO,
                           headers=auth(WORKER)) as r:
             assert r.status == 401

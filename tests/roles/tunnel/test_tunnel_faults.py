@@ -78,18 +78,28 @@ async def test_a_silent_tunnel_is_dropped_and_its_requests_answered_503(tmp_path
             assert r.status == 503 and await _code(r) == "tunnel_unavailable"
         async with s.get(f"{url}/api/v1/tunnel/{tid}/poll", headers=auth(WORKER)) as r:
             assert r.status == 404 and await _code(r) == "tunnel_not_found"
+        # a router's call (a health check too) meanwhile: 503, which it fails over
+        async with s.get(f"{url}/api/v1/tunnel/{tid}/forward/health", headers=auth(ROUTER)) as r:
+            assert r.status == 503 and await _code(r) == "tunnel_unavailable"
+
+
+async def _streaming(s: aiohttp.ClientSession, caller: aiohttp.ClientSession, url: str):  # type: ignore[no-untyped-def]
+    """A reply streaming through a tunnel: the caller has its first event. (The caller's
+    response, and the worker's upload socket.)"""
+    tid = (await connect(s, url))["tunnel_id"]
+    call = await forwarded(caller, url, tid)
+    req = await poll(s, url, tid)
+    reader, writer = await raw_upload(url, tid, req["id"])
+    writer.write(chunk(b'data: {"n": 1}\n\n'))
+    await writer.drain()
+    resp = await asyncio.wait_for(call, 10)
+    assert await resp.content.readuntil(b"\n\n") == b'data: {"n": 1}\n\n'
+    return resp, reader, writer
 
 
 async def test_a_worker_vanishing_mid_upload_ends_the_stream_with_an_error_event(tmp_path):
     async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
-        tid = (await connect(s, url))["tunnel_id"]
-        call = await forwarded(s, url, tid)
-        req = await poll(s, url, tid)
-        reader, writer = await raw_upload(url, tid, req["id"])
-        writer.write(chunk(b'data: {"n": 1}\n\n'))
-        await writer.drain()
-        resp = await asyncio.wait_for(call, 10)
-        assert await resp.content.readuntil(b"\n\n") == b'data: {"n": 1}\n\n'
+        resp, _, writer = await _streaming(s, s, url)
         writer.transport.abort()  # the worker is gone
         rest = await asyncio.wait_for(resp.content.read(), 10)
         assert rest.startswith(b"data: {") and b'"upstream_error"' in rest
@@ -98,15 +108,8 @@ async def test_a_worker_vanishing_mid_upload_ends_the_stream_with_an_error_event
 
 async def test_a_caller_leaving_stops_the_upload_with_409(tmp_path):
     async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
-        tid = (await connect(s, url))["tunnel_id"]
         caller = aiohttp.ClientSession()
-        call = await forwarded(caller, url, tid)
-        req = await poll(s, url, tid)
-        reader, writer = await raw_upload(url, tid, req["id"])
-        writer.write(chunk(b'data: {"n": 1}\n\n'))
-        await writer.drain()
-        resp = await asyncio.wait_for(call, 10)
-        await resp.content.readuntil(b"\n\n")
+        _, reader, writer = await _streaming(s, caller, url)
         await caller.close()  # the caller leaves mid-stream
         status = None
         for _ in range(200):  # the worker goes on until the edge says stop
@@ -161,3 +164,38 @@ async def test_a_reconnect_keeps_the_id_even_after_an_edge_restart(tmp_path):
             async with s.get(f"{url}/api/v1/tunnel/workers", headers=auth(ADMIN)) as r:
                 (t,) = (await r.json())["tunnels"]
             assert t["tunnel"] == tid and t["client"] == "home"
+
+
+async def test_a_slow_caller_holds_the_worker_back_not_the_edges_memory(tmp_path):
+    """A caller that reads nothing: the worker's upload stalls once the bounded relay and
+    the sockets' buffers are full (far below what it has to send); when the caller reads,
+    every byte arrives, in order."""
+    piece = b"x" * (1 << 20)
+    total = 256
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        call = await forwarded(s, url, tid)
+        req = await poll(s, url, tid)
+        _, writer = await raw_upload(url, tid, req["id"], headers=[["Content-Type",
+                                                                     "text/plain"]])
+        writer.write(chunk(piece))  # the reply's head goes with its first bytes
+        resp = await asyncio.wait_for(call, 10)
+        sent = 1
+        for _ in range(total - 1):
+            writer.write(chunk(piece))
+            try:
+                await asyncio.wait_for(writer.drain(), 2)
+            except (TimeoutError, asyncio.TimeoutError):
+                break
+            sent += 1
+        assert sent < total // 2  # held back: the edge did not take it all in
+        reader_task = asyncio.ensure_future(resp.content.read())
+        await writer.drain()
+        for _ in range(total - sent - 1):
+            writer.write(chunk(piece))
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        data = await asyncio.wait_for(reader_task, 60)
+        assert len(data) == total * len(piece) and data == piece * total
+        writer.close()

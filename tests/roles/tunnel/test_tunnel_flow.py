@@ -8,7 +8,7 @@ import json
 
 import aiohttp
 
-from tests.conftest import until
+from tests.conftest import metric, until
 from tests.roles.tunnel.kit import ROUTER, SSE, auth, connect, edge, head, poll
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -62,8 +62,11 @@ async def test_a_whole_reply_and_the_envelope(tmp_path):
         env = {"method": "GET", "path": "/v1/models", "headers": [["X-A", "b"]], "body": ""}
         call = asyncio.ensure_future(s.post(f"{url}/api/v1/tunnel/{tid}/forward", json=env,
                                             headers=auth(ROUTER)))
+        await until(lambda: _metric_is(url, "eldric_edge_tunnel_queued", 1))
+        assert await metric(url, "eldric_edge_tunnels") == 1
         req = await poll(s, url, tid)
         assert req["method"] == "GET" and req["path"] == "/v1/models" and req["body"] == b""
+        assert await metric(url, "eldric_edge_tunnel_in_flight") == 1
         assert ["X-A", "b"] in req["headers"]
         reply = b'{"object": "list", "data": []}'
         async with s.post(f"{url}/api/v1/tunnel/{tid}/response/{req['id']}", data=reply,
@@ -72,4 +75,8 @@ async def test_a_whole_reply_and_the_envelope(tmp_path):
             assert up.status == 200
         resp = await asyncio.wait_for(call, 10)
         assert resp.status == 200 and await resp.read() == reply
-        await until(lambda: True)
+        assert await metric(url, "eldric_edge_tunnel_in_flight") == 0
+
+
+async def _metric_is(url: str, series: str, value: float) -> bool:
+    return await metric(url, series) == value

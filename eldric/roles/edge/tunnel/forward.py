@@ -16,7 +16,7 @@ from eldric.exchange import Answer
 from eldric.http import read_body
 from eldric.roles.edge.scopes import scoped
 from eldric.roles.edge.state import EDGE
-from eldric.roles.edge.tunnel.registry import TUNNELS
+from eldric.roles.edge.tunnel.registry import TUNNELS, gone
 from eldric.roles.edge.tunnel.upstream import TunnelUpstream
 from eldric.stream.forward import forward
 from eldric.stream.target import Target
@@ -35,11 +35,13 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
 
 async def raw(request: web.Request) -> Answer:
     """…/forward/{path}: the method, headers, query and body as they came."""
+    await scoped(request, request.app[EDGE], "cluster")
     return await _forward(request, request.method, "/" + request.match_info["tail"],
                           request.query_string, await read_body(request), None)
 
 
 async def envelope(request: web.Request) -> Answer:
+    await scoped(request, request.app[EDGE], "cluster")
     env = decode_head(await read_body(request), Envelope)
     if not env.path.startswith("/"):
         raise BadRequest("path must start with /", param="path")
@@ -58,9 +60,10 @@ async def envelope(request: web.Request) -> Answer:
 async def _forward(request: web.Request, method: str, path: str, query: str, body: bytes,
                    headers: list[tuple[str, str]] | None) -> Answer:
     es = request.app[EDGE]
-    await scoped(request, es, "cluster")
     tunnels = request.app[TUNNELS]
-    tunnel = tunnels.get(request.match_info["id"])
+    tunnel = tunnels.by_id.get(request.match_info["id"])
+    if tunnel is None:  # (yet) unknown here: a router fails over, as from a worker down
+        return gone(request.match_info["id"], "is not connected to this edge").response()
     request[keys.HOP].upstream = tunnel.upstream.id
     target = Target(tunnel.upstream, tunnel.upstream.url)
     try:
