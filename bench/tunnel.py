@@ -147,9 +147,9 @@ def main() -> None:
                                 "--tunnel-max-queued", "1024",
                                 env={"ELDRIC_EDGE_AUTH_API_KEYS": json.dumps(
                                     {WORKER_KEY: "bench-worker", ROUTER_KEY: "bench-router"}),
-                                    "ELDRIC_EDGE_AUTH_SCOPES": json.dumps(
-                                        {"bench-worker": ["register"],
-                                         "bench-router": ["cluster"]})}))
+                                    "ELDRIC_EDGE_AUTH_CLIENTS": json.dumps(
+                                        {"bench-worker": {"scopes": ["register"]},
+                                         "bench-router": {"scopes": ["cluster"]}})}))
             wait_healthy(procs[-1], edge + "/health")
             procs.append(eldric(tmp, "tunnelled", "--role", "worker", *mock, "--port",
                                 str(w_port), "--tunnel", edge, "--api-key", WORKER_KEY,

@@ -68,6 +68,21 @@ class Lost(Exception):
     """The edge does not know the tunnel (404): connect again with the same id."""
 
 
+class Later(Exception):
+    """503 to a poll (the edge is stopping): poll again after `delay`, same tunnel."""
+
+    def __init__(self, delay: float):
+        super().__init__(f"poll again in {delay:g}s")
+        self.delay = delay
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        return min(BACKOFF_MAX, max(0.1, float(value or 1)))
+    except ValueError:
+        return 1.0
+
+
 def _message(raw: bytes) -> str | None:
     try:
         return _error.decode(raw).error.message
@@ -124,6 +139,12 @@ class TunnelClient:
                 headers=self._headers({"Content-Type": "application/json"}),
                 timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)) as resp:
             raw = await resp.read()
+            if resp.status == 409 and self.tunnel_id is not None:
+                # the id is another client's now (this key changed hands): take a new one
+                log.warning("tunnel_id_taken", edge=self.edge_url, tunnel_id=self.tunnel_id,
+                            message=_message(raw))
+                self.tunnel_id = None
+                return await self.connect()
             if resp.status != 200:
                 raise EdgeRefused("tunnel connect", resp.status, _message(raw))
         try:
@@ -230,6 +251,10 @@ class TunnelClient:
             generation = self._generation
             try:
                 requests = await self._poll()
+            except Later as exc:
+                if await self._pause(exc.delay):
+                    return
+                continue
             except (Lost, aiohttp.ClientError, OSError, TimeoutError, EdgeRefused) as exc:
                 if not isinstance(exc, Lost):
                     log.debug("tunnel_poll_failed", error=f"{type(exc).__name__}: {exc}")
@@ -255,6 +280,8 @@ class TunnelClient:
                 return []
             if resp.status == 404:
                 raise Lost()
+            if resp.status == 503:
+                raise Later(_retry_after(resp.headers.get("Retry-After")))
             if resp.status != 200:
                 raise EdgeRefused("tunnel poll", resp.status, _message(raw))
         try:

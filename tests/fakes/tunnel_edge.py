@@ -5,7 +5,8 @@ the raw forward (.../forward/{path}), the streamed response upload, disconnect.
 `forget()` plays an edge restart (polls get 404 tunnel_not_found until the worker
 connects again); `refuse_uploads` answers every upload 409 tunnel_request_gone at once
 (a caller that left), `cut_uploads_after` cuts each upload's connection after that
-many chunks (an edge that vanished mid-upload); `seen` keeps each forward's Authorization header and `uploads`
+many chunks (an edge that vanished mid-upload), `taken` ids are another client's (connect
+409 tunnel_id_taken), `stopping` answers polls 503 edge_stopping; `seen` keeps each forward's Authorization header and `uploads`
 each upload's outcome, for the tests to assert on.
 """
 
@@ -47,6 +48,9 @@ class State:
         self.uploads: list[tuple[str, int]] = []  # (request id, what the upload got)
         self.refuse_uploads = False
         self.cut_uploads_after: int | None = None  # chunks, then the connection is cut
+        self.taken: set[str] = set()  # ids another client holds: connect 409
+        self.stopping = False  # polls answer 503 edge_stopping, Retry-After
+        self.stopped_polls = 0
         self.url = ""
 
     def forget(self) -> None:
@@ -63,6 +67,8 @@ async def connect(request: web.Request) -> web.Response:
         return _error(403, "scope_required")
     body = await request.json()
     st.connects.append(body)
+    if body.get("tunnel_id") in st.taken:
+        return _error(409, "tunnel_id_taken")
     tid = body.get("tunnel_id") or f"tun-{secrets.token_hex(4)}"
     st.queues.setdefault(tid, asyncio.Queue())
     return web.json_response({"tunnel_id": tid, "poll_url": f"/api/v1/tunnel/{tid}/poll",
@@ -75,6 +81,11 @@ async def poll(request: web.Request) -> web.StreamResponse:
     q = st.queues.get(request.match_info["id"])
     if q is None:
         return _error(404, "tunnel_not_found")
+    if st.stopping:
+        st.stopped_polls += 1
+        resp = _error(503, "edge_stopping")
+        resp.headers["Retry-After"] = "0.2"
+        return resp
     try:
         item = await asyncio.wait_for(q.get(), st.poll_s)
     except TimeoutError:

@@ -151,6 +151,32 @@ async def test_edge_restart_reconnects_with_the_same_id(aiohttp_server, tmp_path
     assert st.connects[2]["tunnel_id"] == tid
 
 
+async def test_an_id_another_client_holds_is_given_up(aiohttp_server, tmp_path):
+    server, st = await edge(aiohttp_server, poll_s=0.3)
+    async with worker(tmp_path, st.url), aiohttp.ClientSession() as s:
+        await until(lambda: len(st.queues) == 1)
+        (old,) = st.queues
+        st.forget()
+        st.taken.add(old)  # the restarted edge gave the id to another client
+        await until(lambda: len(st.queues) == 1, timeout=10)
+        (new,) = st.queues
+        assert new != old and [c.get("tunnel_id") for c in st.connects[1:]] == [old, None]
+        async with s.post(forward_url(st, "/v1/chat/completions"), json=CHAT) as r:
+            assert r.status == 200
+    assert (tmp_path / "data" / "tunnel-0.id").read_text().strip() == new
+
+
+async def test_a_stopping_edge_is_polled_again_not_reconnected(aiohttp_server, tmp_path):
+    server, st = await edge(aiohttp_server, poll_s=0.3)
+    st.stopping = True
+    async with worker(tmp_path, st.url, tunnel_concurrency=1), aiohttp.ClientSession() as s:
+        await until(lambda: st.stopped_polls >= 3, timeout=10)
+        assert len(st.connects) == 1  # the tunnel is still known: no connect again
+        st.stopping = False
+        async with s.post(forward_url(st, "/v1/chat/completions"), json=CHAT) as r:
+            assert r.status == 200
+
+
 async def test_a_key_without_the_register_scope_is_refused_and_said(aiohttp_server,
                                                                     tmp_path, eldric_proc):
     server, st = await edge(aiohttp_server)
