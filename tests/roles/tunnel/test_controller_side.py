@@ -63,3 +63,16 @@ async def test_jobs_skip_a_tunnelled_worker_and_say_why(tmp_path):
     assert targets["wrk-direct"]["state"] == "completed"
     assert targets["wrk-tunnel"]["state"] == "skipped"
     assert "via tunnel" in targets["wrk-tunnel"]["error"]
+
+
+async def test_a_tunnelled_worker_is_no_distribution_source(tmp_path):
+    files = {**OLLAMA_OPS, "pull": ["url"], "files": True}
+    async with controller(tmp_path, admin_key="ak") as c, aiohttp.ClientSession() as s:
+        base = c["controller"]
+        await register(s, base, TUNNELLED, wid="wrk-tunnel", model_ops=files,
+                       models=["tiny.gguf"])
+        status, body = await post(s, base + "/api/v1/models/distribute",
+                                  {"model": "tiny.gguf", "source": "worker",
+                                   "from": "wrk-tunnel"}, key="ak")
+    assert status == 400
+    assert body["error"]["code"] == "worker_via_tunnel" and body["error"]["param"] == "from"
