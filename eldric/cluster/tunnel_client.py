@@ -111,7 +111,7 @@ class TunnelClient:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     long_poll: float = 30.0
     poll_path: str = ""
-    busy: int = 0  # requests running now
+    _serving: set[asyncio.Task] = field(default_factory=set)  # slots running a request
     served: int = 0
     _generation: int = 0  # bumped at every connect: a slot that lost an older one waits
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -236,13 +236,16 @@ class TunnelClient:
                      for i in range(self.concurrency)]
             await self.stopping.wait()
         finally:
-            # A slot between requests is in a poll: cancel those at once; a busy one
-            # finishes its request within DRAIN_TIMEOUT.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + DRAIN_TIMEOUT
-            while self.busy and loop.time() < deadline:
-                await asyncio.sleep(0.05)
+            # A slot between requests is in a poll: cancelled at once (a request it took
+            # now would find the listener closed); a busy one finishes its request within
+            # DRAIN_TIMEOUT.
             for task in slots:
+                if task not in self._serving:
+                    await cancel(task)
+            busy = [t for t in slots if t in self._serving]
+            if busy:
+                await asyncio.wait(busy, timeout=DRAIN_TIMEOUT)
+            for task in busy:
                 await cancel(task)
             await self.disconnect()
 
@@ -263,12 +266,13 @@ class TunnelClient:
                 if not await self._reconnect(generation):
                     return
                 continue
+            me = asyncio.current_task()
             for tr in requests:
-                self.busy += 1
+                self._serving.add(me)  # type: ignore[arg-type]
                 try:
                     await self.serve(tr)
                 finally:
-                    self.busy -= 1
+                    self._serving.discard(me)  # type: ignore[arg-type]
                     self.served += 1
 
     async def _poll(self) -> list[TunnelRequest]:

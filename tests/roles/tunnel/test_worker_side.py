@@ -6,6 +6,7 @@ endpoint with its own key."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -132,6 +133,23 @@ async def test_a_broken_upload_stops_the_local_request(aiohttp_server, tmp_path)
         async with s.post(forward_url(st, "/v1/chat/completions"),
                           json={**CHAT, "max_tokens": 2}) as r:
             assert r.status == 200
+
+
+async def test_a_stopping_worker_finishes_its_stream_then_disconnects(aiohttp_server,
+                                                                       tmp_path):
+    server, st = await edge(aiohttp_server)
+    async with aiohttp.ClientSession() as s:
+        async with worker(tmp_path, st.url, mock_tokens=10, mock_token_delay=100):
+            await until(lambda: len(st.queues) == 1)
+            (tid,) = st.queues
+            resp = await s.post(forward_url(st, "/v1/chat/completions"),
+                                json={**CHAT, "stream": True})
+            assert (await resp.content.readline()).startswith(b"data: ")
+            reading = asyncio.ensure_future(resp.read())
+        # the worker has stopped: the stream it had begun came through whole
+        assert (await asyncio.wait_for(reading, 10)).endswith(b"data: [DONE]\n\n")
+        resp.release()
+    assert st.disconnects == [tid] and [code for _, code in st.uploads] == [200]
 
 
 async def test_edge_restart_reconnects_with_the_same_id(aiohttp_server, tmp_path):
