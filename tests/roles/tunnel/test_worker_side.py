@@ -7,6 +7,7 @@ endpoint with its own key."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import time
@@ -100,7 +101,7 @@ async def test_a_caller_that_left_stops_the_local_request(aiohttp_server, tmp_pa
         (q,) = st.queues.values()
         await q.put({"id": "r1", "method": "POST", "path": "/v1/chat/completions",
                      "headers": [["Content-Type", "application/json"]],
-                     "body": __import__("base64").b64encode(
+                     "body": base64.b64encode(
                          json.dumps({**CHAT, "stream": True}).encode()).decode()})
         await until(lambda: st.uploads, timeout=5)
         assert st.uploads == [("r1", 409)]
