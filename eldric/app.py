@@ -73,7 +73,7 @@ def advertise_url(cfg: Any, port: int, tls: bool = False) -> str:
 
 def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
              session: aiohttp.ClientSession, pool: ConnectionPool, url: str,
-             port: int = 0) -> web.Application:
+             port: int = 0, local_url: str = "") -> web.Application:
     app = web.Application(middlewares=[middleware], client_max_size=cfg.max_body_bytes)
     app[keys.BUS] = bus
     app[keys.SESSION] = session
@@ -82,7 +82,8 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     app[keys.CONFIG] = cfg
     app[keys.STOPPING] = asyncio.Event()
     # `port` is the configured one (0 stays 0): it names the role's state files.
-    info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url, port=port)
+    info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url, port=port,
+                                        local_url=local_url or url)
     app.on_cleanup.append(_release_files)  # after the role's cleanup_ctx (stores closed)
     bus.metrics.active.labels(role.name).set_function(lambda: info.active)
     add_routes(app)
@@ -212,7 +213,11 @@ async def _start_role(role: Role, cfg: Any, process: ProcessConfig,
     sock = bind_socket(cfg.bind_address, want_port)
     port = sock.getsockname()[1]
     url = advertise_url(cfg, port, tls=ssl_context is not None)
-    app = make_app(role, cfg, process, *shared, url, want_port)
+    host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    local = f"{'https' if ssl_context else 'http'}://{host}:{port}"
+    app = make_app(role, cfg, process, *shared, url, want_port, local)
     # handler_cancellation: a client that leaves (reset or FIN) cancels its handler, as
     # on the fast lane; the lane's keep-alive timeout, not aiohttp's default (which
     # differs between versions)
@@ -226,10 +231,9 @@ async def _start_role(role: Role, cfg: Any, process: ProcessConfig,
     fast = FastServer(app, runner, fast_routes(app))
     await fast.start(sock, ssl_context)
     fasts.append(fast)
-    host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
     log.info("listening", role=role.name, bind=f"{cfg.bind_address}:{port}",
              advertise_url=url, version=__version__)
-    return app, f"{'https' if ssl_context else 'http'}://{host}:{port}"
+    return app, local
 
 
 async def _stop(fasts: list[FastServer], runners: list[web.AppRunner], grace: float) -> None:

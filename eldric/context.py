@@ -25,6 +25,9 @@ class RoleInfo:
     name: str
     advertise_url: str
     port: int = 0  # the configured port (0: any free one), which names the state files
+    # Where this process itself reaches the role (http://127.0.0.1:PORT when bound to any
+    # address): a tunnelled worker hands its requests to its own listener there.
+    local_url: str = ""
     started: float = field(default_factory=time.time)
     active: int = 0  # requests being handled now (read by /metrics at scrape time)
     files: dict[str, str] = field(default_factory=dict)  # data_file() stem -> claimed base

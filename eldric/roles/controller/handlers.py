@@ -16,6 +16,7 @@ from eldric.roles.controller.state import CONTROLLER
 from eldric.wire.cluster import (Heartbeat, RouterSettings, Status, WorkerInfo, WorkerType,
                                  decode_strategy_body)
 from eldric.wire.head import decode_head
+from eldric.wire.tunnel import forward_base
 
 STATIC = Path(__file__).parent / "static"
 # The longest a GET /api/v1/workers?since=… may be held: under the idle timeouts of the
@@ -30,7 +31,11 @@ async def register(request: web.Request) -> web.Response:
     require_key(request, cs.cfg.cluster_key, "cluster key")
     info = decode_head(await read_body(request), WorkerInfo)
     if not info.url.startswith(("http://", "https://")):
-        raise BadRequest("url must be an http:// or https:// URL", param="url")
+        try:  # a worker behind NAT: reached through its edge (eldric.wire.tunnel)
+            forward_base(info.url)
+        except ValueError:
+            raise BadRequest("url must be an http://, https:// or tunnel:// URL",
+                             param="url") from None
     record = await cs.registry.register(info)
     return json_response({"id": record.id, "status": "registered"}, status=200)
 

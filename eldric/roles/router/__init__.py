@@ -8,6 +8,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.errors import ConfigError
 from eldric.registry import Role
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router import ollama_api
@@ -61,9 +62,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def build(app: web.Application, cfg: RouterConfig) -> None:
-    pool = WorkerPool(app[keys.BUS], role="router")
+    pool = WorkerPool(app[keys.BUS], role="router", tunnel_key=cfg.api_key)
     for spec in cfg.workers:
-        pool.add(spec.url.rstrip("/"), spec.url, tags=spec.tags, static=True)
+        try:
+            pool.add(spec.url.rstrip("/"), spec.url, tags=spec.tags, static=True)
+        except ValueError as exc:  # a tunnel:// URL naming no tunnel
+            raise ConfigError(f"router.workers: {exc}") from None
     rs = RouterState(cfg=cfg, pool=pool, timeouts=Timeouts.from_config(cfg))
     predict.install(app, rs)  # before the strategy: load_based breaks ties with it
     if cfg.strategy is not None:

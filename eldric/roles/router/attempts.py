@@ -23,7 +23,7 @@ from eldric.roles.router.health import passive_mark
 from eldric.roles.router.pool import Worker
 from eldric.roles.router.state import RouterState
 from eldric.roles.router.thinking import put_first
-from eldric.stream import Target, UpstreamFailure, forward
+from eldric.stream import UpstreamFailure, forward
 from eldric.stream.failover import WAIT, Failover
 from eldric.stream.headers import header_text
 from eldric.stream.sse import Tap
@@ -139,7 +139,7 @@ class Attempts(Failover[Worker, Answer]):
                 self.ctx is None or not (self.ctx.document() or {}).get("stream")):
             info = routing_info.RoutingInfo(request.path, self.model, worker.id, worker.url,
                                             strategy, reason)
-        return forward(request, Target(worker.state, worker.url), request.path, self.body,
+        return forward(request, worker.target, request.path, self.body,
                        timeouts=self.rs.timeouts, reply_headers=headers, tap=self.tap,
                        translate=info)
 

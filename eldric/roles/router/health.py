@@ -33,7 +33,8 @@ async def check(app: web.Application, w: Worker, keep_suspicion: bool = False) -
     session = app[keys.SESSION]
     timeout = aiohttp.ClientTimeout(total=probe_timeout(_interval(rs)),
                                     sock_connect=rs.timeouts.connect)
-    async with session.get(w.url + "/health", timeout=timeout) as resp:
+    base, headers = w.target.base_url, w.target.headers
+    async with session.get(base + "/health", timeout=timeout, headers=headers) as resp:
         raw = await resp.read()
         status = resp.status
     if status == 404:
@@ -51,7 +52,7 @@ async def check(app: web.Application, w: Worker, keep_suspicion: bool = False) -
         w.state.load = msgspec.structs.asdict(head.load)
         w.reported_max_concurrency = head.load.max_concurrency
     w.paths = head.paths
-    async with session.get(w.url + "/v1/models", timeout=timeout) as resp:
+    async with session.get(base + "/v1/models", timeout=timeout, headers=headers) as resp:
         raw = await resp.read()
         if resp.status == 200:
             w.state.models = [m.id for m in _models.decode(raw).data]

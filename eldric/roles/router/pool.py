@@ -11,14 +11,19 @@ import asyncio
 from dataclasses import dataclass, field
 
 from eldric.bus import Bus, UpstreamState
+from eldric.stream import Target
 from eldric.wire.cluster import INFERENCE_TYPES, serves_path
+from eldric.wire.tunnel import forward_base, is_tunnel
 
 
 @dataclass(eq=False)
 class Worker:
     id: str
-    url: str
+    url: str  # as registered or configured: http://…, or tunnel://EDGE/ID
     state: UpstreamState
+    # Where its requests and health checks go, with the headers that hop needs: its URL,
+    # or for a tunnel:// worker the edge's forward endpoint with the router's edge key.
+    target: Target
     tags: list[str] = field(default_factory=list)
     worker_type: str = "inference"
     from_controller: bool = False
@@ -50,9 +55,10 @@ class Worker:
 class WorkerPool:
     """The router's workers by id (not the upstream client's connection pool)."""
 
-    def __init__(self, bus: Bus, role: str):
+    def __init__(self, bus: Bus, role: str, tunnel_key: str | None = None):
         self.bus = bus
         self.role = role
+        self.tunnel_key = tunnel_key  # an edge key of scope "cluster", for tunnel:// workers
         self.workers: dict[str, Worker] = {}
         self.room = asyncio.Condition()  # notified whenever a request ends
         self.waiting = 0
@@ -61,16 +67,31 @@ class WorkerPool:
             worker_type: str = "inference", from_controller: bool = False,
             static: bool = False) -> Worker:
         url = url.rstrip("/")
+        base, headers = self.reach(url)
         w = self.workers.get(id)
         if w is None:
             state = self.bus.upstream(id, url, role=self.role)
-            w = self.workers[id] = Worker(id=id, url=url, state=state)
+            w = self.workers[id] = Worker(id=id, url=url, state=state,
+                                          target=Target(state, base, headers))
+        elif w.url != url:
+            w.target = Target(w.state, base, headers)
         w.url = w.state.url = url
         w.tags = list(tags or [])
         w.worker_type = worker_type
         w.from_controller = w.from_controller or from_controller
         w.static = w.static or static
         return w
+
+    def reach(self, url: str) -> tuple[str, dict[str, str] | None]:
+        """Where a worker at `url` is called, and with what headers. A tunnel:// worker is
+        behind the edge (eldric.wire.tunnel): everything the router would send it, health
+        checks included, goes to the edge's forward endpoint with the router's key, so
+        strategies, health and failover treat it as any worker. ValueError: a tunnel URL
+        that names no tunnel."""
+        if not is_tunnel(url):
+            return url, None
+        base = forward_base(url)
+        return base, {"Authorization": f"Bearer {self.tunnel_key}"} if self.tunnel_key else None
 
     def remove(self, id: str) -> None:
         if self.workers.pop(id, None) is not None:

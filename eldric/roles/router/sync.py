@@ -68,8 +68,13 @@ def apply(app: web.Application, listing: WorkerListing) -> None:
             seen.add(static_by_url[url].id)
             continue
         new = rec.id not in pool.workers
-        w = pool.add(rec.id, url, tags=rec.tags, worker_type=rec.worker_type,
-                     from_controller=True)
+        try:
+            w = pool.add(rec.id, url, tags=rec.tags, worker_type=rec.worker_type,
+                         from_controller=True)
+        except ValueError as exc:  # a tunnel:// URL naming no tunnel: not routable
+            if new:
+                log.warning("worker_url_unusable", worker=rec.id, url=url, error=str(exc))
+            continue
         seen.add(rec.id)
         if new:
             # Route on what it registered with until our own check has looked at it.

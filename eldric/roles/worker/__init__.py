@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
-from eldric.cluster.membership import Membership
+from eldric.cluster.membership import Membership, from_health
 from eldric.registry import Role
 from eldric.roles.worker.backends import KINDS, base_url, described
 from eldric.roles.worker.embedded import available, launch_of, served_id
@@ -19,6 +19,7 @@ from eldric.roles.worker.embedded_models import EmbeddedModels
 from eldric.roles.worker.config import WorkerConfig
 from eldric.roles.worker import models as model_api
 from eldric.roles.worker import ollama_api
+from eldric.roles.worker import tunnel
 from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.health import (prober, sample_host, served_paths, translated_paths,
                                         waiting_for, worker_health)
@@ -27,6 +28,7 @@ from eldric.store.responses import install
 from eldric.stream import Timeouts
 from eldric.sysload import HostLoad
 from eldric.tasks import cancel, every, spawn
+from eldric.wire.cluster import WorkerInfo
 
 log = structlog.get_logger("eldric.worker")
 
@@ -86,7 +88,7 @@ async def _embedded_backend(app: web.Application) -> AsyncIterator[None]:
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     st = app[WORKER]
-    st.membership = Membership.of(app, st.cfg, "inference")
+    st.membership = Membership.of(app, st.cfg, "inference", describe=_describe)
     st.membership.load_id()
     probes = app[keys.PROBER]
     await probes.round()  # so /health is true from the first request
@@ -94,8 +96,11 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     probes.start()
     interval = st.cfg.health_check_interval_ms / 1000
     tasks = [spawn(every(interval, functools.partial(sample_host, st)), name="worker-host")]
+    if st.cfg.tunnel_url:
+        st.tunnel = tunnel.client(app, st)
+        tasks.append(spawn(st.tunnel.run(), name="worker-tunnel"))
     if st.cfg.controller_url:
-        tasks.append(spawn(st.membership.run(), name="worker-registration"))
+        tasks.append(spawn(_join(st), name="worker-registration"))
     log.info("worker_ready", backend=st.cfg.backend, backend_url=st.backend_url,
              backend_healthy=st.upstream.healthy, models=st.upstream.models,
              worker_id=st.worker_id)
@@ -104,6 +109,23 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await probes.stop()
     for task in tasks:
         await cancel(task)
+
+
+def _describe(app: web.Application) -> WorkerInfo:
+    """Its own /health answer; behind a tunnel, its URL is the tunnel's (the edge's
+    address for it), never its own listener's: the router is not told that one."""
+    info = from_health(app)
+    tc = app[WORKER].tunnel
+    if tc is not None and tc.url:
+        info.url = tc.url
+    return info
+
+
+async def _join(st: WorkerState) -> None:
+    """Register once there is a URL to register: behind a tunnel, after it connected."""
+    if st.tunnel is not None:
+        await st.tunnel.connected.wait()
+    await st.membership.run()  # type: ignore[union-attr]
 
 
 def _warn_if_unreachable(st: WorkerState) -> None:

@@ -59,3 +59,12 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
         "mock backend: tokens per reply")] = 16
     mock_token_delay_ms: Annotated[FloatMs, flag_meta(
         "mock backend: delay between tokens, ms", flag="mock-token-delay")] = 0.0
+    # the NAT tunnel (eldric.cluster.tunnel_client): requests come through the edge's
+    # long-polls on this worker's own outbound connections
+    tunnel_url: Annotated[Annotated[str, msgspec.Meta(pattern=r"^https?://")] | None, flag_meta(
+        "the edge to take requests through, outbound only (NAT): the worker registers "
+        "as tunnel://EDGE/ID; --api-key is then an edge key with scope register",
+        flag="tunnel")] = None
+    tunnel_concurrency: Annotated[Annotated[int, msgspec.Meta(ge=1, le=1024)] | None, flag_meta(
+        "requests taken through the tunnel at once, one long-poll each (default: "
+        "--max-concurrency, else 32)")] = None

@@ -16,6 +16,7 @@ from eldric.stream import Target, Timeouts
 from eldric.sysload import HostLoad
 
 if TYPE_CHECKING:
+    from eldric.cluster.tunnel_client import TunnelClient
     from eldric.roles.worker.embedded_models import EmbeddedModels
 
 
@@ -29,6 +30,7 @@ class WorkerState:
     backend_url: str = ""
     target: Target | None = None
     membership: Membership | None = None  # set at start-up
+    tunnel: TunnelClient | None = None  # with --tunnel: how its requests reach it
     loading: bool = False  # the embedded backend's model is still loading
     load_error: str | None = None  # ... or could not be loaded (it stays "loading")
     paths: list[str] | None = None  # served natively (health.served_paths)

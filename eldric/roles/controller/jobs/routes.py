@@ -20,7 +20,7 @@ from eldric import keys
 from eldric.auth import require_key
 from eldric.bus import UpstreamState
 from eldric.bus.routes import json_response
-from eldric.errors import BadRequest, ModelNotFound, NotFound, UpstreamFailure
+from eldric.errors import BadRequest, EldricError, ModelNotFound, NotFound, UpstreamFailure
 from eldric.http import read_body
 from eldric.roles.controller.jobs import targets
 from eldric.roles.controller.jobs.calls import open_reply, read_whole
@@ -31,6 +31,7 @@ from eldric.roles.controller.state import CONTROLLER
 from eldric.stream.failover import Failover
 from eldric.wire.cluster import INFERENCE_TYPES, WorkerRecord
 from eldric.wire.head import decode_head
+from eldric.wire.tunnel import is_tunnel
 
 PING_S = 15.0  # an idle event stream still says something this often (proxies, browsers)
 _TIMEOUT = aiohttp.ClientTimeout(total=30)
@@ -206,7 +207,7 @@ async def show(request: web.Request) -> web.Response:
     model = _model(decode_head(raw, _Show).model)
     having = [w for w in jobs.registry.workers.values()
               if w.worker_type in INFERENCE_TYPES and w.status != "offline"
-              and w.model_ops is not None and model in w.models]
+              and w.model_ops is not None and model in w.models and not is_tunnel(w.url)]
     if not having:
         raise ModelNotFound(f"no live worker that manages models has {model}")
     ask = _ShowFrom(jobs, sorted(having, key=lambda w: w.status != "healthy"),
@@ -224,6 +225,9 @@ async def worker_models(request: web.Request) -> web.Response:
     w = jobs.registry.workers.get(wid)
     if w is None:
         raise NotFound(f"unknown worker {wid}", code="worker_not_found")
+    if is_tunnel(w.url):
+        raise EldricError(f"worker {wid} is reached via tunnel ({w.url}): the controller "
+                          "cannot call it", status=409, code="worker_via_tunnel")
     resp = await open_reply(jobs.session, "GET", f"{w.url}/api/v1/models/local", who=wid,
                             key=jobs.cfg.cluster_key, timeout=_TIMEOUT)
     return web.Response(body=await read_whole(resp, wid), content_type="application/json")

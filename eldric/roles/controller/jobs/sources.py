@@ -29,6 +29,7 @@ from eldric.roles.controller.jobs.calls import open_reply, read_whole
 from eldric.roles.controller.jobs.table import Call
 from eldric.wire.cluster import WorkerRecord
 from eldric.wire.models import LocalModels, Source
+from eldric.wire.tunnel import is_tunnel
 
 _TIMEOUT = aiohttp.ClientTimeout(total=30)
 
@@ -102,6 +103,9 @@ async def _from_worker(req: Distribute, name: str, workers: dict[str, WorkerReco
         raise BadRequest(f"worker {req.from_} is offline", param="from")
     if src.model_ops is None or not src.model_ops.files:
         raise BadRequest(f"worker {req.from_} does not serve its model files", param="from")
+    if is_tunnel(src.url):  # behind NAT: neither the controller nor a worker can fetch
+        raise BadRequest(f"worker {req.from_} is reached via tunnel ({src.url}): it cannot "
+                         "be a source", param="from", code="worker_via_tunnel")
     resp = await open_reply(session, "GET", f"{src.url}/api/v1/models/local", who=req.from_,
                             key=key, timeout=_TIMEOUT)
     try:

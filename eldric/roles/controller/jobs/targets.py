@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 
 from eldric.wire.cluster import INFERENCE_TYPES, WorkerRecord
 from eldric.wire.models import ModelOps
+from eldric.wire.tunnel import is_tunnel
 
 # Can this worker's backend do the job's operation? None: yes; else why not.
 Able = Callable[[WorkerRecord, ModelOps], str | None]
@@ -57,6 +58,8 @@ def _why_not(w: WorkerRecord, able: Able, backend_types: list[str] | None,
         return f"a {w.worker_type} worker serves no models"
     if w.status == "offline":
         return "offline"
+    if is_tunnel(w.url):
+        return "reached via tunnel: the controller cannot call it (it is behind NAT)"
     backend = w.backend.type if w.backend is not None else None
     if backend_types is not None and backend not in backend_types:
         return f"its backend ({backend or 'unknown'}) is not one of backend_types"

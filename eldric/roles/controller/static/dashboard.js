@@ -71,7 +71,17 @@
     const parts = [];
     if (w.version) parts.push(`v${w.version}`);
     if (Array.isArray(w.tags) && w.tags.length) parts.push(w.tags.join(", "));
+    // the edge client whose key registered it (a worker contributed from anywhere)
+    if (w.contributed_by) parts.push(`by ${w.contributed_by}`);
     return parts;
+  }
+
+  // A worker behind NAT is reached through its edge's tunnel, never by the controller.
+  function urlCell(w) {
+    const url = w.url || "";
+    if (!/^tunnel(\+http)?:\/\//.test(url)) return h("td", { class: "url", title: url }, url || "—");
+    return h("td", { class: "url", title: `${url}: reached through the edge's tunnel` },
+             url, h("span", { class: "na via-tunnel" }, " via tunnel"));
   }
 
   function workerCells(w) {
@@ -92,7 +102,7 @@
       idCell(w, subOf(w)),
       h("td", { class: "type" }, w.worker_type || "?"),
       h("td", null, h("span", { class: `badge s-${status}` }, status)),
-      h("td", { class: "url", title: w.url || "" }, w.url || "—"),
+      urlCell(w),
       backend,
       loadCell(load),
       h("td", { class: "num", title: "active requests / max concurrency" },
@@ -211,7 +221,7 @@
 
   function matchesFilter(w, q) {
     if (!q) return true;
-    const hay = [w.id, w.worker_type, statusOf(w), w.url, w.backend && w.backend.type,
+    const hay = [w.id, w.worker_type, statusOf(w), w.url, w.contributed_by, w.backend && w.backend.type,
                  ...(w.models || []), ...(w.tags || [])].join(" ").toLowerCase();
     return q.split(/\s+/).every((part) => hay.includes(part));
   }

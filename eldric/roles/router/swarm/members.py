@@ -17,7 +17,6 @@ from eldric.roles.router.attempts import Attempts
 from eldric.roles.router.pool import Worker
 from eldric.roles.router.state import RouterState
 from eldric.roles.router.swarm.strategy import Ask, Result
-from eldric.stream import Target
 from eldric.stream.fetch import Fetched, fetch
 
 # The client's request fields a member does not get: the swarm's own, and what eldric
@@ -43,7 +42,7 @@ class MemberAttempts(Attempts):
         self.bus.metrics.selections.labels(self.role, self.decided_by, worker.id).inc()
         if self.seen is not None:
             self.seen(worker.id)
-        return fetch(self.request, Target(worker.state, worker.url), self.request.path,
+        return fetch(self.request, worker.target, self.request.path,
                      self.body, timeouts=self.rs.timeouts, raw_headers=self.raw)
 
     def relay(self, exc: UpstreamFailure) -> UpstreamFailure:  # type: ignore[override]
