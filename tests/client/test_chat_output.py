@@ -88,5 +88,10 @@ async def test_a_long_reply_is_drawn_once_not_redrawn_whole(aiohttp_server, tmp_
     assert len(raw.encode()) < 10 * len(text.encode()), len(raw)
     shown = seen(child)
     assert "para0 " in shown and "para399 " in shown and "```" not in shown
-    assert shown.count("para250 ") == 1
+    # a finished block is printed once and never drawn again: no copy of it once the next
+    # block began (the live part, the unfinished block, is redrawn at 15 Hz while it grows,
+    # so on a loaded machine it shows more than once while it streams: counting copies
+    # failed then; redrawing the whole reply drew every block again after the next)
+    assert shown.rfind("para250 ") < shown.find("para251 ")
+    assert shown.rfind("para0 ") < shown.find("para1 ")
     assert re.search(r"first = 1\s*(\n\s*)+second = 2", shown)  # the code block whole

@@ -26,8 +26,11 @@ LEFT = 'eldric_client_disconnects_total{role="worker"}'
 
 @pytest.mark.timeout(180)
 async def test_chat_with_smollm2(tmp_path):
+    # chat sends no max_tokens: without a default a reply may go on until the slot's 4096
+    # tokens are full (the reply to "And one more?" once took over 30 s); 120 tokens is
+    # still far more than reach the screen before the Ctrl-C below
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
-                          backend="embedded", parallel=1) as w:
+                          backend="embedded", parallel=1, default_max_tokens=120) as w:
         await _ready(w["worker"])
         async with run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
                               workers=w["worker"]) as r, \
@@ -41,10 +44,15 @@ async def test_chat_with_smollm2(tmp_path):
             await step(child.expect, r"[A-Za-z]{3}")  # the model's first words
             assert not re.search(STATS, seen(child))  # ... before the reply's end
             child.sendintr()
-            await step(child.expect, r"\[stopped\]")
+            # the stopped reply's note has its timings too: consumed here with its prompt,
+            # so the STATS below can only be the next reply's (matching this one, /exit went
+            # in while that reply still streamed, and a long one outlasted the wait for EOF)
+            await step(child.expect, r"\[stopped\] " + STATS)
+            await step(child.expect, r"\n> ")
             await until(lambda: metric(w["worker"], LEFT), timeout=10)
             # one slot: the next reply is only possible because the first stopped
             child.sendline("Name one colour.")
+            await step(child.expect, r"colour\.\s*\n")  # the typed line's echo
             await step(child.expect, STATS)
             await step(child.expect, r"\n> ")
             assert await step(leave, child) == 0

@@ -37,7 +37,7 @@ async def edge(tmp_path: Path, script: scripted.Script, plugins: Path,
     """An edge (plain HTTP, open, admin key "adm") with --plugins-dir in front of the
     scripted backend: its URL."""
     flags = {"no_tls": True, "http_port": 0, "bind": "127.0.0.1", "routers": script.url,
-             "health_interval": 100, "admin_key": "adm", "require_api_key": False,
+             "admin_key": "adm", "require_api_key": False,
              "plugins_dir": str(plugins), **flags}
     async with run_eldric("edge", tmp_path / "e", **flags) as urls:
         yield urls["edge"]

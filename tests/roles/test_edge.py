@@ -25,7 +25,7 @@ async def cluster(tmp_path, *, routers=None, quickstart=False, **edge_flags):
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                           backend="mock") as w:
         flags = dict(no_tls=True, http_port=0, bind="127.0.0.1",
-                     routers=routers or w["worker"], health_interval=100)
+                     routers=routers or w["worker"])
         flags.update(edge_flags)
         async with run_eldric("edge", tmp_path / "e", quickstart=quickstart, **flags) as e:
             yield e["edge"], w["worker"]

@@ -4,10 +4,8 @@ answer as llama.cpp's own Chat Completions at temperature 0; /api/show from the 
 
 from __future__ import annotations
 
-import aiohttp
 import openai
 
-from tests.conftest import until
 from tests.roles.ollama_hops import client, hops
 from tests.roles.test_worker_embedded import MODEL, MSGS, _ready
 
@@ -15,13 +13,8 @@ OPTIONS = {"temperature": 0, "num_predict": 24}
 
 
 async def test_the_real_model_through_every_hop(tmp_path):
-    async with hops(tmp_path, backend="embedded", embeddings=True) as urls:
-        await _ready(urls["worker"])
-
-        async def routed() -> bool:  # the router has seen the model loaded
-            async with aiohttp.ClientSession() as s, s.get(urls["router"] + "/api/tags") as r:
-                return MODEL in [m["model"] for m in (await r.json())["models"]]
-        await until(routed)
+    async with hops(tmp_path, worker_ready=_ready, backend="embedded",
+                    embeddings=True) as urls:
         direct = openai.AsyncOpenAI(base_url=urls["worker"] + "/v1", api_key="x")
         want = (await direct.chat.completions.create(
             model=MODEL, messages=MSGS, max_tokens=24, temperature=0)).choices[0].message.content

@@ -229,6 +229,24 @@ async def test_model_ctx_parallel_threads_options(tmp_path):
     assert props["total_slots"] == 2
 
 
+async def test_default_max_tokens_bounds_a_reply_that_sets_none(tmp_path):
+    """--default-max-tokens: a reply whose request sets no max_tokens stops there (a small
+    model asked for a long story otherwise goes on until its slot is full); a request's
+    own max_tokens, fewer or more, still wins (llama.cpp's n_predict)."""
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="embedded", parallel=1, default_max_tokens=5) as w:
+        await _ready(w["worker"])
+        client = openai.AsyncOpenAI(base_url=w["worker"] + "/v1", api_key="x")
+        story = [{"role": "user", "content": "Write a very long story about a dragon."}]
+        for asked, want in ((None, 5), (2, 2), (12, 12)):
+            extra = {} if asked is None else {"max_tokens": asked}
+            reply = await client.chat.completions.create(model=MODEL, messages=story,
+                                                         temperature=0, **extra)
+            assert (reply.usage.completion_tokens, reply.choices[0].finish_reason) \
+                == (want, "length"), asked
+        await client.close()
+
+
 # SmolLM2 under a real-world file name: the id must keep "2.5" (the old rule gave "Qwen2")
 QWEN_FILE, QWEN = "Qwen2.5-0.5B-Instruct-Q4_K_M.gguf", "Qwen2.5-0.5B-Instruct"
 

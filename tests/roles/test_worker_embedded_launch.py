@@ -125,7 +125,7 @@ def xllamacpp_stand_in(monkeypatch):
     def params() -> NS:
         return NS(model=NS(path=None), cpuparams=NS(n_threads=None),
                   cpuparams_batch=NS(n_threads=None), embedding=False, pooling_type=-1,
-                  n_batch=2048, n_ubatch=512, verbosity=3)
+                  n_batch=2048, n_ubatch=512, verbosity=3, n_predict=-1)
 
     pooling = NS(LLAMA_POOLING_TYPE_UNSPECIFIED=-1, LLAMA_POOLING_TYPE_NONE=0,
                  LLAMA_POOLING_TYPE_MEAN=1, LLAMA_POOLING_TYPE_CLS=2,
@@ -145,6 +145,14 @@ def test_llama_cpp_gets_the_threads_and_a_roomy_http_pool(xllamacpp_stand_in):
     assert p.n_threads_http >= 16  # idle keep-alive connections must not hold them all
     assert p.hostnames == ["127.0.0.1"] and p.port == 0
     assert p.embedding is False and p.verbosity == 1  # llama.cpp's errors only
+    assert p.n_predict == -1  # no cap on a reply's length unless asked
+
+
+def test_default_max_tokens_is_llama_cpps_n_predict(xllamacpp_stand_in):
+    embedded.start_server(Launch(model="/m/X.gguf", model_id="X", ctx=2048, parallel=2,
+                                 threads=1, default_max_tokens=200))
+    (p,) = xllamacpp_stand_in
+    assert p.n_predict == 200
 
 
 def test_embeddings_set_pooling_and_a_batch_as_long_as_a_slot(xllamacpp_stand_in):

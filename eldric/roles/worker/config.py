@@ -39,6 +39,9 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
         "embedded backend: requests generated at once (llama.cpp slots)")] = 2
     threads: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
         "embedded backend: CPU threads (default 1 on <= 2 cores, else half the cores)")] = None
+    default_max_tokens: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
+        "embedded backend: tokens a reply may have when its request sets no max_tokens "
+        "(llama.cpp's n_predict; default: until the reply's slot is full)")] = None
     embeddings: Annotated[bool, flag_meta(
         "embedded backend: serve /v1/embeddings too (chat and completions stay on)")] = False
     pooling: Annotated[Literal["auto", "mean", "cls", "last"], flag_meta(

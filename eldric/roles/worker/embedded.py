@@ -81,6 +81,7 @@ class Launch:
     ctx: int
     parallel: int
     threads: int
+    default_max_tokens: int | None = None  # None: until the slot's context is full
     embeddings: bool = False
     pooling: str | None = None  # mean, cls, last; None: the model's own
     backend_log: bool = False
@@ -97,6 +98,7 @@ def launch_of(cfg: WorkerConfig) -> Launch:
         raise ConfigError("--backend embedded needs llama.cpp: pip install 'eldric[local]'")
     return Launch(model=model, model_id=cfg.model_id or model_id(model), ctx=cfg.ctx,
                   parallel=cfg.parallel, threads=cfg.threads or default_threads(),
+                  default_max_tokens=cfg.default_max_tokens,
                   embeddings=cfg.embeddings,
                   pooling=pooling_for(model, cfg.pooling) if cfg.embeddings else None,
                   backend_log=cfg.backend_log)
@@ -114,6 +116,10 @@ def start_server(launch: Launch) -> Any:
     p.n_parallel = launch.parallel
     p.cpuparams.n_threads = launch.threads
     p.cpuparams_batch.n_threads = launch.threads
+    if launch.default_max_tokens is not None:
+        # what llama.cpp generates for a request that sets no max_tokens (-1: until the
+        # slot's context is full); a request's own max_tokens still wins
+        p.n_predict = launch.default_max_tokens
     p.hostnames = ["127.0.0.1"]
     p.port = 0  # a private port, found after binding
     # llama.cpp's HTTP pool defaults to a few threads, which idle keep-alive connections
