@@ -41,16 +41,21 @@ async def test_chat_through_the_tunnel_streamed_and_not(tmp_path):
             direct_whole = await r.json()
         assert whole["choices"] == direct_whole["choices"]
 
-        body = {"stream": True, "seed": 7}
+        # Asking for the usage chunk itself: the edge's meter then changes nothing (with
+        # usage counting on it asks for it on the client's behalf, and the worker's reply
+        # differs from one to a request that did not ask, "usage": null in each chunk).
+        usage = {"include_usage": True}
+        body = {"stream": True, "seed": 7, "stream_options": usage}
         async with cl.chat(s, **body) as r:
             assert r.status == 200 and r.content_type == "text/event-stream"
             tunnelled = await r.read()
         async with s.post(w["worker"] + "/v1/chat/completions",
                           json={"model": "eldric-mock", "stream": True, "seed": 7,
+                                "stream_options": usage,
                                 "messages": [{"role": "user", "content": "hi"}]}) as r:
             direct = await r.read()
         assert normalised(tunnelled) == normalised(direct)
-        assert tunnelled.endswith(b"data: [DONE]\n\n") and tunnelled.count(b"data: ") == 15
+        assert tunnelled.endswith(b"data: [DONE]\n\n") and tunnelled.count(b"data: ") == 16
         # the router's health checks reach it through the tunnel too
         async with s.get(cl.router + "/api/v1/health") as r:
             assert r.status == 200
