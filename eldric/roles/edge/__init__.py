@@ -28,6 +28,7 @@ from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
+from eldric.roles.edge.usage import page as spend_page
 from eldric.store.responses import install
 from eldric.store.sqlite import Store
 from eldric.stream import Timeouts
@@ -171,6 +172,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     install(app, cfg.responses, r)  # after: closed before the clients' Redis connection
     add_routes(app)
     plugins_api.add_routes(app)
+    spend_page.add_routes(app)  # /dashboard
 
 
 ROLE = Role(
