@@ -14,7 +14,7 @@
   const ARM_MS = 5000; // a Revoke button waits this long for its confirming click
 
   const state = { health: null, chart: null, byClient: null, byModel: null, clients: null,
-                  drawn: "", editing: null };
+                  drawn: "", editing: null, armed: null };
 
   // ------------------------------------------------------------------ API
 
@@ -207,7 +207,8 @@
           h("button", { type: "button", class: "ghost", "data-action": "edit", "data-name": c.name,
                         disabled: !!c.static, title: from }, "Edit"),
           h("button", { type: "button", class: "ghost danger", "data-action": "revoke", "data-name": c.name,
-                        disabled: !!c.static, title: from }, "Revoke")),
+                        "data-armed": armed(c.name) ? "1" : null, disabled: !!c.static, title: from },
+            armed(c.name) ? "Confirm revoke" : "Revoke")),
       ];
     });
     D.showEmpty("clients-empty", rows.length ? null : "No clients yet: create one above.");
@@ -287,19 +288,24 @@
     $("notice").title = String(err && err.message ? err.message : err);
   }
 
+  // Revoke asks twice: the first click arms the row's button (kept in state, so the 2 s
+  // re-render keeps it armed) for ARM_MS, a second click then revokes.
+  function armed(name) { return state.armed && state.armed.name === name && Date.now() < state.armed.until; }
+
   async function revoke(button, name) {
-    if (button.dataset.armed !== "1") {
-      button.dataset.armed = "1";
-      button.textContent = "Confirm revoke";
-      setTimeout(() => { if (button.isConnected) { delete button.dataset.armed; button.textContent = "Revoke"; } }, ARM_MS);
+    if (!armed(name)) {
+      state.armed = { name, until: Date.now() + ARM_MS };
+      renderClients(state.clients);
+      setTimeout(() => renderClients(state.clients), ARM_MS + 50);
       return;
     }
+    state.armed = null;
     button.disabled = true;
     try {
       await api("DELETE", `/api/v1/clients/${encodeURIComponent(name)}`);
       if (state.editing === name) closeForm();
     } catch (err) {
-      button.title = String(err.message || err);
+      showFormError(err);
     }
     await refresh();
   }
