@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -54,6 +54,9 @@ class Hop:
     # a non-SSE reply up to this many bytes is read whole even past forward()'s own limit:
     # one this hop keeps (a /v1/responses reply for its store) must be seen whole
     whole_limit: int = 0
+    # the last upstream reply's head (its raw header pairs, as forward() got them): who
+    # answered, for whoever counts the request (the edge's usage reads X-Eldric-Worker)
+    reply_head: Any = None
 
 
 def _claim(info: RoleInfo, data_dir: str, base: str) -> str:

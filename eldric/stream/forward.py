@@ -31,7 +31,8 @@ from eldric.errors import UpstreamFailure
 from eldric.exchange import Answer, LaneRequest, Sink, encode_headers, text_headers
 from eldric.stream import client
 from eldric.stream.headers import downstream_headers, upstream_header_block
-from eldric.stream.sse import EventFilter, EventSplitter, Tap, Translating, made_whole
+from eldric.stream.sse import (LINE_END, EventFilter, EventSplitter, Tap, Translating,
+                               made_whole)
 from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failure, with_fields
 from eldric.stream.upstream_errors import normalise
 from eldric.wire import dialect
@@ -61,7 +62,7 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
     Returns what the request's lane sends (eldric.exchange.Lane): on the fast lane a
     Reply, or Streamed once a streamed reply is out; on aiohttp a web.Response or
     web.StreamResponse. ``rewrite`` returns the body to send instead; ``tap`` is called
-    with every complete SSE event of the reply, read-only; ``reply_headers`` are added to
+    with every complete SSE event of the reply (or NDJSON line), read-only; ``reply_headers`` are added to
     the reply (route decisions); ``drop`` removes the SSE events it selects (a usage chunk
     the client did not ask for); ``translate`` turns a 2xx reply into the client's API
     (eldric.wire.translate: `body` is then already the translated request). Raises
@@ -112,6 +113,7 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
                   translate: Translator | None) -> tuple[str, float | None, Answer]:
     """The reply, once its head is here: (outcome, first byte time, what to return)."""
     status = upstream_resp.status
+    hop.reply_head = upstream_resp.headers
     if status >= 400:
         failure = await _refusal(upstream_resp, target.state)
         if failure.retryable:
@@ -126,6 +128,7 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
     out_headers.append((b"X-Request-ID", hop.request_id.encode()))
     length = upstream_resp.content_length
     is_sse = upstream_resp.content_type == b"text/event-stream"
+    is_ndjson = upstream_resp.content_type == b"application/x-ndjson"
     if translate is not None:
         return await _translated(request, hop, upstream_resp, target, timeouts, out_headers,
                                  is_sse, tap, translate)
@@ -138,7 +141,11 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
         return "ok", time.perf_counter(), hop.lane.reply(request, status, out_headers, data)
     # relay streamed: chunk by chunk as they arrive
     sink = hop.lane.sink(request, status, out_headers, length)
-    splitter = EventSplitter(tap) if tap is not None and is_sse else None
+    splitter = None
+    if tap is not None and is_sse:
+        splitter = EventSplitter(tap)
+    elif tap is not None and is_ndjson:  # Ollama's streams: the tap sees each line
+        splitter = EventSplitter(tap, LINE_END)
     filt = EventFilter(drop) if drop is not None and is_sse else None
     outcome, first_at = await _relay(request, sink, upstream_resp, target, timeouts, is_sse,
                                      splitter, filt)

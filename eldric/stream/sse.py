@@ -23,6 +23,8 @@ Tap = Callable[[bytes], None]
 # The blank line that ends an event: LF or CRLF framing, as SSE allows. The leftmost
 # match is the first event's end, whichever framing the upstream uses.
 _END = re.compile(rb"\r\n\r\n|\n\n")
+# The end of a line: NDJSON's framing (Ollama's streams), one JSON value a line.
+LINE_END = re.compile(rb"\r?\n")
 
 
 class Framer:
@@ -30,11 +32,12 @@ class Framer:
     in the bytes: one buffer, appended to, searched from where the last search stopped
     (less the three bytes a blank line may have begun with), and cut once per chunk."""
 
-    __slots__ = ("_buf", "_scan")
+    __slots__ = ("_buf", "_scan", "_end")
 
-    def __init__(self) -> None:
+    def __init__(self, end: re.Pattern[bytes] = _END) -> None:
         self._buf = bytearray()
         self._scan = 0  # no event ends before this offset in _buf
+        self._end = end  # what ends an event: a blank line (SSE), or a line end (NDJSON)
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, int]]:
         """The events `chunk` completes: each as (its bytes with the blank line after it,
@@ -43,12 +46,13 @@ class Framer:
         buf += chunk
         events = []
         start = 0
-        match = _END.search(buf, self._scan)
+        search = self._end.search
+        match = search(buf, self._scan)
         while match is not None:
             end = match.end()
             events.append((bytes(buf[start:end]), match.start() - start))
             start = end
-            match = _END.search(buf, start)
+            match = search(buf, start)
         if start:
             del buf[:start]
         self._scan = max(0, len(buf) - 3)
@@ -64,12 +68,13 @@ class Framer:
 
 class EventSplitter:
     """Feeds complete SSE events (without the blank line) to a tap, however the bytes
-    were chunked on the wire. The bytes sent on are never changed by it."""
+    were chunked on the wire; with `end=LINE_END`, NDJSON lines (without the line end;
+    empty lines skipped). The bytes sent on are never changed by it."""
 
     __slots__ = ("_framer", "_tap", "_broken")
 
-    def __init__(self, tap: Tap):
-        self._framer = Framer()
+    def __init__(self, tap: Tap, end: re.Pattern[bytes] = _END):
+        self._framer = Framer(end)
         self._tap = tap
         self._broken = False
 
@@ -77,7 +82,8 @@ class EventSplitter:
         if self._broken:
             return
         for event, n in self._framer.feed(chunk):
-            self._call(event[:n])
+            if n:
+                self._call(event[:n])
             if self._broken:
                 return
 

@@ -29,6 +29,7 @@ from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
 from eldric.roles.edge.usage import page as spend_page
+from eldric.roles.edge.usage.face import Usage
 from eldric.store.responses import install
 from eldric.store.sqlite import Store
 from eldric.stream import Timeouts
@@ -141,10 +142,11 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         import redis.asyncio as aioredis
 
         r = aioredis.from_url(cfg.redis_url)
-        clients = RedisClients(r, static)
+        clients = RedisClients(r, static, cfg.auth.clients)
         limiter = RedisLimiter(r, window)
     else:
-        clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static)
+        clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static,
+                               cfg.auth.clients)
         limiter = LocalLimiter(window)
     if cfg.auth.require_api_key and not static and not cfg.admin_key:
         raise ConfigError("the edge requires API keys but has none: give --api-key KEY (or "
@@ -164,7 +166,10 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
         plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,
                                                              "plugins"))))
-    app[keys.PROBER] = prober(app, app[EDGE].routers, cfg.health_check_interval_ms / 1000)
+    es = app[EDGE]
+    if cfg.usage.on:
+        es.usage = Usage(cfg.usage, es.budgets, es.recorder, es.metrics)
+    app[keys.PROBER] = prober(app, es.routers, cfg.health_check_interval_ms / 1000)
     app[keys.HEALTH] = edge_health
     if cfg.cors_origins:
         app.middlewares.append(cors.middleware(cfg.cors_origins))

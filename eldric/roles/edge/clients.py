@@ -13,12 +13,17 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
 from eldric.auth import hash_key
+from eldric.errors import ConfigError
 from eldric.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from eldric.roles.edge.config import ClientSettings
 
 if TYPE_CHECKING:  # farm mode only: redis is an optional dependency
     from redis.asyncio import Redis
@@ -66,6 +71,37 @@ def new_key() -> str:
     return "sk-eldric-" + secrets.token_urlsafe(32)
 
 
+class StaticClient(Exception):
+    """A client from the configuration: changed there, not at run time."""
+
+
+def unknown_scope(scopes: list[str] | None) -> str | None:
+    """The first scope that is none of SCOPES."""
+    return next((s for s in scopes or () if s not in SCOPES), None)
+
+
+def static_clients(static: Mapping[str, str],
+                   settings: Mapping[str, ClientSettings] | None = None) -> dict[str, Client]:
+    """The config's clients by key hash: key -> name (auth.api_keys, --api-key), each with
+    its auth.clients settings. A setting for no such client, or an unknown scope, stops
+    the start (a typo would otherwise leave a client unlimited)."""
+    settings = settings or {}
+    names = set(static.values())
+    for name, s in settings.items():
+        if name not in names:
+            raise ConfigError(f"auth.clients: {name!r} is no client of auth.api_keys or "
+                              f"--api-key (clients: {', '.join(sorted(names)) or 'none'})")
+        if (scope := unknown_scope(s.scopes)) is not None:
+            raise ConfigError(f"auth.clients.{name}.scopes: unknown scope {scope!r} "
+                              f"(scopes: {', '.join(SCOPES)})")
+    out = {}
+    for key, name in static.items():
+        s = settings.get(name)
+        extra = msgspec.structs.asdict(s) if s is not None else {}
+        out[hash_key(key)] = Client(name=name, static=True, key_hash=hash_key(key), **extra)
+    return out
+
+
 def _match(found: Client | None, digest: str) -> Client | None:
     if found is not None and hmac.compare_digest(found.key_hash, digest):
         return found
@@ -80,21 +116,23 @@ class Clients(Protocol):
     async def close(self) -> None: ...
     def lookup_static(self, key: str) -> Client | None: ...
     async def lookup(self, key: str) -> Client | None: ...
-    async def create(self, name: str, description: str,
-                     rpm: int | None) -> tuple[Client, str]: ...
+    async def create(self, name: str, description: str, rpm: int | None,
+                     **fields: object) -> tuple[Client, str]: ...
     async def all(self) -> list[Client]: ...
     async def revoke(self, name: str) -> bool | None: ...
+    async def update(self, name: str, changes: dict[str, object]) -> Client: ...
 
 
 class LocalClients:
     """Static keys from the config, plus clients created at run time (kept in SQLite)."""
 
-    def __init__(self, store: Store, static: dict[str, str]) -> None:
+    def __init__(self, store: Store, static: dict[str, str],
+                 settings: Mapping[str, ClientSettings] | None = None) -> None:
         self.store = store
         self.by_hash: dict[str, Client] = {}
         self.by_name: dict[str, Client] = {}
-        for key, name in static.items():
-            self._add(Client(name=name, static=True, key_hash=hash_key(key)))
+        for client in static_clients(static, settings).values():
+            self._add(client)
 
     def _add(self, client: Client) -> None:
         self.by_hash[client.key_hash] = client
@@ -117,12 +155,14 @@ class LocalClients:
         digest = hash_key(key)
         return _match(self.by_hash.get(digest), digest)
 
-    async def create(self, name: str, description: str, rpm: int | None) -> tuple[Client, str]:
+    async def create(self, name: str, description: str, rpm: int | None,
+                     **fields: object) -> tuple[Client, str]:
+        """`fields`: the Client's other settings (scopes, tpm, max_tokens_per_day, …)."""
         if name in self.by_name:
             raise KeyError(name)
         key = new_key()
         client = Client(name=name, description=description, rpm=rpm, created=time.time(),
-                        key_hash=hash_key(key))
+                        key_hash=hash_key(key), **fields)  # type: ignore[arg-type]
         await self.store.write("clients", [(name, _enc.encode(client))])
         self._add(client)
         return client, key
@@ -142,6 +182,19 @@ class LocalClients:
         self.by_hash.pop(client.key_hash, None)
         return True
 
+    async def update(self, name: str, changes: dict[str, object]) -> Client:
+        """The client with `changes` (Client fields) made; KeyError when unknown,
+        StaticClient when it is the configuration's."""
+        client = self.by_name.get(name)
+        if client is None:
+            raise KeyError(name)
+        if client.static:
+            raise StaticClient(name)
+        client = msgspec.structs.replace(client, **changes)
+        await self.store.write("clients", [(name, _enc.encode(client))])
+        self._add(client)
+        return client
+
 
 class RedisClients:
     """Farm mode: clients in Redis, read on every lookup (so revocation is immediate on
@@ -150,10 +203,10 @@ class RedisClients:
     KEYS = "eldric:keys"  # key hash -> client JSON
     NAMES = "eldric:clients"  # client name -> key hash
 
-    def __init__(self, redis: Redis, static: dict[str, str]) -> None:
+    def __init__(self, redis: Redis, static: dict[str, str],
+                 settings: Mapping[str, ClientSettings] | None = None) -> None:
         self.redis = redis
-        self.static = {hash_key(k): Client(name=n, static=True, key_hash=hash_key(k))
-                       for k, n in static.items()}
+        self.static = static_clients(static, settings)
 
     async def open(self) -> None:
         await self.redis.ping()
@@ -174,12 +227,13 @@ class RedisClients:
             found = _dec.decode(raw) if raw else None
         return _match(found, digest)
 
-    async def create(self, name: str, description: str, rpm: int | None) -> tuple[Client, str]:
+    async def create(self, name: str, description: str, rpm: int | None,
+                     **fields: object) -> tuple[Client, str]:
         if any(c.name == name for c in self.static.values()):
             raise KeyError(name)
         key = new_key()
         client = Client(name=name, description=description, rpm=rpm, created=time.time(),
-                        key_hash=hash_key(key))
+                        key_hash=hash_key(key), **fields)  # type: ignore[arg-type]
         # HSETNX claims the name atomically: two edges cannot create the same client.
         if not await self.redis.hsetnx(self.NAMES, name, client.key_hash):
             raise KeyError(name)
@@ -201,3 +255,27 @@ class RedisClients:
             tx.hdel(self.NAMES, name)
             await tx.execute()
         return True
+
+    async def update(self, name: str, changes: dict[str, object]) -> Client:
+        from redis.exceptions import WatchError
+
+        if any(c.name == name for c in self.static.values()):
+            raise StaticClient(name)
+        # WATCH: two edges changing the same client at once do not lose either change
+        # (the second is made on the first's result), and a revoke in between wins.
+        async with self.redis.pipeline(transaction=True) as tx:
+            while True:
+                try:
+                    await tx.watch(self.NAMES, self.KEYS)
+                    digest = await tx.hget(self.NAMES, name)
+                    raw = await tx.hget(self.KEYS, digest) if digest is not None else None
+                    if raw is None:
+                        await tx.unwatch()
+                        raise KeyError(name)
+                    client = msgspec.structs.replace(_dec.decode(raw), **changes)
+                    tx.multi()
+                    tx.hset(self.KEYS, digest, _enc.encode(client))
+                    await tx.execute()
+                    return client
+                except WatchError:
+                    continue

@@ -8,6 +8,7 @@ import msgspec
 
 from eldric.config import Ms, Renamed, RoleConfig, flag_meta, seconds_to_ms
 from eldric.fields import parse_ms
+from eldric.roles.edge.usage.config import UsageConfig
 from eldric.store.responses import ResponsesConfig
 
 
@@ -22,11 +23,35 @@ class TLSConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     key_file: Annotated[str | None, flag_meta("TLS private key (PEM)", flag="key")] = None
 
 
+# Budgets are positive; a cost budget may be 0 (priced models refused, free ones not).
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Money = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class ClientSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A static client's settings (auth.clients.NAME): what a created client gets from
+    POST /api/v1/clients/register and PATCH /api/v1/clients/NAME. None: no limit of that
+    kind (rpm: --per-key-rpm; scopes: inference only)."""
+
+    description: str = ""
+    rpm: Positive | None = None
+    scopes: list[str] | None = None
+    tpm: Positive | None = None  # tokens (prompt + completion) per --rate-window
+    max_tokens_per_day: Positive | None = None  # UTC calendar day
+    max_cost_per_day: Money | None = None  # USD, the price table's currency
+    max_cost_per_month: Money | None = None  # UTC calendar month
+    allowed_models: list[str] | None = None  # glob patterns (fnmatch): gpt-4o*, llama-*
+
+
 class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     require_api_key: Annotated[bool, flag_meta(
         "refuse requests without a valid API key", flag="require-api-key")] = True
     # key -> client name. Hashed at start-up; the plain keys are not kept.
     api_keys: Annotated[dict[str, str], flag_meta("API key -> client name")] = {}
+    # client name (of api_keys, or key-N of --api-key) -> its rpm, scopes, budgets
+    clients: Annotated[dict[str, ClientSettings], flag_meta(
+        "static clients' settings: {name: {rpm, scopes, tpm, max_tokens_per_day, "
+        "max_cost_per_day, max_cost_per_month, allowed_models, description}}")] = {}
 
 
 # 0 turns a tier off (the quick start's loopback edge limits nothing unless asked).
@@ -92,3 +117,5 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
         "model must answer")] = 4
     # /v1/responses state: in Redis in farm mode (every edge sees every response)
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
+    # usage, spend and budgets per client (eldric/roles/edge/usage/)
+    usage: UsageConfig = msgspec.field(default_factory=UsageConfig)

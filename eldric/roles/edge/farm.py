@@ -4,8 +4,8 @@ In farm mode Redis holds the created keys and the rate-limit windows. When Redis
 be reached the edge keeps serving rather than failing every request:
 - keys: static keys (config, --api-key) still work; a key only Redis knows cannot be
   verified, so it is refused (fail closed: an unverifiable key is not a valid key);
-- limits: each edge falls back to its own in-process windows (fail open, per edge),
-  and /health says degraded with the reason. When Redis answers again, shared windows
+- limits and budgets: each edge falls back to its own in-process windows and counts
+  (fail open, per edge), and /health says degraded with the reason. When Redis answers again, shared windows
   resume.
 Standalone mode has no outage to survive; this wrapper then just passes through.
 """
@@ -130,13 +130,21 @@ class Farm:
     async def check(self, tiers: list[Tier]) -> Decision:
         if not self.shared:
             return await self.limiter.check(tiers)
-        if self._skip():
-            return await self.fallback.check(tiers)
         member = new_member()  # the retry's too: a request is counted once
+        decision, _ = await self.through(lambda: self.limiter.check(tiers, member),
+                                         lambda: self.fallback.check(tiers))
+        return decision
+
+    async def through(self, call: Callable[[], Awaitable[T]],
+                      fallback: Callable[[], Awaitable[T]]) -> tuple[T, bool]:
+        """An idempotent call on the shared store, or this edge's own `fallback` while
+        the store is unreachable; and whether the store answered."""
+        if self._skip():
+            return await fallback(), False
         try:
-            decision = await self._shared(lambda: self.limiter.check(tiers, member))
+            result = await self._shared(call)
         except self._errors as exc:
             self._failed(exc)
-            return await self.fallback.check(tiers)
+            return await fallback(), False
         self._ok()
-        return decision
+        return result, True

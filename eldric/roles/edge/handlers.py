@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
 from pathlib import Path
@@ -17,7 +18,8 @@ from eldric.exchange import Answer, LaneRequest
 from eldric.explain import format_ms
 from eldric.http import read_body
 from eldric.roles.edge.admin import NO_ADMIN, require_admin, same_origin
-from eldric.roles.edge.clients import Client
+from eldric.roles.edge.clients import SCOPES, Client, StaticClient, unknown_scope
+from eldric.roles.edge.config import ClientSettings
 from eldric.roles.edge.cors import CORS_HEADERS
 from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.plugins import answer as plugin_answer
@@ -108,7 +110,36 @@ async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None
                       tap: Tap | None = None, *, headers: dict[str, str]) -> Answer:
     name = client.name if client else "anonymous"
     es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
-    routers = ToRouters(request, es.routers, es.timeouts, body, headers, tap)
+    ticket = None if es.usage is None else await es.usage.begin(
+        request, client, request.path, body, request[keys.HOP].model)
+    if ticket is None:
+        return await _run(ToRouters(request, es.routers, es.timeouts, body, headers, tap))
+    if ticket.hold.headers:  # the budget's headers go on every reply to the client
+        headers = {**headers, **ticket.hold.headers}
+    answer, status, cancelled = None, None, False
+    try:
+        answer = await _run(ToRouters(request, es.routers, es.timeouts, body, headers,
+                                      ticket.tap if tap is None else _both(ticket.tap, tap),
+                                      ticket.rewrite, ticket.drop))
+        return answer
+    except EldricError as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:  # the client left: what was sent still counts
+        cancelled = True
+        raise
+    finally:
+        await ticket.end(answer, cancelled, status)
+
+
+def _both(first: Tap, second: Tap) -> Tap:
+    def tap(event: bytes) -> None:
+        first(event)
+        second(event)
+    return tap
+
+
+async def _run(routers: ToRouters) -> Answer:
     resp = await routers.run()
     if resp is None:
         resp = routers.come_back()  # every router said "come back later": as it said
@@ -226,10 +257,23 @@ async def responses(request: LaneRequest) -> Answer:
 # ---------------------------------------------------------------- clients (admin)
 
 
-class NewClient(msgspec.Struct, forbid_unknown_fields=True):
+class NewClient(ClientSettings, forbid_unknown_fields=True, kw_only=True):
+    """A client's name, and the settings a static client has in auth.clients."""
+
     name: str
-    description: str = ""
-    rpm: int | None = None
+
+
+# PATCH /api/v1/clients/{name}: the same settings, each optional; null lifts a limit.
+ClientPatch = msgspec.defstruct(
+    "ClientPatch", [(f.name, f.type | msgspec.UnsetType, msgspec.UNSET)  # type: ignore[misc]
+                    for f in msgspec.structs.fields(ClientSettings)],
+    kw_only=True, forbid_unknown_fields=True)
+
+
+def _scopes_known(scopes: list[str] | None) -> None:
+    if (scope := unknown_scope(scopes)) is not None:
+        raise BadRequest(f"unknown scope {scope!r} (scopes: {', '.join(SCOPES)})",
+                         param="scopes", code="unknown_scope")
 
 
 async def register_client(request: web.Request) -> web.Response:
@@ -238,10 +282,11 @@ async def register_client(request: web.Request) -> web.Response:
     new = decode_head(await read_body(request), NewClient)
     if not new.name.strip() or len(new.name) > 100:
         raise BadRequest("name must be 1 to 100 characters", param="name")
-    if new.rpm is not None and new.rpm < 1:
-        raise BadRequest("rpm must be at least 1", param="rpm")
+    _scopes_known(new.scopes)
+    fields = msgspec.structs.asdict(new)
+    name, description, rpm = fields.pop("name"), fields.pop("description"), fields.pop("rpm")
     try:
-        client, key = await es.farm.admin(es.clients.create(new.name, new.description, new.rpm))
+        client, key = await es.farm.admin(es.clients.create(name, description, rpm, **fields))
     except KeyError:
         raise EldricError(f"a client named {new.name!r} exists", status=409,
                           code="client_exists") from None
@@ -266,6 +311,28 @@ async def revoke_client(request: web.Request) -> web.Response:
     if not done:
         raise NotFound(f"no client named {name!r}", code="client_not_found")
     return json_response({"revoked": name})
+
+
+async def update_client(request: web.Request) -> web.Response:
+    """PATCH /api/v1/clients/{name}: the fields given replace the client's (rpm, scopes,
+    budgets, description); effective on its next request, on every edge."""
+    es = request.app[EDGE]
+    _require_admin(request, es)
+    name = request.match_info["name"]
+    patch = decode_head(await read_body(request), ClientPatch)
+    changes = {k: v for k, v in msgspec.structs.asdict(patch).items() if v is not msgspec.UNSET}
+    if not changes:
+        raise BadRequest("nothing to change: give rpm, scopes, description or a budget "
+                         f"({', '.join(f.name for f in msgspec.structs.fields(ClientSettings))})")
+    _scopes_known(changes.get("scopes"))  # type: ignore[arg-type]
+    try:
+        client = await es.farm.admin(es.clients.update(name, changes))
+    except KeyError:
+        raise NotFound(f"no client named {name!r}", code="client_not_found") from None
+    except StaticClient:
+        raise BadRequest(f"{name!r} is a key from the configuration: change it there "
+                         "(auth.clients)", code="static_client") from None
+    return json_response(client.public())
 
 
 def _require_admin(request: web.Request, es: EdgeState) -> None:
@@ -361,6 +428,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/clients/register", register_client)
     r.add_get("/api/v1/clients", list_clients)
     r.add_delete("/api/v1/clients/{name}", revoke_client)
+    r.add_patch("/api/v1/clients/{name}", update_client)
     r.add_get("/api/v1/upstreams", upstreams)
     r.add_get("/chat", chat)
     r.add_get("/", root)

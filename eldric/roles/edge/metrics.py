@@ -1,4 +1,5 @@
-"""What the edge adds to /metrics: auth failures, rate-limit rejections, requests per client."""
+"""What the edge adds to /metrics: auth failures, rate-limit rejections, requests, tokens
+and spend per client."""
 
 from __future__ import annotations
 
@@ -18,4 +19,12 @@ class EdgeMetrics:
         self.client_requests = Cached(Counter(
             "eldric_edge_client_requests", "Requests let through, by client",
             ["client"], registry=registry))
+        # usage (issue 19): kind is prompt, completion or cached (of prompt)
+        self.tokens = Cached(Counter(
+            "eldric_edge_tokens", "Tokens used, by client, model and kind",
+            ["client", "model", "kind"], registry=registry))
+        self.cost = Cached(Counter(
+            "eldric_edge_cost", "Spend in US dollars, by client and model (priced models only)",
+            ["client", "model"], registry=registry))
         self.client_label = LabelGuard(1000)
+        self.model_label = LabelGuard(500)  # a client's random model names stay bounded

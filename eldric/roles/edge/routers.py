@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -60,21 +60,26 @@ class ToRouters(Failover[UpstreamState, Answer]):
     # router would say the same, so it is the answer at once.
     not_here_at_once = True
 
-    __slots__ = ("request", "timeouts", "body", "headers", "tap")
+    __slots__ = ("request", "timeouts", "body", "headers", "tap", "rewrite", "drop")
 
     def __init__(self, request: LaneRequest, routers: Routers, timeouts: Timeouts,
-                 body: bytes, headers: dict[str, str], tap: Tap | None = None) -> None:
+                 body: bytes, headers: dict[str, str], tap: Tap | None = None,
+                 rewrite: Callable[[bytes], bytes] | None = None,
+                 drop: Callable[[bytes], bool] | None = None) -> None:
         Failover.__init__(self, request.app[keys.BUS], "edge", routers.order())
         self.request = request
         self.timeouts = timeouts
         self.body = body
         self.headers = headers
-        self.tap = tap  # the responses store's read of a streamed reply
+        self.tap = tap  # the responses store's and the usage meter's read of a reply
+        self.rewrite = rewrite  # the usage meter's: a stream asked for its usage chunk
+        self.drop = drop  # … and that chunk taken out again when the client did not ask
 
     def call(self, state: UpstreamState) -> Awaitable[Answer]:
         request = self.request
         return forward(request, Target(state, state.url), request.path, self.body,
-                       timeouts=self.timeouts, reply_headers=self.headers, tap=self.tap)
+                       timeouts=self.timeouts, reply_headers=self.headers, tap=self.tap,
+                       rewrite=self.rewrite, drop=self.drop)
 
     def state(self, state: UpstreamState) -> UpstreamState:
         return state

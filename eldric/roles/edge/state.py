@@ -13,6 +13,9 @@ from eldric.roles.edge.farm import Farm
 from eldric.roles.edge.metrics import EdgeMetrics
 from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers
+from eldric.roles.edge.usage.budgets import Budgets
+from eldric.roles.edge.usage.face import Usage
+from eldric.roles.edge.usage.sink import Recorder
 from eldric.stream import Timeouts
 
 
@@ -28,6 +31,11 @@ class EdgeState:
     require_key: bool
     plugins: Plugins
     trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    # usage, spend and budgets per client (usage/): budgets and recorder always exist;
+    # usage is None with --usage off (then the request path is as without it)
+    budgets: Budgets = field(default_factory=Budgets)
+    recorder: Recorder = field(default_factory=Recorder)
+    usage: Usage | None = None
 
 
 EDGE: web.AppKey[EdgeState] = web.AppKey("eldric_edge", EdgeState)

@@ -1,0 +1,108 @@
+"""Budgets kept in this process: standalone edges, and a farm edge while Redis is away.
+
+One entry per client: its tpm window (one [time, tokens] per request, sliding like the
+rpm windows), and its tokens and cost of the current UTC day and month. reserve() checks
+and takes in one synchronous step (no await between them), so concurrent requests on
+one loop see each other's reservations: the overshoot is at most the last reservation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from eldric.roles.edge.usage.caps import Caps, Period, Verdict
+
+
+@dataclass(slots=True)
+class _Spent:
+    window: deque[list[float]] = field(default_factory=deque)  # [monotonic s, tokens]
+    in_window: int = 0
+    day: str = ""
+    tokens_day: int = 0
+    cost_day: float = 0.0
+    month: str = ""
+    cost_month: float = 0.0
+
+    def roll(self, period: Period) -> None:
+        """A new UTC day or month starts from nothing."""
+        if self.day != period.day:
+            self.day, self.tokens_day, self.cost_day = period.day, 0, 0.0
+        if self.month != period.month:
+            self.month, self.cost_month = period.month, 0.0
+
+
+@dataclass(slots=True)
+class LocalTicket:
+    """What a reservation took here, to be corrected at settle."""
+
+    entry: list[float] | None
+    day: str
+    month: str
+
+
+class LocalBudgets:
+    def __init__(self, window_ms: int) -> None:
+        self.window = window_ms / 1000
+        self.spent: dict[str, _Spent] = {}
+
+    def _slide(self, spent: _Spent, now: float) -> None:
+        horizon = now - self.window
+        dq = spent.window
+        while dq and dq[0][0] <= horizon:
+            spent.in_window -= int(dq.popleft()[1])
+
+    def reserve(self, client: str, caps: Caps, tokens: int, cost: float | None,
+                period: Period) -> tuple[Verdict, LocalTicket | None]:
+        spent = self.spent.get(client)
+        if spent is None:
+            spent = self.spent[client] = _Spent()
+        now = time.monotonic()
+        self._slide(spent, now)
+        spent.roll(period)
+        used = {"tpm": spent.in_window, "tokens_per_day": spent.tokens_day,
+                "cost_per_day": spent.cost_day, "cost_per_month": spent.cost_month}
+        refused = caps.refusing(used, priced=cost is not None)
+        if refused is not None:
+            retry = self._tpm_retry(spent, caps, now) if refused == "tpm" else None
+            return caps.verdict(used, refused, retry), None
+        entry = None
+        if caps.tpm is not None:
+            entry = [now, float(tokens)]
+            spent.window.append(entry)
+            spent.in_window += tokens
+        spent.tokens_day += tokens
+        if cost is not None:
+            spent.cost_day += cost
+            spent.cost_month += cost
+        used = {"tpm": spent.in_window, "tokens_per_day": spent.tokens_day,
+                "cost_per_day": spent.cost_day, "cost_per_month": spent.cost_month}
+        return caps.verdict(used), LocalTicket(entry, period.day, period.month)
+
+    def _tpm_retry(self, spent: _Spent, caps: Caps, now: float) -> float:
+        """Seconds until enough of the window slides out for a request to pass again."""
+        assert caps.tpm is not None
+        left = spent.in_window
+        for at, tokens in spent.window:
+            left -= int(tokens)
+            if left < caps.tpm:
+                return max(0.0, at + self.window - now)
+        return 0.0
+
+    def settle(self, client: str, ticket: LocalTicket, delta_tokens: int,
+               delta_cost: float | None) -> None:
+        spent = self.spent.get(client)
+        if spent is None:
+            return
+        entry = ticket.entry
+        # still in the window (entries leave it oldest first): it counts what was used
+        if entry is not None and spent.window and entry[0] >= spent.window[0][0]:
+            entry[1] += delta_tokens
+            spent.in_window += delta_tokens
+        if spent.day == ticket.day:
+            spent.tokens_day += delta_tokens
+            if delta_cost is not None:
+                spent.cost_day += delta_cost
+        if delta_cost is not None and spent.month == ticket.month:
+            spent.cost_month += delta_cost

@@ -1,0 +1,206 @@
+"""The one face the edge's handlers call to count a request (es.usage).
+
+    ticket = await es.usage.begin(request, client, path, body, model)  # None: not counted
+    ... forward(..., tap=ticket.tap, rewrite=ticket.rewrite, drop=ticket.drop) ...
+    await ticket.end(answer, cancelled)  # in a finally: a client that left still counts
+
+begin() reserves against the client's budgets (es.budgets; a refusal is raised before
+any router is asked); end() reads what the reply used (the tap's count of a stream, the
+whole body of a whole reply; else the estimate), prices it, settles the reservation,
+counts it on /metrics and hands the Record to the recorder (never blocking: the store
+writes in batches). With usage off begin() returns None and nothing of this runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import msgspec
+from aiohttp import web
+
+from eldric import keys
+from eldric.exchange import Answer, LaneRequest, Reply
+from eldric.roles.edge.clients import Client
+from eldric.roles.edge.metrics import EdgeMetrics
+from eldric.roles.edge.usage.budgets import Budgets, Hold
+from eldric.roles.edge.usage.config import UsageConfig
+from eldric.roles.edge.usage.meter import Meter, Reader
+from eldric.roles.edge.usage.prices import Prices
+from eldric.roles.edge.usage.read_anthropic import Anthropic
+from eldric.roles.edge.usage.read_ollama import Ollama
+from eldric.roles.edge.usage.read_openai import OpenAI, usage_only
+from eldric.roles.edge.usage.read_responses import Responses
+from eldric.roles.edge.usage.record import Record, Tokens
+from eldric.roles.edge.usage.sink import Recorder
+
+# The paths counted, and how each API states its usage.
+READERS: dict[str, Reader] = {
+    "/v1/chat/completions": OpenAI(),
+    "/v1/completions": OpenAI(),
+    "/v1/embeddings": OpenAI(embeddings=True),
+    "/v1/messages": Anthropic(),
+    "/v1/responses": Responses(),
+    "/api/chat": Ollama(),
+    "/api/generate": Ollama(),
+    "/api/embed": Ollama(embed=True),
+    "/api/embeddings": Ollama(embed=True),
+}
+# Where the edge asks a streamed reply for its usage chunk when the client did not (the
+# translated APIs' workers ask for it themselves).
+ASKS = frozenset(("/v1/chat/completions", "/v1/completions"))
+# Ollama streams unless told not to.
+STREAMS_BY_DEFAULT = frozenset(("/api/chat", "/api/generate"))
+WORKER = b"x-eldric-worker"  # the router's: the worker that answered
+_INCLUDE = b'"stream_options":{"include_usage":true},'
+
+
+class _Options(msgspec.Struct):
+    include_usage: bool | None = None
+    num_predict: int | None = None  # Ollama's options
+
+
+class _Ask(msgspec.Struct):
+    """The little of a request the meter needs, in the one small decode it adds."""
+
+    stream: bool | None = None
+    stream_options: _Options | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    max_output_tokens: int | None = None  # Responses
+    options: _Options | None = None  # Ollama
+
+
+_ask = msgspec.json.Decoder(_Ask)
+
+
+class Usage:
+    def __init__(self, cfg: UsageConfig, budgets: Budgets, recorder: Recorder,
+                 metrics: EdgeMetrics) -> None:
+        self.cfg = cfg
+        self.budgets = budgets
+        self.recorder = recorder
+        self.metrics = metrics
+        self.prices = Prices(cfg.prices)
+
+    async def begin(self, request: LaneRequest, client: Client | None, path: str,
+                    body: bytes, model: str | None) -> Ticket | None:
+        reader = READERS.get(path) if request.method == "POST" else None
+        if reader is None:
+            return None
+        try:
+            ask = _ask.decode(body)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            ask = _Ask()  # the hops refuse it, as without usage
+        max_tokens = (ask.max_tokens or ask.max_completion_tokens or ask.max_output_tokens
+                      or (ask.options.num_predict if ask.options else None))
+        hold = await self.budgets.reserve(client, model or "", max_tokens)
+        return Ticket(self, request, client, path, body, model or "", hold, reader, ask)
+
+    def record(self, record: Record) -> None:
+        m = self.metrics
+        client, model = m.client_label(record.client), m.model_label(record.model)
+        t = record.tokens
+        for kind, n in (("prompt", t.prompt), ("completion", t.completion),
+                        ("cached", t.cached)):
+            if n:
+                m.tokens.labels(client, model, kind).inc(n)
+        if record.cost:
+            m.cost.labels(client, model).inc(record.cost)
+        self.recorder.add(record)
+
+
+class Ticket:
+    """One counted request: what forward() is given (tap, rewrite, drop), and end()."""
+
+    __slots__ = ("usage", "request", "client", "path", "body", "model", "hold", "meter",
+                 "stream", "ts", "t0", "tap", "rewrite", "drop")
+
+    def __init__(self, usage: Usage, request: LaneRequest, client: Client | None, path: str,
+                 body: bytes, model: str, hold: Hold, reader: Reader, ask: _Ask) -> None:
+        self.usage = usage
+        self.request = request
+        self.client = client
+        self.path = path
+        self.body = body
+        self.model = model
+        self.hold = hold
+        self.meter = Meter(reader)
+        self.stream = ask.stream if ask.stream is not None else path in STREAMS_BY_DEFAULT
+        self.ts = time.time()
+        self.t0 = time.perf_counter()
+        self.tap: Callable[[bytes], None] = self.meter.tap
+        self.rewrite: Callable[[bytes], bytes] | None = None
+        self.drop: Callable[[bytes], bool] | None = None
+        asked = ask.stream_options is not None and ask.stream_options.include_usage
+        if self.stream and path in ASKS and not asked:
+            self.rewrite = _with_usage if ask.stream_options is None else _reencoded
+            self.drop = usage_only
+
+    async def end(self, answer: Answer | None, cancelled: bool = False,
+                  status: int | None = None) -> None:
+        """The reply is out (or the client left, or it failed: `status` then, the error's)."""
+        meter = self.meter
+        if answer is not None:
+            status = answer.status
+            if not self.stream or not meter.events:
+                body = _whole_body(answer)
+                if body is not None:
+                    meter.whole(body)
+        status = status if status is not None else (499 if cancelled else 500)
+        ok = status < 400
+        prices = self.usage.prices
+        if ok or meter.events or cancelled:  # what was sent is counted
+            tokens = meter.tokens(self.body)
+            cost = prices.cost(self.model, tokens)
+        else:  # refused: nothing used
+            tokens = Tokens()
+            cost = 0.0 if self.model and prices.of(self.model) is not None else None
+        hop = self.request[keys.HOP]
+        await self.usage.budgets.settle(self.hold, tokens, cost)
+        self.usage.record(Record(
+            ts=self.ts, client=self.client.name if self.client else "anonymous",
+            model=self.model, backend=_worker(hop.reply_head), path=self.path,
+            status=status, tokens=tokens, cost=cost,
+            latency_ms=(time.perf_counter() - self.t0) * 1000,
+            ttft_ms=hop.ttfb * 1000 if hop.ttfb is not None else None, stream=self.stream,
+            abandoned=cancelled or (ok and self.stream and not meter.done)))
+
+
+def _with_usage(body: bytes) -> bytes:
+    """The body asking for the stream's usage chunk: spliced in after its opening brace
+    (the body names no stream_options: no key is doubled), the rest byte for byte."""
+    i = body.find(b"{")
+    if i < 0 or body[:i].strip():
+        return body  # not a JSON object: the hops refuse it as they would
+    return body[:i + 1] + _INCLUDE + body[i + 1:]  # stream: true is in it: never "{}"
+
+
+def _reencoded(body: bytes) -> bytes:
+    """stream_options given without include_usage: that one key set (a re-encode, the
+    rare case)."""
+    try:
+        obj = msgspec.json.decode(body)
+        obj["stream_options"]["include_usage"] = True
+        return msgspec.json.encode(obj)
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError, KeyError, RecursionError):
+        return body
+
+
+def _whole_body(answer: Answer) -> bytes | None:
+    """A whole reply's body (the fast lane's Reply, aiohttp's Response); None once
+    streamed."""
+    if isinstance(answer, Reply):
+        return answer.body
+    if isinstance(answer, web.Response):
+        body = answer.body
+        return body if isinstance(body, bytes) else None
+    return None
+
+
+def _worker(head: list[tuple[bytes, bytes]] | None) -> str:
+    """The worker the router says answered (X-Eldric-Worker on its reply)."""
+    for k, v in head or ():
+        if len(k) == len(WORKER) and k.lower() == WORKER:
+            return v.decode("latin-1")
+    return ""

@@ -1,0 +1,25 @@
+"""An edge run from a config file (auth.clients has no flag), in front of a worker."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+
+from eldric import registry
+from eldric.cli import load_config
+from tests.conftest import serving
+
+
+@contextlib.asynccontextmanager
+async def edge_with_file(tmp_path, section: dict, **flags) -> AsyncIterator[str]:
+    """An edge (plain HTTP on loopback) with `section` as its config file: its URL."""
+    path = tmp_path / "edge.json"
+    path.write_text(json.dumps(section))
+    flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", data_dir=str(tmp_path / "data"),
+                 health_interval=100, **flags)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ELDRIC_")}
+    roles = registry.resolve("edge")
+    async with serving(roles, load_config(roles, flags, env, str(path))) as urls:
+        yield urls["edge"]

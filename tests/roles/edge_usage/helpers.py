@@ -1,0 +1,57 @@
+"""A real edge, router and worker (the mock backend, or a fake) for the usage tests; the
+edge's in-process usage state (its recorder) found for assertions."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import re
+
+import aiohttp
+
+from tests.conftest import run_eldric
+
+
+@contextlib.asynccontextmanager
+async def cluster(tmp_path, *, worker_flags=None, **edge_flags):
+    """worker (mock backend) <- router <- edge: the edge's URL, and the worker's."""
+    wf = dict(port=0, bind="127.0.0.1", backend="mock")
+    wf.update(worker_flags or {})
+    async with run_eldric("worker", tmp_path / "w", **wf) as w, \
+            run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                       workers=w["worker"], health_interval=100) as r:
+        flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=r["router"],
+                     health_interval=100, require_api_key=False, global_rpm=0,
+                     per_ip_rpm=0, per_key_rpm=0)
+        flags.update(edge_flags)
+        async with run_eldric("edge", tmp_path / "e", **flags) as e:
+            yield e["edge"], w["worker"]
+
+
+def edge_state(url: str):
+    """The running edge of `url` (in this process, as run_eldric runs it)."""
+    from eldric.roles.edge.state import EdgeState
+
+    gc.unfreeze()  # serve() froze what start-up made: out of get_objects()' sight
+    try:
+        states = [o for o in gc.get_objects() if isinstance(o, EdgeState)]
+    finally:
+        gc.freeze()
+    assert states, "no edge runs in this process"
+    return states[-1]
+
+
+def records(url: str) -> list:
+    return list(edge_state(url).recorder.records)
+
+
+async def metrics(url: str) -> dict[tuple[str, ...], float]:
+    """eldric_edge_tokens_total and eldric_edge_cost_total: {(name, labels…): value}."""
+    async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
+        text = await r.text()
+    out: dict[tuple[str, ...], float] = {}
+    for m in re.finditer(r'^(eldric_edge_(?:tokens|cost)_total)\{([^}]*)\} (\S+)$', text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        key = (m.group(1), labels["client"], labels["model"], labels.get("kind", ""))
+        out[key] = float(m.group(3))
+    return out
