@@ -1,0 +1,95 @@
+"""The request log on its own: rows written at the flush, bodies only when asked and
+then through the redaction first (withheld when it fails), retention by days, bounded
+while the file cannot be written."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from eldric.roles.edge.usage.record import Record, Tokens
+from eldric.roles.edge.usage.requestlog import RequestLog
+
+
+def rec(ts: float, client: str = "app", model: str = "m") -> Record:
+    return Record(ts=ts, client=client, model=model, backend="w1", path="/v1/chat/completions",
+                  status=200, tokens=Tokens(3, 4, 1, True), cost=None, latency_ms=5.5,
+                  ttft_ms=1.5, stream=True)
+
+
+async def rows(log: RequestLog, **kw) -> list[dict]:
+    return await log.rows(since=0.0, until=float("inf"), client=kw.get("client"),
+                          model=kw.get("model"), limit=kw.get("limit", 100))
+
+
+async def test_rows_without_bodies_unless_asked(tmp_path):
+    log = RequestLog(str(tmp_path / "r.db"), days=30, bound=10, bodies=False)
+    await log.open()
+    now = time.time()
+    log.add(rec(now), b'{"messages": "secret"}', b'{"reply": 1}')
+    log.add(rec(now + 1, client="ops"))
+    await log.flush()
+    got = await rows(log)
+    assert [r["client"] for r in got] == ["ops", "app"]  # newest first
+    assert got[1] == {"ts": now, "client": "app", "model": "m", "backend": "w1",
+                      "path": "/v1/chat/completions", "status": 200, "prompt_tokens": 3,
+                      "completion_tokens": 4, "cached_tokens": 1, "estimated": True,
+                      "cost": None, "latency_ms": 5.5, "ttft_ms": 1.5, "stream": True,
+                      "abandoned": False, "request_body": None, "reply_body": None}
+    assert [r["client"] for r in await rows(log, client="app")] == ["app"]
+    assert len(await rows(log, limit=1)) == 1
+    await log.close()
+
+
+async def test_bodies_through_the_redaction_and_withheld_when_it_fails(tmp_path):
+    seen = []
+
+    async def redact(hook, model, client, body):
+        seen.append((hook, model, client))
+        if b"refuse" in body:
+            raise RuntimeError("a closed filter failed")
+        return body.replace(b"bob@example.com", b"[email]")
+
+    log = RequestLog(str(tmp_path / "r.db"), days=30, bound=10, bodies=True, redact=redact)
+    await log.open()
+    now = time.time()
+    log.add(rec(now), b'{"q": "mail bob@example.com"}', b'{"a": "bob@example.com"}')
+    log.add(rec(now + 1), b'{"q": "refuse"}', None)
+    await log.flush()
+    newer, older = await rows(log)
+    assert older["request_body"] == '{"q": "mail [email]"}'
+    assert older["reply_body"] == '{"a": "[email]"}'
+    assert newer["request_body"] is None and newer["reply_body"] is None
+    assert ("inlet", "m", "app") in seen and ("outlet", "m", "app") in seen
+    await log.close()
+
+
+async def test_rows_past_retention_are_deleted(tmp_path):
+    log = RequestLog(str(tmp_path / "r.db"), days=2, bound=10, bodies=False)
+    await log.open()
+    now = time.time()
+    log.add(rec(now - 3 * 86_400, client="old"))
+    log.add(rec(now - 1 * 86_400, client="recent"))
+    await log.flush()  # written, then this run's first prune (hourly after it)
+    assert [r["client"] for r in await rows(log)] == ["recent"]
+    await log.close()
+
+
+async def test_unwritable_file_keeps_rows_up_to_the_bound(tmp_path):
+    path = str(tmp_path / "r.db")
+    log = RequestLog(path, days=30, bound=3, bodies=False)
+    await log.open()
+    os.rename(path, path + ".away")
+    os.mkdir(path)
+    now = time.time()
+    for i in range(5):
+        log.add(rec(now + i, client=f"c{i}"))
+    assert log.dropped == 2  # past the bound at once
+    await log.flush()  # refused: kept
+    assert len(log.pending) == 3
+    os.rmdir(path)
+    os.rename(path + ".away", path)
+    await log.flush()
+    assert [r["client"] for r in await rows(log)] == ["c2", "c1", "c0"]
+    assert log.dropped == 2
+    await log.close()
