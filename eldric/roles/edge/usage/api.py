@@ -21,6 +21,7 @@ from aiohttp import web
 from eldric.auth import key_matches, presented_key
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound, Unauthorized, UpstreamUnavailable
+from eldric.roles.edge.admin import admin_cookie
 from eldric.roles.edge.handlers import NO_ADMIN, _require_admin
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.usage.counts import KEY_COLUMNS, Counts, grouped
@@ -97,6 +98,8 @@ async def whose(request: web.Request, es: EdgeState) -> str | None:
     its own); 401 for no key or one the edge does not know."""
     key = presented_key(request)
     if key is not None and key_matches(key, es.cfg.admin_key or NO_ADMIN):
+        return None
+    if key is None and admin_cookie(request, es):  # the spend page's (admin.py)
         return None
     client = await es.farm.lookup(key) if key else None
     if client is None:

@@ -1,0 +1,207 @@
+"""The edge's spend page (/dashboard), driven in the system Chromium through the DevTools
+protocol against a real edge, router and worker (the mock backend, which states its
+usage) with real traffic: the admin sign-in (a wrong key refused), the chart drawn with
+the numbers the clients' own replies stated (tokens, and spend by a configured price),
+the totals and the models table, a budget edited from the page and enforced on the
+client's next request, a client revoked from the page (its key refused at once), a client
+created from the page (the key it shows works), and sign-out. The page logs nothing to
+the console and breaks no CSP rule. Screenshot: /tmp/eldric-spend.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+
+import aiohttp
+import pytest
+
+from tests import browser
+from tests.browser import CDP, chromium
+from tests.conftest import run_eldric, until
+
+ADMIN = "adm-spend-page"
+HDR = {"Authorization": f"Bearer {ADMIN}"}
+MODEL = "eldric-mock"
+PRICE = {"input": 1000.0, "output": 2000.0}  # $ per million tokens: visible sums
+TEST_TIMEOUT = 120  # seconds, the whole test
+SCREENSHOT_COPY = "/tmp/eldric-spend.png"
+
+
+def cost(usage: dict) -> float:
+    return (usage["prompt_tokens"] * PRICE["input"]
+            + usage["completion_tokens"] * PRICE["output"]) / 1e6
+
+
+async def register(s: aiohttp.ClientSession, edge: str, name: str) -> str:
+    async with s.post(f"{edge}/api/v1/clients/register", json={"name": name},
+                      headers=HDR) as r:
+        assert r.status == 201, await r.text()
+        return (await r.json())["api_key"]
+
+
+async def ask(s: aiohttp.ClientSession, edge: str, key: str, max_tokens: int = 8,
+              stream: bool = False) -> tuple[int, dict]:
+    """One chat completion: its status, and its usage (or the error) as the client saw it."""
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hello there"}],
+            "max_tokens": max_tokens}
+    if stream:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+    async with s.post(f"{edge}/v1/chat/completions", json=body,
+                      headers={"Authorization": f"Bearer {key}"}) as r:
+        if r.status != 200 or not stream:
+            got = await r.json()
+            return r.status, got.get("usage") or got.get("error")
+        usage = None
+        async for line in r.content:
+            if line.startswith(b"data: {") and b'"usage":{' in line:
+                usage = json.loads(line[6:])["usage"]
+        return r.status, usage
+
+
+@pytest.mark.timeout(TEST_TIMEOUT + 30)
+async def test_spend_page_shows_real_usage_and_edits_budgets(tmp_path):
+    browser.need_chromium()
+    started = time.monotonic()
+    async with asyncio.timeout(TEST_TIMEOUT):
+        async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                              backend="mock") as w, \
+                run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                           workers=w["worker"], health_interval=100) as r, \
+                run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
+                           bind="127.0.0.1", routers=r["router"], health_interval=100,
+                           admin_key=ADMIN, global_rpm=0, per_ip_rpm=0, per_key_rpm=0,
+                           usage_flush_interval=200,
+                           usage_prices=json.dumps({MODEL: PRICE})) as e:
+            edge = e["edge"].rstrip("/")
+            async with aiohttp.ClientSession() as s:
+                keys = {name: await register(s, edge, name) for name in ("alice", "bob")}
+                used = {"alice": [], "bob": []}
+                for i, (name, n) in enumerate([("alice", 4), ("alice", 9), ("bob", 3),
+                                               ("alice", 12), ("bob", 7), ("alice", 5)]):
+                    status, usage = await ask(s, edge, keys[name], n, stream=i % 2 == 1)
+                    assert status == 200 and usage["completion_tokens"] == n, usage
+                    used[name].append(usage)
+                await until(lambda: _counted(s, edge, 6), timeout=10)
+                async with chromium(tmp_path) as cdp:
+                    await _drive(cdp, s, edge, keys, used)
+    print(f"spend page screenshot: {SCREENSHOT_COPY} ({time.monotonic() - started:.1f}s)")
+
+
+async def _counted(s: aiohttp.ClientSession, edge: str, n: int) -> bool:
+    async with s.get(f"{edge}/api/v1/usage?group_by=client", headers=HDR) as r:
+        return r.status == 200 and (await r.json())["totals"]["requests"] == n
+
+
+CHART = """(() => {
+    const out = {};
+    for (const r of document.querySelectorAll('#chart rect.seg')) {
+        out[r.dataset.series] = (out[r.dataset.series] || 0) + Number(r.dataset.value);
+    }
+    return JSON.stringify(out);
+})()"""
+
+
+def _select(select_id: str, value: str) -> str:
+    return (f"(() => {{ const el = document.getElementById({json.dumps(select_id)}); "
+            f"el.value = {json.dumps(value)}; el.dispatchEvent(new Event('change')); "
+            "return true; })()")
+
+
+async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, str],
+                 used: dict[str, list[dict]]) -> None:
+    await cdp.viewport(1280, 1000, mobile=False)
+    tokens = {n: sum(u["prompt_tokens"] + u["completion_tokens"] for u in us)
+              for n, us in used.items()}
+    spend = {n: sum(cost(u) for u in us) for n, us in used.items()}
+
+    # 1. No cookie: the sign-in. A wrong key is refused and said so; the right one opens it.
+    await cdp.navigate(f"{edge}/dashboard")
+    await cdp.wait_for("location.pathname === '/dashboard/login'", "the sign-in")
+    await cdp.click("#admin_key")
+    await cdp.type("wrong-key")
+    await cdp.click("#login-submit")
+    await cdp.wait_for("location.search === '?error=1' && !document.getElementById('error').hidden",
+                       "the wrong key's error")
+    await cdp.click("#admin_key")
+    await cdp.type(ADMIN)
+    await cdp.click("#login-submit")
+    await cdp.wait_for("location.pathname === '/dashboard'", "the dashboard")
+
+    # 2. The chart: spend per client per day, as the replies stated it (today's bar).
+    await cdp.wait_for("document.querySelectorAll('#chart rect.seg').length >= 2", "the chart")
+    drawn = json.loads(await cdp.js(CHART))
+    assert set(drawn) == {"alice", "bob"}
+    for name in drawn:
+        assert math.isclose(drawn[name], spend[name], rel_tol=1e-9), (drawn, spend)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    assert await cdp.js("[...new Set([...document.querySelectorAll('#chart rect.seg')]"
+                        ".map(r => r.dataset.day))].join()") == today
+    assert await cdp.js("document.getElementById('sum-requests').textContent") == "6"
+    assert await cdp.js("document.getElementById('sum-tokens').textContent") == \
+        f"{sum(tokens.values()):,}"
+    assert await cdp.js("document.querySelector('#models-body tr[data-key=\"eldric-mock\"]')"
+                        "?.cells[1].textContent") == "6"
+    # tokens instead of spend: the same chart, redrawn from the same rows
+    await cdp.js(_select("metric", "tokens"))
+    await cdp.wait_for("document.getElementById('chart-title').textContent"
+                       ".startsWith('Tokens')", "the tokens chart")
+    assert json.loads(await cdp.js(CHART)) == tokens
+    # by model: one series
+    await cdp.js(_select("split", "model"))
+    await cdp.wait_for(f"{CHART}.includes({json.dumps(MODEL)})", "the chart by model")
+    assert json.loads(await cdp.js(CHART)) == {MODEL: sum(tokens.values())}
+    top = await cdp.js("[...document.querySelectorAll('#top-body tr')].map(t => t.dataset.key).join()")
+    assert top == ",".join(sorted(spend, key=spend.get, reverse=True))
+
+    # 3. A budget edited from the page: alice's tokens per day below what she used, so
+    # her next request is refused; the row shows the limit, its bar full.
+    await cdp.click('#clients-body button[data-action="edit"][data-name="alice"]')
+    await cdp.wait_for("!document.getElementById('client-form').hidden", "the edit form")
+    await cdp.click("#f-max_tokens_per_day")
+    await cdp.type(str(tokens["alice"] - 1))
+    await cdp.click("#form-save")
+    await cdp.wait_for("document.getElementById('client-form').hidden", "the form to close")
+    status, err = await ask(s, edge, keys["alice"])
+    assert status == 429 and err["code"] == "budget_exceeded", err
+    cell = "document.querySelector('#clients-body tr[data-key=\"alice\"] td[data-budget=\"tokens_today\"]')"
+    await cdp.wait_for(f"{cell}?.dataset.limit === '{tokens['alice'] - 1}'", "the new limit")
+    assert await cdp.js(f"{cell}.querySelector('.bar').classList.contains('bad')")
+    assert (await ask(s, edge, keys["bob"]))[0] == 200  # bob has no budget
+
+    # 4. bob revoked from the page (a second click confirms): his key stops at once.
+    revoke = '#clients-body button[data-action="revoke"][data-name="bob"]'
+    await cdp.click(revoke)
+    await cdp.wait_for(f"document.querySelector('{revoke}').dataset.armed === '1'", "the confirm")
+    assert (await ask(s, edge, keys["bob"]))[0] == 200  # one click revokes nothing
+    await cdp.click(revoke)
+    await cdp.wait_for("!document.querySelector('#clients-body tr[data-key=\"bob\"]')",
+                       "bob's row to go")
+    assert (await ask(s, edge, keys["bob"]))[0] == 401
+
+    # 5. A client created from the page: the key it shows once works.
+    await cdp.click("#new-client")
+    await cdp.click("#f-name")
+    await cdp.type("carol")
+    await cdp.click("#f-tpm")
+    await cdp.type("5000")
+    await cdp.click("#form-save")
+    await cdp.wait_for("!document.getElementById('new-key').hidden", "the new key")
+    key = await cdp.js("document.getElementById('new-key-value').textContent")
+    assert key.startswith("sk-eldric-") and (await ask(s, edge, key))[0] == 200
+    await cdp.wait_for("document.querySelector('#clients-body tr[data-key=\"carol\"]')"
+                       "?.cells[3].textContent === '5,000'", "carol's row with her tpm")
+
+    await cdp.js(_select("split", "client"))
+    await cdp.wait_for(f"{CHART}.includes('carol')", "carol in the chart")
+    size = await cdp.screenshot(tmp_path / "spend.png")
+    browser.keep_png(tmp_path / "spend.png", SCREENSHOT_COPY)
+    assert size > 10_000
+    assert not cdp.problems, cdp.problems
+
+    # 6. Sign out: back to the sign-in, and the admin API no longer answers the browser.
+    await cdp.click("#signout")
+    await cdp.wait_for("location.pathname === '/dashboard/login'", "the sign-in again")
+    assert await cdp.js("fetch('/api/v1/clients').then(r => r.status)") == 401
