@@ -28,8 +28,10 @@ from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
+from eldric.roles.edge.usage import api as usage_api
 from eldric.roles.edge.usage import page as spend_page
 from eldric.roles.edge.usage.face import Usage
+from eldric.roles.edge.usage.ledger import make_recorder
 from eldric.store.responses import install
 from eldric.store.sqlite import Store
 from eldric.stream import Timeouts
@@ -56,9 +58,13 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     es.plugins.edge_url = _own_url(app)
     es.plugins.edge_cert = leaf_certificate(es.cfg.tls.cert_file) if es.tls else ""
     await es.plugins.reload()  # children start in the background: the edge does not wait
+    if es.recorder is not None:
+        await es.recorder.start()
     log.info("edge_ready", mode=es.cfg.mode, tls=es.tls, require_api_key=es.require_key,
              routers=[s.url for s in es.routers.states])
     yield
+    if es.recorder is not None:  # its last flush: before the plugins (the request log's
+        await es.recorder.stop()  # filters) and the Redis connection go
     await es.plugins.stop()
     await routers.stop()
     await store.stop()
@@ -168,6 +174,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
                                                              "plugins"))))
     es = app[EDGE]
     if cfg.usage.on:
+        es.recorder = make_recorder(app, cfg.usage, es.plugins, r)
         es.usage = Usage(cfg.usage, es.budgets, es.recorder, es.metrics)
     app[keys.PROBER] = prober(app, es.routers, cfg.health_check_interval_ms / 1000)
     app[keys.HEALTH] = edge_health
@@ -177,6 +184,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     install(app, cfg.responses, r)  # after: closed before the clients' Redis connection
     add_routes(app)
     plugins_api.add_routes(app)
+    usage_api.add_routes(app)
     spend_page.add_routes(app)  # /dashboard
 
 

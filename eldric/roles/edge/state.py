@@ -15,7 +15,7 @@ from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers
 from eldric.roles.edge.usage.budgets import Budgets
 from eldric.roles.edge.usage.face import Usage
-from eldric.roles.edge.usage.sink import Recorder
+from eldric.roles.edge.usage.store import Recorder
 from eldric.stream import Timeouts
 
 
@@ -31,10 +31,10 @@ class EdgeState:
     require_key: bool
     plugins: Plugins
     trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
-    # usage, spend and budgets per client (usage/): budgets and recorder always exist;
-    # usage is None with --usage off (then the request path is as without it)
+    # usage, spend and budgets per client (usage/): budgets always exist; usage and its
+    # recorder are None with --usage off (then the request path is as without it)
     budgets: Budgets = field(default_factory=Budgets)
-    recorder: Recorder = field(default_factory=Recorder)
+    recorder: Recorder | None = None
     usage: Usage | None = None
 
 

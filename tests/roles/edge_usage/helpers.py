@@ -25,6 +25,7 @@ async def cluster(tmp_path, *, worker_flags=None, **edge_flags):
                      per_ip_rpm=0, per_key_rpm=0)
         flags.update(edge_flags)
         async with run_eldric("edge", tmp_path / "e", **flags) as e:
+            _watch(e["edge"])
             yield e["edge"], w["worker"]
 
 
@@ -37,12 +38,31 @@ def edge_state(url: str):
         states = [o for o in gc.get_objects() if isinstance(o, EdgeState)]
     finally:
         gc.freeze()
-    assert states, "no edge runs in this process"
-    return states[-1]
+    port = url.rsplit(":", 1)[-1].rstrip("/")
+    mine = [s for s in states if s.plugins.edge_url.rsplit(":", 1)[-1] == port]
+    assert mine, "no edge of that URL runs in this process"
+    return mine[-1]
+
+
+def _watch(url: str) -> None:
+    """Keep every Record the edge's recorder is handed, for records() (the Recorder
+    itself keeps only the sums per bucket)."""
+    recorder = edge_state(url).recorder
+    if recorder is None:  # --usage off
+        return
+    seen: list = []
+    add = recorder.add
+
+    def watched(record, *bodies):  # type: ignore[no-untyped-def]
+        seen.append(record)
+        add(record, *bodies)
+
+    recorder.add = watched  # type: ignore[method-assign]
+    recorder.seen = seen  # type: ignore[attr-defined]
 
 
 def records(url: str) -> list:
-    return list(edge_state(url).recorder.records)
+    return list(edge_state(url).recorder.seen)
 
 
 async def metrics(url: str) -> dict[tuple[str, ...], float]:

@@ -109,10 +109,9 @@ async def whose(request: web.Request, es: EdgeState) -> str | None:
 
 
 def _recorder(es: EdgeState) -> Recorder:
-    recorder = getattr(es, "recorder", None)
-    if not isinstance(recorder, Recorder):
+    if es.recorder is None:
         raise NotFound("usage counting is off on this edge (--usage off)", code="usage_off")
-    return recorder
+    return es.recorder
 
 
 async def usage(request: web.Request) -> web.Response:

@@ -29,14 +29,25 @@ class UsageConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "how often counted usage is written to the store, ms",
         flag="usage-flush-interval")] = 2_000
     buffer: Annotated[int, msgspec.Meta(ge=1), flag_meta(
-        "most usage records held in memory between writes (past it they are dropped, "
-        "counted)", flag="usage-buffer")] = 100_000
+        "most usage buckets (client x model x backend x day) waiting in memory between "
+        "writes, and request-log rows; past it what needs one more is dropped, counted",
+        flag="usage-buffer")] = 100_000
     default_max_tokens: Annotated[int, msgspec.Meta(ge=1), flag_meta(
         "the completion tokens reserved against a budget for a request that names no "
         "max_tokens", flag="usage-default-max-tokens")] = 1024
     prices: Annotated[dict[str, Price], flag_meta(
         "model -> {input, output, cached}: US dollars per million tokens, over the built-in "
         "table (a name ending in * is a prefix)", flag="usage-prices")] = {}
+
+    request_log: Annotated[Literal["sqlite", "off"], flag_meta(
+        "sqlite: one row per request (time, client, model, worker, status, tokens, cost, "
+        "latency, TTFT) in its own file under --data-dir; read it at "
+        "/api/v1/usage/requests", flag="request-log")] = "off"
+    request_log_days: Annotated[int, msgspec.Meta(ge=1), flag_meta(
+        "days the request log keeps a row", flag="request-log-days")] = 30
+    request_log_bodies: Annotated[bool, flag_meta(
+        "keep the request body and a whole reply in the request log, after the filter "
+        "plugins' inlet / outlet for the model (redaction)", flag="request-log-bodies")] = False
 
     @property
     def on(self) -> bool:

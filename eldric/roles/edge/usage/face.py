@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 
 import msgspec
-from aiohttp import web
 
 from eldric import keys
 from eldric.exchange import Answer, LaneRequest, Reply
@@ -32,7 +31,7 @@ from eldric.roles.edge.usage.read_ollama import Ollama
 from eldric.roles.edge.usage.read_openai import OpenAI, usage_only
 from eldric.roles.edge.usage.read_responses import Responses
 from eldric.roles.edge.usage.record import Record, Tokens
-from eldric.roles.edge.usage.sink import Recorder
+from eldric.roles.edge.usage.store import Recorder
 
 # The paths counted, and how each API states its usage.
 READERS: dict[str, Reader] = {
@@ -97,7 +96,8 @@ class Usage:
         hold = await self.budgets.reserve(client, model or "", max_tokens)
         return Ticket(self, request, client, path, body, model or "", hold, reader, ask)
 
-    def record(self, record: Record) -> None:
+    def record(self, record: Record, request_body: bytes | None = None,
+               reply_body: bytes | None = None) -> None:
         m = self.metrics
         client, model = m.client_label(record.client), m.model_label(record.model)
         t = record.tokens
@@ -107,7 +107,7 @@ class Usage:
                 m.tokens.labels(client, model, kind).inc(n)
         if record.cost:
             m.cost.labels(client, model).inc(record.cost)
-        self.recorder.add(record)
+        self.recorder.add(record, request_body, reply_body)
 
 
 class Ticket:
@@ -141,12 +141,13 @@ class Ticket:
                   status: int | None = None) -> None:
         """The reply is out (or the client left, or it failed: `status` then, the error's)."""
         meter = self.meter
+        reply = None
         if answer is not None:
             status = answer.status
             if not self.stream or not meter.events:
-                body = _whole_body(answer)
-                if body is not None:
-                    meter.whole(body)
+                reply = _whole_body(answer)
+                if reply is not None:
+                    meter.whole(reply)
         status = status if status is not None else (499 if cancelled else 500)
         ok = status < 400
         prices = self.usage.prices
@@ -164,7 +165,8 @@ class Ticket:
             status=status, tokens=tokens, cost=cost,
             latency_ms=(time.perf_counter() - self.t0) * 1000,
             ttft_ms=hop.ttfb * 1000 if hop.ttfb is not None else None, stream=self.stream,
-            abandoned=cancelled or (ok and self.stream and not meter.done)))
+            abandoned=cancelled or (ok and self.stream and not meter.done)),
+            self.body, reply)  # the bodies: for the request log, kept only if asked
 
 
 def _with_usage(body: bytes) -> bytes:
@@ -188,14 +190,12 @@ def _reencoded(body: bytes) -> bytes:
 
 
 def _whole_body(answer: Answer) -> bytes | None:
-    """A whole reply's body (the fast lane's Reply, aiohttp's Response); None once
-    streamed."""
+    """A whole reply's body (the fast lane's Reply, aiohttp's Response, the filters'
+    Held reply before its outlets); None once streamed."""
     if isinstance(answer, Reply):
         return answer.body
-    if isinstance(answer, web.Response):
-        body = answer.body
-        return body if isinstance(body, bytes) else None
-    return None
+    body = getattr(answer, "body", None)  # web.Response, filters.Held
+    return body if isinstance(body, bytes) else None
 
 
 def _worker(head: list[tuple[bytes, bytes]] | None) -> str:
