@@ -30,8 +30,11 @@ from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
 from eldric.roles.edge.usage import api as usage_api
 from eldric.roles.edge.usage import page as spend_page
+from eldric.roles.edge.usage.budgets import Budgets
+from eldric.roles.edge.usage.budgets_redis import RedisBudgets
 from eldric.roles.edge.usage.face import Usage
 from eldric.roles.edge.usage.ledger import make_recorder
+from eldric.roles.edge.usage.prices import Prices
 from eldric.store.responses import install
 from eldric.store.sqlite import Store
 from eldric.stream import Timeouts
@@ -150,10 +153,12 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         r = aioredis.from_url(cfg.redis_url)
         clients = RedisClients(r, static, cfg.auth.clients)
         limiter = RedisLimiter(r, window)
+        shared_budgets = RedisBudgets(r, window)
     else:
         clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static,
                                cfg.auth.clients)
         limiter = LocalLimiter(window)
+        shared_budgets = None
     if cfg.auth.require_api_key and not static and not cfg.admin_key:
         raise ConfigError("the edge requires API keys but has none: give --api-key KEY (or "
                           "auth.api_keys), or --admin-key to create clients, or set "
@@ -165,9 +170,12 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         raise ConfigError("--no-responses-store needs --no-require-api-key: with API keys "
                           "required the edge must keep /v1/responses state itself, per "
                           "key (behind the edge every key is one owner)")
+    farm = Farm(clients, limiter, window, shared=cfg.mode == "farm")
     app[EDGE] = EdgeState(
         cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
-        clients=clients, farm=Farm(clients, limiter, window, shared=cfg.mode == "farm"),
+        clients=clients, farm=farm,
+        budgets=Budgets(window, cfg.usage.default_max_tokens, Prices(cfg.usage.prices).cost,
+                        farm, shared_budgets),
         metrics=EdgeMetrics(app[keys.BUS].metrics.registry), tls=not cfg.no_tls,
         require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
         plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,

@@ -96,8 +96,8 @@ def static_clients(static: Mapping[str, str],
                               f"(scopes: {', '.join(SCOPES)})")
     out = {}
     for key, name in static.items():
-        s = settings.get(name)
-        extra = msgspec.structs.asdict(s) if s is not None else {}
+        given = settings.get(name)
+        extra = msgspec.structs.asdict(given) if given is not None else {}
         out[hash_key(key)] = Client(name=name, static=True, key_hash=hash_key(key), **extra)
     return out
 

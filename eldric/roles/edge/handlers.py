@@ -113,6 +113,8 @@ async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None
     ticket = None if es.usage is None else await es.usage.begin(
         request, client, request.path, body, request[keys.HOP].model)
     if ticket is None:
+        if es.usage is None and client is not None and client.allowed_models is not None:
+            es.budgets.allow(client, request[keys.HOP].model or "")  # access, not counting
         return await _run(ToRouters(request, es.routers, es.timeouts, body, headers, tap))
     if ticket.hold.headers:  # the budget's headers go on every reply to the client
         headers = {**headers, **ticket.hold.headers}

@@ -72,19 +72,19 @@ async def test_tokens_per_day_refuse_once_spent_and_settle_gives_back(kind, requ
     async with budgets(kind, request) as b:
         c = Client(name=f"day-{kind}", max_tokens_per_day=1000)
         # 300 reserved each (max_tokens 250 + the prompt's 50): 0, 300, 600, 900 < 1000
-        holds = [await b.reserve(c, "m", 250, prompt_tokens=50) for _ in range(4)]
+        holds = [await b.reserve(c, "m", 250, prompt=50) for _ in range(4)]
         assert [h.headers[REMAINING] for h in holds] == [
             "tokens_per_day=700", "tokens_per_day=400", "tokens_per_day=100",
             "tokens_per_day=0"]
         with pytest.raises(RateLimited) as err:
-            await b.reserve(c, "m", 250, prompt_tokens=50)
+            await b.reserve(c, "m", 250, prompt=50)
         e = err.value
         assert e.code == "budget_exceeded" and "tokens_per_day of 1000 tokens" in e.message
         assert e.headers[REMAINING] == "tokens_per_day=0"
         assert abs(int(e.headers["Retry-After"]) - Period.now().day_left) <= 2  # midnight UTC
         for h in holds[:3]:  # each used 60 of its 300: 1200 -> 480
             await b.settle(h, Tokens(prompt=50, completion=10), None)
-        hold = await b.reserve(c, "m", 250, prompt_tokens=50)
+        hold = await b.reserve(c, "m", 250, prompt=50)
         assert hold.headers[REMAINING] == "tokens_per_day=220"
         await b.settle(hold, Tokens(prompt=50, completion=10), None)
         await b.settle(hold, Tokens(prompt=50, completion=10), None)  # twice: once
@@ -110,18 +110,18 @@ async def test_cost_per_day_and_month_priced_only(kind, request):
     async with budgets(kind, request, default=1000) as b:
         c = Client(name=f"cost-{kind}", max_cost_per_day=0.005, max_cost_per_month=0.05)
         # the reservation's priced cost: 1000 prompt at $1/M + 1000 completion at $2/M
-        hold = await b.reserve(c, "gpt", None, prompt_tokens=1000)
+        hold = await b.reserve(c, "gpt", None, prompt=1000)
         assert hold.cost == pytest.approx(0.003)
         assert hold.headers[REMAINING] == "cost_per_day=0.002, cost_per_month=0.047"
-        await b.reserve(c, "gpt", None, prompt_tokens=1000)  # 0.003 < 0.005: through
+        await b.reserve(c, "gpt", None, prompt=1000)  # 0.003 < 0.005: through
         with pytest.raises(RateLimited) as err:
-            await b.reserve(c, "gpt", None, prompt_tokens=1000)
+            await b.reserve(c, "gpt", None, prompt=1000)
         assert err.value.code == "budget_exceeded" and "cost_per_day" in err.value.message
         # an unpriced model is counted in tokens only: the cost budgets do not stop it
         free = await b.reserve(c, "free-llama", 10)
         assert free.cost is None
         await b.settle(hold, Tokens(prompt=1000, completion=0), 0.001)  # 0.006 -> 0.004
-        again = await b.reserve(c, "gpt", 0, prompt_tokens=1000)
+        again = await b.reserve(c, "gpt", 0, prompt=1000)
         assert again.headers[REMAINING] == "cost_per_day=0, cost_per_month=0.045"
 
 

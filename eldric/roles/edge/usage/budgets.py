@@ -25,6 +25,7 @@ import structlog
 from eldric.errors import EldricError, RateLimited
 from eldric.roles.edge.clients import Client
 from eldric.roles.edge.limits import new_member
+from eldric.roles.edge.usage import estimate
 from eldric.roles.edge.usage.budgets_local import LocalBudgets, LocalTicket
 from eldric.roles.edge.usage.caps import COST_KINDS, TPM, Caps, Period, Verdict
 from eldric.roles.edge.usage.record import Tokens
@@ -58,8 +59,9 @@ class Hold:
 
 
 class Budgets:
-    def __init__(self, window_ms: int, default_max_tokens: int, price: Price = unpriced,
-                 farm: Farm | None = None, shared: RedisBudgets | None = None) -> None:
+    def __init__(self, window_ms: int = 60_000, default_max_tokens: int = 1024,
+                 price: Price = unpriced, farm: Farm | None = None,
+                 shared: RedisBudgets | None = None) -> None:
         self.window_ms = window_ms
         self.default_max_tokens = default_max_tokens
         self.price = price
@@ -68,16 +70,16 @@ class Budgets:
         self.local = LocalBudgets(window_ms)
 
     async def reserve(self, client: Client | None, model: str, max_tokens: int | None,
-                      prompt_tokens: int = 0) -> Hold:
+                      prompt: bytes | int = 0) -> Hold:
+        """`prompt`: the request's body (its prompt is estimated: usage/estimate.py, only
+        for a client with a budget) or a count of prompt tokens."""
         if client is None:
             return Hold()
-        if client.allowed_models is not None and not any(
-                fnmatchcase(model, p) for p in client.allowed_models):
-            raise EldricError(f"model {model!r} is not allowed for client {client.name!r}",
-                              status=403, code="model_not_allowed", param="model")
+        self.allow(client, model)
         caps = Caps.of(client)
         if caps is None:
             return Hold()
+        prompt_tokens = prompt if isinstance(prompt, int) else estimate.prompt_tokens(prompt)
         completion = max_tokens if max_tokens is not None else self.default_max_tokens
         tokens = prompt_tokens + completion
         cost = None
@@ -91,6 +93,14 @@ class Budgets:
             raise _refusal(client, caps, verdict, period, headers)
         hold.headers = headers
         return hold
+
+    @staticmethod
+    def allow(client: Client, model: str) -> None:
+        """403 model_not_allowed unless one of the client's allowed_models globs matches."""
+        if client.allowed_models is not None and not any(
+                fnmatchcase(model, p) for p in client.allowed_models):
+            raise EldricError(f"model {model!r} is not allowed for client {client.name!r}",
+                              status=403, code="model_not_allowed", param="model")
 
     async def _take(self, name: str, caps: Caps, hold: Hold) -> Verdict:
         assert hold.period is not None

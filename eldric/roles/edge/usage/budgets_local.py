@@ -12,7 +12,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from eldric.roles.edge.usage.caps import Caps, Period, Verdict
+from eldric.roles.edge.usage.caps import (COST_DAY, COST_MONTH, TOKENS_DAY, TPM, Caps, Period,
+                                          Verdict)
 
 
 @dataclass(slots=True)
@@ -24,6 +25,10 @@ class _Spent:
     cost_day: float = 0.0
     month: str = ""
     cost_month: float = 0.0
+
+    def used(self) -> dict[str, float]:
+        return {TPM: self.in_window, TOKENS_DAY: self.tokens_day, COST_DAY: self.cost_day,
+                COST_MONTH: self.cost_month}
 
     def roll(self, period: Period) -> None:
         """A new UTC day or month starts from nothing."""
@@ -61,11 +66,10 @@ class LocalBudgets:
         now = time.monotonic()
         self._slide(spent, now)
         spent.roll(period)
-        used = {"tpm": spent.in_window, "tokens_per_day": spent.tokens_day,
-                "cost_per_day": spent.cost_day, "cost_per_month": spent.cost_month}
+        used = spent.used()
         refused = caps.refusing(used, priced=cost is not None)
         if refused is not None:
-            retry = self._tpm_retry(spent, caps, now) if refused == "tpm" else None
+            retry = self._tpm_retry(spent, caps, now) if refused == TPM else 0.0
             return caps.verdict(used, refused, retry), None
         entry = None
         if caps.tpm is not None:
@@ -76,9 +80,7 @@ class LocalBudgets:
         if cost is not None:
             spent.cost_day += cost
             spent.cost_month += cost
-        used = {"tpm": spent.in_window, "tokens_per_day": spent.tokens_day,
-                "cost_per_day": spent.cost_day, "cost_per_month": spent.cost_month}
-        return caps.verdict(used), LocalTicket(entry, period.day, period.month)
+        return caps.verdict(spent.used()), LocalTicket(entry, period.day, period.month)
 
     def _tpm_retry(self, spent: _Spent, caps: Caps, now: float) -> float:
         """Seconds until enough of the window slides out for a request to pass again."""

@@ -93,7 +93,7 @@ class Usage:
             ask = _Ask()  # the hops refuse it, as without usage
         max_tokens = (ask.max_tokens or ask.max_completion_tokens or ask.max_output_tokens
                       or (ask.options.num_predict if ask.options else None))
-        hold = await self.budgets.reserve(client, model or "", max_tokens)
+        hold = await self.budgets.reserve(client, model or "", max_tokens, body)
         return Ticket(self, request, client, path, body, model or "", hold, reader, ask)
 
     def record(self, record: Record, request_body: bytes | None = None,
