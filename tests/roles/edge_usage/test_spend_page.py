@@ -86,7 +86,7 @@ async def test_spend_page_shows_real_usage_and_edits_budgets(tmp_path):
                     used[name].append(usage)
                 await until(lambda: _counted(s, edge, 6), timeout=10)
                 async with chromium(tmp_path) as cdp:
-                    await _drive(cdp, s, edge, keys, used)
+                    await _drive(cdp, s, edge, keys, used, tmp_path)
     print(f"spend page screenshot: {SCREENSHOT_COPY} ({time.monotonic() - started:.1f}s)")
 
 
@@ -111,7 +111,7 @@ def _select(select_id: str, value: str) -> str:
 
 
 async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, str],
-                 used: dict[str, list[dict]]) -> None:
+                 used: dict[str, list[dict]], tmp_path) -> None:
     await cdp.viewport(1280, 1000, mobile=False)
     tokens = {n: sum(u["prompt_tokens"] + u["completion_tokens"] for u in us)
               for n, us in used.items()}
@@ -156,19 +156,25 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     top = await cdp.js("[...document.querySelectorAll('#top-body tr')].map(t => t.dataset.key).join()")
     assert top == ",".join(sorted(spend, key=spend.get, reverse=True))
 
-    # 3. A budget edited from the page: alice's tokens per day below what she used, so
-    # her next request is refused; the row shows the limit, its bar full.
+    # 3. A budget edited from the page: alice's tokens per day set to 1, less than one
+    # request uses, so by her next but one she is refused; the row shows the limit, and
+    # its bar is full exactly when what she used reaches it.
     await cdp.click('#clients-body button[data-action="edit"][data-name="alice"]')
     await cdp.wait_for("!document.getElementById('client-form').hidden", "the edit form")
+    assert await cdp.js("document.getElementById('f-name').disabled")
     await cdp.click("#f-max_tokens_per_day")
-    await cdp.type(str(tokens["alice"] - 1))
+    await cdp.type("1")
     await cdp.click("#form-save")
     await cdp.wait_for("document.getElementById('client-form').hidden", "the form to close")
-    status, err = await ask(s, edge, keys["alice"])
-    assert status == 429 and err["code"] == "budget_exceeded", err
+    # (a budget counts from when it is set, and a request passes while some is left: so
+    # the first may pass, its tokens spend the budget, the second is refused)
+    replies = [await ask(s, edge, keys["alice"]) for _ in range(2)]
+    status, err = replies[-1]
+    assert status == 429 and err["code"] == "budget_exceeded", replies
     cell = "document.querySelector('#clients-body tr[data-key=\"alice\"] td[data-budget=\"tokens_today\"]')"
-    await cdp.wait_for(f"{cell}?.dataset.limit === '{tokens['alice'] - 1}'", "the new limit")
-    assert await cdp.js(f"{cell}.querySelector('.bar').classList.contains('bad')")
+    await cdp.wait_for(f"{cell}?.dataset.limit === '1'", "the new limit")
+    assert await cdp.js(f"(Number({cell}.dataset.used) >= 1) === "
+                        f"{cell}.querySelector('.bar').classList.contains('bad')")
     assert (await ask(s, edge, keys["bob"]))[0] == 200  # bob has no budget
 
     # 4. bob revoked from the page (a second click confirms): his key stops at once.
@@ -196,6 +202,8 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
 
     await cdp.js(_select("split", "client"))
     await cdp.wait_for(f"{CHART}.includes('carol')", "carol in the chart")
+    assert (await cdp.js("document.getElementById('version').textContent")).startswith("v")
+    await cdp.js("window.scrollTo(0, 0); true")
     size = await cdp.screenshot(tmp_path / "spend.png")
     browser.keep_png(tmp_path / "spend.png", SCREENSHOT_COPY)
     assert size > 10_000

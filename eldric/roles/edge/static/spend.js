@@ -13,7 +13,7 @@
   const TIMEOUT_MS = 8000;
   const ARM_MS = 5000; // a Revoke button waits this long for its confirming click
 
-  const state = { health: null, chart: null, byClient: null, byModel: null, clients: null,
+  const state = { health: null, chart: null, byClient: null, byModel: null, clients: null, spent: {},
                   drawn: "", editing: null, armed: null };
 
   // ------------------------------------------------------------------ API
@@ -35,7 +35,7 @@
       }
       let data = null;
       try { data = await resp.json(); } catch (_) { data = null; }
-      if (!resp.ok && !(resp.status === 503 && path === "/health")) {
+      if (!resp.ok && !(resp.status === 503 && path === "/api/v1/health")) {
         const err = data && data.error;
         throw new Error(err && err.message ? err.message : `${path}: HTTP ${resp.status}`);
       }
@@ -60,15 +60,33 @@
   async function load() {
     const p = period();
     const split = $("split").value;
-    const [health, chart, byClient, byModel, clients] = await Promise.all([
-      api("GET", "/health").catch(() => null),
+    const month = `${p.to.toISOString().slice(0, 7)}-01`;
+    const [health, chart, byClient, byModel, clients, thisMonth] = await Promise.all([
+      api("GET", "/api/v1/health").catch(() => null),
       api("GET", usagePath(`day,${split}`, p.fromDay)),
       api("GET", usagePath("client", p.fromDay)),
       api("GET", usagePath("model", p.fromDay)),
       api("GET", "/api/v1/clients"),
+      api("GET", usagePath("client,day", month)),
     ]);
     Object.assign(state, { health, chart: { ...chart, split, period: p }, byClient, byModel,
-                           clients: clients.clients || [] });
+                           clients: clients.clients || [],
+                           spent: spentOf(thisMonth.rows || [], String(thisMonth.to || "").slice(0, 10)) });
+  }
+
+  // What each client used today and this month (UTC), from the usage API: the budget
+  // bars' "used" where the clients API gives none (its "usage" is the budgets' own count).
+  function spentOf(rows, today) {
+    const out = {};
+    for (const r of rows) {
+      const s = out[r.client] || (out[r.client] = { tokens_today: 0, cost_today: 0, cost_month: 0 });
+      s.cost_month += D.num(r.cost);
+      if (r.day === today) {
+        s.tokens_today += tokens(r);
+        s.cost_today += D.num(r.cost);
+      }
+    }
+    return out;
   }
 
   async function refresh() {
@@ -191,7 +209,7 @@
   function renderClients(list) {
     const rows = [...list].sort((a, b) => (a.name < b.name ? -1 : 1));
     D.syncRows($("clients-body"), rows, (c) => c.name, () => ({}), (c) => {
-      const u = c.usage || {};
+      const u = { ...(state.spent[c.name] || {}), ...(c.usage || {}) };
       const from = c.static ? "from the configuration" : null;
       return [
         h("td", {}, h("span", { class: "id" }, c.name), c.static ? h("span", { class: "tag" }, "config") : null,
