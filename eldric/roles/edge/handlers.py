@@ -390,14 +390,19 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "login.html", headers=_PAGE_HEADERS)
 
 
-async def login(request: web.Request) -> web.Response:
-    es = request.app[EDGE]
+async def form_key(request: web.Request, field: str) -> str:
+    """The key a sign-in form posted (from our own origin only), stripped."""
     _same_origin(request)
     try:
         form = await request.post()
     except (ValueError, web.HTTPException, UnicodeDecodeError, AssertionError):
-        raise BadRequest("expected a form with api_key", param="api_key") from None
-    key = str(form.get("api_key", "")).strip()
+        raise BadRequest(f"expected a form with {field}", param=field) from None
+    return str(form.get(field, "")).strip()
+
+
+async def login(request: web.Request) -> web.Response:
+    es = request.app[EDGE]
+    key = await form_key(request, "api_key")
     if not key or await es.farm.lookup(key) is None:
         es.metrics.auth_failures.labels("login").inc()
         raise web.HTTPSeeOther("/login?error=1")

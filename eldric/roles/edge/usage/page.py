@@ -15,9 +15,8 @@ import functools
 from aiohttp import web
 
 from eldric.auth import key_matches
-from eldric.errors import BadRequest
 from eldric.roles.edge.admin import ADMIN_COOKIE, admin_cookie, same_origin
-from eldric.roles.edge.handlers import _PAGE_HEADERS, STATIC
+from eldric.roles.edge.handlers import _PAGE_HEADERS, STATIC, form_key
 from eldric.roles.edge.state import EDGE
 
 PATH = "/dashboard"
@@ -49,12 +48,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 async def login(request: web.Request) -> web.Response:
     es = request.app[EDGE]
-    same_origin(request)
-    try:
-        form = await request.post()
-    except (ValueError, web.HTTPException, UnicodeDecodeError, AssertionError):
-        raise BadRequest("expected a form with admin_key", param="admin_key") from None
-    key = str(form.get("admin_key", "")).strip()
+    key = await form_key(request, "admin_key")
     if es.cfg.admin_key is None or not key_matches(key, es.cfg.admin_key):
         es.metrics.auth_failures.labels("dashboard").inc()
         raise web.HTTPSeeOther(f"{LOGIN}?error=1")
