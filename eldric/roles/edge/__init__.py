@@ -104,6 +104,7 @@ class EdgeHealth(msgspec.Struct):
     routers_healthy: int = 0
     routers_total: int = 0
     shared_store: str | None = None  # farm mode: "ok" or why not
+    usage_store: str | None = None  # usage on: "ok", or why its last flush failed
 
 
 def edge_health(app: web.Application) -> EdgeHealth:
@@ -116,8 +117,11 @@ def edge_health(app: web.Application) -> EdgeHealth:
         if es.farm.degraded and status == "healthy":
             status = "degraded"
     healthy = sum(1 for s in es.routers.states if s.healthy)
+    usage = None if es.recorder is None else (
+        f"unwritable: {es.recorder.error}" if es.recorder.error else "ok")
     return EdgeHealth(status=status, routers_healthy=healthy,
-                      routers_total=len(es.routers.states), shared_store=store)
+                      routers_total=len(es.routers.states), shared_store=store,
+                      usage_store=usage)
 
 
 def _checked_healthy(routers: Routers) -> bool:

@@ -93,3 +93,38 @@ async def test_unwritable_file_keeps_rows_up_to_the_bound(tmp_path):
     assert [r["client"] for r in await rows(log)] == ["c2", "c1", "c0"]
     assert log.dropped == 2
     await log.close()
+
+
+async def test_logged_replies_whole_and_streamed_masked_by_the_pii_filter(tmp_path,
+                                                                         aiohttp_server):
+    """The shipped pii-redact filter on a real edge: what the log keeps of the request
+    and of the reply, whole or streamed, is masked as the traffic is."""
+    import json
+    import shutil
+
+    import aiohttp
+
+    from tests.fakes import scripted
+    from tests.roles.plugin_kit import ADMIN, EXAMPLES, MODEL, chat, edge, enable, sdk, streamed
+
+    secret = "mail bob.smith@example.com or call 555 123 4567"
+    script = await scripted.serve(aiohttp_server, [MODEL])
+    script.on(text=secret)
+    plugins = tmp_path / "plugins"
+    shutil.copytree(EXAMPLES / "pii-redact", plugins / "pii-redact")
+    async with edge(tmp_path, script, plugins, request_log="sqlite",
+                    request_log_bodies=True) as url, aiohttp.ClientSession() as s:
+        await enable(s, url, "pii-redact")
+        client = sdk(url)
+        await chat(client, "I am bob.smith@example.com")
+        assert (await streamed(client, "hi")).strip() == "mail [email] or call [phone]"
+        await client.close()
+        async with s.get(url + "/api/v1/usage/requests", headers=ADMIN) as r:
+            assert r.status == 200
+            text = await r.text()
+        assert "bob.smith" not in text and "4567" not in text
+        stream_row, whole_row = json.loads(text)["requests"]
+        assert json.loads(whole_row["request_body"])["messages"][0]["content"] == "I am [email]"
+        for row in (whole_row, stream_row):
+            content = json.loads(row["reply_body"])["choices"][0]["message"]["content"]
+            assert content.strip() == "mail [email] or call [phone]"

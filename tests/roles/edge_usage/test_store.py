@@ -140,7 +140,8 @@ async def test_store_down_keeps_what_fits_and_counts_the_drops(kind, tmp_path):
         got = dict(await store.buckets("2026-12-01", "2026-12-02", None, None))
         assert got[("2026-12-01", "app", "gpt-4o", "w1")].requests == 2
         assert got[("2026-12-01", "b", "gpt-4o", "w1")].requests == 50
-        assert set(got) == {("2026-12-01", "app", "gpt-4o", "w1"), ("2026-12-01", "b", "gpt-4o", "w1")}
+        assert set(got) == {("2026-12-01", "app", "gpt-4o", "w1"),
+                            ("2026-12-01", "b", "gpt-4o", "w1")}
         assert await store.dropped("2026-12-01", "2026-12-01") == 1
         assert await store.dropped("2026-12-01", "2026-12-02") == 2
 

@@ -148,15 +148,23 @@ async def test_counts_survive_a_restart_and_the_store_lost_mid_run(tmp_path):
             await chat(s, edge, key, stream=bool(i % 2))
         status, _, body = await get(s, edge + "/api/v1/usage")
         assert status == 503 and '"store_unavailable"' in body
+        await until(lambda: _health(s, edge, "unwritable: "), timeout=10)
         os.rmdir(db)
         os.rename(db + ".away", db)
         await until(lambda: _written(data) == 7, timeout=10)
         assert (await usage(s, edge))["totals"]["requests"] == 7
+        assert await _health(s, edge, "ok")
         await chat(s, edge, key)
     async with cluster(tmp_path, data_dir=str(data), usage_flush_interval=60_000) as edge, \
             aiohttp.ClientSession() as s:
         assert (await usage(s, edge))["totals"]["requests"] == 8
         assert _written(data) == 8  # written at the last shutdown, not now
+
+
+async def _health(s, edge, prefix) -> bool:
+    async with s.get(edge + "/health") as r:
+        state = (await r.json()).get("usage_store") or ""
+        return r.status == 200 and state.startswith(prefix)
 
 
 def _written(data) -> int:
@@ -251,10 +259,26 @@ async def test_request_log_rows_and_bodies_redacted_by_the_pii_filter(tmp_path):
             ("app", True, 200), ("app", False, 200)]
         assert "bob.smith@example.com" not in body and "[email]" in rows[1]["request_body"]
         assert rows[1]["reply_body"] is not None and rows[0]["prompt_tokens"] > 0
+        whole = json.loads(rows[1]["reply_body"])["choices"][0]["message"]["content"]
+        # the streamed reply kept as one whole chat completion, the same text
+        streamed = json.loads(rows[0]["reply_body"])
+        assert streamed["choices"][0]["message"]["content"] == whole
+        assert whole.startswith("The quick brown fox")
         status, _, _ = await get(s, edge + "/api/v1/usage/requests", {})
         assert status == 401
         status, _, body = await get(s, edge + "/api/v1/usage/requests", limit="0")
         assert status == 400 and '"limit"' in body
+
+
+async def test_usage_off_has_no_store_and_says_so(tmp_path):
+    async with cluster(tmp_path, usage="off") as edge, aiohttp.ClientSession() as s:
+        key = await register(s, edge, "app")
+        await chat(s, edge, key)
+        status, _, body = await get(s, edge + "/api/v1/usage")
+        assert status == 404 and '"usage_off"' in body
+        async with s.get(edge + "/health") as r:
+            assert (await r.json()).get("usage_store") is None
+    assert not list((tmp_path / "e" / "data").glob("usage-*.db"))
 
 
 async def test_request_log_off_keeps_no_bodies_and_is_404(tmp_path):
@@ -270,3 +294,40 @@ async def test_request_log_off_keeps_no_bodies_and_is_404(tmp_path):
         import json
         (row,) = json.loads(body)["requests"]
         assert row["request_body"] is None and row["reply_body"] is None
+
+
+async def test_reads_while_flushing_never_count_twice(tmp_path):
+    """60 requests from 3 clients, some streamed, while the API is read over and over
+    and the store flushes every 20 ms: every read sees a total that only grows and
+    never passes what was sent; the last one is exact (the tokens the clients saw)."""
+    import asyncio
+
+    async with cluster(tmp_path, usage_flush_interval=20) as edge, \
+            aiohttp.ClientSession() as s:
+        keys = [await register(s, edge, n) for n in ("a", "b", "c")]
+        sent = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
+        done = asyncio.Event()
+
+        async def traffic(key, n):
+            for i in range(n):
+                u = await chat(s, edge, key, stream=i % 3 == 0, content="x " * (i + 1))
+                sent["requests"] += 1
+                sent["prompt_tokens"] += u["prompt_tokens"]
+                sent["completion_tokens"] += u["completion_tokens"]
+
+        async def reads():
+            seen = []
+            while not done.is_set():
+                got = (await usage(s, edge))["totals"]
+                assert got["requests"] <= 60
+                seen.append(got["requests"])
+                await asyncio.sleep(0.005)
+            return seen
+
+        reader = asyncio.create_task(reads())
+        await asyncio.gather(*(traffic(k, 20) for k in keys))
+        done.set()
+        seen = await reader
+        assert seen == sorted(seen) and len(seen) > 5
+        totals = (await usage(s, edge))["totals"]
+        assert {k: totals[k] for k in sent} == sent

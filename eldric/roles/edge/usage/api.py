@@ -20,8 +20,7 @@ from aiohttp import web
 
 from eldric.auth import key_matches, presented_key
 from eldric.bus.routes import json_response
-from eldric.errors import BadRequest, EldricError, NotFound, Unauthorized, UpstreamUnavailable
-from eldric.roles.edge.admin import admin_cookie
+from eldric.errors import BadRequest, EldricError, NotFound, UpstreamUnavailable
 from eldric.roles.edge.handlers import NO_ADMIN, _require_admin
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.usage.counts import KEY_COLUMNS, Counts, grouped
@@ -94,18 +93,15 @@ def _group_by(request: web.Request) -> tuple[str, ...]:
 
 
 async def whose(request: web.Request, es: EdgeState) -> str | None:
-    """None for the admin key (every client's usage), else the client the key is (only
-    its own); 401 for no key or one the edge does not know."""
+    """The client a client's key is (it sees only its own usage); None for the admin
+    (every client's), as _require_admin knows it; else its 401."""
     key = presented_key(request)
-    if key is not None and key_matches(key, es.cfg.admin_key or NO_ADMIN):
-        return None
-    if key is None and admin_cookie(request, es):  # the spend page's (admin.py)
-        return None
-    client = await es.farm.lookup(key) if key else None
-    if client is None:
-        _require_admin(request, es)  # the admin key's 401, in its words
-        raise Unauthorized("invalid API key")
-    return client.name
+    if key is not None and not key_matches(key, es.cfg.admin_key or NO_ADMIN):
+        client = await es.farm.lookup(key)
+        if client is not None:
+            return client.name
+    _require_admin(request, es)
+    return None
 
 
 def _recorder(es: EdgeState) -> Recorder:

@@ -24,6 +24,7 @@ from eldric.roles.edge.clients import Client
 from eldric.roles.edge.metrics import EdgeMetrics
 from eldric.roles.edge.usage.budgets import Budgets, Hold
 from eldric.roles.edge.usage.config import UsageConfig
+from eldric.roles.edge.usage.kept import Kept
 from eldric.roles.edge.usage.meter import Meter, Reader
 from eldric.roles.edge.usage.prices import Prices
 from eldric.roles.edge.usage.read_anthropic import Anthropic
@@ -114,7 +115,7 @@ class Ticket:
     """One counted request: what forward() is given (tap, rewrite, drop), and end()."""
 
     __slots__ = ("usage", "request", "client", "path", "body", "model", "hold", "meter",
-                 "stream", "ts", "t0", "tap", "rewrite", "drop")
+                 "stream", "ts", "t0", "tap", "rewrite", "drop", "kept")
 
     def __init__(self, usage: Usage, request: LaneRequest, client: Client | None, path: str,
                  body: bytes, model: str, hold: Hold, reader: Reader, ask: _Ask) -> None:
@@ -130,6 +131,10 @@ class Ticket:
         self.ts = time.time()
         self.t0 = time.perf_counter()
         self.tap: Callable[[bytes], None] = self.meter.tap
+        self.kept: Kept | None = None  # a streamed reply for the request log, if asked
+        if self.stream and usage.recorder.wants_bodies:
+            self.kept = Kept(self.meter)
+            self.tap = self.kept.tap
         self.rewrite: Callable[[bytes], bytes] | None = None
         self.drop: Callable[[bytes], bool] | None = None
         asked = ask.stream_options is not None and ask.stream_options.include_usage
@@ -141,7 +146,7 @@ class Ticket:
                   status: int | None = None) -> None:
         """The reply is out (or the client left, or it failed: `status` then, the error's)."""
         meter = self.meter
-        reply = None
+        reply = self.kept.reply(self.model) if self.kept is not None else None
         if answer is not None:
             status = answer.status
             if not self.stream or not meter.events:

@@ -3,8 +3,9 @@
 One hash per UTC day (`eldric:usage:<day>`), one field per bucket and counter
 (`["client","model","backend"]|prompt_tokens`), added to with HINCRBY / HINCRBYFLOAT;
 drops per day in `eldric:usage:dropped`. A flush is one Lua script per chunk of buckets
-(atomic: all of the chunk or none), which first claims the chunk's id (SET NX, kept a
-day): a chunk whose reply was lost and is sent again is not added twice. A read is one
+(atomic: all of the chunk or none), which first claims the chunk's id (SET NX, kept an
+hour: a refused batch is sent again every flush interval): a chunk whose reply was lost
+and is sent again is not added twice. The days' hashes are kept (the history). A read is one
 HGETALL per day of the range, pipelined.
 """
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 PREFIX = "eldric:usage:"
 DROPPED = PREFIX + "dropped"
+BATCH_TTL = 3600  # seconds a flushed chunk's id is remembered
 CHUNK = 500  # buckets per script: bounded arguments, a short hold on Redis
 TIMEOUT = 10.0  # seconds: a Redis that stopped answering fails the flush (kept, retried)
 
@@ -71,7 +73,7 @@ class RedisUsage:
         items = list(batch.buckets.items())
         for n, start in enumerate(range(0, max(len(items), 1), CHUNK)):
             keys = [f"{PREFIX}batch:{batch.id}:{n}"]
-            args: list[str | int | float] = [86_400]
+            args: list[str | int | float] = [BATCH_TTL]
 
             def hash_index(name: str) -> int:
                 if name not in keys:

@@ -103,7 +103,8 @@ class SqliteUsage:
 
     async def buckets(self, first: str, last: str, client: str | None,
                       model: str | None) -> list[tuple[Key, Counts]]:
-        sql = f"SELECT day, client, model, backend, {_COUNTERS} FROM usage WHERE day BETWEEN ? AND ?"
+        sql = (f"SELECT day, client, model, backend, {_COUNTERS} FROM usage "
+               "WHERE day BETWEEN ? AND ?")
         args: list[str] = [first, last]
         if client is not None:
             sql, args = sql + " AND client = ?", [*args, client]
