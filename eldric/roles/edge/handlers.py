@@ -299,7 +299,9 @@ async def register_client(request: web.Request) -> web.Response:
 async def list_clients(request: web.Request) -> web.Response:
     es = request.app[EDGE]
     _require_admin(request, es)
-    return json_response({"clients": [c.public() for c in await es.farm.admin(es.clients.all())]})
+    clients = await es.farm.admin(es.clients.all())
+    spent = await es.farm.admin(es.budgets.usage(clients))  # what each budget has used
+    return json_response({"clients": [{**c.public(), "usage": spent[c.name]} for c in clients]})
 
 
 async def revoke_client(request: web.Request) -> web.Response:

@@ -57,6 +57,11 @@ async def ask(s: aiohttp.ClientSession, edge: str, key: str, *, stream=False,
         return r.status, dict(r.headers), got
 
 
+async def clients(s: aiohttp.ClientSession, edge: str) -> dict[str, dict]:
+    async with s.get(edge + "/api/v1/clients", headers=ADM) as r:
+        return {c["name"]: c for c in (await r.json())["clients"]}
+
+
 def code(reply) -> str:  # type: ignore[no-untyped-def]
     return reply[2]["error"]["code"]
 
@@ -112,7 +117,12 @@ async def test_cost_per_day_with_a_priced_model(tmp_path):
             assert got[0][1][REMAINING] == "cost_per_day=0.029"
             assert code(got[3]) == "budget_exceeded" and "cost_per_day" in \
                 got[3][2]["error"]["message"]
+            await register(s, edge, "unlimited")
+            listed = await clients(s, edge)
         counted = await metrics(edge)
+    spent = listed["spender"]["usage"]
+    assert spent["tokens_today"] == 3 * USED and listed["unlimited"]["usage"] is None
+    assert abs(spent["cost_today"] - 0.054) < 1e-9 and abs(spent["cost_month"] - 0.054) < 1e-9
     assert abs(counted[("eldric_edge_cost_total", "spender", "eldric-mock", "")] - 0.054) < 1e-9
 
 
@@ -161,3 +171,6 @@ async def test_two_farm_edges_share_one_budget(tmp_path, redis_url):
                                json={"max_tokens_per_day": 1000}) as r:
                 assert r.status == 200
             assert (await ask(s, ea, key))[0] == 200  # changed on B, honoured on A
+            listed = await clients(s, eb)
+    assert listed["farmed"]["usage"] == {"tokens_today": 11 * USED, "cost_today": 0.0,
+                                         "cost_month": 0.0}  # eldric-mock has no price

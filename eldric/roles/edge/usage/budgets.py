@@ -120,6 +120,21 @@ class Budgets:
             hold.member = member
         return verdict
 
+    async def usage(self, clients: list[Client]) -> dict[str, dict[str, float] | None]:
+        """What each client with a budget has spent of it (reservations in flight
+        included): {tokens_today, cost_today, cost_month}; None for a client without one
+        (nothing counted here: its totals are /api/v1/usage's). Raises the store's error
+        in farm mode (the admin API's farm.admin makes it a 503)."""
+        period = Period.now()
+        names = [c.name for c in clients if Caps.of(c) is not None]
+        if self.shared is not None:
+            counted = await self.shared.spent(names, period) if names else {}
+        else:
+            counted = {n: self.local.spent_by(n, period) for n in names}
+        return {c.name: (dict(zip(("tokens_today", "cost_today", "cost_month"),
+                                  counted[c.name])) if c.name in counted else None)
+                for c in clients}
+
     async def settle(self, hold: Hold, tokens: Tokens, cost: float | None) -> None:
         """Never raises: it runs after the reply, in the request's finally."""
         if hold.client is None or hold.period is None:

@@ -108,3 +108,12 @@ class LocalBudgets:
                 spent.cost_day += delta_cost
         if delta_cost is not None and spent.month == ticket.month:
             spent.cost_month += delta_cost
+
+    def spent_by(self, client: str, period: Period) -> tuple[int, float, float]:
+        """The client's tokens today, cost today and cost this month, as counted here."""
+        spent = self.spent.get(client)
+        if spent is None:
+            return 0, 0.0, 0.0
+        today = spent.day == period.day
+        return (spent.tokens_day if today else 0, spent.cost_day if today else 0.0,
+                spent.cost_month if spent.month == period.month else 0.0)

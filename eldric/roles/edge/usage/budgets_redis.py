@@ -123,6 +123,7 @@ def _arg(value: float | None) -> str:
 
 class RedisBudgets:
     def __init__(self, redis: Redis, window_ms: int) -> None:
+        self.redis = redis
         self.window_ms = window_ms
         self.reserve_script = redis.register_script(_RESERVE)
         self.settle_script = redis.register_script(_SETTLE)
@@ -144,3 +145,11 @@ class RedisBudgets:
         await self.settle_script(keys=_keys(client, member, day, month),
                                  args=[member, tokens, _arg(cost)])
 
+    async def spent(self, clients: list[str], period: Period) -> dict[str, tuple[int, float, float]]:
+        """Each client's tokens today, cost today and cost this month, as counted here."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in clients:
+                pipe.mget(_keys(name, "", period.day, period.month)[3:6])
+            got = await pipe.execute()
+        return {name: (int(t or 0), float(cd or 0), float(cm or 0))
+                for name, (t, cd, cm) in zip(clients, got)}
