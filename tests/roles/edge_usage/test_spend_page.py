@@ -78,15 +78,8 @@ async def test_spend_page_shows_real_usage_and_edits_budgets(tmp_path):
             edge = e["edge"].rstrip("/")
             async with aiohttp.ClientSession() as s:
                 keys = {name: await register(s, edge, name) for name in ("alice", "bob")}
-                used = {"alice": [], "bob": []}
-                for i, (name, n) in enumerate([("alice", 4), ("alice", 9), ("bob", 3),
-                                               ("alice", 12), ("bob", 7), ("alice", 5)]):
-                    status, usage = await ask(s, edge, keys[name], n, stream=i % 2 == 1)
-                    assert status == 200 and usage["completion_tokens"] == n, usage
-                    used[name].append(usage)
-                await until(lambda: _counted(s, edge, 6), timeout=10)
                 async with chromium(tmp_path) as cdp:
-                    await _drive(cdp, s, edge, keys, used, tmp_path)
+                    await _drive(cdp, s, edge, keys, tmp_path)
     print(f"spend page screenshot: {SCREENSHOT_COPY} ({time.monotonic() - started:.1f}s)")
 
 
@@ -104,18 +97,46 @@ CHART = """(() => {
 })()"""
 
 
+# The chart's pure helpers, checked in the browser that runs them: eight series fold into
+# the five largest and "other" (summed per day too), a "nice" axis top, UTC days across a
+# month's end.
+UNIT_CHECKS = """(() => {
+    const C = EldricSpendChart;
+    const rows = [];
+    for (let i = 0; i < 8; i++) rows.push({day: "2026-12-01", client: "c" + i, v: 10 * (i + 1)});
+    rows.push({day: "2026-12-02", client: "c0", v: 20});
+    const s = C.series(rows, "client", (r) => r.v);
+    return JSON.stringify({
+        series: s.map((x) => [x.name, x.total]),
+        other_day: s[s.length - 1].values["2026-12-01"],
+        nice: [0, 1, 1.5, 3, 7, 102, 0.004].map(C.niceTop),
+        days: C.days(new Date("2026-11-30T10:00:00Z"), new Date("2026-12-02T23:00:00Z")),
+    });
+})()"""
+
+
 def _select(select_id: str, value: str) -> str:
     return (f"(() => {{ const el = document.getElementById({json.dumps(select_id)}); "
             f"el.value = {json.dumps(value)}; el.dispatchEvent(new Event('change')); "
             "return true; })()")
 
 
+async def _traffic(s: aiohttp.ClientSession, edge: str,
+                   keys: dict[str, str]) -> dict[str, list[dict]]:
+    """Six requests, streamed and whole: each one's usage as its client saw it."""
+    used: dict[str, list[dict]] = {"alice": [], "bob": []}
+    for i, (name, n) in enumerate([("alice", 4), ("alice", 9), ("bob", 3),
+                                   ("alice", 12), ("bob", 7), ("alice", 5)]):
+        status, usage = await ask(s, edge, keys[name], n, stream=i % 2 == 1)
+        assert status == 200 and usage["completion_tokens"] == n, usage
+        used[name].append(usage)
+    await until(lambda: _counted(s, edge, 6), timeout=10)
+    return used
+
+
 async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, str],
-                 used: dict[str, list[dict]], tmp_path) -> None:
+                 tmp_path) -> None:
     await cdp.viewport(1280, 1000, mobile=False)
-    tokens = {n: sum(u["prompt_tokens"] + u["completion_tokens"] for u in us)
-              for n, us in used.items()}
-    spend = {n: sum(cost(u) for u in us) for n, us in used.items()}
 
     # 1. No cookie: the sign-in. A wrong key is refused and said so; the right one opens it.
     await cdp.navigate(f"{edge}/dashboard")
@@ -130,7 +151,24 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     await cdp.click("#login-submit")
     await cdp.wait_for("location.pathname === '/dashboard'", "the dashboard")
 
-    # 2. The chart: spend per client per day, as the replies stated it (today's bar).
+    # 2. Nothing used yet: the page says so, and lists the clients without limits.
+    await cdp.wait_for("document.getElementById('chart-empty').textContent"
+                       ".startsWith('No usage in this period')", "the empty chart's note")
+    assert await cdp.js("document.getElementById('chart').hidden")
+    await cdp.wait_for("[...document.querySelectorAll('#clients-body tr')]"
+                       ".map(t => t.dataset.key).join() === 'alice,bob'", "the clients")
+    assert json.loads(await cdp.js(UNIT_CHECKS)) == {
+        "series": [["c7", 80], ["c6", 70], ["c5", 60], ["c4", 50], ["c3", 40],
+                   ["other", 80]],
+        "other_day": 60, "nice": [1, 1, 2, 5, 10, 200, 0.005],
+        "days": ["2026-11-30", "2026-12-01", "2026-12-02"]}
+
+    # 3. Traffic: the page, refreshing on its own, draws it: spend per client per day,
+    # as the replies stated it (today's bar).
+    used = await _traffic(s, edge, keys)
+    tokens = {n: sum(u["prompt_tokens"] + u["completion_tokens"] for u in us)
+              for n, us in used.items()}
+    spend = {n: sum(cost(u) for u in us) for n, us in used.items()}
     await cdp.wait_for("document.querySelectorAll('#chart rect.seg').length >= 2", "the chart")
     drawn = json.loads(await cdp.js(CHART))
     assert set(drawn) == {"alice", "bob"}
@@ -156,7 +194,7 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     top = await cdp.js("[...document.querySelectorAll('#top-body tr')].map(t => t.dataset.key).join()")
     assert top == ",".join(sorted(spend, key=spend.get, reverse=True))
 
-    # 3. A budget edited from the page: alice's tokens per day set to 1, less than one
+    # 4. A budget edited from the page: alice's tokens per day set to 1, less than one
     # request uses, so by her next but one she is refused; the row shows the limit, and
     # its bar is full exactly when what she used reaches it.
     await cdp.click('#clients-body button[data-action="edit"][data-name="alice"]')
@@ -177,7 +215,7 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
                         f"{cell}.querySelector('.bar').classList.contains('bad')")
     assert (await ask(s, edge, keys["bob"]))[0] == 200  # bob has no budget
 
-    # 4. bob revoked from the page (a second click confirms): his key stops at once.
+    # 5. bob revoked from the page (a second click confirms): his key stops at once.
     revoke = '#clients-body button[data-action="revoke"][data-name="bob"]'
     await cdp.click(revoke)
     await cdp.wait_for(f"document.querySelector('{revoke}').dataset.armed === '1'", "the confirm")
@@ -187,7 +225,7 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
                        "bob's row to go")
     assert (await ask(s, edge, keys["bob"]))[0] == 401
 
-    # 5. A client created from the page: the key it shows once works.
+    # 6. A client created from the page: the key it shows once works.
     await cdp.click("#new-client")
     await cdp.click("#f-name")
     await cdp.type("carol")
@@ -200,6 +238,15 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     await cdp.wait_for("document.querySelector('#clients-body tr[data-key=\"carol\"]')"
                        "?.cells[3].textContent === '5,000'", "carol's row with her tpm")
 
+    # a refusal is the API's word, in the form: a name taken
+    await cdp.click("#new-client")
+    await cdp.click("#f-name")
+    await cdp.type("alice")
+    await cdp.click("#form-save")
+    await cdp.wait_for("!document.getElementById('form-error').hidden", "the form's error")
+    assert "exists" in await cdp.js("document.getElementById('form-error').textContent")
+    await cdp.click("#form-cancel")
+
     await cdp.js(_select("split", "client"))
     await cdp.wait_for(f"{CHART}.includes('carol')", "carol in the chart")
     assert (await cdp.js("document.getElementById('version').textContent")).startswith("v")
@@ -209,7 +256,18 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     assert size > 10_000
     assert not cdp.problems, cdp.problems
 
-    # 6. Sign out: back to the sign-in, and the admin API no longer answers the browser.
+    # 7. The cookie gone (expired, or the admin key changed): the next refresh is the
+    # sign-in's
+    await cdp.send("Network.clearBrowserCookies")
+    await cdp.wait_for("location.pathname === '/dashboard/login'", "the sign-in after a 401")
+    await cdp.click("#admin_key")
+    await cdp.type(ADMIN)
+    await cdp.click("#login-submit")
+    await cdp.wait_for("location.pathname === '/dashboard' && "
+                       "document.querySelectorAll('#chart rect.seg').length > 0", "back in")
+
+    # 8. Sign out: back to the sign-in, and the admin API no longer answers the browser.
     await cdp.click("#signout")
     await cdp.wait_for("location.pathname === '/dashboard/login'", "the sign-in again")
     assert await cdp.js("fetch('/api/v1/clients').then(r => r.status)") == 401
+    assert not cdp.problems, cdp.problems
