@@ -5,12 +5,14 @@ the numbers the clients' own replies stated (tokens, and spend by a configured p
 the totals and the models table, a budget edited from the page and enforced on the
 client's next request, a client revoked from the page (its key refused at once), a client
 created from the page (the key it shows works), and sign-out. The page logs nothing to
-the console and breaks no CSP rule. Screenshot: /tmp/eldric-spend.png.
+the console and breaks no CSP rule. An unpriced model: named, and drawn in tokens, on a
+phone's width. Screenshots: /tmp/eldric-spend.png, /tmp/eldric-spend-phone.png.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -28,6 +30,8 @@ MODEL = "eldric-mock"
 PRICE = {"input": 1000.0, "output": 2000.0}  # $ per million tokens: visible sums
 TEST_TIMEOUT = 120  # seconds, the whole test
 SCREENSHOT_COPY = "/tmp/eldric-spend.png"
+PHONE_SCREENSHOT_COPY = "/tmp/eldric-spend-phone.png"
+PHONE = (390, 844)
 
 
 def cost(usage: dict) -> float:
@@ -61,26 +65,74 @@ async def ask(s: aiohttp.ClientSession, edge: str, key: str, max_tokens: int = 8
         return r.status, usage
 
 
+@contextlib.asynccontextmanager
+async def cluster(tmp_path, **edge_flags):
+    """worker (mock) <- router <- edge with the admin key: the edge's URL."""
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="mock") as w, \
+            run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                       workers=w["worker"], health_interval=100) as r, \
+            run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0, bind="127.0.0.1",
+                       routers=r["router"], health_interval=100, admin_key=ADMIN,
+                       global_rpm=0, per_ip_rpm=0, per_key_rpm=0, usage_flush_interval=200,
+                       **edge_flags) as e:
+        yield e["edge"].rstrip("/")
+
+
+async def sign_in(cdp: CDP, edge: str) -> None:
+    await cdp.navigate(f"{edge}/dashboard")
+    await cdp.wait_for("location.pathname === '/dashboard/login'", "the sign-in")
+    await cdp.click("#admin_key")
+    await cdp.type(ADMIN)
+    await cdp.click("#login-submit")
+    await cdp.wait_for("location.pathname === '/dashboard'", "the dashboard")
+
+
 @pytest.mark.timeout(TEST_TIMEOUT + 30)
 async def test_spend_page_shows_real_usage_and_edits_budgets(tmp_path):
     browser.need_chromium()
     started = time.monotonic()
     async with asyncio.timeout(TEST_TIMEOUT):
-        async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
-                              backend="mock") as w, \
-                run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
-                           workers=w["worker"], health_interval=100) as r, \
-                run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0,
-                           bind="127.0.0.1", routers=r["router"], health_interval=100,
-                           admin_key=ADMIN, global_rpm=0, per_ip_rpm=0, per_key_rpm=0,
-                           usage_flush_interval=200,
-                           usage_prices=json.dumps({MODEL: PRICE})) as e:
-            edge = e["edge"].rstrip("/")
-            async with aiohttp.ClientSession() as s:
-                keys = {name: await register(s, edge, name) for name in ("alice", "bob")}
-                async with chromium(tmp_path) as cdp:
-                    await _drive(cdp, s, edge, keys, tmp_path)
+        async with cluster(tmp_path, usage_prices=json.dumps({MODEL: PRICE})) as edge, \
+                aiohttp.ClientSession() as s:
+            keys = {name: await register(s, edge, name) for name in ("alice", "bob")}
+            async with chromium(tmp_path) as cdp:
+                await _drive(cdp, s, edge, keys, tmp_path)
     print(f"spend page screenshot: {SCREENSHOT_COPY} ({time.monotonic() - started:.1f}s)")
+
+
+@pytest.mark.timeout(TEST_TIMEOUT + 30)
+async def test_unpriced_usage_is_shown_as_tokens_and_named(tmp_path):
+    """No price for the model: the spend chart says nothing priced was used (not a flat
+    zero), the model is listed as unpriced, and the tokens chart draws what was used."""
+    browser.need_chromium()
+    async with asyncio.timeout(TEST_TIMEOUT):
+        async with cluster(tmp_path) as edge, aiohttp.ClientSession() as s:
+            key = await register(s, edge, "dora")
+            status, usage = await ask(s, edge, key, 6)
+            assert status == 200
+            await until(lambda: _counted(s, edge, 1), timeout=10)
+            async with chromium(tmp_path) as cdp:
+                await cdp.viewport(*PHONE, mobile=True)
+                await sign_in(cdp, edge)
+                await cdp.wait_for("document.getElementById('chart-empty').textContent"
+                                   ".startsWith('Nothing priced was used')", "the note")
+                assert await cdp.js("document.getElementById('sum-unpriced').textContent") == "1"
+                assert await cdp.js("document.getElementById('unpriced-names').textContent") == MODEL
+                assert await cdp.js("document.querySelector('#models-body tr').cells[5]"
+                                    ".textContent") == "unpriced"
+                assert await cdp.js("document.getElementById('sum-cost-sub').textContent") == \
+                    "priced models only"
+                await cdp.js(_select("metric", "tokens"))
+                await cdp.wait_for("document.querySelectorAll('#chart rect.seg').length === 1",
+                                   "the tokens chart")
+                assert json.loads(await cdp.js(CHART)) == {
+                    "dora": usage["prompt_tokens"] + usage["completion_tokens"]}
+                # the phone's width: the page fits it, tables scroll inside their panels
+                assert await cdp.js("document.documentElement.scrollWidth <= innerWidth")
+                await cdp.screenshot(tmp_path / "phone.png")
+                browser.keep_png(tmp_path / "phone.png", PHONE_SCREENSHOT_COPY)
+                assert not cdp.problems, cdp.problems
 
 
 async def _counted(s: aiohttp.ClientSession, edge: str, n: int) -> bool:
@@ -146,10 +198,7 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     await cdp.click("#login-submit")
     await cdp.wait_for("location.search === '?error=1' && !document.getElementById('error').hidden",
                        "the wrong key's error")
-    await cdp.click("#admin_key")
-    await cdp.type(ADMIN)
-    await cdp.click("#login-submit")
-    await cdp.wait_for("location.pathname === '/dashboard'", "the dashboard")
+    await sign_in(cdp, edge)
 
     # 2. Nothing used yet: the page says so, and lists the clients without limits.
     await cdp.wait_for("document.getElementById('chart-empty').textContent"
@@ -260,11 +309,8 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     # sign-in's
     await cdp.send("Network.clearBrowserCookies")
     await cdp.wait_for("location.pathname === '/dashboard/login'", "the sign-in after a 401")
-    await cdp.click("#admin_key")
-    await cdp.type(ADMIN)
-    await cdp.click("#login-submit")
-    await cdp.wait_for("location.pathname === '/dashboard' && "
-                       "document.querySelectorAll('#chart rect.seg').length > 0", "back in")
+    await sign_in(cdp, edge)
+    await cdp.wait_for("document.querySelectorAll('#chart rect.seg').length > 0", "back in")
 
     # 8. Sign out: back to the sign-in, and the admin API no longer answers the browser.
     await cdp.click("#signout")
