@@ -251,8 +251,14 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     assert await cdp.js("document.getElementById('f-name').disabled")
     await cdp.click("#f-max_tokens_per_day")
     await cdp.type("1")
+    await cdp.click("#f-allowed_models")
+    await cdp.type("eldric-*, gpt-4o*")
     await cdp.click("#form-save")
     await cdp.wait_for("document.getElementById('client-form').hidden", "the form to close")
+    async with s.get(f"{edge}/api/v1/clients", headers=HDR) as r:
+        alice = next(c for c in (await r.json())["clients"] if c["name"] == "alice")
+    assert (alice["max_tokens_per_day"], alice["allowed_models"], alice["scopes"],
+            alice["tpm"], alice["rpm"]) == (1, ["eldric-*", "gpt-4o*"], ["inference"], None, None)
     # (a budget counts from when it is set, and a request passes while some is left: so
     # the first may pass, its tokens spend the budget, the second is refused)
     replies = [await ask(s, edge, keys["alice"]) for _ in range(2)]
@@ -280,12 +286,17 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     await cdp.type("carol")
     await cdp.click("#f-tpm")
     await cdp.type("5000")
+    await cdp.click('#f-scopes input[value="register"]')  # inference is ticked already
     await cdp.click("#form-save")
     await cdp.wait_for("!document.getElementById('new-key').hidden", "the new key")
     key = await cdp.js("document.getElementById('new-key-value').textContent")
     assert key.startswith("sk-eldric-") and (await ask(s, edge, key))[0] == 200
     await cdp.wait_for("document.querySelector('#clients-body tr[data-key=\"carol\"]')"
                        "?.cells[3].textContent === '5,000'", "carol's row with her tpm")
+    async with s.get(f"{edge}/api/v1/clients", headers=HDR) as r:
+        carol = next(c for c in (await r.json())["clients"] if c["name"] == "carol")
+    assert carol["scopes"] == ["inference", "register"] and carol["tpm"] == 5000
+    assert carol["max_tokens_per_day"] is None and carol["allowed_models"] is None
 
     # a refusal is the API's word, in the form: a name taken
     await cdp.click("#new-client")

@@ -248,9 +248,13 @@
     $("f-description").value = client ? client.description || "" : "";
     for (const k of NUMBERS) $(`f-${k}`).value = client && D.isNum(client[k]) ? String(client[k]) : "";
     $("f-allowed_models").value = client && client.allowed_models ? client.allowed_models.join(", ") : "";
+    const scopes = client ? client.scopes || [] : ["inference"];
+    for (const box of scopeBoxes()) box.checked = scopes.includes(box.value);
     $("form-error").hidden = true;
     (client ? $("f-description") : $("f-name")).focus();
   }
+
+  function scopeBoxes() { return [...$("f-scopes").querySelectorAll("input[type=checkbox]")]; }
 
   function closeForm() {
     $("client-form").hidden = true;
@@ -267,6 +271,7 @@
       if (raw !== "") body[k] = k.startsWith("max_cost") ? Number(raw) : parseInt(raw, 10);
       else if (editing) body[k] = null;
     }
+    body.scopes = scopeBoxes().filter((box) => box.checked).map((box) => box.value);
     const globs = $("f-allowed_models").value.split(/[\s,]+/).filter(Boolean);
     if (globs.length) body.allowed_models = globs;
     else if (editing) body.allowed_models = null;
