@@ -328,3 +328,27 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     await cdp.wait_for("location.pathname === '/dashboard/login'", "the sign-in again")
     assert await cdp.js("fetch('/api/v1/clients').then(r => r.status)") == 401
     assert not cdp.problems, cdp.problems
+
+
+@pytest.mark.timeout(TEST_TIMEOUT + 30)
+async def test_with_usage_off_the_page_says_so_and_keeps_the_clients(tmp_path):
+    """--usage off: the usage API is a 404 usage_off; the page says counting is off
+    (not "unreachable"), shows no numbers, and still manages the clients."""
+    browser.need_chromium()
+    async with asyncio.timeout(TEST_TIMEOUT):
+        async with cluster(tmp_path, usage="off") as edge, aiohttp.ClientSession() as s:
+            key = await register(s, edge, "erin")
+            assert (await ask(s, edge, key))[0] == 200
+            async with chromium(tmp_path) as cdp:
+                await sign_in(cdp, edge)
+                await cdp.wait_for("!document.getElementById('usage-off').hidden", "the note")
+                assert await cdp.js("document.getElementById('usage-parts').offsetParent === null"
+                                    " && document.getElementById('notice').hidden")
+                await cdp.wait_for("!!document.querySelector('#clients-body tr[data-key=\"erin\"]')",
+                                   "the clients")
+                revoke = '#clients-body button[data-action="revoke"][data-name="erin"]'
+                await cdp.click(revoke)
+                await cdp.click(revoke)
+                await cdp.wait_for("!document.querySelector('#clients-body tr')", "erin gone")
+                assert (await ask(s, edge, key))[0] == 401
+                assert not cdp.problems, cdp.problems

@@ -13,7 +13,8 @@
   const TIMEOUT_MS = 8000;
   const ARM_MS = 5000; // a Revoke button waits this long for its confirming click
 
-  const state = { health: null, chart: null, byClient: null, byModel: null, clients: null, spent: {},
+  const state = { health: null, usageOff: false, chart: null, byClient: null, byModel: null,
+                  clients: null, spent: {},
                   drawn: "", editing: null, armed: null };
 
   // ------------------------------------------------------------------ API
@@ -36,8 +37,9 @@
       let data = null;
       try { data = await resp.json(); } catch (_) { data = null; }
       if (!resp.ok && !(resp.status === 503 && path === "/api/v1/health")) {
-        const err = data && data.error;
-        throw new Error(err && err.message ? err.message : `${path}: HTTP ${resp.status}`);
+        const err = (data && data.error) || {};
+        throw Object.assign(new Error(err.message || `${path}: HTTP ${resp.status}`),
+                            { status: resp.status, code: err.code });
       }
       D.serverDate(Date.parse(resp.headers.get("Date") || ""));
       return data;
@@ -57,21 +59,34 @@
     return `/api/v1/usage?group_by=${encodeURIComponent(groupBy)}&from=${fromDay}`;
   }
 
+  // An edge with --usage off answers the usage API 404 usage_off: the page then shows
+  // the clients only, and says why.
+  async function usage(groupBy, fromDay) {
+    try {
+      return await api("GET", usagePath(groupBy, fromDay));
+    } catch (err) {
+      if (err.code === "usage_off") return null;
+      throw err;
+    }
+  }
+
   async function load() {
     const p = period();
     const split = $("split").value;
     const month = `${p.to.toISOString().slice(0, 7)}-01`;
     const [health, chart, byClient, byModel, clients, thisMonth] = await Promise.all([
       api("GET", "/api/v1/health").catch(() => null),
-      api("GET", usagePath(`day,${split}`, p.fromDay)),
-      api("GET", usagePath("client", p.fromDay)),
-      api("GET", usagePath("model", p.fromDay)),
+      usage(`day,${split}`, p.fromDay),
+      usage("client", p.fromDay),
+      usage("model", p.fromDay),
       api("GET", "/api/v1/clients"),
-      api("GET", usagePath("client,day", month)),
+      usage("client,day", month),
     ]);
-    Object.assign(state, { health, chart: { ...chart, split, period: p }, byClient, byModel,
+    const off = !byClient;
+    Object.assign(state, { health, usageOff: off, byClient, byModel,
+                           chart: off ? null : { ...chart, split, period: p },
                            clients: clients.clients || [],
-                           spent: spentOf(thisMonth.rows || [], String(thisMonth.to || "").slice(0, 10)) });
+                           spent: off ? {} : spentOf(thisMonth.rows || [], String(thisMonth.to || "").slice(0, 10)) });
   }
 
   // What each client used today and this month (UTC), from the usage API: the budget
@@ -114,11 +129,15 @@
 
   function render() {
     D.renderHeader(state.health);
-    if (!state.byClient) return;
-    renderSummary(state.byClient);
-    renderChart();
-    renderTop(state.byClient);
-    renderModels(state.byModel);
+    if (!state.clients) return;
+    $("usage-off").hidden = !state.usageOff;
+    $("usage-parts").hidden = state.usageOff;
+    if (!state.usageOff) {
+      renderSummary(state.byClient);
+      renderChart();
+      renderTop(state.byClient);
+      renderModels(state.byModel);
+    }
     renderClients(state.clients);
   }
 
