@@ -35,6 +35,8 @@ class Knobs:
         self.tool_calls: list[tuple[str, str, str]] | None = None  # (id, name, arguments)
         self.answer: str | None = None  # "whole" or "sse": ignore the request's stream flag
         self.tokenize_status: int | None = None  # /tokenize answers this (404: a vLLM without it)
+        self.usage = True  # False: a server that states no usage (nor the usage chunk)
+        self.cached = 0  # prompt tokens served from its prompt cache (prompt_tokens_details)
 
 
 KNOBS = web.AppKey("knobs", Knobs)
@@ -94,8 +96,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             "model": body["model"],
             "choices": [{"index": 0, "message": message, "logprobs": None,
                          "finish_reason": finish}],
-            "usage": {"prompt_tokens": 3, "completion_tokens": len(words),
-                      "total_tokens": 3 + len(words)}})
+            **_usage(knobs, len(words))})
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await resp.prepare(request)
 
@@ -121,17 +122,26 @@ async def chat(request: web.Request) -> web.StreamResponse:
                 await asyncio.sleep(knobs.delay)
             await resp.write(chunk({"content": w}))
         await resp.write(chunk({}, finish))
-        if (body.get("stream_options") or {}).get("include_usage"):
+        if (body.get("stream_options") or {}).get("include_usage") and knobs.usage:
             await resp.write(("data: " + json.dumps({
                 "id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
                 "model": body["model"], "choices": [],
-                "usage": {"prompt_tokens": 3, "completion_tokens": len(words),
-                          "total_tokens": 3 + len(words)}}) + "\n\n").encode())
+                **_usage(knobs, len(words))}) + "\n\n").encode())
         await resp.write(b"data: [DONE]\n\n")
     except (asyncio.CancelledError, ConnectionResetError):
         _gone(knobs)
         raise
     return resp
+
+
+def _usage(knobs: Knobs, completion: int) -> dict:
+    if not knobs.usage:
+        return {}
+    usage: dict = {"prompt_tokens": 3, "completion_tokens": completion,
+                   "total_tokens": 3 + completion}
+    if knobs.cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": knobs.cached}
+    return {"usage": usage}
 
 
 def _gone(knobs: Knobs) -> None:

@@ -62,7 +62,8 @@ def _watch(url: str) -> None:
 
 
 def records(url: str) -> list:
-    return list(edge_state(url).recorder.seen)
+    recorder = edge_state(url).recorder
+    return [] if recorder is None else list(recorder.seen)  # None: --usage off
 
 
 async def metrics(url: str) -> dict[tuple[str, ...], float]:

@@ -4,11 +4,18 @@ while the file cannot be written."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
+
+import aiohttp
 
 from eldric.roles.edge.usage.record import Record, Tokens
 from eldric.roles.edge.usage.requestlog import RequestLog
+from tests.conftest import until
+from tests.fakes import scripted
+from tests.roles.plugin_kit import ADMIN, EXAMPLES, MODEL, chat, edge, enable, sdk, streamed
 
 
 def rec(ts: float, client: str = "app", model: str = "m") -> Record:
@@ -99,14 +106,6 @@ async def test_logged_replies_whole_and_streamed_masked_by_the_pii_filter(tmp_pa
                                                                          aiohttp_server):
     """The shipped pii-redact filter on a real edge: what the log keeps of the request
     and of the reply, whole or streamed, is masked as the traffic is."""
-    import json
-    import shutil
-
-    import aiohttp
-
-    from tests.fakes import scripted
-    from tests.roles.plugin_kit import ADMIN, EXAMPLES, MODEL, chat, edge, enable, sdk, streamed
-
     secret = "mail bob.smith@example.com or call 555 123 4567"
     script = await scripted.serve(aiohttp_server, [MODEL])
     script.on(text=secret)
@@ -119,9 +118,13 @@ async def test_logged_replies_whole_and_streamed_masked_by_the_pii_filter(tmp_pa
         await chat(client, "I am bob.smith@example.com")
         assert (await streamed(client, "hi")).strip() == "mail [email] or call [phone]"
         await client.close()
-        async with s.get(url + "/api/v1/usage/requests", headers=ADMIN) as r:
-            assert r.status == 200
-            text = await r.text()
+
+        async def logged():  # a stream is counted a moment after its last byte
+            async with s.get(url + "/api/v1/usage/requests", headers=ADMIN) as r:
+                assert r.status == 200
+                text = await r.text()
+            return len(json.loads(text)["requests"]) == 2 and text
+        text = await until(logged)
         assert "bob.smith" not in text and "4567" not in text
         stream_row, whole_row = json.loads(text)["requests"]
         assert json.loads(whole_row["request_body"])["messages"][0]["content"] == "I am [email]"

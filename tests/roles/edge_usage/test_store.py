@@ -208,3 +208,30 @@ async def test_flushed_every_interval_and_at_shutdown(tmp_path):
     await again.close()
     assert got[("2026-12-01", "late", "gpt-4o", "w1")].requests == 1
     assert got[("2026-12-01", "app", "gpt-4o", "w1")].requests == 1
+
+
+async def test_shutdown_during_a_flush_writes_its_batch_once(tmp_path):
+    """Stopping while a flush is in the store's thread (waiting on a lock another
+    connection holds): the flush is let finish, not cancelled (its thread would go on
+    and write the batch, and the last flush would write it again)."""
+    import asyncio
+    import sqlite3
+
+    path = str(tmp_path / "usage.db")
+    store = SqliteUsage(path)
+    recorder = Recorder(store, interval_ms=20, bound=100)
+    await recorder.start()
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    recorder.add(rec())
+    await asyncio.sleep(0.2)  # the loop's flush now waits for the lock in the thread
+    stopping = asyncio.create_task(recorder.stop())
+    await asyncio.sleep(0.2)
+    other.execute("COMMIT")
+    other.close()
+    await stopping
+    again = SqliteUsage(path)
+    await again.open()
+    got = dict(await again.buckets("2026-12-01", "2026-12-01", None, None))
+    await again.close()
+    assert got[("2026-12-01", "app", "gpt-4o", "w1")].requests == 1

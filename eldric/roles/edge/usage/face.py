@@ -153,7 +153,8 @@ class Ticket:
                 reply = _whole_body(answer)
                 if reply is not None:
                     meter.whole(reply)
-        status = status if status is not None else (499 if cancelled else 500)
+        if status is None:  # the client left: mid-stream (a tapped reply is a 2xx), or
+            status = 200 if meter.events else 499 if cancelled else 500  # before any reply
         ok = status < 400
         prices = self.usage.prices
         if ok or meter.events or cancelled:  # what was sent is counted

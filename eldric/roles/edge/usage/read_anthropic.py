@@ -1,8 +1,10 @@
 """Anthropic's Messages API (/v1/messages): message_start's message.usage states the
 prompt (input_tokens excludes the cache: the whole prompt is input_tokens +
 cache_creation_input_tokens + cache_read_input_tokens; cached = cache_read_input_tokens),
-message_delta's usage.output_tokens the completion (cumulative), message_stop ends it; a
-whole Message has both in its usage."""
+message_delta's usage.output_tokens the completion (cumulative; where it carries
+input_tokens too, as eldric's translator and Anthropic's later API versions do, those
+are the prompt's final count), message_stop ends it; a whole Message has both in its
+usage."""
 
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ class Anthropic:
             prompt, cached = _prompt(ev.message.usage)
             meter.stated(prompt, None, cached)
         elif ev.type == "message_delta" and ev.usage is not None:
-            if ev.usage.input_tokens is not None and not meter.prompt_stated:
+            if ev.usage.input_tokens is not None:  # cumulative: it wins over message_start's
                 prompt, cached = _prompt(ev.usage)
                 meter.stated(prompt, None, cached)
             if ev.usage.output_tokens is not None:

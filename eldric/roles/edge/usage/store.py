@@ -14,6 +14,7 @@ shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from prometheus_client import Counter
 
 from eldric.roles.edge.usage.counts import Counts, Key, day_of, key_of
 from eldric.roles.edge.usage.record import Record
-from eldric.tasks import cancel, spawn
+from eldric.tasks import spawn
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -75,6 +76,7 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         # held by a flush and by a reader of store + waiting: nothing counted twice
         self.lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
         self._metric = Counter("eldric_edge_usage_dropped", "Usage records dropped: the "
                                "buffer was full while the store could not be written",
                                registry=registry) if registry is not None else None
@@ -111,8 +113,13 @@ class Recorder:
         self._task = spawn(self._loop(), name="usage-flush")
 
     async def stop(self) -> None:
-        await cancel(self._task)
-        self._task = None
+        # Not cancelled: a flush cut off at its await would leave its batch "unsent"
+        # although the store's thread went on and wrote it, and the last flush would
+        # then write it twice. The loop ends between flushes.
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
         await self.flush()  # what is left; a store still down keeps it: logged as lost
         if self.pending or self.unsent:
             log.error("usage_lost_at_shutdown", buckets=len(self.pending) + len(self.unsent or ()),
@@ -122,9 +129,13 @@ class Recorder:
         await self.store.close()
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            await self.flush()
+        while not self._stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+            try:
+                await self.flush()
+            except Exception as exc:  # the request log's, say: the loop goes on
+                log.error("usage_flush_failed", error=repr(exc))
 
     async def flush(self) -> bool:
         """Write what waits; True when the store took all of it."""
