@@ -30,6 +30,7 @@ from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
 from eldric.roles.edge.usage import api as usage_api
 from eldric.roles.edge.usage import page as spend_page
+from eldric.roles.edge.usage import budgets_saved
 from eldric.roles.edge.usage.budgets import Budgets
 from eldric.roles.edge.usage.budgets_redis import RedisBudgets
 from eldric.roles.edge.usage.face import Usage
@@ -55,6 +56,8 @@ def _networks(items: list[str]) -> list:  # type: ignore[type-arg]
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     es = app[EDGE]
     await es.clients.open()
+    if es.saved is not None:
+        await es.saved.start()
     routers, store = app[keys.PROBER], es.farm.prober(es.cfg.health_check_interval_ms / 1000)
     routers.start(at_once=True)
     store.start()
@@ -71,6 +74,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await es.plugins.stop()
     await routers.stop()
     await store.stop()
+    if es.saved is not None:
+        await es.saved.stop()
     await es.clients.close()
 
 
@@ -159,8 +164,8 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         limiter = RedisLimiter(r, window)
         shared_budgets = RedisBudgets(r, window)
     else:
-        clients = LocalClients(Store(data_file(app, "edge.db"), ["clients"]), static,
-                               cfg.auth.clients)
+        db = Store(data_file(app, "edge.db"), ["clients", budgets_saved.TABLE])
+        clients = LocalClients(db, static, cfg.auth.clients)
         limiter = LocalLimiter(window)
         shared_budgets = None
     if cfg.auth.require_api_key and not static and not cfg.admin_key:
@@ -175,16 +180,19 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
                           "required the edge must keep /v1/responses state itself, per "
                           "key (behind the edge every key is one owner)")
     farm = Farm(clients, limiter, window, shared=cfg.mode == "farm")
+    metrics = EdgeMetrics(app[keys.BUS].metrics.registry)
     app[EDGE] = EdgeState(
         cfg=cfg, timeouts=Timeouts.from_config(cfg), routers=Routers(app, cfg.router_urls),
         clients=clients, farm=farm,
         budgets=Budgets(window, cfg.usage.default_max_tokens, Prices(cfg.usage.prices).cost,
-                        farm, shared_budgets),
-        metrics=EdgeMetrics(app[keys.BUS].metrics.registry), tls=not cfg.no_tls,
+                        farm, shared_budgets, metrics.budget_refused),
+        metrics=metrics, tls=not cfg.no_tls,
         require_key=cfg.auth.require_api_key, trusted=_networks(cfg.trusted_proxies),
         plugins=Plugins(Path(cfg.plugins_dir or os.path.join(app[keys.PROCESS].data_dir,
                                                              "plugins"))))
     es = app[EDGE]
+    if shared_budgets is None:  # standalone: the counts kept in edge.db across restarts
+        es.saved = budgets_saved.Saved(db, es.budgets.local, cfg.usage.flush_interval_ms)
     if cfg.usage.on:
         es.recorder = make_recorder(app, cfg.usage, es.plugins, r)
         es.usage = Usage(cfg.usage, es.budgets, es.recorder, es.metrics)

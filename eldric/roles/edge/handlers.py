@@ -126,6 +126,7 @@ async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None
         return answer
     except EldricError as exc:
         status = exc.status
+        exc.headers = {**headers, **exc.headers}  # the budget's too: every reply has them
         raise
     except asyncio.CancelledError:  # the client left: what was sent still counts
         cancelled = True

@@ -26,5 +26,10 @@ class EdgeMetrics:
         self.cost = Cached(Counter(
             "eldric_edge_cost", "Spend in US dollars, by client and model (priced models only)",
             ["client", "model"], registry=registry))
+        # budgets (issue 19): kind is tpm, tokens_per_day, cost_per_day, cost_per_month
+        # or model (not in allowed_models)
+        self.budget_refused = Cached(Counter(
+            "eldric_edge_budget_refused", "Requests refused by a client's budget, by kind",
+            ["kind"], registry=registry))
         self.client_label = LabelGuard(1000)
         self.model_label = LabelGuard(500)  # a client's random model names stay bounded

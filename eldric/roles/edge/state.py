@@ -14,6 +14,7 @@ from eldric.roles.edge.metrics import EdgeMetrics
 from eldric.roles.edge.plugins.host import Plugins
 from eldric.roles.edge.routers import Routers
 from eldric.roles.edge.usage.budgets import Budgets
+from eldric.roles.edge.usage.budgets_saved import Saved
 from eldric.roles.edge.usage.face import Usage
 from eldric.roles.edge.usage.store import Recorder
 from eldric.stream import Timeouts
@@ -36,6 +37,7 @@ class EdgeState:
     budgets: Budgets = field(default_factory=Budgets)
     recorder: Recorder | None = None
     usage: Usage | None = None
+    saved: Saved | None = None  # standalone: the budgets' counts kept in edge.db
 
 
 EDGE: web.AppKey[EdgeState] = web.AppKey("eldric_edge", EdgeState)

@@ -15,6 +15,7 @@ from tests.conftest import serving
 @contextlib.asynccontextmanager
 async def edge_with_file(tmp_path, section: dict, **flags) -> AsyncIterator[str]:
     """An edge (plain HTTP on loopback) with `section` as its config file: its URL."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "edge.json"
     path.write_text(json.dumps(section))
     flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", data_dir=str(tmp_path / "data"),

@@ -94,10 +94,10 @@ async def test_a_backend_without_usage_is_estimated(fake_openai_server, tmp_path
             _, raw = await _post(s, edge + "/v1/chat/completions", {**body, "stream": True})
         assert b'"usage"' not in raw
         rows = await until(lambda: len(records(edge)) == 2 and records(edge))
-        # the estimate: " w0 w1 w2 w3 w4" is 10 pieces (" w", "0", …); "hello there" 2 + 2
-        # (a token per 4 characters begun), + 4 for the message
+        # the estimate: " w0 w1 w2 w3 w4" is 10 pieces (" w", "0", …); "hello there" 2,
+        # + 4 for the message
         assert [(r.tokens.prompt, r.tokens.completion, r.tokens.estimated) for r in rows] == \
-            [(8, 10, True)] * 2
+            [(6, 10, True)] * 2
         assert json.loads(knobs.requests[-1]["body"])["stream_options"] == {"include_usage": True}
 
 

@@ -15,7 +15,7 @@ import json
 
 import aiohttp
 
-from tests.conftest import run_eldric
+from tests.conftest import metric, run_eldric, until
 from tests.roles.edge_usage.helpers import metrics
 
 ADM = {"Authorization": "Bearer adm"}
@@ -30,9 +30,9 @@ async def cluster(tmp_path, *, edges=1, worker_flags=None, **edge_flags):
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1", backend="mock",
                           **(worker_flags or {})) as w, \
             run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
-                       workers=w["worker"], health_interval=100) as r:
+                       workers=w["worker"], health_interval=1000) as r:
         flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=r["router"],
-                     health_interval=100, admin_key="adm", global_rpm=0, per_ip_rpm=0,
+                     health_interval=1000, admin_key="adm", global_rpm=0, per_ip_rpm=0,
                      per_key_rpm=0)
         flags.update(edge_flags)
         async with contextlib.AsyncExitStack() as stack:
@@ -87,6 +87,8 @@ async def test_twenty_at_once_at_the_boundary_overshoot_by_at_most_one(tmp_path)
             assert [r[0] for r in then] == [200, 200, 429]
             assert then[0][1][REMAINING] == f"tokens_per_day={100 - 8 * USED - RESERVED}"
         counted = await metrics(edge)
+        refusals = await metric(edge, 'eldric_edge_budget_refused_total{kind="tokens_per_day"}')
+    assert refusals == 12 + 1
     used = sum(v for k, v in counted.items() if k[0] == "eldric_edge_tokens_total"
                and k[1] == "boundary" and k[3] in ("prompt", "completion"))
     assert used == 10 * USED <= 100 + RESERVED
@@ -143,6 +145,7 @@ async def test_allowed_models_and_the_update_endpoint(tmp_path):
                 assert r.status == 200
             lifted = await ask(s, edge, key)
             assert lifted[0] == 200 and REMAINING not in lifted[1]  # no budget left to show
+        assert await metric(edge, 'eldric_edge_budget_refused_total{kind="model"}') == 2
 
 
 async def test_usage_off_counts_nothing_but_keeps_allowed_models(tmp_path):
@@ -174,3 +177,79 @@ async def test_two_farm_edges_share_one_budget(tmp_path, redis_url):
             listed = await clients(s, eb)
     assert listed["farmed"]["usage"] == {"tokens_today": 11 * USED, "cost_today": 0.0,
                                          "cost_month": 0.0}  # eldric-mock has no price
+
+
+async def test_farm_budgets_fall_back_per_edge_while_redis_is_away(tmp_path):
+    """Redis killed under a farm edge: a static client's budget still holds, counted by
+    this edge alone; /health says degraded. Redis back (its file kept): the shared count
+    resumes where it was."""
+    import signal
+
+    from tests.conftest import free_port, redis_argv, start_redis
+    from tests.roles.edge_usage.budget_cluster import edge_with_file
+
+    port = free_port()
+    argv = redis_argv(tmp_path, port, persist=True)
+    redis_proc = start_redis(argv, port)
+    section = {"auth": {"api_keys": {"sk-ops": "ops"},
+                        "clients": {"ops": {"max_tokens_per_day": 30}}}}
+    try:
+        async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                              backend="mock") as w, \
+                edge_with_file(tmp_path / "e", section, routers=w["worker"], mode="farm",
+                               redis_url=f"redis://127.0.0.1:{port}/0", global_rpm=0,
+                               per_ip_rpm=0, per_key_rpm=0) as edge:
+            async with aiohttp.ClientSession() as s:
+                assert (await ask(s, edge, "sk-ops"))[0] == 200  # 10 of 30, in Redis
+                redis_proc.send_signal(signal.SIGKILL)
+                redis_proc.wait(5)
+                got = [await ask(s, edge, "sk-ops") for _ in range(4)]  # 0, 10, 20; 30
+                assert [r[0] for r in got] == [200, 200, 200, 429]
+                assert code(got[3]) == "budget_exceeded"
+                async with s.get(edge + "/health") as r:
+                    assert (await r.json())["status"] == "degraded"
+                redis_proc = start_redis(argv, port)
+                await until(lambda: _store_ok(s, edge), timeout=20)
+                back = [await ask(s, edge, "sk-ops") for _ in range(3)]  # 10, 20; 30
+                assert [r[0] for r in back] == [200, 200, 429]
+    finally:
+        redis_proc.kill()
+        redis_proc.wait(5)
+
+
+async def _store_ok(s: aiohttp.ClientSession, edge: str) -> bool:
+    async with s.get(edge + "/health") as r:
+        return (await r.json())["shared_store"] == "ok"
+
+
+async def test_a_standalone_edge_keeps_its_counts_across_a_restart(tmp_path):
+    """The day's count survives the edge's restart (edge.db): 20 of 30 used before, one
+    more passes after, then none (without the kept count three would pass)."""
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="mock") as w:
+        flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=w["worker"],
+                     admin_key="adm", global_rpm=0, per_ip_rpm=0, per_key_rpm=0)
+        async with run_eldric("edge", tmp_path / "e", **flags) as e, \
+                aiohttp.ClientSession() as s:
+            key = await register(s, e["edge"], "kept", max_tokens_per_day=30)
+            assert [(await ask(s, e["edge"], key))[0] for _ in range(2)] == [200, 200]
+        async with run_eldric("edge", tmp_path / "e", **flags) as e, \
+                aiohttp.ClientSession() as s:
+            assert [(await ask(s, e["edge"], key))[0] for _ in range(2)] == [200, 429]
+            assert (await clients(s, e["edge"]))["kept"]["usage"]["tokens_today"] == 3 * USED
+
+
+async def test_a_failed_request_gives_its_reservation_back_and_says_what_is_left(tmp_path):
+    """No router answers: the 503 carries X-Eldric-Budget-Remaining too, and the
+    reservation it held is given back (a failure used nothing)."""
+    from tests.conftest import free_port
+
+    async with run_eldric("edge", tmp_path, no_tls=True, http_port=0, bind="127.0.0.1",
+                          routers=f"http://127.0.0.1:{free_port()}", admin_key="adm",
+                          health_interval=60_000) as e, aiohttp.ClientSession() as s:
+        edge = e["edge"]
+        key = await register(s, edge, "unlucky", max_tokens_per_day=100)
+        for _ in range(3):
+            failed = await ask(s, edge, key)
+            assert failed[0] == 503 and failed[1][REMAINING] == f"tokens_per_day={100 - RESERVED}"
+        assert (await clients(s, edge))["unlucky"]["usage"]["tokens_today"] == 0

@@ -40,11 +40,12 @@ def test_cost_with_cached_tokens():
 
 def test_estimate_counts_text_and_messages_never_zero():
     assert estimate.text_tokens("") == 0
-    assert estimate.text_tokens("hello world") == 4  # "hello" 2, " world" 2
+    assert estimate.text_tokens("hello world") == 2  # "hello", " world"
+    assert estimate.text_tokens(" internationalization") == 3  # 20 letters: 1 + 19 // 8
     body = json.dumps({"model": "m", "temperature": 0.1, "messages": [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]}).encode()
-    assert estimate.prompt_tokens(body) == (1 + 2 + 1) + 1 + 2 * estimate.PER_MESSAGE
+    assert estimate.prompt_tokens(body) == 3 + 1 + 2 * estimate.PER_MESSAGE  # "Be", " brief", "."
     assert estimate.prompt_tokens(b"not json at all") >= 1
     assert estimate.prompt_tokens(b'{"model": "m"}') == 1
 
@@ -102,7 +103,7 @@ def test_anthropic_stream_left_early_is_estimated_from_what_was_sent():
         b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
         b'"delta":{"type":"text_delta","text":"Hello world"}}'])
     assert not m.done
-    assert m.tokens(b"{}") == Tokens(prompt=7, completion=4, estimated=True)
+    assert m.tokens(b"{}") == Tokens(prompt=7, completion=2, estimated=True)
 
 
 def test_responses_whole_and_ollama_whole():
@@ -121,7 +122,7 @@ def test_ollama_cached_prompt_without_prompt_eval_count_is_estimated():
     o = _meter("/api/generate", [b'{"response":"Hi","done":false}',
                                  b'{"response":"","done":true,"eval_count":2}'])
     t = o.tokens(b'{"model":"m","prompt":"hello world"}')
-    assert (t.prompt, t.completion, t.estimated) == (4, 2, True)
+    assert (t.prompt, t.completion, t.estimated) == (2, 2, True)
 
 
 def test_usage_config_is_strict():

@@ -31,6 +31,7 @@ from eldric.roles.edge.usage.caps import COST_KINDS, TPM, Caps, Period, Verdict
 from eldric.roles.edge.usage.record import Tokens
 
 if TYPE_CHECKING:
+    from eldric.bus.metrics import Cached
     from eldric.roles.edge.farm import Farm
     from eldric.roles.edge.usage.budgets_redis import RedisBudgets
 
@@ -61,7 +62,8 @@ class Hold:
 class Budgets:
     def __init__(self, window_ms: int = 60_000, default_max_tokens: int = 1024,
                  price: Price = unpriced, farm: Farm | None = None,
-                 shared: RedisBudgets | None = None) -> None:
+                 shared: RedisBudgets | None = None, refused: Cached | None = None) -> None:
+        self.refused = refused  # eldric_edge_budget_refused{kind}
         self.window_ms = window_ms
         self.default_max_tokens = default_max_tokens
         self.price = price
@@ -90,15 +92,20 @@ class Budgets:
         verdict = await self._take(client.name, caps, hold)
         headers = {REMAINING: verdict.header()}
         if not verdict.allowed:
+            self._count(verdict.kind or "")
             raise _refusal(client, caps, verdict, period, headers)
         hold.headers = headers
         return hold
 
-    @staticmethod
-    def allow(client: Client, model: str) -> None:
+    def _count(self, kind: str) -> None:
+        if self.refused is not None:
+            self.refused.labels(kind).inc()
+
+    def allow(self, client: Client, model: str) -> None:
         """403 model_not_allowed unless one of the client's allowed_models globs matches."""
         if client.allowed_models is not None and not any(
                 fnmatchcase(model, p) for p in client.allowed_models):
+            self._count("model")
             raise EldricError(f"model {model!r} is not allowed for client {client.name!r}",
                               status=403, code="model_not_allowed", param="model")
 

@@ -12,6 +12,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import msgspec
+
 from eldric.roles.edge.usage.caps import (COST_DAY, COST_MONTH, TOKENS_DAY, TPM, Caps, Period,
                                           Verdict)
 
@@ -51,6 +53,7 @@ class LocalBudgets:
     def __init__(self, window_ms: int) -> None:
         self.window = window_ms / 1000
         self.spent: dict[str, _Spent] = {}
+        self.dirty: set[str] = set()  # changed since budgets_saved last wrote them
 
     def _slide(self, spent: _Spent, now: float) -> None:
         horizon = now - self.window
@@ -71,6 +74,7 @@ class LocalBudgets:
         if refused is not None:
             retry = self._tpm_retry(spent, caps, now) if refused == TPM else 0.0
             return caps.verdict(used, refused, retry), None
+        self.dirty.add(client)
         entry = None
         if caps.tpm is not None:
             entry = [now, float(tokens)]
@@ -97,6 +101,7 @@ class LocalBudgets:
         spent = self.spent.get(client)
         if spent is None:
             return
+        self.dirty.add(client)
         entry = ticket.entry
         # still in the window (entries leave it oldest first): it counts what was used
         if entry is not None and spent.window and entry[0] >= spent.window[0][0]:
@@ -117,3 +122,30 @@ class LocalBudgets:
         today = spent.day == period.day
         return (spent.tokens_day if today else 0, spent.cost_day if today else 0.0,
                 spent.cost_month if spent.month == period.month else 0.0)
+
+    def saved(self) -> list[tuple[str, bytes]]:
+        """The day's and month's counts changed since the last call, to be kept (the tpm
+        window is not: it is a minute's)."""
+        rows = [(name, _saved.encode(_Saved(s.day, s.tokens_day, s.cost_day, s.month,
+                                             s.cost_month)))
+                for name in self.dirty if (s := self.spent.get(name)) is not None]
+        self.dirty.clear()
+        return rows
+
+    def restore(self, name: str, raw: bytes) -> None:
+        kept = _restored.decode(raw)
+        self.spent[name] = _Spent(day=kept.day, tokens_day=kept.tokens_day,
+                                  cost_day=kept.cost_day, month=kept.month,
+                                  cost_month=kept.cost_month)
+
+
+class _Saved(msgspec.Struct, array_like=True):
+    day: str
+    tokens_day: int
+    cost_day: float
+    month: str
+    cost_month: float
+
+
+_saved = msgspec.json.Encoder()
+_restored = msgspec.json.Decoder(_Saved)
