@@ -29,8 +29,8 @@ from eldric.roles.edge.routers import Routers, prober
 from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
 from eldric.roles.edge.usage import api as usage_api
-from eldric.roles.edge.usage import page as spend_page
 from eldric.roles.edge.usage import budgets_saved
+from eldric.roles.edge.usage import page as spend_page
 from eldric.roles.edge.usage.budgets import Budgets
 from eldric.roles.edge.usage.budgets_redis import RedisBudgets
 from eldric.roles.edge.usage.face import Usage
