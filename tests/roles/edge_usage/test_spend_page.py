@@ -150,8 +150,8 @@ CHART = """(() => {
 
 
 # The chart's pure helpers, checked in the browser that runs them: eight series fold into
-# the five largest and "other" (summed per day too), a "nice" axis top, UTC days across a
-# month's end.
+# the five largest and "other" (summed per day too), a "nice" axis top and its grid steps
+# (whole numbers stay whole), UTC days across a month's end.
 UNIT_CHECKS = """(() => {
     const C = EldricSpendChart;
     const rows = [];
@@ -162,6 +162,8 @@ UNIT_CHECKS = """(() => {
         series: s.map((x) => [x.name, x.total]),
         other_day: s[s.length - 1].values["2026-12-01"],
         nice: [0, 1, 1.5, 3, 7, 102, 0.004].map(C.niceTop),
+        steps: [[10, true], [1, true], [2, true], [20, true], [50, true], [10, false]]
+            .map(([top, whole]) => C.steps(top, whole)),
         days: C.days(new Date("2026-11-30T10:00:00Z"), new Date("2026-12-02T23:00:00Z")),
     });
 })()"""
@@ -209,7 +211,7 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     assert json.loads(await cdp.js(UNIT_CHECKS)) == {
         "series": [["c7", 80], ["c6", 70], ["c5", 60], ["c4", 50], ["c3", 40],
                    ["other", 80]],
-        "other_day": 60, "nice": [1, 1, 2, 5, 10, 200, 0.005],
+        "other_day": 60, "nice": [1, 1, 2, 5, 10, 200, 0.005], "steps": [5, 1, 2, 4, 5, 4],
         "days": ["2026-11-30", "2026-12-01", "2026-12-02"]}
 
     # 3. Traffic: the page, refreshing on its own, draws it: spend per client per day,

@@ -59,9 +59,18 @@ window.EldricSpendChart = (function () {
     return 10 * p;
   }
 
+  // How many grid steps up to top: 4, or for whole numbers (tokens) a count that keeps
+  // every line on a whole number (10: 5 steps of 2, not 4 of 2.5).
+  function steps(top, whole) {
+    if (!whole || top % 4 === 0) return 4;
+    if (top % 5 === 0) return 5;
+    return top % 2 === 0 ? 2 : 1;
+  }
+
   // Draw into `box` (replacing what was there): dayList, seriesList (from series()),
-  // fmt(v) for the axis and tooltips. Returns the <svg>.
-  function draw(box, dayList, seriesList, fmt) {
+  // fmt(v) for the axis and tooltips; whole: the values are whole numbers. Returns the
+  // <svg>.
+  function draw(box, dayList, seriesList, fmt, whole) {
     const width = Math.max(320, box.clientWidth || 800);
     const plotW = width - PAD.left - PAD.right, plotH = HEIGHT - PAD.top - PAD.bottom;
     const totals = dayList.map((d) => seriesList.reduce((t, s) => t + (s.values[d] || 0), 0));
@@ -72,8 +81,9 @@ window.EldricSpendChart = (function () {
     const root = svg("svg", { width, height: HEIGHT, viewBox: `0 0 ${width} ${HEIGHT}`,
                               role: "img", class: "chart-svg", "data-top": top });
     const grid = svg("g", { class: "grid" });
-    for (let i = 0; i <= 4; i++) {
-      const v = (top * i) / 4, yy = y(v);
+    const n = steps(top, whole);
+    for (let i = 0; i <= n; i++) {
+      const v = (top * i) / n, yy = y(v);
       grid.append(svg("line", { x1: PAD.left, x2: width - PAD.right, y1: yy, y2: yy }),
                   svg("text", { x: PAD.left - 8, y: yy + 4, "text-anchor": "end" }, fmt(v)));
     }
@@ -107,5 +117,5 @@ window.EldricSpendChart = (function () {
     return root;
   }
 
-  return { days, series, draw, niceTop, OTHER, MAX_SERIES };
+  return { days, series, draw, niceTop, steps, OTHER, MAX_SERIES };
 })();

@@ -181,7 +181,7 @@
     }
     box.hidden = false;
     D.showEmpty("chart-empty", null);
-    C.draw(box, ch.period.days, list, fmtOf(metric));
+    C.draw(box, ch.period.days, list, fmtOf(metric), metric === "tokens");
     $("legend").replaceChildren(...list.map((s, k) => h("li", { "data-series": s.name },
       h("span", { class: s.other ? "sw s-other" : `sw s${k}`, "aria-hidden": "true" }),
       s.name, " ", h("span", { class: "muted" }, fmtOf(metric)(s.total)))));
