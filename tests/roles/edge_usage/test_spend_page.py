@@ -121,8 +121,9 @@ async def test_unpriced_usage_is_shown_as_tokens_and_named(tmp_path):
                 assert await cdp.js("document.getElementById('unpriced-names').textContent") == MODEL
                 assert await cdp.js("document.querySelector('#models-body tr').cells[5]"
                                     ".textContent") == "unpriced"
-                assert await cdp.js("document.getElementById('sum-cost-sub').textContent") == \
-                    "priced models only"
+                assert await cdp.js("[document.getElementById('sum-cost').textContent, "
+                                    "document.getElementById('sum-cost-sub').textContent]") == \
+                    ["—", "no priced model used"]
                 await cdp.js(_select("metric", "tokens"))
                 await cdp.wait_for("document.querySelectorAll('#chart rect.seg').length === 1",
                                    "the tokens chart")
@@ -229,6 +230,10 @@ async def _drive(cdp: CDP, s: aiohttp.ClientSession, edge: str, keys: dict[str, 
     assert await cdp.js("[...new Set([...document.querySelectorAll('#chart rect.seg')]"
                         ".map(r => r.dataset.day))].join()") == today
     assert await cdp.js("document.getElementById('sum-requests').textContent") == "6"
+    assert await cdp.js("document.getElementById('sum-cost').textContent") == \
+        f"${sum(spend.values()):.2f}"
+    assert await cdp.js("document.getElementById('sum-cost-sub').textContent") == \
+        "all models priced"
     assert await cdp.js("document.getElementById('sum-tokens').textContent") == \
         f"{sum(tokens.values()):,}"
     assert await cdp.js("document.querySelector('#models-body tr[data-key=\"eldric-mock\"]')"

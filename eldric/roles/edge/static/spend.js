@@ -143,8 +143,10 @@
 
   function renderSummary(u) {
     const t = u.totals || {};
-    D.setText("sum-cost", money(t.cost ?? 0));
-    D.setText("sum-cost-sub", (u.unpriced_models || []).length ? "priced models only" : "all models priced");
+    const some = (u.unpriced_models || []).length > 0;
+    D.setText("sum-cost", money(t.cost ?? (some ? null : 0)));
+    D.setText("sum-cost-sub", !some ? "all models priced"
+                               : D.isNum(t.cost) ? "priced models only" : "no priced model used");
     D.setText("sum-tokens", D.short(tokens(t)));
     D.setText("sum-tokens-sub", `${D.short(t.prompt_tokens)} in · ${D.short(t.completion_tokens)} out · ${D.short(t.cached_tokens)} cached`);
     D.setText("sum-requests", D.count(t.requests));
