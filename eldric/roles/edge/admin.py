@@ -4,7 +4,8 @@ see the key, so they cannot put it in a header).
 
 A cookie is sent by the browser on its own, so a request it authenticates must come
 from the edge's own pages: SameSite=Strict already keeps other sites' requests without
-it, and a state-changing one (anything but GET/HEAD) must also carry our Origin, which
+it; one that names another Origin is refused (a page on a sibling host is the same
+"site"), and a state-changing one (anything but GET/HEAD) must carry our Origin, which
 browsers send on every such fetch.
 """
 
@@ -45,7 +46,8 @@ def require_admin(request: web.Request, es: EdgeState) -> None:
     """The admin key in a header, or the dashboard's cookie; without --admin-key the API is
     closed (require_key alone would treat "no key configured" as open)."""
     if admin_cookie(request, es):
-        if request.method not in _SAFE:
-            same_origin(request, required=True)
+        # a read too: a cross-origin fetch (an origin in cors_origins, with credentials,
+        # on a sibling host SameSite counts as the same site) carries its Origin
+        same_origin(request, required=request.method not in _SAFE)
         return
     require_key(request, es.cfg.admin_key or NO_ADMIN, "admin key")

@@ -55,6 +55,13 @@ async def test_sign_in_sets_the_cookie_the_admin_api_accepts(tmp_path):
             async with s.get(f"{edge}/api/v1/clients", headers=jar) as r:
                 assert r.status == 200
                 assert "key-1" in {c["name"] for c in (await r.json())["clients"]}
+            # a read from another origin (a CORS fetch with credentials) is refused too
+            for path in ("/api/v1/clients", "/api/v1/usage"):
+                async with s.get(f"{edge}{path}",
+                                 headers={**jar, "Origin": "http://other.example"}) as r:
+                    assert r.status == 403 and (await r.json())["error"]["code"] == "cross_origin"
+                async with s.get(f"{edge}{path}", headers={**jar, "Origin": edge}) as r:
+                    assert r.status == 200
             # a header's key is the caller's word: a wrong one is refused, cookie or not
             async with s.get(f"{edge}/api/v1/clients",
                              headers={**jar, "Authorization": "Bearer nope"}) as r:
