@@ -9,7 +9,7 @@ import re
 
 import aiohttp
 
-from tests.conftest import run_eldric
+from tests.conftest import run_eldric, until
 
 
 @contextlib.asynccontextmanager
@@ -19,7 +19,10 @@ async def cluster(tmp_path, *, worker_flags=None, **edge_flags):
     wf.update(worker_flags or {})
     async with run_eldric("worker", tmp_path / "w", **wf) as w, \
             run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
-                       workers=w["worker"], health_interval=100) as r:
+                       workers=w["worker"], health_interval=1000) as r:
+        # listening is not routing: wait until the router has seen the worker's models
+        # (a busy machine let the first request find "no healthy worker serves it")
+        await until(lambda: _routes(r["router"]), timeout=15)
         flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=r["router"],
                      health_interval=100, require_api_key=False, global_rpm=0,
                      per_ip_rpm=0, per_key_rpm=0)
@@ -27,6 +30,11 @@ async def cluster(tmp_path, *, worker_flags=None, **edge_flags):
         async with run_eldric("edge", tmp_path / "e", **flags) as e:
             _watch(e["edge"])
             yield e["edge"], w["worker"]
+
+
+async def _routes(router: str) -> bool:
+    async with aiohttp.ClientSession() as s, s.get(router + "/v1/models") as r:
+        return r.status == 200 and bool((await r.json()).get("data"))
 
 
 def edge_state(url: str):

@@ -128,6 +128,15 @@ async def test_bad_parameters_are_400_naming_them(tmp_path, params, param):
         assert json.loads(body)["error"]["param"] == param
 
 
+async def test_days_from_dates_and_date_times_in_utc(tmp_path):
+    async with cluster(tmp_path) as edge, aiohttp.ClientSession() as s:
+        got = await usage(s, edge, **{"from": "2026-11-30T23:00:00-02:00",
+                                      "to": "2026-12-03T01:00:00Z"})
+        assert (got["from"], got["to"], got["group_by"]) == ("2026-12-01", "2026-12-03", "day")
+        assert got["rows"] == [] and got["totals"]["requests"] == 0
+        assert got["totals"]["cost"] == 0 and got["dropped"] == 0
+
+
 async def test_counts_survive_a_restart_and_the_store_lost_mid_run(tmp_path):
     """The usage file replaced by a directory mid-run (every open fails): requests go on,
     the flush is refused and kept, the API says 503 rather than a wrong total; the

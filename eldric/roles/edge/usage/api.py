@@ -60,7 +60,7 @@ def _when(request: web.Request, name: str) -> dt.datetime | None:
     if text is None:
         return None
     try:
-        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace(" ", "+"))
+        when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"{name} must be a day (2026-12-01) or an ISO date-time, "
                          f"not {text!r}", param=name) from None

@@ -61,9 +61,11 @@ class Counts:
         return tuple(getattr(self, f) for f in FIELDS)
 
     def public(self) -> dict:
-        """The API's counters: cost None when nothing counted here had a price."""
+        """The API's counters: cost None when every request counted here was unpriced
+        (0 when there were none)."""
         out = {f: getattr(self, f) for f in FIELDS if f != "unpriced_requests"}
-        out["cost"] = round(self.cost, 10) if self.unpriced_requests < self.requests else None
+        unpriced = self.requests and self.unpriced_requests == self.requests
+        out["cost"] = None if unpriced else round(self.cost, 10)
         return out
 
     def __eq__(self, other: object) -> bool:
