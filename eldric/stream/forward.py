@@ -62,11 +62,11 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
     Returns what the request's lane sends (eldric.exchange.Lane): on the fast lane a
     Reply, or Streamed once a streamed reply is out; on aiohttp a web.Response or
     web.StreamResponse. ``rewrite`` returns the body to send instead; ``tap`` is called
-    with every complete SSE event of the reply (or NDJSON line), read-only; ``reply_headers`` are added to
-    the reply (route decisions); ``drop`` removes the SSE events it selects (a usage chunk
-    the client did not ask for); ``translate`` turns a 2xx reply into the client's API
-    (eldric.wire.translate: `body` is then already the translated request). Raises
-    UpstreamFailure while nothing has been sent.
+    with every complete SSE event of the reply (or line of an NDJSON one), read-only;
+    ``reply_headers`` are added to the reply (route decisions); ``drop`` removes the SSE
+    events it selects (a usage chunk the client did not ask for); ``translate`` turns a
+    2xx reply into the client's API (eldric.wire.translate: `body` is then already the
+    translated request). Raises UpstreamFailure while nothing has been sent.
     """
     app = request.app
     bus = app[keys.BUS]
@@ -141,12 +141,13 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
         return "ok", time.perf_counter(), hop.lane.reply(request, status, out_headers, data)
     # relay streamed: chunk by chunk as they arrive
     sink = hop.lane.sink(request, status, out_headers, length)
-    splitter = None
-    if tap is not None and is_sse:
+    splitter, filt = None, None
+    if drop is not None and is_sse:  # one framing for the filter and the tap
+        filt = EventFilter(drop, tap)
+    elif tap is not None and is_sse:
         splitter = EventSplitter(tap)
     elif tap is not None and is_ndjson:  # Ollama's streams: the tap sees each line
         splitter = EventSplitter(tap, LINE_END)
-    filt = EventFilter(drop) if drop is not None and is_sse else None
     outcome, first_at = await _relay(request, sink, upstream_resp, target, timeouts, is_sse,
                                      splitter, filt)
     return outcome, first_at, sink.result

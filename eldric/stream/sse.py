@@ -79,9 +79,14 @@ class EventSplitter:
         self._broken = False
 
     def feed(self, chunk: bytes) -> None:
+        if not self._broken:
+            self.events(self._framer.feed(chunk))
+
+    def events(self, events: list[tuple[bytes, int]]) -> None:
+        """Events framed already (EventFilter's, which taps and filters in one pass)."""
         if self._broken:
             return
-        for event, n in self._framer.feed(chunk):
+        for event, n in events:
             if n:
                 self._call(event[:n])
             if self._broken:
@@ -104,21 +109,29 @@ class EventSplitter:
 class EventFilter:
     """Rebuilds an SSE stream without the events `drop` selects (e.g. a usage chunk the
     client did not ask for). Only used when a caller asks for it: it re-frames the
-    stream event by event instead of relaying chunks as they came."""
+    stream event by event instead of relaying chunks as they came. With `tap`, each event
+    is shown to it first, dropped or not (one framing for both: EventSplitter's tap)."""
 
-    __slots__ = ("_framer", "_drop")
+    __slots__ = ("_framer", "_drop", "_splitter")
 
-    def __init__(self, drop: Callable[[bytes], bool]):
+    def __init__(self, drop: Callable[[bytes], bool], tap: Tap | None = None):
         self._framer = Framer()
         self._drop = drop
+        self._splitter = EventSplitter(tap) if tap is not None else None
 
     def feed(self, chunk: bytes) -> bytes:
         drop = self._drop
-        return b"".join([event for event, n in self._framer.feed(chunk)
-                         if not drop(event[:n])])
+        events = self._framer.feed(chunk)
+        if self._splitter is not None:
+            self._splitter.events(events)
+        return b"".join([event for event, n in events if not drop(event[:n])])
 
     def close(self) -> bytes:
         rest = self._framer.rest()
+        if self._splitter is not None:
+            if rest.strip():
+                self._splitter.events([(rest, len(rest))])
+            self._splitter.close()
         return rest if rest.strip() and not self._drop(rest) else b""
 
 

@@ -7,17 +7,13 @@ import aiohttp
 from aiohttp import web
 
 from eldric import keys
-from eldric.config import RoleConfig
 from eldric.registry import Role
 from eldric.stream import Target, Timeouts, forward
 from eldric.stream.sse import LINE_END, EventSplitter
 from tests.conftest import run_role, url_of
+from tests.stream.test_hooks import RelayConfig
 
 TAPPED: list[bytes] = []
-
-
-class RelayConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
-    upstream: str = ""
 
 
 async def relay(request: web.Request) -> web.StreamResponse:

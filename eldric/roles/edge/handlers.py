@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+from collections.abc import Awaitable
 from pathlib import Path
 
 import msgspec
@@ -26,6 +27,7 @@ from eldric.roles.edge.plugins import answer as plugin_answer
 from eldric.roles.edge.plugins import filters, static as plugin_static
 from eldric.roles.edge.routers import ToRouters
 from eldric.roles.edge.state import EDGE, EdgeState
+from eldric.roles.edge.usage.face import Ticket
 from eldric.serve.server import fast_post
 from eldric.store.responses import owner_of
 from eldric.store.responses_hop import PATH as RESPONSES_PATH
@@ -118,21 +120,32 @@ async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None
         return await _run(ToRouters(request, es.routers, es.timeouts, body, headers, tap))
     if ticket.hold.headers:  # the budget's headers go on every reply to the client
         headers = {**headers, **ticket.hold.headers}
+    answer = await _counted(ticket, _run(ToRouters(
+        request, es.routers, es.timeouts, body, headers,
+        ticket.tap if tap is None else _both(ticket.tap, tap), ticket.rewrite, ticket.drop)))
+    assert answer is not None
+    return answer
+
+
+async def _counted(ticket: Ticket, answering: Awaitable[Answer | None]) -> Answer | None:
+    """The answer, its usage counted however it ends: a client that left still counts
+    what was sent. None (a plugin that does not answer it): the ticket is let go."""
     answer, status, cancelled = None, None, False
     try:
-        answer = await _run(ToRouters(request, es.routers, es.timeouts, body, headers,
-                                      ticket.tap if tap is None else _both(ticket.tap, tap),
-                                      ticket.rewrite, ticket.drop))
+        answer = await answering
         return answer
     except EldricError as exc:
         status = exc.status
         exc.headers = {**headers, **exc.headers}  # the budget's too: every reply has them
         raise
-    except asyncio.CancelledError:  # the client left: what was sent still counts
+    except asyncio.CancelledError:
         cancelled = True
         raise
     finally:
-        await ticket.end(answer, cancelled, status)
+        if answer is None and status is None and not cancelled:
+            await ticket.release()  # not answered here: the routers' ticket counts it
+        else:
+            await ticket.end(answer, cancelled, status)
 
 
 def _both(first: Tap, second: Tap) -> Tap:
@@ -192,8 +205,20 @@ async def _with_plugins(request: LaneRequest, es: EdgeState, client: Client | No
 
 async def _plugins_or_routers(request: LaneRequest, es: EdgeState, client: Client | None,
                               headers: dict[str, str], body: bytes) -> Answer:
-    """A pipe's answer or the tool loop's (after the filters' inlet), else the routers'."""
-    answer = await plugin_answer.answered(request, es, client, body, headers)
+    """A pipe's answer or the tool loop's (after the filters' inlet), else the routers'.
+    The tool loop's is counted here (its rounds go to the routers past _to_routers); a
+    pipe's is not: its calls to the cluster come back through the edge, counted there."""
+    ticket = None
+    if es.usage is not None and not await plugin_answer.is_virtual(
+            es.plugins, request[keys.HOP].model or ""):
+        ticket = await es.usage.begin(request, client, request.path, body,
+                                      request[keys.HOP].model)
+    if ticket is None:
+        answer = await plugin_answer.answered(request, es, client, body, headers)
+    else:
+        answer = await _counted(ticket, plugin_answer.answered(request, es, client, body,
+                                                               {**headers,
+                                                                **ticket.hold.headers}))
     if answer is not None:
         return answer
     return await _to_routers(request, es, client, body, headers=headers)

@@ -24,11 +24,11 @@ async def cluster(tmp_path, *, worker_flags=None, **edge_flags):
         # (a busy machine let the first request find "no healthy worker serves it")
         await until(lambda: _routes(r["router"]), timeout=15)
         flags = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=r["router"],
-                     health_interval=100, require_api_key=False, global_rpm=0,
+                     health_interval=1000, require_api_key=False, global_rpm=0,
                      per_ip_rpm=0, per_key_rpm=0)
         flags.update(edge_flags)
         async with run_eldric("edge", tmp_path / "e", **flags) as e:
-            _watch(e["edge"])
+            watch(e["edge"])
             yield e["edge"], w["worker"]
 
 
@@ -52,7 +52,7 @@ def edge_state(url: str):
     return mine[-1]
 
 
-def _watch(url: str) -> None:
+def watch(url: str) -> None:
     """Keep every Record the edge's recorder is handed, for records() (the Recorder
     itself keeps only the sums per bucket)."""
     recorder = edge_state(url).recorder
@@ -70,6 +70,8 @@ def _watch(url: str) -> None:
 
 
 def records(url: str) -> list:
+    """The Records the edge's recorder was handed since watch(url) (cluster() watches
+    its edge from the start)."""
     recorder = edge_state(url).recorder
     return [] if recorder is None else list(recorder.seen)  # None: --usage off
 

@@ -46,9 +46,9 @@ async def test_anthropic_responses_ollama_counted_as_they_state(tmp_path):
                 _, raw = await _post(s, edge + "/v1/responses",
                                      {"model": MODEL, "input": "one two three",
                                       "max_output_tokens": 9, "stream": stream})
+                ends = ("response.completed", "response.incomplete")  # max_output_tokens
                 u = (json.loads(raw) if not stream else next(
-                    e for e in _sse(raw) if e["type"] in ("response.completed", "response.incomplete"))["response"]
-                     )["usage"]
+                    e for e in _sse(raw) if e["type"] in ends)["response"])["usage"]
                 stated.append(("/v1/responses", stream, u["input_tokens"], u["output_tokens"]))
             for path, body in (("/api/chat", {"messages": USER}),
                                ("/api/generate", {"prompt": "one two three"})):
@@ -137,3 +137,22 @@ async def test_native_ollama_counted_from_its_done_line(fake_ollama_server, tmp_
         p, c = ollama.METRICS["prompt_eval_count"], ollama.METRICS["eval_count"]
         assert [(r.tokens.prompt, r.tokens.completion, r.tokens.estimated, r.stream)
                 for r in rows] == [(p, c, False, True), (p, c, False, False)] * 2
+
+
+async def test_a_client_leaving_before_any_byte_still_counts_its_prompt(fake_openai_server,
+                                                                        tmp_path):
+    knobs = fake_openai_server.app[openai_server.KNOBS]
+    knobs.hold = 3.0  # the backend still reading the prompt
+    async with await _fake_cluster(tmp_path, fake_openai_server) as (edge, _):
+        body = {"model": FAKE, "messages": [{"role": "user", "content": "hello there"}],
+                "stream": True}
+        async with aiohttp.ClientSession() as s:
+            try:
+                async with s.post(edge + "/v1/chat/completions", json=body,
+                                  timeout=aiohttp.ClientTimeout(total=0.5)) as r:
+                    await r.read()
+            except TimeoutError:
+                pass
+        (row,) = await until(lambda: records(edge), timeout=10)
+        assert row.abandoned and row.status == 499
+        assert (row.tokens.prompt, row.tokens.completion, row.tokens.estimated) == (6, 0, True)

@@ -38,7 +38,7 @@ async def _one(s: aiohttp.ClientSession, edge: str, i: int) -> None:
     if kind == 4:
         body["max_tokens"] = MOCK_TOKENS
     async with s.post(edge + "/v1/chat/completions", json=body) as r:
-        assert r.status == 200
+        assert r.status == 200, await r.text()
         if kind == 4:
             seen = b""
             while seen.count(b"data: ") < 4:  # the role and 3 words, then the client leaves
@@ -99,15 +99,16 @@ async def test_usage_chunk_taken_out_unless_asked(tmp_path):
             asked = await _events(s, edge, {**body, "stream_options": {"include_usage": True}})
             told_no = await _events(s, edge, {**body,
                                               "stream_options": {"include_usage": False}})
+            null = await _events(s, edge, {**body, "stream_options": None})
         assert plain and all(e["choices"] for e in plain)  # no usage chunk
-        assert all(e["choices"] for e in told_no)
+        assert all(e["choices"] for e in told_no + null)
         last = asked[-1]
         assert last["choices"] == [] and last["usage"] == {
             "prompt_tokens": 4, "completion_tokens": MOCK_TOKENS,
             "total_tokens": 4 + MOCK_TOKENS}
-        rows = await until(lambda: len(records(edge)) == 3 and records(edge))
+        rows = await until(lambda: len(records(edge)) == 4 and records(edge))
         assert [(r.tokens.prompt, r.tokens.completion, r.tokens.estimated) for r in rows] \
-            == [(4, MOCK_TOKENS, False)] * 3
+            == [(4, MOCK_TOKENS, False)] * 4  # counted from the usage asked for
 
 
 async def test_usage_off_is_todays_path(tmp_path):

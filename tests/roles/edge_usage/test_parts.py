@@ -58,6 +58,8 @@ def test_include_usage_spliced_in_byte_for_byte():
     asked_no = b'{"stream":true,"stream_options":{"include_usage":false},"model":"m"}'
     assert json.loads(_reencoded(asked_no)) == {"stream": True, "model": "m",
                                                 "stream_options": {"include_usage": True}}
+    assert json.loads(_reencoded(b'{"stream":true,"stream_options":null}')) == {
+        "stream": True, "stream_options": {"include_usage": True}}
     assert _with_usage(b"[1]") == b"[1]" and _reencoded(b"{") == b"{"
 
 
@@ -143,3 +145,49 @@ def test_usage_config_is_strict():
                          {}, quick=False)
     cfg = loaded.roles["edge"].usage
     assert not cfg.on and cfg.prices == {"m*": Price(input=1, output=2)}
+
+
+def test_metric_labels_stay_bounded():
+    """Client and model names are the clients' to choose: /metrics keeps at most the
+    guards' number of each, the rest as "other"."""
+    from prometheus_client import CollectorRegistry
+
+    from eldric.roles.edge.metrics import EdgeMetrics
+    from eldric.roles.edge.usage.budgets import Budgets
+    from eldric.roles.edge.usage.config import UsageConfig
+    from eldric.roles.edge.usage.face import Usage
+    from eldric.roles.edge.usage.record import Record
+    from eldric.roles.edge.usage.store import Recorder
+    from eldric.roles.edge.usage.store_sqlite import SqliteUsage
+
+    registry = CollectorRegistry()
+    metrics = EdgeMetrics(registry)
+    usage = Usage(UsageConfig(), Budgets(),
+                  Recorder(SqliteUsage(":memory:"), interval_ms=1000, bound=10), metrics)
+    n = metrics.model_label.limit + 50
+    for i in range(n):
+        usage.record(Record(ts=0, client="c", model=f"m{i}", backend="", path="/v1/x",
+                            status=200, tokens=Tokens(prompt=1, completion=1), cost=None,
+                            latency_ms=1))
+    models = {s.labels["model"] for m in registry.collect() if m.name == "eldric_edge_tokens"
+              for s in m.samples if s.name.endswith("_total")}
+    assert len(models) == metrics.model_label.limit + 1 and "other" in models
+    total = sum(s.value for m in registry.collect() if m.name == "eldric_edge_tokens"
+                for s in m.samples if s.name.endswith("_total"))
+    assert total == 2 * n  # nothing lost, only grouped
+
+
+def test_responses_stream_ends_with_its_usage_or_is_estimated():
+    created = (b'event: response.created\ndata: {"type":"response.created","response":'
+               b'{"id":"resp_1","status":"in_progress","usage":null}}')
+    delta = (b'event: response.output_text.delta\ndata: {"type":'
+             b'"response.output_text.delta","item_id":"msg_1","delta":"Hello world"}')
+    done = (b'event: response.completed\ndata: {"type":"response.completed","response":'
+            b'{"id":"resp_1","status":"completed","usage":{"input_tokens":5,'
+            b'"input_tokens_details":{"cached_tokens":0},"output_tokens":2}}}')
+    m = _meter("/v1/responses", [created, delta, done])
+    assert m.done and m.tokens(b"{}") == Tokens(prompt=5, completion=2)
+    left = _meter("/v1/responses", [created, delta])
+    assert not left.done
+    t = left.tokens(b'{"model":"m","input":"hi there"}')
+    assert (t.prompt, t.completion, t.estimated) == (2, 2, True)

@@ -139,8 +139,15 @@ class Ticket:
         self.drop: Callable[[bytes], bool] | None = None
         asked = ask.stream_options is not None and ask.stream_options.include_usage
         if self.stream and path in ASKS and not asked:
-            self.rewrite = _with_usage if ask.stream_options is None else _reencoded
+            # spliced only where no stream_options key is (a null one would be doubled)
+            self.rewrite = _with_usage if ask.stream_options is None and \
+                b'"stream_options"' not in body else _reencoded
             self.drop = usage_only
+
+    async def release(self) -> None:
+        """Not answered where this ticket was taken (a plugin that passed it on): the
+        reservation is given back, nothing is recorded."""
+        await self.usage.budgets.settle(self.hold, Tokens(), 0.0)
 
     async def end(self, answer: Answer | None, cancelled: bool = False,
                   status: int | None = None) -> None:
@@ -171,7 +178,10 @@ class Ticket:
             status=status, tokens=tokens, cost=cost,
             latency_ms=(time.perf_counter() - self.t0) * 1000,
             ttft_ms=hop.ttfb * 1000 if hop.ttfb is not None else None, stream=self.stream,
-            abandoned=cancelled or (ok and self.stream and not meter.done)),
+            # a tapped stream that never reached its end; a reply not tapped (the
+            # plugin tool loop's stream) is estimated but not called abandoned
+            abandoned=cancelled or (ok and self.stream and meter.events > 0
+                                    and not meter.done)),
             self.body, reply)  # the bodies: for the request log, kept only if asked
 
 
@@ -185,13 +195,15 @@ def _with_usage(body: bytes) -> bytes:
 
 
 def _reencoded(body: bytes) -> bytes:
-    """stream_options given without include_usage: that one key set (a re-encode, the
-    rare case)."""
+    """stream_options given (null, or without include_usage: true): include_usage set in
+    it (a re-encode, the rare case)."""
     try:
         obj = msgspec.json.decode(body)
-        obj["stream_options"]["include_usage"] = True
+        options = obj.get("stream_options")
+        obj["stream_options"] = {**(options if isinstance(options, dict) else {}),
+                                 "include_usage": True}
         return msgspec.json.encode(obj)
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError, KeyError, RecursionError):
+    except (msgspec.DecodeError, UnicodeDecodeError, AttributeError, RecursionError):
         return body
 
 

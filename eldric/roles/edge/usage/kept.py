@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter, _payload
+from eldric.roles.edge.usage.meter import Meter, payload
 
 LIMIT = 1 << 20  # bytes of events kept; past it the text is cut (marked "truncated")
 
@@ -37,7 +37,7 @@ class Kept:
         if not self.events:
             return None
         text: Callable[[bytes], str] = self.meter.reader.text
-        parts = [text(d) for e in self.events if (d := _payload(e)) not in (None, b"[DONE]")]
+        parts = [text(d) for e in self.events if (d := payload(e)) not in (b"", b"[DONE]")]
         doc: dict[str, object] = {"object": "chat.completion", "model": model, "choices": [
             {"index": 0, "message": {"role": "assistant", "content": "".join(parts)}}]}
         if self.truncated:

@@ -16,8 +16,9 @@ HELD_BYTES = 4 << 20
 
 
 class Reader(Protocol):
-    """One client API's usage: `read` a JSON payload (an event's data, an NDJSON line, a
-    whole body) into the meter; `text` is the content a payload carries."""
+    """One client API's usage: `read` an event (an SSE event, an NDJSON line, a whole
+    body: its payload() decoded only when its bytes can state usage) into the meter;
+    `text` is the content a payload carries."""
 
     def read(self, meter: Meter, data: bytes) -> None: ...
     def text(self, data: bytes) -> str: ...
@@ -49,24 +50,23 @@ class Meter:
     # -- the reply
 
     def tap(self, event: bytes) -> None:
-        """One SSE event (without its blank line) or one NDJSON line."""
-        data = _payload(event)
-        if data is None:
-            return
+        """One SSE event (without its blank line) or one NDJSON line, as it came: the
+        readers search its bytes and take its payload out only to decode it."""
         self.events += 1
-        if data == b"[DONE]":
+        if event.endswith(b"[DONE]"):
             self.done = True
             return
-        self.reader.read(self, data)
+        self.reader.read(self, event)
         if not self.completion_stated:
             if self.held_bytes < HELD_BYTES:
-                self.held.append(data)
-                self.held_bytes += len(data)
+                self.held.append(event)
+                self.held_bytes += len(event)
             else:
-                self.over_bytes += len(data)
+                self.over_bytes += len(event)
 
     def whole(self, body: bytes) -> None:
         self.done = True
+        body = body.lstrip()  # JSON: its payload is itself
         if body:
             self.reader.read(self, body)
             if not self.completion_stated:
@@ -81,20 +81,27 @@ class Meter:
             prompt, estimated = estimate.prompt_tokens(request_body), True
         if not self.completion_stated:
             text = self.reader.text
-            completion = sum(estimate.text_tokens(text(d)) for d in self.held)
+            completion = sum(estimate.text_tokens(text(payload(e))) for e in self.held)
             completion += self.over_bytes // 4
             estimated = True
         return Tokens(prompt=prompt, completion=completion, cached=self.cached,
                       estimated=estimated)
 
 
-def _payload(event: bytes) -> bytes | None:
-    """An event's data (its data: lines joined), or an NDJSON line itself."""
-    if event[:1] == b"{":
+def count(v: int | None) -> int:
+    """A stated count as the readers take it: a positive int, else 0 (a bool, a negative
+    or a float from a backend is no count)."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
+
+def payload(event: bytes) -> bytes:
+    """An event's data (its data: lines joined), or an NDJSON line (a whole body) itself;
+    b"" for an event without data (a comment, a retry: hint)."""
+    if event[:1] in (b"{", b"["):
         return event
     if b"data:" not in event:
-        return None  # a comment, a retry: hint
+        return b""
     if event.startswith(b"data:") and b"\n" not in event:  # the common case: one line
         return event[5:].strip()
     lines = [ln[5:].strip() for ln in event.splitlines() if ln.startswith(b"data:")]
-    return b"\n".join(lines) if lines else None
+    return b"\n".join(lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter
+from eldric.roles.edge.usage.meter import Meter, count, payload
 
 
 class _Usage(msgspec.Struct):
@@ -41,13 +41,9 @@ class _Event(msgspec.Struct):
 _event = msgspec.json.Decoder(_Event)
 
 
-def _n(v: int | None) -> int:
-    return v if isinstance(v, int) and v > 0 else 0
-
-
 def _prompt(u: _Usage) -> tuple[int, int]:
-    cached = _n(u.cache_read_input_tokens)
-    return _n(u.input_tokens) + _n(u.cache_creation_input_tokens) + cached, cached
+    cached = count(u.cache_read_input_tokens)
+    return count(u.input_tokens) + count(u.cache_creation_input_tokens) + cached, cached
 
 
 class Anthropic:
@@ -58,7 +54,7 @@ class Anthropic:
         if b'"usage"' not in data:
             return
         try:
-            ev = _event.decode(data)
+            ev = _event.decode(payload(data))
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
         if ev.type == "message_start" and ev.message is not None and ev.message.usage:
@@ -69,10 +65,10 @@ class Anthropic:
                 prompt, cached = _prompt(ev.usage)
                 meter.stated(prompt, None, cached)
             if ev.usage.output_tokens is not None:
-                meter.stated(None, _n(ev.usage.output_tokens))
+                meter.stated(None, count(ev.usage.output_tokens))
         elif ev.type == "message" and ev.usage is not None:
             prompt, cached = _prompt(ev.usage)
-            meter.stated(prompt, _n(ev.usage.output_tokens), cached)
+            meter.stated(prompt, count(ev.usage.output_tokens), cached)
 
     def text(self, data: bytes) -> str:
         try:

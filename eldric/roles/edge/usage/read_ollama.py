@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter
+from eldric.roles.edge.usage.meter import Meter, count, payload
 
 
 class _Message(msgspec.Struct):
@@ -26,10 +26,6 @@ class _Line(msgspec.Struct):
 _line = msgspec.json.Decoder(_Line)
 
 
-def _n(v: int | None) -> int:
-    return v if isinstance(v, int) and v > 0 else 0
-
-
 class Ollama:
     def __init__(self, embed: bool = False) -> None:
         self.embed = embed  # /api/embed: no completion, and no `done`
@@ -40,16 +36,16 @@ class Ollama:
                 meter.done = True
             return
         try:
-            line = _line.decode(data)
+            line = _line.decode(payload(data))
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
         meter.done = meter.done or line.done
         if line.prompt_eval_count is not None or line.eval_count is not None:
             completion = line.eval_count
             prompt = line.prompt_eval_count  # absent when the whole prompt was cached
-            meter.stated(None if prompt is None else _n(prompt),
+            meter.stated(None if prompt is None else count(prompt),
                          0 if completion is None and self.embed else
-                         None if completion is None else _n(completion))
+                         None if completion is None else count(completion))
 
     def text(self, data: bytes) -> str:
         if self.embed:

@@ -7,21 +7,12 @@ from __future__ import annotations
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter
-
-
-class _Details(msgspec.Struct):
-    cached_tokens: int | None = None
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    prompt_tokens_details: _Details | None = None
+from eldric.roles.edge.usage.meter import Meter, count, payload
+from eldric.wire.openai_reply import Usage
 
 
 class _Holder(msgspec.Struct):
-    usage: _Usage | None = None
+    usage: Usage | None = None
 
 
 class _Delta(msgspec.Struct):
@@ -43,28 +34,24 @@ _usage = msgspec.json.Decoder(_Holder)
 _chunk = msgspec.json.Decoder(_Chunk)
 
 
-def _nat(v: int | None) -> int:
-    return v if isinstance(v, int) and v > 0 else 0
-
-
 class OpenAI:
     def __init__(self, embeddings: bool = False) -> None:
         self.embeddings = embeddings  # no completion: stated as 0 with the prompt
 
     def read(self, meter: Meter, data: bytes) -> None:
-        if b'"usage"' not in data:
-            return
+        if b'"usage"' not in data or b'"usage":null' in data or b'"usage": null' in data:
+            return  # a content chunk (asked for usage, each one says "usage": null)
         try:
-            u = _usage.decode(data).usage
+            u = _usage.decode(payload(data)).usage
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
         if u is None or u.prompt_tokens is None:
             return
-        cached = _nat(u.prompt_tokens_details.cached_tokens) if u.prompt_tokens_details else 0
+        cached = count(u.prompt_tokens_details.cached_tokens) if u.prompt_tokens_details else 0
         completion = u.completion_tokens
         if completion is None and self.embeddings:
             completion = 0
-        meter.stated(_nat(u.prompt_tokens), None if completion is None else _nat(completion),
+        meter.stated(count(u.prompt_tokens), None if completion is None else count(completion),
                      cached)
 
     def text(self, data: bytes) -> str:
@@ -87,9 +74,9 @@ class OpenAI:
 def usage_only(event: bytes) -> bool:
     """The stream's usage chunk (its choices empty), which a client that did not ask for
     it must not get: the edge asked for it to count."""
-    if b'"usage"' not in event or b'"choices"' not in event:
-        return False
-    data = event[5:].strip() if event.startswith(b"data:") else event
+    if b'"choices":[]' not in event and b'"choices": []' not in event:
+        return False  # every other event, at the cost of two byte searches
+    data = payload(event)
     try:
         chunk = _chunk.decode(data)
         u = _usage.decode(data).usage

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import msgspec
 
-from eldric.roles.edge.usage.meter import Meter
+from eldric.roles.edge.usage.meter import Meter, count, payload
 
-_ENDS = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
+_ENDS = frozenset(("response.completed", "response.incomplete", "response.failed"))
 
 
 class _Details(msgspec.Struct):
@@ -36,29 +36,22 @@ class _Event(msgspec.Struct):
 _event = msgspec.json.Decoder(_Event)
 
 
-def _n(v: int | None) -> int:
-    return v if isinstance(v, int) and v > 0 else 0
-
-
 class Responses:
     def read(self, meter: Meter, data: bytes) -> None:
-        end = any(e in data for e in _ENDS)
+        # the response object (with its usage, null until the end) is only in the
+        # lifecycle events: a text delta is passed over by one byte search
         if b'"usage"' not in data:
-            meter.done = meter.done or end
             return
         try:
-            ev = _event.decode(data)
+            ev = _event.decode(payload(data))
         except (msgspec.DecodeError, UnicodeDecodeError):
             return
+        meter.done = meter.done or ev.type in _ENDS
         u = ev.response.usage if ev.response is not None else ev.usage
-        if ev.type.startswith("response.") and ev.type in ("response.completed",
-                                                          "response.incomplete",
-                                                          "response.failed"):
-            meter.done = True
         if u is not None and u.input_tokens is not None:
             d = u.input_tokens_details
-            meter.stated(_n(u.input_tokens), _n(u.output_tokens),
-                         _n(d.cached_tokens) if d is not None else 0)
+            meter.stated(count(u.input_tokens), count(u.output_tokens),
+                         count(d.cached_tokens) if d is not None else 0)
 
     def text(self, data: bytes) -> str:
         if b'"response.output_text.delta"' not in data and b'"output_text"' not in data:
