@@ -122,14 +122,17 @@ async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None
         headers = {**headers, **ticket.hold.headers}
     answer = await _counted(ticket, _run(ToRouters(
         request, es.routers, es.timeouts, body, headers,
-        ticket.tap if tap is None else _both(ticket.tap, tap), ticket.rewrite, ticket.drop)))
+        ticket.tap if tap is None else _both(ticket.tap, tap), ticket.rewrite, ticket.drop)),
+        headers)
     assert answer is not None
     return answer
 
 
-async def _counted(ticket: Ticket, answering: Awaitable[Answer | None]) -> Answer | None:
+async def _counted(ticket: Ticket, answering: Awaitable[Answer | None],
+                   headers: dict[str, str]) -> Answer | None:
     """The answer, its usage counted however it ends: a client that left still counts
-    what was sent. None (a plugin that does not answer it): the ticket is let go."""
+    what was sent. None (a plugin that does not answer it): the ticket is let go. An
+    error carries `headers` (the budget's among them)."""
     answer, status, cancelled = None, None, False
     try:
         answer = await answering
@@ -216,9 +219,9 @@ async def _plugins_or_routers(request: LaneRequest, es: EdgeState, client: Clien
     if ticket is None:
         answer = await plugin_answer.answered(request, es, client, body, headers)
     else:
+        held = {**headers, **ticket.hold.headers}
         answer = await _counted(ticket, plugin_answer.answered(request, es, client, body,
-                                                               {**headers,
-                                                                **ticket.hold.headers}))
+                                                               held), held)
     if answer is not None:
         return answer
     return await _to_routers(request, es, client, body, headers=headers)
