@@ -1,5 +1,5 @@
 """eldric's clients: `eldric chat` and the operator subcommands (`eldric workers`,
-`models`, `keys`, `router`, `health`, `backends`).
+`models`, `keys`, `router`, `health`, `backends`, `usage`).
 
 They speak only the roles' public HTTP APIs, so they work against any eldric (and `chat`
 against any OpenAI-compatible endpoint); nothing here imports role code
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-NAMES = ("chat", "workers", "models", "keys", "router", "health", "backends")
+NAMES = ("chat", "workers", "models", "keys", "router", "health", "backends", "usage")
 
 
 def main(args: Sequence[str]) -> None:

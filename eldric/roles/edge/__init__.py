@@ -30,6 +30,7 @@ from eldric.roles.edge.state import EDGE, EdgeState
 from eldric.roles.edge.tls import listen
 from eldric.roles.edge.usage import api as usage_api
 from eldric.roles.edge.usage import budgets_saved
+from eldric.roles.edge.usage import page as spend_page
 from eldric.roles.edge.usage.budgets import Budgets
 from eldric.roles.edge.usage.budgets_redis import RedisBudgets
 from eldric.roles.edge.usage.face import Usage
@@ -206,6 +207,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     cluster_relay.install(app, cfg)  # workers registering through the edge
     plugins_api.add_routes(app)
     usage_api.add_routes(app)
+    spend_page.add_routes(app)  # /dashboard
 
 
 ROLE = Role(

@@ -12,12 +12,13 @@ import msgspec
 from aiohttp import web
 
 from eldric import keys
-from eldric.auth import presented_key, require_key
+from eldric.auth import presented_key
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound, RateLimited, Unauthorized
 from eldric.exchange import Answer, LaneRequest
 from eldric.explain import format_ms
 from eldric.http import read_body
+from eldric.roles.edge.admin import NO_ADMIN, require_admin, same_origin
 from eldric.roles.edge.clients import SCOPES, Client, StaticClient, unknown_scope
 from eldric.roles.edge.config import ClientSettings
 from eldric.roles.edge.cors import CORS_HEADERS
@@ -368,13 +369,9 @@ async def update_client(request: web.Request) -> web.Response:
 
 
 def _require_admin(request: web.Request, es: EdgeState) -> None:
-    """The clients API needs the admin key; without --admin-key it is closed (require_key
-    alone would treat "no key configured" as open)."""
-    require_key(request, es.cfg.admin_key or NO_ADMIN, "admin key")
-
-
-# Without --admin-key the admin API is closed: no key can match this.
-NO_ADMIN = "\x00no admin key configured\x00"
+    """The admin key in a header, or the dashboard's cookie (admin.py); without
+    --admin-key the admin API is closed."""
+    require_admin(request, es)
 
 
 async def upstreams(request: web.Request) -> web.Response:
@@ -397,9 +394,7 @@ _PAGE_HEADERS = {
 
 def _same_origin(request: web.Request) -> None:
     """Refuse a form post from another site (login CSRF): browsers send Origin on POST."""
-    origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
-        raise EldricError("cross-site request refused", status=403, code="cross_origin")
+    same_origin(request)
 
 
 @functools.cache
@@ -426,14 +421,19 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC / "login.html", headers=_PAGE_HEADERS)
 
 
-async def login(request: web.Request) -> web.Response:
-    es = request.app[EDGE]
+async def form_key(request: web.Request, field: str) -> str:
+    """The key a sign-in form posted (from our own origin only), stripped."""
     _same_origin(request)
     try:
         form = await request.post()
     except (ValueError, web.HTTPException, UnicodeDecodeError, AssertionError):
-        raise BadRequest("expected a form with api_key", param="api_key") from None
-    key = str(form.get("api_key", "")).strip()
+        raise BadRequest(f"expected a form with {field}", param=field) from None
+    return str(form.get(field, "")).strip()
+
+
+async def login(request: web.Request) -> web.Response:
+    es = request.app[EDGE]
+    key = await form_key(request, "api_key")
     if not key or await es.farm.lookup(key) is None:
         es.metrics.auth_failures.labels("login").inc()
         raise web.HTTPSeeOther("/login?error=1")
