@@ -52,8 +52,13 @@ class Output:
         # of MB to the terminal (redrawn in full each refresh).
         done = _finished(self.text, self.shown)
         if done > self.shown:
-            self.live.console.print(Markdown(self.text[self.shown:done]))
-            self.shown = done
+            finished, self.shown = self.text[self.shown:done], done
+            # The live part Live redraws below a printed block is the one it last
+            # *refreshed* (15 Hz), not the one it was last given: with pieces faster
+            # than that (or its thread starved) a stale live part, an older block, came
+            # out again below the newer ones. Emptied first, it redraws nothing there.
+            self.live.update("", refresh=True)
+            self.live.console.print(Markdown(finished))
         self.live.update(Markdown(self.text[self.shown:]))
 
     def end(self) -> None:
