@@ -341,3 +341,46 @@ async def test_reads_while_flushing_never_count_twice(tmp_path):
         await until(lambda: _total(s, edge, 60))  # the last stream, counted after its end
         totals = (await usage(s, edge))["totals"]
         assert {k: totals[k] for k in sent} == sent
+
+
+async def test_out_of_range_dates_and_odd_limits_are_400s_not_500s(tmp_path):
+    """Dates a day from the calendar's ends (the UTC shift or the 30 days before `to`
+    went past year 1 or 9999: OverflowError, a 500) and a limit isdigit() likes but
+    int() does not ('²')."""
+    async with cluster(tmp_path, request_log="sqlite") as edge, aiohttp.ClientSession() as s:
+        for params, param in (({"to": "0001-01-01"}, "to"),
+                              ({"from": "0001-01-01T00:30:00+01:00"}, "from"),
+                              ({"to": "9999-12-31T23:00:00-05:00"}, "to"),
+                              ({"to": "9999-12-31"}, "to")):
+            for path in ("/api/v1/usage", "/api/v1/usage/requests"):
+                status, _, body = await get(s, edge + path, **params)
+                assert status == 400, (path, params, body)
+                assert json.loads(body)["error"]["param"] == param
+        for limit in ("²", "١٠٠٠٠"):
+            status, _, body = await get(s, edge + "/api/v1/usage/requests", limit=limit)
+            assert status == 400 and json.loads(body)["error"]["param"] == "limit", body
+        got = await usage(s, edge, **{"from": "0001-02-01", "to": "0001-02-03"})
+        assert got["rows"] == []  # the calendar's edge itself is a fine question
+
+
+async def test_csv_names_are_quoted_and_never_formulas(tmp_path):
+    """Model names are the clients' own: commas and quotes survive the CSV, and one a
+    spreadsheet would run ('=…', '+…', '-…', '@…') is written as text."""
+    names = ['=HYPERLINK("http://x","a,b")', '+1+1', '-2', '@SUM(A1)', 'plain,"quoted"']
+    async with cluster(tmp_path) as edge, aiohttp.ClientSession() as s:
+        key = await register(s, edge, "team")
+        for name in names:  # no worker serves them: each is a counted error
+            async with s.post(edge + "/v1/chat/completions",
+                              json={"model": name, "messages": MSG},
+                              headers={"Authorization": f"Bearer {key}"}) as r:
+                assert r.status == 404, await r.text()
+        await until(lambda: len(helpers.records(edge)) == len(names))
+        status, _, text = await get(s, edge + "/api/v1/usage",
+                                    {**ADMIN, "Accept": "text/csv"}, group_by="model")
+        assert status == 200
+        got = {r["model"]: r for r in csv.DictReader(io.StringIO(text))}
+        assert set(got) == {"'" + n for n in names[:4]} | {names[4]}, text
+        assert all(r["errors"] == "1" for r in got.values())
+        # the JSON is the names as they are
+        assert {r["model"] for r in (await usage(s, edge, group_by="model"))["rows"]} == set(
+            names)
