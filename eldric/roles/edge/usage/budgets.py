@@ -82,7 +82,10 @@ class Budgets:
         if caps is None:
             return Hold()
         prompt_tokens = prompt if isinstance(prompt, int) else estimate.prompt_tokens(prompt)
-        completion = max_tokens if max_tokens is not None else self.default_max_tokens
+        # a max_tokens under 1 (an upstream may take -5) reserves the default: a
+        # negative reservation would be room for every request in flight beside it
+        completion = max_tokens if max_tokens is not None and max_tokens > 0 \
+            else self.default_max_tokens
         tokens = prompt_tokens + completion
         cost = None
         if caps.cost_per_day is not None or caps.cost_per_month is not None:
