@@ -112,6 +112,15 @@ async def test_a_negative_max_tokens_reserves_the_default_not_a_credit(tmp_path)
             assert (await ask(s, edge, key))[1][REMAINING] != "tokens_per_day=0"
 
 
+async def test_the_largest_of_the_named_maxima_is_reserved(tmp_path):
+    """max_tokens 8 and max_completion_tokens 500: a backend may honour either (OpenAI
+    the latter), so 505 is reserved, not 13."""
+    async with cluster(tmp_path) as (edge,), aiohttp.ClientSession() as s:
+        key = await register(s, edge, "both", max_tokens_per_day=1000)
+        got = await ask(s, edge, key, body={**ASK, "max_completion_tokens": 500})
+        assert got[0] == 200 and got[1][REMAINING] == f"tokens_per_day={1000 - 505}"
+
+
 async def test_tpm_refuses_until_the_window_slides(tmp_path):
     async with cluster(tmp_path, rate_window="2s") as (edge,):
         async with aiohttp.ClientSession() as s:
