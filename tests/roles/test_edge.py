@@ -374,11 +374,16 @@ def test_tls_misconfiguration_refused_at_start(tmp_path):
 
 @contextlib.asynccontextmanager
 async def farm(tmp_path, redis_url, **limits):
-    """Two edges sharing one real Redis, in front of one worker on the mock backend."""
+    """Two edges sharing one real Redis, in front of one worker on the mock backend.
+    The worker is checked once a minute: none of these tests waits for a check, and a
+    check's deadline is its period, so the 100 ms these had took the only router out
+    (edge /health 503, requests 503) whenever the worker's /health answered slower
+    than that on a loaded host. Redis coming back is seen by the edge's own store check
+    (every second while degraded), which the router period no longer sets."""
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                           backend="mock") as w:
         common = dict(no_tls=True, http_port=0, bind="127.0.0.1", routers=w["worker"],
-                      mode="farm", redis_url=redis_url, health_interval=100, **limits)
+                      mode="farm", redis_url=redis_url, health_interval=60_000, **limits)
         async with run_eldric("edge", tmp_path / "a", **common) as a, \
                 run_eldric("edge", tmp_path / "b", **common) as b:
             yield a["edge"], b["edge"]

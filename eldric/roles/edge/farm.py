@@ -30,6 +30,11 @@ log = structlog.get_logger("eldric.edge")
 
 class Farm:
     RETRY_AFTER = 2.0  # seconds between attempts to reach Redis again once it failed
+    # While degraded, Redis is asked at least this often whether it is back: its own
+    # period, not only the routers' (--health-interval, 10 s, also each router check's
+    # deadline), so seeing Redis back soon never needs a short router period, which
+    # takes the only router out whenever its /health is slower than that under load.
+    RECHECK = 1.0
 
     def __init__(self, clients: Clients, limiter: Limiter, window_ms: int, shared: bool) -> None:
         self.clients = clients
@@ -109,9 +114,11 @@ class Farm:
         return client
 
     def prober(self, interval: float) -> Prober[Farm]:
-        """While degraded, ask Redis every interval whether it is back, so /health tells
-        the truth even when no request comes (a request that reaches Redis says so too)."""
-        return Prober("edge-store", Farm.ping, interval=interval, mark=Farm.marked,
+        """While degraded, ask Redis every interval (at most RECHECK) whether it is back,
+        so /health tells the truth even when no request comes (a request that reaches
+        Redis says so too). Only while degraded: a slow answer never makes it so."""
+        return Prober("edge-store", Farm.ping, interval=min(interval, self.RECHECK),
+                      mark=Farm.marked,
                       targets=lambda: (self,) if self.shared and self.degraded else ())
 
     async def ping(self) -> Verdict:

@@ -17,6 +17,7 @@ from eldric.roles.edge.usage.budgets import REMAINING, Budgets, Hold
 from eldric.roles.edge.usage.budgets_redis import RedisBudgets
 from eldric.roles.edge.usage.caps import Period
 from eldric.roles.edge.usage.record import Tokens
+from tests.conftest import until
 
 
 def per_million(model: str, tokens: Tokens) -> float | None:
@@ -89,6 +90,36 @@ async def test_tokens_per_day_refuse_once_spent_and_settle_gives_back(kind, requ
         await b.settle(hold, Tokens(prompt=50, completion=10), None)
         await b.settle(hold, Tokens(prompt=50, completion=10), None)  # twice: once
         assert (await b.reserve(c, "m", 0)).headers[REMAINING] == "tokens_per_day=460"
+
+
+async def test_a_client_gone_while_redis_is_asked_leaves_no_reservation(request):
+    """The request is cancelled (its client left) after Redis ran the reserve script but
+    before its answer came: the reservation is given back when it comes (it stayed
+    counted until the day's end, 300 of the 1000)."""
+    async with budgets("redis", request) as b:
+        assert b.shared is not None
+        c = Client(name="gone", max_tokens_per_day=1000)
+        ran, answer = asyncio.Event(), asyncio.Event()
+        script = b.shared.reserve
+
+        async def slow(*args, **kw):  # type: ignore[no-untyped-def]
+            verdict = await script(*args, **kw)  # taken in Redis
+            ran.set()
+            await answer.wait()  # ... and its answer still on the way
+            return verdict
+
+        b.shared.reserve = slow  # type: ignore[method-assign]
+        asking = asyncio.create_task(b.reserve(c, "m", 250, prompt=50))
+        await ran.wait()
+        asking.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asking
+        answer.set()
+        b.shared.reserve = script  # type: ignore[method-assign]
+
+        async def given_back() -> bool:
+            return (await b.usage([c]))["gone"]["tokens_today"] == 0
+        await until(given_back)
 
 
 @KINDS

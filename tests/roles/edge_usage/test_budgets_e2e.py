@@ -94,6 +94,33 @@ async def test_twenty_at_once_at_the_boundary_overshoot_by_at_most_one(tmp_path)
     assert used == 10 * USED <= 100 + RESERVED
 
 
+async def test_a_negative_max_tokens_reserves_the_default_not_a_credit(tmp_path):
+    """max_tokens -100000 (a router and the mock take it): reserved as the default
+    (1024), not as -100000 tokens, which made the budget 100095 tokens roomier while the
+    request was in flight, so any number of concurrent requests passed."""
+    async with cluster(tmp_path, worker_flags={"mock_token_delay": "20ms"}) as (edge,):
+        async with aiohttp.ClientSession() as s:
+            key = await register(s, edge, "neg", max_tokens_per_day=100)
+            body = {**ASK, "max_tokens": -100_000}
+            slow = asyncio.create_task(ask(s, edge, key, body={**ASK, "max_tokens": 40}))
+            await asyncio.sleep(0.2)  # 45 reserved and in flight
+            neg = await ask(s, edge, key, body=body)
+            assert neg[0] == 200 and neg[1][REMAINING] == "tokens_per_day=0"
+            assert (await slow)[0] == 200
+            # settled: what each used, no reservation left over
+            assert (await clients(s, edge))["neg"]["usage"]["tokens_today"] < 100
+            assert (await ask(s, edge, key))[1][REMAINING] != "tokens_per_day=0"
+
+
+async def test_the_largest_of_the_named_maxima_is_reserved(tmp_path):
+    """max_tokens 8 and max_completion_tokens 500: a backend may honour either (OpenAI
+    the latter), so 505 is reserved, not 13."""
+    async with cluster(tmp_path) as (edge,), aiohttp.ClientSession() as s:
+        key = await register(s, edge, "both", max_tokens_per_day=1000)
+        got = await ask(s, edge, key, body={**ASK, "max_completion_tokens": 500})
+        assert got[0] == 200 and got[1][REMAINING] == f"tokens_per_day={1000 - 505}"
+
+
 async def test_tpm_refuses_until_the_window_slides(tmp_path):
     async with cluster(tmp_path, rate_window="2s") as (edge,):
         async with aiohttp.ClientSession() as s:

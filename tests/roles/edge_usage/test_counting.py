@@ -117,8 +117,9 @@ async def test_usage_off_is_todays_path(tmp_path):
                 "stream": True}
         async with aiohttp.ClientSession() as s:
             events = await _events(s, edge, body)
+            async with s.get(edge + "/api/v1/usage") as r:  # nothing counts, nowhere
+                assert r.status == 404 and (await r.json())["error"]["code"] == "usage_off"
         assert events and "usage" not in events[0]  # never asked for it
-        assert records(edge) == []
         assert await metrics(edge) == {}
 
 

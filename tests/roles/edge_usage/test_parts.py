@@ -4,12 +4,13 @@ each API's documented shapes, and the configuration's checks."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import msgspec
 import pytest
 
 from eldric.errors import ConfigError
-from eldric.roles.edge.usage import estimate
+from eldric.roles.edge.usage import estimate, prices
 from eldric.roles.edge.usage.config import Price
 from eldric.roles.edge.usage.face import READERS, _reencoded, _with_usage
 from eldric.roles.edge.usage.meter import Meter
@@ -28,6 +29,18 @@ def test_prices_exact_dated_provider_prefix_and_configured():
     assert p.of("smollm2-135m-instruct") == Price(input=0, output=0)  # priced 0 by config
     assert p.of("gpt-4ofoo") is None  # a prefix only at a name boundary
     assert p.of("SmolLM2-135M-Instruct") is None and p.of("llama3.2:3b") is None  # unpriced
+
+
+def test_price_table_is_dated_and_sourced_and_no_name_takes_a_dearer_or_cheaper_kin():
+    raw = json.loads((Path(prices.__file__).with_name("prices.json")).read_text())
+    assert raw["_checked"] and raw["_sources"]  # an operator sees how old the table is
+    p = Prices()
+    # a longer name priced differently is listed, or it would take its kin's price
+    assert p.of("grok-3-fast").input == 5.0 and p.of("grok-3-mini-fast").output == 4.0
+    assert p.of("claude-opus-4-7").input == 5.0  # not Opus 4's $15
+    assert p.of("o1-mini") is None and p.of("o1-pro") is None  # not o1's price
+    assert p.of("openai/gpt-oss-120b").output == 0.6
+    assert p.of("deepseek-chat") is None  # moves with each release: config prices it
 
 
 def test_cost_with_cached_tokens():

@@ -102,6 +102,34 @@ async def test_unwritable_file_keeps_rows_up_to_the_bound(tmp_path):
     await log.close()
 
 
+async def test_bodies_waiting_for_an_unwritable_file_are_bounded_in_bytes(tmp_path):
+    """The rows' bound alone let each waiting row hold bodies up to --max-body-size:
+    past the bytes' bound a row waits without them (its numbers are kept), and what a
+    refused flush gives back counts again."""
+    path = str(tmp_path / "r.db")
+    log = RequestLog(path, days=30, bound=100, bodies=True, body_bytes=10_000)
+    await log.open()
+    os.rename(path, path + ".away")
+    os.mkdir(path)
+    now, big = time.time(), b"x" * 3000
+    for i in range(6):
+        log.add(rec(now + i, client=f"c{i}"), big, b"{}")
+    held = sum(len(r.request_body or b"") + len(r.reply_body or b"") for r in log.pending)
+    assert len(log.pending) == 6 and held <= 10_000 and log.bodies_dropped == 3
+    await log.flush()  # refused: kept, and still counted against the bound
+    log.add(rec(now + 7, client="c7"), big, b"{}")
+    assert log.pending[-1].request_body is None and log.bodies_dropped == 4
+    os.rmdir(path)
+    os.rename(path + ".away", path)
+    await log.flush()
+    got = {r["client"]: r for r in await rows(log)}
+    assert len(got) == 7 and got["c0"]["request_body"] == big.decode()
+    assert got["c5"]["request_body"] is None and got["c5"]["prompt_tokens"] == 3
+    log.add(rec(now + 8, client="c8"), big, b"{}")  # written: room again
+    assert log.pending[-1].request_body == big
+    await log.close()
+
+
 async def test_logged_replies_whole_and_streamed_masked_by_the_pii_filter(tmp_path,
                                                                          aiohttp_server):
     """The shipped pii-redact filter on a real edge: what the log keeps of the request

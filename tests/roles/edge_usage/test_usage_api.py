@@ -67,6 +67,14 @@ async def usage(s, edge, headers=ADMIN, **params) -> dict:
     return json.loads(body)
 
 
+async def counted(s, edge, n: int) -> None:
+    """Until the edge has counted n requests, as /api/v1/usage says (it includes what
+    waits for the next write): the public view, not the edge's insides."""
+    async def enough() -> bool:
+        return (await usage(s, edge))["totals"]["requests"] >= n
+    await until(enough)
+
+
 async def test_totals_group_by_csv_and_self_view(tmp_path):
     async with cluster(tmp_path) as edge, aiohttp.ClientSession() as s:
         alice, bob = await register(s, edge, "alice"), await register(s, edge, "bob")
@@ -77,7 +85,7 @@ async def test_totals_group_by_csv_and_self_view(tmp_path):
             seen[name][0] += u["prompt_tokens"]
             seen[name][1] += u["completion_tokens"]
         # the last reply reaches the client a moment before the edge counts it
-        await until(lambda: len(helpers.records(edge)) == 4)
+        await counted(s, edge, 4)
         got = await usage(s, edge, group_by="client")
         assert got["group_by"] == "client" and got["dropped"] == 0
         rows = {r["client"]: r for r in got["rows"]}
@@ -341,3 +349,46 @@ async def test_reads_while_flushing_never_count_twice(tmp_path):
         await until(lambda: _total(s, edge, 60))  # the last stream, counted after its end
         totals = (await usage(s, edge))["totals"]
         assert {k: totals[k] for k in sent} == sent
+
+
+async def test_out_of_range_dates_and_odd_limits_are_400s_not_500s(tmp_path):
+    """Dates a day from the calendar's ends (the UTC shift or the 30 days before `to`
+    went past year 1 or 9999: OverflowError, a 500) and a limit isdigit() likes but
+    int() does not ('²')."""
+    async with cluster(tmp_path, request_log="sqlite") as edge, aiohttp.ClientSession() as s:
+        for params, param in (({"to": "0001-01-01"}, "to"),
+                              ({"from": "0001-01-01T00:30:00+01:00"}, "from"),
+                              ({"to": "9999-12-31T23:00:00-05:00"}, "to"),
+                              ({"to": "9999-12-31"}, "to")):
+            for path in ("/api/v1/usage", "/api/v1/usage/requests"):
+                status, _, body = await get(s, edge + path, **params)
+                assert status == 400, (path, params, body)
+                assert json.loads(body)["error"]["param"] == param
+        for limit in ("²", "١٠٠٠٠"):
+            status, _, body = await get(s, edge + "/api/v1/usage/requests", limit=limit)
+            assert status == 400 and json.loads(body)["error"]["param"] == "limit", body
+        got = await usage(s, edge, **{"from": "0001-02-01", "to": "0001-02-03"})
+        assert got["rows"] == []  # the calendar's edge itself is a fine question
+
+
+async def test_csv_names_are_quoted_and_never_formulas(tmp_path):
+    """Model names are the clients' own: commas and quotes survive the CSV, and one a
+    spreadsheet would run ('=…', '+…', '-…', '@…') is written as text."""
+    names = ['=HYPERLINK("http://x","a,b")', '+1+1', '-2', '@SUM(A1)', 'plain,"quoted"']
+    async with cluster(tmp_path) as edge, aiohttp.ClientSession() as s:
+        key = await register(s, edge, "team")
+        for name in names:  # no worker serves them: each is a counted error
+            async with s.post(edge + "/v1/chat/completions",
+                              json={"model": name, "messages": MSG},
+                              headers={"Authorization": f"Bearer {key}"}) as r:
+                assert r.status == 404, await r.text()
+        await counted(s, edge, len(names))
+        status, _, text = await get(s, edge + "/api/v1/usage",
+                                    {**ADMIN, "Accept": "text/csv"}, group_by="model")
+        assert status == 200
+        got = {r["model"]: r for r in csv.DictReader(io.StringIO(text))}
+        assert set(got) == {"'" + n for n in names[:4]} | {names[4]}, text
+        assert all(r["errors"] == "1" for r in got.values())
+        # the JSON is the names as they are
+        assert {r["model"] for r in (await usage(s, edge, group_by="model"))["rows"]} == set(
+            names)

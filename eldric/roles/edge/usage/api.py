@@ -61,18 +61,22 @@ def _when(request: web.Request, name: str) -> dt.datetime | None:
         return None
     try:
         when = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{name} must be a day (2026-12-01) or an ISO date-time, "
-                         f"not {text!r}", param=name) from None
-    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
+        when = when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
+        # in UTC now, and a day either side still a date: year 1 and 9999 are no 500
+        when = when.astimezone(dt.timezone.utc)
+        if not dt.date(1, 2, 1) <= when.date() <= dt.date(9999, 11, 30):
+            raise ValueError
+    except (ValueError, OverflowError):
+        raise BadRequest(f"{name} must be a day (2026-12-01) or an ISO date-time "
+                         f"(years 1 to 9999), not {text!r}", param=name) from None
+    return when
 
 
 def _days(request: web.Request) -> tuple[str, str]:
     first_t, last_t = _when(request, "from"), _when(request, "to")
-    last = (last_t.astimezone(dt.timezone.utc).date() if last_t is not None
-            else dt.datetime.now(dt.timezone.utc).date())
-    first = (first_t.astimezone(dt.timezone.utc).date() if first_t is not None
-             else last - dt.timedelta(days=DEFAULT_DAYS - 1))
+    last = last_t.date() if last_t is not None else dt.datetime.now(dt.timezone.utc).date()
+    first = (first_t.date() if first_t is not None
+             else last - dt.timedelta(days=DEFAULT_DAYS - 1))  # _when keeps it a date
     if first > last:
         raise BadRequest(f"from ({first}) is after to ({last})", param="from")
     if (last - first).days >= MAX_DAYS:
@@ -152,8 +156,19 @@ def _csv(by: tuple[str, ...], rows: list[tuple[tuple, Counts]]) -> web.Response:
     w.writerow([*by, *counters])
     for key, counts in rows:
         public = counts.public()
-        w.writerow([*key, *("" if public[c] is None else public[c] for c in counters)])
+        w.writerow([*map(_cell, key), *("" if public[c] is None else public[c]
+                                         for c in counters)])
     return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8")
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    """A name as a spreadsheet shows it, never as a formula it runs: model names are the
+    clients' own ('=HYPERLINK(…)'), and an admin opens this file in one (OWASP's rule:
+    a leading ' before =, +, -, @, tab, CR). The csv module quotes commas and quotes."""
+    return "'" + text if text.startswith(_FORMULA) else text
 
 
 async def requests(request: web.Request) -> web.Response:
@@ -170,8 +185,9 @@ async def requests(request: web.Request) -> web.Response:
     if last_t is not None and len(request.query["to"].strip()) == 10:
         last_t += dt.timedelta(days=1)  # a day: all of it
     text = _text(request, "limit") or "100"
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be 1 to {MAX_LIMIT}", param="limit")
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be 1 to {MAX_LIMIT}", param="limit")  # ('²' is a
+        # digit to isdigit(), not to int())
     since = first_t.timestamp() if first_t is not None else 0.0
     until = last_t.timestamp() if last_t is not None else float("inf")
     if since > until:

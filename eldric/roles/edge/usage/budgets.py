@@ -14,6 +14,7 @@ shared hold whose settle cannot reach Redis keeps its reservation counted there.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from eldric.roles.edge.usage import estimate
 from eldric.roles.edge.usage.budgets_local import LocalBudgets, LocalTicket
 from eldric.roles.edge.usage.caps import COST_KINDS, TPM, Caps, Period, Verdict
 from eldric.roles.edge.usage.record import Tokens
+from eldric.tasks import spawn
 
 if TYPE_CHECKING:
     from eldric.bus.metrics import Cached
@@ -82,7 +84,10 @@ class Budgets:
         if caps is None:
             return Hold()
         prompt_tokens = prompt if isinstance(prompt, int) else estimate.prompt_tokens(prompt)
-        completion = max_tokens if max_tokens is not None else self.default_max_tokens
+        # a negative max_tokens (an upstream may take -5) reserves the default: a
+        # negative reservation would be room for every request in flight beside it
+        completion = max_tokens if max_tokens is not None and max_tokens >= 0 \
+            else self.default_max_tokens
         tokens = prompt_tokens + completion
         cost = None
         if caps.cost_per_day is not None or caps.cost_per_month is not None:
@@ -121,11 +126,29 @@ class Budgets:
             return await here()
         member = new_member()  # a retried script takes nothing twice
         shared = self.shared
-        verdict, in_redis = await self.farm.through(
-            lambda: shared.reserve(name, caps, hold.tokens, hold.cost, period, member), here)
+        asking = asyncio.ensure_future(self.farm.through(
+            lambda: shared.reserve(name, caps, hold.tokens, hold.cost, period, member), here))
+        try:
+            verdict, in_redis = await asyncio.shield(asking)
+        except asyncio.CancelledError:
+            # The client left while Redis was asked: what the script takes is given back
+            # when its answer comes (it stayed counted until the day's end).
+            asking.add_done_callback(lambda done: self._give_back(done, hold, member))
+            raise
         if in_redis and verdict.allowed:
             hold.member = member
         return verdict
+
+    def _give_back(self, done: asyncio.Future[tuple[Verdict, bool]], hold: Hold,
+                   member: str) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        verdict, in_redis = done.result()
+        if not verdict.allowed:
+            return
+        if in_redis:
+            hold.member = member
+        spawn(self.settle(hold, Tokens(), 0.0), name="budget-give-back")
 
     async def usage(self, clients: list[Client]) -> dict[str, dict[str, float] | None]:
         """What each client with a budget has spent of it (reservations in flight

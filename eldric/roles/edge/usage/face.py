@@ -92,8 +92,11 @@ class Usage:
             ask = _ask.decode(body)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             ask = _Ask()  # the hops refuse it, as without usage
-        max_tokens = (ask.max_tokens or ask.max_completion_tokens or ask.max_output_tokens
-                      or (ask.options.num_predict if ask.options else None))
+        # the largest the request names: a backend may honour any one of them (OpenAI's
+        # max_completion_tokens over max_tokens), and the smaller would under-reserve
+        named = [n for n in (ask.max_tokens, ask.max_completion_tokens, ask.max_output_tokens,
+                             ask.options.num_predict if ask.options else None) if n]
+        max_tokens = max(named) if named else None
         hold = await self.budgets.reserve(client, model or "", max_tokens, body)
         return Ticket(self, request, client, path, body, model or "", hold, reader, ask)
 

@@ -38,6 +38,10 @@ SCHEMA = (
 _INSERT = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in COLUMNS)})")
 PRUNE_EVERY = 3600.0  # seconds between deletions of rows past the retention
+# The bodies waiting to be written, bytes at most: the rows' bound alone let 100 000
+# rows of bodies up to --max-body-size each wait while the file could not be written.
+# Past it a row waits without its bodies (its numbers are what the log is for).
+BODY_BYTES = 64 * 1024 * 1024
 
 # (hook, model, client, body) -> the body through the filters; raises to keep it out.
 Redact = Callable[[str, str, str, bytes], Awaitable[bytes]]
@@ -51,7 +55,7 @@ class Row(msgspec.Struct):
 
 class RequestLog:
     def __init__(self, path: str, *, days: int, bound: int, bodies: bool,
-                 redact: Redact | None = None) -> None:
+                 redact: Redact | None = None, body_bytes: int = BODY_BYTES) -> None:
         self.db = OnOneThread(path, SCHEMA, "eldric-requests")
         self.days = days
         self.bound = bound
@@ -59,6 +63,9 @@ class RequestLog:
         self.redact = redact
         self.pending: list[Row] = []
         self.dropped = 0
+        self.body_bound = body_bytes
+        self.body_bytes = 0  # of the bodies in pending
+        self.bodies_dropped = 0
         self._pruned = 0.0
 
     async def open(self) -> None:
@@ -77,6 +84,13 @@ class RequestLog:
             return
         if not self.bodies:
             request_body = reply_body = None
+        elif request_body is not None or reply_body is not None:
+            n = _size(request_body, reply_body)
+            if self.body_bytes + n > self.body_bound:
+                self.bodies_dropped += 1
+                request_body = reply_body = None
+            else:
+                self.body_bytes += n
         self.pending.append(Row(record, request_body, reply_body))
 
     async def _text(self, hook: str, row: Row, body: bytes | None) -> str | None:
@@ -94,7 +108,7 @@ class RequestLog:
         if not self.pending:
             await self._prune()
             return
-        rows, self.pending = self.pending, []
+        rows, self.pending, self.body_bytes = self.pending, [], 0
         values = []
         for row in rows:
             r, t = row.record, row.record.tokens
@@ -109,6 +123,7 @@ class RequestLog:
             keep = rows[:max(0, self.bound - len(self.pending))]
             self.dropped += len(rows) - len(keep)
             self.pending[:0] = keep  # in order, ahead of what came meanwhile
+            self.body_bytes += sum(_size(r.request_body, r.reply_body) for r in keep)
             log.error("request_log_unwritable", error=str(exc), waiting=len(self.pending))
             return
         await self._prune()
@@ -142,3 +157,7 @@ class RequestLog:
                 row[flag] = bool(row[flag])
             out.append(row)
         return out
+
+
+def _size(*bodies: bytes | None) -> int:
+    return sum(len(b) for b in bodies if b is not None)
