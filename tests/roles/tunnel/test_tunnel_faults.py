@@ -251,3 +251,35 @@ async def test_an_edge_stopping_ends_the_waiting_polls_at_once(tmp_path):
             t0 = loop.time()
         assert loop.time() - t0 < 15
         assert await asyncio.wait_for(waiting, 5) is None  # 204
+
+
+async def test_a_broken_stream_ends_in_the_dialect_of_the_worker_path(tmp_path):
+    """The error event that ends a cut stream is in the API of the path the tunnel was
+    asked on the worker, not of the edge's own /api/v1/tunnel/… path: Ollama's NDJSON
+    ends with an {"error": …} line, Anthropic's SSE with an `event: error`."""
+    import json
+
+    from tests.roles.tunnel.kit import forwarded_to
+
+    cases = [("/api/chat", "application/x-ndjson", b'{"message": {"content": "a"}}\n'),
+             ("/v1/messages", "text/event-stream", b"event: ping\ndata: {\"type\": \"ping\"}\n\n")]
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        for path, kind, first in cases:
+            call = await forwarded_to(s, url, tid, path)
+            req = await poll(s, url, tid)
+            assert req["path"] == path
+            _, writer = await raw_upload(url, tid, req["id"], headers=[["Content-Type", kind]])
+            writer.write(chunk(first))
+            await writer.drain()
+            resp = await asyncio.wait_for(call, 10)
+            assert await resp.content.readexactly(len(first)) == first
+            writer.transport.abort()  # the worker is gone mid-reply
+            rest = await asyncio.wait_for(resp.content.read(), 10)
+            if kind == "application/x-ndjson":
+                line = json.loads(rest)  # one line, Ollama's error shape
+                assert rest.endswith(b"\n") and isinstance(line["error"], str), rest
+            else:
+                assert rest.startswith(b"event: error\ndata: "), rest
+                data = json.loads(rest.split(b"data: ", 1)[1])
+                assert data["type"] == "error" and data["error"]["type"], rest
