@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 
@@ -283,3 +284,53 @@ async def test_a_broken_stream_ends_in_the_dialect_of_the_worker_path(tmp_path):
                 assert rest.startswith(b"event: error\ndata: "), rest
                 data = json.loads(rest.split(b"data: ", 1)[1])
                 assert data["type"] == "error" and data["error"]["type"], rest
+
+
+async def test_a_malformed_reply_head_fails_the_request_at_once(tmp_path):
+    """A worker that uploads a reply with a bad status header, headers that are no JSON,
+    or a header with a line break gets 400, and its caller gets a 502 at once (before
+    any byte: a router fails over), not a wait for the first-byte timeout."""
+    bad = [{"X-Eldric-Tunnel-Status": "abc"}, {"X-Eldric-Tunnel-Status": "99"},
+           {"X-Eldric-Tunnel-Status": "200", "X-Eldric-Tunnel-Headers": "{not json"},
+           {"X-Eldric-Tunnel-Status": "200", "X-Eldric-Tunnel-Headers": '[["a"]]'},
+           {"X-Eldric-Tunnel-Status": "200", "X-Eldric-Tunnel-Headers": '[["X", "a\\nb"]]'}]
+    async with edge(tmp_path, first_byte_timeout=60_000) as url, \
+            aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        for head in bad:
+            call = await forwarded(s, url, tid)
+            req = await poll(s, url, tid)
+            async with s.post(f"{url}/api/v1/tunnel/{tid}/response/{req['id']}", data=b"x",
+                              headers={**auth(WORKER), **head}) as r:
+                assert r.status == 400, (head, await r.text())
+            r = await asyncio.wait_for(call, 5)
+            assert r.status == 502 and await _code(r) == "upstream_error", head
+            # and the request is over: a second (good) upload for it is 409
+            async with s.post(f"{url}/api/v1/tunnel/{tid}/response/{req['id']}", data=b"x",
+                              headers={**auth(WORKER), "X-Eldric-Tunnel-Status": "200"}) as r:
+                assert r.status == 409
+
+
+async def test_huge_upload_headers_are_refused_and_fail_the_request(tmp_path):
+    """A reply head larger than a header may be: the edge's HTTP parser refuses the
+    upload (4xx), and the edge neither crashes nor keeps the tunnel from serving."""
+    async with edge(tmp_path, first_byte_timeout=3_000) as url, \
+            aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        call = await forwarded(s, url, tid)
+        req = await poll(s, url, tid)
+        huge = json.dumps([["X-Big", "v" * 200_000]])
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/response/{req['id']}", data=b"x",
+                          headers={**auth(WORKER), "X-Eldric-Tunnel-Status": "200",
+                                   "X-Eldric-Tunnel-Headers": huge}) as r:
+            assert 400 <= r.status < 500
+        r = await asyncio.wait_for(call, 10)
+        assert r.status in (502, 504)  # never answered: the first-byte timeout ends it
+        call = await forwarded(s, url, tid)  # the tunnel still serves
+        req = await poll(s, url, tid)
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/response/{req['id']}", data=b"{}",
+                          headers={**auth(WORKER), "X-Eldric-Tunnel-Status": "200",
+                                   "X-Eldric-Tunnel-Headers": '[["Content-Type", "application/json"]]'}) as r:
+            assert r.status == 200, await r.text()
+        r = await asyncio.wait_for(call, 10)
+        assert r.status == 200 and await r.read() == b"{}"
