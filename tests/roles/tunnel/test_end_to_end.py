@@ -174,3 +174,34 @@ async def test_200_concurrent_streams_through_one_tunnel(tmp_path):
         took = time.monotonic() - started
     assert all(b.endswith(b"data: [DONE]\n\n") and b.count(b"data: ") == 11 for b in replies)
     assert took < 90, took
+
+
+async def test_a_client_leaving_mid_stream_stops_the_worker(tmp_path):
+    """The whole chain: a client that leaves a stream at the edge makes the router leave
+    the tunnel's forward, the edge answers the worker's upload 409, and the worker closes
+    its local request: its backend stops generating (active_requests back to 0) long
+    before the reply would have ended."""
+    async with cluster(tmp_path) as cl, aiohttp.ClientSession() as s, \
+            run_eldric("worker", tmp_path / "w", **worker_flags(
+                cl, mock_tokens=400, mock_token_delay=50)) as w:
+        (rec,) = await until(lambda: cl.workers(s))
+        await routed(s, cl, rec["url"])
+
+        async def active() -> int:
+            async with s.get(w["worker"] + "/health") as r:
+                return (await r.json())["load"]["active_requests"]
+
+        caller = aiohttp.ClientSession()
+        r = await cl.chat(caller, stream=True)
+        assert r.status == 200
+        await r.content.readuntil(b"\n\n")
+        await r.content.readuntil(b"\n\n")
+        assert await active() == 1
+        t0 = time.monotonic()
+        await caller.close()  # the client leaves (400 tokens x 50 ms = 20 s to go)
+        await until(lambda: _is(active, 0), timeout=8)
+        assert time.monotonic() - t0 < 8
+
+
+async def _is(f, value) -> bool:  # type: ignore[no-untyped-def]
+    return await f() == value
