@@ -15,7 +15,7 @@ import time
 import aiohttp
 
 from tests.conftest import free_port, run_eldric, until
-from tests.roles.tunnel.cluster import (cluster, normalised, routed, worker_argv,
+from tests.roles.tunnel.cluster import (CHAT, cluster, normalised, routed, worker_argv,
                                         worker_flags)
 from tests.roles.tunnel.kit import PLAIN
 
@@ -205,3 +205,41 @@ async def test_a_client_leaving_mid_stream_stops_the_worker(tmp_path):
 
 async def _is(f, value) -> bool:  # type: ignore[no-untyped-def]
     return await f() == value
+
+
+async def test_the_routers_health_checks_mark_a_tunnel_down_with_its_edge_and_back(tmp_path):
+    """The router checks a tunnel:// worker through the edge: with the edge gone the
+    worker is marked down (no chat is sent to it), and once the edge is back and the
+    worker reconnected (same id), it is healthy again and serves."""
+    from tests.roles.tunnel.kit import ROUTER, WORKER, edge
+
+    port = free_port()
+    async with aiohttp.ClientSession() as s, \
+            run_eldric("controller", tmp_path / "c", port=0, bind="127.0.0.1") as c, \
+            run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                       controller=c["controller"], api_key=ROUTER, sync_interval=200,
+                       health_interval=300) as r:
+        router = r["router"]
+
+        async def state() -> str | None:
+            async with s.get(router + "/api/v1/workers") as resp:
+                ws = (await resp.json())["workers"]
+            return ("healthy" if ws[0]["healthy"] else "down") if ws else None
+
+        async def chat() -> int:
+            async with s.post(router + "/v1/chat/completions", json={**CHAT, "max_tokens": 1}) as resp:
+                await resp.read()
+                return resp.status
+
+        flags = {"backend": "mock", "port": 0, "bind": "127.0.0.1",
+                 "tunnel": f"http://127.0.0.1:{port}", "api_key": WORKER,
+                 "controller": c["controller"], "heartbeat_interval": 200}
+        async with run_eldric("worker", tmp_path / "w", **flags):
+            async with edge(tmp_path, http_port=port):
+                await until(lambda: _is(state, "healthy"), timeout=15)
+                assert await chat() == 200
+            await until(lambda: _is(state, "down"), timeout=10)
+            assert await chat() == 503
+            async with edge(tmp_path, http_port=port):
+                await until(lambda: _is(state, "healthy"), timeout=20)
+                assert await chat() == 200
