@@ -334,3 +334,26 @@ async def test_huge_upload_headers_are_refused_and_fail_the_request(tmp_path):
             assert r.status == 200, await r.text()
         r = await asyncio.wait_for(call, 10)
         assert r.status == 200 and await r.read() == b"{}"
+
+
+async def test_an_edge_stopping_fails_its_queue_over_at_once(tmp_path):
+    """Shutdown with a request queued for a tunnel: no worker polls a stopping edge (its
+    polls get 503 edge_stopping), so the request gets 503 tunnel_unavailable at once, for
+    the router to fail over, rather than wait out the grace period and be cut."""
+    import contextlib
+
+    async with aiohttp.ClientSession() as s, contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(edge(tmp_path, grace_period=20_000))
+        resp, _, writer = await _streaming(s, s, url)  # keeps the edge draining
+        tid = resp.url.path.split("/")[4]
+        queued = await forwarded(s, url, tid)
+        await until(lambda: _queued(s, url, 1))
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        stopping = asyncio.ensure_future(stack.aclose())
+        r = await asyncio.wait_for(queued, 10)
+        assert r.status == 503 and await _code(r) == "tunnel_unavailable"
+        assert loop.time() - t0 < 5
+        writer.transport.abort()
+        resp.close()
+        await asyncio.wait_for(stopping, 25)
