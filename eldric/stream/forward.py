@@ -106,7 +106,7 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
             raise upstream_failure(exc, target, timeouts, "open") from None
         outcome, first_at, result = await _answer(request, hop, upstream_resp, target,
                                                   timeouts, reply_headers, tap, drop,
-                                                  translate)
+                                                  translate, path)
         return result
     except UpstreamFailure as exc:
         if exc.kind == "unsupported":
@@ -123,7 +123,8 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
 async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response,
                   target: Target, timeouts: Timeouts, reply_headers: Mapping[str, str] | None,
                   tap: Tap | None, drop: Callable[[bytes], bool] | None,
-                  translate: Translator | None) -> tuple[str, float | None, Answer]:
+                  translate: Translator | None,
+                  path: str) -> tuple[str, float | None, Answer]:
     """The reply, once its head is here: (outcome, first byte time, what to return)."""
     status = upstream_resp.status
     hop.reply_head = upstream_resp.headers
@@ -162,7 +163,7 @@ async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response
     elif tap is not None and is_ndjson:  # Ollama's streams: the tap sees each line
         splitter = EventSplitter(tap, LINE_END)
     outcome, first_at = await _relay(request, sink, upstream_resp, target, timeouts, is_sse,
-                                     splitter, filt)
+                                     splitter, filt, path=path)
     return outcome, first_at, sink.result
 
 
@@ -229,8 +230,13 @@ async def _refusal(upstream_resp: client.Response, up: UpstreamState) -> Upstrea
 async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Response,
                  target: Target, timeouts: Timeouts, is_sse: bool,
                  splitter: EventSplitter | None, filt: EventFilter | Translating | None = None,
-                 translate: Translator | None = None) -> tuple[str, float | None]:
+                 translate: Translator | None = None,
+                 path: str | None = None) -> tuple[str, float | None]:
     """Write the reply chunk by chunk as it arrives. Returns (outcome, first byte time).
+
+    A stream that breaks ends with an error event in the dialect of `path`, the path it
+    was asked of upstream: untranslated, its bytes are that API's (an Ollama stream
+    through a tunnel is asked at /api/v1/tunnel/…/forward/api/chat, and is NDJSON).
 
     The upstream connection's own timer bounds the wait for the first chunk (first-byte
     timeout) and every silence after it (idle timeout); there is no total timeout."""
@@ -258,7 +264,8 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
         if not prepared:
             raise failure from None
         framed = is_sse or upstream_resp.content_type == b"application/x-ndjson"
-        await _cut(resp, failure, framed, exc, dialect.of_path(request.path), translate)
+        await _cut(resp, failure, framed, exc, dialect.of_path(path or request.path),
+                   translate)
         return "error", first_at
     except ConnectionError:  # the client's side: it went away
         _client_left(request, target.state)

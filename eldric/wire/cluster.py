@@ -17,6 +17,13 @@ from eldric.wire.models import ModelOps
 
 T = TypeVar("T")
 
+# On what an edge relays to the controller (issue 18): the edge client whose key made the
+# call, percent-encoded. The edge sets it on every relayed call, replacing any a caller
+# sent; the controller refuses a heartbeat, deregistration or registration again for a
+# worker another client contributed (403 worker_forbidden). A call without it came from
+# a holder of the cluster key itself (the operator's own members): not checked.
+EDGE_CLIENT_HEADER = "X-Eldric-Edge-Client"
+
 # "router": routers register too (they are never routed to; see INFERENCE_TYPES).
 WorkerType = Literal["inference", "cloud", "data", "science", "training", "media", "comm",
                      "router"]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import get_args
+from urllib.parse import unquote
 
 import msgspec
 from aiohttp import web
 
 from eldric.auth import require_key
 from eldric.bus.routes import json_response
-from eldric.errors import BadRequest, NotFound
+from eldric.errors import BadRequest, EldricError, NotFound
 from eldric.http import read_body
 from eldric.roles.controller.state import CONTROLLER
-from eldric.wire.cluster import (Heartbeat, RouterSettings, Status, WorkerInfo, WorkerType,
+from eldric.wire.cluster import (EDGE_CLIENT_HEADER, Heartbeat, RouterSettings, Status, WorkerInfo, WorkerType,
                                  decode_strategy_body)
 from eldric.wire.head import decode_head
 from eldric.wire.tunnel import forward_base
@@ -26,10 +27,28 @@ _STATUSES = get_args(Status)
 _TYPES = get_args(WorkerType)
 
 
+def _owned(request: web.Request, wid: str | None) -> str | None:
+    """The edge client a relayed call is for (None: not through an edge); 403 when the
+    worker it names exists and another client (or the operator, directly) contributed
+    it: a key that may register workers must not beat, stop or take over someone
+    else's."""
+    raw = request.headers.get(EDGE_CLIENT_HEADER)
+    if raw is None:
+        return None
+    caller = unquote(raw)
+    record = request.app[CONTROLLER].registry.workers.get(wid) if wid else None
+    if record is not None and record.contributed_by != caller:
+        raise EldricError(f"worker {wid} was contributed by another client",
+                          status=403, code="worker_forbidden")
+    return caller
+
+
 async def register(request: web.Request) -> web.Response:
     cs = request.app[CONTROLLER]
     require_key(request, cs.cfg.cluster_key, "cluster key")
     info = decode_head(await read_body(request), WorkerInfo)
+    if (caller := _owned(request, info.id)) is not None:
+        info.contributed_by = caller
     if not info.url.startswith(("http://", "https://")):
         try:  # a worker behind NAT: reached through its edge (eldric.wire.tunnel)
             forward_base(info.url)
@@ -45,6 +64,7 @@ async def heartbeat(request: web.Request) -> web.Response:
     require_key(request, cs.cfg.cluster_key, "cluster key")
     beat = decode_head(await read_body(request), Heartbeat)
     wid = request.match_info["id"]
+    _owned(request, wid)
     if cs.registry.heartbeat(wid, beat) is None:
         raise NotFound(f"unknown worker {wid}; register again", code="worker_not_found")
     return json_response({"status": "ok"})
@@ -55,6 +75,7 @@ async def deregister(request: web.Request) -> web.Response:
     cs = request.app[CONTROLLER]
     require_key(request, cs.cfg.cluster_key, "cluster key")
     wid = request.match_info["id"]
+    _owned(request, wid)
     if await cs.registry.deregister(wid) is None:
         raise NotFound(f"unknown worker {wid}", code="worker_not_found")
     return json_response({"id": wid, "status": "offline"})

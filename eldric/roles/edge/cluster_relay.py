@@ -4,13 +4,16 @@ TLS with an edge key (scope "register"), under the edge's rate limits.
 
 The caller's edge key stays here; the controller gets --cluster-key. A registration
 gets the client's name as `contributed_by` (what it said there itself is overwritten):
-the controller shows who contributed each worker. Paths the controller does not serve
+the controller shows who contributed each worker. Every relayed call names the client in
+EDGE_CLIENT_HEADER (eldric.wire.cluster), so the controller refuses a client's heartbeat,
+deregistration or registration again of a worker another client contributed. Paths the controller does not serve
 (the pipeline ones, today) come back with its own 404.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import msgspec
 from aiohttp import web
@@ -24,6 +27,7 @@ from eldric.roles.edge.scopes import admitted
 from eldric.roles.edge.state import EDGE
 from eldric.stream.forward import forward
 from eldric.stream.target import Target
+from eldric.wire.cluster import EDGE_CLIENT_HEADER
 
 REGISTER = ("/api/v1/workers/register", "/api/v1/data-workers/register",
             "/api/v1/science-workers/register", "/api/v1/training-workers/register")
@@ -62,6 +66,10 @@ async def relay(request: web.Request) -> Answer:
                               "--controller", status=503, code="no_controller")
         body = await read_body(request)
         rewrite = contributed_by(client.name) if request.path in REGISTER else None
+        # Who calls, for the controller to refuse a beat or a deregistration of another
+        # client's worker; as an extra header it also replaces one the caller sent.
+        target = Target(target.state, target.base_url,
+                        {**(target.headers or {}), EDGE_CLIENT_HEADER: quote(client.name)})
         try:
             return await forward(request, target, request.path, body, timeouts=es.timeouts,
                                  rewrite=rewrite, reply_headers=headers)

@@ -73,6 +73,14 @@ async def forwarded(s: aiohttp.ClientSession, url: str, tid: str, body: object =
                                         headers=auth(key)))
 
 
+async def forwarded_to(s: aiohttp.ClientSession, url: str, tid: str, path: str,
+                       body: object = None) -> asyncio.Future:
+    """A router's POST of `path` on the worker, through the tunnel, running."""
+    return asyncio.ensure_future(s.post(f"{url}/api/v1/tunnel/{tid}/forward{path}",
+                                        json=body or {"model": "m", "messages": []},
+                                        headers=auth(ROUTER)))
+
+
 async def raw_upload(url: str, tid: str, req_id: str, status: int = 200,
                      headers: list[list[str]] = SSE):  # type: ignore[no-untyped-def]
     """A response upload on a socket of the test's own: its head sent, chunked; the test

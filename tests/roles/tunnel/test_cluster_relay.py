@@ -82,3 +82,43 @@ async def test_an_unreachable_controller_is_a_503(tmp_path):
         async with s.post(url + "/api/v1/workers/register", json=WORKER_INFO,
                           headers=auth(WORKER)) as r:
             assert r.status == 503 and "X-RateLimit-Limit" in r.headers
+
+
+async def test_a_client_cannot_beat_stop_or_take_over_another_clients_worker(tmp_path):
+    """Two owners with the register scope: "lab" may not heartbeat, deregister or
+    register again (with its own URL) the worker "home" contributed; a header naming
+    "home" that "lab" sends itself is replaced by the edge. The operator (the cluster
+    key, directly) still may."""
+    from tests.roles.tunnel.kit import OTHER
+
+    async with relaying(tmp_path, cluster_key="ck") as (ctl, url), aiohttp.ClientSession() as s:
+        async with s.post(url + "/api/v1/workers/register", json=WORKER_INFO,
+                          headers=auth(WORKER)) as r:
+            wid = (await r.json())["id"]
+        lab = {**auth(OTHER), "X-Eldric-Edge-Client": "home"}  # eldric.wire.cluster's
+        calls = [(f"/api/v1/workers/{wid}/heartbeat", {"status": "unhealthy", "load": {}}),
+                 (f"/api/v1/workers/{wid}/deregister", None),
+                 ("/api/v1/workers/register",
+                  {**WORKER_INFO, "id": wid, "url": "http://10.6.6.6:1"})]
+        for path, body in calls:
+            async with s.post(url + path, json=body, headers=lab) as r:
+                assert r.status == 403, (path, await r.text())
+                assert (await r.json())["error"]["code"] == "worker_forbidden"
+        async with s.get(f"{ctl}/api/v1/workers/{wid}", headers=auth("ck")) as r:
+            w = await r.json()
+        assert w["status"] == "healthy" and w["url"] == WORKER_INFO["url"]
+        assert w["contributed_by"] == "home"
+        # its owner still may, and so may the operator without an edge
+        async with s.post(f"{url}/api/v1/workers/{wid}/heartbeat", headers=auth(WORKER),
+                          json={"status": "healthy", "load": {}}) as r:
+            assert r.status == 200, await r.text()
+        async with s.post(f"{ctl}/api/v1/workers/{wid}/deregister", headers=auth("ck")) as r:
+            assert r.status == 200, await r.text()
+        # a new worker of "lab"'s is its own
+        async with s.post(url + "/api/v1/workers/register", headers=auth(OTHER),
+                          json={**WORKER_INFO, "url": "http://10.6.6.6:1"}) as r:
+            assert r.status == 200, await r.text()
+            lab_wid = (await r.json())["id"]
+        async with s.post(f"{url}/api/v1/workers/{lab_wid}/heartbeat", headers=auth(OTHER),
+                          json={"status": "healthy", "load": {}}) as r:
+            assert r.status == 200, await r.text()

@@ -15,7 +15,7 @@ import time
 import aiohttp
 
 from tests.conftest import free_port, run_eldric, until
-from tests.roles.tunnel.cluster import (cluster, normalised, routed, worker_argv,
+from tests.roles.tunnel.cluster import (CHAT, cluster, normalised, routed, worker_argv,
                                         worker_flags)
 from tests.roles.tunnel.kit import PLAIN
 
@@ -41,21 +41,24 @@ async def test_chat_through_the_tunnel_streamed_and_not(tmp_path):
             direct_whole = await r.json()
         assert whole["choices"] == direct_whole["choices"]
 
-        # Asking for the usage chunk itself: the edge's meter then changes nothing (with
-        # usage counting on it asks for it on the client's behalf, and the worker's reply
-        # differs from one to a request that did not ask, "usage": null in each chunk).
-        usage = {"include_usage": True}
-        body = {"stream": True, "seed": 7, "stream_options": usage}
+        body = {"stream": True, "seed": 7}
         async with cl.chat(s, **body) as r:
             assert r.status == 200 and r.content_type == "text/event-stream"
             tunnelled = await r.read()
+        # the same request asked of the worker directly, as the edge asks it: the edge's
+        # meter (issue 19) adds stream_options.include_usage and drops the usage chunk the
+        # client did not ask for (every other chunk keeps the "usage": null it brings)
         async with s.post(w["worker"] + "/v1/chat/completions",
                           json={"model": "eldric-mock", "stream": True, "seed": 7,
-                                "stream_options": usage,
+                                "stream_options": {"include_usage": True},
                                 "messages": [{"role": "user", "content": "hi"}]}) as r:
             direct = await r.read()
+        events = direct.split(b"\n\n")
+        usage = [e for e in events if b'"choices":[]' in e]
+        assert len(usage) == 1, direct
+        direct = b"\n\n".join(e for e in events if e not in usage)
         assert normalised(tunnelled) == normalised(direct)
-        assert tunnelled.endswith(b"data: [DONE]\n\n") and tunnelled.count(b"data: ") == 16
+        assert tunnelled.endswith(b"data: [DONE]\n\n") and tunnelled.count(b"data: ") == 15
         # the router's health checks reach it through the tunnel too
         async with s.get(cl.router + "/api/v1/health") as r:
             assert r.status == 200
@@ -171,3 +174,72 @@ async def test_200_concurrent_streams_through_one_tunnel(tmp_path):
         took = time.monotonic() - started
     assert all(b.endswith(b"data: [DONE]\n\n") and b.count(b"data: ") == 11 for b in replies)
     assert took < 90, took
+
+
+async def test_a_client_leaving_mid_stream_stops_the_worker(tmp_path):
+    """The whole chain: a client that leaves a stream at the edge makes the router leave
+    the tunnel's forward, the edge answers the worker's upload 409, and the worker closes
+    its local request: its backend stops generating (active_requests back to 0) long
+    before the reply would have ended."""
+    async with cluster(tmp_path) as cl, aiohttp.ClientSession() as s, \
+            run_eldric("worker", tmp_path / "w", **worker_flags(
+                cl, mock_tokens=400, mock_token_delay=50)) as w:
+        (rec,) = await until(lambda: cl.workers(s))
+        await routed(s, cl, rec["url"])
+
+        async def active() -> int:
+            async with s.get(w["worker"] + "/health") as r:
+                return (await r.json())["load"]["active_requests"]
+
+        caller = aiohttp.ClientSession()
+        r = await cl.chat(caller, stream=True)
+        assert r.status == 200
+        await r.content.readuntil(b"\n\n")
+        await r.content.readuntil(b"\n\n")
+        assert await active() == 1
+        t0 = time.monotonic()
+        await caller.close()  # the client leaves (400 tokens x 50 ms = 20 s to go)
+        await until(lambda: _is(active, 0), timeout=8)
+        assert time.monotonic() - t0 < 8
+
+
+async def _is(f, value) -> bool:  # type: ignore[no-untyped-def]
+    return await f() == value
+
+
+async def test_the_routers_health_checks_mark_a_tunnel_down_with_its_edge_and_back(tmp_path):
+    """The router checks a tunnel:// worker through the edge: with the edge gone the
+    worker is marked down (no chat is sent to it), and once the edge is back and the
+    worker reconnected (same id), it is healthy again and serves."""
+    from tests.roles.tunnel.kit import ROUTER, WORKER, edge
+
+    port = free_port()
+    async with aiohttp.ClientSession() as s, \
+            run_eldric("controller", tmp_path / "c", port=0, bind="127.0.0.1") as c, \
+            run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                       controller=c["controller"], api_key=ROUTER, sync_interval=200,
+                       health_interval=300) as r:
+        router = r["router"]
+
+        async def state() -> str | None:
+            async with s.get(router + "/api/v1/workers") as resp:
+                ws = (await resp.json())["workers"]
+            return ("healthy" if ws[0]["healthy"] else "down") if ws else None
+
+        async def chat() -> int:
+            async with s.post(router + "/v1/chat/completions", json={**CHAT, "max_tokens": 1}) as resp:
+                await resp.read()
+                return resp.status
+
+        flags = {"backend": "mock", "port": 0, "bind": "127.0.0.1",
+                 "tunnel": f"http://127.0.0.1:{port}", "api_key": WORKER,
+                 "controller": c["controller"], "heartbeat_interval": 200}
+        async with run_eldric("worker", tmp_path / "w", **flags):
+            async with edge(tmp_path, http_port=port):
+                await until(lambda: _is(state, "healthy"), timeout=15)
+                assert await chat() == 200
+            await until(lambda: _is(state, "down"), timeout=10)
+            assert await chat() == 503
+            async with edge(tmp_path, http_port=port):
+                await until(lambda: _is(state, "healthy"), timeout=20)
+                assert await chat() == 200

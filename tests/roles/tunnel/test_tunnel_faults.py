@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 
@@ -251,3 +252,108 @@ async def test_an_edge_stopping_ends_the_waiting_polls_at_once(tmp_path):
             t0 = loop.time()
         assert loop.time() - t0 < 15
         assert await asyncio.wait_for(waiting, 5) is None  # 204
+
+
+async def test_a_broken_stream_ends_in_the_dialect_of_the_worker_path(tmp_path):
+    """The error event that ends a cut stream is in the API of the path the tunnel was
+    asked on the worker, not of the edge's own /api/v1/tunnel/… path: Ollama's NDJSON
+    ends with an {"error": …} line, Anthropic's SSE with an `event: error`."""
+    import json
+
+    from tests.roles.tunnel.kit import forwarded_to
+
+    cases = [("/api/chat", "application/x-ndjson", b'{"message": {"content": "a"}}\n'),
+             ("/v1/messages", "text/event-stream", b"event: ping\ndata: {\"type\": \"ping\"}\n\n")]
+    async with edge(tmp_path) as url, aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        for path, kind, first in cases:
+            call = await forwarded_to(s, url, tid, path)
+            req = await poll(s, url, tid)
+            assert req["path"] == path
+            _, writer = await raw_upload(url, tid, req["id"], headers=[["Content-Type", kind]])
+            writer.write(chunk(first))
+            await writer.drain()
+            resp = await asyncio.wait_for(call, 10)
+            assert await resp.content.readexactly(len(first)) == first
+            writer.transport.abort()  # the worker is gone mid-reply
+            rest = await asyncio.wait_for(resp.content.read(), 10)
+            if kind == "application/x-ndjson":
+                line = json.loads(rest)  # one line, Ollama's error shape
+                assert rest.endswith(b"\n") and isinstance(line["error"], str), rest
+            else:
+                assert rest.startswith(b"event: error\ndata: "), rest
+                data = json.loads(rest.split(b"data: ", 1)[1])
+                assert data["type"] == "error" and data["error"]["type"], rest
+
+
+async def test_a_malformed_reply_head_fails_the_request_at_once(tmp_path):
+    """A worker that uploads a reply with a bad status header, headers that are no JSON,
+    or a header with a line break gets 400, and its caller gets a 502 at once (before
+    any byte: a router fails over), not a wait for the first-byte timeout."""
+    bad = [{"X-Eldric-Tunnel-Status": "abc"}, {"X-Eldric-Tunnel-Status": "99"},
+           {"X-Eldric-Tunnel-Status": "200", "X-Eldric-Tunnel-Headers": "{not json"},
+           {"X-Eldric-Tunnel-Status": "200", "X-Eldric-Tunnel-Headers": '[["a"]]'},
+           {"X-Eldric-Tunnel-Status": "200", "X-Eldric-Tunnel-Headers": '[["X", "a\\nb"]]'}]
+    async with edge(tmp_path, first_byte_timeout=60_000) as url, \
+            aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        for head in bad:
+            call = await forwarded(s, url, tid)
+            req = await poll(s, url, tid)
+            async with s.post(f"{url}/api/v1/tunnel/{tid}/response/{req['id']}", data=b"x",
+                              headers={**auth(WORKER), **head}) as r:
+                assert r.status == 400, (head, await r.text())
+            r = await asyncio.wait_for(call, 5)
+            assert r.status == 502 and await _code(r) == "upstream_error", head
+            # and the request is over: a second (good) upload for it is 409
+            async with s.post(f"{url}/api/v1/tunnel/{tid}/response/{req['id']}", data=b"x",
+                              headers={**auth(WORKER), "X-Eldric-Tunnel-Status": "200"}) as r:
+                assert r.status == 409
+
+
+async def test_huge_upload_headers_are_refused_and_fail_the_request(tmp_path):
+    """A reply head larger than a header may be: the edge's HTTP parser refuses the
+    upload (4xx), and the edge neither crashes nor keeps the tunnel from serving."""
+    async with edge(tmp_path, first_byte_timeout=3_000) as url, \
+            aiohttp.ClientSession() as s:
+        tid = (await connect(s, url))["tunnel_id"]
+        call = await forwarded(s, url, tid)
+        req = await poll(s, url, tid)
+        huge = json.dumps([["X-Big", "v" * 200_000]])
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/response/{req['id']}", data=b"x",
+                          headers={**auth(WORKER), "X-Eldric-Tunnel-Status": "200",
+                                   "X-Eldric-Tunnel-Headers": huge}) as r:
+            assert 400 <= r.status < 500
+        r = await asyncio.wait_for(call, 10)
+        assert r.status in (502, 504)  # never answered: the first-byte timeout ends it
+        call = await forwarded(s, url, tid)  # the tunnel still serves
+        req = await poll(s, url, tid)
+        async with s.post(f"{url}/api/v1/tunnel/{tid}/response/{req['id']}", data=b"{}",
+                          headers={**auth(WORKER), "X-Eldric-Tunnel-Status": "200",
+                                   "X-Eldric-Tunnel-Headers": '[["Content-Type", "application/json"]]'}) as r:
+            assert r.status == 200, await r.text()
+        r = await asyncio.wait_for(call, 10)
+        assert r.status == 200 and await r.read() == b"{}"
+
+
+async def test_an_edge_stopping_fails_its_queue_over_at_once(tmp_path):
+    """Shutdown with a request queued for a tunnel: no worker polls a stopping edge (its
+    polls get 503 edge_stopping), so the request gets 503 tunnel_unavailable at once, for
+    the router to fail over, rather than wait out the grace period and be cut."""
+    import contextlib
+
+    async with aiohttp.ClientSession() as s, contextlib.AsyncExitStack() as stack:
+        url = await stack.enter_async_context(edge(tmp_path, grace_period=20_000))
+        resp, _, writer = await _streaming(s, s, url)  # keeps the edge draining
+        tid = resp.url.path.split("/")[4]
+        queued = await forwarded(s, url, tid)
+        await until(lambda: _queued(s, url, 1))
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        stopping = asyncio.ensure_future(stack.aclose())
+        r = await asyncio.wait_for(queued, 10)
+        assert r.status == 503 and await _code(r) == "tunnel_unavailable"
+        assert loop.time() - t0 < 5
+        writer.transport.abort()
+        resp.close()
+        await asyncio.wait_for(stopping, 25)

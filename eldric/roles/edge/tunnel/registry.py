@@ -161,9 +161,15 @@ class Tunnels:
                 self.drop(tunnel, f"had no poll for {2 * self.poll_ms} ms")
 
     def stop(self) -> None:
-        """The edge is stopping: waiting polls end now (they would hold the drain)."""
+        """The edge is stopping: waiting polls end now (they would hold the drain), and
+        what waits in a queue fails with a 503 now (no worker polls a stopping edge: it
+        would wait out the grace period and be cut; the router fails it over). Replies
+        already taken or streaming go on within the grace period."""
         self.stopping = True
         for tunnel in self.by_id.values():
+            for p in tunnel.queue.drain():
+                if not p.head.done():
+                    p.head.set_exception(gone(tunnel.id, "is on an edge that is stopping"))
             tunnel.queue.wake_all()
 
     # ------------------------------------------------------------ metrics (read at scrape)

@@ -3,7 +3,8 @@
 The head comes in the upload's own headers (STATUS_HEADER, HEADERS_HEADER), the body is
 the upload's body, relayed chunk by chunk to the caller as it arrives (Chunks bounds
 what waits). 200 once everything reached the caller; 409 tunnel_request_gone when the
-caller left (or the request is unknown, or answered already): the worker stops it.
+caller left (or the request is unknown, or answered already): the worker stops it. A
+head that is not one (400) ends the request it was for: its caller gets 502 at once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from eldric.bus.routes import json_response
-from eldric.errors import BadRequest, EldricError
+from eldric.errors import BadRequest, EldricError, UpstreamFailure
 from eldric.roles.edge.scopes import scoped
 from eldric.roles.edge.state import EDGE
 from eldric.roles.edge.tunnel.registry import TUNNELS, Pending, RawPairs
@@ -57,9 +58,17 @@ async def response(request: web.Request) -> web.Response:
     client_ = await scoped(request, es, "register")
     tunnel = request.app[TUNNELS].owned(request.match_info["id"], client_.name)
     req_id = request.match_info["req_id"]
-    head = _head(request)
     pending = tunnel.in_flight.get(req_id)
-    if pending is None or pending.state != "sent" or pending.head.done():
+    waiting = pending is not None and pending.state == "sent" and not pending.head.done()
+    try:
+        head = _head(request)
+    except BadRequest as exc:
+        if waiting:  # its caller would wait for a head until the first-byte timeout
+            pending.head.set_exception(UpstreamFailure.of(  # type: ignore[union-attr]
+                tunnel.upstream.id, "closed", 502,
+                f"the worker's reply had a malformed head: {exc.message}"))
+        raise
+    if not waiting:
         raise request_gone(req_id)
     pending.state = "uploading"
     pending.head.set_result(head)

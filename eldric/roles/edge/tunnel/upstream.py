@@ -49,6 +49,8 @@ class TunnelUpstream:
         tunnel = self.tunnel
         if self.tunnels.by_id.get(tunnel.id) is not tunnel:
             raise gone(tunnel.id, "is not connected")
+        if self.tunnels.stopping:  # no worker polls a stopping edge (Tunnels.stop)
+            raise gone(tunnel.id, "is on an edge that is stopping")
         if len(tunnel.queue) >= self.tunnels.max_queued:
             busy = UpstreamFailure(tunnel.upstream.id, "status", 503, error_json(
                 503, f"tunnel {tunnel.id} has {len(tunnel.queue)} requests waiting for its "
