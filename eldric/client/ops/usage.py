@@ -1,5 +1,5 @@
-"""`eldric usage`: what the edge's clients used (requests, tokens, spend) by day, model
-or client, from its usage API (`GET /api/v1/usage`), as a table, `--csv` or `--json`.
+"""`eldric usage`: what the edge's clients used (requests, tokens, spend) by day, model,
+client or backend, from its usage API (`GET /api/v1/usage`), as a table, `--csv` or `--json`.
 
 With the edge's admin key every client's usage; with a client's own key, its own."""
 
@@ -16,7 +16,7 @@ from eldric.client.http import call
 from eldric.client.ops.common import admin, admin_key_option, base, emit, json_option, run, table
 from eldric.client.ops.keys import edge_option
 
-GROUPS = ("day", "model", "client")
+GROUPS = ("day", "model", "client", "backend")  # the usage API's group_by
 COUNTERS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_tokens",
             "cost", "estimated_requests")
 HEADS = ("REQUESTS", "ERRORS", "PROMPT", "COMPLETION", "CACHED", "COST", "ESTIMATED")
@@ -26,14 +26,15 @@ def _groups(_ctx: click.Context, _param: click.Parameter, value: str) -> list[st
     got = [g.strip() for g in value.split(",") if g.strip()]
     bad = [g for g in got if g not in GROUPS]
     if not got or bad:
-        raise click.BadParameter(f"{', '.join(bad) or 'nothing'}: give day, model or client "
-                                 "(or several, comma-separated: day,model)")
+        raise click.BadParameter(f"{', '.join(bad) or 'nothing'}: give day, model, client or "
+                                 "backend (or several, comma-separated: day,model)")
     return list(dict.fromkeys(got))
 
 
 @click.command()
 @click.option("--by", "by", default="day", show_default=True, callback=_groups,
-              help="group by day, model or client, or several: day,model")
+              help="group by day, model, client or backend (the worker), or several: "
+              "day,model")
 @click.option("--client", default=None, help="only this client")
 @click.option("--model", default=None, help="only this model")
 @click.option("--from", "start", default=None, metavar="DATE",
@@ -46,8 +47,8 @@ def _groups(_ctx: click.Context, _param: click.Parameter, value: str) -> list[st
 def usage(by: list[str], client: str | None, model: str | None, start: str | None,
           end: str | None, as_csv: bool, url: str | None, admin_key: str | None,
           as_json: bool) -> None:
-    """Requests, tokens and spend at the edge, per day, model or client. Needs the edge's
-    admin key (a client's own key shows its own usage)."""
+    """Requests, tokens and spend at the edge, per day, model, client or backend. Needs the
+    edge's admin key (a client's own key shows its own usage)."""
     query = {k: v for k, v in (("group_by", ",".join(by)), ("client", client),
                                 ("model", model), ("from", start), ("to", end)) if v}
     where = f"{base(url, 'url')}/api/v1/usage?{urlencode(query)}"

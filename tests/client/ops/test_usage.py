@@ -1,5 +1,5 @@
 """`eldric usage` against a real edge, router and worker (the mock backend, which states
-its usage): the table by client, model, day and day,model with its TOTAL line; --csv with
+its usage): the table by client, model, day, backend and day,model with its TOTAL line; --csv with
 the grouped columns; --json as the API answers; --client; a client's own key; and the
 refusals as one line (a bad --by is click's usage error, never a request)."""
 
@@ -48,6 +48,7 @@ async def test_usage_table_csv_json(tmp_path):
             by_client = await eldric(tmp_path, "usage", "--by", "client", *admin)
             by_model = await eldric(tmp_path, "usage", "--by", "model", *admin)
             by_day_model = await eldric(tmp_path, "usage", "--by", "day,model", *admin)
+            by_backend = await eldric(tmp_path, "usage", "--by", "backend", *admin)
             as_csv = await eldric(tmp_path, "usage", "--by", "client", "--csv", *admin)
             as_json = await eldric(tmp_path, "usage", "--by", "client", "--json", *admin)
             only_bob = await eldric(tmp_path, "usage", "--by", "client", "--client", "bob",
@@ -75,6 +76,10 @@ async def test_usage_table_csv_json(tmp_path):
     assert rows(by_model.out)["eldric-mock"][1] == "3"
     today = time.strftime("%Y-%m-%d", time.gmtime())
     assert rows(by_day_model.out)[today][1:3] == ["eldric-mock", "3"]
+    # the API groups by backend (the worker that answered) too: so does the CLI
+    assert by_backend.rc == 0, by_backend.err
+    assert by_backend.out.splitlines()[0].split()[0] == "BACKEND"
+    assert rows(by_backend.out)["TOTAL"][1] == "3"
 
     got = list(csv.DictReader(io.StringIO(as_csv.out)))
     assert as_csv.rc == 0 and [r["client"] for r in got] == ["alice", "bob"]
