@@ -38,11 +38,12 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from eldric import keys
+from eldric import __version__, keys
 from eldric.backends.egress import Adapter, Context, Egress, Outbound, Reach
 from eldric.backends.framing import frames
 from eldric.errors import BadRequest, UpstreamFailure, error_json
 from eldric.exchange import Answer, LaneRequest, Sink, encode_headers
+from eldric.log import USER_AGENT_PREFIX
 from eldric.stream import client
 from eldric.stream.forward import _client_left, _read_bounded, _settle
 from eldric.stream.headers import upstream_header_block
@@ -56,6 +57,7 @@ from eldric.wire.translate import Translator
 log = structlog.get_logger("eldric.backends")
 
 _ERROR_BODY_LIMIT = 64 * 1024  # as the core reads an error body
+_USER_AGENT = f"{USER_AGENT_PREFIX}{__version__}"
 _JSON = b"application/json"
 
 
@@ -342,7 +344,8 @@ async def open_native(app: web.Application, adapter: Adapter, reach: Reach, out:
     parts = urlsplit(full)
     base = f"{parts.scheme}://{parts.netloc}"
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    headers = {**reach.extra_headers, **out.headers}
+    # eldric's own User-Agent, as its aiohttp session sends (a provider may refuse none)
+    headers = {"User-Agent": _USER_AGENT, **reach.extra_headers, **out.headers}
     if out.body and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
     headers.update(adapter.sign(reach, out.method, full, headers, out.body))
