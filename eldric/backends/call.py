@@ -176,7 +176,9 @@ async def _stream(resp: client.Response, egress: Egress, out: Outbound, reply: _
             if pending:
                 await reply.write(pending)
                 pending.clear()
-        if egress.done or out.framing == "json":  # json: the one frame was the reply
+        # json: the one frame was the reply; ends_with_body: an API whose stream has no
+        # end marker of its own (KServe's generate_stream), so its end is the end.
+        if egress.done or out.framing == "json" or getattr(egress, "ends_with_body", False):
             await reply.write([*pending, *_guarded(egress.finish)], end=True)
             return "ok"
         await reply.write(pending)

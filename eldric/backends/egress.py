@@ -74,6 +74,9 @@ class Egress(Protocol):
 
     stream: bool  # the client asked for a streamed reply
     done: bool  # the native stream said it ended (normally, or with an error event sent)
+    # (optional, default False) an API whose stream has no end marker: the body's end is
+    # a normal end (finish() is called), not a cut
+    # ends_with_body: bool
     usage: tuple[int, int] | None  # (prompt, completion) tokens, once the reply said
 
     def outbound(self) -> Outbound: ...

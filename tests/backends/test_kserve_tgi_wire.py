@@ -84,7 +84,7 @@ def test_kserve_whole_reply_without_text_output_is_unreadable():
 
 def test_kserve_stream_without_finish_output_ends_with_the_reply():
     eg = kserve.chat({**CHAT, "stream": True}, Context(model="m"))
-    assert eg.done  # no end marker in this API: the reply's end is the end
+    assert not eg.done and eg.ends_with_body  # no end marker: the reply's end is the end
     out = []
     for piece in ("Hel", "lo", "!"):
         out += eg.feed(b'data: {"model_name":"m","model_version":"1","text_output":'

@@ -67,7 +67,7 @@ class KServeEgress(TextEgress):
         self.prompt = conv.prompt()
         inputs = ctx.options.get("inputs") or {}
         # Without the finish_reason output the stream's end is its only end.
-        self.done = not _truthy(inputs.get("return_finish_reason"))
+        self.ends_with_body = not _truthy(inputs.get("return_finish_reason"))
         self._finish: str | None = None
         self._text: list[str] = []
 

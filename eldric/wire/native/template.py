@@ -177,7 +177,7 @@ class TemplateEgress(TextEgress):
         self.streamed = ctx.options.get("stream") if self.stream else None
         # A stream without an end marker (no done, no end) ends when the reply does.
         sc = self.streamed or {}
-        self.done = bool(self.streamed) and not (sc.get("done") or sc.get("end"))
+        self.ends_with_body = bool(self.streamed) and not (sc.get("done") or sc.get("end"))
         self._prompt = conv.prompt()
 
     def outbound(self) -> Outbound:

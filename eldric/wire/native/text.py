@@ -79,6 +79,8 @@ class TextEgress:
         self.conv = conv
         self.stream = conv.stream
         self.done = False
+        # An API whose stream has no end marker sets this: the body's end is the end.
+        self.ends_with_body = False
         self.usage: tuple[int, int] | None = None
         self.writer = chat_out.ChunkWriter(conv.model,
                                            include_usage=include_usage or conv.include_usage)
@@ -121,9 +123,9 @@ class TextEgress:
     def finish(self) -> list[bytes]:
         """The native stream ended. After the end or an error event nothing more; a
         stream cut before its API said it ended gets nothing either (the call sends the
-        error event); an API that never says it ended has ``done`` set from the start
-        and is finished here."""
-        if self.writer.finished or not self.done:
+        error event); an API that never says it ended (``ends_with_body``) is finished
+        here."""
+        if self.writer.finished or not (self.done or self.ends_with_body):
             return []
         return self.end("stop")
 
