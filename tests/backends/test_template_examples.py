@@ -1,0 +1,101 @@
+"""The template adapter end to end: each worked example of docs/backends.md, pointed at
+a fake of its server (tests/fakes/predict.py), driven through the cloud role with the
+official openai SDK — whole and streamed (the server streams nothing: the whole reply
+as one chunk), the server's error in the client's shape, failover, and a template that
+cannot work."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from tests.backends.test_template_wire import examples
+from tests.conftest import run_cloud, url_of
+from tests.fakes import predict
+from tests.fakes.textgen import KNOBS
+
+MSGS = [{"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Why is the sky blue?"}]
+LOCAL = ("torchserve", "tf-serving", "mlserver", "azure-ml-score")
+
+
+@pytest.fixture
+async def server(aiohttp_server):
+    async def start():  # type: ignore[no-untyped-def]
+        s = await aiohttp_server(predict.make_app())
+        return url_of(s), s.app[KNOBS]
+    return start
+
+
+def pointed(example: str, url: str, **extra) -> dict:
+    """The docs' example with its URL (and key) pointed at the fake."""
+    return {**examples()[example], "url": url, **extra}
+
+
+def models_of(ex: dict) -> list[str]:
+    return ex["options"]["models"]
+
+
+def client(urls) -> openai.AsyncOpenAI:  # type: ignore[no-untyped-def]
+    return openai.AsyncOpenAI(base_url=urls["cloud"] + "/v1", api_key="unused", max_retries=0)
+
+
+async def test_every_worked_example_through_the_cloud_role(server, tmp_path):
+    url, knobs = await server()
+    knobs.api_key = "k"
+    knobs.models = ["llama", "gpt2"]
+    specs = [pointed(n, url, api_key="k", name=n) for n in LOCAL]
+    async with run_cloud(tmp_path, json.dumps(specs)) as urls:
+        oai = client(urls)
+        listed = {m.id for m in (await oai.models.list()).data}
+        assert listed == {m for n in LOCAL for m in models_of(examples()[n])}
+        for name in LOCAL:
+            model = models_of(examples()[name])[0]
+            r = await oai.chat.completions.with_raw_response.create(
+                model=model, messages=MSGS, max_tokens=20, temperature=0.5)
+            assert r.headers["X-Eldric-Backend"] == name
+            reply = r.parse()
+            assert reply.choices[0].message.content.strip() == predict.TEXT, name
+            assert knobs.requests[-1]["headers"]["Authorization"] == "Bearer k"
+            stream = await oai.chat.completions.create(model=model, messages=MSGS, stream=True)
+            text = "".join([c.choices[0].delta.content or "" async for c in stream
+                            if c.choices])
+            assert text.strip() == predict.TEXT, name
+        first = {}
+        for q in knobs.requests:
+            first.setdefault(q["path"], q["body"])
+        assert first["/predictions/llama"]["max_new_tokens"] == 20
+        assert first["/predictions/llama"]["temperature"] == 0.5
+        assert first["/score"]["input_data"]["input_string"][0] == MSGS[0]
+        assert first["/score"]["input_data"]["parameters"] == {"max_new_tokens": 20,
+                                                               "temperature": 0.5}
+
+
+async def test_server_errors_are_the_clients_and_5xx_fail_over(server, tmp_path):
+    (url_a, a), (url_b, _) = await server(), await server()
+    a.models = []  # TorchServe's 404 ModelNotFoundException
+    async with run_cloud(tmp_path, json.dumps([
+            pointed("torchserve", url_a, name="a", priority=1)])) as urls:
+        with pytest.raises(openai.NotFoundError) as e:
+            await client(urls).chat.completions.create(model="llama", messages=MSGS)
+        assert "Model not found: llama" in e.value.message
+    a.models, a.fail_status, a.fail_body = ["llama"], 503, b'{"code": 503, "message": "busy"}'
+    async with run_cloud(tmp_path, json.dumps([
+            pointed("torchserve", url_a, name="a", priority=1),
+            pointed("torchserve", url_b, name="b", priority=2)])) as urls:
+        r = await client(urls).chat.completions.with_raw_response.create(
+            model="llama", messages=MSGS)
+        assert r.headers["X-Eldric-Backend"] == "b"
+
+
+async def test_a_template_that_cannot_work_is_the_operators_500(server, tmp_path):
+    url, _ = await server()
+    bad = pointed("torchserve", url)
+    bad["options"] = {**bad["options"], "request": {"prompt": "{{promt}}"}}
+    async with run_cloud(tmp_path, json.dumps([bad])) as urls:
+        with pytest.raises(openai.InternalServerError) as e:
+            await client(urls).chat.completions.create(model="llama", messages=MSGS)
+        assert e.value.body["code"] == "backend_misconfigured"
+        assert "{{promt}}" in e.value.message
