@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from eldric.backends.egress import Context, Outbound
+from eldric.wire.native.outbound import Context, Outbound
 from eldric.wire.native.text import TextEgress, json_of, one_stop, read_text_only, sse_data
 
 API = "KServe v2 generate"

@@ -42,9 +42,9 @@ from urllib.parse import quote
 
 import msgspec
 
-from eldric.backends.egress import Context, Outbound
 from eldric.errors import EldricError
 from eldric.wire.native import chat_in
+from eldric.wire.native.outbound import Context, Outbound
 from eldric.wire.native.text import TextEgress, json_of, read_text_only, sse_data
 
 API = "template backend"

@@ -22,7 +22,6 @@ from typing import Any
 import msgspec
 
 from eldric.errors import BadRequest
-from eldric.stream.upstream_errors import normalise
 from eldric.wire.native import chat_in, chat_out
 
 _decode = msgspec.json.decode
@@ -133,4 +132,14 @@ class TextEgress:
         return None
 
     def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
-        return status, normalise(status, raw, self.api)
+        """The status kept; the message from the fields these servers use (Triton's,
+        TF Serving's and TGI's "error", TorchServe's "message", FastAPI's "detail"),
+        TGI's error_type as the code."""
+        code = None
+        if b'"error_type"' in raw:
+            try:
+                kind = _decode(raw).get("error_type")
+                code = kind if isinstance(kind, str) else None
+            except (msgspec.DecodeError, UnicodeDecodeError, AttributeError):
+                pass
+        return status, chat_out.api_error(status, raw, "error", "message", "detail", code=code)

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from eldric.backends.egress import Context, Outbound
+from eldric.wire.native.outbound import Context, Outbound
 from eldric.wire.native.text import TextEgress, json_of, read_text_only, sse_data
 
 API = "TGI generate"
