@@ -1,6 +1,7 @@
 """KServe/Triton v2 generate and TGI's native generate end to end: the official openai
-SDK against eldric's cloud role with backends of kinds `kserve` and `tgi-native`, the
-fakes (tests/fakes/kserve.py, tgi.py) answering as their documentation shows.
+SDK against eldric's worker (`--backend kserve|tgi-native`) and cloud role (backends of
+those kinds), the fakes (tests/fakes/kserve.py, tgi.py) answering as their documentation
+shows.
 
 Whole and streamed chat, the documented request on the wire, usage, a backend error in
 the client's shape, 429/503 failover to a second backend, a stream cut mid-way (one
@@ -15,7 +16,8 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import run_cloud, url_of
+from tests.backends.fronts import ROLES, client, cloud, front
+from tests.conftest import url_of
 from tests.fakes import kserve as fake_kserve
 from tests.fakes import tgi as fake_tgi
 from tests.fakes.textgen import KNOBS
@@ -29,15 +31,6 @@ VLLM_INPUTS = {"exclude_input_in_output": True, "return_finish_reason": True,
 
 def spec(name: str, kind: str, url: str, **extra) -> dict:
     return {"name": name, "type": kind, "url": url, **extra}
-
-
-def cloud(tmp_path, *specs: dict):  # type: ignore[no-untyped-def]
-    return run_cloud(tmp_path, json.dumps(list(specs)))
-
-
-def client(urls) -> openai.AsyncOpenAI:  # type: ignore[no-untyped-def]
-    return openai.AsyncOpenAI(base_url=urls["cloud"] + "/v1", api_key="unused", max_retries=0,
-                              http_client=openai.DefaultAsyncHttpxClient())
 
 
 @pytest.fixture
@@ -56,10 +49,11 @@ async def tgi(aiohttp_server):
     return start
 
 
-async def test_kserve_whole_and_streamed_chat(triton, tmp_path):
+@ROLES
+async def test_kserve_whole_and_streamed_chat(triton, tmp_path, role):
     url, knobs = await triton()
     knobs.api_key = "kserve-token"
-    async with cloud(tmp_path, spec("tr", "kserve", url, api_key="kserve-token",
+    async with front(role, tmp_path, spec("tr", "kserve", url, api_key="kserve-token",
                                     options={"inputs": VLLM_INPUTS})) as urls:
         oai = client(urls)
         assert [m.id for m in (await oai.models.list()).data] == ["llama"]
@@ -89,10 +83,11 @@ async def test_kserve_whole_and_streamed_chat(triton, tmp_path):
         assert knobs.requests[-1]["body"]["parameters"] == {"stream": True}
 
 
-async def test_kserve_server_kserve_lists_models_and_answers_echoing_the_prompt(triton, tmp_path):
+@ROLES
+async def test_kserve_server_kserve_lists_models_and_answers_echoing_the_prompt(triton, tmp_path, role):
     url, knobs = await triton()
     knobs.models = ["gpt2"]
-    async with cloud(tmp_path, spec("ks", "kserve", url, options={"server": "kserve"})) as urls:
+    async with front(role, tmp_path, spec("ks", "kserve", url, options={"server": "kserve"})) as urls:
         oai = client(urls)
         assert [m.id for m in (await oai.models.list()).data] == ["gpt2"]
         r = await oai.chat.completions.create(model="gpt2", messages=MSGS)
@@ -104,9 +99,10 @@ async def test_kserve_server_kserve_lists_models_and_answers_echoing_the_prompt(
         assert text == "Rayleigh scattering makes it blue."
 
 
-async def test_kserve_backend_error_is_the_clients_error(triton, tmp_path):
+@ROLES
+async def test_kserve_backend_error_is_the_clients_error(triton, tmp_path, role):
     url, knobs = await triton()
-    async with cloud(tmp_path, spec("tr", "kserve", url, options={"models": ["llama"]})) as urls:
+    async with front(role, tmp_path, spec("tr", "kserve", url, options={"models": ["llama"]})) as urls:
         knobs.models = []  # Triton unloaded it: its 400 {"error": …}
         with pytest.raises(openai.BadRequestError) as e:
             await client(urls).chat.completions.create(model="llama", messages=MSGS)
@@ -124,7 +120,7 @@ async def test_kserve_failover_to_a_second_backend(triton, tmp_path, status):
     async with cloud(tmp_path, spec("a", "kserve", url_a, priority=1),
                      spec("b", "kserve", url_b, priority=2)) as urls:
         async with aiohttp.ClientSession() as s:
-            async with s.post(urls["cloud"] + "/v1/chat/completions",
+            async with s.post(urls["url"] + "/v1/chat/completions",
                               json={"model": "llama", "messages": MSGS}) as r:
                 assert r.status == 200
                 assert r.headers["X-Eldric-Backend"] == "b"
@@ -132,12 +128,13 @@ async def test_kserve_failover_to_a_second_backend(triton, tmp_path, status):
         assert [q["path"] for q in a.requests if "generate" in q["path"]] == ["/v2/models/llama/generate"]
 
 
-async def test_kserve_stream_cut_midway_is_one_error_event(triton, tmp_path):
+@ROLES
+async def test_kserve_stream_cut_midway_is_one_error_event(triton, tmp_path, role):
     url, knobs = await triton()
     knobs.die_after = 2
-    async with cloud(tmp_path, spec("tr", "kserve", url, options={"inputs": VLLM_INPUTS})) as urls:
+    async with front(role, tmp_path, spec("tr", "kserve", url, options={"inputs": VLLM_INPUTS})) as urls:
         async with aiohttp.ClientSession() as s:
-            async with s.post(urls["cloud"] + "/v1/chat/completions", json={
+            async with s.post(urls["url"] + "/v1/chat/completions", json={
                     "model": "llama", "messages": MSGS, "stream": True}) as r:
                 assert r.status == 200
                 body = (await r.read()).decode()
@@ -150,10 +147,11 @@ async def test_kserve_stream_cut_midway_is_one_error_event(triton, tmp_path):
         assert "[DONE]" not in events
 
 
-async def test_kserve_error_event_in_the_stream(triton, tmp_path):
+@ROLES
+async def test_kserve_error_event_in_the_stream(triton, tmp_path, role):
     url, knobs = await triton()
     knobs.error_after = 1
-    async with cloud(tmp_path, spec("tr", "kserve", url)) as urls:
+    async with front(role, tmp_path, spec("tr", "kserve", url)) as urls:
         stream = await client(urls).chat.completions.create(model="llama", messages=MSGS,
                                                             stream=True)
         got = []
@@ -166,24 +164,26 @@ async def test_kserve_error_event_in_the_stream(triton, tmp_path):
 async def client_leaves(urls, knobs, model: str) -> None:  # type: ignore[no-untyped-def]
     knobs.delay = 0.3
     async with aiohttp.ClientSession() as s:
-        async with s.post(urls["cloud"] + "/v1/chat/completions", json={
+        async with s.post(urls["url"] + "/v1/chat/completions", json={
                 "model": model, "messages": MSGS, "stream": True}) as r:
             assert r.status == 200
             await r.content.readline()  # the first event is here, then the client goes
     await asyncio.wait_for(knobs.disconnected.wait(), 5)
 
 
-async def test_kserve_client_leaving_cancels_the_upstream_request(triton, tmp_path):
+@ROLES
+async def test_kserve_client_leaving_cancels_the_upstream_request(triton, tmp_path, role):
     url, knobs = await triton()
-    async with cloud(tmp_path, spec("tr", "kserve", url)) as urls:
+    async with front(role, tmp_path, spec("tr", "kserve", url)) as urls:
         await client_leaves(urls, knobs, "llama")
 
 
 # -- TGI native --------------------------------------------------------------------------
 
-async def test_tgi_whole_and_streamed_chat(tgi, tmp_path):
+@ROLES
+async def test_tgi_whole_and_streamed_chat(tgi, tmp_path, role):
     url, knobs = await tgi()
-    async with cloud(tmp_path, spec("old", "tgi-native", url)) as urls:
+    async with front(role, tmp_path, spec("old", "tgi-native", url)) as urls:
         oai = client(urls)
         assert [m.id for m in (await oai.models.list()).data] == [fake_tgi.MODEL]
         r = await oai.chat.completions.create(model=fake_tgi.MODEL, messages=MSGS,
@@ -205,12 +205,13 @@ async def test_tgi_whole_and_streamed_chat(tgi, tmp_path):
         assert (usage.prompt_tokens, usage.completion_tokens) == (len(PROMPT.split()), 2)
 
 
-async def test_tgi_validation_error_is_the_clients_400(tgi, tmp_path):
+@ROLES
+async def test_tgi_validation_error_is_the_clients_400(tgi, tmp_path, role):
     url, knobs = await tgi()
     knobs.fail_status = 422
     knobs.fail_body = b'{"error":"Input validation error: `inputs` must have less than 1024 ' \
                       b'tokens","error_type":"validation"}'
-    async with cloud(tmp_path, spec("old", "tgi-native", url)) as urls:
+    async with front(role, tmp_path, spec("old", "tgi-native", url)) as urls:
         with pytest.raises(openai.BadRequestError) as e:
             await client(urls).chat.completions.create(model=fake_tgi.MODEL, messages=MSGS)
         assert "less than 1024 tokens" in e.value.message and e.value.code == "validation"
@@ -233,9 +234,10 @@ async def test_tgi_overloaded_or_failed_generation_fails_over(tgi, tmp_path, sta
         assert [q["path"] for q in a.requests] == ["/generate_stream"]
 
 
-async def test_tgi_stream_cut_and_error_event(tgi, tmp_path):
+@ROLES
+async def test_tgi_stream_cut_and_error_event(tgi, tmp_path, role):
     url, knobs = await tgi()
-    async with cloud(tmp_path, spec("old", "tgi-native", url)) as urls:
+    async with front(role, tmp_path, spec("old", "tgi-native", url)) as urls:
         oai = client(urls)
         for knob in ("die_after", "error_after"):
             setattr(knobs, knob, 2)
@@ -249,7 +251,8 @@ async def test_tgi_stream_cut_and_error_event(tgi, tmp_path):
             setattr(knobs, knob, None)
 
 
-async def test_tgi_client_leaving_cancels_the_upstream_request(tgi, tmp_path):
+@ROLES
+async def test_tgi_client_leaving_cancels_the_upstream_request(tgi, tmp_path, role):
     url, knobs = await tgi()
-    async with cloud(tmp_path, spec("old", "tgi-native", url)) as urls:
+    async with front(role, tmp_path, spec("old", "tgi-native", url)) as urls:
         await client_leaves(urls, knobs, fake_tgi.MODEL)

@@ -12,6 +12,8 @@ import openai
 import pytest
 
 from tests.backends.test_template_wire import examples
+from tests.backends.fronts import client as front_client
+from tests.backends.fronts import front
 from tests.conftest import run_cloud, url_of
 from tests.fakes import predict
 from tests.fakes.textgen import KNOBS
@@ -99,3 +101,24 @@ async def test_a_template_that_cannot_work_is_the_operators_500(server, tmp_path
             await client(urls).chat.completions.create(model="llama", messages=MSGS)
         assert e.value.body["code"] == "backend_misconfigured"
         assert "{{promt}}" in e.value.message
+
+
+@pytest.mark.parametrize("name", LOCAL)
+async def test_every_worked_example_through_the_worker(server, tmp_path, name):
+    """`eldric --role worker --backend template --backend-url URL --backend-options '…'`
+    with the example's options: its `models` served, chat whole and streamed."""
+    url, knobs = await server()
+    knobs.models = ["llama", "gpt2"]
+    ex = pointed(name, url)
+    async with front("worker", tmp_path, {**ex, "api_key": "k"}) as urls:
+        oai = front_client(urls)
+        assert [m.id for m in (await oai.models.list()).data] == models_of(ex)
+        model = models_of(ex)[0]
+        r = await oai.chat.completions.create(model=model, messages=MSGS, max_tokens=20)
+        assert r.choices[0].message.content.strip() == predict.TEXT
+        assert knobs.requests[-1]["headers"]["Authorization"] == "Bearer k"
+        stream = await oai.chat.completions.create(model=model, messages=MSGS, stream=True)
+        chunks = [c async for c in stream]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks
+                       if c.choices).strip() == predict.TEXT
+        assert chunks[-1].choices[0].finish_reason == "stop"
