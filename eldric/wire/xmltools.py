@@ -25,6 +25,7 @@ a model matched by a per-model setting) and compose it with a client API's trans
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from typing import Any
 
@@ -58,8 +59,7 @@ For each function call, return a json object with function name and arguments wi
 For example:
 <tool_call>
 {example}
-</tool_call>
-The result of a call comes back within <tool_response></tool_response> XML tags."""
+</tool_call>"""
 
 
 def wanted(body: bytes) -> bool:
@@ -97,12 +97,22 @@ def _call_text(name: str, arguments: Any) -> str:
 
 
 def prefill_of(tools: list[chat_in.Tool], choice: str) -> str:
-    """The start of the model's reply where tool_choice demands a call ("" where not)."""
+    """The start of the model's reply where tool_choice demands a call ("" where not):
+    ``<tool_call>`` and, for a named function, its name and its first required
+    argument's name (and the opening quote of a string), so that what is left for the
+    model is a value: a 135M model given less wanders off into a schema of its own."""
     if choice == "required":
         return OPEN + '\n{"name": "'
-    if choice in ("auto", "none") or choice not in {t.name for t in tools}:
+    tool = next((t for t in tools if t.name == choice), None)
+    if tool is None:  # auto, none
         return ""
-    return OPEN + '\n{"name": ' + json.dumps(choice) + ', "arguments": {'
+    text = OPEN + '\n{"name": ' + json.dumps(choice) + ', "arguments": {'
+    first = next(iter(_example(tool)), None)
+    if first is not None:
+        prop = tool.parameters["properties"][first]
+        quote = '"' if isinstance(prop, dict) and prop.get("type") == "string" else ""
+        text += json.dumps(first) + ": " + quote
+    return text
 
 
 class XmlTools:
@@ -279,3 +289,9 @@ def emulation(body: bytes, *, prefill: bool = False) -> XmlTools | None:
             for m in messages)):
         return None
     return XmlTools(obj, prefill=prefill)
+
+
+def matches(model: str, globs: tuple[str, ...] | list[str]) -> bool:
+    """Whether a per-model setting (``--xml-tools-models``, a cloud backend's
+    ``options.xml_tools``) names `model`: shell-style globs, ``*`` for every model."""
+    return any(fnmatch.fnmatchcase(model, g) for g in globs)

@@ -25,11 +25,14 @@ from eldric.wire import anthropic_count
 from eldric.wire.cluster import covers
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList, model_of
-from eldric.wire.translate import Translator
+from eldric.wire import xmltools
+from eldric.wire.translate import Translator, chain
 from eldric.wire.translated import TRANSLATED
 
 
 log = structlog.get_logger("eldric.worker")
+
+CHAT = "/v1/chat/completions"
 
 
 def _refuse_while_loading(st: WorkerState) -> None:
@@ -82,7 +85,18 @@ async def inference(request: LaneRequest) -> Answer:
     body = await read_body(request)
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
+    if request.path == CHAT and (x := _emulation(request, body, head.model)) is not None:
+        return await _relay(request, x.request(), x)
     return await _relay(request, body)
+
+
+def _emulation(request: LaneRequest, chat: bytes, model: str) -> Translator | None:
+    """The XML tool emulation of a chat body where the model needs it (and the body has
+    tools or tool turns), else None."""
+    st = request.app[WORKER]
+    if not st.emulates_tools(model):
+        return None
+    return xmltools.emulation(chat, prefill=st.kind.prefills)
 
 
 async def translated(request: LaneRequest) -> Answer:
@@ -96,13 +110,18 @@ async def translated(request: LaneRequest) -> Answer:
 async def _translate(request: LaneRequest, body: bytes, tap: Tap | None) -> Answer:
     t = TRANSLATED[request.path].factory(body)
     request[keys.HOP].model = t.model
+    if t.upstream_path == CHAT:  # the client API's tools emulated too, where they must be
+        t = chain(t, _emulation(request, t.request(), t.model))
     return await _relay(request, t.request(), t, tap)
 
 
 async def native(request: LaneRequest) -> Answer:
     """A client API path the backend serves itself: relayed as it is."""
     body = await read_body(request)
-    request[keys.HOP].model = model_of(body)
+    request[keys.HOP].model = model = model_of(body)
+    if request.app[WORKER].emulates_tools(model) and xmltools.wanted(body):
+        # served natively, but its tools would be dropped: translated, tools emulated
+        return await stateful(request, body, functools.partial(_translate, request))
     # behind: the backend keeps responses of its own, and may know an id this worker does not
     return await stateful(request, body, lambda body, tap: _relay(request, body, tap=tap),
                           behind=True)
