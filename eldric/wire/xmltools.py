@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -34,6 +35,7 @@ import msgspec
 from eldric.errors import BadRequest
 from eldric.wire.native import chat_in, chat_out
 from eldric.wire.openai_reply import json_object, sse_data
+from eldric.wire.translate import Translator, chain
 from eldric.wire.xmltools_scan import CLOSE, OPEN, Call, Piece, Scanner
 
 _decode = msgspec.json.decode
@@ -295,3 +297,23 @@ def matches(model: str, globs: tuple[str, ...] | list[str]) -> bool:
     """Whether a per-model setting (``--xml-tools-models``, a cloud backend's
     ``options.xml_tools``) names `model`: shell-style globs, ``*`` for every model."""
     return any(fnmatch.fnmatchcase(model, g) for g in globs)
+
+
+def applies(tools: str, options: Mapping[str, Any], model: str) -> bool:
+    """Whether a backend's requests for `model` are emulated: its kind or adapter has no
+    native tools (``tools == "xml"``), or its options say so for every model
+    (``"tools": "xml"``) or for the models their ``"xml_tools"`` globs name."""
+    globs = options.get("xml_tools")
+    return tools == "xml" or options.get("tools") == "xml" or (
+        isinstance(globs, list) and matches(model, [g for g in globs if isinstance(g, str)]))
+
+
+def wrapped(translate: Translator | None, chat: bytes, *,
+            prefill: bool = False) -> tuple[bytes, Translator | None]:
+    """(the body to send, the translator) for a chat body whose tools are emulated: the
+    client API's translator (if any) chained before the emulation; unchanged where the
+    body needs none."""
+    x = emulation(chat, prefill=prefill)
+    if x is None:
+        return chat, translate
+    return x.request(), x if translate is None else chain(translate, x)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
+from eldric.backends.table import adapter_of, rows
 from eldric.wire.ollama import Tags
 from eldric.wire.openai import UpstreamModelList
+
+if TYPE_CHECKING:
+    from eldric.backends.egress import Adapter
 
 
 # The API paths each kind serves natively, from its own documentation (an entry covers
@@ -39,6 +43,9 @@ class BackendKind:
     # It continues a last assistant message instead of starting a new one (llama.cpp's
     # server does by default), so the emulation can start a forced tool call for it.
     prefills: bool = False
+    # A native API (eldric.backends.table's rows with one): its requests go through the
+    # adapter (eldric.backends.call.send), its probe is the adapter's (call.probe).
+    adapter: Adapter | None = None
 
 
 KINDS: dict[str, BackendKind] = {
@@ -62,6 +69,20 @@ KINDS: dict[str, BackendKind] = {
     "embedded": BackendKind("", "/v1/models", _LLAMACPP, tools="xml", prefills=True),
     "mock": BackendKind("", "/v1/models", _OPENAI),  # in-process, private port
 }
+
+
+def _native() -> dict[str, BackendKind]:
+    """A kind per native table row: the OpenAI paths its adapter translates."""
+    out = {}
+    for row in rows().values():
+        adapter = adapter_of(row)
+        if adapter is not None and row.name not in KINDS:
+            out[row.name] = BackendKind(row.url or "", "", tuple(adapter.ops),
+                                        adapter=adapter, tools=adapter.tools)
+    return out
+
+
+KINDS.update(_native())
 
 
 def described() -> dict[str, dict[str, object]]:

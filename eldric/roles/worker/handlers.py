@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.backends import call as native_call
 from eldric.bus.routes import json_response
 from eldric.errors import (NOT_HERE_HEADERS, EldricError, ModelNotFound, UpstreamTimeout,
                            UpstreamUnavailable)
@@ -26,7 +27,7 @@ from eldric.wire.cluster import covers
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList, model_of
 from eldric.wire import xmltools
-from eldric.wire.translate import Translator, chain
+from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED
 
 
@@ -60,8 +61,14 @@ async def _to(request: LaneRequest, st: WorkerState, target: Target | None, body
               translate: Translator | None, tap: Tap | None) -> Answer:
     path = request.path if translate is None else translate.upstream_path
     try:
-        resp = await forward(request, target, path, body,  # type: ignore[arg-type]
-                             timeouts=st.timeouts, translate=translate, tap=tap)
+        if st.kind.adapter is not None:  # a native API: translated by its adapter
+            resp = await native_call.send(
+                request, st.kind.adapter, st.reach, body, path=path,
+                model=request[keys.HOP].model or "", timeouts=st.timeouts,
+                translate=translate, keep=tap)
+        else:
+            resp = await forward(request, target, path, body,  # type: ignore[arg-type]
+                                 timeouts=st.timeouts, translate=translate, tap=tap)
     except UpstreamFailure as exc:
         request.app[keys.BUS].mark_down(st.upstream, exc)
         raise _as_error(st, exc) from None
@@ -85,18 +92,10 @@ async def inference(request: LaneRequest) -> Answer:
     body = await read_body(request)
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
-    if request.path == CHAT and (x := _emulation(request, body, head.model)) is not None:
-        return await _relay(request, x.request(), x)
+    if request.path == CHAT and request.app[WORKER].emulates_tools(head.model):
+        body, x = xmltools.wrapped(None, body, prefill=request.app[WORKER].kind.prefills)
+        return await _relay(request, body, x)
     return await _relay(request, body)
-
-
-def _emulation(request: LaneRequest, chat: bytes, model: str) -> Translator | None:
-    """The XML tool emulation of a chat body where the model needs it (and the body has
-    tools or tool turns), else None."""
-    st = request.app[WORKER]
-    if not st.emulates_tools(model):
-        return None
-    return xmltools.emulation(chat, prefill=st.kind.prefills)
 
 
 async def translated(request: LaneRequest) -> Answer:
@@ -110,9 +109,11 @@ async def translated(request: LaneRequest) -> Answer:
 async def _translate(request: LaneRequest, body: bytes, tap: Tap | None) -> Answer:
     t = TRANSLATED[request.path].factory(body)
     request[keys.HOP].model = t.model
-    if t.upstream_path == CHAT:  # the client API's tools emulated too, where they must be
-        t = chain(t, _emulation(request, t.request(), t.model))
-    return await _relay(request, t.request(), t, tap)
+    chat = t.request()
+    st = request.app[WORKER]
+    if t.upstream_path == CHAT and st.emulates_tools(t.model):  # its tools emulated too
+        chat, t = xmltools.wrapped(t, chat, prefill=st.kind.prefills)
+    return await _relay(request, chat, t, tap)
 
 
 async def native(request: LaneRequest) -> Answer:
@@ -191,6 +192,16 @@ async def _backend_models(request: web.Request) -> list[str]:
     if st.models is not None:  # what its models directory holds, not one llama.cpp's
         ids = st.upstream.models = st.models.rescan()
         return ids
+    if st.kind.adapter is not None:
+        found = await native_call.probe(request.app, st.kind.adapter, st.reach,
+                                        st.timeouts.idle)
+        if found.status != 200 or found.models is None:
+            if found.status == 0:
+                request.app[keys.BUS].mark(st.upstream, False, found.error)
+            raise UpstreamUnavailable(f"backend {st.cfg.backend} at {st.backend_url}: "
+                                      f"{found.error}")
+        st.upstream.models = found.models
+        return found.models
     session = request.app[keys.SESSION]
     try:
         async with session.get(st.backend_url + st.kind.models_path,
