@@ -47,7 +47,8 @@ from eldric.stream.headers import upstream_header_block
 from eldric.stream.sse import EventSplitter, Tap, Translating
 from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failure
 from eldric.stream.upstream_errors import normalise
-from eldric.wire import dialect, openai_reply
+from eldric.backends.table import CHAT
+from eldric.wire import dialect, openai_reply, xmltools
 from eldric.wire.translate import Translator
 
 log = structlog.get_logger("eldric.backends")
@@ -85,6 +86,9 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
     if factory is None:
         raise BadRequest(f"backend {reach.name} ({adapter.name}) serves "
                          f"{', '.join(adapter.ops)} only")
+    if path == CHAT and xmltools.applies(adapter.tools, reach.options, model):
+        # its chat has no tools: eldric's XML emulation, after the client API's translator
+        body, translate = xmltools.wrapped(translate, body)
     try:
         data = msgspec.json.decode(body)
     except msgspec.DecodeError:
