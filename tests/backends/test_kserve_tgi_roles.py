@@ -256,3 +256,65 @@ async def test_tgi_client_leaving_cancels_the_upstream_request(tgi, tmp_path, ro
     url, knobs = await tgi()
     async with front(role, tmp_path, spec("old", "tgi-native", url)) as urls:
         await client_leaves(urls, knobs, fake_tgi.MODEL)
+
+
+TOOLS = [{"type": "function", "function": {
+    "name": "add", "description": "Add two numbers",
+    "parameters": {"type": "object", "properties": {"a": {"type": "number"},
+                                                    "b": {"type": "number"}},
+                   "required": ["a", "b"]}}}]
+CALL = ['<tool', '_call>\n{"name": "add", ', '"arguments": {"a": 2, "b": 3}}', '\n</tool_call>']
+
+
+@ROLES
+@pytest.mark.parametrize("kind", ["kserve", "tgi-native"])
+async def test_tools_through_the_xml_emulation(triton, tgi, tmp_path, role, kind):
+    """These kinds have no native tool calls (tools="xml" in their rows): the tools go
+    into the prompt, the model's <tool_call> block comes back as tool_calls, whole and
+    streamed, and the tool's result goes back as a <tool_response>."""
+    url, knobs = await (triton() if kind == "kserve" else tgi())
+    model = "llama" if kind == "kserve" else fake_tgi.MODEL
+    ask = [{"role": "user", "content": "What is 2 + 3?"}]
+    async with front(role, tmp_path, spec("b", kind, url)) as urls:
+        oai = client(urls)
+        knobs.words = CALL
+        r = await oai.chat.completions.create(model=model, messages=ask, tools=TOOLS)
+        prompt = (knobs.requests[-1]["body"].get("text_input")
+                  or knobs.requests[-1]["body"].get("inputs"))
+        assert "<tools>" in prompt and '"name": "add"' in prompt
+        assert "tools" not in knobs.requests[-1]["body"]
+        (call,) = r.choices[0].message.tool_calls
+        assert r.choices[0].finish_reason == "tool_calls"
+        assert (call.function.name, json.loads(call.function.arguments)) == ("add", {"a": 2, "b": 3})
+
+        stream = await oai.chat.completions.create(model=model, messages=ask, tools=TOOLS,
+                                                   stream=True)
+        chunks = [c async for c in stream]
+        deltas = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or ()]
+        assert deltas[0].function.name == "add"
+        assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"a": 2, "b": 3}
+        assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+        knobs.words = ["5"]
+        back = ask + [{"role": "assistant", "content": None, "tool_calls": [{
+            "id": call.id, "type": "function",
+            "function": {"name": "add", "arguments": call.function.arguments}}]},
+            {"role": "tool", "tool_call_id": call.id, "content": "5"}]
+        r = await oai.chat.completions.create(model=model, messages=back, tools=TOOLS)
+        assert r.choices[0].message.content == "5"
+        prompt = (knobs.requests[-1]["body"].get("text_input")
+                  or knobs.requests[-1]["body"].get("inputs"))
+        assert "<tool_response>" in prompt and "<tool_call>" in prompt
+
+
+@ROLES
+async def test_an_image_is_a_clear_400_not_a_silent_drop(tgi, tmp_path, role):
+    url, knobs = await tgi()
+    async with front(role, tmp_path, spec("b", "tgi-native", url)) as urls:
+        with pytest.raises(openai.BadRequestError) as e:
+            await client(urls).chat.completions.create(model=fake_tgi.MODEL, messages=[
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is in it?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}])
+        assert e.value.code == "vision_unsupported"
+        assert not [q for q in knobs.requests if q["path"].startswith("/generate")]
