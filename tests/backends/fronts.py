@@ -12,7 +12,8 @@ import aiohttp
 import openai
 import pytest
 
-from tests.conftest import run_cloud, run_eldric, until
+from tests.conftest import run_cloud, run_eldric, until, url_of
+from tests.fakes.textgen import KNOBS
 
 
 def cloud(tmp_path, *specs: dict):  # type: ignore[no-untyped-def]
@@ -48,3 +49,11 @@ ROLES = pytest.mark.parametrize("role", ["worker", "cloud"])
 def client(urls) -> openai.AsyncOpenAI:  # type: ignore[no-untyped-def]
     return openai.AsyncOpenAI(base_url=urls["url"] + "/v1", api_key="unused", max_retries=0,
                               http_client=openai.DefaultAsyncHttpxClient())
+
+
+def fake_starter(aiohttp_server, make_app):  # type: ignore[no-untyped-def]
+    """start() -> (URL, knobs) of a new fake server (tests/fakes/textgen.py's knobs)."""
+    async def start():  # type: ignore[no-untyped-def]
+        server = await aiohttp_server(make_app())
+        return url_of(server), server.app[KNOBS]
+    return start

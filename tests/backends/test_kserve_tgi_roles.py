@@ -16,11 +16,9 @@ import aiohttp
 import openai
 import pytest
 
-from tests.backends.fronts import ROLES, client, cloud, front
-from tests.conftest import url_of
+from tests.backends.fronts import ROLES, client, cloud, fake_starter, front
 from tests.fakes import kserve as fake_kserve
 from tests.fakes import tgi as fake_tgi
-from tests.fakes.textgen import KNOBS
 
 MSGS = [{"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Why is the sky blue?"}]
@@ -34,19 +32,13 @@ def spec(name: str, kind: str, url: str, **extra) -> dict:
 
 
 @pytest.fixture
-async def triton(aiohttp_server):
-    async def start():  # type: ignore[no-untyped-def]
-        server = await aiohttp_server(fake_kserve.make_app())
-        return url_of(server), server.app[KNOBS]
-    return start
+def triton(aiohttp_server):  # type: ignore[no-untyped-def]
+    return fake_starter(aiohttp_server, fake_kserve.make_app)
 
 
 @pytest.fixture
-async def tgi(aiohttp_server):
-    async def start():  # type: ignore[no-untyped-def]
-        server = await aiohttp_server(fake_tgi.make_app())
-        return url_of(server), server.app[KNOBS]
-    return start
+def tgi(aiohttp_server):  # type: ignore[no-untyped-def]
+    return fake_starter(aiohttp_server, fake_tgi.make_app)
 
 
 @ROLES

@@ -13,10 +13,9 @@ import pytest
 
 from tests.backends.test_template_wire import examples
 from tests.backends.fronts import client as front_client
-from tests.backends.fronts import front
-from tests.conftest import run_cloud, url_of
+from tests.backends.fronts import fake_starter, front
+from tests.conftest import run_cloud
 from tests.fakes import predict
-from tests.fakes.textgen import KNOBS
 
 MSGS = [{"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Why is the sky blue?"}]
@@ -24,11 +23,8 @@ LOCAL = ("torchserve", "tf-serving", "mlserver", "azure-ml-score")
 
 
 @pytest.fixture
-async def server(aiohttp_server):
-    async def start():  # type: ignore[no-untyped-def]
-        s = await aiohttp_server(predict.make_app())
-        return url_of(s), s.app[KNOBS]
-    return start
+def server(aiohttp_server):  # type: ignore[no-untyped-def]
+    return fake_starter(aiohttp_server, predict.make_app)
 
 
 def pointed(example: str, url: str, **extra) -> dict:

@@ -20,7 +20,7 @@ import json
 
 from aiohttp import web
 
-from tests.fakes.textgen import KNOBS, Knobs, failed, prompt_ok, record, sse
+from tests.fakes.textgen import KNOBS, Knobs, failed, ok, prompt_ok, record, sse
 
 
 def _bad(message: str, status: int = 400) -> web.Response:
@@ -38,10 +38,6 @@ async def index(request: web.Request) -> web.Response:
 
 async def kserve_models(request: web.Request) -> web.Response:
     return web.json_response({"models": request.app[KNOBS].models})
-
-
-async def ready(request: web.Request) -> web.Response:
-    return web.Response(status=200)
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
@@ -86,7 +82,7 @@ def make_app(knobs: Knobs | None = None) -> web.Application:
     app[KNOBS] = knobs or Knobs()
     app.router.add_post("/v2/repository/index", index)
     app.router.add_get("/v2/models", kserve_models)
-    app.router.add_get("/v2/health/ready", ready)
+    app.router.add_get("/v2/health/ready", ok)
     for tail in ("generate", "generate_stream"):
         app.router.add_post(f"/v2/models/{{model}}/{tail}", generate)
         app.router.add_post(f"/v2/models/{{model}}/versions/{{version}}/{tail}", generate)

@@ -26,7 +26,7 @@ import json
 
 from aiohttp import web
 
-from tests.fakes.textgen import KNOBS, Knobs, failed, prompt_ok, record
+from tests.fakes.textgen import KNOBS, Knobs, failed, ok, prompt_ok, record
 
 TEXT = "Rayleigh scattering makes it blue."
 
@@ -64,10 +64,6 @@ async def tf_predict(request: web.Request) -> web.Response:
     return web.json_response({"predictions": [TEXT for p in body["instances"] if prompt_ok(p)]})
 
 
-async def mlserver_ready(request: web.Request) -> web.Response:
-    return web.Response(status=200)
-
-
 async def mlserver_infer(request: web.Request) -> web.Response:
     knobs, body = await record(request)
     if (r := failed(knobs)) is not None:
@@ -100,7 +96,7 @@ def make_app(knobs: Knobs | None = None) -> web.Application:
     app.router.add_post("/predictions/{model}", torchserve)
     app.router.add_get("/v1/models/{model}", tf_status)
     app.router.add_post("/v1/models/{model}:predict", tf_predict)
-    app.router.add_get("/v2/health/ready", mlserver_ready)
+    app.router.add_get("/v2/health/ready", ok)
     app.router.add_post("/v2/models/{model}/infer", mlserver_infer)
     app.router.add_post("/score", azure_score)
     return app

@@ -42,6 +42,11 @@ async def record(request: web.Request) -> tuple[Knobs, dict]:
     return knobs, knobs.requests[-1]["body"] or {}
 
 
+async def ok(request: web.Request) -> web.Response:
+    """A health check's 200 with no body (Triton's, TGI's, MLServer's)."""
+    return web.Response(status=200)
+
+
 def failed(knobs: Knobs) -> web.Response | None:
     if knobs.fail_status:
         return web.Response(status=knobs.fail_status, body=knobs.fail_body,

@@ -17,7 +17,7 @@ import json
 
 from aiohttp import web
 
-from tests.fakes.textgen import KNOBS, Knobs, failed, prompt_ok, record, sse
+from tests.fakes.textgen import KNOBS, Knobs, failed, ok, prompt_ok, record, sse
 
 MODEL = "bigscience/bloom-560m"
 
@@ -34,10 +34,6 @@ async def info(request: web.Request) -> web.Response:
         "max_input_tokens": 1024, "max_total_tokens": 2048, "validation_workers": 2,
         "max_client_batch_size": 4, "router": "text-generation-router", "version": "1.3.4",
         "sha": None, "docker_label": None})
-
-
-async def health(request: web.Request) -> web.Response:
-    return web.Response(status=200)
 
 
 async def generate(request: web.Request) -> web.StreamResponse:
@@ -83,7 +79,7 @@ def make_app(knobs: Knobs | None = None) -> web.Application:
     app = web.Application()
     app[KNOBS] = knobs or Knobs()
     app.router.add_get("/info", info)
-    app.router.add_get("/health", health)
+    app.router.add_get("/health", ok)
     app.router.add_post("/generate", generate)
     app.router.add_post("/generate_stream", generate)
     return app

@@ -36,7 +36,7 @@ from urllib.parse import quote
 import msgspec
 
 from eldric.wire.native.outbound import Context, Outbound
-from eldric.wire.native.text import TextEgress, json_of, one_stop, read_text_only, sse_data
+from eldric.wire.native.text import TextEgress, json_of, one_stop
 
 API = "KServe v2 generate"
 _encode = msgspec.json.encode
@@ -61,10 +61,8 @@ class KServeEgress(TextEgress):
     api = API
 
     def __init__(self, body: dict, ctx: Context):
-        conv = read_text_only(body, ctx.model, API)
-        super().__init__(conv, ctx.include_usage)
-        self.options = ctx.options
-        self.prompt = conv.prompt()
+        super().__init__(body, ctx)
+        self.prompt = self.conv.prompt()
         inputs = ctx.options.get("inputs") or {}
         # Without the finish_reason output the stream's end is its only end.
         self.ends_with_body = not _truthy(inputs.get("return_finish_reason"))
@@ -121,12 +119,9 @@ class KServeEgress(TextEgress):
         return self.reply(text, self._finish or "stop")
 
     def feed(self, frame: bytes) -> list[bytes]:
-        data = sse_data(frame)
-        if not data:
+        obj = self.event(frame)
+        if obj is None:
             return []
-        obj = json_of(data, API)
-        if not isinstance(obj, dict):
-            raise ValueError(f"{API}: a stream event is not an object")
         if "error" in obj:
             return self.fail(502, f"{API}: {obj['error']}")
         out = self.text(self._read(obj))

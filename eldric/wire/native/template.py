@@ -45,7 +45,7 @@ import msgspec
 from eldric.errors import EldricError
 from eldric.wire.native import chat_in
 from eldric.wire.native.outbound import Context, Outbound
-from eldric.wire.native.text import TextEgress, json_of, read_text_only, sse_data
+from eldric.wire.native.text import TextEgress, json_of, sse_data
 
 API = "template backend"
 _encode = msgspec.json.encode
@@ -171,9 +171,8 @@ class TemplateEgress(TextEgress):
 
     def __init__(self, body: dict, ctx: Context):
         check(ctx.options)
-        conv = read_text_only(body, ctx.model, API)
-        super().__init__(conv, ctx.include_usage)
-        self.options = ctx.options
+        super().__init__(body, ctx)
+        conv = self.conv
         self.streamed = ctx.options.get("stream") if self.stream else None
         # A stream without an end marker (no done, no end) ends when the reply does.
         sc = self.streamed or {}

@@ -23,6 +23,7 @@ import msgspec
 
 from eldric.errors import BadRequest
 from eldric.wire.native import chat_in, chat_out
+from eldric.wire.native.outbound import Context
 
 _decode = msgspec.json.decode
 
@@ -74,17 +75,29 @@ class TextEgress:
 
     api = "text generation"  # named in errors
 
-    def __init__(self, conv: chat_in.Conversation, include_usage: bool = False):
+    def __init__(self, body: dict, ctx: Context):
+        conv = read_text_only(body, ctx.model, self.api)
         self.conv = conv
+        self.options = ctx.options
         self.stream = conv.stream
         self.done = False
         # An API whose stream has no end marker sets this: the body's end is the end.
         self.ends_with_body = False
         self.usage: tuple[int, int] | None = None
-        self.writer = chat_out.ChunkWriter(conv.model,
-                                           include_usage=include_usage or conv.include_usage)
+        self.writer = chat_out.ChunkWriter(
+            conv.model, include_usage=ctx.include_usage or conv.include_usage)
         self._prompt_tokens = 0
         self._completion_tokens = 0
+
+    def event(self, frame: bytes) -> dict | None:
+        """One SSE frame's JSON object; None for a frame without data."""
+        data = sse_data(frame)
+        if not data:
+            return None
+        obj = json_of(data, self.api)
+        if not isinstance(obj, dict):
+            raise ValueError(f"{self.api}: a stream event is not an object")
+        return obj
 
     # -- usage -----------------------------------------------------------------------
     def count(self, prompt: int | None = None, completion: int | None = None,

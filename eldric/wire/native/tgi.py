@@ -29,7 +29,7 @@ from typing import Any
 import msgspec
 
 from eldric.wire.native.outbound import Context, Outbound
-from eldric.wire.native.text import TextEgress, json_of, read_text_only, sse_data
+from eldric.wire.native.text import TextEgress, json_of
 
 API = "TGI generate"
 _encode = msgspec.json.encode
@@ -38,11 +38,6 @@ _FINISH = {"length": "length", "eos_token": "stop", "stop_sequence": "stop"}
 
 class TGIEgress(TextEgress):
     api = API
-
-    def __init__(self, body: dict, ctx: Context):
-        conv = read_text_only(body, ctx.model, API)
-        super().__init__(conv, ctx.include_usage)
-        self.options = ctx.options
 
     def outbound(self) -> Outbound:
         s = self.conv.sampling
@@ -82,12 +77,9 @@ class TGIEgress(TextEgress):
         return self.reply(obj["generated_text"], _FINISH.get(details.get("finish_reason"), "stop"))
 
     def feed(self, frame: bytes) -> list[bytes]:
-        data = sse_data(frame)
-        if not data:
+        obj = self.event(frame)
+        if obj is None:
             return []
-        obj = json_of(data, API)
-        if not isinstance(obj, dict):
-            raise ValueError(f"{API}: a stream event is not an object")
         if "error" in obj and "token" not in obj:
             kind = obj.get("error_type")
             status = 429 if kind == "overloaded" else 400 if kind == "validation" else 502
