@@ -49,6 +49,7 @@ from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failur
 from eldric.stream.upstream_errors import normalise
 from eldric.backends.table import CHAT
 from eldric.wire import dialect, openai_reply, xmltools
+from eldric.wire.native.refused import Refused
 from eldric.wire.translate import Translator
 
 log = structlog.get_logger("eldric.backends")
@@ -153,9 +154,12 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
 
 
 def _guarded(fn, *args):  # type: ignore[no-untyped-def]
-    """A pure translation step; whatever it raises is the backend's reply's fault."""
+    """A pure translation step; whatever it raises is the backend's reply's fault (an
+    error reply inside a 2xx stream, Refused, is kept as the reply it stands for)."""
     try:
         return fn(*args)
+    except Refused:
+        raise
     except Exception as exc:  # an egress or translator: bytes in, bytes out, no I/O
         raise _Unreadable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -196,6 +200,11 @@ async def _stream(resp: client.Response, egress: Egress, out: Outbound, reply: _
         await reply.cut(f"backend {reach.name} failed mid-reply: {type(exc).__name__}",
                         "upstream_timeout" if isinstance(exc, TimeoutError) else
                         "upstream_error")
+        return "error"
+    except Refused as exc:  # the stream's first event was an error: it is the reply
+        if reply.first_at is None:
+            raise UpstreamFailure(reach.state.id, "status", exc.status, exc.body) from None
+        await reply.cut(f"backend {reach.name} failed mid-reply: HTTP {exc.status}")
         return "error"
     except _Unreadable as exc:
         if reply.first_at is None:

@@ -198,14 +198,18 @@ async def test_tgi_whole_and_streamed_chat(tgi, tmp_path, role):
 
 
 @ROLES
-async def test_tgi_validation_error_is_the_clients_400(tgi, tmp_path, role):
+@pytest.mark.parametrize("stream", [False, True])
+async def test_tgi_validation_error_is_the_clients_400(tgi, tmp_path, role, stream):
+    """/generate answers 422; /generate_stream 200 with the error as its first event:
+    either way the client gets a 400, not a stream."""
     url, knobs = await tgi()
     knobs.fail_status = 422
     knobs.fail_body = b'{"error":"Input validation error: `inputs` must have less than 1024 ' \
                       b'tokens","error_type":"validation"}'
     async with front(role, tmp_path, spec("old", "tgi-native", url)) as urls:
         with pytest.raises(openai.BadRequestError) as e:
-            await client(urls).chat.completions.create(model=fake_tgi.MODEL, messages=MSGS)
+            await client(urls).chat.completions.create(model=fake_tgi.MODEL, messages=MSGS,
+                                                       stream=stream)
         assert "less than 1024 tokens" in e.value.message and e.value.code == "validation"
 
 

@@ -11,6 +11,7 @@ import pytest
 from eldric.backends.egress import Context
 from eldric.errors import BadRequest
 from eldric.wire.native import kserve, tgi
+from eldric.wire.native.refused import Refused
 
 CHAT = {"model": "mymodel", "messages": [{"role": "system", "content": "Be brief."},
                                          {"role": "user", "content": "client input"}]}
@@ -253,3 +254,16 @@ def test_tgi_info_is_the_model_list():
     assert tgi.parse_models(json.dumps(info).encode()) == ["bigscience/blomm-560m"]
     with pytest.raises(ValueError):
         tgi.parse_models(b"{}")
+
+
+@pytest.mark.parametrize(("kind", "status"), [("overloaded", 429), ("validation", 400),
+                                              ("generation", 502)])
+def test_tgi_error_as_the_streams_first_event_is_the_error_reply(kind, status):
+    """TGI answers generate_stream with 200 whatever happens: an error before any token
+    is the reply it stands for (the call fails over on 429/5xx, a 400 is the client's)."""
+    eg = tgi.chat({**CHAT, "stream": True}, Context(model="m"))
+    with pytest.raises(Refused) as e:
+        eg.feed(b'data:{"error":"Input validation error: `inputs` tokens + `max_new_tokens` '
+                b'must be <= 2048","error_type":"' + kind.encode() + b'"}')
+    assert e.value.status == status
+    assert json.loads(e.value.body)["error"]["code"] == kind

@@ -13,6 +13,7 @@ import pytest
 from eldric.backends.egress import Context
 from eldric.errors import BadRequest, EldricError
 from eldric.wire.native import template
+from eldric.wire.native.refused import Refused
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "backends.md"
 CHAT = {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
@@ -126,8 +127,13 @@ def test_ndjson_stream_with_done_path_and_error():
     got = eg.feed(b'{"response": "A", "done": false}') + eg.feed(b'{"response": "B", "done": true}')
     assert eg.done and text_of(events(got)) == "AB"
     eg = egress(opts, {**CHAT, "stream": True})
+    eg.feed(b'{"response": "A", "done": false}')
     (err,) = events(eg.feed(b'{"error": "CUDA out of memory"}'))
     assert eg.done and "CUDA out of memory" in err["error"]["message"]
+    eg = egress(opts, {**CHAT, "stream": True})
+    with pytest.raises(Refused) as e:  # before any content: the error reply it stands for
+        eg.feed(b'{"error": "CUDA out of memory"}')
+    assert e.value.status == 502
 
 
 @pytest.mark.parametrize("opts", [

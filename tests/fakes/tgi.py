@@ -5,7 +5,9 @@
 - POST /generate ``{"inputs", "parameters"}`` -> ``{"generated_text", "details"}``;
   validation as TGI's: temperature > 0, 0 < top_p < 1, top_k > 0, else 422
   ``{"error", "error_type": "validation"}``
-- POST /generate_stream -> SSE ``data:{…}`` (axum writes no space) token events
+- POST /generate_stream -> always 200 (router/src/server.rs returns the SSE stream
+  whatever happens: a validation or overload error is the first event); SSE
+  ``data:{…}`` (axum writes no space) token events
   ``{"index", "token": {"id", "text", "logprob", "special"}, "generated_text": null,
   "details": null}``, the last with ``generated_text`` and ``details`` (``finish_reason``,
   ``generated_tokens``, ``input_length``, ``seed``); ``</s>`` as a special last token.
@@ -39,7 +41,11 @@ async def info(request: web.Request) -> web.Response:
 async def generate(request: web.Request) -> web.StreamResponse:
     knobs, body = await record(request)
     if (r := failed(knobs)) is not None:
-        return r
+        if request.path == "/generate":
+            return r
+        # generate_stream answers 200 whatever happens: the error is the first event
+        knobs.error_after, error = 0, knobs.fail_body
+        return await sse(request, knobs, [b"{}"], error, sep=b"data:")
     prompt = prompt_ok(body.get("inputs"))
     p = body.get("parameters") or {}
     if "temperature" in p and not p["temperature"] > 0:

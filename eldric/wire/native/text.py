@@ -21,9 +21,10 @@ from typing import Any
 
 import msgspec
 
-from eldric.errors import BadRequest
+from eldric.errors import BadRequest, error_json
 from eldric.wire.native import chat_in, chat_out
 from eldric.wire.native.outbound import Context
+from eldric.wire.native.refused import Refused
 
 _decode = msgspec.json.decode
 
@@ -83,6 +84,7 @@ class TextEgress:
         self.done = False
         # An API whose stream has no end marker sets this: the body's end is the end.
         self.ends_with_body = False
+        self._sent = False  # events went out (after them an error is an error event)
         self.usage: tuple[int, int] | None = None
         self.writer = chat_out.ChunkWriter(
             conv.model, include_usage=ctx.include_usage or conv.include_usage)
@@ -119,7 +121,9 @@ class TextEgress:
             prompt_tokens=prompt, completion_tokens=completion, id=self.writer.id))
 
     def text(self, text: str | None) -> list[bytes]:
-        return self.writer.text(text)
+        out = self.writer.text(text)
+        self._sent = self._sent or bool(out)
+        return out
 
     def end(self, finish_reason: str) -> list[bytes]:
         """The stream said it ended: the finish chunk, the usage chunk, [DONE]."""
@@ -127,7 +131,11 @@ class TextEgress:
         return [*self.writer.finish(finish_reason), *self.writer.end(self.usage)]
 
     def fail(self, status: int, message: str, code: str = "upstream_error") -> list[bytes]:
-        """An error the API reported inside its stream: one error event, then nothing."""
+        """An error the API reported inside its stream: one error event, then nothing;
+        before any content it is the error reply it stands for (Refused: failover on
+        429/5xx, a 4xx the client's)."""
+        if not self._sent:
+            raise Refused(status, error_json(status, message, code=code))
         self.done = True
         self.writer.finished = True
         return [chat_out.error_event(status, message, code)]

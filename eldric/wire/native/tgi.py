@@ -83,7 +83,8 @@ class TGIEgress(TextEgress):
         if "error" in obj and "token" not in obj:
             kind = obj.get("error_type")
             status = 429 if kind == "overloaded" else 400 if kind == "validation" else 502
-            return self.fail(status, f"{API}: {obj['error']}")
+            return self.fail(status, f"{API}: {obj['error']}",
+                             kind if isinstance(kind, str) else "upstream_error")
         token = obj.get("token")
         out: list[bytes] = []
         if isinstance(token, dict) and not token.get("special") and isinstance(token.get("text"), str):
