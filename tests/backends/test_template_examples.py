@@ -118,3 +118,29 @@ async def test_every_worked_example_through_the_worker(server, tmp_path, name):
         assert "".join(c.choices[0].delta.content or "" for c in chunks
                        if c.choices).strip() == predict.TEXT
         assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+@pytest.mark.parametrize("role", ["worker", "cloud"])
+async def test_a_streaming_template_server(server, tmp_path, role):
+    """The docs' custom-stream example: SSE token events and [DONE] become chunk events;
+    a stream cut before [DONE] ends in one error event; an error before any token is
+    the error reply (failover on 5xx)."""
+    url, knobs = await server()
+    async with front(role, tmp_path, pointed("custom-stream", url)) as urls:
+        oai = front_client(urls)
+        stream = await oai.chat.completions.create(model="lcm", messages=MSGS, stream=True,
+                                                   max_tokens=7)
+        chunks = [c async for c in stream]
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) \
+            == "".join(knobs.words)
+        assert knobs.requests[-1]["path"] == "/generate_stream"
+        assert knobs.requests[-1]["body"] == {"text": "Why is the sky blue?", "max_len": 7}
+        r = await oai.chat.completions.create(model="lcm", messages=MSGS)
+        assert r.choices[0].message.content == predict.TEXT
+        knobs.die_after = 2
+        stream = await oai.chat.completions.create(model="lcm", messages=MSGS, stream=True)
+        got = []
+        with pytest.raises(openai.APIError):
+            async for c in stream:
+                got.append(c.choices[0].delta.content or "")
+        assert "".join(got) == "".join(knobs.words[:2])

@@ -162,7 +162,7 @@ def test_images_are_refused():
 
 def test_docs_have_every_worked_example():
     assert set(examples()) == {"torchserve", "tf-serving", "mlserver", "azure-ml-score",
-                               "custom"}
+                               "custom", "custom-stream"}
     for ex in examples().values():
         assert ex["type"] == "template"
         template.check(ex["options"])

@@ -16,7 +16,7 @@ its documentation shows (the template adapter's worked examples in docs/backends
   "datatype": "BYTES", "parameters": {"content_type": "hg_jsonlist"}, "data":
   ["{\\"generated_text\\": \\"<prompt + text>\\"}"]}]}``.
 - An Azure ML online endpoint's /score (a model-catalog chat model's scoring script):
-  ``Authorization: Bearer KEY``; ``{"input_data": {"input_string": [messages],
+  ``Authorization: Bearer KEY``, the deployment in ``azureml-model-deployment``; ``{"input_data": {"input_string": [messages],
   "parameters": {...}}}`` -> ``{"output": "…"}``.
 """
 
@@ -26,7 +26,7 @@ import json
 
 from aiohttp import web
 
-from tests.fakes.textgen import KNOBS, Knobs, failed, ok, prompt_ok, record
+from tests.fakes.textgen import KNOBS, Knobs, failed, ok, prompt_ok, record, sse
 
 TEXT = "Rayleigh scattering makes it blue."
 
@@ -86,7 +86,22 @@ async def azure_score(request: web.Request) -> web.Response:
     messages = body["input_data"]["input_string"]
     assert all(set(m) == {"role", "content"} for m in messages) and messages[-1]["role"] == "user"
     assert isinstance(body["input_data"]["parameters"], dict)
+    assert request.headers.get("azureml-model-deployment") == "llama-2-7b-chat-1"
     return web.json_response({"output": TEXT})
+
+
+async def custom(request: web.Request) -> web.StreamResponse:
+    """A team's own server (a deployed LCM, say): ``{"text", "max_len"}`` ->
+    ``{"output": {"text"}}``; its stream SSE ``data: {"token"}`` events and
+    ``data: [DONE]``."""
+    knobs, body = await record(request)
+    if (r := failed(knobs)) is not None:
+        return r
+    assert isinstance(body["text"], str) and body["text"]
+    if request.path == "/generate":
+        return web.json_response({"output": {"text": TEXT}})
+    events = [json.dumps({"token": w}).encode() for w in knobs.words] + [b"[DONE]"]
+    return await sse(request, knobs, events, b'{"error": "generation failed"}')
 
 
 def make_app(knobs: Knobs | None = None) -> web.Application:
@@ -99,4 +114,6 @@ def make_app(knobs: Knobs | None = None) -> web.Application:
     app.router.add_get("/v2/health/ready", ok)
     app.router.add_post("/v2/models/{model}/infer", mlserver_infer)
     app.router.add_post("/score", azure_score)
+    app.router.add_post("/generate", custom)
+    app.router.add_post("/generate_stream", custom)
     return app

@@ -25,6 +25,7 @@ shape down once in the backend's options (docs/backends.md has a worked example 
     (``length`` stays length, anything else is stop). ``usage`` (optional):
     ``{"prompt_tokens": path, "completion_tokens": path}``. ``strip_prompt``: drop the
     prompt from the text's start (a Hugging Face pipeline with ``return_full_text``).
+    ``headers``: sent with every request (Azure ML's ``azureml-model-deployment``).
 ``stream``
     null: the API streams nothing; a streamed chat is answered from the whole reply as
     one text chunk. Or ``{"path", "request" (default: the request above), "framing":
@@ -186,7 +187,8 @@ class TemplateEgress(TextEgress):
         path = (sc.get("path") if sc else None) or o["path"]
         return Outbound(path=path.replace("{model}", quote(self.conv.model, safe="")),
                         body=_encode(body), method=o.get("method", "POST"),
-                        headers={"Content-Type": "application/json"},
+                        headers={"Content-Type": "application/json",
+                                 **{str(k): str(v) for k, v in (o.get("headers") or {}).items()}},
                         framing=(sc.get("framing", "sse") if sc else "json"))
 
     def _text_of(self, obj: Any) -> str:
