@@ -1,0 +1,96 @@
+"""XML tool emulation through the roles, with the openai SDK: a worker in front of an
+OpenAI-compatible backend with --xml-tools-models, and a cloud backend with
+options.xml_tools. The fake backend answers as a model without native tools would: it
+checks that no `tools` field reached it and that the tools are in the system prompt,
+and writes a <tool_call> block as text, streamed split across chunks."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+from aiohttp import web
+
+from tests.conftest import run_eldric, url_of
+from tests.real_model import ready
+
+CALC = {"type": "function", "function": {"name": "calculate", "description": "math",
+        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                       "required": ["expression"]}}}
+REPLY = 'Let me see. <tool_call>\n{"name": "calculate", "arguments": {"expression": "6*7"}}\n</tool_call>'
+
+
+def fake_backend(seen: list) -> web.Application:
+    async def chat(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        seen.append(body)
+        assert "tools" not in body and "tool_choice" not in body
+        assert "<tools>" in body["messages"][0]["content"]
+        base = {"id": "chatcmpl-f", "created": 1, "model": body["model"]}
+        if not body.get("stream"):
+            return web.json_response({**base, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": REPLY},
+                 "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29}})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        pieces = [{"role": "assistant", "content": ""}] + [
+            {"content": REPLY[i:i + 7]} for i in range(0, len(REPLY), 7)]
+        for d in pieces:
+            chunk = {**base, "object": "chat.completion.chunk",
+                     "choices": [{"index": 0, "delta": d, "finish_reason": None}]}
+            await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        end = {**base, "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        await resp.write(b"data: " + json.dumps(end).encode() + b"\n\ndata: [DONE]\n\n")
+        return resp
+
+    async def models(request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "m-small", "object": "model"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_get("/v1/models", models)
+    return app
+
+
+async def _check(url: str) -> None:
+    c = openai.AsyncOpenAI(base_url=url + "/v1", api_key="k", max_retries=0)
+    ask = [{"role": "user", "content": "6*7?"}]
+    r = await c.chat.completions.create(model="m-small", messages=ask, tools=[CALC])
+    assert r.choices[0].finish_reason == "tool_calls"
+    assert r.choices[0].message.content == "Let me see. "
+    (call,) = r.choices[0].message.tool_calls
+    assert (call.function.name, json.loads(call.function.arguments)) == (
+        "calculate", {"expression": "6*7"})
+    text, args, finish = "", "", None
+    async for chunk in await c.chat.completions.create(model="m-small", messages=ask,
+                                                        tools=[CALC], stream=True):
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            for tc in chunk.choices[0].delta.tool_calls or []:
+                args += tc.function.arguments or ""
+            finish = chunk.choices[0].finish_reason or finish
+    assert (text, json.loads(args), finish) == ("Let me see. ", {"expression": "6*7"}, "tool_calls")
+    await c.close()
+
+
+async def test_worker_emulates_the_models_its_setting_names(aiohttp_server, tmp_path):
+    seen: list = []
+    server = await aiohttp_server(fake_backend(seen))
+    async with run_eldric("worker", tmp_path, port=0, bind="127.0.0.1", backend="vllm",
+                          backend_url=url_of(server), xml_tools_models="m-*") as w:
+        await ready(w["worker"])
+        await _check(w["worker"])
+    assert len(seen) == 2
+
+
+async def test_cloud_emulates_by_backend_options(aiohttp_server, tmp_path):
+    seen: list = []
+    server = await aiohttp_server(fake_backend(seen))
+    async with run_eldric("cloud", tmp_path, port=0, bind="127.0.0.1", backends=json.dumps([
+            {"name": "small", "type": "openai_compatible", "url": url_of(server) + "/v1",
+             "options": {"xml_tools": ["m-*"]}}])) as cl:
+        await ready(cl["cloud"])
+        await _check(cl["cloud"])
+    assert len(seen) == 2
