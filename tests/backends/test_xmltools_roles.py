@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import aiohttp
 import openai
 from aiohttp import web
 
@@ -42,7 +43,12 @@ def fake_backend(seen: list) -> web.Application:
             await resp.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         end = {**base, "object": "chat.completion.chunk",
                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-        await resp.write(b"data: " + json.dumps(end).encode() + b"\n\ndata: [DONE]\n\n")
+        await resp.write(b"data: " + json.dumps(end).encode() + b"\n\n")
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {**base, "object": "chat.completion.chunk", "choices": [],
+                     "usage": {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29}}
+            await resp.write(b"data: " + json.dumps(usage).encode() + b"\n\n")
+        await resp.write(b"data: [DONE]\n\n")
         return resp
 
     async def models(request: web.Request) -> web.Response:
@@ -66,6 +72,7 @@ async def _check(url: str) -> None:
     text, args, finish = "", "", None
     async for chunk in await c.chat.completions.create(model="m-small", messages=ask,
                                                         tools=[CALC], stream=True):
+        assert chunk.choices and chunk.usage is None  # no usage chunk: not asked for
         if chunk.choices:
             text += chunk.choices[0].delta.content or ""
             for tc in chunk.choices[0].delta.tool_calls or []:
@@ -93,4 +100,10 @@ async def test_cloud_emulates_by_backend_options(aiohttp_server, tmp_path):
              "options": {"xml_tools": ["m-*"]}}])) as cl:
         await ready(cl["cloud"])
         await _check(cl["cloud"])
+        async with aiohttp.ClientSession() as s:
+            async with s.get(cl["cloud"] + "/metrics") as r:
+                text = await r.text()
     assert len(seen) == 2
+    assert seen[1]["stream_options"] == {"include_usage": True}  # asked, to count tokens
+    # both replies counted: the whole one's usage and the stream's usage chunk
+    assert 'eldric_cloud_tokens_total{backend="small",kind="completion",model="m-small"} 40.0' in text
