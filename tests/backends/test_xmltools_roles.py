@@ -6,13 +6,15 @@ and writes a <tool_call> block as text, streamed split across chunks."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 import openai
 from aiohttp import web
 
-from tests.conftest import run_eldric, url_of
+from tests.conftest import free_port, run_eldric, url_of
+from tests.fakes.openai_server import KNOBS, MODELS
 from tests.real_model import ready
 
 CALC = {"type": "function", "function": {"name": "calculate", "description": "math",
@@ -107,3 +109,57 @@ async def test_cloud_emulates_by_backend_options(aiohttp_server, tmp_path):
     assert seen[1]["stream_options"] == {"include_usage": True}  # asked, to count tokens
     # both replies counted: the whole one's usage and the stream's usage chunk
     assert 'eldric_cloud_tokens_total{backend="small",kind="completion",model="m-small"} 40.0' in text
+
+
+# ---------------------------------------------------------------- failure paths, emulated
+
+EMULATED = {"model": MODELS[0], "messages": [{"role": "user", "content": "hi"}],
+            "tools": [CALC]}
+
+
+def _worker(tmp_path, url: str):  # type: ignore[no-untyped-def]
+    return run_eldric("worker", tmp_path, port=0, bind="127.0.0.1", backend="vllm",
+                      backend_url=url, xml_tools_models="*")
+
+
+async def test_emulated_bad_body_is_a_400_naming_the_parameter(fake_openai_server, tmp_path):
+    async with _worker(tmp_path, url_of(fake_openai_server)) as w:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(w["worker"] + "/v1/chat/completions",
+                              json={**EMULATED, "tools": "calculate"}) as r:
+                assert r.status == 400
+                err = (await r.json())["error"]
+    assert err["param"] == "tools" and err["type"] == "invalid_request_error"
+
+
+async def test_emulated_backend_down_is_a_503(tmp_path):
+    async with _worker(tmp_path, f"http://127.0.0.1:{free_port()}") as w:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(w["worker"] + "/v1/chat/completions", json=EMULATED) as r:
+                assert r.status == 503
+                assert (await r.json())["error"]["code"] == "upstream_unavailable"
+
+
+async def test_emulated_stream_cut_ends_with_one_error_event(fake_openai_server, tmp_path):
+    fake_openai_server.app[KNOBS].die_after = 2
+    async with _worker(tmp_path, url_of(fake_openai_server)) as w:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(w["worker"] + "/v1/chat/completions",
+                              json={**EMULATED, "stream": True}) as r:
+                assert r.status == 200
+                raw = await r.read()  # ends cleanly: no exception, no hang
+    events = [json.loads(e[6:]) for e in raw.decode().split("\n\n") if e]
+    assert sum("error" in e for e in events) == 1 and "error" in events[-1]
+    assert any(e.get("choices") and e["choices"][0]["delta"].get("content") for e in events)
+
+
+async def test_emulated_client_leaving_cancels_the_backend(fake_openai_server, tmp_path):
+    knobs = fake_openai_server.app[KNOBS]
+    knobs.tokens, knobs.delay = 200, 0.05
+    async with _worker(tmp_path, url_of(fake_openai_server)) as w:
+        s = aiohttp.ClientSession()
+        r = await s.post(w["worker"] + "/v1/chat/completions", json={**EMULATED, "stream": True})
+        await r.content.readuntil(b"w1")  # a couple of tokens arrived, through the scanner
+        r.close()
+        await s.close()
+        await asyncio.wait_for(knobs.disconnected.wait(), 1.0)
