@@ -82,6 +82,11 @@ class Chain:
     def request(self) -> bytes:
         return self.inner.request()
 
+    @property
+    def usage(self) -> tuple[int, int] | None:
+        """The reply's (prompt, completion) tokens where the inner reads them."""
+        return getattr(self.inner, "usage", None)
+
     def whole(self, body: bytes) -> bytes:
         return self.outer.whole(self.inner.whole(body))
 

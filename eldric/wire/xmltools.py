@@ -136,6 +136,10 @@ class XmlTools:
         self._envelope: dict | None = None  # the last chunk seen: ids for what close() sends
         self._finished = False
         self._sent = 0  # tool calls streamed so far (the next one's index)
+        # whether the client asked for the usage chunk: a relay may ask the backend for
+        # it to count tokens (the cloud role does), and it is then read here, not sent
+        self._client_usage = conv.include_usage
+        self.usage: tuple[int, int] | None = None  # (prompt, completion) once the reply said
 
     def request(self) -> bytes:
         return _encode(self._body)
@@ -145,6 +149,7 @@ class XmlTools:
         choices = reply.get("choices") if isinstance(reply, dict) else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise ValueError("not a chat.completion")
+        self._count(reply)
         message = choices[0].get("message")
         if not isinstance(message, dict):
             raise ValueError("a choice without its message")
@@ -167,6 +172,8 @@ class XmlTools:
             return event + b"\n\n"
         chunk = _decode(data)
         choices = chunk.get("choices")
+        if choices == [] and self._count(chunk) and not self._client_usage:
+            return b""  # the usage chunk the client did not ask for
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             return event + b"\n\n"  # the usage chunk, an error object
         self._envelope = chunk
@@ -192,6 +199,16 @@ class XmlTools:
 
     def cut(self, status: int, message: str, code: str) -> bytes:
         return chat_out.error_event(status, message, code)
+
+    def _count(self, obj: dict) -> bool:
+        """Keep a reply's or chunk's usage; whether it had one."""
+        u = obj.get("usage")
+        if not isinstance(u, dict):
+            return False
+        prompt, done = u.get("prompt_tokens"), u.get("completion_tokens")
+        if isinstance(prompt, int) and isinstance(done, int):
+            self.usage = (prompt, done)
+        return True
 
     def _pieces(self, chunk: dict, pieces: list[Piece], rest: dict) -> list[bytes]:
         """The chunks for an upstream chunk's released pieces; `rest` is what else its

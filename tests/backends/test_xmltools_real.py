@@ -8,7 +8,8 @@ function: the emulation then starts the model's reply with the call's opening (l
 continues a last assistant message), and the model writes the arguments. What is
 asserted is the contract, not the model's arithmetic: a parsed call of the offered tool
 with JSON-object arguments and finish_reason tool_calls, whole and streamed; the tool's
-result sent back as a `tool` message; a final answer in text.
+result sent back as a `tool` message; a final answer in text; and the same call asked
+through the anthropic SDK (/v1/messages translated, then emulated: eldric.wire.translate.chain).
 
 One model start for every step (the slow part); under CI=true a missing model fails the
 module rather than skipping it (tests/real_model.py).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 
+import anthropic
 import openai
 
 from tests.conftest import run_eldric
@@ -75,3 +77,17 @@ async def test_calculator_round_trip_on_smollm2(tmp_path):
         assert answer.finish_reason in ("stop", "length") and not answer.message.tool_calls
         assert "51" in answer.message.content  # the tool's result reached the model
         await c.close()
+
+        # 4. the Anthropic SDK's tools: llama.cpp serves /v1/messages itself but would
+        # drop them, so the worker translates it and emulates the tools
+        a = anthropic.AsyncAnthropic(base_url=w["worker"], api_key="none", max_retries=0)
+        m = await a.messages.create(
+            model=MODEL, max_tokens=40, messages=ASK,
+            extra_body={"temperature": 0},  # (this SDK version has no such argument)
+            tools=[{"name": "calculate", "description": "Evaluate an arithmetic expression",
+                    "input_schema": CALCULATE["function"]["parameters"]}],
+            tool_choice={"type": "tool", "name": "calculate"})
+        assert m.stop_reason == "tool_use"
+        (use,) = [b for b in m.content if b.type == "tool_use"]
+        assert use.name == "calculate" and isinstance(use.input.get("expression"), str)
+        await a.close()
