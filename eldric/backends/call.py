@@ -50,8 +50,10 @@ from eldric.stream.headers import upstream_header_block
 from eldric.stream.sse import EventSplitter, Tap, Translating
 from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failure
 from eldric.stream.upstream_errors import normalise
+from eldric.backends.table import CHAT
 from eldric.tasks import spawn
-from eldric.wire import dialect, openai_reply
+from eldric.wire import dialect, openai_reply, xmltools
+from eldric.wire.native.refused import Refused
 from eldric.wire.translate import Translator
 
 log = structlog.get_logger("eldric.backends")
@@ -90,6 +92,9 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
     if factory is None:
         raise BadRequest(f"backend {reach.name} ({adapter.name}) serves "
                          f"{', '.join(adapter.ops)} only")
+    if path == CHAT and xmltools.applies(adapter.tools, reach.options, model):
+        # its chat has no tools: eldric's XML emulation, after the client API's translator
+        body, translate = xmltools.wrapped(translate, body)
     try:
         data = msgspec.json.decode(body)
     except msgspec.DecodeError:
@@ -179,9 +184,12 @@ def _cancel_upstream(app: web.Application, adapter: Adapter, reach: Reach, egres
 
 
 def _guarded(fn, *args):  # type: ignore[no-untyped-def]
-    """A pure translation step; whatever it raises is the backend's reply's fault."""
+    """A pure translation step; whatever it raises is the backend's reply's fault (an
+    error reply inside a 2xx stream, Refused, is kept as the reply it stands for)."""
     try:
         return fn(*args)
+    except Refused:
+        raise
     except Exception as exc:  # an egress or translator: bytes in, bytes out, no I/O
         raise _Unreadable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -206,7 +214,9 @@ async def _stream(resp: client.Response, egress: Egress, out: Outbound, reply: _
             if pending:
                 await reply.write(pending)
                 pending.clear()
-        if egress.done or out.framing == "json":  # json: the one frame was the reply
+        # json: the one frame was the reply; ends_with_body: an API whose stream has no
+        # end marker of its own (KServe's generate_stream), so its end is the end.
+        if egress.done or out.framing == "json" or getattr(egress, "ends_with_body", False):
             await reply.write([*pending, *_guarded(egress.finish)], end=True)
             return "ok"
         await reply.write(pending)
@@ -220,6 +230,11 @@ async def _stream(resp: client.Response, egress: Egress, out: Outbound, reply: _
         await reply.cut(f"backend {reach.name} failed mid-reply: {type(exc).__name__}",
                         "upstream_timeout" if isinstance(exc, TimeoutError) else
                         "upstream_error")
+        return "error"
+    except Refused as exc:  # the stream's first event was an error: it is the reply
+        if reply.first_at is None:
+            raise UpstreamFailure(reach.state.id, "status", exc.status, exc.body) from None
+        await reply.cut(f"backend {reach.name} failed mid-reply: HTTP {exc.status}")
         return "error"
     except _Unreadable as exc:
         if reply.first_at is None:

@@ -24,6 +24,10 @@ What ``backends/call.py`` does with it, in order::
                     -> OpenAI SSE events; at the end egress.finish(); a stream that ended
                     before egress.done is cut with an error event
     egress.usage -> counted (prompt, completion)
+    whole, not ready:  nxt = egress.follow(raw)  # a request to ask again (Replicate's
+                    urls.get while a prediction is processing), polled until None
+    client left:    egress.cancel() (optional) -> a request that stops the work
+                    upstream (Replicate's urls.cancel), sent in the background
 
 Frames by ``Outbound.framing``: ``sse`` one SSE event (its bytes without the blank line,
 ``event:``/``data:`` lines as sent); ``ndjson`` one line without its newline; ``aws`` one
@@ -36,44 +40,28 @@ nothing; ``feed`` gets it whole and the call ends the stream).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+# The request and context types are pure data the translators in eldric/wire/native/
+# build; they live there so wire never imports this package (whose call.py imports the
+# core, which imports wire: a cycle tests/test_layering.py refuses).
+from eldric.wire.native.outbound import Context, Framing, Outbound
 
 if TYPE_CHECKING:
     from eldric.bus import UpstreamState
 
-Framing = Literal["sse", "ndjson", "aws", "json"]
-
-
-@dataclass
-class Outbound:
-    """One native request: where below the backend's base URL, and what."""
-
-    path: str  # appended to the backend's URL: "/v1beta/models/gemini-2.0-flash:generateContent"
-    body: bytes = b""  # what the API takes (JSON, mostly); empty for a GET
-    query: str | None = None  # "alt=sse"
-    method: str = "POST"
-    headers: dict[str, str] = field(default_factory=dict)  # besides auth: Accept, Content-Type
-    framing: Framing = "sse"  # how a streamed reply is cut into frames
-    # An absolute URL instead of url + path (Replicate's stream URL, a Vertex region's
-    # host): the call still signs it with the backend's auth.
-    url: str | None = None
-
-
-@dataclass(frozen=True)
-class Context:
-    """What the backend's configuration gives each request."""
-
-    model: str  # the model name to send (the backend's own name for it)
-    options: Mapping[str, Any] = field(default_factory=dict)  # the backend's adapter options
-    include_usage: bool = False  # a streamed chat's client asked for the usage chunk
-
+__all__ = ["Adapter", "Context", "Egress", "EgressFactory", "Framing", "Outbound", "Reach",
+           "Signer"]
 
 class Egress(Protocol):
     """One request's translation (see the module's docstring for the order of calls)."""
 
     stream: bool  # the client asked for a streamed reply
     done: bool  # the native stream said it ended (normally, or with an error event sent)
+    # (optional, default False) an API whose stream has no end marker: the body's end is
+    # a normal end (finish() is called), not a cut
+    # ends_with_body: bool
     usage: tuple[int, int] | None  # (prompt, completion) tokens, once the reply said
 
     def outbound(self) -> Outbound: ...
@@ -102,7 +90,9 @@ class Egress(Protocol):
 
     def follow(self, raw: bytes) -> Outbound | None:
         """For an API whose stream is a second request: given the first reply's body
-        (2xx), that request (Replicate's ``urls.stream``); None for every other API."""
+        (2xx), that request (Replicate's ``urls.stream``); for a whole reply not ready
+        yet, the request that asks again (``urls.get``, polled); None for every other
+        API and once the reply is there."""
         ...
 
 

@@ -64,3 +64,49 @@ class Translation:
 
     factory: Factory
     needs: str = "/v1/chat/completions"
+
+
+class Chain:
+    """Two translations in a row (a Translator): `outer` is the client API's (Messages,
+    Responses, Ollama: client body -> Chat Completions), `inner` one of Chat Completions
+    to what the backend takes (eldric.wire.xmltools: tools emulated), built from the
+    outer's request. The reply goes back through the inner, then the outer."""
+
+    __slots__ = ("outer", "inner", "upstream_path", "model", "stream", "media_type")
+
+    def __init__(self, outer: Translator, inner: Translator):
+        self.outer, self.inner = outer, inner
+        self.upstream_path = inner.upstream_path
+        self.model, self.stream, self.media_type = outer.model, outer.stream, outer.media_type
+
+    def request(self) -> bytes:
+        return self.inner.request()
+
+    @property
+    def usage(self) -> tuple[int, int] | None:
+        """The reply's (prompt, completion) tokens where the inner reads them."""
+        return getattr(self.inner, "usage", None)
+
+    def whole(self, body: bytes) -> bytes:
+        return self.outer.whole(self.inner.whole(body))
+
+    def feed(self, event: bytes) -> bytes:
+        return self._on(self.inner.feed(event))
+
+    def close(self) -> bytes:
+        return self._on(self.inner.close()) + self.outer.close()
+
+    def cut(self, status: int, message: str, code: str) -> bytes:
+        # what the inner still holds is lost with the stream: the client's API ends it
+        return self.outer.cut(status, message, code)
+
+    def _on(self, events: bytes) -> bytes:
+        """The inner's output (whole SSE events, each ended by a blank line) through the
+        outer, event by event."""
+        feed = self.outer.feed
+        return b"".join([feed(e) for e in events.split(b"\n\n") if e.strip()])
+
+
+def chain(outer: Translator, inner: Translator | None) -> Translator:
+    """`outer` then `inner` as one Translator; `outer` alone where there is no inner."""
+    return outer if inner is None else Chain(outer, inner)

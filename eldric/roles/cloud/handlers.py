@@ -31,6 +31,8 @@ from eldric.wire.cluster import BackendInfo, Load, WorkerHealth, covers
 from eldric.wire import ollama
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Head, Model, ModelList
+from eldric.backends.table import CHAT
+from eldric.wire import xmltools
 from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED, translatable
 
@@ -144,11 +146,17 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
             if t.upstream_path not in kind.paths:
                 raise _unserved(backend)
             self.cs.metrics.request(backend.name, model)
+            if t.upstream_path == CHAT and _emulated(backend, model):
+                chat, t = xmltools.wrapped(t, chat)  # a fresh emulation for each backend
             return kind.call(self.request, self.cs, backend, model, chat, self.head,
                              translate=t, keep=self.keep)
         if not covers(kind.paths, path):
             raise _unserved(backend)
         self.cs.metrics.request(backend.name, model)
+        if path == CHAT and _emulated(backend, model):
+            body, x = xmltools.wrapped(None, self.body)
+            return kind.call(self.request, self.cs, backend, model, body, self.head,
+                             translate=x)
         return kind.call(self.request, self.cs, backend, model, self.body, self.head)
 
     def judge(self, c: tuple[Backend, str], exc: UpstreamFailure) -> None:
@@ -157,6 +165,13 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
         if exc.retryable and exc.kind != "unsupported":
             log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
                         status=exc.status)
+
+
+def _emulated(backend: Backend, model: str) -> bool:
+    """Whether the backend's options ask eldric to emulate tool calls for `model`
+    (``"tools": "xml"``, or ``"xml_tools": [globs]``; eldric.wire.xmltools). A native
+    kind whose adapter has no tools is emulated by eldric.backends.call itself."""
+    return bool(backend.options) and xmltools.applies("native", backend.options, model)
 
 
 def _unserved(backend: Backend) -> BadRequest:

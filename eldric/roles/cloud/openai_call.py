@@ -108,6 +108,8 @@ async def call(request: web.Request, cs: CloudState, b: Backend, model: str, bod
     if not head.stream and translate is None and isinstance(resp, web.Response) \
             and resp.status == 200 and resp.body:
         count(bytes(resp.body))  # a whole reply carries its usage too
+    elif (counts := getattr(translate, "usage", None)) is not None:
+        cs.metrics.count_tokens(b.name, model, *counts)  # read by the translator (xmltools)
     if resp.status >= 400:
         cs.metrics.error(b.name, model)
     return resp

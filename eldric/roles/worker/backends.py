@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
@@ -36,6 +36,13 @@ class BackendKind:
     # Its /tokenize applies the chat template to messages (vLLM's), so count_tokens where
     # /v1/messages is not native is a real count, not an estimate.
     tokenizes_chats: bool = False
+    # Tool calls in its chat (native), or emulated by eldric (eldric.wire.xmltools): the
+    # embedded llama.cpp runs the model's own template, and SmolLM2's has no tools (its
+    # /props: chat_template_caps.supports_tools false), so llama.cpp drops them unsaid.
+    tools: Literal["native", "xml"] = "native"
+    # It continues a last assistant message instead of starting a new one (llama.cpp's
+    # server does by default), so the emulation can start a forced tool call for it.
+    prefills: bool = False
     # A native API (eldric.backends.table's rows with one): its requests go through the
     # adapter (eldric.backends.call.send), its probe is the adapter's (call.probe).
     adapter: Adapter | None = None
@@ -50,7 +57,7 @@ KINDS: dict[str, BackendKind] = {
     # llama.cpp's server and vLLM serve /v1/messages/count_tokens with /v1/messages
     "vllm": BackendKind("http://127.0.0.1:8000", "/v1/models",
                         (*_LLAMACPP, "/v1/score", "/v1/audio"), tokenizes_chats=True),
-    "llamacpp": BackendKind("http://127.0.0.1:8080", "/v1/models", _LLAMACPP),
+    "llamacpp": BackendKind("http://127.0.0.1:8080", "/v1/models", _LLAMACPP, prefills=True),
     "tgi": BackendKind("http://127.0.0.1:8080", "/v1/models", _CORE),  # its Messages API
     "localai": BackendKind("http://127.0.0.1:8080", "/v1/models",
                            (*_OPENAI, "/v1/rerank", "/v1/audio", "/v1/images")),
@@ -59,7 +66,7 @@ KINDS: dict[str, BackendKind] = {
     "openai": BackendKind("https://api.openai.com", "/v1/models", None),
     # llama.cpp in-process on a private port: what its server serves, embeddings only
     # when the worker turns them on.
-    "embedded": BackendKind("", "/v1/models", _LLAMACPP),
+    "embedded": BackendKind("", "/v1/models", _LLAMACPP, tools="xml", prefills=True),
     "mock": BackendKind("", "/v1/models", _OPENAI),  # in-process, private port
 }
 
@@ -71,7 +78,7 @@ def _native() -> dict[str, BackendKind]:
         adapter = adapter_of(row)
         if adapter is not None and row.name not in KINDS:
             out[row.name] = BackendKind(row.url or "", "", tuple(adapter.ops),
-                                        adapter=adapter)
+                                        adapter=adapter, tools=adapter.tools)
     return out
 
 

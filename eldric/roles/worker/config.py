@@ -31,6 +31,9 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     paths: Annotated[list[Annotated[str, msgspec.Meta(pattern=r"^/")]] | None, flag_meta(
         "API paths the backend serves, /v1/a,/v1/b (default: what its type documents); "
         "routers send other paths elsewhere")] = None
+    xml_tools_models: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]], flag_meta(
+        "models whose tool calls eldric emulates in XML (eldric.wire.xmltools), glob,…: for "
+        "a backend that serves them without native tools (the embedded backend always)")] = []
     max_concurrency: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
         "requests this backend handles at once (reported to routers)")] = None
     model: Annotated[str | None, flag_meta(

@@ -26,11 +26,14 @@ from eldric.wire import anthropic_count
 from eldric.wire.cluster import covers
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, Model, ModelList, model_of
+from eldric.wire import xmltools
 from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED
 
 
 log = structlog.get_logger("eldric.worker")
+
+CHAT = "/v1/chat/completions"
 
 
 def _refuse_while_loading(st: WorkerState) -> None:
@@ -89,6 +92,9 @@ async def inference(request: LaneRequest) -> Answer:
     body = await read_body(request)
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
+    if request.path == CHAT and request.app[WORKER].emulates_tools(head.model):
+        body, x = xmltools.wrapped(None, body, prefill=request.app[WORKER].kind.prefills)
+        return await _relay(request, body, x)
     return await _relay(request, body)
 
 
@@ -103,13 +109,20 @@ async def translated(request: LaneRequest) -> Answer:
 async def _translate(request: LaneRequest, body: bytes, tap: Tap | None) -> Answer:
     t = TRANSLATED[request.path].factory(body)
     request[keys.HOP].model = t.model
-    return await _relay(request, t.request(), t, tap)
+    chat = t.request()
+    st = request.app[WORKER]
+    if t.upstream_path == CHAT and st.emulates_tools(t.model):  # its tools emulated too
+        chat, t = xmltools.wrapped(t, chat, prefill=st.kind.prefills)
+    return await _relay(request, chat, t, tap)
 
 
 async def native(request: LaneRequest) -> Answer:
     """A client API path the backend serves itself: relayed as it is."""
     body = await read_body(request)
-    request[keys.HOP].model = model_of(body)
+    request[keys.HOP].model = model = model_of(body)
+    if request.app[WORKER].emulates_tools(model) and xmltools.wanted(body):
+        # served natively, but its tools would be dropped: translated, tools emulated
+        return await stateful(request, body, functools.partial(_translate, request))
     # behind: the backend keeps responses of its own, and may know an id this worker does not
     return await stateful(request, body, lambda body, tap: _relay(request, body, tap=tap),
                           behind=True)

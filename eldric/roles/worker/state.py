@@ -15,6 +15,7 @@ from eldric.roles.worker.backends import BackendKind
 from eldric.roles.worker.config import WorkerConfig
 from eldric.stream import Target, Timeouts
 from eldric.sysload import HostLoad
+from eldric.wire import xmltools
 
 if TYPE_CHECKING:
     from eldric.cluster.tunnel_client import TunnelClient
@@ -77,6 +78,11 @@ class WorkerState:
         if self.cfg.max_concurrency is not None:
             return self.cfg.max_concurrency
         return self.cfg.parallel if self.cfg.backend == "embedded" else None
+
+    def emulates_tools(self, model: str) -> bool:
+        """Whether `model`'s tool calls are emulated in XML: its kind has no native ones,
+        or --xml-tools-models names it."""
+        return self.kind.tools == "xml" or xmltools.matches(model, self.cfg.xml_tools_models)
 
     def set_backend(self, url: str) -> None:
         self.use(self.target_at(url))

@@ -1,0 +1,30 @@
+"""The configured request/response template (TorchServe, TensorFlow Serving, Seldon /
+MLServer, Azure ML /score, a deployed LCM or VL-JEPA server…): the adapter and its row
+(the translation is eldric/wire/native/template.py; worked examples in
+docs/backends.md)."""
+
+from __future__ import annotations
+
+from eldric.backends import auth
+from eldric.backends.egress import Adapter, Outbound, Reach
+from eldric.backends.table import CHAT, BackendDef
+from eldric.wire.native import template
+
+
+def _health(reach: Reach) -> Outbound | None:
+    """The configured ``health`` path (GET), if any: these APIs have no model list, so
+    the ``models`` option is served as it is."""
+    path = reach.options.get("health")
+    return Outbound(path=path, method="GET") if isinstance(path, str) and path else None
+
+
+ADAPTERS = {"template": Adapter(
+    name="template", ops={CHAT: template.chat}, sign=auth.bearer, models=lambda r: None,
+    parse_models=lambda raw: [], health=_health, tools="xml", vision=False)}
+
+ROWS = [BackendDef(
+    "template", "A configured JSON template (TorchServe, TF Serving, MLServer, Azure ML "
+    "/score…)", "template", None, "local", auth="bearer", models=None, paths=(CHAT,),
+    tools="xml", vision=False, docs="docs/backends.md#template",
+    tested="fakes (tests/backends/test_template_examples.py)",
+    note="options path, request, response, models required (docs/backends.md)")]
