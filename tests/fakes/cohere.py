@@ -15,7 +15,7 @@
 
 The scenario is ``Knobs.scenario`` if set, else the last user message's text when it
 names one: ``text``, ``tools``, ``error_midstream`` (a message-end with finish_reason
-ERROR), ``ratelimited`` (429), ``overloaded`` (503), ``cut`` (the connection closes after
+ERROR), ``ratelimited`` (429), ``overloaded`` (503), ``invalid`` (400), ``cut`` (the connection closes after
 three events), ``slow`` (an event every 50 ms for 10 s: for a client that leaves; the
 fake notes it in ``Knobs.left``).
 """
@@ -109,7 +109,9 @@ WHOLE = {
 }
 HTTP_ERRORS = {"ratelimited": (429, "You are using a Trial key, which is limited to 10 API "
                                "calls / minute."),
-               "overloaded": (503, "service unavailable")}
+               "overloaded": (503, "service unavailable"),
+               "invalid": (400, "invalid request: message must be at least 1 token long or "
+                           "tool results must be specified.")}
 
 
 class Knobs:
