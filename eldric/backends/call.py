@@ -120,7 +120,8 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
             out = nxt
             resp = await _checked(request, adapter, reach, out, egress, timeouts)
         if not egress.stream:
-            raw = await _body(resp, reach, timeouts)
+            raw = await _polled(request, adapter, reach, egress,
+                                await _body(resp, reach, timeouts), timeouts)
             answer = _guarded(egress.whole, raw)
             if translate is not None:
                 answer = _guarded(translate.whole, answer)
@@ -128,6 +129,8 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
             return reply.whole(answer)
         outcome = await _stream(resp, egress, out, reply, reach, timeouts)
         first_at = reply.first_at
+        if outcome == "cancelled":
+            _cancel(request.app, adapter, reach, egress, timeouts)
         return reply.result
     except _Unreadable as exc:
         log.warning("unreadable_native_reply", backend=reach.name, error=str(exc))
@@ -141,11 +144,67 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
     except asyncio.CancelledError:
         outcome = "cancelled"
         _client_left(request, up)
+        _cancel(request.app, adapter, reach, egress, timeouts)
         raise
     finally:
         _settle(bus, hop, up, resp, outcome, first_at, t0)
         if outcome == "ok" and on_usage is not None and egress.usage is not None:
             on_usage(*egress.usage)
+
+
+POLL_INTERVAL = 0.5  # seconds between asking again for a whole reply not ready yet
+
+
+async def _polled(request: LaneRequest, adapter: Adapter, reach: Reach, egress: Egress,
+                  raw: bytes, timeouts: Timeouts) -> bytes:
+    """A whole reply that is not ready yet (a Replicate prediction still processing after
+    its Prefer: wait): asked again where ``egress.follow`` says, every POLL_INTERVAL, for
+    at most the first-byte timeout; then the egress judges what it has."""
+    deadline = time.monotonic() + timeouts.first_byte
+    while (nxt := _guarded(egress.follow, raw)) is not None and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_INTERVAL)
+        resp = await _checked(request, adapter, reach, nxt, egress, timeouts)
+        try:
+            raw = await _body(resp, reach, timeouts)
+        finally:
+            resp.release()
+    return raw
+
+
+_CANCELS: set[asyncio.Task] = set()  # cancel requests under way (a strong reference)
+
+
+def _cancel(app: web.Application, adapter: Adapter, reach: Reach, egress: Egress,
+            timeouts: Timeouts) -> None:
+    """The client left: an API whose work outlives the connection (a Replicate
+    prediction) is told to stop, by the request its egress's optional ``cancel()``
+    names, sent in the background (the client's task is being cancelled)."""
+    cancel = getattr(egress, "cancel", None)
+    try:
+        out = cancel() if cancel is not None else None
+    except Exception:  # a pure step; nothing to cancel is no reason to fail
+        out = None
+    if out is None:
+        return
+    task = asyncio.get_running_loop().create_task(
+        _send_cancel(app, adapter, reach, out, timeouts))
+    _CANCELS.add(task)
+    task.add_done_callback(_CANCELS.discard)
+
+
+async def _send_cancel(app: web.Application, adapter: Adapter, reach: Reach, out: Outbound,
+                       timeouts: Timeouts) -> None:
+    waits = Timeouts(connect=timeouts.connect, first_byte=timeouts.connect * 2,
+                     idle=timeouts.connect * 2)
+    try:
+        resp = await open_native(app, adapter, reach, out, waits, "cancel")
+        try:
+            await resp.read_all()
+        finally:
+            resp.release()
+        log.info("native_request_cancelled", backend=reach.name, status=resp.status)
+    except Exception as exc:  # best effort: the backend may have finished already
+        log.warning("native_cancel_failed", backend=reach.name, error=repr(exc))
 
 
 def _guarded(fn, *args):  # type: ignore[no-untyped-def]

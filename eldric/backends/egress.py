@@ -24,6 +24,10 @@ What ``backends/call.py`` does with it, in order::
                     -> OpenAI SSE events; at the end egress.finish(); a stream that ended
                     before egress.done is cut with an error event
     egress.usage -> counted (prompt, completion)
+    whole, not ready:  nxt = egress.follow(raw)  # a request to ask again (Replicate's
+                    urls.get while a prediction is processing), polled until None
+    client left:    egress.cancel() (optional) -> a request that stops the work
+                    upstream (Replicate's urls.cancel), sent in the background
 
 Frames by ``Outbound.framing``: ``sse`` one SSE event (its bytes without the blank line,
 ``event:``/``data:`` lines as sent); ``ndjson`` one line without its newline; ``aws`` one
@@ -102,7 +106,9 @@ class Egress(Protocol):
 
     def follow(self, raw: bytes) -> Outbound | None:
         """For an API whose stream is a second request: given the first reply's body
-        (2xx), that request (Replicate's ``urls.stream``); None for every other API."""
+        (2xx), that request (Replicate's ``urls.stream``); for a whole reply not ready
+        yet, the request that asks again (``urls.get``, polled); None for every other
+        API and once the reply is there."""
         ...
 
 
