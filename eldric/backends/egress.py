@@ -40,38 +40,19 @@ nothing; ``feed`` gets it whole and the call ends the stream).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+# The request and context types are pure data the translators in eldric/wire/native/
+# build; they live there so wire never imports this package (whose call.py imports the
+# core, which imports wire: a cycle tests/test_layering.py refuses).
+from eldric.wire.native.outbound import Context, Framing, Outbound
 
 if TYPE_CHECKING:
     from eldric.bus import UpstreamState
 
-Framing = Literal["sse", "ndjson", "aws", "json"]
-
-
-@dataclass
-class Outbound:
-    """One native request: where below the backend's base URL, and what."""
-
-    path: str  # appended to the backend's URL: "/v1beta/models/gemini-2.0-flash:generateContent"
-    body: bytes = b""  # what the API takes (JSON, mostly); empty for a GET
-    query: str | None = None  # "alt=sse"
-    method: str = "POST"
-    headers: dict[str, str] = field(default_factory=dict)  # besides auth: Accept, Content-Type
-    framing: Framing = "sse"  # how a streamed reply is cut into frames
-    # An absolute URL instead of url + path (Replicate's stream URL, a Vertex region's
-    # host): the call still signs it with the backend's auth.
-    url: str | None = None
-
-
-@dataclass(frozen=True)
-class Context:
-    """What the backend's configuration gives each request."""
-
-    model: str  # the model name to send (the backend's own name for it)
-    options: Mapping[str, Any] = field(default_factory=dict)  # the backend's adapter options
-    include_usage: bool = False  # a streamed chat's client asked for the usage chunk
-
+__all__ = ["Adapter", "Context", "Egress", "EgressFactory", "Framing", "Outbound", "Reach",
+           "Signer"]
 
 class Egress(Protocol):
     """One request's translation (see the module's docstring for the order of calls)."""

@@ -209,7 +209,12 @@ def test_stream_cut_short_is_not_done():
 def test_errors_keep_their_status(status, want):
     got, body = cohere.error(status, b'{"message": "too many requests"}')
     assert got == want
-    assert json.loads(body)["error"]["message"] == "too many requests"
+    err = json.loads(body)["error"]
+    assert err["message"] == "too many requests"
+    assert err["code"] == {429: "rate_limit_exceeded"}.get(
+        want, "upstream_error" if want >= 500 else None)
+    got, body = cohere.error(502, b"<html>bad gateway</html>")  # not Cohere's shape
+    assert json.loads(body)["error"]["message"] == "<html>bad gateway</html>"
 
 
 def test_embed_request_and_reply_float_and_base64():

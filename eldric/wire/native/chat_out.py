@@ -33,6 +33,24 @@ def error_event(status: int, message: str, code: str = "upstream_error") -> byte
     return b"data: " + error_json(status, message, code=code) + b"\n\n"
 
 
+def api_error(status: int, raw: bytes, *fields: str, code: str | None = None) -> bytes:
+    """A native API's error body as OpenAI's error JSON: the message from the first of
+    `fields` the JSON object has (Cohere's "message", a problem's "detail"), else the
+    body's text. (eldric.stream.upstream_errors.normalise knows the OpenAI-compatible
+    servers' shapes; wire cannot import the core.)"""
+    try:
+        data = msgspec.json.decode(raw) if raw else None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        data = None
+    message = next((str(data[f]) for f in fields if isinstance(data, dict) and data.get(f)),
+                   None) or raw[:500].decode("utf-8", "replace").strip() \
+        or f"the backend answered HTTP {status}"
+    if code is None:
+        code = {429: "rate_limit_exceeded"}.get(status, "upstream_error" if status >= 500
+                                                 else None)
+    return error_json(status, message, code=code)
+
+
 def new_id(prefix: str = "chatcmpl") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 

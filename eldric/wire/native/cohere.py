@@ -32,8 +32,7 @@ from typing import Any
 
 import msgspec
 
-from eldric.backends.egress import Context, Outbound
-from eldric.stream.upstream_errors import normalise
+from eldric.wire.native.outbound import Context, Outbound
 from eldric.wire.anthropic_shared import sse_fields
 from eldric.wire.native import chat_in, chat_out
 
@@ -131,7 +130,7 @@ def error(status: int, raw: bytes) -> tuple[int, bytes]:
     429 and 5xx fail over, 4xx are the client's. 499 (Cohere's "request cancelled")
     is not the client's doing here: a 502."""
     status = 502 if status == 499 or status < 400 else status
-    return status, normalise(status, raw, "cohere")
+    return status, chat_out.api_error(status, raw, "message")
 
 
 class ChatEgress:

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from eldric.backends.egress import Context, Outbound
+from eldric.wire.native.outbound import Context, Outbound
 from eldric.errors import BadRequest
 from eldric.wire.native import cohere
 

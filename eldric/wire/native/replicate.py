@@ -45,9 +45,8 @@ from urllib.parse import quote
 
 import msgspec
 
-from eldric.backends.egress import Context, Outbound
+from eldric.wire.native.outbound import Context, Outbound
 from eldric.errors import BadRequest
-from eldric.stream.upstream_errors import normalise
 from eldric.wire.anthropic_shared import sse_fields
 from eldric.wire.native import chat_in, chat_out
 
@@ -150,7 +149,7 @@ def error(status: int, raw: bytes) -> tuple[int, bytes]:
     """A Replicate problem reply -> (status, OpenAI error JSON). 422 is the request's
     fault (an input the model refuses): 400."""
     status = 400 if status == 422 else (502 if status < 400 else status)
-    return status, normalise(status, raw, "replicate")
+    return status, chat_out.api_error(status, raw, "detail", "title")
 
 
 class ChatEgress:
