@@ -183,3 +183,16 @@ async def test_cloud_client_leaving_cancels_the_prediction(tmp_path, replicate_s
         cancel = [r for r in knobs.requests if r["path"].endswith("/cancel")]
         assert len(cancel) == 1 and cancel[0]["headers"]["Authorization"] == f"Bearer {fake.TOKEN}"
         assert [p["status"] for p in knobs.predictions.values()] == ["canceled"]
+
+
+async def test_cloud_client_leaving_a_polled_whole_reply_cancels_it(tmp_path, replicate_server):
+    async with cloud(tmp_path, replicate_server) as url:
+        await _ready(url)
+        with pytest.raises(asyncio.TimeoutError):
+            async with aiohttp.ClientSession() as s:
+                await s.post(url + "/v1/chat/completions", timeout=aiohttp.ClientTimeout(0.8),
+                             json={"model": MODEL, "messages": _msgs("pending_long")})
+        knobs = replicate_server.app[fake.KNOBS]
+        await asyncio.wait_for(knobs.canceled.wait(), 5)
+        assert [p["status"] for p in knobs.predictions.values()] == ["canceled"]
+        assert len([r for r in knobs.requests if r["method"] == "GET"]) < 10  # polling stopped

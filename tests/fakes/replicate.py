@@ -18,7 +18,7 @@
 
 The scenario is ``Knobs.scenario`` if set, else the input's ``prompt`` when it names one:
 ``text``, ``error_midstream``, ``ratelimited`` (429 with Retry-After), ``overloaded``
-(503), ``pending``, ``cut`` (the stream breaks after two events), ``slow`` (an event every
+(503), ``pending`` (``pending_long``: for 40 GETs), ``cut`` (the stream breaks after two events), ``slow`` (an event every
 50 ms for 10 s, for a client that leaves).
 """
 
@@ -121,7 +121,7 @@ async def _create(request: web.Request, model: str, version: str) -> web.Respons
     knobs.predictions[p["id"]] = p
     prefer = request.headers.get("Prefer", "")
     if prefer.startswith("wait") and not body.get("stream"):
-        if scenario == "pending":
+        if scenario in ("pending", "pending_long"):
             p["status"] = "processing"
         else:
             _succeed(p)
@@ -155,7 +155,7 @@ async def get(request: web.Request) -> web.Response:
     if p is None:
         return problem(404, "Not found", "The requested resource could not be found.")
     n = knobs.polls[p["id"]] = knobs.polls.get(p["id"], 0) + 1
-    if p["status"] == "processing" and n >= 3:
+    if p["status"] == "processing" and n >= (3 if p["scenario"] == "pending" else 40):
         _succeed(p)
     return web.json_response(_public(p))
 
