@@ -4,15 +4,14 @@ role and the worker role, driven with the official openai SDK (rerank with aioht
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import aiohttp
 import openai
 import pytest
 
-from eldric import config, registry
-from tests.conftest import serving, url_of
+from tests.backends import harness
+from tests.conftest import url_of
 from tests.fakes import cohere as fake
 
 MODEL = fake.CHAT_MODEL
@@ -22,22 +21,11 @@ TOOLS = [{"type": "function", "function": {
                    "required": ["location"]}}}]
 
 
-@contextlib.asynccontextmanager
-async def cloud(tmp_path, *servers, urls=()):  # type: ignore[no-untyped-def]
-    """A cloud role whose backends are these fakes (type cohere, in this order of
-    priority), plus any plain URLs (a dead one)."""
-    specs = [{"name": f"co{i}", "type": "cohere", "url": url_of(s), "api_key": fake.API_KEY,
-              "priority": 10 * (i + 1)} for i, s in enumerate(servers)]
-    specs += [{"name": f"dead{i}", "type": "cohere", "url": u, "api_key": fake.API_KEY,
-               "priority": 1, "options": {"models": [MODEL]}} for i, u in enumerate(urls)]
-    cfg = tmp_path / "cloud.json"
-    cfg.write_text(json.dumps({"cloud": {"port": 0, "bind_address": "127.0.0.1",
-                                         "backends": specs}}))
-    role = registry.load("cloud")
-    loaded = config.load({"cloud": (role.config, role.defaults())}, str(cfg), {},
-                         {"process.data_dir": (None, str(tmp_path / "d"))})
-    async with serving([role], loaded) as found:
-        yield found["cloud"]
+def cloud(tmp_path, *servers):  # type: ignore[no-untyped-def]
+    """A cloud role whose backends are these fakes (type cohere, in this order)."""
+    return harness.cloud(tmp_path, [
+        {"name": f"co{i}", "type": "cohere", "url": url_of(s), "api_key": fake.API_KEY,
+         "priority": 10 * (i + 1)} for i, s in enumerate(servers)])
 
 
 @pytest.fixture
@@ -45,18 +33,11 @@ async def cohere_server(aiohttp_server):
     return await aiohttp_server(fake.make_app())
 
 
-def _client(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+_client = harness.client
 
 
 async def _ready(url: str, model: str = MODEL) -> None:
-    async with aiohttp.ClientSession() as s:
-        for _ in range(200):
-            async with s.get(url + "/v1/models") as r:
-                if model in {m["id"] for m in (await r.json()).get("data", [])}:
-                    return
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"{model} never listed")
+    await harness.listed(url, model)
 
 
 def _sent(server, path: str = "/v2/chat") -> list[dict]:

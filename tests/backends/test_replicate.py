@@ -4,35 +4,26 @@ the cloud role and the worker role, driven with the official openai SDK."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import aiohttp
 import openai
 import pytest
 
-from eldric import config, registry
-from tests.conftest import serving, url_of
+from tests.backends import harness
+from tests.conftest import url_of
 from tests.fakes import replicate as fake
 
 MODEL = fake.MODEL
 TEXT = "".join(fake.PIECES)
 
 
-@contextlib.asynccontextmanager
-async def cloud(tmp_path, *servers, options=None):  # type: ignore[no-untyped-def]
+def cloud(tmp_path, *servers, options=None):  # type: ignore[no-untyped-def]
     """A cloud role whose backends are these fakes (type replicate, in this order)."""
-    specs = [{"name": f"rep{i}", "type": "replicate", "url": url_of(s), "api_key": fake.TOKEN,
-              "priority": 10 * (i + 1), "options": {"models": [MODEL], **(options or {})}}
-             for i, s in enumerate(servers)]
-    cfg = tmp_path / "cloud.json"
-    cfg.write_text(json.dumps({"cloud": {"port": 0, "bind_address": "127.0.0.1",
-                                         "backends": specs}}))
-    role = registry.load("cloud")
-    loaded = config.load({"cloud": (role.config, role.defaults())}, str(cfg), {},
-                         {"process.data_dir": (None, str(tmp_path / "d"))})
-    async with serving([role], loaded) as found:
-        yield found["cloud"]
+    return harness.cloud(tmp_path, [
+        {"name": f"rep{i}", "type": "replicate", "url": url_of(s), "api_key": fake.TOKEN,
+         "priority": 10 * (i + 1), "options": {"models": [MODEL], **(options or {})}}
+        for i, s in enumerate(servers)])
 
 
 @pytest.fixture
@@ -40,18 +31,11 @@ async def replicate_server(aiohttp_server):
     return await aiohttp_server(fake.make_app())
 
 
-def _client(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+_client = harness.client
 
 
 async def _ready(url: str) -> None:
-    async with aiohttp.ClientSession() as s:
-        for _ in range(200):
-            async with s.get(url + "/health") as r:
-                if (await r.json()).get("status") == "healthy":
-                    return
-            await asyncio.sleep(0.05)
-    raise AssertionError("the cloud role never became healthy")
+    await harness.listed(url, MODEL)
 
 
 def _sent(server, method: str = "POST") -> list[dict]:

@@ -147,13 +147,19 @@ async def create_for_deployment(request: web.Request) -> web.Response:
     return await _create(request, MODEL, "")  # a deployment runs this model
 
 
-async def get(request: web.Request) -> web.Response:
+async def _found(request: web.Request) -> tuple[Knobs, dict | None, web.Response | None]:
+    """The prediction the path names (after the request is recorded and its token checked)."""
     knobs, _, denied = await _record(request)
+    p = knobs.predictions.get(request.match_info["id"]) if denied is None else None
+    if denied is None and p is None:
+        denied = problem(404, "Not found", "The requested resource could not be found.")
+    return knobs, p, denied
+
+
+async def get(request: web.Request) -> web.Response:
+    knobs, p, denied = await _found(request)
     if denied is not None:
         return denied
-    p = knobs.predictions.get(request.match_info["id"])
-    if p is None:
-        return problem(404, "Not found", "The requested resource could not be found.")
     n = knobs.polls[p["id"]] = knobs.polls.get(p["id"], 0) + 1
     if p["status"] == "processing" and n >= (3 if p["scenario"] == "pending" else 40):
         _succeed(p)
@@ -161,12 +167,9 @@ async def get(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    knobs, _, denied = await _record(request)
+    knobs, p, denied = await _found(request)
     if denied is not None:
         return denied
-    p = knobs.predictions.get(request.match_info["id"])
-    if p is None:
-        return problem(404, "Not found", "The requested resource could not be found.")
     if p["status"] in ("starting", "processing"):
         p["status"] = "canceled"
         knobs.canceled.set()
@@ -179,12 +182,9 @@ def _event(name: str, n: int, data: str) -> bytes:
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    knobs, _, denied = await _record(request)
+    knobs, p, denied = await _found(request)
     if denied is not None:
         return denied
-    p = knobs.predictions.get(request.match_info["id"])
-    if p is None:
-        return problem(404, "Not found", "The requested resource could not be found.")
     scenario = p["scenario"]
     pieces = ["tick "] * 200 if scenario == "slow" else PIECES
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
