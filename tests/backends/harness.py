@@ -13,7 +13,7 @@ import aiohttp
 import openai
 
 from eldric import config, registry
-from tests.conftest import serving
+from tests.conftest import run_role, serving
 
 
 @contextlib.asynccontextmanager
@@ -42,3 +42,15 @@ async def listed(url: str, model: str) -> None:
                     return
             await asyncio.sleep(0.05)
     raise AssertionError(f"{model} was never listed")
+
+
+@contextlib.asynccontextmanager
+async def worker(tmp_path, backend: str, url: str, key: str,  # type: ignore[no-untyped-def]
+                 **settings) -> AsyncIterator[str]:
+    """A worker fronting one backend of this native kind (--backend NAME --backend-url
+    URL --backend-api-key KEY, --backend-options as `backend_options`): its URL."""
+    from eldric.roles import worker as worker_role
+
+    async with run_role(worker_role.ROLE, tmp_path, backend=backend, backend_url=url,
+                        backend_api_key=key, **settings) as u:
+        yield u

@@ -4,6 +4,7 @@ role and the worker role, driven with the official openai SDK (rerank with aioht
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import aiohttp
@@ -34,6 +35,18 @@ async def cohere_server(aiohttp_server):
 
 
 _client = harness.client
+ROLES = pytest.mark.parametrize("role", ["cloud", "worker"])
+
+
+@contextlib.asynccontextmanager
+async def front(role: str, tmp_path, server, model: str = MODEL):  # type: ignore[no-untyped-def]
+    """The role in front of one fake Cohere (the worker: --backend cohere), once the
+    model is listed."""
+    ctx = cloud(tmp_path, server) if role == "cloud" else harness.worker(
+        tmp_path, "cohere", url_of(server), fake.API_KEY)
+    async with ctx as url:
+        await harness.listed(url, model)
+        yield url
 
 
 async def _ready(url: str, model: str = MODEL) -> None:
@@ -44,15 +57,15 @@ def _sent(server, path: str = "/v2/chat") -> list[dict]:
     return [r for r in server.app[fake.KNOBS].requests if r["path"] == path]
 
 
-async def test_cloud_chat_whole_and_streamed(tmp_path, cohere_server):
-    async with cloud(tmp_path, cohere_server) as url:
-        await _ready(url)
+@ROLES
+async def test_chat_whole_and_streamed(role, tmp_path, cohere_server):
+    async with front(role, tmp_path, cohere_server) as url:
         c = _client(url)
         raw = await c.chat.completions.with_raw_response.create(
             model=MODEL, messages=[{"role": "system", "content": "brief"},
                                    {"role": "user", "content": "hi"}], max_tokens=20)
         reply = raw.parse()
-        assert raw.headers["X-Eldric-Backend"] == "co0"
+        assert raw.headers.get("X-Eldric-Backend") == ("co0" if role == "cloud" else None)
         assert reply.choices[0].message.content == "Hello! How can I help?"
         assert reply.choices[0].finish_reason == "stop"
         assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (12, 8)
@@ -76,9 +89,9 @@ async def test_cloud_chat_whole_and_streamed(tmp_path, cohere_server):
         assert _sent(cohere_server)[-1]["headers"]["Accept"] == "text/event-stream"
 
 
-async def test_cloud_tools_whole_and_streamed(tmp_path, cohere_server):
-    async with cloud(tmp_path, cohere_server) as url:
-        await _ready(url)
+@ROLES
+async def test_tools_whole_and_streamed(role, tmp_path, cohere_server):
+    async with front(role, tmp_path, cohere_server) as url:
         c = _client(url)
         msgs = [{"role": "user", "content": "tools"}]
         reply = await c.chat.completions.create(model=MODEL, messages=msgs, tools=TOOLS)
@@ -165,10 +178,9 @@ async def _sse(url: str, content: str) -> list[bytes]:
             return [e for e in (await r.read()).split(b"\n\n") if e]
 
 
-async def test_cloud_stream_cut_or_failed_midway_ends_with_one_error_event(tmp_path,
-                                                                           cohere_server):
-    async with cloud(tmp_path, cohere_server) as url:
-        await _ready(url)
+@ROLES
+async def test_stream_cut_or_failed_midway_ends_with_one_error_event(role, tmp_path, cohere_server):
+    async with front(role, tmp_path, cohere_server) as url:
         for content in ("cut", "error_midstream"):
             events = await _sse(url, content)
             assert b"Hel" in events[1] or b"one" in events[1]  # it had begun
@@ -179,9 +191,9 @@ async def test_cloud_stream_cut_or_failed_midway_ends_with_one_error_event(tmp_p
         assert "internal model failure" in err["message"]  # Cohere's own word, kept
 
 
-async def test_cloud_client_leaving_cancels_the_upstream_request(tmp_path, cohere_server):
-    async with cloud(tmp_path, cohere_server) as url:
-        await _ready(url)
+@ROLES
+async def test_client_leaving_cancels_the_upstream_request(role, tmp_path, cohere_server):
+    async with front(role, tmp_path, cohere_server) as url:
         async with aiohttp.ClientSession() as s:
             async with s.post(url + "/v1/chat/completions", json={
                     "model": MODEL, "stream": True,
@@ -190,9 +202,9 @@ async def test_cloud_client_leaving_cancels_the_upstream_request(tmp_path, coher
         await asyncio.wait_for(cohere_server.app[fake.KNOBS].left.wait(), 5)
 
 
-async def test_cloud_embeddings_with_the_openai_sdk(tmp_path, cohere_server):
-    async with cloud(tmp_path, cohere_server) as url:
-        await _ready(url, "embed-v4.0")
+@ROLES
+async def test_embeddings_with_the_openai_sdk(role, tmp_path, cohere_server):
+    async with front(role, tmp_path, cohere_server, "embed-v4.0") as url:
         c = _client(url)
         # The SDK asks for base64 by default and decodes it: the floats survive.
         got = await c.embeddings.create(model="embed-v4.0", input=["hello", "hi"])
@@ -204,3 +216,44 @@ async def test_cloud_embeddings_with_the_openai_sdk(tmp_path, cohere_server):
         got = await c.embeddings.create(model="embed-v4.0", input="hello",
                                         encoding_format="float", dimensions=2)
         assert got.data[0].embedding == pytest.approx([0.5, 0.6])
+
+
+async def test_rerank_in_the_cohere_and_jina_shapes(tmp_path, cohere_server):
+    # The worker's: the cloud role routes /v1/rerank by model once part I's rerank head
+    # is in (issue 20); the egress is the same there.
+    async with front("worker", tmp_path, cohere_server, "rerank-v3.5") as url:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url + "/v1/rerank", json={
+                    "model": "rerank-v3.5", "query": "capital of france", "top_n": 2,
+                    "documents": ["Berlin is in Germany", {"text": "Paris is the capital of france"},
+                                  "the capital of Spain"]}) as r:
+                assert r.status == 200, await r.text()
+                got = await r.json()
+            assert [x["index"] for x in got["results"]] == [1, 2]
+            assert got["results"][0]["document"] == {"text": "Paris is the capital of france"}
+            assert 0 < got["results"][1]["relevance_score"] < got["results"][0]["relevance_score"]
+            assert got["meta"]["billed_units"] == {"search_units": 1}
+            sent = _sent(cohere_server, "/v2/rerank")[-1]["body"]
+            assert sent["documents"][1] == "Paris is the capital of france"
+            async with s.post(url + "/v1/rerank", json={
+                    "model": "rerank-v3.5", "query": "q", "documents": [7]}) as r:
+                assert r.status == 400
+                assert (await r.json())["error"]["param"] == "documents[0]"
+
+
+async def test_worker_errors_are_mapped(tmp_path, cohere_server):
+    async with front("worker", tmp_path, cohere_server) as url:
+        c = _client(url)
+        with pytest.raises(openai.BadRequestError) as info:
+            await c.chat.completions.create(model=MODEL, messages=[{"role": "user",
+                                                                    "content": "invalid"}])
+        assert "at least 1 token" in info.value.message
+        with pytest.raises(openai.APIStatusError) as info:
+            await c.chat.completions.create(model=MODEL,
+                                            messages=[{"role": "user", "content": "ratelimited"}])
+        assert info.value.status_code == 429
+        await cohere_server.close()
+        with pytest.raises(openai.APIStatusError) as info:
+            await c.chat.completions.create(model=MODEL, messages=[{"role": "user",
+                                                                    "content": "hi"}])
+        assert info.value.status_code == 503

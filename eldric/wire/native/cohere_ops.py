@@ -46,6 +46,15 @@ def _reply(raw: bytes, what: str) -> dict:
     return reply
 
 
+def _model(body: dict, ctx: Context) -> str:
+    """The backend's name for the model, else the body's (a worker relays some paths
+    without reading their model)."""
+    model = ctx.model or body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model must be a non-empty string", param="model")
+    return model
+
+
 class _Whole:
     """What a non-streaming op shares: no stream, no second request, Cohere's errors."""
 
@@ -82,9 +91,9 @@ class EmbedEgress(_Whole):
         if fmt not in ("float", "base64"):
             raise BadRequest("encoding_format must be float or base64", param="encoding_format")
         self.base64 = fmt == "base64"
-        self.model = ctx.model
+        self.model = _model(body, ctx)
         native: dict[str, Any] = {
-            "model": ctx.model, "texts": texts, "embedding_types": ["float"],
+            "model": self.model, "texts": texts, "embedding_types": ["float"],
             "input_type": body.get("input_type") or ctx.options.get("input_type")
             or "search_document"}
         dims = body.get("dimensions")
@@ -141,9 +150,9 @@ class RerankEgress(_Whole):
         if not isinstance(docs, list) or not docs:
             raise BadRequest("documents must be a non-empty array", param="documents")
         self.documents = [_document(d, i) for i, d in enumerate(docs)]
-        self.model = ctx.model
+        self.model = _model(body, ctx)
         self.return_documents = body.get("return_documents") is not False
-        native: dict[str, Any] = {"model": ctx.model, "query": query,
+        native: dict[str, Any] = {"model": self.model, "query": query,
                                   "documents": self.documents}
         for key in ("top_n", "max_tokens_per_doc"):
             v = body.get(key)

@@ -158,7 +158,7 @@ class ChatEgress:
     def __init__(self, body: dict, ctx: Context):
         self.conv = chat_in.read(body, model=ctx.model)
         self.stream = self.conv.stream
-        self._create = create(ctx.model, dict(ctx.options),
+        self._create = create(self.conv.model, dict(ctx.options),
                               prediction_input(self.conv, dict(ctx.options)), stream=self.stream)
         self.done = False
         self.usage: tuple[int, int] | None = None
