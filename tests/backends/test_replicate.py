@@ -4,6 +4,7 @@ the cloud role and the worker role, driven with the official openai SDK."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import aiohttp
@@ -32,6 +33,19 @@ async def replicate_server(aiohttp_server):
 
 
 _client = harness.client
+ROLES = pytest.mark.parametrize("role", ["cloud", "worker"])
+
+
+@contextlib.asynccontextmanager
+async def front(role: str, tmp_path, server, options=None):  # type: ignore[no-untyped-def]
+    """The role in front of one fake Replicate (the worker: --backend replicate
+    --backend-options '{"models": [...]}'), once it is ready."""
+    ctx = cloud(tmp_path, server, options=options) if role == "cloud" else harness.worker(
+        tmp_path, "replicate", url_of(server), fake.TOKEN,
+        backend_options={"models": [MODEL], **(options or {})})
+    async with ctx as url:
+        await harness.listed(url, MODEL)
+        yield url
 
 
 async def _ready(url: str) -> None:
@@ -46,14 +60,14 @@ def _msgs(text: str) -> list[dict]:
     return [{"role": "system", "content": "You are terse."}, {"role": "user", "content": text}]
 
 
-async def test_cloud_whole_reply_waits_then_polls(tmp_path, replicate_server):
-    async with cloud(tmp_path, replicate_server) as url:
-        await _ready(url)
+@ROLES
+async def test_whole_reply_waits_then_polls(role, tmp_path, replicate_server):
+    async with front(role, tmp_path, replicate_server) as url:
         c = _client(url)
         raw = await c.chat.completions.with_raw_response.create(
             model=MODEL, messages=_msgs("hi"), max_tokens=30, temperature=0.2)
         reply = raw.parse()
-        assert raw.headers["X-Eldric-Backend"] == "rep0"
+        assert raw.headers.get("X-Eldric-Backend") == ("rep0" if role == "cloud" else None)
         assert reply.choices[0].message.content == TEXT
         assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (11, len(fake.PIECES))
         create = _sent(replicate_server)[-1]
@@ -69,9 +83,9 @@ async def test_cloud_whole_reply_waits_then_polls(tmp_path, replicate_server):
         assert len(polls) == 3
 
 
-async def test_cloud_stream_follows_the_stream_url(tmp_path, replicate_server):
-    async with cloud(tmp_path, replicate_server) as url:
-        await _ready(url)
+@ROLES
+async def test_stream_follows_the_stream_url(role, tmp_path, replicate_server):
+    async with front(role, tmp_path, replicate_server) as url:
         text, finish = "", None
         async for chunk in await _client(url).chat.completions.create(
                 model=MODEL, messages=_msgs("hi"), stream=True):
@@ -87,10 +101,10 @@ async def test_cloud_stream_follows_the_stream_url(tmp_path, replicate_server):
         assert stream["headers"]["Authorization"] == f"Bearer {fake.TOKEN}"
 
 
-async def test_cloud_by_version_and_renamed_inputs(tmp_path, replicate_server):
-    async with cloud(tmp_path, replicate_server, options={
+@ROLES
+async def test_by_version_and_renamed_inputs(role, tmp_path, replicate_server):
+    async with front(role, tmp_path, replicate_server, options={
             "version": fake.VERSION, "names": {"max_tokens": "max_new_tokens"}}) as url:
-        await _ready(url)
         reply = await _client(url).chat.completions.create(model=MODEL, messages=_msgs("hi"),
                                                            max_tokens=5)
         assert reply.choices[0].message.content == TEXT
@@ -100,9 +114,9 @@ async def test_cloud_by_version_and_renamed_inputs(tmp_path, replicate_server):
         assert create["body"]["input"]["max_new_tokens"] == 5
 
 
-async def test_cloud_errors_bad_body_images_and_a_422(tmp_path, replicate_server):
-    async with cloud(tmp_path, replicate_server) as url:
-        await _ready(url)
+@ROLES
+async def test_errors_bad_body_images_and_a_422(role, tmp_path, replicate_server):
+    async with front(role, tmp_path, replicate_server) as url:
         c = _client(url)
         with pytest.raises(openai.BadRequestError) as info:
             await c.chat.completions.create(model=MODEL, messages=[])
@@ -142,9 +156,9 @@ async def _sse(url: str, content: str) -> list[bytes]:
             return [e for e in (await r.read()).split(b"\n\n") if e]
 
 
-async def test_cloud_stream_error_event_and_cut(tmp_path, replicate_server):
-    async with cloud(tmp_path, replicate_server) as url:
-        await _ready(url)
+@ROLES
+async def test_stream_error_event_and_cut(role, tmp_path, replicate_server):
+    async with front(role, tmp_path, replicate_server) as url:
         for content in ("error_midstream", "cut"):
             events = await _sse(url, content)
             assert b"Hello" in b"".join(events)  # it had begun
@@ -155,9 +169,9 @@ async def test_cloud_stream_error_event_and_cut(tmp_path, replicate_server):
                 assert "CUDA out of memory" in err["message"]
 
 
-async def test_cloud_client_leaving_cancels_the_prediction(tmp_path, replicate_server):
-    async with cloud(tmp_path, replicate_server) as url:
-        await _ready(url)
+@ROLES
+async def test_client_leaving_cancels_the_prediction(role, tmp_path, replicate_server):
+    async with front(role, tmp_path, replicate_server) as url:
         async with aiohttp.ClientSession() as s:
             async with s.post(url + "/v1/chat/completions", json={
                     "model": MODEL, "stream": True, "messages": _msgs("slow")}) as r:
@@ -169,9 +183,9 @@ async def test_cloud_client_leaving_cancels_the_prediction(tmp_path, replicate_s
         assert [p["status"] for p in knobs.predictions.values()] == ["canceled"]
 
 
-async def test_cloud_client_leaving_a_polled_whole_reply_cancels_it(tmp_path, replicate_server):
-    async with cloud(tmp_path, replicate_server) as url:
-        await _ready(url)
+@ROLES
+async def test_client_leaving_a_polled_whole_reply_cancels_it(role, tmp_path, replicate_server):
+    async with front(role, tmp_path, replicate_server) as url:
         with pytest.raises(asyncio.TimeoutError):
             async with aiohttp.ClientSession() as s:
                 await s.post(url + "/v1/chat/completions", timeout=aiohttp.ClientTimeout(0.8),
