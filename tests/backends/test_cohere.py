@@ -8,6 +8,7 @@ import contextlib
 import json
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 
@@ -257,3 +258,20 @@ async def test_worker_errors_are_mapped(tmp_path, cohere_server):
             await c.chat.completions.create(model=MODEL, messages=[{"role": "user",
                                                                     "content": "hi"}])
         assert info.value.status_code == 503
+
+
+@ROLES
+async def test_an_anthropic_client_calls_cohere_tools(role, tmp_path, cohere_server):
+    """Messages -> chat -> Cohere's v2 chat and back: a tool call, streamed, with the
+    official anthropic SDK."""
+    async with front(role, tmp_path, cohere_server) as url:
+        client = anthropic.AsyncAnthropic(base_url=url, api_key="unused", max_retries=0)
+        tools = [{"name": "get_weather", "description": "the weather",
+                  "input_schema": TOOLS[0]["function"]["parameters"]}]
+        async with client.messages.stream(model=MODEL, max_tokens=64, tools=tools, messages=[
+                {"role": "user", "content": "tools"}]) as stream:
+            final = await stream.get_final_message()
+        assert final.stop_reason == "tool_use"
+        use = [b for b in final.content if b.type == "tool_use"][0]
+        assert (use.name, use.input) == ("get_weather", {"location": "Toronto"})
+        assert _sent(cohere_server)[-1]["body"]["tools"][0]["function"]["name"] == "get_weather"
