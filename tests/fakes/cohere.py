@@ -29,6 +29,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.recorded import bearer_ok, recorded
+
 API_KEY = "co-test-key"
 CHAT_MODEL = "command-a-03-2025"
 MODELS = [{"name": CHAT_MODEL, "endpoints": ["generate", "chat", "summarize"]},
@@ -131,14 +133,8 @@ def error(status: int, message: str) -> web.Response:
 
 async def _record(request: web.Request) -> tuple[Knobs, Any, web.Response | None]:
     knobs = request.app[KNOBS]
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    knobs.requests.append({"path": request.path, "headers": dict(request.headers),
-                           "body": body})
-    if request.headers.get("Authorization") != f"Bearer {knobs.api_key}":
+    body = await recorded(request, knobs.requests)
+    if not bearer_ok(request, knobs.api_key):
         return knobs, body, error(401, "invalid api token")
     if request.method == "POST" and not isinstance(body, dict):
         return knobs, body, error(400, "invalid request: body must be a JSON object")

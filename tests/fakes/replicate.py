@@ -32,6 +32,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.recorded import bearer_ok, recorded
+
 TOKEN = "r8_test_token"
 MODEL = "meta/meta-llama-3-8b-instruct"
 VERSION = "5a6809ca6288247d06daf6365557e5e429063f32a21146b2a807c682652136b8"
@@ -58,14 +60,8 @@ def problem(status: int, title: str, detail: str, headers: dict | None = None) -
 
 async def _record(request: web.Request) -> tuple[Knobs, Any, web.Response | None]:
     knobs = request.app[KNOBS]
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
-    knobs.requests.append({"method": request.method, "path": request.path,
-                           "headers": dict(request.headers), "body": body})
-    if request.headers.get("Authorization") != f"Bearer {knobs.token}":
+    body = await recorded(request, knobs.requests)
+    if not bearer_ok(request, knobs.token):
         return knobs, body, problem(401, "Unauthenticated",
                                     "You did not pass a valid authentication token")
     return knobs, body, None
@@ -213,7 +209,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             _succeed(p)
             await resp.write(_event("done", len(pieces), "{}"))
     except (ConnectionResetError, asyncio.CancelledError):
-        raise
+        return resp  # the client (eldric) left
     await resp.write_eof()
     return resp
 
