@@ -125,6 +125,17 @@ def usage_of(usage: Any) -> tuple[int, int] | None:
     return None
 
 
+def reply_of(raw: bytes, what: str) -> dict:
+    """A whole Cohere reply's JSON object; ValueError (the backend's failure) if not."""
+    try:
+        reply = _decode(raw)
+    except msgspec.DecodeError as e:
+        raise ValueError(f"Cohere's {what} reply is not JSON: {e}") from None
+    if not isinstance(reply, dict):
+        raise ValueError(f"Cohere's {what} reply is not an object")
+    return reply
+
+
 def error(status: int, raw: bytes) -> tuple[int, bytes]:
     """A Cohere error reply ({"message": …}) -> (status, OpenAI error JSON), status kept:
     429 and 5xx fail over, 4xx are the client's. 499 (Cohere's "request cancelled")
@@ -153,11 +164,8 @@ class ChatEgress:
         return Outbound("/v2/chat", _encode(self._native), headers=headers, framing="sse")
 
     def whole(self, raw: bytes) -> bytes:
-        try:
-            reply = _decode(raw)
-        except msgspec.DecodeError as e:
-            raise ValueError(f"Cohere's reply is not JSON: {e}") from None
-        msg = reply.get("message") if isinstance(reply, dict) else None
+        reply = reply_of(raw, "chat")
+        msg = reply.get("message")
         if not isinstance(msg, dict):
             raise ValueError("Cohere's reply has no message")
         reason = reply.get("finish_reason")

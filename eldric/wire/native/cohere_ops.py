@@ -31,19 +31,8 @@ from eldric.errors import BadRequest
 from eldric.wire.native import cohere
 
 _encode = msgspec.json.encode
-_decode = msgspec.json.decode
 
 _JSON = {"Content-Type": "application/json", "Accept": "application/json"}
-
-
-def _reply(raw: bytes, what: str) -> dict:
-    try:
-        reply = _decode(raw)
-    except msgspec.DecodeError as e:
-        raise ValueError(f"Cohere's {what} reply is not JSON: {e}") from None
-    if not isinstance(reply, dict):
-        raise ValueError(f"Cohere's {what} reply is not an object")
-    return reply
 
 
 def _model(body: dict, ctx: Context) -> str:
@@ -109,7 +98,7 @@ class EmbedEgress(_Whole):
         return Outbound("/v2/embed", _encode(self._native), headers=dict(_JSON), framing="json")
 
     def whole(self, raw: bytes) -> bytes:
-        reply = _reply(raw, "embed")
+        reply = cohere.reply_of(raw, "embed")
         vectors = (reply.get("embeddings") or {}).get("float") \
             if isinstance(reply.get("embeddings"), dict) else None
         if not isinstance(vectors, list):
@@ -166,7 +155,7 @@ class RerankEgress(_Whole):
         return Outbound("/v2/rerank", _encode(self._native), headers=dict(_JSON), framing="json")
 
     def whole(self, raw: bytes) -> bytes:
-        reply = _reply(raw, "rerank")
+        reply = cohere.reply_of(raw, "rerank")
         results = reply.get("results")
         if not isinstance(results, list):
             raise ValueError("Cohere's rerank reply has no results")
@@ -196,7 +185,7 @@ class RerankEgress(_Whole):
 def models_of(raw: bytes) -> list[str]:
     """``GET /v1/models`` (https://docs.cohere.com/reference/list-models): ``{models:
     [{name, endpoints, …}], next_page_token}`` -> the names."""
-    reply = _reply(raw, "model list")
+    reply = cohere.reply_of(raw, "model list")
     models = reply.get("models")
     if not isinstance(models, list):
         raise ValueError("Cohere's model list has no models")
