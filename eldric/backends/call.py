@@ -20,7 +20,9 @@ What it guarantees, like forward():
   backend said it was finished, a frame eldric cannot read) ends the stream with one
   error event in the client path's dialect (the translator's own) and a clean close;
 - the client leaving cancels the upstream request (its connection is closed, so the
-  backend stops generating), and the bus counts it;
+  backend stops generating), and the bus counts it; an API whose work outlives the
+  connection (Replicate's predictions) gives its egress a ``cancel() -> Outbound | None``
+  (optional, not in the Protocol), sent signed in the background then;
 - timeouts: connect, first byte, idle between chunks (the pool's timers); no total.
 """
 
@@ -47,6 +49,7 @@ from eldric.stream.headers import upstream_header_block
 from eldric.stream.sse import EventSplitter, Tap, Translating
 from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failure
 from eldric.stream.upstream_errors import normalise
+from eldric.tasks import spawn
 from eldric.wire import dialect, openai_reply
 from eldric.wire.translate import Translator
 
@@ -129,8 +132,6 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
             return reply.whole(answer)
         outcome = await _stream(resp, egress, out, reply, reach, timeouts)
         first_at = reply.first_at
-        if outcome == "cancelled":
-            _cancel(request.app, adapter, reach, egress, timeouts)
         return reply.result
     except _Unreadable as exc:
         log.warning("unreadable_native_reply", backend=reach.name, error=str(exc))
@@ -144,10 +145,11 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
     except asyncio.CancelledError:
         outcome = "cancelled"
         _client_left(request, up)
-        _cancel(request.app, adapter, reach, egress, timeouts)
         raise
     finally:
         _settle(bus, hop, up, resp, outcome, first_at, t0)
+        if outcome == "cancelled":
+            _cancel_upstream(app, adapter, reach, egress, timeouts)
         if outcome == "ok" and on_usage is not None and egress.usage is not None:
             on_usage(*egress.usage)
 
@@ -171,40 +173,25 @@ async def _polled(request: LaneRequest, adapter: Adapter, reach: Reach, egress: 
     return raw
 
 
-_CANCELS: set[asyncio.Task] = set()  # cancel requests under way (a strong reference)
-
-
-def _cancel(app: web.Application, adapter: Adapter, reach: Reach, egress: Egress,
-            timeouts: Timeouts) -> None:
-    """The client left: an API whose work outlives the connection (a Replicate
-    prediction) is told to stop, by the request its egress's optional ``cancel()``
-    names, sent in the background (the client's task is being cancelled)."""
+def _cancel_upstream(app: web.Application, adapter: Adapter, reach: Reach, egress: Egress,
+                     timeouts: Timeouts) -> None:
+    """The client left: the egress's cancel request, if its API has one, sent in the
+    background (the handler itself is being cancelled)."""
     cancel = getattr(egress, "cancel", None)
-    try:
-        out = cancel() if cancel is not None else None
-    except Exception:  # a pure step; nothing to cancel is no reason to fail
-        out = None
+    out = cancel() if cancel is not None else None
     if out is None:
         return
-    task = asyncio.get_running_loop().create_task(
-        _send_cancel(app, adapter, reach, out, timeouts))
-    _CANCELS.add(task)
-    task.add_done_callback(_CANCELS.discard)
 
-
-async def _send_cancel(app: web.Application, adapter: Adapter, reach: Reach, out: Outbound,
-                       timeouts: Timeouts) -> None:
-    waits = Timeouts(connect=timeouts.connect, first_byte=timeouts.connect * 2,
-                     idle=timeouts.connect * 2)
-    try:
-        resp = await open_native(app, adapter, reach, out, waits, "cancel")
+    async def send_cancel() -> None:
         try:
+            resp = await open_native(app, adapter, reach, out, timeouts, "cancel")
             await resp.read_all()
-        finally:
             resp.release()
-        log.info("native_request_cancelled", backend=reach.name, status=resp.status)
-    except Exception as exc:  # best effort: the backend may have finished already
-        log.warning("native_cancel_failed", backend=reach.name, error=repr(exc))
+            log.info("upstream_cancelled", backend=reach.name, status=resp.status)
+        except (UpstreamFailure, *REPLY_ERRORS) as exc:
+            log.warning("upstream_cancel_failed", backend=reach.name, error=repr(exc))
+
+    spawn(send_cancel(), name=f"cancel:{reach.name}")
 
 
 def _guarded(fn, *args):  # type: ignore[no-untyped-def]
