@@ -64,7 +64,8 @@ async def test_chat_whole_and_streamed(role, tmp_path, cohere_server):
         c = _client(url)
         raw = await c.chat.completions.with_raw_response.create(
             model=MODEL, messages=[{"role": "system", "content": "brief"},
-                                   {"role": "user", "content": "hi"}], max_tokens=20)
+                                   {"role": "user", "content": "hi"}], max_tokens=20,
+            extra_body={"documents": ["Toronto is in Canada"]})
         reply = raw.parse()
         assert raw.headers.get("X-Eldric-Backend") == ("co0" if role == "cloud" else None)
         assert reply.choices[0].message.content == "Hello! How can I help?"
@@ -74,6 +75,7 @@ async def test_chat_whole_and_streamed(role, tmp_path, cohere_server):
         assert sent["headers"]["Authorization"] == f"Bearer {fake.API_KEY}"
         assert sent["body"]["messages"][0] == {"role": "system", "content": "brief"}
         assert sent["body"]["max_tokens"] == 20 and sent["body"]["stream"] is False
+        assert sent["body"]["documents"] == ["Toronto is in Canada"]
 
         stream = await c.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True,

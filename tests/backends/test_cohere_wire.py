@@ -93,6 +93,15 @@ def test_a_named_tool_choice_offers_that_tool_alone_required():
     assert "tool_choice" not in _sent(e)
 
 
+def test_cohere_only_fields_pass_as_they_are():
+    docs = [{"id": "d1", "data": {"text": "Toronto is in Canada"}}]
+    e = cohere.ChatEgress({"messages": [{"role": "user", "content": "where?"}],
+                           "documents": docs, "safety_mode": "STRICT", "logprobs": True}, CTX)
+    sent = _sent(e)
+    assert sent["documents"] == docs and sent["safety_mode"] == "STRICT"
+    assert "logprobs" not in sent  # OpenAI's logprobs are not Cohere's: not sent
+
+
 def test_json_mode_becomes_response_format():
     e = cohere.ChatEgress({"messages": [{"role": "user", "content": "json"}],
                            "response_format": {"type": "json_schema", "json_schema": {

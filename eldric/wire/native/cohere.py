@@ -39,6 +39,11 @@ from eldric.wire.native import chat_in, chat_out
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
+# Cohere's own request fields a client may send beside OpenAI's (the openai SDK's
+# extra_body): passed as they are.
+PASSED = ("documents", "citation_options", "safety_mode", "thinking", "priority",
+          "strict_tools")
+
 # Cohere finish_reason -> OpenAI's. ERROR and TIMEOUT are failures, not finishes.
 FINISH = {"COMPLETE": "stop", "STOP_SEQUENCE": "stop", "MAX_TOKENS": "length",
           "TOOL_CALL": "tool_calls"}
@@ -79,6 +84,7 @@ def chat_request(body: dict, ctx: Context) -> tuple[chat_in.Conversation, dict]:
     if s.json_mode:
         out["response_format"] = {"type": "json_object",
                                   **({"json_schema": s.json_schema} if s.json_schema else {})}
+    out.update({k: body[k] for k in PASSED if body.get(k) is not None})
     return conv, out
 
 
