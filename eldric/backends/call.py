@@ -130,7 +130,8 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
             out = nxt
             resp = await _checked(request, adapter, reach, out, egress, timeouts)
         if not egress.stream:
-            raw = await _body(resp, reach, timeouts)
+            raw = await _polled(request, adapter, reach, egress,
+                                await _body(resp, reach, timeouts), timeouts)
             answer = _guarded(egress.whole, raw)
             if translate is not None:
                 answer = _guarded(translate.whole, answer)
@@ -160,6 +161,25 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
             _cancel_upstream(app, adapter, reach, egress, timeouts)
         if outcome == "ok" and on_usage is not None and egress.usage is not None:
             on_usage(*egress.usage)
+
+
+POLL_INTERVAL = 0.5  # seconds between asking again for a whole reply not ready yet
+
+
+async def _polled(request: LaneRequest, adapter: Adapter, reach: Reach, egress: Egress,
+                  raw: bytes, timeouts: Timeouts) -> bytes:
+    """A whole reply that is not ready yet (a Replicate prediction still processing after
+    its Prefer: wait): asked again where ``egress.follow`` says, every POLL_INTERVAL, for
+    at most the first-byte timeout; then the egress judges what it has."""
+    deadline = time.monotonic() + timeouts.first_byte
+    while (nxt := _guarded(egress.follow, raw)) is not None and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_INTERVAL)
+        resp = await _checked(request, adapter, reach, nxt, egress, timeouts)
+        try:
+            raw = await _body(resp, reach, timeouts)
+        finally:
+            resp.release()
+    return raw
 
 
 def _cancel_upstream(app: web.Application, adapter: Adapter, reach: Reach, egress: Egress,
