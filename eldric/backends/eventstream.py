@@ -225,3 +225,23 @@ def exception(exception_type: str, payload: bytes) -> bytes:
     """A modelled exception message (``:message-type exception``)."""
     return encode({":exception-type": exception_type, ":content-type": "application/json",
                    ":message-type": "exception"}, payload)
+
+
+class Frames:
+    """The cutter eldric/backends/framing.py uses for ``aws``: reply bytes in, frames
+    (see frame()) out. ``close`` raises EventStreamError (a ValueError) when the reply
+    ended inside a message: the stream was cut."""
+
+    __slots__ = ("_dec",)
+
+    def __init__(self) -> None:
+        self._dec = Decoder()
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        return [frame(m) for m in self._dec.feed(chunk)]
+
+    def close(self) -> list[bytes]:
+        if self._dec.pending:
+            raise EventStreamError(f"the stream ended inside a message "
+                                   f"({self._dec.pending} bytes of it)")
+        return []
