@@ -136,7 +136,8 @@ def keeper(reach: Reach) -> Keeper:
     if not available():
         raise ConfigError(f"backend {reach.name}: {INSTALL_HINT}")
     opts = reach.options
-    key = (reach.name, opts.get("access_key_id"), opts.get("profile"))
+    key = (reach.name, opts.get("access_key_id"), opts.get("secret_access_key"),
+           opts.get("session_token"), opts.get("profile"))
     with _lock:
         k = _keepers.get(key)
         if k is None:
@@ -167,3 +168,19 @@ def sigv4(service: str, *, bearer: bool = False) -> Signer:
         return {k: v for k, v in req.headers.items() if k not in signed}
 
     return sign
+
+
+def _service_of(reach: Reach, method: str, url: str, headers: Mapping[str, str],
+                body: bytes) -> dict[str, str]:
+    host = urlsplit(url).hostname or ""
+    name = reach.options.get("signing_name")
+    if not isinstance(name, str) or not name:
+        name = "sagemaker" if ".sagemaker." in host else "bedrock"
+    return _BY_SERVICE.setdefault(name, sigv4(name))(reach, method, url, headers, body)
+
+
+_BY_SERVICE: dict[str, Signer] = {}
+# auth.signer("sigv4"): the service's signing name from options.signing_name or the
+# host (runtime.sagemaker.* is "sagemaker", else "bedrock"); the adapters here use
+# sigv4(service) directly.
+sign: Signer = _service_of
