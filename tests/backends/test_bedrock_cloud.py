@@ -3,15 +3,15 @@ SDK: the fake Bedrock recomputes every request's SigV4 signature with botocore."
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import openai
 import pytest
 
 from eldric import registry
+from tests.backends.aws_kit import CREDS, cloud
 from tests.conftest import run_role, until, url_of
-from tests.fakes import aws_sigv4, openai_server
+from tests.fakes import aws_sigv4
 from tests.fakes import bedrock as fake
 
 pytest.importorskip("botocore")
@@ -20,27 +20,11 @@ TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
                    "required": ["city"]}}}]
-CREDS = {"region": fake.REGION, "access_key_id": aws_sigv4.ACCESS_KEY,
-         "secret_access_key": aws_sigv4.SECRET_KEY}
 
 
 def bedrock_row(server, name: str = "aws", **options) -> dict:
     return {"name": name, "type": "bedrock", "url": url_of(server),
             "options": {**CREDS, **options}}
-
-
-@contextlib.asynccontextmanager
-async def cloud(tmp_path, *rows):
-    [role] = registry.resolve("cloud")
-    async with run_role(role, tmp_path, backends=list(rows)) as url:
-        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
-        await until(lambda: _listed(client), timeout=10)
-        yield client, url
-        await client.close()
-
-
-async def _listed(client) -> bool:
-    return bool([m async for m in client.models.list()])
 
 
 async def test_whole_streamed_and_tools_signed(aiohttp_server, tmp_path):
@@ -110,7 +94,6 @@ async def test_errors_mapped_and_throttling_fails_over(aiohttp_server, tmp_path)
     second = await aiohttp_server(fake.make_app())
     rows = [bedrock_row(first, "aws"), {**bedrock_row(second, "aws2"), "priority": 1}]
     async with cloud(tmp_path, *rows) as (client, _):
-        await until(lambda: _both(client), timeout=10)
         # a bad body: eldric's own 400, in OpenAI's shape, nothing sent
         with pytest.raises(openai.BadRequestError) as bad:
             await client.chat.completions.create(model=fake.MODEL, messages=[
@@ -145,10 +128,6 @@ async def test_errors_mapped_and_throttling_fails_over(aiohttp_server, tmp_path)
                 {"role": "assistant", "content": "I start"}, {"role": "user", "content": "hi"}])
         assert invalid.value.code == "invalid_request"
         assert "start with a user message" in invalid.value.message
-
-
-async def _both(client) -> bool:
-    return len({m.id async for m in client.models.list()}) >= 1
 
 
 async def test_mid_stream_exception_cut_and_bad_crc(aiohttp_server, tmp_path):
