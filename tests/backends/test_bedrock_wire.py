@@ -12,6 +12,7 @@ import pytest
 from eldric.backends import eventstream as es
 from eldric.backends.egress import Context
 from eldric.errors import BadRequest
+from eldric.backends.native.bedrock import Chat
 from eldric.wire.native import bedrock as wire
 
 botocore_session = pytest.importorskip("botocore.session")
@@ -38,12 +39,12 @@ def _valid(body: dict, op: str = "Converse") -> None:
     validate_parameters({"modelId": MODEL, **params}, _MODEL.operation_model(op).input_shape)
 
 
-def _chat(body: dict, **options) -> wire.Chat:
-    return wire.Chat({"model": "x", **body}, Context(model=MODEL, options=options,
+def _chat(body: dict, **options) -> Chat:
+    return Chat({"model": "x", **body}, Context(model=MODEL, options=options,
                                                       include_usage=False))
 
 
-def _body(chat: wire.Chat) -> dict:
+def _body(chat: Chat) -> dict:
     return json.loads(chat.outbound().body)
 
 
@@ -107,7 +108,7 @@ def test_tool_choice_none_leaves_tools_out_unless_the_history_needs_them():
 
 def test_json_schema_and_stream_path_and_arn_escaped():
     arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.x-v1:0"
-    chat = wire.Chat({"model": "x", "stream": True, "messages": [
+    chat = Chat({"model": "x", "stream": True, "messages": [
         {"role": "user", "content": "hi"}], "response_format": {
         "type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}}},
         Context(model=arn))
@@ -161,7 +162,7 @@ def test_stop_reasons(stop, finish):
     assert wire.finish_reason(stop, False) == finish
 
 
-def _events(frames: list[bytes], **body) -> tuple[list[dict], wire.Chat]:
+def _events(frames: list[bytes], **body) -> tuple[list[dict], Chat]:
     chat = _chat({"stream": True, "messages": [{"role": "user", "content": "hi"}], **body})
     cutter = es.Frames()
     out: list[bytes] = []
@@ -226,7 +227,9 @@ def test_error_replies_mapped(status, body, want, code):
 
 
 def test_an_error_body_that_is_not_bedrock_s_keeps_openai_s_shape():
-    got, raw = wire.error(502, b"<html>bad gateway</html>")
+    assert wire.error(502, b"<html>bad gateway</html>") == (502, None)
+    got, raw = _chat({"messages": [{"role": "user", "content": "hi"}]}).error(
+        502, b"<html>bad gateway</html>")
     assert got == 502 and json.loads(raw)["error"]["message"] == "<html>bad gateway</html>"
 
 

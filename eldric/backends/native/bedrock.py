@@ -24,15 +24,42 @@ from urllib.parse import urlsplit
 
 from eldric.backends import auth_aws
 from eldric.backends.egress import Adapter, Context, Outbound, Reach
+from eldric.backends.eventstream import split
 from eldric.backends.table import CHAT, BackendDef
+from eldric.stream.upstream_errors import normalise
 from eldric.wire.native import bedrock as wire
 
 DOCS = "https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_Converse.html"
 _RUNTIME = re.compile(r"^(https?://)bedrock-runtime(-fips)?\.")
 
 
-def chat(body: dict, ctx: Context) -> wire.Chat:
-    return wire.Chat(body, ctx)
+class Chat(wire.Converse):
+    """The Egress of one chat request (egress.py): the translation with its request and
+    its frames."""
+
+    def outbound(self) -> Outbound:
+        if self.stream:
+            return Outbound(wire.model_path(self.model, "converse-stream"), self._body,
+                            headers={"Content-Type": "application/json",
+                                     "Accept": "application/vnd.amazon.eventstream"},
+                            framing="aws")
+        return Outbound(wire.model_path(self.model, "converse"), self._body,
+                        headers={"Content-Type": "application/json",
+                                 "Accept": "application/json"}, framing="json")
+
+    def feed(self, frame: bytes) -> list[bytes]:
+        return self.event(*split(frame))
+
+    def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
+        mapped, body = wire.error(status, raw)
+        return mapped, body if body is not None else normalise(mapped, raw, "bedrock")
+
+    def follow(self, raw: bytes) -> Outbound | None:
+        return None
+
+
+def chat(body: dict, ctx: Context) -> Chat:
+    return Chat(body, ctx)
 
 
 def control_url(reach: Reach) -> str:

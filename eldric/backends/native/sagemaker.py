@@ -15,19 +15,47 @@ from __future__ import annotations
 
 from eldric.backends import auth_aws
 from eldric.backends.egress import Adapter, Context, Outbound, Reach
+from eldric.backends.eventstream import split
 from eldric.backends.table import CHAT, BackendDef
+from eldric.stream.upstream_errors import normalise
 from eldric.wire.native import sagemaker as wire
 
 DOCS = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html"
 URL = "https://runtime.sagemaker.us-east-1.amazonaws.com"
 
 
-def tgi(body: dict, ctx: Context) -> wire.Tgi:
-    return wire.Tgi(body, ctx)
+class _Egress(wire.Endpoint):
+    """The Egress half both containers share (egress.py): the request, the frames."""
+
+    def outbound(self) -> Outbound:
+        return Outbound(wire.endpoint_path(self.model, self.stream), self._body,
+                        headers=self.headers(), framing="aws" if self.stream else "json")
+
+    def feed(self, frame: bytes) -> list[bytes]:
+        return self.event(*split(frame))
+
+    def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
+        mapped, body = wire.error(status, raw)
+        return mapped, body if body is not None else normalise(mapped, raw, "sagemaker")
+
+    def follow(self, raw: bytes) -> Outbound | None:
+        return None
 
 
-def lmi(body: dict, ctx: Context) -> wire.Lmi:
-    return wire.Lmi(body, ctx)
+class Tgi(_Egress, wire.Tgi):
+    pass
+
+
+class Lmi(_Egress, wire.Lmi):
+    pass
+
+
+def tgi(body: dict, ctx: Context) -> Tgi:
+    return Tgi(body, ctx)
+
+
+def lmi(body: dict, ctx: Context) -> Lmi:
+    return Lmi(body, ctx)
 
 
 def _no_list(reach: Reach) -> Outbound | None:

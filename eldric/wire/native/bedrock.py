@@ -39,17 +39,17 @@ Not translated (said in docs/backends.md): ``n > 1`` (refused by chat_in), ``see
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import msgspec
 
-from eldric.backends.egress import Context, Outbound
-from eldric.backends.eventstream import split
 from eldric.errors import BadRequest, error_json
-from eldric.stream.upstream_errors import normalise
 from eldric.wire.native import chat_in, chat_out
 from eldric.wire.native.chat_in import Image, Text, ToolCall, ToolResult
+
+if TYPE_CHECKING:
+    from eldric.backends.egress import Context
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -227,9 +227,10 @@ def completion(raw: bytes, model: str) -> tuple[bytes, tuple[int, int, int] | No
     return _encode(body), counts
 
 
-def error(status: int, raw: bytes, name: str | None = None) -> tuple[int, bytes]:
+def error(status: int, raw: bytes, name: str | None = None) -> tuple[int, bytes | None]:
     """A Bedrock error (a reply's status and body, or a stream's exception by name) ->
-    (the status eldric answers, OpenAI error JSON)."""
+    (the status eldric answers, OpenAI error JSON); the JSON is None for a body that is
+    not Bedrock's (a proxy's page: the caller normalises it)."""
     try:
         data = _decode(raw) if raw else None
     except (msgspec.DecodeError, UnicodeDecodeError):
@@ -244,14 +245,14 @@ def error(status: int, raw: bytes, name: str | None = None) -> tuple[int, bytes]
     if isinstance(data, dict):
         message = data.get("message") or data.get("Message")
     if key not in ERRORS or not isinstance(message, str):
-        mapped = status if status >= 400 else 502
-        return mapped, normalise(mapped, raw, "bedrock")  # a proxy's page, an odd body
+        return (status if status >= 400 else 502), None
     mapped, code = ERRORS[key]
     return mapped, error_json(mapped, message, code=code)
 
 
-class Chat:
-    """One chat request to Converse / ConverseStream: the Egress of ``egress.py``."""
+class Converse:
+    """One chat request to Converse / ConverseStream, the pure half of its Egress
+    (eldric/backends/native/bedrock.py adds the request and the framing)."""
 
     def __init__(self, body: dict, ctx: Context):
         conv = chat_in.read(body, model=ctx.model)
@@ -266,16 +267,6 @@ class Chat:
         self._reason: str | None = None
         self._errored = False
 
-    def outbound(self) -> Outbound:
-        if self.stream:
-            return Outbound(model_path(self.model, "converse-stream"), self._body,
-                            headers={"Content-Type": "application/json",
-                                     "Accept": "application/vnd.amazon.eventstream"},
-                            framing="aws")
-        return Outbound(model_path(self.model, "converse"), self._body,
-                        headers={"Content-Type": "application/json",
-                                 "Accept": "application/json"}, framing="json")
-
     def _count(self, counts: tuple[int, int, int] | None) -> None:
         if counts is not None:
             self.usage, self.cached = counts[:2], counts[2]
@@ -289,13 +280,15 @@ class Chat:
         self._count(counts)
         return body
 
-    def feed(self, frame: bytes) -> list[bytes]:
+    def event(self, kind: str, failed: bool, payload: bytes) -> list[bytes]:
+        """One event-stream message (its event or exception type, its payload)."""
         if self.done:
             return []
-        kind, failed, payload = split(frame)
         if failed:
-            _, body = error(0, payload, kind)
+            status, body = error(0, payload, kind)
             self.done = self._errored = True
+            if body is None:
+                return [chat_out.error_event(status, f"the backend failed: {kind}")]
             return [b"data: " + body + b"\n\n"]
         try:
             ev = _decode(payload) if payload else {}
@@ -346,11 +339,6 @@ class Chat:
         out = w.start() + w.finish(finish_reason(self._reason, w.tools_called > 0))
         return out + w.end(self.usage, self.cached or None)
 
-    def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
-        return error(status, raw)
-
-    def follow(self, raw: bytes) -> Outbound | None:
-        return None
 
 
 def model_ids(raw: bytes) -> list[str]:

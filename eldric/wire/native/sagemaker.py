@@ -31,16 +31,16 @@ the client's 400, a 5xx a 502; ServiceUnavailable 503 and ModelNotReady 429 fail
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import msgspec
 
-from eldric.backends.egress import Context, Outbound
-from eldric.backends.eventstream import split
 from eldric.errors import BadRequest, error_json
-from eldric.stream.upstream_errors import normalise
 from eldric.wire.native import chat_in, chat_out
+
+if TYPE_CHECKING:
+    from eldric.backends.egress import Context
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -75,16 +75,17 @@ def _message(raw: str) -> str:
     return raw
 
 
-def error(status: int, raw: bytes) -> tuple[int, bytes]:
+def error(status: int, raw: bytes) -> tuple[int, bytes | None]:
+    """A SageMaker error reply -> (the status eldric answers, OpenAI error JSON); the
+    JSON is None for a body that is not SageMaker's (the caller normalises it)."""
     try:
         data = _decode(raw) if raw else None
     except (msgspec.DecodeError, UnicodeDecodeError):
         data = None
-    if not isinstance(data, dict) or not isinstance(data.get("Message") or data.get("message"),
-                                                    str):
-        mapped = status if status >= 400 else 502
-        return mapped, normalise(mapped, raw, "sagemaker")
-    message = data.get("Message") or data.get("message")
+    said = (data.get("Message") or data.get("message")) if isinstance(data, dict) else None
+    if not isinstance(data, dict) or not isinstance(said, str):
+        return (status if status >= 400 else 502), None
+    message: str = said
     if status == 424:  # ModelError: the container answered an error of its own
         original = data.get("OriginalStatusCode")
         text = data.get("OriginalMessage")
@@ -98,9 +99,9 @@ def error(status: int, raw: bytes) -> tuple[int, bytes]:
     return mapped, error_json(mapped, message, code=code)
 
 
-class _Endpoint:
-    """What both containers share: the request's path and headers, the line buffer over
-    PayloadPart bytes, errors, the end of the stream."""
+class Endpoint:
+    """What both containers share: the line buffer over PayloadPart bytes, the end of
+    the stream (eldric/backends/native/sagemaker.py adds the request and the framing)."""
 
     def __init__(self, body: dict, ctx: Context, conv: chat_in.Conversation):
         self.model = ctx.model
@@ -114,7 +115,7 @@ class _Endpoint:
         self._reason: str | None = None
         self._body = b""
 
-    def outbound(self) -> Outbound:
+    def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         headers["X-Amzn-SageMaker-Accept" if self.stream else "Accept"] = (
             "application/json")
@@ -123,13 +124,12 @@ class _Endpoint:
             value = self._options.get(option)
             if isinstance(value, str) and value:
                 headers[header] = value
-        return Outbound(endpoint_path(self.model, self.stream), self._body, headers=headers,
-                        framing="aws" if self.stream else "json")
+        return headers
 
-    def feed(self, frame: bytes) -> list[bytes]:
+    def event(self, kind: str, failed: bool, payload: bytes) -> list[bytes]:
+        """One event-stream message (its event or exception type, its payload)."""
         if self.done:
             return []
-        kind, failed, payload = split(frame)
         if failed:  # ModelStreamError, InternalStreamFailure
             return self._fail(502, f"{kind}: {_message(payload.decode('utf-8', 'replace'))}")
         if kind != "PayloadPart":
@@ -169,14 +169,8 @@ class _Endpoint:
             reason = "tool_calls"
         return w.start() + w.finish(reason) + w.end(self.usage)
 
-    def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
-        return error(status, raw)
 
-    def follow(self, raw: bytes) -> Outbound | None:
-        return None
-
-
-class Tgi(_Endpoint):
+class Tgi(Endpoint):
     """A TGI container: one prompt in, TGI's generate reply and token stream out."""
 
     def __init__(self, body: dict, ctx: Context):
@@ -236,7 +230,7 @@ class Tgi(_Endpoint):
         return out
 
 
-class Lmi(_Endpoint):
+class Lmi(Endpoint):
     """An LMI container (or TGI 1.4+): OpenAI's chat schema both ways."""
 
     def __init__(self, body: dict, ctx: Context):
