@@ -69,7 +69,7 @@ def _message(raw: str) -> str:
     except (msgspec.DecodeError, UnicodeDecodeError):
         return raw
     if isinstance(data, dict):
-        for key in ("error", "message", "detail"):
+        for key in ("error", "message", "Message", "detail"):
             if isinstance(data.get(key), str):
                 return data[key]
     return raw
