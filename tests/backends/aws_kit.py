@@ -38,3 +38,13 @@ async def streamed(stream) -> tuple[str, str | None]:  # type: ignore[no-untyped
             text += c.delta.content or ""
             finish = c.finish_reason or finish
     return text, finish
+
+
+async def leave(stream, after: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """Read `after` chunks of a stream, then go away (the client leaving)."""
+    n = 0
+    async for _ in stream:
+        n += 1
+        if n == after:
+            break
+    await stream.close()

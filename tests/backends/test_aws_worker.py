@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from eldric.roles import worker as worker_role
-from tests.backends.aws_kit import CREDS, streamed
+from tests.backends.aws_kit import CREDS, leave, streamed
 from tests.conftest import run_role, until, url_of
 from tests.fakes import bedrock, sagemaker
 
@@ -61,14 +61,8 @@ async def test_bedrock_through_the_worker(aiohttp_server, tmp_path):
                 model=bedrock.MODEL, messages=[{"role": "user", "content": "exception"}],
                 stream=True))
         assert err.value.code == "rate_limit_exceeded"
-        stream = await client.chat.completions.create(
-            model=bedrock.MODEL, messages=[{"role": "user", "content": "slow"}], stream=True)
-        n = 0
-        async for _ in stream:
-            n += 1
-            if n == 3:
-                break
-        await stream.close()
+        await leave(await client.chat.completions.create(
+            model=bedrock.MODEL, messages=[{"role": "user", "content": "slow"}], stream=True))
         await until(lambda: knobs.cancelled == 1, timeout=10)
         assert all(r["headers"]["Authorization"].startswith("AWS4-HMAC-SHA256")
                    for r in knobs.requests)

@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from eldric import registry
-from tests.backends.aws_kit import CREDS, cloud
+from tests.backends.aws_kit import CREDS, cloud, leave
 from tests.conftest import run_role, until, url_of
 from tests.fakes import aws_sigv4
 from tests.fakes import bedrock as fake
@@ -149,14 +149,8 @@ async def test_mid_stream_exception_cut_and_bad_crc(aiohttp_server, tmp_path):
 async def test_client_leaving_cancels_the_bedrock_stream(aiohttp_server, tmp_path):
     server = await aiohttp_server(fake.make_app())
     async with cloud(tmp_path, bedrock_row(server)) as (client, _):
-        stream = await client.chat.completions.create(
-            model=fake.MODEL, messages=[{"role": "user", "content": "slow"}], stream=True)
-        got = 0
-        async for _ in stream:
-            got += 1
-            if got == 3:
-                break
-        await stream.close()
+        await leave(await client.chat.completions.create(
+            model=fake.MODEL, messages=[{"role": "user", "content": "slow"}], stream=True))
         await until(lambda: server.app[fake.KNOBS].cancelled == 1, timeout=10)
 
 

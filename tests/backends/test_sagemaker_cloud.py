@@ -6,7 +6,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from tests.backends.aws_kit import CREDS, cloud, streamed
+from tests.backends.aws_kit import CREDS, cloud, leave, streamed
 from tests.conftest import until, url_of
 from tests.fakes import sagemaker as fake
 
@@ -85,14 +85,8 @@ async def test_errors_failover_mid_stream_and_leaving(aiohttp_server, tmp_path):
                     model=fake.LMI, messages=[{"role": "user", "content": said}], stream=True))
             assert err.value.code == "upstream_error", said
         # the client leaving: the upstream stream is cancelled
-        stream = await client.chat.completions.create(
-            model=fake.TGI, messages=[{"role": "user", "content": "slow"}], stream=True)
-        n = 0
-        async for _ in stream:
-            n += 1
-            if n == 3:
-                break
-        await stream.close()
+        await leave(await client.chat.completions.create(
+            model=fake.TGI, messages=[{"role": "user", "content": "slow"}], stream=True))
         await until(lambda: a.app[fake.KNOBS].cancelled + b.app[fake.KNOBS].cancelled == 1,
                     timeout=10)
 

@@ -5,6 +5,7 @@ the body), compared, and AWS's own 403 when it does not match
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import re
@@ -74,3 +75,31 @@ def check(request: web.Request, body: bytes, service: str, region: str,
             "The request signature we calculated does not match the signature you "
             "provided. Check your AWS Secret Access Key and signing method.")
     return key_id, None
+
+
+async def stream_reply(request: web.Request, headers: dict[str, str], writes: list[bytes],
+                       count_cancel, *, delay: float = 0.0,  # type: ignore[no-untyped-def]
+                       cut: bool = False) -> web.StreamResponse:
+    """An event-stream reply written piece by piece (`delay` between pieces); `cut`
+    closes the connection after the pieces instead of ending the body; the client
+    leaving mid-way calls `count_cancel()`."""
+    resp = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream",
+                                       **headers})
+    await resp.prepare(request)
+    try:
+        for piece in writes:
+            await resp.write(piece)
+            if delay:
+                await asyncio.sleep(delay)
+        if cut:
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+    except asyncio.CancelledError:
+        count_cancel()
+        raise
+    except ConnectionError:
+        count_cancel()
+        return resp
+    await resp.write_eof()
+    return resp

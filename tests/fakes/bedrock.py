@@ -15,7 +15,6 @@ message with a broken checksum, ``slow`` a long stream (its cancellation counted
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -196,9 +195,6 @@ async def converse(request: web.Request) -> web.StreamResponse:
     if not stream:
         text = "Let me check." if calls else "Hello from Bedrock."
         return web.json_response(whole(text, calls))
-    resp = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream",
-                                       "x-amzn-RequestId": "fake-request-id"})
-    await resp.prepare(request)
     if calls:
         frames = tool_events()
     elif "slow" in said:
@@ -208,27 +204,17 @@ async def converse(request: web.Request) -> web.StreamResponse:
     if "exception" in said:
         frames = frames[:3] + [es.exception("throttlingException", json.dumps(
             {"message": "Too many tokens, please wait before trying again."}).encode())]
-    try:
-        for i, f in enumerate(frames):
-            if "cut" in said and i == 3:
-                await resp.write(f[:10])  # half a message, then the connection goes
-                request.transport.close()
-                return resp
-            if "crc" in said and i == 3:
-                f = f[:-1] + bytes([f[-1] ^ 0xFF])
-            # cut across writes, as a network would
-            await resp.write(f[:7])
-            await resp.write(f[7:])
-            if "slow" in said:
-                await asyncio.sleep(0.05)
-    except asyncio.CancelledError:
+    if "crc" in said:
+        frames[3] = frames[3][:-1] + bytes([frames[3][-1] ^ 0xFF])
+    if "cut" in said:
+        frames = frames[:3] + [frames[3][:10]]  # half a message, then the connection goes
+    writes = [part for f in frames for part in (f[:7], f[7:])]  # cut as a network would
+
+    def cancelled() -> None:
         knobs.cancelled += 1
-        raise
-    except ConnectionError:
-        knobs.cancelled += 1
-        return resp
-    await resp.write_eof()
-    return resp
+    return await aws_sigv4.stream_reply(request, {"x-amzn-RequestId": "fake-request-id"},
+                                        writes, cancelled, cut="cut" in said,
+                                        delay=0.05 if "slow" in said else 0.0)
 
 
 async def foundation_models(request: web.Request) -> web.Response:

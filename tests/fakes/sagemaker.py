@@ -11,7 +11,6 @@ events at arbitrary places, as SageMaker does. The prompt picks the answer: ``th
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 
@@ -128,32 +127,20 @@ async def invoke(request: web.Request) -> web.StreamResponse:
                                   "usage": {"prompt_tokens": 33, "completion_tokens": 3,
                                             "total_tokens": 36}})
     payload = _tgi_events(words) if name == TGI else _lmi_lines(words)
-    resp = web.StreamResponse(headers={"Content-Type": "application/vnd.amazon.eventstream",
-                                       "X-Amzn-SageMaker-Content-Type": "text/event-stream"})
-    await resp.prepare(request)
     step = 23  # PayloadPart boundaries fall inside lines
-    try:
-        for i in range(0, len(payload), step):
-            if "broken" in said and i >= 10 * step:
-                await resp.write(es.exception("ModelStreamError", json.dumps({
-                    "Message": "Your model stream failed", "ErrorCode": "StreamBroken"})
-                    .encode()))
-                break
-            if "cut" in said and i >= 10 * step:
-                request.transport.close()
-                return resp
-            await resp.write(es.event("PayloadPart", payload[i:i + step],
-                                      "application/octet-stream"))
-            if "slow" in said:
-                await asyncio.sleep(0.05)
-    except asyncio.CancelledError:
+    writes = [es.event("PayloadPart", payload[i:i + step], "application/octet-stream")
+              for i in range(0, len(payload), step)]
+    if "broken" in said:
+        writes = writes[:10] + [es.exception("ModelStreamError", json.dumps({
+            "Message": "Your model stream failed", "ErrorCode": "StreamBroken"}).encode())]
+    if "cut" in said:
+        writes = writes[:10]
+
+    def cancelled() -> None:
         knobs.cancelled += 1
-        raise
-    except ConnectionError:
-        knobs.cancelled += 1
-        return resp
-    await resp.write_eof()
-    return resp
+    return await aws_sigv4.stream_reply(
+        request, {"X-Amzn-SageMaker-Content-Type": "text/event-stream"}, writes, cancelled,
+        cut="cut" in said, delay=0.05 if "slow" in said else 0.0)
 
 
 def make_app() -> web.Application:
