@@ -118,8 +118,14 @@ def _headers(data: memoryview) -> dict[str, Any]:
     return out
 
 
+# A stream repeats the same few header sections (":event-type contentBlockDelta", …):
+# each is read once. Message.headers is therefore shared and must not be changed.
+_SEEN: dict[bytes, dict[str, Any]] = {}
+_SEEN_MAX = 256
+
+
 class Decoder:
-    """Whole messages from a byte stream cut anywhere."""
+    """Whole messages from a byte stream cut anywhere (their ``headers`` read-only)."""
 
     __slots__ = ("_buf",)
 
@@ -159,8 +165,13 @@ class Decoder:
                     raise EventStreamError(f"message checksum mismatch (sent 0x{mcrc:08x}, "
                                            f"computed 0x{got:08x})")
                 hend = start + PRELUDE + hlen
-                out.append(Message(_headers(view[start + PRELUDE:hend]),
-                                   bytes(view[hend:end - 4])))
+                raw = bytes(view[start + PRELUDE:hend])
+                headers = _SEEN.get(raw)
+                if headers is None:
+                    headers = _headers(memoryview(raw))
+                    if len(_SEEN) < _SEEN_MAX:
+                        _SEEN[raw] = headers
+                out.append(Message(headers, bytes(view[hend:end - 4])))
                 start = end
         finally:
             view.release()

@@ -58,3 +58,27 @@ async def test_no_credentials_is_a_503_naming_why(aiohttp_server, tmp_path, monk
         assert "nocreds: no AWS credentials" in down.value.message
         assert "ProfileNotFound" in down.value.message
     assert server.app[fake.KNOBS].requests == []  # nothing unsigned was sent
+
+
+def test_without_botocore_the_table_loads_and_signing_is_a_503(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from eldric.backends import auth_aws
+    from eldric.backends.table import adapters
+    from eldric.errors import UpstreamFailure
+
+    monkeypatch.setitem(sys.modules, "botocore", None)  # as if the extra were missing
+    assert not auth_aws.available()
+    reach = SimpleNamespace(name="b", url="https://bedrock-runtime.eu-west-1.amazonaws.com",
+                            key=None, options={}, extra_headers={},
+                            state=SimpleNamespace(id="backend:b"))
+    bedrock = adapters()["bedrock"]
+    with pytest.raises(UpstreamFailure) as failed:
+        bedrock.sign(reach, "POST", reach.url + "/model/m/converse", {}, b"{}")
+    assert failed.value.status == 503 and "eldric[aws]" in failed.value.message
+    # the model list is at the control plane of the URL's region
+    assert bedrock.models(reach).url == "https://bedrock.eu-west-1.amazonaws.com/foundation-models"
+    assert auth_aws.region_of(reach.url, {}) == "eu-west-1"
+    assert auth_aws.region_of("https://runtime.sagemaker.ap-south-1.amazonaws.com", {}) \
+        == "ap-south-1"
