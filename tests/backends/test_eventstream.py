@@ -69,7 +69,7 @@ def test_a_message_cut_short_stays_pending():
     assert dec.pending == len(raw) - 1
 
 
-def test_botocore_encoded_frames_from_its_own_tests_decode():
+def test_a_message_encoded_by_hand_decodes_in_both():
     # The encoding of a known message computed by hand: prelude, CRCs by zlib.crc32.
     headers = b"\x04test\x07\x00\x05value"
     payload = b"{}"
