@@ -176,3 +176,35 @@ async def test_bearer_api_key_and_a_wrong_secret(aiohttp_server, tmp_path):
         assert refused.value.status_code == 503
         assert "aws refused its API key (HTTP 403)" in refused.value.message
         await client.close()
+
+
+async def test_images_and_other_client_apis_reach_bedrock(aiohttp_server, tmp_path):
+    """A data: image as Converse image bytes; Anthropic's Messages and OpenAI's Responses
+    clients translated to chat, then to Converse, and back."""
+    import base64
+
+    import anthropic
+
+    server = await aiohttp_server(fake.make_app())
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+    async with cloud(tmp_path, bedrock_row(server)) as (client, url):
+        reply = await client.chat.completions.create(model=fake.MODEL, messages=[
+            {"role": "user", "content": [
+                {"type": "text", "text": "what is it?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]}])
+        assert reply.choices[0].message.content == "Hello from Bedrock."
+        block = server.app[fake.KNOBS].requests[-1]["body"]["messages"][0]["content"][1]
+        assert block == {"image": {"format": "png", "source": {"bytes": png}}}
+
+        claude = anthropic.AsyncAnthropic(base_url=url, api_key="unused", max_retries=0)
+        msg = await claude.messages.create(model=fake.MODEL, max_tokens=32, messages=[
+            {"role": "user", "content": "hi"}])
+        assert msg.content[0].text == "Hello from Bedrock."
+        assert (msg.usage.input_tokens, msg.usage.output_tokens) == (12, 7)
+        async with claude.messages.stream(model=fake.MODEL, max_tokens=32, messages=[
+                {"role": "user", "content": "hi"}]) as stream:
+            text = "".join([t async for t in stream.text_stream])
+        assert text == "Hello from Bedrock."
+        await claude.close()
+        resp = await client.responses.create(model=fake.MODEL, input="hi")
+        assert resp.output_text == "Hello from Bedrock."
