@@ -1,0 +1,186 @@
+"""AWS Signature Version 4 for Bedrock and SageMaker, by botocore (the optional extra
+``eldric[aws]``: ``pip install 'eldric[aws]'``).
+
+The signature itself is botocore's (``botocore.auth.SigV4Auth``), over the method, the
+URL exactly as it is sent, the body and a few headers (``host``, ``content-type``, the
+``x-amz-*`` ones): https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html.
+Only those headers are signed so that what the HTTP client adds later (User-Agent,
+Accept-Encoding, Content-Length) cannot break it.
+
+Credentials, per backend, from its ``options`` (``access_key_id``, ``secret_access_key``,
+``session_token``), else botocore's own chain for ``options.profile`` or the default
+profile (environment, shared credentials and config files, SSO, container and instance
+metadata). The chain does I/O (files, the metadata service) and temporary credentials
+expire, so it is resolved and kept fresh by a thread of its own, never on the request
+path: signing only reads the latest frozen credentials. A request before the first
+resolution finished (or after it failed) fails over with a 503 naming the reason.
+
+Region: ``options.region``, else the one in the URL's host
+(``bedrock-runtime.eu-west-1.amazonaws.com``), else ``AWS_REGION`` /
+``AWS_DEFAULT_REGION``, else us-east-1.
+
+Bedrock also takes an API key (``Authorization: Bearer …``; the key of the backend,
+``AWS_BEARER_TOKEN_BEDROCK`` in AWS's SDKs): with a key and no credentials in the
+options, that is sent instead of a signature
+(https://docs.aws.amazon.com/bedrock/latest/userguide/api-keys-use.html).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from eldric.backends.egress import Reach, Signer
+from eldric.errors import ConfigError, UpstreamFailure, error_json
+
+# The headers signed besides host (lower-case); x-amz-* are always signed.
+_SIGNED = frozenset(("content-type",))
+_REFRESH_EVERY = 60.0  # seconds between looks at refreshable credentials
+_FIRST_WAIT = 1.0  # how long the first signing (the probe, at start) waits for them
+_HOST_REGION = re.compile(r"^(?:bedrock-runtime|bedrock|runtime\.sagemaker|"
+                          r"runtime-fips\.sagemaker|bedrock-runtime-fips)"
+                          r"\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+
+INSTALL_HINT = "AWS backends need botocore: pip install 'eldric[aws]'"
+
+
+def available() -> bool:
+    try:
+        import botocore  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def region_of(url: str, options: Mapping[str, Any]) -> str:
+    region = options.get("region")
+    if isinstance(region, str) and region:
+        return region
+    m = _HOST_REGION.match(urlsplit(url).hostname or "")
+    if m:
+        return m.group(1)
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+class Keeper:
+    """One backend's credentials, resolved and kept fresh off the request path."""
+
+    def __init__(self, name: str, options: Mapping[str, Any]):
+        self.name = name
+        self.error: str | None = None
+        self._frozen: Any = None  # botocore ReadOnlyCredentials
+        self._ready = threading.Event()
+        static = options.get("access_key_id"), options.get("secret_access_key")
+        if any(static):
+            if not all(isinstance(v, str) and v for v in static):
+                raise ConfigError(f"backend {name}: options need both access_key_id and "
+                                  "secret_access_key")
+            from botocore.credentials import ReadOnlyCredentials
+            self._frozen = ReadOnlyCredentials(static[0], static[1],
+                                               options.get("session_token") or None)
+            self._ready.set()
+            return
+        profile = options.get("profile")
+        threading.Thread(target=self._keep, args=(profile,), daemon=True,
+                         name=f"aws-credentials-{name}").start()
+
+    def _keep(self, profile: str | None) -> None:
+        import botocore.session
+
+        creds = None
+        while True:
+            try:
+                if creds is None:
+                    session = botocore.session.Session(profile=profile)
+                    creds = session.get_credentials()
+                    if creds is None:
+                        raise RuntimeError("no AWS credentials found (options, environment, "
+                                           "shared files, instance metadata)")
+                # refreshes temporary credentials near their expiry (I/O, here only)
+                self._frozen = creds.get_frozen_credentials()
+                self.error = None
+            except Exception as e:  # noqa: BLE001 - any failure is the backend's state
+                self.error = f"{type(e).__name__}: {e}"
+                creds = None
+            self._ready.set()
+            time.sleep(_REFRESH_EVERY if self.error is None else 5.0)
+
+    def current(self, upstream: str) -> Any:
+        if self._frozen is None:
+            self._ready.wait(_FIRST_WAIT)  # only ever before the first resolution
+        if self._frozen is None:
+            why = self.error or "they are still being resolved"
+            raise UpstreamFailure(upstream, "connect", 503, error_json(
+                503, f"backend {self.name}: no AWS credentials ({why})",
+                code="upstream_unavailable"))
+        return self._frozen
+
+
+_keepers: dict[tuple, Keeper] = {}
+_lock = threading.Lock()
+
+
+def _explicit(options: Mapping[str, Any]) -> bool:
+    return bool(options.get("access_key_id") or options.get("secret_access_key")
+                or options.get("profile"))
+
+
+def keeper(reach: Reach) -> Keeper:
+    """The backend's credentials keeper (started on first use: call it early, from the
+    probe, so the first request finds them resolved)."""
+    if not available():
+        raise ConfigError(f"backend {reach.name}: {INSTALL_HINT}")
+    opts = reach.options
+    key = (reach.name, opts.get("access_key_id"), opts.get("secret_access_key"),
+           opts.get("session_token"), opts.get("profile"))
+    with _lock:
+        k = _keepers.get(key)
+        if k is None:
+            k = _keepers[key] = Keeper(reach.name, opts)
+        return k
+
+
+def sigv4(service: str, *, bearer: bool = False) -> Signer:
+    """A Signer for an AWS service's signing name ("bedrock", "sagemaker"). `bearer`:
+    a backend with a key and no credentials in its options sends the key as a bearer
+    token instead (Bedrock's API keys)."""
+
+    def sign(reach: Reach, method: str, url: str, headers: Mapping[str, str],
+             body: bytes) -> dict[str, str]:
+        if bearer and reach.key and not _explicit(reach.options):
+            return {"Authorization": f"Bearer {reach.key}"}
+        if not available():
+            raise UpstreamFailure(reach.state.id, "connect", 503, error_json(
+                503, f"backend {reach.name}: {INSTALL_HINT}", code="upstream_unavailable"))
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        creds = keeper(reach).current(reach.state.id)
+        signed = {k: v for k, v in headers.items()
+                  if k.lower() in _SIGNED or k.lower().startswith("x-amz-")}
+        req = AWSRequest(method=method, url=url, data=body, headers=signed)
+        SigV4Auth(creds, service, region_of(url, reach.options)).add_auth(req)
+        return {k: v for k, v in req.headers.items() if k not in signed}
+
+    return sign
+
+
+def _service_of(reach: Reach, method: str, url: str, headers: Mapping[str, str],
+                body: bytes) -> dict[str, str]:
+    host = urlsplit(url).hostname or ""
+    name = reach.options.get("signing_name")
+    if not isinstance(name, str) or not name:
+        name = "sagemaker" if ".sagemaker." in host else "bedrock"
+    return _BY_SERVICE.setdefault(name, sigv4(name))(reach, method, url, headers, body)
+
+
+_BY_SERVICE: dict[str, Signer] = {}
+# auth.signer("sigv4"): the service's signing name from options.signing_name or the
+# host (runtime.sagemaker.* is "sagemaker", else "bedrock"); the adapters here use
+# sigv4(service) directly.
+sign: Signer = _service_of
