@@ -8,6 +8,7 @@ event loop, the worker in-process; a failure names the preset."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -144,3 +145,38 @@ def test_a_kind_with_no_server_api_is_refused_pointing_at_the_template(kind, tmp
     assert ran.returncode == 2
     assert f"--backend {kind}" in ran.stderr and "--backend template" in ran.stderr
     assert "Traceback" not in ran.stderr
+
+
+async def test_a_kind_without_a_model_list_serves_its_configured_models(aiohttp_server,
+                                                                       tmp_path):
+    """Perplexity and AI21 list no models: the backend's `options.models` is the list
+    (routable by model name, in /v1/models), the probe still checks the key."""
+    from eldric import registry
+    from eldric.cli import load_config
+    from tests.conftest import serving
+
+    pplx, ai21 = rows()["perplexity"], rows()["ai21"]
+    assert pplx.models is None and ai21.models is None
+    sp = await aiohttp_server(preset.make_app(pplx, key="kp", model="sonar"))
+    sa = await aiohttp_server(preset.make_app(ai21, key="ka", model="jamba-mini"))
+    cfg = tmp_path / "cloud.json"
+    cfg.write_text(json.dumps({"cloud": {"backends": [
+        {"name": "perplexity", "url": url_of(sp), "api_key": "kp",
+         "options": {"models": ["sonar"]}},
+        {"name": "ai21", "url": url_of(sa) + "/studio/v1", "api_key": "wrong",
+         "options": {"models": ["jamba-mini"]}}]}}))
+    roles = registry.resolve("cloud")
+    loaded = load_config(roles, {"port": 0, "bind": "127.0.0.1",
+                                 "data_dir": str(tmp_path / "d")}, {}, str(cfg))
+    async with serving(roles, loaded) as urls:
+        await _talk(urls["cloud"], "sonar")
+        async with openai.AsyncOpenAI(base_url=urls["cloud"] + "/v1", api_key="unused",
+                                      max_retries=0) as c:
+            listed = {(m.id, m.owned_by) async for m in c.models.list()}
+            assert ("sonar", "perplexity") in listed
+            assert ("jamba-mini", "ai21") not in listed  # its key refused: not offered
+            with pytest.raises(openai.APIStatusError) as info:
+                await c.chat.completions.create(model="ai21/jamba-mini", messages=MSG)
+    assert info.value.status_code == 503 and "key is refused" in info.value.message
+    paths = [r["path"] for r in sp.app[KNOBS].requests]
+    assert "/models" in paths and paths.count("/chat/completions") == 2
