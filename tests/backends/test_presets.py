@@ -59,6 +59,7 @@ def _called(knobs, row, key) -> None:  # type: ignore[no-untyped-def]
         assert sent == (f"Bearer {key}" if key else None), (row.name, r["path"], sent)
 
 
+@pytest.mark.timeout(240)  # one loop over ~15-30 presets, on a shared machine
 async def test_every_local_preset_through_the_worker(aiohttp_server, tmp_path):
     assert {"nim", "triton", "tabbyapi", "deepspeed-mii", "openllm", "ray-serve", "kserve-hf",
             "mlx", "localai", "lmdeploy", "mlc", "vllm", "llamacpp", "tgi"} <= {r.name for r in LOCAL}
@@ -74,6 +75,7 @@ async def test_every_local_preset_through_the_worker(aiohttp_server, tmp_path):
         await server.close()
 
 
+@pytest.mark.timeout(240)  # one loop over ~15-30 presets, on a shared machine
 async def test_every_preset_through_the_cloud(aiohttp_server, tmp_path):
     """All of them at once behind one cloud worker, each listing its own model (a kind
     without a model list is asked by `backend/model`)."""
