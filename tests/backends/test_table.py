@@ -71,7 +71,9 @@ def test_the_worker_and_the_cloud_are_derived_from_the_table():
 
     local = {n for n, r in rows().items() if r.available and r.api == "openai"
              and r.where == "local"}
-    assert set(KINDS) == local | {"openai", "embedded", "mock"}
+    native = {n for n, r in rows().items() if r.available and r.api != "openai"}
+    assert set(KINDS) == local | native | {"openai", "embedded", "mock"}
+    assert all(KINDS[n].adapter is not None for n in native)
     for name in local:
         row, kind = rows()[name], KINDS[name]
         assert kind.default_url + "/v1" == row.url or name == "ollama"

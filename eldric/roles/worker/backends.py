@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from eldric.backends.table import BackendDef, rows
+from eldric.backends.table import BackendDef, adapter_of, rows
 from eldric.wire.ollama import Tags
 from eldric.wire.openai import UpstreamModelList
+
+if TYPE_CHECKING:
+    from eldric.backends.egress import Adapter
 
 
 # The API paths each kind serves natively come from its row in the one table
@@ -32,6 +36,9 @@ class BackendKind:
     # Its /tokenize applies the chat template to messages (vLLM's), so count_tokens where
     # /v1/messages is not native is a real count, not an estimate.
     tokenizes_chats: bool = False
+    # A native API (eldric.backends.table's rows with one): its requests go through the
+    # adapter (eldric.backends.call.send), its probe is the adapter's (call.probe).
+    adapter: Adapter | None = None
 
 
 def _kind(row: BackendDef) -> BackendKind:
@@ -52,12 +59,17 @@ _WORKER_ONLY = {
 
 
 def _kinds() -> dict[str, BackendKind]:
-    """Every local OpenAI-compatible row of the table, OpenAI itself, and the two the
-    worker runs in-process."""
+    """Every local OpenAI-compatible row of the table, OpenAI itself, a kind per native
+    row (the OpenAI paths its adapter translates), and the two the worker runs
+    in-process."""
     out = {}
     for name, row in rows().items():
-        if row.api == "openai" and row.available and (row.where == "local" or name == "openai"):
+        if not row.available:
+            continue
+        if row.api == "openai" and (row.where == "local" or name == "openai"):
             out[name] = replace(_kind(row), **_WORKER_ONLY.get(name, {}))  # type: ignore[arg-type]
+        elif (adapter := adapter_of(row)) is not None:
+            out[name] = BackendKind(row.url or "", "", tuple(adapter.ops), adapter=adapter)
     # llama.cpp in-process on a private port: what its server serves, embeddings only
     # when the worker turns them on.
     out["embedded"] = BackendKind("", "/v1/models", _LLAMACPP)

@@ -23,7 +23,11 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     backend_url: Annotated[str | None, flag_meta(
         "the backend's URL (default: the backend type's usual local port)")] = None
     backend_api_key: Annotated[str | None, flag_meta(
-        "API key the backend demands (sent as Authorization: Bearer)")] = None
+        "API key the backend demands (sent as Authorization: Bearer, or as a native "
+        "kind's API takes it)")] = None
+    backend_options: Annotated[dict[str, object], flag_meta(
+        "a native backend's adapter options, JSON ({\"project\": \"p\", \"region\": …}: "
+        "docs/backends.md says which each kind reads)", flag="backend-options")] = {}
     health_check_interval_ms: Annotated[Ms, flag_meta(
         "how often the backend is probed (health and model list), ms",
         flag="health-interval")] = 10_000
