@@ -108,7 +108,7 @@ CLOUD: tuple[BackendDef, ...] = (
     _cloud("xai", "xAI", "https://api.x.ai/v1", "XAI_API_KEY",
            "https://docs.x.ai/docs/api-reference", vision=True),
     _cloud("deepseek", "DeepSeek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY",
-           "https://api-docs.deepseek.com/", vision=False),
+           "https://api-docs.deepseek.com/"),
     _cloud("groq", "Groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY",
            "https://console.groq.com/docs/openai"),
     _cloud("together", "Together AI", "https://api.together.xyz/v1", "TOGETHER_API_KEY",

@@ -101,3 +101,20 @@ def test_a_provider_without_a_default_url_is_not_offered_by_its_key_alone():
 
     got = providers_with_keys({"ANYSCALE_API_KEY": "k", "GROQ_API_KEY": "g"})
     assert got == ["groq"]
+
+
+def test_eldric_backends_prints_every_kind_with_its_defaults():
+    from click.testing import CliRunner
+
+    from eldric.client.ops.backends import backends
+
+    ran = CliRunner().invoke(backends, [])
+    assert ran.exit_code == 0, ran.output
+    lines = ran.output.splitlines()
+    assert lines[0].split()[:4] == ["KIND", "WHAT", "DEFAULT", "URL"]
+    first = {ln.split()[0]: ln for ln in lines[1:len(rows()) + 1]}
+    assert list(first) == list(rows())
+    assert "http://127.0.0.1:8000/v1" in first["nim"] and "bearer" in first["groq"]
+    assert "not available" in first["lcm"]
+    # then each role's view, as before
+    assert any(ln.split()[:3] == ["worker", "nim", "http://127.0.0.1:8000"] for ln in lines)
