@@ -138,7 +138,9 @@ CLOUD: tuple[BackendDef, ...] = (
     _cloud("cohere-openai", "Cohere (Compatibility API)",
            "https://api.cohere.ai/compatibility/v1", "COHERE_API_KEY",
            "https://docs.cohere.com/docs/compatibility-api", paths=(CHAT, EMBEDDINGS),
-           embeddings=True),
+           embeddings=True,
+           note="its docs name chat and embeddings only: if /models answers 404, give "
+                "options.models"),
     _cloud("nvidia", "NVIDIA API catalog (hosted NIM)", "https://integrate.api.nvidia.com/v1",
            "NVIDIA_API_KEY", "https://docs.api.nvidia.com/nim/reference/", paths=_OPENAI,
            embeddings=True),
