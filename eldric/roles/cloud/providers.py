@@ -29,9 +29,6 @@ def _from_table() -> dict[str, Provider]:
 KNOWN: dict[str, Provider] = _from_table()
 # Ollama is its own kind here (its /api/tags list, its root URL), not the /v1 preset.
 KNOWN["ollama"] = Provider("ollama", "http://127.0.0.1:11434", None)
-# The Messages API until its row is in the table (backends/native/anthropic.py).
-KNOWN.setdefault("anthropic", Provider("anthropic", "https://api.anthropic.com",
-                                       "ANTHROPIC_API_KEY"))
 
 
 def known(name: str) -> Provider | None:
