@@ -33,9 +33,13 @@ def _key(row) -> str | None:  # type: ignore[no-untyped-def]
     return None if row.auth == "none" else f"k-{row.name}"
 
 
-async def _talk(base: str, model: str) -> None:
-    """Chat whole and streamed (with the usage chunk) through eldric at `base`."""
+async def _talk(base: str, model: str, embeddings: bool = False) -> None:
+    """Chat whole and streamed (with the usage chunk) through eldric at `base`, and
+    embeddings where the kind serves them."""
     async with openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0) as c:
+        if embeddings:
+            got = await c.embeddings.create(model=model, input=["a", "b"])
+            assert [e.index for e in got.data] == [0, 1] and got.data[0].embedding
         reply = await c.chat.completions.create(model=model, messages=MSG)
         assert reply.choices[0].message.content == WORDS
         assert reply.usage is not None and reply.usage.completion_tokens == 5
@@ -54,6 +58,7 @@ def _called(knobs, row, key) -> None:  # type: ignore[no-untyped-def]
     if row.models is not None:
         assert base + row.models in paths, (row.name, paths)
     assert paths.count(base + "/chat/completions") == 2, (row.name, paths)
+    assert (base + "/embeddings" in paths) == row.embeddings, (row.name, paths)
     for r in knobs.requests:
         sent = r["headers"].get("Authorization")
         assert sent == (f"Bearer {key}" if key else None), (row.name, r["path"], sent)
@@ -70,7 +75,7 @@ async def test_every_local_preset_through_the_worker(aiohttp_server, tmp_path):
         async with run_eldric("worker", tmp_path / row.name, backend=row.name, port=0,
                               bind="127.0.0.1", backend_url=url_of(server) + preset.root(row),
                               backend_api_key=key) as urls:
-            await _talk(urls["worker"], model)
+            await _talk(urls["worker"], model, row.embeddings)
         _called(server.app[KNOBS], row, key)
         await server.close()
 
@@ -91,7 +96,8 @@ async def test_every_preset_through_the_cloud(aiohttp_server, tmp_path):
     async with run_cloud(tmp_path, ",".join(entries)) as urls:
         for row in PRESETS:
             model = f"model-of-{row.name}"
-            await _talk(urls["cloud"], model if row.models is not None else f"{row.name}/{model}")
+            await _talk(urls["cloud"], model if row.models is not None else f"{row.name}/{model}",
+                        row.embeddings)
     for row in PRESETS:
         _called(servers[row.name].app[KNOBS], row, f"k-{row.name}")
 
