@@ -42,7 +42,7 @@ from eldric import keys
 from eldric.backends.egress import Adapter, Context, Egress, Outbound, Reach
 from eldric.backends.framing import frames
 from eldric.errors import BadRequest, UpstreamFailure, error_json
-from eldric.exchange import Answer, LaneRequest, encode_headers
+from eldric.exchange import Answer, LaneRequest, Sink, encode_headers
 from eldric.stream import client
 from eldric.stream.forward import _client_left, _read_bounded, _settle
 from eldric.stream.headers import upstream_header_block
@@ -138,7 +138,9 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
             502, f"backend {reach.name} sent a reply eldric cannot read as its API's "
             f"({exc})", code="upstream_error")) from None
     except UpstreamFailure as exc:
-        if exc.kind == "status" and not exc.retryable:
+        if exc.kind == "unsupported":  # "not here" (501/405) is not the backend's failure
+            outcome = "unsupported"
+        elif exc.kind == "status" and not exc.retryable:
             outcome = "client_error"
         raise
     except asyncio.CancelledError:
@@ -252,11 +254,12 @@ class _Reply:
         self.tap = EventSplitter(keep) if keep is not None and translate is None else None
         self.headers = [(b"X-Request-ID", request[keys.HOP].request_id.encode()),
                         *encode_headers(extra or {})]
-        self.sink = None
+        self.sink: Sink | None = None
         self.first_at: float | None = None
 
     @property
     def result(self) -> Answer:
+        assert self.sink is not None, "a stream's reply is started before it is returned"
         return self.sink.result
 
     def whole(self, body: bytes) -> Answer:
@@ -274,11 +277,11 @@ class _Reply:
             if end:
                 self.tap.close()
         if data or end:
-            await self._start()
-        if data:
-            await self.sink.write(data)
-        if end:
-            await self.sink.end()
+            sink = await self._start()
+            if data:
+                await sink.write(data)
+            if end:
+                await sink.end()
 
     async def cut(self, message: str, code: str = "upstream_error") -> None:
         """The backend failed after the first byte: the client API's one error event."""
@@ -286,20 +289,21 @@ class _Reply:
             event = self.translate.cut(502, message, code)
         else:
             event = dialect.of_path(self.request.path).stream_error(502, message, code)
-        await self._start()
-        await self.sink.write(event)
-        await self.sink.end()
+        sink = await self._start()
+        await sink.write(event)
+        await sink.end()
 
-    async def _start(self) -> None:
+    async def _start(self) -> Sink:
         if self.sink is not None:
-            return
+            return self.sink
         media = (self.translate.media_type if self.translate is not None
                  else "text/event-stream")
-        self.sink = self.request[keys.HOP].lane.sink(self.request, 200, [
+        sink = self.sink = self.request[keys.HOP].lane.sink(self.request, 200, [
             (b"Content-Type", media.encode()), (b"Cache-Control", b"no-cache"),
             *self.headers], None)
-        await self.sink.start()
+        await sink.start()
         self.first_at = time.perf_counter()
+        return sink
 
 
 # ---------------------------------------------------------------- one native request
