@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
@@ -13,8 +13,11 @@ from eldric.roles.worker.backends import KINDS
 
 # The kinds a worker fronts (backends.KINDS, from the one table), and those the table
 # lists as not available (refused at start with a pointer to the template adapter).
-BackendType = Literal[(*KINDS, *(n for n, r in rows().items()  # type: ignore[valid-type]
-                                 if not r.available and n not in KINDS))]
+if TYPE_CHECKING:  # a Literal built at import time: a name to a type checker
+    BackendType = str
+else:
+    BackendType = Literal[(*KINDS, *(n for n, r in rows().items()
+                                     if not r.available and n not in KINDS))]
 
 
 class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
