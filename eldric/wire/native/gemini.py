@@ -248,6 +248,8 @@ def completion(raw: bytes, model: str) -> tuple[bytes, tuple[int, int, int] | No
     if not isinstance(resp, dict):
         raise ValueError("a GenerateContentResponse is a JSON object")
     parts, reason = _parts(resp)
+    if reason is None and not isinstance(resp.get("candidates"), list):
+        raise ValueError("a GenerateContentResponse has candidates or a blocked prompt")
     texts, thoughts, calls = [], [], []
     for part in parts:
         if isinstance(part.get("functionCall"), dict):
