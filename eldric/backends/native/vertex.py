@@ -1,0 +1,78 @@
+"""Vertex AI, natively: Google's Gemini models (generateContent) and Anthropic's Claude
+(rawPredict), one backend for a project and location, a service account's OAuth token
+(eldric/backends/auth_google.py, the extra ``eldric[vertex]``).
+
+Paths (https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference,
+/partner-models/claude/use-claude), below the backend's URL
+(``https://aiplatform.googleapis.com`` for the ``global`` location, else
+``https://{location}-aiplatform.googleapis.com``)::
+
+    /v1/projects/{project}/locations/{location}/publishers/google/models/{m}:generateContent
+                                                                  …:streamGenerateContent?alt=sse
+    /v1/projects/{project}/locations/{location}/publishers/anthropic/models/{m}:rawPredict
+                                                                  …:streamRawPredict
+
+A model whose name starts with ``claude`` is Anthropic's, any other Google's (option
+``publisher`` overrides). Options: ``project`` (required), ``location`` (default
+``global``), ``credentials`` (see auth_google), ``models`` (the list served: Vertex has no
+per-project list of the models a project may call; the Model Garden's is every model).
+The probe is ``GET /v1/projects/{project}/locations/{location}``, signed, which tells the
+token, the project and the location are good. Embeddings are not translated here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from eldric.backends.egress import Adapter, Context, Outbound, Reach
+from eldric.backends.table import CHAT, BackendDef
+from eldric.errors import EldricError
+from eldric.wire.native import anthropic_vertex
+from eldric.wire.native import gemini as wire
+
+DOCS = "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference"
+
+
+def _sign(reach: Reach, method: str, url: str, headers: Any, body: bytes) -> dict[str, str]:
+    from eldric.backends import auth_google  # google-auth only where Vertex is configured
+
+    return auth_google.sign(reach, method, url, headers, body)
+
+
+def _where(options: Any) -> str:
+    project = options.get("project")
+    if not isinstance(project, str) or not project:
+        raise EldricError("this vertex backend has no options.project", status=500,
+                          code="backend_misconfigured")
+    location = options.get("location") or "global"
+    return f"/v1/projects/{quote(project, safe='')}/locations/{quote(str(location), safe='')}"
+
+
+def publisher(model: str, options: Any) -> str:
+    return options.get("publisher") or ("anthropic" if model.startswith("claude") else "google")
+
+
+def chat(body: dict, ctx: Context) -> wire.Chat | anthropic_vertex.Chat:
+    pub = publisher(ctx.model, ctx.options)
+    prefix = f"{_where(ctx.options)}/publishers/{quote(pub, safe='')}/models/" \
+             f"{quote(ctx.model, safe='-._~@')}"
+    if pub == "anthropic":
+        return anthropic_vertex.Chat(body, ctx, prefix)
+    return wire.Chat(body, ctx, prefix)
+
+
+def _health(reach: Reach) -> Outbound:
+    return Outbound(_where(reach.options), method="GET")
+
+
+ADAPTERS = {"vertex": Adapter(
+    name="vertex", ops={CHAT: chat}, sign=_sign, models=lambda reach: None,
+    parse_models=lambda raw: [], health=_health, tools="native", vision=True)}
+
+ROWS = [BackendDef(
+    "vertex", "Google Vertex AI (Gemini, Claude on Vertex)", "vertex",
+    "https://aiplatform.googleapis.com", "cloud", auth="google", models=None, paths=(CHAT,),
+    tools="native", vision=True, docs=DOCS, tested="fake (tests/fakes/vertex.py)",
+    note="options: project (required), location, credentials, models; "
+         "pip install 'eldric[vertex]'")]
