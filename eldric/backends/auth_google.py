@@ -11,8 +11,8 @@ access token (https://developers.google.com/identity/protocols/oauth2/service-ac
 That trade is I/O, so it never happens on a request: the signer reads the token it holds
 and, once the token is within MARGIN of its expiry (or there is none yet), starts a
 refresh in the background (a thread running google-auth's blocking refresh) and goes on
-with the still-valid token. ``ready()`` awaits the first token (the call and the probe
-await it before they sign), so a backend's first request does not find it missing.
+with the still-valid token. ``ready()`` (the adapter's ``ready``, awaited by eldric/backends/call.py
+before it signs) waits only while no token is valid: the first one, or after a failure.
 """
 
 from __future__ import annotations
@@ -86,7 +86,9 @@ class TokenSource:
         self.error = None
 
     async def ready(self) -> None:
-        if self.due():
+        """Wait for a token only when none is valid; a renewal that is merely due runs
+        in the background (sign() starts it)."""
+        if self.current() is None:
             await asyncio.shield(self.kick())
 
 
@@ -119,7 +121,7 @@ def source(reach: Reach) -> TokenSource | None:
 
 
 async def ready(reach: Reach) -> None:
-    """Await the backend's first token (or a renewal that is due); never raises: a failed
+    """Await the backend's first token (or one after it expired); never raises: a failed
     refresh shows in sign()."""
     src = source(reach)
     if src is not None:

@@ -35,7 +35,7 @@ nothing; ``feed`` gets it whole and the call ends the stream).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -143,3 +143,7 @@ class Adapter:
     health: Callable[[Reach], Outbound | None] = lambda r: None  # noqa: E731 - as given
     tools: Literal["native", "xml"] = "native"  # its chat takes tools, or eldric emulates them
     vision: bool | None = None  # image parts: taken (True), refused 400 (False), unknown (None)
+    # Awaited before a request is signed, for a scheme whose credentials must be fetched
+    # first (a Google service account's first token); returns at once once they are
+    # held (renewals run in the background, see auth_google).
+    ready: Callable[[Reach], Awaitable[None]] | None = None

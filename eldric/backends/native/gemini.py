@@ -11,20 +11,12 @@ nextPageToken is not followed). Gemini's OpenAI-compatible endpoint is the prese
 
 from __future__ import annotations
 
-from typing import Any
-
+from eldric.backends.auth import goog_api_key
 from eldric.backends.egress import Adapter, Context, Outbound, Reach
 from eldric.backends.table import CHAT, EMBEDDINGS, BackendDef
 from eldric.wire.native import gemini as wire
 
 DOCS = "https://ai.google.dev/api/generate-content"
-
-
-def _sign(reach: Reach, method: str, url: str, headers: Any, body: bytes) -> dict[str, str]:
-    # imported at first use: the table loads every native module, auth.py may load later
-    from eldric.backends.auth import signer
-
-    return signer("goog-api-key")(reach, method, url, headers, body)
 
 
 def chat(body: dict, ctx: Context) -> wire.Chat:
@@ -41,7 +33,7 @@ def _models(reach: Reach) -> Outbound:
 
 
 ADAPTERS = {"gemini": Adapter(
-    name="gemini", ops={CHAT: chat, EMBEDDINGS: embed}, sign=_sign, models=_models,
+    name="gemini", ops={CHAT: chat, EMBEDDINGS: embed}, sign=goog_api_key, models=_models,
     parse_models=wire.model_names, tools="native", vision=True)}
 
 ROWS = [BackendDef(

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from eldric.backends.auth import lazy
 from eldric.backends.egress import Adapter, Context, Outbound, Reach
 from eldric.backends.table import CHAT, BackendDef
 from eldric.errors import EldricError
@@ -34,10 +35,10 @@ from eldric.wire.native import gemini as wire
 DOCS = "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference"
 
 
-def _sign(reach: Reach, method: str, url: str, headers: Any, body: bytes) -> dict[str, str]:
+async def _ready(reach: Reach) -> None:
     from eldric.backends import auth_google  # google-auth only where Vertex is configured
 
-    return auth_google.sign(reach, method, url, headers, body)
+    await auth_google.ready(reach)
 
 
 def _where(options: Any) -> str:
@@ -67,7 +68,7 @@ def _health(reach: Reach) -> Outbound:
 
 
 ADAPTERS = {"vertex": Adapter(
-    name="vertex", ops={CHAT: chat}, sign=_sign, models=lambda reach: None,
+    name="vertex", ops={CHAT: chat}, sign=lazy("google"), ready=_ready, models=lambda reach: None,
     parse_models=lambda raw: [], health=_health, tools="native", vision=True)}
 
 ROWS = [BackendDef(
