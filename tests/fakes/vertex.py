@@ -153,7 +153,8 @@ async def anthropic_model(request: web.Request) -> web.StreamResponse:
     scenario = knobs.scenario or fake_anthropic._scenario(fake_anthropic.Knobs(), body)
     if scenario in fake_gemini.HTTP_ERRORS:  # the Vertex front's quota / overload
         return fake_gemini.fail(*fake_gemini.HTTP_ERRORS[scenario])
-    if scenario in fake_anthropic.HTTP_ERRORS:
+    if scenario in fake_anthropic.HTTP_ERRORS and (scenario == "overloaded"
+                                                   or method == "rawPredict"):
         return fake_anthropic.error(*fake_anthropic.HTTP_ERRORS[scenario])
     if method == "rawPredict":
         return web.json_response(fake_anthropic.MESSAGES.get(scenario, fake_anthropic.MESSAGES["text"]))
