@@ -298,6 +298,8 @@ def _status_of(raw: bytes) -> dict | None:
 
 def _sse_data(frame: bytes) -> bytes | None:
     """The data of one SSE event (its data: lines joined), None for a comment/empty one."""
+    if frame.startswith(b"data: ") and b"\n" not in frame:  # what Gemini sends: one line
+        return frame[6:]
     lines = [line[5:].lstrip(b" ") if line.startswith(b"data:") else None
              for line in frame.replace(b"\r\n", b"\n").split(b"\n")]
     data = [d for d in lines if d is not None]
