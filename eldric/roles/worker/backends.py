@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 
+from eldric.backends.table import adapter_of, rows
 from eldric.wire.ollama import Tags
 from eldric.wire.openai import UpstreamModelList
+
+if TYPE_CHECKING:
+    from eldric.backends.egress import Adapter
 
 
 # The API paths each kind serves natively, from its own documentation (an entry covers
@@ -31,6 +36,9 @@ class BackendKind:
     # Its /tokenize applies the chat template to messages (vLLM's), so count_tokens where
     # /v1/messages is not native is a real count, not an estimate.
     tokenizes_chats: bool = False
+    # A native API (eldric.backends.table's rows with one): its requests go through the
+    # adapter (eldric.backends.call.send), its probe is the adapter's (call.probe).
+    adapter: Adapter | None = None
 
 
 KINDS: dict[str, BackendKind] = {
@@ -54,6 +62,20 @@ KINDS: dict[str, BackendKind] = {
     "embedded": BackendKind("", "/v1/models", _LLAMACPP),
     "mock": BackendKind("", "/v1/models", _OPENAI),  # in-process, private port
 }
+
+
+def _native() -> dict[str, BackendKind]:
+    """A kind per native table row: the OpenAI paths its adapter translates."""
+    out = {}
+    for row in rows().values():
+        adapter = adapter_of(row)
+        if adapter is not None and row.name not in KINDS:
+            out[row.name] = BackendKind(row.url or "", "", tuple(adapter.ops),
+                                        adapter=adapter)
+    return out
+
+
+KINDS.update(_native())
 
 
 def described() -> dict[str, dict[str, object]]:

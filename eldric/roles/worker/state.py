@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -18,6 +19,18 @@ from eldric.sysload import HostLoad
 if TYPE_CHECKING:
     from eldric.cluster.tunnel_client import TunnelClient
     from eldric.roles.worker.embedded_models import EmbeddedModels
+
+
+@dataclass(frozen=True)
+class Reached:
+    """The worker's one backend as a Reach (eldric.backends.egress)."""
+
+    name: str
+    url: str
+    key: str | None
+    options: Mapping[str, Any]
+    extra_headers: dict[str, str]
+    state: UpstreamState
 
 
 @dataclass
@@ -39,6 +52,12 @@ class WorkerState:
     # The embedded backend's models, loaded on demand (None for every other backend: its
     # requests go to `target`)
     models: EmbeddedModels | None = None
+
+    @property
+    def reach(self) -> Reached:
+        """The backend as eldric.backends.call reaches a native kind (egress.Reach)."""
+        return Reached(self.cfg.backend, self.backend_url, self.cfg.backend_api_key,
+                       self.cfg.backend_options, {}, self.upstream)
 
     @property
     def worker_id(self) -> str | None:
