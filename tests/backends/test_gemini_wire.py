@@ -1,4 +1,5 @@
-"""The Gemini translation (eldric/wire/native/gemini.py) against the API's documented
+"""The Gemini translation (eldric/wire/native/gemini.py, through its Egress in
+eldric/backends/native/gemini.py) against the API's documented
 shapes: https://ai.google.dev/api/generate-content, /gemini-api/docs/function-calling,
 /api/embeddings, /gemini-api/docs/troubleshooting. No server: bytes in, bytes out."""
 
@@ -12,14 +13,15 @@ import pytest
 
 from eldric.backends.egress import Context
 from eldric.errors import BadRequest
+from eldric.backends.native import gemini as egress
 from eldric.wire.native import gemini
 
 CTX = Context(model="gemini-2.5-flash")
 PREFIX = "/v1beta/models/gemini-2.5-flash"
 
 
-def chat(body: dict, ctx: Context = CTX) -> gemini.Chat:
-    return gemini.Chat({"model": "x", **body}, ctx, PREFIX)
+def chat(body: dict, ctx: Context = CTX) -> egress.Chat:
+    return egress.Chat({"model": "x", **body}, ctx, PREFIX)
 
 
 def native(body: dict, ctx: Context = CTX) -> dict:
@@ -334,7 +336,7 @@ def test_error_that_is_not_a_status_is_normalised():
 
 def test_embeddings_request_and_reply_float_and_base64():
     for fmt in ("float", "base64"):
-        e = gemini.Embed({"input": ["a", "b"], "model": "x", "dimensions": 3,
+        e = egress.Embed({"input": ["a", "b"], "model": "x", "dimensions": 3,
                           "encoding_format": fmt},
                          Context(model="text-embedding-004", options={"task_type": "RETRIEVAL_QUERY"}),
                          "/v1beta/models/text-embedding-004", "models/text-embedding-004")
@@ -358,12 +360,12 @@ def test_embeddings_request_and_reply_float_and_base64():
     ({"input": "a", "encoding_format": "int8"}, "encoding_format")])
 def test_bad_embeddings_requests(body, param):
     with pytest.raises(BadRequest) as exc:
-        gemini.Embed(body, CTX, PREFIX, "models/x")
+        egress.Embed(body, CTX, PREFIX, "models/x")
     assert exc.value.param == param
 
 
 def test_embeddings_count_mismatch_is_unreadable():
-    e = gemini.Embed({"input": ["a", "b"]}, CTX, PREFIX, "models/x")
+    e = egress.Embed({"input": ["a", "b"]}, CTX, PREFIX, "models/x")
     with pytest.raises(ValueError):
         e.whole(b'{"embeddings": [{"values": [1.0]}]}')
 

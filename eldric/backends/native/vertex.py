@@ -25,12 +25,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
+
 from eldric.backends.auth import lazy
 from eldric.backends.egress import Adapter, Context, Outbound, Reach
 from eldric.backends.table import CHAT, BackendDef
 from eldric.errors import EldricError
+from eldric.stream.upstream_errors import normalise
+from eldric.backends.native.gemini import Chat
+from eldric.wire.anthropic_egress_stream import StreamTranslator
 from eldric.wire.native import anthropic_vertex
-from eldric.wire.native import gemini as wire
 
 DOCS = "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference"
 
@@ -54,13 +58,57 @@ def publisher(model: str, options: Any) -> str:
     return options.get("publisher") or ("anthropic" if model.startswith("claude") else "google")
 
 
-def chat(body: dict, ctx: Context) -> wire.Chat | anthropic_vertex.Chat:
+class Claude:
+    """One chat request to Claude on Vertex: the Egress of eldric/backends/egress.py."""
+
+    def __init__(self, body: dict, ctx: Context, prefix: str):
+        payload = anthropic_vertex.request(body, ctx.model)
+        self.stream = bool(payload.get("stream"))
+        self.model = ctx.model
+        self.usage: tuple[int, int] | None = None
+        self._prefix = prefix
+        self._body = msgspec.json.encode(payload)
+        self._events = StreamTranslator(model=ctx.model, include_usage=ctx.include_usage)
+
+    @property
+    def done(self) -> bool:
+        return self._events.complete or self._events.errored
+
+    def outbound(self) -> Outbound:
+        if self.stream:
+            return Outbound(self._prefix + ":streamRawPredict", self._body,
+                            headers={"Content-Type": "application/json",
+                                     "Accept": "text/event-stream"})
+        return Outbound(self._prefix + ":rawPredict", self._body,
+                        headers={"Content-Type": "application/json"}, framing="json")
+
+    def whole(self, raw: bytes) -> bytes:
+        body, self.usage = anthropic_vertex.completion(raw, self.model)
+        return body
+
+    def feed(self, frame: bytes) -> list[bytes]:
+        out = self._events.feed(frame)
+        self.usage = self._events.usage
+        return out
+
+    def finish(self) -> list[bytes]:
+        return self._events.finish()
+
+    def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
+        return anthropic_vertex.error(status, raw, self.model) or (
+            status, normalise(status, raw, self.model))
+
+    def follow(self, raw: bytes) -> Outbound | None:
+        return None
+
+
+def chat(body: dict, ctx: Context) -> Chat | Claude:
     pub = publisher(ctx.model, ctx.options)
     prefix = f"{_where(ctx.options)}/publishers/{quote(pub, safe='')}/models/" \
              f"{quote(ctx.model, safe='-._~@')}"
     if pub == "anthropic":
-        return anthropic_vertex.Chat(body, ctx, prefix)
-    return wire.Chat(body, ctx, prefix)
+        return Claude(body, ctx, prefix)
+    return Chat(body, ctx, prefix)
 
 
 def _health(reach: Reach) -> Outbound:

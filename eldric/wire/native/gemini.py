@@ -2,7 +2,8 @@
 
 The same generateContent shapes serve the Gemini API (``/v1beta/models/{m}:…``, key in
 ``x-goog-api-key``) and Vertex AI's Gemini models (``/v1/projects/{p}/locations/{l}/
-publishers/google/models/{m}:…``, an OAuth token): ``Chat`` takes the resource prefix.
+publishers/google/models/{m}:…``, an OAuth token): the Egress of each is in
+eldric/backends/native/gemini.py and vertex.py; here are the pure pieces they share.
 
 - Request (https://ai.google.dev/api/generate-content#request-body): ``contents`` of
   ``{role: user|model, parts}``; a part is ``text``, ``inlineData {mimeType, data}`` (a
@@ -41,9 +42,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from eldric.backends.egress import Context, Outbound
 from eldric.errors import BadRequest, error_json
-from eldric.stream.upstream_errors import normalise
 from eldric.wire.native import chat_in, chat_out
 from eldric.wire.native.chat_in import Image, Text, ToolCall, ToolResult
 
@@ -268,12 +267,13 @@ def completion(raw: bytes, model: str) -> tuple[bytes, tuple[int, int, int] | No
     return _encode(out), counts
 
 
-def error(status: int, raw: bytes, upstream: str) -> tuple[int, bytes]:
+def error(status: int, raw: bytes, upstream: str) -> tuple[int, bytes] | None:
     """A google.rpc.Status error reply (or a list of one, as the non-SSE stream sends it)
-    -> (eldric's status, OpenAI error JSON)."""
+    -> (eldric's status, OpenAI error JSON); None for a body that is no Status (a proxy's
+    page: the caller normalises it, eldric.stream.upstream_errors)."""
     err = _status_of(raw)
     if err is None:
-        return status, normalise(status, raw, upstream)
+        return None
     name = err.get("status") if isinstance(err.get("status"), str) else ""
     reasons = {d.get("reason") for d in err.get("details") or [] if isinstance(d, dict)}
     mapped, code = STATUS.get(name, (status, None))
@@ -306,39 +306,20 @@ def _sse_data(frame: bytes) -> bytes | None:
     return b"\n".join(data) if data else None
 
 
-class Chat:
-    """One chat request to a generateContent API: the Egress of ``egress.py``."""
+class Stream:
+    """The events of one streamGenerateContent reply, fed one SSE event at a time, as
+    OpenAI chat chunk events. ``done`` once a chunk said it finished (or an error event
+    went out); ``usage`` (prompt, completion) as the last chunk reported it."""
 
-    def __init__(self, body: dict, ctx: Context, prefix: str):
-        conv = chat_in.read(body, model=ctx.model)
-        self.model = ctx.model
-        self.stream = conv.stream
+    def __init__(self, model: str, include_usage: bool):
         self.done = False
         self.usage: tuple[int, int] | None = None
         self.cached = 0
-        self._prefix = prefix  # the model's resource path: /v1beta/models/gemini-2.0-flash
-        self._body = _encode(request(conv, ctx.options))
-        self._out = chat_out.ChunkWriter(ctx.model, include_usage=conv.include_usage)
+        self._out = chat_out.ChunkWriter(model, include_usage=include_usage)
         self._reason: str | None = None
         self._errored = False
 
-    def outbound(self) -> Outbound:
-        if self.stream:
-            return Outbound(self._prefix + ":streamGenerateContent", self._body, query="alt=sse",
-                            headers={"Content-Type": "application/json",
-                                     "Accept": "text/event-stream"})
-        return Outbound(self._prefix + ":generateContent", self._body,
-                        headers={"Content-Type": "application/json"}, framing="json")
-
-    def whole(self, raw: bytes) -> bytes:
-        try:
-            body, counts = completion(raw, self.model)
-        except (msgspec.DecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
-            raise ValueError(f"not a GenerateContentResponse ({type(exc).__name__})") from None
-        self._count(counts)
-        return body
-
-    def _count(self, counts: tuple[int, int, int] | None) -> None:
+    def count(self, counts: tuple[int, int, int] | None) -> None:
         if counts is not None:
             self.usage, self.cached = counts[:2], counts[2]
 
@@ -355,7 +336,7 @@ class Chat:
         if not isinstance(resp, dict):
             return []
         if isinstance(resp.get("error"), dict):
-            status, body = error(500, data, self.model)
+            _, body = error(500, data, "gemini") or (0, b"")
             self.done = self._errored = True
             return [b"data: " + body + b"\n\n"]
         out: list[bytes] = []
@@ -367,7 +348,7 @@ class Chat:
                 out += w.tool(str(call.get("name") or ""), _call_id(part, call), _args(call))[1]
             elif isinstance(part.get("text"), str):
                 out += w.reasoning(part["text"]) if part.get("thought") else w.text(part["text"])
-        self._count(usage_of(resp.get("usageMetadata")))
+        self.count(usage_of(resp.get("usageMetadata")))
         if reason is not None:
             self._reason = reason
             self.done = True
@@ -384,12 +365,6 @@ class Chat:
         out = w.start() + w.finish(finish_reason(self._reason, w.tools_called > 0))
         return out + w.end(self.usage, self.cached or None)
 
-    def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
-        return error(status, raw, self.model)
-
-    def follow(self, raw: bytes) -> Outbound | None:
-        return None
-
 
 def model_path(model: str) -> str:
     """The Gemini API's resource path of a model ("models/" given or not)."""
@@ -399,70 +374,50 @@ def model_path(model: str) -> str:
 
 # ---------------------------------------------------------------- embeddings
 
-class Embed:
-    """One /v1/embeddings request as batchEmbedContents (whole replies only)."""
+def embed_request(body: Any, resource: str, options: Any) -> tuple[dict, int, bool]:
+    """An OpenAI embeddings body -> (the batchEmbedContents body, how many inputs,
+    whether base64 was asked for). `resource` is the model's name there (models/…)."""
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    texts = body.get("input")
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise BadRequest("input must be a string or a non-empty array of strings (token "
+                         "arrays are not supported by this model's backend)", param="input")
+    dims = body.get("dimensions")
+    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
+        raise BadRequest("dimensions must be a positive integer", param="dimensions")
+    fmt = body.get("encoding_format") or "float"
+    if fmt not in ("float", "base64"):
+        raise BadRequest("encoding_format must be float or base64", param="encoding_format")
+    task = (options or {}).get("task_type")
+    reqs = []
+    for t in texts:
+        r: dict[str, Any] = {"model": resource, "content": {"parts": [{"text": t}]}}
+        if dims is not None:
+            r["outputDimensionality"] = dims
+        if task:
+            r["taskType"] = task
+        reqs.append(r)
+    return {"requests": reqs}, len(texts), fmt == "base64"
 
-    stream = False
-    follow = Chat.follow
 
-    def __init__(self, body: dict, ctx: Context, prefix: str, resource: str):
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
-        texts = body.get("input")
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise BadRequest("input must be a string or a non-empty array of strings (token "
-                             "arrays are not supported by this model's backend)", param="input")
-        dims = body.get("dimensions")
-        if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
-            raise BadRequest("dimensions must be a positive integer", param="dimensions")
-        fmt = body.get("encoding_format") or "float"
-        if fmt not in ("float", "base64"):
-            raise BadRequest("encoding_format must be float or base64", param="encoding_format")
-        self.model = ctx.model
-        self.base64 = fmt == "base64"
-        self.done = True
-        self.usage: tuple[int, int] | None = None
-        self._prefix = prefix
-        task = ctx.options.get("task_type")
-        reqs = []
-        for t in texts:
-            r: dict[str, Any] = {"model": resource, "content": {"parts": [{"text": t}]}}
-            if dims is not None:
-                r["outputDimensionality"] = dims
-            if task:
-                r["taskType"] = task
-            reqs.append(r)
-        self._body = _encode({"requests": reqs})
-        self._n = len(texts)
-
-    def outbound(self) -> Outbound:
-        return Outbound(self._prefix + ":batchEmbedContents", self._body,
-                        headers={"Content-Type": "application/json"}, framing="json")
-
-    def whole(self, raw: bytes) -> bytes:
-        try:
-            resp = _decode(raw)
-            vectors = [e["values"] for e in resp["embeddings"]]
-        except (msgspec.DecodeError, UnicodeDecodeError, TypeError, KeyError) as exc:
-            raise ValueError(f"not a BatchEmbedContentsResponse ({type(exc).__name__})") from None
-        if len(vectors) != self._n or not all(isinstance(v, list) for v in vectors):
-            raise ValueError("the backend sent a different number of embeddings than asked")
-        data = [{"object": "embedding", "index": i,
-                 "embedding": _b64(v) if self.base64 else v} for i, v in enumerate(vectors)]
-        # batchEmbedContents reports no token counts
-        return _encode({"object": "list", "data": data, "model": self.model,
-                        "usage": {"prompt_tokens": 0, "total_tokens": 0}})
-
-    def feed(self, frame: bytes) -> list[bytes]:
-        raise ValueError("embeddings are not streamed")
-
-    def finish(self) -> list[bytes]:
-        return []
-
-    def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
-        return error(status, raw, self.model)
+def embeddings(raw: bytes, n: int, model: str, base64_: bool) -> bytes:
+    """A BatchEmbedContentsResponse -> OpenAI's embeddings list (ValueError: not one, or
+    not `n` vectors)."""
+    try:
+        resp = _decode(raw)
+        vectors = [e["values"] for e in resp["embeddings"]]
+    except (msgspec.DecodeError, UnicodeDecodeError, TypeError, KeyError) as exc:
+        raise ValueError(f"not a BatchEmbedContentsResponse ({type(exc).__name__})") from None
+    if len(vectors) != n or not all(isinstance(v, list) for v in vectors):
+        raise ValueError("the backend sent a different number of embeddings than asked")
+    data = [{"object": "embedding", "index": i,
+             "embedding": _b64(v) if base64_ else v} for i, v in enumerate(vectors)]
+    # batchEmbedContents reports no token counts
+    return _encode({"object": "list", "data": data, "model": model,
+                    "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 
 
 def _b64(vector: list[float]) -> str:
