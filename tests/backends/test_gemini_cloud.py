@@ -75,7 +75,7 @@ async def test_chat_whole_streamed_tools_thinking_and_embeddings(gemini, tmp_pat
                                                      tools=TOOLS)
         assert again.choices[0].message.content == "".join(fake.TEXT_CHUNKS)
         model_turn = knobs.requests[-1]["body"]["contents"][1]
-        # the first call's thoughtSignature went back with it (the fake checks the pairing)
+        # the first call's thoughtSignature went back with it (the fake refuses it missing)
         assert model_turn["parts"][0]["thoughtSignature"] == fake.SIGNATURE
         stream = await client.chat.completions.create(
             model=fake.MODEL, messages=[{"role": "user", "content": "tools"}], tools=TOOLS,
@@ -83,6 +83,18 @@ async def test_chat_whole_streamed_tools_thinking_and_embeddings(gemini, tmp_pat
         names = [call.function.name async for chunk in stream for c in chunk.choices
                  for call in c.delta.tool_calls or []]
         assert names == ["get_weather", "get_weather"]
+
+        png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+        reply = await client.chat.completions.create(model=fake.MODEL, messages=[
+            {"role": "user", "content": [
+                {"type": "text", "text": "what are these?"},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.webp"}}]}])
+        assert reply.choices[0].message.content
+        parts = knobs.requests[-1]["body"]["contents"][0]["parts"]
+        assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": png}}
+        assert parts[2] == {"fileData": {"fileUri": "https://example.com/a.webp",
+                                         "mimeType": "image/webp"}}
 
         emb = await client.embeddings.create(model="text-embedding-004", input=["a", "bc"],
                                              dimensions=3)

@@ -7,7 +7,8 @@
   field is a 400 ``Invalid JSON payload received. Unknown name "…"``; ``contents`` must be
   ``{role: user|model, parts: [one of text, inlineData {mimeType, data}, fileData
   {fileUri}, functionCall, functionResponse]}``; a functionResponse must answer a
-  functionCall of the model turn before it by name; inlineData must be base64.
+  functionCall of the model turn before it by name; inlineData must be base64; the
+  first call of a model turn must carry the thoughtSignature the fake gave it.
   Replies are GenerateContentResponse objects; the stream is one ``data: {…}`` event per
   chunk, CRLF-framed (``\\r\\n\\r\\n``, which SSE allows and Google's SDK readers take),
   no end marker, the last chunk carrying finishReason and the full usageMetadata.
@@ -132,6 +133,14 @@ def check_request(body: Any) -> str | None:
                 if not isinstance(fr.get("response"), dict) or fr.get("name") not in called:
                     return ("Please ensure that function response turn comes immediately after "
                             "a function call turn.")
+        if c["role"] == "model":
+            # Gemini 3 checks the first call of a model turn carries the signature it was
+            # sent with (https://ai.google.dev/gemini-api/docs/thought-signatures)
+            first = next((p for p in parts if "functionCall" in p), None)
+            if first is not None and first["functionCall"] == CALLS[0] \
+                    and first.get("thoughtSignature") != SIGNATURE:
+                return ("Function call is missing a thought_signature in functionCall "
+                        f"parts (contents[{i}]).")
         called = names if c["role"] == "model" else []
     gen = body.get("generationConfig", {})
     if not isinstance(gen, dict) or set(gen) - _GENERATION_FIELDS:

@@ -11,6 +11,8 @@ nextPageToken is not followed). Gemini's OpenAI-compatible endpoint is the prese
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from eldric.backends.auth import goog_api_key
@@ -23,7 +25,23 @@ from eldric.wire.native import gemini as wire
 DOCS = "https://ai.google.dev/api/generate-content"
 
 
-class Chat:
+class Streamed:
+    """What an Egress that hands its stream to a reader (``_events``: feed, finish) has in
+    common: the frames go to the reader, and there is no second request to follow."""
+
+    _events: Any
+
+    def feed(self, frame: bytes) -> list[bytes]:
+        return self._events.feed(frame)
+
+    def finish(self) -> list[bytes]:
+        return self._events.finish()
+
+    def follow(self, raw: bytes) -> Outbound | None:
+        return None
+
+
+class Chat(Streamed):
     """One chat request to a generateContent API (the Gemini API's, or Vertex's Gemini
     models under `prefix`): the Egress of eldric/backends/egress.py."""
 
@@ -59,18 +77,9 @@ class Chat:
         self._events.count(counts)
         return body
 
-    def feed(self, frame: bytes) -> list[bytes]:
-        return self._events.feed(frame)
-
-    def finish(self) -> list[bytes]:
-        return self._events.finish()
-
     def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
         return wire.error(status, raw, self.model) or (
             status, normalise(status, raw, self.model))
-
-    def follow(self, raw: bytes) -> Outbound | None:
-        return None
 
 
 class Embed:

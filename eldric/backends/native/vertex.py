@@ -32,7 +32,7 @@ from eldric.backends.egress import Adapter, Context, Outbound, Reach
 from eldric.backends.table import CHAT, BackendDef
 from eldric.errors import EldricError
 from eldric.stream.upstream_errors import normalise
-from eldric.backends.native.gemini import Chat
+from eldric.backends.native.gemini import Chat, Streamed
 from eldric.wire.anthropic_egress_stream import StreamTranslator
 from eldric.wire.native import anthropic_vertex
 
@@ -58,7 +58,7 @@ def publisher(model: str, options: Any) -> str:
     return options.get("publisher") or ("anthropic" if model.startswith("claude") else "google")
 
 
-class Claude:
+class Claude(Streamed):
     """One chat request to Claude on Vertex: the Egress of eldric/backends/egress.py."""
 
     def __init__(self, body: dict, ctx: Context, prefix: str):
@@ -91,15 +91,9 @@ class Claude:
         self.usage = self._events.usage
         return out
 
-    def finish(self) -> list[bytes]:
-        return self._events.finish()
-
     def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
         return anthropic_vertex.error(status, raw, self.model) or (
             status, normalise(status, raw, self.model))
-
-    def follow(self, raw: bytes) -> Outbound | None:
-        return None
 
 
 def chat(body: dict, ctx: Context) -> Chat | Claude:
