@@ -43,8 +43,20 @@ async def front(role: str, tmp_path, *servers, **options):  # type: ignore[no-un
         yield url
 
 
+_CLIENTS: list[openai.AsyncOpenAI] = []
+
+
 def _sdk(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients():  # type: ignore[no-untyped-def]
+    yield
+    while _CLIENTS:
+        await _CLIENTS.pop().close()
 
 
 ROLES = pytest.mark.parametrize("role", ["worker", "cloud"])
@@ -220,9 +232,11 @@ async def test_a_stream_failing_mid_way_ends_in_one_error_event(role, scenario, 
 @pytest.mark.parametrize("how", ["fin", "rst"])
 async def test_the_client_leaving_cancels_the_upstream_request(role, how, tiny_kind,
                                                                aiohttp_server, tmp_path):
+    """The connection to the backend is closed at once, and an API with a cancel
+    request of its own (the egress's optional hook) gets it, signed."""
     a = await aiohttp_server(tiny.make_app())
     knobs = a.app[tiny.KNOBS]
-    async with front(role, tmp_path, a) as url:
+    async with front(role, tmp_path, a, cancel=True) as url:
         knobs.scenario = "hang"
         reader, writer = await open_raw(url)
         writer.write(raw_post("/v1/chat/completions", json.dumps({
@@ -238,6 +252,8 @@ async def test_the_client_leaving_cancels_the_upstream_request(role, how, tiny_k
         series = f'eldric_client_disconnects_total{{role="{role}"}}'
         await until(lambda: _counted(url, series), timeout=3)
         assert len(knobs.requests) == 1
+        await until(lambda: knobs.cancels, timeout=3)
+        assert knobs.cancels == [{"why": "client left"}]
 
 
 async def _counted(url: str, series: str) -> bool:
