@@ -25,15 +25,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-import msgspec
-
 from eldric.backends.auth import lazy
 from eldric.backends.egress import Adapter, Context, Outbound, Reach
 from eldric.backends.table import CHAT, BackendDef
 from eldric.errors import EldricError
 from eldric.stream.upstream_errors import normalise
-from eldric.backends.native.gemini import Chat, Streamed
-from eldric.wire.anthropic_egress_stream import StreamTranslator
+from eldric.backends.native.anthropic import Messages
+from eldric.backends.native.gemini import Chat
 from eldric.wire.native import anthropic_vertex
 
 DOCS = "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference"
@@ -58,38 +56,15 @@ def publisher(model: str, options: Any) -> str:
     return options.get("publisher") or ("anthropic" if model.startswith("claude") else "google")
 
 
-class Claude(Streamed):
-    """One chat request to Claude on Vertex: the Egress of eldric/backends/egress.py."""
+class Claude(Messages):
+    """One chat request to Claude on Vertex: Anthropic's Messages egress under rawPredict
+    / streamRawPredict, ``anthropic_version`` in the body and the model in the path; its
+    errors in Google's shape (the Vertex front) or Anthropic's (the model)."""
 
     def __init__(self, body: dict, ctx: Context, prefix: str):
-        payload = anthropic_vertex.request(body, ctx.model)
-        self.stream = bool(payload.get("stream"))
-        self.model = ctx.model
-        self.usage: tuple[int, int] | None = None
-        self._prefix = prefix
-        self._body = msgspec.json.encode(payload)
-        self._events = StreamTranslator(model=ctx.model, include_usage=ctx.include_usage)
-
-    @property
-    def done(self) -> bool:
-        return self._events.complete or self._events.errored
-
-    def outbound(self) -> Outbound:
-        if self.stream:
-            return Outbound(self._prefix + ":streamRawPredict", self._body,
-                            headers={"Content-Type": "application/json",
-                                     "Accept": "text/event-stream"})
-        return Outbound(self._prefix + ":rawPredict", self._body,
-                        headers={"Content-Type": "application/json"}, framing="json")
-
-    def whole(self, raw: bytes) -> bytes:
-        body, self.usage = anthropic_vertex.completion(raw, self.model)
-        return body
-
-    def feed(self, frame: bytes) -> list[bytes]:
-        out = self._events.feed(frame)
-        self.usage = self._events.usage
-        return out
+        method = ":streamRawPredict" if body.get("stream") else ":rawPredict"
+        super().__init__(body, ctx, path=prefix + method, headers={},
+                         extra={"anthropic_version": anthropic_vertex.VERSION, "model": None})
 
     def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
         return anthropic_vertex.error(status, raw, self.model) or (

@@ -4,7 +4,8 @@ Vertex serves Anthropic's Messages API under its own resource path, the model in
 instead of the body and ``anthropic_version: "vertex-2023-10-16"`` in the body instead of
 a header: https://cloud.google.com/vertex-ai/generative-ai/docs/partner-models/claude/
 use-claude. The request and reply are the Messages API's, so the translation is
-eldric/wire/anthropic_egress*.py's (the Egress is eldric/backends/native/vertex.py's); errors come in two shapes: the Vertex front's
+eldric/wire/anthropic_egress*.py's (the Egress is backends/native/anthropic.py's Messages,
+under Vertex's path: backends/native/vertex.py); errors come in two shapes: the Vertex front's
 google.rpc.Status (quota, auth, unknown model) and the model's own Anthropic error.
 """
 
@@ -13,13 +14,11 @@ from __future__ import annotations
 import msgspec
 
 from eldric.errors import error_json
-from eldric.wire.anthropic_egress import from_anthropic, to_anthropic
 from eldric.wire.anthropic_shared import ERRORS
 from eldric.wire.native import gemini
 
 VERSION = "vertex-2023-10-16"
 
-_encode = msgspec.json.encode
 _decode = msgspec.json.decode
 
 
@@ -39,23 +38,3 @@ def error(status: int, raw: bytes, upstream: str) -> tuple[int, bytes] | None:
         return None
     otype, code, _ = ERRORS.get(err.get("type"), (None, err.get("type"), status))
     return status, error_json(status, err["message"], type=otype, code=code)
-
-
-def request(body: dict, model: str) -> dict:
-    """An OpenAI chat body as a rawPredict body: the Messages request without its model,
-    with Vertex's anthropic_version."""
-    payload = to_anthropic(body, model=model)
-    del payload["model"]  # the path names it
-    payload["anthropic_version"] = VERSION
-    return payload
-
-
-def completion(raw: bytes, model: str) -> tuple[bytes, tuple[int, int]]:
-    """A whole Messages reply -> (the chat.completion JSON, its usage)."""
-    try:
-        out = from_anthropic(_decode(raw), model=model)
-    except (msgspec.DecodeError, UnicodeDecodeError, TypeError, KeyError,
-            AttributeError) as exc:
-        raise ValueError(f"not an Anthropic message ({type(exc).__name__})") from None
-    usage = out.get("usage") or {}
-    return _encode(out), (usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
