@@ -9,10 +9,11 @@ import os
 from collections.abc import AsyncIterator
 
 import aiohttp
+import openai
 
 from eldric import registry
 from eldric.cli import load_config
-from tests.conftest import serving
+from tests.conftest import serving, until
 
 TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "weather in a city",
@@ -46,3 +47,15 @@ async def sse_events(url: str, body: dict) -> tuple[int, list]:
                 data = line[6:]
                 events.append(data if data == "[DONE]" else json.loads(data))
     return 200, events
+
+
+async def leave_mid_stream(client: openai.AsyncOpenAI, model: str, knobs) -> None:  # type: ignore[no-untyped-def]
+    """Start the fake's slow stream, take its first chunk, leave: the fake must see its
+    reply cancelled (its client, eldric, closed the upstream request)."""
+    stream = await client.chat.completions.create(
+        model=model, stream=True, messages=[{"role": "user", "content": "slow"}])
+    async for chunk in stream:
+        assert chunk.choices[0].delta.content
+        break
+    await stream.close()
+    await until(lambda: knobs.cancelled == 1, timeout=10)

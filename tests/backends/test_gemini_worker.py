@@ -10,7 +10,7 @@ import aiohttp
 import openai
 import pytest
 
-from tests.backends.gemini_harness import TOOLS, sse_events
+from tests.backends.gemini_harness import TOOLS, leave_mid_stream, sse_events
 from tests.conftest import run_eldric, until, url_of
 from tests.fakes import gemini as fake
 from tests.fakes import vertex as fake_vertex
@@ -71,12 +71,7 @@ async def test_gemini_worker_chat_tools_embeddings_errors(aiohttp_server, tmp_pa
         errors = [e for e in events if isinstance(e, dict) and "error" in e]
         assert status == 200 and len(errors) == 1 and events[-1] is errors[0]
 
-        stream = await client.chat.completions.create(
-            model=fake.MODEL, stream=True, messages=[{"role": "user", "content": "slow"}])
-        async for _ in stream:
-            break
-        await stream.close()
-        await until(lambda: knobs.cancelled == 1, timeout=10)
+        await leave_mid_stream(client, fake.MODEL, knobs)
 
         knobs.api_key = "AIzaRotated"
         async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions", json={

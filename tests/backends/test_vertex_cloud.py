@@ -11,8 +11,8 @@ import openai
 import pytest
 
 from eldric.backends import auth_google
-from tests.backends.gemini_harness import TOOLS, cloud, sse_events
-from tests.conftest import until, url_of
+from tests.backends.gemini_harness import TOOLS, cloud, leave_mid_stream, sse_events
+from tests.conftest import url_of
 from tests.fakes import anthropic as fake_anthropic
 from tests.fakes import gemini as fake_gemini
 from tests.fakes import vertex as fake
@@ -150,11 +150,6 @@ async def test_vertex_errors_429_failover_cut_and_client_leaving(vertex, aiohttp
             "model": CLAUDE, "stream": True,
             "messages": [{"role": "user", "content": "error_midstream"}]})
         assert status == 200 and events[-1]["error"]["code"] == "upstream_overloaded"
-        stream = await client.chat.completions.create(
-            model=fake_gemini.MODEL, stream=True, messages=[{"role": "user", "content": "slow"}])
-        async for _ in stream:
-            break
-        await stream.close()
-        await until(lambda: knobs.cancelled == 1, timeout=10)
+        await leave_mid_stream(client, fake_gemini.MODEL, knobs)
         await client.close()
     assert fake_anthropic.MODEL  # the Claude transcripts are the fake Anthropic's
