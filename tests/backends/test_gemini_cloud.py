@@ -1,12 +1,14 @@
 """The Gemini API behind the cloud role, end to end with the openai SDK against the fake
 (tests/fakes/gemini.py): chat whole and streamed, tools, thinking, embeddings, errors,
-429 failover, a stream cut mid-way, a client leaving."""
+429 failover, a stream cut mid-way, a client leaving; the Messages and Responses APIs
+translated onto it."""
 
 from __future__ import annotations
 
 import json
 
 import aiohttp
+import anthropic
 import openai
 import pytest
 
@@ -188,4 +190,29 @@ async def test_client_leaving_cancels_the_gemini_stream(gemini, tmp_path):
     async with cloud(tmp_path, [backend(url_of(server))]) as url:
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused")
         await leave_mid_stream(client, fake.MODEL, knobs)
+        await client.close()
+
+
+async def test_translated_client_apis_reach_gemini(gemini, tmp_path):
+    """A Messages client (the anthropic SDK) and a Responses client: their requests are
+    turned into chat by their translators, then into generateContent by the adapter."""
+    server, knobs = gemini
+    async with cloud(tmp_path, [backend(url_of(server))]) as url:
+        claude = anthropic.AsyncAnthropic(base_url=url, api_key="unused", max_retries=0)
+        msg = await claude.messages.create(model=fake.MODEL, max_tokens=50, messages=[
+            {"role": "user", "content": "text"}])
+        assert msg.content[0].text == "".join(fake.TEXT_CHUNKS)
+        assert msg.stop_reason == "end_turn"
+        assert knobs.requests[-1]["body"]["generationConfig"]["maxOutputTokens"] == 50
+        async with claude.messages.stream(model=fake.MODEL, max_tokens=50, messages=[
+                {"role": "user", "content": "tools"}], tools=[{
+                    "name": "get_weather", "input_schema": {"type": "object"}}]) as stream:
+            final = await stream.get_final_message()
+        assert final.stop_reason == "tool_use"
+        assert [b.input for b in final.content if b.type == "tool_use"] == [
+            c["args"] for c in fake.CALLS]
+        await claude.close()
+        client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+        resp = await client.responses.create(model=fake.MODEL, input="text")
+        assert resp.output_text == "".join(fake.TEXT_CHUNKS)
         await client.close()
