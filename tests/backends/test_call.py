@@ -283,3 +283,27 @@ async def test_an_anthropic_messages_client_reaches_the_native_backend(role, tin
             await client.messages.create(model="tiny-1", max_tokens=32, messages=MSG)
         assert caught.value.status_code == 400
         assert caught.value.body["type"] == "error"
+
+
+@ROLES
+@pytest.mark.parametrize("health", [True, False])
+async def test_an_api_without_a_model_list_serves_the_configured_models(
+        role, health, tiny_kind, aiohttp_server, tmp_path, monkeypatch):
+    """No model list in the API: its health request is the probe, else nothing is
+    asked; either way the `models` option is the list served."""
+    import dataclasses
+
+    from eldric.backends.egress import Outbound
+    from eldric.roles.cloud import kinds
+    from eldric.roles.worker.backends import KINDS, BackendKind
+
+    probe = (lambda r: Outbound("/tiny/models", method="GET")) if health else (lambda r: None)
+    bare = dataclasses.replace(tiny.TINY, models=lambda r: None, health=probe)
+    monkeypatch.setitem(KINDS, "tiny", BackendKind("", "", tuple(bare.ops), adapter=bare))
+    monkeypatch.setitem(kinds.PROVIDER_KINDS, "tiny", kinds._native(bare))
+    a = await aiohttp_server(tiny.make_app())
+    async with front(role, tmp_path, a, models=["tiny-1", "custom-9"]) as url:
+        listed = {m.id async for m in _sdk(url).models.list()}
+        assert {"tiny-1", "custom-9"} <= listed and "tiny-2" not in listed
+        reply = await _sdk(url).chat.completions.create(model="tiny-1", messages=MSG)
+        assert reply.choices[0].message.content == TEXT
