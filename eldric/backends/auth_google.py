@@ -94,35 +94,40 @@ class TokenSource:
 
 # One source per service account, shared by every backend that names it, for the life of
 # the process (as google-auth's own credentials are): a token is the account's, not a
-# backend's. Keyed by the key's content, so a changed file is a new source.
+# backend's. Found by what the backend gives (a key file's path, or the key's JSON), so a
+# request reads no file: a key file replaced on disk is read at the next start.
 _sources: dict[str, TokenSource] = {}
 
 
-def _info(reach: Reach) -> Mapping[str, Any] | None:
+def _given(reach: Reach) -> str | Mapping[str, Any] | None:
     given = reach.options.get("credentials") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS")
-    if not given:
-        return None
-    if isinstance(given, Mapping):
-        return given
-    with open(os.path.expanduser(str(given)), encoding="utf-8") as f:
-        return json.load(f)
+    return given if isinstance(given, Mapping) else str(given) if given else None
 
 
 def source(reach: Reach) -> TokenSource | None:
     """The backend's token source; None when it sends its api_key as the token."""
-    info = _info(reach)
-    if info is None:
+    given = _given(reach)
+    if given is None:
         return None
-    key = json.dumps(info, sort_keys=True)
+    key = given if isinstance(given, str) else json.dumps(given, sort_keys=True)
     src = _sources.get(key)
     if src is None:
-        src = _sources[key] = TokenSource(info)
+        try:
+            if isinstance(given, str):
+                with open(os.path.expanduser(given), encoding="utf-8") as f:
+                    given = json.load(f)
+            src = TokenSource(given)
+        except (OSError, ValueError, KeyError) as exc:  # no such file, not a key
+            raise UpstreamFailure(reach.state.id, "connect", 502, error_json(
+                502, f"backend {reach.name}: its service-account key cannot be used "
+                f"({type(exc).__name__}: {exc})"[:300], code="backend_misconfigured")) from None
+        _sources[key] = src
     return src
 
 
 async def ready(reach: Reach) -> None:
-    """Await the backend's first token (or one after it expired); never raises: a failed
-    refresh shows in sign()."""
+    """Await the backend's first token (or one after it expired). A failed refresh does
+    not raise here (it shows in sign()); a key that cannot be read does (502)."""
     src = source(reach)
     if src is not None:
         await src.ready()

@@ -115,3 +115,15 @@ async def test_credentials_from_the_environment(vertex, monkeypatch, tmp_path):
     reach = FakeReach(url=url)
     await auth_google.ready(reach)
     assert await _location(url, auth_google.sign(reach, "GET", url, {}, b"")) == 200
+
+
+@pytest.mark.parametrize("content", [None, "not json", '{"type": "service_account"}'])
+async def test_unusable_key_file_is_a_502_backend_misconfigured(tmp_path, content):
+    path = tmp_path / "sa.json"
+    if content is not None:
+        path.write_text(content)
+    reach = FakeReach(options={"credentials": str(path)})
+    with pytest.raises(UpstreamFailure) as exc:
+        await auth_google.ready(reach)
+    assert exc.value.status == 502
+    assert json.loads(exc.value.error_body)["error"]["code"] == "backend_misconfigured"
