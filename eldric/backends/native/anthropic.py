@@ -62,7 +62,10 @@ class Messages:
         return self._out
 
     def whole(self, raw: bytes) -> bytes:
-        msg = msgspec.json.decode(raw)
+        try:
+            msg = msgspec.json.decode(raw)
+        except msgspec.DecodeError:  # not a ValueError in every msgspec eldric admits
+            raise ValueError("not JSON") from None
         if not isinstance(msg, dict) or msg.get("type") != "message":
             raise ValueError("not an Anthropic message")
         out = from_anthropic(msg, model=self.model)
