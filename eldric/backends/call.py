@@ -138,7 +138,9 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
             502, f"backend {reach.name} sent a reply eldric cannot read as its API's "
             f"({exc})", code="upstream_error")) from None
     except UpstreamFailure as exc:
-        if exc.kind == "status" and not exc.retryable:
+        if exc.kind == "unsupported":  # "not here" (501/405) is not the backend's failure
+            outcome = "unsupported"
+        elif exc.kind == "status" and not exc.retryable:
             outcome = "client_error"
         raise
     except asyncio.CancelledError:
