@@ -51,3 +51,33 @@ CASES = [
     ("gemini", BODY, {}, FRAMES, WHOLE),
     ("vertex", BODY, {"project": "bench", "location": "us-central1"}, FRAMES, WHOLE),
 ]
+
+
+def _claude_frames() -> list[bytes]:
+    """Claude on Vertex streams Anthropic's Messages events: start, 17 text deltas, the
+    message delta and stop (20 events)."""
+    def ev(name: str, obj: dict) -> bytes:
+        return f"event: {name}\ndata: ".encode() + json.dumps(obj, separators=(",", ":")).encode()
+    out = [ev("message_start", {"type": "message_start", "message": {
+        "id": "msg_bench", "type": "message", "role": "assistant", "content": [],
+        "model": "claude-sonnet-4-5", "stop_reason": None,
+        "usage": {"input_tokens": 12, "output_tokens": 1}}}),
+        ev("content_block_start", {"type": "content_block_start", "index": 0,
+                                   "content_block": {"type": "text", "text": ""}})]
+    out += [ev("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                       "delta": {"type": "text_delta", "text": w}})
+            for w in _WORDS[:15]]
+    out += [ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ev("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                 "usage": {"output_tokens": 15}}),
+            ev("message_stop", {"type": "message_stop"})]
+    return out
+
+
+CLAUDE_WHOLE = json.dumps({"id": "msg_bench", "type": "message", "role": "assistant",
+                           "model": "claude-sonnet-4-5", "stop_reason": "end_turn",
+                           "content": [{"type": "text", "text": "".join(_WORDS)}],
+                           "usage": {"input_tokens": 12, "output_tokens": 15}}).encode()
+
+CASES.append(("vertex", {**BODY, "model": "claude-sonnet-4-5@20250929"},
+              {"project": "bench", "location": "us-east5"}, _claude_frames(), CLAUDE_WHOLE))
