@@ -92,5 +92,6 @@ ROWS = [BackendDef(
     "vertex", "Google Vertex AI (Gemini, Claude on Vertex)", "vertex",
     "https://aiplatform.googleapis.com", "cloud", auth="google", models=None, paths=(CHAT,),
     tools="native", vision=True, docs=DOCS, tested="fake (tests/fakes/vertex.py)",
-    note="options: project (required), location, credentials, models; "
+    note="options: project (required), location, credentials, models; a regional "
+         "location needs its URL (https://{location}-aiplatform.googleapis.com); "
          "pip install 'eldric[vertex]'")]
