@@ -11,8 +11,6 @@ nextPageToken is not followed). Gemini's OpenAI-compatible endpoint is the prese
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from eldric.backends.auth import goog_api_key
@@ -25,23 +23,7 @@ from eldric.wire.native import gemini as wire
 DOCS = "https://ai.google.dev/api/generate-content"
 
 
-class Streamed:
-    """What an Egress that hands its stream to a reader (``_events``: feed, finish) has in
-    common: the frames go to the reader, and there is no second request to follow."""
-
-    _events: Any
-
-    def feed(self, frame: bytes) -> list[bytes]:
-        return self._events.feed(frame)
-
-    def finish(self) -> list[bytes]:
-        return self._events.finish()
-
-    def follow(self, raw: bytes) -> Outbound | None:
-        return None
-
-
-class Chat(Streamed):
+class Chat:
     """One chat request to a generateContent API (the Gemini API's, or Vertex's Gemini
     models under `prefix`): the Egress of eldric/backends/egress.py."""
 
@@ -52,14 +34,8 @@ class Chat(Streamed):
         self._prefix = prefix  # the model's resource path: /v1beta/models/gemini-2.0-flash
         self._body = msgspec.json.encode(wire.request(conv, ctx.options))
         self._events = wire.Stream(ctx.model, conv.include_usage)
-
-    @property
-    def done(self) -> bool:
-        return self._events.done
-
-    @property
-    def usage(self) -> tuple[int, int] | None:
-        return self._events.usage
+        self.done = False
+        self.usage: tuple[int, int] | None = None
 
     def outbound(self) -> Outbound:
         if self.stream:
@@ -75,24 +51,37 @@ class Chat(Streamed):
         except (msgspec.DecodeError, UnicodeDecodeError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a GenerateContentResponse ({type(exc).__name__})") from None
         self._events.count(counts)
+        self.usage = self._events.usage
         return body
+
+    def feed(self, frame: bytes) -> list[bytes]:
+        events = self._events
+        out = events.feed(frame)
+        self.done, self.usage = events.done, events.usage
+        return out
+
+    def finish(self) -> list[bytes]:
+        return self._events.finish()
 
     def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
         return wire.error(status, raw, self.model) or (
             status, normalise(status, raw, self.model))
 
+    def follow(self, raw: bytes) -> Outbound | None:
+        return None
+
 
 class Embed:
     """One /v1/embeddings request as batchEmbedContents (whole replies only)."""
 
-    stream = False
-    done = True
-    usage = None  # batchEmbedContents reports none
     follow = Chat.follow
     error = Chat.error
 
     def __init__(self, body: dict, ctx: Context, prefix: str, resource: str):
         native, self._n, self._base64 = wire.embed_request(body, resource, ctx.options)
+        self.stream = False
+        self.done = True
+        self.usage: tuple[int, int] | None = None  # batchEmbedContents reports none
         self.model = ctx.model
         self._prefix = prefix
         self._body = msgspec.json.encode(native)

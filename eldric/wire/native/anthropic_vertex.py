@@ -36,5 +36,6 @@ def error(status: int, raw: bytes, upstream: str) -> tuple[int, bytes] | None:
         status = 503
     if not isinstance(err, dict) or not isinstance(err.get("message"), str):
         return None
-    otype, code, _ = ERRORS.get(err.get("type"), (None, err.get("type"), status))
-    return status, error_json(status, err["message"], type=otype, code=code)
+    kind = str(err.get("type") or "")
+    otype, code, _ = ERRORS.get(kind, ("", kind, status))
+    return status, error_json(status, err["message"], type=otype or None, code=code or None)

@@ -211,7 +211,8 @@ def usage_of(meta: Any) -> tuple[int, int, int] | None:
 
 
 def _call_id(part: dict, call: dict) -> str:
-    own = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else chat_out.call_id()
+    given = call.get("id")
+    own = given if isinstance(given, str) and given else chat_out.call_id()
     signature = part.get("thoughtSignature")
     return f"{own}{_SIGNATURE}{signature}" if isinstance(signature, str) and signature else own
 
@@ -228,9 +229,11 @@ def _parts(resp: dict) -> tuple[list[dict], str | None]:
         feedback = resp.get("promptFeedback")
         blocked = isinstance(feedback, dict) and feedback.get("blockReason")
         return [], "SAFETY" if blocked else None
-    cand = cands[0] if isinstance(cands[0], dict) else {}
-    content = cand.get("content") if isinstance(cand.get("content"), dict) else {}
-    parts = content.get("parts") if isinstance(content.get("parts"), list) else []
+    cand: dict = cands[0] if isinstance(cands[0], dict) else {}
+    content = cand.get("content")
+    parts = content.get("parts") if isinstance(content, dict) else None
+    if not isinstance(parts, list):
+        parts = []
     reason = cand.get("finishReason")
     return [p for p in parts if isinstance(p, dict)], reason if isinstance(reason, str) else None
 
@@ -249,7 +252,9 @@ def completion(raw: bytes, model: str) -> tuple[bytes, tuple[int, int, int] | No
     parts, reason = _parts(resp)
     if reason is None and not isinstance(resp.get("candidates"), list):
         raise ValueError("a GenerateContentResponse has candidates or a blocked prompt")
-    texts, thoughts, calls = [], [], []
+    texts: list[str] = []
+    thoughts: list[str] = []
+    calls: list[dict] = []
     for part in parts:
         if isinstance(part.get("functionCall"), dict):
             call = part["functionCall"]
@@ -274,9 +279,10 @@ def error(status: int, raw: bytes, upstream: str) -> tuple[int, bytes] | None:
     err = _status_of(raw)
     if err is None:
         return None
-    name = err.get("status") if isinstance(err.get("status"), str) else ""
+    given = err.get("status")
+    name = given if isinstance(given, str) else ""
     reasons = {d.get("reason") for d in err.get("details") or [] if isinstance(d, dict)}
-    mapped, code = STATUS.get(name, (status, None))
+    mapped, code = STATUS.get(name, (status, ""))
     if "API_KEY_INVALID" in reasons:  # a bad key comes as 400 INVALID_ARGUMENT
         mapped, code = STATUS["UNAUTHENTICATED"]
     message = str(err.get("message") or f"backend {upstream} answered HTTP {status}")
