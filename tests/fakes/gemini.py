@@ -35,6 +35,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.body import json_body
+
 API_KEY = "AIzaSyFakeGeminiKey0000000000000000000"
 MODEL = "gemini-2.5-flash"
 MODELS = [
@@ -230,11 +232,7 @@ SCENARIOS = {"text", "tools", "thinking", "blocked", "cut", "slow", "error_midst
 
 async def record(request: web.Request) -> tuple[Knobs, Any]:
     knobs = request.app[KNOBS]
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
+    body = await json_body(request)
     knobs.requests.append({"path": request.path, "query": request.query_string,
                            "headers": dict(request.headers), "body": body})
     return knobs, body
