@@ -37,6 +37,10 @@ def test_missing_project_is_a_server_misconfiguration():
         vertex.chat(dict(MSG), Context("gemini-2.5-pro", {}))
     assert exc.value.status == 500 and exc.value.code == "backend_misconfigured"
 
+    class Reach:
+        options: dict = {}
+    assert vertex.ADAPTERS["vertex"].health(Reach()) is None  # type: ignore[arg-type]
+
 
 @pytest.mark.parametrize("status,raw,want,code", [
     (429, {"error": {"code": 429, "message": "Quota exceeded for aiplatform.googleapis.com",

@@ -27,11 +27,11 @@ from urllib.parse import quote
 
 from eldric.backends.auth import lazy
 from eldric.backends.egress import Adapter, Context, Outbound, Reach
+from eldric.backends.native.anthropic import Messages
+from eldric.backends.native.gemini import Chat
 from eldric.backends.table import CHAT, BackendDef
 from eldric.errors import EldricError
 from eldric.stream.upstream_errors import normalise
-from eldric.backends.native.anthropic import Messages
-from eldric.backends.native.gemini import Chat
 from eldric.wire.native import anthropic_vertex
 
 DOCS = "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference"
@@ -80,8 +80,13 @@ def chat(body: dict, ctx: Context) -> Chat | Claude:
     return Chat(body, ctx, prefix)
 
 
-def _health(reach: Reach) -> Outbound:
-    return Outbound(_where(reach.options), method="GET")
+def _health(reach: Reach) -> Outbound | None:
+    """None without a project: nothing to probe (each request answers 500
+    backend_misconfigured, which says what is missing)."""
+    try:
+        return Outbound(_where(reach.options), method="GET")
+    except EldricError:
+        return None
 
 
 ADAPTERS = {"vertex": Adapter(
