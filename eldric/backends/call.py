@@ -383,6 +383,8 @@ async def open_native(app: web.Application, adapter: Adapter, reach: Reach, out:
     headers = {"User-Agent": _USER_AGENT, **reach.extra_headers, **out.headers}
     if out.body and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
+    if adapter.ready is not None:
+        await adapter.ready(reach)
     headers.update(adapter.sign(reach, out.method, full, headers, out.body))
     block = upstream_header_block((), request_id, headers)
     try:

@@ -39,7 +39,7 @@ nothing; ``feed`` gets it whole and the call ends the stream).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -137,3 +137,8 @@ class Adapter:
     # a chat's http(s) image URLs into data: URLs (eldric.backends.images.inline) before
     # the egress is made, so the Egress only ever sees data: URLs.
     inline_images: bool = False
+
+    # Awaited before a request is signed, for a scheme whose credentials must be fetched
+    # first (a Google service account's first token); returns at once once they are
+    # held (renewals run in the background, see auth_google).
+    ready: Callable[[Reach], Awaitable[None]] | None = None

@@ -17,11 +17,12 @@ one (``"text"``, ``"tools"``, ``"error_midstream"``, ``"overloaded"``), else ``"
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.body import json_body
 
 API_KEY = "sk-ant-test-key"
 MODEL = "claude-sonnet-4-5-20250929"
@@ -155,11 +156,7 @@ def error(status: int, type_: str, message: str) -> web.Response:
 async def _record(request: web.Request) -> tuple[Knobs, Any]:
     """The request kept in Knobs.requests (its body decoded, None when not JSON)."""
     knobs = request.app[KNOBS]
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw else None
-    except ValueError:
-        body = None
+    body = await json_body(request)
     knobs.requests.append({"path": request.path, "headers": dict(request.headers),
                            "body": body})
     return knobs, body

@@ -31,7 +31,8 @@ _VERSION = {"anthropic-version": ANTHROPIC_VERSION}
 class Messages:
     """One chat request as a Messages request (an Egress). ``path`` and ``extra`` let a
     host of Anthropic's models with the same body (Anthropic on Vertex: its own path,
-    ``anthropic_version`` in the body) reuse it."""
+    ``anthropic_version`` in the body, no ``model``: an extra key set to None is left
+    out) reuse it."""
 
     def __init__(self, body: dict, ctx: Context, *, path: str = "/v1/messages",
                  extra: dict | None = None, headers: dict[str, str] | None = None) -> None:
@@ -39,8 +40,11 @@ class Messages:
         self.stream = bool(body.get("stream"))
         payload = to_anthropic(body, model=ctx.model)  # BadRequest naming the parameter
         payload["stream"] = self.stream
-        if extra:
-            payload.update(extra)
+        for key, value in (extra or {}).items():  # None: the key left out
+            if value is None:
+                payload.pop(key, None)
+            else:
+                payload[key] = value
         self._out = Outbound(path, _encode(payload),
                              headers=dict(_VERSION if headers is None else headers))
         self._events = StreamTranslator(model=ctx.model, include_usage=ctx.include_usage)
@@ -51,7 +55,10 @@ class Messages:
         return self._out
 
     def whole(self, raw: bytes) -> bytes:
-        msg = msgspec.json.decode(raw)
+        try:
+            msg = msgspec.json.decode(raw)
+        except msgspec.DecodeError:  # not a ValueError in every msgspec eldric admits
+            raise ValueError("not JSON") from None
         if not isinstance(msg, dict) or msg.get("type") != "message":
             raise ValueError("not an Anthropic message")
         out = from_anthropic(msg, model=self.model)
