@@ -27,4 +27,4 @@ ROWS = [BackendDef(
     "/score…)", "template", None, "local", auth="bearer", models=None, paths=(CHAT,),
     tools="xml", vision=False, docs="docs/backends.md#template",
     tested="fakes (tests/backends/test_template_examples.py)",
-    note="options path, request, response, models required (docs/backends.md)")]
+    note="url required; options path, request, response, models required (docs/backends.md)")]
