@@ -159,7 +159,7 @@ class XmlTools:
         text = "".join(p for p in pieces if isinstance(p, str))
         calls = [chat_out.tool_call(p.name, p.arguments) for p in pieces if isinstance(p, Call)]
         if calls:
-            message["content"] = text or None
+            message["content"] = text if text.strip() else None
             message["tool_calls"] = calls
             choices[0]["finish_reason"] = "tool_calls"
         elif content is not None:
