@@ -92,7 +92,8 @@ async def inference(request: LaneRequest) -> Answer:
     body = await read_body(request)
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
-    if request.path == CHAT and request.app[WORKER].emulates_tools(head.model or ""):
+    if request.path == CHAT and xmltools.wanted(body) \
+            and request.app[WORKER].emulates_tools(head.model or ""):
         body, x = xmltools.wrapped(None, body, prefill=request.app[WORKER].kind.prefills)
         return await _relay(request, body, x)
     return await _relay(request, body)
@@ -120,7 +121,7 @@ async def native(request: LaneRequest) -> Answer:
     """A client API path the backend serves itself: relayed as it is."""
     body = await read_body(request)
     request[keys.HOP].model = model = model_of(body)
-    if request.app[WORKER].emulates_tools(model or "") and xmltools.wanted(body):
+    if xmltools.wanted(body) and request.app[WORKER].emulates_tools(model or ""):
         # served natively, but its tools would be dropped: translated, tools emulated
         return await stateful(request, body, functools.partial(_translate, request))
     # behind: the backend keeps responses of its own, and may know an id this worker does not
