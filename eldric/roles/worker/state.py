@@ -79,6 +79,12 @@ class WorkerState:
             return self.cfg.max_concurrency
         return self.cfg.parallel if self.cfg.backend == "embedded" else None
 
+    @property
+    def may_emulate(self) -> bool:
+        """Whether any model's tools may be emulated here (a check of two fields, made
+        before a body is looked at: a worker that emulates nothing pays nothing)."""
+        return self.kind.tools == "xml" or bool(self.cfg.xml_tools_models)
+
     def emulates_tools(self, model: str) -> bool:
         """Whether `model`'s tool calls are emulated in XML: --xml-tools-models names it,
         or its kind has no native ones (the embedded backend: unless the model's own chat
