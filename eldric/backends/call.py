@@ -41,6 +41,7 @@ from aiohttp import web
 from eldric import __version__, keys
 from eldric.backends.egress import Adapter, Context, Egress, Outbound, Reach
 from eldric.backends.framing import frames
+from eldric.backends.table import CHAT
 from eldric.errors import BadRequest, UpstreamFailure, error_json
 from eldric.exchange import Answer, LaneRequest, Sink, encode_headers
 from eldric.log import USER_AGENT_PREFIX

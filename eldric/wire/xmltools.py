@@ -28,7 +28,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 
 import msgspec
 
@@ -159,7 +159,7 @@ class XmlTools:
         text = "".join(p for p in pieces if isinstance(p, str))
         calls = [chat_out.tool_call(p.name, p.arguments) for p in pieces if isinstance(p, Call)]
         if calls:
-            message["content"] = text or None
+            message["content"] = text if text.strip() else None
             message["tool_calls"] = calls
             choices[0]["finish_reason"] = "tool_calls"
         elif content is not None:
@@ -178,7 +178,8 @@ class XmlTools:
             return event + b"\n\n"  # the usage chunk, an error object
         self._envelope = chunk
         choice = choices[0]
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = choice.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
         content = delta.pop("content", None)
         finish = choice.get("finish_reason")
         pieces = self._scan.feed(content) if isinstance(content, str) else []
@@ -325,6 +326,12 @@ def applies(tools: str, options: Mapping[str, Any], model: str) -> bool:
         isinstance(globs, list) and matches(model, [g for g in globs if isinstance(g, str)]))
 
 
+@overload
+def wrapped(translate: Translator, chat: bytes, *,
+            prefill: bool = ...) -> tuple[bytes, Translator]: ...
+@overload
+def wrapped(translate: None, chat: bytes, *,
+            prefill: bool = ...) -> tuple[bytes, Translator | None]: ...
 def wrapped(translate: Translator | None, chat: bytes, *,
             prefill: bool = False) -> tuple[bytes, Translator | None]:
     """(the body to send, the translator) for a chat body whose tools are emulated: the

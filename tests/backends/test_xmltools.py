@@ -190,3 +190,21 @@ def test_chain_composes_a_client_api_with_the_emulation():
     assert b'"type":"tool_use"' in out and b'"name":"calculate"' in out
     assert b'"stop_reason":"tool_use"' in out
     assert chain(outer, None) is outer
+
+
+def test_the_embedded_backend_emulates_only_where_the_models_template_has_no_tools(tmp_path):
+    from eldric.roles.worker.embedded import default_model, native_tools
+    from tests.models.gguf_file import gguf_bytes, string
+
+    def model(template: str) -> str:
+        path = tmp_path / f"m{len(template)}.gguf"
+        path.write_bytes(gguf_bytes({"general.architecture": string("llama"),
+                                     "tokenizer.chat_template": string(template)}))
+        return str(path)
+
+    hermes = "{%- if tools %}<tools>{% for t in tools %}{{ t | tojson }}{% endfor %}</tools>{% endif %}"
+    assert native_tools(model(hermes)) is True
+    assert native_tools(model("{% for m in messages %}{{ m.content }}{% endfor %}")) is False
+    assert native_tools(str(tmp_path / "missing.gguf")) is False
+    if default_model() is not None:  # SmolLM2's own template: no tools
+        assert native_tools(default_model()) is False

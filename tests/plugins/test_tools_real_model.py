@@ -1,7 +1,8 @@
 """The tool loop on a real model: SmolLM2-135M through edge -> router -> embedded worker,
 with the calculator plugin's tool offered. SmolLM2-135M on the embedded llama.cpp does not
-emit tool calls (tried: asked to use the tool, it answers in prose; the worker's llama.cpp
-runs without its Jinja templates, so `tools` is not in its prompt): the full round trip
+choose to call a tool (asked to use it, it answers in prose, even with the tools in its
+prompt by the worker's XML emulation, eldric.wire.xmltools; a call forced by tool_choice
+is tests/backends/test_xmltools_real.py): the full round trip
 is proven against the scripted backend's exact OpenAI tool calls (test_tools.py). What
 the real model proves: a request with the plugin's tools added is one the real backend
 takes, and its text answer reaches the client whole and streamed, one round, untouched.

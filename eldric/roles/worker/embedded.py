@@ -10,6 +10,7 @@ llama-cpp-python), so the file is located through its distribution metadata inst
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.metadata
 import importlib.util
 import os
@@ -70,6 +71,27 @@ def pooling_for(model: str, choice: str) -> str | None:
     declared = meta.get(f"{meta.get('general.architecture')}.pooling_type")
     # llama.cpp's llama_pooling_type: 0 none, 1 mean, 2 cls, 3 last, 4 rank
     return None if isinstance(declared, int) and declared > 0 else "mean"
+
+
+@functools.lru_cache(maxsize=64)
+def _template_has_tools(path: str, key: tuple[int, float]) -> bool:
+    try:
+        template = gguf.scalars(path).get("tokenizer.chat_template")
+    except (OSError, ValueError):
+        return False
+    return isinstance(template, str) and "tools" in template
+
+
+def native_tools(path: str) -> bool:
+    """Whether the model's own chat template renders `tools` (llama.cpp runs it with
+    Jinja, and then takes tools natively): a template that names them. SmolLM2's does
+    not (llama.cpp's /props: chat_template_caps.supports_tools false), so its requests'
+    tools are emulated (eldric.wire.xmltools). Read once per file version."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return _template_has_tools(path, (st.st_size, st.st_mtime))
 
 
 @dataclass(frozen=True)

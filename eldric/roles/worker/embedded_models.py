@@ -32,7 +32,7 @@ import structlog
 
 from eldric.errors import ErrorBody, ModelNotFound, UpstreamUnavailable, error_type_for
 from eldric.modelops.models_dir import installed
-from eldric.roles.worker.embedded import Embedded, Launch, pooling_for
+from eldric.roles.worker.embedded import Embedded, Launch, native_tools, pooling_for
 from eldric.stream import Target
 from eldric.wire.models import LocalModel
 from eldric.wire.openai import Model
@@ -158,6 +158,13 @@ class EmbeddedModels:
                                                 size=(_file_key(path) or (None,))[0])
             out.append(msgspec.structs.replace(m, name=name, loaded=self._loaded(name)))
         return out
+
+    def native_tools(self, name: str | None) -> bool:
+        """Whether the model `name` (None: the last one asked for) takes tools in its own
+        chat template (embedded.native_tools); an unknown name: no."""
+        path = self.catalog.get(name) if name else (
+            self.current.path if self.current is not None else self.launch.model)
+        return path is not None and native_tools(path)
 
     def _loaded(self, name: str) -> bool:
         eng = self.engines.get(name)

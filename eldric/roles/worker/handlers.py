@@ -92,8 +92,10 @@ async def inference(request: LaneRequest) -> Answer:
     body = await read_body(request)
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
-    if request.path == CHAT and request.app[WORKER].emulates_tools(head.model):
-        body, x = xmltools.wrapped(None, body, prefill=request.app[WORKER].kind.prefills)
+    st = request.app[WORKER]
+    if request.path == CHAT and st.may_emulate and xmltools.wanted(body) \
+            and st.emulates_tools(head.model or ""):
+        body, x = xmltools.wrapped(None, body, prefill=st.kind.prefills)
         return await _relay(request, body, x)
     return await _relay(request, body)
 
@@ -111,8 +113,8 @@ async def _translate(request: LaneRequest, body: bytes, tap: Tap | None) -> Answ
     request[keys.HOP].model = t.model
     chat = t.request()
     st = request.app[WORKER]
-    if t.upstream_path == CHAT and st.emulates_tools(t.model):  # its tools emulated too
-        chat, t = xmltools.wrapped(t, chat, prefill=st.kind.prefills)
+    if t.upstream_path == CHAT and st.may_emulate and st.emulates_tools(t.model):
+        chat, t = xmltools.wrapped(t, chat, prefill=st.kind.prefills)  # its tools too
     return await _relay(request, chat, t, tap)
 
 
@@ -120,7 +122,8 @@ async def native(request: LaneRequest) -> Answer:
     """A client API path the backend serves itself: relayed as it is."""
     body = await read_body(request)
     request[keys.HOP].model = model = model_of(body)
-    if request.app[WORKER].emulates_tools(model) and xmltools.wanted(body):
+    st = request.app[WORKER]
+    if st.may_emulate and xmltools.wanted(body) and st.emulates_tools(model or ""):
         # served natively, but its tools would be dropped: translated, tools emulated
         return await stateful(request, body, functools.partial(_translate, request))
     # behind: the backend keeps responses of its own, and may know an id this worker does not

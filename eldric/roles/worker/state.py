@@ -79,10 +79,21 @@ class WorkerState:
             return self.cfg.max_concurrency
         return self.cfg.parallel if self.cfg.backend == "embedded" else None
 
+    @property
+    def may_emulate(self) -> bool:
+        """Whether any model's tools may be emulated here (a check of two fields, made
+        before a body is looked at: a worker that emulates nothing pays nothing)."""
+        return self.kind.tools == "xml" or bool(self.cfg.xml_tools_models)
+
     def emulates_tools(self, model: str) -> bool:
-        """Whether `model`'s tool calls are emulated in XML: its kind has no native ones,
-        or --xml-tools-models names it."""
-        return self.kind.tools == "xml" or xmltools.matches(model, self.cfg.xml_tools_models)
+        """Whether `model`'s tool calls are emulated in XML: --xml-tools-models names it,
+        or its kind has no native ones (the embedded backend: unless the model's own chat
+        template takes tools, which llama.cpp then handles itself)."""
+        if xmltools.matches(model, self.cfg.xml_tools_models):
+            return True
+        if self.kind.tools != "xml":
+            return False
+        return self.models is None or not self.models.native_tools(model or None)
 
     def set_backend(self, url: str) -> None:
         self.use(self.target_at(url))
