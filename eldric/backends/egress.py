@@ -143,3 +143,7 @@ class Adapter:
     health: Callable[[Reach], Outbound | None] = lambda r: None  # noqa: E731 - as given
     tools: Literal["native", "xml"] = "native"  # its chat takes tools, or eldric emulates them
     vision: bool | None = None  # image parts: taken (True), refused 400 (False), unknown (None)
+    # Its API takes an image's bytes only (Bedrock, Gemini inlineData): call.send fetches
+    # a chat's http(s) image URLs into data: URLs (eldric.backends.images.inline) before
+    # the egress is made, so the Egress only ever sees data: URLs.
+    inline_images: bool = False
