@@ -33,29 +33,15 @@ import aiohttp
 
 from eldric.errors import BadRequest
 from eldric.wire.native.chat_in import IMAGE_TYPES, Conversation, Image
+from eldric.wire.vision import sniff
 
 MAX_BYTES = 20 * 1024 * 1024  # Gemini's inline request limit; Bedrock/Anthropic cap lower
 TIMEOUT = 10.0  # seconds for one image: connect, redirects and body
 _REDIRECTS = 3
 _CHUNK = 64 * 1024
 
-# The first bytes of each type the APIs take, for a server that says octet-stream.
-_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
-          (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
-
-
 class ImageFetchFailed(BadRequest):
     code = "image_fetch_failed"
-
-
-def sniff(data: bytes) -> str | None:
-    """The image type its first bytes say, or None."""
-    for magic, media_type in _MAGIC:
-        if data.startswith(magic):
-            return media_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 async def fetch(session: aiohttp.ClientSession, url: str, *, max_bytes: int = MAX_BYTES,

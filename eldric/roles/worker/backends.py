@@ -31,6 +31,12 @@ class BackendKind:
     # Its /tokenize applies the chat template to messages (vLLM's), so count_tokens where
     # /v1/messages is not native is a real count, not an estimate.
     tokenizes_chats: bool = False
+    # Image parts: taken (True), refused 400 vision_unsupported (False), not known (None:
+    # sent, the model decides); --vision-models and --no-vision narrow it per worker.
+    vision: bool | None = None
+    # It takes http(s) image URLs (else the worker fetches them into data: URLs first:
+    # Ollama's OpenAI API takes base64 data only).
+    image_urls: bool = True
 
 
 KINDS: dict[str, BackendKind] = {
@@ -38,7 +44,8 @@ KINDS: dict[str, BackendKind] = {
     # API (/api/chat, /api/show, …) relayed untouched.
     "ollama": BackendKind("http://127.0.0.1:11434", "/api/tags",
                           (*_OPENAI, "/v1/responses", "/v1/messages", "/api"),
-                          native_tags=True, lacks=("/v1/messages/count_tokens",)),
+                          native_tags=True, lacks=("/v1/messages/count_tokens",),
+                          image_urls=False),
     # llama.cpp's server and vLLM serve /v1/messages/count_tokens with /v1/messages
     "vllm": BackendKind("http://127.0.0.1:8000", "/v1/models",
                         (*_LLAMACPP, "/v1/score", "/v1/audio"), tokenizes_chats=True),
@@ -51,7 +58,8 @@ KINDS: dict[str, BackendKind] = {
     "openai": BackendKind("https://api.openai.com", "/v1/models", None),
     # llama.cpp in-process on a private port: what its server serves, embeddings only
     # when the worker turns them on.
-    "embedded": BackendKind("", "/v1/models", _LLAMACPP),
+    # without a multimodal projector (eldric loads none), llama.cpp refuses images with 500
+    "embedded": BackendKind("", "/v1/models", _LLAMACPP, vision=False),
     "mock": BackendKind("", "/v1/models", _OPENAI),  # in-process, private port
 }
 

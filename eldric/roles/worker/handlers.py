@@ -15,6 +15,7 @@ from eldric.errors import (NOT_HERE_HEADERS, EldricError, ModelNotFound, Upstrea
                            UpstreamUnavailable)
 from eldric.exchange import Answer, LaneRequest
 from eldric.http import read_body
+from eldric.roles.worker import images
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.serve.server import fast_post
@@ -30,6 +31,7 @@ from eldric.wire.translated import TRANSLATED
 
 
 log = structlog.get_logger("eldric.worker")
+CHAT = "/v1/chat/completions"
 
 
 def _refuse_while_loading(st: WorkerState) -> None:
@@ -82,6 +84,8 @@ async def inference(request: LaneRequest) -> Answer:
     body = await read_body(request)
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
+    if request.path == CHAT:
+        body = await images.admit(request, request.app[WORKER], body, CHAT, head.model)
     return await _relay(request, body)
 
 
@@ -96,13 +100,17 @@ async def translated(request: LaneRequest) -> Answer:
 async def _translate(request: LaneRequest, body: bytes, tap: Tap | None) -> Answer:
     t = TRANSLATED[request.path].factory(body)
     request[keys.HOP].model = t.model
-    return await _relay(request, t.request(), t, tap)
+    sent = t.request()
+    if t.upstream_path == CHAT:  # the client's images, now in Chat Completions' shape
+        sent = await images.admit(request, request.app[WORKER], sent, CHAT, t.model)
+    return await _relay(request, sent, t, tap)
 
 
 async def native(request: LaneRequest) -> Answer:
     """A client API path the backend serves itself: relayed as it is."""
     body = await read_body(request)
-    request[keys.HOP].model = model_of(body)
+    model = request[keys.HOP].model = model_of(body)
+    body = await images.admit(request, request.app[WORKER], body, request.path, model)
     # behind: the backend keeps responses of its own, and may know an id this worker does not
     return await stateful(request, body, lambda body, tap: _relay(request, body, tap=tap),
                           behind=True)

@@ -14,6 +14,7 @@ from eldric.roles.worker.backends import BackendKind
 from eldric.roles.worker.config import WorkerConfig
 from eldric.stream import Target, Timeouts
 from eldric.sysload import HostLoad
+from eldric.wire.vision import Vision
 
 if TYPE_CHECKING:
     from eldric.cluster.tunnel_client import TunnelClient
@@ -39,6 +40,7 @@ class WorkerState:
     # The embedded backend's models, loaded on demand (None for every other backend: its
     # requests go to `target`)
     models: EmbeddedModels | None = None
+    vision: Vision = field(default_factory=Vision)  # which models take images (build)
 
     @property
     def worker_id(self) -> str | None:
