@@ -62,6 +62,8 @@ async def inference(request: web.Request) -> web.StreamResponse:
     cs = request.app[CLOUD]
     body = await read_body(request)
     head = decode_head(body, _HEADS[request.path])
+    if head.model is None:  # /v1/rerank's is optional for a worker, not here
+        raise BadRequest("model is required: it names the backend's model", param="model")
     request[keys.HOP].model = head.model
     tries = _Backends(request, cs, body, head)
     return await _answer(tries)

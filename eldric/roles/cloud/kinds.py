@@ -24,7 +24,7 @@ from eldric.roles.cloud import anthropic_call, openai_call
 from eldric.roles.cloud.providers import KNOWN
 from eldric.wire.anthropic_shared import ANTHROPIC_VERSION
 from eldric.wire.ollama import Tags
-from eldric.wire.openai import HEAD_BY_PATH, UpstreamModelList
+from eldric.wire.openai import UpstreamModelList
 
 if TYPE_CHECKING:
     from eldric.roles.cloud.backends import Backend
@@ -93,12 +93,14 @@ def _ollama_tags(raw: bytes) -> list[str]:
     return [t.name for t in msgspec.json.decode(raw, type=Tags).models]
 
 
-_OPENAI_PATHS = tuple(HEAD_BY_PATH)  # chat, completions, embeddings
+_OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 PROVIDER_KINDS: dict[str, ProviderKind] = {
     # Any server with OpenAI's API: its URL is the part before /chat/completions.
+    # Its /rerank: relayed for the providers that serve one (Jina, Together, Voyage, a
+    # vLLM); a model of one that does not is its own 404.
     "openai_compatible": ProviderKind(
-        openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/models"), _openai_models,
+        openai_call.call, (*_OPENAI_PATHS, "/v1/rerank"), _bearer, _listed_at("{url}/models"), _openai_models,
         find_v1=True),
     # The Messages API: chat translated to it (and so every client API translated to
     # chat), its own /v1/messages (count_tokens too) relayed as they are; its models at
