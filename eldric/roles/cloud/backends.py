@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.backends.call import probe as native_probe
 from eldric.bus import Bus, UpstreamState
 from eldric.bus.prober import HEALTHY, PROBE_FAILED, Prober, Verdict, on_bus
 from eldric.errors import ConfigError, error_json
@@ -61,6 +62,7 @@ class Backend:
     models: list[str] = field(default_factory=list)
     models_error: str | None = None  # the last model-list fetch failed (last list kept)
     auth_failed: bool = False
+    options: dict = field(default_factory=dict)  # a native kind's adapter options
 
     @property
     def status(self) -> str:
@@ -115,7 +117,8 @@ def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     state = bus.upstream(f"backend:{spec.name}", url, role="cloud", healthy=False)
     return Backend(name=spec.name, type=btype, kind=kind, url=url, key=resolve_key(spec, env),
                    priority=spec.priority, enabled=spec.enabled,
-                   extra_headers=dict(spec.headers), api_version=spec.api_version, state=state)
+                   extra_headers=dict(spec.headers), api_version=spec.api_version, state=state,
+                   options=dict(spec.options))
 
 
 # ---------------------------------------------------------------- model lists and probes
@@ -140,6 +143,8 @@ async def probe(app: web.Application, b: Backend) -> Verdict:
     """Fetch the model list: it is the catalog refresh and the health check in one.
     401/403 means the key is refused (auth_failed); 5xx or no answer, unhealthy; any
     other failure, degraded (it answers; the last list is kept)."""
+    if b.kind.adapter is not None:
+        return await _probe_native(app, b)
     url, headers = b.kind.models_request(b)
     t0 = time.perf_counter()
     try:
@@ -163,6 +168,31 @@ async def probe(app: web.Application, b: Backend) -> Verdict:
         b.models_error = None
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         b.models_error = f"unreadable model list: {exc}"
+    b.state.latency_ms = (time.perf_counter() - t0) * 1000
+    return HEALTHY
+
+
+async def _probe_native(app: web.Application, b: Backend) -> Verdict:
+    """A native kind: its adapter's model list or health request (signed), else its
+    configured `models` option; the verdicts as above."""
+    assert b.kind.adapter is not None
+    t0 = time.perf_counter()
+    found = await native_probe(app, b.kind.adapter, b, PROBE_TIMEOUT)
+    b.state.last_check = time.time()
+    if found.status == 0:
+        b.models_error = found.error
+        return Verdict(False, found.error)
+    if found.status in (401, 403):
+        b.auth_failed = True
+        b.models_error = f"key refused (HTTP {found.status})"
+        return Verdict(False, "auth_failed")
+    b.auth_failed = False
+    if found.status != 200:
+        b.models_error = found.error
+        return Verdict(found.status < 500, found.error)
+    if found.models is not None:
+        b.models = found.models
+    b.models_error = found.error
     b.state.latency_ms = (time.perf_counter() - t0) * 1000
     return HEALTHY
 

@@ -24,6 +24,9 @@ class BackendSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = True
     headers: dict[str, str] = {}
     api_version: str = "2024-10-21"  # azure_openai only
+    # A native kind's adapter options (project, region, template, models, …: each
+    # adapter's section of docs/backends.md says which it reads)
+    options: dict[str, object] = {}
 
 
 # name:url:key where the URL has colons of its own. A number right after the host is

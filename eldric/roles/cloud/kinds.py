@@ -6,9 +6,11 @@ parser (the list is also the health probe), the API paths it serves (a request f
 another path is a 400, and /health advertises the union over the enabled backends), and
 how a request reaches it: through the zero-copy core (openai_call.call, with `route`
 saying where), or a translator of its own (anthropic_call.call, which relays Anthropic's
-own paths through the core). Either call also takes the client APIs translated to a path
-the kind serves (Responses, Ollama's chat, on a chat path). A new type is one entry
-here; a provider name that means a type (openai, groq, …) is one line in providers.KNOWN.
+own paths through the core), or a native API's adapter (native_call: one kind per
+Adapter of eldric.backends.table, its request through eldric.backends.call). Each call
+also takes the client APIs translated to a path the kind serves (Responses, Ollama's
+chat, on a chat path). A new type is one entry here, or a native adapter's module; a
+provider name that means a type (openai, groq, …) is one line in providers.KNOWN.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 from aiohttp import web
 
-from eldric.roles.cloud import anthropic_call, openai_call
+from eldric.backends.table import adapters
+from eldric.roles.cloud import anthropic_call, native_call, openai_call
 from eldric.roles.cloud.providers import KNOWN
 from eldric.wire.anthropic_shared import ANTHROPIC_VERSION
 from eldric.wire.ollama import Tags
 from eldric.wire.openai import UpstreamModelList
 
 if TYPE_CHECKING:
+    from eldric.backends.egress import Adapter
     from eldric.roles.cloud.backends import Backend
     from eldric.roles.cloud.state import CloudState
     from eldric.stream.sse import Tap
@@ -66,6 +70,10 @@ class ProviderKind:
     # A URL naming no API version whose /models is a 404 is tried at URL/v1 (a vLLM given
     # as http://host:8000); kept if the list is there.
     find_v1: bool = False
+    # A native kind's adapter: its probe is the adapter's (eldric.backends.call.probe),
+    # its auth the adapter's signer, per request (so `auth` and `models_request` are
+    # not used for it).
+    adapter: Adapter | None = None
 
 
 def _bearer(b: Backend) -> dict[str, str]:
@@ -120,6 +128,18 @@ PROVIDER_KINDS: dict[str, ProviderKind] = {
         route=lambda b, sub, model: (b.url, f"/openai/deployments/{model}{sub}",
                                      f"api-version={b.api_version}")),
 }
+
+
+def _native(adapter: Adapter) -> ProviderKind:
+    """A native API's kind: every OpenAI path its adapter has an egress for."""
+    def unused(b: Backend) -> tuple[str, dict[str, str]]:
+        raise AssertionError("a native kind is probed through its adapter")
+    return ProviderKind(native_call.caller(adapter), tuple(adapter.ops), lambda b: {},
+                        unused, lambda raw: [], root=False, adapter=adapter)
+
+
+PROVIDER_KINDS.update({name: _native(a) for name, a in adapters().items()
+                       if name not in PROVIDER_KINDS})
 
 
 def described() -> dict[str, dict[str, object]]:

@@ -31,6 +31,18 @@ KNOWN: dict[str, Provider] = {
 }
 
 
+def _native_rows() -> dict[str, Provider]:
+    """Each native API's table rows (eldric.backends.table): `--backends gemini:URL:KEY`
+    means the kind of its adapter."""
+    from eldric.backends.table import rows
+
+    return {r.name: Provider(r.api, r.url or "", r.key_env) for r in rows().values()
+            if r.api != "openai" and r.name not in KNOWN}
+
+
+KNOWN.update(_native_rows())
+
+
 def known(name: str) -> Provider | None:
     """`ollama`, `ollama-remote`, `ollama2` all mean an Ollama."""
     if name in KNOWN:
