@@ -37,6 +37,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.backends import images
 from eldric.backends.egress import Adapter, Context, Egress, Outbound, Reach
 from eldric.backends.framing import frames
 from eldric.errors import BadRequest, UpstreamFailure, error_json
@@ -49,6 +50,7 @@ from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failur
 from eldric.stream.upstream_errors import normalise
 from eldric.wire import dialect, openai_reply
 from eldric.wire.translate import Translator
+from eldric.wire.vision import CHAT, maybe as maybe_images
 
 log = structlog.get_logger("eldric.backends")
 
@@ -89,6 +91,9 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
         data = msgspec.json.decode(body)
     except msgspec.DecodeError:
         raise BadRequest("the request body is not valid JSON") from None
+    if path == CHAT and isinstance(data, dict) and maybe_images(body):  # off text's path
+        await images.ready(request.app[keys.SESSION], adapter.vision, adapter.inline_images,
+                           reach.name, reach.options, data, model)
     opts = data.get("stream_options") if isinstance(data, dict) else None
     egress = factory(data, Context(model=model, options=reach.options, include_usage=bool(
         isinstance(opts, dict) and opts.get("include_usage"))))

@@ -31,9 +31,9 @@ from typing import Any
 
 import aiohttp
 
-from eldric.errors import BadRequest
+from eldric.errors import BadRequest, EldricError
 from eldric.wire.native.chat_in import IMAGE_TYPES, Conversation, Image
-from eldric.wire.vision import sniff
+from eldric.wire.vision import CHAT, Vision, in_request, sniff
 
 MAX_BYTES = 20 * 1024 * 1024  # Gemini's inline request limit; Bedrock/Anthropic cap lower
 TIMEOUT = 10.0  # seconds for one image: connect, redirects and body
@@ -146,3 +146,26 @@ async def inline(session: aiohttp.ClientSession, conv_or_body: Conversation | di
         else:
             target["url"] = f"data:{media_type};base64,{b64}"
     return len(wanted)
+
+
+async def ready(session: aiohttp.ClientSession, adapter_vision: bool | None,
+                inline_images: bool, reach_name: str, options: Any, body: dict[str, Any],
+                model: str) -> int:
+    """A chat body (decoded) about to go to a native adapter (call.send): 400
+    vision_unsupported where the backend's model cannot see (the adapter's `vision`,
+    narrowed by the backend's ``options.vision``), else its http(s) image URLs fetched
+    into data: URLs where the adapter takes bytes only (``options.image_max_bytes``,
+    ``options.image_timeout_ms`` bound the fetch). Returns how many were fetched."""
+    if not in_request(body, CHAT):
+        return 0
+    try:
+        v = Vision.of_option(options.get("vision"), adapter_vision, f"backend {reach_name}")
+    except ValueError as exc:  # the operator's, not the client's (the cloud checks at start)
+        raise EldricError(f"backend {reach_name}: {exc}", status=500,
+                          code="backend_misconfigured") from None
+    if v.sees(model) is False:
+        raise v.refusal(model)
+    if not inline_images:
+        return 0
+    return await inline(session, body, max_bytes=int(options.get("image_max_bytes", MAX_BYTES)),
+                        timeout=float(options.get("image_timeout_ms", TIMEOUT * 1000)) / 1000)

@@ -23,6 +23,7 @@ from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.kinds import PROVIDER_KINDS, ProviderKind
 from eldric.roles.cloud.providers import known
 from eldric.stream import UpstreamFailure
+from eldric.wire.vision import Vision
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -63,6 +64,7 @@ class Backend:
     models_error: str | None = None  # the last model-list fetch failed (last list kept)
     auth_failed: bool = False
     options: dict = field(default_factory=dict)  # a native kind's adapter options
+    vision: Vision = field(default_factory=Vision)  # which models take images (options.vision)
 
     @property
     def status(self) -> str:
@@ -114,11 +116,17 @@ def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     url = url.rstrip("/")
     if kind.root and url.endswith("/v1"):
         url = url[:-3]  # it takes its root; eldric adds /v1/…
+    try:
+        vision = Vision.of_option(spec.options.get("vision"),
+                                  kind.adapter.vision if kind.adapter else None,
+                                  f"backend {spec.name}")
+    except ValueError as exc:
+        raise ConfigError(f"backend {spec.name!r}: {exc}") from None
     state = bus.upstream(f"backend:{spec.name}", url, role="cloud", healthy=False)
     return Backend(name=spec.name, type=btype, kind=kind, url=url, key=resolve_key(spec, env),
                    priority=spec.priority, enabled=spec.enabled,
                    extra_headers=dict(spec.headers), api_version=spec.api_version, state=state,
-                   options=dict(spec.options))
+                   options=dict(spec.options), vision=vision)
 
 
 # ---------------------------------------------------------------- model lists and probes

@@ -145,11 +145,15 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
             t, chat = self.translation
             if t.upstream_path not in kind.paths:
                 raise _unserved(backend)
+            if kind.adapter is None:  # a native kind's is call.send's (the same check)
+                backend.vision.check(chat, t.upstream_path, model)
             self.cs.metrics.request(backend.name, model)
             return kind.call(self.request, self.cs, backend, model, chat, self.head,
                              translate=t, keep=self.keep)
         if not covers(kind.paths, path):
             raise _unserved(backend)
+        if kind.adapter is None:
+            backend.vision.check(self.body, path, model)  # one byte search for text
         self.cs.metrics.request(backend.name, model)
         return kind.call(self.request, self.cs, backend, model, self.body, self.head)
 
