@@ -159,3 +159,43 @@ async def _health(s: aiohttp.ClientSession, url: str) -> bool:
 
 
 
+
+
+async def test_rerank_and_embeddings_reach_a_native_adapters_ops(tmp_path, aiohttp_server,
+                                                                 monkeypatch):
+    """A native kind's /v1/rerank and /v1/embeddings ops (the `pics` test adapter, as
+    Cohere's /v2/rerank and /v2/embed would be) through edge -> router -> cloud."""
+    from eldric.roles.cloud import kinds as cloud_kinds
+    from eldric.roles.cloud.providers import KNOWN, Provider
+    from tests.backends import pics
+
+    monkeypatch.setitem(cloud_kinds.PROVIDER_KINDS, "pics", cloud_kinds._native(pics.PICS))
+    monkeypatch.setitem(KNOWN, "pics", Provider("pics", "", None))
+    server = await aiohttp_server(pics.make_app())
+    async with run_cloud(tmp_path / "c", f"pics:{url_of(server)}") as c, \
+            run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                       workers=c["cloud"], health_interval=200) as r, \
+            run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0, bind="127.0.0.1",
+                       routers=r["router"], api_key="sk-n") as e, \
+            aiohttp.ClientSession() as s:
+        async def routable() -> bool:
+            async with s.get(r["router"] + "/v1/models") as resp:
+                return "pic-1" in {m["id"] for m in (await resp.json())["data"]}
+        await until(routable, timeout=10)
+        async with s.get(c["cloud"] + "/health") as resp:
+            paths = (await resp.json())["paths"]
+        assert {"/v1/embeddings", "/v1/rerank"} <= set(paths)
+        status, headers, got = await _rerank(s, e["edge"], "sk-n", {
+            "model": "pic-1", "query": "dog", "documents": DOCS})
+        assert status == 200 and [x["index"] for x in got["results"]][0] == 2
+        assert headers["X-Eldric-Backend"] == "pics"
+        assert server.app[pics.SEEN][-1] == {"model": "pic-1", "q": "dog", "docs": DOCS}
+        # the API's own error, mapped (its 400 is the client's)
+        status, _, got = await _rerank(s, e["edge"], "sk-n", {"model": "pic-1",
+                                                              "documents": DOCS})
+        assert status == 400 and got["error"]["message"] == "q is required"
+        sdk = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key="sk-n", max_retries=0)
+        emb = await sdk.embeddings.create(model="pic-1", input=["a b", "c"])
+        assert [d.embedding for d in emb.data] == [[3.0, 0.5], [1.0, 0.5]]
+        assert emb.usage.prompt_tokens == 3
+        await sdk.close()
