@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import msgspec
 
+from eldric.backends.table import adapter_of, rows
 from eldric.wire.ollama import Tags
 from eldric.wire.openai import UpstreamModelList
+
+if TYPE_CHECKING:
+    from eldric.backends.egress import Adapter
 
 
 # The API paths each kind serves natively, from its own documentation (an entry covers
@@ -37,6 +42,9 @@ class BackendKind:
     # It takes http(s) image URLs (else the worker fetches them into data: URLs first:
     # Ollama's OpenAI API takes base64 data only).
     image_urls: bool = True
+    # A native API (eldric.backends.table's rows with one): its requests go through the
+    # adapter (eldric.backends.call.send), its probe is the adapter's (call.probe).
+    adapter: Adapter | None = None
 
 
 KINDS: dict[str, BackendKind] = {
@@ -57,11 +65,27 @@ KINDS: dict[str, BackendKind] = {
     "mlc": BackendKind("http://127.0.0.1:8080", "/v1/models", _CORE),
     "openai": BackendKind("https://api.openai.com", "/v1/models", None),
     # llama.cpp in-process on a private port: what its server serves, embeddings only
-    # when the worker turns them on.
-    # without a multimodal projector (eldric loads none), llama.cpp refuses images with 500
+    # when the worker turns them on; no vision: without a multimodal projector (eldric
+    # loads none) llama.cpp answers images with a 500.
     "embedded": BackendKind("", "/v1/models", _LLAMACPP, vision=False),
     "mock": BackendKind("", "/v1/models", _OPENAI),  # in-process, private port
 }
+
+
+def _native() -> dict[str, BackendKind]:
+    """A kind per native table row: the OpenAI paths its adapter translates."""
+    out = {}
+    for row in rows().values():
+        adapter = adapter_of(row)
+        if adapter is not None and row.name not in KINDS:
+            # images: call.send refuses or fetches them as the adapter says
+            out[row.name] = BackendKind(row.url or "", "", tuple(adapter.ops),
+                                        adapter=adapter, vision=row.vision
+                                        if row.vision is not None else adapter.vision)
+    return out
+
+
+KINDS.update(_native())
 
 
 def described() -> dict[str, dict[str, object]]:

@@ -8,9 +8,10 @@ import msgspec
 
 from eldric.cluster.config import MemberConfig
 from eldric.config import FloatMs, Ms, flag_meta
+from eldric.roles.worker.backends import KINDS
 
-BackendType = Literal["ollama", "vllm", "llamacpp", "tgi", "localai", "lmdeploy", "mlc",
-                      "openai", "embedded", "mock"]
+# The kinds table's names (the native APIs' rows included), so a new kind is one entry.
+BackendType = Literal[tuple(KINDS)]  # type: ignore[valid-type]
 
 
 class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
@@ -19,7 +20,11 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     backend_url: Annotated[str | None, flag_meta(
         "the backend's URL (default: the backend type's usual local port)")] = None
     backend_api_key: Annotated[str | None, flag_meta(
-        "API key the backend demands (sent as Authorization: Bearer)")] = None
+        "API key the backend demands (sent as Authorization: Bearer, or as a native "
+        "kind's API takes it)")] = None
+    backend_options: Annotated[dict[str, object], flag_meta(
+        "a native backend's adapter options, JSON ({\"project\": \"p\", \"region\": …}: "
+        "docs/backends.md says which each kind reads)", flag="backend-options")] = {}
     health_check_interval_ms: Annotated[Ms, flag_meta(
         "how often the backend is probed (health and model list), ms",
         flag="health-interval")] = 10_000

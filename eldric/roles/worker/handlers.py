@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from eldric import keys
+from eldric.backends import call as native_call
 from eldric.bus.routes import json_response
 from eldric.errors import (NOT_HERE_HEADERS, EldricError, ModelNotFound, UpstreamTimeout,
                            UpstreamUnavailable)
@@ -59,8 +60,14 @@ async def _to(request: LaneRequest, st: WorkerState, target: Target | None, body
               translate: Translator | None, tap: Tap | None) -> Answer:
     path = request.path if translate is None else translate.upstream_path
     try:
-        resp = await forward(request, target, path, body,  # type: ignore[arg-type]
-                             timeouts=st.timeouts, translate=translate, tap=tap)
+        if st.kind.adapter is not None:  # a native API: translated by its adapter
+            resp = await native_call.send(
+                request, st.kind.adapter, st.reach, body, path=path,
+                model=request[keys.HOP].model or "", timeouts=st.timeouts,
+                translate=translate, keep=tap)
+        else:
+            resp = await forward(request, target, path, body,  # type: ignore[arg-type]
+                                 timeouts=st.timeouts, translate=translate, tap=tap)
     except UpstreamFailure as exc:
         request.app[keys.BUS].mark_down(st.upstream, exc)
         raise _as_error(st, exc) from None
@@ -180,6 +187,16 @@ async def _backend_models(request: web.Request) -> list[str]:
     if st.models is not None:  # what its models directory holds, not one llama.cpp's
         ids = st.upstream.models = st.models.rescan()
         return ids
+    if st.kind.adapter is not None:
+        found = await native_call.probe(request.app, st.kind.adapter, st.reach,
+                                        st.timeouts.idle)
+        if found.status != 200 or found.models is None:
+            if found.status == 0:
+                request.app[keys.BUS].mark(st.upstream, False, found.error)
+            raise UpstreamUnavailable(f"backend {st.cfg.backend} at {st.backend_url}: "
+                                      f"{found.error}")
+        st.upstream.models = found.models
+        return found.models
     session = request.app[keys.SESSION]
     try:
         async with session.get(st.backend_url + st.kind.models_path,

@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 
 from eldric import __version__, keys
+from eldric.backends import call as native_call
 from eldric.bus import UpstreamState
 from eldric.bus.prober import HEALTHY, Prober, Verdict, on_bus
 from eldric.modelops.routes import model_ops
@@ -20,6 +21,8 @@ from eldric.wire.translated import translatable
 
 log = structlog.get_logger("eldric.worker")
 
+PROBE_TIMEOUT = 10.0  # a native kind's probe request (the others use the session's)
+
 
 async def probe(app: web.Application, up: UpstreamState) -> Verdict:
     """Ask the backend for its model list: that is both the health check and the models."""
@@ -28,6 +31,12 @@ async def probe(app: web.Application, up: UpstreamState) -> Verdict:
         # the embedded backend between unloading one model and loading the next: no
         # llama.cpp to ask, the worker itself is fine
         up.models = st.models.rescan()
+        return HEALTHY
+    if st.kind.adapter is not None:  # a native API: its adapter's model list or health
+        found = await native_call.probe(app, st.kind.adapter, st.reach, PROBE_TIMEOUT)
+        if found.status != 200 or found.models is None:
+            raise ValueError(found.error)
+        up.models = found.models
         return HEALTHY
     async with app[keys.SESSION].get(st.backend_url + st.kind.models_path,
                                      headers=st.target.headers if st.target else None) as resp:

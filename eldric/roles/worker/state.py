@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -19,6 +20,18 @@ from eldric.wire.vision import Vision
 if TYPE_CHECKING:
     from eldric.cluster.tunnel_client import TunnelClient
     from eldric.roles.worker.embedded_models import EmbeddedModels
+
+
+@dataclass(frozen=True)
+class Reached:
+    """The worker's one backend as a Reach (eldric.backends.egress)."""
+
+    name: str
+    url: str
+    key: str | None
+    options: Mapping[str, Any]
+    extra_headers: dict[str, str]
+    state: UpstreamState
 
 
 @dataclass
@@ -41,6 +54,12 @@ class WorkerState:
     # requests go to `target`)
     models: EmbeddedModels | None = None
     vision: Vision = field(default_factory=Vision)  # which models take images (build)
+
+    @property
+    def reach(self) -> Reached:
+        """The backend as eldric.backends.call reaches a native kind (egress.Reach)."""
+        return Reached(self.cfg.backend, self.backend_url, self.cfg.backend_api_key,
+                       self.cfg.backend_options, {}, self.upstream)
 
     @property
     def worker_id(self) -> str | None:
