@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
+from typing import Literal, get_args
 
 import aiohttp
 import openai
@@ -16,8 +18,11 @@ import pytest
 from aiohttp import web
 
 from eldric.roles import cloud as cloud_role
+from eldric.roles import worker as worker_role
 from eldric.roles.cloud import kinds as cloud_kinds
 from eldric.roles.cloud.providers import KNOWN, Provider
+from eldric.roles.worker.backends import KINDS, BackendKind
+from eldric.roles.worker.config import BackendType, WorkerConfig
 from tests.backends import pics
 from tests.conftest import run_role, until, url_of
 from tests.fakes import openai_server as fake_openai
@@ -26,6 +31,13 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
                        "hgGAWjR9awAAAABJRU5ErkJggg==")
 B64 = base64.b64encode(PNG).decode()
 HITS = web.AppKey("hits", list)
+
+
+class PicsConfig(WorkerConfig, kw_only=True, forbid_unknown_fields=True):
+    backend: Literal[(*get_args(BackendType), "pics")] = "pics"  # type: ignore[valid-type]
+
+
+PICS_WORKER = dataclasses.replace(worker_role.ROLE, config=PicsConfig)
 
 
 def _see(*urls: str) -> list[dict]:
@@ -125,3 +137,38 @@ async def test_a_bad_vision_option_is_refused_at_start(tmp_path):
         async with cloud(tmp_path, [{"name": "x", "url": "http://127.0.0.1:9/v1",
                                      "options": {"vision": "yes"}}]):
             pass
+
+
+async def test_the_worker_fronting_a_bytes_only_api(monkeypatch, aiohttp_server, host,
+                                                   tmp_path):
+    """The same through the worker (--backend pics): its image URLs fetched by call.send,
+    --backend-options' vision narrowing it, rerank and embeddings to the adapter's ops."""
+    monkeypatch.setitem(KINDS, "pics", BackendKind("", "", tuple(pics.PICS.ops),
+                                                  adapter=pics.PICS))
+    image_host, hits = host
+    server = await aiohttp_server(pics.make_app())
+    async with run_role(PICS_WORKER, tmp_path, backend="pics", backend_url=url_of(server),
+                        backend_options={"vision": ["pic-see"]}) as url:
+        async def listed() -> bool:
+            async with aiohttp.ClientSession() as s, s.get(url + "/v1/models") as r:
+                return r.status == 200 and len((await r.json())["data"]) == 2
+        await until(listed, timeout=10)
+        sdk = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        got = await sdk.chat.completions.create(model="pic-see", messages=_see(
+            f"{image_host}/cat.png"))
+        assert got.choices[0].message.content == "1 image(s): image/png"
+        assert server.app[pics.SEEN][-1]["images"][0]["b64"] == B64
+        with pytest.raises(openai.BadRequestError) as exc:
+            await sdk.chat.completions.create(model="pic-1", messages=_see(
+                f"{image_host}/cat.png"))
+        assert exc.value.body["code"] == "vision_unsupported" and hits == ["/cat.png"]
+        emb = await sdk.embeddings.create(model="pic-1", input="a b c")
+        assert emb.data[0].embedding == [5.0, 0.5]
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url + "/v1/rerank", json={
+                    "model": "pic-1", "query": "b", "documents": ["a", "b"]}) as r:
+                assert r.status == 200
+                assert [x["index"] for x in (await r.json())["results"]] == [1, 0]
+            async with s.get(url + "/health") as r:
+                assert {"/v1/embeddings", "/v1/rerank"} <= set((await r.json())["paths"])
+        await sdk.close()
