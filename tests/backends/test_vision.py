@@ -67,7 +67,7 @@ def test_the_byte_search_and_the_walk():
 
 @pytest.mark.parametrize("flags, model, refused", [
     ({"vision_models": "llava*,*-vl"}, "eldric-mock", True),
-    ({"no_vision": True}, "eldric-mock", True),
+    ({"vision": False}, "eldric-mock", True),
     ({}, "eldric-mock", False),  # the mock's vision is not known: sent
 ])
 async def test_vision_flags_of_the_worker(tmp_path, flags, model, refused):

@@ -34,9 +34,9 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     vision_models: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]] | None, flag_meta(
         "the backend's models that take images, globs a*,b (other models' requests with "
         "images are refused 400 vision_unsupported; default: what the backend type says)")] = None
-    no_vision: Annotated[bool, flag_meta(
-        "refuse every request with images (400 vision_unsupported): the backend's models "
-        "cannot see")] = False
+    vision: Annotated[bool, flag_meta(
+        "pass requests with images on (--no-vision: refuse every one, 400 "
+        "vision_unsupported, the backend's models cannot see)")] = True
     image_max_bytes: Annotated[int, msgspec.Meta(ge=1), flag_meta(
         "the largest image the worker fetches for a backend that takes no image URLs "
         "(Ollama), bytes")] = 20 * 1024 * 1024

@@ -17,7 +17,7 @@ from eldric.wire.vision import CHAT, Vision, in_request, maybe
 
 def vision_of(st: WorkerState) -> Vision:
     cfg = st.cfg
-    return Vision(st.kind.vision, models=cfg.vision_models, off=cfg.no_vision,
+    return Vision(st.kind.vision, models=cfg.vision_models, off=not cfg.vision,
                   where=f"backend {cfg.backend}")
 
 
