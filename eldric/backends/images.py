@@ -89,7 +89,7 @@ async def fetch(session: aiohttp.ClientSession, url: str, *, max_bytes: int = MA
 def _body_images(body: dict) -> list[tuple[dict, str, str]]:
     """The http(s) image parts of an OpenAI chat body: (the image_url dict to rewrite,
     its URL, its param)."""
-    out = []
+    out: list[tuple[dict, str, str]] = []
     for i, m in enumerate(body.get("messages") or ()):
         content = m.get("content") if isinstance(m, dict) else None
         if not isinstance(content, list):
@@ -98,11 +98,12 @@ def _body_images(body: dict) -> list[tuple[dict, str, str]]:
             if not isinstance(part, dict) or part.get("type") != "image_url":
                 continue
             iu = part.get("image_url")
-            if isinstance(iu, str):  # the bare-string form: make it the object form
-                iu = part["image_url"] = {"url": iu}
-            url = iu.get("url") if isinstance(iu, dict) else None
-            if isinstance(url, str) and url.startswith(("http://", "https://")):
-                out.append((iu, url, f"messages[{i}].content[{j}].image_url"))
+            url = iu if isinstance(iu, str) else iu.get("url") if isinstance(iu, dict) else None
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                continue
+            if not isinstance(iu, dict):  # the bare-string form: made the object form
+                iu = part["image_url"] = {"url": url}
+            out.append((iu, url, f"messages[{i}].content[{j}].image_url"))
     return out
 
 

@@ -7,7 +7,6 @@ OpenAI-compatible backend's ``options.vision`` is checked by the cloud role itse
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 from typing import Literal, get_args
@@ -24,13 +23,10 @@ from eldric.roles.cloud.providers import KNOWN, Provider
 from eldric.roles.worker.backends import KINDS, BackendKind
 from eldric.roles.worker.config import BackendType, WorkerConfig
 from tests.backends import pics
+from tests.backends.imagery import B64, image_host, see
 from tests.conftest import run_role, until, url_of
 from tests.fakes import openai_server as fake_openai
 
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwAD"
-                       "hgGAWjR9awAAAABJRU5ErkJggg==")
-B64 = base64.b64encode(PNG).decode()
-HITS = web.AppKey("hits", list)
 
 
 class PicsConfig(WorkerConfig, kw_only=True, forbid_unknown_fields=True):
@@ -38,12 +34,6 @@ class PicsConfig(WorkerConfig, kw_only=True, forbid_unknown_fields=True):
 
 
 PICS_WORKER = dataclasses.replace(worker_role.ROLE, config=PicsConfig)
-
-
-def _see(*urls: str) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "text", "text": "what?"},
-                                         *({"type": "image_url", "image_url": {"url": u}}
-                                           for u in urls)]}]
 
 
 @pytest.fixture
@@ -55,17 +45,8 @@ def pics_kind(monkeypatch):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-async def host(aiohttp_server):
-    app = web.Application()
-    app[HITS] = []
-
-    async def cat(request: web.Request) -> web.Response:
-        app[HITS].append(request.path)
-        return web.Response(body=PNG, content_type="image/png")
-
-    app.router.add_get("/cat.png", cat)
-    server = await aiohttp_server(app)
-    return url_of(server), app[HITS]
+async def host(aiohttp_server):  # type: ignore[no-untyped-def]
+    return await image_host(aiohttp_server)
 
 
 @contextlib.asynccontextmanager
@@ -87,20 +68,20 @@ async def test_image_urls_become_bytes_for_a_bytes_only_api(pics_kind, aiohttp_s
                 "vision": ["pic-see"], "image_max_bytes": 10_000}},
             {"name": "pics-b", "url": url_of(b), "priority": 2}]) as sdk:
         got = await sdk.chat.completions.create(
-            model="pic-see", messages=_see(f"{image_host}/cat.png", f"data:image/png;base64,{B64}"))
+            model="pic-see", messages=see(f"{image_host}/cat.png", f"data:image/png;base64,{B64}"))
         assert got.choices[0].message.content == "2 image(s): image/png,image/png"
         (sent,) = a.app[pics.SEEN]
         assert [i["b64"] for i in sent["images"]] == [B64, B64] and hits == ["/cat.png"]
         # a model options.vision leaves out: refused, nothing sent, not tried on pics-b
         with pytest.raises(openai.BadRequestError) as exc:
-            await sdk.chat.completions.create(model="pic-1", messages=_see(
+            await sdk.chat.completions.create(model="pic-1", messages=see(
                 f"{image_host}/cat.png"))
         assert exc.value.body["code"] == "vision_unsupported"
         assert "pic-1" in exc.value.body["message"] and "pics-a" in exc.value.body["message"]
         assert len(a.app[pics.SEEN]) == 1 and b.app[pics.SEEN] == [] and len(hits) == 1
         # an image that cannot be fetched: the client's 400 naming it, no failover
         with pytest.raises(openai.BadRequestError) as exc:
-            await sdk.chat.completions.create(model="pic-see", messages=_see(
+            await sdk.chat.completions.create(model="pic-see", messages=see(
                 f"{image_host}/nope.png"))
         assert exc.value.body["code"] == "image_fetch_failed"
         assert f"{image_host}/nope.png" in exc.value.body["message"]
@@ -119,7 +100,7 @@ async def test_options_vision_on_an_openai_compatible_backend(aiohttp_server, tm
     async with cloud(tmp_path, [{"name": "local", "url": url_of(server) + "/v1",
                                  "options": {"vision": False}}]) as sdk:
         with pytest.raises(openai.BadRequestError) as exc:
-            await sdk.chat.completions.create(model=model, messages=_see(
+            await sdk.chat.completions.create(model=model, messages=see(
                 f"data:image/png;base64,{B64}"), stream=True)
         assert exc.value.body["code"] == "vision_unsupported"
         sent = [r for r in server.app[fake_openai.KNOBS].requests
@@ -154,12 +135,12 @@ async def test_the_worker_fronting_a_bytes_only_api(monkeypatch, aiohttp_server,
                 return r.status == 200 and len((await r.json())["data"]) == 2
         await until(listed, timeout=10)
         sdk = openai.AsyncOpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
-        got = await sdk.chat.completions.create(model="pic-see", messages=_see(
+        got = await sdk.chat.completions.create(model="pic-see", messages=see(
             f"{image_host}/cat.png"))
         assert got.choices[0].message.content == "1 image(s): image/png"
         assert server.app[pics.SEEN][-1]["images"][0]["b64"] == B64
         with pytest.raises(openai.BadRequestError) as exc:
-            await sdk.chat.completions.create(model="pic-1", messages=_see(
+            await sdk.chat.completions.create(model="pic-1", messages=see(
                 f"{image_host}/cat.png"))
         assert exc.value.body["code"] == "vision_unsupported" and hits == ["/cat.png"]
         emb = await sdk.embeddings.create(model="pic-1", input="a b c")

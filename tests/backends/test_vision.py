@@ -4,41 +4,20 @@ API takes (it refuses URLs), through router and edge too."""
 
 from __future__ import annotations
 
-import base64
-
 import aiohttp
 import openai
 import pytest
-from aiohttp import web
 
 from eldric.wire import vision
 from tests.conftest import run_eldric, url_of
+from tests.backends.imagery import DATA, PNG, image_host, see
 from tests.fakes import ollama as fake_ollama
 
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwAD"
-                       "hgGAWjR9awAAAABJRU5ErkJggg==")
-DATA = "data:image/png;base64," + base64.b64encode(PNG).decode()
-FETCHED = web.AppKey("fetched", list)
-
-
-def _see(url: str) -> list[dict]:
-    return [{"role": "user", "content": [{"type": "text", "text": "what is it?"},
-                                         {"type": "image_url", "image_url": {"url": url}}]}]
 
 
 @pytest.fixture
-async def pictures(aiohttp_server):
-    """An image host: /cat.png, /gone.png (404)."""
-    app = web.Application()
-    app[FETCHED] = []
-
-    async def cat(request: web.Request) -> web.Response:
-        app[FETCHED].append(request.path)
-        return web.Response(body=PNG, content_type="image/png")
-
-    app.router.add_get("/cat.png", cat)
-    server = await aiohttp_server(app)
-    return url_of(server), app
+async def pictures(aiohttp_server):  # type: ignore[no-untyped-def]
+    return await image_host(aiohttp_server)
 
 
 def test_the_byte_search_and_the_walk():
@@ -77,12 +56,12 @@ async def test_vision_flags_of_the_worker(tmp_path, flags, model, refused):
         try:
             if refused:
                 with pytest.raises(openai.BadRequestError) as exc:
-                    await client.chat.completions.create(model=model, messages=_see(DATA))
+                    await client.chat.completions.create(model=model, messages=see(DATA))
                 err = exc.value.body
                 assert err["code"] == "vision_unsupported" and model in err["message"]
                 assert "backend mock" in err["message"]
             else:
-                r = await client.chat.completions.create(model=model, messages=_see(DATA))
+                r = await client.chat.completions.create(model=model, messages=see(DATA))
                 assert r.choices[0].message.content
             # text always passes
             r = await client.chat.completions.create(
@@ -105,19 +84,19 @@ async def test_ollama_backend_gets_image_urls_as_base64(tmp_path, aiohttp_server
         client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key="sk-i", max_retries=0)
         model = fake_ollama.TAGS[0]
         reply = await client.chat.completions.create(model=model,
-                                                     messages=_see(f"{host}/cat.png"))
+                                                     messages=see(f"{host}/cat.png"))
         assert reply.choices[0].message.content == "Hello there!"
-        assert got == [PNG] and pics[FETCHED] == ["/cat.png"]
+        assert got == [PNG] and pics == ["/cat.png"]
         parts = [c.choices[0].delta.content async for c in await client.chat.completions.create(
-            model=model, messages=_see(f"{host}/cat.png"), stream=True) if c.choices]
+            model=model, messages=see(f"{host}/cat.png"), stream=True) if c.choices]
         assert "".join(p or "" for p in parts) == "Hello there!" and got == [PNG, PNG]
         # a data: URL goes as it came (nothing fetched)
-        await client.chat.completions.create(model=model, messages=_see(DATA))
-        assert got == [PNG] * 3 and len(pics[FETCHED]) == 2
+        await client.chat.completions.create(model=model, messages=see(DATA))
+        assert got == [PNG] * 3 and len(pics) == 2
         # an image that cannot be fetched: 400 naming it, the backend not asked
         with pytest.raises(openai.BadRequestError) as exc:
             await client.chat.completions.create(model=model,
-                                                 messages=_see(f"{host}/gone.png"))
+                                                 messages=see(f"{host}/gone.png"))
         assert exc.value.body["code"] == "image_fetch_failed"
         assert f"{host}/gone.png" in exc.value.body["message"]
         assert exc.value.body["param"] == "messages[0].content[1].image_url"

@@ -5,18 +5,14 @@ source, as wire/anthropic_egress translates them)."""
 
 from __future__ import annotations
 
-import base64
-
 import aiohttp
 import ollama
 import openai
 
+from tests.backends.imagery import B64
 from tests.conftest import run_cloud, run_eldric, until, url_of
 from tests.fakes import anthropic as fake
 
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwAD"
-                       "hgGAWjR9awAAAABJRU5ErkJggg==")
-B64 = base64.b64encode(PNG).decode()
 URL = "https://example.com/cat.jpg"  # Anthropic fetches it itself: eldric sends the URL
 
 

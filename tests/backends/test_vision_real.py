@@ -6,26 +6,19 @@ Run once: one worker with the real model serves every case of the module."""
 
 from __future__ import annotations
 
-import base64
-
 import aiohttp
 import anthropic
 import openai
 import ollama
 import pytest
 
+from tests.backends.imagery import B64, DATA, see
 from tests.conftest import run_eldric
 from tests.real_model import MODEL, ready, require_real_model
 
 require_real_model()
 
-# a 1x1 PNG
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwAD"
-                       "hgGAWjR9awAAAABJRU5ErkJggg==")
-B64 = base64.b64encode(PNG).decode()
-SEE = [{"role": "user", "content": [
-    {"type": "text", "text": "What is in this picture?"},
-    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{B64}"}}]}]
+SEE = see(DATA, text="What is in this picture?")
 
 
 def _refused(exc: openai.APIStatusError) -> None:
