@@ -133,3 +133,22 @@ async def test_unreachable_host_is_a_400(pics):
     with pytest.raises(images.ImageFetchFailed) as e:
         await images.inline(session, _body(url), max_bytes=1000, timeout=2)
     assert e.value.status == 400 and url in e.value.message
+
+
+async def test_a_client_leaving_cancels_the_fetches(pics):
+    """The request's task cancelled (its client left) while an image is being fetched:
+    the fetch is cancelled with it, and no task of it is left running."""
+    session, base, _ = pics
+    body = _body(f"{base}slow.png", f"{base}a.png")
+    before = asyncio.all_tasks()
+    task = asyncio.ensure_future(images.inline(session, body, max_bytes=1000, timeout=10))
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)
+    left = [t for t in asyncio.all_tasks() - before if not t.done()]
+    assert [t for t in left if "fetch" in repr(t.get_coro())] == []
+    # the image host's handler is being cancelled: its connection was closed
+    assert any("RequestHandler" in repr(t.get_coro()) and t.cancelling() for t in left)
+    assert body["messages"][0]["content"][1]["image_url"]["url"] == f"{base}slow.png"

@@ -90,6 +90,13 @@ async def test_rerank_and_embeddings_through_edge_router_to_worker_and_cloud(tmp
         narrow_client = openai.AsyncOpenAI(base_url=edge + "/v1", api_key=narrow, max_retries=0)
         with pytest.raises(openai.PermissionDeniedError):
             await narrow_client.embeddings.create(model=HOSTED[1], input="x")
+        # the key's rate limit holds for rerank as for chat
+        tight = await _register(s, edge, "tight", rpm=1)
+        ask = {"model": LOCAL, "query": "q", "documents": ["d"]}
+        assert (await _rerank(s, edge, tight, ask))[0] == 200
+        status, headers, got = await _rerank(s, edge, tight, ask)
+        assert status == 429 and got["error"]["code"] == "rate_limit_key"
+        assert headers["Retry-After"]
         # no key: 401; a model nobody serves: 404; not JSON: 400 (OpenAI's shape)
         assert (await _rerank(s, edge, None, {"model": LOCAL, "query": "q",
                                               "documents": []}))[0] == 401
@@ -127,8 +134,9 @@ async def test_rerank_and_embeddings_through_edge_router_to_worker_and_cloud(tmp
         rows = await until(counted, timeout=5)
         # "a cat" and the documents: 2 + 14 words (the fake's count); "dog": 1 + 14; the
         # refused and failed ones count nothing
-        assert rows[LOCAL]["prompt_tokens"] == 16 + 2  # one rerank and one embeddings call
-        assert (rows[LOCAL]["requests"], rows[LOCAL]["errors"]) == (3, 1)  # and the 400
+        # two reranks ("a cat", and "q" + "d" for the rate-limited key) and one embeddings
+        assert rows[LOCAL]["prompt_tokens"] == 16 + 2 + 2
+        assert (rows[LOCAL]["requests"], rows[LOCAL]["errors"]) == (4, 1)  # and the 400
         assert rows[HOSTED[0]]["prompt_tokens"] == 16 + 15
         assert rows[HOSTED[0]]["estimated_requests"] == 0
         await client.close()
