@@ -16,6 +16,7 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.backends.call import probe as native_probe
+from eldric.backends.table import rows as table_rows
 from eldric.bus import Bus, UpstreamState
 from eldric.bus.prober import HEALTHY, PROBE_FAILED, Prober, Verdict, on_bus
 from eldric.errors import ConfigError, error_json
@@ -102,6 +103,15 @@ class Backend:
                 "failures": self.state.failures}
 
 
+def _vision_of(name: str, kind: ProviderKind) -> bool | None:
+    """The table's word on a backend's vision: its row's (a preset named as the backend,
+    `groq`), else its native adapter's, else unknown (sent; the model decides)."""
+    row = table_rows().get(name)
+    if row is not None and row.vision is not None:
+        return row.vision
+    return kind.adapter.vision if kind.adapter is not None else None
+
+
 def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     provider = known(spec.name)
     # A known name brings its type; any other endpoint with a URL speaks OpenAI's API.
@@ -117,8 +127,7 @@ def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     if kind.root and url.endswith("/v1"):
         url = url[:-3]  # it takes its root; eldric adds /v1/…
     try:
-        vision = Vision.of_option(spec.options.get("vision"),
-                                  kind.adapter.vision if kind.adapter else None,
+        vision = Vision.of_option(spec.options.get("vision"), _vision_of(spec.name, kind),
                                   f"backend {spec.name}")
     except ValueError as exc:
         raise ConfigError(f"backend {spec.name!r}: {exc}") from None
