@@ -20,7 +20,9 @@ What it guarantees, like forward():
   backend said it was finished, a frame eldric cannot read) ends the stream with one
   error event in the client path's dialect (the translator's own) and a clean close;
 - the client leaving cancels the upstream request (its connection is closed, so the
-  backend stops generating), and the bus counts it;
+  backend stops generating), and the bus counts it; an API whose work outlives the
+  connection (Replicate's predictions) gives its egress a ``cancel() -> Outbound | None``
+  (optional, not in the Protocol), sent signed in the background then;
 - timeouts: connect, first byte, idle between chunks (the pool's timers); no total.
 """
 
@@ -48,6 +50,7 @@ from eldric.stream.headers import upstream_header_block
 from eldric.stream.sse import EventSplitter, Tap, Translating
 from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failure
 from eldric.stream.upstream_errors import normalise
+from eldric.tasks import spawn
 from eldric.wire import dialect, openai_reply
 from eldric.wire.translate import Translator
 from eldric.wire.vision import CHAT, maybe as maybe_images
@@ -149,8 +152,31 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
         raise
     finally:
         _settle(bus, hop, up, resp, outcome, first_at, t0)
+        if outcome == "cancelled":
+            _cancel_upstream(app, adapter, reach, egress, timeouts)
         if outcome == "ok" and on_usage is not None and egress.usage is not None:
             on_usage(*egress.usage)
+
+
+def _cancel_upstream(app: web.Application, adapter: Adapter, reach: Reach, egress: Egress,
+                     timeouts: Timeouts) -> None:
+    """The client left: the egress's cancel request, if its API has one, sent in the
+    background (the handler itself is being cancelled)."""
+    cancel = getattr(egress, "cancel", None)
+    out = cancel() if cancel is not None else None
+    if out is None:
+        return
+
+    async def send_cancel() -> None:
+        try:
+            resp = await open_native(app, adapter, reach, out, timeouts, "cancel")
+            await resp.read_all()
+            resp.release()
+            log.info("upstream_cancelled", backend=reach.name, status=resp.status)
+        except (UpstreamFailure, *REPLY_ERRORS) as exc:
+            log.warning("upstream_cancel_failed", backend=reach.name, error=repr(exc))
+
+    spawn(send_cancel(), name=f"cancel:{reach.name}")
 
 
 def _guarded(fn, *args):  # type: ignore[no-untyped-def]

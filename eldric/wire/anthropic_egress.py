@@ -3,9 +3,10 @@
 The cloud role sends ``to_anthropic(body)`` to ``POST /v1/messages`` (headers ``x-api-key``
 and ``anthropic-version: ANTHROPIC_VERSION``) and turns the reply back into OpenAI shapes:
 ``from_anthropic`` for a JSON reply, ``anthropic_egress_stream.StreamTranslator`` for an
-SSE reply (fed one event at a time), (its error replies are the cloud
-role's anthropic_call.map_error: they come with the I/O). Shapes follow the Messages API reference:
-https://docs.anthropic.com/en/api/messages and /en/docs/build-with-claude/streaming.
+SSE reply (fed one event at a time); its error replies are mapped by the adapter
+(eldric/backends/native/anthropic.py: map_error), whose I/O is eldric.backends.call's.
+Shapes follow the Messages API reference: https://docs.anthropic.com/en/api/messages
+and /en/docs/build-with-claude/streaming.
 """
 
 from __future__ import annotations

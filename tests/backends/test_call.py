@@ -43,8 +43,20 @@ async def front(role: str, tmp_path, *servers, **options):  # type: ignore[no-un
         yield url
 
 
+_CLIENTS: list[openai.AsyncOpenAI] = []
+
+
 def _sdk(url: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+async def _close_clients():  # type: ignore[no-untyped-def]
+    yield
+    while _CLIENTS:
+        await _CLIENTS.pop().close()
 
 
 ROLES = pytest.mark.parametrize("role", ["worker", "cloud"])
@@ -220,9 +232,11 @@ async def test_a_stream_failing_mid_way_ends_in_one_error_event(role, scenario, 
 @pytest.mark.parametrize("how", ["fin", "rst"])
 async def test_the_client_leaving_cancels_the_upstream_request(role, how, tiny_kind,
                                                                aiohttp_server, tmp_path):
+    """The connection to the backend is closed at once, and an API with a cancel
+    request of its own (the egress's optional hook) gets it, signed."""
     a = await aiohttp_server(tiny.make_app())
     knobs = a.app[tiny.KNOBS]
-    async with front(role, tmp_path, a) as url:
+    async with front(role, tmp_path, a, cancel=True) as url:
         knobs.scenario = "hang"
         reader, writer = await open_raw(url)
         writer.write(raw_post("/v1/chat/completions", json.dumps({
@@ -238,6 +252,8 @@ async def test_the_client_leaving_cancels_the_upstream_request(role, how, tiny_k
         series = f'eldric_client_disconnects_total{{role="{role}"}}'
         await until(lambda: _counted(url, series), timeout=3)
         assert len(knobs.requests) == 1
+        await until(lambda: knobs.cancels, timeout=3)
+        assert knobs.cancels == [{"why": "client left"}]
 
 
 async def _counted(url: str, series: str) -> bool:
@@ -267,3 +283,27 @@ async def test_an_anthropic_messages_client_reaches_the_native_backend(role, tin
             await client.messages.create(model="tiny-1", max_tokens=32, messages=MSG)
         assert caught.value.status_code == 400
         assert caught.value.body["type"] == "error"
+
+
+@ROLES
+@pytest.mark.parametrize("health", [True, False])
+async def test_an_api_without_a_model_list_serves_the_configured_models(
+        role, health, tiny_kind, aiohttp_server, tmp_path, monkeypatch):
+    """No model list in the API: its health request is the probe, else nothing is
+    asked; either way the `models` option is the list served."""
+    import dataclasses
+
+    from eldric.backends.egress import Outbound
+    from eldric.roles.cloud import kinds
+    from eldric.roles.worker.backends import KINDS, BackendKind
+
+    probe = (lambda r: Outbound("/tiny/models", method="GET")) if health else (lambda r: None)
+    bare = dataclasses.replace(tiny.TINY, models=lambda r: None, health=probe)
+    monkeypatch.setitem(KINDS, "tiny", BackendKind("", "", tuple(bare.ops), adapter=bare))
+    monkeypatch.setitem(kinds.PROVIDER_KINDS, "tiny", kinds._native(bare))
+    a = await aiohttp_server(tiny.make_app())
+    async with front(role, tmp_path, a, models=["tiny-1", "custom-9"]) as url:
+        listed = {m.id async for m in _sdk(url).models.list()}
+        assert {"tiny-1", "custom-9"} <= listed and "tiny-2" not in listed
+        reply = await _sdk(url).chat.completions.create(model="tiny-1", messages=MSG)
+        assert reply.choices[0].message.content == TEXT

@@ -12,6 +12,8 @@ The API:
   Streamed (text/event-stream): ``event: token`` / ``data: {"text": str}`` per token,
   then ``event: end`` / ``data: {"usage": {...}}``; a failure mid-stream is
   ``event: error`` / ``data: {"message": str}``;
+- ``POST /tiny/cancel``: stop the work of the request (the egress's optional
+  ``cancel`` hook, sent when the client left; recorded in Knobs.cancels);
 - errors: HTTP status with ``{"problem": str}``.
 """
 
@@ -25,7 +27,7 @@ import msgspec
 from aiohttp import web
 
 from eldric.backends import auth
-from eldric.backends.egress import Adapter, Context, Outbound, Reach
+from eldric.backends.egress import Adapter, Context, Outbound
 from eldric.errors import error_json
 from eldric.wire.native import chat_in, chat_out
 
@@ -94,26 +96,18 @@ class _Chat:
     def follow(self, raw: bytes) -> Outbound | None:
         return None
 
+    def cancel(self) -> Outbound | None:
+        """The optional hook of an API whose work outlives the connection: asked for
+        with the option ``cancel`` (the fake records it)."""
+        if not self.ctx.options.get("cancel"):
+            return None
+        return Outbound("/tiny/cancel", b'{"why": "client left"}')
+
 
 TINY = Adapter(
     name="tiny", ops={"/v1/chat/completions": _Chat}, sign=auth.signer("bearer"),
     models=lambda r: Outbound("/tiny/models", method="GET"),
     parse_models=lambda raw: [m["name"] for m in json.loads(raw)["models"]])
-
-
-@dataclass
-class Reached:
-    """A Reach for unit use (the roles bring their own)."""
-
-    name: str
-    url: str
-    key: str | None
-    state: object
-    options: dict = field(default_factory=dict)
-    extra_headers: dict = field(default_factory=dict)
-
-
-_: type[Reach] = Reached  # type: ignore[assignment]
 
 
 # ---------------------------------------------------------------- the fake server
@@ -131,6 +125,7 @@ class Knobs:
     requests: list[dict] = field(default_factory=list)
     headers: list[dict] = field(default_factory=list)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    cancels: list[dict] = field(default_factory=list)  # POST /tiny/cancel bodies
 
 
 def make_app(knobs: Knobs | None = None) -> web.Application:
@@ -138,7 +133,15 @@ def make_app(knobs: Knobs | None = None) -> web.Application:
     app[KNOBS] = knobs or Knobs()
     app.router.add_get("/tiny/models", _models)
     app.router.add_post("/tiny/generate", _generate)
+    app.router.add_post("/tiny/cancel", _cancel)
     return app
+
+
+async def _cancel(request: web.Request) -> web.Response:
+    if (bad := _refused(request)) is not None:
+        return bad
+    request.app[KNOBS].cancels.append(await request.json())
+    return web.json_response({"cancelled": True})
 
 
 def _refused(request: web.Request) -> web.Response | None:

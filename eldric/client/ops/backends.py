@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from eldric import registry
+from eldric.backends import readme
+from eldric.backends.table import rows
 from eldric.client.ops.common import emit, json_option, table
 from eldric.errors import ConfigError
 
@@ -43,13 +45,22 @@ def _rows(found: dict[str, dict[str, Any]]) -> list[list[Any]]:
     return rows
 
 
+def _text(found: dict[str, dict[str, Any]]) -> str:
+    """Every kind of the one table (what it is, its defaults and what it can do), then
+    what each role makes of them."""
+    kinds = table([h.upper() for h in readme.HEADERS], [readme.cells(r) for r in rows().values()])
+    by_role = table(("ROLE", "KIND", "DEFAULT URL", "PROVIDERS", "PATHS"), _rows(found))
+    return f"{kinds}\n\n{by_role}"
+
+
 @click.command()
 @json_option
 def backends(as_json: bool) -> None:
-    """The backend kinds eldric speaks: a worker's --backend, a cloud worker's backend
-    types (and the provider names that mean them), with the API paths each serves."""
+    """The backend kinds eldric knows (kind, what it is, default URL, auth, tools,
+    vision, embeddings, rerank, how it is tested), then each role's: a worker's
+    --backend, a cloud worker's backend types (and the provider names that mean them),
+    with the API paths each serves."""
     found, broken = known()
     for line in broken:
         click.echo(line, err=True)
-    emit(found, as_json, lambda: table(("ROLE", "KIND", "DEFAULT URL", "PROVIDERS", "PATHS"),
-                                       _rows(found)))
+    emit(found, as_json, lambda: _text(found))

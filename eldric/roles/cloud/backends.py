@@ -177,6 +177,14 @@ async def probe(app: web.Application, b: Backend) -> Verdict:
         b.models_error = f"key refused (HTTP {status})"
         return Verdict(False, "auth_failed")
     b.auth_failed = False
+    listed = b.options.get("models")
+    if isinstance(listed, list) and status < 500:
+        # The configured list, as it is: a kind with no model list (Perplexity, AI21, an
+        # Azure ML endpoint: their rows' `models` is None), or one the operator narrows.
+        # The request still probed reachability and the key.
+        b.models, b.models_error = [str(m) for m in listed], None
+        b.state.latency_ms = (time.perf_counter() - t0) * 1000
+        return HEALTHY
     if status != 200:
         b.models_error = f"model list answered HTTP {status}"
         return Verdict(status < 500, b.models_error)

@@ -110,13 +110,14 @@ PROVIDER_KINDS: dict[str, ProviderKind] = {
     "openai_compatible": ProviderKind(
         openai_call.call, (*_OPENAI_PATHS, "/v1/rerank"), _bearer, _listed_at("{url}/models"), _openai_models,
         find_v1=True),
-    # The Messages API: chat translated to it (and so every client API translated to
-    # chat), its own /v1/messages (count_tokens too) relayed as they are; its models at
-    # /v1/models (OpenAI's shape).
+    # The Messages API: its own /v1/messages (count_tokens too) relayed as they are
+    # (the relay's headers are `auth`'s); chat, and so every client API translated to
+    # chat, through its native adapter (backends/native/anthropic.py), which probes it.
     "anthropic": ProviderKind(
         anthropic_call.call, ("/v1/chat/completions", "/v1/messages"), _anthropic_auth,
         _listed_at("{url}/v1/models?limit=1000"), _openai_models,
-        route=lambda b, sub, model: (b.url + "/v1", sub, None), root=True),
+        route=lambda b, sub, model: (b.url + "/v1", sub, None), root=True,
+        adapter=anthropic_call.ANTHROPIC),
     # Ollama's OpenAI-compatible API under /v1; its own model list, /api/tags.
     "ollama": ProviderKind(
         openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/api/tags"), _ollama_tags,

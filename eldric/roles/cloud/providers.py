@@ -1,9 +1,12 @@
 """Known cloud providers: what a bare name in --backends means (its type, a kinds.py
-PROVIDER_KINDS entry, its default URL and where its key usually lives)."""
+PROVIDER_KINDS entry, its default URL and where its key usually lives), derived from
+the one table of backend kinds (eldric/backends/table.py), so a kind is added there."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from eldric.backends.table import rows
 
 
 @dataclass(frozen=True)
@@ -13,34 +16,19 @@ class Provider:
     env: str | None  # where its API key usually lives
 
 
-KNOWN: dict[str, Provider] = {
-    "openai": Provider("openai_compatible", "https://api.openai.com/v1", "OPENAI_API_KEY"),
-    "anthropic": Provider("anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY"),
-    "xai": Provider("openai_compatible", "https://api.x.ai/v1", "XAI_API_KEY"),
-    "deepseek": Provider("openai_compatible", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
-    "groq": Provider("openai_compatible", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
-    "together": Provider("openai_compatible", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
-    "fireworks": Provider("openai_compatible", "https://api.fireworks.ai/inference/v1",
-                          "FIREWORKS_API_KEY"),
-    "mistral": Provider("openai_compatible", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
-    "gemini": Provider("openai_compatible",
-                       "https://generativelanguage.googleapis.com/v1beta/openai", "GEMINI_API_KEY"),
-    "cohere": Provider("openai_compatible", "https://api.cohere.ai/compatibility/v1",
-                       "COHERE_API_KEY"),
-    "ollama": Provider("ollama", "http://127.0.0.1:11434", None),
-}
+def _from_table() -> dict[str, Provider]:
+    """Every available row of the one table (eldric/backends/presets.py, native/): an
+    OpenAI-compatible one is spoken to as `openai_compatible`, a native one by its
+    adapter's kind (kinds.py has one per adapter). A row whose URL must be given (an
+    Azure ML endpoint) has none here: make_backend then asks for it."""
+    return {name: Provider("openai_compatible" if row.api == "openai" else row.api,
+                           row.url or "", row.key_env)
+            for name, row in rows().items() if row.available}
 
 
-def _native_rows() -> dict[str, Provider]:
-    """Each native API's table rows (eldric.backends.table): `--backends gemini:URL:KEY`
-    means the kind of its adapter."""
-    from eldric.backends.table import rows
-
-    return {r.name: Provider(r.api, r.url or "", r.key_env) for r in rows().values()
-            if r.api != "openai" and r.name not in KNOWN}
-
-
-KNOWN.update(_native_rows())
+KNOWN: dict[str, Provider] = _from_table()
+# Ollama is its own kind here (its /api/tags list, its root URL), not the /v1 preset.
+KNOWN["ollama"] = Provider("ollama", "http://127.0.0.1:11434", None)
 
 
 def known(name: str) -> Provider | None:
@@ -57,4 +45,4 @@ def providers_with_keys(env: dict[str, str] | None = None) -> list[str]:
     import os
 
     env = dict(os.environ) if env is None else env
-    return [name for name, p in KNOWN.items() if p.env and env.get(p.env)]
+    return [name for name, p in KNOWN.items() if p.env and p.url and env.get(p.env)]

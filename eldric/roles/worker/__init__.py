@@ -12,8 +12,9 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.cluster.membership import Membership, from_health
+from eldric.errors import ConfigError
 from eldric.registry import Role
-from eldric.roles.worker.backends import KINDS, base_url, described
+from eldric.roles.worker.backends import KINDS, base_url, described, unavailable
 from eldric.roles.worker.embedded import available, launch_of, served_id
 from eldric.roles.worker.embedded_models import EmbeddedModels
 from eldric.roles.worker.config import WorkerConfig
@@ -141,6 +142,11 @@ def _warn_if_unreachable(st: WorkerState) -> None:
 
 
 def build(app: web.Application, cfg: WorkerConfig) -> None:
+    if (row := unavailable(cfg.backend)) is not None:
+        raise ConfigError(f"--backend {cfg.backend}: {row.label} has no public server API "
+                          "eldric could speak to; a deployed server is reached with "
+                          "--backend template (its request and reply templates in "
+                          "--backend-options; see docs/backends.md)")
     kind = KINDS[cfg.backend]
     # Not healthy until the first probe answers.
     up = app[keys.BUS].upstream(f"backend:{cfg.backend}", "", role="worker", healthy=False)
@@ -168,6 +174,8 @@ def summary(cfg: WorkerConfig) -> str:
         return f"backend embedded: llama.cpp with {served_id(cfg) or '?'}"
     if cfg.backend == "mock":
         return "backend mock: made-up test tokens, not inference"
+    if cfg.backend not in KINDS:
+        return f"backend {cfg.backend}: not available"
     return f"backend {cfg.backend} at {base_url(cfg.backend_url or KINDS[cfg.backend].default_url)}"
 
 

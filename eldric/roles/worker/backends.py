@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import msgspec
 
-from eldric.backends.table import adapter_of, rows
+from eldric.backends.table import BackendDef, adapter_of, rows
 from eldric.wire.ollama import Tags
 from eldric.wire.openai import UpstreamModelList
 
@@ -15,13 +15,13 @@ if TYPE_CHECKING:
     from eldric.backends.egress import Adapter
 
 
-# The API paths each kind serves natively, from its own documentation (an entry covers
-# the paths under it: /v1/responses covers /v1/responses/{id}). The worker advertises
-# them in /health so routers send a path only where it is served; `--paths` overrides
-# them for a server version that differs. None: whatever the client asks (OpenAI itself).
-_CORE = ("/v1/chat/completions", "/v1/completions")
-_OPENAI = (*_CORE, "/v1/embeddings")
-_LLAMACPP = (*_OPENAI, "/v1/responses", "/v1/messages", "/v1/rerank")
+# The API paths each kind serves natively come from its row in the one table
+# (eldric/backends/presets.py, from its own documentation; an entry covers the paths
+# under it: /v1/responses covers /v1/responses/{id}). The worker advertises them in
+# /health so routers send a path only where it is served; `--paths` overrides them for a
+# server version that differs. None: whatever the client asks (OpenAI itself).
+_LLAMACPP = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
+             "/v1/messages", "/v1/rerank")
 
 
 @dataclass(frozen=True)
@@ -47,45 +47,51 @@ class BackendKind:
     adapter: Adapter | None = None
 
 
-KINDS: dict[str, BackendKind] = {
-    # Ollama: /v1/responses since 0.13.3, Anthropic's /v1/messages since 0.14; its own
-    # API (/api/chat, /api/show, …) relayed untouched.
-    "ollama": BackendKind("http://127.0.0.1:11434", "/api/tags",
-                          (*_OPENAI, "/v1/responses", "/v1/messages", "/api"),
-                          native_tags=True, lacks=("/v1/messages/count_tokens",),
-                          image_urls=False),
-    # llama.cpp's server and vLLM serve /v1/messages/count_tokens with /v1/messages
-    "vllm": BackendKind("http://127.0.0.1:8000", "/v1/models",
-                        (*_LLAMACPP, "/v1/score", "/v1/audio"), tokenizes_chats=True),
-    "llamacpp": BackendKind("http://127.0.0.1:8080", "/v1/models", _LLAMACPP),
-    "tgi": BackendKind("http://127.0.0.1:8080", "/v1/models", _CORE),  # its Messages API
-    "localai": BackendKind("http://127.0.0.1:8080", "/v1/models",
-                           (*_OPENAI, "/v1/rerank", "/v1/audio", "/v1/images")),
-    "lmdeploy": BackendKind("http://127.0.0.1:23333", "/v1/models", _CORE),
-    "mlc": BackendKind("http://127.0.0.1:8080", "/v1/models", _CORE),
-    "openai": BackendKind("https://api.openai.com", "/v1/models", None),
-    # llama.cpp in-process on a private port: what its server serves, embeddings only
-    # when the worker turns them on; no vision: without a multimodal projector (eldric
-    # loads none) llama.cpp answers images with a 500.
-    "embedded": BackendKind("", "/v1/models", _LLAMACPP, vision=False),
-    "mock": BackendKind("", "/v1/models", _OPENAI),  # in-process, private port
+def _kind(row: BackendDef) -> BackendKind:
+    """An OpenAI-compatible row as the worker fronts it: its root URL (the worker adds
+    /v1/… itself) and the model list below that root."""
+    url = row.url or ""
+    root = base_url(url)
+    return BackendKind(root, url[len(root):] + (row.models or "/models"), row.paths)
+
+
+# What the table cannot say: Ollama's list is its native /api/tags at the root (and its
+# OpenAI API takes no image URLs), vLLM's /tokenize counts chats.
+_WORKER_ONLY = {
+    "ollama": {"models_path": "/api/tags", "native_tags": True,
+               "lacks": ("/v1/messages/count_tokens",), "image_urls": False},
+    "vllm": {"tokenizes_chats": True},
 }
 
 
-def _native() -> dict[str, BackendKind]:
-    """A kind per native table row: the OpenAI paths its adapter translates."""
+def _kinds() -> dict[str, BackendKind]:
+    """Every local OpenAI-compatible row of the table, OpenAI itself, a kind per native
+    row (the OpenAI paths its adapter translates), and the two the worker runs
+    in-process."""
     out = {}
-    for row in rows().values():
-        adapter = adapter_of(row)
-        if adapter is not None and row.name not in KINDS:
+    for name, row in rows().items():
+        if not row.available:
+            continue
+        if row.api == "openai" and (row.where == "local" or name == "openai"):
+            out[name] = replace(_kind(row), vision=row.vision,
+                                **_WORKER_ONLY.get(name, {}))  # type: ignore[arg-type]
+        elif (adapter := adapter_of(row)) is not None:
             # images: call.send refuses or fetches them as the adapter says
-            out[row.name] = BackendKind(row.url or "", "", tuple(adapter.ops),
-                                        adapter=adapter, vision=row.vision
-                                        if row.vision is not None else adapter.vision)
+            out[name] = BackendKind(row.url or "", "", tuple(adapter.ops), adapter=adapter,
+                                    vision=row.vision if row.vision is not None
+                                    else adapter.vision)
+    # llama.cpp in-process on a private port: what its server serves, embeddings only
+    # when the worker turns them on; no vision: without a multimodal projector (eldric
+    # loads none) llama.cpp answers images with a 500.
+    out["embedded"] = BackendKind("", "/v1/models", _LLAMACPP, vision=False)
+    out["mock"] = BackendKind("", "/v1/models", _LLAMACPP[:3])  # in-process, private port
     return out
 
 
-KINDS.update(_native())
+def unavailable(name: str) -> BackendDef | None:
+    """A kind the table lists with no public server API (lcm): --backend refuses it."""
+    row = rows().get(name)
+    return row if row is not None and not row.available else None
 
 
 def described() -> dict[str, dict[str, object]]:
@@ -107,3 +113,7 @@ def parse_models(kind: BackendKind, body: bytes) -> list[str]:
     if kind.native_tags:
         return [t.name for t in msgspec.json.decode(body, type=Tags).models]
     return [m.id for m in msgspec.json.decode(body, type=UpstreamModelList).data]
+
+
+# --backend NAME -> how to front it (WorkerConfig.backend's choices are these names).
+KINDS: dict[str, BackendKind] = _kinds()

@@ -7,11 +7,14 @@ from typing import Annotated, Literal
 import msgspec
 
 from eldric.cluster.config import MemberConfig
+from eldric.backends.table import rows
 from eldric.config import FloatMs, Ms, flag_meta
 from eldric.roles.worker.backends import KINDS
 
-# The kinds table's names (the native APIs' rows included), so a new kind is one entry.
-BackendType = Literal[tuple(KINDS)]  # type: ignore[valid-type]
+# The kinds a worker fronts (backends.KINDS, from the one table), and those the table
+# lists as not available (refused at start with a pointer to the template adapter).
+BackendType = Literal[(*KINDS, *(n for n, r in rows().items()  # type: ignore[valid-type]
+                                 if not r.available and n not in KINDS))]
 
 
 class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):

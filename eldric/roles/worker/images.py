@@ -10,20 +10,16 @@ import msgspec
 
 from eldric import keys
 from eldric.backends import images
-from eldric.backends.table import rows
 from eldric.exchange import LaneRequest
 from eldric.roles.worker.state import WorkerState
 from eldric.wire.vision import CHAT, Vision, in_request, maybe
 
 
 def vision_of(st: WorkerState) -> Vision:
-    """The kind's vision (its KINDS entry's, else its table row's), narrowed by
-    --vision-models and --no-vision."""
+    """The kind's vision (from its table row), narrowed by --vision-models and
+    --no-vision."""
     cfg = st.cfg
-    default = st.kind.vision
-    if default is None and (row := rows().get(cfg.backend)) is not None:
-        default = row.vision
-    return Vision(default, models=cfg.vision_models, off=not cfg.vision,
+    return Vision(st.kind.vision, models=cfg.vision_models, off=not cfg.vision,
                   where=f"backend {cfg.backend}")
 
 
