@@ -13,9 +13,10 @@ Each client API puts images in its own place:
 - Ollama: ``images``, a list of base64 strings, on a /api/chat message or a /api/generate
   body (https://github.com/ollama/ollama/blob/main/docs/api.md).
 
-Every one of those names begins ``"image`` or ``"input_image`` in the JSON text, so a
-byte search (``maybe``) tells a text request apart for the price of one ``in`` on its
-body; only a body that has the mark is decoded to look for real (``has_images``).
+Each API names them with one JSON string (``"image_url"``, ``"image"``,
+``"input_image"``, ``"images"``), so a byte search (``maybe``) tells a text request
+apart for the price of one ``in`` on its body; only a body that has the mark is decoded to look for real (``has_images``). A hop
+whose backend sees everything and fetches nothing does not even search (``checks``).
 
 A backend or model that cannot see images is refused with 400 ``vision_unsupported``
 before anything is sent (the embedded SmolLM2's llama.cpp would answer 500 "image input
@@ -35,8 +36,10 @@ import msgspec
 
 from eldric.errors import BadRequest
 
-# The JSON text every API's image field or part type starts with.
-_MARKS = (b'"image', b'"input_image')
+# The JSON string each API names its images with (a longer needle is a faster search).
+_MARKS = {"/v1/chat/completions": b'"image_url"', "/v1/messages": b'"image"',
+          "/v1/responses": b'"input_image"', "/api/chat": b'"images"',
+          "/api/generate": b'"images"'}
 _PART_TYPES = frozenset(("image_url", "image", "input_image"))
 CHAT = "/v1/chat/completions"
 
@@ -45,9 +48,11 @@ class VisionUnsupported(BadRequest):
     code = "vision_unsupported"
 
 
-def maybe(body: bytes) -> bool:
-    """Whether the body may hold an image (False: it holds none; the cheap test)."""
-    return _MARKS[0] in body or _MARKS[1] in body
+def maybe(body: bytes, path: str = CHAT) -> bool:
+    """Whether a body of `path`'s API may hold an image (False: it holds none; the cheap
+    test, one search of its bytes). A path of no API that carries images: False."""
+    mark = _MARKS.get(path)
+    return mark is not None and mark in body
 
 
 def _parts(node: Any) -> bool:
@@ -81,7 +86,7 @@ def in_request(obj: Any, path: str) -> bool:
 def has_images(body: bytes, path: str = CHAT) -> bool:
     """Whether the request body of `path`'s API holds an image; a body that is not JSON
     holds none (the hop that reads it refuses it as it would)."""
-    if not maybe(body):
+    if not maybe(body, path):
         return False
     try:
         return in_request(msgspec.json.decode(body), path)
@@ -132,7 +137,7 @@ class Vision:
     def check(self, body: bytes, path: str, model: str | None) -> None:
         """Refuse (400 vision_unsupported) a request with images for a model that does
         not take them. A text request pays one byte search."""
-        if not self.checks or not maybe(body) or self.sees(model) is not False:
+        if not self.checks or not maybe(body, path) or self.sees(model) is not False:
             return
         if has_images(body, path):
             raise self.refusal(model)

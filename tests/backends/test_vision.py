@@ -21,8 +21,9 @@ async def pictures(aiohttp_server):  # type: ignore[no-untyped-def]
 
 
 def test_the_byte_search_and_the_walk():
-    chat = b'{"model":"m","messages":[{"role":"user","content":"an \\"image\\" of text"}]}'
+    chat = b'{"model":"m","messages":[{"role":"user","content":"image_url"}]}'
     assert vision.maybe(chat) and not vision.has_images(chat)  # the mark, but no part
+    assert not vision.maybe(chat, "/v1/completions")  # no images on that API
     assert not vision.maybe(b'{"model":"m","messages":[{"role":"user","content":"hi"}]}')
     tool_result = (b'{"messages":[{"role":"user","content":[{"type":"tool_result",'
                    b'"tool_use_id":"t","content":[{"type":"image","source":{}}]}]}]}')

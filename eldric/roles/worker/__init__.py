@@ -157,6 +157,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     st.paths = served_paths(st)
     st.translated = translated_paths(st)
     st.vision = vision_of(st)
+    st.images = st.vision.checks or not kind.image_urls
     app[WORKER] = st
     app[keys.PROBER] = prober(app)
     app[keys.HEALTH] = worker_health

@@ -91,8 +91,9 @@ async def inference(request: LaneRequest) -> Answer:
     body = await read_body(request)
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
-    if request.path == CHAT:
-        body = await images.admit(request, request.app[WORKER], body, CHAT, head.model)
+    st = request.app[WORKER]
+    if st.images and request.path == CHAT:  # most workers: not looked at at all
+        body = await images.admit(request, st, body, CHAT, head.model)
     return await _relay(request, body)
 
 
@@ -108,8 +109,9 @@ async def _translate(request: LaneRequest, body: bytes, tap: Tap | None) -> Answ
     t = TRANSLATED[request.path].factory(body)
     request[keys.HOP].model = t.model
     sent = t.request()
-    if t.upstream_path == CHAT:  # the client's images, now in Chat Completions' shape
-        sent = await images.admit(request, request.app[WORKER], sent, CHAT, t.model)
+    st = request.app[WORKER]
+    if st.images and t.upstream_path == CHAT:  # the client's images, in Chat's shape now
+        sent = await images.admit(request, st, sent, CHAT, t.model)
     return await _relay(request, sent, t, tap)
 
 
@@ -117,7 +119,9 @@ async def native(request: LaneRequest) -> Answer:
     """A client API path the backend serves itself: relayed as it is."""
     body = await read_body(request)
     model = request[keys.HOP].model = model_of(body)
-    body = await images.admit(request, request.app[WORKER], body, request.path, model)
+    st = request.app[WORKER]
+    if st.images:
+        body = await images.admit(request, st, body, request.path, model)
     # behind: the backend keeps responses of its own, and may know an id this worker does not
     return await stateful(request, body, lambda body, tap: _relay(request, body, tap=tap),
                           behind=True)

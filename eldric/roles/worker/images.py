@@ -28,7 +28,7 @@ async def admit(request: LaneRequest, st: WorkerState, body: bytes, path: str,
     """The body to send for a request of `path`'s API: as it came, unless it holds
     images its model cannot see (400 vision_unsupported) or image URLs the backend cannot
     fetch (fetched here, 400 image_fetch_failed naming the URL)."""
-    if not maybe(body):
+    if not maybe(body, path):
         return body
     vision = st.vision
     fetch = path == CHAT and not st.kind.image_urls

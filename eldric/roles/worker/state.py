@@ -54,6 +54,9 @@ class WorkerState:
     # requests go to `target`)
     models: EmbeddedModels | None = None
     vision: Vision = field(default_factory=Vision)  # which models take images (build)
+    # Whether a chat's images matter here at all (some model cannot see them, or the
+    # backend takes no image URLs): else a chat request is not even searched for them.
+    images: bool = False
 
     @property
     def reach(self) -> Reached:
