@@ -14,7 +14,6 @@ from typing import Literal, get_args
 import aiohttp
 import openai
 import pytest
-from aiohttp import web
 
 from eldric.roles import cloud as cloud_role
 from eldric.roles import worker as worker_role
