@@ -38,12 +38,13 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from eldric import keys
+from eldric import __version__, keys
 from eldric.backends import images
 from eldric.backends.egress import Adapter, Context, Egress, Outbound, Reach
 from eldric.backends.framing import frames
 from eldric.errors import BadRequest, UpstreamFailure, error_json
-from eldric.exchange import Answer, LaneRequest, encode_headers
+from eldric.exchange import Answer, LaneRequest, Sink, encode_headers
+from eldric.log import USER_AGENT_PREFIX
 from eldric.stream import client
 from eldric.stream.forward import _client_left, _read_bounded, _settle
 from eldric.stream.headers import upstream_header_block
@@ -58,6 +59,7 @@ from eldric.wire.vision import CHAT, maybe as maybe_images
 log = structlog.get_logger("eldric.backends")
 
 _ERROR_BODY_LIMIT = 64 * 1024  # as the core reads an error body
+_USER_AGENT = f"{USER_AGENT_PREFIX}{__version__}"
 _JSON = b"application/json"
 
 
@@ -143,7 +145,9 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
             502, f"backend {reach.name} sent a reply eldric cannot read as its API's "
             f"({exc})", code="upstream_error")) from None
     except UpstreamFailure as exc:
-        if exc.kind == "status" and not exc.retryable:
+        if exc.kind == "unsupported":  # "not here" (501/405) is not the backend's failure
+            outcome = "unsupported"
+        elif exc.kind == "status" and not exc.retryable:
             outcome = "client_error"
         raise
     except asyncio.CancelledError:
@@ -257,11 +261,12 @@ class _Reply:
         self.tap = EventSplitter(keep) if keep is not None and translate is None else None
         self.headers = [(b"X-Request-ID", request[keys.HOP].request_id.encode()),
                         *encode_headers(extra or {})]
-        self.sink = None
+        self.sink: Sink | None = None
         self.first_at: float | None = None
 
     @property
     def result(self) -> Answer:
+        assert self.sink is not None, "a stream's reply is started before it is returned"
         return self.sink.result
 
     def whole(self, body: bytes) -> Answer:
@@ -279,11 +284,11 @@ class _Reply:
             if end:
                 self.tap.close()
         if data or end:
-            await self._start()
-        if data:
-            await self.sink.write(data)
-        if end:
-            await self.sink.end()
+            sink = await self._start()
+            if data:
+                await sink.write(data)
+            if end:
+                await sink.end()
 
     async def cut(self, message: str, code: str = "upstream_error") -> None:
         """The backend failed after the first byte: the client API's one error event."""
@@ -291,20 +296,21 @@ class _Reply:
             event = self.translate.cut(502, message, code)
         else:
             event = dialect.of_path(self.request.path).stream_error(502, message, code)
-        await self._start()
-        await self.sink.write(event)
-        await self.sink.end()
+        sink = await self._start()
+        await sink.write(event)
+        await sink.end()
 
-    async def _start(self) -> None:
+    async def _start(self) -> Sink:
         if self.sink is not None:
-            return
+            return self.sink
         media = (self.translate.media_type if self.translate is not None
                  else "text/event-stream")
-        self.sink = self.request[keys.HOP].lane.sink(self.request, 200, [
+        sink = self.sink = self.request[keys.HOP].lane.sink(self.request, 200, [
             (b"Content-Type", media.encode()), (b"Cache-Control", b"no-cache"),
             *self.headers], None)
-        await self.sink.start()
+        await sink.start()
         self.first_at = time.perf_counter()
+        return sink
 
 
 # ---------------------------------------------------------------- one native request
@@ -343,7 +349,8 @@ async def open_native(app: web.Application, adapter: Adapter, reach: Reach, out:
     parts = urlsplit(full)
     base = f"{parts.scheme}://{parts.netloc}"
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    headers = {**reach.extra_headers, **out.headers}
+    # eldric's own User-Agent, as its aiohttp session sends (a provider may refuse none)
+    headers = {"User-Agent": _USER_AGENT, **reach.extra_headers, **out.headers}
     if out.body and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
     headers.update(adapter.sign(reach, out.method, full, headers, out.body))

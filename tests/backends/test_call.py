@@ -82,6 +82,8 @@ async def test_whole_and_streamed_chat_through_the_adapter(role, tiny_kind, aioh
         assert sent == {"model": "tiny-1", "prompt": "[p] User: hi\nAssistant:",
                         "stream": False, "max_new": 9}
         assert knobs.headers[-1]["Authorization"] == f"Bearer {tiny.KEY}"
+        assert knobs.headers[-1]["User-Agent"].startswith("eldric/")
+        assert "X-Request-ID" in knobs.headers[-1]
 
         chunks = [c async for c in await sdk.chat.completions.create(
             model="tiny-1", messages=MSG, stream=True, stream_options={"include_usage": True})]

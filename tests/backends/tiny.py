@@ -56,7 +56,7 @@ class _Chat:
         return Outbound("/tiny/generate", msgspec.json.encode(body),
                         headers={"Accept": "text/event-stream" if self.stream
                                  else "application/json"},
-                        framing=self.ctx.options.get("framing", "sse"))
+                        framing="sse")
 
     def whole(self, raw: bytes) -> bytes:
         obj = json.loads(raw)

@@ -44,15 +44,8 @@ class Messages:
         self._out = Outbound(path, _encode(payload),
                              headers=dict(_VERSION if headers is None else headers))
         self._events = StreamTranslator(model=ctx.model, include_usage=ctx.include_usage)
-        self._usage: tuple[int, int] | None = None
-
-    @property
-    def done(self) -> bool:
-        return self._events.complete or self._events.errored
-
-    @property
-    def usage(self) -> tuple[int, int] | None:
-        return self._usage or self._events.usage
+        self.done = False
+        self.usage: tuple[int, int] | None = None
 
     def outbound(self) -> Outbound:
         return self._out
@@ -63,11 +56,15 @@ class Messages:
             raise ValueError("not an Anthropic message")
         out = from_anthropic(msg, model=self.model)
         usage = msg.get("usage") or {}
-        self._usage = (prompt_tokens(usage), usage.get("output_tokens") or 0)
+        self.usage = (prompt_tokens(usage), usage.get("output_tokens") or 0)
         return _encode(out)
 
     def feed(self, frame: bytes) -> list[bytes]:
-        return self._events.feed(frame)
+        events = self._events
+        out = events.feed(frame)
+        self.done = events.complete or events.errored
+        self.usage = events.usage
+        return out
 
     def finish(self) -> list[bytes]:
         return self._events.finish()
@@ -91,8 +88,10 @@ def map_error(status: int, body: bytes) -> tuple[int, bytes]:
     err = data.get("error") if isinstance(data, dict) else None
     if not isinstance(err, dict) or not isinstance(err.get("message"), str):
         return status, normalise(status, body, "anthropic")  # e.g. a proxy's HTML page
-    otype, code, _ = ERRORS.get(err.get("type"), (None, err.get("type"), status))
-    return status, error_json(status, err["message"], type=otype, code=code)
+    found = ERRORS.get(str(err.get("type")))
+    otype, code = (found[0], found[1]) if found else (None, err.get("type"))
+    return status, error_json(status, err["message"], type=otype,
+                              code=code if isinstance(code, str) else None)
 
 
 def _models(reach: Reach) -> Outbound:
@@ -103,7 +102,11 @@ def _parse_models(raw: bytes) -> list[str]:
     return [m.id for m in msgspec.json.decode(raw, type=UpstreamModelList).data]
 
 
-ANTHROPIC = Adapter(name="anthropic", ops={CHAT: Messages}, sign=auth.x_api_key,
+def _messages(body: dict, ctx: Context) -> Messages:
+    return Messages(body, ctx)
+
+
+ANTHROPIC = Adapter(name="anthropic", ops={CHAT: _messages}, sign=auth.x_api_key,
                     models=_models, parse_models=_parse_models, vision=True)
 
 ADAPTERS = {"anthropic": ANTHROPIC}

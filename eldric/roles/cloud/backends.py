@@ -7,7 +7,9 @@ import functools
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -64,7 +66,7 @@ class Backend:
     models: list[str] = field(default_factory=list)
     models_error: str | None = None  # the last model-list fetch failed (last list kept)
     auth_failed: bool = False
-    options: dict = field(default_factory=dict)  # a native kind's adapter options
+    options: Mapping[str, Any] = field(default_factory=dict)  # a native kind's adapter options
     vision: Vision = field(default_factory=Vision)  # which models take images (options.vision)
 
     @property

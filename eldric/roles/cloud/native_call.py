@@ -11,6 +11,7 @@ from aiohttp import web
 
 from eldric.backends import call as native
 from eldric.backends.egress import Adapter
+from eldric.exchange import Answer
 from eldric.stream.sse import Tap
 from eldric.wire.translate import Translator
 
@@ -24,7 +25,7 @@ def caller(adapter: Adapter):  # type: ignore[no-untyped-def]
 
     async def call(request: web.Request, cs: CloudState, b: Backend, model: str,
                    body: bytes, head: Any, *, translate: Translator | None = None,
-                   keep: Tap | None = None) -> web.StreamResponse:
+                   keep: Tap | None = None) -> Answer:
         path = translate.upstream_path if translate is not None else request.path
 
         def usage(prompt: int, completion: int) -> None:
