@@ -9,7 +9,7 @@ import openai
 import pytest
 
 from eldric.wire import vision
-from tests.conftest import run_eldric, url_of
+from tests.conftest import run_eldric, until, url_of
 from tests.backends.imagery import DATA, PNG, image_host, see
 from tests.fakes import ollama as fake_ollama
 
@@ -107,3 +107,32 @@ async def test_ollama_backend_gets_image_urls_as_base64(tmp_path, aiohttp_server
         async with aiohttp.ClientSession() as s:
             async with s.get(w["worker"] + "/health") as resp:
                 assert (await resp.json())["backend"]["healthy"] is True
+
+
+async def test_the_cloud_fetches_image_urls_for_its_ollama_backend(tmp_path, aiohttp_server,
+                                                                   pictures):
+    host, hits = pictures
+    server = await aiohttp_server(fake_ollama.make_app())
+    got = server.app[fake_ollama.IMAGES]
+    model = fake_ollama.TAGS[0]
+    async with run_eldric("cloud", tmp_path, port=0, bind="127.0.0.1",
+                          backends=f"ollama:{url_of(server)}") as c:
+        async def listed() -> bool:
+            async with aiohttp.ClientSession() as s, s.get(c["cloud"] + "/v1/models") as r:
+                return model in {m["id"] for m in (await r.json())["data"]}
+        await until(listed, timeout=10)
+        client = openai.AsyncOpenAI(base_url=c["cloud"] + "/v1", api_key="x", max_retries=0)
+        reply = await client.chat.completions.create(model=model,
+                                                     messages=see(f"{host}/cat.png"))
+        assert reply.choices[0].message.content == "Hello there!"
+        assert got == [PNG] and hits == ["/cat.png"]
+        # through a translated client API too (Responses -> chat)
+        await client.responses.create(model=model, input=[{"role": "user", "content": [
+            {"type": "input_text", "text": "what?"},
+            {"type": "input_image", "image_url": f"{host}/cat.png"}]}])
+        assert got == [PNG, PNG]
+        with pytest.raises(openai.BadRequestError) as exc:
+            await client.chat.completions.create(model=model,
+                                                 messages=see(f"{host}/gone.png"))
+        assert exc.value.body["code"] == "image_fetch_failed" and len(got) == 2
+        await client.close()

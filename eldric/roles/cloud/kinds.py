@@ -74,6 +74,9 @@ class ProviderKind:
     # its auth the adapter's signer, per request (so `auth` and `models_request` are
     # not used for it).
     adapter: Adapter | None = None
+    # It takes http(s) image URLs; else the cloud role fetches them into data: URLs first
+    # (Ollama's OpenAI API takes base64 only; a native kind's is call.send's).
+    image_urls: bool = True
 
 
 def _bearer(b: Backend) -> dict[str, str]:
@@ -121,7 +124,7 @@ PROVIDER_KINDS: dict[str, ProviderKind] = {
     # Ollama's OpenAI-compatible API under /v1; its own model list, /api/tags.
     "ollama": ProviderKind(
         openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/api/tags"), _ollama_tags,
-        route=lambda b, sub, model: (b.url + "/v1", sub, None), root=True),
+        route=lambda b, sub, model: (b.url + "/v1", sub, None), root=True, image_urls=False),
     # Azure OpenAI: the model is the deployment, in the path; the API version a query.
     "azure_openai": ProviderKind(
         openai_call.call, _OPENAI_PATHS, _azure_auth,
