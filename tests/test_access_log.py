@@ -60,14 +60,14 @@ def _client_requests(url: dict[str, str]) -> set[str]:
         ids.add(rid)
     # A client calling itself eldric is still a client: its relayed requests stay at info
     # (a /v1/* path the fast lane does not take, so the aiohttp lane decides).
-    req = urllib.request.Request(url["edge"] + "/v1/rerank", data=json.dumps(
-        {"model": "eldric-mock", "query": "q", "documents": ["d"]}).encode(), headers={
+    req = urllib.request.Request(url["edge"] + "/v1/score", data=json.dumps(
+        {"model": "eldric-mock", "text_1": "q", "text_2": "d"}).encode(), headers={
         "Content-Type": "application/json", "X-Request-ID": "client-ua",
         "User-Agent": "eldric/0.1.0"})
     try:
         urllib.request.urlopen(req, timeout=5).read()
     except urllib.error.HTTPError:
-        pass  # the mock serves no rerank: the router's 404, logged like any other reply
+        pass  # the mock serves no score: the router's 404, logged like any other reply
     ids.add("client-ua")
     for base in url.values():
         for path in ("/health", "/api/v1/health", "/metrics"):

@@ -39,6 +39,7 @@ import structlog
 from aiohttp import web
 
 from eldric import __version__, keys
+from eldric.backends import images
 from eldric.backends.egress import Adapter, Context, Egress, Outbound, Reach
 from eldric.backends.framing import frames
 from eldric.backends.table import CHAT
@@ -56,6 +57,7 @@ from eldric.tasks import spawn
 from eldric.wire import dialect, openai_reply, xmltools
 from eldric.wire.native.refused import Refused
 from eldric.wire.translate import Translator
+from eldric.wire.vision import CHAT, maybe as maybe_images
 
 log = structlog.get_logger("eldric.backends")
 
@@ -100,6 +102,9 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
         data = msgspec.json.decode(body)
     except msgspec.DecodeError:
         raise BadRequest("the request body is not valid JSON") from None
+    if path == CHAT and isinstance(data, dict) and maybe_images(body):  # off text's path
+        await images.ready(request.app[keys.SESSION], adapter.vision, adapter.inline_images,
+                           reach.name, reach.options, data, model)
     opts = data.get("stream_options") if isinstance(data, dict) else None
     egress = factory(data, Context(model=model, options=reach.options, include_usage=bool(
         isinstance(opts, dict) and opts.get("include_usage"))))

@@ -18,6 +18,7 @@ import msgspec
 
 from eldric.errors import BadRequest
 from eldric.wire.head import decode_head
+from eldric.wire.vision import sniff
 
 _encode = msgspec.json.encode
 
@@ -141,10 +142,6 @@ def _stop(value: Any) -> list[str]:
 # ---------------------------------------------------------------- messages
 
 _ROLES = ("system", "user", "assistant", "tool")
-# The image types Chat Completions backends take, by their first bytes.
-_MAGIC = ((b"\x89PNG", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF8", "image/gif"))
-
-
 def image_url(image: Any, param: str) -> dict:
     """One of Ollama's base64 images as a Chat Completions image part (a data: URL; its
     media type read from the image's first bytes, which Ollama's clients do not send)."""
@@ -156,9 +153,7 @@ def image_url(image: Any, param: str) -> dict:
         head = base64.b64decode(image[:16], validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("an image must be base64-encoded", param=param) from None
-    media = next((m for magic, m in _MAGIC if head.startswith(magic)), None)
-    if media is None and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        media = "image/webp"
+    media = sniff(head)
     if media is None:
         raise BadRequest("an image must be a PNG, JPEG, GIF or WebP file", param=param)
     return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{image}"}}

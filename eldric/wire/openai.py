@@ -43,11 +43,22 @@ class EmbeddingHead(ModelHead):
     input: msgspec.Raw
 
 
+class RerankHead(Head):
+    """/v1/rerank, the shape Jina, Cohere (v1/v2), vLLM, llama.cpp and LocalAI share:
+    ``{"model", "query", "documents": [str | {"text"}], "top_n"?, "return_documents"?}``
+    answered ``{"results": [{"index", "relevance_score", "document"?}], "usage"?}``
+    (https://jina.ai/reranker/, https://docs.cohere.com/reference/rerank,
+    https://docs.vllm.ai/en/latest/serving/openai_compatible_server.html#re-rank-api).
+    The model may be left out (vLLM serves one): it is routed to any worker serving the
+    path; the rest of the body is the backend's to check."""
+
+
 # The request head each inference path is checked against before it is forwarded.
 HEAD_BY_PATH: dict[str, type[Head]] = {
     "/v1/chat/completions": ChatHead,
     "/v1/completions": CompletionHead,
     "/v1/embeddings": EmbeddingHead,
+    "/v1/rerank": RerankHead,
 }
 
 

@@ -184,6 +184,34 @@ def _scenario(knobs: Knobs, body: dict) -> str:
     return "text"
 
 
+_MEDIA = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _bad_image(body: dict) -> str | None:
+    """An image block's source as the Messages API checks it (docs/build-with-claude/
+    vision): base64 with one of its four media types and data, or a url; the error names
+    the field as the API does (``messages.0.content.1.image.source…``)."""
+    for i, m in enumerate(body.get("messages") or ()):
+        content = m.get("content") if isinstance(m, dict) else None
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            if not isinstance(block, dict) or block.get("type") != "image":
+                continue
+            where = f"messages.{i}.content.{j}.image.source"
+            src = block.get("source") or {}
+            if src.get("type") == "base64":
+                if src.get("media_type") not in _MEDIA:
+                    return (f"{where}.base64.media_type: Input should be 'image/jpeg', "
+                            "'image/png', 'image/gif' or 'image/webp'")
+                if not isinstance(src.get("data"), str) or not src["data"]:
+                    return f"{where}.base64.data: Field required"
+            elif src.get("type") == "url":
+                if not isinstance(src.get("url"), str):
+                    return f"{where}.url.url: Field required"
+            else:
+                return f"{where}: Input tag {src.get('type')!r} found using 'type' does not match"
+    return None
+
+
 async def messages(request: web.Request) -> web.StreamResponse:
     knobs, body = await _record(request)
     if (denied := _auth(request)) is not None:
@@ -194,6 +222,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
     for field in ("model", "max_tokens", "messages"):
         if field not in body:
             return error(400, "invalid_request_error", f"{field}: Field required")
+    if (bad := _bad_image(body)) is not None:
+        return error(400, "invalid_request_error", bad)
     scenario = _scenario(knobs, body)
     if scenario == "garbled":  # a broken proxy in between: 200, and not a message at all
         return web.Response(body=b"<html>upstream gateway</html>", content_type="text/html")

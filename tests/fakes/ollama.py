@@ -31,6 +31,7 @@ faked: a 400.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import time
@@ -41,6 +42,7 @@ TAGS = ["llama3.2:3b", "nomic-embed-text:latest"]
 VERSION = "0.12.3"
 PULLED = web.AppKey("pulled", list)  # the models this Ollama has (TAGS unless told)
 SENT = web.AppKey("sent", list)  # each /v1/messages and /v1/responses reply body, in order
+IMAGES = web.AppKey("images", list)  # the image bytes /v1/chat/completions took, in order
 GOT = web.AppKey("got", list)  # the chat messages each /v1/responses request became
 WORDS = ["Hello", " there", "!"]
 DETAILS = {"parent_model": "", "format": "gguf", "family": "llama", "families": ["llama"],
@@ -160,8 +162,37 @@ def _openai_missing(model: object) -> web.Response:
     return _openai_error(404, f'model "{model}" not found, try pulling it first')
 
 
+_IMAGE_PREFIXES = tuple(f"data:image/{t};base64," for t in ("jpeg", "jpg", "png", "webp")) + (
+    "data:;base64,",)
+
+
+def _image(part: dict) -> bytes | str:
+    """An image_url part as ollama/openai/openai.go's decodeImageURL takes it: its bytes,
+    or the error message FromChatRequest answers 400 with."""
+    iu = part.get("image_url")
+    url = iu.get("url") if isinstance(iu, dict) else iu
+    if not isinstance(url, str):
+        return "invalid message format"
+    if url.startswith(("http://", "https://")):
+        return "image URLs are not currently supported, please use base64 encoded data instead"
+    prefix = next((p for p in _IMAGE_PREFIXES if url.startswith(p)), None)
+    if prefix is None:
+        return "invalid image input"
+    try:
+        return base64.b64decode(url[len(prefix):], validate=True)
+    except ValueError:
+        return "invalid image input"
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     body = await request.json()
+    for m in body.get("messages") or ():
+        for part in m.get("content") if isinstance(m.get("content"), list) else ():
+            if part.get("type") == "image_url":
+                got = _image(part)
+                if isinstance(got, str):
+                    return _openai_error(400, got)
+                request.app[IMAGES].append(got)
     if body.get("model") not in request.app[PULLED]:
         return _openai_missing(body.get("model"))
     created = int(time.time())
@@ -408,6 +439,7 @@ def make_app(models: list[str] | None = None, manage=None) -> web.Application:  
     app[PULLED] = list(TAGS if models is None else models)
     app[SENT] = []
     app[GOT] = []
+    app[IMAGES] = []
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/ps", ps)
     app.router.add_post("/api/chat", native_chat)

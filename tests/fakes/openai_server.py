@@ -169,10 +169,30 @@ async def embeddings(request: web.Request) -> web.Response:
 
 
 async def rerank(request: web.Request) -> web.Response:
-    """An endpoint eldric does not know: it must be forwarded as-is."""
+    """vLLM's /v1/rerank (its Jina/Cohere-compatible Re-rank API): `query` and
+    `documents` required (400), results by relevance, best first, cut to `top_n`, each
+    with its document's text unless `return_documents` is false; usage.total_tokens. The
+    score here: how many of the query's words the document holds (a fake's)."""
     knobs, body = await _record(request)
-    return web.json_response({"id": "rerank-fake", "results": [
-        {"index": i, "relevance_score": 1.0 / (i + 1)} for i, _ in enumerate(body["documents"])]})
+    if knobs.fail_status:
+        return web.Response(status=knobs.fail_status, body=knobs.fail_body,
+                            content_type="application/json", headers=knobs.fail_headers)
+    if body.get("model") is not None and body.get("model") not in knobs.models:
+        return _err(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
+    query, docs = body.get("query"), body.get("documents")
+    if not isinstance(query, str) or not isinstance(docs, list):
+        return _err(400, "query (a string) and documents (a list) are required")
+    texts = [d if isinstance(d, str) else (d or {}).get("text", "") for d in docs]
+    words = set(query.lower().split())
+    scored = sorted(((len(words & set(t.lower().split())) / (len(words) or 1), i)
+                     for i, t in enumerate(texts)), key=lambda x: (-x[0], x[1]))
+    top = body.get("top_n") or len(texts)
+    results = [{"index": i, "relevance_score": score,
+                **({"document": {"text": texts[i]}} if body.get("return_documents", True)
+                   else {})} for score, i in scored[:top]]
+    n = sum(len(t.split()) for t in [query, *texts])
+    return web.json_response({"id": "rerank-fake", "model": body.get("model") or knobs.models[0],
+                              "usage": {"total_tokens": n}, "results": results})
 
 
 async def tokenize(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.backends.call import probe as native_probe
+from eldric.backends.table import rows as table_rows
 from eldric.bus import Bus, UpstreamState
 from eldric.bus.prober import HEALTHY, PROBE_FAILED, Prober, Verdict, on_bus
 from eldric.errors import ConfigError, error_json
@@ -25,6 +26,7 @@ from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.kinds import PROVIDER_KINDS, ProviderKind
 from eldric.roles.cloud.providers import known
 from eldric.stream import UpstreamFailure
+from eldric.wire.vision import Vision
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -65,6 +67,7 @@ class Backend:
     models_error: str | None = None  # the last model-list fetch failed (last list kept)
     auth_failed: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)  # a native kind's adapter options
+    vision: Vision = field(default_factory=Vision)  # which models take images (options.vision)
 
     @property
     def status(self) -> str:
@@ -102,6 +105,15 @@ class Backend:
                 "failures": self.state.failures}
 
 
+def _vision_of(name: str, kind: ProviderKind) -> bool | None:
+    """The table's word on a backend's vision: its row's (a preset named as the backend,
+    `groq`), else its native adapter's, else unknown (sent; the model decides)."""
+    row = table_rows().get(name)
+    if row is not None and row.vision is not None:
+        return row.vision
+    return kind.adapter.vision if kind.adapter is not None else None
+
+
 def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     provider = known(spec.name)
     # A known name brings its type; any other endpoint with a URL speaks OpenAI's API.
@@ -116,11 +128,16 @@ def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     url = url.rstrip("/")
     if kind.root and url.endswith("/v1"):
         url = url[:-3]  # it takes its root; eldric adds /v1/…
+    try:
+        vision = Vision.of_option(spec.options.get("vision"), _vision_of(spec.name, kind),
+                                  f"backend {spec.name}")
+    except ValueError as exc:
+        raise ConfigError(f"backend {spec.name!r}: {exc}") from None
     state = bus.upstream(f"backend:{spec.name}", url, role="cloud", healthy=False)
     return Backend(name=spec.name, type=btype, kind=kind, url=url, key=resolve_key(spec, env),
                    priority=spec.priority, enabled=spec.enabled,
                    extra_headers=dict(spec.headers), api_version=spec.api_version, state=state,
-                   options=dict(spec.options))
+                   options=dict(spec.options), vision=vision)
 
 
 # ---------------------------------------------------------------- model lists and probes

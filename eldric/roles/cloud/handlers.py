@@ -6,6 +6,7 @@ import functools
 import time
 from collections.abc import Awaitable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
@@ -18,6 +19,7 @@ from eldric.bus import UpstreamState
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, ModelNotFound, NotFound
 from eldric.http import read_body
+from eldric.backends import images
 from eldric.roles.cloud.backends import Backend, make_backend
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.routing import candidates
@@ -35,6 +37,7 @@ from eldric.backends.table import CHAT
 from eldric.wire import xmltools
 from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED, translatable
+from eldric.wire.vision import CHAT, maybe as maybe_images
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -64,6 +67,8 @@ async def inference(request: web.Request) -> web.StreamResponse:
     cs = request.app[CLOUD]
     body = await read_body(request)
     head = decode_head(body, _HEADS[request.path])
+    if head.model is None:  # /v1/rerank's is optional for a worker, not here
+        raise BadRequest("model is required: it names the backend's model", param="model")
     request[keys.HOP].model = head.model
     tries = _Backends(request, cs, body, head)
     return await _answer(tries)
@@ -120,7 +125,7 @@ async def _answer(tries: _Backends) -> web.StreamResponse:
 class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
     """The backends listing the model, best first (routing.candidates)."""
 
-    __slots__ = ("request", "cs", "body", "head", "translation", "keep")
+    __slots__ = ("request", "cs", "body", "head", "translation", "keep", "fetched")
 
     def __init__(self, request: web.Request, cs: CloudState, body: bytes, head) -> None:  # type: ignore[no-untyped-def]
         Failover.__init__(self, request.app[keys.BUS], "cloud", candidates(cs, head.model))
@@ -128,6 +133,7 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
         # a translated client API: (its translator, the translated body)
         self.translation: tuple[Translator, bytes] | None = None
         self.keep: Tap | None = None  # the /v1/responses store's read of a streamed reply
+        self.fetched: bytes | None = None  # the chat with its image URLs fetched (_fetched)
 
     def name(self, c: tuple[Backend, str]) -> str:
         return c[0].name
@@ -145,19 +151,45 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
             t, chat = self.translation
             if t.upstream_path not in kind.paths:
                 raise _unserved(backend)
+            if kind.adapter is None:  # a native kind's is call.send's (the same check)
+                backend.vision.check(chat, t.upstream_path, model)
             self.cs.metrics.request(backend.name, model)
+            if not kind.image_urls and t.upstream_path == CHAT and maybe_images(chat):
+                return self._fetched(backend, model, chat, translate=t, keep=self.keep)
             if t.upstream_path == CHAT and _emulated(backend, model):
                 chat, t = xmltools.wrapped(t, chat)  # a fresh emulation for each backend
             return kind.call(self.request, self.cs, backend, model, chat, self.head,
                              translate=t, keep=self.keep)
         if not covers(kind.paths, path):
             raise _unserved(backend)
+        if kind.adapter is None:
+            backend.vision.check(self.body, path, model)  # one byte search for text
         self.cs.metrics.request(backend.name, model)
+        if not kind.image_urls and path == CHAT and maybe_images(self.body):
+            return self._fetched(backend, model, self.body)
         if path == CHAT and _emulated(backend, model):
             body, x = xmltools.wrapped(None, self.body)
             return kind.call(self.request, self.cs, backend, model, body, self.head,
                              translate=x)
         return kind.call(self.request, self.cs, backend, model, self.body, self.head)
+
+    async def _fetched(self, backend: Backend, model: str, body: bytes,
+                       **kw: Any) -> web.StreamResponse:
+        """The call with the chat's http(s) image URLs fetched into data: URLs first (a
+        kind that takes none: Ollama's), once for every backend tried."""
+        if self.fetched is None:
+            obj = msgspec.json.decode(body)  # its head was decoded: it is JSON
+            opts = backend.options
+            await images.inline(self.request.app[keys.SESSION], obj,
+                                max_bytes=int(opts.get("image_max_bytes", images.MAX_BYTES)),
+                                timeout=float(opts.get("image_timeout_ms",
+                                                       images.TIMEOUT * 1000)) / 1000)
+            self.fetched = msgspec.json.encode(obj)
+        body = self.fetched
+        if _emulated(backend, model):  # on the fetched chat: a fresh emulation per backend
+            body, kw["translate"] = xmltools.wrapped(kw.get("translate"), body)
+        return await backend.kind.call(self.request, self.cs, backend, model, body,
+                                       self.head, **kw)
 
     def judge(self, c: tuple[Backend, str], exc: UpstreamFailure) -> None:
         backend, model = c

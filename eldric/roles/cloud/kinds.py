@@ -27,7 +27,7 @@ from eldric.roles.cloud import anthropic_call, native_call, openai_call
 from eldric.roles.cloud.providers import KNOWN
 from eldric.wire.anthropic_shared import ANTHROPIC_VERSION
 from eldric.wire.ollama import Tags
-from eldric.wire.openai import HEAD_BY_PATH, UpstreamModelList
+from eldric.wire.openai import UpstreamModelList
 
 if TYPE_CHECKING:
     from eldric.backends.egress import Adapter
@@ -74,6 +74,9 @@ class ProviderKind:
     # its auth the adapter's signer, per request (so `auth` and `models_request` are
     # not used for it).
     adapter: Adapter | None = None
+    # It takes http(s) image URLs; else the cloud role fetches them into data: URLs first
+    # (Ollama's OpenAI API takes base64 only; a native kind's is call.send's).
+    image_urls: bool = True
 
 
 def _bearer(b: Backend) -> dict[str, str]:
@@ -101,12 +104,14 @@ def _ollama_tags(raw: bytes) -> list[str]:
     return [t.name for t in msgspec.json.decode(raw, type=Tags).models]
 
 
-_OPENAI_PATHS = tuple(HEAD_BY_PATH)  # chat, completions, embeddings
+_OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 PROVIDER_KINDS: dict[str, ProviderKind] = {
     # Any server with OpenAI's API: its URL is the part before /chat/completions.
+    # Its /rerank: relayed for the providers that serve one (Jina, Together, Voyage, a
+    # vLLM); a model of one that does not is its own 404.
     "openai_compatible": ProviderKind(
-        openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/models"), _openai_models,
+        openai_call.call, (*_OPENAI_PATHS, "/v1/rerank"), _bearer, _listed_at("{url}/models"), _openai_models,
         find_v1=True),
     # The Messages API: its own /v1/messages (count_tokens too) relayed as they are
     # (the relay's headers are `auth`'s); chat, and so every client API translated to
@@ -119,7 +124,7 @@ PROVIDER_KINDS: dict[str, ProviderKind] = {
     # Ollama's OpenAI-compatible API under /v1; its own model list, /api/tags.
     "ollama": ProviderKind(
         openai_call.call, _OPENAI_PATHS, _bearer, _listed_at("{url}/api/tags"), _ollama_tags,
-        route=lambda b, sub, model: (b.url + "/v1", sub, None), root=True),
+        route=lambda b, sub, model: (b.url + "/v1", sub, None), root=True, image_urls=False),
     # Azure OpenAI: the model is the deployment, in the path; the API version a query.
     "azure_openai": ProviderKind(
         openai_call.call, _OPENAI_PATHS, _azure_auth,

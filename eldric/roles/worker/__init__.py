@@ -22,6 +22,7 @@ from eldric.roles.worker import models as model_api
 from eldric.roles.worker import ollama_api
 from eldric.roles.worker import tunnel
 from eldric.roles.worker.handlers import add_routes
+from eldric.roles.worker.images import vision_of
 from eldric.roles.worker.health import (prober, sample_host, served_paths, translated_paths,
                                         waiting_for, worker_health)
 from eldric.roles.worker.state import WORKER, WorkerState
@@ -155,6 +156,8 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
     st.models_dir = Path(cfg.models_dir or os.path.join(app[keys.PROCESS].data_dir, "models"))
     st.paths = served_paths(st)
     st.translated = translated_paths(st)
+    st.vision = vision_of(st)
+    st.images = st.vision.checks or not kind.image_urls
     app[WORKER] = st
     app[keys.PROBER] = prober(app)
     app[keys.HEALTH] = worker_health

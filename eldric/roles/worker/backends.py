@@ -43,6 +43,12 @@ class BackendKind:
     # It continues a last assistant message instead of starting a new one (llama.cpp's
     # server does by default), so the emulation can start a forced tool call for it.
     prefills: bool = False
+    # Image parts: taken (True), refused 400 vision_unsupported (False), not known (None:
+    # sent, the model decides); --vision-models and --no-vision narrow it per worker.
+    vision: bool | None = None
+    # It takes http(s) image URLs (else the worker fetches them into data: URLs first:
+    # Ollama's OpenAI API takes base64 data only).
+    image_urls: bool = True
     # A native API (eldric.backends.table's rows with one): its requests go through the
     # adapter (eldric.backends.call.send), its probe is the adapter's (call.probe).
     adapter: Adapter | None = None
@@ -57,11 +63,11 @@ def _kind(row: BackendDef) -> BackendKind:
                        tools=row.tools)
 
 
-# What the table cannot say: Ollama's list is its native /api/tags at the root, vLLM's
-# /tokenize counts chats.
+# What the table cannot say: Ollama's list is its native /api/tags at the root (and its
+# OpenAI API takes no image URLs), vLLM's /tokenize counts chats.
 _WORKER_ONLY = {
     "ollama": {"models_path": "/api/tags", "native_tags": True,
-               "lacks": ("/v1/messages/count_tokens",)},
+               "lacks": ("/v1/messages/count_tokens",), "image_urls": False},
     "vllm": {"tokenizes_chats": True},
     # llama.cpp's server continues a last assistant message (XML tools' forced call)
     "llamacpp": {"prefills": True},
@@ -77,13 +83,19 @@ def _kinds() -> dict[str, BackendKind]:
         if not row.available:
             continue
         if row.api == "openai" and (row.where == "local" or name == "openai"):
-            out[name] = replace(_kind(row), **_WORKER_ONLY.get(name, {}))  # type: ignore[arg-type]
+            out[name] = replace(_kind(row), vision=row.vision,
+                                **_WORKER_ONLY.get(name, {}))  # type: ignore[arg-type]
         elif (adapter := adapter_of(row)) is not None:
+            # images: call.send refuses or fetches them as the adapter says
             out[name] = BackendKind(row.url or "", "", tuple(adapter.ops), adapter=adapter,
-                                    tools=adapter.tools)
+                                    tools=adapter.tools,
+                                    vision=row.vision if row.vision is not None
+                                    else adapter.vision)
     # llama.cpp in-process on a private port: what its server serves, embeddings only
-    # when the worker turns them on.
-    out["embedded"] = BackendKind("", "/v1/models", _LLAMACPP, tools="xml", prefills=True)
+    # when the worker turns them on; no vision: without a multimodal projector (eldric
+    # loads none) llama.cpp answers images with a 500.
+    out["embedded"] = BackendKind("", "/v1/models", _LLAMACPP, tools="xml", prefills=True,
+                                  vision=False)
     out["mock"] = BackendKind("", "/v1/models", _LLAMACPP[:3])  # in-process, private port
     return out
 

@@ -40,6 +40,18 @@ class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     xml_tools_models: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]], flag_meta(
         "models whose tool calls eldric emulates in XML (eldric.wire.xmltools), glob,…: for "
         "a backend that serves them without native tools (the embedded backend always)")] = []
+
+    vision_models: Annotated[list[Annotated[str, msgspec.Meta(min_length=1)]] | None, flag_meta(
+        "the backend's models that take images, globs a*,b (other models' requests with "
+        "images are refused 400 vision_unsupported; default: what the backend type says)")] = None
+    vision: Annotated[bool, flag_meta(
+        "pass requests with images on (--no-vision: refuse every one, 400 "
+        "vision_unsupported, the backend's models cannot see)")] = True
+    image_max_bytes: Annotated[int, msgspec.Meta(ge=1), flag_meta(
+        "the largest image the worker fetches for a backend that takes no image URLs "
+        "(Ollama), bytes")] = 20 * 1024 * 1024
+    image_timeout_ms: Annotated[Ms, flag_meta(
+        "how long fetching one such image may take, ms", flag="image-timeout")] = 10_000
     max_concurrency: Annotated[Annotated[int, msgspec.Meta(ge=1)] | None, flag_meta(
         "requests this backend handles at once (reported to routers)")] = None
     model: Annotated[str | None, flag_meta(

@@ -16,6 +16,7 @@ from eldric.errors import (NOT_HERE_HEADERS, EldricError, ModelNotFound, Upstrea
                            UpstreamUnavailable)
 from eldric.exchange import Answer, LaneRequest
 from eldric.http import read_body
+from eldric.roles.worker import images
 from eldric.roles.worker.backends import parse_models
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.serve.server import fast_post
@@ -32,6 +33,7 @@ from eldric.wire.translated import TRANSLATED
 
 
 log = structlog.get_logger("eldric.worker")
+CHAT = "/v1/chat/completions"
 
 CHAT = "/v1/chat/completions"
 
@@ -93,6 +95,8 @@ async def inference(request: LaneRequest) -> Answer:
     head = decode_head(body, HEAD_BY_PATH[request.path])
     request[keys.HOP].model = head.model
     st = request.app[WORKER]
+    if st.images and request.path == CHAT:  # most workers: not looked at at all
+        body = await images.admit(request, st, body, CHAT, head.model)
     if request.path == CHAT and st.may_emulate and xmltools.wanted(body) \
             and st.emulates_tools(head.model or ""):
         body, x = xmltools.wrapped(None, body, prefill=st.kind.prefills)
@@ -113,6 +117,8 @@ async def _translate(request: LaneRequest, body: bytes, tap: Tap | None) -> Answ
     request[keys.HOP].model = t.model
     chat = t.request()
     st = request.app[WORKER]
+    if st.images and t.upstream_path == CHAT:  # the client's images, in Chat's shape now
+        chat = await images.admit(request, st, chat, CHAT, t.model)
     if t.upstream_path == CHAT and st.may_emulate and st.emulates_tools(t.model):
         chat, t = xmltools.wrapped(t, chat, prefill=st.kind.prefills)  # its tools too
     return await _relay(request, chat, t, tap)
@@ -123,6 +129,8 @@ async def native(request: LaneRequest) -> Answer:
     body = await read_body(request)
     request[keys.HOP].model = model = model_of(body)
     st = request.app[WORKER]
+    if st.images:
+        body = await images.admit(request, st, body, request.path, model)
     if st.may_emulate and xmltools.wanted(body) and st.emulates_tools(model or ""):
         # served natively, but its tools would be dropped: translated, tools emulated
         return await stateful(request, body, functools.partial(_translate, request))

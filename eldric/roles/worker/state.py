@@ -17,6 +17,8 @@ from eldric.stream import Target, Timeouts
 from eldric.sysload import HostLoad
 from eldric.wire import xmltools
 
+from eldric.wire.vision import Vision
+
 if TYPE_CHECKING:
     from eldric.cluster.tunnel_client import TunnelClient
     from eldric.roles.worker.embedded_models import EmbeddedModels
@@ -53,6 +55,10 @@ class WorkerState:
     # The embedded backend's models, loaded on demand (None for every other backend: its
     # requests go to `target`)
     models: EmbeddedModels | None = None
+    vision: Vision = field(default_factory=Vision)  # which models take images (build)
+    # Whether a chat's images matter here at all (some model cannot see them, or the
+    # backend takes no image URLs): else a chat request is not even searched for them.
+    images: bool = False
 
     @property
     def reach(self) -> Reached:

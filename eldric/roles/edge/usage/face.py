@@ -29,7 +29,7 @@ from eldric.roles.edge.usage.meter import Meter, Reader
 from eldric.roles.edge.usage.prices import Prices
 from eldric.roles.edge.usage.read_anthropic import Anthropic
 from eldric.roles.edge.usage.read_ollama import Ollama
-from eldric.roles.edge.usage.read_openai import OpenAI, usage_only
+from eldric.roles.edge.usage.read_openai import OpenAI, Rerank, usage_only
 from eldric.roles.edge.usage.read_responses import Responses
 from eldric.roles.edge.usage.record import Record, Tokens
 from eldric.roles.edge.usage.store import Recorder
@@ -39,6 +39,7 @@ READERS: dict[str, Reader] = {
     "/v1/chat/completions": OpenAI(),
     "/v1/completions": OpenAI(),
     "/v1/embeddings": OpenAI(embeddings=True),
+    "/v1/rerank": Rerank(),
     "/v1/messages": Anthropic(),
     "/v1/responses": Responses(),
     "/api/chat": Ollama(),

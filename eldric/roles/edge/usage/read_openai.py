@@ -83,3 +83,37 @@ def usage_only(event: bytes) -> bool:
     except (msgspec.DecodeError, UnicodeDecodeError):
         return False
     return not chunk.choices and u is not None
+
+
+class _RerankUsage(msgspec.Struct):
+    prompt_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class _RerankHolder(msgspec.Struct):
+    usage: _RerankUsage | None = None
+
+
+_rerank = msgspec.json.Decoder(_RerankHolder)
+
+
+class Rerank:
+    """/v1/rerank (one whole reply): ``usage.prompt_tokens`` (llama.cpp's), else
+    ``usage.total_tokens`` (vLLM's, Jina's), all prompt; nothing is generated. A reply
+    without usage (Cohere's states billed search units, not tokens) is estimated from
+    the request."""
+
+    def read(self, meter: Meter, data: bytes) -> None:
+        if b'"usage"' not in data:
+            return
+        try:
+            u = _rerank.decode(payload(data)).usage
+        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+            return
+        n = None if u is None else u.prompt_tokens if u.prompt_tokens is not None \
+            else u.total_tokens
+        if n is not None:
+            meter.stated(count(n), 0)
+
+    def text(self, data: bytes) -> str:
+        return ""
