@@ -66,8 +66,10 @@ For example:
 
 def wanted(body: bytes) -> bool:
     """Whether a chat body needs the emulation at all: tools offered, or tool turns in
-    its history. A byte search, so a request without them pays nothing more."""
-    return b'"tools"' in body or b'"tool_calls"' in body or b'"tool"' in body
+    its history. One byte search (``"tool`` begins ``"tools"``, ``"tool_calls"`` and the
+    role ``"tool"``), so a request without them pays nothing more; a false mark (a
+    ``"toolbox"`` in the text) costs a decode that finds nothing (emulation())."""
+    return b'"tool' in body
 
 
 def prompt(tools: list[chat_in.Tool], choice: str) -> str:
