@@ -119,7 +119,8 @@ def message_of(error_body: bytes) -> str:
 
 
 # Statuses that say "not here" rather than "broken": the upstream does not implement the
-# path (llama.cpp's 501 for embeddings that are off) or the method. Another upstream may
+# path (llama.cpp's 501 for embeddings that are off) or the method (and an eldric hop's
+# 400 vision_unsupported, below). Another upstream may
 # serve it, so they are worth a retry elsewhere, but they never count against the
 # upstream's health, and when nobody serves it the client gets this status, not a 503.
 NOT_HERE = frozenset((405, 501))
@@ -128,13 +129,27 @@ NOT_HERE = frozenset((405, 501))
 NOT_HERE_HEADERS = {"X-Should-Retry": "false"}
 
 
+def _cannot_see(error_body: bytes) -> bool:
+    """Whether a 400 is an eldric hop's vision_unsupported (eldric.wire.vision): "not
+    here" too, since its backend cannot see the request's images and another serving the
+    model may (a router's workers differ in vision; it does not route by it). The code is
+    kept in the normalised OpenAI-shaped body, whatever dialect the hop answered in."""
+    if b'"vision_unsupported"' not in error_body:
+        return False
+    try:
+        err = msgspec.json.decode(error_body).get("error")
+    except (msgspec.DecodeError, AttributeError):
+        return False
+    return isinstance(err, dict) and err.get("code") == "vision_unsupported"
+
+
 class UpstreamFailure(Exception):
     """The upstream failed before any byte reached the client.
 
     What it says about the upstream's health is the bus's to decide (Bus.mark_down)."""
 
     def __init__(self, upstream: str, kind: str, status: int, error_body: bytes):
-        if kind == "status" and status in NOT_HERE:
+        if kind == "status" and (status in NOT_HERE or status == 400 and _cannot_see(error_body)):
             kind = "unsupported"
         self.upstream = upstream
         self.kind = kind  # connect | timeout | closed | status | unsupported

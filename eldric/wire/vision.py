@@ -34,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from eldric.errors import BadRequest
+from eldric.errors import BadRequest, UpstreamFailure
 
 # The JSON string each API names its images with (a longer needle is a faster search).
 _MARKS = {"/v1/chat/completions": b'"image_url"', "/v1/messages": b'"image"',
@@ -46,6 +46,11 @@ CHAT = "/v1/chat/completions"
 
 class VisionUnsupported(BadRequest):
     code = "vision_unsupported"
+
+    def failure(self, upstream: str) -> UpstreamFailure:
+        """This refusal as one candidate's "not here" (a hop with several backends for
+        the model tries the next, and relays this 400 when none can see)."""
+        return UpstreamFailure(upstream, "status", self.status, self.body())
 
 
 def maybe(body: bytes, path: str = CHAT) -> bool:

@@ -44,11 +44,14 @@ _encode = msgspec.json.encode
 # The request fields of native tool calling, which a backend without it may refuse.
 _TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
 
+# The line that says a system prompt holds the emulation's tools (prompted()).
+_MARK = "You are provided with function signatures within <tools></tools> XML tags:"
+
 _PROMPT = """# Tools
 
 You may call one or more functions to assist with the user query.
 
-You are provided with function signatures within <tools></tools> XML tags:
+""" + _MARK + """
 <tools>
 {tools}
 </tools>
@@ -66,8 +69,16 @@ For example:
 
 def wanted(body: bytes) -> bool:
     """Whether a chat body needs the emulation at all: tools offered, or tool turns in
-    its history. A byte search, so a request without them pays nothing more."""
-    return b'"tools"' in body or b'"tool_calls"' in body or b'"tool"' in body
+    its history. One byte search (``"tool`` begins ``"tools"``, ``"tool_calls"`` and the
+    role ``"tool"``), so a request without them pays nothing more; a false mark (a
+    ``"toolbox"`` in the text) costs a decode that finds nothing (emulation())."""
+    return b'"tool' in body
+
+
+def prompted(system: str | None) -> bool:
+    """Whether a system prompt holds the emulation's tools section (a backend whose
+    request cannot carry the system prompt cannot carry the tools either)."""
+    return system is not None and _MARK in system
 
 
 def prompt(tools: list[chat_in.Tool], choice: str) -> str:

@@ -37,7 +37,7 @@ from eldric.backends.table import CHAT
 from eldric.wire import xmltools
 from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED, translatable
-from eldric.wire.vision import CHAT, maybe as maybe_images
+from eldric.wire.vision import CHAT, VisionUnsupported, maybe as maybe_images
 
 log = structlog.get_logger("eldric.cloud")
 
@@ -152,7 +152,7 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
             if t.upstream_path not in kind.paths:
                 raise _unserved(backend)
             if kind.adapter is None:  # a native kind's is call.send's (the same check)
-                backend.vision.check(chat, t.upstream_path, model)
+                _sees(backend, chat, t.upstream_path, model)
             self.cs.metrics.request(backend.name, model)
             if not kind.image_urls and t.upstream_path == CHAT and maybe_images(chat):
                 return self._fetched(backend, model, chat, translate=t, keep=self.keep)
@@ -163,7 +163,7 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
         if not covers(kind.paths, path):
             raise _unserved(backend)
         if kind.adapter is None:
-            backend.vision.check(self.body, path, model)  # one byte search for text
+            _sees(backend, self.body, path, model)  # one byte search for text
         self.cs.metrics.request(backend.name, model)
         if not kind.image_urls and path == CHAT and maybe_images(self.body):
             return self._fetched(backend, model, self.body)
@@ -197,6 +197,15 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
         if exc.retryable and exc.kind != "unsupported":
             log.warning("backend_failed", backend=backend.name, model=model, kind=exc.kind,
                         status=exc.status)
+
+
+def _sees(backend: Backend, body: bytes, path: str, model: str) -> None:
+    """The backend's vision check; a refusal is this candidate's "not here" (the next
+    backend listing the model may see), the 400 itself when none can."""
+    try:
+        backend.vision.check(body, path, model)
+    except VisionUnsupported as exc:
+        raise exc.failure(backend.state.id) from None
 
 
 def _emulated(backend: Backend, model: str) -> bool:

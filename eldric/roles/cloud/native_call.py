@@ -14,6 +14,7 @@ from eldric.backends.egress import Adapter
 from eldric.exchange import Answer
 from eldric.stream.sse import Tap
 from eldric.wire.translate import Translator
+from eldric.wire.vision import VisionUnsupported
 
 if TYPE_CHECKING:
     from eldric.roles.cloud.backends import Backend
@@ -39,5 +40,7 @@ def caller(adapter: Adapter):  # type: ignore[no-untyped-def]
         except native.KeyRefused:
             b.auth_failed = True  # shown until a probe passes
             raise
+        except VisionUnsupported as exc:  # the next backend listing the model may see
+            raise exc.failure(b.state.id) from None
 
     return call

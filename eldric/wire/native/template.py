@@ -43,10 +43,11 @@ from urllib.parse import quote
 
 import msgspec
 
-from eldric.errors import EldricError
+from eldric.errors import BadRequest, EldricError
 from eldric.wire.native import chat_in
 from eldric.wire.native.outbound import Context, Outbound
 from eldric.wire.native.text import TextEgress, json_of, sse_data
+from eldric.wire import xmltools
 
 API = "template backend"
 _encode = msgspec.json.encode
@@ -85,6 +86,21 @@ def check(options: Mapping[str, Any]) -> None:
                                 "framing: sse|ndjson, text: a dotted path, done, end}")
         if "request" in stream:
             _names(stream["request"])
+
+
+# The placeholders that carry the system prompt (and with it the emulated tools).
+_CARRIERS = frozenset(("prompt", "messages", "system"))
+
+
+def _used(tpl: Any) -> list[str]:
+    """The placeholders a template uses, in order."""
+    if isinstance(tpl, str):
+        return _PART.findall(tpl)
+    if isinstance(tpl, dict):
+        return [n for v in tpl.values() for n in _used(v)]
+    if isinstance(tpl, list):
+        return [n for v in tpl for n in _used(v)]
+    return []
 
 
 def _names(tpl: Any) -> None:
@@ -179,6 +195,16 @@ class TemplateEgress(TextEgress):
         sc = self.streamed or {}
         self.ends_with_body = bool(self.streamed) and not (sc.get("done") or sc.get("end"))
         self._prompt = conv.prompt()
+        sc = self.streamed
+        tpl = sc["request"] if sc and "request" in sc else ctx.options["request"]
+        if xmltools.prompted(conv.system) and not _CARRIERS & set(_used(tpl)):
+            # the emulated tools are in the system prompt, which this template drops
+            raise BadRequest(
+                "this backend's template sends the model neither {{prompt}}, {{messages}} "
+                f"nor {{{{system}}}} (only {', '.join('{{' + n + '}}' for n in _used(tpl))}"
+                "), so the tools eldric emulates in the system prompt cannot reach it: send "
+                "the request without tools, or give the template {{prompt}}",
+                param="tools", code="tools_unsupported")
 
     def outbound(self) -> Outbound:
         o, sc = self.options, self.streamed
