@@ -383,6 +383,12 @@ async def open_native(app: web.Application, adapter: Adapter, reach: Reach, out:
     url = out.url or reach.url + out.path
     full = f"{url}?{out.query}" if out.query else url
     parts = urlsplit(full)
+    if out.from_reply and not _trusted(parts, reach.url, adapter.reply_hosts):
+        # a reply naming another host is not followed: the backend's key would go there
+        log.warning("untrusted_reply_url", backend=reach.name, host=parts.netloc)
+        raise UpstreamFailure(reach.state.id, "status", 502, error_json(
+            502, f"backend {reach.name} named a URL on another host ({parts.scheme}://"
+            f"{parts.netloc}) in its reply: not followed", code="upstream_error"))
     base = f"{parts.scheme}://{parts.netloc}"
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     # eldric's own User-Agent, as its aiohttp session sends (a provider may refuse none)
@@ -399,6 +405,18 @@ async def open_native(app: web.Application, adapter: Adapter, reach: Reach, out:
             first_byte_timeout=timeouts.first_byte, idle_timeout=timeouts.idle)
     except OSError as exc:  # ReplyTimeout and ConnectTimeout are ones too
         raise upstream_failure(exc, Target(reach.state, base), timeouts, "open") from None
+
+
+def _trusted(parts, base: str, hosts: tuple[str, ...]) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a URL read from a backend's reply may be sent its credentials: the
+    backend's own origin, or https to one of the adapter's hosts ("h" exactly, ".d" a
+    subdomain of d)."""
+    own = urlsplit(base)
+    if (parts.scheme, parts.netloc.lower()) == (own.scheme, own.netloc.lower()):
+        return True
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and bool(host) and any(
+        host.endswith(h) if h.startswith(".") else host == h for h in hosts)
 
 
 async def _body(resp: client.Response, reach: Reach, timeouts: Timeouts) -> bytes:

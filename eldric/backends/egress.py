@@ -142,3 +142,9 @@ class Adapter:
     # first (a Google service account's first token); returns at once once they are
     # held (renewals run in the background, see auth_google).
     ready: Callable[[Reach], Awaitable[None]] | None = None
+
+    # Hosts besides the backend's own a URL read from its reply (Outbound.from_reply) may
+    # name, over https only: "stream.replicate.com" exactly, ".replicate.net" and its
+    # subdomains. Any other host is refused (502) before anything is sent, so a reply
+    # naming another host never gets the backend's credentials.
+    reply_hosts: tuple[str, ...] = ()
