@@ -29,6 +29,7 @@ What it guarantees, like forward():
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -373,6 +374,11 @@ async def _checked(request: LaneRequest, adapter: Adapter, reach: Reach, out: Ou
     failure = UpstreamFailure(reach.state.id, "status", status, err)
     failure.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers
                        if k.lower() == b"retry-after"]
+    later = getattr(egress, "retry_after", None)  # an API that says when in its body
+    if not failure.headers and status in (429, 503) and later is not None:
+        with contextlib.suppress(Exception):  # an unreadable hint is no hint
+            if (after := later(raw)) is not None:
+                failure.headers = [("Retry-After", after)]
     raise failure
 
 

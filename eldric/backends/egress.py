@@ -17,6 +17,9 @@ What ``backends/call.py`` does with it, in order::
     headers = reach's auth (signed over out's method, URL and body where the API wants it)
     reply = send it
     status >= 400:  (status, openai_error_json) = egress.error(status, raw)
+                    a 429/503 without a Retry-After header: egress.retry_after(raw)
+                    (optional) -> the seconds its body gives (Google's RetryInfo), kept
+                    as the failure's Retry-After
                     -> UpstreamFailure before the first byte (the caller may fail over)
     whole reply:    egress.whole(raw) -> the OpenAI JSON body (ValueError: unreadable, 502)
     streamed:       nxt = egress.follow(raw_head)  # a second request (Replicate's stream URL)

@@ -163,10 +163,12 @@ async def test_429_fails_over_to_the_next_backend(aiohttp_server, tmp_path):
                 assert (await r.json())["error"]["code"] == "upstream_unavailable"
             second.app[fake.KNOBS].scenario = "quota"
             client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
-            with pytest.raises(openai.InternalServerError) as exc:
+            # both said "come back later" (RetryInfo 18.3s): Google's 429, with Retry-After
+            with pytest.raises(openai.RateLimitError) as exc:
                 await client.chat.completions.create(model=fake.MODEL, messages=[
                     {"role": "user", "content": "x"}])
-            assert exc.value.status_code == 503 and "quota" in exc.value.message
+            assert exc.value.status_code == 429 and "quota" in exc.value.message
+            assert exc.value.response.headers["Retry-After"] == "19"
             await client.close()
 
 

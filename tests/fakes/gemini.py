@@ -90,7 +90,19 @@ def status(code: int, name: str, message: str, reason: str | None = None) -> dic
 
 
 def fail(code: int, name: str, message: str, reason: str | None = None) -> web.Response:
-    return web.json_response(status(code, name, message, reason), status=code)
+    body = status(code, name, message, reason)
+    if name == "RESOURCE_EXHAUSTED":
+        # the real quota error: QuotaFailure and RetryInfo details, no Retry-After header
+        body["error"]["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                "quotaValue": "10"}]},
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
+                "description": "Learn more about Gemini API quotas",
+                "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "18.3s"}]
+    return web.json_response(body, status=code)
 
 
 def invalid(message: str) -> web.Response:

@@ -36,6 +36,7 @@ from it; an id without one is sent as it is.
 from __future__ import annotations
 
 import base64
+import math
 import struct
 from typing import Any
 from urllib.parse import quote
@@ -289,6 +290,26 @@ def error(status: int, raw: bytes, upstream: str) -> tuple[int, bytes] | None:
     if code == "backend_auth_failed":
         message = f"backend {upstream} refused its credentials (HTTP {status}): {message}"
     return mapped, error_json(mapped, message, code=code or name.lower() or None)
+
+
+def retry_after(raw: bytes) -> str | None:
+    """A google.rpc.Status error's RetryInfo detail (``"retryDelay": "18.3s"``, a
+    Duration) as a Retry-After value in whole seconds, rounded up; None without one.
+    Google says when to come back in the body only (its 429s have no Retry-After
+    header), so without this eldric's client would not learn it."""
+    err = _status_of(raw)
+    for d in (err or {}).get("details") or []:
+        if not isinstance(d, dict) or not str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            continue
+        delay = d.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                seconds = float(delay[:-1])
+            except ValueError:
+                return None
+            if seconds >= 0:
+                return str(max(1, math.ceil(seconds)))
+    return None
 
 
 def _status_of(raw: bytes) -> dict | None:
