@@ -81,3 +81,12 @@ async def test_cohere_429_is_the_same_as_an_openai_compatible_one(tmp_path, aioh
         "name": "o", "type": "openai_compatible", "url": url_of(oa) + "/v1", "api_key": "k"},
         "m")
     assert (status, after) == (o_status, o_after) == ((429, "5") if retry_after else (503, None))
+
+
+async def test_worker_relays_a_gemini_quota_429_with_its_retry_delay(tmp_path, aiohttp_server):
+    server = await aiohttp_server(gemini_fake.app())
+    server.app[gemini_fake.KNOBS].scenario = "quota"
+    async with harness.worker(tmp_path, "gemini", url_of(server), gemini_fake.API_KEY) as url:
+        await harness.listed(url, gemini_fake.MODEL)
+        status, after, body = await _ask(url, gemini_fake.MODEL)
+    assert (status, after) == (429, "19") and body["error"]["code"] == "rate_limit_exceeded"
