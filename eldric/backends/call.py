@@ -402,7 +402,15 @@ async def open_native(app: web.Application, adapter: Adapter, reach: Reach, out:
     if out.body and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
     if adapter.ready is not None:
-        await adapter.ready(reach)
+        # credentials fetched first (a Google token): bounded like a connection, since
+        # their library's own timeout is long (google-auth's 120 s) and a stalled token
+        # endpoint must not hang the request or the probe
+        try:
+            await asyncio.wait_for(adapter.ready(reach), timeouts.connect)
+        except TimeoutError:
+            raise UpstreamFailure(reach.state.id, "connect", 504, error_json(
+                504, f"backend {reach.name}: its credentials were not ready within "
+                f"{timeouts.connect:g} s", code="upstream_timeout")) from None
     headers.update(adapter.sign(reach, out.method, full, headers, out.body))
     block = upstream_header_block((), request_id, headers)
     try:
