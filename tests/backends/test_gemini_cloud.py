@@ -218,3 +218,24 @@ async def test_translated_client_apis_reach_gemini(gemini, tmp_path):
         resp = await client.responses.create(model=fake.MODEL, input="text")
         assert resp.output_text == "".join(fake.TEXT_CHUNKS)
         await client.close()
+
+
+async def test_an_error_as_the_streams_first_event_fails_over(aiohttp_server, tmp_path):
+    """Gemini answered 200 and its stream's first event is an error (UNAVAILABLE):
+    nothing reached the client, so it is the 503 it stands for, tried elsewhere."""
+    first, second = await aiohttp_server(fake.app()), await aiohttp_server(fake.app())
+    first.app[fake.KNOBS].scenario = "error_first"
+    async with cloud(tmp_path, [backend(url_of(first), "g1", priority=1),
+                                backend(url_of(second), "g2", priority=2)]) as url:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url + "/v1/chat/completions", json={
+                    "model": fake.MODEL, "stream": True,
+                    "messages": [{"role": "user", "content": "x"}]}) as r:
+                assert r.status == 200 and r.headers["X-Eldric-Backend"] == "g2"
+                assert b"error" not in await r.read()
+            second.app[fake.KNOBS].scenario = "error_first"  # nobody left: eldric's 503
+            async with s.post(url + "/v1/chat/completions", json={
+                    "model": fake.MODEL, "stream": True,
+                    "messages": [{"role": "user", "content": "x"}]}) as r:
+                assert r.status == 503
+                assert (await r.json())["error"]["code"] == "upstream_unavailable"

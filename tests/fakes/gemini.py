@@ -19,7 +19,7 @@
 
 The scenario is ``Knobs.scenario`` if set, else the last user text when it names one
 (``text``, ``tools``, ``thinking``, ``blocked``, ``cut``, ``slow``, ``error_midstream``,
-``quota``, ``overloaded``), else ``text`` (or ``tools`` when tools were offered and the
+``error_first`` (200, then an error as the stream's first event), ``quota``, ``overloaded``), else ``text`` (or ``tools`` when tools were offered and the
 last turn is not a function's answer). The generate handlers are shared by the fake
 Vertex AI (tests/fakes/vertex.py), which mounts them under its own paths and auth.
 """
@@ -239,6 +239,7 @@ HTTP_ERRORS = {
     "bad": (400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
 }
 SCENARIOS = {"text", "tools", "thinking", "blocked", "cut", "slow", "error_midstream",
+             "error_first",
              *HTTP_ERRORS}
 
 
@@ -280,11 +281,16 @@ async def generate(request: web.Request, model: str, method: str, knobs: Knobs,
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Content-Disposition": "attachment"})
     await resp.prepare(request)
-    events = chunks("text" if scenario in ("cut", "slow", "error_midstream") else scenario, model)
+    events = chunks("text" if scenario in ("cut", "slow", "error_midstream", "error_first")
+                    else scenario, model)
     try:
         if scenario == "cut":  # the connection dies after the first chunk
             await resp.write(sse(events[0]))
             request.transport.close()
+            return resp
+        if scenario == "error_first":  # 200, then the stream's only event is an error
+            await resp.write(sse(status(503, "UNAVAILABLE", "The model is overloaded.")))
+            await resp.write_eof()
             return resp
         if scenario == "error_midstream":
             await resp.write(sse(events[0]))
