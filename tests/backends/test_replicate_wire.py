@@ -169,3 +169,16 @@ def test_problem_errors_mapped(status, want):
         "title": "Input validation failed", "detail": "prompt is required",
         "status": status}).encode())
     assert got == want and json.loads(body)["error"]["message"] == "prompt is required"
+
+
+def test_output_text_keeps_what_is_no_sse_line_end():
+    """SSE cuts lines at CRLF, LF and CR only: a text piece's U+2028, form feed or
+    U+0085 (sent raw in an output event's data) is text, not a line end."""
+    e = replicate.ChatEgress(_chat(stream=True), CTX)
+    e.follow(_pred("starting"))
+    piece = "a\u2028b\x0cc\x1cd\u0085e"
+    out = e.feed(f"event: output\nid: 1:0\ndata: {piece}\r\ndata: f".encode())
+    out += e.feed(b"event: done\nid: 1:1\ndata: {}")
+    text = "".join(json.loads(x[6:])["choices"][0]["delta"].get("content") or ""
+                   for x in out if x.startswith(b"data: {"))
+    assert text == piece + "\nf"
