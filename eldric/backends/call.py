@@ -371,6 +371,10 @@ async def _checked(request: LaneRequest, adapter: Adapter, reach: Reach, out: Ou
     except Exception as exc:  # an error body the egress cannot read: the shape kept
         log.warning("unreadable_native_error", backend=reach.name, error=repr(exc))
         status, err = resp.status, normalise(resp.status, raw, reach.name)
+    if b'"backend_auth_failed"' in err:
+        # the API's own way of refusing the key (Google's 400 API_KEY_INVALID): refused
+        # like a 401/403, so the cloud role shows it (auth_failed)
+        raise KeyRefused(reach, resp.status)
     failure = UpstreamFailure(reach.state.id, "status", status, err)
     failure.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers
                        if k.lower() == b"retry-after"]

@@ -135,7 +135,12 @@ async def test_refused_key_is_a_502_and_backend_down_a_503(gemini, tmp_path):
             # not the client's 400 (nor a 401): the backend's failure, retried elsewhere,
             # and with nobody else the cloud's "every backend failed"
             assert r.status == 503 and err["code"] == "upstream_unavailable"
-            assert "refused its credentials" in err["message"]
+            assert "refused its" in err["message"]
+            # Google's way of refusing a key (400 API_KEY_INVALID) is a refused key like
+            # a 401/403: the backend shows auth_failed
+            async with s.get(url + "/api/v1/backends") as r:
+                listed = await r.json()
+            assert [b["auth_failed"] for b in listed["backends"]] == [True]
             await server.close()
             async with s.post(url + "/v1/chat/completions", json=body) as r:
                 assert r.status == 503
