@@ -29,6 +29,7 @@ What it guarantees, like forward():
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -370,9 +371,18 @@ async def _checked(request: LaneRequest, adapter: Adapter, reach: Reach, out: Ou
     except Exception as exc:  # an error body the egress cannot read: the shape kept
         log.warning("unreadable_native_error", backend=reach.name, error=repr(exc))
         status, err = resp.status, normalise(resp.status, raw, reach.name)
+    if b'"backend_auth_failed"' in err:
+        # the API's own way of refusing the key (Google's 400 API_KEY_INVALID): refused
+        # like a 401/403, so the cloud role shows it (auth_failed)
+        raise KeyRefused(reach, resp.status)
     failure = UpstreamFailure(reach.state.id, "status", status, err)
     failure.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers
                        if k.lower() == b"retry-after"]
+    later = getattr(egress, "retry_after", None)  # an API that says when in its body
+    if not failure.headers and status in (429, 503) and later is not None:
+        with contextlib.suppress(Exception):  # an unreadable hint is no hint
+            if (after := later(raw)) is not None:
+                failure.headers = [("Retry-After", after)]
     raise failure
 
 
@@ -383,6 +393,12 @@ async def open_native(app: web.Application, adapter: Adapter, reach: Reach, out:
     url = out.url or reach.url + out.path
     full = f"{url}?{out.query}" if out.query else url
     parts = urlsplit(full)
+    if out.from_reply and not _trusted(parts, reach.url, adapter.reply_hosts):
+        # a reply naming another host is not followed: the backend's key would go there
+        log.warning("untrusted_reply_url", backend=reach.name, host=parts.netloc)
+        raise UpstreamFailure(reach.state.id, "status", 502, error_json(
+            502, f"backend {reach.name} named a URL on another host ({parts.scheme}://"
+            f"{parts.netloc}) in its reply: not followed", code="upstream_error"))
     base = f"{parts.scheme}://{parts.netloc}"
     target = parts.path + (f"?{parts.query}" if parts.query else "")
     # eldric's own User-Agent, as its aiohttp session sends (a provider may refuse none)
@@ -390,7 +406,15 @@ async def open_native(app: web.Application, adapter: Adapter, reach: Reach, out:
     if out.body and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/json"
     if adapter.ready is not None:
-        await adapter.ready(reach)
+        # credentials fetched first (a Google token): bounded like a connection, since
+        # their library's own timeout is long (google-auth's 120 s) and a stalled token
+        # endpoint must not hang the request or the probe
+        try:
+            await asyncio.wait_for(adapter.ready(reach), timeouts.connect)
+        except TimeoutError:
+            raise UpstreamFailure(reach.state.id, "connect", 504, error_json(
+                504, f"backend {reach.name}: its credentials were not ready within "
+                f"{timeouts.connect:g} s", code="upstream_timeout")) from None
     headers.update(adapter.sign(reach, out.method, full, headers, out.body))
     block = upstream_header_block((), request_id, headers)
     try:
@@ -399,6 +423,18 @@ async def open_native(app: web.Application, adapter: Adapter, reach: Reach, out:
             first_byte_timeout=timeouts.first_byte, idle_timeout=timeouts.idle)
     except OSError as exc:  # ReplyTimeout and ConnectTimeout are ones too
         raise upstream_failure(exc, Target(reach.state, base), timeouts, "open") from None
+
+
+def _trusted(parts, base: str, hosts: tuple[str, ...]) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a URL read from a backend's reply may be sent its credentials: the
+    backend's own origin, or https to one of the adapter's hosts ("h" exactly, ".d" a
+    subdomain of d)."""
+    own = urlsplit(base)
+    if (parts.scheme, parts.netloc.lower()) == (own.scheme, own.netloc.lower()):
+        return True
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and bool(host) and any(
+        host.endswith(h) if h.startswith(".") else host == h for h in hosts)
 
 
 async def _body(resp: client.Response, reach: Reach, timeouts: Timeouts) -> bytes:

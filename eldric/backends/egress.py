@@ -17,6 +17,9 @@ What ``backends/call.py`` does with it, in order::
     headers = reach's auth (signed over out's method, URL and body where the API wants it)
     reply = send it
     status >= 400:  (status, openai_error_json) = egress.error(status, raw)
+                    a 429/503 without a Retry-After header: egress.retry_after(raw)
+                    (optional) -> the seconds its body gives (Google's RetryInfo), kept
+                    as the failure's Retry-After
                     -> UpstreamFailure before the first byte (the caller may fail over)
     whole reply:    egress.whole(raw) -> the OpenAI JSON body (ValueError: unreadable, 502)
     streamed:       nxt = egress.follow(raw_head)  # a second request (Replicate's stream URL)
@@ -142,3 +145,9 @@ class Adapter:
     # first (a Google service account's first token); returns at once once they are
     # held (renewals run in the background, see auth_google).
     ready: Callable[[Reach], Awaitable[None]] | None = None
+
+    # Hosts besides the backend's own a URL read from its reply (Outbound.from_reply) may
+    # name, over https only: "stream.replicate.com" exactly, ".replicate.net" and its
+    # subdomains. Any other host is refused (502) before anything is sent, so a reply
+    # naming another host never gets the backend's credentials.
+    reply_hosts: tuple[str, ...] = ()

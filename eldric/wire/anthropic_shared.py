@@ -10,6 +10,8 @@ messages, /en/docs/build-with-claude/streaming, /en/api/errors.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 import msgspec
@@ -141,20 +143,25 @@ def _int(v: Any) -> int:
 
 # ---------------------------------------------------------------- SSE
 
+_SSE_LINE = re.compile(rb"\r\n|\r|\n")
+
+
 def sse_fields(event: bytes) -> tuple[str | None, bytes | None]:
     """(event name, data) of one SSE event (its bytes without the blank line): data lines
     joined with newlines as the SSE spec says; comments and other fields skipped."""
     if event.startswith(b"data: ") and b"\n" not in event:
         return None, event[6:]  # one data line: what nearly every event is, read as it is
     data, name = [], None
-    for line in event.decode("utf-8", "replace").splitlines():
-        field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if field == "data":
+    # SSE's lines end at CRLF, LF or CR only (str.splitlines would also cut at U+2028,
+    # form feeds and the like, which a text event carries raw: Replicate's output events)
+    for line in _SSE_LINE.split(event):
+        field, _, value = line.partition(b":")
+        value = value[1:] if value.startswith(b" ") else value
+        if field == b"data":
             data.append(value)
-        elif field == "event":
-            name = value
-    return name, ("\n".join(data).encode() if data else None)
+        elif field == b"event":
+            name = value.decode("utf-8", "replace")
+    return name, (b"\n".join(data) if data else None)
 
 
 def named_event(obj: dict) -> bytes:

@@ -135,7 +135,12 @@ async def test_refused_key_is_a_502_and_backend_down_a_503(gemini, tmp_path):
             # not the client's 400 (nor a 401): the backend's failure, retried elsewhere,
             # and with nobody else the cloud's "every backend failed"
             assert r.status == 503 and err["code"] == "upstream_unavailable"
-            assert "refused its credentials" in err["message"]
+            assert "refused its" in err["message"]
+            # Google's way of refusing a key (400 API_KEY_INVALID) is a refused key like
+            # a 401/403: the backend shows auth_failed
+            async with s.get(url + "/api/v1/backends") as r:
+                listed = await r.json()
+            assert [b["auth_failed"] for b in listed["backends"]] == [True]
             await server.close()
             async with s.post(url + "/v1/chat/completions", json=body) as r:
                 assert r.status == 503
@@ -163,10 +168,12 @@ async def test_429_fails_over_to_the_next_backend(aiohttp_server, tmp_path):
                 assert (await r.json())["error"]["code"] == "upstream_unavailable"
             second.app[fake.KNOBS].scenario = "quota"
             client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
-            with pytest.raises(openai.InternalServerError) as exc:
+            # both said "come back later" (RetryInfo 18.3s): Google's 429, with Retry-After
+            with pytest.raises(openai.RateLimitError) as exc:
                 await client.chat.completions.create(model=fake.MODEL, messages=[
                     {"role": "user", "content": "x"}])
-            assert exc.value.status_code == 503 and "quota" in exc.value.message
+            assert exc.value.status_code == 429 and "quota" in exc.value.message
+            assert exc.value.response.headers["Retry-After"] == "19"
             await client.close()
 
 
@@ -216,3 +223,24 @@ async def test_translated_client_apis_reach_gemini(gemini, tmp_path):
         resp = await client.responses.create(model=fake.MODEL, input="text")
         assert resp.output_text == "".join(fake.TEXT_CHUNKS)
         await client.close()
+
+
+async def test_an_error_as_the_streams_first_event_fails_over(aiohttp_server, tmp_path):
+    """Gemini answered 200 and its stream's first event is an error (UNAVAILABLE):
+    nothing reached the client, so it is the 503 it stands for, tried elsewhere."""
+    first, second = await aiohttp_server(fake.app()), await aiohttp_server(fake.app())
+    first.app[fake.KNOBS].scenario = "error_first"
+    async with cloud(tmp_path, [backend(url_of(first), "g1", priority=1),
+                                backend(url_of(second), "g2", priority=2)]) as url:
+        async with aiohttp.ClientSession() as s:
+            async with s.post(url + "/v1/chat/completions", json={
+                    "model": fake.MODEL, "stream": True,
+                    "messages": [{"role": "user", "content": "x"}]}) as r:
+                assert r.status == 200 and r.headers["X-Eldric-Backend"] == "g2"
+                assert b"error" not in await r.read()
+            second.app[fake.KNOBS].scenario = "error_first"  # nobody left: eldric's 503
+            async with s.post(url + "/v1/chat/completions", json={
+                    "model": fake.MODEL, "stream": True,
+                    "messages": [{"role": "user", "content": "x"}]}) as r:
+                assert r.status == 503
+                assert (await r.json())["error"]["code"] == "upstream_unavailable"

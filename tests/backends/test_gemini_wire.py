@@ -383,3 +383,16 @@ def test_model_list():
 def test_model_path_quotes_and_strips_models_prefix():
     assert gemini.model_path("models/gemini-2.0-flash") == "/v1beta/models/gemini-2.0-flash"
     assert gemini.model_path("tunedModels/x y") == "/v1beta/models/tunedModels%2Fx%20y"
+
+
+def test_retry_info_is_a_retry_after_in_whole_seconds():
+    def quota(delay):  # type: ignore[no-untyped-def]
+        return json.dumps({"error": {"code": 429, "status": "RESOURCE_EXHAUSTED", "message": "q",
+                                     "details": [{"@type": "type.googleapis.com/google.rpc."
+                                                  "RetryInfo", "retryDelay": delay}]}}).encode()
+    assert gemini.retry_after(quota("3.700s")) == "4"
+    assert gemini.retry_after(quota("52758s")) == "52758"
+    assert gemini.retry_after(quota("0s")) == "1"
+    assert gemini.retry_after(quota("soon")) is None
+    assert gemini.retry_after(b'{"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}}') is None
+    assert gemini.retry_after(b"<html>busy</html>") is None

@@ -194,3 +194,33 @@ async def test_client_leaving_a_polled_whole_reply_cancels_it(role, tmp_path, re
         await asyncio.wait_for(knobs.canceled.wait(), 5)
         assert [p["status"] for p in knobs.predictions.values()] == ["canceled"]
         assert len([r for r in knobs.requests if r["method"] == "GET"]) < 10  # polling stopped
+
+
+@ROLES
+async def test_urls_on_another_host_are_not_sent_the_token(role, tmp_path, aiohttp_server):
+    """A prediction whose urls (stream, get, cancel) name another host: eldric follows
+    none of them, so the backend's token never reaches that host; the client gets a 5xx
+    in OpenAI's shape."""
+    server, other = await aiohttp_server(fake.make_app()), await aiohttp_server(fake.make_app())
+    server.app[fake.KNOBS].url_base = url_of(other)
+    async with front(role, tmp_path, server) as url:
+        c = _client(url)
+        with pytest.raises(openai.APIStatusError) as info:
+            async for _ in await c.chat.completions.create(model=MODEL, messages=_msgs("hi"),
+                                                           stream=True):
+                pass
+        assert info.value.status_code in (502, 503)
+        assert "another host" in info.value.message
+        with pytest.raises(openai.APIStatusError) as info:  # a pending whole reply: urls.get
+            await c.chat.completions.create(model=MODEL, messages=_msgs("pending"))
+        assert info.value.status_code in (502, 503)
+        # the client leaving a pending one: urls.cancel is on the other host too
+        task = asyncio.create_task(c.chat.completions.create(model=MODEL,
+                                                             messages=_msgs("pending_long")))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, openai.APIError):
+            await task
+        await asyncio.sleep(0.3)
+    assert other.app[fake.KNOBS].requests == []
+    assert len(_sent(server)) >= 3  # the creates did reach the backend itself

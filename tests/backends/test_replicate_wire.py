@@ -169,3 +169,34 @@ def test_problem_errors_mapped(status, want):
         "title": "Input validation failed", "detail": "prompt is required",
         "status": status}).encode())
     assert got == want and json.loads(body)["error"]["message"] == "prompt is required"
+
+
+def test_output_text_keeps_what_is_no_sse_line_end():
+    """SSE cuts lines at CRLF, LF and CR only: a text piece's U+2028, form feed or
+    U+0085 (sent raw in an output event's data) is text, not a line end."""
+    e = replicate.ChatEgress(_chat(stream=True), CTX)
+    e.follow(_pred("starting"))
+    piece = "a\u2028b\x0cc\x1cd\u0085e"
+    out = e.feed(f"event: output\nid: 1:0\ndata: {piece}\r\ndata: f".encode())
+    out += e.feed(b"event: done\nid: 1:1\ndata: {}")
+    text = "".join(json.loads(x[6:])["choices"][0]["delta"].get("content") or ""
+                   for x in out if x.startswith(b"data: {"))
+    assert text == piece + "\nf"
+
+
+@pytest.mark.parametrize("url,ok", [
+    ("https://api.replicate.com/v1/predictions/abc", True),
+    ("https://stream.replicate.com/v1/files/abc", True),
+    ("https://stream-b.svc.ric1.c.replicate.net/v1/streams/abc", True),
+    ("http://stream.replicate.com/v1/files/abc", False),  # not https: no token
+    ("https://replicate.com.evil.example/v1/files/abc", False),
+    ("https://evilreplicate.net/x", False),
+    ("https://169.254.169.254/latest/meta-data", False)])
+def test_the_hosts_a_replys_urls_may_name(url, ok):
+    from urllib.parse import urlsplit
+
+    from eldric.backends import call
+    from eldric.backends.native.replicate import ADAPTERS
+
+    hosts = ADAPTERS["replicate"].reply_hosts
+    assert call._trusted(urlsplit(url), "https://api.replicate.com", hosts) is ok

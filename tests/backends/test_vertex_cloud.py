@@ -153,3 +153,39 @@ async def test_vertex_errors_429_failover_cut_and_client_leaving(vertex, aiohttp
         await leave_mid_stream(client, fake_gemini.MODEL, knobs)
         await client.close()
     assert fake_anthropic.MODEL  # the Claude transcripts are the fake Anthropic's
+
+
+
+async def test_a_stalled_token_endpoint_is_a_timely_failure(vertex, tmp_path):
+    """The token expired and the key's token_uri now takes the request and never answers
+    (google-auth's own timeout is 120 s): the request fails within the connect timeout,
+    as a backend that does not answer would, instead of hanging."""
+    import asyncio
+    import time
+
+    server, knobs, key = vertex
+    knobs.expires_in = 2  # the first token is good for the probe only
+    cfg = tmp_path / "cloud.json"
+    cfg.write_text(json.dumps({"cloud": {"port": 0, "bind_address": "127.0.0.1",
+                                         "connect_timeout_ms": 500,
+                                         "backends": [backend(server, key)]}}))
+    from eldric import config, registry
+    from tests.backends.harness import listed
+    from tests.conftest import serving
+    role = registry.load("cloud")
+    loaded = config.load({"cloud": (role.config, role.defaults())}, str(cfg), {},
+                         {"process.data_dir": (None, str(tmp_path / "d"))})
+    async with serving([role], loaded) as found, aiohttp.ClientSession() as s:
+        url = found["cloud"]
+        await listed(url, fake_gemini.MODEL)
+        knobs.stall_grants = True
+        await asyncio.sleep(2.2)  # expired: the next request must wait for a new one
+        t0 = time.monotonic()
+        async with s.post(url + "/v1/chat/completions", json={
+                "model": fake_gemini.MODEL, "messages": [{"role": "user", "content": "hi"}]},
+                timeout=aiohttp.ClientTimeout(total=15)) as r:
+            took = time.monotonic() - t0
+            knobs.stall_grants = False
+            assert r.status == 503
+            assert (await r.json())["error"]["code"] == "upstream_unavailable"
+        assert took < 3

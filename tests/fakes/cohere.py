@@ -121,6 +121,8 @@ class Knobs:
         self.api_key = API_KEY
         self.scenario: str | None = None
         self.requests: list[dict] = []  # path, headers, body of each request
+        # a Retry-After on the 429 (Cohere documents none; a gateway in front may add it)
+        self.retry_after: str | None = None
         self.left = asyncio.Event()  # a client left a `slow` stream
 
 
@@ -179,7 +181,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
         return error(400, problem)
     scenario = _scenario(knobs, body)
     if scenario in HTTP_ERRORS:
-        return error(*HTTP_ERRORS[scenario])
+        resp = error(*HTTP_ERRORS[scenario])
+        if knobs.retry_after and resp.status == 429:
+            resp.headers["Retry-After"] = knobs.retry_after
+        return resp
     if not body.get("stream"):
         reply = WHOLE.get(scenario, WHOLE["text"])
         return web.json_response({"id": str(uuid.uuid4()), **reply, "usage": {

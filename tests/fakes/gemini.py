@@ -19,7 +19,7 @@
 
 The scenario is ``Knobs.scenario`` if set, else the last user text when it names one
 (``text``, ``tools``, ``thinking``, ``blocked``, ``cut``, ``slow``, ``error_midstream``,
-``quota``, ``overloaded``), else ``text`` (or ``tools`` when tools were offered and the
+``error_first`` (200, then an error as the stream's first event), ``quota``, ``overloaded``), else ``text`` (or ``tools`` when tools were offered and the
 last turn is not a function's answer). The generate handlers are shared by the fake
 Vertex AI (tests/fakes/vertex.py), which mounts them under its own paths and auth.
 """
@@ -90,7 +90,19 @@ def status(code: int, name: str, message: str, reason: str | None = None) -> dic
 
 
 def fail(code: int, name: str, message: str, reason: str | None = None) -> web.Response:
-    return web.json_response(status(code, name, message, reason), status=code)
+    body = status(code, name, message, reason)
+    if name == "RESOURCE_EXHAUSTED":
+        # the real quota error: QuotaFailure and RetryInfo details, no Retry-After header
+        body["error"]["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [{
+                "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                "quotaValue": "10"}]},
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": [{
+                "description": "Learn more about Gemini API quotas",
+                "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "18.3s"}]
+    return web.json_response(body, status=code)
 
 
 def invalid(message: str) -> web.Response:
@@ -227,6 +239,7 @@ HTTP_ERRORS = {
     "bad": (400, "INVALID_ARGUMENT", "Request contains an invalid argument."),
 }
 SCENARIOS = {"text", "tools", "thinking", "blocked", "cut", "slow", "error_midstream",
+             "error_first",
              *HTTP_ERRORS}
 
 
@@ -268,11 +281,16 @@ async def generate(request: web.Request, model: str, method: str, knobs: Knobs,
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Content-Disposition": "attachment"})
     await resp.prepare(request)
-    events = chunks("text" if scenario in ("cut", "slow", "error_midstream") else scenario, model)
+    events = chunks("text" if scenario in ("cut", "slow", "error_midstream", "error_first")
+                    else scenario, model)
     try:
         if scenario == "cut":  # the connection dies after the first chunk
             await resp.write(sse(events[0]))
             request.transport.close()
+            return resp
+        if scenario == "error_first":  # 200, then the stream's only event is an error
+            await resp.write(sse(status(503, "UNAVAILABLE", "The model is overloaded.")))
+            await resp.write_eof()
             return resp
         if scenario == "error_midstream":
             await resp.write(sse(events[0]))

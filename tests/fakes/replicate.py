@@ -48,6 +48,9 @@ class Knobs:
         self.predictions: dict[str, dict] = {}
         self.polls: dict[str, int] = {}
         self.canceled = asyncio.Event()
+        # Where the prediction's urls point (default: this server); another server's URL
+        # stands for a reply naming another host (eldric must not send it the token).
+        self.url_base: str | None = None
 
 
 KNOBS = web.AppKey("knobs", Knobs)
@@ -68,7 +71,7 @@ async def _record(request: web.Request) -> tuple[Knobs, Any, web.Response | None
 
 
 def _base(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+    return request.app[KNOBS].url_base or f"{request.scheme}://{request.host}"
 
 
 def _new(request: web.Request, model: str, version: str, body: dict) -> dict:

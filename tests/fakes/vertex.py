@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import base64
 import json
 import time
@@ -49,6 +51,7 @@ class Knobs(fake_gemini.Knobs):
         self.expires_in = 3599
         self.grants = 0  # tokens issued
         self.refuse_grants = False
+        self.stall_grants = False  # the token endpoint takes the request and does not answer
 
 
 def service_account(knobs: Knobs, url: str, path: Path) -> Path:
@@ -98,6 +101,8 @@ async def token(request: web.Request) -> web.Response:
     knobs = request.app[fake_gemini.KNOBS]
     assert isinstance(knobs, Knobs)
     form = await request.post()
+    while knobs.stall_grants:  # until the test lets it go (a server cannot stop mid-handler)
+        await asyncio.sleep(0.05)
     if (problem := _grant_problem(knobs, form)) is not None:
         return web.json_response({"error": "invalid_grant", "error_description": problem},
                                  status=400)

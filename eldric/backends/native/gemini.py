@@ -70,12 +70,16 @@ class Chat:
     def follow(self, raw: bytes) -> Outbound | None:
         return None
 
+    def retry_after(self, raw: bytes) -> str | None:
+        return wire.retry_after(raw)
+
 
 class Embed:
     """One /v1/embeddings request as batchEmbedContents (whole replies only)."""
 
     follow = Chat.follow
     error = Chat.error
+    retry_after = Chat.retry_after
 
     def __init__(self, body: dict, ctx: Context, prefix: str, resource: str):
         native, self._n, self._base64 = wire.embed_request(body, resource, ctx.options)

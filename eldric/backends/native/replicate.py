@@ -22,7 +22,11 @@ def _health(reach: Reach) -> Outbound:
 ADAPTERS = {"replicate": Adapter(
     name="replicate", ops={CHAT: replicate.ChatEgress}, sign=bearer,
     models=lambda reach: None, parse_models=lambda raw: [], health=_health,
-    tools="xml", vision=False)}
+    tools="xml", vision=False,
+    # where Replicate's replies point besides api.replicate.com: its stream URLs
+    # (https://stream.replicate.com/v1/files/…, https://stream-b.svc.ric1.c.replicate.net/
+    # v1/streams/…, as replicate-python's and replicate-javascript's fixtures show)
+    reply_hosts=("replicate.com", ".replicate.com", ".replicate.net"))}
 
 ROWS = [BackendDef(
     "replicate", "Replicate (predictions)", "replicate", "https://api.replicate.com",

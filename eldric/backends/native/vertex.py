@@ -33,6 +33,7 @@ from eldric.backends.table import CHAT, BackendDef
 from eldric.errors import EldricError
 from eldric.stream.upstream_errors import normalise
 from eldric.wire.native import anthropic_vertex
+from eldric.wire.native import gemini as gemini_wire
 
 DOCS = "https://cloud.google.com/vertex-ai/generative-ai/docs/model-reference/inference"
 
@@ -69,6 +70,9 @@ class Claude(Messages):
     def error(self, status: int, raw: bytes) -> tuple[int, bytes]:
         return anthropic_vertex.error(status, raw, self.model) or (
             status, normalise(status, raw, self.model))
+
+    def retry_after(self, raw: bytes) -> str | None:  # the Vertex front's 429: Google's shape
+        return gemini_wire.retry_after(raw)
 
 
 def chat(body: dict, ctx: Context) -> Chat | Claude:

@@ -21,7 +21,9 @@ eldric/backends/native/gemini.py and vertex.py; here are the pure pieces they sh
   (promptTokenCount, candidatesTokenCount, thoughtsTokenCount, cachedContentTokenCount),
   ``promptFeedback.blockReason`` when the prompt itself was blocked (no candidates).
 - Stream: ``:streamGenerateContent?alt=sse``, one ``data: <GenerateContentResponse>``
-  event per chunk, no end marker: the chunk with a finishReason is the last one.
+  event per chunk, no end marker: the chunk with a finishReason is the last one. An
+  error (``data: {"error": …}``) as its first event is the error reply it stands for
+  (eldric.wire.native.refused: 429/5xx fail over); after content, one error event.
 - Errors: google.rpc.Status JSON ``{"error": {"code", "message", "status", "details"}}``
   (https://ai.google.dev/gemini-api/docs/troubleshooting), mapped by ``STATUS`` below.
 - Embeddings: ``:batchEmbedContents`` ``{"requests": [{model, content, outputDimensionality,
@@ -36,6 +38,7 @@ from it; an id without one is sent as it is.
 from __future__ import annotations
 
 import base64
+import math
 import struct
 from typing import Any
 from urllib.parse import quote
@@ -45,6 +48,7 @@ import msgspec
 from eldric.errors import BadRequest, error_json
 from eldric.wire.native import chat_in, chat_out
 from eldric.wire.native.chat_in import Image, Text, ToolCall, ToolResult
+from eldric.wire.native.refused import Refused
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -291,6 +295,26 @@ def error(status: int, raw: bytes, upstream: str) -> tuple[int, bytes] | None:
     return mapped, error_json(mapped, message, code=code or name.lower() or None)
 
 
+def retry_after(raw: bytes) -> str | None:
+    """A google.rpc.Status error's RetryInfo detail (``"retryDelay": "18.3s"``, a
+    Duration) as a Retry-After value in whole seconds, rounded up; None without one.
+    Google says when to come back in the body only (its 429s have no Retry-After
+    header), so without this eldric's client would not learn it."""
+    err = _status_of(raw)
+    for d in (err or {}).get("details") or []:
+        if not isinstance(d, dict) or not str(d.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            continue
+        delay = d.get("retryDelay")
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                seconds = float(delay[:-1])
+            except ValueError:
+                return None
+            if seconds >= 0:
+                return str(max(1, math.ceil(seconds)))
+    return None
+
+
 def _status_of(raw: bytes) -> dict | None:
     try:
         data = _decode(raw) if raw else None
@@ -324,6 +348,7 @@ class Stream:
         self._out = chat_out.ChunkWriter(model, include_usage=include_usage)
         self._reason: str | None = None
         self._errored = False
+        self._said = False  # an event went out (an error after it is a cut, not a reply)
 
     def count(self, counts: tuple[int, int, int] | None) -> None:
         if counts is not None:
@@ -342,7 +367,10 @@ class Stream:
         if not isinstance(resp, dict):
             return []
         if isinstance(resp.get("error"), dict):
-            _, body = error(500, data, "gemini") or (0, b"")
+            status, body = error(500, data, "gemini") or (500, b"")
+            if not self._said:
+                # nothing sent yet: the error reply it stands for (429/5xx fail over)
+                raise Refused(status, body)
             self.done = self._errored = True
             return [b"data: " + body + b"\n\n"]
         out: list[bytes] = []
@@ -355,6 +383,7 @@ class Stream:
             elif isinstance(part.get("text"), str):
                 out += w.reasoning(part["text"]) if part.get("thought") else w.text(part["text"])
         self.count(usage_of(resp.get("usageMetadata")))
+        self._said = self._said or bool(out)
         if reason is not None:
             self._reason = reason
             self.done = True

@@ -24,6 +24,10 @@ class Outbound:
     # An absolute URL instead of url + path (Replicate's stream URL, a Vertex region's
     # host): the call still signs it with the backend's auth.
     url: str | None = None
+    # `url` was read from the backend's reply (Replicate's urls.stream/get/cancel): the
+    # call sends it (with the backend's credentials) only to the backend's own origin or
+    # a host its Adapter trusts (Adapter.reply_hosts), never to a host a reply names.
+    from_reply: bool = False
 
 
 @dataclass(frozen=True)

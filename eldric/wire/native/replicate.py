@@ -185,10 +185,11 @@ class ChatEgress:
             url = self._urls.get("stream")
             if not isinstance(url, str) or not url:
                 raise ValueError("this Replicate model does not stream (no urls.stream)")
-            return Outbound("", method="GET", url=url, framing="sse",
+            return Outbound("", method="GET", url=url, framing="sse", from_reply=True,
                             headers={"Accept": "text/event-stream", "Cache-Control": "no-store"})
         if p["status"] in PENDING and isinstance(self._urls.get("get"), str):
             return Outbound("", method="GET", url=self._urls["get"], framing="json",
+                            from_reply=True,
                             headers={"Accept": "application/json"})
         return None
 
@@ -202,7 +203,7 @@ class ChatEgress:
         url = self._urls.get("cancel")
         if self.done or not isinstance(url, str) or not url:
             return None
-        return Outbound("", method="POST", url=url, framing="json")
+        return Outbound("", method="POST", url=url, framing="json", from_reply=True)
 
     def whole(self, raw: bytes) -> bytes:
         p = prediction(raw)
