@@ -204,11 +204,29 @@ def test_stream_tool_call_arguments_by_block():
     ("internalServerException", 500, "upstream_error")])
 def test_stream_exceptions_end_with_one_error_event(name, status, code):
     chat = _chat({"stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.feed(b'messageStart\n{"role":"assistant"}') == []  # the role waits
+    assert chat.feed(b'contentBlockDelta\n{"contentBlockIndex":0,"delta":{"text":"Hi"}}')
     [event] = chat.feed(b"!" + name.encode() + b'\n{"message":"it broke"}')
     err = json.loads(event[6:])["error"]
     assert (err["message"], err["code"]) == ("it broke", code)
     assert chat.done and chat.finish() == []
     assert wire.error(0, b'{"message":"x"}', name)[0] == status
+
+
+@pytest.mark.parametrize(("name", "status", "code"), [
+    ("throttlingException", 429, "rate_limit_exceeded"),
+    ("serviceUnavailableException", 503, "upstream_overloaded"),
+    ("validationException", 400, "invalid_request")])
+def test_an_exception_before_any_content_is_the_reply_it_stands_for(name, status, code):
+    """Not an error event the client gets at once: Refused, so the call fails over
+    (429/5xx) or answers the status (4xx), as for the same error as an HTTP reply."""
+    from eldric.wire.native.refused import Refused
+    chat = _chat({"stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.feed(b'messageStart\n{"role":"assistant"}') == []
+    with pytest.raises(Refused) as refused:
+        chat.feed(b"!" + name.encode() + b'\n{"message":"slow down"}')
+    assert refused.value.status == status
+    assert json.loads(refused.value.body)["error"]["code"] == code
 
 
 @pytest.mark.parametrize(("status", "body", "want", "code"), [

@@ -47,6 +47,7 @@ import msgspec
 from eldric.errors import BadRequest, error_json
 from eldric.wire.native import chat_in, chat_out
 from eldric.wire.native.chat_in import Image, Text, ToolCall, ToolResult
+from eldric.wire.native.refused import Refused
 
 if TYPE_CHECKING:
     from eldric.backends.egress import Context
@@ -266,6 +267,7 @@ class Converse:
         self._tools: dict[int, int] = {}  # contentBlockIndex -> the OpenAI tool call index
         self._reason: str | None = None
         self._errored = False
+        self._sent = False  # events went out: after them an exception is an error event
 
     def _count(self, counts: tuple[int, int, int] | None) -> None:
         if counts is not None:
@@ -281,15 +283,25 @@ class Converse:
         return body
 
     def event(self, kind: str, failed: bool, payload: bytes) -> list[bytes]:
-        """One event-stream message (its event or exception type, its payload)."""
+        """One event-stream message (its event or exception type, its payload). An
+        exception before any event went out (a throttlingException as the stream's
+        first message) is the error reply it stands for: Refused, so the call fails
+        over on 429/5xx instead of sending the client an error event."""
         if self.done:
             return []
         if failed:
             status, body = error(0, payload, kind)
-            self.done = self._errored = True
             if body is None:
-                return [chat_out.error_event(status, f"the backend failed: {kind}")]
+                body = error_json(status, f"the backend failed: {kind}", code="upstream_error")
+            if not self._sent:
+                raise Refused(status, body)
+            self.done = self._errored = True
             return [b"data: " + body + b"\n\n"]
+        out = self._event(kind, payload)
+        self._sent = self._sent or bool(out)
+        return out
+
+    def _event(self, kind: str, payload: bytes) -> list[bytes]:
         try:
             ev = _decode(payload) if payload else {}
         except (msgspec.DecodeError, UnicodeDecodeError):
@@ -319,7 +331,9 @@ class Converse:
                 return out
             return []
         if kind == "messageStart":
-            return w.start()
+            # the role goes out with the first content (ChunkWriter adds it), so that
+            # an exception right after messageStart can still fail over
+            return []
         if kind == "messageStop":
             self._reason = ev.get("stopReason")
             return w.finish(finish_reason(self._reason, w.tools_called > 0))
@@ -329,6 +343,8 @@ class Converse:
         return []  # contentBlockStop, and events added later
 
     def _fail(self, status: int, message: str) -> list[bytes]:
+        if not self._sent:
+            raise Refused(status, error_json(status, message, code="upstream_error"))
         self.done = self._errored = True
         return [chat_out.error_event(status, message)]
 
