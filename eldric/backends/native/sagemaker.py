@@ -60,7 +60,7 @@ def lmi(body: dict, ctx: Context) -> Lmi:
 
 def _no_list(reach: Reach) -> Outbound | None:
     if auth_aws.available():
-        auth_aws.keeper(reach)  # credentials resolved from the probe on, off requests
+        auth_aws.keeper(reach).kick()  # resolved from the probe on, off the loop
     return None
 
 
@@ -71,9 +71,10 @@ def _none(raw: bytes) -> list[str]:
 _SIGN = auth_aws.sigv4("sagemaker")
 ADAPTERS = {
     "sagemaker": Adapter(name="sagemaker", ops={CHAT: tgi}, sign=_SIGN, models=_no_list,
+                         ready=auth_aws.ready,
                          parse_models=_none, tools="xml", vision=False),
     "sagemaker-lmi": Adapter(name="sagemaker-lmi", ops={CHAT: lmi}, sign=_SIGN,
-                             models=_no_list, parse_models=_none, tools="native"),
+                             models=_no_list, ready=auth_aws.ready, parse_models=_none, tools="native"),
 }
 
 _NOTE = ("pip install 'eldric[aws]'; the endpoint names as options.models; SigV4 from "
