@@ -142,3 +142,8 @@ class Adapter:
     # first (a Google service account's first token); returns at once once they are
     # held (renewals run in the background, see auth_google).
     ready: Callable[[Reach], Awaitable[None]] | None = None
+    # The backend's options checked where it is configured (start-up, a backend added
+    # through the cloud's admin API): raises ValueError (or an EldricError) naming the
+    # option, so a template or credentials that cannot work are a ConfigError then,
+    # not a 500 at each request.
+    check: Callable[[Mapping[str, Any]], None] | None = None
