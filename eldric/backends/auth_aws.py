@@ -189,6 +189,17 @@ def keeper(reach: Reach) -> Keeper:
         return k
 
 
+def check(options: Mapping[str, Any]) -> None:
+    """The adapters' config check: credentials given in the options are both keys
+    (strings), a region a string."""
+    static = options.get("access_key_id"), options.get("secret_access_key")
+    if any(static) and not all(isinstance(v, str) and v for v in static):
+        raise ValueError("options need both access_key_id and secret_access_key")
+    for name in ("session_token", "profile", "region"):
+        if options.get(name) is not None and not isinstance(options[name], str):
+            raise ValueError(f"option {name} must be a string")
+
+
 def uses_key(reach: Reach) -> bool:
     """A Bedrock backend with a key and no credentials in its options: its API key is
     sent (Bearer), nothing is signed."""

@@ -127,3 +127,26 @@ async def test_the_first_signing_does_not_block_the_loop(monkeypatch):
         tick.cancel()
         assert headers["Authorization"].startswith("AWS4-HMAC-SHA256"), kind
         assert max(gaps) < 0.25, (kind, max(gaps))  # the loop was never held
+
+
+@pytest.mark.parametrize(("row", "named"), [
+    ({"type": "bedrock", "options": {"access_key_id": aws_sigv4.ACCESS_KEY}},
+     "both access_key_id and secret_access_key"),
+    ({"type": "sagemaker", "options": {"access_key_id": aws_sigv4.ACCESS_KEY,
+                                        "secret_access_key": aws_sigv4.SECRET_KEY}},
+     "option models"),
+    ({"type": "sagemaker-lmi", "options": {"region": 1, "models": ["e"]}}, "option region")])
+async def test_credentials_and_endpoints_that_cannot_work_fail_at_start_up(tmp_path, row,
+                                                                           named):
+    """Half a key pair (else a 500 at each request), a SageMaker backend naming no
+    endpoint (else it serves nothing, silently): a ConfigError naming the option."""
+    from eldric import registry
+    from eldric.errors import ConfigError
+    from tests.conftest import run_role
+
+    [role] = registry.resolve("cloud")
+    with pytest.raises(ConfigError) as e:
+        async with run_role(role, tmp_path, backends=[
+                {"name": "aws", "url": "http://127.0.0.1:9", **row}]):
+            pass
+    assert named in str(e.value)

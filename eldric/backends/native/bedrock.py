@@ -84,7 +84,7 @@ def _models(reach: Reach) -> Outbound | None:
 
 ADAPTERS = {"bedrock": Adapter(
     name="bedrock", ops={CHAT: chat}, sign=auth_aws.sigv4("bedrock", bearer=True),
-    ready=functools.partial(auth_aws.ready, bearer=True),
+    ready=functools.partial(auth_aws.ready, bearer=True), check=auth_aws.check,
     models=_models, parse_models=wire.model_ids, tools="native", vision=True,
     inline_images=True)}
 
