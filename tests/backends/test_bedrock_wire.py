@@ -39,6 +39,15 @@ def _valid(body: dict, op: str = "Converse") -> None:
     validate_parameters({"modelId": MODEL, **params}, _MODEL.operation_model(op).input_shape)
 
 
+def _sdk_path(model: str, op: str) -> str:
+    """The request path botocore's own client sends for this model id (its rest-json
+    serializer; AWS's canonical form of the path, which SigV4 then encodes again)."""
+    from botocore.serialize import create_serializer
+    req = create_serializer("rest-json").serialize_to_request(
+        {"modelId": model, "messages": []}, _MODEL.operation_model(op))
+    return req["url_path"]
+
+
 def _chat(body: dict, **options) -> Chat:
     return Chat({"model": "x", **body}, Context(model=MODEL, options=options,
                                                       include_usage=False))
@@ -81,7 +90,7 @@ def test_request_shapes_are_converse_s():
     assert body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]["type"] == "object"
     assert body["additionalModelRequestFields"] == {"top_k": 40, "foo": 1}
     out = chat.outbound()
-    assert (out.path, out.framing) == (f"/model/{MODEL}/converse", "json")
+    assert (out.path, out.framing) == (_sdk_path(MODEL, "Converse"), "json")
 
 
 @pytest.mark.parametrize(("choice", "want"), [
@@ -113,8 +122,9 @@ def test_json_schema_and_stream_path_and_arn_escaped():
         "type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}}},
         Context(model=arn))
     out = chat.outbound()
-    assert out.path == ("/model/arn:aws:bedrock:us-east-1:123456789012:inference-profile%2F"
-                        "us.anthropic.x-v1:0/converse-stream")
+    assert out.path == ("/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3A"
+                        "inference-profile%2Fus.anthropic.x-v1%3A0/converse-stream")
+    assert out.path == _sdk_path(arn, "ConverseStream")
     assert out.framing == "aws" and out.headers["Accept"] == "application/vnd.amazon.eventstream"
     body = json.loads(out.body)
     assert json.loads(body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"]) \

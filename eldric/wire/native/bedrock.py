@@ -87,10 +87,12 @@ _FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image
 
 
 def model_path(model: str, op: str) -> str:
-    """``/model/{modelId}/{op}``: an ARN's ``/`` escaped; ``:`` kept as it is (a valid
-    path character, which the HTTP client would unescape anyway, so that what is signed
-    is what is sent)."""
-    return f"/model/{quote(model, safe=':@')}/{op}"
+    """``/model/{modelId}/{op}``, the id URI-encoded as botocore's own client sends it
+    (a path label: everything but ``-_.~`` and alphanumerics, so ``:`` is ``%3A`` and an
+    ARN's ``/`` ``%2F``). SigV4 then encodes the path once more (botocore's signer does):
+    AWS canonicalises a raw ``:`` to ``%3A`` before that, so a ``:`` sent raw and signed
+    as it is fails (InvalidSignatureException for nearly every model id, ``…-v1:0``)."""
+    return f"/model/{quote(model, safe='')}/{op}"
 
 
 def _image(img: Image, where: str) -> dict:
