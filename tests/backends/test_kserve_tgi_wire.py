@@ -183,6 +183,15 @@ def test_tgi_temperature_zero_is_greedy_and_top_p_one_left_out():
     assert json.loads(out.body)["parameters"] == {"details": True, "do_sample": False}
 
 
+def test_tgi_temperature_zero_stays_greedy_with_top_p_and_top_k():
+    """TGI samples whenever a warper is set (tokens.py: ``sampling = do_sample or
+    has_warpers``, top_p < 1 and top_k != 0 are warpers), do_sample false or not: a
+    greedy request sends neither."""
+    out = tgi.chat({**CHAT, "temperature": 0, "top_p": 0.9, "top_k": 40},
+                   Context(model="m")).outbound()
+    assert json.loads(out.body)["parameters"] == {"details": True, "do_sample": False}
+
+
 def test_tgi_whole_reply():
     eg = tgi.chat(CHAT, Context(model="m"))
     raw = json.dumps({"generated_text": " Rayleigh scattering", "details": {

@@ -147,3 +147,13 @@ def test_errors(status, body, want, code):
     got, raw = wire.error(status, json.dumps(body).encode())
     assert got == want and json.loads(raw)["error"]["code"] == code
     assert wire.error(502, b"<html/>") == (502, None)
+
+
+def test_tgi_temperature_zero_stays_greedy_with_top_p_and_top_k():
+    """As TGI natively: top_p < 1 or top_k would make TGI sample (``sampling =
+    do_sample or has_warpers``), so a temperature of 0 sends neither."""
+    tgi = Tgi({"model": "ep", "temperature": 0, "top_p": 0.9, "top_k": 40,
+               "messages": [{"role": "user", "content": "hi"}]}, CTX)
+    params = json.loads(tgi.outbound().body)["parameters"]
+    assert not {"temperature", "top_p", "top_k"} & set(params)
+    assert params.get("do_sample", False) is False

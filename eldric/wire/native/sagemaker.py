@@ -199,12 +199,15 @@ class Tgi(Endpoint):
         params: dict[str, Any] = {"details": True, "return_full_text": False}
         if s.max_tokens is not None:
             params["max_new_tokens"] = s.max_tokens
+        greedy = s.temperature is not None and s.temperature <= 0
         if s.temperature:  # TGI refuses 0; 0 means greedy, its default
             params["temperature"] = s.temperature
             params["do_sample"] = True
-        if s.top_p is not None and 0 < s.top_p < 1:  # TGI takes (0, 1) only
+        # TGI samples whenever top_p < 1 or top_k is set (sampling = do_sample or
+        # has_warpers), so a greedy request sends neither (eldric/wire/native/tgi.py)
+        if s.top_p is not None and 0 < s.top_p < 1 and not greedy:  # TGI takes (0, 1)
             params["top_p"] = s.top_p
-        if s.top_k:
+        if s.top_k and not greedy:
             params["top_k"] = s.top_k
         if s.stop:
             params["stop"] = s.stop
