@@ -192,6 +192,12 @@ def test_tgi_temperature_zero_stays_greedy_with_top_p_and_top_k():
     assert json.loads(out.body)["parameters"] == {"details": True, "do_sample": False}
 
 
+def test_tgi_seed_zero_is_a_seed():
+    """TGI's seed is a u64 (0 a valid one); OpenAI's seed 0 asks for determinism too."""
+    out = tgi.chat({**CHAT, "seed": 0}, Context(model="m")).outbound()
+    assert json.loads(out.body)["parameters"]["seed"] == 0
+
+
 def test_tgi_whole_reply():
     eg = tgi.chat(CHAT, Context(model="m"))
     raw = json.dumps({"generated_text": " Rayleigh scattering", "details": {

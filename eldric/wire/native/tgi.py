@@ -57,7 +57,7 @@ class TGIEgress(TextEgress):
             params["top_p"] = s.top_p
         if s.top_k is not None and s.top_k > 0 and not greedy:
             params["top_k"] = s.top_k
-        if s.seed is not None and s.seed > 0:
+        if s.seed is not None and s.seed >= 0:  # a u64 in TGI's schema: 0 is one
             params["seed"] = s.seed
         if s.stop:
             params["stop"] = s.stop
