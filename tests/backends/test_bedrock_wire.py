@@ -266,3 +266,17 @@ def test_model_list_keeps_text_models():
         {"modelId": "a", "outputModalities": ["TEXT"]},
         {"modelId": "e", "outputModalities": ["EMBEDDING"]}]}).encode()
     assert wire.model_ids(raw) == ["a"]
+
+
+def test_model_list_leaves_out_models_not_callable_on_demand():
+    """ListFoundationModels also lists provisioned-throughput-only variants
+    (``…-v1:0:48k``) and models reached through an inference profile only; Converse by
+    their id answers a ValidationException, so they are not advertised."""
+    raw = json.dumps({"modelSummaries": [
+        {"modelId": "anthropic.claude-3-haiku-20240307-v1:0", "outputModalities": ["TEXT"],
+         "inferenceTypesSupported": ["ON_DEMAND"]},
+        {"modelId": "anthropic.claude-3-haiku-20240307-v1:0:48k",
+         "outputModalities": ["TEXT"], "inferenceTypesSupported": ["PROVISIONED"]},
+        {"modelId": "anthropic.claude-3-7-sonnet-20250219-v1:0", "outputModalities": ["TEXT"],
+         "inferenceTypesSupported": ["INFERENCE_PROFILE"]}]}).encode()
+    assert wire.model_ids(raw) == ["anthropic.claude-3-haiku-20240307-v1:0"]

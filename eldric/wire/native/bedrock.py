@@ -360,12 +360,17 @@ class Converse:
 
 
 def model_ids(raw: bytes) -> list[str]:
-    """ListFoundationModels' reply -> the model ids that stream text out
-    (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html)."""
+    """ListFoundationModels' reply -> the model ids that put text out and can be called
+    on demand by their id
+    (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html):
+    the list also holds provisioned-throughput-only variants (``…-v1:0:48k``) and models
+    reached through an inference profile only, which Converse refuses by their id (a
+    ValidationException); those profiles' ids go in ``options.models``."""
     data = _decode(raw)
     out = []
     for m in data.get("modelSummaries") or []:
         if isinstance(m, dict) and isinstance(m.get("modelId"), str) \
-                and "TEXT" in (m.get("outputModalities") or ["TEXT"]):
+                and "TEXT" in (m.get("outputModalities") or ["TEXT"]) \
+                and "ON_DEMAND" in (m.get("inferenceTypesSupported") or ["ON_DEMAND"]):
             out.append(m["modelId"])
     return out
