@@ -189,9 +189,13 @@ def keeper(reach: Reach) -> Keeper:
         return k
 
 
-def check(options: Mapping[str, Any]) -> None:
+def check(options: Mapping[str, Any], *, signs: bool = False) -> None:
     """The adapters' config check: credentials given in the options are both keys
-    (strings), a region a string."""
+    (strings), a region a string; botocore installed where the backend can only be
+    signed (`signs`: SageMaker) or credentials are given (a Bedrock API key needs
+    none)."""
+    if (signs or _explicit(options)) and not available():
+        raise ValueError(INSTALL_HINT)
     static = options.get("access_key_id"), options.get("secret_access_key")
     if any(static) and not all(isinstance(v, str) and v for v in static):
         raise ValueError("options need both access_key_id and secret_access_key")

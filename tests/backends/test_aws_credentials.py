@@ -150,3 +150,20 @@ async def test_credentials_and_endpoints_that_cannot_work_fail_at_start_up(tmp_p
                 {"name": "aws", "url": "http://127.0.0.1:9", **row}]):
             pass
     assert named in str(e.value)
+
+
+def test_without_botocore_a_backend_that_must_sign_fails_at_start_up(monkeypatch):
+    """SageMaker is only ever signed, and credentials in a Bedrock backend's options
+    need botocore: the install hint at start-up, not a 503 at each request. A Bedrock
+    backend without credentials may still use an API key."""
+    import sys
+
+    from eldric.backends.table import adapters
+
+    monkeypatch.setitem(sys.modules, "botocore", None)
+    table = adapters()
+    for kind, options in (("sagemaker", {"models": ["e"]}), ("sagemaker-lmi", {"models": ["e"]}),
+                          ("bedrock", {"profile": "prod"})):
+        with pytest.raises(ValueError, match=r"eldric\[aws\]"):
+            table[kind].check(options)
+    table["bedrock"].check({"region": "eu-west-1"})  # a Bedrock API key needs no botocore

@@ -72,7 +72,7 @@ def _none(raw: bytes) -> list[str]:
 
 
 def _check(options: Mapping[str, Any]) -> None:
-    auth_aws.check(options)
+    auth_aws.check(options, signs=True)
     models = options.get("models")
     if not isinstance(models, list) or not models or not all(
             isinstance(m, str) and m for m in models):
