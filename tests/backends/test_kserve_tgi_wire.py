@@ -282,3 +282,18 @@ def test_tgi_error_as_the_streams_first_event_is_the_error_reply(kind, status):
                 b'must be <= 2048","error_type":"' + kind.encode() + b'"}')
     assert e.value.status == status
     assert json.loads(e.value.body)["error"]["code"] == kind
+
+
+@pytest.mark.parametrize(("kind", "options", "named"), [
+    ("kserve", {"inputs": ["exclude_input_in_output"]}, "option inputs"),
+    ("kserve", {"parameters": "stream"}, "option parameters"),
+    ("kserve", {"sampling_at": "tensors"}, "option sampling_at"),
+    ("kserve", {"server": "mlserver"}, "option server"),
+    ("tgi-native", {"parameters": ["truncate"]}, "option parameters")])
+def test_options_of_the_wrong_type_are_a_config_error(kind, options, named):
+    """Found where the backend is configured (the cloud's make_backend, the worker's
+    build turn it into a ConfigError), not a traceback (500) at each request."""
+    from eldric.backends.table import adapters
+    with pytest.raises(ValueError, match=named):
+        adapters()[kind].check(options)
+    adapters()[kind].check({})  # nothing given is fine

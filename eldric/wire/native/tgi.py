@@ -108,6 +108,12 @@ class TGIEgress(TextEgress):
         return super().error(mapped, raw)
 
 
+def check(options: Any) -> None:
+    """The adapter's config check (a ConfigError at start-up)."""
+    if options.get("parameters") is not None and not isinstance(options["parameters"], dict):
+        raise ValueError("option parameters must be an object (TGI's parameters)")
+
+
 def chat(body: dict, ctx: Context) -> TGIEgress:
     return TGIEgress(body, ctx)
 
