@@ -11,9 +11,14 @@ Credentials, per backend, from its ``options`` (``access_key_id``, ``secret_acce
 ``session_token``), else botocore's own chain for ``options.profile`` or the default
 profile (environment, shared credentials and config files, SSO, container and instance
 metadata). The chain does I/O (files, the metadata service) and temporary credentials
-expire, so it is resolved and kept fresh by a thread of its own, never on the request
-path: signing only reads the latest frozen credentials. A request before the first
-resolution finished (or after it failed) fails over with a 503 naming the reason.
+expire, so it is resolved and looked at again (botocore refreshes temporary credentials
+near their expiry) in the event loop's default executor, never in the loop: the adapter's
+``ready`` (awaited by eldric/backends/call.py before signing) starts that look when it is
+due, every _REFRESH_EVERY seconds while requests or probes come (no thread per backend
+that outlives it; the executor ends with the loop), and waits for it (asynchronously, at
+most _FIRST_WAIT) only while no usable credentials are held; signing only reads the
+latest frozen credentials. A request finding none (not resolved in time, or the chain
+failed) fails over with a 503 naming the reason.
 
 Region: ``options.region``, else the one in the URL's host
 (``bedrock-runtime.eu-west-1.amazonaws.com``), else ``AWS_REGION`` /
@@ -27,6 +32,7 @@ options, that is sent instead of a signature
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import threading
@@ -41,7 +47,8 @@ from eldric.errors import ConfigError, UpstreamFailure, error_json
 # The headers signed besides host (lower-case); x-amz-* are always signed.
 _SIGNED = frozenset(("content-type",))
 _REFRESH_EVERY = 60.0  # seconds between looks at refreshable credentials
-_FIRST_WAIT = 1.0  # how long the first signing (the probe, at start) waits for them
+_RETRY_EVERY = 5.0  # seconds between tries of a chain that failed
+_FIRST_WAIT = 5.0  # how long a request without credentials waits (asynchronously) for them
 _HOST_REGION = re.compile(r"^(?:bedrock-runtime|bedrock|runtime\.sagemaker|"
                           r"runtime-fips\.sagemaker|bedrock-runtime-fips)"
                           r"\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
@@ -68,13 +75,18 @@ def region_of(url: str, options: Mapping[str, Any]) -> str:
 
 
 class Keeper:
-    """One backend's credentials, resolved and kept fresh off the request path."""
+    """One backend's credentials, resolved and kept fresh off the event loop."""
 
     def __init__(self, name: str, options: Mapping[str, Any]):
         self.name = name
         self.error: str | None = None
         self._frozen: Any = None  # botocore ReadOnlyCredentials
-        self._ready = threading.Event()
+        self._expires: float | None = None  # their expiry (epoch seconds), if they have one
+        self._creds: Any = None  # botocore's (Refreshable)Credentials, once resolved
+        self._profile = options.get("profile")
+        self._static = False
+        self._next_look = 0.0  # monotonic time of the next resolution or refresh look
+        self._pending: asyncio.Future[None] | None = None
         static = options.get("access_key_id"), options.get("secret_access_key")
         if any(static):
             if not all(isinstance(v, str) and v for v in static):
@@ -83,38 +95,70 @@ class Keeper:
             from botocore.credentials import ReadOnlyCredentials
             self._frozen = ReadOnlyCredentials(static[0], static[1],
                                                options.get("session_token") or None)
-            self._ready.set()
-            return
-        profile = options.get("profile")
-        threading.Thread(target=self._keep, args=(profile,), daemon=True,
-                         name=f"aws-credentials-{name}").start()
+            self._static = True
 
-    def _keep(self, profile: str | None) -> None:
+    def _usable(self) -> bool:
+        return self._frozen is not None and (self._expires is None
+                                             or self._expires > time.time())
+
+    def kick(self) -> asyncio.Future[None] | None:
+        """Start a resolution or refresh look in the executor when one is due; the one
+        under way, if any. Needs the running loop (a request's, a probe's)."""
+        if self._static:
+            return None
+        now = time.monotonic()
+        if self._pending is None and now >= self._next_look:
+            self._next_look = now + _RETRY_EVERY  # until it is known to have worked
+            fut = asyncio.get_running_loop().run_in_executor(None, self._look)
+            self._pending = fut
+            fut.add_done_callback(self._looked)
+        return self._pending
+
+    def _looked(self, fut: asyncio.Future[None]) -> None:
+        self._pending = None
+        if not fut.cancelled() and fut.exception() is None and self.error is None:
+            self._next_look = time.monotonic() + _REFRESH_EVERY
+
+    def _look(self) -> None:
+        """In an executor thread: botocore's chain (first), its refresh (later)."""
         import botocore.session
 
-        creds = None
-        while True:
-            try:
+        try:
+            if self._creds is None:
+                creds = botocore.session.Session(profile=self._profile).get_credentials()
                 if creds is None:
-                    session = botocore.session.Session(profile=profile)
-                    creds = session.get_credentials()
-                    if creds is None:
-                        raise RuntimeError("no AWS credentials found (options, environment, "
-                                           "shared files, instance metadata)")
-                # refreshes temporary credentials near their expiry (I/O, here only)
-                self._frozen = creds.get_frozen_credentials()
-                self.error = None
-            except Exception as e:  # noqa: BLE001 - any failure is the backend's state
-                self.error = f"{type(e).__name__}: {e}"
-                creds = None
-            self._ready.set()
-            time.sleep(_REFRESH_EVERY if self.error is None else 5.0)
+                    raise RuntimeError("no AWS credentials found (options, environment, "
+                                       "shared files, instance metadata)")
+                self._creds = creds
+            # refreshes temporary credentials near their expiry (I/O, here only)
+            frozen = self._creds.get_frozen_credentials()
+            expiry = getattr(self._creds, "_expiry_time", None)
+            self._expires = expiry.timestamp() if expiry is not None else None
+            self._frozen, self.error = frozen, None
+        except Exception as e:  # noqa: BLE001 - any failure is the backend's state
+            self.error = f"{type(e).__name__}: {e}"
+            self._creds = None  # the chain again next time
+
+    async def ready(self) -> None:
+        """Awaited before signing: at once while usable credentials are held (a due
+        refresh goes on in the background); else the look under way, at most
+        _FIRST_WAIT seconds, without blocking the loop."""
+        pending = self.kick()
+        if pending is None or self._usable():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(pending), _FIRST_WAIT)
+        except TimeoutError:
+            pass  # current() says so
 
     def current(self, upstream: str) -> Any:
-        if self._frozen is None:
-            self._ready.wait(_FIRST_WAIT)  # only ever before the first resolution
-        if self._frozen is None:
-            why = self.error or "they are still being resolved"
+        try:
+            self.kick()  # a signer used without the adapter's ready (auth.signer("sigv4"))
+        except RuntimeError:  # no running loop: nothing to start it on
+            pass
+        if not self._usable():
+            why = self.error or ("they are still being resolved" if self._frozen is None
+                                 else "they expired and could not be refreshed")
             raise UpstreamFailure(upstream, "connect", 503, error_json(
                 503, f"backend {self.name}: no AWS credentials ({why})",
                 code="upstream_unavailable"))
@@ -145,6 +189,36 @@ def keeper(reach: Reach) -> Keeper:
         return k
 
 
+def check(options: Mapping[str, Any], *, signs: bool = False) -> None:
+    """The adapters' config check: credentials given in the options are both keys
+    (strings), a region a string; botocore installed where the backend can only be
+    signed (`signs`: SageMaker) or credentials are given (a Bedrock API key needs
+    none)."""
+    if (signs or _explicit(options)) and not available():
+        raise ValueError(INSTALL_HINT)
+    static = options.get("access_key_id"), options.get("secret_access_key")
+    if any(static) and not all(isinstance(v, str) and v for v in static):
+        raise ValueError("options need both access_key_id and secret_access_key")
+    for name in ("session_token", "profile", "region"):
+        if options.get(name) is not None and not isinstance(options[name], str):
+            raise ValueError(f"option {name} must be a string")
+
+
+def uses_key(reach: Reach) -> bool:
+    """A Bedrock backend with a key and no credentials in its options: its API key is
+    sent (Bearer), nothing is signed."""
+    return bool(reach.key and not _explicit(reach.options))
+
+
+async def ready(reach: Reach, *, bearer: bool = False) -> None:
+    """The adapters' ``ready``: the backend's credentials resolved (or a refresh
+    started) off the loop; nothing for a Bedrock API key (`bearer`) or without botocore
+    (the signer answers 503 then)."""
+    if (bearer and uses_key(reach)) or not available():
+        return
+    await keeper(reach).ready()
+
+
 def sigv4(service: str, *, bearer: bool = False) -> Signer:
     """A Signer for an AWS service's signing name ("bedrock", "sagemaker"). `bearer`:
     a backend with a key and no credentials in its options sends the key as a bearer
@@ -152,7 +226,7 @@ def sigv4(service: str, *, bearer: bool = False) -> Signer:
 
     def sign(reach: Reach, method: str, url: str, headers: Mapping[str, str],
              body: bytes) -> dict[str, str]:
-        if bearer and reach.key and not _explicit(reach.options):
+        if bearer and uses_key(reach):
             return {"Authorization": f"Bearer {reach.key}"}
         if not available():
             raise UpstreamFailure(reach.state.id, "connect", 503, error_json(

@@ -151,3 +151,8 @@ class Adapter:
     # subdomains. Any other host is refused (502) before anything is sent, so a reply
     # naming another host never gets the backend's credentials.
     reply_hosts: tuple[str, ...] = ()
+    # The backend's options checked where it is configured (start-up, a backend added
+    # through the cloud's admin API): raises ValueError (or an EldricError) naming the
+    # option, so a template or credentials that cannot work are a ConfigError then,
+    # not a 500 at each request.
+    check: Callable[[Mapping[str, Any]], None] | None = None

@@ -1,5 +1,5 @@
 """AWS credentials from botocore's own chain (a profile in a shared credentials file,
-with a session token), resolved by the keeper's thread, never on the request path; and
+with a session token), resolved in the loop's executor, never on the loop; and
 a backend whose credentials cannot be found answering 503 with the reason."""
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ async def test_a_profile_with_a_session_token(aiohttp_server, tmp_path, monkeypa
     async with cloud(tmp_path, row) as (client, _):
         # the model list came signed with the profile's credentials
         assert [m.id async for m in client.models.list()] == [fake.MODEL]
-        assert any(t.name == "aws-credentials-profiled" for t in threading.enumerate())
+        # no thread of its own per backend: the loop's executor did the I/O
+        assert not any(t.name.startswith("aws-credentials") for t in threading.enumerate())
         reply = await client.chat.completions.create(
             model=fake.MODEL, messages=[{"role": "user", "content": "hi"}])
         assert reply.choices[0].message.content == "Hello from Bedrock."
@@ -82,3 +83,87 @@ def test_without_botocore_the_table_loads_and_signing_is_a_503(monkeypatch):
     assert auth_aws.region_of(reach.url, {}) == "eu-west-1"
     assert auth_aws.region_of("https://runtime.sagemaker.ap-south-1.amazonaws.com", {}) \
         == "ap-south-1"
+
+
+async def test_the_first_signing_does_not_block_the_loop(monkeypatch):
+    """Resolving the chain takes its time (files, the instance metadata service): the
+    loop goes on meanwhile, and the request is signed once it is done."""
+    import asyncio
+    import time
+    from types import SimpleNamespace
+
+    import botocore.session
+    from botocore.credentials import Credentials
+
+    from eldric.backends.table import adapters
+
+    def slow_chain(self):  # type: ignore[no-untyped-def]
+        time.sleep(0.5)  # the metadata service, slow
+        return Credentials(aws_sigv4.ACCESS_KEY, aws_sigv4.SECRET_KEY)
+
+    monkeypatch.setattr(botocore.session.Session, "get_credentials", slow_chain)
+    for kind in ("bedrock", "sagemaker"):
+        reach = SimpleNamespace(name=f"slow-{kind}", url="https://bedrock-runtime.us-east-1."
+                                "amazonaws.com", key=None, options={"profile": "slow"},
+                                extra_headers={}, state=SimpleNamespace(id=f"backend:{kind}"))
+        adapter = adapters()[kind]
+        gaps: list[float] = []
+
+        async def ticker() -> None:
+            last = time.perf_counter()
+            while True:
+                await asyncio.sleep(0.01)
+                now = time.perf_counter()
+                gaps.append(now - last)
+                last = now
+
+        tick = asyncio.create_task(ticker())
+        await asyncio.sleep(0.02)
+        if adapter.ready is not None:  # as eldric.backends.call.open_native does
+            await adapter.ready(reach)
+        headers = adapter.sign(reach, "POST", reach.url + "/model/m/converse",
+                               {"Content-Type": "application/json"}, b"{}")
+        await asyncio.sleep(0.03)  # the ticker sees the gap, if there was one
+        tick.cancel()
+        assert headers["Authorization"].startswith("AWS4-HMAC-SHA256"), kind
+        assert max(gaps) < 0.25, (kind, max(gaps))  # the loop was never held
+
+
+@pytest.mark.parametrize(("row", "named"), [
+    ({"type": "bedrock", "options": {"access_key_id": aws_sigv4.ACCESS_KEY}},
+     "both access_key_id and secret_access_key"),
+    ({"type": "sagemaker", "options": {"access_key_id": aws_sigv4.ACCESS_KEY,
+                                        "secret_access_key": aws_sigv4.SECRET_KEY}},
+     "option models"),
+    ({"type": "sagemaker-lmi", "options": {"region": 1, "models": ["e"]}}, "option region")])
+async def test_credentials_and_endpoints_that_cannot_work_fail_at_start_up(tmp_path, row,
+                                                                           named):
+    """Half a key pair (else a 500 at each request), a SageMaker backend naming no
+    endpoint (else it serves nothing, silently): a ConfigError naming the option."""
+    from eldric import registry
+    from eldric.errors import ConfigError
+    from tests.conftest import run_role
+
+    [role] = registry.resolve("cloud")
+    with pytest.raises(ConfigError) as e:
+        async with run_role(role, tmp_path, backends=[
+                {"name": "aws", "url": "http://127.0.0.1:9", **row}]):
+            pass
+    assert named in str(e.value)
+
+
+def test_without_botocore_a_backend_that_must_sign_fails_at_start_up(monkeypatch):
+    """SageMaker is only ever signed, and credentials in a Bedrock backend's options
+    need botocore: the install hint at start-up, not a 503 at each request. A Bedrock
+    backend without credentials may still use an API key."""
+    import sys
+
+    from eldric.backends.table import adapters
+
+    monkeypatch.setitem(sys.modules, "botocore", None)
+    table = adapters()
+    for kind, options in (("sagemaker", {"models": ["e"]}), ("sagemaker-lmi", {"models": ["e"]}),
+                          ("bedrock", {"profile": "prod"})):
+        with pytest.raises(ValueError, match=r"eldric\[aws\]"):
+            table[kind].check(options)
+    table["bedrock"].check({"region": "eu-west-1"})  # a Bedrock API key needs no botocore

@@ -42,7 +42,8 @@ async def test_whole_streamed_and_tools_signed(aiohttp_server, tmp_path):
         sent = server.app[fake.KNOBS].requests[-1]
         assert sent["body"]["system"] == [{"text": "be brief"}]
         assert sent["body"]["inferenceConfig"] == {"maxTokens": 50, "temperature": 0.2}
-        assert sent["raw_path"] == f"/model/{fake.MODEL}/converse"
+        # the id's ":" sent as botocore sends it (%3A), signed over that (%253A)
+        assert sent["raw_path"] == f"/model/{fake.MODEL.replace(':', '%3A')}/converse"
         assert sent["headers"]["Authorization"].startswith(
             f"AWS4-HMAC-SHA256 Credential={aws_sigv4.ACCESS_KEY}/")
 
@@ -128,6 +129,36 @@ async def test_errors_mapped_and_throttling_fails_over(aiohttp_server, tmp_path)
                 {"role": "assistant", "content": "I start"}, {"role": "user", "content": "hi"}])
         assert invalid.value.code == "invalid_request"
         assert "start with a user message" in invalid.value.message
+
+
+async def test_a_stream_throttled_at_its_first_event_fails_over(aiohttp_server, tmp_path):
+    """ConverseStream answered 200 and its first message is a throttlingException:
+    nothing reached the client, so another backend answers, as for an HTTP 429."""
+    first = await aiohttp_server(fake.make_app())
+    second = await aiohttp_server(fake.make_app())
+    rows = [bedrock_row(first, "aws"), {**bedrock_row(second, "aws2"), "priority": 1}]
+    async with cloud(tmp_path, *rows) as (client, _):
+        fakes = {"aws": first, "aws2": second}
+        raw = await client.chat.completions.with_raw_response.create(
+            model=fake.MODEL, messages=[{"role": "user", "content": "hi"}])
+        tried = raw.headers["X-Eldric-Backend"]
+        fakes[tried].app[fake.KNOBS].stream_throttle = 1
+        raw = await client.chat.completions.with_raw_response.create(
+            model=fake.MODEL, messages=[{"role": "user", "content": "hi"}], stream=True)
+        assert fakes[tried].app[fake.KNOBS].stream_throttle == 0  # it was tried
+        assert raw.headers["X-Eldric-Backend"] != tried
+        text = ""
+        async for chunk in raw.parse():
+            for c in chunk.choices:
+                text += c.delta.content or ""
+        assert text == "Hello from Bedrock."
+        # throttled everywhere: the client's 429-or-503 before any byte, not an event
+        with pytest.raises(openai.APIStatusError) as down:
+            await client.chat.completions.create(
+                model=fake.MODEL, messages=[{"role": "user", "content": "first-exception"}],
+                stream=True)
+        assert down.value.status_code in (429, 503)
+        assert "Too many tokens" in down.value.message
 
 
 async def test_mid_stream_exception_cut_and_bad_crc(aiohttp_server, tmp_path):

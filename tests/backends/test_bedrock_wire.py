@@ -39,6 +39,15 @@ def _valid(body: dict, op: str = "Converse") -> None:
     validate_parameters({"modelId": MODEL, **params}, _MODEL.operation_model(op).input_shape)
 
 
+def _sdk_path(model: str, op: str) -> str:
+    """The request path botocore's own client sends for this model id (its rest-json
+    serializer; AWS's canonical form of the path, which SigV4 then encodes again)."""
+    from botocore.serialize import create_serializer
+    req = create_serializer("rest-json").serialize_to_request(
+        {"modelId": model, "messages": []}, _MODEL.operation_model(op))
+    return req["url_path"]
+
+
 def _chat(body: dict, **options) -> Chat:
     return Chat({"model": "x", **body}, Context(model=MODEL, options=options,
                                                       include_usage=False))
@@ -81,7 +90,7 @@ def test_request_shapes_are_converse_s():
     assert body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]["type"] == "object"
     assert body["additionalModelRequestFields"] == {"top_k": 40, "foo": 1}
     out = chat.outbound()
-    assert (out.path, out.framing) == (f"/model/{MODEL}/converse", "json")
+    assert (out.path, out.framing) == (_sdk_path(MODEL, "Converse"), "json")
 
 
 @pytest.mark.parametrize(("choice", "want"), [
@@ -113,8 +122,9 @@ def test_json_schema_and_stream_path_and_arn_escaped():
         "type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}}},
         Context(model=arn))
     out = chat.outbound()
-    assert out.path == ("/model/arn:aws:bedrock:us-east-1:123456789012:inference-profile%2F"
-                        "us.anthropic.x-v1:0/converse-stream")
+    assert out.path == ("/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3A"
+                        "inference-profile%2Fus.anthropic.x-v1%3A0/converse-stream")
+    assert out.path == _sdk_path(arn, "ConverseStream")
     assert out.framing == "aws" and out.headers["Accept"] == "application/vnd.amazon.eventstream"
     body = json.loads(out.body)
     assert json.loads(body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"]) \
@@ -204,11 +214,29 @@ def test_stream_tool_call_arguments_by_block():
     ("internalServerException", 500, "upstream_error")])
 def test_stream_exceptions_end_with_one_error_event(name, status, code):
     chat = _chat({"stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.feed(b'messageStart\n{"role":"assistant"}') == []  # the role waits
+    assert chat.feed(b'contentBlockDelta\n{"contentBlockIndex":0,"delta":{"text":"Hi"}}')
     [event] = chat.feed(b"!" + name.encode() + b'\n{"message":"it broke"}')
     err = json.loads(event[6:])["error"]
     assert (err["message"], err["code"]) == ("it broke", code)
     assert chat.done and chat.finish() == []
     assert wire.error(0, b'{"message":"x"}', name)[0] == status
+
+
+@pytest.mark.parametrize(("name", "status", "code"), [
+    ("throttlingException", 429, "rate_limit_exceeded"),
+    ("serviceUnavailableException", 503, "upstream_overloaded"),
+    ("validationException", 400, "invalid_request")])
+def test_an_exception_before_any_content_is_the_reply_it_stands_for(name, status, code):
+    """Not an error event the client gets at once: Refused, so the call fails over
+    (429/5xx) or answers the status (4xx), as for the same error as an HTTP reply."""
+    from eldric.wire.native.refused import Refused
+    chat = _chat({"stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    assert chat.feed(b'messageStart\n{"role":"assistant"}') == []
+    with pytest.raises(Refused) as refused:
+        chat.feed(b"!" + name.encode() + b'\n{"message":"slow down"}')
+    assert refused.value.status == status
+    assert json.loads(refused.value.body)["error"]["code"] == code
 
 
 @pytest.mark.parametrize(("status", "body", "want", "code"), [
@@ -238,3 +266,17 @@ def test_model_list_keeps_text_models():
         {"modelId": "a", "outputModalities": ["TEXT"]},
         {"modelId": "e", "outputModalities": ["EMBEDDING"]}]}).encode()
     assert wire.model_ids(raw) == ["a"]
+
+
+def test_model_list_leaves_out_models_not_callable_on_demand():
+    """ListFoundationModels also lists provisioned-throughput-only variants
+    (``…-v1:0:48k``) and models reached through an inference profile only; Converse by
+    their id answers a ValidationException, so they are not advertised."""
+    raw = json.dumps({"modelSummaries": [
+        {"modelId": "anthropic.claude-3-haiku-20240307-v1:0", "outputModalities": ["TEXT"],
+         "inferenceTypesSupported": ["ON_DEMAND"]},
+        {"modelId": "anthropic.claude-3-haiku-20240307-v1:0:48k",
+         "outputModalities": ["TEXT"], "inferenceTypesSupported": ["PROVISIONED"]},
+        {"modelId": "anthropic.claude-3-7-sonnet-20250219-v1:0", "outputModalities": ["TEXT"],
+         "inferenceTypesSupported": ["INFERENCE_PROFILE"]}]}).encode()
+    assert wire.model_ids(raw) == ["anthropic.claude-3-haiku-20240307-v1:0"]

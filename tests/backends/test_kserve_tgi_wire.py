@@ -183,6 +183,21 @@ def test_tgi_temperature_zero_is_greedy_and_top_p_one_left_out():
     assert json.loads(out.body)["parameters"] == {"details": True, "do_sample": False}
 
 
+def test_tgi_temperature_zero_stays_greedy_with_top_p_and_top_k():
+    """TGI samples whenever a warper is set (tokens.py: ``sampling = do_sample or
+    has_warpers``, top_p < 1 and top_k != 0 are warpers), do_sample false or not: a
+    greedy request sends neither."""
+    out = tgi.chat({**CHAT, "temperature": 0, "top_p": 0.9, "top_k": 40},
+                   Context(model="m")).outbound()
+    assert json.loads(out.body)["parameters"] == {"details": True, "do_sample": False}
+
+
+def test_tgi_seed_zero_is_a_seed():
+    """TGI's seed is a u64 (0 a valid one); OpenAI's seed 0 asks for determinism too."""
+    out = tgi.chat({**CHAT, "seed": 0}, Context(model="m")).outbound()
+    assert json.loads(out.body)["parameters"]["seed"] == 0
+
+
 def test_tgi_whole_reply():
     eg = tgi.chat(CHAT, Context(model="m"))
     raw = json.dumps({"generated_text": " Rayleigh scattering", "details": {
@@ -267,3 +282,18 @@ def test_tgi_error_as_the_streams_first_event_is_the_error_reply(kind, status):
                 b'must be <= 2048","error_type":"' + kind.encode() + b'"}')
     assert e.value.status == status
     assert json.loads(e.value.body)["error"]["code"] == kind
+
+
+@pytest.mark.parametrize(("kind", "options", "named"), [
+    ("kserve", {"inputs": ["exclude_input_in_output"]}, "option inputs"),
+    ("kserve", {"parameters": "stream"}, "option parameters"),
+    ("kserve", {"sampling_at": "tensors"}, "option sampling_at"),
+    ("kserve", {"server": "mlserver"}, "option server"),
+    ("tgi-native", {"parameters": ["truncate"]}, "option parameters")])
+def test_options_of_the_wrong_type_are_a_config_error(kind, options, named):
+    """Found where the backend is configured (the cloud's make_backend, the worker's
+    build turn it into a ConfigError), not a traceback (500) at each request."""
+    from eldric.backends.table import adapters
+    with pytest.raises(ValueError, match=named):
+        adapters()[kind].check(options)
+    adapters()[kind].check({})  # nothing given is fine

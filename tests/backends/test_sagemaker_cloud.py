@@ -91,6 +91,25 @@ async def test_errors_failover_mid_stream_and_leaving(aiohttp_server, tmp_path):
                     timeout=10)
 
 
+async def test_a_stream_failing_at_its_first_event_fails_over(aiohttp_server, tmp_path):
+    """InvokeEndpointWithResponseStream answered 200 and its first message is a
+    ModelStreamError: nothing reached the client, so the other endpoint answers."""
+    a = await aiohttp_server(fake.make_app())
+    b = await aiohttp_server(fake.make_app())
+    async with cloud(tmp_path, *rows(a, "a"), *rows(b, "b", 1), models=2) as (client, _):
+        fakes = {"a": a, "b": b}
+        for model in (fake.TGI, fake.LMI):
+            raw = await client.chat.completions.with_raw_response.create(
+                model=model, messages=[{"role": "user", "content": "hi"}])
+            tried = raw.headers["X-Eldric-Backend"]
+            fakes[tried.split("-")[0]].app[fake.KNOBS].stream_broken = 1
+            raw = await client.chat.completions.with_raw_response.create(
+                model=model, messages=[{"role": "user", "content": "hi"}], stream=True)
+            assert fakes[tried.split("-")[0]].app[fake.KNOBS].stream_broken == 0, model
+            assert raw.headers["X-Eldric-Backend"] != tried, model
+            assert await streamed(raw.parse()) == ("Hello from SageMaker", "stop")
+
+
 async def test_tools_and_images_refused_by_the_tgi_prompt(aiohttp_server, tmp_path):
     server = await aiohttp_server(fake.make_app())
     async with cloud(tmp_path, *rows(server), models=2) as (client, _):

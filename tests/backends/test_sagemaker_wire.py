@@ -68,15 +68,43 @@ def test_lmi_streamed_tool_calls_and_sse_prefixed_lines():
     assert chunks[-1]["usage"]["total_tokens"] == 7
 
 
+_TOKEN = b'PayloadPart\ndata:{"token":{"text":"Hi","special":false}}\n\n'
+
+
 def test_a_model_stream_error_and_a_tgi_error_line_end_the_stream():
     tgi = Tgi(STREAM, CTX)
+    assert tgi.feed(_TOKEN)
     [event] = tgi.feed(b'!ModelStreamError\n{"Message":"broke","ErrorCode":"StreamBroken"}')
     assert json.loads(event[6:])["error"]["message"] == "ModelStreamError: broke"
     assert tgi.done and tgi.finish() == []
     tgi = Tgi(STREAM, CTX)
+    assert tgi.feed(_TOKEN)
     [event] = tgi.feed(b'PayloadPart\ndata:{"error":"Request failed during generation",'
                        b'"error_type":"generation"}\n\n')
     assert json.loads(event[6:])["error"]["message"] == "Request failed during generation"
+
+
+@pytest.mark.parametrize(("frame", "status"), [
+    (b'!ModelStreamError\n{"Message":"broke","ErrorCode":"StreamBroken"}', 502),
+    (b'!InternalStreamFailure\n{"Message":"internal"}', 502),
+    (b'PayloadPart\ndata:{"error":"Model is overloaded","error_type":"overloaded"}\n\n', 429),
+    (b'PayloadPart\ndata:{"error":"Input validation error","error_type":"validation"}\n\n',
+     400)])
+def test_a_failure_before_any_content_is_the_reply_it_stands_for(frame, status):
+    """Nothing went out yet: Refused (the call fails over on 429/5xx, answers a 4xx)
+    rather than an error event in a 200 stream."""
+    from eldric.wire.native.refused import Refused
+    for egress in (Tgi(STREAM, CTX), Lmi(STREAM, CTX)):
+        if b"error_type" in frame and isinstance(egress, Lmi):
+            continue
+        with pytest.raises(Refused) as refused:
+            egress.feed(frame)
+        assert refused.value.status == status
+        assert json.loads(refused.value.body)["error"]["message"]
+    # a token and then the error line in one PayloadPart: the token is not lost
+    tgi = Tgi(STREAM, CTX)
+    out = tgi.feed(_TOKEN + b'data:{"error":"boom","error_type":"generation"}\n\n')
+    assert len(out) == 2 and json.loads(out[1][6:])["error"]["message"] == "boom"
 
 
 def test_whole_replies():
@@ -119,3 +147,13 @@ def test_errors(status, body, want, code):
     got, raw = wire.error(status, json.dumps(body).encode())
     assert got == want and json.loads(raw)["error"]["code"] == code
     assert wire.error(502, b"<html/>") == (502, None)
+
+
+def test_tgi_temperature_zero_stays_greedy_with_top_p_and_top_k():
+    """As TGI natively: top_p < 1 or top_k would make TGI sample (``sampling =
+    do_sample or has_warpers``), so a temperature of 0 sends neither."""
+    tgi = Tgi({"model": "ep", "temperature": 0, "top_p": 0.9, "top_k": 40,
+               "messages": [{"role": "user", "content": "hi"}]}, CTX)
+    params = json.loads(tgi.outbound().body)["parameters"]
+    assert not {"temperature", "top_p", "top_k"} & set(params)
+    assert params.get("do_sample", False) is False

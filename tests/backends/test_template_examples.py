@@ -88,15 +88,25 @@ async def test_server_errors_are_the_clients_and_5xx_fail_over(server, tmp_path)
         assert r.headers["X-Eldric-Backend"] == "b"
 
 
-async def test_a_template_that_cannot_work_is_the_operators_500(server, tmp_path):
+@pytest.mark.parametrize("role", ["cloud", "worker"])
+@pytest.mark.parametrize(("change", "named"), [
+    ({"request": {"prompt": "{{promt}}"}}, "{{promt}}"),
+    ({"headers": "azureml-model-deployment: blue"}, "option headers"),
+    ({"usage": {"prompt_tokens": 3}}, "option usage"),
+    ({"stream": {"path": 7, "text": "token.text"}}, "option stream.path")])
+async def test_a_template_that_cannot_work_fails_at_start_up(server, tmp_path, role, change,
+                                                             named):
+    """The operator's mistake is found when the backend is configured (exit 2 with the
+    option named), not as a 500 (or a traceback) at each request."""
+    from eldric.errors import ConfigError
+
     url, _ = await server()
     bad = pointed("torchserve", url)
-    bad["options"] = {**bad["options"], "request": {"prompt": "{{promt}}"}}
-    async with run_cloud(tmp_path, json.dumps([bad])) as urls:
-        with pytest.raises(openai.InternalServerError) as e:
-            await client(urls).chat.completions.create(model="llama", messages=MSGS)
-        assert e.value.body["code"] == "backend_misconfigured"
-        assert "{{promt}}" in e.value.message
+    bad["options"] = {**bad["options"], **change}
+    with pytest.raises(ConfigError) as e:
+        async with front(role, tmp_path, bad):
+            pass
+    assert named in str(e.value)
 
 
 @pytest.mark.parametrize("name", LOCAL)

@@ -9,6 +9,7 @@ import asyncio
 import datetime
 import json
 import re
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 from botocore.auth import SigV4Auth
@@ -26,6 +27,18 @@ def denied(message: str, error_type: str = "InvalidSignatureException") -> web.R
                         content_type="application/json",
                         headers={"x-amzn-ErrorType": f"{error_type}:http://internal.amazon.com/"
                                                      "coral/com.amazon.coral.service/"})
+
+
+def _as_aws_sees(request: web.Request) -> str:
+    """The path as AWS canonicalises it before its own (second) encoding: each segment
+    of what arrived decoded, then URI-encoded once (RFC 3986, ``-_.~`` kept), so that a
+    ``:`` sent as it is and one sent as ``%3A`` are the same ``%3A`` (which botocore's
+    signer encodes again: ``%253A``; botocore's own clients send ``%3A``). Reports of
+    signatures over the raw ``:`` refused by Bedrock: litellm#14763, nolabs-ai/nono#1430,
+    aws-amplify/amplify-flutter#5541."""
+    path, _, query = request.raw_path.partition("?")
+    path = "/".join(quote(unquote(seg), safe="-_.~") for seg in path.split("/"))
+    return path + (f"?{query}" if query else "")
 
 
 def check(request: web.Request, body: bytes, service: str, region: str,
@@ -65,7 +78,7 @@ def check(request: web.Request, body: bytes, service: str, region: str,
             return f"missing {name}", denied(f"signed header {name} was not sent")
         headers[name] = request.headers[name]
     token = request.headers.get("X-Amz-Security-Token")
-    req = AWSRequest(method=request.method, url=f"http://{request.host}{request.raw_path}",
+    req = AWSRequest(method=request.method, url=f"http://{request.host}{_as_aws_sees(request)}",
                      data=body, headers=headers)
     req.context["timestamp"] = amz_date
     signer = SigV4Auth(Credentials(key_id, secrets[key_id], token), got_service, got_region)

@@ -9,7 +9,8 @@ one member per content block, toolResult only in user messages, image bytes base
 streams are AWS event-stream messages with Bedrock's ``p`` padding field, written cut
 across chunk boundaries. What the last user text holds picks the answer: ``tools`` a
 tool call, ``throttle`` a 429 ThrottlingException, ``unavailable`` a 503, ``exception``
-a throttlingException message mid-stream, ``cut`` a stream closed mid-way, ``crc`` a
+a throttlingException message mid-stream, ``first-exception`` one as the stream's first
+message, ``cut`` a stream closed mid-way, ``crc`` a
 message with a broken checksum, ``slow`` a long stream (its cancellation counted).
 """
 
@@ -43,6 +44,7 @@ class Knobs:
     cancelled: int = 0
     region: str = REGION
     fail_next: list[int] = field(default_factory=list)  # statuses to answer first
+    stream_throttle: int = 0  # streams to open with a throttlingException first
 
 
 KNOBS = web.AppKey("bedrock_knobs", Knobs)
@@ -201,7 +203,13 @@ async def converse(request: web.Request) -> web.StreamResponse:
         frames = text_events([f"w{i} " for i in range(200)])
     else:
         frames = text_events(["Hello", " from", " Bedrock", "."])
-    if "exception" in said:
+    if "first-exception" in said or knobs.stream_throttle:
+        # ConverseStream's 200 whose first message is the exception (throttled once the
+        # stream was open)
+        knobs.stream_throttle = max(0, knobs.stream_throttle - 1)
+        frames = [es.exception("throttlingException", json.dumps(
+            {"message": "Too many tokens, please wait before trying again."}).encode())]
+    elif "exception" in said:
         frames = frames[:3] + [es.exception("throttlingException", json.dumps(
             {"message": "Too many tokens, please wait before trying again."}).encode())]
     if "crc" in said:
@@ -227,6 +235,11 @@ async def foundation_models(request: web.Request) -> web.Response:
          "inputModalities": ["TEXT", "IMAGE"], "outputModalities": ["TEXT"],
          "responseStreamingSupported": True, "customizationsSupported": [],
          "inferenceTypesSupported": ["ON_DEMAND"], "modelLifecycle": {"status": "ACTIVE"}},
+        {"modelArn": f"arn:aws:bedrock:{REGION}::foundation-model/{MODEL}:48k",
+         "modelId": f"{MODEL}:48k", "modelName": "Claude 3 Haiku", "providerName": "Anthropic",
+         "inputModalities": ["TEXT", "IMAGE"], "outputModalities": ["TEXT"],
+         "responseStreamingSupported": True, "customizationsSupported": [],
+         "inferenceTypesSupported": ["PROVISIONED"], "modelLifecycle": {"status": "ACTIVE"}},
         {"modelArn": f"arn:aws:bedrock:{REGION}::foundation-model/amazon.titan-embed-text-v2:0",
          "modelId": "amazon.titan-embed-text-v2:0", "modelName": "Titan Text Embeddings V2",
          "providerName": "Amazon", "inputModalities": ["TEXT"],

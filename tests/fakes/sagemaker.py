@@ -33,6 +33,7 @@ class Knobs:
     requests: list[dict] = field(default_factory=list)
     cancelled: int = 0
     fail_next: list[int] = field(default_factory=list)
+    stream_broken: int = 0  # streams to open with a ModelStreamError as the first event
 
 
 KNOBS = web.AppKey("sagemaker_knobs", Knobs)
@@ -135,6 +136,10 @@ async def invoke(request: web.Request) -> web.StreamResponse:
             "Message": "Your model stream failed", "ErrorCode": "StreamBroken"}).encode())]
     if "cut" in said:
         writes = writes[:10]
+    if knobs.stream_broken:  # the 200 stream's first message is the exception
+        knobs.stream_broken -= 1
+        writes = [es.exception("ModelStreamError", json.dumps({
+            "Message": "Your model stream failed", "ErrorCode": "StreamBroken"}).encode())]
 
     def cancelled() -> None:
         knobs.cancelled += 1

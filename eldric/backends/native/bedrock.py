@@ -19,6 +19,7 @@ additionalModelRequestFields).
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import urlsplit
 
@@ -71,8 +72,8 @@ def control_url(reach: Reach) -> str:
 
 
 def _models(reach: Reach) -> Outbound | None:
-    if auth_aws.available():
-        auth_aws.keeper(reach)  # credentials resolved from the probe on, off requests
+    if auth_aws.available() and not auth_aws.uses_key(reach):
+        auth_aws.keeper(reach).kick()  # resolved from the probe on, off the loop
     if reach.options.get("models"):
         return None  # the configured list is the list
     url = control_url(reach)
@@ -83,6 +84,7 @@ def _models(reach: Reach) -> Outbound | None:
 
 ADAPTERS = {"bedrock": Adapter(
     name="bedrock", ops={CHAT: chat}, sign=auth_aws.sigv4("bedrock", bearer=True),
+    ready=functools.partial(auth_aws.ready, bearer=True), check=auth_aws.check,
     models=_models, parse_models=wire.model_ids, tools="native", vision=True,
     inline_images=True)}
 

@@ -13,6 +13,9 @@ Options: ``region``, the credentials of auth_aws.py, ``models``, ``inference_com
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from eldric.backends import auth_aws
 from eldric.backends.egress import Adapter, Context, Outbound, Reach
 from eldric.backends.eventstream import split
@@ -60,7 +63,7 @@ def lmi(body: dict, ctx: Context) -> Lmi:
 
 def _no_list(reach: Reach) -> Outbound | None:
     if auth_aws.available():
-        auth_aws.keeper(reach)  # credentials resolved from the probe on, off requests
+        auth_aws.keeper(reach).kick()  # resolved from the probe on, off the loop
     return None
 
 
@@ -68,12 +71,23 @@ def _none(raw: bytes) -> list[str]:
     return []
 
 
+def _check(options: Mapping[str, Any]) -> None:
+    auth_aws.check(options, signs=True)
+    models = options.get("models")
+    if not isinstance(models, list) or not models or not all(
+            isinstance(m, str) and m for m in models):
+        raise ValueError("option models must list the endpoint names (the runtime has "
+                         "no model list)")
+
+
 _SIGN = auth_aws.sigv4("sagemaker")
 ADAPTERS = {
     "sagemaker": Adapter(name="sagemaker", ops={CHAT: tgi}, sign=_SIGN, models=_no_list,
+                         ready=auth_aws.ready, check=_check,
                          parse_models=_none, tools="xml", vision=False),
     "sagemaker-lmi": Adapter(name="sagemaker-lmi", ops={CHAT: lmi}, sign=_SIGN,
-                             models=_no_list, parse_models=_none, tools="native"),
+                             models=_no_list, ready=auth_aws.ready, check=_check,
+                             parse_models=_none, tools="native"),
 }
 
 _NOTE = ("pip install 'eldric[aws]'; the endpoint names as options.models; SigV4 from "

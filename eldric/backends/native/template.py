@@ -20,7 +20,8 @@ def _health(reach: Reach) -> Outbound | None:
 
 ADAPTERS = {"template": Adapter(
     name="template", ops={CHAT: template.chat}, sign=auth.bearer, models=lambda r: None,
-    parse_models=lambda raw: [], health=_health, tools="xml", vision=False)}
+    parse_models=lambda raw: [], health=_health, tools="xml", vision=False,
+    check=template.check)}
 
 ROWS = [BackendDef(
     "template", "A configured JSON template (TorchServe, TF Serving, MLServer, Azure ML "

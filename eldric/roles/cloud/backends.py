@@ -21,7 +21,7 @@ from eldric.backends.call import probe as native_probe
 from eldric.backends.table import rows as table_rows
 from eldric.bus import Bus, UpstreamState
 from eldric.bus.prober import HEALTHY, PROBE_FAILED, Prober, Verdict, on_bus
-from eldric.errors import ConfigError, error_json
+from eldric.errors import ConfigError, EldricError, error_json
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.kinds import PROVIDER_KINDS, ProviderKind
 from eldric.roles.cloud.providers import known
@@ -133,6 +133,11 @@ def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
                                   f"backend {spec.name}")
     except ValueError as exc:
         raise ConfigError(f"backend {spec.name!r}: {exc}") from None
+    if kind.adapter is not None and kind.adapter.check is not None:
+        try:
+            kind.adapter.check(spec.options)
+        except (ValueError, EldricError) as exc:  # the options' own fault, named
+            raise ConfigError(f"backend {spec.name!r}: {exc}") from None
     state = bus.upstream(f"backend:{spec.name}", url, role="cloud", healthy=False)
     return Backend(name=spec.name, type=btype, kind=kind, url=url, key=resolve_key(spec, env),
                    priority=spec.priority, enabled=spec.enabled,

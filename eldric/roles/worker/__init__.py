@@ -12,7 +12,7 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.cluster.membership import Membership, from_health
-from eldric.errors import ConfigError
+from eldric.errors import ConfigError, EldricError
 from eldric.registry import Role
 from eldric.roles.worker.backends import KINDS, base_url, described, unavailable
 from eldric.roles.worker.embedded import available, launch_of, served_id
@@ -148,6 +148,11 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
                           "--backend template (its request and reply templates in "
                           "--backend-options; see docs/backends.md)")
     kind = KINDS[cfg.backend]
+    if kind.adapter is not None and kind.adapter.check is not None:
+        try:
+            kind.adapter.check(cfg.backend_options)
+        except (ValueError, EldricError) as exc:  # the options' own fault, named
+            raise ConfigError(f"--backend {cfg.backend} --backend-options: {exc}") from None
     # Not healthy until the first probe answers.
     up = app[keys.BUS].upstream(f"backend:{cfg.backend}", "", role="worker", healthy=False)
     st = WorkerState(cfg=cfg, kind=kind, upstream=up, timeouts=Timeouts.from_config(cfg),

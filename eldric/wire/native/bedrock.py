@@ -47,6 +47,7 @@ import msgspec
 from eldric.errors import BadRequest, error_json
 from eldric.wire.native import chat_in, chat_out
 from eldric.wire.native.chat_in import Image, Text, ToolCall, ToolResult
+from eldric.wire.native.refused import Refused
 
 if TYPE_CHECKING:
     from eldric.backends.egress import Context
@@ -86,10 +87,12 @@ _FORMATS = {"image/png": "png", "image/jpeg": "jpeg", "image/gif": "gif", "image
 
 
 def model_path(model: str, op: str) -> str:
-    """``/model/{modelId}/{op}``: an ARN's ``/`` escaped; ``:`` kept as it is (a valid
-    path character, which the HTTP client would unescape anyway, so that what is signed
-    is what is sent)."""
-    return f"/model/{quote(model, safe=':@')}/{op}"
+    """``/model/{modelId}/{op}``, the id URI-encoded as botocore's own client sends it
+    (a path label: everything but ``-_.~`` and alphanumerics, so ``:`` is ``%3A`` and an
+    ARN's ``/`` ``%2F``). SigV4 then encodes the path once more (botocore's signer does):
+    AWS canonicalises a raw ``:`` to ``%3A`` before that, so a ``:`` sent raw and signed
+    as it is fails (InvalidSignatureException for nearly every model id, ``…-v1:0``)."""
+    return f"/model/{quote(model, safe='')}/{op}"
 
 
 def _image(img: Image, where: str) -> dict:
@@ -266,6 +269,7 @@ class Converse:
         self._tools: dict[int, int] = {}  # contentBlockIndex -> the OpenAI tool call index
         self._reason: str | None = None
         self._errored = False
+        self._sent = False  # events went out: after them an exception is an error event
 
     def _count(self, counts: tuple[int, int, int] | None) -> None:
         if counts is not None:
@@ -281,15 +285,25 @@ class Converse:
         return body
 
     def event(self, kind: str, failed: bool, payload: bytes) -> list[bytes]:
-        """One event-stream message (its event or exception type, its payload)."""
+        """One event-stream message (its event or exception type, its payload). An
+        exception before any event went out (a throttlingException as the stream's
+        first message) is the error reply it stands for: Refused, so the call fails
+        over on 429/5xx instead of sending the client an error event."""
         if self.done:
             return []
         if failed:
             status, body = error(0, payload, kind)
-            self.done = self._errored = True
             if body is None:
-                return [chat_out.error_event(status, f"the backend failed: {kind}")]
+                body = error_json(status, f"the backend failed: {kind}", code="upstream_error")
+            if not self._sent:
+                raise Refused(status, body)
+            self.done = self._errored = True
             return [b"data: " + body + b"\n\n"]
+        out = self._event(kind, payload)
+        self._sent = self._sent or bool(out)
+        return out
+
+    def _event(self, kind: str, payload: bytes) -> list[bytes]:
         try:
             ev = _decode(payload) if payload else {}
         except (msgspec.DecodeError, UnicodeDecodeError):
@@ -319,7 +333,9 @@ class Converse:
                 return out
             return []
         if kind == "messageStart":
-            return w.start()
+            # the role goes out with the first content (ChunkWriter adds it), so that
+            # an exception right after messageStart can still fail over
+            return []
         if kind == "messageStop":
             self._reason = ev.get("stopReason")
             return w.finish(finish_reason(self._reason, w.tools_called > 0))
@@ -329,6 +345,8 @@ class Converse:
         return []  # contentBlockStop, and events added later
 
     def _fail(self, status: int, message: str) -> list[bytes]:
+        if not self._sent:
+            raise Refused(status, error_json(status, message, code="upstream_error"))
         self.done = self._errored = True
         return [chat_out.error_event(status, message)]
 
@@ -342,12 +360,17 @@ class Converse:
 
 
 def model_ids(raw: bytes) -> list[str]:
-    """ListFoundationModels' reply -> the model ids that stream text out
-    (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html)."""
+    """ListFoundationModels' reply -> the model ids that put text out and can be called
+    on demand by their id
+    (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_ListFoundationModels.html):
+    the list also holds provisioned-throughput-only variants (``…-v1:0:48k``) and models
+    reached through an inference profile only, which Converse refuses by their id (a
+    ValidationException); those profiles' ids go in ``options.models``."""
     data = _decode(raw)
     out = []
     for m in data.get("modelSummaries") or []:
         if isinstance(m, dict) and isinstance(m.get("modelId"), str) \
-                and "TEXT" in (m.get("outputModalities") or ["TEXT"]):
+                and "TEXT" in (m.get("outputModalities") or ["TEXT"]) \
+                and "ON_DEMAND" in (m.get("inferenceTypesSupported") or ["ON_DEMAND"]):
             out.append(m["modelId"])
     return out

@@ -130,6 +130,18 @@ class KServeEgress(TextEgress):
         return out
 
 
+def check(options: Any) -> None:
+    """The adapter's config check (a ConfigError at start-up): the options outbound()
+    and the model list read, by type."""
+    for name in ("inputs", "parameters"):
+        if options.get(name) is not None and not isinstance(options[name], dict):
+            raise ValueError(f"option {name} must be an object")
+    if options.get("sampling_at", "parameters") not in ("parameters", "inputs"):
+        raise ValueError("option sampling_at must be parameters or inputs")
+    if options.get("server", "triton") not in ("triton", "kserve"):
+        raise ValueError("option server must be triton or kserve")
+
+
 def _truthy(v: Any) -> bool:
     return v is True or (isinstance(v, str) and v.lower() == "true")
 

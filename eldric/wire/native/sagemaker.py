@@ -38,6 +38,7 @@ import msgspec
 
 from eldric.errors import BadRequest, error_json
 from eldric.wire.native import chat_in, chat_out
+from eldric.wire.native.refused import Refused
 
 if TYPE_CHECKING:
     from eldric.backends.egress import Context
@@ -112,6 +113,7 @@ class Endpoint:
         self._out = chat_out.ChunkWriter(ctx.model, include_usage=conv.include_usage)
         self._buf = b""
         self._errored = False
+        self._sent = False  # events went out: after them a failure is an error event
         self._reason: str | None = None
         self._body = b""
 
@@ -127,7 +129,15 @@ class Endpoint:
         return headers
 
     def event(self, kind: str, failed: bool, payload: bytes) -> list[bytes]:
-        """One event-stream message (its event or exception type, its payload)."""
+        """One event-stream message (its event or exception type, its payload). A
+        failure before any event went out (a ModelStreamError, the container's error
+        line as the stream's first) is the error reply it stands for: Refused, so the
+        call fails over on 429/5xx instead of sending the client an error event."""
+        out = self._event(kind, failed, payload)
+        self._sent = self._sent or bool(out)
+        return out
+
+    def _event(self, kind: str, failed: bool, payload: bytes) -> list[bytes]:
         if self.done:
             return []
         if failed:  # ModelStreamError, InternalStreamFailure
@@ -138,6 +148,7 @@ class Endpoint:
         *lines, self._buf = self._buf.split(b"\n")
         out: list[bytes] = []
         for line in lines:
+            self._sent = self._sent or bool(out)  # a failure after these is an event
             line = line.strip()
             if line.startswith(b"data:"):
                 line = line[5:].strip()
@@ -157,6 +168,8 @@ class Endpoint:
         raise NotImplementedError
 
     def _fail(self, status: int, message: str, code: str = "upstream_error") -> list[bytes]:
+        if not self._sent:
+            raise Refused(status, error_json(status, message, code=code))
         self.done = self._errored = True
         return [chat_out.error_event(status, message, code)]
 
@@ -186,12 +199,15 @@ class Tgi(Endpoint):
         params: dict[str, Any] = {"details": True, "return_full_text": False}
         if s.max_tokens is not None:
             params["max_new_tokens"] = s.max_tokens
+        greedy = s.temperature is not None and s.temperature <= 0
         if s.temperature:  # TGI refuses 0; 0 means greedy, its default
             params["temperature"] = s.temperature
             params["do_sample"] = True
-        if s.top_p is not None and 0 < s.top_p < 1:  # TGI takes (0, 1) only
+        # TGI samples whenever top_p < 1 or top_k is set (sampling = do_sample or
+        # has_warpers), so a greedy request sends neither (eldric/wire/native/tgi.py)
+        if s.top_p is not None and 0 < s.top_p < 1 and not greedy:  # TGI takes (0, 1)
             params["top_p"] = s.top_p
-        if s.top_k:
+        if s.top_k and not greedy:
             params["top_k"] = s.top_k
         if s.stop:
             params["stop"] = s.stop
@@ -217,7 +233,13 @@ class Tgi(Endpoint):
 
     def _line(self, obj: dict) -> list[bytes]:
         if isinstance(obj.get("error"), str):
-            return self._fail(502, obj["error"])
+            # TGI's error_type as its HTTP status would say: overloaded 429 (tried
+            # elsewhere), validation the client's 400, the rest the backend's 502
+            kind = obj.get("error_type")
+            status = 429 if kind == "overloaded" else 400 if kind == "validation" else 502
+            code = {429: "rate_limit_exceeded", 400: "invalid_request"}.get(status,
+                                                                            "upstream_error")
+            return self._fail(status, obj["error"], code)
         token = obj.get("token") or {}
         out = [] if token.get("special") else self._out.text(token.get("text"))
         details = obj.get("details")

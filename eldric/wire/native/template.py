@@ -67,8 +67,9 @@ class Misconfigured(EldricError):
 
 
 def check(options: Mapping[str, Any]) -> None:
-    """Misconfigured naming the option for a template that cannot work (run on every
-    request, cheap; also usable at start-up)."""
+    """Misconfigured naming the option for a template that cannot work: the adapter's
+    config check (a ConfigError at start-up, or when the backend is added), and again
+    at each request (cheap) for options that reached it some other way."""
     if not isinstance(options.get("path"), str) or not options["path"].startswith("/"):
         raise Misconfigured("template backend: option path must be a path below the "
                             "backend's URL (\"/predictions/{model}\")")
@@ -78,12 +79,36 @@ def check(options: Mapping[str, Any]) -> None:
         raise Misconfigured("template backend: option response (a dotted path to the "
                             "text in the reply) is missing")
     _names(options["request"])
+    # what outbound() and the reply's reading use, by type: a wrong one would be a
+    # traceback at each request otherwise
+    method = options.get("method", "POST")
+    if not isinstance(method, str) or method.upper() not in ("POST", "PUT", "GET"):
+        raise Misconfigured("template backend: option method must be POST, PUT or GET")
+    headers = options.get("headers") or {}
+    if not isinstance(headers, dict) or not all(
+            isinstance(v, (str, int, float)) for v in headers.values()):
+        raise Misconfigured("template backend: option headers must be an object of "
+                            "header names and string values")
+    if options.get("finish") is not None and not isinstance(options["finish"], str):
+        raise Misconfigured("template backend: option finish must be a dotted path")
+    usage = options.get("usage") or {}
+    if not isinstance(usage, dict) or not all(
+            k in ("prompt_tokens", "completion_tokens") and isinstance(v, str) and v
+            for k, v in usage.items()):
+        raise Misconfigured("template backend: option usage must be {\"prompt_tokens\": "
+                            "a dotted path, \"completion_tokens\": a dotted path}")
     stream = options.get("stream")
     if stream is not None:
         if not isinstance(stream, dict) or stream.get("framing", "sse") not in ("sse", "ndjson") \
                 or not isinstance(stream.get("text"), str):
             raise Misconfigured("template backend: option stream must be null or {path, "
                                 "framing: sse|ndjson, text: a dotted path, done, end}")
+        path = stream.get("path")
+        if path is not None and not (isinstance(path, str) and path.startswith("/")):
+            raise Misconfigured("template backend: option stream.path must be a path "
+                                "below the backend's URL")
+        if stream.get("done") is not None and not isinstance(stream["done"], str):
+            raise Misconfigured("template backend: option stream.done must be a dotted path")
         if "request" in stream:
             _names(stream["request"])
 

@@ -18,8 +18,8 @@ https://huggingface.co/docs/text-generation-inference/conceptual/streaming):
 - ``GET /info`` -> ``{"model_id": …}``: the one model the server serves.
 
 TGI's validation wants temperature > 0 and 0 < top_p < 1: a temperature of 0 is sent as
-greedy decoding (no temperature, ``do_sample`` false), a top_p of 1 (no nucleus
-filtering) is left out.
+greedy decoding (no temperature, ``do_sample`` false, and no top_p / top_k, which would
+make TGI sample anyway), a top_p of 1 (no nucleus filtering) is left out.
 """
 
 from __future__ import annotations
@@ -44,16 +44,20 @@ class TGIEgress(TextEgress):
         params: dict[str, Any] = {"details": True}
         if s.max_tokens is not None:
             params["max_new_tokens"] = s.max_tokens
+        greedy = s.temperature is not None and s.temperature <= 0
         if s.temperature is not None and s.temperature > 0:
             params["temperature"] = s.temperature
             params["do_sample"] = True
-        elif s.temperature is not None:
+        elif greedy:
             params["do_sample"] = False  # temperature 0: greedy
-        if s.top_p is not None and 0 < s.top_p < 1:
+        # TGI samples whenever a warper is set, do_sample false or not (server/
+        # text_generation_server/utils/tokens.py: sampling = do_sample or has_warpers),
+        # so a greedy request sends no top_p / top_k
+        if s.top_p is not None and 0 < s.top_p < 1 and not greedy:
             params["top_p"] = s.top_p
-        if s.top_k is not None and s.top_k > 0:
+        if s.top_k is not None and s.top_k > 0 and not greedy:
             params["top_k"] = s.top_k
-        if s.seed is not None and s.seed > 0:
+        if s.seed is not None and s.seed >= 0:  # a u64 in TGI's schema: 0 is one
             params["seed"] = s.seed
         if s.stop:
             params["stop"] = s.stop
@@ -102,6 +106,12 @@ class TGIEgress(TextEgress):
         # (the backend's, 502, tried elsewhere).
         mapped = {422: 400, 424: 502}.get(status, status)
         return super().error(mapped, raw)
+
+
+def check(options: Any) -> None:
+    """The adapter's config check (a ConfigError at start-up)."""
+    if options.get("parameters") is not None and not isinstance(options["parameters"], dict):
+        raise ValueError("option parameters must be an object (TGI's parameters)")
 
 
 def chat(body: dict, ctx: Context) -> TGIEgress:
