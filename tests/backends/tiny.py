@@ -120,7 +120,8 @@ class Knobs:
     # what the next requests get: "ok", an HTTP status (429, 500, 400), "cut" (two
     # tokens, then the connection closed), "hang" (a token every 50 ms until eldric
     # closes the connection), "error_event" (a token, then the API's error event), "garbage" (a
-    # 200 that is not the API's JSON)
+    # 200 that is not the API's JSON), "empty" (a 200 stream head, then the body ends
+    # before any event)
     scenario: object = "ok"
     requests: list[dict] = field(default_factory=list)
     headers: list[dict] = field(default_factory=list)
@@ -178,7 +179,9 @@ async def _generate(request: web.Request) -> web.StreamResponse:
         await resp.write(b'event: token\ndata: ' + json.dumps({"text": text}).encode()
                          + b"\n\n")
     try:
-        if s == "hang":  # a token every 50 ms until the writes fail: eldric left
+        if s == "empty":
+            pass
+        elif s == "hang":  # a token every 50 ms until the writes fail: eldric left
             for _ in range(600):
                 await token(".")
                 await asyncio.sleep(0.05)
