@@ -246,6 +246,9 @@ async def _stream(resp: client.Response, egress: Egress, out: Outbound, reply: _
             await reply.write([*pending, *_guarded(egress.finish)], end=True)
             return "ok"
         await reply.write(pending)
+        if reply.first_at is None:  # nothing reached the client: another backend may answer
+            raise UpstreamFailure.of(reach.state.id, "closed", 502,
+                                     f"backend {reach.name} ended its stream before any event")
         await reply.cut(f"backend {reach.name} ended the reply early")
         return "error"
     except REPLY_ERRORS as exc:
