@@ -29,9 +29,9 @@ What it guarantees, like forward():
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import msgspec
@@ -52,12 +52,11 @@ from eldric.stream.headers import upstream_header_block
 from eldric.stream.sse import EventSplitter, Tap, Translating
 from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failure
 from eldric.stream.upstream_errors import normalise
-from eldric.backends.table import CHAT
 from eldric.tasks import spawn
 from eldric.wire import dialect, openai_reply, xmltools
 from eldric.wire.native.refused import Refused
 from eldric.wire.translate import Translator
-from eldric.wire.vision import CHAT, maybe as maybe_images
+from eldric.wire.vision import maybe as maybe_images
 
 log = structlog.get_logger("eldric.backends")
 
@@ -415,7 +414,15 @@ async def _body(resp: client.Response, reach: Reach, timeouts: Timeouts) -> byte
 # ---------------------------------------------------------------- the probe
 
 
-@dataclass
+# A model list's answers that say only "no list here" (the request itself is fine).
+_NO_LIST = (404, 405, 501)
+
+
+def _none(reach: Reach) -> None:
+    return None
+
+
+@dataclasses.dataclass
 class Probed:
     """What a native backend's probe found: its HTTP status (0: no answer), the model
     list (the adapter's, or the configured ``models`` option where the API has none),
@@ -447,6 +454,16 @@ async def probe(app: web.Application, adapter: Adapter, reach: Reach,
             resp.release()
     except (UpstreamFailure, *REPLY_ERRORS) as exc:
         return Probed(0, error=f"unreachable: {getattr(exc, 'message', type(exc).__name__)}")
+    if listed and resp.status in _NO_LIST:
+        # The backend answers, its model list is just not there (an older server, a list
+        # extension turned off): its health request decides, the configured list is served.
+        if adapter.health(reach) is not None:
+            found = await probe(app, dataclasses.replace(adapter, models=_none), reach,
+                                timeout)
+            return Probed(found.status, found.models, found.error or (
+                f"model list answered HTTP {resp.status}" if not configured else None))
+        return Probed(200, configured, None if configured else
+                      f"model list answered HTTP {resp.status}; no `models` option")
     if resp.status != 200:
         return Probed(resp.status, error=f"{'model list' if listed else 'health check'} "
                                          f"answered HTTP {resp.status}")
