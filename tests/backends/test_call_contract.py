@@ -38,7 +38,7 @@ async def test_a_refused_request_does_not_mark_the_workers_backend_down(
         a.app[tiny.KNOBS].scenario = status
         async with aiohttp.ClientSession() as s, s.post(
                 url + "/v1/chat/completions", json={"model": "tiny-1", "messages": MSG}) as r:
-            assert r.status == 503
+            assert r.status == 502  # as a native API that says so in its body (Gemini's)
             got = await r.json()
         assert f"(HTTP {status})" in got["error"]["message"]
         assert got["error"]["code"] == "backend_auth_failed"
@@ -183,3 +183,29 @@ async def _tokens(url: str, kind: str) -> float:
     found = re.findall(r'^eldric_edge_tokens_total\{([^}]*)\} (\S+)$', text, re.M)
     return sum(float(v) for labels, v in found
                if 'model="tiny-1"' in labels and f'kind="{kind}"' in labels)
+
+
+@ROLES
+@pytest.mark.parametrize("stream", [False, True])
+async def test_the_backends_retry_after_reaches_the_client_with_its_429(
+        role, stream, tiny_kind, aiohttp_server, tmp_path):
+    """A native backend's 429 with Retry-After: the worker answers it as it is; the cloud
+    role, every backend having said "come back later", relays the last as it was sent."""
+    a = await aiohttp_server(tiny.make_app())
+    b = await aiohttp_server(tiny.make_app())
+    servers = (a,) if role == "worker" else (a, b)
+    async with front(role, tmp_path, *servers) as url:
+        for server, wait in zip(servers, ("7", "9")):
+            server.app[tiny.KNOBS].scenario = 429
+            server.app[tiny.KNOBS].retry_after = wait
+        async with aiohttp.ClientSession() as s, s.post(
+                url + "/v1/chat/completions",
+                json={"model": "tiny-1", "messages": MSG, "stream": stream}) as r:
+            assert r.status == 429
+            assert r.headers["Retry-After"] == ("7" if role == "worker" else "9")
+            assert (await r.json())["error"]["code"] == "tiny_429"
+        async with aiohttp.ClientSession() as s, s.post(
+                url + "/v1/messages", json={"model": "tiny-1", "max_tokens": 8,
+                                            "messages": MSG}) as r:
+            assert r.status == 429 and r.headers["Retry-After"]
+            assert (await r.json())["error"]["type"] == "rate_limit_error"

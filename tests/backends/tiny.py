@@ -127,6 +127,7 @@ class Knobs:
     headers: list[dict] = field(default_factory=list)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     cancels: list[dict] = field(default_factory=list)  # POST /tiny/cancel bodies
+    retry_after: str | None = None  # sent with a scripted error status
 
 
 def make_app(knobs: Knobs | None = None) -> web.Application:
@@ -167,7 +168,8 @@ async def _generate(request: web.Request) -> web.StreamResponse:
     assert body["model"] in MODELS, body
     s = knobs.scenario
     if isinstance(s, int):
-        return web.json_response({"problem": f"scripted {s}"}, status=s)
+        return web.json_response({"problem": f"scripted {s}"}, status=s, headers={
+            "Retry-After": knobs.retry_after} if knobs.retry_after else None)
     if s == "garbage":
         return web.Response(text="<html>proxy</html>", content_type="application/json")
     if not body["stream"]:
