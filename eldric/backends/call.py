@@ -67,10 +67,13 @@ _JSON = b"application/json"
 
 class KeyRefused(UpstreamFailure):
     """The backend refused eldric's own key (401/403): not the client's fault, so not
-    its 401. A 502 the caller may fail over from; the cloud role shows auth_failed."""
+    its 401. A 502 the caller may fail over from; the cloud role shows auth_failed. A
+    status failure, not a "connect" one: a 403 may be this request's alone (Bedrock's
+    AccessDeniedException for a model the account has no access to), so it marks nothing
+    down (Bus.mark_down); the probe, signed with the same key, judges the key."""
 
     def __init__(self, reach: Reach, status: int) -> None:
-        super().__init__(reach.state.id, "connect", 502, error_json(
+        super().__init__(reach.state.id, "status", 502, error_json(
             502, f"backend {reach.name} refused its API key (HTTP {status})",
             code="backend_auth_failed"))
 

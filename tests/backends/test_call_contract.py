@@ -209,3 +209,25 @@ async def test_the_backends_retry_after_reaches_the_client_with_its_429(
                                             "messages": MSG}) as r:
             assert r.status == 429 and r.headers["Retry-After"]
             assert (await r.json())["error"]["type"] == "rate_limit_error"
+
+
+async def test_a_refused_request_does_not_take_a_cloud_backend_out_of_rotation(
+        tiny_kind, aiohttp_server, tmp_path):
+    """The cloud role: a native backend's 403 to one request is tried on the next
+    backend, shown as auth_failed, and the backend stays in rotation: the next request
+    (for which it answers) is its own again."""
+    a = await aiohttp_server(tiny.make_app())
+    b = await aiohttp_server(tiny.make_app())
+    async with front("cloud", tmp_path, a, b) as url:
+        a.app[tiny.KNOBS].scenario = 403
+        first = await _sdk(url).chat.completions.with_raw_response.create(
+            model="tiny-1", messages=MSG)
+        assert first.headers["x-eldric-backend"] == "tiny-b"
+        async with aiohttp.ClientSession() as s, s.get(url + "/api/v1/backends") as r:
+            shown = {x["name"]: x for x in (await r.json())["backends"]}
+        assert shown["tiny-a"]["auth_failed"] is True
+        assert shown["tiny-a"]["status"] == "healthy"
+        a.app[tiny.KNOBS].scenario = "ok"
+        again = await _sdk(url).chat.completions.with_raw_response.create(
+            model="tiny-1", messages=MSG)
+        assert again.headers["x-eldric-backend"] == "tiny-a"
