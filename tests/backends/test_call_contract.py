@@ -7,6 +7,7 @@ exactly (tests/backends/tiny.py's API, through the real roles)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import re
@@ -17,7 +18,7 @@ import pytest
 from tests.backends import tiny
 from tests.backends.conftest import tiny_worker
 from tests.backends.test_call import MSG, ROLES, _listed, _sdk, front
-from tests.conftest import run_eldric, until, url_of
+from tests.conftest import leave, open_raw, raw_post, run_eldric, until, url_of
 
 
 async def _health(url: str) -> dict:
@@ -231,3 +232,23 @@ async def test_a_refused_request_does_not_take_a_cloud_backend_out_of_rotation(
         again = await _sdk(url).chat.completions.with_raw_response.create(
             model="tiny-1", messages=MSG)
         assert again.headers["x-eldric-backend"] == "tiny-a"
+
+
+@ROLES
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+async def test_the_client_leaving_before_a_whole_reply_cancels_the_upstream(
+        role, path, tiny_kind, aiohttp_server, tmp_path):
+    """A whole (not streamed) reply the backend is still working on: the client leaving
+    closes the upstream connection at once (the backend stops), for a translated client
+    API too."""
+    a = await aiohttp_server(tiny.make_app())
+    knobs = a.app[tiny.KNOBS]
+    async with front(role, tmp_path, a) as url:
+        knobs.scenario = "stall"
+        reader, writer = await open_raw(url)
+        writer.write(raw_post(path, json.dumps({
+            "model": "tiny-1", "max_tokens": 8, "messages": MSG}).encode()))
+        await until(lambda: knobs.requests, timeout=5)
+        leave(writer, "rst")
+        await asyncio.wait_for(knobs.cancelled.wait(), 3)
+        writer.close()

@@ -121,7 +121,8 @@ class Knobs:
     # tokens, then the connection closed), "hang" (a token every 50 ms until eldric
     # closes the connection), "error_event" (a token, then the API's error event), "garbage" (a
     # 200 that is not the API's JSON), "empty" (a 200 stream head, then the body ends
-    # before any event)
+    # before any event), "stall" (a whole reply that never comes: it waits until eldric
+    # closes the connection, then sets `cancelled`)
     scenario: object = "ok"
     requests: list[dict] = field(default_factory=list)
     headers: list[dict] = field(default_factory=list)
@@ -172,6 +173,13 @@ async def _generate(request: web.Request) -> web.StreamResponse:
             "Retry-After": knobs.retry_after} if knobs.retry_after else None)
     if s == "garbage":
         return web.Response(text="<html>proxy</html>", content_type="application/json")
+    if s == "stall":
+        try:  # the test server cancels a handler whose client (eldric) left
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            knobs.cancelled.set()
+            raise
+        return web.json_response({"problem": "stalled"}, status=500)
     if not body["stream"]:
         return web.json_response({"output": "".join(TOKENS), "usage": {"in": 7, "out": 4}})
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
