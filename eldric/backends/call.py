@@ -43,7 +43,7 @@ from eldric.backends import images
 from eldric.backends.egress import Adapter, Context, Egress, Outbound, Reach
 from eldric.backends.framing import frames
 from eldric.backends.table import CHAT
-from eldric.errors import BadRequest, UpstreamFailure, error_json
+from eldric.errors import BadRequest, UpstreamFailure, error_json, message_of
 from eldric.exchange import Answer, LaneRequest, Sink, encode_headers
 from eldric.log import USER_AGENT_PREFIX
 from eldric.stream import client
@@ -72,10 +72,12 @@ class KeyRefused(UpstreamFailure):
     AccessDeniedException for a model the account has no access to), so it marks nothing
     down (Bus.mark_down); the probe, signed with the same key, judges the key."""
 
-    def __init__(self, reach: Reach, status: int) -> None:
+    def __init__(self, reach: Reach, status: int, said: str | None = None) -> None:
+        # what the backend said (its egress's reading of the body) is kept: a 403 for
+        # one model's access reads as that, not only as a bad key
         super().__init__(reach.state.id, "status", 502, error_json(
-            502, f"backend {reach.name} refused its API key (HTTP {status})",
-            code="backend_auth_failed"))
+            502, f"backend {reach.name} refused its API key (HTTP {status})"
+            + (f": {said}" if said else ""), code="backend_auth_failed"))
 
 
 class _Unreadable(Exception):
@@ -368,13 +370,13 @@ async def _checked(request: LaneRequest, adapter: Adapter, reach: Reach, out: Ou
         raw = await _read_bounded(resp, _ERROR_BODY_LIMIT)
     finally:
         resp.close()
-    if resp.status in (401, 403):
-        raise KeyRefused(reach, resp.status)
     try:
         status, err = egress.error(resp.status, raw)
     except Exception as exc:  # an error body the egress cannot read: the shape kept
         log.warning("unreadable_native_error", backend=reach.name, error=repr(exc))
         status, err = resp.status, normalise(resp.status, raw, reach.name)
+    if resp.status in (401, 403):
+        raise KeyRefused(reach, resp.status, message_of(err)[:300])
     failure = UpstreamFailure(reach.state.id, "status", status, err)
     failure.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers
                        if k.lower() == b"retry-after"]

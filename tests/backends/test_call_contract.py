@@ -18,6 +18,7 @@ import pytest
 from tests.backends import tiny
 from tests.backends.conftest import tiny_worker
 from tests.backends.test_call import MSG, ROLES, _listed, _sdk, front
+from tests.backends.test_call import _close_clients  # noqa: F401 - closes _sdk()s here too
 from tests.conftest import leave, open_raw, raw_post, run_eldric, until, url_of
 
 
@@ -41,7 +42,7 @@ async def test_a_refused_request_does_not_mark_the_workers_backend_down(
                 url + "/v1/chat/completions", json={"model": "tiny-1", "messages": MSG}) as r:
             assert r.status == 502  # as a native API that says so in its body (Gemini's)
             got = await r.json()
-        assert f"(HTTP {status})" in got["error"]["message"]
+        assert f"(HTTP {status}): scripted {status}" in got["error"]["message"]  # its words
         assert got["error"]["code"] == "backend_auth_failed"
         health = await _health(url)
         assert health["status"] == "healthy" and health["backend"]["healthy"] is True
