@@ -176,6 +176,20 @@ async def test_the_edge_counts_a_native_stream_exactly(tiny_kind, aiohttp_server
             assert a.app[tiny.KNOBS].requests[-1]["stream"] is True
             await until(lambda: _tokens(edge, "completion"), timeout=5)
             assert (await _tokens(edge, "prompt"), await _tokens(edge, "completion")) == (7, 4)
+            # a Messages client through the same hops: the worker translates, the edge
+            # reads Anthropic's usage events, the same exact figures
+            async with aiohttp.ClientSession() as s, s.post(
+                    edge + "/v1/messages", json={"model": "tiny-1", "max_tokens": 16,
+                                                 "messages": MSG, "stream": True},
+                    headers={"Authorization": "Bearer sk-t"}) as resp:
+                assert resp.status == 200
+                assert b"event: message_stop" in await resp.read()
+            await until(lambda: _tokens_are(edge, 14, 8), timeout=5)
+
+
+async def _tokens_are(url: str, prompt: int, completion: int) -> bool:
+    return (await _tokens(url, "prompt"), await _tokens(url, "completion")) == (prompt,
+                                                                                completion)
 
 
 async def _tokens(url: str, kind: str) -> float:
