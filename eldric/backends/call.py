@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import msgspec
@@ -44,7 +44,7 @@ from eldric.backends import images
 from eldric.backends.egress import Adapter, Context, Egress, Outbound, Reach
 from eldric.backends.framing import frames
 from eldric.backends.table import CHAT
-from eldric.errors import BadRequest, UpstreamFailure, error_json
+from eldric.errors import BadRequest, UpstreamFailure, error_json, message_of
 from eldric.exchange import Answer, LaneRequest, Sink, encode_headers
 from eldric.log import USER_AGENT_PREFIX
 from eldric.stream import client
@@ -53,12 +53,11 @@ from eldric.stream.headers import upstream_header_block
 from eldric.stream.sse import EventSplitter, Tap, Translating
 from eldric.stream.target import REPLY_ERRORS, Target, Timeouts, upstream_failure
 from eldric.stream.upstream_errors import normalise
-from eldric.backends.table import CHAT
 from eldric.tasks import spawn
 from eldric.wire import dialect, openai_reply, xmltools
 from eldric.wire.native.refused import Refused
 from eldric.wire.translate import Translator
-from eldric.wire.vision import CHAT, maybe as maybe_images
+from eldric.wire.vision import maybe as maybe_images
 
 log = structlog.get_logger("eldric.backends")
 
@@ -69,12 +68,17 @@ _JSON = b"application/json"
 
 class KeyRefused(UpstreamFailure):
     """The backend refused eldric's own key (401/403): not the client's fault, so not
-    its 401. A 502 the caller may fail over from; the cloud role shows auth_failed."""
+    its 401. A 502 the caller may fail over from; the cloud role shows auth_failed. A
+    status failure, not a "connect" one: a 403 may be this request's alone (Bedrock's
+    AccessDeniedException for a model the account has no access to), so it marks nothing
+    down (Bus.mark_down); the probe, signed with the same key, judges the key."""
 
-    def __init__(self, reach: Reach, status: int) -> None:
-        super().__init__(reach.state.id, "connect", 502, error_json(
-            502, f"backend {reach.name} refused its API key (HTTP {status})",
-            code="backend_auth_failed"))
+    def __init__(self, reach: Reach, status: int, said: str | None = None) -> None:
+        # what the backend said (its egress's reading of the body) is kept: a 403 for
+        # one model's access reads as that, not only as a bad key
+        super().__init__(reach.state.id, "status", 502, error_json(
+            502, f"backend {reach.name} refused its API key (HTTP {status})"
+            + (f": {said}" if said else ""), code="backend_auth_failed"))
 
 
 class _Unreadable(Exception):
@@ -247,6 +251,9 @@ async def _stream(resp: client.Response, egress: Egress, out: Outbound, reply: _
             await reply.write([*pending, *_guarded(egress.finish)], end=True)
             return "ok"
         await reply.write(pending)
+        if reply.first_at is None:  # nothing reached the client: another backend may answer
+            raise UpstreamFailure.of(reach.state.id, "closed", 502,
+                                     f"backend {reach.name} ended its stream before any event")
         await reply.cut(f"backend {reach.name} ended the reply early")
         return "error"
     except REPLY_ERRORS as exc:
@@ -364,17 +371,15 @@ async def _checked(request: LaneRequest, adapter: Adapter, reach: Reach, out: Ou
         raw = await _read_bounded(resp, _ERROR_BODY_LIMIT)
     finally:
         resp.close()
-    if resp.status in (401, 403):
-        raise KeyRefused(reach, resp.status)
     try:
         status, err = egress.error(resp.status, raw)
     except Exception as exc:  # an error body the egress cannot read: the shape kept
         log.warning("unreadable_native_error", backend=reach.name, error=repr(exc))
         status, err = resp.status, normalise(resp.status, raw, reach.name)
-    if b'"backend_auth_failed"' in err:
-        # the API's own way of refusing the key (Google's 400 API_KEY_INVALID): refused
-        # like a 401/403, so the cloud role shows it (auth_failed)
-        raise KeyRefused(reach, resp.status)
+    if resp.status in (401, 403) or b'"backend_auth_failed"' in err:
+        # a 401/403, or the API's own way of refusing the key (Google's 400
+        # API_KEY_INVALID): refused, so the cloud role shows it (auth_failed)
+        raise KeyRefused(reach, resp.status, message_of(err)[:300])
     failure = UpstreamFailure(reach.state.id, "status", status, err)
     failure.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in resp.headers
                        if k.lower() == b"retry-after"]
@@ -448,7 +453,15 @@ async def _body(resp: client.Response, reach: Reach, timeouts: Timeouts) -> byte
 # ---------------------------------------------------------------- the probe
 
 
-@dataclass
+# A model list's answers that say only "no list here" (the request itself is fine).
+_NO_LIST = (404, 405, 501)
+
+
+def _none(reach: Reach) -> None:
+    return None
+
+
+@dataclasses.dataclass
 class Probed:
     """What a native backend's probe found: its HTTP status (0: no answer), the model
     list (the adapter's, or the configured ``models`` option where the API has none),
@@ -480,6 +493,16 @@ async def probe(app: web.Application, adapter: Adapter, reach: Reach,
             resp.release()
     except (UpstreamFailure, *REPLY_ERRORS) as exc:
         return Probed(0, error=f"unreachable: {getattr(exc, 'message', type(exc).__name__)}")
+    if listed and resp.status in _NO_LIST:
+        # The backend answers, its model list is just not there (an older server, a list
+        # extension turned off): its health request decides, the configured list is served.
+        if adapter.health(reach) is not None:
+            found = await probe(app, dataclasses.replace(adapter, models=_none), reach,
+                                timeout)
+            return Probed(found.status, found.models, found.error or (
+                f"model list answered HTTP {resp.status}" if not configured else None))
+        return Probed(200, configured, None if configured else
+                      f"model list answered HTTP {resp.status}; no `models` option")
     if resp.status != 200:
         return Probed(resp.status, error=f"{'model list' if listed else 'health check'} "
                                          f"answered HTTP {resp.status}")

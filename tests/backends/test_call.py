@@ -182,15 +182,15 @@ async def test_a_200_eldric_cannot_read_is_the_backends_failure(role, tiny_kind,
 @ROLES
 async def test_the_backend_refusing_eldrics_key_is_never_the_clients_401(
         role, tiny_kind, aiohttp_server, tmp_path, monkeypatch):
-    """The backend's 401 is eldric's key failing, not the client's: a 503 saying so (the
-    worker has nobody else; the cloud role, after trying the rest) and the cloud role
-    shows the backend's auth_failed."""
+    """The backend's 401 is eldric's key failing, not the client's: a 502
+    backend_auth_failed from the worker (nobody else to try), the cloud role's 503 after
+    trying the rest, and the cloud role shows the backend's auth_failed."""
     a = await aiohttp_server(tiny.make_app())
     async with front(role, tmp_path, a) as url:
         monkeypatch.setattr(tiny, "KEY", "rotated")  # eldric's key is now the wrong one
         with pytest.raises(openai.APIStatusError) as caught:
             await _sdk(url).chat.completions.create(model="tiny-1", messages=MSG)
-        assert caught.value.status_code == 503
+        assert caught.value.status_code == (502 if role == "worker" else 503)
         assert "refused its API key (HTTP 401)" in caught.value.message
         if role == "cloud":
             async with aiohttp.ClientSession() as s, \

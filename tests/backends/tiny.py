@@ -120,12 +120,15 @@ class Knobs:
     # what the next requests get: "ok", an HTTP status (429, 500, 400), "cut" (two
     # tokens, then the connection closed), "hang" (a token every 50 ms until eldric
     # closes the connection), "error_event" (a token, then the API's error event), "garbage" (a
-    # 200 that is not the API's JSON)
+    # 200 that is not the API's JSON), "empty" (a 200 stream head, then the body ends
+    # before any event), "stall" (a whole reply that never comes: it waits until eldric
+    # closes the connection, then sets `cancelled`)
     scenario: object = "ok"
     requests: list[dict] = field(default_factory=list)
     headers: list[dict] = field(default_factory=list)
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     cancels: list[dict] = field(default_factory=list)  # POST /tiny/cancel bodies
+    retry_after: str | None = None  # sent with a scripted error status
 
 
 def make_app(knobs: Knobs | None = None) -> web.Application:
@@ -166,9 +169,17 @@ async def _generate(request: web.Request) -> web.StreamResponse:
     assert body["model"] in MODELS, body
     s = knobs.scenario
     if isinstance(s, int):
-        return web.json_response({"problem": f"scripted {s}"}, status=s)
+        return web.json_response({"problem": f"scripted {s}"}, status=s, headers={
+            "Retry-After": knobs.retry_after} if knobs.retry_after else None)
     if s == "garbage":
         return web.Response(text="<html>proxy</html>", content_type="application/json")
+    if s == "stall":
+        try:  # the test server cancels a handler whose client (eldric) left
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            knobs.cancelled.set()
+            raise
+        return web.json_response({"problem": "stalled"}, status=500)
     if not body["stream"]:
         return web.json_response({"output": "".join(TOKENS), "usage": {"in": 7, "out": 4}})
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -178,7 +189,9 @@ async def _generate(request: web.Request) -> web.StreamResponse:
         await resp.write(b'event: token\ndata: ' + json.dumps({"text": text}).encode()
                          + b"\n\n")
     try:
-        if s == "hang":  # a token every 50 ms until the writes fail: eldric left
+        if s == "empty":
+            pass
+        elif s == "hang":  # a token every 50 ms until the writes fail: eldric left
             for _ in range(600):
                 await token(".")
                 await asyncio.sleep(0.05)

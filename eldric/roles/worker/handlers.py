@@ -33,7 +33,6 @@ from eldric.wire.translated import TRANSLATED
 
 
 log = structlog.get_logger("eldric.worker")
-CHAT = "/v1/chat/completions"
 
 CHAT = "/v1/chat/completions"
 
@@ -71,6 +70,12 @@ async def _to(request: LaneRequest, st: WorkerState, target: Target | None, body
         else:
             resp = await forward(request, target, path, body,  # type: ignore[arg-type]
                                  timeouts=st.timeouts, translate=translate, tap=tap)
+    except native_call.KeyRefused:
+        # Its 502 backend_auth_failed, not marked down: a 401/403 may be this request's
+        # alone (Bedrock's AccessDeniedException for a model the account lacks, Gemini's
+        # PERMISSION_DENIED for one tuned model); the probe, signed with the same key,
+        # says whether it is the key.
+        raise
     except UpstreamFailure as exc:
         request.app[keys.BUS].mark_down(st.upstream, exc)
         raise _as_error(st, exc) from None

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     from eldric.roles.worker.embedded_models import EmbeddedModels
 
 
-@dataclass(frozen=True)
+@dataclass
 class Reached:
-    """The worker's one backend as a Reach (eldric.backends.egress)."""
+    """The worker's one backend as a Reach (eldric.backends.egress: its attributes are
+    plain variables, so not frozen)."""
 
     name: str
     url: str
