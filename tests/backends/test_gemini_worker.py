@@ -77,9 +77,9 @@ async def test_gemini_worker_chat_tools_embeddings_errors(aiohttp_server, tmp_pa
         async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions", json={
                 "model": fake.MODEL, "messages": [{"role": "user", "content": "x"}]}) as r:
             # Google's 400 API_KEY_INVALID is a refused key, as its 401/403 are: the
-            # worker's one backend is out (upstream_unavailable, naming the refusal)
+            # worker's 502 backend_auth_failed (its backend stays in rotation)
             err = (await r.json())["error"]
-            assert r.status == 503 and err["code"] == "upstream_unavailable"
+            assert r.status == 502 and err["code"] == "backend_auth_failed"
             assert "refused its API key" in err["message"]
         await client.close()
 
