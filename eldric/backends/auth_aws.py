@@ -49,6 +49,20 @@ _HOST_REGION = re.compile(r"^(?:bedrock-runtime|bedrock|runtime\.sagemaker|"
 INSTALL_HINT = "AWS backends need botocore: pip install 'eldric[aws]'"
 
 
+# The options auth_aws reads (bedrock's and sagemaker's adapters take them all).
+OPTIONS = frozenset({"region", "access_key_id", "secret_access_key", "session_token",
+                     "profile", "signing_name"})
+
+
+def check(options: Mapping[str, Any], key: str | None, *, bearer: bool = False) -> None:
+    """At configuration: botocore must be there unless the backend sends a Bedrock API
+    key (`bearer`, a key and no credentials in its options); a static pair is whole."""
+    if bool(options.get("access_key_id")) != bool(options.get("secret_access_key")):
+        raise ValueError("options.access_key_id and options.secret_access_key go together")
+    if not (bearer and key and not _explicit(options)) and not available():
+        raise ValueError(INSTALL_HINT)
+
+
 def available() -> bool:
     try:
         import botocore  # noqa: F401

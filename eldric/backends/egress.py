@@ -142,3 +142,15 @@ class Adapter:
     # first (a Google service account's first token); returns at once once they are
     # held (renewals run in the background, see auth_google).
     ready: Callable[[Reach], Awaitable[None]] | None = None
+
+    # The options it reads besides those every backend takes (eldric.backends.options
+    # COMMON): any other key is refused when the backend is configured, naming the
+    # closest (a misspelt option would otherwise be ignored unsaid). None: not checked.
+    option_keys: frozenset[str] | None = None
+    # (options, key) -> raises ValueError naming what cannot work: a required option
+    # missing (Vertex's project, the template's path), an extra not installed. Run when
+    # the backend is configured, so the operator hears it at start-up, not per request.
+    check: Callable[[Mapping[str, Any], str | None], None] | None = None
+    # (status, body) of a probe's non-2xx reply -> whether it says the key is refused:
+    # 401/403, and where an API says so otherwise (Gemini: 400 with API_KEY_INVALID).
+    refused: Callable[[int, bytes], bool] = lambda status, raw: status in (401, 403)  # noqa: E731

@@ -11,6 +11,7 @@ import json
 import openai
 import pytest
 
+from eldric.errors import ConfigError
 from tests.backends.test_template_wire import examples
 from tests.backends.fronts import client as front_client
 from tests.backends.fronts import fake_starter, front
@@ -88,15 +89,16 @@ async def test_server_errors_are_the_clients_and_5xx_fail_over(server, tmp_path)
         assert r.headers["X-Eldric-Backend"] == "b"
 
 
-async def test_a_template_that_cannot_work_is_the_operators_500(server, tmp_path):
+async def test_a_template_that_cannot_work_is_refused_at_start(server, tmp_path):
+    """An unknown placeholder is the operator's: the cloud role does not start (and the
+    template's per-request check stays for a backend added some other way)."""
     url, _ = await server()
     bad = pointed("torchserve", url)
     bad["options"] = {**bad["options"], "request": {"prompt": "{{promt}}"}}
-    async with run_cloud(tmp_path, json.dumps([bad])) as urls:
-        with pytest.raises(openai.InternalServerError) as e:
-            await client(urls).chat.completions.create(model="llama", messages=MSGS)
-        assert e.value.body["code"] == "backend_misconfigured"
-        assert "{{promt}}" in e.value.message
+    with pytest.raises(ConfigError) as e:
+        async with run_cloud(tmp_path, json.dumps([bad])):
+            pass
+    assert "{{promt}}" in str(e.value) and f"backend {bad['name']!r}" in str(e.value)
 
 
 @pytest.mark.parametrize("name", LOCAL)

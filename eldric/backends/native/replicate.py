@@ -22,7 +22,8 @@ def _health(reach: Reach) -> Outbound:
 ADAPTERS = {"replicate": Adapter(
     name="replicate", ops={CHAT: replicate.ChatEgress}, sign=bearer,
     models=lambda reach: None, parse_models=lambda raw: [], health=_health,
-    tools="xml", vision=False)}
+    tools="xml", vision=False,
+    option_keys=frozenset({"version", "deployment", "wait", "names", "input"}))}
 
 ROWS = [BackendDef(
     "replicate", "Replicate (predictions)", "replicate", "https://api.replicate.com",

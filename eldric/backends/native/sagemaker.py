@@ -69,11 +69,14 @@ def _none(raw: bytes) -> list[str]:
 
 
 _SIGN = auth_aws.sigv4("sagemaker")
+_OPTIONS = auth_aws.OPTIONS | {"inference_component", "target_variant"}
 ADAPTERS = {
     "sagemaker": Adapter(name="sagemaker", ops={CHAT: tgi}, sign=_SIGN, models=_no_list,
-                         parse_models=_none, tools="xml", vision=False),
+                         parse_models=_none, tools="xml", vision=False,
+                         option_keys=_OPTIONS, check=auth_aws.check),
     "sagemaker-lmi": Adapter(name="sagemaker-lmi", ops={CHAT: lmi}, sign=_SIGN,
-                             models=_no_list, parse_models=_none, tools="native"),
+                             models=_no_list, parse_models=_none, tools="native",
+                             option_keys=_OPTIONS, check=auth_aws.check),
 }
 
 _NOTE = ("pip install 'eldric[aws]'; the endpoint names as options.models; SigV4 from "

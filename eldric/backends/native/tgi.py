@@ -10,7 +10,8 @@ from eldric.wire.native import tgi
 
 ADAPTERS = {"tgi-native": Adapter(
     name="tgi-native", ops={CHAT: tgi.chat}, sign=auth.bearer, models=lambda r: tgi.INFO,
-    parse_models=tgi.parse_models, health=lambda r: tgi.HEALTH, tools="xml", vision=False)}
+    parse_models=tgi.parse_models, health=lambda r: tgi.HEALTH, tools="xml", vision=False,
+    option_keys=frozenset({"parameters"}))}
 
 ROWS = [BackendDef(
     "tgi-native", "Hugging Face TGI (native /generate)", "tgi-native",

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.backends.call import probe as native_probe
+from eldric.backends.options import check as check_options
 from eldric.backends.table import rows as table_rows
 from eldric.bus import Bus, UpstreamState
 from eldric.bus.prober import HEALTHY, PROBE_FAILED, Prober, Verdict, on_bus
@@ -131,10 +132,13 @@ def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     try:
         vision = Vision.of_option(spec.options.get("vision"), _vision_of(spec.name, kind),
                                   f"backend {spec.name}")
+        key = resolve_key(spec, env)
+        check_options(btype if kind.adapter else "an OpenAI-compatible backend",
+                      kind.adapter, spec.options, key)
     except ValueError as exc:
         raise ConfigError(f"backend {spec.name!r}: {exc}") from None
     state = bus.upstream(f"backend:{spec.name}", url, role="cloud", healthy=False)
-    return Backend(name=spec.name, type=btype, kind=kind, url=url, key=resolve_key(spec, env),
+    return Backend(name=spec.name, type=btype, kind=kind, url=url, key=key,
                    priority=spec.priority, enabled=spec.enabled,
                    extra_headers=dict(spec.headers), api_version=spec.api_version, state=state,
                    options=dict(spec.options), vision=vision)
