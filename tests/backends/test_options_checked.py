@@ -115,3 +115,25 @@ async def test_a_gemini_key_refused_is_auth_failed_not_a_healthy_backend(tmp_pat
         async with s.get(url + "/api/v1/backends") as r:
             (b,) = (await r.json())["backends"]
         assert b["auth_failed"] is True and b["status"] == "unhealthy", b
+
+
+async def test_a_worker_whose_backend_refuses_its_key_stays_unhealthy(aiohttp_server, tmp_path):
+    """The probe finds the key refused (logged naming --backend-api-key); a client's
+    request answered 401 by the backend must not mark it healthy again (routers would
+    send every request there)."""
+    from eldric.backends.table import rows
+    from tests.conftest import run_eldric
+    from tests.fakes import preset
+
+    server = await aiohttp_server(preset.make_app(rows()["tabbyapi"], key="right", model="m"))
+    async with run_eldric("worker", tmp_path, backend="tabbyapi", port=0, bind="127.0.0.1",
+                          backend_url=url_of(server) + "/v1",
+                          backend_api_key="wrong") as urls, aiohttp.ClientSession() as s:
+        async with s.get(urls["worker"] + "/health") as r:
+            health = await r.json()
+        assert r.status == 503 and health["backend"]["healthy"] is False
+        async with s.post(urls["worker"] + "/v1/chat/completions", json={
+                "model": "m", "messages": [{"role": "user", "content": "hi"}]}) as r:
+            assert 400 <= r.status < 600
+        async with s.get(urls["worker"] + "/health") as r:
+            assert r.status == 503 and (await r.json())["backend"]["healthy"] is False

@@ -74,7 +74,9 @@ async def _to(request: LaneRequest, st: WorkerState, target: Target | None, body
     except UpstreamFailure as exc:
         request.app[keys.BUS].mark_down(st.upstream, exc)
         raise _as_error(st, exc) from None
-    if not st.upstream.healthy and resp.status < 500:
+    # it answers: healthy again, unless it answered that it refuses the worker's key (the
+    # probe's word, kept: a client's request must not put such a backend back in rotation)
+    if not st.upstream.healthy and resp.status < 500 and resp.status not in (401, 403):
         request.app[keys.BUS].mark(st.upstream, True)
     return resp
 
