@@ -177,7 +177,8 @@ async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp
 @pytest.mark.timeout(60)
 async def test_the_native_cloud_example_serves_each_of_its_kinds(eldric_proc, aiohttp_server,
                                                                  tmp_path):
-    """examples/cloud-native.json (Gemini, Bedrock, Vertex natively; Groq; Perplexity with
+    """examples/cloud-native.json (its cloud section: a copy for /etc/eldric/cloud.json;
+    Gemini, Bedrock, Vertex natively; Groq; Perplexity with
     its model list in options) with examples/cloud-native.env, each backend's URL pointed
     at its fake: the file's own options are checked at start and every kind answers."""
     import openai as openai_sdk
@@ -196,7 +197,7 @@ async def test_the_native_cloud_example_serves_each_of_its_kinds(eldric_proc, ai
              "perplexity": await aiohttp_server(preset.make_app(
                  rows()["perplexity"], key=env["PERPLEXITY_API_KEY"], model="sonar"))}
     config = json.loads((EXAMPLES / "cloud-native.json").read_text())
-    for b in config["backends"]:
+    for b in config["cloud"]["backends"]:
         b["url"] = url_of(fakes[b["name"]]) + preset.root(rows()[b["name"]]) \
             if b["name"] in ("groq", "perplexity") else url_of(fakes[b["name"]])
         if b["name"] == "vertex":  # its key file's token_uri is the fake's
