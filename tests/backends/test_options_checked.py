@@ -137,3 +137,16 @@ async def test_a_worker_whose_backend_refuses_its_key_stays_unhealthy(aiohttp_se
             assert 400 <= r.status < 600
         async with s.get(urls["worker"] + "/health") as r:
             assert r.status == 503 and (await r.json())["backend"]["healthy"] is False
+
+
+@pytest.mark.parametrize("backends, says", [
+    ("lcm", "type template"), ("vl-jepa", "type template"),
+    ("gemni::k", "did you mean 'gemini'"),
+])
+def test_the_cloud_says_what_a_name_without_url_is(eldric_proc, backends, says):
+    """`--backends lcm` is the kind the table lists as having no server API (pointed at
+    the template, as the worker's --backend lcm is), a misspelt name gets the closest."""
+    proc = eldric_proc("--role", "cloud", "--backends", backends, "--port", "0",
+                       "--bind", "127.0.0.1")
+    assert proc.p.wait(20) == 2
+    assert says in proc.output() and "Traceback" not in proc.output(), proc.output()

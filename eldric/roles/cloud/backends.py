@@ -3,6 +3,7 @@ What differs between backend types is their kind's (kinds.PROVIDER_KINDS)."""
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import re
@@ -25,7 +26,7 @@ from eldric.bus.prober import HEALTHY, PROBE_FAILED, Prober, Verdict, on_bus
 from eldric.errors import ConfigError, error_json
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.kinds import PROVIDER_KINDS, ProviderKind
-from eldric.roles.cloud.providers import known
+from eldric.roles.cloud.providers import KNOWN, known
 from eldric.stream import UpstreamFailure
 from eldric.wire.vision import Vision
 
@@ -115,13 +116,26 @@ def _vision_of(name: str, kind: ProviderKind) -> bool | None:
     return kind.adapter.vision if kind.adapter is not None else None
 
 
+def _unknown_name(name: str) -> str:
+    """What a name without a URL that is no known provider is: a kind listed as having no
+    server API (lcm), a misspelt name, or an endpoint whose URL is missing."""
+    row = table_rows().get(name)
+    if row is not None and not row.available:
+        return (f"backend {name!r}: {row.label} has no public server API eldric could speak "
+                "to; a deployed server is reached with type template (its request and reply "
+                "templates in options; see docs/backends.md)")
+    close = difflib.get_close_matches(name, [*KNOWN, *PROVIDER_KINDS], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"backend {name!r}: not a known provider name ({hint}`eldric backends` lists "
+            "them); or give its url (and type, if not openai_compatible)")
+
+
 def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     provider = known(spec.name)
     # A known name brings its type; any other endpoint with a URL speaks OpenAI's API.
     btype = spec.type or (provider.type if provider else ("openai_compatible" if spec.url else None))
     if btype is None:
-        raise ConfigError(f"backend {spec.name!r}: not a known provider name; give its url "
-                          "(and type, if not openai_compatible)")
+        raise ConfigError(_unknown_name(spec.name))
     url = spec.url or (provider.url if provider and provider.type == btype else None)
     if not url:
         raise ConfigError(f"backend {spec.name!r}: no url")
