@@ -150,3 +150,33 @@ def test_the_cloud_says_what_a_name_without_url_is(eldric_proc, backends, says):
                        "--bind", "127.0.0.1")
     assert proc.p.wait(20) == 2
     assert says in proc.output() and "Traceback" not in proc.output(), proc.output()
+
+
+def test_a_backend_listing_no_models_is_said_at_start(eldric_proc, tmp_path):
+    """Perplexity lists no models: `--backends perplexity:URL:KEY` without the config
+    file's options.models serves none by name, and the log says what to do."""
+    import socket
+    import subprocess
+    import time
+
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    free = port.getsockname()[1]
+    port.close()
+    fake = subprocess.Popen([sys.executable, "-c", (
+        "from aiohttp import web; from eldric.backends.table import rows; "
+        "from tests.fakes.preset import make_app; "
+        f"web.run_app(make_app(rows()['perplexity'], key='k', model='sonar'), "
+        f"host='127.0.0.1', port={free}, print=None)")])
+    try:
+        time.sleep(1.5)
+        proc = eldric_proc("--role", "cloud", "--backends",
+                           f"perplexity:http://127.0.0.1:{free}:k", "--port", "0",
+                           "--bind", "127.0.0.1")
+        deadline = time.monotonic() + 20
+        while "backend_lists_no_models" not in proc.output() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "backend_lists_no_models" in proc.output() and "options.models" in proc.output()
+    finally:
+        fake.terminate()
+        fake.wait()
