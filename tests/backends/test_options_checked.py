@@ -134,7 +134,8 @@ async def test_a_worker_whose_backend_refuses_its_key_stays_unhealthy(aiohttp_se
         assert r.status == 503 and health["backend"]["healthy"] is False
         async with s.post(urls["worker"] + "/v1/chat/completions", json={
                 "model": "m", "messages": [{"role": "user", "content": "hi"}]}) as r:
-            assert 400 <= r.status < 600
+            # the worker's key, not the client's: never passed on as the client's 401
+            assert r.status == 502 and (await r.json())["error"]["code"] == "backend_auth_failed"
         async with s.get(urls["worker"] + "/health") as r:
             assert r.status == 503 and (await r.json())["backend"]["healthy"] is False
 
