@@ -172,3 +172,63 @@ async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp
         # They said goodbye: the controller lists them offline at once.
         assert {w["worker_type"]: w["status"] for w in await members()} == {
             "inference": "offline", "cloud": "offline", "router": "offline"}
+
+
+@pytest.mark.timeout(60)
+async def test_the_native_cloud_example_serves_each_of_its_kinds(eldric_proc, aiohttp_server,
+                                                                 tmp_path):
+    """examples/cloud-native.json (its cloud section: a copy for /etc/eldric/cloud.json;
+    Gemini, Bedrock, Vertex natively; Groq; Perplexity with
+    its model list in options) with examples/cloud-native.env, each backend's URL pointed
+    at its fake: the file's own options are checked at start and every kind answers."""
+    import openai as openai_sdk
+
+    from eldric.backends.table import rows
+    from tests.fakes import aws_sigv4, bedrock, gemini, preset, vertex
+
+    env = env_file("cloud-native")
+    gem = gemini.Knobs()
+    gem.api_key = env["GEMINI_API_KEY"]
+    fakes = {"gemini": await aiohttp_server(gemini.app(gem)),
+             "aws": await aiohttp_server(bedrock.make_app()),
+             "vertex": await aiohttp_server(vertex.app()),
+             "groq": await aiohttp_server(preset.make_app(
+                 rows()["groq"], key=env["GROQ_API_KEY"], model="llama-3.3-70b-versatile")),
+             "perplexity": await aiohttp_server(preset.make_app(
+                 rows()["perplexity"], key=env["PERPLEXITY_API_KEY"], model="sonar"))}
+    config = json.loads((EXAMPLES / "cloud-native.json").read_text())
+    for b in config["cloud"]["backends"]:
+        b["url"] = url_of(fakes[b["name"]]) + preset.root(rows()[b["name"]]) \
+            if b["name"] in ("groq", "perplexity") else url_of(fakes[b["name"]])
+        if b["name"] == "vertex":  # its key file's token_uri is the fake's
+            b["options"]["credentials"] = str(vertex.service_account(
+                fakes["vertex"].app[gemini.KNOBS], url_of(fakes["vertex"]), tmp_path / "sa.json"))
+            b["options"]["project"] = vertex.PROJECT
+    path = tmp_path / "cloud-native.json"
+    path.write_text(json.dumps(config))
+    port = free_port()
+    proc = eldric_proc("--role", "cloud", "--config", str(path), "--port", str(port),
+                       "--bind", "127.0.0.1", env={
+                           **_eldric_env("cloud-native"),
+                           "AWS_ACCESS_KEY_ID": aws_sigv4.ACCESS_KEY,
+                           "AWS_SECRET_ACCESS_KEY": aws_sigv4.SECRET_KEY})
+    url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as s:
+        async def all_healthy():  # type: ignore[no-untyped-def]
+            body = await _json(s, url + "/api/v1/backends")
+            if body is None:
+                return None
+            states = {b["name"]: b["status"] for b in body["backends"]}
+            return states if set(states.values()) == {"healthy"} else None
+
+        try:
+            await until(all_healthy, timeout=30)
+        except AssertionError:
+            raise AssertionError(proc.output()[-3000:]) from None
+    client = openai_sdk.AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
+    for model in ("gemini-2.5-flash", "anthropic.claude-3-haiku-20240307-v1:0",
+                  "vertex/gemini-2.5-flash", "llama-3.3-70b-versatile", "sonar"):
+        r = await client.chat.completions.create(
+            model=model, messages=MSG)
+        assert r.choices[0].message.content, model
+    await client.close()

@@ -56,6 +56,11 @@ _HOST_REGION = re.compile(r"^(?:bedrock-runtime|bedrock|runtime\.sagemaker|"
 INSTALL_HINT = "AWS backends need botocore: pip install 'eldric[aws]'"
 
 
+# The options auth_aws reads (bedrock's and sagemaker's adapters take them all).
+OPTIONS = frozenset({"region", "access_key_id", "secret_access_key", "session_token",
+                     "profile", "signing_name"})
+
+
 def available() -> bool:
     try:
         import botocore  # noqa: F401
@@ -189,19 +194,20 @@ def keeper(reach: Reach) -> Keeper:
         return k
 
 
-def check(options: Mapping[str, Any], *, signs: bool = False) -> None:
+def check(options: Mapping[str, Any], key: str | None = None, *,
+          bearer: bool = False) -> None:
     """The adapters' config check: credentials given in the options are both keys
-    (strings), a region a string; botocore installed where the backend can only be
-    signed (`signs`: SageMaker) or credentials are given (a Bedrock API key needs
-    none)."""
-    if (signs or _explicit(options)) and not available():
-        raise ValueError(INSTALL_HINT)
+    (strings), a profile, session token or region a string; botocore installed unless
+    the backend sends a Bedrock API key (`bearer`: a key and no credentials in its
+    options), since everything else is signed."""
     static = options.get("access_key_id"), options.get("secret_access_key")
     if any(static) and not all(isinstance(v, str) and v for v in static):
-        raise ValueError("options need both access_key_id and secret_access_key")
+        raise ValueError("options.access_key_id and options.secret_access_key go together")
     for name in ("session_token", "profile", "region"):
         if options.get(name) is not None and not isinstance(options[name], str):
             raise ValueError(f"option {name} must be a string")
+    if not (bearer and key and not _explicit(options)) and not available():
+        raise ValueError(INSTALL_HINT)
 
 
 def uses_key(reach: Reach) -> bool:

@@ -504,6 +504,9 @@ async def probe(app: web.Application, adapter: Adapter, reach: Reach,
         return Probed(200, configured, None if configured else
                       f"model list answered HTTP {resp.status}; no `models` option")
     if resp.status != 200:
+        if adapter.refused(resp.status, raw):  # 401: the callers' "key refused"
+            return Probed(401, error=f"its key is refused (HTTP {resp.status} from its "
+                                     f"{'model list' if listed else 'health check'})")
         return Probed(resp.status, error=f"{'model list' if listed else 'health check'} "
                                          f"answered HTTP {resp.status}")
     if not listed:

@@ -151,8 +151,14 @@ class Adapter:
     # subdomains. Any other host is refused (502) before anything is sent, so a reply
     # naming another host never gets the backend's credentials.
     reply_hosts: tuple[str, ...] = ()
-    # The backend's options checked where it is configured (start-up, a backend added
-    # through the cloud's admin API): raises ValueError (or an EldricError) naming the
-    # option, so a template or credentials that cannot work are a ConfigError then,
-    # not a 500 at each request.
-    check: Callable[[Mapping[str, Any]], None] | None = None
+    # The options it reads besides those every backend takes (eldric.backends.options
+    # COMMON): any other key is refused when the backend is configured, naming the
+    # closest (a misspelt option would otherwise be ignored unsaid). None: not checked.
+    option_keys: frozenset[str] | None = None
+    # (options, key) -> raises ValueError naming what cannot work: a required option
+    # missing (Vertex's project, the template's path), an extra not installed. Run when
+    # the backend is configured, so the operator hears it at start-up, not per request.
+    check: Callable[[Mapping[str, Any], str | None], None] | None = None
+    # (status, body) of a probe's non-2xx reply -> whether it says the key is refused:
+    # 401/403, and where an API says so otherwise (Gemini: 400 with API_KEY_INVALID).
+    refused: Callable[[int, bytes], bool] = lambda status, raw: status in (401, 403)  # noqa: E731

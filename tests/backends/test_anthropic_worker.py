@@ -24,7 +24,7 @@ TOOLS = [{"type": "function", "function": {
 def _worker(tmp_path, server):  # type: ignore[no-untyped-def]
     return run_eldric("worker", tmp_path, port=0, bind="127.0.0.1", backend="anthropic",
                       backend_url=url_of(server), backend_api_key=fake.API_KEY,
-                      backend_options='{"unused": true}')
+                      backend_options='{"vision": true}')
 
 
 async def test_worker_fronts_anthropic_through_the_adapter(anthropic_server, tmp_path):

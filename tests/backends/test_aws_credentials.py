@@ -131,7 +131,7 @@ async def test_the_first_signing_does_not_block_the_loop(monkeypatch):
 
 @pytest.mark.parametrize(("row", "named"), [
     ({"type": "bedrock", "options": {"access_key_id": aws_sigv4.ACCESS_KEY}},
-     "both access_key_id and secret_access_key"),
+     "access_key_id and options.secret_access_key go together"),
     ({"type": "sagemaker", "options": {"access_key_id": aws_sigv4.ACCESS_KEY,
                                         "secret_access_key": aws_sigv4.SECRET_KEY}},
      "option models"),
@@ -165,5 +165,5 @@ def test_without_botocore_a_backend_that_must_sign_fails_at_start_up(monkeypatch
     for kind, options in (("sagemaker", {"models": ["e"]}), ("sagemaker-lmi", {"models": ["e"]}),
                           ("bedrock", {"profile": "prod"})):
         with pytest.raises(ValueError, match=r"eldric\[aws\]"):
-            table[kind].check(options)
-    table["bedrock"].check({"region": "eu-west-1"})  # a Bedrock API key needs no botocore
+            table[kind].check(options, None)
+    table["bedrock"].check({"region": "eu-west-1"}, "bedrock-api-key")  # an API key: no botocore

@@ -295,5 +295,5 @@ def test_options_of_the_wrong_type_are_a_config_error(kind, options, named):
     build turn it into a ConfigError), not a traceback (500) at each request."""
     from eldric.backends.table import adapters
     with pytest.raises(ValueError, match=named):
-        adapters()[kind].check(options)
-    adapters()[kind].check({})  # nothing given is fine
+        adapters()[kind].check(options, None)
+    adapters()[kind].check({}, None)  # nothing given is fine

@@ -11,6 +11,7 @@ import json
 import openai
 import pytest
 
+from eldric.errors import ConfigError
 from tests.backends.test_template_wire import examples
 from tests.backends.fronts import client as front_client
 from tests.backends.fronts import fake_starter, front

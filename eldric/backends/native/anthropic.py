@@ -114,7 +114,8 @@ def _messages(body: dict, ctx: Context) -> Messages:
 
 
 ANTHROPIC = Adapter(name="anthropic", ops={CHAT: _messages}, sign=auth.x_api_key,
-                    models=_models, parse_models=_parse_models, vision=True)
+                    models=_models, parse_models=_parse_models, vision=True,
+                    option_keys=frozenset())
 
 ADAPTERS = {"anthropic": ANTHROPIC}
 

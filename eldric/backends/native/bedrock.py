@@ -84,9 +84,11 @@ def _models(reach: Reach) -> Outbound | None:
 
 ADAPTERS = {"bedrock": Adapter(
     name="bedrock", ops={CHAT: chat}, sign=auth_aws.sigv4("bedrock", bearer=True),
-    ready=functools.partial(auth_aws.ready, bearer=True), check=auth_aws.check,
+    ready=functools.partial(auth_aws.ready, bearer=True),
     models=_models, parse_models=wire.model_ids, tools="native", vision=True,
-    inline_images=True)}
+    inline_images=True,
+    option_keys=auth_aws.OPTIONS | {"control_url", "additional_fields"},
+    check=lambda options, key: auth_aws.check(options, key, bearer=True))}
 
 ROWS = [BackendDef(
     "bedrock", "Amazon Bedrock (Converse)", "bedrock",

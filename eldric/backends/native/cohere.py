@@ -23,7 +23,8 @@ ADAPTERS = {"cohere": Adapter(
     name="cohere",
     ops={CHAT: cohere.ChatEgress, EMBEDDINGS: cohere_ops.EmbedEgress,
          RERANK: cohere_ops.RerankEgress},
-    sign=bearer, models=_models, parse_models=cohere_ops.models_of, tools="native")}
+    sign=bearer, models=_models, parse_models=cohere_ops.models_of, tools="native",
+    option_keys=frozenset({"input_type", "truncate"}))}
 
 ROWS = [BackendDef(
     "cohere", "Cohere (v2 chat, embed, rerank)", "cohere", "https://api.cohere.com", "cloud",

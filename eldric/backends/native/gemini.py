@@ -117,9 +117,21 @@ def _models(reach: Reach) -> Outbound:
     return Outbound("/v1beta/models", method="GET", query="pageSize=1000")
 
 
+def _refused(status: int, raw: bytes) -> bool:
+    """A wrong key is Gemini's 400 INVALID_ARGUMENT with reason API_KEY_INVALID (a missing
+    one 403 PERMISSION_DENIED): what its error mapping calls backend_auth_failed."""
+    mapped = wire.error(status, raw, "probe")
+    return status in (401, 403) or (mapped is not None and mapped[0] == 502
+                                    and b"backend_auth_failed" in mapped[1])
+
+
+# The options the Gemini translation reads (Vertex's Gemini models take them too).
+OPTIONS = frozenset({"safety_settings", "generation_config", "task_type"})
+
 ADAPTERS = {"gemini": Adapter(
     name="gemini", ops={CHAT: chat, EMBEDDINGS: embed}, sign=goog_api_key, models=_models,
-    parse_models=wire.model_names, tools="native", vision=True)}
+    parse_models=wire.model_names, tools="native", vision=True, option_keys=OPTIONS,
+    refused=_refused)}
 
 ROWS = [BackendDef(
     "gemini", "Google Gemini API (generateContent)", "gemini",

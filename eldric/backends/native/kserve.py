@@ -16,7 +16,8 @@ def _models(reach: Reach) -> Outbound:
 ADAPTERS = {"kserve": Adapter(
     name="kserve", ops={CHAT: kserve.chat}, sign=auth.bearer, models=_models,
     parse_models=kserve.parse_models, health=lambda r: kserve.HEALTH, tools="xml",
-    vision=False, check=kserve.check)}
+    vision=False, check=lambda options, key: kserve.check(options),
+    option_keys=frozenset({"server", "version", "inputs", "parameters", "sampling_at"}))}
 
 ROWS = [BackendDef(
     "kserve", "KServe / Triton v2 generate", "kserve", "http://127.0.0.1:8000", "local",

@@ -26,7 +26,8 @@ ADAPTERS = {"replicate": Adapter(
     # where Replicate's replies point besides api.replicate.com: its stream URLs
     # (https://stream.replicate.com/v1/files/…, https://stream-b.svc.ric1.c.replicate.net/
     # v1/streams/…, as replicate-python's and replicate-javascript's fixtures show)
-    reply_hosts=("replicate.com", ".replicate.com", ".replicate.net"))}
+    reply_hosts=("replicate.com", ".replicate.com", ".replicate.net"),
+    option_keys=frozenset({"version", "deployment", "wait", "names", "input"}))}
 
 ROWS = [BackendDef(
     "replicate", "Replicate (predictions)", "replicate", "https://api.replicate.com",

@@ -71,8 +71,8 @@ def _none(raw: bytes) -> list[str]:
     return []
 
 
-def _check(options: Mapping[str, Any]) -> None:
-    auth_aws.check(options, signs=True)
+def _check(options: Mapping[str, Any], key: str | None) -> None:
+    auth_aws.check(options, key)  # always signed: botocore needed
     models = options.get("models")
     if not isinstance(models, list) or not models or not all(
             isinstance(m, str) and m for m in models):
@@ -81,13 +81,14 @@ def _check(options: Mapping[str, Any]) -> None:
 
 
 _SIGN = auth_aws.sigv4("sagemaker")
+_OPTIONS = auth_aws.OPTIONS | {"inference_component", "target_variant"}
 ADAPTERS = {
     "sagemaker": Adapter(name="sagemaker", ops={CHAT: tgi}, sign=_SIGN, models=_no_list,
-                         ready=auth_aws.ready, check=_check,
-                         parse_models=_none, tools="xml", vision=False),
+                         ready=auth_aws.ready, parse_models=_none, tools="xml",
+                         vision=False, option_keys=_OPTIONS, check=_check),
     "sagemaker-lmi": Adapter(name="sagemaker-lmi", ops={CHAT: lmi}, sign=_SIGN,
-                             models=_no_list, ready=auth_aws.ready, check=_check,
-                             parse_models=_none, tools="native"),
+                             models=_no_list, ready=auth_aws.ready, parse_models=_none,
+                             tools="native", option_keys=_OPTIONS, check=_check),
 }
 
 _NOTE = ("pip install 'eldric[aws]'; the endpoint names as options.models; SigV4 from "

@@ -5,6 +5,9 @@ docs/backends.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from eldric.backends import auth
 from eldric.backends.egress import Adapter, Outbound, Reach
 from eldric.backends.table import CHAT, BackendDef
@@ -18,10 +21,20 @@ def _health(reach: Reach) -> Outbound | None:
     return Outbound(path=path, method="GET") if isinstance(path, str) and path else None
 
 
+def _check(options: Mapping[str, Any], key: str | None) -> None:
+    """The template's own check (run per request too), at configuration."""
+    try:
+        template.check(options)
+    except template.Misconfigured as exc:
+        raise ValueError(exc.message) from None
+
+
 ADAPTERS = {"template": Adapter(
     name="template", ops={CHAT: template.chat}, sign=auth.bearer, models=lambda r: None,
     parse_models=lambda raw: [], health=_health, tools="xml", vision=False,
-    check=template.check)}
+    option_keys=frozenset({"path", "request", "response", "finish", "usage", "strip_prompt",
+                           "method", "headers", "stream", "health"}),
+    check=_check)}
 
 ROWS = [BackendDef(
     "template", "A configured JSON template (TorchServe, TF Serving, MLServer, Azure ML "

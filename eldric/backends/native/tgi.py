@@ -11,7 +11,7 @@ from eldric.wire.native import tgi
 ADAPTERS = {"tgi-native": Adapter(
     name="tgi-native", ops={CHAT: tgi.chat}, sign=auth.bearer, models=lambda r: tgi.INFO,
     parse_models=tgi.parse_models, health=lambda r: tgi.HEALTH, tools="xml", vision=False,
-    check=tgi.check)}
+    check=lambda options, key: tgi.check(options), option_keys=frozenset({"parameters"}))}
 
 ROWS = [BackendDef(
     "tgi-native", "Hugging Face TGI (native /generate)", "tgi-native",

@@ -22,12 +22,15 @@ token, the project and the location are good. Embeddings are not translated here
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from eldric.backends.auth import lazy
 from eldric.backends.egress import Adapter, Context, Outbound, Reach
 from eldric.backends.native.anthropic import Messages
+from eldric.backends.native.gemini import OPTIONS as GEMINI_OPTIONS
 from eldric.backends.native.gemini import Chat
 from eldric.backends.table import CHAT, BackendDef
 from eldric.errors import EldricError
@@ -93,9 +96,30 @@ def _health(reach: Reach) -> Outbound | None:
         return None
 
 
+def _check(options: Mapping[str, Any], key: str | None) -> None:
+    """At configuration: the project every path names; google-auth where a service
+    account signs (without one, api_key is sent as a ready-made token)."""
+    project = options.get("project")
+    if not isinstance(project, str) or not project:
+        raise ValueError("options.project is required (the Google Cloud project id: "
+                         "{\"project\": \"my-project\", \"location\": \"us-east5\"})")
+    if options.get("credentials") or os.environ.get("GOOGLE_APPLICATION_CREDENTIALS"):
+        try:
+            import google.oauth2.service_account  # noqa: F401
+        except ImportError:
+            raise ValueError("a service account signs for Vertex AI through google-auth: "
+                             "pip install 'eldric[vertex]'") from None
+    elif not key:
+        raise ValueError("no credentials: options.credentials (a service-account key "
+                         "file), GOOGLE_APPLICATION_CREDENTIALS, or api_key (an access "
+                         "token)")
+
+
 ADAPTERS = {"vertex": Adapter(
     name="vertex", ops={CHAT: chat}, sign=lazy("google"), ready=_ready, models=lambda reach: None,
-    parse_models=lambda raw: [], health=_health, tools="native", vision=True)}
+    parse_models=lambda raw: [], health=_health, tools="native", vision=True,
+    option_keys=GEMINI_OPTIONS | {"project", "location", "credentials", "publisher"},
+    check=_check)}
 
 ROWS = [BackendDef(
     "vertex", "Google Vertex AI (Gemini, Claude on Vertex)", "vertex",

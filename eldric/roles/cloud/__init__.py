@@ -39,6 +39,12 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         tasks.append(spawn(cs.membership.run(), name="cloud-registration"))
     log.info("cloud_ready", backends={b.name: b.state.healthy for b in cs.backends.values()},
              models=len(cs.models()), worker_id=cs.membership.worker_id)
+    for b in cs.backends.values():
+        if b.state.healthy and not b.models:  # Perplexity, AI21: their APIs list none
+            log.warning("backend_lists_no_models", backend=b.name,
+                        check="it answers but lists no models, so none is routed to it by "
+                              "name: give its options.models in the config file "
+                              f"(docs/backends.md), or ask for {b.name}/MODEL")
     yield
     await probes.stop()
     for task in tasks:

@@ -3,6 +3,7 @@ What differs between backend types is their kind's (kinds.PROVIDER_KINDS)."""
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 import re
@@ -18,13 +19,14 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.backends.call import probe as native_probe
+from eldric.backends.options import check as check_options
 from eldric.backends.table import rows as table_rows
 from eldric.bus import Bus, UpstreamState
 from eldric.bus.prober import HEALTHY, PROBE_FAILED, Prober, Verdict, on_bus
-from eldric.errors import ConfigError, EldricError, error_json
+from eldric.errors import ConfigError, error_json
 from eldric.roles.cloud.config import BackendSpec
 from eldric.roles.cloud.kinds import PROVIDER_KINDS, ProviderKind
-from eldric.roles.cloud.providers import known
+from eldric.roles.cloud.providers import KNOWN, known
 from eldric.stream import UpstreamFailure
 from eldric.wire.vision import Vision
 
@@ -114,13 +116,26 @@ def _vision_of(name: str, kind: ProviderKind) -> bool | None:
     return kind.adapter.vision if kind.adapter is not None else None
 
 
+def _unknown_name(name: str) -> str:
+    """What a name without a URL that is no known provider is: a kind listed as having no
+    server API (lcm), a misspelt name, or an endpoint whose URL is missing."""
+    row = table_rows().get(name)
+    if row is not None and not row.available:
+        return (f"backend {name!r}: {row.label} has no public server API eldric could speak "
+                "to; a deployed server is reached with type template (its request and reply "
+                "templates in options; see docs/backends.md)")
+    close = difflib.get_close_matches(name, [*KNOWN, *PROVIDER_KINDS], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"backend {name!r}: not a known provider name ({hint}`eldric backends` lists "
+            "them); or give its url (and type, if not openai_compatible)")
+
+
 def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     provider = known(spec.name)
     # A known name brings its type; any other endpoint with a URL speaks OpenAI's API.
     btype = spec.type or (provider.type if provider else ("openai_compatible" if spec.url else None))
     if btype is None:
-        raise ConfigError(f"backend {spec.name!r}: not a known provider name; give its url "
-                          "(and type, if not openai_compatible)")
+        raise ConfigError(_unknown_name(spec.name))
     url = spec.url or (provider.url if provider and provider.type == btype else None)
     if not url:
         raise ConfigError(f"backend {spec.name!r}: no url")
@@ -131,15 +146,13 @@ def make_backend(spec: BackendSpec, bus: Bus, env: dict[str, str]) -> Backend:
     try:
         vision = Vision.of_option(spec.options.get("vision"), _vision_of(spec.name, kind),
                                   f"backend {spec.name}")
+        key = resolve_key(spec, env)
+        check_options(btype if kind.adapter else "an OpenAI-compatible backend",
+                      kind.adapter, spec.options, key)
     except ValueError as exc:
         raise ConfigError(f"backend {spec.name!r}: {exc}") from None
-    if kind.adapter is not None and kind.adapter.check is not None:
-        try:
-            kind.adapter.check(spec.options)
-        except (ValueError, EldricError) as exc:  # the options' own fault, named
-            raise ConfigError(f"backend {spec.name!r}: {exc}") from None
     state = bus.upstream(f"backend:{spec.name}", url, role="cloud", healthy=False)
-    return Backend(name=spec.name, type=btype, kind=kind, url=url, key=resolve_key(spec, env),
+    return Backend(name=spec.name, type=btype, kind=kind, url=url, key=key,
                    priority=spec.priority, enabled=spec.enabled,
                    extra_headers=dict(spec.headers), api_version=spec.api_version, state=state,
                    options=dict(spec.options), vision=vision)

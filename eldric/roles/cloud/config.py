@@ -63,8 +63,10 @@ def parse_backends(text: str) -> list[dict]:
 
 class CloudConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     backends: Annotated[list[BackendSpec], flag_meta(
-        "name[:url[:key]],… — a known name (openai, anthropic, xai, groq, …) needs no URL; "
-        "a key may be $ENV_VAR", parse=parse_backends)] = []
+        "name[:url[:key]],… — a known name (any kind `eldric backends` lists: openai, groq, "
+        "gemini, bedrock, …) brings its type, URL and key variable; a key may be $ENV_VAR; "
+        "a backend's options (a native kind's, a model list) go in the config file",
+        parse=parse_backends)] = []
     default_backend: Annotated[str | None, flag_meta(
         "where a model no backend lists is sent (else 404)")] = None
     refresh_interval_ms: Annotated[Ms, flag_meta("model catalog refresh period, ms")] = 300_000

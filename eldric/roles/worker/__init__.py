@@ -12,9 +12,10 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.cluster.membership import Membership, from_health
-from eldric.errors import ConfigError, EldricError
+from eldric.backends.options import check as check_options
+from eldric.errors import ConfigError
 from eldric.registry import Role
-from eldric.roles.worker.backends import KINDS, base_url, described, unavailable
+from eldric.roles.worker.backends import KINDS, BackendKind, base_url, described, unavailable
 from eldric.roles.worker.embedded import available, launch_of, served_id
 from eldric.roles.worker.embedded_models import EmbeddedModels
 from eldric.roles.worker.config import WorkerConfig
@@ -23,8 +24,8 @@ from eldric.roles.worker import ollama_api
 from eldric.roles.worker import tunnel
 from eldric.roles.worker.handlers import add_routes
 from eldric.roles.worker.images import vision_of
-from eldric.roles.worker.health import (prober, sample_host, served_paths, translated_paths,
-                                        waiting_for, worker_health)
+from eldric.roles.worker.health import (REFUSED_HINT, prober, sample_host, served_paths,
+                                        translated_paths, waiting_for, worker_health)
 from eldric.roles.worker.state import WORKER, WorkerState
 from eldric.store.responses import install
 from eldric.stream import Timeouts
@@ -134,11 +135,32 @@ def _warn_if_unreachable(st: WorkerState) -> None:
     """A backend down at start is most often not started yet, or on another port."""
     if st.loading or st.upstream.healthy:
         return
+    if REFUSED_HINT in (st.upstream.last_error or ""):  # it answers, and refuses the key
+        log.error("backend_refused_key", backend=st.cfg.backend, backend_url=st.backend_url,
+                  error=st.upstream.last_error)
+        return
     log.warning("backend_unreachable", backend=st.cfg.backend, backend_url=st.backend_url,
                 error=st.upstream.last_error,
                 check=f"is {st.cfg.backend} running and listening at {st.backend_url}? "
                       "If it listens elsewhere, start the worker with --backend-url URL; "
                       "the worker keeps probing and serves once it answers")
+
+
+def _check_backend(cfg: WorkerConfig, kind: BackendKind) -> None:
+    """What the operator got wrong about the backend, said at start-up: a native kind's
+    options (eldric.backends.options), a kind with no usual URL given none, options
+    given to a kind that reads none (they would be ignored unsaid)."""
+    if kind.adapter is not None:
+        try:
+            check_options(cfg.backend, kind.adapter, cfg.backend_options, cfg.backend_api_key)
+        except ValueError as exc:
+            raise ConfigError(f"--backend {cfg.backend}: {exc}") from None
+        if not (cfg.backend_url or kind.default_url):
+            raise ConfigError(f"--backend {cfg.backend} has no usual URL: give --backend-url")
+    elif cfg.backend_options:
+        raise ConfigError(f"--backend-options: --backend {cfg.backend} reads none (its "
+                          "settings are flags: --backend-url, --backend-api-key, --paths, "
+                          "--vision-models, --xml-tools-models; see --help)")
 
 
 def build(app: web.Application, cfg: WorkerConfig) -> None:
@@ -148,11 +170,7 @@ def build(app: web.Application, cfg: WorkerConfig) -> None:
                           "--backend template (its request and reply templates in "
                           "--backend-options; see docs/backends.md)")
     kind = KINDS[cfg.backend]
-    if kind.adapter is not None and kind.adapter.check is not None:
-        try:
-            kind.adapter.check(cfg.backend_options)
-        except (ValueError, EldricError) as exc:  # the options' own fault, named
-            raise ConfigError(f"--backend {cfg.backend} --backend-options: {exc}") from None
+    _check_backend(cfg, kind)
     # Not healthy until the first probe answers.
     up = app[keys.BUS].upstream(f"backend:{cfg.backend}", "", role="worker", healthy=False)
     st = WorkerState(cfg=cfg, kind=kind, upstream=up, timeouts=Timeouts.from_config(cfg),

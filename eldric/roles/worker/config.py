@@ -22,9 +22,12 @@ else:
 
 class WorkerConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     backend: Annotated[BackendType, flag_meta(
-        "the local inference server this worker fronts (mock: a built-in test generator)")] = "ollama"
+        "the inference server this worker fronts, a kind `eldric backends` lists (embedded: "
+        "llama.cpp in-process; mock: a built-in test generator; lcm and vl-jepa are refused: "
+        "no server API)")] = "ollama"
     backend_url: Annotated[str | None, flag_meta(
-        "the backend's URL (default: the backend type's usual local port)")] = None
+        "the backend's URL (default: the backend type's usual URL; the template kind has "
+        "none: give it)")] = None
     backend_api_key: Annotated[str | None, flag_meta(
         "API key the backend demands (sent as Authorization: Bearer, or as a native "
         "kind's API takes it)")] = None

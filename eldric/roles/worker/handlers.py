@@ -79,7 +79,16 @@ async def _to(request: LaneRequest, st: WorkerState, target: Target | None, body
     except UpstreamFailure as exc:
         request.app[keys.BUS].mark_down(st.upstream, exc)
         raise _as_error(st, exc) from None
-    if not st.upstream.healthy and resp.status < 500:
+    if resp.status == 401:
+        # The client's Authorization is never passed on: a 401 refuses the worker's own
+        # key. Not the client's error (its SDK would blame its own key): eldric's 502, as
+        # a native kind's call answers it, which a router may try elsewhere.
+        raise EldricError(f"backend {st.cfg.backend} at {st.backend_url} refused the "
+                          "worker's key (HTTP 401): check --backend-api-key", status=502,
+                          code="backend_auth_failed")
+    # it answers: healthy again, unless it answered that it refuses the worker's key (the
+    # probe's word, kept: a client's request must not put such a backend back in rotation)
+    if not st.upstream.healthy and resp.status < 500 and resp.status != 403:
         request.app[keys.BUS].mark(st.upstream, True)
     return resp
 

@@ -22,6 +22,8 @@ from eldric.wire.translated import translatable
 log = structlog.get_logger("eldric.worker")
 
 PROBE_TIMEOUT = 10.0  # a native kind's probe request (the others use the session's)
+# What the operator fixes when the backend refuses the worker's key (its probe's 401/403)
+REFUSED_HINT = "check --backend-api-key (a native kind's credentials: --backend-options)"
 
 
 async def probe(app: web.Application, up: UpstreamState) -> Verdict:
@@ -34,6 +36,8 @@ async def probe(app: web.Application, up: UpstreamState) -> Verdict:
         return HEALTHY
     if st.kind.adapter is not None:  # a native API: its adapter's model list or health
         found = await native_call.probe(app, st.kind.adapter, st.reach, PROBE_TIMEOUT)
+        if found.status in (401, 403):
+            raise ValueError(f"{found.error}: {REFUSED_HINT}")
         if found.status != 200 or found.models is None:
             raise ValueError(found.error)
         up.models = found.models
@@ -41,6 +45,9 @@ async def probe(app: web.Application, up: UpstreamState) -> Verdict:
     async with app[keys.SESSION].get(st.backend_url + st.kind.models_path,
                                      headers=st.target.headers if st.target else None) as resp:
         body = await resp.read()
+        if resp.status in (401, 403):
+            raise ValueError(f"its key is refused (HTTP {resp.status} from "
+                             f"{st.kind.models_path}): {REFUSED_HINT}")
         if resp.status != 200:
             raise ValueError(f"HTTP {resp.status} from {st.kind.models_path}")
         # the embedded backend serves every model of its models directory, loaded or not
