@@ -122,16 +122,8 @@ def _content(turn: chat_in.Turn, i: int) -> list[dict]:
 def messages(conv: chat_in.Conversation) -> list[dict]:
     """The turns as Converse messages: tool results are user content, same-role
     neighbours merged (Converse wants user and assistant alternating, a user first)."""
-    out: list[dict] = []
-    for i, t in enumerate(conv.turns):
-        role = "assistant" if t.role == "assistant" else "user"
-        content = _content(t, i)
-        if not content:
-            continue
-        if out and out[-1]["role"] == role:
-            out[-1]["content"] += content
-        else:
-            out.append({"role": role, "content": content})
+    out = chat_in.alternating([("assistant" if t.role == "assistant" else "user", _content(t, i))
+                               for i, t in enumerate(conv.turns)], "content")
     # A conversation that opens with the assistant is sent as it is: Bedrock's own 400
     # (ValidationException) says so better than a guess would.
     if not out:

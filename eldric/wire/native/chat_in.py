@@ -332,3 +332,18 @@ def _sampling(body: dict) -> Sampling:
         raise BadRequest("response_format must be {type: text|json_object|json_schema}",
                          param="response_format")
     return s
+
+
+def alternating(turns: list[tuple[str, list]], field: str) -> list[dict]:
+    """(role, content) pairs as an API that wants the roles alternating takes them
+    (Gemini's contents, Bedrock's messages): an empty content left out, same-role
+    neighbours one turn (`field` names its content list: "parts", "content")."""
+    out: list[dict] = []
+    for role, content in turns:
+        if not content:
+            continue
+        if out and out[-1]["role"] == role:
+            out[-1][field] += content
+        else:
+            out.append({"role": role, field: content})
+    return out

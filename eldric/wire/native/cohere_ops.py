@@ -20,15 +20,13 @@ read (v2 returns no documents; eldric adds them from the request unless
 
 from __future__ import annotations
 
-import base64
-import struct
 from typing import Any
 
 import msgspec
 
 from eldric.wire.native.outbound import Context, Outbound
 from eldric.errors import BadRequest
-from eldric.wire.native import cohere
+from eldric.wire.native import cohere, embed
 
 _encode = msgspec.json.encode
 
@@ -68,28 +66,15 @@ class EmbedEgress(_Whole):
     """One /v1/embeddings request to /v2/embed."""
 
     def __init__(self, body: dict, ctx: Context):
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
-        texts = body.get("input")
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            raise BadRequest("input must be a string or a non-empty array of strings "
-                             "(this backend does not take token arrays)", param="input")
-        fmt = body.get("encoding_format") or "float"
-        if fmt not in ("float", "base64"):
-            raise BadRequest("encoding_format must be float or base64", param="encoding_format")
-        self.base64 = fmt == "base64"
+        req = embed.read(body)
+        self.base64 = req.base64
         self.model = _model(body, ctx)
         native: dict[str, Any] = {
-            "model": self.model, "texts": texts, "embedding_types": ["float"],
+            "model": self.model, "texts": req.texts, "embedding_types": ["float"],
             "input_type": body.get("input_type") or ctx.options.get("input_type")
             or "search_document"}
-        dims = body.get("dimensions")
-        if dims is not None:
-            if isinstance(dims, bool) or not isinstance(dims, int) or dims < 1:
-                raise BadRequest("dimensions must be a positive integer", param="dimensions")
-            native["output_dimension"] = dims
+        if req.dimensions is not None:
+            native["output_dimension"] = req.dimensions
         if ctx.options.get("truncate"):
             native["truncate"] = ctx.options["truncate"]
         self._native = native
@@ -103,18 +88,12 @@ class EmbedEgress(_Whole):
             if isinstance(reply.get("embeddings"), dict) else None
         if not isinstance(vectors, list):
             raise ValueError("Cohere's embed reply has no float embeddings")
-        data = []
-        for i, vec in enumerate(vectors):
-            if not isinstance(vec, list):
-                raise ValueError("Cohere's embed reply holds an embedding that is not an array")
-            value: Any = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode() \
-                if self.base64 else vec
-            data.append({"object": "embedding", "index": i, "embedding": value})
+        if not all(isinstance(vec, list) for vec in vectors):
+            raise ValueError("Cohere's embed reply holds an embedding that is not an array")
         meta = reply.get("meta") if isinstance(reply.get("meta"), dict) else {}
         prompt = int((meta.get("billed_units") or {}).get("input_tokens") or 0)
         self.usage = (prompt, 0)
-        return _encode({"object": "list", "data": data, "model": self.model,
-                        "usage": {"prompt_tokens": prompt, "total_tokens": prompt}})
+        return embed.reply(vectors, self.model, prompt, self.base64)
 
 
 def _document(doc: Any, i: int) -> str:

@@ -37,16 +37,14 @@ from it; an id without one is sent as it is.
 
 from __future__ import annotations
 
-import base64
 import math
-import struct
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
 from eldric.errors import BadRequest, error_json
-from eldric.wire.native import chat_in, chat_out
+from eldric.wire.native import chat_in, chat_out, embed
 from eldric.wire.native.chat_in import Image, Text, ToolCall, ToolResult
 from eldric.wire.native.refused import Refused
 
@@ -113,16 +111,9 @@ def request(conv: chat_in.Conversation, options: Any = None) -> dict:
 def _contents(turns: list[chat_in.Turn]) -> list[dict]:
     """Turns -> contents: assistant turns are the model's, tool results the user's; same-role
     neighbours one content (a model turn's parallel calls answered in one user turn)."""
-    out: list[dict] = []
-    for i, turn in enumerate(turns):
-        role = "model" if turn.role == "assistant" else "user"
-        parts = [_part(p, i) for p in turn.parts]
-        if not parts:
-            continue
-        if out and out[-1]["role"] == role:
-            out[-1]["parts"] += parts
-        else:
-            out.append({"role": role, "parts": parts})
+    out = chat_in.alternating([("model" if turn.role == "assistant" else "user",
+                                [_part(p, i) for p in turn.parts])
+                               for i, turn in enumerate(turns)], "parts")
     if not out:
         raise BadRequest("messages hold no user or assistant content", param="messages")
     return out
@@ -412,20 +403,8 @@ def model_path(model: str) -> str:
 def embed_request(body: Any, resource: str, options: Any) -> tuple[dict, int, bool]:
     """An OpenAI embeddings body -> (the batchEmbedContents body, how many inputs,
     whether base64 was asked for). `resource` is the model's name there (models/…)."""
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    texts = body.get("input")
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-        raise BadRequest("input must be a string or a non-empty array of strings (token "
-                         "arrays are not supported by this model's backend)", param="input")
-    dims = body.get("dimensions")
-    if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
-        raise BadRequest("dimensions must be a positive integer", param="dimensions")
-    fmt = body.get("encoding_format") or "float"
-    if fmt not in ("float", "base64"):
-        raise BadRequest("encoding_format must be float or base64", param="encoding_format")
+    req = embed.read(body)
+    texts, dims = req.texts, req.dimensions
     task = (options or {}).get("task_type")
     reqs = []
     for t in texts:
@@ -435,7 +414,7 @@ def embed_request(body: Any, resource: str, options: Any) -> tuple[dict, int, bo
         if task:
             r["taskType"] = task
         reqs.append(r)
-    return {"requests": reqs}, len(texts), fmt == "base64"
+    return {"requests": reqs}, len(texts), req.base64
 
 
 def embeddings(raw: bytes, n: int, model: str, base64_: bool) -> bytes:
@@ -448,16 +427,7 @@ def embeddings(raw: bytes, n: int, model: str, base64_: bool) -> bytes:
         raise ValueError(f"not a BatchEmbedContentsResponse ({type(exc).__name__})") from None
     if len(vectors) != n or not all(isinstance(v, list) for v in vectors):
         raise ValueError("the backend sent a different number of embeddings than asked")
-    data = [{"object": "embedding", "index": i,
-             "embedding": _b64(v) if base64_ else v} for i, v in enumerate(vectors)]
-    # batchEmbedContents reports no token counts
-    return _encode({"object": "list", "data": data, "model": model,
-                    "usage": {"prompt_tokens": 0, "total_tokens": 0}})
-
-
-def _b64(vector: list[float]) -> str:
-    """OpenAI's base64 embedding: the little-endian float32s (what its SDK decodes)."""
-    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return embed.reply(vectors, model, 0, base64_)  # batchEmbedContents counts no tokens
 
 
 # ---------------------------------------------------------------- model list
