@@ -37,11 +37,18 @@ from eldric.wire.vision import CHAT, Vision, in_request, sniff
 
 MAX_BYTES = 20 * 1024 * 1024  # Gemini's inline request limit; Bedrock/Anthropic cap lower
 TIMEOUT = 10.0  # seconds for one image: connect, redirects and body
+# Distinct URLs one request may have fetched: each is held whole (up to MAX_BYTES) until
+# the request is sent, so the count bounds what one request can make a hop hold.
+MAX_IMAGES = 20
 _REDIRECTS = 3
 _CHUNK = 64 * 1024
 
 class ImageFetchFailed(BadRequest):
     code = "image_fetch_failed"
+
+
+class TooManyImages(BadRequest):
+    code = "too_many_images"
 
 
 async def fetch(session: aiohttp.ClientSession, url: str, *, max_bytes: int = MAX_BYTES,
@@ -117,7 +124,8 @@ async def inline(session: aiohttp.ClientSession, conv_or_body: Conversation | di
 
     The fetches run concurrently, a URL given twice is fetched once. Returns how many
     parts were rewritten (0: nothing was fetched, the request is as it was). Raises
-    ImageFetchFailed (400 image_fetch_failed, naming the URL) for the first that fails.
+    ImageFetchFailed (400 image_fetch_failed, naming the URL) for the first that fails,
+    TooManyImages (400 too_many_images) before fetching any for more than MAX_IMAGES.
     """
     if isinstance(conv_or_body, Conversation):
         parts: list[Image] = [p for t in conv_or_body.turns for p in t.parts
@@ -130,6 +138,10 @@ async def inline(session: aiohttp.ClientSession, conv_or_body: Conversation | di
     urls: dict[str, str | None] = {}
     for _, url, param in wanted:
         urls.setdefault(url, param)
+    if len(urls) > MAX_IMAGES:
+        raise TooManyImages(f"the request names {len(urls)} image URLs to fetch; at most "
+                            f"{MAX_IMAGES} are fetched for this backend (send the others "
+                            "as data: URLs)", param="messages")
     tasks = {url: asyncio.ensure_future(fetch(session, url, max_bytes=max_bytes,
                                               timeout=timeout, param=param))
              for url, param in urls.items()}

@@ -101,6 +101,21 @@ async def test_conversation_images_get_their_bytes(pics):
     assert [(i.url, i.media_type, i.raw()) for i in imgs] == [(None, "image/png", PNG)] * 2
 
 
+async def test_more_image_urls_than_the_limit_are_refused_before_any_fetch(pics):
+    """Each fetched image is held whole until the request is sent: the number of URLs
+    one request may have fetched is bounded (a 400 naming the limit), nothing fetched."""
+    session, base, app = pics
+    many = [f"{base}a.png?n={i}" for i in range(images.MAX_IMAGES + 1)]
+    before = len(app[HITS])
+    with pytest.raises(images.TooManyImages) as exc:
+        await images.inline(session, _body(*many), max_bytes=1000, timeout=5)
+    assert exc.value.status == 400 and exc.value.code == "too_many_images"
+    assert len(app[HITS]) == before
+    # the limit itself is fine, and the same URL many times counts once
+    assert await images.inline(session, _body(*many[:-1], *many[:5]), max_bytes=1000,
+                               timeout=5) == images.MAX_IMAGES + 5
+
+
 async def test_text_only_fetches_nothing(pics):
     session, _, app = pics
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

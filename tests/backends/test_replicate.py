@@ -170,6 +170,24 @@ async def test_stream_error_event_and_cut(role, tmp_path, replicate_server):
 
 
 @ROLES
+async def test_an_error_before_any_output_is_a_502_not_a_stream(role, tmp_path,
+                                                                 replicate_server):
+    """The prediction failed before any output reached the client: the error reply it
+    stands for: the worker's 502, the cloud role's 503 once no backend is left (it tries
+    the next one first), never a 200 holding an error event."""
+    async with front(role, tmp_path, replicate_server) as url:
+        async with aiohttp.ClientSession() as s, s.post(url + "/v1/chat/completions", json={
+                "model": MODEL, "stream": True,
+                "messages": [{"role": "user", "content": "error_first"}]}) as r:
+            err = (await r.json())["error"]
+            if role == "worker":
+                assert r.status == 502 and err["code"] == "upstream_error"
+            else:
+                assert r.status == 503 and err["code"] == "upstream_unavailable"
+            assert "CUDA out of memory" in err["message"]
+
+
+@ROLES
 async def test_client_leaving_cancels_the_prediction(role, tmp_path, replicate_server):
     async with front(role, tmp_path, replicate_server) as url:
         async with aiohttp.ClientSession() as s:

@@ -15,7 +15,7 @@
 
 The scenario is ``Knobs.scenario`` if set, else the last user message's text when it
 names one: ``text``, ``tools``, ``error_midstream`` (a message-end with finish_reason
-ERROR), ``ratelimited`` (429), ``overloaded`` (503), ``invalid`` (400), ``cut`` (the connection closes after
+ERROR), ``error_first`` (the same before any content), ``ratelimited`` (429), ``overloaded`` (503), ``invalid`` (400), ``cut`` (the connection closes after
 three events), ``slow`` (an event every 50 ms for 10 s: for a client that leaves; the
 fake notes it in ``Knobs.left``).
 """
@@ -98,6 +98,8 @@ STREAMS = {
                            calls=[("get_weather_9b1k", "get_weather",
                                    ['{"loc', 'ation": "Tor', 'onto"}'])], finish="TOOL_CALL"),
     "error_midstream": stream_events(["Hel"], finish="ERROR", error="internal model failure"),
+    # message-start, then message-end with ERROR: it failed before saying anything
+    "error_first": stream_events([], finish="ERROR", error="internal model failure"),
     "cut": stream_events(["one", " two", " three", " four"]),
     "slow": stream_events(["tick"] * 200),
 }

@@ -17,7 +17,7 @@
   noted in ``Knobs.canceled``); ``GET /v1/account``.
 
 The scenario is ``Knobs.scenario`` if set, else the input's ``prompt`` when it names one:
-``text``, ``error_midstream``, ``ratelimited`` (429 with Retry-After), ``overloaded``
+``text``, ``error_midstream``, ``error_first`` (its error before any output), ``ratelimited`` (429 with Retry-After), ``overloaded``
 (503), ``pending`` (``pending_long``: for 40 GETs), ``cut`` (the stream breaks after two events), ``slow`` (an event every
 50 ms for 10 s, for a client that leaves).
 """
@@ -195,7 +195,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if scenario == "cut" and n == 2:
                 request.transport.close()
                 return resp
-            if scenario == "error_midstream" and n == 3:
+            if (scenario == "error_midstream" and n == 3) or (scenario == "error_first" and n == 0):
                 await resp.write(_event("error", n, json.dumps({"detail": "CUDA out of memory"})))
                 p["status"] = "failed"
                 await resp.write(_event("done", n + 1, json.dumps({"reason": "error"})))

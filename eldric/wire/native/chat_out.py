@@ -127,6 +127,12 @@ class ChunkWriter:
             obj["usage"] = None
         return sse(obj)
 
+    @property
+    def started(self) -> bool:
+        """Whether a chunk went out: before, a failure is still the reply it stands for
+        (wire/native/refused.py: the call fails over)."""
+        return self._role_sent
+
     def start(self) -> list[bytes]:
         """The role chunk on its own (an API that says a message began)."""
         return [] if self._role_sent else [self.chunk({"content": ""})]

@@ -32,9 +32,11 @@ from typing import Any
 
 import msgspec
 
+from eldric.errors import error_json
 from eldric.wire.native.outbound import Context, Outbound
 from eldric.wire.anthropic_shared import sse_fields
 from eldric.wire.native import chat_in, chat_out
+from eldric.wire.native.refused import Refused
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -217,7 +219,7 @@ class ChatEgress:
         message = delta.get("message") if isinstance(delta.get("message"), dict) else {}
         w = self._writer
         if kind == "message-start":
-            return w.start()
+            return []  # the role goes out with the first content: a failure before it fails over
         if kind == "content-delta":
             content = message.get("content") if isinstance(message.get("content"), dict) else {}
             return w.reasoning(content.get("thinking")) + w.text(content.get("text"))
@@ -253,6 +255,8 @@ class ChatEgress:
         return self._writer.finish(FINISH.get(reason, "stop"))
 
     def _fail(self, status: int, message: str, code: str = "upstream_error") -> list[bytes]:
+        if not self._writer.started:  # nothing sent: the error reply it stands for
+            raise Refused(status, error_json(status, message, code=code))
         self.done = self._failed = True
         return [chat_out.error_event(status, message, code)]
 

@@ -46,9 +46,10 @@ from urllib.parse import quote
 import msgspec
 
 from eldric.wire.native.outbound import Context, Outbound
-from eldric.errors import BadRequest
+from eldric.errors import BadRequest, error_json
 from eldric.wire.anthropic_shared import sse_fields
 from eldric.wire.native import chat_in, chat_out
+from eldric.wire.native.refused import Refused
 
 _encode = msgspec.json.encode
 _decode = msgspec.json.decode
@@ -235,6 +236,8 @@ class ChatEgress:
         return []  # logs, comments
 
     def _fail(self, message: str) -> list[bytes]:
+        if not self._writer.started:  # nothing sent: a 502 the call fails over from
+            raise Refused(502, error_json(502, message, code="upstream_error"))
         self.done = self._failed = True
         return [chat_out.error_event(502, message, "upstream_error")]
 
