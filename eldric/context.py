@@ -60,6 +60,9 @@ class Hop:
     # the last upstream reply's head (its raw header pairs, as forward() got them): who
     # answered, for whoever counts the request (the edge's usage reads X-Eldric-Worker)
     reply_head: Any = None
+    # This hop's request span when tracing is on (eldric.trace), else None: the one
+    # question every traced place asks, so tracing off costs an attribute read.
+    span: Any = None
 
 
 def _claim(info: RoleInfo, data_dir: str, base: str) -> str:
