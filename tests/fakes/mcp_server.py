@@ -1,0 +1,43 @@
+"""An MCP server written with the mcp SDK's MCPServer (FastMCP in 1.x), for the edge's
+MCP tool tests: `python -m tests.fakes.mcp_server [stdio | http PORT]`.
+
+Tools: add (a text result), slow (sleeps: deadlines), crash (the process exits
+mid-call: a server crashing), fail (an isError result)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("eldric-test-mcp")
+
+
+@server.tool(description="Add two integers.")
+def add(a: int, b: int) -> str:
+    return str(a + b)
+
+
+@server.tool(description="Sleep, then answer.")
+async def slow(seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+@server.tool(description="Exit the server mid-call.")
+def crash() -> str:
+    os._exit(3)
+
+
+@server.tool(description="A tool that reports an error.")
+def fail() -> str:
+    raise ValueError("the tool refused")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "http":
+        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        server.run()
