@@ -13,7 +13,8 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from eldric.roles.edge.plugins.mcp import McpServer, McpServerConfig  # noqa: E402
+from eldric.roles.edge.plugins.mcp import McpServer  # noqa: E402
+from eldric.roles.edge.plugins.mcp_config import McpServerConfig  # noqa: E402
 from eldric.roles.edge.plugins.process import PluginError  # noqa: E402
 
 ROOT = str(Path(__file__).resolve().parents[2])

@@ -13,38 +13,26 @@ loop); when the session ends (the child crashed, the HTTP server went away) the
 supervisor restarts it with backoff. A stdio child is the SDK's, killed when its context
 is left (edge stop cancels the supervisor).
 
-NOT built yet: the edge config wiring (`mcp_servers`), X-Eldric-Tools naming a server,
-the status API entry, fail_mode closed. See the report of branch h/mcp.
+Offered as tool plugins are (answer.py): the servers whose `models` globs match the
+request's model and whose `offer` allows it; X-Eldric-Tools names a server (its name)
+or a tool, as it names a plugin id or a tool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from eldric.roles.edge.plugins.mcp_config import McpServerConfig
 from eldric.roles.edge.plugins.process import PluginBadReply, PluginDown, PluginError, PluginTimeout
 
 log = structlog.get_logger("eldric.edge.mcp")
 BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 PING_S = 5.0  # how often an idle session is checked
 PING_TIMEOUT_S = 2.0
-
-
-@dataclass
-class McpServerConfig:
-    name: str
-    transport: str = "stdio"  # stdio | http
-    command: str = ""
-    args: list[str] = field(default_factory=list)
-    env: dict[str, str] | None = None
-    cwd: str | None = None
-    url: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
-    deadline_ms: int = 10_000
 
 
 def spec(tool: Any) -> dict[str, Any]:
@@ -73,6 +61,9 @@ class McpServer:
     def __init__(self, cfg: McpServerConfig) -> None:
         self.cfg = cfg
         self.id = cfg.name
+        self.fail_closed = cfg.fail_mode == "closed"  # tools.Loop asks
+        self.applies_to = cfg.models
+        self.offer = cfg.offer
         self.info: dict[str, Any] = {"tools": []}
         self.state = "stopped"  # stopped | starting | ready | down
         self.last_error: str | None = None
