@@ -2,7 +2,8 @@
 MCP tool tests: `python -m tests.fakes.mcp_server [stdio | http PORT]`.
 
 Tools: add (a text result), slow (sleeps: deadlines), crash (the process exits
-mid-call: a server crashing), fail (an isError result)."""
+mid-call: a server crashing), fail (an isError result), grow (adds `double` and sends
+notifications/tools/list_changed)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import asyncio
 import os
 import sys
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 server = MCPServer("eldric-test-mcp")
 
@@ -34,6 +35,17 @@ def crash() -> str:
 @server.tool(description="A tool that reports an error.")
 def fail() -> str:
     raise ValueError("the tool refused")
+
+
+def double(x: int) -> str:
+    return str(2 * x)
+
+
+@server.tool(description="Add the tool `double`, and tell the client its tools changed.")
+async def grow(ctx: Context) -> str:
+    server.add_tool(double, description="Double an integer.")
+    await ctx.session.send_tool_list_changed()
+    return "grown"
 
 
 if __name__ == "__main__":

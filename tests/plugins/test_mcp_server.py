@@ -77,3 +77,21 @@ async def test_a_server_that_cannot_start_is_down_not_an_error():
         assert info.value.kind == "down"
     finally:
         await s.stop()
+
+
+async def test_tools_list_changed_refreshes_the_tools():
+    s = _stdio()
+    try:
+        await s.start(wait_s=20)
+        assert s.state == "ready", s.last_error
+        assert "double" not in s.status()["tools"]
+        await s.call("tool", {"name": "grow", "arguments": {}})
+        for _ in range(100):
+            if "double" in s.status()["tools"]:
+                break
+            await asyncio.sleep(0.05)
+        assert "double" in s.status()["tools"]
+        assert (await s.call("tool", {"name": "double", "arguments": {"x": 21}})) \
+            == {"content": "42"}
+    finally:
+        await s.stop()

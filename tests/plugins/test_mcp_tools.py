@@ -139,3 +139,19 @@ async def test_streamable_http_and_a_server_down_at_start(tmp_path, aiohttp_serv
         finally:
             child.terminate()
             child.wait(10)
+
+
+async def test_offer_request_tools_only_when_the_header_names_the_server(tmp_path, aiohttp_server):
+    script = await scripted.serve(aiohttp_server, [M])
+    script.on(model=M, text="plain")
+    server = {**STDIO, "offer": "request"}
+    async with router(tmp_path, script.url) as r, await _edge(tmp_path, r["router"],
+                                                              [server]) as e:
+        await _ready(e["edge"], "calc")
+        client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key=KEY, max_retries=0)
+        await client.chat.completions.create(model=M, messages=ASK)
+        await client.chat.completions.create(model=M, messages=ASK,
+                                             extra_headers={"X-Eldric-Tools": "calc"})
+        await client.close()
+    assert "tools" not in script.calls[0].body
+    assert "add" in [t["function"]["name"] for t in script.calls[1].body["tools"]]
