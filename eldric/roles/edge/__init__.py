@@ -64,6 +64,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     es.plugins.edge_url = _own_url(app)
     es.plugins.edge_cert = leaf_certificate(es.cfg.tls.cert_file) if es.tls else ""
     await es.plugins.reload()  # children start in the background: the edge does not wait
+    es.plugins.start_mcp(es.cfg.mcp_servers)  # ... nor for its MCP servers
     if es.recorder is not None:
         await es.recorder.start()
     log.info("edge_ready", mode=es.cfg.mode, tls=es.tls, require_api_key=es.require_key,

@@ -8,6 +8,7 @@ import msgspec
 
 from eldric.config import Ms, Renamed, RoleConfig, flag_meta, seconds_to_ms
 from eldric.fields import parse_ms
+from eldric.roles.edge.plugins.mcp_config import McpServerConfig
 from eldric.roles.edge.usage.config import UsageConfig
 from eldric.store.responses import ResponsesConfig
 
@@ -126,6 +127,8 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     max_tool_rounds: Annotated[int, msgspec.Meta(ge=1, le=32), flag_meta(
         "plugin tools: rounds of tool calls the edge runs for one request before the "
         "model must answer")] = 4
+    # MCP servers whose tools join the plugin tools' loop (plugins/mcp.py; file only)
+    mcp_servers: list[McpServerConfig] = []
     # Cluster management through the edge (cluster_relay.py) and the NAT tunnel
     controller_url: Annotated[str | None, flag_meta(
         "the controller that worker registrations, heartbeats and pipeline calls are "

@@ -74,14 +74,17 @@ async def answered(request: LaneRequest, es: EdgeState, client: Client | None,
                                 headers, p.manifest.timeout_ms)
             count(es, name)
             return await (piped.streamed() if _object(body).get("stream") else piped.whole())
-    if not host.tools:
+    if not host.tools and not host.mcp:
         return None
     asked = tools.wanted(request.headers.get(tools.HEADER))
     mine = [p for p in host.tools if _applies(p, model) and tools.offered(p.offer, asked)]
-    if not mine:
+    servers = [s for s in host.mcp if tools.offered(s.offer, asked)
+               and any(fnmatch.fnmatchcase(model, g) for g in s.applies_to)]
+    if not mine and not servers:
         return None
     await started(host, mine)
-    box = tools.toolbox(((p.id, p.process) for p in mine if p.process is not None), asked)
+    box = tools.toolbox([*((p.id, p.process) for p in mine if p.process is not None),
+                         *((s.id, s) for s in servers)], asked)
     if not box:
         return None
     parsed = _object(body)

@@ -41,7 +41,8 @@ async def list_plugins(request: web.Request) -> web.Response:
     _admin(request)
     plugins = request.app[EDGE].plugins
     return json_response({"directory": str(plugins.directory),
-                          "plugins": [p.status() for p in plugins.table.values()]})
+                          "plugins": [p.status() for p in plugins.table.values()],
+                          "mcp_servers": [s.status() for s in plugins.mcp]})
 
 
 async def _set(request: web.Request, on: bool) -> web.Response:

@@ -101,6 +101,7 @@ class Plugins:
         self.tools: list[Plugin] = []  # enabled, runnable tool plugins
         self.pipes: list[Plugin] = []  # ... pipe plugins (their models are virtual ones)
         self.page: list[Plugin] = []  # ... action and widget plugins (the chat page's)
+        self.mcp: list[Any] = []  # MCP servers (plugins/mcp.McpServer), set by the edge
         self.active = False  # any filter, tool or pipe: the request path asks only this
         self._by_model: dict[str, tuple[Plugin, ...]] = {}
         self._lock = asyncio.Lock()
@@ -191,7 +192,7 @@ class Plugins:
         self.tools = [p for p in runnable if p.manifest and p.manifest.type == "tool"]
         self.pipes = [p for p in runnable if p.manifest and p.manifest.type == "pipe"]
         self.page = [p for p in runnable if p.manifest and p.manifest.type in PAGE_SIDE]
-        self.active = bool(self.filters or self.tools or self.pipes)
+        self.active = bool(self.filters or self.tools or self.pipes or self.mcp)
 
     def filters_for(self, model: str | None) -> tuple[Plugin, ...]:
         key = model or ""
@@ -275,7 +276,20 @@ class Plugins:
 
     async def stop(self) -> None:
         """Every child, at once (each may take its grace period to exit)."""
-        await asyncio.gather(*(self._stop(p) for p in list(self.table.values())))
+        await asyncio.gather(*(self._stop(p) for p in list(self.table.values())),
+                             *(s.stop() for s in self.mcp))
+
+    def start_mcp(self, configs: list[Any]) -> None:
+        """The enabled MCP servers, started in the background (the edge never waits for
+        one: a server down at start is `down` in the status and retried)."""
+        if not any(c.enabled for c in configs):
+            return
+        from eldric.roles.edge.plugins.mcp import McpServer  # the extra, only when used
+
+        self.mcp = [McpServer(c) for c in configs if c.enabled]
+        for s in self.mcp:
+            s.start_soon()
+        self._index()
 
 
 def _manifest_dict(m: Manifest) -> dict[str, Any]:

@@ -170,6 +170,9 @@ class Loop:
                                                       "user": self.user})
         except (PluginError, PluginRefusal) as exc:
             log.warning("plugin_tool_failed", plugin=owner.plugin, tool=name, error=str(exc))
+            if getattr(owner.process, "fail_closed", False):  # an MCP server's fail_mode
+                raise EldricError(f"the tool {name} of {owner.plugin} failed: {exc}",
+                                  status=502, code="tool_failed") from None
             return f"error: the tool {name} failed ({getattr(exc, 'kind', 'refused')}): {exc}"
         return str(reply["content"])
 
