@@ -36,6 +36,7 @@ class Worker:
     # After max_failures failed requests in a row the worker is ranked last until then
     # (time.monotonic()): maybe broken, maybe fed bad requests; its health check decides.
     suspect_until: float = 0.0
+    batch_active: int = 0  # batch-priority requests in flight on it (counted in state.active)
 
     def serves(self, model: str) -> bool:
         # A worker that lists no models is a plain OpenAI-compatible upstream: any model.
@@ -52,6 +53,18 @@ class Worker:
         return cap is None or self.state.active < cap
 
 
+    def idle_for_batch(self, default: int | None, slots: int) -> bool:
+        """Room for a batch-priority request: under its batch slots and with room; with no
+        cap known, no interactive request in flight on it. So an interactive request
+        arriving later waits behind at most `slots` batch requests (one by default)."""
+        if self.batch_active >= slots:
+            return False
+        cap = self.capacity(default)
+        if cap is None:
+            return self.state.active - self.batch_active <= 0
+        return self.state.active < cap
+
+
 class WorkerPool:
     """The router's workers by id (not the upstream client's connection pool)."""
 
@@ -61,7 +74,8 @@ class WorkerPool:
         self.tunnel_key = tunnel_key  # an edge key of scope "cluster", for tunnel:// workers
         self.workers: dict[str, Worker] = {}
         self.room = asyncio.Condition()  # notified whenever a request ends
-        self.waiting = 0
+        self.waiting = 0  # requests waiting for room (the Failover notifies when > 0) ...
+        self.batch_waiting = 0  # ... of which batch-priority ones (for idle capacity)
 
     def add(self, id: str, url: str, *, tags: list[str] | None = None,
             worker_type: str = "inference", from_controller: bool = False,
@@ -107,6 +121,9 @@ class WorkerPool:
             for m in w.state.models:
                 seen.setdefault(m, None)
         return list(seen)
+
+    def interactive_waiting(self) -> int:
+        return self.waiting - self.batch_waiting
 
     async def notify(self) -> None:
         async with self.room:
