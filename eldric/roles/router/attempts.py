@@ -8,7 +8,6 @@ X-Eldric-* headers that say how each reply, errors included, was routed.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable
 
@@ -193,22 +192,17 @@ async def _wait_for_room(rs: RouterState, live: list[Worker],
     if pool.interactive_waiting() >= rs.cfg.max_queue:
         raise Full()
     deadline = time.monotonic() + rs.cfg.queue_timeout_ms / 1000
+    cap = rs.cfg.max_concurrency
+
+    def find() -> Worker | None:
+        ranked, _ = rs.strategy.rank(  # type: ignore[union-attr]
+            [w for w in live if w.state.healthy] or live, ctx)
+        return next((w for w in ranked if w.has_room(cap)), None)
+
     pool.waiting += 1
     try:
-        async with pool.room:
-            while True:
-                ranked, _ = rs.strategy.rank(  # type: ignore[union-attr]
-                    [w for w in live if w.state.healthy] or live, ctx)
-                for w in ranked:
-                    if w.has_room(rs.cfg.max_concurrency):
-                        return w
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise Full()
-                try:
-                    await asyncio.wait_for(pool.room.wait(), remaining)
-                except TimeoutError:
-                    raise Full() from None
+        return await pool.wait_for(find, deadline)
+    except TimeoutError:
+        raise Full() from None
     finally:
         pool.waiting -= 1
-

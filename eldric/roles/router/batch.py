@@ -16,7 +16,6 @@ worker, so a deferral is never a worker's failure.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -77,23 +76,18 @@ async def wait_for_idle(rs: RouterState, live: list[Worker],
     waiters, waiting - batch_waiting, are told apart)."""
     pool = rs.pool
     deadline = time.monotonic() + rs.cfg.batch_wait_ms / 1000
+
+    def find() -> Worker | None:
+        ranked, _ = rs.strategy.rank(  # type: ignore[union-attr]
+            [w for w in live if w.state.healthy] or live, ctx)
+        return idle(rs, ranked)
+
     pool.waiting += 1
     pool.batch_waiting += 1
     try:
-        async with pool.room:
-            while True:
-                ranked, _ = rs.strategy.rank(  # type: ignore[union-attr]
-                    [w for w in live if w.state.healthy] or live, ctx)
-                w = idle(rs, ranked)
-                if w is not None:
-                    return w
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise Deferred()
-                try:
-                    await asyncio.wait_for(pool.room.wait(), remaining)
-                except TimeoutError:
-                    raise Deferred() from None
+        return await pool.wait_for(find, deadline)
+    except TimeoutError:
+        raise Deferred() from None
     finally:
         pool.waiting -= 1
         pool.batch_waiting -= 1

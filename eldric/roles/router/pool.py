@@ -8,6 +8,8 @@ its concurrency cap) and the waiting room for when every candidate is full.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eldric.bus import Bus, UpstreamState
@@ -124,6 +126,19 @@ class WorkerPool:
 
     def interactive_waiting(self) -> int:
         return self.waiting - self.batch_waiting
+
+    async def wait_for(self, find: Callable[[], Worker | None], deadline: float) -> Worker:
+        """find()'s worker once it finds one, checked now and whenever a request ends;
+        TimeoutError at `deadline` (time.monotonic())."""
+        async with self.room:
+            while True:
+                w = find()
+                if w is not None:
+                    return w
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(self.room.wait(), remaining)
 
     async def notify(self) -> None:
         async with self.room:
