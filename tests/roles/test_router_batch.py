@@ -86,3 +86,25 @@ async def test_no_interactive_traffic_runs_batch_slots(worker, tmp_path):
             took = asyncio.get_running_loop().time() - t0
     assert all(r[0] == 200 for r in got)
     assert 0.55 < took < 0.3 * 3  # two at a time: two rounds, not one, not four
+
+
+async def test_the_edge_relays_batch_deferred_and_keeps_the_router(worker, tmp_path):
+    """Through the edge: the router's 503 batch_deferred comes back as sent (ToRouters'
+    "come back later"), and the router stays in rotation for the next request."""
+    ua, ka = await worker()
+    ka.max_concurrency = 1
+    ka.delay = 0.5
+    async with run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1", workers=ua,
+                          batch_wait=100) as r, \
+            run_eldric("edge", tmp_path / "e", no_tls=True, http_port=0, bind="127.0.0.1",
+                       routers=r["router"], api_key="k") as e:
+        auth = {"Authorization": "Bearer k"}
+        async with aiohttp.ClientSession() as s:
+            busy = asyncio.create_task(_ask(s, e["edge"], auth))
+            await until(lambda: ka.hits >= 1)
+            status, headers, body = await _ask(s, e["edge"], {**auth, **BATCH})
+            assert status == 503 and headers["Retry-After"] == "1"
+            assert json.loads(body)["error"]["code"] == "batch_deferred"
+            assert (await busy)[0] == 200
+            status, headers, _ = await _ask(s, e["edge"], {**auth, **BATCH})
+            assert status == 200
