@@ -10,6 +10,7 @@ from aiohttp import web
 from eldric import keys
 from eldric.errors import ConfigError
 from eldric.registry import Role
+from eldric.roles.router.batch import BatchStats
 from eldric.roles.router.config import RouterConfig
 from eldric.roles.router import ollama_api
 from eldric.roles.router.ai import api as ai_api
@@ -76,6 +77,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
         rs.set_strategy("load_based", "default")
     swarm_api.check(cfg.ensembles, cfg.swarm)
     rs.swarm_stats = SwarmStats(app[keys.BUS].metrics.registry)
+    rs.batch = BatchStats(app[keys.BUS].metrics.registry, pool)
     app[ROUTER] = rs
     ai_api.install(app, rs)  # AI routing (eldric.roles.router.ai): its scorer and routes
     knowledge.install(app, cfg.knowledge, rs.thinking)  # themes file refused here when bad

@@ -8,7 +8,6 @@ X-Eldric-* headers that say how each reply, errors included, was routed.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable
 
@@ -18,6 +17,7 @@ from aiohttp import web
 from eldric import keys
 from eldric.exchange import Answer, LaneRequest
 from eldric.roles.router import routing_info
+from eldric.roles.router.batch import as_batch, idle, wait_for_idle
 from eldric.roles.router.context import RouteContext
 from eldric.roles.router.health import passive_mark
 from eldric.roles.router.pool import Worker
@@ -27,6 +27,7 @@ from eldric.stream import UpstreamFailure, forward
 from eldric.stream.failover import WAIT, Failover
 from eldric.stream.headers import header_text
 from eldric.stream.sse import Tap
+from eldric.wire.priority import is_batch
 
 log = structlog.get_logger("eldric.router")
 
@@ -40,7 +41,7 @@ class Attempts(Failover[Worker, Answer]):
     again before each attempt: the last failure may have changed who is best."""
 
     __slots__ = ("request", "rs", "model", "strategy", "candidates", "body", "skip", "live",
-                 "reason", "tap", "ctx", "decided_by")
+                 "reason", "tap", "ctx", "decided_by", "batch")
     # a swarm member's attempts (eldric.roles.router.swarm.members): no session, no AI
     member = False
 
@@ -59,6 +60,8 @@ class Attempts(Failover[Worker, Answer]):
         self.tap: Tap | None = None  # reads a streamed reply (the /v1/responses store's)
         self.ctx: RouteContext | None = None  # what the scorers know of the request
         self.decided_by = ""  # X-Eldric-Strategy of the worker about to be tried
+        # X-Eldric-Priority: batch (eldric.wire.priority): only idle capacity, see pick()
+        self.batch = is_batch(request.raw_headers)
 
     def among(self, candidates: list[Worker], body: bytes, ctx: RouteContext) -> None:
         """The next model's workers, the body naming that model, and what the scorers
@@ -100,13 +103,24 @@ class Attempts(Failover[Worker, Answer]):
         if ctx is not None and ctx.note:
             reason = f"{reason}; {ctx.note}"
         self.reason = reason
+        self.live = live
+        if self.batch:
+            w = idle(self.rs, ranked)
+            if w is not None:
+                self.reason = "batch: idle capacity"
+                return w
+            return WAIT  # type: ignore[no-any-return]
         for w in ranked:
             if w.has_room(cap):
                 return w
-        self.live = live
         return WAIT  # type: ignore[no-any-return]
 
     async def wait(self) -> Worker:
+        if self.batch:
+            worker = await wait_for_idle(self.rs, self.live, self.ctx)
+            self.reason = "batch: idle capacity; waited"
+            self.decided_by = self.strategy.name  # type: ignore[union-attr]
+            return worker
         worker = await _wait_for_room(self.rs, self.live, self.ctx)
         self.reason = f"{self.reason}; waited for a free slot"
         self.decided_by = self.strategy.name  # type: ignore[union-attr]
@@ -139,9 +153,10 @@ class Attempts(Failover[Worker, Answer]):
                 self.ctx is None or not (self.ctx.document() or {}).get("stream")):
             info = routing_info.RoutingInfo(request.path, self.model, worker.id, worker.url,
                                             strategy, reason)
-        return forward(request, worker.target, request.path, self.body,
+        sent = forward(request, worker.target, request.path, self.body,
                        timeouts=self.rs.timeouts, reply_headers=headers, tap=self.tap,
                        translate=info)
+        return as_batch(self.rs, worker, sent) if self.batch else sent
 
     def judge(self, worker: Worker, exc: UpstreamFailure) -> None:
         if self.skip is None:
@@ -174,24 +189,20 @@ async def _wait_for_room(rs: RouterState, live: list[Worker],
                          ctx: RouteContext | None) -> Worker:
     """Wait (bounded in time and in how many may wait) for a candidate with a free slot."""
     pool = rs.pool
-    if pool.waiting >= rs.cfg.max_queue:
+    if pool.interactive_waiting() >= rs.cfg.max_queue:
         raise Full()
     deadline = time.monotonic() + rs.cfg.queue_timeout_ms / 1000
+    cap = rs.cfg.max_concurrency
+
+    def find() -> Worker | None:
+        ranked, _ = rs.strategy.rank(  # type: ignore[union-attr]
+            [w for w in live if w.state.healthy] or live, ctx)
+        return next((w for w in ranked if w.has_room(cap)), None)
+
     pool.waiting += 1
     try:
-        async with pool.room:
-            while True:
-                ranked, _ = rs.strategy.rank(  # type: ignore[union-attr]
-                    [w for w in live if w.state.healthy] or live, ctx)
-                for w in ranked:
-                    if w.has_room(rs.cfg.max_concurrency):
-                        return w
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise Full()
-                try:
-                    await asyncio.wait_for(pool.room.wait(), remaining)
-                except TimeoutError:
-                    raise Full() from None
+        return await pool.wait_for(find, deadline)
+    except TimeoutError:
+        raise Full() from None
     finally:
         pool.waiting -= 1

@@ -54,6 +54,12 @@ class RouterConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
         "how long a request waits for a free worker before 503, ms")] = 30_000
     max_queue: Annotated[int, msgspec.Meta(ge=0), flag_meta(
         "requests that may wait for a free worker at once; more get 503 at once")] = 1000
+    # batch priority (eldric.wire.priority): such a request takes only idle capacity
+    batch_slots: Annotated[int, msgspec.Meta(ge=0), flag_meta(
+        "batch-priority requests one worker may hold at once (0: batch never admitted)")] = 1
+    batch_wait_ms: Annotated[Ms, flag_meta(
+        "how long a batch-priority request waits for idle capacity before 503 "
+        "batch_deferred, ms")] = 2_000
     aliases: Annotated[dict[str, str], flag_meta(
         'client model name -> served model, JSON: {"gpt-4o": "llama3.2:3b"}',
         flag="aliases")] = {}

@@ -17,6 +17,7 @@ from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
 from eldric.exchange import Answer, LaneRequest
 from eldric.http import read_body
 from eldric.roles.router.attempts import Attempts, Full
+from eldric.roles.router.batch import Deferred
 from eldric.roles.router.context import RouteContext
 from eldric.roles.router.state import ROUTER, RouterState
 from eldric.roles.router.swarm import api as swarm_api, serve as swarm
@@ -25,6 +26,7 @@ from eldric.serve.server import fast_post
 from eldric.store.responses_hop import add_stored_routes, stateful
 from eldric.stream.sse import Tap
 from eldric.stream import with_fields
+from eldric.wire.priority import DEFERRED
 from eldric.roles.router.swarm.config import Ensemble, SwarmConfig
 from eldric.wire.cluster import STRATEGY_NAMES, StrategyName, decode_strategy_body
 from eldric.wire.head import decode_head
@@ -95,6 +97,12 @@ async def route(request: LaneRequest, body: bytes, asked: str | None,
                 raise UpstreamUnavailable(
                     f"every worker serving {model or path} is at its concurrency limit; "
                     f"waited {rs.cfg.queue_timeout_ms} ms", code="capacity_exceeded",
+                    headers={"Retry-After": "1"}) from None
+            except Deferred:  # never a worker's failure: nothing was sent to one
+                rs.batch.deferred.inc()
+                raise UpstreamUnavailable(
+                    f"no idle capacity for a batch-priority request to {model or path}; "
+                    f"waited {rs.cfg.batch_wait_ms} ms", code=DEFERRED,
                     headers={"Retry-After": "1"}) from None
             if resp is not None:
                 return resp

@@ -8,6 +8,8 @@ its concurrency cap) and the waiting room for when every candidate is full.
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from eldric.bus import Bus, UpstreamState
@@ -36,6 +38,7 @@ class Worker:
     # After max_failures failed requests in a row the worker is ranked last until then
     # (time.monotonic()): maybe broken, maybe fed bad requests; its health check decides.
     suspect_until: float = 0.0
+    batch_active: int = 0  # batch-priority requests in flight on it (counted in state.active)
 
     def serves(self, model: str) -> bool:
         # A worker that lists no models is a plain OpenAI-compatible upstream: any model.
@@ -52,6 +55,18 @@ class Worker:
         return cap is None or self.state.active < cap
 
 
+    def idle_for_batch(self, default: int | None, slots: int) -> bool:
+        """Room for a batch-priority request: under its batch slots and with room; with no
+        cap known, no interactive request in flight on it. So an interactive request
+        arriving later waits behind at most `slots` batch requests (one by default)."""
+        if self.batch_active >= slots:
+            return False
+        cap = self.capacity(default)
+        if cap is None:
+            return self.state.active - self.batch_active <= 0
+        return self.state.active < cap
+
+
 class WorkerPool:
     """The router's workers by id (not the upstream client's connection pool)."""
 
@@ -61,7 +76,8 @@ class WorkerPool:
         self.tunnel_key = tunnel_key  # an edge key of scope "cluster", for tunnel:// workers
         self.workers: dict[str, Worker] = {}
         self.room = asyncio.Condition()  # notified whenever a request ends
-        self.waiting = 0
+        self.waiting = 0  # requests waiting for room (the Failover notifies when > 0) ...
+        self.batch_waiting = 0  # ... of which batch-priority ones (for idle capacity)
 
     def add(self, id: str, url: str, *, tags: list[str] | None = None,
             worker_type: str = "inference", from_controller: bool = False,
@@ -107,6 +123,22 @@ class WorkerPool:
             for m in w.state.models:
                 seen.setdefault(m, None)
         return list(seen)
+
+    def interactive_waiting(self) -> int:
+        return self.waiting - self.batch_waiting
+
+    async def wait_for(self, find: Callable[[], Worker | None], deadline: float) -> Worker:
+        """find()'s worker once it finds one, checked now and whenever a request ends;
+        TimeoutError at `deadline` (time.monotonic())."""
+        async with self.room:
+            while True:
+                w = find()
+                if w is not None:
+                    return w
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(self.room.wait(), remaining)
 
     async def notify(self) -> None:
         async with self.room:

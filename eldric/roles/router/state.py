@@ -34,6 +34,7 @@ class RouterState:
     # the cache_aware strategy, made when first chosen and kept (its prefix trees) when
     # the strategy changes and back (eldric.roles.router.cache)
     cache: CacheAware | None = None
+    batch: Any = None  # eldric.roles.router.batch.BatchStats, made by build()
 
     def __post_init__(self) -> None:
         self.swarms = Swarms(self.cfg.swarm, dict(self.cfg.ensembles))
