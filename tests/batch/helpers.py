@@ -26,8 +26,8 @@ def jsonl(rows: list) -> bytes:
 
 def calls(server) -> Counter:  # type: ignore[no-untyped-def]
     """How often the fake worker was asked each custom_id (the user turn names it)."""
-    return Counter(r["body"]["messages"][-1]["content"] for r in server.app[KNOBS].requests
-                   if isinstance(r.get("body"), dict) and "messages" in r["body"])
+    return Counter(json.loads(r["body"])["messages"][-1]["content"]
+                   for r in server.app[KNOBS].requests if r["path"] == "/v1/chat/completions")
 
 
 @contextlib.asynccontextmanager
