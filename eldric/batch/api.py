@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
@@ -19,6 +20,7 @@ from eldric.errors import BadRequest, EldricError, NotFound
 # owner(request) -> (whose, the headers every reply carries): the role's auth
 Owner = Callable[[web.Request], Awaitable[tuple[str, dict[str, str]]]]
 _enc = msgspec.json.Encoder()
+T = TypeVar("T")
 
 
 class CreateBatch(msgspec.Struct, forbid_unknown_fields=False):
@@ -98,10 +100,7 @@ class Api:
         return _page(rows, limit)
 
     async def _file(self, who: str, file_id: str) -> FileObject:
-        f = await self.db.file(who, file_id)
-        if f is None:
-            raise NotFound(f"no file {file_id!r}", param="file_id", code="file_not_found")
-        return f
+        return _found(await self.db.file(who, file_id), "file", file_id)
 
     async def get_file(self, request: web.Request, who: str) -> web.Response:
         return _json(await self._file(who, request.match_info["id"]))
@@ -147,10 +146,7 @@ class Api:
         return _json(b)
 
     async def _batch(self, who: str, batch_id: str) -> Batch:
-        b = await self.db.batch(who, batch_id)
-        if b is None:
-            raise NotFound(f"no batch {batch_id!r}", param="batch_id", code="batch_not_found")
-        return b
+        return _found(await self.db.batch(who, batch_id), "batch", batch_id)
 
     async def get_batch(self, request: web.Request, who: str) -> web.Response:
         return _json(await self._batch(who, request.match_info["id"]))
@@ -167,6 +163,12 @@ class Api:
             raise EldricError(f"batch {b.id} is {b.status}: it cannot be cancelled",
                               code="batch_not_cancellable", status=409)
         return _json(b)
+
+
+def _found(obj: T | None, kind: str, key: str) -> T:
+    if obj is None:
+        raise NotFound(f"no {kind} {key!r}", param=f"{kind}_id", code=f"{kind}_not_found")
+    return obj
 
 
 def _paging(request: web.Request, most: int) -> tuple[str | None, int]:

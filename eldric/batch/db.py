@@ -51,12 +51,14 @@ class BatchDB:
             "INSERT INTO batch_files (id, owner, value) VALUES (?, ?, ?)",
             (f.id, owner, _enc.encode(f))))
 
-    async def file(self, owner: str | None, file_id: str) -> FileObject | None:
+    async def file(self, owner: str, file_id: str) -> FileObject | None:
+        return await self._owned("batch_files", owner, file_id, FileObject)  # type: ignore[no-any-return]
+
+    async def _owned(self, table: str, owner: str, key: str, kind: Any) -> Any:
+        """The row's object when `owner` owns it, else None (another's is as if absent)."""
         rows = await self.store.run(lambda db: list(db.execute(
-            "SELECT owner, value FROM batch_files WHERE id = ?", (file_id,))))
-        if not rows or (owner is not None and rows[0][0] != owner):
-            return None
-        return msgspec.json.decode(rows[0][1], type=FileObject)
+            f"SELECT value FROM {table} WHERE id = ? AND owner = ?", (key, owner))))
+        return msgspec.json.decode(rows[0][0], type=kind) if rows else None
 
     async def files(self, owner: str, after: str | None, limit: int,
                     purpose: str | None) -> list[FileObject]:
@@ -88,12 +90,8 @@ class BatchDB:
                                [(b.id, n, c) for n, c in enumerate(custom_ids)])
         await self.store.run(add)
 
-    async def batch(self, owner: str | None, batch_id: str) -> Batch | None:
-        rows = await self.store.run(lambda db: list(db.execute(
-            "SELECT owner, value FROM batches WHERE id = ?", (batch_id,))))
-        if not rows or (owner is not None and rows[0][0] != owner):
-            return None
-        return msgspec.json.decode(rows[0][1], type=Batch)
+    async def batch(self, owner: str, batch_id: str) -> Batch | None:
+        return await self._owned("batches", owner, batch_id, Batch)  # type: ignore[no-any-return]
 
     async def batches(self, owner: str, after: str | None, limit: int) -> list[Batch]:
         return await self._page("batches", owner, after, limit + 1, Batch)
