@@ -147,3 +147,23 @@ async def test_a_worker_killed_mid_batch_the_batch_completes(aiohttp_server, tmp
         got = {**await output(client, b.output_file_id), **await output(client, b.error_file_id)}
         assert sorted(got) == sorted(f"k{i}" for i in range(8))
     assert sum(calls(b_).values()) >= 6
+
+
+async def test_the_completion_window_passing_expires_the_batch(aiohttp_server, tmp_path,
+                                                                 monkeypatch):
+    from eldric.batch import api
+    monkeypatch.setattr(api, "WINDOW_S", 1)  # "24h" lasts a second here
+    worker = await aiohttp_server(openai_server.make_app())
+    worker.app[KNOBS].hold = 0.7
+    async with chain(tmp_path, worker, batch_concurrency=1) as url:
+        client = sdk(url)
+        b = await finished(client, (await _batch(client, [line(f"e{i}") for i in range(4)])).id)
+        assert b.status == "expired" and b.expired_at
+        c = b.request_counts
+        assert c.completed >= 1 and c.completed + c.failed == 4 and c.failed >= 1
+        done = await output(client, b.output_file_id)
+        late = await output(client, b.error_file_id)
+        assert sorted([*done, *late]) == [f"e{i}" for i in range(4)]
+        assert {r["error"]["code"] for r in late.values()} == {"batch_expired"}
+        assert all(r["response"] is None for r in late.values())
+    assert sum(calls(worker).values()) == c.completed  # the late ones never went upstream
