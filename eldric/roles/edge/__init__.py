@@ -16,7 +16,7 @@ from eldric import keys
 from eldric.context import data_file
 from eldric.errors import ConfigError
 from eldric.registry import Role
-from eldric.roles.edge import cluster_relay, cors, tunnel
+from eldric.roles.edge import batch, cluster_relay, cors, tunnel
 from eldric.roles.edge.clients import LocalClients, RedisClients
 from eldric.roles.edge.config import EdgeConfig
 from eldric.roles.edge.farm import Farm
@@ -203,6 +203,7 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         app.middlewares.append(cors.middleware(cfg.cors_origins))
     app.cleanup_ctx.append(_lifecycle)
     install(app, cfg.responses, r)  # after: closed before the clients' Redis connection
+    batch.install(app, cfg)  # before add_routes: its /v1/files, /v1/batches ahead of /v1/*
     add_routes(app)
     tunnel.install(app, cfg)  # the NAT tunnel's endpoints (/api/v1/tunnel/…)
     cluster_relay.install(app, cfg)  # workers registering through the edge

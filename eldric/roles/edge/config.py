@@ -6,6 +6,7 @@ from typing import Annotated, ClassVar, Literal
 
 import msgspec
 
+from eldric.batch.config import BatchConfig
 from eldric.config import Ms, Renamed, RoleConfig, flag_meta, seconds_to_ms
 from eldric.fields import parse_ms
 from eldric.roles.edge.plugins.mcp_config import McpServerConfig
@@ -141,3 +142,5 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
     # usage, spend and budgets per client (eldric/roles/edge/usage/)
     usage: UsageConfig = msgspec.field(default_factory=UsageConfig)
+    # the Batch API (eldric/batch/): /v1/files and /v1/batches, run on idle capacity
+    batch: BatchConfig = msgspec.field(default_factory=BatchConfig)

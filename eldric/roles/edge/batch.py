@@ -1,0 +1,47 @@
+"""The edge's Batch API (eldric.batch): owned by the client's key, its lines sent to the
+routers in turn at batch priority. A router that defers (503 batch_deferred: no idle
+capacity there) is passed over for the next; when every router defers, the runner
+waits out the Retry-After. A router not answering is passed over too (and checked)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import web
+
+from eldric import batch, keys
+from eldric.context import data_file
+from eldric.roles.edge.config import EdgeConfig
+from eldric.roles.edge.handlers import _owner
+from eldric.roles.edge.state import EDGE
+
+
+def install(app: web.Application, cfg: EdgeConfig) -> None:
+    if not cfg.batch.on:
+        return
+
+    async def send(path: str, body: bytes, headers: dict[str, str]) -> batch.Reply:
+        es = app[EDGE]
+        t = es.timeouts
+        timeout = aiohttp.ClientTimeout(sock_connect=t.connect, sock_read=t.first_byte)
+        deferred: batch.Reply | None = None
+        failure: Exception | None = None
+        for state in es.routers.order():
+            try:
+                async with app[keys.SESSION].post(state.url + path, data=body, headers=headers,
+                                                  timeout=timeout) as r:
+                    reply = batch.Reply(r.status, dict(r.headers), await r.read())
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                failure = exc
+                app[keys.PROBER].poke(state)  # down, or was the request the slow part?
+                continue
+            if batch.runner.deferred(reply) is None:
+                return reply
+            deferred = reply  # another router may have idle capacity
+        if deferred is not None:
+            return deferred
+        raise ConnectionError(f"no router answered ({failure or 'none configured'})")
+
+    batch.install(app, cfg.batch, _owner, send, data_file(app, "batch.db"),
+                  data_file(app, "batch.files"))
