@@ -60,9 +60,12 @@ async def test_router_worker_backend_one_trace(fake_openai_server, collector, tm
         assert rs.attrs["eldric.role"] == "router"
         assert rs.attrs["eldric.upstream"]
         assert "eldric.route_reason" in rs.attrs
-        # router server → router client (the attempt) → worker server
+        # router server → the worker's attempt (eldric.attempt) → its client span →
+        # worker server
+        (ra,) = [s for s in got.named("eldric-router")
+                 if s.name == "eldric.attempt" and s.parent_id == rs.span_id]
         (rc,) = [s for s in got.named("eldric-router")
-                 if s.kind == CLIENT and s.parent_id == rs.span_id]
+                 if s.kind == CLIENT and s.parent_id == ra.span_id]
         assert ws.parent_id == rc.span_id
         # worker server → worker client → the backend saw a traceparent naming it
         (wc,) = [s for s in got.named("eldric-worker")
