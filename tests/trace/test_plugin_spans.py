@@ -42,3 +42,25 @@ async def test_plugin_tool_call_span(tmp_path, aiohttp_server):
     assert tool.attrs["eldric.plugin.id"] == "calculator"
     assert tool.attrs["gen_ai.tool.name"] == "calculate"
     assert tool.attrs["eldric.outcome"] == "ok" and tool.status != ERROR
+
+
+async def test_filter_inlet_outlet_spans(tmp_path, aiohttp_server):
+    collector = await aiohttp_server(otlp.make_app())
+    script = await scripted.serve(aiohttp_server, [M])
+    script.on(model=M, text="Write to bob@example.com.")
+    plugins = plugins_dir(tmp_path, "pii-redact")
+    async with router(tmp_path, script.url) as r, \
+            edge(tmp_path, r["router"], plugins, otel_endpoint=url_of(collector)) as e:
+        client = openai.AsyncOpenAI(base_url=e["edge"] + "/v1", api_key=KEY, max_retries=0)
+        reply = await client.chat.completions.create(
+            model=M, messages=[{"role": "user", "content": "mail alice@example.com"}])
+        await client.close()
+    assert "bob@example.com" not in reply.choices[0].message.content  # the outlet ran
+    spans = collector.app[otlp.RECEIVED].named("eldric-edge")
+    (srv,) = [s for s in spans if s.kind == SERVER
+              and s.attrs.get("url.path") == "/v1/chat/completions"]
+    for hook in ("inlet", "outlet"):
+        (s,) = [s for s in spans if s.name == f"eldric.plugin.{hook}"]
+        assert s.parent_id == srv.span_id
+        assert s.attrs["eldric.plugin.id"] == "pii-redact"
+        assert s.attrs["eldric.outcome"] == "ok" and s.status != ERROR

@@ -10,8 +10,12 @@ from eldric import keys, trace
 
 
 def call(request: Any, hook: str, plugin: str, tool: str | None = None) -> trace.SpanLike:
-    hop = request[keys.HOP]
-    if hop.span is None:
+    return on(request[keys.HOP], hook, plugin, tool)
+
+
+def on(hop: Any, hook: str, plugin: str, tool: str | None = None) -> trace.SpanLike:
+    """The same for a caller that holds the Hop (or None: a call outside any request)."""
+    if hop is None or hop.span is None:
         return trace.NULL
     attrs: dict[str, Any] = {"eldric.plugin.id": plugin, "eldric.plugin.hook": hook}
     if tool is not None:
