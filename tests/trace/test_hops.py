@@ -60,8 +60,11 @@ async def test_router_worker_backend_one_trace(fake_openai_server, collector, tm
         assert es.parent_id == "b7ad6b7169203331"
         assert es.attrs["eldric.client"]
         assert es.attrs["gen_ai.usage.output_tokens"] > 0
+        # edge server → its attempt at the router (eldric.attempt) → its client span
+        (ea,) = [s for s in got.named("eldric-edge")
+                 if s.name == "eldric.attempt" and s.parent_id == es.span_id]
         (ec,) = [s for s in got.named("eldric-edge")
-                 if s.kind == CLIENT and s.parent_id == es.span_id]
+                 if s.kind == CLIENT and s.parent_id == ea.span_id]
         assert rs.parent_id == ec.span_id
         assert rs.name == f"chat {MODELS[0]}"
         assert rs.attrs["gen_ai.request.model"] == MODELS[0]
