@@ -86,6 +86,8 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
                                         local_url=local_url or url)
     app.on_cleanup.append(_release_files)  # after the role's cleanup_ctx (stores closed)
     bus.metrics.active.labels(role.name).set_function(lambda: info.active)
+    if process.otel_endpoint:
+        _start_tracing(app, info, process)
     add_routes(app)
     # Shared page assets, served by every role app: roles never import each other, but
     # all may use eldric's own files. Added before the role's routes, so a role's own
@@ -109,6 +111,24 @@ def _mount_registry(app: web.Application, role: Role, cfg: Any, process: Process
         return
     admin, cluster = role.auth_keys(cfg) if role.auth_keys is not None else (None, None)
     model_registry.mount(app, directory, cfg.registry, admin_key=admin, cluster_key=cluster)
+
+
+def _start_tracing(app: web.Application, info: RoleInfo, process: ProcessConfig) -> None:
+    """The role's tracer (eldric.trace.otel), flushed and shut down at clean-up."""
+    try:
+        from eldric.trace import otel
+    except ImportError as exc:
+        raise ConfigError(f"--otel-endpoint needs the OpenTelemetry SDK: pip install "
+                          f"'eldric[otel]' ({exc})") from None
+    tracing = info.tracer = otel.setup(info.name, process.otel_endpoint,
+                                       process.otel_protocol, process.otel_sample_ratio)
+
+    async def shutdown(_app: web.Application) -> None:
+        # the SDK's shutdown blocks while it exports what is queued (bounded by its
+        # export timeout): in a thread, so other roles' clean-up goes on
+        await asyncio.to_thread(tracing.shutdown)
+
+    app.on_cleanup.append(shutdown)
 
 
 async def _release_files(app: web.Application) -> None:

@@ -42,6 +42,17 @@ class ProcessConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ready_timeout_ms: Annotated[Ms, flag_meta(
         "how long the start-up banner waits for every role to be ready (a model loaded, "
         "a healthy worker) before it says what is not, ms")] = 60_000
+    # Traces (eldric.trace): off unless an endpoint is given; the SDK is the optional
+    # extra eldric[otel], imported only then.
+    otel_endpoint: Annotated[str, flag_meta(
+        "send OpenTelemetry traces (one span per request per hop) to this OTLP collector "
+        "URL, e.g. http://127.0.0.1:4318 (off when empty; needs eldric[otel])")] = ""
+    otel_protocol: Annotated[Literal["http/protobuf", "grpc"], flag_meta(
+        "OTLP transport: http/protobuf (POST URL/v1/traces when the URL has no path) or "
+        "grpc (e.g. http://127.0.0.1:4317)")] = "http/protobuf"
+    otel_sample_ratio: Annotated[float, msgspec.Meta(ge=0, le=1), flag_meta(
+        "share of new traces recorded, 0..1; a hop given a traceparent follows its "
+        "sampled flag (the first hop decides)")] = 1.0
 
 
 class RegistryConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -32,6 +32,9 @@ class RoleInfo:
     active: int = 0  # requests being handled now (read by /metrics at scrape time)
     files: dict[str, str] = field(default_factory=dict)  # data_file() stem -> claimed base
     locks: list[int] = field(default_factory=list)  # fds holding the claimed names
+    # The role's tracer when tracing is on (eldric.trace.otel), else None: the
+    # middleware's one question per request.
+    tracer: Any = None
 
     def release(self) -> None:
         """Give the claimed state-file names back (at app clean-up; exit does it too)."""

@@ -75,6 +75,9 @@ async def middleware(request: LaneRequest, handler, lane: Lane = AIOHTTP):  # ty
     hop = request[keys.HOP] = Hop(request_id=_request_id(request), role=info.name,
                                   started=time.perf_counter(), lane=lane)
     metrics = request.app[keys.BUS].metrics
+    if info.tracer is not None:  # tracing on (eldric.trace.otel); off: this one read
+        from eldric.trace import otel
+        hop.span = otel.start(info.tracer, request, hop)
     info.active += 1
     # Every log line made while this request is handled carries its id.
     tokens = bind_contextvars(request_id=hop.request_id)
@@ -127,6 +130,9 @@ def _finish(request: LaneRequest, hop: Hop, status: int, metrics) -> None:  # ty
               "path": request.path, "model": hop.model, "upstream": hop.upstream,
               "status": status, "duration_ms": round(duration * 1000, 3),
               "ttfb_ms": None if hop.ttfb is None else round(hop.ttfb * 1000, 3)})
+    if hop.span is not None:
+        from eldric.trace import otel
+        otel.end(request, hop, status)
 
 
 def _in_dialect(path: str, resp: web.StreamResponse) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Iterable
 from typing import Any, ClassVar, Final, Generic, NoReturn, Protocol, TypeVar
 
+from eldric import trace
 from eldric.bus import Bus, UpstreamState
 from eldric.errors import UpstreamFailure, UpstreamUnavailable
 
@@ -40,6 +41,11 @@ R = TypeVar("R")  # what an attempt that answered returns (a reply, for the hand
 
 _LATER = (429, 503)  # with a Retry-After: "come back later", not "broken"
 WAIT: Final[Any] = object()  # pick(): every candidate is at its limit; wait() for one
+
+
+def hop_traced(hop: Any) -> bool:
+    """An attribute read or two: is this request traced (eldric.trace)?"""
+    return hop is not None and hop.span is not None
 
 
 class Room(Protocol):
@@ -58,15 +64,20 @@ class Failover(Generic[C, R]):
     backends, a job's one target); a caller that ranks as it goes overrides pick()."""
 
     __slots__ = ("bus", "role", "room", "attempt", "attempts", "last", "failures",
-                 "unsupported", "broken", "later", "busy", "_next")
+                 "unsupported", "broken", "later", "busy", "_next", "hop", "span")
 
     # A "not here" is the answer at once, not tried elsewhere (the edge: a router's 501
     # says no worker of the cluster serves the path; another router would say the same).
     not_here_at_once: ClassVar[bool] = False
 
     def __init__(self, bus: Bus, role: str, candidates: Iterable[C] | None = None,
-                 room: Room | None = None) -> None:
+                 room: Room | None = None, hop: Any = None) -> None:
         self.bus = bus
+        # The request's Hop (eldric.context) when it may be traced: each attempt is then
+        # an `eldric.attempt` child span, `span` while it runs, which call() hands to
+        # forward(span=) so the attempt's CLIENT span (and its traceparent) sits under it.
+        self.hop = hop
+        self.span: Any = None
         self.role = role  # the retry metric's label
         self.room = room
         self.attempt = 0  # attempts started by the current run(), this one included
@@ -127,6 +138,8 @@ class Failover(Generic[C, R]):
             self.attempts += 1
             self.last = c
             try:
+                if hop_traced(self.hop):
+                    return await self._traced(c)
                 return await self.call(c)
             except UpstreamFailure as exc:
                 if self.failed(c, exc):
@@ -136,6 +149,35 @@ class Failover(Generic[C, R]):
                 if room is not None and room.waiting:
                     await room.notify()  # a slot may be free now
         return None
+
+    async def _traced(self, c: C) -> R:
+        """call(c) inside its `eldric.attempt` span: upstream, attempt number, outcome
+        (ok, or the failure's kind) and, for a failure, why (the retry's reason); ERROR
+        unless it answered or the failure is the client's own (a 4xx relayed)."""
+        span = trace.child(self.hop, "eldric.attempt",
+                           {"eldric.upstream": self.name(c), "eldric.attempt": self.attempts,
+                            "eldric.role": self.role})
+        self.span = span
+        try:
+            result = await self.call(c)
+        except UpstreamFailure as exc:
+            span.set_attributes({"eldric.outcome": exc.kind,
+                                 "eldric.retry_reason": exc.message,
+                                 "eldric.retryable": exc.retryable})
+            if exc.status:
+                span.set_attribute("http.response.status_code", exc.status)
+            if exc.retryable or exc.status is None or exc.status >= 500:
+                span.fail(exc.message)
+            span.__exit__(None, None, None)
+            raise
+        except BaseException as exc:  # cancelled, or a bug: ERROR with the exception
+            span.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        finally:
+            self.span = None
+        span.set_attribute("eldric.outcome", "ok")
+        span.__exit__(None, None, None)
+        return result
 
     def failed(self, c: C, exc: UpstreamFailure) -> bool:
         """Count a failed attempt; True if it is the answer, False to try the next."""

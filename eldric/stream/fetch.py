@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from eldric import keys
 from eldric.bus import Bus, UpstreamState
@@ -30,10 +31,11 @@ class Fetched:
     (chunks); close() ends it (early: the connection is closed, the backend stops)."""
 
     __slots__ = ("status", "content_type", "_resp", "_bus", "_up", "_target", "_timeouts",
-                 "_t0", "_first", "_open")
+                 "_t0", "_first", "_open", "_span")
 
     def __init__(self, bus: Bus, target: Target, timeouts: Timeouts, resp: client.Response,
-                 t0: float) -> None:
+                 t0: float, span: Any = None) -> None:
+        self._span = span  # the attempt's CLIENT span when traced (eldric.trace.otel)
         self.status = resp.status
         self.content_type = resp.content_type
         self._resp = resp
@@ -71,20 +73,46 @@ class Fetched:
             self._resp.release()
         else:
             self._resp.close()
+        if self._span is not None:
+            from eldric.trace import otel
+            otel.settle(self._span, self.status, outcome)
         ok = outcome == "ok"
         self._bus.request_finished(self._up, outcome, ttfb=self._first - self._t0 if ok else None,
                                    latency=time.perf_counter() - self._t0 if ok else None)
 
 
 async def fetch(request: LaneRequest, target: Target, path: str, body: bytes, *,
-                timeouts: Timeouts, raw_headers: RawPairs | None = None) -> Fetched:
+                timeouts: Timeouts, raw_headers: RawPairs | None = None,
+                span: Any = None) -> Fetched:
     """POST `body` to target+path with the request's headers (or `raw_headers`); returns
-    once a 2xx head is here. Raises UpstreamFailure otherwise, as forward() does."""
+    once a 2xx head is here. Raises UpstreamFailure otherwise, as forward() does.
+    Traced, it makes the attempt's CLIENT span as forward() does (`span`: the caller's
+    span for this attempt, a swarm member's), ended when the Fetched is closed."""
     app = request.app
     bus = app[keys.BUS]
     up = target.state
     raw = request.raw_headers if raw_headers is None else raw_headers
-    header_block = upstream_header_block(raw, request[keys.HOP].request_id, target.headers)
+    hop = request[keys.HOP]
+    extra = target.headers
+    attempt = None
+    if hop.span is not None:
+        from eldric.trace import otel
+        attempt, extra = otel.outgoing(hop.span, span, "POST", target.base_url, path, extra)
+    try:
+        return await _open(app, bus, target, path, body, timeouts,
+                           upstream_header_block(raw, hop.request_id, extra), attempt)
+    except BaseException as exc:
+        if attempt is not None:
+            status = getattr(exc, "status", None)
+            otel.settle(attempt, status,
+                        "cancelled" if isinstance(exc, asyncio.CancelledError) else
+                        "client_error" if status is not None and status < 500 else "error")
+        raise
+
+
+async def _open(app: Any, bus: Bus, target: Target, path: str, body: bytes,
+                timeouts: Timeouts, header_block: bytes, attempt: Any) -> Fetched:
+    up = target.state
     t0 = time.perf_counter()
     bus.request_started(up)
     try:
@@ -113,4 +141,4 @@ async def fetch(request: LaneRequest, target: Target, path: str, body: bytes, *,
             ("unsupported" if failure.kind == "unsupported" else "client_error")
         bus.request_finished(up, outcome)
         raise failure
-    return Fetched(bus, target, timeouts, resp, t0)
+    return Fetched(bus, target, timeouts, resp, t0, attempt)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -67,7 +67,7 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
                   reply_headers: Mapping[str, str] | None = None,
                   drop: Callable[[bytes], bool] | None = None,
                   translate: Translator | None = None,
-                  upstream: Opener | None = None) -> Answer:
+                  upstream: Opener | None = None, span: Any = None) -> Answer:
     """Relay `body` to target+path and stream the reply back to the client.
 
     Returns what the request's lane sends (eldric.exchange.Lane): on the fast lane a
@@ -78,8 +78,13 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
     events it selects (a usage chunk the client did not ask for); ``translate`` turns a
     2xx reply into the client's API (eldric.wire.translate: `body` is then already the
     translated request); ``upstream`` opens the request instead of the connection pool
-    (the edge's tunnels: eldric.roles.edge.tunnel.upstream). Raises UpstreamFailure while
-    nothing has been sent.
+    (the edge's tunnels: eldric.roles.edge.tunnel.upstream); ``span`` is the span this
+    attempt belongs to when the caller made one (eldric.trace.child: a retry's), else
+    the hop's. Raises UpstreamFailure while nothing has been sent.
+
+    A traced request (hop.span set) gets one CLIENT span per call, i.e. per attempt,
+    and the upstream request carries a traceparent naming it; untraced, the client's
+    own headers (its traceparent too) go on as they came.
     """
     app = request.app
     bus = app[keys.BUS]
@@ -90,7 +95,15 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
         body = rewrite(body)
     qs = request.query_string if query is None else query
     path_qs = f"{path}?{qs}" if qs else path
-    header_block = upstream_header_block(request.raw_headers, hop.request_id, target.headers)
+    extra = target.headers
+    attempt = None
+    if hop.span is not None:
+        from eldric.trace import otel
+        attempt, extra = otel.outgoing(hop.span, span, method or request.method,
+                                       target.base_url, path, extra)
+        if reply_headers:  # this hop's route decision (the router's reason)
+            otel.decided(hop.span, reply_headers)
+    header_block = upstream_header_block(request.raw_headers, hop.request_id, extra)
     t0 = time.perf_counter()
     bus.request_started(up)
     outcome = "error"
@@ -118,6 +131,8 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
         raise
     finally:
         _settle(bus, hop, up, upstream_resp, outcome, first_at, t0)
+        if attempt is not None:
+            otel.settle(attempt, upstream_resp and upstream_resp.status, outcome)
 
 
 async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response,

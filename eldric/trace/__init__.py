@@ -62,3 +62,14 @@ def child(hop: Any, name: str, attrs: Mapping[str, Any] | None = None) -> SpanLi
     from eldric.trace import otel  # only a traced request gets here
 
     return otel.child(parent, name, attrs)
+
+
+class Under:
+    """A parent for child() that is not the hop's span but one of its children (a swarm
+    member's span, for the attempts of its call): what child() reads of a Hop, `.span`.
+    Under(NULL) is an untraced parent (its children are NULL too)."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: SpanLike) -> None:
+        self.span = None if span is NULL else span

@@ -128,7 +128,10 @@ class _Backends(Failover[tuple[Backend, str], web.StreamResponse]):
     __slots__ = ("request", "cs", "body", "head", "translation", "keep", "fetched")
 
     def __init__(self, request: web.Request, cs: CloudState, body: bytes, head) -> None:  # type: ignore[no-untyped-def]
-        Failover.__init__(self, request.app[keys.BUS], "cloud", candidates(cs, head.model))
+        # hop: each backend tried is an eldric.attempt span (its CLIENT span, made in
+        # the kind's call, hangs off the hop's span: the kinds are not told the attempt's)
+        Failover.__init__(self, request.app[keys.BUS], "cloud", candidates(cs, head.model),
+                          hop=request[keys.HOP])
         self.request, self.cs, self.body, self.head = request, cs, body, head
         # a translated client API: (its translator, the translated body)
         self.translation: tuple[Translator, bytes] | None = None

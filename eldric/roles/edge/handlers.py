@@ -87,6 +87,8 @@ async def admit(request: LaneRequest, es: EdgeState) -> tuple[Client | None, dic
     """Auth and the rate limit: the client, and the headers every reply to it carries
     (errors included)."""
     client = await authenticate(request, es)
+    if client is not None and (span := request[keys.HOP].span) is not None:
+        span.set_attribute("eldric.client", client.name)  # traced (eldric.trace)
     rl = es.cfg.rate_limits
     tiers = []  # a tier whose limit is 0 is off: not checked, not in the headers
     if rl.per_ip_rpm:

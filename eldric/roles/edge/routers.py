@@ -66,7 +66,8 @@ class ToRouters(Failover[UpstreamState, Answer]):
                  body: bytes, headers: dict[str, str], tap: Tap | None = None,
                  rewrite: Callable[[bytes], bytes] | None = None,
                  drop: Callable[[bytes], bool] | None = None) -> None:
-        Failover.__init__(self, request.app[keys.BUS], "edge", routers.order())
+        Failover.__init__(self, request.app[keys.BUS], "edge", routers.order(),
+                          hop=request[keys.HOP])
         self.request = request
         self.timeouts = timeouts
         self.body = body
@@ -79,7 +80,7 @@ class ToRouters(Failover[UpstreamState, Answer]):
         request = self.request
         return forward(request, Target(state, state.url), request.path, self.body,
                        timeouts=self.timeouts, reply_headers=self.headers, tap=self.tap,
-                       rewrite=self.rewrite, drop=self.drop)
+                       rewrite=self.rewrite, drop=self.drop, span=self.span)
 
     def state(self, state: UpstreamState) -> UpstreamState:
         return state

@@ -47,7 +47,8 @@ class Attempts(Failover[Worker, Answer]):
 
     def __init__(self, request: LaneRequest, rs: RouterState, model: str | None) -> None:
         app = request.app
-        Failover.__init__(self, app[keys.BUS], app[keys.ROLE].name, room=rs.pool)
+        Failover.__init__(self, app[keys.BUS], app[keys.ROLE].name, room=rs.pool,
+                          hop=request[keys.HOP])
         self.request = request
         self.rs = rs
         self.model = model
@@ -155,7 +156,7 @@ class Attempts(Failover[Worker, Answer]):
                                             strategy, reason)
         sent = forward(request, worker.target, request.path, self.body,
                        timeouts=self.rs.timeouts, reply_headers=headers, tap=self.tap,
-                       translate=info)
+                       translate=info, span=self.span)
         return as_batch(self.rs, worker, sent) if self.batch else sent
 
     def judge(self, worker: Worker, exc: UpstreamFailure) -> None:

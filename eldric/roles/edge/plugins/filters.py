@@ -27,6 +27,7 @@ import structlog
 from eldric import keys
 from eldric.errors import EldricError
 from eldric.exchange import Answer, LaneRequest, RawPairs, Sink
+from eldric.roles.edge.plugins import spans
 from eldric.roles.edge.plugins.host import Plugin
 from eldric.roles.edge.plugins.process import PluginError, PluginRefusal
 from eldric.stream.sse import Framer
@@ -77,7 +78,7 @@ def unseen(chain: tuple[Plugin, ...], path: str, model: str | None) -> None:
 
 
 async def _through(hook: str, chain: tuple[Plugin, ...], body: bytes,
-                   user: dict[str, str]) -> bytes:
+                   user: dict[str, str], hop: Any = None) -> bytes:
     """A JSON body (the request for "inlet", a whole reply for "outlet") through every
     filter with that hook; raises the client's error on a refusal or a closed filter's
     failure. Anything not a JSON object passes as it came (the router judges it)."""
@@ -92,24 +93,39 @@ async def _through(hook: str, chain: tuple[Plugin, ...], body: bytes,
         return body
     for p in hooked:
         assert p.process is not None
-        try:
-            doc = (await p.process.call(hook, {"body": doc, "user": user}))["body"]
-        except PluginRefusal as r:  # an inlet's, on purpose: not a failure
-            raise EldricError(f"refused by plugin {p.id}: {r.reason}", status=r.status,
-                              code="plugin_refused", param=p.id) from None
-        except PluginError as e:
-            err = _failed(p, hook, e)
+        # its span (NULL unless the request is traced) ends before any error is raised,
+        # so a refusal is not marked ERROR and a failure is marked with its kind
+        with spans.on(hop, hook, p.id) as span:
+            refused: PluginRefusal | None = None
+            failed: PluginError | None = None
+            try:
+                doc = (await p.process.call(hook, {"body": doc, "user": user}))["body"]
+                span.set_attribute("eldric.outcome", "ok")
+            except PluginRefusal as r:  # an inlet's, on purpose: not a failure
+                span.set_attribute("eldric.outcome", "refused")
+                refused = r
+            except PluginError as e:
+                spans.failed(span, e.kind, str(e))
+                failed = e
+        if refused is not None:
+            raise EldricError(f"refused by plugin {p.id}: {refused.reason}",
+                              status=refused.status, code="plugin_refused", param=p.id)
+        if failed is not None:
+            err = _failed(p, hook, failed)
             if err is not None:
-                raise err from None
+                raise err
     return _encode(doc)
 
 
-def inlet(chain: tuple[Plugin, ...], body: bytes, user: dict[str, str]) -> Awaitable[bytes]:
-    return _through("inlet", chain, body, user)
+def inlet(chain: tuple[Plugin, ...], body: bytes, user: dict[str, str],
+          hop: Any = None) -> Awaitable[bytes]:
+    """`hop`: the request's, for its eldric.plugin.inlet spans when traced."""
+    return _through("inlet", chain, body, user, hop)
 
 
-def outlet(chain: tuple[Plugin, ...], body: bytes, user: dict[str, str]) -> Awaitable[bytes]:
-    return _through("outlet", chain, body, user)
+def outlet(chain: tuple[Plugin, ...], body: bytes, user: dict[str, str],
+           hop: Any = None) -> Awaitable[bytes]:
+    return _through("outlet", chain, body, user, hop)
 
 
 class Held:
@@ -241,7 +257,8 @@ class FilteredSink:
                     await real.write(kept)
             await real.end()
             return
-        body = await outlet(self.chain, b"".join(self._body), self.lane.user) \
+        body = await outlet(self.chain, b"".join(self._body), self.lane.user,
+                            self.request[keys.HOP]) \
             if self.status < 300 else b"".join(self._body)
         real = self._open(len(body))
         await real.start()
@@ -288,8 +305,8 @@ async def filtered(request: LaneRequest, chain: tuple[Plugin, ...], body: bytes,
                    user: dict[str, str], send: Callable[[bytes], Awaitable[Answer]]) -> Answer:
     """One chat completion through the filters: inlet, then the routers (send), then
     the outlets or the stream hooks on the reply."""
-    body = await inlet(chain, body, user)
     hop = request[keys.HOP]
+    body = await inlet(chain, body, user, hop)
     lane = hop.lane
     hop.lane = FilteredLane(lane, chain, user, request.path)
     try:
@@ -299,6 +316,6 @@ async def filtered(request: LaneRequest, chain: tuple[Plugin, ...], body: bytes,
     if isinstance(resp, Held):
         data = resp.body
         if resp.status < 300 and _content_type(resp.headers) == b"application/json":
-            data = await outlet(chain, data, user)
+            data = await outlet(chain, data, user, hop)
         return lane.reply(request, resp.status, resp.headers, data)  # type: ignore[no-any-return]
     return resp

@@ -39,6 +39,7 @@ from eldric import keys
 from eldric.errors import EldricError, UpstreamFailure
 from eldric.exchange import Answer, LaneRequest, Sink
 from eldric.roles.edge.plugins.process import PluginError, PluginProcess, PluginRefusal
+from eldric.roles.edge.plugins import spans
 from eldric.roles.edge.plugins.replies import JSON, SSE, head
 from eldric.roles.edge.plugins.upstream import ask
 from eldric.roles.edge.state import EdgeState
@@ -165,15 +166,19 @@ class Loop:
             return f"error: the arguments of {name} are not JSON: {raw[:200]!r}"
         if not isinstance(arguments, dict):
             return f"error: the arguments of {name} must be a JSON object"
-        try:
-            reply = await owner.process.call("tool", {"name": name, "arguments": arguments,
-                                                      "user": self.user})
-        except (PluginError, PluginRefusal) as exc:
-            log.warning("plugin_tool_failed", plugin=owner.plugin, tool=name, error=str(exc))
-            if getattr(owner.process, "fail_closed", False):  # an MCP server's fail_mode
-                raise EldricError(f"the tool {name} of {owner.plugin} failed: {exc}",
-                                  status=502, code="tool_failed") from None
-            return f"error: the tool {name} failed ({getattr(exc, 'kind', 'refused')}): {exc}"
+        with spans.call(self.request, "tool", owner.plugin, name) as span:
+            try:
+                reply = await owner.process.call("tool", {"name": name, "arguments": arguments,
+                                                          "user": self.user})
+            except (PluginError, PluginRefusal) as exc:
+                kind = getattr(exc, "kind", "refused")
+                log.warning("plugin_tool_failed", plugin=owner.plugin, tool=name, error=str(exc))
+                spans.failed(span, kind, str(exc))
+                if getattr(owner.process, "fail_closed", False):  # an MCP server's fail_mode
+                    raise EldricError(f"the tool {name} of {owner.plugin} failed: {exc}",
+                                      status=502, code="tool_failed") from None
+                return f"error: the tool {name} failed ({kind}): {exc}"
+            span.set_attribute("eldric.outcome", "ok")
         return str(reply["content"])
 
     # ------------------------------------------------------------ whole replies

@@ -175,6 +175,9 @@ class Ticket:
             tokens = Tokens()
             cost = 0.0 if self.model and prices.of(self.model) is not None else None
         hop = self.request[keys.HOP]
+        if hop.span is not None and (tokens.prompt or tokens.completion):  # traced
+            hop.span.set_attributes({"gen_ai.usage.input_tokens": tokens.prompt,
+                                     "gen_ai.usage.output_tokens": tokens.completion})
         await self.usage.budgets.settle(self.hold, tokens, cost)
         self.usage.record(Record(
             ts=self.ts, client=self.client.name if self.client else "anonymous",

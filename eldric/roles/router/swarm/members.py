@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from eldric import trace
 from eldric.errors import EldricError, UpstreamFailure
 from eldric.exchange import LaneRequest, RawPairs
 from eldric.roles.router.attempts import Attempts
@@ -32,8 +33,11 @@ class MemberAttempts(Attempts):
     member = True  # one of several calls of one request: no session, no AI decision each
 
     def __init__(self, request: LaneRequest, rs: RouterState, model: str | None,
-                 raw: RawPairs, seen: Callable[[str], None] | None = None) -> None:
+                 raw: RawPairs, seen: Callable[[str], None] | None = None,
+                 parent: trace.SpanLike = trace.NULL) -> None:
         Attempts.__init__(self, request, rs, model)
+        if parent is not trace.NULL:  # traced: the attempts go under the member's span
+            self.hop = trace.Under(parent)
         self.raw = raw  # the client's headers without the swarm's own
         self.seen = seen  # told each worker tried: a call cut short still names its worker
 
@@ -43,7 +47,8 @@ class MemberAttempts(Attempts):
         if self.seen is not None:
             self.seen(worker.id)
         return fetch(self.request, worker.target, self.request.path,
-                     self.body, timeouts=self.rs.timeouts, raw_headers=self.raw)
+                     self.body, timeouts=self.rs.timeouts, raw_headers=self.raw,
+                     span=self.span)
 
     def relay(self, exc: UpstreamFailure) -> UpstreamFailure:  # type: ignore[override]
         return exc
@@ -83,14 +88,15 @@ class Reached:
 
 
 async def reach(request: LaneRequest, rs: RouterState, raw: RawPairs, body: bytes,
-                model: str, seen: Callable[[str], None] | None = None) -> Reached:
+                model: str, seen: Callable[[str], None] | None = None,
+                parent: trace.SpanLike = trace.NULL) -> Reached:
     """Route one member's call (imported here, not at the top: handlers imports the
     swarm's entry point)."""
     from eldric.roles.router.handlers import route
     tries: list[MemberAttempts] = []
 
     def attempts(request: LaneRequest, rs: RouterState, model: str | None) -> MemberAttempts:
-        t = MemberAttempts(request, rs, model, raw, seen)
+        t = MemberAttempts(request, rs, model, raw, seen, parent)
         tries.append(t)
         return t
 
@@ -107,12 +113,13 @@ async def reach(request: LaneRequest, rs: RouterState, raw: RawPairs, body: byte
 
 async def answer(request: LaneRequest, rs: RouterState, raw: RawPairs,
                  client: dict[str, Any], ask: Ask,
-                 seen: Callable[[str], None] | None = None) -> Result:
+                 seen: Callable[[str], None] | None = None,
+                 parent: trace.SpanLike = trace.NULL) -> Result:
     """One member's whole answer (not streamed), as a Result; never raises for the
     member's failure (cancellation passes through)."""
     t0 = time.perf_counter()
     reached = await reach(request, rs, raw, member_body(client, ask, stream=False),
-                          ask.member.model, seen)
+                          ask.member.model, seen, parent)
     ms = lambda: (time.perf_counter() - t0) * 1000  # noqa: E731
     if reached.reply is None:
         return Result(ask, ok=False, worker=reached.worker, latency_ms=ms(), outcome="error",

@@ -14,6 +14,7 @@ import structlog
 from eldric.exchange import LaneRequest, RawPairs
 from eldric.roles.router.state import RouterState
 from eldric.roles.router.swarm import members as member_calls
+from eldric.roles.router.swarm import spans
 from eldric.roles.router.swarm.config import MemberSpec
 from eldric.roles.router.swarm.fanout import fanout
 from eldric.roles.router.swarm.strategy import Ask, Chosen, Messages, Result, SwarmFailed
@@ -131,14 +132,18 @@ class Swarm:
     async def _call(self, ask: Ask) -> Result:
         self.progress("member_started", stage=ask.stage, member=ask.index,
                       model=ask.member.model)
-        try:
-            r = await member_calls.answer(self.request, self.rs, self.raw, self.client, ask,
-                                          lambda worker: self._at.__setitem__(id(ask), worker))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug must not hang or crash the others: recorded
-            log.exception("swarm_member_crashed", model=ask.member.model)
-            r = Result(ask, ok=False, outcome="error", error=f"internal error ({type(exc).__name__})")
+        with spans.member(self.request, ask, self.strategy) as span:
+            try:
+                r = await member_calls.answer(
+                    self.request, self.rs, self.raw, self.client, ask,
+                    lambda worker: self._at.__setitem__(id(ask), worker), parent=span)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not hang or crash the others: recorded
+                log.exception("swarm_member_crashed", model=ask.member.model)
+                r = Result(ask, ok=False, outcome="error",
+                           error=f"internal error ({type(exc).__name__})")
+            spans.settle(span, r)
         self._record(r)
         return r
 

@@ -14,7 +14,7 @@ from eldric import keys
 from eldric.errors import BadRequest, EldricError, ModelNotFound
 from eldric.exchange import Answer, LaneRequest, encode_headers
 from eldric.roles.router.state import RouterState
-from eldric.roles.router.swarm import account, members
+from eldric.roles.router.swarm import account, members, spans
 from eldric.roles.router.swarm.config import Bounds, Member, MemberSpec, member_spec
 from eldric.roles.router.swarm.recognise import HEADER, Plan
 from eldric.roles.router.swarm.run import Limits, Swarm
@@ -182,7 +182,10 @@ def rec_calls(swarm: Swarm, final_call: Result | None) -> list[Result]:
 async def swarm_final(swarm: Swarm, final: Generate) -> Result | None:
     """The generated final answer, whole (a client that did not ask for a stream); None
     when it failed and the strategy gave a fallback."""
-    r = await members.answer(swarm.request, swarm.rs, swarm.raw, swarm.client, final.ask)
+    with spans.member(swarm.request, final.ask, swarm.strategy) as span:
+        r = await members.answer(swarm.request, swarm.rs, swarm.raw, swarm.client,
+                                 final.ask, parent=span)
+        spans.settle(span, r)
     if not r.ok:
         swarm.calls.append(r)
         if final.fallback is not None:

@@ -17,10 +17,10 @@ from typing import Any
 import msgspec
 import structlog
 
-from eldric import keys
+from eldric import keys, trace
 from eldric.errors import EldricError, UpstreamFailure
 from eldric.exchange import Answer, LaneRequest, Sink
-from eldric.roles.router.swarm import account, members
+from eldric.roles.router.swarm import account, members, spans
 from eldric.roles.router.swarm.run import Swarm
 from eldric.roles.router.swarm.serve import rec_calls, reply_headers
 from eldric.roles.router.swarm.strategy import Chosen, Final, Generate, Result, Strategy
@@ -167,14 +167,31 @@ async def _chosen(sink: Sink, swarm: Swarm, final: Chosen, out: Out,
 async def _generated(sink: Sink, swarm: Swarm, final: Generate, out: Out) -> Result | None:
     """The judge's / synthesis model's stream, relayed event by event as it comes (its
     chunks renamed to this reply's id and model; its usage chunk kept for the sum); None
-    when it failed before its first byte and the strategy's fallback was sent instead."""
+    when it failed before its first byte and the strategy's fallback was sent instead.
+    Traced, inside its eldric.swarm.judge span (settled with the call's Result)."""
+    with spans.member(swarm.request, final.ask, swarm.strategy) as span:
+        n = len(swarm.calls)
+        r = None
+        try:
+            r = await _generating(sink, swarm, final, out, span)
+            return r
+        finally:
+            if span is not trace.NULL:
+                got = r or next((c for c in reversed(swarm.calls[n:])
+                                 if c.ask is final.ask), None)
+                if got is not None:
+                    spans.settle(span, got)
+
+
+async def _generating(sink: Sink, swarm: Swarm, final: Generate, out: Out,
+                      span: trace.SpanLike) -> Result | None:
     ask = final.ask
     swarm.progress("final_started", stage=ask.stage, model=ask.member.model)
     await _drain(sink, swarm)
     t0 = time.perf_counter()
     reached = await members.reach(swarm.request, swarm.rs, swarm.raw,
                                   members.member_body(swarm.client, ask, stream=True),
-                                  ask.member.model)
+                                  ask.member.model, parent=span)
     ms = lambda: (time.perf_counter() - t0) * 1000  # noqa: E731
     if reached.reply is None:
         r = Result(ask, ok=False, worker=reached.worker, latency_ms=ms(), outcome="error",
