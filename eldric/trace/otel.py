@@ -234,6 +234,18 @@ def settle(span: Any, status: int | None, outcome: str) -> None:
     span.end()
 
 
+def translating(hop_span: Span, attempt: Any, client_api: str, to: str,
+                model: str | None) -> Span:
+    """A translated exchange's `eldric.translate` span (the client's API, `client_api`,
+    turned into `to` and the reply back), child of the caller's attempt span when it is
+    one, else of the hop's; the attempt's CLIENT span goes under it. Ended by settle()."""
+    parent = attempt if isinstance(attempt, Span) else hop_span
+    attrs = {"eldric.translate.from": client_api, "eldric.translate.to": to}
+    if model:
+        attrs["gen_ai.request.model"] = model
+    return child(parent, "eldric.translate", attrs)
+
+
 def _host(base_url: str) -> str:
     rest = base_url.partition("://")[2]
     return rest.split("/", 1)[0].rsplit(":", 1)[0] if rest else base_url
