@@ -182,6 +182,22 @@ def end(request: Any, hop: Any, status: int) -> None:
     span.end()
 
 
+def received(tracing: Tracing, pairs: list[tuple[str, str]], name: str,
+             attrs: Mapping[str, Any]) -> tuple[Span, list[tuple[str, str]]]:
+    """A span for work that arrives with headers but not as an HTTP request to this
+    process (the worker's side of a tunnel: a request polled from the edge), child of
+    the traceparent in `pairs`; and `pairs` with the traceparent naming it instead, so
+    the request it makes (to its own listener) is its child."""
+    carrier = {k.lower(): v for k, v in pairs if k.lower() in ("traceparent", "tracestate")}
+    parent = _PROPAGATOR.extract(carrier) if "traceparent" in carrier else None
+    span = tracing.tracer.start_span(name, context=parent, kind=SpanKind.INTERNAL,
+                                     attributes=attrs)
+    out: dict[str, str] = {}
+    _PROPAGATOR.inject(out, context=otel_trace.set_span_in_context(span))
+    kept = [(k, v) for k, v in pairs if k.lower() not in ("traceparent", "tracestate")]
+    return Span(span, tracing.tracer), kept + list(out.items())
+
+
 # what the last upstream's reply head says, worth keeping on this hop's span
 _REPLY_ATTRS = {b"x-eldric-route-reason": "eldric.route_reason",
                 b"x-eldric-worker": "eldric.worker"}
