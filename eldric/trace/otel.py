@@ -250,6 +250,11 @@ def settle(span: Any, status: int | None, outcome: str) -> None:
     span.end()
 
 
+# GenAI semconv's gen_ai.provider.name (its well-known values) by native adapter name
+_PROVIDERS = {"anthropic": "anthropic", "bedrock": "aws.bedrock", "cohere": "cohere",
+              "gemini": "gcp.gemini", "vertex": "gcp.vertex_ai"}
+
+
 def translating(hop_span: Span, attempt: Any, client_api: str, to: str,
                 model: str | None) -> Span:
     """A translated exchange's `eldric.translate` span (the client's API, `client_api`,
@@ -259,6 +264,9 @@ def translating(hop_span: Span, attempt: Any, client_api: str, to: str,
     attrs = {"eldric.translate.from": client_api, "eldric.translate.to": to}
     if model:
         attrs["gen_ai.request.model"] = model
+    provider = _PROVIDERS.get(to)
+    if provider is not None:
+        attrs["gen_ai.provider.name"] = provider
     return child(parent, "eldric.translate", attrs)
 
 

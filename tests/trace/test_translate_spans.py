@@ -53,6 +53,7 @@ async def test_client_api_translation_has_its_span(fake_openai_server, collector
         assert tr.attrs["eldric.translate.from"] == "/v1/messages"
         assert tr.attrs["eldric.translate.to"] == "/v1/chat/completions"
         assert tr.attrs["gen_ai.request.model"] == MODELS[0]
+        assert "gen_ai.provider.name" not in tr.attrs  # not a provider the semconv names
         (wc,) = [s for s in got.spans if s.kind == CLIENT and s.parent_id == tr.span_id]
         assert tp.startswith(f"00-{ws.trace_id}-{wc.span_id}-")
 
@@ -86,5 +87,6 @@ async def test_native_backend_translation_span_and_its_failure(anthropic_server,
         assert parent.kind == SERVER and parent.attrs["url.path"] == "/v1/chat/completions"
         assert tr.attrs["eldric.translate.from"] == "/v1/chat/completions"
         assert tr.attrs["eldric.translate.to"] == "anthropic"
+        assert tr.attrs["gen_ai.provider.name"] == "anthropic"  # the semconv's value
         assert tr.attrs["gen_ai.request.model"] == fake_anthropic.MODEL
     assert ok.status != ERROR and failed.status == ERROR
