@@ -40,6 +40,9 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 # most this much memory; past it spans are dropped (the SDK counts them).
 _QUEUE = 4096
 _EXPORT_TIMEOUT_S = 5.0
+# The most a role's exit waits for its spans' export (Tracing.shutdown): one export
+# timeout and a little, well inside a container's usual stop grace (10 s, 30 s).
+_GRACE_S = 6.0
 
 # GenAI semantic conventions: gen_ai.operation.name by path.
 _OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion",
@@ -120,9 +123,22 @@ class Tracing:
         self.tracer = self.provider.get_tracer("eldric", __version__)
         self.role = role
 
-    def shutdown(self) -> None:
-        """Export what is queued (bounded by the export timeout), then stop."""
-        self.provider.shutdown()
+    def shutdown(self, grace: float = _GRACE_S) -> bool:
+        """Export what is queued, then stop; at most `grace` seconds: the SDK's own
+        shutdown waits up to 30 s for its export thread, and a collector that takes the
+        connection but never answers costs each batch its export timeout, so exit would
+        wait that long. Run in a daemon thread, given up on after the grace (what is not
+        exported by then is dropped). False when it did not finish in time."""
+        done = threading.Thread(target=self.provider.shutdown, name="eldric-otel-shutdown",
+                                daemon=True)
+        done.start()
+        done.join(grace)
+        if done.is_alive():
+            log.warning("otel_shutdown_cut", grace_s=grace, endpoint=self.exporter.endpoint,
+                        note="spans still queued for a collector that does not answer "
+                        "are dropped")
+            return False
+        return True
 
 
 def setup(role: str, endpoint: str, protocol: str, ratio: float) -> Tracing:
