@@ -5,6 +5,9 @@ tunnel cannot take (its queue full) is an ERROR tunnel span."""
 
 from __future__ import annotations
 
+import base64
+import json
+
 import aiohttp
 import pytest
 
@@ -41,10 +44,22 @@ async def test_a_call_through_the_tunnel_is_one_trace(collector, tmp_path):
                                        "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}) as r:
                 assert r.status == 200
                 await r.read()
+        # the envelope form: its own headers go to the worker, but the trace context is
+        # this hop's (an envelope's stale traceparent would cut the edge out of it)
+        envelope = {"method": "POST", "path": "/v1/chat/completions",
+                    "headers": [["Content-Type", "application/json"],
+                                ["traceparent", f"00-{'1' * 32}-{'2' * 16}-01"]],
+                    "body": base64.b64encode(json.dumps(CHAT).encode()).decode()}
+        async with s.post(f"{url}/api/v1/tunnel/{t['tunnel']}/forward", json=envelope,
+                          headers={**auth(ROUTER),
+                                   "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}) as r:
+            assert r.status == 200
+            await r.read()
     got = collector.app[otlp.RECEIVED]
-    edges = [s for s in got.named("eldric-edge") if s.kind == SERVER
-             and s.attrs.get("url.path", "").endswith("/forward/v1/chat/completions")]
-    assert len(edges) == 2
+    edges = [s for s in got.named("eldric-edge") if s.kind == SERVER and (
+        s.attrs.get("url.path", "").endswith("/forward/v1/chat/completions")
+        or s.attrs.get("url.path", "").endswith("/forward"))]
+    assert len(edges) == 3
     for es in edges:
         assert es.trace_id == TRACE and es.parent_id == "00f067aa0ba902b7"
         (tf,) = [s for s in got.spans if s.name == "eldric.tunnel.forward"

@@ -74,6 +74,7 @@ async def _forward(request: web.Request, method: str, path: str, query: str, bod
         with span:
             return await forward(request, target, path, body, timeouts=es.timeouts,
                                  method=method, query=query, span=span,
-                                 upstream=TunnelUpstream(tunnels, tunnel, headers))
+                                 upstream=TunnelUpstream(tunnels, tunnel, headers,
+                                                         traced=hop.span is not None))
     except UpstreamFailure as exc:
         return exc.response()
