@@ -68,7 +68,8 @@ async def _forward(request: web.Request, method: str, path: str, query: str, bod
     hop.upstream = tunnel.upstream.id
     target = Target(tunnel.upstream, tunnel.upstream.url)
     # traced: the call over the tunnel is a span holding the attempt's CLIENT span
-    span = trace.child(hop, "eldric.tunnel.forward", {
+    # (off: NULL, no attributes built)
+    span = trace.NULL if hop.span is None else trace.child(hop, "eldric.tunnel.forward", {
         "eldric.tunnel.id": tunnel.id, "eldric.tunnel.queued": len(tunnel.queue)})
     try:
         with span:
