@@ -122,6 +122,10 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
     outcome, first_at = "error", None
     resp: client.Response | None = None
     reply = _Reply(request, reach, translate, keep, reply_headers)
+    translating = None
+    if hop.span is not None:  # traced: OpenAI's API (or the client's) to the backend's
+        from eldric.trace import otel
+        translating = otel.translating(hop.span, None, request.path, adapter.name, model)
     try:
         resp = await _checked(request, adapter, reach, out, egress, timeouts)
         if egress.stream and out.framing != "json" and resp.content_type == _JSON:
@@ -168,6 +172,8 @@ async def send(request: LaneRequest, adapter: Adapter, reach: Reach, body: bytes
         raise
     finally:
         _settle(bus, hop, up, resp, outcome, first_at, t0)
+        if translating is not None:
+            otel.settle(translating.span, None, outcome)
         if outcome == "cancelled":
             _cancel_upstream(app, adapter, reach, egress, timeouts)
         if outcome == "ok" and on_usage is not None and egress.usage is not None:

@@ -25,6 +25,7 @@ import os
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -106,6 +107,8 @@ class TunnelClient:
     id_file: str | None = None  # where the tunnel id is kept across restarts
     worker_id: Callable[[], str | None] = lambda: None  # the controller's id, once known
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # The role's tracer when tracing is on (RoleInfo.tracer, eldric.trace.otel), else None
+    tracer: Any = None
     tunnel_id: str | None = None
     url: str | None = None  # tunnel://EDGE/ID once connected: what the member advertises
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -303,6 +306,20 @@ class TunnelClient:
             await self._upload_error(tr, 400, "the tunnel request's body is not base64")
             return
         headers = [(k, v) for k, v in tr.headers if k.lower() not in _DROP]
+        if self.tracer is None:
+            await self._serve(tr, body, headers)
+            return
+        from eldric.trace import otel  # traced: this side of the tunnel is a span
+        span, headers = otel.received(self.tracer, headers, "eldric.tunnel.serve", {
+            "eldric.tunnel.id": self.tunnel_id or "", "eldric.tunnel.request": tr.id,
+            "http.request.method": tr.method, "url.path": tr.path.split("?", 1)[0]})
+        with span:
+            if not await self._serve(tr, body, headers):
+                span.fail("the request did not reach its listener or its reply the edge")
+
+    async def _serve(self, tr: TunnelRequest, body: bytes,
+                     headers: list[tuple[str, str]]) -> bool:
+        """Run it locally and upload the reply: False when that failed on the way."""
         try:
             local = await self.session.request(
                 tr.method, self.local_url + tr.path, data=body or None, headers=headers,
@@ -310,20 +327,22 @@ class TunnelClient:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CALL_TIMEOUT))
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             await self._upload_error(tr, 502, f"the worker's own listener failed: {exc}")
-            return
+            return False
         try:
             status = await self._upload(tr, local.status, downstream_headers(local.raw_headers),
                                         _chunks(local))
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.warning("tunnel_upload_broken", request=tr.id, path=tr.path,
                         error=f"{type(exc).__name__}: {exc}")
-            return
+            return False
         finally:
             local.close()  # at once: the local handler sees its client leave
         if status == 409:
             log.info("tunnel_caller_left", request=tr.id, path=tr.path)
         elif status >= 300:
             log.warning("tunnel_upload_refused", request=tr.id, status=status)
+            return False
+        return True
 
     async def _upload(self, tr: TunnelRequest, status: int,
                       headers: list[tuple[bytes, bytes]] | list[tuple[str, str]],

@@ -96,9 +96,12 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
     qs = request.query_string if query is None else query
     path_qs = f"{path}?{qs}" if qs else path
     extra = target.headers
-    attempt = None
+    attempt = translating = None
     if hop.span is not None:
         from eldric.trace import otel
+        if translate is not None:  # its eldric.translate span holds the attempt's
+            span = translating = otel.translating(hop.span, span, request.path, path,
+                                                  translate.model)
         attempt, extra = otel.outgoing(hop.span, span, method or request.method,
                                        target.base_url, path, extra)
         if reply_headers:  # this hop's route decision (the router's reason)
@@ -133,6 +136,8 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
         _settle(bus, hop, up, upstream_resp, outcome, first_at, t0)
         if attempt is not None:
             otel.settle(attempt, upstream_resp and upstream_resp.status, outcome)
+            if translating is not None:
+                otel.settle(translating.span, None, outcome)
 
 
 async def _answer(request: LaneRequest, hop: Hop, upstream_resp: client.Response,

@@ -40,6 +40,9 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 # most this much memory; past it spans are dropped (the SDK counts them).
 _QUEUE = 4096
 _EXPORT_TIMEOUT_S = 5.0
+# The most a role's exit waits for its spans' export (Tracing.shutdown): one export
+# timeout and a little, well inside a container's usual stop grace (10 s, 30 s).
+_GRACE_S = 6.0
 
 # GenAI semantic conventions: gen_ai.operation.name by path.
 _OPERATIONS = {"/v1/chat/completions": "chat", "/v1/completions": "text_completion",
@@ -120,9 +123,22 @@ class Tracing:
         self.tracer = self.provider.get_tracer("eldric", __version__)
         self.role = role
 
-    def shutdown(self) -> None:
-        """Export what is queued (bounded by the export timeout), then stop."""
-        self.provider.shutdown()
+    def shutdown(self, grace: float = _GRACE_S) -> bool:
+        """Export what is queued, then stop; at most `grace` seconds: the SDK's own
+        shutdown waits up to 30 s for its export thread, and a collector that takes the
+        connection but never answers costs each batch its export timeout, so exit would
+        wait that long. Run in a daemon thread, given up on after the grace (what is not
+        exported by then is dropped). False when it did not finish in time."""
+        done = threading.Thread(target=self.provider.shutdown, name="eldric-otel-shutdown",
+                                daemon=True)
+        done.start()
+        done.join(grace)
+        if done.is_alive():
+            log.warning("otel_shutdown_cut", grace_s=grace, endpoint=self.exporter.endpoint,
+                        note="spans still queued for a collector that does not answer "
+                        "are dropped")
+            return False
+        return True
 
 
 def setup(role: str, endpoint: str, protocol: str, ratio: float) -> Tracing:
@@ -182,6 +198,22 @@ def end(request: Any, hop: Any, status: int) -> None:
     span.end()
 
 
+def received(tracing: Tracing, pairs: list[tuple[str, str]], name: str,
+             attrs: Mapping[str, Any]) -> tuple[Span, list[tuple[str, str]]]:
+    """A span for work that arrives with headers but not as an HTTP request to this
+    process (the worker's side of a tunnel: a request polled from the edge), child of
+    the traceparent in `pairs`; and `pairs` with the traceparent naming it instead, so
+    the request it makes (to its own listener) is its child."""
+    carrier = {k.lower(): v for k, v in pairs if k.lower() in ("traceparent", "tracestate")}
+    parent = _PROPAGATOR.extract(carrier) if "traceparent" in carrier else None
+    span = tracing.tracer.start_span(name, context=parent, kind=SpanKind.INTERNAL,
+                                     attributes=attrs)
+    out: dict[str, str] = {}
+    _PROPAGATOR.inject(out, context=otel_trace.set_span_in_context(span))
+    kept = [(k, v) for k, v in pairs if k.lower() not in ("traceparent", "tracestate")]
+    return Span(span, tracing.tracer), kept + list(out.items())
+
+
 # what the last upstream's reply head says, worth keeping on this hop's span
 _REPLY_ATTRS = {b"x-eldric-route-reason": "eldric.route_reason",
                 b"x-eldric-worker": "eldric.worker"}
@@ -232,6 +264,26 @@ def settle(span: Any, status: int | None, outcome: str) -> None:
         if outcome not in ("ok", "client_error", "unsupported"):
             span.set_status(Status(StatusCode.ERROR, outcome))
     span.end()
+
+
+# GenAI semconv's gen_ai.provider.name (its well-known values) by native adapter name
+_PROVIDERS = {"anthropic": "anthropic", "bedrock": "aws.bedrock", "cohere": "cohere",
+              "gemini": "gcp.gemini", "vertex": "gcp.vertex_ai"}
+
+
+def translating(hop_span: Span, attempt: Any, client_api: str, to: str,
+                model: str | None) -> Span:
+    """A translated exchange's `eldric.translate` span (the client's API, `client_api`,
+    turned into `to` and the reply back), child of the caller's attempt span when it is
+    one, else of the hop's; the attempt's CLIENT span goes under it. Ended by settle()."""
+    parent = attempt if isinstance(attempt, Span) else hop_span
+    attrs = {"eldric.translate.from": client_api, "eldric.translate.to": to}
+    if model:
+        attrs["gen_ai.request.model"] = model
+    provider = _PROVIDERS.get(to)
+    if provider is not None:
+        attrs["gen_ai.provider.name"] = provider
+    return child(parent, "eldric.translate", attrs)
 
 
 def _host(base_url: str) -> str:

@@ -21,4 +21,4 @@ def client(app: web.Application, st: WorkerState) -> TunnelClient:
         local_url=app[keys.ROLE].local_url,
         concurrency=cfg.tunnel_concurrency or st.max_concurrency or DEFAULT_CONCURRENCY,
         id_file=data_file(app, "tunnel.id"), worker_id=lambda: st.worker_id,
-        stopping=app[keys.STOPPING])
+        stopping=app[keys.STOPPING], tracer=app[keys.ROLE].tracer)

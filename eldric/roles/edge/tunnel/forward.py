@@ -10,7 +10,7 @@ import binascii
 import msgspec
 from aiohttp import web
 
-from eldric import keys
+from eldric import keys, trace
 from eldric.errors import BadRequest, UpstreamFailure
 from eldric.exchange import Answer
 from eldric.http import read_body
@@ -64,10 +64,18 @@ async def _forward(request: web.Request, method: str, path: str, query: str, bod
     tunnel = tunnels.by_id.get(request.match_info["id"])
     if tunnel is None:  # (yet) unknown here: a router fails over, as from a worker down
         return gone(request.match_info["id"], "is not connected to this edge").response()
-    request[keys.HOP].upstream = tunnel.upstream.id
+    hop = request[keys.HOP]
+    hop.upstream = tunnel.upstream.id
     target = Target(tunnel.upstream, tunnel.upstream.url)
+    # traced: the call over the tunnel is a span holding the attempt's CLIENT span
+    # (off: NULL, no attributes built)
+    span = trace.NULL if hop.span is None else trace.child(hop, "eldric.tunnel.forward", {
+        "eldric.tunnel.id": tunnel.id, "eldric.tunnel.queued": len(tunnel.queue)})
     try:
-        return await forward(request, target, path, body, timeouts=es.timeouts, method=method,
-                             query=query, upstream=TunnelUpstream(tunnels, tunnel, headers))
+        with span:
+            return await forward(request, target, path, body, timeouts=es.timeouts,
+                                 method=method, query=query, span=span,
+                                 upstream=TunnelUpstream(tunnels, tunnel, headers,
+                                                         traced=hop.span is not None))
     except UpstreamFailure as exc:
         return exc.response()

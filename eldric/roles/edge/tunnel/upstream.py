@@ -20,6 +20,7 @@ from eldric.stream import client
 from eldric.stream.headers import upstream_header_block
 from eldric.wire.tunnel import TunnelRequest
 
+_TRACE_CONTEXT = ("traceparent", "tracestate")
 RETRY_AFTER = "1"  # seconds: a full queue drains at the worker's pace, soon
 
 
@@ -38,10 +39,11 @@ class TunnelUpstream:
     """What forward() calls as it would call the connection pool (upstream=)."""
 
     def __init__(self, tunnels: Tunnels, tunnel: Tunnel,
-                 headers: list[tuple[str, str]] | None = None) -> None:
+                 headers: list[tuple[str, str]] | None = None, traced: bool = False) -> None:
         self.tunnels = tunnels
         self.tunnel = tunnel
         self.headers = headers  # an envelope's own headers, instead of the caller's
+        self.traced = traced  # this hop's span names the call: its traceparent goes on
 
     async def request(self, method: str, base_url: str, target: str, header_block: bytes,
                       body: bytes, *, connect_timeout: float, first_byte_timeout: float,
@@ -60,8 +62,12 @@ class TunnelUpstream:
         headers = header_pairs(header_block)
         if self.headers is not None:  # an envelope's, crossing the hop as a caller's do
             rid = next((v for k, v in headers if k.lower() == "x-request-id"), "")
+            own = self.headers
+            if self.traced:  # the trace context forward() made, not the envelope's
+                trace = [(k, v) for k, v in headers if k.lower() in _TRACE_CONTEXT]
+                own = [(k, v) for k, v in own if k.lower() not in _TRACE_CONTEXT] + trace
             headers = header_pairs(upstream_header_block(
-                [(k.encode("latin-1"), v.encode("latin-1")) for k, v in self.headers], rid))
+                [(k.encode("latin-1"), v.encode("latin-1")) for k, v in own], rid))
         req = TunnelRequest(id=secrets.token_hex(8), method=method, path=target,
                             headers=headers, body=base64.b64encode(body).decode("ascii"))
         pending = Pending(req, asyncio.get_running_loop().create_future())
