@@ -10,8 +10,10 @@ another system prompt, or deeper in another conversation, is another question. P
 asked ("and in French?"), so a long conversation only ever hits the exact cache.
 
 Vectors are normalised once, so cosine similarity is a plain dot product; pure Python
-(no numpy: no heavy dependency for a bounded index — bench/cache_semantic.py measures
-it). An embeddings call that fails or passes its deadline is a miss (counted, logged
+(no numpy: no heavy dependency for a bounded index). A dot product costs ~20 µs per
+entry of a 384-dim bucket on Python 3.11, on the event loop, so entries are first
+prefiltered by their coordinate signs (`reach`) and a bucket is bounded (`per_bucket`,
+default 256; a bucket is one key, model and context): bench/cache_semantic.py. An embeddings call that fails or passes its deadline is a miss (counted, logged
 once), never the client's error.
 """
 
@@ -92,14 +94,41 @@ def unit(vec: Sequence[float]) -> list[float] | None:
     return [x / norm for x in vec]
 
 
+_sumprod = getattr(math, "sumprod", None)  # Python 3.12+: in C, several times faster
+
+
 def dot(a: Sequence[float], b: Sequence[float]) -> float:
-    return sum(map(operator.mul, a, b)) if len(a) == len(b) else -1.0
+    if len(a) != len(b):
+        return -1.0
+    return _sumprod(a, b) if _sumprod else sum(map(operator.mul, a, b))
+
+
+def signs(vec: Sequence[float]) -> int:
+    """The vector's coordinate signs as bits: a cheap prefilter (see `reach`)."""
+    bits = 0
+    for i, x in enumerate(vec):
+        if x > 0:
+            bits |= 1 << i
+    return bits
+
+
+def reach(dims: int, floor: float) -> int:
+    """How many sign bits two vectors at cosine >= `floor` may differ in, with margin.
+    At angle θ the expected share of differing coordinate signs is θ/π (for vectors
+    spread like embeddings); twice that plus 5 % of the dimensions leaves room, so an
+    entry skipped is one far from the floor. A skip is a miss, never a wrong hit:
+    every candidate's cosine is computed exactly. XOR and bit_count are in C, so a
+    bucket's scan costs a fraction of a µs per entry instead of a dot product each."""
+    theta = math.acos(max(-1.0, min(1.0, floor)))
+    return int(dims * min(1.0, 2 * theta / math.pi + 0.05))
 
 
 class Index(Protocol):
-    """Where the vectors of one matcher live: memory or Redis."""
+    """Where the vectors of one matcher live: memory or Redis. `best` may skip entries
+    whose cosine cannot reach `floor`."""
 
-    async def best(self, bucket: str, vec: list[float]) -> tuple[float, str] | None: ...
+    async def best(self, bucket: str, vec: list[float],
+                   floor: float = -1.0) -> tuple[float, str] | None: ...
     async def add(self, bucket: str, key: str, vec: list[float]) -> None: ...
     async def close(self) -> None: ...
 
@@ -107,17 +136,21 @@ class Index(Protocol):
 class MemoryIndex:
     """Bounded per bucket (the oldest entry goes first) and in the number of buckets."""
 
-    def __init__(self, per_bucket: int = 1000, buckets: int = 10000) -> None:
+    def __init__(self, per_bucket: int = 256, buckets: int = 10000) -> None:
         self.per_bucket = per_bucket
         self.max_buckets = buckets
-        self.buckets: OrderedDict[str, OrderedDict[str, list[float]]] = OrderedDict()
+        self.buckets: OrderedDict[str, OrderedDict[str, tuple[int, list[float]]]] = (
+            OrderedDict())
 
-    async def best(self, bucket: str, vec: list[float]) -> tuple[float, str] | None:
+    async def best(self, bucket: str, vec: list[float],
+                   floor: float = -1.0) -> tuple[float, str] | None:
         entries = self.buckets.get(bucket)
         if not entries:
             return None
         self.buckets.move_to_end(bucket)
-        return max((dot(vec, v), k) for k, v in entries.items())
+        bits, limit = signs(vec), reach(len(vec), floor)
+        return max(((dot(vec, v), k) for k, (b, v) in entries.items()
+                    if (bits ^ b).bit_count() <= limit), default=None)
 
     async def add(self, bucket: str, key: str, vec: list[float]) -> None:
         entries = self.buckets.get(bucket)
@@ -126,7 +159,7 @@ class MemoryIndex:
             while len(self.buckets) > self.max_buckets:
                 self.buckets.popitem(last=False)
         self.buckets.move_to_end(bucket)
-        entries[key] = vec
+        entries[key] = (signs(vec), vec)
         entries.move_to_end(key)
         while len(entries) > self.per_bucket:
             entries.popitem(last=False)
@@ -180,7 +213,7 @@ class Matcher:
         if vec is None:
             return None
         try:
-            found = await self.index.best(_bucket(scope, model), vec)
+            found = await self.index.best(_bucket(scope, model), vec, self.threshold)
         except Exception as exc:
             self._failed(f"index lookup failed ({type(exc).__name__}: {exc})")
             return None
