@@ -254,3 +254,16 @@ def vectors(reply: dict) -> list[list[float]]:
             emb = list(floats)
         out.append((int(item["index"]), [float(x) for x in emb]))
     return [v for _, v in sorted(out)]
+
+
+def make(embed: Embed, *, redis=None, threshold: float = 0.95, ttl_s: float = 3600.0,
+         deadline_s: float = 2.0, per_bucket: int = 256) -> Matcher:
+    """The matcher a role installs: `redis` (a redis.asyncio.Redis) for --cache-store
+    redis, else the memory index; the rest from the cache's config."""
+    if redis is not None:
+        from eldric.replycache.semantic_redis import RedisIndex
+
+        index: Index = RedisIndex(redis, per_bucket=per_bucket, ttl_s=ttl_s)
+    else:
+        index = MemoryIndex(per_bucket=per_bucket)
+    return Matcher(embed, index, threshold=threshold, deadline_s=deadline_s)

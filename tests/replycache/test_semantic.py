@@ -162,3 +162,34 @@ async def test_redis_index_shared_bounded_and_down(backend, redis_url):
     await down.remember("k1", "m", Q, "key-1")           # no raise
     await two.close()
     await down.close()
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_prefilter_keeps_near_vectors_in_many_dims(store, request):
+    """384-dim vectors: the sign prefilter keeps a neighbour at cosine ~0.97 among 200
+    unrelated entries; one at ~0.90 is not a hit at threshold 0.95 (exact cosine)."""
+    import random
+
+    from eldric.replycache.semantic import make, unit
+
+    rng = random.Random(7)
+    rand = lambda: unit([rng.gauss(0, 1) for _ in range(384)])  # noqa: E731
+    table: dict[str, list[float]] = {}
+
+    async def embed(texts):
+        return [table[t] for t in texts]
+
+    redis = None
+    if store == "redis":
+        from redis.asyncio import Redis
+        redis = Redis.from_url(request.getfixturevalue("redis_url"))
+    m = make(embed, redis=redis, threshold=0.95)
+    for i in range(200):
+        table[f"t{i}"] = rand()
+        await m.remember("k", "m", f"t{i}", f"key-{i}")
+    base, noise = table["t42"], rand()
+    table["near"] = unit([b + 0.25 * e for b, e in zip(base, noise)])   # cos ~0.97
+    table["far"] = unit([b + 0.5 * e for b, e in zip(base, noise)])     # cos ~0.89
+    assert await m.find("k", "m", "near") == "key-42"
+    assert await m.find("k", "m", "far") is None
+    await m.close()
