@@ -13,8 +13,9 @@ Vectors are normalised once, so cosine similarity is a plain dot product; pure P
 (no numpy: no heavy dependency for a bounded index). A dot product costs ~20 µs per
 entry of a 384-dim bucket on Python 3.11, on the event loop, so entries are first
 prefiltered by their coordinate signs (`reach`) and a bucket is bounded (`per_bucket`,
-default 256; a bucket is one key, model and context): bench/cache_semantic.py. An embeddings call that fails or passes its deadline is a miss (counted, logged
-once), never the client's error.
+default 256; a bucket is one key, model and context): bench/cache_semantic.py. An
+embeddings call that fails or passes its deadline is a miss (counted, logged once),
+never the client's error.
 """
 
 from __future__ import annotations
