@@ -15,7 +15,7 @@ import asyncio
 import random
 import time
 
-from eldric.replycache.semantic import Matcher, MemoryIndex, unit
+from eldric.replycache.semantic import Matcher, MemoryIndex, probe, unit
 
 
 def rand_vec(rng: random.Random, dims: int) -> list[float]:
@@ -56,6 +56,13 @@ async def main() -> None:
     ap.add_argument("--dims", type=int, default=384)
     ap.add_argument("--redis-url", default="")
     args = ap.parse_args()
+    body = {"model": "m", "messages": [{"role": "system", "content": "You are terse."},
+                                       {"role": "user", "content": "What is the capital "
+                                        "of France, and why is it that city?"}]}
+    t0 = time.perf_counter()
+    for _ in range(20000):
+        probe(body, "scope", 1)
+    print(f"probe (scope + turn of a request): {(time.perf_counter() - t0) / 20000 * 1e6:.1f} µs")
     for n, lookups in ((256, 200), (1000, 200), (10000, 50)):
         us, hits, near = await fill_and_time(MemoryIndex(per_bucket=n), n, args.dims, lookups)
         print(f"memory index  {n:>6} entries  dims {args.dims}: {us:10.0f} µs/lookup"
