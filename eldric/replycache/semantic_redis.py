@@ -19,7 +19,9 @@ from eldric.replycache.semantic import dot, reach, signs
 class RedisIndex:
     def __init__(self, redis, *, prefix: str = "eldric:cache:sem:",
                  per_bucket: int = 256, ttl_s: float = 3600.0) -> None:
-        self.redis = redis  # a redis.asyncio.Redis (its own, or shared with the Store)
+        # a redis.asyncio.Redis (its own, or shared with the Store) in bytes mode
+        # (decode_responses=False: the values are float32 and sign-bit bytes)
+        self.redis = redis
         self.prefix = prefix
         self.per_bucket = per_bucket
         self.ttl_ms = max(1, int(ttl_s * 1000))
