@@ -49,6 +49,7 @@ class Client(msgspec.Struct, omit_defaults=True):
     max_cost_per_day: float | None = None  # in the price table's currency (USD)
     max_cost_per_month: float | None = None
     allowed_models: list[str] | None = None  # glob patterns; None: every model
+    cache: bool | None = None  # the response cache: False opts out, None as configured
 
     def may(self, scope: str) -> bool:
         return scope in (self.scopes if self.scopes is not None else DEFAULT_SCOPES)

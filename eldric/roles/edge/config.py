@@ -8,6 +8,7 @@ import msgspec
 
 from eldric.config import Ms, Renamed, RoleConfig, flag_meta, seconds_to_ms
 from eldric.fields import parse_ms
+from eldric.replycache.config import CacheConfig
 from eldric.roles.edge.usage.config import UsageConfig
 from eldric.store.responses import ResponsesConfig
 
@@ -41,6 +42,7 @@ class ClientSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_cost_per_day: Money | None = None  # USD, the price table's currency
     max_cost_per_month: Money | None = None  # UTC calendar month
     allowed_models: list[str] | None = None  # glob patterns (fnmatch): gpt-4o*, llama-*
+    cache: bool | None = None  # the response cache for this client: None as configured
 
 
 class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -138,3 +140,5 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     responses: ResponsesConfig = msgspec.field(default_factory=ResponsesConfig)
     # usage, spend and budgets per client (eldric/roles/edge/usage/)
     usage: UsageConfig = msgspec.field(default_factory=UsageConfig)
+    # the response cache (eldric/replycache/): off unless --cache exact|semantic
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)

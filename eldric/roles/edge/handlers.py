@@ -110,6 +110,16 @@ async def admit(request: LaneRequest, es: EdgeState) -> tuple[Client | None, dic
 
 async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None, body: bytes,
                       tap: Tap | None = None, *, headers: dict[str, str]) -> Answer:
+    if es.cache is not None:  # --cache off: this check is all it costs
+        from eldric.roles.edge.cached import through_cache
+        return await through_cache(request, es, client, body, tap, headers, _relayed)
+    return await _relayed(request, es, client, body, tap, headers)
+
+
+async def _relayed(request: LaneRequest, es: EdgeState, client: Client | None, body: bytes,
+                   tap: Tap | None, headers: dict[str, str], hit: Answer | None = None
+                   ) -> Answer:
+    """Counted and sent to the routers; `hit` (a cached reply): only counted."""
     name = client.name if client else "anonymous"
     es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
     ticket = None if es.usage is None else await es.usage.begin(
@@ -120,6 +130,9 @@ async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None
         return await _run(ToRouters(request, es.routers, es.timeouts, body, headers, tap))
     if ticket.hold.headers:  # the budget's headers go on every reply to the client
         headers = {**headers, **ticket.hold.headers}
+    if hit is not None:
+        await ticket.end(hit, cache_hit=True)
+        return hit
     answer = await _counted(ticket, _run(ToRouters(
         request, es.routers, es.timeouts, body, headers,
         ticket.tap if tap is None else _both(ticket.tap, tap), ticket.rewrite, ticket.drop)),
