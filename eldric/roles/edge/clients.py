@@ -61,7 +61,7 @@ class Client(msgspec.Struct, omit_defaults=True):
                 "tpm": self.tpm, "max_tokens_per_day": self.max_tokens_per_day,
                 "max_cost_per_day": self.max_cost_per_day,
                 "max_cost_per_month": self.max_cost_per_month,
-                "allowed_models": self.allowed_models}
+                "allowed_models": self.allowed_models, "cache": self.cache}
 
 
 _enc = msgspec.json.Encoder()

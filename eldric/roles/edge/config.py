@@ -53,7 +53,7 @@ class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # client name (of api_keys, or key-N of --api-key) -> its rpm, scopes, budgets
     clients: Annotated[dict[str, ClientSettings], flag_meta(
         "static clients' settings: {name: {rpm, scopes, tpm, max_tokens_per_day, "
-        "max_cost_per_day, max_cost_per_month, allowed_models, description}}")] = {}
+        "max_cost_per_day, max_cost_per_month, allowed_models, cache, description}}")] = {}
 
 
 # 0 turns a tier off (the quick start's loopback edge limits nothing unless asked).
