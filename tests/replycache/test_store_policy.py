@@ -97,3 +97,26 @@ async def test_redis_store_shared_and_down_is_a_bypass(tmp_path):
         if proc.poll() is None:
             proc.terminate()
             proc.wait(10)
+
+
+async def test_request_log_says_cache_hit_and_old_files_gain_the_column(tmp_path):
+    import sqlite3
+    import time
+
+    from eldric.roles.edge.usage.record import Record, Tokens
+    from eldric.roles.edge.usage.requestlog import SCHEMA, RequestLog
+
+    path = str(tmp_path / "r.db")
+    old = sqlite3.connect(path)  # a file made before the cache column
+    old.execute(SCHEMA[0].replace(", cache TEXT", ""))
+    old.commit()
+    old.close()
+    log = RequestLog(path, days=30, bound=10, bodies=False)
+    await log.open()
+    log.add(Record(ts=time.time(), client="a", model="m", backend="", path="/v1/completions",
+                   status=200, tokens=Tokens(3, 4, cache_hit=7), cost=0.0, latency_ms=1.0,
+                   cache="hit"))
+    await log.flush()
+    (row,) = await log.rows(since=0.0, until=float("inf"), client=None, model=None, limit=5)
+    assert row["cache"] == "hit"
+    await log.close()
