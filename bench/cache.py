@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 import time
@@ -25,37 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
 
-from bench.procs import Proc, free_port, wait_healthy, wait_serving  # noqa: E402
+from bench.procs import edge_chain_running  # noqa: E402
 
 BODY = {"model": "eldric-mock", "temperature": 0,
         "messages": [{"role": "user", "content": "Say something."}]}
-
-
-def _start(tmp: Path, cache: str, procs: list[Proc]) -> str:
-    wport, rport, eport = free_port(), free_port(), free_port()
-    exe, cwd = [sys.executable, "-m", "eldric"], Path(__file__).resolve().parents[1]
-    assert Path.cwd() == cwd, "run it from the repository root: python bench/cache.py"
-    common = ["--bind", "127.0.0.1", "--log-level", "warning"]
-    w = Proc("worker", [*exe, "--role", "worker", "--backend", "mock", "--mock-tokens", "16",
-                        "--port", str(wport), "--data-dir", str(tmp / f"w-{cache}"), *common],
-             tmp / f"w-{cache}.log")
-    procs.append(w)
-    wait_healthy(w, f"http://127.0.0.1:{wport}/health")
-    r = Proc("router", [*exe, "--role", "router", "--workers", f"http://127.0.0.1:{wport}",
-                        "--port", str(rport), "--data-dir", str(tmp / f"r-{cache}"), *common],
-             tmp / f"r-{cache}.log")
-    procs.append(r)
-    wait_healthy(r, f"http://127.0.0.1:{rport}/health")
-    e = Proc("edge", [*exe, "--role", "edge", "--no-tls", "--http-port", str(eport),
-                      "--routers", f"http://127.0.0.1:{rport}", "--no-require-api-key",
-                      "--global-rpm", "0", "--per-ip-rpm", "0", "--per-key-rpm", "0",
-                      "--cache", cache, "--data-dir", str(tmp / f"e-{cache}"), *common],
-             tmp / f"e-{cache}.log")
-    procs.append(e)
-    url = f"http://127.0.0.1:{eport}"
-    wait_healthy(e, url + "/health")
-    wait_serving(e, url + "/v1/chat/completions", BODY)
-    return url
 
 
 async def _send(url: str, n: int, same: bool, expect: str | None) -> list[float]:
@@ -82,30 +56,81 @@ def run(n: int) -> list[tuple[str, list[float], float]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="eldric-bench-cache-") as d:
         for cache in ("off", "exact"):
-            procs: list[Proc] = []
-            try:
-                url = _start(Path(d), cache, procs)
-                edge = procs[-1]
+            with edge_chain_running(Path(d), cache, ["--cache", cache], BODY) as (url, edge):
                 asyncio.run(_send(url, 50, False, None))  # warm-up
                 cases = [("backend call, cache off", False, None)] if cache == "off" else [
-                    ("miss, cache on", False, "miss"), ("hit", True, None)]
+                    ("miss, cache on", False, "miss"), ("hit", True, "hit")]
                 for name, same, expect in cases:
                     if same:
                         asyncio.run(_send(url, 1, True, None))  # stored
-                        expect = "hit"
                     cpu0 = edge.cpu_seconds()
                     lat = asyncio.run(_send(url, n, same, expect))
                     rows.append((name, lat, (edge.cpu_seconds() - cpu0) / n * 1e6))
-            finally:
-                for p in reversed(procs):
-                    p.stop()
     return rows
+
+
+def in_process(n: int) -> dict[str, float]:
+    """The cache's own CPU per request in this process (no HTTP): the lookup and the put
+    of a miss, and a whole hit, around a `send` that returns a stored-size reply at once."""
+    from prometheus_client import CollectorRegistry
+
+    from eldric import keys
+    from eldric.exchange import Reply
+    from eldric.replycache.config import CacheConfig
+    from eldric.replycache.hop import ReplyCache, answer
+    from eldric.replycache.store import MemoryStore
+    from eldric.serve.request import FAST
+
+    reply = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 1,
+                        "model": "eldric-mock", "choices": [{"index": 0, "message": {
+                            "role": "assistant", "content": " w" * 16},
+                            "finish_reason": "stop"}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 16,
+                                  "total_tokens": 19}}).encode()
+
+    class Hop:
+        request_id = "r"
+        lane = FAST
+
+    class Req:
+        path = "/v1/chat/completions"
+        headers: dict[str, str] = {}
+
+        def __getitem__(self, k):  # type: ignore[no-untyped-def]
+            assert k is keys.HOP
+            return Hop
+
+    async def send(tap, headers):  # type: ignore[no-untyped-def]
+        return Reply(200, [], reply)
+
+    async def go() -> dict[str, float]:
+        cache = ReplyCache(CacheConfig(mode="exact"), MemoryStore(n + 1, 1 << 30),
+                           CollectorRegistry())
+        bodies = [json.dumps({**BODY, "seed": i}).encode() for i in range(n)]
+        out = {}
+        for name, bs in (("miss", bodies), ("hit", bodies)):
+            t0 = time.process_time()
+            for b in bs:
+                await answer(cache, Req(), b, "scope", {}, None, send)
+            await asyncio.sleep(0)  # the puts
+            out[name] = (time.process_time() - t0) / n * 1e6
+        t0 = time.process_time()
+        for b in bodies:
+            await send(None, {})
+        out["send alone"] = (time.process_time() - t0) / n * 1e6
+        return out
+
+    return asyncio.run(go())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
+    own = in_process(2_000 if a.quick else 20_000)
+    print("the cache's own CPU per request, in process (µs): miss (lookup + put) "
+          f"{own['miss'] - own['send alone']:.1f}, hit (lookup + reply) "
+          f"{own['hit'] - own['send alone']:.1f}")
     rows = run(200 if a.quick else 1000)
     print("mock worker <- router <- edge, one whole request at a time (µs):")
     print(f"   {'':26}{'p50':>9}{'p99':>9}{'edge CPU':>10}")
