@@ -68,7 +68,8 @@ class ReplyCache:
 
 async def answer(cache: ReplyCache, request: Any, body: bytes, scope: str,
                  headers: dict[str, str], tap: Callable[[bytes], None] | None, send: Send,
-                 allowed: bool = True, on_hit: Callable[[Any], Awaitable[None]] | None = None
+                 allowed: bool = True,
+                 on_hit: Callable[[Any], Awaitable[dict[str, str]]] | None = None
                  ) -> Any:
     """The reply to a request on a cacheable path: from the store, or `send(tap, headers)`
     (the role's own way upstream) with what it returns kept when complete."""
@@ -111,13 +112,12 @@ async def answer(cache: ReplyCache, request: Any, body: bytes, scope: str,
             data, kind_type = as_stream(reply, chat, include_usage), "text/event-stream"
         else:
             data, kind_type = found, "application/json"
+        if on_hit is not None:  # counted (may refuse: a budget), its headers for the reply
+            headers = {**headers, **await on_hit(Reply(200, [], found))}
         hop = request[keys.HOP]
         out = encode_headers({**headers, "Content-Type": kind_type, HEADER: "hit"})
         out.append((b"X-Request-ID", hop.request_id.encode()))
-        resp = hop.lane.reply(request, 200, out, data)
-        if on_hit is not None:
-            await on_hit(Reply(200, out, found))  # the whole reply: usage reads it
-        return resp
+        return hop.lane.reply(request, 200, out, data)
     cache.requests.labels("miss", "exact").inc()
     acc = Accumulator() if stream and keep else None
     if acc is not None:

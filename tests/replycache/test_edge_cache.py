@@ -104,16 +104,19 @@ async def test_a_client_opts_out_in_its_settings(tmp_path):
     from tests.roles.edge_usage.budget_cluster import edge_with_file
     from tests.roles.edge_usage.helpers import _routes
 
-    section = {"auth": {"api_keys": {"sk-a": "a", "sk-b": "b"},
-                        "clients": {"b": {"cache": False}}}}
+    section = {"auth": {"api_keys": {"sk-a": "a", "sk-b": "b", "sk-c": "c"},
+                        "clients": {"b": {"cache": False}, "c": {"allowed_models": ["x*"]}}}}
     async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
                           backend="mock") as w, \
             run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
                        workers=w["worker"], health_interval=1000) as r:
         await until(lambda: _routes(r["router"]), timeout=15)
         async with edge_with_file(tmp_path / "e", section, routers=r["router"],
-                                  cache="exact", global_rpm=0, per_ip_rpm=0,
+                                  cache="exact", cache_shared=True, global_rpm=0, per_ip_rpm=0,
                                   per_key_rpm=0) as edge:
             a, b = sdk(edge, "sk-a"), sdk(edge, "sk-b")
             assert [(await chat(a))[0] for _ in range(2)] == ["miss", "hit"]
             assert [(await chat(b))[0] for _ in range(2)] == ["bypass", "bypass"]
+            # a shared hit is still the client's request: a model it may not use refused
+            with pytest.raises(openai.PermissionDeniedError):
+                await chat(sdk(edge, "sk-c"))

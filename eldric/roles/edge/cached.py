@@ -20,7 +20,8 @@ Relayed = Callable[..., Awaitable[Answer]]
 
 async def through_cache(request: LaneRequest, es: EdgeState, client: Client | None,
                         body: bytes, tap: Tap | None, headers: dict[str, str],
-                        relayed: Relayed) -> Answer:
+                        relayed: Relayed, counted_hit: Callable[..., Awaitable[dict[str, str]]]
+                        ) -> Answer:
     if request.path not in PATHS or request.method != "POST":
         return await relayed(request, es, client, body, tap, headers)
     scope = (client.key_hash or client.name) if client is not None else "anonymous"
@@ -28,9 +29,8 @@ async def through_cache(request: LaneRequest, es: EdgeState, client: Client | No
     async def send(tap: Tap | None, headers: dict[str, str]) -> Answer:
         return await relayed(request, es, client, body, tap, headers)
 
-    async def on_hit(whole: Answer) -> None:  # counted as the client's, as a cache hit
-        if es.usage is not None:
-            await relayed(request, es, client, body, None, headers, hit=whole)
+    async def on_hit(whole: Answer) -> dict[str, str]:  # counted as the client's, a hit
+        return await counted_hit(request, es, client, body, whole)
 
     return await answer(es.cache, request, body, scope, headers, tap, send,
                         allowed=client is None or client.cache is not False, on_hit=on_hit)
