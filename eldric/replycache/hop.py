@@ -124,11 +124,12 @@ async def answer(cache: ReplyCache, request: Any, body: bytes, scope: str,
         tap = acc if tap is None else _both(tap, acc)
     resp = await send(tap, {**headers, HEADER: "miss"})
     if keep:
-        whole = acc.whole(chat) if acc is not None else _whole(resp, chat)
-        if whole is not None:
-            data = json.dumps(whole, separators=(",", ":")).encode() if acc else whole
-            if len(data) <= cfg.max_entry_bytes:
-                task = asyncio.create_task(_put(cache, key, data, obj["model"], probe))
+        made = acc.whole(chat) if acc is not None else None
+        kept = (json.dumps(made, separators=(",", ":")).encode() if made is not None
+                else None if acc is not None else _whole(resp, chat))
+        if kept is not None:
+            if len(kept) <= cfg.max_entry_bytes:
+                task = asyncio.create_task(_put(cache, key, kept, obj["model"], probe))
                 cache.tasks.add(task)
                 task.add_done_callback(cache.tasks.discard)
     return resp

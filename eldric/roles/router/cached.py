@@ -23,6 +23,7 @@ class _Marked(Attempts):
     """Attempts whose every reply, relayed or made here, says X-Eldric-Cache."""
 
     __slots__ = ("mark",)
+    mark: str
 
     def among(self, candidates: list, body: bytes, ctx: RouteContext) -> None:
         Attempts.among(self, candidates, body, ctx)
