@@ -57,3 +57,35 @@ async def test_router_ttl_and_entry_bound(tmp_path):
         assert (await chat(c))[0] == "miss"  # expired
         s = sdk(small["router"])
         assert [(await chat(s))[0] for _ in range(2)] == ["miss", "miss"]  # too big to keep
+
+
+async def test_cut_stream_not_kept_and_a_tool_call_stream_replayed_whole(tmp_path,
+                                                                       fake_openai_server):
+    from tests.conftest import url_of
+    from tests.fakes.openai_server import KNOBS, MODELS
+
+    knobs = fake_openai_server.app[KNOBS]
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="vllm", backend_url=url_of(fake_openai_server)) as w, \
+            run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                       workers=w["worker"], health_interval=1000, cache="exact") as r:
+        await until(lambda: _routes(r["router"]), timeout=15)
+        c = sdk(r["router"])
+        ask = dict(model=MODELS[0], messages=[{"role": "user", "content": "q"}], temperature=0)
+        knobs.die_after = 2  # the backend closes mid-stream
+        with pytest.raises(openai.APIError):  # eldric's error event ends the stream
+            stream = await c.chat.completions.create(**ask, stream=True)
+            [ch async for ch in stream]
+        knobs.die_after = None
+        raw = await c.chat.completions.with_raw_response.create(**ask)
+        assert raw.headers["X-Eldric-Cache"] == "miss"  # the cut stream was not kept
+        knobs.tool_calls = [("call_1", "get_weather", '{"city": "Paris"}')]
+        tools = dict(model=MODELS[0], messages=[{"role": "user", "content": "weather?"}],
+                     temperature=0)
+        stream = await c.chat.completions.create(**tools, stream=True)
+        [ch async for ch in stream]
+        raw = await c.chat.completions.with_raw_response.create(**tools)
+        assert raw.headers["X-Eldric-Cache"] == "hit"
+        (call,) = raw.parse().choices[0].message.tool_calls
+        assert (call.id, call.function.name, call.function.arguments) == \
+            ("call_1", "get_weather", '{"city": "Paris"}')
