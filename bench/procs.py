@@ -7,6 +7,7 @@ stopped by its own process-group id. Used by bench/run.py; see bench/README.md.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -334,3 +336,47 @@ def log_summary(proc: Proc, log_format: str, notes: list[str]) -> dict:
             ln for ln in text.splitlines() if "warning" in ln or "error" in ln)[-1500:])
     return {"format": log_format, "lines": text.count("\n"), "bytes": len(text.encode()),
             "levels": dict(levels)}
+
+
+def edge_chain(tmp: Path, tag: str, procs: list[Proc], edge_args: list[str], body: dict,
+               mock_tokens: int = 16) -> str:
+    """mock worker <- router <- edge (plain HTTP, no key, no rate limit) from this tree's
+    eldric, each appended to `procs` (the caller stops them); the edge's URL once it
+    serves `body`. `edge_args`: the edge's own flags under test."""
+    wport, rport, eport = free_port(), free_port(), free_port()
+    exe, cwd = [sys.executable, "-m", "eldric"], Path(__file__).resolve().parents[1]
+    assert Path.cwd() == cwd, "run it from the repository root: python bench/NAME.py"
+    common = ["--bind", "127.0.0.1", "--log-level", "warning"]
+    w = Proc("worker", [*exe, "--role", "worker", "--backend", "mock", "--mock-tokens",
+                        str(mock_tokens), "--port", str(wport), "--data-dir",
+                        str(tmp / f"w-{tag}"), *common], tmp / f"w-{tag}.log")
+    procs.append(w)
+    wait_healthy(w, f"http://127.0.0.1:{wport}/health")
+    r = Proc("router", [*exe, "--role", "router", "--workers", f"http://127.0.0.1:{wport}",
+                        "--port", str(rport), "--data-dir", str(tmp / f"r-{tag}"), *common],
+             tmp / f"r-{tag}.log")
+    procs.append(r)
+    wait_healthy(r, f"http://127.0.0.1:{rport}/health")
+    e = Proc("edge", [*exe, "--role", "edge", "--no-tls", "--http-port", str(eport),
+                      "--routers", f"http://127.0.0.1:{rport}", "--no-require-api-key",
+                      "--global-rpm", "0", "--per-ip-rpm", "0", "--per-key-rpm", "0",
+                      *edge_args, "--data-dir", str(tmp / f"e-{tag}"), *common],
+             tmp / f"e-{tag}.log")
+    procs.append(e)
+    url = f"http://127.0.0.1:{eport}"
+    wait_healthy(e, url + "/health")
+    wait_serving(e, url + "/v1/chat/completions", body)
+    return url
+
+
+@contextlib.contextmanager
+def edge_chain_running(tmp: Path, tag: str, edge_args: list[str], body: dict,
+                       mock_tokens: int = 16) -> Iterator[tuple[str, Proc]]:
+    """edge_chain(), its processes stopped on leaving: (the edge's URL, its Proc)."""
+    procs: list[Proc] = []
+    try:
+        url = edge_chain(tmp, tag, procs, edge_args, body, mock_tokens)
+        yield url, procs[-1]
+    finally:
+        for p in reversed(procs):
+            p.stop()

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp  # noqa: E402
 
-from bench.procs import Proc, free_port, wait_healthy, wait_serving  # noqa: E402
+from bench.procs import Proc, edge_chain  # noqa: E402
 
 TOKENS = 16
 BODY = {"model": "eldric-mock", "messages": [{"role": "user", "content": "Say something."}]}
@@ -119,31 +119,7 @@ def part_a(n: int) -> dict[str, float]:
 
 
 def _start(tmp: Path, usage: str, procs: list[Proc]) -> str:
-    wport, rport, eport = free_port(), free_port(), free_port()
-    # this tree's eldric (python -m from the repository root), not whichever is installed
-    exe, cwd = [sys.executable, "-m", "eldric"], Path(__file__).resolve().parents[1]
-    assert Path.cwd() == cwd, "run it from the repository root: python bench/usage.py"
-    common = ["--bind", "127.0.0.1", "--log-level", "warning"]
-    w = Proc("worker", [*exe, "--role", "worker", "--backend", "mock", "--mock-tokens",
-                        str(TOKENS), "--port", str(wport), "--data-dir",
-                        str(tmp / f"w-{usage}"), *common], tmp / f"w-{usage}.log")
-    procs.append(w)
-    wait_healthy(w, f"http://127.0.0.1:{wport}/health")
-    r = Proc("router", [*exe, "--role", "router", "--workers", f"http://127.0.0.1:{wport}",
-                        "--port", str(rport), "--data-dir", str(tmp / f"r-{usage}"), *common],
-             tmp / f"r-{usage}.log")
-    procs.append(r)
-    wait_healthy(r, f"http://127.0.0.1:{rport}/health")
-    e = Proc("edge", [*exe, "--role", "edge", "--no-tls", "--http-port", str(eport),
-                      "--routers", f"http://127.0.0.1:{rport}", "--no-require-api-key",
-                      "--global-rpm", "0", "--per-ip-rpm", "0", "--per-key-rpm", "0",
-                      "--usage", usage, "--data-dir", str(tmp / f"e-{usage}"), *common],
-             tmp / f"e-{usage}.log")
-    procs.append(e)
-    url = f"http://127.0.0.1:{eport}"
-    wait_healthy(e, url + "/health")
-    wait_serving(e, url + "/v1/chat/completions", BODY)
-    return url
+    return edge_chain(tmp, usage, procs, ["--usage", usage], BODY, TOKENS)
 
 
 async def _send(url: str, n: int, stream: bool) -> int:

@@ -1,12 +1,17 @@
 """A fake OpenAI /v1/embeddings server whose vectors mean something: each word of an
 input adds 1 to a hashed dimension (a bag of words), so texts sharing words are near in
 cosine. The reply has the OpenAI API's shape ({"object": "list", "data": [{"object":
-"embedding", "index", "embedding"}], "model", "usage"}); knobs make it slow or failing."""
+"embedding", "index", "embedding"}], "model", "usage"}); knobs make it slow or failing,
+or set chosen vectors per text. `embedding` is a list of floats, or with
+`encoding_format: "base64"` the little-endian float32 bytes in base64, as OpenAI sends
+them (the openai SDK asks for base64 by default)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
+import struct
 import zlib
 
 from aiohttp import web
@@ -22,6 +27,8 @@ class Knobs:
         self.garbage = False  # 200 with a body that is not an embeddings list
         self.calls = 0
         self.inputs: list[str] = []
+        self.vectors: dict[str, list[float]] = {}  # chosen vectors (else bag of words)
+        self.formats: list[str] = []  # each call's encoding_format
 
 
 KNOBS = web.AppKey("embedding_knobs", Knobs)
@@ -48,10 +55,17 @@ async def embeddings(request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": "nope"})
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
     k.inputs += inputs
+    fmt = body.get("encoding_format", "float")
+    k.formats.append(fmt)
+    data = []
+    for i, text in enumerate(inputs):
+        vec = k.vectors.get(text) or vector(text)
+        emb: object = vec
+        if fmt == "base64":
+            emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": emb})
     return web.json_response({
-        "object": "list", "model": body["model"],
-        "data": [{"object": "embedding", "index": i, "embedding": vector(t)}
-                 for i, t in enumerate(inputs)],
+        "object": "list", "model": body["model"], "data": data,
         "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
 
 

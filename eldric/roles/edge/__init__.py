@@ -197,6 +197,10 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     if cfg.usage.on:
         es.recorder = make_recorder(app, cfg.usage, es.plugins, r)
         es.usage = Usage(cfg.usage, es.budgets, es.recorder, es.metrics)
+    if cfg.cache.on:  # off: not imported, es.cache stays None
+        from eldric.roles.edge import cached
+
+        cached.install(app, es, r)
     app[keys.PROBER] = prober(app, es.routers, cfg.health_check_interval_ms / 1000)
     app[keys.HEALTH] = edge_health
     if cfg.cors_origins:

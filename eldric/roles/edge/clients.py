@@ -49,6 +49,7 @@ class Client(msgspec.Struct, omit_defaults=True):
     max_cost_per_day: float | None = None  # in the price table's currency (USD)
     max_cost_per_month: float | None = None
     allowed_models: list[str] | None = None  # glob patterns; None: every model
+    cache: bool | None = None  # the response cache: False opts out, None as configured
 
     def may(self, scope: str) -> bool:
         return scope in (self.scopes if self.scopes is not None else DEFAULT_SCOPES)
@@ -60,7 +61,7 @@ class Client(msgspec.Struct, omit_defaults=True):
                 "tpm": self.tpm, "max_tokens_per_day": self.max_tokens_per_day,
                 "max_cost_per_day": self.max_cost_per_day,
                 "max_cost_per_month": self.max_cost_per_month,
-                "allowed_models": self.allowed_models}
+                "allowed_models": self.allowed_models, "cache": self.cache}
 
 
 _enc = msgspec.json.Encoder()

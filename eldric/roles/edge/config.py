@@ -9,6 +9,7 @@ import msgspec
 from eldric.batch.config import BatchConfig
 from eldric.config import Ms, Renamed, RoleConfig, flag_meta, seconds_to_ms
 from eldric.fields import parse_ms
+from eldric.replycache.config import CacheConfig
 from eldric.roles.edge.plugins.mcp_config import McpServerConfig
 from eldric.roles.edge.usage.config import UsageConfig
 from eldric.store.responses import ResponsesConfig
@@ -43,6 +44,7 @@ class ClientSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_cost_per_day: Money | None = None  # USD, the price table's currency
     max_cost_per_month: Money | None = None  # UTC calendar month
     allowed_models: list[str] | None = None  # glob patterns (fnmatch): gpt-4o*, llama-*
+    cache: bool | None = None  # the response cache for this client: None as configured
 
 
 class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -53,7 +55,7 @@ class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # client name (of api_keys, or key-N of --api-key) -> its rpm, scopes, budgets
     clients: Annotated[dict[str, ClientSettings], flag_meta(
         "static clients' settings: {name: {rpm, scopes, tpm, max_tokens_per_day, "
-        "max_cost_per_day, max_cost_per_month, allowed_models, description}}")] = {}
+        "max_cost_per_day, max_cost_per_month, allowed_models, cache, description}}")] = {}
 
 
 # 0 turns a tier off (the quick start's loopback edge limits nothing unless asked).
@@ -144,3 +146,5 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     usage: UsageConfig = msgspec.field(default_factory=UsageConfig)
     # the Batch API (eldric/batch/): /v1/files and /v1/batches, run on idle capacity
     batch: BatchConfig = msgspec.field(default_factory=BatchConfig)
+    # the response cache (eldric/replycache/): off unless --cache exact|semantic
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)

@@ -112,13 +112,42 @@ async def admit(request: LaneRequest, es: EdgeState) -> tuple[Client | None, dic
 
 async def _to_routers(request: LaneRequest, es: EdgeState, client: Client | None, body: bytes,
                       tap: Tap | None = None, *, headers: dict[str, str]) -> Answer:
+    if es.cache is not None:  # --cache off: this check is all it costs
+        from eldric.roles.edge.cached import through_cache
+        return await through_cache(request, es, client, body, tap, headers, _relayed,
+                                   counted_hit)
+    return await _relayed(request, es, client, body, tap, headers)
+
+
+async def _ticket(request: LaneRequest, es: EdgeState, client: Client | None,
+                  body: bytes) -> Ticket | None:
+    """The request counted as the client's (its usage ticket), or only its access checked."""
     name = client.name if client else "anonymous"
     es.metrics.client_requests.labels(es.metrics.client_label(name)).inc()
     ticket = None if es.usage is None else await es.usage.begin(
         request, client, request.path, body, request[keys.HOP].model)
+    if ticket is None and es.usage is None and client is not None \
+            and client.allowed_models is not None:
+        es.budgets.allow(client, request[keys.HOP].model or "")  # access, not counting
+    return ticket
+
+
+async def counted_hit(request: LaneRequest, es: EdgeState, client: Client | None,
+                      body: bytes, whole: Answer) -> dict[str, str]:
+    """A reply the response cache serves, counted as any request (access, budgets) with
+    its tokens as cache hits and cost 0: the budget's headers for it."""
+    ticket = await _ticket(request, es, client, body)
     if ticket is None:
-        if es.usage is None and client is not None and client.allowed_models is not None:
-            es.budgets.allow(client, request[keys.HOP].model or "")  # access, not counting
+        return {}
+    await ticket.end(whole, cache_hit=True)
+    return ticket.hold.headers
+
+
+async def _relayed(request: LaneRequest, es: EdgeState, client: Client | None, body: bytes,
+                   tap: Tap | None, headers: dict[str, str]) -> Answer:
+    """Counted and sent to the routers."""
+    ticket = await _ticket(request, es, client, body)
+    if ticket is None:
         return await _run(ToRouters(request, es.routers, es.timeouts, body, headers, tap))
     if ticket.hold.headers:  # the budget's headers go on every reply to the client
         headers = {**headers, **ticket.hold.headers}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -37,6 +38,8 @@ class EdgeState:
     budgets: Budgets = field(default_factory=Budgets)
     recorder: Recorder | None = None
     usage: Usage | None = None
+    # the response cache (eldric.replycache.hop.ReplyCache); None with --cache off
+    cache: Any = None
     saved: Saved | None = None  # standalone: the budgets' counts kept in edge.db
 
 

@@ -79,6 +79,10 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
     rs.swarm_stats = SwarmStats(app[keys.BUS].metrics.registry)
     rs.batch = BatchStats(app[keys.BUS].metrics.registry, pool)
     app[ROUTER] = rs
+    if cfg.cache.on:  # off: not imported, rs.cache stays None
+        from eldric.roles.router import cached
+
+        cached.install(app, rs)
     ai_api.install(app, rs)  # AI routing (eldric.roles.router.ai): its scorer and routes
     knowledge.install(app, cfg.knowledge, rs.thinking)  # themes file refused here when bad
     app[keys.PROBER] = prober(app)

@@ -8,6 +8,7 @@ import msgspec
 
 from eldric.cluster.config import MemberConfig
 from eldric.config import Ms, flag_meta
+from eldric.replycache.config import CacheConfig
 from eldric.roles.router.ai.config import AiRoutingConfig
 from eldric.roles.router.cache.config import CacheAwareConfig
 from eldric.roles.router.knowledge.config import KnowledgeConfig
@@ -76,4 +77,6 @@ class RouterConfig(MemberConfig, kw_only=True, forbid_unknown_fields=True):
     ai_routing: AiRoutingConfig = msgspec.field(default_factory=AiRoutingConfig)
     knowledge: KnowledgeConfig = msgspec.field(default_factory=KnowledgeConfig)
     cache_aware: CacheAwareConfig = msgspec.field(default_factory=CacheAwareConfig)
+    # the response cache (eldric/replycache/): off unless --cache exact|semantic
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
     predict: PredictConfig = msgspec.field(default_factory=PredictConfig)

@@ -28,6 +28,7 @@ class RouterState:
     # fix it: the controller's router_config no longer changes it.
     strategy_source: StrategySource = "default"
     swarms: Swarms = field(init=False)  # the swarm settings now (config, then runtime)
+    cache: Any = None  # eldric.replycache.hop.ReplyCache; None with --cache off
     swarm_stats: Any = None  # eldric.roles.router.swarm.account.SwarmStats, made by build()
     # the scorers around the strategy: knowledge, AI, sessions (eldric.roles.router.thinking)
     thinking: Thinking = field(default_factory=Thinking)

@@ -42,7 +42,8 @@ async def test_rows_without_bodies_unless_asked(tmp_path):
                       "path": "/v1/chat/completions", "status": 200, "prompt_tokens": 3,
                       "completion_tokens": 4, "cached_tokens": 1, "estimated": True,
                       "cost": None, "latency_ms": 5.5, "ttft_ms": 1.5, "stream": True,
-                      "abandoned": False, "request_body": None, "reply_body": None}
+                      "abandoned": False, "request_body": None, "reply_body": None,
+                      "cache": None}
     assert [r["client"] for r in await rows(log, client="app")] == ["app"]
     assert len(await rows(log, limit=1)) == 1
     await log.close()

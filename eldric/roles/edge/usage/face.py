@@ -107,7 +107,7 @@ class Usage:
         client, model = m.client_label(record.client), m.model_label(record.model)
         t = record.tokens
         for kind, n in (("prompt", t.prompt), ("completion", t.completion),
-                        ("cached", t.cached)):
+                        ("cached", t.cached), ("cache_hit", t.cache_hit)):
             if n:
                 m.tokens.labels(client, model, kind).inc(n)
         if record.cost:
@@ -154,8 +154,9 @@ class Ticket:
         await self.usage.budgets.settle(self.hold, Tokens(), 0.0)
 
     async def end(self, answer: Answer | None, cancelled: bool = False,
-                  status: int | None = None) -> None:
-        """The reply is out (or the client left, or it failed: `status` then, the error's)."""
+                  status: int | None = None, cache_hit: bool = False) -> None:
+        """The reply is out (or the client left, or it failed: `status` then, the error's).
+        `cache_hit`: served by the response cache (its tokens counted as such, cost 0)."""
         meter = self.meter
         reply = self.kept.reply(self.model) if self.kept is not None else None
         if answer is not None:
@@ -174,6 +175,11 @@ class Ticket:
         else:  # refused: nothing used
             tokens = Tokens()
             cost = 0.0 if self.model and prices.of(self.model) is not None else None
+        if cache_hit:  # no backend ran: the tokens are the stored reply's, nothing spent
+            tokens = Tokens(prompt=tokens.prompt, completion=tokens.completion,
+                            cached=tokens.cached, estimated=tokens.estimated,
+                            cache_hit=tokens.total)
+            cost = 0.0
         hop = self.request[keys.HOP]
         if hop.span is not None and (tokens.prompt or tokens.completion):  # traced
             hop.span.set_attributes({"gen_ai.usage.input_tokens": tokens.prompt,
@@ -187,6 +193,7 @@ class Ticket:
             ttft_ms=hop.ttfb * 1000 if hop.ttfb is not None else None, stream=self.stream,
             # a tapped stream that never reached its end; a reply not tapped (the
             # plugin tool loop's stream) is estimated but not called abandoned
+            cache="hit" if cache_hit else "",
             abandoned=cancelled or (ok and self.stream and meter.events > 0
                                     and not meter.done)),
             self.body, reply)  # the bodies: for the request log, kept only if asked

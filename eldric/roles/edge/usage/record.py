@@ -10,6 +10,7 @@ class Tokens(msgspec.Struct, omit_defaults=True):
     completion: int = 0
     cached: int = 0  # of prompt: read from the backend's prompt cache
     estimated: bool = False  # counted by eldric's estimate: the reply stated no usage
+    cache_hit: int = 0  # of the total: a reply served by eldric's response cache
 
     @property
     def total(self) -> int:
@@ -31,3 +32,4 @@ class Record(msgspec.Struct, omit_defaults=True):
     ttft_ms: float | None = None
     stream: bool = False
     abandoned: bool = False  # the client left before the reply ended: what was sent
+    cache: str = ""  # "hit": served by eldric's response cache (no backend ran)

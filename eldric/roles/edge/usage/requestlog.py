@@ -26,14 +26,16 @@ log = structlog.get_logger("eldric.edge.usage")
 
 COLUMNS = ("ts", "client", "model", "backend", "path", "status", "prompt_tokens",
            "completion_tokens", "cached_tokens", "estimated", "cost", "latency_ms", "ttft_ms",
-           "stream", "abandoned", "request_body", "reply_body")
+           "stream", "abandoned", "request_body", "reply_body", "cache")
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS requests (id INTEGER PRIMARY KEY, ts REAL NOT NULL, "
     "client TEXT, model TEXT, backend TEXT, path TEXT, status INTEGER, prompt_tokens INTEGER, "
     "completion_tokens INTEGER, cached_tokens INTEGER, estimated INTEGER, cost REAL, "
     "latency_ms REAL, ttft_ms REAL, stream INTEGER, abandoned INTEGER, request_body TEXT, "
-    "reply_body TEXT)",
+    "reply_body TEXT, cache TEXT)",
     "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts)",
+    # "hit": answered by the response cache (issue 22); added to files made before it
+    "ALTER TABLE requests ADD COLUMN cache TEXT",
 )
 _INSERT = (f"INSERT INTO requests ({', '.join(COLUMNS)}) "
            f"VALUES ({', '.join('?' for _ in COLUMNS)})")
@@ -116,7 +118,8 @@ class RequestLog:
                            t.completion, t.cached, int(t.estimated), r.cost, r.latency_ms,
                            r.ttft_ms, int(r.stream), int(r.abandoned),
                            await self._text("inlet", row, row.request_body),
-                           await self._text("outlet", row, row.reply_body)))
+                           await self._text("outlet", row, row.reply_body),
+                           r.cache or None))
         try:
             await self.db.run(lambda db: db.executemany(_INSERT, values))
         except sqlite3.Error as exc:

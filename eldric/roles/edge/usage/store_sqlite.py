@@ -51,7 +51,11 @@ class OnOneThread:
         if not self._made:
             db.execute("PRAGMA journal_mode=WAL")
             for ddl in self.schema:
-                db.execute(ddl)
+                try:
+                    db.execute(ddl)
+                except sqlite3.OperationalError as exc:  # a column added to an older file
+                    if not (ddl.startswith("ALTER TABLE") and "duplicate column" in str(exc)):
+                        raise
             self._made = True
         return db
 
