@@ -14,6 +14,7 @@ from eldric import batch, keys
 from eldric.context import data_file
 from eldric.roles.edge.config import EdgeConfig
 from eldric.roles.edge.handlers import _owner
+from eldric.wire.openai import model_of
 from eldric.roles.edge.state import EDGE
 
 
@@ -43,5 +44,16 @@ def install(app: web.Application, cfg: EdgeConfig) -> None:
             return deferred
         raise ConnectionError(f"no router answered ({failure or 'none configured'})")
 
+    async def count(owner: str, path: str, body: bytes, reply: batch.Reply,
+                    latency_ms: float) -> None:
+        """A line's answer counted to the key that owns the batch (usage and budgets;
+        never its request rate limit: batch lines take idle capacity only)."""
+        es = app[EDGE]
+        if es.usage is None:
+            return
+        client = next((c for c in await es.clients.all() if c.key_hash == owner), None)
+        await es.usage.whole(client, path, body, model_of(body) or "", reply.status,
+                             reply.body, latency_ms, reply.headers.get("X-Eldric-Worker", ""))
+
     batch.install(app, cfg.batch, _owner, send, data_file(app, "batch.db"),
-                  data_file(app, "batch.files"))
+                  data_file(app, "batch.files"), count)
