@@ -35,6 +35,9 @@ Send = Callable[[str, bytes, dict[str, str]], Awaitable[Reply]]
 # count(owner, path, body, reply, latency_ms): a line's answer counted to its owner (the
 # role's usage); never raises into the runner (its failures are logged and passed over).
 Count = Callable[[str, str, bytes, Reply, float], Awaitable[None]]
+# allow(owner, body) -> None, or (code, message): the line's owner may not send it (a
+# model its key is not allowed), its error entry then; it is never sent.
+Allow = Callable[[str, bytes], Awaitable["tuple[str, str] | None"]]
 HEADERS = {"Content-Type": "application/json", priority.HEADER: priority.BATCH}
 TRIES = 3  # unreachable upstream: tries of one line before it is an error entry
 MAX_WAIT = 60.0  # longest one deferral is waited, whatever Retry-After says
@@ -60,10 +63,11 @@ def deferred(reply: Reply) -> float | None:
 
 class Runner:
     def __init__(self, db: BatchDB, send: Send, concurrency: int,
-                 count: Count | None = None) -> None:
+                 count: Count | None = None, allow: Allow | None = None) -> None:
         self.db = db
         self.send = send
         self.count = count
+        self.allow = allow
         self.slots = asyncio.Semaphore(concurrency)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.live: dict[str, Batch] = {}  # the running batches' objects: the one copy written
@@ -118,7 +122,7 @@ class Runner:
             b.status, b.in_progress_at = "in_progress", int(time.time())
             await self.db.save(b)
         pending = await self.db.pending(b.id)
-        owner = await self._owner(b) if self.count is not None else ""
+        owner = await self._owner(b) if self.count or self.allow else ""
         counts = b.request_counts
         lock = asyncio.Lock()
 
@@ -146,6 +150,8 @@ class Runner:
         body = _enc.encode(line.body)
         failures = 0
         t0 = time.perf_counter()
+        if self.allow is not None and (refused := await self.allow(owner, body)) is not None:
+            return False, _out(line, None, LineError(code=refused[0], message=refused[1]))
         while True:
             try:
                 reply = await self.send(line.url, body, dict(HEADERS))

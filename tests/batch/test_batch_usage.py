@@ -3,6 +3,7 @@ its usage, as an interactive request's would be."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import aiohttp
@@ -61,3 +62,28 @@ async def test_batch_lines_are_charged_to_the_clients_budget(tmp_path):
             status, headers, _ = await ask(s, edge, key)
             assert status == 200
             assert headers[REMAINING] == f"tokens_per_day={1000 - 3 * USED - RESERVED}"
+
+
+async def test_a_keys_allowed_models_hold_for_its_batch_lines(tmp_path):
+    """A key allowed only eldric-* models cannot run another model through a batch: that
+    line is its error entry (never sent), the allowed one runs."""
+    from tests.roles.edge_usage.test_budgets_e2e import ASK, cluster, register
+
+    async with cluster(tmp_path) as (edge,):
+        async with aiohttp.ClientSession() as s:
+            key = await register(s, edge, "narrow", allowed_models=["eldric-*"])
+            client = sdk(edge, key)
+            rows = [{"custom_id": "ok", "method": "POST", "url": "/v1/chat/completions",
+                     "body": ASK},
+                    {"custom_id": "no", "method": "POST", "url": "/v1/chat/completions",
+                     "body": {**ASK, "model": "secret-model"}}]
+            f = await client.files.create(file=("in.jsonl", jsonl(rows)), purpose="batch")
+            b = await client.batches.create(input_file_id=f.id,
+                                            endpoint="/v1/chat/completions",
+                                            completion_window="24h")
+            b = await finished(client, b.id)
+            assert (b.request_counts.completed, b.request_counts.failed) == (1, 1)
+            errors = [json.loads(x) for x in
+                      (await client.files.content(b.error_file_id)).text.splitlines()]
+            assert [(e["custom_id"], e["response"], e["error"]["code"]) for e in errors] == \
+                [("no", None, "model_not_allowed")]
