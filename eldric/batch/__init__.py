@@ -10,15 +10,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from eldric.batch.config import BatchConfig
-from eldric.batch.runner import Reply, Runner, Send
+from eldric.batch.runner import Allow, Count, Reply, Runner, Send
 
-__all__ = ["BatchConfig", "Reply", "Send", "install", "RUNNER"]
+__all__ = ["Allow", "BatchConfig", "Count", "Reply", "Send", "install", "RUNNER"]
 
 RUNNER: web.AppKey[Runner] = web.AppKey("eldric_batch_runner", Runner)
 
 
 def install(app: web.Application, cfg: BatchConfig, owner, send: Send,  # type: ignore[no-untyped-def]
-            db_path: str, files_dir: str) -> None:
+            db_path: str, files_dir: str, count: Count | None = None,
+            allow: Allow | None = None) -> None:
     """Routes before the role's catch-all /v1 route; the runner resumes live batches at
     start and stops (lines in flight run again next start) at exit. Off: nothing."""
     if not cfg.on:
@@ -27,7 +28,7 @@ def install(app: web.Application, cfg: BatchConfig, owner, send: Send,  # type: 
     from eldric.batch.db import BatchDB
 
     db = BatchDB(db_path, files_dir)
-    runner = app[RUNNER] = Runner(db, send, cfg.concurrency)
+    runner = app[RUNNER] = Runner(db, send, cfg.concurrency, count, allow)
     Api(db, runner, owner, cfg.max_file_bytes, cfg.max_lines).routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from eldric.batch.db import BatchDB
 from eldric.batch.lines import check
-from eldric.batch.objects import (ENDPOINTS, WINDOW, WINDOW_S, Batch, Deleted, FileObject, Page,
-                                  RequestCounts, new_id)
+from eldric.batch.objects import (ENDPOINTS, LIVE, WINDOW, WINDOW_S, Batch, Deleted,
+                                  FileObject, Page, RequestCounts, new_id)
 from eldric.batch.runner import Runner
 from eldric.errors import BadRequest, EldricError, NotFound
 
@@ -112,6 +112,12 @@ class Api:
     async def delete_file(self, request: web.Request, who: str) -> web.Response:
         file_id = request.match_info["id"]
         await self._file(who, file_id)
+        # a live batch's lines are read from it again when a restart resumes the batch
+        if any(b.input_file_id == file_id and b.status in LIVE
+               for b in self.runner.live.values()):
+            raise EldricError(f"file {file_id!r} is the input of a batch still running "
+                              "(delete it once the batch has ended, or cancel the batch)",
+                              param="file_id", code="file_in_use", status=409)
         await self.db.delete_file(who, file_id)
         return _json(Deleted(id=file_id))
 

@@ -45,6 +45,9 @@ def check(data: bytes, max_lines: int) -> list[Line]:
         if line.url not in ENDPOINTS:
             raise _bad(n, "invalid_url", f"url {line.url!r} is not one of "
                        + ", ".join(ENDPOINTS))
+        if line.body.get("stream") is True:  # its reply would be SSE, not a response body
+            raise _bad(n, "stream_not_supported",
+                       'a batch request cannot stream ("stream": true in its body)')
         if line.custom_id in seen:
             raise _bad(n, "duplicate_custom_id", f"custom_id {line.custom_id!r} appears twice")
         seen.add(line.custom_id)

@@ -32,6 +32,12 @@ class Reply(NamedTuple):
 # send(path, body, headers) -> the upstream's reply; raises OSError (or aiohttp's
 # ClientError) when no upstream could be reached.
 Send = Callable[[str, bytes, dict[str, str]], Awaitable[Reply]]
+# count(owner, path, body, reply, latency_ms): a line's answer counted to its owner (the
+# role's usage); never raises into the runner (its failures are logged and passed over).
+Count = Callable[[str, str, bytes, Reply, float], Awaitable[None]]
+# allow(owner, body) -> None, or (code, message): the line's owner may not send it (a
+# model its key is not allowed), its error entry then; it is never sent.
+Allow = Callable[[str, bytes], Awaitable["tuple[str, str] | None"]]
 HEADERS = {"Content-Type": "application/json", priority.HEADER: priority.BATCH}
 TRIES = 3  # unreachable upstream: tries of one line before it is an error entry
 MAX_WAIT = 60.0  # longest one deferral is waited, whatever Retry-After says
@@ -56,9 +62,12 @@ def deferred(reply: Reply) -> float | None:
 
 
 class Runner:
-    def __init__(self, db: BatchDB, send: Send, concurrency: int) -> None:
+    def __init__(self, db: BatchDB, send: Send, concurrency: int,
+                 count: Count | None = None, allow: Allow | None = None) -> None:
         self.db = db
         self.send = send
+        self.count = count
+        self.allow = allow
         self.slots = asyncio.Semaphore(concurrency)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.live: dict[str, Batch] = {}  # the running batches' objects: the one copy written
@@ -113,6 +122,7 @@ class Runner:
             b.status, b.in_progress_at = "in_progress", int(time.time())
             await self.db.save(b)
         pending = await self.db.pending(b.id)
+        owner = await self._owner(b) if self.count or self.allow else ""
         counts = b.request_counts
         lock = asyncio.Lock()
 
@@ -121,7 +131,7 @@ class Runner:
                 if b.id in self.cancelled or self._expired(b):
                     return
                 line = lines.decode(raw[n])
-                ok, out = await self._line(b, line)
+                ok, out = await self._line(b, line, owner)
             await self.db.finish_line(b.id, n, ok, _enc.encode(out))
             async with lock:
                 if ok:
@@ -136,9 +146,12 @@ class Runner:
     def _expired(self, b: Batch) -> bool:
         return b.expires_at is not None and time.time() >= b.expires_at
 
-    async def _line(self, b: Batch, line: Line) -> tuple[bool, OutputLine]:
+    async def _line(self, b: Batch, line: Line, owner: str) -> tuple[bool, OutputLine]:
         body = _enc.encode(line.body)
         failures = 0
+        t0 = time.perf_counter()
+        if self.allow is not None and (refused := await self.allow(owner, body)) is not None:
+            return False, _out(line, None, LineError(code=refused[0], message=refused[1]))
         while True:
             try:
                 reply = await self.send(line.url, body, dict(HEADERS))
@@ -158,6 +171,11 @@ class Runner:
                     code="batch_cancelled" if b.id in self.cancelled else "batch_expired",
                     message="the batch ended before this request found idle capacity"))
             await asyncio.sleep(wait)
+        if self.count is not None:
+            try:
+                await self.count(owner, line.url, body, reply, (time.perf_counter() - t0) * 1000)
+            except Exception:  # the line's answer stands; only its counting failed
+                log.exception("batch_line_not_counted", batch=b.id, custom_id=line.custom_id)
         try:
             parsed = msgspec.json.decode(reply.body)
         except msgspec.DecodeError:
@@ -198,10 +216,13 @@ class Runner:
         log.info("batch_done", batch=b.id, status=b.status, completed=b.request_counts.completed,
                  failed=b.request_counts.failed)
 
+    async def _owner(self, b: Batch) -> str:
+        return await self.db.store.run(lambda db: db.execute(
+            "SELECT owner FROM batches WHERE id = ?", (b.id,)).fetchone()[0])
+
     async def _write(self, b: Batch, rows: list[bytes], kind: str) -> str:
         data = b"".join(r + b"\n" for r in rows)
-        owner = await self.db.store.run(lambda db: db.execute(
-            "SELECT owner FROM batches WHERE id = ?", (b.id,)).fetchone()[0])
+        owner = await self._owner(b)
         f = FileObject(id=new_id("file-"), bytes=len(data), created_at=int(time.time()),
                        filename=f"batch_{b.id}_{kind}.jsonl", purpose="batch_output")
         await self.db.add_file(owner, f, data)

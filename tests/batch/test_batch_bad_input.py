@@ -19,6 +19,9 @@ BAD = [
     (jsonl([line("a", method="GET")]), "invalid_method"),
     (jsonl([line("a", url="/v1/images/generations")]), "invalid_url"),
     (jsonl([line("a"), line("a")]), "duplicate_custom_id"),
+    # a streamed reply cannot be a line's response body (OpenAI refuses it too)
+    (jsonl([line("a"), {**line("b"), "body": {**line("b")["body"], "stream": True}}]),
+     "stream_not_supported"),
     (b"\n\n", "empty_file"),
     (jsonl([line(str(i)) for i in range(4)]), "too_many_requests_in_file"),
 ]

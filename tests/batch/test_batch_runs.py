@@ -167,3 +167,24 @@ async def test_the_completion_window_passing_expires_the_batch(aiohttp_server, t
         assert {r["error"]["code"] for r in late.values()} == {"batch_expired"}
         assert all(r["response"] is None for r in late.values())
     assert sum(calls(worker).values()) == c.completed  # the late ones never went upstream
+
+
+async def test_the_input_file_of_a_running_batch_cannot_be_deleted(aiohttp_server, tmp_path):
+    """Deleted mid-batch, a restart could not resume it (its lines are read from the file):
+    refused with 409 while the batch lives, deletable once it ended."""
+    import openai
+
+    worker = await aiohttp_server(openai_server.make_app())
+    worker.app[KNOBS].hold = 0.2
+    async with chain(tmp_path, worker, batch_concurrency=1) as url:
+        client = sdk(url)
+        b = await _batch(client, [line(f"d{i}") for i in range(3)])
+        try:
+            await client.files.delete(b.input_file_id)
+        except openai.APIStatusError as exc:
+            assert exc.status_code == 409 and exc.body["code"] == "file_in_use"
+        else:
+            raise AssertionError("the input file of a live batch was deleted")
+        b = await finished(client, b.id)
+        assert b.status == "completed" and b.request_counts.completed == 3
+        assert (await client.files.delete(b.input_file_id)).deleted

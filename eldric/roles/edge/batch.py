@@ -12,8 +12,10 @@ from aiohttp import web
 
 from eldric import batch, keys
 from eldric.context import data_file
+from eldric.errors import EldricError
 from eldric.roles.edge.config import EdgeConfig
 from eldric.roles.edge.handlers import _owner
+from eldric.wire.openai import model_of
 from eldric.roles.edge.state import EDGE
 
 
@@ -43,5 +45,30 @@ def install(app: web.Application, cfg: EdgeConfig) -> None:
             return deferred
         raise ConnectionError(f"no router answered ({failure or 'none configured'})")
 
+    async def client_of(owner: str):  # type: ignore[no-untyped-def]
+        return next((c for c in await app[EDGE].clients.all() if c.key_hash == owner), None)
+
+    async def allow(owner: str, body: bytes) -> tuple[str, str] | None:
+        """A key's allowed_models hold for its batch lines as for its requests."""
+        client = await client_of(owner)
+        if client is None:
+            return None
+        try:
+            app[EDGE].budgets.allow(client, model_of(body) or "")
+        except EldricError as exc:
+            return exc.code or "model_not_allowed", exc.message
+        return None
+
+    async def count(owner: str, path: str, body: bytes, reply: batch.Reply,
+                    latency_ms: float) -> None:
+        """A line's answer counted to the key that owns the batch (usage and budgets;
+        never its request rate limit: batch lines take idle capacity only)."""
+        es = app[EDGE]
+        if es.usage is None:
+            return
+        client = await client_of(owner)
+        await es.usage.whole(client, path, body, model_of(body) or "", reply.status,
+                             reply.body, latency_ms, reply.headers.get("X-Eldric-Worker", ""))
+
     batch.install(app, cfg.batch, _owner, send, data_file(app, "batch.db"),
-                  data_file(app, "batch.files"))
+                  data_file(app, "batch.files"), count, allow)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import msgspec
 
 from eldric import keys
+from eldric.errors import EldricError
 from eldric.exchange import Answer, LaneRequest, Reply
 from eldric.roles.edge.clients import Client
 from eldric.roles.edge.metrics import EdgeMetrics
@@ -100,6 +101,34 @@ class Usage:
         max_tokens = max(named) if named else None
         hold = await self.budgets.reserve(client, model or "", max_tokens, body)
         return Ticket(self, request, client, path, body, model or "", hold, reader, ask)
+
+    async def whole(self, client: Client | None, path: str, body: bytes, model: str,
+                    status: int, reply: bytes, latency_ms: float, backend: str = "") -> None:
+        """A request answered off the request path (a batch line): its whole reply's usage
+        recorded and charged to the client's budgets as a served request's is. Its tokens
+        count to the client's token and cost budgets; a client already over them is
+        recorded only (the line was run: it is not taken back)."""
+        reader = READERS.get(path)
+        if reader is None:
+            return
+        meter = Meter(reader)
+        ok = status < 400
+        tokens, cost = Tokens(), None
+        if ok:
+            meter.whole(reply)
+            tokens = meter.tokens(body)
+            cost = self.prices.cost(model, tokens)
+        if client is not None and tokens.total:
+            try:
+                hold = await self.budgets.reserve(client, model, 0, 0)
+            except EldricError:  # over budget (or model refused): recorded, not charged
+                hold = None
+            if hold is not None:
+                await self.budgets.settle(hold, tokens, cost)
+        self.record(Record(
+            ts=time.time(), client=client.name if client else "anonymous", model=model,
+            backend=backend, path=path, status=status, tokens=tokens, cost=cost,
+            latency_ms=latency_ms, ttft_ms=None, stream=False, abandoned=False), body, reply)
 
     def record(self, record: Record, request_body: bytes | None = None,
                reply_body: bytes | None = None) -> None:
