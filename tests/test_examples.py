@@ -163,6 +163,9 @@ async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp
         async with s.post(edge + "/v1/chat/completions", ssl=client_tls,
                           json={"model": "llama3.2:3b", "messages": MSG}) as r:
             assert r.status == 401  # no key
+        # The Batch API of edge.json's batch section, with the openai SDK, through the
+        # router's batch lane (router.json's batch_slots) to the worker.
+        await _a_batch_runs(edge, key, client_tls)
 
         for role in ("edge", "router", "cloud", "worker"):
             procs[role].p.terminate()
@@ -172,6 +175,32 @@ async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp
         # They said goodbye: the controller lists them offline at once.
         assert {w["worker_type"]: w["status"] for w in await members()} == {
             "inference": "offline", "cloud": "offline", "router": "offline"}
+
+
+async def _a_batch_runs(edge: str, key: str, tls: ssl.SSLContext) -> None:
+    import io
+
+    import httpx
+    import openai as openai_sdk
+
+    line = {"custom_id": "one", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "llama3.2:3b", "messages": MSG}}
+    async with httpx.AsyncClient(verify=tls) as http:
+        client = openai_sdk.AsyncOpenAI(base_url=edge + "/v1", api_key=key, max_retries=0,
+                                        http_client=http)
+        f = await client.files.create(file=("in.jsonl", io.BytesIO(
+            json.dumps(line).encode() + b"\n")), purpose="batch")
+        batch = await client.batches.create(input_file_id=f.id, completion_window="24h",
+                                            endpoint="/v1/chat/completions")
+
+        async def done():  # type: ignore[no-untyped-def]
+            b = await client.batches.retrieve(batch.id)
+            return b if b.status == "completed" else None
+
+        batch = await until(done, timeout=15)
+        assert batch.request_counts.completed == 1, batch
+        out = json.loads((await client.files.content(batch.output_file_id)).text)
+        assert out["custom_id"] == "one" and out["response"]["status_code"] == 200
 
 
 @pytest.mark.timeout(60)
