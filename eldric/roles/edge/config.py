@@ -144,3 +144,11 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     usage: UsageConfig = msgspec.field(default_factory=UsageConfig)
     # the Batch API (eldric/batch/): /v1/files and /v1/batches, run on idle capacity
     batch: BatchConfig = msgspec.field(default_factory=BatchConfig)
+
+    def __post_init__(self) -> None:
+        # X-Eldric-Tools and the plugins API name an MCP server by its name: one each.
+        names = [m.name for m in self.mcp_servers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"mcp_servers: the name {twice[0]!r} is given twice "
+                             "(each server needs its own)")
