@@ -44,9 +44,11 @@ class ProcessConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         "a healthy worker) before it says what is not, ms")] = 60_000
     # Traces (eldric.trace): off unless an endpoint is given; the SDK is the optional
     # extra eldric[otel], imported only then.
+    # A URL with its scheme, as the OTLP exporters need (host:port alone exported nothing).
     otel_endpoint: Annotated[str, msgspec.Meta(pattern=r"^(https?://[^/\s]+\S*)?$"), flag_meta(
         "send OpenTelemetry traces (one span per request per hop) to this OTLP collector "
-        "URL, e.g. http://127.0.0.1:4318 (off when empty; needs eldric[otel])")] = ""
+        "URL, e.g. http://127.0.0.1:4318 (off when empty; needs eldric[otel])",
+        expected="an http:// or https:// URL (or empty: off)")] = ""
     otel_protocol: Annotated[Literal["http/protobuf", "grpc"], flag_meta(
         "OTLP transport: http/protobuf (POST URL/v1/traces when the URL has no path) or "
         "grpc (e.g. http://127.0.0.1:4317)")] = "http/protobuf"

@@ -80,7 +80,9 @@ def expected(t: Any) -> str | None:
     elif isinstance(t, msgspec.inspect.FloatType):
         text = "a number" + _bounds(t)
     elif isinstance(t, msgspec.inspect.StrType):
-        text = "a string" + (f" matching {t.pattern}" if t.pattern else "")
+        # a pattern said in words where the field gives them (flag_meta(expected=…))
+        text = extra.get("expected") or (
+            "a string" + (f" matching {t.pattern}" if t.pattern else ""))
     elif isinstance(t, msgspec.inspect.LiteralType):
         text = "one of: " + ", ".join(str(v) for v in t.values)
     elif isinstance(t, (msgspec.inspect.ListType, msgspec.inspect.SetType,

@@ -47,24 +47,30 @@ def _request_id(request: LaneRequest) -> str:
 QUIET_PATHS = frozenset({"/health", "/api/v1/health", "/metrics"})
 
 
-def _access_writer(request: LaneRequest, lane: Lane):  # type: ignore[no-untyped-def]
-    """Where this request's access line goes: info for clients' requests, debug for
-    health and metrics scrapes and for eldric's own requests (its User-Agent)."""
+def _quiet(request: LaneRequest, lane: Lane) -> bool:
+    """A health or metrics scrape, or eldric's own polling: logged at debug, not traced
+    (a router polls each worker every few seconds; as spans they would bury the clients'
+    traces)."""
     if lane.fast:
         # The lane takes only the inference POSTs: clients' requests (a hop relays the
         # client's own headers), so the hot path pays no header lookup for this.
-        return eldric_log.access_line
+        return False
     path = request.path
     if path in QUIET_PATHS:
-        return eldric_log.access_debug
+        return True
     # A User-Agent is the client's to choose: it quiets only what eldric itself polls (the
     # control plane and model lists), never a request relayed upstream, so no client can
     # keep its inference requests out of the log by calling itself eldric.
     if path.startswith("/api/v1/") or path == "/v1/models":
         agent = request.headers.get("User-Agent")
-        if agent is not None and agent.startswith(eldric_log.USER_AGENT_PREFIX):
-            return eldric_log.access_debug
-    return eldric_log.access_line
+        return agent is not None and agent.startswith(eldric_log.USER_AGENT_PREFIX)
+    return False
+
+
+def _access_writer(request: LaneRequest, lane: Lane):  # type: ignore[no-untyped-def]
+    """Where this request's access line goes: info for clients' requests, debug for
+    health and metrics scrapes and for eldric's own requests (its User-Agent)."""
+    return eldric_log.access_debug if _quiet(request, lane) else eldric_log.access_line
 
 
 @web.middleware
@@ -75,7 +81,7 @@ async def middleware(request: LaneRequest, handler, lane: Lane = AIOHTTP):  # ty
     hop = request[keys.HOP] = Hop(request_id=_request_id(request), role=info.name,
                                   started=time.perf_counter(), lane=lane)
     metrics = request.app[keys.BUS].metrics
-    if info.tracer is not None:  # tracing on (eldric.trace.otel); off: this one read
+    if info.tracer is not None and not _quiet(request, lane):  # off: this one read
         from eldric.trace import otel
         hop.span = otel.start(info.tracer, request, hop)
     info.active += 1

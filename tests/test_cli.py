@@ -88,6 +88,28 @@ def test_bad_values_are_reported_against_their_flag_or_variable(tmp_path):
         assert "$." not in line
 
 
+def test_an_otel_endpoint_without_a_scheme_is_refused_at_start(tmp_path):
+    """`--otel-endpoint 127.0.0.1:4318` (a common slip; the OTLP exporters want a URL) was
+    accepted and then exported nothing: refused at start, as a bad flag is."""
+    for value in ("127.0.0.1:4318", "collector", "ftp://x:4318"):
+        out = eldric("--role", "worker", "--data-dir", str(tmp_path), "--otel-endpoint", value)
+        assert out.returncode == 2, out.stderr
+        (line,) = out.stderr.strip().splitlines()
+        assert line.startswith("eldric: --otel-endpoint: must be "), line
+
+
+def test_two_mcp_servers_of_one_name_are_refused_at_start(tmp_path):
+    """X-Eldric-Tools and GET /api/v1/plugins name an MCP server by its name: two of one
+    name were both started, the status and the choice ambiguous."""
+    cfg = tmp_path / "edge.json"
+    cfg.write_text(json.dumps({"edge": {"mcp_servers": [
+        {"name": "x", "command": "a"}, {"name": "x", "command": "b"}]}}))
+    out = eldric("--role", "edge", "--config", str(cfg), "--data-dir", str(tmp_path))
+    assert out.returncode == 2, out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith(f"eldric: config file {cfg}: ") and "'x'" in line, line
+
+
 def test_warnings_for_unknown_and_deprecated_variables_reach_stderr(tmp_path):
     env = {"ELDRIC_EDGE_NO_TSL": "1", "ELDRIC_EDGE_RATE_LIMITS_WINDOW_SECONDS": "30",
            "ELDRIC_WORKER_NO_SUCH": "1"}  # the worker's is not this run's business

@@ -163,6 +163,9 @@ async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp
         async with s.post(edge + "/v1/chat/completions", ssl=client_tls,
                           json={"model": "llama3.2:3b", "messages": MSG}) as r:
             assert r.status == 401  # no key
+        # The Batch API of edge.json's batch section, with the openai SDK, through the
+        # router's batch lane (router.json's batch_slots) to the worker.
+        await _a_batch_runs(edge, key, client_tls)
 
         for role in ("edge", "router", "cloud", "worker"):
             procs[role].p.terminate()
@@ -172,6 +175,32 @@ async def test_the_examples_start_together_and_serve_a_chat(eldric_proc, aiohttp
         # They said goodbye: the controller lists them offline at once.
         assert {w["worker_type"]: w["status"] for w in await members()} == {
             "inference": "offline", "cloud": "offline", "router": "offline"}
+
+
+async def _a_batch_runs(edge: str, key: str, tls: ssl.SSLContext) -> None:
+    import io
+
+    import httpx
+    import openai as openai_sdk
+
+    line = {"custom_id": "one", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "llama3.2:3b", "messages": MSG}}
+    async with httpx.AsyncClient(verify=tls) as http:
+        client = openai_sdk.AsyncOpenAI(base_url=edge + "/v1", api_key=key, max_retries=0,
+                                        http_client=http)
+        f = await client.files.create(file=("in.jsonl", io.BytesIO(
+            json.dumps(line).encode() + b"\n")), purpose="batch")
+        batch = await client.batches.create(input_file_id=f.id, completion_window="24h",
+                                            endpoint="/v1/chat/completions")
+
+        async def done():  # type: ignore[no-untyped-def]
+            b = await client.batches.retrieve(batch.id)
+            return b if b.status == "completed" else None
+
+        batch = await until(done, timeout=15)
+        assert batch.request_counts.completed == 1, batch
+        out = json.loads((await client.files.content(batch.output_file_id)).text)
+        assert out["custom_id"] == "one" and out["response"]["status_code"] == 200
 
 
 @pytest.mark.timeout(60)
@@ -232,3 +261,41 @@ async def test_the_native_cloud_example_serves_each_of_its_kinds(eldric_proc, ai
             model=model, messages=MSG)
         assert r.choices[0].message.content, model
     await client.close()
+
+
+@pytest.mark.timeout(60)
+async def test_the_mcp_example_edge_starts_its_server_and_lists_its_tool(eldric_proc,
+                                                                         tmp_path):
+    """examples/edge-mcp.json (the edge's mcp_servers section) with
+    examples/mcp/add_server.py (the mcp SDK's quick-start server) as its stdio child:
+    the edge starts it and lists it ready with its tool; the disabled one is not started.
+    Overridden: TLS (plain HTTP on a free port), the router, the Python and the script's
+    path."""
+    import sys
+
+    pytest.importorskip("mcp")
+    config = json.loads((EXAMPLES / "edge-mcp.json").read_text())
+    demo = config["edge"]["mcp_servers"][0]
+    demo["command"] = sys.executable
+    demo["args"] = [str(EXAMPLES / "mcp" / "add_server.py")]
+    path = tmp_path / "edge-mcp.json"
+    path.write_text(json.dumps(config))
+    port = free_port()
+    proc = eldric_proc("--role", "edge", "--config", str(path), "--no-tls", "--http-port",
+                       str(port), "--bind", "127.0.0.1", "--data-dir", str(tmp_path / "e"),
+                       "--routers", f"http://127.0.0.1:{free_port()}",
+                       env=_eldric_env("edge", ELDRIC_EDGE_ADMIN_KEY="sk-admin-example"))
+    admin = {"Authorization": "Bearer sk-admin-example"}
+
+    async def listed():  # type: ignore[no-untyped-def]
+        async with aiohttp.ClientSession() as s:
+            body = await _json(s, f"http://127.0.0.1:{port}/api/v1/plugins", headers=admin)
+        servers = {m["id"]: m for m in (body or {}).get("mcp_servers", [])}
+        return servers if servers.get("demo", {}).get("state") == "ready" else None
+
+    try:
+        servers = await until(listed, timeout=30)
+    except AssertionError:
+        raise AssertionError(proc.output()[-3000:]) from None
+    assert [t if isinstance(t, str) else t["name"] for t in servers["demo"]["tools"]] == ["add"]
+    assert "search" not in servers  # enabled: false: not started, not listed

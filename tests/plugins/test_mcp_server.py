@@ -95,3 +95,16 @@ async def test_tools_list_changed_refreshes_the_tools():
             == {"content": "42"}
     finally:
         await s.stop()
+
+
+async def test_a_server_that_exits_at_once_is_down_with_a_readable_error():
+    """`true` exits before answering: the status and the log say the SDK's own error
+    (MCPError: Connection closed), not the anyio ExceptionGroups wrapped around it."""
+    s = McpServer(McpServerConfig(name="t", command="true"))
+    try:
+        await s.start(wait_s=3)
+        assert s.state != "ready"
+        assert s.last_error and "ExceptionGroup" not in s.last_error, s.last_error
+        assert s.last_error.startswith("MCPError: "), s.last_error
+    finally:
+        await s.stop()

@@ -148,3 +148,11 @@ class EdgeConfig(RoleConfig, kw_only=True, forbid_unknown_fields=True):
     batch: BatchConfig = msgspec.field(default_factory=BatchConfig)
     # the response cache (eldric/replycache/): off unless --cache exact|semantic
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
+
+    def __post_init__(self) -> None:
+        # X-Eldric-Tools and the plugins API name an MCP server by its name: one each.
+        names = [m.name for m in self.mcp_servers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"mcp_servers: the name {twice[0]!r} is given twice "
+                             "(each server needs its own)")

@@ -135,7 +135,7 @@ class McpServer:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:  # noqa: BLE001 — anyio ExceptionGroups too
-                self.last_error = repr(exc)[:500]
+                self.last_error = _why(exc)
                 log.warning("mcp_server_down", server=self.id, error=self.last_error)
             finally:
                 self._session = None
@@ -194,3 +194,11 @@ class McpServer:
             self._ended.set()  # the watcher pings now: a dead session is restarted
             raise PluginBadReply(f"the MCP server {self.id} failed: {exc!r}"[:500]) from None
         return {"content": text_of(result)}
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong, for the status and the log: the SDK's error inside the anyio
+    ExceptionGroups its task groups wrap it in (their repr said nothing useful)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"[:500]
