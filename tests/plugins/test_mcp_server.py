@@ -95,3 +95,16 @@ async def test_tools_list_changed_refreshes_the_tools():
             == {"content": "42"}
     finally:
         await s.stop()
+
+
+async def test_images_and_resources_reach_the_model_as_text():
+    s = _stdio()
+    try:
+        await s.start(wait_s=20)
+        assert s.state == "ready", s.last_error
+        text = (await s.call("tool", {"name": "picture", "arguments": {}}))["content"]
+    finally:
+        await s.stop()
+    assert "image/png" in text  # said, not dropped: the model knows a picture came back
+    assert "the notes" in text  # a text resource's text is the model's
+    assert "file:///data.bin" in text
