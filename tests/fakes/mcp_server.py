@@ -2,7 +2,7 @@
 MCP tool tests: `python -m tests.fakes.mcp_server [stdio | http PORT]`.
 
 Tools: add (a text result), slow (sleeps: deadlines), crash (the process exits
-mid-call: a server crashing), fail (an isError result), grow (adds `double` and sends
+mid-call: a server crashing), fail (an isError result), picture (an image and resources, no text), grow (adds `double` and sends
 notifications/tools/list_changed)."""
 
 from __future__ import annotations
@@ -25,6 +25,17 @@ def add(a: int, b: int) -> str:
 async def slow(seconds: float) -> str:
     await asyncio.sleep(seconds)
     return "slept"
+
+
+@server.tool(description="A picture and a resource, no text.")
+def picture() -> list:
+    from mcp.types import BlobResourceContents, EmbeddedResource, ImageContent, TextResourceContents
+
+    return [ImageContent(type="image", data="iVBORw0KGgo=", mime_type="image/png"),
+            EmbeddedResource(type="resource", resource=TextResourceContents(
+                uri="file:///notes.txt", mime_type="text/plain", text="the notes")),
+            EmbeddedResource(type="resource", resource=BlobResourceContents(
+                uri="file:///data.bin", mime_type="application/octet-stream", blob="AAAA"))]
 
 
 @server.tool(description="Exit the server mid-call.")

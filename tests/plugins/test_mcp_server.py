@@ -108,3 +108,14 @@ async def test_a_server_that_exits_at_once_is_down_with_a_readable_error():
         assert s.last_error.startswith("MCPError: "), s.last_error
     finally:
         await s.stop()
+async def test_images_and_resources_reach_the_model_as_text():
+    s = _stdio()
+    try:
+        await s.start(wait_s=20)
+        assert s.state == "ready", s.last_error
+        text = (await s.call("tool", {"name": "picture", "arguments": {}}))["content"]
+    finally:
+        await s.stop()
+    assert "image/png" in text  # said, not dropped: the model knows a picture came back
+    assert "the notes" in text  # a text resource's text is the model's
+    assert "file:///data.bin" in text

@@ -50,11 +50,28 @@ def text_of(result: Any) -> str:
     content as JSON; isError said as `error: …` (the model is told, as for plugins)."""
     import json
 
-    parts = [c.text for c in result.content or () if getattr(c, "type", "") == "text"]
-    text = "\n".join(parts)
+    text = "\n".join(filter(None, map(_part, result.content or ())))
     if not text and result.structured_content is not None:
         text = json.dumps(result.structured_content)
     return f"error: {text}" if result.is_error else text
+
+
+def _part(c: Any) -> str:
+    """One content part as text: a chat model's tool message holds text only, so an
+    image, audio or blob is named (not dropped: the model knows one came back), a text
+    resource gives its text, a resource link its uri."""
+    kind = getattr(c, "type", "")
+    if kind == "text":
+        return str(c.text)
+    if kind in ("image", "audio"):
+        return f"[{kind}: {c.mime_type}, {len(c.data) * 3 // 4} bytes, not shown]"
+    if kind == "resource":
+        r = c.resource
+        text = getattr(r, "text", None)
+        return text if isinstance(text, str) else f"[resource {r.uri}: {r.mime_type}, not shown]"
+    if kind == "resource_link":
+        return f"[resource link: {c.uri}]"
+    return ""
 
 
 class McpServer:
