@@ -135,7 +135,7 @@ async def forward(request: LaneRequest, target: Target, path: str, body: bytes, 
     finally:
         _settle(bus, hop, up, upstream_resp, outcome, first_at, t0)
         if attempt is not None:
-            otel.settle(attempt, upstream_resp and upstream_resp.status, outcome)
+            otel.settle(attempt, None if upstream_resp is None else upstream_resp.status, outcome)
             if translating is not None:
                 otel.settle(translating.span, None, outcome)
 
