@@ -121,16 +121,26 @@ class McpServer:
 
     def _transport(self) -> Any:
         if self.cfg.transport == "http":
-            import httpx2
-            from mcp.client.streamable_http import streamable_http_client
-
-            http = httpx2.AsyncClient(headers=self.cfg.headers)
-            return streamable_http_client(self.cfg.url, http_client=http)
+            return self._http()
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         return stdio_client(StdioServerParameters(command=self.cfg.command,
                                                   args=list(self.cfg.args),
                                                   env=self.cfg.env, cwd=self.cfg.cwd))
+
+    @contextlib.asynccontextmanager
+    async def _http(self) -> Any:
+        """Streamable HTTP on a client of our own, closed with the session (the SDK never
+        closes one it is handed: each restart leaked a pool), with the SDK's own default
+        timeouts (30 s, reads 300 s: a server may hold a stream open): a bare client's 5 s
+        would cut a tool call long before its deadline_ms."""
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        timeout = httpx2.Timeout(30.0, read=300.0)
+        async with httpx2.AsyncClient(headers=self.cfg.headers, timeout=timeout) as http:
+            async with streamable_http_client(self.cfg.url, http_client=http) as streams:
+                yield streams
 
     async def _supervise(self) -> None:
         from mcp.client.session import ClientSession
