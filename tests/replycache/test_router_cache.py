@@ -89,3 +89,28 @@ async def test_cut_stream_not_kept_and_a_tool_call_stream_replayed_whole(tmp_pat
         (call,) = raw.parse().choices[0].message.tool_calls
         assert (call.id, call.function.name, call.function.arguments) == \
             ("call_1", "get_weather", '{"city": "Paris"}')
+
+
+async def test_the_response_cache_beside_the_cache_aware_strategy(tmp_path):
+    """Both at once, and the strategy alone: the reply cache and the cache-aware
+    strategy's state are two things on the router (one name held both: every request
+    under cache_aware was a 500)."""
+    async with run_eldric("worker", tmp_path / "w", port=0, bind="127.0.0.1",
+                          backend="mock") as w, \
+            run_eldric("router", tmp_path / "r", port=0, bind="127.0.0.1",
+                       workers=w["worker"], health_interval=1000, cache="exact",
+                       strategy="cache_aware") as r, \
+            run_eldric("router", tmp_path / "r2", port=0, bind="127.0.0.1",
+                       workers=w["worker"], health_interval=1000,
+                       strategy="cache_aware") as r2:
+        for url in (r["router"], r2["router"]):
+            await until(lambda url=url: _routes(url), timeout=15)
+        a = sdk(r["router"], "key-a")
+        assert (await chat(a))[0] == "miss"
+        assert (await chat(a))[0] == "hit"
+        plain = sdk(r2["router"], "key-a")
+        raw = await plain.chat.completions.with_raw_response.create(
+            model="eldric-mock", messages=[{"role": "user", "content": "say hi"}],
+            temperature=0)
+        assert raw.http_response.status_code == 200
+        assert "X-Eldric-Cache" not in raw.headers

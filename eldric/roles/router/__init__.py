@@ -79,7 +79,7 @@ def build(app: web.Application, cfg: RouterConfig) -> None:
     rs.swarm_stats = SwarmStats(app[keys.BUS].metrics.registry)
     rs.batch = BatchStats(app[keys.BUS].metrics.registry, pool)
     app[ROUTER] = rs
-    if cfg.cache.on:  # off: not imported, rs.cache stays None
+    if cfg.cache.on:  # off: not imported, rs.replies stays None
         from eldric.roles.router import cached
 
         cached.install(app, rs)

@@ -47,7 +47,7 @@ async def through_cache(request: LaneRequest, rs: RouterState, body: bytes,
             return tries
         return await route(request, body, model, tap, attempts)
 
-    return await answer(rs.cache, request, body, owner_of(presented_key(request)), {}, None,
+    return await answer(rs.replies, request, body, owner_of(presented_key(request)), {}, None,
                         send)
 
 
@@ -64,8 +64,8 @@ def install(app: web.Application, rs: RouterState) -> None:
         similar = make(embedder(lambda: [w.url for w in rs.pool.routable()], cfg),
                        redis=getattr(store, "redis", None), threshold=cfg.similarity,
                        ttl_s=cfg.ttl_ms / 1000)
-    rs.cache = ReplyCache(cfg, store, app[keys.BUS].metrics.registry, similar)
+    rs.replies = ReplyCache(cfg, store, app[keys.BUS].metrics.registry, similar)
 
     async def close(app: web.Application) -> None:
-        await app[ROUTER].cache.close()
+        await app[ROUTER].replies.close()
     app.on_cleanup.append(close)

@@ -50,7 +50,7 @@ async def inference(request: LaneRequest) -> Answer:
     plan = rs.swarms.plan(head.model, request.raw_headers)  # one look: a swarm or not
     if plan is not None:
         return await swarm.serve(request, rs, plan, body)
-    if rs.cache is not None:  # --cache off: this check is all it costs
+    if rs.replies is not None:  # --cache off: this check is all it costs
         from eldric.roles.router.cached import through_cache
         return await through_cache(request, rs, body, head.model)
     return await route(request, body, head.model)

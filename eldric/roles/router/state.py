@@ -28,7 +28,9 @@ class RouterState:
     # fix it: the controller's router_config no longer changes it.
     strategy_source: StrategySource = "default"
     swarms: Swarms = field(init=False)  # the swarm settings now (config, then runtime)
-    cache: Any = None  # eldric.replycache.hop.ReplyCache; None with --cache off
+    # the response cache (eldric.replycache.hop.ReplyCache); None with --cache off. Not
+    # `cache`: that is the cache-aware strategy's (below)
+    replies: Any = None
     swarm_stats: Any = None  # eldric.roles.router.swarm.account.SwarmStats, made by build()
     # the scorers around the strategy: knowledge, AI, sessions (eldric.roles.router.thinking)
     thinking: Thinking = field(default_factory=Thinking)
