@@ -107,7 +107,7 @@ class Api:
 
     async def content(self, request: web.Request, who: str) -> web.Response:
         f = await self._file(who, request.match_info["id"])
-        return web.Response(body=self.db.read(f.id), content_type="application/octet-stream")
+        return web.Response(body=await self.db.read(f.id), content_type="application/octet-stream")
 
     async def delete_file(self, request: web.Request, who: str) -> web.Response:
         file_id = request.match_info["id"]
@@ -137,7 +137,7 @@ class Api:
         if f is None or f.purpose != "batch":
             raise NotFound(f"no batch input file {req.input_file_id!r}",
                            param="input_file_id", code="file_not_found")
-        lines = check(self.db.read(f.id), self.max_lines)
+        lines = check(await self.db.read(f.id), self.max_lines)
         for n, line in enumerate(lines, 1):
             if line.url != req.endpoint:
                 raise BadRequest(f"request {n} ({line.custom_id!r}) is for {line.url}, the "

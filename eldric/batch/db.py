@@ -5,6 +5,7 @@ was in flight at a crash is still pending and runs again."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from typing import Any
@@ -43,10 +44,8 @@ class BatchDB:
 
     # ------------------------------------------------------------------ files
     async def add_file(self, owner: str, f: FileObject, data: bytes) -> None:
-        tmp = self.path(f.id) + ".part"
-        with open(tmp, "wb") as out:  # small enough to write here: bounded by max bytes
-            out.write(data)
-        os.replace(tmp, self.path(f.id))
+        # in a thread: a file up to --batch-max-file-bytes would hold the event loop
+        await asyncio.to_thread(self._write, self.path(f.id), data)
         await self.store.run(lambda db: db.execute(
             "INSERT INTO batch_files (id, owner, value) VALUES (?, ?, ?)",
             (f.id, owner, _enc.encode(f))))
@@ -75,9 +74,16 @@ class BatchDB:
                 pass
         return bool(n)
 
-    def read(self, file_id: str) -> bytes:
-        with open(self.path(file_id), "rb") as f:
-            return f.read()
+    @staticmethod
+    def _write(path: str, data: bytes) -> None:
+        tmp = path + ".part"
+        with open(tmp, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+
+    async def read(self, file_id: str) -> bytes:
+        """A file's bytes, read in a thread (it may be hundreds of MiB)."""
+        return await asyncio.to_thread(_read, self.path(file_id))
 
     # ---------------------------------------------------------------- batches
     async def add_batch(self, owner: str, b: Batch, custom_ids: list[str]) -> None:
@@ -136,3 +142,8 @@ class BatchDB:
             "SELECT ok, result FROM batch_lines WHERE batch_id = ? AND done = 1 ORDER BY n",
             (batch_id,))))
         return [(bool(ok), r) for ok, r in rows]
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()

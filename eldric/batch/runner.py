@@ -117,7 +117,7 @@ class Runner:
 
     async def _lines(self, b: Batch) -> None:
         lines = msgspec.json.Decoder(Line)
-        raw = [r for r in self.db.read(b.input_file_id).splitlines() if r.strip()]
+        raw = [r for r in (await self.db.read(b.input_file_id)).splitlines() if r.strip()]
         if b.status == "validating":
             b.status, b.in_progress_at = "in_progress", int(time.time())
             await self.db.save(b)
