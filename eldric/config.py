@@ -45,6 +45,11 @@ class ProcessConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Traces (eldric.trace): off unless an endpoint is given; the SDK is the optional
     # extra eldric[otel], imported only then.
     # A URL with its scheme, as the OTLP exporters need (host:port alone exported nothing).
+    processes: Annotated[str, msgspec.Meta(pattern=r"^(auto|[1-9][0-9]*)$"), flag_meta(
+        "how many processes serve each edge, router, worker and cloud role on its one port "
+        "(SO_REUSEPORT), supervised by the first; auto: one per core this process may use "
+        "(the controller always runs as one)",
+        expected="a whole number from 1, or auto")] = "1"
     otel_endpoint: Annotated[str, msgspec.Meta(pattern=r"^(https?://[^/\s]+\S*)?$"), flag_meta(
         "send OpenTelemetry traces (one span per request per hop) to this OTLP collector "
         "URL, e.g. http://127.0.0.1:4318 (off when empty; needs eldric[otel])",

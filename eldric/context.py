@@ -35,6 +35,16 @@ class RoleInfo:
     # The role's tracer when tracing is on (eldric.trace.otel), else None: the
     # middleware's one question per request.
     tracer: Any = None
+    # --processes (eldric.serve.processes): which of the role's processes this is and how
+    # many share its port. The primary (index 0) alone speaks for the role to others
+    # (registration, heartbeats, tunnels) and alone runs what writes shared stored state
+    # (the batch runner, pruners); every process serves the fast lane.
+    index: int = 0
+    processes: int = 1
+
+    @property
+    def primary(self) -> bool:
+        return self.index == 0
 
     def release(self) -> None:
         """Give the claimed state-file names back (at app clean-up; exit does it too)."""
