@@ -121,7 +121,7 @@ class FastSink:
     """A streamed reply on the fast lane: head on the first write, then the body as it
     comes, chunked unless the length is known. Same methods as forward()'s aiohttp sink."""
 
-    __slots__ = ("_proto", "status", "_headers", "_length", "_chunked")
+    __slots__ = ("_proto", "status", "_headers", "_length", "_chunked", "_begun")
 
     def __init__(self, proto: FastProtocol, status: int, headers: RawPairs,
                  length: int | None) -> None:
@@ -130,23 +130,35 @@ class FastSink:
         self._headers = headers
         self._length = length
         self._chunked = length is None
+        self._begun = False
 
-    async def start(self) -> None:
+    def _head(self) -> bytes:
         length = self._length
         framing = (b"Transfer-Encoding: chunked\r\n" if length is None
                    else b"Content-Length: %d\r\n" % length)
-        self._proto.started = True
-        await self._proto.send(head_bytes(self.status, raw_block(self._headers),
-                                          self._proto.closing, framing))
+        self._proto.started = self._begun = True
+        return head_bytes(self.status, raw_block(self._headers), self._proto.closing, framing)
+
+    async def start(self, first: bytes = b"") -> None:
+        head = self._head()
+        await self._proto.send(head + self._framed(first) if first else head)
+
+    def _framed(self, chunk: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(chunk), chunk) if self._chunked else chunk
 
     async def write(self, chunk: bytes) -> None:
-        if self._chunked:
-            chunk = b"%x\r\n%b\r\n" % (len(chunk), chunk)
-        await self._proto.send(chunk)
+        await self._proto.send(self._framed(chunk))
 
-    async def end(self) -> None:
+    async def end(self, last: bytes = b"") -> None:
+        """The body's last bytes and its end; on a reply not started, its head too: a
+        reply that arrived whole before its head went out is one write."""
+        data = self._framed(last) if last else b""
         if self._chunked:
-            await self._proto.send(b"0\r\n\r\n")
+            data += b"0\r\n\r\n"
+        if not self._begun:
+            data = self._head() + data
+        if data:
+            await self._proto.send(data)
 
     def abort(self) -> None:
         """A reply cut mid-body: drop the connection so the client sees it incomplete."""

@@ -78,7 +78,8 @@ class Response:
         return self._done and not self._chunks
 
     async def read_chunk(self) -> bytes:
-        """The next body bytes as they arrived; b"" once the body is complete."""
+        """The body bytes that have arrived (all of them, joined: one relay write for a
+        burst, not one per upstream chunk); b"" once the body is complete."""
         while not self._chunks:
             if self._error is not None:
                 raise self._error
@@ -89,7 +90,12 @@ class Response:
                 await self._waiter
             finally:
                 self._waiter = None
-        chunk = self._chunks.popleft()
+        chunks = self._chunks
+        if len(chunks) == 1:
+            chunk = chunks.popleft()
+        else:
+            chunk = b"".join(chunks)
+            chunks.clear()
         self._buffered -= len(chunk)
         if self._conn.valve.paused:
             self._conn.valve.check(self._buffered)

@@ -262,22 +262,26 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
     timeout) and every silence after it (idle timeout); there is no total timeout."""
     first_at: float | None = None
     prepared = False
+    last = b""
     try:
         while True:
+            # everything that has arrived: a burst of events goes out in one send
             chunk = await upstream_resp.read_chunk()
             if not chunk:
                 break
-            if not prepared:
-                await resp.start()
-                prepared = True
-                first_at = time.perf_counter()
             if splitter is not None:
                 splitter.feed(chunk)
             if filt is not None:
                 chunk = filt.feed(chunk)
-                if not chunk:
-                    continue
-            await resp.write(chunk)
+            if upstream_resp.complete:  # the reply's last bytes: they go with its end
+                last = chunk
+                break
+            if not prepared:
+                prepared = True
+                first_at = time.perf_counter()
+                await resp.start(chunk)  # the head and the first bytes in one send
+            elif chunk:
+                await resp.write(chunk)
         rest = filt.close() if filt is not None else b""  # an event the filter held back
     except REPLY_ERRORS as exc:
         failure = upstream_failure(exc, target, timeouts, "stream")
@@ -292,12 +296,13 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
         return "cancelled", first_at
     if splitter is not None:
         splitter.close()
-    if not prepared:  # an empty body, or all of it held by the filter
-        await resp.start()
+    if not prepared:  # all of it here before the head went out: head, body, end at once
         first_at = time.perf_counter()
-    if rest:
-        await resp.write(rest)
-    await resp.end()
+    try:
+        await resp.end(last + rest)
+    except ConnectionError:
+        _client_left(request, target.state)
+        return "cancelled", first_at
     return "ok", first_at
 
 

@@ -190,9 +190,11 @@ class FilteredSink:
             self._real = self.lane.lane.sink(self.request, self.status, self.headers, length)
         return self._real
 
-    async def start(self) -> None:
+    async def start(self, first: bytes = b"") -> None:
         if self.sse:
             await self._open(None).start()  # events change size: never the upstream's length
+        if first:
+            await self.write(first)
 
     async def write(self, chunk: bytes) -> None:
         if self._closed:
@@ -243,7 +245,11 @@ class FilteredSink:
         await real.end()
         self._closed = True
 
-    async def end(self) -> None:
+    async def end(self, last: bytes = b"") -> None:
+        if self._real is None:
+            await self.start()
+        if last and not self._closed:
+            await self.write(last)
         if self._closed:
             return
         if self.sse:
