@@ -6,8 +6,10 @@ test process do not collide.
 
 from __future__ import annotations
 
-from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram,
-                               ProcessCollector, disable_created_metrics, generate_latest)
+from prometheus_client import (CollectorRegistry, Gauge, ProcessCollector,
+                               disable_created_metrics, generate_latest)
+
+from eldric.bus import lite
 
 # No `*_created` series beside every counter and histogram: they double /metrics and say
 # only when the process started. The call, not PROMETHEUS_DISABLE_CREATED_SERIES: that
@@ -41,7 +43,8 @@ class LabelGuard:
 
 class Cached:
     """A labelled metric whose children are looked up once: prometheus_client's labels()
-    validates and locks on every call, which showed up in the hot path's profile."""
+    validates and locks on every call, which showed up in the hot path's profile. (The
+    gauges; counters and histograms updated per request are eldric.bus.lite's.)"""
 
     __slots__ = ("metric", "_children")
 
@@ -73,35 +76,34 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         self.model_label = LabelGuard()
-        self.requests = Cached(Counter("eldric_requests", "Requests answered, by route and status",
-                                ["role", "route", "status", "model"], registry=r))
-        self.duration = Cached(Histogram("eldric_request_duration_seconds",
-                                  "Time from request arrival to the end of the reply",
-                                  ["role", "route"], buckets=_DURATION_BUCKETS, registry=r))
-        self.ttfb = Cached(Histogram("eldric_time_to_first_byte_seconds",
-                              "Time from request arrival to the first reply byte sent",
-                              ["role", "route"], buckets=_DURATION_BUCKETS, registry=r))
+        self.requests = lite.Counter("eldric_requests", "Requests answered, by route and status",
+                                     ["role", "route", "status", "model"], registry=r)
+        self.duration = lite.Histogram("eldric_request_duration_seconds",
+                                       "Time from request arrival to the end of the reply",
+                                       ["role", "route"], registry=r, buckets=_DURATION_BUCKETS)
+        self.ttfb = lite.Histogram("eldric_time_to_first_byte_seconds",
+                                   "Time from request arrival to the first reply byte sent",
+                                   ["role", "route"], registry=r, buckets=_DURATION_BUCKETS)
         self.active = Cached(Gauge("eldric_active_requests", "Requests being handled now",
-                            ["role"], registry=r))
-        self.disconnects = Cached(Counter("eldric_client_disconnects",
-                                   "Clients that went away before their reply ended",
                                    ["role"], registry=r))
+        self.disconnects = lite.Counter("eldric_client_disconnects",
+                                        "Clients that went away before their reply ended",
+                                        ["role"], registry=r)
         self.upstream_healthy = Cached(Gauge("eldric_upstream_healthy",
-                                      "1 if the upstream is healthy, 0 if not",
-                                      ["role", "upstream"], registry=r))
+                                             "1 if the upstream is healthy, 0 if not",
+                                             ["role", "upstream"], registry=r))
         self.upstream_active = Cached(Gauge("eldric_upstream_active_requests",
-                                     "Requests in flight to the upstream",
-                                     ["role", "upstream"], registry=r))
-        self.upstream_requests = Cached(Counter("eldric_upstream_requests",
-                                         "Requests sent upstream, by outcome",
-                                         ["role", "upstream", "outcome"], registry=r))
-
-        self.retries = Cached(Counter("eldric_upstream_retries",
-                               "Requests retried on another upstream after this one failed",
-                               ["role", "upstream"], registry=r))
-        self.selections = Cached(Counter("eldric_route_selections",
-                                  "Upstreams chosen, by strategy",
-                                  ["role", "strategy", "upstream"], registry=r))
+                                            "Requests in flight to the upstream",
+                                            ["role", "upstream"], registry=r))
+        self.upstream_requests = lite.Counter("eldric_upstream_requests",
+                                              "Requests sent upstream, by outcome",
+                                              ["role", "upstream", "outcome"], registry=r)
+        self.retries = lite.Counter("eldric_upstream_retries",
+                                    "Requests retried on another upstream after this one failed",
+                                    ["role", "upstream"], registry=r)
+        self.selections = lite.Counter("eldric_route_selections",
+                                       "Upstreams chosen, by strategy",
+                                       ["role", "strategy", "upstream"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

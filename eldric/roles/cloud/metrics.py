@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 
-from eldric.bus.metrics import Cached, LabelGuard
+from eldric.bus import lite
+from eldric.bus.metrics import LabelGuard
 
 
 class CloudMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Cached(Counter("eldric_cloud_requests", "Requests sent to a backend",
-                                       ["backend", "model"], registry=registry))
-        self.errors = Cached(Counter("eldric_cloud_errors", "Requests a backend failed",
-                                     ["backend", "model"], registry=registry))
-        self.tokens = Cached(Counter("eldric_cloud_tokens", "Tokens used, as backends report",
-                                     ["backend", "model", "kind"], registry=registry))
+        self.requests = lite.Counter("eldric_cloud_requests", "Requests sent to a backend",
+                                     ["backend", "model"], registry=registry)
+        self.errors = lite.Counter("eldric_cloud_errors", "Requests a backend failed",
+                                   ["backend", "model"], registry=registry)
+        self.tokens = lite.Counter("eldric_cloud_tokens", "Tokens used, as backends report",
+                                   ["backend", "model", "kind"], registry=registry)
         self.model_label = LabelGuard(500)
         # backend -> model -> [requests, errors, prompt, completion], for the dashboard
         self.usage: dict[str, dict[str, list[int]]] = {}

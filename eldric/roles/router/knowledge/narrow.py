@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter
 
 from eldric import keys
-from eldric.bus.metrics import Cached
+from eldric.bus import lite
 from eldric.roles.router.context import RouteContext, last_user, text_of
 from eldric.roles.router.knowledge.classify import KeywordScorer
 from eldric.roles.router.knowledge.config import KnowledgeConfig
@@ -78,15 +77,15 @@ class Knowledge:
         self.tags: dict[str, tuple[str, ...]] = {t.id: self._chain(t) for t in themes}
         registry = app[keys.BUS].metrics.registry
         # labels bounded by the themes file (at most 2000 themes) and three outcomes
-        self.requests = Cached(Counter(
+        self.requests = lite.Counter(
             "eldric_router_theme_requests_total",
             "Requests classified by knowledge routing, by theme (none: below threshold) "
             "and outcome (narrowed, untagged: no worker tagged, unmatched)",
-            ["theme", "outcome"], registry=registry))
-        self.embedding_calls = Cached(Counter(
+            ["theme", "outcome"], registry=registry)
+        self.embedding_calls = lite.Counter(
             "eldric_router_theme_embeddings_total",
             "Embedding scorer calls by outcome (ok, timeout, error, not_ready)",
-            ["outcome"], registry=registry))
+            ["outcome"], registry=registry)
 
     def _chain(self, t: Theme) -> tuple[str, ...]:
         out = [TAG + t.id]

@@ -78,8 +78,7 @@ class Forecaster:
         role = self._role
         for (r, _route, _status, model), child in list(self._requests.items()):
             if r == role and model:
-                # prometheus_client has no public read of one child but collect()
-                out[model] = out.get(model, 0.0) + child._value.get()  # type: ignore[attr-defined]
+                out[model] = out.get(model, 0.0) + child.value
         return out
 
     def sample(self, now: float | None = None) -> None:
