@@ -120,6 +120,12 @@ class TunnelReply:
     # every read_chunk() joined: the connection's own, which asks only read_chunk()
     read_all = client.Response.read_all
 
+    @property
+    def complete(self) -> bool:
+        """Read to the end (forward() sends a reply's last bytes with its end when it
+        knows they are the last; through the tunnel it learns that from the end itself)."""
+        return self._pending.chunks.drained
+
     def release(self) -> None:
         self.close()
 
