@@ -15,7 +15,6 @@ import time
 import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from eldric import keys
 from eldric import log as eldric_log
@@ -86,7 +85,7 @@ async def middleware(request: LaneRequest, handler, lane: Lane = AIOHTTP):  # ty
         hop.span = otel.start(info.tracer, request, hop)
     info.active += 1
     # Every log line made while this request is handled carries its id.
-    tokens = bind_contextvars(request_id=hop.request_id)
+    token = eldric_log.REQUEST_ID.set(hop.request_id)
     status = 500
     try:
         try:
@@ -116,7 +115,7 @@ async def middleware(request: LaneRequest, handler, lane: Lane = AIOHTTP):  # ty
         return resp
     finally:
         info.active -= 1
-        reset_contextvars(**tokens)
+        eldric_log.REQUEST_ID.reset(token)
         _finish(request, hop, status, metrics)
 
 

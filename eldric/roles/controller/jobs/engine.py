@@ -29,6 +29,7 @@ import msgspec
 import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
+from eldric import log as eldric_log
 from eldric.bus import Bus, UpstreamState
 from eldric.errors import BadRequest, EldricError, NotFound, UpstreamFailure
 from eldric.roles.controller.config import ControllerConfig
@@ -218,6 +219,7 @@ class Jobs:
         # The task outlives the request that made it: its log lines carry the job, not
         # that request's id.
         clear_contextvars()
+        eldric_log.unbind_request()
         bind_contextvars(job=job.id, worker=t.worker_id)
         try:
             assert self.slots is not None
