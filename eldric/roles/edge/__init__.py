@@ -149,7 +149,29 @@ async def waiting_for(app: web.Application) -> str | None:
         f"{s.url}: {s.last_error or 'not checked yet'}" for s in routers.states) + ")"
 
 
+def _exact_across_processes(cfg: EdgeConfig) -> str | None:
+    """What an edge of several processes (--processes) cannot keep exact by itself, each
+    process counting apart: None when nothing is. In farm mode Redis keeps all of it,
+    for the processes as for edges on other hosts (docs/design-notes.md, "Every core")."""
+    rl = cfg.rate_limits
+    if rl.global_rpm or rl.per_ip_rpm or rl.per_key_rpm:
+        return "its rate limits (--global-rpm, --per-ip-rpm, --per-key-rpm)"
+    if cfg.admin_key:
+        return "the clients the admin API creates (--admin-key)"
+    for name, c in cfg.auth.clients.items():
+        if c.rpm or c.tpm or c.max_tokens_per_day or c.max_cost_per_day \
+                or c.max_cost_per_month:
+            return f"client {name}'s limits and budgets (auth.clients)"
+    return None
+
+
 def build(app: web.Application, cfg: EdgeConfig) -> None:
+    processes = app[keys.ROLE].processes
+    if processes > 1 and cfg.mode != "farm" and (what := _exact_across_processes(cfg)):
+        raise ConfigError(f"--processes {processes}: {what} must hold across the edge's "
+                          "processes: run it in farm mode (--mode farm --redis-url URL), "
+                          "where they share one Redis, as edges on several hosts do; or "
+                          "turn them off, or run one process")
     static = dict(cfg.auth.api_keys)
     for i, key in enumerate(cfg.api_key, 1):
         static.setdefault(key, f"key-{i}")
