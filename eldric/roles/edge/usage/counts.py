@@ -18,8 +18,19 @@ FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cached_to
           "cost", "unpriced_requests", "estimated_requests")
 
 
+# The UTC day last asked for, as [its first second, the next day's, its name]: every
+# request is counted under its day, and strftime(gmtime()) was ~1.5 us of each.
+_day: list = [0.0, 0.0, ""]
+
+
 def day_of(ts: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ts))
+    day = _day
+    if day[0] <= ts < day[1]:
+        return day[2]
+    name = time.strftime("%Y-%m-%d", time.gmtime(ts))
+    start = ts - ts % 86400  # UTC days are 86400 s apart (POSIX time has no leap seconds)
+    _day[:] = [start, start + 86400, name]
+    return name
 
 
 def key_of(record: Record) -> Key:
