@@ -63,7 +63,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 
 def build(app: web.Application, cfg: RouterConfig) -> None:
-    pool = WorkerPool(app[keys.BUS], role="router", tunnel_key=cfg.api_key)
+    pool = WorkerPool(app[keys.BUS], role="router", tunnel_key=cfg.api_key,
+                      share=app[keys.ROLE].processes)
     for spec in cfg.workers:
         try:
             pool.add(spec.url.rstrip("/"), spec.url, tags=spec.tags, static=True)

@@ -190,7 +190,7 @@ async def workers(request: web.Request) -> web.Response:
         snap = w.state.snapshot()
         snap.update(tags=w.tags, worker_type=w.worker_type,
                     source="controller" if w.from_controller else "config",
-                    max_concurrency=w.capacity(rs.cfg.max_concurrency))
+                    max_concurrency=w.reported_max_concurrency or rs.cfg.max_concurrency)
         out.append(snap)
     return json_response({"workers": out, "strategy": rs.strategy.name if rs.strategy else None})
 

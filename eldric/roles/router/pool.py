@@ -39,6 +39,9 @@ class Worker:
     # (time.monotonic()): maybe broken, maybe fed bad requests; its health check decides.
     suspect_until: float = 0.0
     batch_active: int = 0  # batch-priority requests in flight on it (counted in state.active)
+    # How many router processes share this worker's cap (--processes): each holds its
+    # part, so together they keep to the cap (docs/design-notes.md, "Every core").
+    share: int = 1
 
     def serves(self, model: str) -> bool:
         # A worker that lists no models is a plain OpenAI-compatible upstream: any model.
@@ -48,7 +51,12 @@ class Worker:
         return serves_path(self.paths, path)
 
     def capacity(self, default: int | None) -> int | None:
-        return self.reported_max_concurrency or default
+        """This process's in-flight cap on the worker (None: no cap): its part of the
+        worker's own (reported, else --max-concurrency), rounded up."""
+        cap = self.reported_max_concurrency or default
+        if cap is None or self.share == 1:
+            return cap
+        return -(-cap // self.share)
 
     def has_room(self, default: int | None) -> bool:
         cap = self.capacity(default)
@@ -70,9 +78,10 @@ class Worker:
 class WorkerPool:
     """The router's workers by id (not the upstream client's connection pool)."""
 
-    def __init__(self, bus: Bus, role: str, tunnel_key: str | None = None):
+    def __init__(self, bus: Bus, role: str, tunnel_key: str | None = None, share: int = 1):
         self.bus = bus
         self.role = role
+        self.share = share  # router processes sharing each worker's cap
         self.tunnel_key = tunnel_key  # an edge key of scope "cluster", for tunnel:// workers
         self.workers: dict[str, Worker] = {}
         self.room = asyncio.Condition()  # notified whenever a request ends
@@ -88,7 +97,8 @@ class WorkerPool:
         if w is None:
             state = self.bus.upstream(id, url, role=self.role)
             w = self.workers[id] = Worker(id=id, url=url, state=state,
-                                          target=Target(state, base, headers))
+                                          target=Target(state, base, headers),
+                                          share=self.share)
         elif w.url != url:
             w.target = Target(w.state, base, headers)
         w.url = w.state.url = url
