@@ -42,7 +42,9 @@ def free_port() -> int:
 class Proc:
     """A process we started, in its own session (= its own process group)."""
 
-    def __init__(self, name: str, argv: list[str], stderr_path: Path | None):
+    def __init__(self, name: str, argv: list[str], stderr_path: Path | None,
+                 env: dict[str, str] | None = None):
+        """`env`: variables set for this process on top of ours."""
         self.name = name
         self.argv = argv
         self.stderr_path = stderr_path
@@ -50,7 +52,8 @@ class Proc:
         try:
             self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.DEVNULL, stderr=err,
-                                          start_new_session=True)
+                                          start_new_session=True,
+                                          env={**os.environ, **env} if env else None)
         finally:
             if stderr_path:
                 err.close()  # type: ignore[union-attr]

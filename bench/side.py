@@ -31,8 +31,10 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -130,23 +132,30 @@ class Pauser:
 
 
 def litellm_version() -> str | None:
+    """LiteLLM's version if `import litellm` works, else None. Asked in a child process:
+    importing it here would load a large package into the process that measures."""
+    code = "import importlib.metadata as m, litellm; print(m.version('litellm'))"
     try:
-        import litellm  # noqa: F401
-    except Exception:  # noqa: BLE001 - not installed, or broken: skipped either way
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=120, check=False,
+                             env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    from importlib.metadata import PackageNotFoundError, version
-    try:
-        return version("litellm")
-    except PackageNotFoundError:
-        return getattr(litellm, "__version__", "unknown")
+    lines = out.stdout.strip().splitlines()
+    return lines[-1] if out.returncode == 0 and lines else None
 
 
-def start_litellm(tmp: Path, port: int, mock_port: int, procs: list[Proc]) -> Proc:
-    """The LiteLLM proxy with one model, eldric-mock, as an OpenAI-compatible backend."""
+def start_litellm(tmp: Path, port: int, mock_port: int,
+                  procs: list[Proc]) -> tuple[Proc, dict[str, str]]:
+    """The LiteLLM proxy with one model, eldric-mock, as an OpenAI-compatible backend.
+    It refuses to start without a master key, so it gets a random one for this run (every
+    request then carries it, as every request to the eldric edge carries its key). Returns
+    the process and the header to send."""
     exe = Path(sys.executable).with_name("litellm")
     cli = str(exe) if exe.exists() else shutil.which("litellm")
     if not cli:
         raise RuntimeError("the litellm command is not installed (pip install 'litellm[proxy]')")
+    key = "sk-" + secrets.token_hex(16)
     cfg = tmp / "litellm.yaml"
     cfg.write_text(f"""model_list:
   - model_name: eldric-mock
@@ -154,15 +163,21 @@ def start_litellm(tmp: Path, port: int, mock_port: int, procs: list[Proc]) -> Pr
       model: openai/eldric-mock
       api_base: http://127.0.0.1:{mock_port}/v1
       api_key: sk-none
+general_settings:
+  master_key: {key}
 litellm_settings:
   telemetry: false
 """)
+    cfg.chmod(0o600)
+    # the model cost map from its package, not fetched over the network at start-up
     proc = Proc("litellm", [cli, "--config", str(cfg), "--host", "127.0.0.1", "--port",
-                            str(port), "--num_workers", "1"], tmp / "litellm.log")
+                            str(port), "--num_workers", "1"], tmp / "litellm.log",
+                env={"LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     procs.append(proc)
+    auth = {"Authorization": f"Bearer {key}"}
     wait_healthy(proc, f"http://127.0.0.1:{port}/health/liveliness", limit_s=120)
-    wait_serving(proc, f"http://127.0.0.1:{port}{PATH}", BODY, limit_s=60)
-    return proc
+    wait_serving(proc, f"http://127.0.0.1:{port}{PATH}", BODY, headers=auth, limit_s=60)
+    return proc, auth
 
 
 def start_relay(tmp: Path, port: int, mock_port: int, procs: list[Proc]) -> Proc:
@@ -171,6 +186,12 @@ def start_relay(tmp: Path, port: int, mock_port: int, procs: list[Proc]) -> Proc
     procs.append(proc)
     wait_healthy(proc, f"http://127.0.0.1:{port}/health")
     return proc
+
+
+def auth_scripts(tmp: Path, tag: str, headers: dict[str, str]) -> dict[str, Path]:
+    """wrk scripts, plain and streamed, that send `headers` (a target's key)."""
+    return {k: wrk_script(tmp / f"{tag}-{k}.lua", {**BODY, "stream": k == "stream"}, headers)
+            for k in ("plain", "stream")}
 
 
 def start_targets(a: argparse.Namespace, tmp: Path, procs: list[Proc],
@@ -193,9 +214,7 @@ def start_targets(a: argparse.Namespace, tmp: Path, procs: list[Proc],
                              scripts=scripts)
         t["chain"] = Target("chain", u["chain"], s["edge"],
                             [s["edge"], s["router"], s["worker"]], headers=AUTH,
-                            scripts={k: wrk_script(tmp / f"{k}-auth.lua",
-                                                   {**BODY, "stream": k == "stream"}, AUTH)
-                                     for k in scripts})
+                            scripts=auth_scripts(tmp, "chain", AUTH))
     else:
         mock = start_mock(tmp, free_port(), TOKENS, 0, procs)
     mock_port = int(mock.argv[mock.argv.index("--port") + 1])
@@ -219,9 +238,9 @@ def start_targets(a: argparse.Namespace, tmp: Path, procs: list[Proc],
         else:
             port = free_port()
             try:
-                ll = start_litellm(tmp, port, mock_port, procs)
-                t["litellm"] = Target("litellm", base.format(port), ll, [ll],
-                                      scripts=scripts)
+                ll, ll_auth = start_litellm(tmp, port, mock_port, procs)
+                t["litellm"] = Target("litellm", base.format(port), ll, [ll], headers=ll_auth,
+                                      scripts=auth_scripts(tmp, "litellm", ll_auth))
             except (RuntimeError, OSError) as exc:
                 notes.append(f"LiteLLM {version}: could not start ({exc}); skipped")
                 if procs and procs[-1].name == "litellm":
@@ -259,6 +278,23 @@ def pin(mock: Proc, targets: dict[str, Target], multi: bool,
 # ------------------------------------------------------------------------ measuring
 
 
+def settle(procs: list[Proc], notes: list[str], limit_s: float = 60.0) -> None:
+    """Wait until every process is idle (< 10 % of a core over 0.5 s). A server that has
+    just started may still be busy with start-up work (LiteLLM for many seconds after it
+    answers); paused before it finished, it would do that work in its own window."""
+    deadline = time.monotonic() + limit_s
+    for p in procs:
+        while True:
+            before = p.cpu_seconds()
+            time.sleep(0.5)
+            if p.cpu_seconds() - before < 0.05:
+                break
+            if time.monotonic() > deadline:
+                notes.append(f"{p.name} still busy {limit_s:g} s after start (more than 10% "
+                             "of a core while idle): its figures include that")
+                break
+
+
 def cpu_busy(before: list, after: list, cpu: int) -> float:
     b, e = before[cpu], after[cpu]
     total = sum(e) - sum(b)
@@ -284,6 +320,7 @@ def window(fn, tg: Target, mock: Proc, gen_cpus: set[int] | None, **kw) -> dict:
            "mock_us_per_req": sc["mock"]["us_per_req"], "generator_cpu_pct": gen,
            "client_core_busy_pct": cpu_busy(before, after, min(gen_cpus)) if gen_cpus else None,
            "failures": res["failures"] + res.get("warmup_failures", 0),
+           "completed": res["completed"], "concurrency": res["concurrency"],
            "by_process": {p.name: sc[p.name] for p in tg.procs}, "raw": res}
     return out
 
@@ -349,6 +386,7 @@ def run(a: argparse.Namespace) -> int:
                 log(notes[-1])
         client, placed = pin(mock, targets, a.processes != "1", notes)
         pauser.proxies = [p for p in procs if p is not mock and p.alive()]
+        settle(pauser.proxies, notes)
         for rep in range(1, a.reps + 1):
             reps.append({})
             for name, tg in targets.items():
