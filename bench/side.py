@@ -154,7 +154,8 @@ def start_litellm(tmp: Path, port: int, mock_port: int,
     exe = Path(sys.executable).with_name("litellm")
     cli = str(exe) if exe.exists() else shutil.which("litellm")
     if not cli:
-        raise RuntimeError("the litellm command is not installed (pip install 'litellm[proxy]')")
+        raise RuntimeError("the litellm command is not installed "
+                           "(pip install 'litellm[proxy]')")
     key = "sk-" + secrets.token_hex(16)
     cfg = tmp / "litellm.yaml"
     cfg.write_text(f"""model_list:
@@ -295,20 +296,28 @@ def settle(procs: list[Proc], notes: list[str], limit_s: float = 60.0) -> None:
                 break
 
 
-def cpu_busy(before: list, after: list, cpu: int) -> float:
+def cpu_busy(before: list, after: list, cpu: int) -> tuple[float, float]:
+    """How busy `cpu` was between two psutil.cpu_times(percpu=True), in % of the time: all
+    of it, and the part in interrupts (irq + softirq: loopback TCP is largely processed
+    there, on behalf of whichever process sent or received)."""
     b, e = before[cpu], after[cpu]
     total = sum(e) - sum(b)
+    if total <= 0:
+        return 0.0, 0.0
     idle = (e.idle - b.idle) + (getattr(e, "iowait", 0) - getattr(b, "iowait", 0))
-    return round(100 * (total - idle) / total, 1) if total > 0 else 0.0
+    irq = sum(getattr(e, f, 0) - getattr(b, f, 0) for f in ("irq", "softirq"))
+    return round(100 * (total - idle) / total, 1), round(100 * irq / total, 1)
 
 
-def window(fn, tg: Target, mock: Proc, gen_cpus: set[int] | None, **kw) -> dict:  # type: ignore[no-untyped-def]
+def window(fn, tg: Target, mock: Proc,  # type: ignore[no-untyped-def]
+           gen_cpus: set[int] | None, **kw) -> dict:
     """One measurement with the CPU of every process of the target (summed), the mock's,
     the load generator's share of a core and how busy its core was."""
     servers = {p.name: p for p in tg.procs} | {"mock": mock}
     before = psutil.cpu_times(percpu=True)
     res = measured(fn, servers, **kw)
     after = psutil.cpu_times(percpu=True)
+    busy, irq = cpu_busy(before, after, min(gen_cpus)) if gen_cpus else (None, None)
     sc = res["server_cpu"]
     own = [sc[p.name] for p in tg.procs]
     us = [x["us_per_req"] for x in own]
@@ -317,8 +326,9 @@ def window(fn, tg: Target, mock: Proc, gen_cpus: set[int] | None, **kw) -> dict:
     out = {"rps": res["rps"], "p50_ms": res["p50_ms"], "p99_ms": res["p99_ms"],
            "us_per_req": round(sum(us), 1) if own and None not in us else None,
            "proxy_cpu_pct": round(sum(x["cpu_pct"] for x in own), 1) if own else None,
-           "mock_us_per_req": sc["mock"]["us_per_req"], "generator_cpu_pct": gen,
-           "client_core_busy_pct": cpu_busy(before, after, min(gen_cpus)) if gen_cpus else None,
+           "mock_us_per_req": sc["mock"]["us_per_req"], "mock_cpu_pct": sc["mock"]["cpu_pct"],
+           "generator_cpu_pct": gen,
+           "client_core_busy_pct": busy, "client_core_irq_pct": irq,
            "failures": res["failures"] + res.get("warmup_failures", 0),
            "completed": res["completed"], "concurrency": res["concurrency"],
            "by_process": {p.name: sc[p.name] for p in tg.procs}, "raw": res}
