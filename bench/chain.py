@@ -11,8 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import BODY, PATH  # noqa: E402
-from procs import (Proc, free_port, log, start_edge, start_router,  # noqa: E402
-                   start_worker, wait_healthy)
+from procs import (Proc, free_port, log, start_edge, start_mock,  # noqa: E402
+                   start_router, start_worker)
 
 API_KEY = "sk-bench"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -30,33 +30,30 @@ def raise_nofile(want: int = 65536) -> tuple[int, int]:
 
 
 def start_chain(tmp: Path, procs: list[Proc], tokens: int, token_delay_ms: float,
-                notes: list[str]) -> dict:
-    """Start mock, worker, router, edge; returns {"servers": {...}, "urls": {...}}."""
+                notes: list[str], extra_args: list[str] | None = None) -> dict:
+    """Start mock, worker, router, edge; returns {"servers": {...}, "urls": {...}}.
+    `extra_args`: more flags for the router and the edge (e.g. --processes N)."""
     ports = {n: free_port() for n in ("mock", "worker", "router", "edge")}
     log("starting " + ", ".join(f"{n} :{p}" for n, p in ports.items()) + f" (tmp {tmp})")
-    mock = Proc("mock", [sys.executable, "-m", "eldric.mock", "--port", str(ports["mock"]),
-                         "--tokens", str(tokens), "--token-delay", str(token_delay_ms)],
-                tmp / "mock.log")
-    procs.append(mock)
-    wait_healthy(mock, f"http://127.0.0.1:{ports['mock']}/health")
+    mock = start_mock(tmp, ports["mock"], tokens, token_delay_ms, procs)
     worker, fmt = start_worker(tmp, ports["worker"], ports["mock"], "json", procs, notes)
     # the readiness request is non-streaming: with a slow mock it takes tokens x delay
     rt = 2.0 + tokens * token_delay_ms / 1000 * 2
     router = start_router(tmp, ports["router"], ports["worker"], fmt, procs, PATH, BODY,
-                          request_timeout=rt)
+                          request_timeout=rt, extra_args=extra_args)
     edge, edge_base = start_edge("edge", tmp, ports["edge"], ports["router"], fmt, procs,
-                                 PATH, BODY, API_KEY, request_timeout=rt)
+                                 PATH, BODY, API_KEY, request_timeout=rt,
+                                 extra_args=extra_args)
     return {"servers": {"mock": mock, "worker": worker, "router": router, "edge": edge},
             "urls": {"direct": f"http://127.0.0.1:{ports['mock']}{PATH}",
+                     "worker": f"http://127.0.0.1:{ports['worker']}{PATH}",
+                     "router": f"http://127.0.0.1:{ports['router']}{PATH}",
                      "chain": f"{edge_base}{PATH}"},
             "log_format": fmt}
 
 
 def rss_mb(proc: Proc) -> float | None:
-    try:
-        return proc.ps.memory_info().rss / 2**20
-    except Exception:  # noqa: BLE001 - process gone
-        return None
+    return proc.rss_bytes() / 2**20 if proc.alive() else None
 
 
 def pct(values: list[float], q: float) -> float | None:

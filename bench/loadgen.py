@@ -341,7 +341,7 @@ async def run(url: str, *, concurrency: int, duration: float, warmup: float,
               max_requests: int, stream: bool, client: str, timeout: float,
               body: bytes, headers: dict[str, str] | None = None,
               ssl_ctx: ssl.SSLContext | None = None) -> dict:
-    t_begin = perf()
+    t_begin, cpu_begin = perf(), time.process_time()
     stats = Stats(t_begin + warmup, t_begin + warmup + duration, max_requests)
     runner = run_raw if client == "raw" else run_aiohttp
     hard_limit = warmup + duration + timeout + 5
@@ -352,6 +352,7 @@ async def run(url: str, *, concurrency: int, duration: float, warmup: float,
     except TimeoutError:
         stats.errors["hard_time_limit"] = stats.errors.get("hard_time_limit", 0) + 1
     t_finish = perf()
+    cpu_used = time.process_time() - cpu_begin
     window_end = stats.last_done if stats.stopped_by_count else stats.t_end
     window = max(1e-9, min(window_end, t_finish) - stats.t_start)
     failures = sum(stats.statuses.values()) + sum(stats.errors.values())
@@ -372,6 +373,10 @@ async def run(url: str, *, concurrency: int, duration: float, warmup: float,
         "non200": {str(k): v for k, v in sorted(stats.statuses.items())},
         "errors": stats.errors, "warmup_failures": stats.warmup_failures,
         "elapsed_s": round(t_finish - t_begin, 3),
+        # the load generator's own CPU over the run (warm-up included, start-up not), and
+        # its share of one core: near 100 % means the client, not the server, set the pace
+        "cpu_s": round(cpu_used, 3),
+        "cpu_pct": round(100 * cpu_used / max(1e-9, t_finish - t_begin), 1),
     }
 
 

@@ -33,6 +33,11 @@ def children_cpu() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def _pinned(cpus: set[int] | None):  # type: ignore[no-untyped-def]
+    """A preexec_fn that pins the child to `cpus` (None: no pinning)."""
+    return (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+
+
 def run_loadgen(url: str, *, concurrency: int, duration: float, warmup: float,
                 max_requests: int, stream: bool, client: str,
                 cpus: set[int] | None = None, headers: dict[str, str] | None = None,
@@ -49,7 +54,7 @@ def run_loadgen(url: str, *, concurrency: int, duration: float, warmup: float,
     before = children_cpu()
     out = subprocess.run(argv, capture_output=True, text=True,
                          timeout=warmup + duration + 40, check=False,
-                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+                         preexec_fn=_pinned(cpus))
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed ({out.returncode}): {out.stderr[-2000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -83,15 +88,16 @@ def wrk_script(path: Path, body: dict, headers: dict[str, str] | None = None) ->
 
 
 def run_wrk(wrk: str, script: Path, url: str, *, concurrency: int, duration: float,
-            warmup: float) -> dict:
+            warmup: float, cpus: set[int] | None = None) -> dict:
     """One wrk thread (a 2-core box has no core to spare); a separate warm-up run first.
-    wrk is bounded by -d and by the subprocess timeout (it has no request-count cap)."""
+    wrk is bounded by -d and by the subprocess timeout (it has no request-count cap).
+    `cpus`: pin wrk to these cores."""
     def once(d: float) -> tuple[dict, float]:
         argv = [wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(d))}s", "--timeout", "5s",
                 "-s", str(script), url]
         before = children_cpu()
         out = subprocess.run(argv, capture_output=True, text=True, timeout=d + 30,
-                             check=False)
+                             check=False, preexec_fn=_pinned(cpus))
         m = re.search(r"^WRKJSON (.*)$", out.stdout, re.M)
         if out.returncode != 0 or not m:
             raise RuntimeError(f"wrk failed ({out.returncode}): {out.stdout[-800:]}"
@@ -112,6 +118,7 @@ def run_wrk(wrk: str, script: Path, url: str, *, concurrency: int, duration: flo
         "failures": w["non2xx"] + sum(errors.values()),
         "non200": {"non-2xx/3xx": w["non2xx"]} if w["non2xx"] else {},
         "errors": errors, "client_cpu_s": round(cpu, 3),
+        "client_cpus": sorted(cpus) if cpus else "any",
     }
 
 

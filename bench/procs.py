@@ -42,7 +42,9 @@ def free_port() -> int:
 class Proc:
     """A process we started, in its own session (= its own process group)."""
 
-    def __init__(self, name: str, argv: list[str], stderr_path: Path | None):
+    def __init__(self, name: str, argv: list[str], stderr_path: Path | None,
+                 env: dict[str, str] | None = None):
+        """`env`: variables set for this process on top of ours."""
         self.name = name
         self.argv = argv
         self.stderr_path = stderr_path
@@ -50,7 +52,8 @@ class Proc:
         try:
             self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                           stdout=subprocess.DEVNULL, stderr=err,
-                                          start_new_session=True)
+                                          start_new_session=True,
+                                          env={**os.environ, **env} if env else None)
         finally:
             if stderr_path:
                 err.close()  # type: ignore[union-attr]
@@ -74,6 +77,31 @@ class Proc:
             except psutil.Error:
                 pass
         return total
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the process and its live children (nginx's worker, eldric's
+        --processes children), summed."""
+        try:
+            procs = [self.ps, *self.ps.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def signal_group(self, sig: int) -> None:
+        """Send `sig` to our own process group (SIGSTOP/SIGCONT pause and resume the
+        process with its children); a process already gone is not an error."""
+        if self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.pid, sig)
+        except ProcessLookupError:
+            pass
 
     def stderr_tail(self, n: int = 5) -> str:
         if not self.stderr_path or not self.stderr_path.exists():
@@ -225,6 +253,17 @@ def eldric_exe() -> str:
     return shutil.which("eldric") or "eldric"
 
 
+def start_mock(tmp: Path, port: int, tokens: int, token_delay_ms: float,
+               procs: list[Proc]) -> Proc:
+    """eldric's own mock backend: `tokens` tokens a reply, `token_delay_ms` between them."""
+    mock = Proc("mock", [sys.executable, "-m", "eldric.mock", "--port", str(port),
+                         "--tokens", str(tokens), "--token-delay", str(token_delay_ms)],
+                tmp / "mock.log")
+    procs.append(mock)
+    wait_healthy(mock, f"http://127.0.0.1:{port}/health")
+    return mock
+
+
 def start_worker(tmp: Path, port: int, mock_port: int, log_format: str,
                  procs: list[Proc], notes: list[str]) -> tuple[Proc, str]:
     """The eldric worker in front of the mock; falls back to --log-format console if it
@@ -253,14 +292,15 @@ def start_worker(tmp: Path, port: int, mock_port: int, log_format: str,
 
 def start_router(tmp: Path, port: int, worker_port: int, log_format: str,
                  procs: list[Proc], path: str, body: dict,
-                 request_timeout: float = 2.0) -> Proc:
+                 request_timeout: float = 2.0, extra_args: list[str] | None = None) -> Proc:
     """An eldric router with the worker as its only static worker, round robin. Ready when
-    GET /health is 200 and a test request through it is 200."""
+    GET /health is 200 and a test request through it is 200. `extra_args`: more flags
+    (e.g. --processes N)."""
     router = Proc("router", [
         eldric_exe(), "--role", "router", "--workers", f"http://127.0.0.1:{worker_port}",
         "--port", str(port), "--bind", "127.0.0.1", "--data-dir", str(tmp / "router-data"),
-        "--log-format", log_format, "--log-level", "info", "--strategy", "round_robin"],
-        tmp / f"router-{log_format}.log")
+        "--log-format", log_format, "--log-level", "info", "--strategy", "round_robin",
+        *(extra_args or [])], tmp / f"router-{log_format}.log")
     procs.append(router)
     wait_healthy(router, f"http://127.0.0.1:{port}/health")
     wait_serving(router, f"http://127.0.0.1:{port}{path}", body,
@@ -285,7 +325,8 @@ def make_cert(tmp: Path) -> tuple[Path, Path]:
 def start_edge(name: str, tmp: Path, port: int, router_port: int, log_format: str,
                procs: list[Proc], path: str, body: dict, api_key: str,
                tls: tuple[Path, Path] | None = None,
-               request_timeout: float = 2.0) -> tuple[Proc, str]:
+               request_timeout: float = 2.0,
+               extra_args: list[str] | None = None) -> tuple[Proc, str]:
     """An eldric edge in front of the router, API key required, rate limits on but far
     above anything the benchmark sends. `tls` = (ca.pem, cert.pem): HTTPS on --port, else
     plain HTTP (--no-tls --http-port). Ready when GET /health is 200 and an authorised test
@@ -301,7 +342,7 @@ def start_edge(name: str, tmp: Path, port: int, router_port: int, log_format: st
              "--api-key", api_key, "--data-dir", str(tmp / f"{name}-data"),
              "--log-format", log_format, "--log-level", "info",
              "--per-ip-rpm", "100000000", "--per-key-rpm", "100000000",
-             "--global-rpm", "100000000"]
+             "--global-rpm", "100000000", *(extra_args or [])]
     edge = Proc(name, argv, tmp / f"{name}-{log_format}.log")
     procs.append(edge)
     cafile = tls[0] if tls else None

@@ -15,6 +15,23 @@ def fmt(v: float | None, nd: int = 2) -> str:
     return f"{v:,.{nd}f}"
 
 
+def column_widths(rows: list[list[str]]) -> list[int]:
+    return [max(len(str(x[i])) for x in rows) for i in range(len(rows[0]))]
+
+
+def aligned(cells: list[str], widths: list[int]) -> str:
+    """The first column left-aligned (names), the others right-aligned (figures)."""
+    return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
+                     for i, c in enumerate(cells))
+
+
+def grid(head: list[str], rows: list[list[str]]) -> str:
+    """A plain text table: header, rule, rows."""
+    widths = column_widths([head, *rows])
+    top = aligned(head, widths)
+    return "\n".join([top, "-" * len(top), *(aligned(r, widths) for r in rows)])
+
+
 def table(results: dict, primary64: str) -> str:
     head = ["target", "c=1 rps", "p50 ms", "p99 ms",
             "c=64 rps", "p50 ms", "p99 ms",
@@ -33,11 +50,10 @@ def table(results: dict, primary64: str) -> str:
                      fmt(w.get("rps"), 0), fmt(w.get("p50_ms")), fmt(w.get("p99_ms")),
                      fmt(r["stream_c1"]["ttft_p50_ms"], 3),
                      fmt(r["stream_c1"]["ttft_p99_ms"], 3), str(fails)])
-    widths = [max(len(str(x[i])) for x in [head, *rows]) for i in range(len(head))]
+    widths = column_widths([head, *rows])
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i])
-                         for i, c in enumerate(cells))
+        return aligned(cells, widths)
 
     # group titles over columns 1-3, 4-6, 7-9, 10-12
     groups = [" " * widths[0]]

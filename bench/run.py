@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported f
 from measure import (BODY, PATH, RESULTS, children_cpu, measured,  # noqa: E402
                      pyspy_profile, run_loadgen, run_wrk, sanity, wrk_script)
 from procs import (Proc, free_port, log, log_summary, make_cert, set_affinity,  # noqa: E402
-                   start_edge, start_nginx, start_router, start_worker, wait_healthy)
+                   start_edge, start_mock, start_nginx, start_router, start_worker)
 from report import TARGETS, summary, summary_text, table  # noqa: E402
 
 API_KEY = "sk-bench"  # the edges require it; every request to them carries it
@@ -152,10 +152,7 @@ def main() -> int:
         ports = {n: free_port() for n in ("mock", "worker", "nginx", "router", "edge",
                                           "edge_tls")}
         log("starting " + ", ".join(f"{n} :{p}" for n, p in ports.items()) + f" (tmp {tmp})")
-        mock = Proc("mock", [sys.executable, "-m", "eldric.mock", "--port", str(ports["mock"]),
-                             "--tokens", "16", "--token-delay", "0"], tmp / "mock.log")
-        procs.append(mock)
-        wait_healthy(mock, f"http://127.0.0.1:{ports['mock']}/health")
+        mock = start_mock(tmp, ports["mock"], 16, 0, procs)
         worker, log_format = start_worker(tmp, ports["worker"], ports["mock"],
                                           a.worker_log_format, procs, notes)
         nginx = start_nginx(tmp, ports["nginx"], ports["mock"], procs)
