@@ -37,7 +37,7 @@ from eldric.http import middleware
 from eldric.log import USER_AGENT_PREFIX
 from eldric.readiness import Readiness
 from eldric.registry import Role
-from eldric.processes import Plan, supervisor
+from eldric.processes import Plan, refresh, supervisor
 from eldric.serve import aiohttp_glue, splice
 from eldric.serve.server import FastServer, fast_routes
 from eldric.stream.pool import ConnectionPool
@@ -93,6 +93,7 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
         info.index, info.processes = plan.index, plan.n
         # a child uses the names its primary claimed (and holds): the same databases
         info.files.update(plan.files.get(role.name, {}))
+        refresh.install(app)
     app.on_cleanup.append(_release_files)  # after the role's cleanup_ctx (stores closed)
     bus.metrics.active.labels(role.name).set_function(lambda: info.active)
     if process.otel_endpoint:

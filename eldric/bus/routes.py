@@ -45,11 +45,11 @@ async def _for_all(app: web.Application, body: dict, target: str) -> web.Respons
     requests = int(sum(c._value.get() for labels, c in app[keys.BUS].metrics.requests.items()
                        if labels[0] == info.name))
     if plan.child:
-        body["process"] = aggregate.own_entry(plan.index, body["status"], requests)
+        body["process"] = aggregate.own_entry(plan.index, body["status"], requests, info.active)
         return json_response(body, status_code(body["status"]))
     answers = await aggregate.ask_children(
         [plan.sock(info.name, i) for i in range(1, plan.n)], target)
-    body["processes"] = [aggregate.own_entry(0, body["status"], requests),
+    body["processes"] = [aggregate.own_entry(0, body["status"], requests, info.active),
                          *(aggregate.process_entry(i, a) for i, a in enumerate(answers, 1))]
     body["status"] = aggregate.worst(p["status"] for p in body["processes"])
     return json_response(body, status_code(body["status"]))

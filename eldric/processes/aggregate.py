@@ -18,14 +18,14 @@ _NOT_SUMMED = frozenset(("process_start_time_seconds", "process_max_fds"))
 _WORST = {"healthy": 0, "degraded": 1}  # any other status ranks with unhealthy
 
 
-async def ask(path: str, target: str) -> tuple[int, bytes] | None:
-    """GET `target` over the unix socket at `path`: (status, body), None if no answer."""
+async def ask(path: str, target: str, method: str = "GET") -> tuple[int, bytes] | None:
+    """`method target` over the unix socket at `path`: (status, body), None if no answer."""
     try:
         async with asyncio.timeout(ASK_TIMEOUT):
             reader, writer = await asyncio.open_unix_connection(path)
             try:
-                writer.write(f"GET {target} HTTP/1.1\r\nHost: eldric\r\n"
-                             "Connection: close\r\n\r\n".encode())
+                writer.write(f"{method} {target} HTTP/1.1\r\nHost: eldric\r\n"
+                             "Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
                 raw = await reader.read(-1)
             finally:
                 writer.close()
@@ -39,8 +39,9 @@ async def ask(path: str, target: str) -> tuple[int, bytes] | None:
     return (status, body) if sep else None
 
 
-async def ask_children(paths: Iterable[str], target: str) -> list[tuple[int, bytes] | None]:
-    return list(await asyncio.gather(*(ask(p, target) for p in paths)))
+async def ask_children(paths: Iterable[str], target: str,
+                       method: str = "GET") -> list[tuple[int, bytes] | None]:
+    return list(await asyncio.gather(*(ask(p, target, method) for p in paths)))
 
 
 def worst(statuses: Iterable[str]) -> str:
@@ -88,10 +89,11 @@ def process_entry(index: int, answer: tuple[int, bytes] | None) -> dict:
         body = msgspec.json.decode(answer[1])
         own = body.get("process") or {}
         return {"index": index, "pid": own.get("pid"), "status": body.get("status", "unhealthy"),
-                "requests": own.get("requests", 0)}
+                "requests": own.get("requests", 0), "active": own.get("active", 0)}
     except (msgspec.DecodeError, AttributeError):
         return {"index": index, "pid": None, "status": "unhealthy", "error": "bad answer"}
 
 
-def own_entry(index: int, status: str, requests: int) -> dict:
-    return {"index": index, "pid": os.getpid(), "status": status, "requests": requests}
+def own_entry(index: int, status: str, requests: int, active: int) -> dict:
+    return {"index": index, "pid": os.getpid(), "status": status, "requests": requests,
+            "active": active}

@@ -83,6 +83,7 @@ class FastServer:
         """A private listener on a unix socket (--processes: eldric.processes). `proxied`:
         each connection opens with a child's PROXY line, and was TLS on the public port
         when the role listens with `tls` (eldric.serve.splice)."""
+        make: Callable[[], asyncio.Protocol]
         if proxied:
             make = lambda: Proxied(lambda: FastProtocol(self), tls)  # noqa: E731
         else:
