@@ -323,3 +323,20 @@ def test_an_edge_key_made_and_revoked_through_the_admin_api_holds_in_every_proce
     assert [_post(port, "/v1/chat/completions", chat, key)[0] for _ in range(16)] == [401] * 16
     _status, body = _get(port, "/api/v1/health")
     assert isinstance(body, dict) and body["processes"][1]["requests"] > 0
+
+
+def test_a_child_stopped_alone_is_restarted(eldric_proc, tmp_path):
+    proc, port = _worker(eldric_proc, tmp_path)
+    child = _all_up(port, 2)[1]["pid"]
+    os.kill(child, signal.SIGTERM)  # drains that child (nothing in flight: at once)
+    assert _gone(child, 5)
+    assert _all_up(port, 2, timeout=15)[1]["pid"] != child
+    assert proc.p.poll() is None
+
+
+def test_children_do_not_outlive_a_killed_primary(eldric_proc, tmp_path):
+    proc, port = _worker(eldric_proc, tmp_path)
+    child = _all_up(port, 2)[1]["pid"]
+    proc.p.kill()
+    proc.p.wait(5)
+    assert _gone(child, 5), "the child outlived its primary"

@@ -64,6 +64,8 @@ class Supervisor:
             else:
                 self.children[index] = child
                 log.info("process_started", index=index, pid=child.pid)
+                if self.stopping:  # started while terminate() went by: it stops too
+                    child.send_signal(signal.SIGTERM)
                 code = await child.wait()
                 if self.stopping:
                     return
@@ -89,8 +91,7 @@ class Supervisor:
         """The children's exit, within `grace` seconds; SIGKILL to the ones still running."""
         live = [c for c in self.children.values() if c.returncode is None]
         if live:
-            done, pending = await asyncio.wait([asyncio.ensure_future(c.wait()) for c in live],
-                                               timeout=grace)
+            await asyncio.wait([asyncio.ensure_future(c.wait()) for c in live], timeout=grace)
             for child in live:
                 if child.returncode is None:
                     log.warning("process_killed", pid=child.pid, why="grace period over")
