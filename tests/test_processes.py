@@ -340,3 +340,67 @@ def test_children_do_not_outlive_a_killed_primary(eldric_proc, tmp_path):
     proc.p.kill()
     proc.p.wait(5)
     assert _gone(child, 5), "the child outlived its primary"
+
+
+async def test_the_primary_answers_a_spliced_request_as_the_clients(tmp_path):
+    """What the primary's private listener gives aiohttp after the PROXY line: the
+    client's address as request.remote and, for a role on TLS, https."""
+    import asyncio
+    import ssl
+
+    from aiohttp import web
+
+    from eldric.serve.aiohttp_glue import protocol_factory
+    from eldric.serve.splice import Proxied
+
+    async def who(request: web.Request) -> web.Response:
+        return web.json_response({"remote": request.remote, "scheme": request.scheme})
+
+    app = web.Application()
+    app.router.add_get("/who", who)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    factory = protocol_factory(runner)
+    loop = asyncio.get_running_loop()
+    answers = []
+    try:
+        for tls in (None, ssl.create_default_context()):
+            path = str(tmp_path / f"p-{bool(tls)}.sock")
+            server = await loop.create_unix_server(lambda t=tls: Proxied(factory, t), path)
+            reader, writer = await asyncio.open_unix_connection(path)
+            writer.write(b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 8443\r\n"
+                         b"GET /who HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            raw = await asyncio.wait_for(reader.read(-1), 5)
+            writer.close()
+            server.close()
+            answers.append(json.loads(raw.partition(b"\r\n\r\n")[2]))
+    finally:
+        await runner.cleanup()
+    assert answers == [{"remote": "203.0.113.7", "scheme": "http"},
+                       {"remote": "203.0.113.7", "scheme": "https"}]
+
+
+def test_a_big_chunked_upload_is_spliced_whole(eldric_proc, tmp_path):
+    """Transfer-Encoding: chunked is aiohttp's, so a child splices it: 800 KiB in small
+    chunks pass through the relay (and its back-pressure) to the primary intact."""
+    _proc, port = _worker(eldric_proc, tmp_path)
+    _all_up(port, 2)
+    content = b"x" * (800 * 1024)  # under the mock backend's own 1 MiB body limit
+    body = b'{"model":"eldric-mock","messages":[{"role":"user","content":"' + content + b'"}]}'
+
+    def chunks():
+        for i in range(0, len(body), 16 * 1024):
+            yield body[i:i + 16 * 1024]
+
+    for _ in range(6):  # connections of their own: some land on the child
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+        try:
+            conn.request("POST", "/v1/chat/completions", body=chunks(), encode_chunked=True,
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 200 and b"chat.completion" in resp.read()
+        finally:
+            conn.close()
+    _status, metrics = _get(port, "/metrics")
+    assert _series(metrics, "eldric_requests_total", route="/v1/chat/completions",
+                   status="200") == 6

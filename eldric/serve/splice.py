@@ -131,8 +131,10 @@ class _Side(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         other = self.other
-        if other is None or other.transport is None:
-            self.splice.pending += data  # the primary is not connected yet
+        if not self.splice.ready or other is None or other.transport is None:
+            # the primary is not connected, or what came first (the PROXY line, the bytes
+            # the lane had read) is not written yet: after those, in order
+            self.splice.pending += data
             if len(self.splice.pending) > _HIGH_WATER and self.transport is not None:
                 self.transport.pause_reading()
             return
@@ -140,7 +142,8 @@ class _Side(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         other = self.other
-        if other is not None and other.transport is not None and other.transport.can_write_eof():
+        if self.splice.ready and other is not None and other.transport is not None \
+                and other.transport.can_write_eof():
             other.transport.write_eof()  # a half-close goes on as one
             return True
         self.splice.close()
@@ -175,6 +178,7 @@ class Splice:
         self.client = _Side(self)
         self.primary = _Primary(self)
         self.client.other, self.primary.other = self.primary, self.client
+        self.ready = False  # pending has gone to the primary: bytes pass straight on
         self.closed = False
 
     def start(self, transport: asyncio.Transport, data: bytes) -> None:
@@ -202,6 +206,7 @@ class Splice:
             return
         self.primary.transport.write(bytes(self.pending))  # type: ignore[union-attr]
         self.pending.clear()
+        self.ready = True
         if self.client.transport is not None:
             self.client.transport.resume_reading()
 
