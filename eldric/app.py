@@ -145,20 +145,25 @@ async def _release_files(app: web.Application) -> None:
     app[keys.ROLE].release()
 
 
-def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+def bind_socket(host: str, port: int, *, shared: bool = False,
+                join: bool = False) -> socket.socket:
     """Bind before building the app, so port 0 resolves to a real port the role can
-    advertise (the worker registers that URL). `reuse_port` (--processes): every process
-    binds the port and the kernel spreads the connections among them."""
+    advertise (the worker registers that URL). --processes: the primary binds `shared`
+    (SO_REUSEPORT once bound, before listening: its bind itself is exclusive, so it
+    never joins a port another program holds with SO_REUSEPORT), its children `join` it;
+    the kernel spreads the connections among them."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
+    if join:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.listen(1024)
     sock.setblocking(False)
     return sock
@@ -268,7 +273,7 @@ async def _start_role(role: Role, cfg: Any, process: ProcessConfig,
     want_port, ssl_context = role.listen(cfg) if role.listen else (cfg.port, None)
     # a child binds the port its primary did (so --port 0 is one port for all)
     sock = bind_socket(cfg.bind_address, plan.ports.get(role.name, want_port),
-                       reuse_port=plan.n > 1)
+                       shared=plan.n > 1 and not plan.child, join=plan.child)
     port = sock.getsockname()[1]
     url = advertise_url(cfg, port, tls=ssl_context is not None)
     host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"

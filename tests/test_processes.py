@@ -404,3 +404,21 @@ def test_a_big_chunked_upload_is_spliced_whole(eldric_proc, tmp_path):
     _status, metrics = _get(port, "/metrics")
     assert _series(metrics, "eldric_requests_total", route="/v1/chat/completions",
                    status="200") == 6
+
+
+def test_a_port_another_program_shares_is_not_joined(eldric_proc, tmp_path):
+    """The primary's own bind is exclusive: a port held by another program with
+    SO_REUSEPORT is refused (exit 2), never silently shared."""
+    other = socket.socket()
+    other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    other.bind(("127.0.0.1", 0))
+    other.listen(8)
+    try:
+        port = other.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "eldric", "--role", "worker", "--backend",
+                              "mock", "--bind", "127.0.0.1", "--port", str(port),
+                              "--processes", "2", "--data-dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=30)
+    finally:
+        other.close()
+    assert out.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in out.stderr

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,9 @@ def count(processes: str, roles: Sequence[Any], configs: Mapping[str, Any]) -> i
     n = cores() if processes == "auto" else int(processes)
     if n <= 1:
         return 1
+    if not hasattr(socket, "SO_REUSEPORT"):  # pragma: no cover - Windows
+        raise ConfigError(f"--processes {processes}: this system has no SO_REUSEPORT, "
+                          "so processes cannot share a port; use --processes 1")
     names = [r.name for r in roles]
     if "controller" in names:
         # The controller's registry, jobs and long polls are the cluster's one source of
