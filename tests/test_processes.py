@@ -422,3 +422,35 @@ def test_a_port_another_program_shares_is_not_joined(eldric_proc, tmp_path):
     finally:
         other.close()
     assert out.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in out.stderr
+
+
+def _child_says(pid: int, role: str, index: int, path: str) -> dict:
+    """GET `path` from child `index` itself, over its private socket (the directory is in
+    its environment, readable by the same user): what that process holds."""
+    import asyncio
+
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+    sock = os.path.join(env[b"ELDRIC_PROCESS_DIR"].decode(), f"{role}-{index}.sock")
+    answer = asyncio.run(aggregate.ask(sock, path))
+    assert answer is not None and answer[0] == 200, answer
+    return json.loads(answer[1])
+
+
+def test_a_router_strategy_set_at_run_time_holds_in_every_process(eldric_proc, tmp_path):
+    """POST /api/v1/config changes state kept in memory only: the primary sends the call
+    on to its children (eldric.processes.refresh.replay)."""
+    _worker_proc, worker_port = _worker(eldric_proc, tmp_path, processes="1")
+    port = free_port()
+    eldric_proc("--role", "router", "--bind", "127.0.0.1", "--port", str(port),
+                "--workers", f"http://127.0.0.1:{worker_port}", "--admin-key", "adm",
+                "--data-dir", str(tmp_path / "router"), "--processes", "2")
+    child = _all_up(port, 2)[1]["pid"]
+    assert _child_says(child, "router", 1, "/api/v1/config")["strategy"] != "round_robin"
+    status, raw = _post(port, "/api/v1/config", b'{"strategy":"round_robin"}',
+                        {"Authorization": "Bearer adm"})
+    assert status == 200, raw
+    deadline = time.monotonic() + 5
+    while _child_says(child, "router", 1, "/api/v1/config")["strategy"] != "round_robin":
+        assert time.monotonic() < deadline, "the child kept its strategy"
+        time.sleep(0.05)

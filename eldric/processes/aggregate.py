@@ -18,14 +18,17 @@ _NOT_SUMMED = frozenset(("process_start_time_seconds", "process_max_fds"))
 _WORST = {"healthy": 0, "degraded": 1}  # any other status ranks with unhealthy
 
 
-async def ask(path: str, target: str, method: str = "GET") -> tuple[int, bytes] | None:
+async def ask(path: str, target: str, method: str = "GET", headers: dict[str, str] | None = None,
+              body: bytes = b"", timeout: float = ASK_TIMEOUT) -> tuple[int, bytes] | None:
     """`method target` over the unix socket at `path`: (status, body), None if no answer."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     try:
-        async with asyncio.timeout(ASK_TIMEOUT):
+        async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_unix_connection(path)
             try:
-                writer.write(f"{method} {target} HTTP/1.1\r\nHost: eldric\r\n"
-                             "Content-Length: 0\r\nConnection: close\r\n\r\n".encode())
+                writer.write(f"{method} {target} HTTP/1.1\r\nHost: eldric\r\n{extra}"
+                             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                             .encode("latin-1") + body)
                 raw = await reader.read(-1)
             finally:
                 writer.close()
@@ -39,9 +42,12 @@ async def ask(path: str, target: str, method: str = "GET") -> tuple[int, bytes] 
     return (status, body) if sep else None
 
 
-async def ask_children(paths: Iterable[str], target: str,
-                       method: str = "GET") -> list[tuple[int, bytes] | None]:
-    return list(await asyncio.gather(*(ask(p, target, method) for p in paths)))
+async def ask_children(paths: Iterable[str], target: str, method: str = "GET",
+                       headers: dict[str, str] | None = None,
+                       body: bytes = b"",
+                       timeout: float = ASK_TIMEOUT) -> list[tuple[int, bytes] | None]:
+    return list(await asyncio.gather(*(ask(p, target, method, headers, body, timeout)
+                                       for p in paths)))
 
 
 def worst(statuses: Iterable[str]) -> str:

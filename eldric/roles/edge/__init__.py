@@ -168,8 +168,8 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     else:
         db = Store(data_file(app, "edge.db"), ["clients", budgets_saved.TABLE])
         clients = LocalClients(db, static, cfg.auth.clients)
-        if keys.PLAN in app:  # --processes: a child re-reads them after an admin call
-            processes_refresh.add(app, clients.reload)
+        # --processes: a child re-reads them after an admin call
+        processes_refresh.add(app, clients.reload)
         limiter = LocalLimiter(window)
         shared_budgets = None
     if cfg.auth.require_api_key and not static and not cfg.admin_key:
