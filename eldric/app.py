@@ -294,7 +294,9 @@ async def _start_role(role: Role, cfg: Any, process: ProcessConfig,
     # (eldric.serve).
     routes = fast_routes(app)
     if plan.child:  # what the lane does not take is the primary's (eldric.serve.splice)
-        fast = FastServer(app, runner, routes, hand=splice.splicer(plan.sock(role.name), set()))
+        spliced: set[splice.Splice] = set()  # the drain waits for these too
+        fast = FastServer(app, runner, routes, hand=splice.splicer(plan.sock(role.name), spliced),
+                          splices=spliced)
     else:
         fast = FastServer(app, runner, routes)
     await fast.start(sock, ssl_context)

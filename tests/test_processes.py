@@ -454,3 +454,51 @@ def test_a_router_strategy_set_at_run_time_holds_in_every_process(eldric_proc, t
     while _child_says(child, "router", 1, "/api/v1/config")["strategy"] != "round_robin":
         assert time.monotonic() < deadline, "the child kept its strategy"
         time.sleep(0.05)
+
+
+async def test_a_child_failing_at_start_is_retried_with_a_backoff(tmp_path):
+    """A child that exits at once is started again after 0.5 s, 1 s, 2 s, …: a few
+    starts in 2.5 s, not a tight loop; stopping the supervisor ends the retries."""
+    import asyncio
+
+    from eldric.processes import Plan
+    from eldric.processes.supervisor import Supervisor
+
+    marks = tmp_path / "starts"
+    sup = Supervisor(Plan(n=2, dir=str(tmp_path)), {}, {})
+    sup.argv = [sys.executable, "-c",
+                f"open({str(marks)!r}, 'a').write('x'); raise SystemExit(3)"]
+    sup.start()
+    await asyncio.sleep(2.5)
+    sup.terminate()
+    await sup.wait(2)
+    starts = len(marks.read_text())
+    assert 2 <= starts <= 4, starts  # t=0, 0.5, 1.5 (then 3.5): the backoff doubles
+    assert sup.restarts[1] == starts
+    await asyncio.sleep(0.6)
+    assert len(marks.read_text()) == starts  # stopped: no more
+
+
+def test_sigterm_lets_spliced_streams_finish(eldric_proc, tmp_path):
+    """Chunked requests are aiohttp's, so a child splices them to the primary: on SIGTERM
+    the primary drains them and the child keeps relaying until they end."""
+    port = free_port()
+    proc = eldric_proc("--role", "worker", "--backend", "mock", "--bind", "127.0.0.1",
+                       "--port", str(port), "--data-dir", str(tmp_path / "data"),
+                       "--mock-tokens", "15", "--mock-token-delay", "100",
+                       "--grace-period", "8000", "--processes", "2")
+    pids = [p["pid"] for p in _all_up(port, 2)]
+    streams = []
+    for _ in range(8):  # connections of their own: with 8, one on the child but 1 in 256
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/v1/chat/completions", body=iter([CHAT % b"true"]),
+                     encode_chunked=True, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.read1(65536).startswith(b"data: ")
+        streams.append((conn, resp))
+    proc.p.send_signal(signal.SIGTERM)
+    for conn, resp in streams:
+        assert resp.read().rstrip().endswith(b"data: [DONE]")
+        conn.close()
+    assert proc.p.wait(10) == 0
+    assert all(_gone(pid, 2) for pid in pids)

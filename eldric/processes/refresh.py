@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
 
 from eldric import keys
 from eldric.processes import aggregate
-from eldric.tasks import spawn
+from eldric.tasks import cancel, spawn
 
 log = structlog.get_logger("eldric.processes")
 
@@ -59,7 +60,7 @@ def install(app: web.Application) -> None:
     if plan.child:
         app.router.add_post(PATH, _refresh)
         return
-    state = {"task": None, "again": False}
+    state: dict[str, Any] = {"task": None, "again": False}
 
     async def rounds() -> None:
         info = app[keys.ROLE]
@@ -104,7 +105,13 @@ def install(app: web.Application) -> None:
         else:
             state["again"] = True
 
+    async def stop(_app: web.Application) -> None:
+        await cancel(state["task"])
+        for task in sender:
+            await cancel(task)
+
     app.on_response_prepare.append(changed)
+    app.on_cleanup.append(stop)
 
 
 async def _refresh(request: web.Request) -> web.Response:
