@@ -159,14 +159,19 @@ def test_a_killed_child_is_restarted(eldric_proc, tmp_path):
     assert "process_exited" in proc.output()
 
 
-def test_sigterm_lets_a_stream_on_a_child_finish_and_every_process_exits(eldric_proc,
-                                                                         tmp_path):
+def _slow_worker(eldric_proc, tmp_path, tokens: int):
+    """Two processes on a mock backend at 100 ms a token, 8 s of grace: (proc, port, pids)."""
     port = free_port()
     proc = eldric_proc("--role", "worker", "--backend", "mock", "--bind", "127.0.0.1",
                        "--port", str(port), "--data-dir", str(tmp_path / "data"),
-                       "--mock-tokens", "20", "--mock-token-delay", "100",
+                       "--mock-tokens", str(tokens), "--mock-token-delay", "100",
                        "--grace-period", "8000", "--processes", "2")
-    pids = [p["pid"] for p in _all_up(port, 2)]
+    return proc, port, [p["pid"] for p in _all_up(port, 2)]
+
+
+def test_sigterm_lets_a_stream_on_a_child_finish_and_every_process_exits(eldric_proc,
+                                                                         tmp_path):
+    proc, port, pids = _slow_worker(eldric_proc, tmp_path, tokens=20)
     # streams on connections of their own until one is on the child
     streams = []
     on_child = None
@@ -482,12 +487,7 @@ async def test_a_child_failing_at_start_is_retried_with_a_backoff(tmp_path):
 def test_sigterm_lets_spliced_streams_finish(eldric_proc, tmp_path):
     """Chunked requests are aiohttp's, so a child splices them to the primary: on SIGTERM
     the primary drains them and the child keeps relaying until they end."""
-    port = free_port()
-    proc = eldric_proc("--role", "worker", "--backend", "mock", "--bind", "127.0.0.1",
-                       "--port", str(port), "--data-dir", str(tmp_path / "data"),
-                       "--mock-tokens", "15", "--mock-token-delay", "100",
-                       "--grace-period", "8000", "--processes", "2")
-    pids = [p["pid"] for p in _all_up(port, 2)]
+    proc, port, pids = _slow_worker(eldric_proc, tmp_path, tokens=15)
     streams = []
     for _ in range(8):  # connections of their own: with 8, one on the child but 1 in 256
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

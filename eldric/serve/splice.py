@@ -128,6 +128,7 @@ class _Side(asyncio.Protocol):
         self.splice = splice
         self.transport: asyncio.Transport | None = None
         self.other: _Side | None = None
+        self.eof = False  # this side sent its FIN
 
     def data_received(self, data: bytes) -> None:
         other = self.other
@@ -141,12 +142,13 @@ class _Side(asyncio.Protocol):
         other.transport.write(data)
 
     def eof_received(self) -> bool:
+        self.eof = True
         other = self.other
         if self.splice.ready and other is not None and other.transport is not None \
-                and other.transport.can_write_eof():
+                and not other.eof and other.transport.can_write_eof():
             other.transport.write_eof()  # a half-close goes on as one
             return True
-        self.splice.close()
+        self.splice.close()  # both halves are shut now (or cannot be half-shut): done
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
