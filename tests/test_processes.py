@@ -122,6 +122,7 @@ def test_two_processes_serve_one_port_and_metrics_add_up(eldric_proc, tmp_path):
     assert [p["index"] for p in body["processes"]] == [0, 1]
     # the child answered chat requests itself (it never sees the GETs: those are spliced)
     assert body["processes"][1]["requests"] > 0
+    assert [p["active"] for p in body["processes"]] == [0, 0]  # idle: /health not counted
 
 
 def test_routes_off_the_fast_lane_are_answered_through_a_child(eldric_proc, tmp_path):

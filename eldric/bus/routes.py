@@ -42,14 +42,15 @@ async def _for_all(app: web.Application, body: dict, target: str) -> web.Respons
     from eldric.processes import aggregate
 
     info, plan = app[keys.ROLE], app[keys.PLAN]
+    active = info.active - 1  # not counting this /health request itself
     requests = int(sum(c._value.get() for labels, c in app[keys.BUS].metrics.requests.items()
                        if labels[0] == info.name))
     if plan.child:
-        body["process"] = aggregate.own_entry(plan.index, body["status"], requests, info.active)
+        body["process"] = aggregate.own_entry(plan.index, body["status"], requests, active)
         return json_response(body, status_code(body["status"]))
     answers = await aggregate.ask_children(
         [plan.sock(info.name, i) for i in range(1, plan.n)], target)
-    body["processes"] = [aggregate.own_entry(0, body["status"], requests, info.active),
+    body["processes"] = [aggregate.own_entry(0, body["status"], requests, active),
                          *(aggregate.process_entry(i, a) for i, a in enumerate(answers, 1))]
     body["status"] = aggregate.worst(p["status"] for p in body["processes"])
     return json_response(body, status_code(body["status"]))
