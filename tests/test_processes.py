@@ -503,3 +503,13 @@ def test_sigterm_lets_spliced_streams_finish(eldric_proc, tmp_path):
         conn.close()
     assert proc.p.wait(10) == 0
     assert all(_gone(pid, 2) for pid in pids)
+
+
+def test_idle_processes_report_one_request_in_flight_the_scrape(eldric_proc, tmp_path):
+    """As with one process, /metrics counts itself in flight, not also each child's
+    answer to the primary."""
+    _proc, port = _worker(eldric_proc, tmp_path, processes="3")
+    _all_up(port, 3)
+    _status, metrics = _get(port, "/metrics")
+    assert isinstance(metrics, str)
+    assert _series(metrics, "eldric_active_requests", role="worker") == 1

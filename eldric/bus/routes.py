@@ -91,7 +91,10 @@ async def metrics(request: web.Request) -> web.Response:
             [plan.sock(info.name, i) for i in range(1, plan.n)], "/metrics")
         texts = [body.decode(), *(a[1].decode() for a in answers if a and a[0] == 200)]
         up = 1 + sum(1 for a in answers if a and a[0] == 200)
-        body = aggregate.merge_metrics(texts) + (
+        # each child counted the primary's question as a request in flight: as with one
+        # process, only this scrape itself counts
+        asked = {("eldric_active_requests", (("role", info.name),)): 1.0 - up}
+        body = aggregate.merge_metrics(texts, asked) + (
             "# HELP eldric_processes Processes serving this port that answered (--processes)\n"
             f"# TYPE eldric_processes gauge\neldric_processes {up}\n"
             "# HELP eldric_processes_configured Processes --processes asked for\n"

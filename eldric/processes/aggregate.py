@@ -55,9 +55,10 @@ def worst(statuses: Iterable[str]) -> str:
     return ("healthy", "degraded", "unhealthy")[rank]
 
 
-def merge_metrics(texts: list[str]) -> bytes:
+def merge_metrics(texts: list[str], adjust: dict[tuple, float] | None = None) -> bytes:
     """Prometheus text of several processes as one: samples with the same name and labels
-    added (counters, histogram buckets/sums/counts, gauges), the first text's order."""
+    added (counters, histogram buckets/sums/counts, gauges), the first text's order.
+    `adjust`: (sample name, sorted label pairs) -> what to add to that sum."""
     families: dict[str, tuple[str, str, dict[tuple, float]]] = {}
     for text in texts:
         for fam in text_string_to_metric_families(text):
@@ -68,6 +69,10 @@ def merge_metrics(texts: list[str]) -> bytes:
                     samples.setdefault(key, s.value)  # the primary's (the first text)
                 else:
                     samples[key] = samples.get(key, 0.0) + s.value
+    for _kind, _doc, samples in families.values():
+        for key, delta in (adjust or {}).items():
+            if key in samples:
+                samples[key] += delta
     out = []
     for name, (kind, doc, samples) in families.items():
         doc = doc.replace("\\", r"\\").replace("\n", r"\n")
