@@ -25,19 +25,18 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from eldric import __version__, keys, model_registry, readiness
+from eldric import __version__, keys, model_registry, processes, readiness
 from eldric import log as eldric_log
 from eldric.bus import Bus
 from eldric.bus.routes import add_routes
-from eldric import processes
 from eldric.config import ProcessConfig
 from eldric.context import RoleInfo
 from eldric.errors import ConfigError
 from eldric.http import middleware
 from eldric.log import USER_AGENT_PREFIX
+from eldric.processes import Plan, refresh, supervisor
 from eldric.readiness import Readiness
 from eldric.registry import Role
-from eldric.processes import Plan, refresh, supervisor
 from eldric.serve import aiohttp_glue, splice
 from eldric.serve.server import FastServer, fast_routes
 from eldric.stream.pool import ConnectionPool
