@@ -343,9 +343,14 @@ def test_a_child_stopped_alone_is_restarted(eldric_proc, tmp_path):
 def test_children_do_not_outlive_a_killed_primary(eldric_proc, tmp_path):
     proc, port = _worker(eldric_proc, tmp_path)
     child = _all_up(port, 2)[1]["pid"]
+    with open(f"/proc/{child}/environ", "rb") as f:
+        env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
     proc.p.kill()
     proc.p.wait(5)
     assert _gone(child, 5), "the child outlived its primary"
+    import shutil  # a SIGKILLed primary leaves its private directory: not the test's litter
+
+    shutil.rmtree(env[b"ELDRIC_PROCESS_DIR"].decode(), ignore_errors=True)
 
 
 async def test_the_primary_answers_a_spliced_request_as_the_clients(tmp_path):
