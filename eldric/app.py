@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from eldric import __version__, keys, model_registry, readiness
+from eldric import __version__, keys, model_registry, processes, readiness
 from eldric import log as eldric_log
 from eldric.bus import Bus
 from eldric.bus.routes import add_routes
@@ -32,9 +34,10 @@ from eldric.context import RoleInfo
 from eldric.errors import ConfigError
 from eldric.http import middleware
 from eldric.log import USER_AGENT_PREFIX
+from eldric.processes import Plan, refresh, supervisor
 from eldric.readiness import Readiness
 from eldric.registry import Role
-from eldric.serve import aiohttp_glue
+from eldric.serve import aiohttp_glue, splice
 from eldric.serve.server import FastServer, fast_routes
 from eldric.stream.pool import ConnectionPool
 from eldric.tasks import cancel, spawn
@@ -73,7 +76,7 @@ def advertise_url(cfg: Any, port: int, tls: bool = False) -> str:
 
 def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
              session: aiohttp.ClientSession, pool: ConnectionPool, url: str,
-             port: int = 0, local_url: str = "") -> web.Application:
+             port: int = 0, local_url: str = "", plan: Plan | None = None) -> web.Application:
     app = web.Application(middlewares=[middleware], client_max_size=cfg.max_body_bytes)
     app[keys.BUS] = bus
     app[keys.SESSION] = session
@@ -84,6 +87,12 @@ def make_app(role: Role, cfg: Any, process: ProcessConfig, bus: Bus,
     # `port` is the configured one (0 stays 0): it names the role's state files.
     info = app[keys.ROLE] = RoleInfo(name=role.name, advertise_url=url, port=port,
                                         local_url=local_url or url)
+    if plan is not None and plan.n > 1:  # --processes (eldric.processes)
+        app[keys.PLAN] = plan
+        info.index, info.processes = plan.index, plan.n
+        # a child uses the names its primary claimed (and holds): the same databases
+        info.files.update(plan.files.get(role.name, {}))
+        refresh.install(app)
     app.on_cleanup.append(_release_files)  # after the role's cleanup_ctx (stores closed)
     bus.metrics.active.labels(role.name).set_function(lambda: info.active)
     if process.otel_endpoint:
@@ -135,17 +144,25 @@ async def _release_files(app: web.Application) -> None:
     app[keys.ROLE].release()
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
+def bind_socket(host: str, port: int, *, shared: bool = False,
+                join: bool = False) -> socket.socket:
     """Bind before building the app, so port 0 resolves to a real port the role can
-    advertise (the worker registers that URL)."""
+    advertise (the worker registers that URL). --processes: the primary binds `shared`
+    (SO_REUSEPORT once bound, before listening: its bind itself is exclusive, so it
+    never joins a port another program holds with SO_REUSEPORT), its children `join` it;
+    the kernel spreads the connections among them."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if join:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.listen(1024)
     sock.setblocking(False)
     return sock
@@ -158,8 +175,18 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
     """Run the roles until SIGTERM/SIGINT (or until `stop` is set, for embedding).
 
     on_ready(urls) is called once every role listens; on_readiness(Readiness) then, and
-    again when every role says a request would succeed (eldric.readiness)."""
+    again when every role says a request would succeed (eldric.readiness). With
+    --processes N the first process also starts and supervises the other N-1
+    (eldric.processes); they call neither."""
+    plan = processes.plan(process.processes, roles, configs, os.environ)
     os.makedirs(process.data_dir, exist_ok=True)
+    watch_primary = None
+    if plan.child:
+        watch_primary = supervisor.die_with_parent(plan.parent)
+        structlog.contextvars.bind_contextvars(process=plan.index)
+        on_ready = on_readiness = None
+    elif plan.n > 1:
+        plan.dir = tempfile.mkdtemp(prefix="eldric-processes-")  # 0700: ours alone
     bus = Bus()
     bus.roles = [r.name for r in roles]
     shared = (bus, make_session(), ConnectionPool())
@@ -172,13 +199,18 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
     fasts: list[FastServer] = []
     urls: dict[str, str] = {}
     apps: list[tuple[Role, web.Application]] = []
-    watcher = None
+    watcher = children = None
     flusher = spawn(eldric_log.flush_periodically(), name="log-flush")
     try:
         for role in roles:
             app, urls[role.name] = await _start_role(role, configs[role.name], process, shared,
-                                                     runners, fasts)
+                                                     runners, fasts, plan)
             apps.append((role, app))
+        if plan.n > 1 and not plan.child:
+            children = supervisor.Supervisor(
+                plan, {r.name: a[keys.ROLE].bound_port for r, a in apps},
+                {r.name: dict(a[keys.ROLE].files) for r, a in apps})
+            children.start()
         # Everything made at start-up lives as long as the process: move it out of the
         # collector's sight, and collect the young generation less often (a request
         # allocates many short-lived objects; measured ~4 us of CPU a request).
@@ -193,7 +225,15 @@ async def serve(roles: Sequence[Role], configs: dict[str, Any], process: Process
         await stop.wait()
     finally:
         await cancel(watcher)
-        await _stop(fasts, runners, process.grace_period_ms / 1000)
+        await cancel(watch_primary)
+        grace = process.grace_period_ms / 1000
+        if children is not None:  # they drain beside this one, within the same grace
+            children.terminate()
+            await asyncio.gather(_stop(fasts, runners, grace), children.wait(grace))
+        else:
+            await _stop(fasts, runners, grace)
+        if plan.dir and not plan.child:
+            shutil.rmtree(plan.dir, ignore_errors=True)
         await shared[1].close()
         shared[2].close()
         if install_signals:
@@ -225,19 +265,22 @@ def _install_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event,
 
 async def _start_role(role: Role, cfg: Any, process: ProcessConfig,
                       shared: tuple[Bus, aiohttp.ClientSession, ConnectionPool],
-                      runners: list[web.AppRunner], fasts: list[FastServer]
-                      ) -> tuple[web.Application, str]:
+                      runners: list[web.AppRunner], fasts: list[FastServer],
+                      plan: Plan) -> tuple[web.Application, str]:
     """Bind, build, serve one role: (its app, the URL it answers on here). Its runner and
     fast server join the lists as soon as they exist, so a failure later still stops them."""
     want_port, ssl_context = role.listen(cfg) if role.listen else (cfg.port, None)
-    sock = bind_socket(cfg.bind_address, want_port)
+    # a child binds the port its primary did (so --port 0 is one port for all)
+    sock = bind_socket(cfg.bind_address, plan.ports.get(role.name, want_port),
+                       shared=plan.n > 1 and not plan.child, join=plan.child)
     port = sock.getsockname()[1]
     url = advertise_url(cfg, port, tls=ssl_context is not None)
     host = cfg.bind_address if cfg.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     local = f"{'https' if ssl_context else 'http'}://{host}:{port}"
-    app = make_app(role, cfg, process, *shared, url, want_port, local)
+    app = make_app(role, cfg, process, *shared, url, want_port, local, plan)
+    app[keys.ROLE].bound_port = port
     # handler_cancellation: a client that leaves (reset or FIN) cancels its handler, as
     # on the fast lane; the lane's keep-alive timeout, not aiohttp's default (which
     # differs between versions)
@@ -248,9 +291,23 @@ async def _start_role(role: Role, cfg: Any, process: ProcessConfig,
     runners.append(runner)
     # The inference routes take the fast lane; everything else is handed to aiohttp
     # (eldric.serve).
-    fast = FastServer(app, runner, fast_routes(app))
+    routes = fast_routes(app)
+    if plan.child:  # what the lane does not take is the primary's (eldric.serve.splice)
+        spliced: set[splice.Splice] = set()  # the drain waits for these too
+        fast = FastServer(app, runner, routes, hand=splice.splicer(plan.sock(role.name), spliced),
+                          splices=spliced)
+    else:
+        fast = FastServer(app, runner, routes)
     await fast.start(sock, ssl_context)
     fasts.append(fast)
+    if plan.n > 1:
+        # The private listener: in the primary, where the children splice to (each
+        # connection opens with the client's address); in a child, where the primary asks
+        # it for its own /metrics and /health.
+        private = FastServer(app, runner, routes)
+        await private.start_unix(plan.sock(role.name, plan.index or None),
+                                 proxied=not plan.child, tls=ssl_context)
+        fasts.append(private)
     log.info("listening", role=role.name, bind=f"{cfg.bind_address}:{port}",
              advertise_url=url, version=__version__)
     return app, local

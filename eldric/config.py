@@ -201,6 +201,7 @@ def unknown_env(env: Mapping[str, str], roles: Mapping[str, Any],
     another role's prefix). A typo in a file stops eldric; in the environment it would
     otherwise pass unseen."""
     from eldric.client.settings import ENV as CLIENT_ENV  # the clients' own variables
+    from eldric.processes import ENV as supervisor_env
     from eldric.registry import available
 
     process = {s.env_suffix for s in field_specs(ProcessConfig)}
@@ -212,7 +213,8 @@ def unknown_env(env: Mapping[str, str], roles: Mapping[str, Any],
     out = []
     # ELDRIC_URL, ELDRIC_ROUTER_URL, …: `eldric chat` and the operator commands read them
     # (eldric.client.settings); a shell that runs both should not be warned about them.
-    theirs = set(CLIENT_ENV.values())
+    # ELDRIC_PROCESS_*: what a --processes primary hands its children (eldric.processes)
+    theirs = set(CLIENT_ENV.values()) | supervisor_env
     for var in sorted(v for v in env if v.startswith("ELDRIC_") and v not in used
                       and v not in theirs):
         role = next((n for n in roles if var.startswith(f"ELDRIC_{n.upper()}_")), None)

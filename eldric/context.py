@@ -41,6 +41,7 @@ class RoleInfo:
     # (the batch runner, pruners); every process serves the fast lane.
     index: int = 0
     processes: int = 1
+    bound_port: int = 0  # the port it listens on (port 0 resolved): children bind it too
 
     @property
     def primary(self) -> bool:
@@ -110,6 +111,10 @@ def data_file(app: web.Application, name: str, *, formerly: str | None = None) -
     info = app[keys.ROLE]
     data_dir = app[keys.PROCESS].data_dir
     stem, _, ext = name.partition(".")
+    if stem not in info.files and not info.primary:
+        # a child of --processes claims nothing: its primary holds the names (handed over
+        # at start); one the primary had not used by then is the plain name it would get
+        info.files[stem] = f"{stem}-{info.port}"
     if stem not in info.files:
         base = info.files[stem] = _claim(info, data_dir, f"{stem}-{info.port}")
         new = os.path.join(data_dir, f"{base}.{ext}")

@@ -33,6 +33,12 @@ ROLE: web.AppKey["RoleInfo"] = web.AppKey("eldric_role")
 CONFIG: web.AppKey[Any] = web.AppKey("eldric_config")
 # A role may replace how /health is answered (the worker answers a WorkerHealth).
 HEALTH: web.AppKey[Any] = web.AppKey("eldric_health")
+# With --processes N > 1: this process's eldric.processes.Plan (its index, the private
+# sockets' directory); absent with one process.
+PLAN: web.AppKey[Any] = web.AppKey("eldric_processes_plan")
+# What a --processes child re-reads when its primary changed the role's state through an
+# admin call (eldric.processes.refresh): async callables.
+REFRESH: web.AppKey[list[Any]] = web.AppKey("eldric_processes_refresh")
 # What the role probes every health interval (its workers, routers, backends).
 PROBER: web.AppKey["Prober[Any]"] = web.AppKey("eldric_prober")
 # Set when the process starts to stop (listeners closed, before in-flight requests

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from eldric import keys
+
 from eldric.batch.config import BatchConfig
 from eldric.batch.runner import Allow, Count, Reply, Runner, Send
 
@@ -33,7 +35,10 @@ def install(app: web.Application, cfg: BatchConfig, owner, send: Send,  # type: 
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await db.open()
-        await runner.resume()
+        # --processes: the batch API is the primary's (children splice it there), and so
+        # is running the batches: a child resuming them would run each line twice
+        if app[keys.ROLE].primary:
+            await runner.resume()
         yield
         await runner.stop()
         await db.close()

@@ -269,7 +269,10 @@ class Membership:
 
     async def run(self) -> None:
         """Register, heartbeat, re-register when forgotten, until the process stops (or
-        the task is cancelled); then leave."""
+        the task is cancelled); then leave. With --processes only the primary speaks for
+        the role (eldric.processes): in a child this returns at once."""
+        if not self.app[keys.ROLE].primary:
+            return
         try:
             await self._keep()
         finally:

@@ -11,7 +11,7 @@ import structlog
 from eldric.errors import error_json
 from eldric.exchange import Reply
 from eldric.http import body_timeout, middleware
-from eldric.serve.aiohttp_glue import MAX_HEADERS, MAX_LINE, hand_over
+from eldric.serve.aiohttp_glue import MAX_HEADERS, MAX_LINE
 from eldric.serve.checks import HandOver, Malformed, check, limits, unfolded
 from eldric.serve.reply import whole
 from eldric.serve.request import FAST, FastRequest
@@ -225,7 +225,7 @@ class FastProtocol(asyncio.Protocol):
         self.buf.clear()
         self.server.conns.discard(self)
         self.transport = None
-        hand_over(transport, self.server.aiohttp, data)
+        self.server.hand(transport, data)
         self._reading.resume()
 
     # ------------------------------------------------------------------ replying

@@ -13,8 +13,9 @@ from aiohttp import web
 
 from eldric import keys
 from eldric.exchange import LaneRequest
-from eldric.serve.aiohttp_glue import protocol_factory
+from eldric.serve.aiohttp_glue import hand_over, protocol_factory
 from eldric.serve.protocol import FastProtocol
+from eldric.serve.splice import Proxied
 from eldric.tasks import cancel, spawn
 
 log = structlog.get_logger("eldric.serve")
@@ -52,11 +53,17 @@ def fast_routes(app: web.Application) -> dict[bytes, tuple[Handler, str]]:
 
 class FastServer:
     def __init__(self, app: web.Application, runner: web.AppRunner,
-                 routes: dict[bytes, tuple[Handler, str]]) -> None:
+                 routes: dict[bytes, tuple[Handler, str]],
+                 hand: Callable[[asyncio.Transport, bytes], object] | None = None,
+                 splices: set | None = None) -> None:
         cfg = app[keys.CONFIG]
         self.app = app
         self.routes = routes
         self.aiohttp = protocol_factory(runner)  # makes aiohttp's per-connection protocol
+        # Where a request the lane does not take goes: aiohttp here, or (a child of
+        # --processes) the primary, spliced (eldric.serve.splice), tracked in `splices`.
+        self.hand = hand or (lambda transport, data: hand_over(transport, self.aiohttp, data))
+        self.splices = splices if splices is not None else set()
         self.max_body = cfg.max_body_bytes
         self.body_timeout_ms = cfg.body_timeout_ms
         # aiohttp's runner gets the same value (eldric.app), so both lanes agree
@@ -69,6 +76,19 @@ class FastServer:
     async def start(self, sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
         self._server = await self.loop.create_server(lambda: FastProtocol(self), sock=sock,
                                                      ssl=ssl_context, backlog=1024)
+        self._sweeper = spawn(self._sweep(), name="fast-lane-keepalive")
+
+    async def start_unix(self, path: str, proxied: bool = False,
+                         tls: ssl.SSLContext | None = None) -> None:
+        """A private listener on a unix socket (--processes: eldric.processes). `proxied`:
+        each connection opens with a child's PROXY line, and was TLS on the public port
+        when the role listens with `tls` (eldric.serve.splice)."""
+        make: Callable[[], asyncio.Protocol]
+        if proxied:
+            make = lambda: Proxied(lambda: FastProtocol(self), tls)  # noqa: E731
+        else:
+            make = lambda: FastProtocol(self)  # noqa: E731
+        self._server = await self.loop.create_unix_server(make, path, backlog=1024)
         self._sweeper = spawn(self._sweep(), name="fast-lane-keepalive")
 
     async def _sweep(self) -> None:
@@ -100,7 +120,11 @@ class FastServer:
             if self.loop.time() >= deadline:
                 break
             await asyncio.sleep(0.05)
+        while self.splices and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)  # relayed connections end when the primary's do
         for conn in list(self.conns):
             conn.abort()
+        for splice in list(self.splices):
+            splice.abort()
         if self._server is not None:
             await self._server.wait_closed()

@@ -30,7 +30,8 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _open(self) -> None:
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                             timeout=5.0)  # the busy timeout: other processes' writes
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across a crash of
         # the process (SIGKILL); only a power loss can lose the last transactions.
@@ -65,7 +66,10 @@ class Store:
     def _write(self, table: str, puts: list[tuple[str, bytes]], deletes: list[str]) -> None:
         assert self._db is not None
         with self._db:  # one transaction for the whole batch
-            self._db.execute("BEGIN")
+            # IMMEDIATE: the write lock first (waiting up to the connection's 5 s busy
+            # timeout), so a writer in another process (--processes) is waited for, never
+            # a read lock that cannot be upgraded (SQLITE_BUSY at once)
+            self._db.execute("BEGIN IMMEDIATE")
             if puts:
                 self._db.executemany(
                     f"INSERT INTO {table} (key, value) VALUES (?, ?) "

@@ -34,6 +34,7 @@ from eldric.wire import ollama
 from eldric.wire.head import decode_head
 from eldric.wire.openai import HEAD_BY_PATH, ChatHead, Head, Model, ModelList
 from eldric.backends.table import CHAT
+from eldric.processes import refresh as processes_refresh
 from eldric.wire import xmltools
 from eldric.wire.translate import Translator
 from eldric.wire.translated import TRANSLATED, translatable
@@ -377,6 +378,9 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/backends", list_backends)
     app.router.add_post("/api/v1/backends", add_backend)
     app.router.add_delete("/api/v1/backends/{name}", delete_backend)
+    # --processes: each child keeps its own backends in memory, so it makes the change too
+    processes_refresh.replay(app, "/api/v1/backends")
+    processes_refresh.replay(app, "/api/v1/backends/{name}")
     app.router.add_post("/api/v1/backends/{name}/test", test_backend)
     app.router.add_get("/dashboard", dashboard)
     app.router.add_static("/static/cloud/", STATIC_DIR)

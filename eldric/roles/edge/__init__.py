@@ -15,6 +15,7 @@ from aiohttp import web
 from eldric import keys
 from eldric.context import data_file
 from eldric.errors import ConfigError
+from eldric.processes import refresh as processes_refresh
 from eldric.registry import Role
 from eldric.roles.edge import batch, cluster_relay, cors, tunnel
 from eldric.roles.edge.clients import LocalClients, RedisClients
@@ -189,6 +190,8 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
     else:
         db = Store(data_file(app, "edge.db"), ["clients", budgets_saved.TABLE])
         clients = LocalClients(db, static, cfg.auth.clients)
+        # --processes: a child re-reads them after an admin call
+        processes_refresh.add(app, clients.reload)
         limiter = LocalLimiter(window)
         shared_budgets = None
     if cfg.auth.require_api_key and not static and not cfg.admin_key:

@@ -141,7 +141,16 @@ class LocalClients:
 
     async def open(self) -> None:
         await self.store.open()
-        for _name, raw in await self.store.all("clients"):
+        await self.reload()
+
+    async def reload(self) -> None:
+        """The clients created at run time, read again (--processes: a child, after its
+        primary's admin API created, changed or revoked one)."""
+        rows = await self.store.all("clients")
+        for client in [c for c in self.by_name.values() if not c.static]:
+            del self.by_name[client.name]
+            self.by_hash.pop(client.key_hash, None)
+        for _name, raw in rows:
             self._add(_dec.decode(raw))
 
     async def close(self) -> None:

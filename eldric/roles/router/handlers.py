@@ -16,6 +16,7 @@ from eldric.errors import (BadRequest, EldricError, ModelNotFound, NotFound,
                            UpstreamUnavailable)
 from eldric.exchange import Answer, LaneRequest
 from eldric.http import read_body
+from eldric.processes import refresh as processes_refresh
 from eldric.roles.router.attempts import Attempts, Full
 from eldric.roles.router.batch import Deferred
 from eldric.roles.router.context import RouteContext
@@ -242,4 +243,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/workers", workers)
     app.router.add_get("/api/v1/config", get_config)
     app.router.add_post("/api/v1/config", set_config)
+    processes_refresh.replay(app, "/api/v1/config")  # --processes: each child's strategy too
     app.router.add_get("/api/v1/swarm", swarm_api.view)

@@ -99,7 +99,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     probes.start()
     interval = st.cfg.health_check_interval_ms / 1000
     tasks = [spawn(every(interval, functools.partial(sample_host, st)), name="worker-host")]
-    if st.cfg.tunnel_url:
+    if st.cfg.tunnel_url and app[keys.ROLE].primary:  # --processes: the primary's alone
         st.tunnel = tunnel.client(app, st)
         tasks.append(spawn(st.tunnel.run(), name="worker-tunnel"))
     if st.cfg.controller_url:

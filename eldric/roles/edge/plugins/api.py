@@ -18,6 +18,7 @@ from eldric.auth import require_key
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, EldricError, NotFound
 from eldric.http import read_body
+from eldric.processes import refresh as processes_refresh
 from eldric.roles.edge.handlers import NO_ADMIN
 from eldric.roles.edge.plugins.host import Plugin
 from eldric.roles.edge.plugins.valves import BadValves
@@ -109,3 +110,8 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/api/v1/plugins/{id}/disable", disable)
     r.add_get("/api/v1/plugins/{id}/valves", get_valves)
     r.add_put("/api/v1/plugins/{id}/valves", put_valves)
+    # --processes: each process hosts its own plugins, so each makes the change (all four
+    # say the whole of it: made twice, the same state)
+    for route in ("/api/v1/plugins/reload", "/api/v1/plugins/{id}/enable",
+                  "/api/v1/plugins/{id}/disable", "/api/v1/plugins/{id}/valves"):
+        processes_refresh.replay(app, route)

@@ -43,7 +43,7 @@ def make_recorder(app: web.Application, cfg: UsageConfig, plugins: Plugins,
     if cfg.request_log == "sqlite":
         requests = RequestLog(data_file(app, "requests.db"), days=cfg.request_log_days,
                               bound=cfg.buffer, bodies=cfg.request_log_bodies,
-                              redact=redactor(plugins))
+                              redact=redactor(plugins), prune=app[keys.ROLE].primary)
     registry: Any = app[keys.BUS].metrics.registry
     return Recorder(store, interval_ms=cfg.flush_interval_ms, bound=cfg.buffer,
                     registry=registry, requests=requests)

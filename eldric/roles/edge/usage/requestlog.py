@@ -57,7 +57,8 @@ class Row(msgspec.Struct):
 
 class RequestLog:
     def __init__(self, path: str, *, days: int, bound: int, bodies: bool,
-                 redact: Redact | None = None, body_bytes: int = BODY_BYTES) -> None:
+                 redact: Redact | None = None, body_bytes: int = BODY_BYTES,
+                 prune: bool = True) -> None:
         self.db = OnOneThread(path, SCHEMA, "eldric-requests")
         self.days = days
         self.bound = bound
@@ -69,6 +70,9 @@ class RequestLog:
         self.body_bytes = 0  # of the bodies in pending
         self.bodies_dropped = 0
         self._pruned = 0.0
+        # --processes: every process writes its own requests, only the primary deletes
+        # the old ones (one sweep, not N racing each other)
+        self.prune = prune
 
     async def open(self) -> None:
         try:
@@ -133,7 +137,7 @@ class RequestLog:
 
     async def _prune(self) -> None:
         now = time.time()
-        if now - self._pruned < PRUNE_EVERY:
+        if not self.prune or now - self._pruned < PRUNE_EVERY:
             return
         self._pruned = now
         horizon = now - self.days * 86_400

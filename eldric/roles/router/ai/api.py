@@ -14,6 +14,7 @@ from eldric.auth import require_key
 from eldric.bus.routes import json_response
 from eldric.errors import BadRequest, ConfigError
 from eldric.http import read_body
+from eldric.processes import refresh as processes_refresh
 from eldric.roles.router.ai.config import AiRoutingConfig, problem
 from eldric.roles.router.ai.decider import Decider
 from eldric.roles.router.ai.stats import AiStats
@@ -67,6 +68,7 @@ def install(app: web.Application, rs: RouterState) -> None:
         raise ConfigError(f"`router.ai_routing.{bad[0]}`: {bad[1]}")
     app[AI] = AiRouting(app, rs, cfg)
     app.router.add_post("/api/v1/ai/configure", configure)
+    processes_refresh.replay(app, "/api/v1/ai/configure")  # --processes: in every process
     app.router.add_get("/api/v1/ai/status", status)
 
 
