@@ -43,7 +43,7 @@ async def _for_all(app: web.Application, body: dict, target: str) -> web.Respons
 
     info, plan = app[keys.ROLE], app[keys.PLAN]
     active = info.active - 1  # not counting this /health request itself
-    requests = int(sum(c._value.get() for labels, c in app[keys.BUS].metrics.requests.items()
+    requests = int(sum(c.value for labels, c in app[keys.BUS].metrics.requests.items()
                        if labels[0] == info.name))
     if plan.child:
         body["process"] = aggregate.own_entry(plan.index, body["status"], requests, active)
