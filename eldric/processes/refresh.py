@@ -5,12 +5,12 @@ same state in memory. Two ways, each opted into by the role:
 - `add(app, refresher)`: state kept in a shared file (the edge's API keys in SQLite).
   After a request off the fast lane that may have changed something (not
   GET/HEAD/OPTIONS, answered below 400) the primary asks every child to run the role's
-  refreshers, which re-read it. Coalesced: one round at a time, another after it if
-  changes came meanwhile.
+  refreshers, which re-read it, before its reply goes out.
 - `replay(app, path)`: state kept only in memory, set by a call that says the whole
   change and may be made twice (the router's POST /api/v1/config: a strategy). Once the
   primary answered it below 400, the same request (method, path, headers, body) is sent
-  to every child's private socket, in order, and the child's app makes the change too.
+  to every child's private socket, in order, and the child's app makes the change too,
+  before the primary's reply goes out.
   Never for a call that creates something (a key, a download): that would be made N
   times.
 """
@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import structlog
 from aiohttp import web
 
 from eldric import keys
 from eldric.processes import aggregate
-from eldric.tasks import cancel, spawn
 
 log = structlog.get_logger("eldric.processes")
 
@@ -60,58 +58,37 @@ def install(app: web.Application) -> None:
     if plan.child:
         app.router.add_post(PATH, _refresh)
         return
-    state: dict[str, Any] = {"task": None, "again": False}
-
-    async def rounds() -> None:
-        info = app[keys.ROLE]
-        while True:
-            state["again"] = False
-            answers = await aggregate.ask_children(
-                [plan.sock(info.name, i) for i in range(1, plan.n)], PATH, method="POST")
-            if any(a is None for a in answers):
-                log.debug("refresh_not_answered", missing=sum(a is None for a in answers))
-            if not state["again"]:
-                state["task"] = None
-                return
-
-    queue: asyncio.Queue[tuple[str, str, dict[str, str], bytes]] = asyncio.Queue()
-    sender: list[asyncio.Task] = []
-
-    async def send_on() -> None:
-        info = app[keys.ROLE]
-        while True:
-            method, target, headers, body = await queue.get()
-            answers = await aggregate.ask_children(
-                [plan.sock(info.name, i) for i in range(1, plan.n)], target, method,
-                headers, body, REPLAY_TIMEOUT)
-            for i, a in enumerate(answers, 1):
-                if a is None or a[0] >= 400:
-                    log.warning("replay_failed", process=i, target=target,
-                                status=a and a[0])
+    # One change at a time, in the order the calls were answered.
+    lock = asyncio.Lock()
 
     async def changed(request: web.Request, response: web.StreamResponse) -> None:
+        """Before the reply goes out (on_response_prepare is awaited ahead of the head):
+        once the caller has it, every process has the change, so a key just made works
+        on the next connection whichever process takes it."""
         if request.method in _READS or response.status >= 400:
             return
         route = request.match_info.route.resource
-        if route is not None and route.canonical in app.get(REPLAYED, ()):
-            headers = {h: request.headers[h] for h in _HEADERS if h in request.headers}
-            queue.put_nowait((request.method, request.path_qs, headers, await request.read()))
-            if not sender:
-                sender.append(spawn(send_on(), name="processes-replay"))
-        if keys.REFRESH not in app:
+        replayed = route is not None and route.canonical in app.get(REPLAYED, ())
+        if not replayed and keys.REFRESH not in app:
             return
-        if state["task"] is None:
-            state["task"] = spawn(rounds(), name="processes-refresh")
-        else:
-            state["again"] = True
-
-    async def stop(_app: web.Application) -> None:
-        await cancel(state["task"])
-        for task in sender:
-            await cancel(task)
+        socks = [plan.sock(app[keys.ROLE].name, i) for i in range(1, plan.n)]
+        async with lock:
+            if replayed:
+                headers = {h: request.headers[h] for h in _HEADERS if h in request.headers}
+                answers = await aggregate.ask_children(
+                    socks, request.path_qs, request.method, headers, await request.read(),
+                    REPLAY_TIMEOUT)
+                for i, a in enumerate(answers, 1):
+                    if a is None or a[0] >= 400:
+                        log.warning("replay_failed", process=i, target=request.path_qs,
+                                    status=a and a[0])
+            if keys.REFRESH in app:
+                answers = await aggregate.ask_children(socks, PATH, method="POST")
+                if any(a is None for a in answers):
+                    log.warning("refresh_not_answered",
+                                missing=sum(a is None for a in answers))
 
     app.on_response_prepare.append(changed)
-    app.on_cleanup.append(stop)
 
 
 async def _refresh(request: web.Request) -> web.Response:
