@@ -19,7 +19,7 @@ from eldric.processes import refresh as processes_refresh
 from eldric.registry import Role
 from eldric.roles.edge import batch, cluster_relay, cors, tunnel
 from eldric.roles.edge.clients import LocalClients, RedisClients
-from eldric.roles.edge.config import EdgeConfig
+from eldric.roles.edge.config import LIMITS, EdgeConfig
 from eldric.roles.edge.farm import Farm
 from eldric.roles.edge.handlers import NO_ADMIN, add_routes
 from eldric.roles.edge.limits import LocalLimiter, RedisLimiter
@@ -157,11 +157,8 @@ def _exact_across_processes(cfg: EdgeConfig) -> str | None:
     rl = cfg.rate_limits
     if rl.global_rpm or rl.per_ip_rpm or rl.per_key_rpm:
         return "its rate limits (--global-rpm, --per-ip-rpm, --per-key-rpm)"
-    if cfg.admin_key:
-        return "the clients the admin API creates (--admin-key)"
     for name, c in cfg.auth.clients.items():
-        if c.rpm or c.tpm or c.max_tokens_per_day or c.max_cost_per_day \
-                or c.max_cost_per_month:
+        if any(getattr(c, f) is not None for f in LIMITS):
             return f"client {name}'s limits and budgets (auth.clients)"
     return None
 

@@ -47,6 +47,11 @@ class ClientSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     cache: bool | None = None  # the response cache for this client: None as configured
 
 
+# A client's settings that count (rate and budgets): what must be exact across an
+# edge's processes (--processes), so only farm mode has them there.
+LIMITS = ("rpm", "tpm", "max_tokens_per_day", "max_cost_per_day", "max_cost_per_month")
+
+
 class AuthConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     require_api_key: Annotated[bool, flag_meta(
         "refuse requests without a valid API key", flag="require-api-key")] = True

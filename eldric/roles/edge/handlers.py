@@ -20,7 +20,7 @@ from eldric.explain import format_ms
 from eldric.http import read_body
 from eldric.roles.edge.admin import NO_ADMIN, require_admin, same_origin
 from eldric.roles.edge.clients import SCOPES, Client, StaticClient, unknown_scope
-from eldric.roles.edge.config import ClientSettings
+from eldric.roles.edge.config import LIMITS, ClientSettings
 from eldric.roles.edge.cors import CORS_HEADERS
 from eldric.roles.edge.limits import Decision, Tier
 from eldric.roles.edge.plugins import answer as plugin_answer
@@ -338,6 +338,19 @@ def _scopes_known(scopes: list[str] | None) -> None:
                          param="scopes", code="unknown_scope")
 
 
+def _exact_here(request: web.Request, es: EdgeState, settings: dict) -> None:
+    """A client's limits and budgets need one count for all the edge's processes
+    (--processes): the farm's Redis. Without it they are refused, not counted apart."""
+    processes = request.app[keys.ROLE].processes
+    if processes > 1 and es.cfg.mode != "farm":
+        for name in LIMITS:
+            if settings.get(name) is not None:
+                raise BadRequest(f"{name}: this edge runs --processes {processes} without "
+                                 "farm mode, where each process would count apart; a "
+                                 "client's limits and budgets need --mode farm --redis-url",
+                                 param=name, code="limits_need_farm")
+
+
 async def register_client(request: web.Request) -> web.Response:
     es = request.app[EDGE]
     _require_admin(request, es)
@@ -346,6 +359,7 @@ async def register_client(request: web.Request) -> web.Response:
         raise BadRequest("name must be 1 to 100 characters", param="name")
     _scopes_known(new.scopes)
     fields = msgspec.structs.asdict(new)
+    _exact_here(request, es, fields)
     name, description, rpm = fields.pop("name"), fields.pop("description"), fields.pop("rpm")
     try:
         client, key = await es.farm.admin(es.clients.create(name, description, rpm, **fields))
@@ -389,6 +403,7 @@ async def update_client(request: web.Request) -> web.Response:
         raise BadRequest("nothing to change: give rpm, scopes, description or a budget "
                          f"({', '.join(f.name for f in msgspec.structs.fields(ClientSettings))})")
     _scopes_known(changes.get("scopes"))  # type: ignore[arg-type]
+    _exact_here(request, es, changes)
     try:
         client = await es.farm.admin(es.clients.update(name, changes))
     except KeyError:
