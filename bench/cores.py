@@ -1,0 +1,143 @@
+"""Requests/s of one eldric edge or router at --processes 1 and at every core.
+
+    python bench/cores.py [--duration 4] [--reps 2] [--only router,edge]
+
+Each target alone in front of the mock (python -m eldric.mock --tokens 16, no delay):
+`router` (--workers MOCK, round robin) and `edge` (--routers MOCK, an API key required,
+rate limits off). wrk (one thread, c=64, non-streaming chat) is the load. Nothing is
+pinned: at N = every core the proxy's processes, the mock and wrk share the machine, as
+they must on a box with no core to spare; so the table also gives each one's share of
+the machine's CPU during the window (100 % = one core), which says what bounded the
+figure. Interleaved repetitions (rep 1: every target at every N, rep 2: ...), medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import BODY, PATH, children_cpu, run_wrk, wrk_script  # noqa: E402
+from procs import (Proc, eldric_exe, free_port, log, start_mock, wait_healthy,  # noqa: E402
+                   wait_serving)
+
+KEY = "sk-bench"
+
+
+def wait_processes(url: str, n: int, limit_s: float = 30) -> None:
+    """Until all n answer healthy (a connection made before a child listens stays on the
+    primary for its life)."""
+    deadline = time.monotonic() + limit_s
+    while n > 1:
+        try:
+            with urllib.request.urlopen(url + "/api/v1/health", timeout=2) as r:
+                procs = json.loads(r.read()).get("processes", [])
+            if len(procs) == n and all(p["status"] == "healthy" for p in procs):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not {n} healthy processes within {limit_s:g} s")
+        time.sleep(0.1)
+
+
+def start(tmp: Path, name: str, n: int, mock_url: str, procs: list[Proc]) -> tuple[Proc, str]:
+    port = free_port()
+    common = ["--bind", "127.0.0.1", "--data-dir", str(tmp / f"{name}-{n}"),
+              "--log-format", "json", "--log-level", "info", "--processes", str(n)]
+    if name == "router":
+        argv = ["--role", "router", "--workers", mock_url, "--port", str(port),
+                "--strategy", "round_robin"]
+        headers = None
+    else:
+        argv = ["--role", "edge", "--no-tls", "--http-port", str(port), "--routers", mock_url,
+                "--api-key", KEY, "--global-rpm", "0", "--per-ip-rpm", "0",
+                "--per-key-rpm", "0"]
+        headers = {"Authorization": f"Bearer {KEY}"}
+    p = Proc(f"{name}-{n}", [eldric_exe(), *argv, *common], tmp / f"{name}-{n}.log")
+    procs.append(p)
+    url = f"http://127.0.0.1:{port}"
+    wait_healthy(p, url + "/health", limit_s=30)
+    wait_serving(p, url + PATH, BODY, headers=headers)
+    wait_processes(url, n)
+    return p, url
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=4.0)
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--only", default="router,edge")
+    a = ap.parse_args()
+    names = [n for n in a.only.split(",") if n]
+    if not names or set(names) - {"router", "edge"} or a.reps < 1 or a.duration <= 0:
+        ap.error("--only router,edge; --reps >= 1; --duration > 0")
+    wrk = shutil.which("wrk")
+    if not wrk:
+        sys.exit("bench/cores.py needs wrk (apt-get install -y wrk)")
+    cores = len(os.sched_getaffinity(0))
+    counts = [1, cores] if cores > 1 else [1]
+    procs: list[Proc] = []
+    rows: dict[tuple[str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        try:
+            mock = start_mock(tmp, free_port(), 16, 0, procs)
+            mock_url = f"http://127.0.0.1:{mock.argv[mock.argv.index('--port') + 1]}"
+            targets = {(nm, n): start(tmp, nm, n, mock_url, procs)
+                       for nm in names for n in counts}
+            scripts = {nm: wrk_script(tmp / f"{nm}.lua", BODY,
+                                      {"Authorization": f"Bearer {KEY}"} if nm == "edge"
+                                      else None) for nm in names}
+            for rep in range(a.reps):
+                for (nm, n), (proc, url) in targets.items():
+                    log(f"rep {rep + 1}: {nm} --processes {n}")
+                    before = {"proxy": proc.cpu_seconds(), "mock": mock.cpu_seconds(),
+                              "wrk": children_cpu()}
+                    t0 = time.perf_counter()
+                    busy0 = psutil.cpu_times()
+                    res = run_wrk(wrk, scripts[nm], url + PATH, concurrency=64,
+                                  duration=a.duration, warmup=a.warmup)
+                    wall = time.perf_counter() - t0
+                    busy1 = psutil.cpu_times()
+                    used = {"proxy": proc.cpu_seconds() - before["proxy"],
+                            "mock": mock.cpu_seconds() - before["mock"],
+                            "wrk": children_cpu() - before["wrk"]}
+                    idle = (busy1.idle - busy0.idle) / wall
+                    rows.setdefault((nm, n), []).append({
+                        "rps": res["rps"], "failures": res["failures"],
+                        **{k: 100 * v / wall for k, v in used.items()},
+                        "idle": 100 * idle})
+        finally:
+            for p in reversed(procs):
+                p.stop()
+    print(f"eldric --processes 1 vs {cores} (every core), {cores} cores, wrk -t1 -c64, "
+          f"{a.duration:g} s windows (warm-up and window both counted in the CPU shares), "
+          f"medians of {a.reps}")
+    print(f"{'target':<8} {'N':>3} {'req/s':>9} {'x N=1':>6} {'proxy %':>8} {'mock %':>7} "
+          f"{'wrk %':>6} {'idle %':>7} {'failed':>6}")
+    for nm in names:
+        base = None
+        for n in counts:
+            rs = rows[(nm, n)]
+            med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            base = base or med["rps"]
+            print(f"{nm:<8} {n:>3} {med['rps']:>9,.0f} {med['rps'] / base:>6.2f} "
+                  f"{med['proxy']:>8.0f} {med['mock']:>7.0f} {med['wrk']:>6.0f} "
+                  f"{med['idle']:>7.0f} {sum(r['failures'] for r in rs):>6}")
+
+
+if __name__ == "__main__":
+    main()
