@@ -209,7 +209,7 @@ def unknown_env(env: Mapping[str, str], roles: Mapping[str, Any],
                 {env_suffix(old) for old in renamed_keys(struct)}
                 for name, struct in roles.items()}
     every = set().union(process, *suffixes.values())
-    prefixes = [f"ELDRIC_{n.upper()}_" for n in {*available(), *roles}]
+    prefixes: list[str] = []  # other roles' ELDRIC_<ROLE>_: found when first needed
     out = []
     # ELDRIC_URL, ELDRIC_ROUTER_URL, …: `eldric chat` and the operator commands read them
     # (eldric.client.settings); a shell that runs both should not be warned about them.
@@ -230,7 +230,10 @@ def unknown_env(env: Mapping[str, str], roles: Mapping[str, Any],
             what = f"{var} is not a {role} setting"
         else:
             suffix = var.removeprefix("ELDRIC_")
-            if suffix in every or any(var.startswith(p) for p in prefixes):
+            if suffix in every:
+                continue
+            prefixes = prefixes or [f"ELDRIC_{n.upper()}_" for n in {*available(), *roles}]
+            if any(var.startswith(p) for p in prefixes):
                 continue
             near = explain.close(suffix, sorted(every))
             hint = near and f"ELDRIC_{near}"

@@ -15,6 +15,7 @@ Durations (fields typed ``Ms``) take a unit on the command line and in the envir
 
 from __future__ import annotations
 
+import functools
 import re
 import typing
 from collections.abc import Callable, Mapping
@@ -128,8 +129,20 @@ def _meta(t: Any) -> tuple[str, dict[str, Any]]:
 
 
 def _struct_info(struct: Any) -> msgspec.inspect.StructType:
-    return struct if isinstance(struct, msgspec.inspect.StructType) else \
-        msgspec.inspect.type_info(struct)  # type: ignore[return-value]
+    return struct if isinstance(struct, msgspec.inspect.StructType) else _type_info(struct)
+
+
+# Once per Config class and process: msgspec.inspect and get_type_hints evaluate every
+# annotation anew on each call, most of a config load's time (every start, every
+# `eldric … --help`); a class's fields do not change while the process runs.
+@functools.cache
+def _type_info(cls: type) -> msgspec.inspect.StructType:
+    return msgspec.inspect.type_info(cls)  # type: ignore[return-value]
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 def _default(f: msgspec.inspect.Field) -> Any:
@@ -143,7 +156,7 @@ def field_specs(struct: type[msgspec.Struct], prefix: str = "") -> list[FieldSpe
     its own fields, named with a dot (``tls.cert_file``)."""
     specs = []
     info = _struct_info(struct)
-    hints = typing.get_type_hints(info.cls, include_extras=True)
+    hints = _type_hints(info.cls)
     for f in info.fields:
         desc, extra = _meta(f.type)
         base = _unwrap(f.type)

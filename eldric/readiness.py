@@ -18,7 +18,9 @@ from typing import Any
 from eldric.registry import Role
 
 EVERY = 0.25  # seconds between rounds until the timeout
-EVERY_AFTER_TIMEOUT = 10.0  # and after it: hooks probe their upstreams, so seldom
+EVERY_AFTER_TIMEOUT = 10.0  # and after it: hooks probe their upstreams, so seldom ...
+FIRST_AFTER_TIMEOUT = 1.0  # ... reached by doubling from this: a backend a little late
+# is reported ready within a second or two, not up to 10 s after it came
 ROUND_TIMEOUT = 6.0  # one hook's answer (a probe of a silent upstream takes up to 5 s)
 
 
@@ -62,12 +64,16 @@ async def watch(apps: Sequence[tuple[Role, Any]], urls: dict[str, str],
     waiting = await waiting_for(apps)
     report(Readiness(urls, waiting, elapsed=loop.time() - started))
     timed_out = False
+    pause = EVERY
     while waiting:
-        await asyncio.sleep(EVERY_AFTER_TIMEOUT if timed_out else EVERY)
+        await asyncio.sleep(pause)
+        if timed_out:
+            pause = min(pause * 2, EVERY_AFTER_TIMEOUT)
         waiting = await waiting_for(apps)
         elapsed = loop.time() - started
         if not waiting:
             report(Readiness(urls, timed_out=timed_out, elapsed=elapsed))
         elif not timed_out and elapsed >= timeout:
             timed_out = True
+            pause = FIRST_AFTER_TIMEOUT
             report(Readiness(urls, waiting, timed_out=True, elapsed=elapsed))

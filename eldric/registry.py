@@ -90,7 +90,9 @@ def available() -> dict[str, str]:
 
 
 def load(name: str) -> Role:
-    roles = available()
+    # A built-in wins over an entry point of its name: no need to scan the installed
+    # packages' entry points for it (a scan costs a start tens of milliseconds).
+    roles = BUILTIN if name in BUILTIN else available()
     if name not in roles:
         raise ConfigError(f"unknown role {name!r}; known roles: {', '.join(sorted(roles))}")
     target = roles[name]

@@ -170,7 +170,14 @@ def test_a_backend_listing_no_models_is_said_at_start(eldric_proc, tmp_path):
         f"web.run_app(make_app(rows()['perplexity'], key='k', model='sonar'), "
         f"host='127.0.0.1', port={free}, print=None)")])
     try:
-        time.sleep(1.5)
+        deadline = time.monotonic() + 15  # the fake listening: not a fixed wait
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", free), timeout=0.2).close()
+                break
+            except OSError:
+                assert fake.poll() is None and time.monotonic() < deadline, "fake not up"
+                time.sleep(0.05)
         proc = eldric_proc("--role", "cloud", "--backends",
                            f"perplexity:http://127.0.0.1:{free}:k", "--port", "0",
                            "--bind", "127.0.0.1")

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.client.terminal import leave, piped, prompt, say, spawn, step
-from tests.conftest import free_port, run_eldric, url_of
+from tests.conftest import free_port, run_eldric, until, url_of
 from tests.fakes import scripted
 
 LOOP = "127.0.0.1"
@@ -158,18 +158,24 @@ async def test_ctrl_c_while_waiting_on_the_model_list_keeps_the_session(aiohttp_
     exit 1 from /models); /model NAME and /exit still work."""
     import asyncio
 
+    asked = []
+
     async def hang(request: web.Request) -> web.Response:
+        asked.append(request.path)
         await asyncio.sleep(60)
         return web.json_response({"data": []})
     app = web.Application()
     app.router.add_get("/v1/models", hang)
     url = url_of(await aiohttp_server(app))
     child = spawn(tmp_path, "--url", url)
-    await asyncio.sleep(1.5)
+    # Ctrl-C once the lookup is waiting on the endpoint (it asked), not after a fixed wait
+    await until(lambda: len(asked) == 1, timeout=15)
+    await asyncio.sleep(0.1)
     child.sendintr()
     assert "/model NAME" in await step(prompt, child)
     child.sendline("/models")
-    await asyncio.sleep(1.0)
+    await until(lambda: len(asked) == 2, timeout=15)
+    await asyncio.sleep(0.1)
     child.sendintr()
     assert "[stopped]" in await step(prompt, child)
     assert "model: m-x" in await step(say, child, "/model m-x")

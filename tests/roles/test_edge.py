@@ -328,6 +328,7 @@ async def test_tls_with_a_test_ca_and_the_openai_sdk(tmp_path):
 def test_tls_misconfiguration_refused_at_start(tmp_path):
     import subprocess
     import sys
+    from concurrent.futures import ThreadPoolExecutor
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "eldric", "--role", "edge", "--port", "0",
@@ -337,39 +338,42 @@ def test_tls_misconfiguration_refused_at_start(tmp_path):
     def last(out):  # the error line (a "stopped" log line may come before it)
         return out.stderr.strip().splitlines()[-1]
 
-    out = run()
-    assert out.returncode == 2 and "give --cert and --key" in out.stderr
     none = tmp_path / "none.pem"
-    out = run("--cert", str(none), "--key", str(none))
-    assert out.returncode == 2
-    assert last(out) == f"eldric: edge: tls.cert_file (--cert) {none}: not found"
     (tmp_path / "bad.pem").write_text("not a certificate")
-    out = run("--cert", str(tmp_path / "bad.pem"), "--key", str(none))  # the key missing
-    assert out.returncode == 2
-    assert last(out) == f"eldric: edge: tls.key_file (--key) {none}: not found"
-    out = run("--cert", str(tmp_path), "--key", str(tmp_path / "bad.pem"))  # not a file
-    assert out.returncode == 2
-    assert last(out).startswith(f"eldric: edge: tls.cert_file (--cert) {tmp_path}: ")
-    if os.geteuid() != 0:  # root reads any file
-        unreadable = tmp_path / "secret.pem"
-        unreadable.write_text("x")
-        unreadable.chmod(0)
-        out = run("--cert", str(tmp_path / "bad.pem"), "--key", str(unreadable))
-        assert out.returncode == 2
-        assert last(out).startswith(f"eldric: edge: tls.key_file (--key) {unreadable}: ")
+    unreadable = tmp_path / "secret.pem"
+    unreadable.write_text("x")
+    unreadable.chmod(0)
     # the same names for files set in the config file (as examples/edge.json does)
     cfg = tmp_path / "edge.json"
     cfg.write_text(json.dumps({"tls": {"cert_file": str(tmp_path / "bad.pem"),
                                        "key_file": str(tmp_path / "tls" / "privkey.pem")}}))
-    out = run("--config", str(cfg))
-    assert out.returncode == 2
-    assert last(out) == (f"eldric: edge: tls.key_file (--key) "
-                                  f"{tmp_path / 'tls' / 'privkey.pem'}: not found")
-    out = run("--cert", str(tmp_path / "bad.pem"), "--key", str(tmp_path / "bad.pem"))
-    assert out.returncode == 2 and "cannot use certificate" in out.stderr
-    out = run("--tls-mode", "acme")
-    assert out.returncode == 2 and "not supported yet" in out.stderr
-    assert "Traceback" not in out.stderr
+    cases = [(), ("--cert", str(none), "--key", str(none)),
+             ("--cert", str(tmp_path / "bad.pem"), "--key", str(none)),  # the key missing
+             ("--cert", str(tmp_path), "--key", str(tmp_path / "bad.pem")),  # not a file
+             ("--config", str(cfg)),
+             ("--cert", str(tmp_path / "bad.pem"), "--key", str(tmp_path / "bad.pem")),
+             ("--tls-mode", "acme")]
+    readable_by_all = os.geteuid() == 0  # root reads any file
+    if not readable_by_all:
+        cases.append(("--cert", str(tmp_path / "bad.pem"), "--key", str(unreadable)))
+    # Each a process refused at start, independent of the others (each is mostly its
+    # interpreter's and eldric's imports): two at a time, the cores the suite is run on
+    # (more would only stretch each one's wall time towards its timeout).
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda args: run(*args), cases))
+    assert all(out.returncode == 2 for out in outs), [out.stderr for out in outs]
+    bare, missing, key_missing, directory, in_file, bad, acme = outs[:7]
+    assert "give --cert and --key" in bare.stderr
+    assert last(missing) == f"eldric: edge: tls.cert_file (--cert) {none}: not found"
+    assert last(key_missing) == f"eldric: edge: tls.key_file (--key) {none}: not found"
+    assert last(directory).startswith(f"eldric: edge: tls.cert_file (--cert) {tmp_path}: ")
+    if not readable_by_all:
+        assert last(outs[7]).startswith(f"eldric: edge: tls.key_file (--key) {unreadable}: ")
+    assert last(in_file) == (f"eldric: edge: tls.key_file (--key) "
+                             f"{tmp_path / 'tls' / 'privkey.pem'}: not found")
+    assert "cannot use certificate" in bad.stderr
+    assert "not supported yet" in acme.stderr
+    assert all("Traceback" not in out.stderr for out in outs)
 
 
 @contextlib.asynccontextmanager

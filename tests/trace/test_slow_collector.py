@@ -19,7 +19,23 @@ pytest.importorskip("opentelemetry.sdk")
 CHAT = {"model": MODELS[0], "messages": [{"role": "user", "content": "hi"}]}
 
 
-async def test_a_hung_collector_slows_neither_requests_nor_exit(fake_openai_server, tmp_path):
+async def test_a_hung_collector_slows_neither_requests_nor_exit(fake_openai_server, tmp_path,
+                                                               monkeypatch):
+    from eldric.trace import otel
+
+    # A shorter grace than a role's 6 s (the test's time), and an export timeout longer
+    # than it: what is still queued at exit needs longer than the grace, which exit must
+    # not wait for (the SDK's own shutdown would wait 30 s).
+    monkeypatch.setattr(otel, "_EXPORT_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(otel, "_GRACE_S", 1.0)
+    finished = []
+    shutdown = otel.Tracing.shutdown
+
+    def recorded(self, grace=None):  # type: ignore[no-untyped-def]
+        finished.append(shutdown(self, grace))
+        return finished[-1]
+
+    monkeypatch.setattr(otel.Tracing, "shutdown", recorded)
     hung = socket.socket()
     hung.bind(("127.0.0.1", 0))
     hung.listen(64)  # the kernel completes connects; nobody reads or answers
@@ -43,6 +59,7 @@ async def test_a_hung_collector_slows_neither_requests_nor_exit(fake_openai_serv
                     took += await asyncio.gather(*(one() for _ in range(8)))
                 assert max(took) < 1.0
             stop = time.perf_counter()
-        assert time.perf_counter() - stop < 9.0  # the shutdown grace, not 30 s or more
+        assert time.perf_counter() - stop < 1.0 + 3.0  # the shutdown grace, not 30 s
+        assert finished == [False]  # cut at the grace: spans were still queued
     finally:
         hung.close()

@@ -4,12 +4,28 @@ edge's in-process usage state (its recorder) found for assertions."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import re
+import weakref
 
 import aiohttp
 
+from eldric.roles.edge.state import EdgeState
 from tests.conftest import run_eldric, until
+
+# Every EdgeState made in this process, oldest first (weakly: a stopped edge's may go).
+# Not found by scanning gc.get_objects(): that needs serve()'s gc.freeze undone, and
+# the scan and the full collection of the whole heap at the next start cost a late
+# test in the suite (a large heap by then) about 2 s for each edge.
+_EDGES: list[weakref.ref[EdgeState]] = []
+_made = EdgeState.__init__
+
+
+def _kept(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    _made(self, *args, **kwargs)
+    _EDGES.append(weakref.ref(self))
+
+
+EdgeState.__init__ = _kept  # type: ignore[method-assign]
 
 
 @contextlib.asynccontextmanager
@@ -39,13 +55,8 @@ async def _routes(router: str) -> bool:
 
 def edge_state(url: str):
     """The running edge of `url` (in this process, as run_eldric runs it)."""
-    from eldric.roles.edge.state import EdgeState
-
-    gc.unfreeze()  # serve() froze what start-up made: out of get_objects()' sight
-    try:
-        states = [o for o in gc.get_objects() if isinstance(o, EdgeState)]
-    finally:
-        gc.freeze()
+    _EDGES[:] = [ref for ref in _EDGES if ref() is not None]
+    states = [s for s in (ref() for ref in _EDGES) if s is not None]
     port = url.rsplit(":", 1)[-1].rstrip("/")
     mine = [s for s in states if s.plugins.edge_url.rsplit(":", 1)[-1] == port]
     assert mine, "no edge of that URL runs in this process"
