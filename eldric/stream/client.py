@@ -78,8 +78,16 @@ class Response:
         return self._done and not self._chunks
 
     async def read_chunk(self) -> bytes:
-        """The body bytes that have arrived (all of them, joined: one relay write for a
-        burst, not one per upstream chunk); b"" once the body is complete."""
+        """The next body bytes as they arrived (one upstream HTTP chunk); b"" once the
+        body is complete."""
+        return await self._read(False)
+
+    async def read_available(self) -> bytes:
+        """Every body chunk that has arrived, joined (one relay write for a burst, not
+        one per upstream chunk); b"" once the body is complete."""
+        return await self._read(True)
+
+    async def _read(self, joined: bool) -> bytes:
         while not self._chunks:
             if self._error is not None:
                 raise self._error
@@ -91,7 +99,7 @@ class Response:
             finally:
                 self._waiter = None
         chunks = self._chunks
-        if len(chunks) == 1:
+        if len(chunks) == 1 or not joined:
             chunk = chunks.popleft()
         else:
             chunk = b"".join(chunks)

@@ -263,10 +263,13 @@ async def _relay(request: LaneRequest, resp: Sink, upstream_resp: client.Respons
     first_at: float | None = None
     prepared = False
     last = b""
+    # Everything that has arrived, so a burst of events goes out in one send; through a
+    # translator one upstream chunk at a time, so one it cannot read cuts the stream
+    # after the events before it, not before the head.
+    read = upstream_resp.read_chunk if translate is not None else upstream_resp.read_available
     try:
         while True:
-            # everything that has arrived: a burst of events goes out in one send
-            chunk = await upstream_resp.read_chunk()
+            chunk = await read()
             if not chunk:
                 break
             if splitter is not None:

@@ -119,6 +119,7 @@ class TunnelReply:
 
     # every read_chunk() joined: the connection's own, which asks only read_chunk()
     read_all = client.Response.read_all
+    read_available = read_chunk  # one relayed chunk at a time: what the tunnel framed
 
     @property
     def complete(self) -> bool:
