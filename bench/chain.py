@@ -4,14 +4,18 @@ process (and process group) on 127.0.0.1, started and stopped with bench/procs.p
 
 from __future__ import annotations
 
+import os
 import resource
+import shutil
+import socket
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import BODY, PATH  # noqa: E402
-from procs import (Proc, free_port, log, start_edge, start_mock,  # noqa: E402
+from procs import (Proc, free_port, log, start_edge, start_mock, wait_processes,  # noqa: E402
                    start_router, start_worker)
 
 API_KEY = "sk-bench"
@@ -29,6 +33,34 @@ def raise_nofile(want: int = 65536) -> tuple[int, int]:
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
+def processes(extra_args: list[str] | None) -> int:
+    """The N of a --processes N (or auto) among `extra_args`; 1 without one."""
+    if not extra_args or "--processes" not in extra_args:
+        return 1
+    given = extra_args[extra_args.index("--processes") + 1]
+    return len(os.sched_getaffinity(0)) if given == "auto" else int(given)
+
+
+def start_redis(tmp: Path, procs: list[Proc]) -> str:
+    """A redis-server on a free loopback port, nothing saved: its URL."""
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise RuntimeError("--processes > 1 puts the edge in farm mode, which needs "
+                           "redis-server (apt-get install -y redis-server)")
+    port = free_port()
+    procs.append(Proc("redis", [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no"], tmp / "redis.log"))
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not listen within 10 s") from None
+            time.sleep(0.05)
+
+
 def start_chain(tmp: Path, procs: list[Proc], tokens: int, token_delay_ms: float,
                 notes: list[str], extra_args: list[str] | None = None) -> dict:
     """Start mock, worker, router, edge; returns {"servers": {...}, "urls": {...}}.
@@ -41,9 +73,16 @@ def start_chain(tmp: Path, procs: list[Proc], tokens: int, token_delay_ms: float
     rt = 2.0 + tokens * token_delay_ms / 1000 * 2
     router = start_router(tmp, ports["router"], ports["worker"], fmt, procs, PATH, BODY,
                           request_timeout=rt, extra_args=extra_args)
+    n = processes(extra_args)
+    edge_args = extra_args
+    if n > 1:  # an edge of several processes keeps its rate limits in the farm's Redis
+        edge_args = [*(extra_args or []), "--mode", "farm",
+                     "--redis-url", start_redis(tmp, procs)]
     edge, edge_base = start_edge("edge", tmp, ports["edge"], ports["router"], fmt, procs,
                                  PATH, BODY, API_KEY, request_timeout=rt,
-                                 extra_args=extra_args)
+                                 extra_args=edge_args)
+    wait_processes(f"http://127.0.0.1:{ports['router']}", n)
+    wait_processes(edge_base, n)
     return {"servers": {"mock": mock, "worker": worker, "router": router, "edge": edge},
             "urls": {"direct": f"http://127.0.0.1:{ports['mock']}{PATH}",
                      "worker": f"http://127.0.0.1:{ports['worker']}{PATH}",

@@ -16,14 +16,12 @@ figure. Interleaved repetitions (rep 1: every target at every N, rep 2: ...), me
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -31,28 +29,11 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import BODY, PATH, children_cpu, run_wrk, wrk_script  # noqa: E402
-from procs import (Proc, eldric_exe, free_port, log, make_cert, ssl_context,  # noqa: E402
-                   start_mock, wait_healthy, wait_serving)
+from procs import (Proc, eldric_exe, free_port, log, make_cert, start_mock,  # noqa: E402
+                   wait_healthy, wait_processes, wait_serving)
 
 KEY = "sk-bench"
 
-
-def wait_processes(url: str, n: int, limit_s: float = 30, cafile: Path | None = None) -> None:
-    """Until all n answer healthy (a connection made before a child listens stays on the
-    primary for its life)."""
-    deadline = time.monotonic() + limit_s
-    while n > 1:
-        try:
-            with urllib.request.urlopen(url + "/api/v1/health", timeout=2,
-                                        context=ssl_context(cafile)) as r:
-                procs = json.loads(r.read()).get("processes", [])
-            if len(procs) == n and all(p["status"] == "healthy" for p in procs):
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not {n} healthy processes within {limit_s:g} s")
-        time.sleep(0.1)
 
 
 def start(tmp: Path, name: str, n: int, mock_url: str, procs: list[Proc],

@@ -140,6 +140,24 @@ def http_get(url: str, timeout: float = 1.0, cafile: Path | None = None) -> tupl
         return e.code, e.read()
 
 
+def wait_processes(url: str, n: int, limit_s: float = 30, cafile: Path | None = None) -> None:
+    """Until all n processes of an eldric role (--processes) answer healthy in its
+    /api/v1/health: a connection made before a child listens goes to the primary, and
+    keep-alive keeps it there for the whole run."""
+    deadline = time.monotonic() + limit_s
+    while n > 1:
+        try:
+            status, raw = http_get(url + "/api/v1/health", timeout=2, cafile=cafile)
+            procs = json.loads(raw).get("processes", []) if status == 200 else []
+            if len(procs) == n and all(p["status"] == "healthy" for p in procs):
+                return
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"not {n} healthy processes within {limit_s:g} s")
+        time.sleep(0.1)
+
+
 def set_affinity(proc: Proc, cpus: set[int]) -> None:
     """Pin every thread of the process and of its children (nginx's worker) to `cpus`."""
     try:

@@ -16,7 +16,6 @@ from its eldric_active_requests every 20 ms), and the replies that waited for ro
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 import tempfile
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import BODY, PATH, run_loadgen  # noqa: E402
 from procs import (Proc, eldric_exe, free_port, log, start_mock,  # noqa: E402
-                   wait_healthy, wait_serving)
+                   wait_healthy, wait_processes, wait_serving)
 
 _ACTIVE = re.compile(r'^eldric_active_requests\{role="worker"\} (\S+)$', re.M)
 _DONE = re.compile(r'^eldric_requests_total\{[^}]*route="/v1/chat/completions"[^}]*'
@@ -50,22 +49,6 @@ def start(tmp: Path, tag: str, argv: list[str], port: int, procs: list[Proc]) ->
     wait_healthy(p, url + "/health", limit_s=30)
     return url
 
-
-def wait_processes(url: str, n: int, limit_s: float = 30) -> None:
-    """Until all n processes answer healthy: connections made before a child listens
-    all go to the primary, and keep-alive keeps them there for the whole run."""
-    deadline = time.monotonic() + limit_s
-    while n > 1:
-        try:
-            with urllib.request.urlopen(url + "/api/v1/health", timeout=2) as r:
-                procs = json.loads(r.read()).get("processes", [])
-            if len(procs) == n and all(p["status"] == "healthy" for p in procs):
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not {n} healthy processes within {limit_s:g} s")
-        time.sleep(0.1)
 
 
 def one(a: argparse.Namespace, n: int, tmp: Path) -> dict:
