@@ -436,15 +436,20 @@ def test_a_port_another_program_shares_is_not_joined(eldric_proc, tmp_path):
     assert out.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in out.stderr
 
 
-def _child_says(pid: int, role: str, index: int, path: str) -> dict:
-    """GET `path` from child `index` itself, over its private socket (the directory is in
-    its environment, readable by the same user): what that process holds."""
-    import asyncio
-
+def _child_sock(pid: int, role: str, index: int) -> str:
+    """Child `index`'s private socket (the directory is in its environment, readable by
+    the same user)."""
     with open(f"/proc/{pid}/environ", "rb") as f:
         env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
-    sock = os.path.join(env[b"ELDRIC_PROCESS_DIR"].decode(), f"{role}-{index}.sock")
-    answer = asyncio.run(aggregate.ask(sock, path))
+    return os.path.join(env[b"ELDRIC_PROCESS_DIR"].decode(), f"{role}-{index}.sock")
+
+
+def _child_says(pid: int, role: str, index: int, path: str) -> dict:
+    """GET `path` from child `index` itself, over its private socket: what that process
+    holds."""
+    import asyncio
+
+    answer = asyncio.run(aggregate.ask(_child_sock(pid, role, index), path))
     assert answer is not None and answer[0] == 200, answer
     return json.loads(answer[1])
 
@@ -517,3 +522,55 @@ def test_idle_processes_report_one_request_in_flight_the_scrape(eldric_proc, tmp
     _status, metrics = _get(port, "/metrics")
     assert isinstance(metrics, str)
     assert _series(metrics, "eldric_active_requests", role="worker") == 1
+
+
+async def test_a_cloud_worker_with_two_processes(eldric_proc, tmp_path, aiohttp_server):
+    """The cloud role on 2 processes: both up, each request reaches the provider once,
+    /metrics and /health speak for the two. (Its inference is not on the fast lane, so a
+    child splices it to the primary: docs/design-notes.md, "Every core".)"""
+    import asyncio
+
+    import aiohttp
+
+    from tests.conftest import url_of
+    from tests.fakes import openai_server
+
+    fake = await aiohttp_server(openai_server.make_app())
+    fake.app[openai_server.KNOBS].models = ["m"]
+    port = free_port()
+    proc = eldric_proc("--role", "cloud", "--port", str(port), "--bind", "127.0.0.1",
+                       "--data-dir", str(tmp_path / "cloud"), "--processes", "2",
+                       "--backends", f"alpha:{url_of(fake)}/v1")
+    base = f"http://127.0.0.1:{port}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    async with aiohttp.ClientSession() as s:
+        while True:  # async: the fake provider runs in this loop
+            assert proc.p.poll() is None, proc.output()
+            try:
+                async with s.get(base + "/api/v1/health") as r:
+                    body = await r.json()
+                    up = body.get("processes", [])
+                    if len(up) == 2 and all(p["status"] == "healthy" for p in up):
+                        break
+            except aiohttp.ClientError:
+                pass
+            assert loop.time() < deadline, "not 2 healthy processes within 30 s"
+            await asyncio.sleep(0.1)
+        assert len({p["pid"] for p in up}) == 2
+
+        async def one() -> int:
+            conn = aiohttp.TCPConnector(force_close=True)  # the kernel spreads connections
+            async with aiohttp.ClientSession(connector=conn) as c, c.post(
+                    base + "/v1/chat/completions",
+                    json={"model": "m", "messages": [{"role": "user", "content": "hi"}]}) as r:
+                await r.read()
+                return r.status
+
+        assert await asyncio.gather(*(one() for _ in range(16))) == [200] * 16
+        async with s.get(base + "/metrics") as r:
+            text = await r.text()
+    chats = [q for q in fake.app[openai_server.KNOBS].requests
+             if q["path"] == "/v1/chat/completions"]
+    assert len(chats) == 16  # once each, whichever process took it
+    assert _series(text, "eldric_cloud_requests_total", backend="alpha", model="m") == 16
