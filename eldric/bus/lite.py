@@ -72,9 +72,6 @@ class _Family:
         """(label values, child) of every child so far, without building samples."""
         return self._children.items()
 
-    def remove(self, *values: str) -> None:
-        self._children.pop(values, None)
-
     def _child(self) -> Any:
         raise NotImplementedError
 
