@@ -3,9 +3,9 @@ changed in the primary (children splice those calls to it), but a child may hold
 same state in memory. Two ways, each opted into by the role:
 
 - `add(app, refresher)`: state kept in a shared file (the edge's API keys in SQLite).
-  After a request off the fast lane that may have changed something (not
-  GET/HEAD/OPTIONS, answered below 400) the primary asks every child to run the role's
-  refreshers, which re-read it, before its reply goes out.
+  After a call through one of the routes the role named (not GET/HEAD/OPTIONS,
+  answered below 400) the primary asks every child to run the role's refreshers, which
+  re-read it, before its reply goes out.
 - `replay(app, path)`: state kept only in memory, set by a call that says the whole
   change and may be made twice (the router's POST /api/v1/config: a strategy). Once the
   primary answered it below 400, the same request (method, path, headers, body) is sent
@@ -35,12 +35,14 @@ REPLAY_TIMEOUT = 30.0  # a replayed call may probe (the cloud's new backend)
 Refresher = Callable[[], Awaitable[object]]
 
 
-def add(app: web.Application, refresher: Refresher) -> None:
-    """Run `refresher` in a child when its primary changed the role's state (added in
+def add(app: web.Application, refresher: Refresher, routes: tuple[str, ...]) -> None:
+    """Run `refresher` in a child when its primary answered a change through one of
+    `routes` (canonical route paths: the admin calls that change that state; added in
     every process: in the primary it says there is something to tell the children).
     Nothing with one process."""
     if keys.PLAN in app:
         app.setdefault(keys.REFRESH, []).append(refresher)
+        app.setdefault(REFRESHED, set()).update(routes)
 
 
 def replay(app: web.Application, path: str) -> None:
@@ -50,6 +52,7 @@ def replay(app: web.Application, path: str) -> None:
 
 
 REPLAYED: web.AppKey[set[str]] = web.AppKey("eldric_processes_replayed")
+REFRESHED: web.AppKey[set[str]] = web.AppKey("eldric_processes_refreshed")
 _HEADERS = ("Authorization", "Content-Type", "X-Api-Key")
 
 
@@ -68,8 +71,13 @@ def install(app: web.Application) -> None:
         if request.method in _READS or response.status >= 400:
             return
         route = request.match_info.route.resource
-        replayed = route is not None and route.canonical in app.get(REPLAYED, ())
-        if not replayed and keys.REFRESH not in app:
+        if route is None:
+            return
+        # only the admin routes a role named: every other POST (a chat request aiohttp
+        # answers when the lane is off) passes at the cost of two set lookups
+        replayed = route.canonical in app.get(REPLAYED, ())
+        refreshed = route.canonical in app.get(REFRESHED, ())
+        if not replayed and not refreshed:
             return
         socks = [plan.sock(app[keys.ROLE].name, i) for i in range(1, plan.n)]
         async with lock:
@@ -82,7 +90,7 @@ def install(app: web.Application) -> None:
                     if a is None or a[0] >= 400:
                         log.warning("replay_failed", process=i, target=request.path_qs,
                                     status=a and a[0])
-            if keys.REFRESH in app:
+            if refreshed:
                 answers = await aggregate.ask_children(socks, PATH, method="POST")
                 if any(a is None for a in answers):
                     log.warning("refresh_not_answered",

@@ -188,7 +188,8 @@ def build(app: web.Application, cfg: EdgeConfig) -> None:
         db = Store(data_file(app, "edge.db"), ["clients", budgets_saved.TABLE])
         clients = LocalClients(db, static, cfg.auth.clients)
         # --processes: a child re-reads them after an admin call
-        processes_refresh.add(app, clients.reload)
+        processes_refresh.add(app, clients.reload, ("/api/v1/clients/register",
+                                                    "/api/v1/clients/{name}"))
         limiter = LocalLimiter(window)
         shared_budgets = None
     if cfg.auth.require_api_key and not static and not cfg.admin_key:
