@@ -289,6 +289,10 @@ def test_metrics_are_summed_by_labels():
     assert 'eldric_requests_total{route="/b",status="500"} 1.0' in text
     assert "process_start_time_seconds 100.0" in text  # the primary's, not a sum
     assert 'd_bucket{le="+Inf"} 3.0' in text and "d_count 3.0" in text and "d_sum 3.5" in text
+    up = ('# HELP eldric_upstream_healthy Up\n# TYPE eldric_upstream_healthy gauge\n'
+          'eldric_upstream_healthy{role="router",upstream="w"} 1.0\n')
+    merged = aggregate.merge_metrics([up, up, up]).decode()  # each process probes it
+    assert 'eldric_upstream_healthy{role="router",upstream="w"} 1.0' in merged
     assert aggregate.worst(["healthy", "degraded"]) == "degraded"
     assert aggregate.worst(["healthy", "loading"]) == "unhealthy"
 

@@ -13,8 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 ASK_TIMEOUT = 2.0  # a child that does not answer in this long counts as down
-# Series of the process collector that are not amounts: the primary's value, not a sum.
-_NOT_SUMMED = frozenset(("process_start_time_seconds", "process_max_fds"))
+# Series that are not amounts: the primary's value, not a sum (every process probes its
+# upstreams, so a healthy one is 1 in each: summed it read N).
+_NOT_SUMMED = frozenset(("process_start_time_seconds", "process_max_fds",
+                         "eldric_upstream_healthy"))
 _WORST = {"healthy": 0, "degraded": 1}  # any other status ranks with unhealthy
 
 
