@@ -24,6 +24,7 @@ import structlog
 from eldric.errors import error_json
 from eldric.exchange import Reply
 from eldric.serve.reply import whole
+from eldric.tasks import spawn
 
 log = structlog.get_logger("eldric.serve")
 
@@ -188,7 +189,7 @@ class Splice:
         self.client.transport = transport
         transport.set_protocol(self.client)
         self.pending += proxy_line(transport) + data
-        asyncio.get_running_loop().create_task(self._connect())
+        spawn(self._connect(), name="splice")  # held: a bare task may be collected mid-way
 
     async def _connect(self) -> None:
         try:
